@@ -1,0 +1,122 @@
+/** @module Builds the vestibule HTTP app from its dependencies; `main.ts` wires the real ones. */
+import { Hono } from "hono";
+import type { CountryLookup } from "./lib/assume_region.ts";
+import { assumeRegion } from "./lib/assume_region.ts";
+import { clientAddress } from "./lib/client_address.ts";
+import type { Config } from "./lib/compile_rules.ts";
+import { errorResponse, HttpError } from "./lib/http_error.ts";
+import { findRule } from "./lib/match_rule.ts";
+import { readPin } from "./lib/pin.ts";
+import { BodyTooLargeError, BufferedBody } from "./lib/request_body.ts";
+import type { RouteContext } from "./lib/route_context.ts";
+import { handleBroadcast } from "./routes/broadcast.ts";
+import { handleGlobal } from "./routes/global.ts";
+import { handleRegional } from "./routes/regional.ts";
+
+/** What the app needs from the outside world; tests pass their own. */
+export interface AppDeps {
+  config: Config;
+  /** Deno KV, for OCAP's cross-isolate state. */
+  kv?: Deno.Kv;
+  /** Milliseconds since the epoch; injected so tests can control time. */
+  now?: () => number;
+  /** IP → country, when `geo.ip_lookup` is on. */
+  countryLookup?: CountryLookup;
+}
+
+type Env = { Bindings: Partial<Deno.ServeHandlerInfo<Deno.NetAddr>> };
+
+/** Builds the app. Serve it with `Deno.serve(app.fetch)` so handlers see the client address. */
+export function createApp(deps: AppDeps): Hono<Env> {
+  const { config } = deps;
+  const now = deps.now ?? Date.now;
+  const app = new Hono<Env>();
+
+  app.get("/_vestibule/health", (c) => c.json({ status: "ok" }));
+
+  app.all("*", async (c) => {
+    const request = c.req.raw;
+    const url = new URL(request.url);
+    const publicHost = request.headers.get("host") ?? url.host;
+    const remoteIp = c.env?.remoteAddr?.hostname ?? "127.0.0.1";
+    const address = clientAddress(
+      request.headers.get("x-forwarded-for"),
+      remoteIp,
+      config.trustedProxyHops,
+    );
+    const body = new BufferedBody(request, config.bodyLimitBytes);
+    try {
+      const match = await findRule(config.rules, {
+        method: request.method,
+        hostname: publicHost.replace(/:\d+$/, "").toLowerCase(),
+        path: url.pathname,
+        searchParams: url.searchParams,
+        headers: request.headers,
+      }, body);
+      if (!match) {
+        throw new HttpError(404, "no_rule", `No rule matches ${request.method} ${url.pathname}`);
+      }
+      const ctx: RouteContext = {
+        request,
+        config,
+        match,
+        pathAndQuery: url.pathname + url.search,
+        searchParams: url.searchParams,
+        body,
+        pin: readPin(request.headers, config),
+        assumed: assumeRegion(request.headers, address.clientIp, config, deps.countryLookup),
+        forward: {
+          publicHost,
+          proto: url.protocol.slice(0, -1),
+          forwardedFor: address.forwardedFor,
+          trustForwarded: config.trustedProxyHops > 0,
+          pinHeader: config.pin.header,
+          pinCookie: config.pin.cookie,
+        },
+        now,
+        log: {},
+      };
+      const { rule } = match;
+      let response: Response;
+      switch (rule.type) {
+        case "global":
+          response = await handleGlobal(rule, ctx);
+          break;
+        case "regional":
+          response = await handleRegional(rule, ctx);
+          break;
+        case "broadcast":
+          response = await handleBroadcast(rule, ctx);
+          break;
+        default: {
+          const unknownRule: never = rule;
+          throw new TypeError(`Unknown rule type in ${JSON.stringify(unknownRule)}`);
+        }
+      }
+      if (config.debugHeaders) {
+        response = new Response(response.body, response);
+        response.headers.set("x-vestibule-rule", rule.name);
+        if (ctx.log.region) response.headers.set("x-vestibule-region", ctx.log.region);
+      }
+      return response;
+    } catch (error) {
+      if (error instanceof BodyTooLargeError) {
+        return errorResponse(
+          new HttpError(413, "body_too_large", error.message, { cause: error }),
+          request.headers.get("accept"),
+        );
+      }
+      if (error instanceof HttpError) return errorResponse(error, request.headers.get("accept"));
+      throw error;
+    }
+  });
+
+  app.onError((error, c) => {
+    console.error(JSON.stringify({ msg: "unexpected error", error: String(error) }));
+    return errorResponse(
+      new HttpError(500, "internal_error", "vestibule failed to handle the request"),
+      c.req.header("accept") ?? null,
+    );
+  });
+  return app;
+}

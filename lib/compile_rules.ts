@@ -1,0 +1,352 @@
+/** @module Compiles a validated rules file into the structures the router reads per request. */
+import type { MatchInput, RulesFile, SuccessInput } from "./rules_schema.ts";
+
+/** An HTTP origin vestibule forwards to, resolved once at start-up. */
+export interface Upstream {
+  /** Region id or upstream name, as written in the rules file. */
+  id: string;
+  kind: "region" | "upstream";
+  /** `scheme://host[:port]` without a trailing slash. */
+  origin: string;
+  /** What the origin expects in `Host`. */
+  host: string;
+  headers: ReadonlyArray<readonly [string, string]>;
+  timeoutMs: number;
+}
+
+/** A compiled body matcher; the body is read only when every cheaper condition already holds. */
+export type BodyMatcher =
+  | { kind: "json"; subset: Record<string, unknown> }
+  | { kind: "form"; fields: ReadonlyArray<readonly [string, string]> }
+  | { kind: "regex"; regex: RegExp };
+
+/** A compiled `match` block; an absent field always holds. */
+export interface CompiledMatch {
+  methods?: ReadonlySet<string>;
+  path?: RegExp;
+  host?: RegExp;
+  query?: ReadonlyArray<readonly [string, RegExp]>;
+  headers?: ReadonlyArray<readonly [string, RegExp]>;
+  body?: BodyMatcher;
+}
+
+/** A compiled success rule (broadcast owner discovery, `pin_on`). */
+export interface SuccessRule {
+  status?: ReadonlySet<number> | { class: number };
+  setCookie?: string;
+  headers?: ReadonlyArray<readonly [string, RegExp]>;
+  json?: { path: readonly string[]; equals?: unknown; hasEquals: boolean; exists?: boolean };
+}
+
+interface RuleCommon {
+  name: string;
+  /** Position in the rules file, for messages. */
+  index: number;
+  match: CompiledMatch;
+}
+
+/** Proxies to a global upstream or answers with a redirect. */
+export interface GlobalRule extends RuleCommon {
+  type: "global";
+  action:
+    | { kind: "proxy"; upstream: Upstream }
+    | { kind: "redirect"; location: string; status: number };
+  forwardCookies: ReadonlySet<string>;
+}
+
+/** Sends the request to one region: pinned, taken from the request, or assumed. */
+export interface RegionalRule extends RuleCommon {
+  type: "regional";
+  regionFrom?: { pathGroup: string } | { query: string };
+  pinOn?: SuccessRule;
+}
+
+/** Fans the request out to every region and returns the one success. */
+export interface BroadcastRule extends RuleCommon {
+  type: "broadcast";
+  success: SuccessRule;
+  allowMultipleSuccess: boolean;
+  timeoutMs?: number;
+  forwardCookies: ReadonlySet<string>;
+}
+
+/** One compiled rule. */
+export type Rule = GlobalRule | RegionalRule | BroadcastRule;
+
+/** Everything the router needs, validated and resolved. */
+export interface Config {
+  regions: ReadonlyMap<string, Upstream>;
+  /** Region ids in rules-file order: broadcast tie-breaks follow it. */
+  regionIds: readonly string[];
+  upstreams: ReadonlyMap<string, Upstream>;
+  defaultRegion: string;
+  geo: { header?: string; countries: ReadonlyMap<string, string>; ipLookup: boolean };
+  pin: { cookie: string; header: string; maxAgeSeconds: number; secure: boolean };
+  forwardCookies: ReadonlySet<string>;
+  trustedProxyHops: number;
+  bodyLimitBytes: number;
+  debugHeaders: boolean;
+  serverTiming: boolean;
+  rules: readonly Rule[];
+  /** The validated `ocap` section, if any; OCAP compiles its own part. */
+  ocap?: RulesFile["ocap"];
+}
+
+/** Thrown when the rules file describes an impossible configuration; lists every problem. */
+export class RulesError extends Error {
+  constructor(readonly problems: string[]) {
+    super(
+      problems.length === 1
+        ? problems[0]
+        : `Cannot compile rules: ${problems.length} problems\n  - ${problems.join("\n  - ")}`,
+    );
+    this.name = "RulesError";
+  }
+}
+
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
+/** Parses an origin URL, or explains why it is not one. */
+export function parseOrigin(value: string): { origin: string; host: string } | string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return `"${value}" is not an absolute http(s) URL`;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return `"${value}" is not an absolute http(s) URL`;
+  }
+  if (url.pathname !== "/" || url.search || url.hash || url.username || url.password) {
+    return `"${value}" must be an origin only (no path, query, fragment or credentials)`;
+  }
+  return { origin: url.origin, host: url.host };
+}
+
+/** Compiles a rules file that already passed the zod schema; throws {@linkcode RulesError}. */
+export function compileRules(file: RulesFile): Config {
+  const problems: string[] = [];
+  const regions = compileOrigins(file.regions, "region", "regions", problems);
+  const upstreams = compileOrigins(file.upstreams, "upstream", "upstreams", problems);
+
+  if (!regions.has(file.default_region)) {
+    problems.push(`default_region: "${file.default_region}" is not a region`);
+  }
+  const countries = new Map<string, string>();
+  for (const [country, region] of Object.entries(file.geo.countries)) {
+    if (!regions.has(region)) problems.push(`geo.countries.${country}: "${region}" is not a region`);
+    countries.set(country, region);
+  }
+  const cookieNeedsSecure = /^__(Host|Secure)-/i.test(file.pin.cookie);
+  if (cookieNeedsSecure && !file.pin.secure) {
+    problems.push(
+      `pin.secure: the cookie "${file.pin.cookie}" has a __Host-/__Secure- prefix, which browsers only accept with secure: true`,
+    );
+  }
+
+  const rules: Rule[] = [];
+  const seen = new Map<string, number>();
+  let catchAll: string | undefined;
+  file.rules.forEach((input, index) => {
+    const where = `rule "${input.name}" (rules[${index}])`;
+    const fail = (detail: string) => problems.push(`Cannot compile ${where}: ${detail}`);
+    if (seen.has(input.name)) fail(`duplicate name, also rules[${seen.get(input.name)}]`);
+    seen.set(input.name, index);
+    if (catchAll !== undefined) fail(`it can never match: rule "${catchAll}" before it is a catch-all`);
+    if (!input.match) catchAll ??= input.name;
+
+    const match = compileMatch(input.match ?? {}, fail);
+    switch (input.type) {
+      case "global": {
+        if ((input.upstream === undefined) === (input.redirect === undefined)) {
+          fail("a global rule needs exactly one of upstream or redirect");
+          return;
+        }
+        let action: GlobalRule["action"];
+        if (input.upstream !== undefined) {
+          const upstream = upstreams.get(input.upstream);
+          if (!upstream) return fail(`upstream: "${input.upstream}" is not in upstreams`);
+          action = { kind: "proxy", upstream };
+        } else {
+          const { location, status } = input.redirect!;
+          if (!REDIRECT_STATUSES.has(status)) {
+            fail(`redirect.status: ${status} is not a redirect status (301, 302, 303, 307, 308)`);
+          }
+          action = { kind: "redirect", location, status };
+        }
+        rules.push({
+          type: "global",
+          name: input.name,
+          index,
+          match,
+          action,
+          forwardCookies: new Set(input.forward_cookies ?? file.forward_cookies),
+        });
+        return;
+      }
+      case "regional": {
+        const from = input.region_from;
+        if (from && "path_group" in from) {
+          const groups = match.path ? namedGroups(match.path) : [];
+          if (!groups.includes(from.path_group)) {
+            fail(
+              `region_from.path_group: match.path has no named group "${from.path_group}"`,
+            );
+          }
+        }
+        rules.push({
+          type: "regional",
+          name: input.name,
+          index,
+          match,
+          regionFrom: from
+            ? ("path_group" in from ? { pathGroup: from.path_group } : { query: from.query })
+            : undefined,
+          pinOn: input.pin_on ? compileSuccess(input.pin_on, "pin_on", fail) : undefined,
+        });
+        return;
+      }
+      case "broadcast": {
+        rules.push({
+          type: "broadcast",
+          name: input.name,
+          index,
+          match,
+          success: compileSuccess(input.success, "success", fail),
+          allowMultipleSuccess: input.allow_multiple_success,
+          timeoutMs: input.timeout_ms,
+          forwardCookies: new Set(input.forward_cookies ?? file.forward_cookies),
+        });
+        return;
+      }
+      default: {
+        const unknownRule: never = input;
+        fail(`unknown type in ${JSON.stringify(unknownRule)}`);
+      }
+    }
+  });
+
+  if (file.ocap) {
+    for (const [name, target] of Object.entries(file.ocap.targets)) {
+      const parsed = parseOrigin(target.origin);
+      if (typeof parsed === "string") problems.push(`ocap.targets.${name}.origin: ${parsed}`);
+    }
+  }
+
+  if (problems.length > 0) throw new RulesError(problems);
+  return {
+    regions,
+    regionIds: [...regions.keys()],
+    upstreams,
+    defaultRegion: file.default_region,
+    geo: { header: file.geo.header?.toLowerCase(), countries, ipLookup: file.geo.ip_lookup },
+    pin: {
+      cookie: file.pin.cookie,
+      header: file.pin.header.toLowerCase(),
+      maxAgeSeconds: file.pin.max_age_seconds,
+      secure: file.pin.secure,
+    },
+    forwardCookies: new Set(file.forward_cookies),
+    trustedProxyHops: file.trusted_proxy_hops,
+    bodyLimitBytes: file.body_limit_bytes,
+    debugHeaders: file.debug_headers,
+    serverTiming: file.server_timing,
+    rules,
+    ocap: file.ocap,
+  };
+}
+
+function compileOrigins(
+  entries: RulesFile["regions"],
+  kind: Upstream["kind"],
+  section: string,
+  problems: string[],
+): Map<string, Upstream> {
+  const out = new Map<string, Upstream>();
+  for (const [id, entry] of Object.entries(entries)) {
+    const parsed = parseOrigin(entry.origin);
+    if (typeof parsed === "string") {
+      problems.push(`${section}.${id}.origin: ${parsed}`);
+      continue;
+    }
+    out.set(id, {
+      id,
+      kind,
+      origin: parsed.origin,
+      host: parsed.host,
+      headers: Object.entries(entry.headers).map(([k, v]) => [k.toLowerCase(), v] as const),
+      timeoutMs: entry.timeout_ms,
+    });
+  }
+  return out;
+}
+
+function compileRegex(source: string, field: string, fail: (d: string) => void): RegExp {
+  try {
+    return new RegExp(source);
+  } catch (error) {
+    fail(`invalid regex in ${field}: ${(error as Error).message.replace(/^Invalid regular expression: /, "")}`);
+    return /(?!)/;
+  }
+}
+
+function compileRegexMap(
+  map: Record<string, string>,
+  field: string,
+  fail: (d: string) => void,
+  lowerKeys: boolean,
+): Array<readonly [string, RegExp]> {
+  return Object.entries(map).map(([key, source]) =>
+    [lowerKeys ? key.toLowerCase() : key, compileRegex(source, `${field}.${key}`, fail)] as const
+  );
+}
+
+function compileMatch(input: MatchInput, fail: (d: string) => void): CompiledMatch {
+  const match: CompiledMatch = {};
+  if (input.methods) match.methods = new Set(input.methods.map((m) => m.toUpperCase()));
+  if (input.path !== undefined) match.path = compileRegex(input.path, "match.path", fail);
+  if (input.host !== undefined) match.host = compileRegex(input.host, "match.host", fail);
+  if (input.query) match.query = compileRegexMap(input.query, "match.query", fail, false);
+  if (input.headers) match.headers = compileRegexMap(input.headers, "match.headers", fail, true);
+  if (input.body) {
+    const kinds = (["json", "form", "regex"] as const).filter((k) => input.body![k] !== undefined);
+    if (kinds.length !== 1) {
+      fail(`match.body needs exactly one of json, form or regex, got ${kinds.length}`);
+    } else if (input.body.json !== undefined) {
+      match.body = { kind: "json", subset: input.body.json };
+    } else if (input.body.form !== undefined) {
+      match.body = { kind: "form", fields: Object.entries(input.body.form) };
+    } else {
+      match.body = { kind: "regex", regex: compileRegex(input.body.regex!, "match.body.regex", fail) };
+    }
+  }
+  return match;
+}
+
+function compileSuccess(input: SuccessInput, field: string, fail: (d: string) => void): SuccessRule {
+  const rule: SuccessRule = {};
+  if (Array.isArray(input.status)) rule.status = new Set(input.status);
+  else if (input.status) rule.status = { class: Number(input.status[0]) };
+  if (input.set_cookie) rule.setCookie = input.set_cookie;
+  if (input.headers) rule.headers = compileRegexMap(input.headers, `${field}.headers`, fail, true);
+  if (input.json) {
+    const hasEquals = "equals" in input.json;
+    if (hasEquals === (input.json.exists !== undefined)) {
+      fail(`${field}.json needs exactly one of equals or exists`);
+    }
+    rule.json = {
+      path: input.json.path.split("."),
+      equals: input.json.equals,
+      hasEquals,
+      exists: input.json.exists,
+    };
+  }
+  if (Object.keys(rule).length === 0) {
+    fail(`${field} needs at least one of status, set_cookie, headers or json`);
+  }
+  return rule;
+}
+
+function namedGroups(regex: RegExp): string[] {
+  return [...regex.source.matchAll(/\(\?<([A-Za-z_$][\w$]*)>/g)].map((m) => m[1]);
+}

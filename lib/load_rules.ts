@@ -1,0 +1,53 @@
+/** @module Turns rules-file text into a compiled {@linkcode Config}: JSON, `${NAME}` references, schema, compile. */
+import { z } from "zod";
+import { compileRules, type Config, RulesError } from "./compile_rules.ts";
+import { type EnvLookup, substituteEnv } from "./env_refs.ts";
+import { rulesFileSchema } from "./rules_schema.ts";
+
+/** Parses and validates a rules file's text. Throws `SyntaxError`, `ReferenceError` or `RulesError`. */
+export function parseRules(text: string, options: { env: EnvLookup; source?: string }): Config {
+  const source = options.source ?? "rules";
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new SyntaxError(`Cannot parse ${source}: ${(error as Error).message}`);
+  }
+  const substituted = substituteEnv(raw, options.env);
+  const parsed = rulesFileSchema.safeParse(substituted);
+  if (!parsed.success) throw new RulesError(describeIssues(parsed.error, substituted));
+  return compileRules(parsed.data);
+}
+
+/** Reads the rules file at `path` and compiles it; see {@linkcode parseRules}. */
+export async function loadRules(path: string, env: EnvLookup): Promise<Config> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    throw new Deno.errors.NotFound(`Cannot read rules file "${path}": ${(error as Error).message}`);
+  }
+  return parseRules(text, { env, source: `rules file "${path}"` });
+}
+
+/**
+ * Rewrites zod issues so each one names the rule (by its `name`, not only its index) and the
+ * field, since operators think of rules by name.
+ */
+function describeIssues(error: z.ZodError, raw: unknown): string[] {
+  const rules = (raw as { rules?: unknown })?.rules;
+  return error.issues.map((issue) => {
+    const path = [...issue.path];
+    let where = "";
+    if (path[0] === "rules" && typeof path[1] === "number") {
+      const name = Array.isArray(rules) ? (rules[path[1]] as { name?: unknown })?.name : undefined;
+      where = typeof name === "string"
+        ? `rule "${name}" (rules[${path[1]}])`
+        : `rules[${path[1]}]`;
+      path.splice(0, 2);
+    }
+    const field = path.map(String).join(".");
+    const detail = field ? `${field}: ${issue.message}` : issue.message;
+    return where ? `Cannot compile ${where}: ${detail}` : `Invalid rules: ${detail}`;
+  });
+}

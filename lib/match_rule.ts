@@ -1,0 +1,113 @@
+/** @module Finds the first rule that matches a request: cheap conditions first, the body last. */
+import type { BodyMatcher, CompiledMatch, Rule } from "./compile_rules.ts";
+import type { BufferedBody } from "./request_body.ts";
+
+/** What matchers look at, extracted once per request. */
+export interface RequestFacts {
+  method: string;
+  /** Host name without port, lower-cased. */
+  hostname: string;
+  path: string;
+  searchParams: URLSearchParams;
+  headers: Headers;
+}
+
+/** The winning rule, the groups of its path regex, and the names of the rules tried before it. */
+export interface RuleMatch {
+  rule: Rule;
+  pathMatch?: RegExpExecArray;
+  tried: string[];
+}
+
+/**
+ * Checks everything but the body. Returns `false`, or the path regex result (or `true` when the
+ * rule has no path), which redirects and `region_from` use for their groups.
+ */
+export function matchWithoutBody(match: CompiledMatch, facts: RequestFacts): RegExpExecArray | boolean {
+  if (match.methods && !match.methods.has(facts.method)) return false;
+  let pathMatch: RegExpExecArray | true = true;
+  if (match.path) {
+    const result = match.path.exec(facts.path);
+    if (!result) return false;
+    pathMatch = result;
+  }
+  if (match.host && !match.host.test(facts.hostname)) return false;
+  if (match.query) {
+    for (const [name, regex] of match.query) {
+      const value = facts.searchParams.get(name);
+      if (value === null || !regex.test(value)) return false;
+    }
+  }
+  if (match.headers) {
+    for (const [name, regex] of match.headers) {
+      const value = facts.headers.get(name);
+      if (value === null || !regex.test(value)) return false;
+    }
+  }
+  return pathMatch;
+}
+
+/** Evaluates a body matcher; a body that does not parse simply does not match. */
+export async function matchBody(matcher: BodyMatcher, body: BufferedBody): Promise<boolean> {
+  switch (matcher.kind) {
+    case "json":
+      return containsSubset(await body.json(), matcher.subset);
+    case "form": {
+      const fields = await body.form();
+      return fields !== undefined &&
+        matcher.fields.every(([name, value]) => fields.get(name)?.includes(value) ?? false);
+    }
+    case "regex":
+      return matcher.regex.test(await body.text());
+  }
+}
+
+/**
+ * First match wins. Rules without a body matcher are decided synchronously; the body is read
+ * only when a rule that inspects it is reached and its other conditions already hold.
+ */
+export async function findRule(
+  rules: readonly Rule[],
+  facts: RequestFacts,
+  body: BufferedBody,
+): Promise<RuleMatch | undefined> {
+  const tried: string[] = [];
+  for (const rule of rules) {
+    const result = matchWithoutBody(rule.match, facts);
+    if (result !== false && (!rule.match.body || await matchBody(rule.match.body, body))) {
+      return { rule, pathMatch: result === true ? undefined : result, tried };
+    }
+    tried.push(rule.name);
+  }
+  return undefined;
+}
+
+/** Whether `value` contains `subset`: objects by key, recursively; arrays and scalars by equality. */
+export function containsSubset(value: unknown, subset: unknown): boolean {
+  if (subset !== null && typeof subset === "object" && !Array.isArray(subset)) {
+    if (value === null || typeof value !== "object" || Array.isArray(value)) return false;
+    const record = value as Record<string, unknown>;
+    return Object.entries(subset).every(([key, expected]) =>
+      Object.hasOwn(record, key) && containsSubset(record[key], expected)
+    );
+  }
+  return deepEqual(value, subset);
+}
+
+/** Structural equality of JSON values. */
+export function deepEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const other = b as unknown[];
+    return a.length === other.length && a.every((item, i) => deepEqual(item, other[i]));
+  }
+  const ka = Object.keys(a);
+  const kb = Object.keys(b);
+  return ka.length === kb.length &&
+    ka.every((k) =>
+      Object.hasOwn(b, k) &&
+      deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])
+    );
+}

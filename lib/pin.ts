@@ -1,0 +1,39 @@
+/** @module The region pin: which region a browser belongs to, private to the edge. */
+import { parse, serialize } from "hono/utils/cookie";
+import type { Config } from "./compile_rules.ts";
+
+/** A pin read from the request, with where it came from (for logs and explain). */
+export interface RegionPin {
+  region: string;
+  source: "pin header" | "pin cookie";
+}
+
+/**
+ * Reads the pin: the pin header wins over the pin cookie. A value that is not a configured
+ * region is ignored, so a stale or forged pin falls back to the assumed region instead of
+ * failing the request.
+ */
+export function readPin(headers: Headers, config: Config): RegionPin | undefined {
+  const fromHeader = headers.get(config.pin.header)?.trim().toLowerCase();
+  if (fromHeader && config.regions.has(fromHeader)) {
+    return { region: fromHeader, source: "pin header" };
+  }
+  const cookieHeader = headers.get("cookie");
+  if (!cookieHeader) return undefined;
+  const fromCookie = parse(cookieHeader, config.pin.cookie)[config.pin.cookie];
+  if (fromCookie && config.regions.has(fromCookie)) {
+    return { region: fromCookie, source: "pin cookie" };
+  }
+  return undefined;
+}
+
+/** The `Set-Cookie` value that pins the browser to `region`. */
+export function pinCookie(region: string, config: Config): string {
+  return serialize(config.pin.cookie, region, {
+    path: "/",
+    httpOnly: true,
+    sameSite: "Lax",
+    secure: config.pin.secure,
+    maxAge: config.pin.maxAgeSeconds,
+  });
+}

@@ -1,0 +1,118 @@
+/** @module Reads a request body at most once, within the configured limit, for matchers and broadcast. */
+
+/** The body is larger than `body_limit_bytes`: answered with 413 `body_too_large`. */
+export class BodyTooLargeError extends RangeError {
+  constructor(limit: number) {
+    super(`Request body is larger than the limit of ${limit} bytes`);
+    this.name = "BodyTooLargeError";
+  }
+}
+
+/**
+ * Reads the whole stream, refusing early on a `Content-Length` above the limit and otherwise as
+ * soon as the running total passes it, so a client cannot make us buffer more than the limit.
+ */
+export async function readBounded(
+  body: ReadableStream<Uint8Array<ArrayBuffer>> | null,
+  limit: number,
+  declaredLength?: string | null,
+): Promise<Uint8Array<ArrayBuffer>> {
+  if (declaredLength && Number(declaredLength) > limit) {
+    await body?.cancel().catch(() => {});
+    throw new BodyTooLargeError(limit);
+  }
+  if (!body) return new Uint8Array(0);
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
+  let total = 0;
+  const reader = body.getReader();
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > limit) {
+      await reader.cancel().catch(() => {});
+      throw new BodyTooLargeError(limit);
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+/**
+ * A request body read lazily and at most once: matchers share the bytes and their parsed views,
+ * and the same bytes are replayed upstream.
+ */
+export class BufferedBody {
+  #bytes?: Promise<Uint8Array<ArrayBuffer>>;
+  #text?: string;
+  #json?: { value: unknown } | null;
+
+  constructor(
+    private readonly request: Request,
+    private readonly limit: number,
+  ) {}
+
+  /** Whether the body has been (or is being) read; then it must be replayed from `bytes()`. */
+  get consumed(): boolean {
+    return this.#bytes !== undefined;
+  }
+
+  /** The body bytes; throws {@linkcode BodyTooLargeError}. */
+  bytes(): Promise<Uint8Array<ArrayBuffer>> {
+    this.#bytes ??= readBounded(
+      this.request.body,
+      this.limit,
+      this.request.headers.get("content-length"),
+    );
+    return this.#bytes;
+  }
+
+  /** The body as text (invalid UTF-8 replaced, never thrown). */
+  async text(): Promise<string> {
+    const bytes = await this.bytes();
+    this.#text ??= new TextDecoder().decode(bytes);
+    return this.#text;
+  }
+
+  /** The parsed JSON body, or `undefined` when it is not JSON: a bad body is no match, not a crash. */
+  async json(): Promise<unknown> {
+    if (this.#json === undefined) {
+      try {
+        this.#json = { value: JSON.parse(await this.text()) };
+      } catch (error) {
+        if (error instanceof BodyTooLargeError) throw error;
+        this.#json = null;
+      }
+    }
+    return this.#json?.value;
+  }
+
+  /** The urlencoded or multipart form fields, or `undefined` when the body is not a valid form. */
+  async form(): Promise<Map<string, string[]> | undefined> {
+    const type = this.request.headers.get("content-type") ?? "";
+    const bytes = await this.bytes();
+    const fields = new Map<string, string[]>();
+    const add = (key: string, value: string) => fields.set(key, [...fields.get(key) ?? [], value]);
+    if (/^application\/x-www-form-urlencoded/i.test(type)) {
+      for (const [k, v] of new URLSearchParams(await this.text())) add(k, v);
+      return fields;
+    }
+    if (/^multipart\/form-data/i.test(type)) {
+      try {
+        const form = await new Response(bytes, { headers: { "content-type": type } }).formData();
+        for (const [k, v] of form) if (typeof v === "string") add(k, v);
+        return fields;
+      } catch {
+        return undefined;
+      }
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,76 @@
+/** @module What every route processor receives, and the forwarding step global and regional share. */
+import type { Config, Upstream } from "./compile_rules.ts";
+import {
+  clientResponse,
+  type CookiePolicy,
+  type ForwardContext,
+  sendUpstream,
+  upstreamHeaders,
+} from "./forward.ts";
+import type { RuleMatch } from "./match_rule.ts";
+import type { RegionPin } from "./pin.ts";
+import type { BufferedBody } from "./request_body.ts";
+import type { AssumedRegion } from "./assume_region.ts";
+
+/** Fields a route adds to the request's access-log line. */
+export interface RouteLog {
+  region?: string;
+  /** How the region was chosen: pin header, pin cookie, geo header, geo ip, default, region_from, broadcast. */
+  regionReason?: string;
+  upstream?: string;
+  upstreamMs?: number;
+  outcome?: string;
+  regions?: Array<{ region: string; status?: number; error?: string; ms: number }>;
+}
+
+/** One request on its way through the router. */
+export interface RouteContext {
+  request: Request;
+  config: Config;
+  match: RuleMatch;
+  /** `pathname + search` of the incoming URL, appended to the upstream origin as it is. */
+  pathAndQuery: string;
+  searchParams: URLSearchParams;
+  body: BufferedBody;
+  pin?: RegionPin;
+  assumed: AssumedRegion;
+  forward: ForwardContext;
+  now: () => number;
+  log: RouteLog;
+}
+
+/** The body to send upstream: the buffered bytes if a matcher read them, else the untouched stream. */
+export async function upstreamBody(ctx: RouteContext): Promise<BodyInit | null> {
+  const { method } = ctx.request;
+  if (method === "GET" || method === "HEAD") return null;
+  return ctx.body.consumed ? await ctx.body.bytes() : ctx.request.body;
+}
+
+/** Proxies the request to one upstream and returns the client's response; throws `HttpError`. */
+export async function forwardTo(
+  ctx: RouteContext,
+  upstream: Upstream,
+  cookies: CookiePolicy,
+): Promise<Response> {
+  const headers = upstreamHeaders(ctx.request.headers, upstream, cookies, ctx.forward);
+  const started = ctx.now();
+  const response = await sendUpstream(upstream, ctx.pathAndQuery, {
+    method: ctx.request.method,
+    headers,
+    body: await upstreamBody(ctx),
+    signal: ctx.request.signal,
+  });
+  ctx.log.upstreamMs = ctx.now() - started;
+  return clientResponse(response, upstream, ctx.forward, headers.get("accept-encoding"));
+}
+
+/** Adds a `Set-Cookie` to a response whose headers may be immutable (a `fetch` response). */
+export function withSetCookie(response: Response, cookie: string): Response {
+  const headers = new Headers(response.headers);
+  headers.append("set-cookie", cookie);
+  return new Response(response.body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers,
+  });
+}

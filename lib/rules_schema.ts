@@ -1,0 +1,155 @@
+/** @module The zod schema of `rules.json`: the one source of truth for validation and `rules.schema.json`. */
+import { z } from "zod";
+
+const regexString = z.string().min(1).describe("A JavaScript regular expression (anchor it yourself)");
+const headerRegexMap = z.record(z.string().min(1), regexString);
+
+/** An upstream HTTP origin: a region's monolith, a global upstream or an OCAP target. */
+export const originSchema = z.strictObject({
+  origin: z.string().describe("Absolute http(s) URL of the upstream, without a path"),
+  headers: z.record(z.string().min(1), z.string()).default({}).describe(
+    "Headers added to every request sent to this origin (e.g. a shared secret)",
+  ),
+  timeout_ms: z.number().int().positive().default(30_000).describe(
+    "How long to wait for the response headers before answering 504 upstream_timeout",
+  ),
+});
+
+const bodyMatchSchema = z.strictObject({
+  json: z.record(z.string(), z.unknown()).optional().describe(
+    "The parsed JSON body contains this subset",
+  ),
+  form: z.record(z.string(), z.string()).optional().describe(
+    "The urlencoded or multipart form has these fields with these values",
+  ),
+  regex: regexString.optional().describe("A regular expression tested on the body text"),
+});
+
+/** What a request must look like for a rule to apply; every field present must hold. */
+export const matchSchema = z.strictObject({
+  methods: z.array(z.string().min(1)).min(1).optional(),
+  path: regexString.optional(),
+  host: regexString.optional(),
+  query: headerRegexMap.optional(),
+  headers: headerRegexMap.optional(),
+  body: bodyMatchSchema.optional(),
+});
+
+const statusClass = z.enum(["1xx", "2xx", "3xx", "4xx", "5xx"]);
+
+/** When an upstream answer counts as a success (broadcast owner discovery, `pin_on`). */
+export const successSchema = z.strictObject({
+  status: z.union([z.array(z.number().int().min(100).max(599)).min(1), statusClass]).optional(),
+  set_cookie: z.string().min(1).optional().describe(
+    "The response sets this cookie with a non-empty value and no past expiry",
+  ),
+  headers: headerRegexMap.optional(),
+  json: z.strictObject({
+    path: z.string().min(1).describe('Dotted path into the JSON body, e.g. "data.signup.ok"'),
+    equals: z.unknown().optional(),
+    exists: z.boolean().optional(),
+  }).optional(),
+});
+
+const ruleBase = {
+  name: z.string().min(1).describe("Unique name; it appears in logs, metrics and errors"),
+  match: matchSchema.optional().describe("Absent: the rule matches every request (catch-all)"),
+};
+
+const globalRuleSchema = z.strictObject({
+  ...ruleBase,
+  type: z.literal("global"),
+  upstream: z.string().optional(),
+  redirect: z.strictObject({
+    location: z.string().min(1).describe("Target; $1… are the path regex groups"),
+    status: z.number().int().default(302),
+  }).optional(),
+  forward_cookies: z.array(z.string()).optional(),
+});
+
+const regionalRuleSchema = z.strictObject({
+  ...ruleBase,
+  type: z.literal("regional"),
+  region_from: z.union([
+    z.strictObject({ path_group: z.string().min(1) }),
+    z.strictObject({ query: z.string().min(1) }),
+  ]).optional().describe("Take the region from the request instead of the pin (staff switching)"),
+  pin_on: successSchema.optional().describe("Pin the browser to the region when the answer matches"),
+});
+
+const broadcastRuleSchema = z.strictObject({
+  ...ruleBase,
+  type: z.literal("broadcast"),
+  success: successSchema,
+  allow_multiple_success: z.boolean().default(false),
+  timeout_ms: z.number().int().positive().optional(),
+  forward_cookies: z.array(z.string()).optional(),
+});
+
+/** One entry of the ordered rule table. */
+export const ruleSchema = z.discriminatedUnion("type", [
+  globalRuleSchema,
+  regionalRuleSchema,
+  broadcastRuleSchema,
+]);
+
+/** The outgoing caching proxy section; absent means OCAP is not mounted. */
+export const ocapSchema = z.strictObject({
+  path: z.string().regex(/^\/[^?#]*[^/?#]$/).default("/_ocap"),
+  key: z.string().min(16).describe("Callers send it in the Ocap-Key header"),
+  ttl_seconds: z.number().positive().default(30),
+  targets: z.record(
+    z.string().regex(/^[a-z0-9][a-z0-9_-]*$/),
+    z.strictObject({
+      origin: z.string(),
+      ttl_seconds: z.number().positive().optional(),
+      timeout_ms: z.number().int().positive().default(10_000),
+    }),
+  ),
+});
+
+/** The whole rules file. Only `regions`, `default_region` and `rules` are required. */
+export const rulesFileSchema = z.strictObject({
+  $schema: z.string().optional(),
+  regions: z.record(z.string().regex(/^[a-z][a-z0-9-]{0,15}$/), originSchema),
+  upstreams: z.record(z.string().min(1), originSchema).default({}),
+  default_region: z.string(),
+  geo: z.strictObject({
+    header: z.string().min(1).optional().describe("Trusted country header set by a CDN in front"),
+    countries: z.record(z.string().regex(/^[A-Z]{2}$/), z.string()).default({}),
+    ip_lookup: z.boolean().default(false),
+  }).default({ countries: {}, ip_lookup: false }),
+  pin: z.strictObject({
+    cookie: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/).default("__Host-vestibule-region"),
+    header: z.string().min(1).default("x-vestibule-region"),
+    max_age_seconds: z.number().int().positive().max(34_560_000).default(31_536_000).describe(
+      "Browsers cap cookie lifetimes at 400 days (RFC 6265bis)",
+    ),
+    secure: z.boolean().default(true),
+  }).default({
+    cookie: "__Host-vestibule-region",
+    header: "x-vestibule-region",
+    max_age_seconds: 31_536_000,
+    secure: true,
+  }),
+  forward_cookies: z.array(z.string().min(1)).default([]),
+  trusted_proxy_hops: z.number().int().min(0).default(0).describe(
+    "Proxies in front of vestibule whose X-Forwarded-For entries are trusted",
+  ),
+  body_limit_bytes: z.number().int().positive().default(1_048_576),
+  debug_headers: z.boolean().default(false).describe(
+    "Add X-Vestibule-Rule and X-Vestibule-Region to responses (off in production)",
+  ),
+  server_timing: z.boolean().default(false),
+  ocap: ocapSchema.optional(),
+  rules: z.array(ruleSchema).min(1),
+});
+
+/** The rules file as written, after defaults. */
+export type RulesFile = z.infer<typeof rulesFileSchema>;
+/** One rule as written, after defaults. */
+export type RuleInput = z.infer<typeof ruleSchema>;
+/** A success rule as written. */
+export type SuccessInput = z.infer<typeof successSchema>;
+/** A match block as written. */
+export type MatchInput = z.infer<typeof matchSchema>;

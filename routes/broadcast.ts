@@ -1,0 +1,137 @@
+/** @module `broadcast` rules: ask every region at once, return the owner's answer and pin to it. */
+import {
+  type BroadcastOutcome,
+  chooseOutcome,
+  type RegionResult,
+} from "../lib/broadcast_outcome.ts";
+import type { BroadcastRule } from "../lib/compile_rules.ts";
+import { clientResponse, sendUpstream, upstreamHeaders } from "../lib/forward.ts";
+import { HttpError } from "../lib/http_error.ts";
+import { pinCookie } from "../lib/pin.ts";
+import { type RouteContext, withSetCookie } from "../lib/route_context.ts";
+import { checkSuccess } from "../lib/success.ts";
+
+interface Attempt {
+  region: string;
+  abort: AbortController;
+  /** Settles with the region's result; never rejects. */
+  done: Promise<{ result: RegionResult; response?: Response }>;
+}
+
+/**
+ * Reads the body once and replays the same bytes to every region concurrently, so the answer
+ * takes as long as the slowest region (or its timeout), not the sum. Answers the client never
+ * gets are cancelled, so no connection or body is left behind.
+ */
+export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): Promise<Response> {
+  const { request, config } = ctx;
+  const body = request.method === "GET" || request.method === "HEAD" ? null : await ctx.body.bytes();
+  const preferred = ctx.pin?.region ?? ctx.assumed.region;
+  const preference = [preferred, ...config.regionIds.filter((id) => id !== preferred)];
+  const onClientGone = () => attempts.forEach((a) => a.abort.abort(request.signal.reason));
+  request.signal.addEventListener("abort", onClientGone, { once: true });
+
+  const attempts: Attempt[] = config.regionIds.map((region) => {
+    const abort = new AbortController();
+    return { region, abort, done: attempt(rule, ctx, region, body, abort.signal) };
+  });
+
+  let winner: { region: string; response: Response } | undefined;
+  let outcome: BroadcastOutcome;
+  const settled = new Map<string, { result: RegionResult; response?: Response }>();
+  try {
+    if (rule.allowMultipleSuccess) {
+      // Answer as soon as the most preferred region that can still succeed has succeeded.
+      for (const region of preference) {
+        const entry = await attempts.find((a) => a.region === region)!.done;
+        settled.set(region, entry);
+        if (entry.result.kind === "response" && entry.result.success) break;
+      }
+    } else {
+      for (const a of attempts) settled.set(a.region, await a.done);
+    }
+    const known = [...settled.values()].map((e) => e.result);
+    outcome = chooseOutcome(known, preference, rule.allowMultipleSuccess);
+    if (outcome.kind === "success" || outcome.kind === "failure") {
+      winner = { region: outcome.region, response: settled.get(outcome.region)!.response! };
+    }
+  } finally {
+    request.signal.removeEventListener("abort", onClientGone);
+  }
+
+  // Everything the client does not get is aborted (still running) or cancelled (answered).
+  for (const a of attempts) {
+    if (a.region === winner?.region) continue;
+    a.abort.abort();
+    a.done.then((e) => e.response?.body?.cancel().catch(() => {}));
+  }
+
+  ctx.log.outcome = outcome.kind;
+  ctx.log.regionReason = "broadcast";
+  ctx.log.regions = config.regionIds.map((region) => {
+    const r = settled.get(region)?.result;
+    if (!r) return { region, error: "not_awaited", ms: 0 };
+    return r.kind === "response"
+      ? { region, status: r.status, ms: r.ms }
+      : { region, error: r.kind, ms: r.ms };
+  });
+  console.debug(JSON.stringify({ msg: "broadcast", rule: rule.name, outcome: outcome.kind, regions: ctx.log.regions }));
+
+  switch (outcome.kind) {
+    case "success":
+      ctx.log.region = outcome.region;
+      return withSetCookie(winner!.response, pinCookie(outcome.region, config));
+    case "failure":
+      ctx.log.region = outcome.region;
+      return winner!.response;
+    case "ambiguous":
+      throw new HttpError(
+        502,
+        "broadcast_ambiguous",
+        `More than one region answered with success: ${outcome.regions.map((r) => `"${r}"`).join(", ")}`,
+      );
+    case "unavailable":
+      throw outcome.allTimedOut
+        ? new HttpError(504, "upstream_timeout", "No region answered in time")
+        : new HttpError(502, "broadcast_unavailable", "No region could be reached");
+  }
+}
+
+async function attempt(
+  rule: BroadcastRule,
+  ctx: RouteContext,
+  region: string,
+  body: Uint8Array<ArrayBuffer> | null,
+  signal: AbortSignal,
+): Promise<{ result: RegionResult; response?: Response }> {
+  const upstream = ctx.config.regions.get(region)!;
+  const headers = upstreamHeaders(ctx.request.headers, upstream, { only: rule.forwardCookies }, ctx.forward);
+  const started = ctx.now();
+  try {
+    const raw = await sendUpstream(upstream, ctx.pathAndQuery, {
+      method: ctx.request.method,
+      headers,
+      body,
+      signal,
+      timeoutMs: rule.timeoutMs,
+    });
+    const response = clientResponse(raw, upstream, ctx.forward, headers.get("accept-encoding"));
+    const verdict = await checkSuccess(rule.success, response, {
+      now: ctx.now(),
+      bodyLimit: ctx.config.bodyLimitBytes,
+    });
+    return {
+      result: {
+        region,
+        kind: "response",
+        status: verdict.response.status,
+        success: verdict.success,
+        ms: ctx.now() - started,
+      },
+      response: verdict.response,
+    };
+  } catch (error) {
+    const kind = error instanceof HttpError && error.code === "upstream_timeout" ? "timeout" : "unavailable";
+    return { result: { region, kind, ms: ctx.now() - started } };
+  }
+}

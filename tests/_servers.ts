@@ -1,0 +1,72 @@
+/** @module Test helpers: real servers on loopback that record what they received. */
+import { createApp, type AppDeps } from "../app.ts";
+import { parseRules } from "../lib/load_rules.ts";
+
+/** One request as an upstream actually received it. */
+export interface Received {
+  method: string;
+  path: string;
+  query: string;
+  headers: Headers;
+  body: Uint8Array;
+}
+
+/** A loopback server; `received` lists every request it got. */
+export interface TestServer {
+  url: string;
+  port: number;
+  received: Received[];
+  close(): Promise<void>;
+}
+
+/**
+ * Starts an upstream on 127.0.0.1:0. The handler sees the recorded request; the default answers
+ * 200 with a small JSON echo.
+ */
+export function startUpstream(
+  handler?: (req: Request, received: Received) => Response | Promise<Response>,
+  options: { recordBody?: boolean } = {},
+): TestServer {
+  const received: Received[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const url = new URL(req.url);
+    const body = options.recordBody === false || !req.body
+      ? new Uint8Array()
+      : new Uint8Array(await req.arrayBuffer());
+    const record = { method: req.method, path: url.pathname, query: url.search, headers: req.headers, body };
+    received.push(record);
+    if (handler) return await handler(req, record);
+    return Response.json({ path: url.pathname });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    port: server.addr.port,
+    received,
+    close: () => server.shutdown(),
+  };
+}
+
+/** Starts vestibule itself on 127.0.0.1:0 from a rules object (env references resolved from `env`). */
+export function startVestibule(
+  rules: unknown,
+  options: { env?: Record<string, string>; deps?: Partial<AppDeps> } = {},
+): TestServer & { app: ReturnType<typeof createApp> } {
+  const config = parseRules(JSON.stringify(rules), { env: (name) => options.env?.[name] });
+  const app = createApp({ config, ...options.deps });
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.fetch);
+  return {
+    app,
+    url: `http://127.0.0.1:${server.addr.port}`,
+    port: server.addr.port,
+    received: [],
+    close: () => server.shutdown(),
+  };
+}
+
+/** A port nothing listens on: bind one, note it, close it. */
+export function deadPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
