@@ -27,7 +27,9 @@ export function chooseOutcome(
     return i === -1 ? preference.length : i;
   };
   const responses = results.filter((r) => r.kind === "response");
-  const successes = responses.filter((r) => r.success).sort((a, b) => rank(a.region) - rank(b.region));
+  const successes = responses.filter((r) => r.success).sort((a, b) =>
+    rank(a.region) - rank(b.region)
+  );
   if (successes.length === 1 || (successes.length > 1 && allowMultiple)) {
     return { kind: "success", region: successes[0].region };
   }

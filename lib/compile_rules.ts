@@ -134,7 +134,9 @@ export function compileRules(file: RulesFile): Config {
   }
   const countries = new Map<string, string>();
   for (const [country, region] of Object.entries(file.geo.countries)) {
-    if (!regions.has(region)) problems.push(`geo.countries.${country}: "${region}" is not a region`);
+    if (!regions.has(region)) {
+      problems.push(`geo.countries.${country}: "${region}" is not a region`);
+    }
     countries.set(country, region);
   }
   const cookieNeedsSecure = /^__(Host|Secure)-/i.test(file.pin.cookie);
@@ -152,7 +154,9 @@ export function compileRules(file: RulesFile): Config {
     const fail = (detail: string) => problems.push(`Cannot compile ${where}: ${detail}`);
     if (seen.has(input.name)) fail(`duplicate name, also rules[${seen.get(input.name)}]`);
     seen.set(input.name, index);
-    if (catchAll !== undefined) fail(`it can never match: rule "${catchAll}" before it is a catch-all`);
+    if (catchAll !== undefined) {
+      fail(`it can never match: rule "${catchAll}" before it is a catch-all`);
+    }
     if (!input.match) catchAll ??= input.name;
 
     const match = compileMatch(input.match ?? {}, fail);
@@ -285,7 +289,11 @@ function compileRegex(source: string, field: string, fail: (d: string) => void):
   try {
     return new RegExp(source);
   } catch (error) {
-    fail(`invalid regex in ${field}: ${(error as Error).message.replace(/^Invalid regular expression: /, "")}`);
+    fail(
+      `invalid regex in ${field}: ${
+        (error as Error).message.replace(/^Invalid regular expression: /, "")
+      }`,
+    );
     return /(?!)/;
   }
 }
@@ -317,13 +325,20 @@ function compileMatch(input: MatchInput, fail: (d: string) => void): CompiledMat
     } else if (input.body.form !== undefined) {
       match.body = { kind: "form", fields: Object.entries(input.body.form) };
     } else {
-      match.body = { kind: "regex", regex: compileRegex(input.body.regex!, "match.body.regex", fail) };
+      match.body = {
+        kind: "regex",
+        regex: compileRegex(input.body.regex!, "match.body.regex", fail),
+      };
     }
   }
   return match;
 }
 
-function compileSuccess(input: SuccessInput, field: string, fail: (d: string) => void): SuccessRule {
+function compileSuccess(
+  input: SuccessInput,
+  field: string,
+  fail: (d: string) => void,
+): SuccessRule {
   const rule: SuccessRule = {};
   if (Array.isArray(input.status)) rule.status = new Set(input.status);
   else if (input.status) rule.status = { class: Number(input.status[0]) };

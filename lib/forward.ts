@@ -108,7 +108,9 @@ export async function sendUpstream(
     () => timeout.abort(new DOMException("Upstream timed out", "TimeoutError")),
     timeoutMs,
   );
-  const signal = options.signal ? AbortSignal.any([options.signal, timeout.signal]) : timeout.signal;
+  const signal = options.signal
+    ? AbortSignal.any([options.signal, timeout.signal])
+    : timeout.signal;
   try {
     return await fetch(upstream.origin + pathAndQuery, {
       method: options.method,
@@ -181,10 +183,15 @@ export function clientResponse(
     }
     headers.append(name, value);
   }
-  for (const cookie of cookies) headers.append("set-cookie", rewriteCookieDomain(cookie, upstream, ctx));
+  for (const cookie of cookies) {
+    headers.append("set-cookie", rewriteCookieDomain(cookie, upstream, ctx));
+  }
   if (rewriteLocation) {
     const url = new URL(location!, upstream.origin);
-    headers.set("location", `${ctx.proto}://${ctx.publicHost}${url.pathname}${url.search}${url.hash}`);
+    headers.set(
+      "location",
+      `${ctx.proto}://${ctx.publicHost}${url.pathname}${url.search}${url.hash}`,
+    );
   }
   let body = res.body;
   if (decoded) {
@@ -231,6 +238,9 @@ function pointsAtOrigin(location: string, upstream: Upstream): boolean {
 function rewriteCookieDomain(cookie: string, upstream: Upstream, ctx: ForwardContext): string {
   const originHost = upstream.host.replace(/:\d+$/, "").toLowerCase();
   const publicHost = ctx.publicHost.replace(/:\d+$/, "");
-  return cookie.replace(/;\s*domain=\.?([^;]*)/i, (attr, domain: string) =>
-    domain.trim().toLowerCase() === originHost ? `; Domain=${publicHost}` : attr);
+  return cookie.replace(
+    /;\s*domain=\.?([^;]*)/i,
+    (attr, domain: string) =>
+      domain.trim().toLowerCase() === originHost ? `; Domain=${publicHost}` : attr,
+  );
 }

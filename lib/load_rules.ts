@@ -41,9 +41,7 @@ function describeIssues(error: z.ZodError, raw: unknown): string[] {
     let where = "";
     if (path[0] === "rules" && typeof path[1] === "number") {
       const name = Array.isArray(rules) ? (rules[path[1]] as { name?: unknown })?.name : undefined;
-      where = typeof name === "string"
-        ? `rule "${name}" (rules[${path[1]}])`
-        : `rules[${path[1]}]`;
+      where = typeof name === "string" ? `rule "${name}" (rules[${path[1]}])` : `rules[${path[1]}]`;
       path.splice(0, 2);
     }
     const field = path.map(String).join(".");

@@ -23,7 +23,10 @@ export interface RuleMatch {
  * Checks everything but the body. Returns `false`, or the path regex result (or `true` when the
  * rule has no path), which redirects and `region_from` use for their groups.
  */
-export function matchWithoutBody(match: CompiledMatch, facts: RequestFacts): RegExpExecArray | boolean {
+export function matchWithoutBody(
+  match: CompiledMatch,
+  facts: RequestFacts,
+): RegExpExecArray | boolean {
   if (match.methods && !match.methods.has(facts.method)) return false;
   let pathMatch: RegExpExecArray | true = true;
   if (match.path) {

@@ -1,7 +1,9 @@
 /** @module The zod schema of `rules.json`: the one source of truth for validation and `rules.schema.json`. */
 import { z } from "zod";
 
-const regexString = z.string().min(1).describe("A JavaScript regular expression (anchor it yourself)");
+const regexString = z.string().min(1).describe(
+  "A JavaScript regular expression (anchor it yourself)",
+);
 const headerRegexMap = z.record(z.string().min(1), regexString);
 
 /** An upstream HTTP origin: a region's monolith, a global upstream or an OCAP target. */
@@ -74,7 +76,9 @@ const regionalRuleSchema = z.strictObject({
     z.strictObject({ path_group: z.string().min(1) }),
     z.strictObject({ query: z.string().min(1) }),
   ]).optional().describe("Take the region from the request instead of the pin (staff switching)"),
-  pin_on: successSchema.optional().describe("Pin the browser to the region when the answer matches"),
+  pin_on: successSchema.optional().describe(
+    "Pin the browser to the region when the answer matches",
+  ),
 });
 
 const broadcastRuleSchema = z.strictObject({

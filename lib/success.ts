@@ -23,7 +23,11 @@ export async function checkSuccess(
   if (!rule.json) return { success: true, response };
   let bytes: Uint8Array<ArrayBuffer>;
   try {
-    bytes = await readBounded(response.body, options.bodyLimit, response.headers.get("content-length"));
+    bytes = await readBounded(
+      response.body,
+      options.bodyLimit,
+      response.headers.get("content-length"),
+    );
   } catch {
     return { success: false, response: new Response(null, response) };
   }
@@ -96,7 +100,10 @@ export function setsLiveCookie(setCookies: string[], name: string, now: number):
 }
 
 /** Follows a dotted path (`data.signup.ok`, `errors.0.message`) into a JSON value. */
-export function lookupPath(value: unknown, path: readonly string[]): { present: boolean; value?: unknown } {
+export function lookupPath(
+  value: unknown,
+  path: readonly string[],
+): { present: boolean; value?: unknown } {
   let current = value;
   for (const key of path) {
     if (current === null || typeof current !== "object" || !Object.hasOwn(current, key)) {

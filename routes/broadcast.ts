@@ -25,7 +25,9 @@ interface Attempt {
  */
 export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): Promise<Response> {
   const { request, config } = ctx;
-  const body = request.method === "GET" || request.method === "HEAD" ? null : await ctx.body.bytes();
+  const body = request.method === "GET" || request.method === "HEAD"
+    ? null
+    : await ctx.body.bytes();
   const preferred = ctx.pin?.region ?? ctx.assumed.region;
   const preference = [preferred, ...config.regionIds.filter((id) => id !== preferred)];
   const onClientGone = () => attempts.forEach((a) => a.abort.abort(request.signal.reason));
@@ -75,7 +77,14 @@ export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): P
       ? { region, status: r.status, ms: r.ms }
       : { region, error: r.kind, ms: r.ms };
   });
-  console.debug(JSON.stringify({ msg: "broadcast", rule: rule.name, outcome: outcome.kind, regions: ctx.log.regions }));
+  console.debug(
+    JSON.stringify({
+      msg: "broadcast",
+      rule: rule.name,
+      outcome: outcome.kind,
+      regions: ctx.log.regions,
+    }),
+  );
 
   switch (outcome.kind) {
     case "success":
@@ -88,7 +97,9 @@ export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): P
       throw new HttpError(
         502,
         "broadcast_ambiguous",
-        `More than one region answered with success: ${outcome.regions.map((r) => `"${r}"`).join(", ")}`,
+        `More than one region answered with success: ${
+          outcome.regions.map((r) => `"${r}"`).join(", ")
+        }`,
       );
     case "unavailable":
       throw outcome.allTimedOut
@@ -105,7 +116,12 @@ async function attempt(
   signal: AbortSignal,
 ): Promise<{ result: RegionResult; response?: Response }> {
   const upstream = ctx.config.regions.get(region)!;
-  const headers = upstreamHeaders(ctx.request.headers, upstream, { only: rule.forwardCookies }, ctx.forward);
+  const headers = upstreamHeaders(
+    ctx.request.headers,
+    upstream,
+    { only: rule.forwardCookies },
+    ctx.forward,
+  );
   const started = ctx.now();
   try {
     const raw = await sendUpstream(upstream, ctx.pathAndQuery, {
@@ -131,7 +147,9 @@ async function attempt(
       response: verdict.response,
     };
   } catch (error) {
-    const kind = error instanceof HttpError && error.code === "upstream_timeout" ? "timeout" : "unavailable";
+    const kind = error instanceof HttpError && error.code === "upstream_timeout"
+      ? "timeout"
+      : "unavailable";
     return { result: { region, kind, ms: ctx.now() - started } };
   }
 }

@@ -1,5 +1,5 @@
 /** @module Test helpers: real servers on loopback that record what they received. */
-import { createApp, type AppDeps } from "../app.ts";
+import { type AppDeps, createApp } from "../app.ts";
 import { parseRules } from "../lib/load_rules.ts";
 
 /** One request as an upstream actually received it. */
@@ -33,7 +33,13 @@ export function startUpstream(
     const body = options.recordBody === false || !req.body
       ? new Uint8Array()
       : new Uint8Array(await req.arrayBuffer());
-    const record = { method: req.method, path: url.pathname, query: url.search, headers: req.headers, body };
+    const record = {
+      method: req.method,
+      path: url.pathname,
+      query: url.search,
+      headers: req.headers,
+      body,
+    };
     received.push(record);
     if (handler) return await handler(req, record);
     return Response.json({ path: url.pathname });
