@@ -76,9 +76,18 @@ export function upstreamHeaders(
     if (!headers.has("x-forwarded-proto")) headers.set("x-forwarded-proto", ctx.proto);
   }
   headers.set("x-forwarded-for", ctx.forwardedFor);
+  // Deno's fetch asks for gzip/br on its own when no Accept-Encoding is set, and decodes what it
+  // gets; a client that accepts no compression must get the origin's bytes untouched.
+  const acceptEncoding = incoming.get("accept-encoding");
+  if (![...DECODED_BY_FETCH].some((coding) => acceptsEncoding(acceptEncoding, coding))) {
+    headers.set("accept-encoding", "identity");
+  }
   for (const [name, value] of upstream.headers) headers.set(name, value);
   return headers;
 }
+
+/** Encodings Deno's `fetch` decodes by itself unless the request asked for `identity` only. */
+const DECODED_BY_FETCH = new Set(["gzip", "br", "deflate"]);
 
 /** Options for {@linkcode sendUpstream}. */
 export interface SendOptions {
@@ -142,16 +151,14 @@ export async function sendUpstream(
   }
 }
 
-/** Encodings Deno's `fetch` decodes by itself when it asked for them. */
-const DECODED_BY_FETCH = new Set(["gzip", "br", "deflate"]);
-
 /**
  * Turns an upstream answer into the client's: hop-by-hop headers dropped, `Location` and
  * `Set-Cookie; Domain` that point at the origin pointed back at the public host, every
  * `Set-Cookie` kept separate, and the body streamed through untouched.
  *
- * Deno's `fetch` decodes gzip/br/deflate it negotiated but leaves `Content-Encoding` and
- * `Content-Length` in place, which would make the headers lie about the bytes. Such a body is
+ * Deno's `fetch` decodes gzip/br/deflate (unless asked for `identity` only) but leaves
+ * `Content-Encoding` and `Content-Length` in place, which would make the headers lie about the
+ * bytes. Such a body is
  * re-compressed as gzip for clients that accept it (nginx-style weak ETag, since the bytes
  * changed), and sent plain otherwise.
  */
@@ -164,7 +171,7 @@ export function clientResponse(
   const h = res.headers;
   const encoding = h.get("content-encoding")?.trim().toLowerCase();
   const decoded = encoding !== undefined && DECODED_BY_FETCH.has(encoding) &&
-    acceptsEncoding(sentAcceptEncoding, encoding);
+    sentAcceptEncoding !== "identity";
   const location = h.get("location");
   const rewriteLocation = location !== null && pointsAtOrigin(location, upstream);
   const cookies = h.getSetCookie();

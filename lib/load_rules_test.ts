@@ -1,0 +1,222 @@
+import assert from "node:assert/strict";
+import { RulesError } from "./compile_rules.ts";
+import { parseRules } from "./load_rules.ts";
+
+const ENV: Record<string, string> = {
+  AU_ORIGIN: "http://au.internal:8001",
+  US_ORIGIN: "https://us.internal",
+};
+const env = (name: string) => ENV[name];
+
+function base(overrides: Record<string, unknown> = {}) {
+  return {
+    regions: { au: { origin: "${AU_ORIGIN}" }, us: { origin: "${US_ORIGIN}" } },
+    upstreams: { website: { origin: "http://web.internal" } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+    ...overrides,
+  };
+}
+
+function refuses(file: unknown, ...expected: (string | RegExp)[]) {
+  assert.throws(
+    () => parseRules(JSON.stringify(file), { env }),
+    (error: unknown) => {
+      assert.ok(error instanceof RulesError, `expected RulesError, got ${error}`);
+      for (const e of expected) {
+        if (typeof e === "string") {
+          assert.ok(error.message.includes(e), `"${error.message}" lacks "${e}"`);
+        } else assert.match(error.message, e);
+      }
+      return true;
+    },
+  );
+}
+
+Deno.test("parseRules() accepts a minimal file and fills in documented defaults", () => {
+  const config = parseRules(JSON.stringify(base()), { env });
+  assert.deepEqual(config.regionIds, ["au", "us"]);
+  assert.equal(config.regions.get("au")!.origin, "http://au.internal:8001");
+  assert.equal(config.regions.get("us")!.host, "us.internal");
+  assert.equal(config.pin.cookie, "__Host-vestibule-region");
+  assert.equal(config.pin.header, "x-vestibule-region");
+  assert.equal(config.pin.secure, true);
+  assert.equal(config.bodyLimitBytes, 1_048_576);
+  assert.equal(config.trustedProxyHops, 0);
+  assert.equal(config.debugHeaders, false);
+  assert.equal(config.rules[0].type, "regional");
+});
+
+Deno.test("parseRules() accepts the shipped rules.json", async () => {
+  const text = await Deno.readTextFile(new URL("../rules.json", import.meta.url));
+  const config = parseRules(text, {
+    env: (name) => ENV[name] ?? (name.endsWith("ORIGIN") ? "http://x.test" : "s"),
+  });
+  assert.deepEqual(config.rules.map((r) => r.name), [
+    "website",
+    "old-help",
+    "login",
+    "signup",
+    "join-class",
+    "staff-switch-region",
+    "app",
+  ]);
+});
+
+Deno.test("parseRules() refuses impossible configurations, naming the rule and the field", async (t) => {
+  await t.step("an invalid regex", () =>
+    refuses(
+      base({ rules: [{ name: "login", type: "regional", match: { path: "^/(login" } }] }),
+      'Cannot compile rule "login" (rules[0]): invalid regex in match.path:',
+    ));
+  await t.step("an invalid header regex", () =>
+    refuses(
+      base({ rules: [{ name: "h", type: "regional", match: { headers: { "X-A": "[" } } }] }),
+      'rule "h"',
+      "match.headers.X-A",
+    ));
+  await t.step("an unknown upstream", () =>
+    refuses(
+      base({ rules: [{ name: "web", type: "global", upstream: "nope" }] }),
+      'Cannot compile rule "web" (rules[0]): upstream: "nope" is not in upstreams',
+    ));
+  await t.step(
+    "a default_region that is not a region",
+    () => refuses(base({ default_region: "eu" }), 'default_region: "eu" is not a region'),
+  );
+  await t.step(
+    "a geo country mapped to an unknown region",
+    () =>
+      refuses(base({ geo: { countries: { NZ: "nz" } } }), 'geo.countries.NZ: "nz" is not a region'),
+  );
+  await t.step("duplicate rule names", () =>
+    refuses(
+      base({
+        rules: [
+          { name: "a", type: "regional", match: { path: "^/x" } },
+          { name: "a", type: "regional" },
+        ],
+      }),
+      'rule "a" (rules[1]): duplicate name, also rules[0]',
+    ));
+  await t.step("a rule after a catch-all", () =>
+    refuses(
+      base({
+        rules: [{ name: "app", type: "regional" }, {
+          name: "late",
+          type: "regional",
+          match: { path: "^/" },
+        }],
+      }),
+      'rule "late" (rules[1]): it can never match: rule "app" before it is a catch-all',
+    ));
+  await t.step("a global rule with both upstream and redirect", () =>
+    refuses(
+      base({
+        rules: [{ name: "g", type: "global", upstream: "website", redirect: { location: "/x" } }],
+      }),
+      'rule "g" (rules[0]): a global rule needs exactly one of upstream or redirect',
+    ));
+  await t.step(
+    "a global rule with neither upstream nor redirect",
+    () =>
+      refuses(
+        base({ rules: [{ name: "g", type: "global" }] }),
+        "needs exactly one of upstream or redirect",
+      ),
+  );
+  await t.step(
+    "a broadcast rule without success",
+    () =>
+      refuses(
+        base({ rules: [{ name: "login", type: "broadcast" }] }),
+        'rule "login" (rules[0]): success:',
+      ),
+  );
+  await t.step("a broadcast rule with an empty success", () =>
+    refuses(
+      base({ rules: [{ name: "login", type: "broadcast", success: {} }] }),
+      "success needs at least one of status, set_cookie, headers or json",
+    ));
+  await t.step("a redirect status that is not a redirect", () =>
+    refuses(
+      base({
+        rules: [{ name: "old", type: "global", redirect: { location: "/new", status: 200 } }],
+      }),
+      'rule "old" (rules[0]): redirect.status: 200 is not a redirect status',
+    ));
+  await t.step("an origin that is not an absolute http(s) URL", () => {
+    refuses(
+      base({ regions: { au: { origin: "au.internal" }, us: { origin: "${US_ORIGIN}" } } }),
+      'regions.au.origin: "au.internal" is not an absolute http(s) URL',
+    );
+    refuses(base({ upstreams: { website: { origin: "ftp://web" } } }), "upstreams.website.origin");
+    refuses(
+      base({ upstreams: { website: { origin: "http://web/path" } } }),
+      "must be an origin only",
+    );
+  });
+  await t.step(
+    "a __Host- pin cookie with secure: false",
+    () =>
+      refuses(base({ pin: { secure: false } }), 'pin.secure: the cookie "__Host-vestibule-region"'),
+  );
+  await t.step("unknown keys (typos) anywhere", () => {
+    refuses(
+      base({ rules: [{ name: "app", type: "regional", macth: {} }] }),
+      'rule "app" (rules[0])',
+      "macth",
+    );
+    refuses(base({ regionz: {} }), "regionz");
+    refuses(
+      base({ rules: [{ name: "a", type: "regional", match: { paht: "^/" } }] }),
+      "match",
+      "paht",
+    );
+  });
+  await t.step(
+    "an unknown rule type",
+    () => refuses(base({ rules: [{ name: "x", type: "regionl" }] }), 'rule "x" (rules[0]): type'),
+  );
+  await t.step("a body matcher with two kinds", () =>
+    refuses(
+      base({ rules: [{ name: "b", type: "regional", match: { body: { json: {}, regex: "x" } } }] }),
+      "match.body needs exactly one of json, form or regex, got 2",
+    ));
+  await t.step("region_from naming a group the path regex lacks", () =>
+    refuses(
+      base({
+        rules: [{
+          name: "s",
+          type: "regional",
+          match: { path: "^/s/(\\w+)$" },
+          region_from: { path_group: "region" },
+        }],
+      }),
+      'rule "s" (rules[0]): region_from.path_group: match.path has no named group "region"',
+    ));
+  await t.step(
+    "every problem at once",
+    () =>
+      refuses(base({ default_region: "eu", rules: [{ name: "g", type: "global" }] }), "2 problems"),
+  );
+});
+
+Deno.test("parseRules() names a missing environment variable and where it is used", () => {
+  assert.throws(
+    () =>
+      parseRules(JSON.stringify(base({ regions: { au: { origin: "${NOPE_ORIGIN}" } } })), { env }),
+    (error: unknown) =>
+      error instanceof ReferenceError &&
+      error.message ===
+        'Cannot read rules: environment variable "NOPE_ORIGIN" is not set (used at regions.au.origin)',
+  );
+});
+
+Deno.test("parseRules() refuses text that is not JSON with a SyntaxError naming the source", () => {
+  assert.throws(
+    () => parseRules("{ nope", { env, source: 'rules file "x.json"' }),
+    (error: unknown) =>
+      error instanceof SyntaxError && error.message.startsWith('Cannot parse rules file "x.json":'),
+  );
+});

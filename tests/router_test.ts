@@ -1,0 +1,434 @@
+/** End-to-end: real upstreams on loopback, vestibule in front, assertions on both sides. */
+import assert from "node:assert/strict";
+import { brotliCompressSync, gzipSync } from "node:zlib";
+import { deadPort, startUpstream, startVestibule, type TestServer } from "./_servers.ts";
+
+const PIN = "__Host-vestibule-region";
+
+async function withStack(
+  fn: (s: { au: TestServer; us: TestServer; web: TestServer; edge: TestServer }) => Promise<void>,
+  options: {
+    rules?: unknown[];
+    extra?: Record<string, unknown>;
+    handlers?: Partial<Record<"au" | "us" | "web", (req: Request) => Response | Promise<Response>>>;
+  } = {},
+) {
+  const au = startUpstream(options.handlers?.au);
+  const us = startUpstream(options.handlers?.us);
+  const web = startUpstream(options.handlers?.web);
+  const edge = startVestibule({
+    regions: {
+      au: { origin: au.url, headers: { "x-origin-secret": "au-secret" } },
+      us: { origin: us.url },
+    },
+    upstreams: { website: { origin: web.url } },
+    default_region: "us",
+    geo: { header: "cf-ipcountry", countries: { AU: "au", NZ: "au" } },
+    forward_cookies: ["csrftoken"],
+    rules: options.rules ?? [
+      {
+        name: "website",
+        type: "global",
+        match: { path: "^/(about|pricing)(/.*)?$" },
+        upstream: "website",
+      },
+      {
+        name: "old-help",
+        type: "global",
+        match: { path: "^/help/(.*)$" },
+        redirect: { location: "https://help.example.com/$1", status: 301 },
+      },
+      {
+        name: "join",
+        type: "regional",
+        match: {
+          methods: ["POST"],
+          path: "^/graphql$",
+          body: { json: { operationName: "JoinClass" } },
+        },
+      },
+      { name: "api", type: "regional", match: { path: "^/api/" } },
+      { name: "app", type: "regional", match: { path: "^/" } },
+    ],
+    ...options.extra,
+  });
+  try {
+    await fn({ au, us, web, edge });
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close(), web.close()]);
+  }
+}
+
+Deno.test("regional route: a pinned browser reaches its region with every cookie but the pin", () =>
+  withStack(async ({ au, us, edge }) => {
+    const res = await fetch(`${edge.url}/dashboard/?tab=1&x=%20y`, {
+      headers: { cookie: `sessionid=s1; ${PIN}=au; csrftoken=c1; other=o`, "x-custom": "kept" },
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    assert.equal(us.received.length, 0);
+    assert.equal(au.received.length, 1);
+    const got = au.received[0];
+    assert.equal(got.method, "GET");
+    assert.equal(got.path, "/dashboard/");
+    assert.equal(got.query, "?tab=1&x=%20y");
+    assert.equal(got.headers.get("cookie"), "sessionid=s1; csrftoken=c1; other=o");
+    assert.equal(got.headers.get("host"), new URL(au.url).host);
+    assert.equal(got.headers.get("x-forwarded-host"), new URL(edge.url).host);
+    assert.equal(got.headers.get("x-forwarded-proto"), "http");
+    assert.equal(got.headers.get("x-forwarded-for"), "127.0.0.1");
+    assert.equal(got.headers.get("x-origin-secret"), "au-secret");
+    assert.equal(got.headers.get("x-custom"), "kept");
+    assert.equal(
+      res.headers.get("set-cookie"),
+      null,
+      "a regional answer never sets the pin by itself",
+    );
+  }));
+
+Deno.test("regional route: the pin header wins over the pin cookie and neither is forwarded", () =>
+  withStack(async ({ au, us, edge }) => {
+    const res = await fetch(`${edge.url}/`, {
+      headers: { "x-vestibule-region": "US", cookie: `${PIN}=au; sessionid=s` },
+    });
+    await res.body?.cancel();
+    assert.equal(au.received.length, 0);
+    assert.equal(us.received.length, 1);
+    assert.equal(us.received[0].headers.get("x-vestibule-region"), null);
+    assert.equal(us.received[0].headers.get("cookie"), "sessionid=s");
+  }));
+
+Deno.test("regional route: without a pin the region is assumed from geo, else the default, and only whitelisted cookies go", async (t) => {
+  await withStack(async ({ au, us, edge }) => {
+    await t.step("geo header AU → au", async () => {
+      const res = await fetch(`${edge.url}/x`, {
+        headers: { "cf-ipcountry": "au", cookie: "sessionid=s; csrftoken=c" },
+      });
+      await res.body?.cancel();
+      assert.equal(au.received.length, 1);
+      assert.equal(au.received[0].headers.get("cookie"), "csrftoken=c");
+      assert.equal(res.headers.get("set-cookie"), null, "an assumed region is never pinned");
+    });
+    await t.step("unmapped country → default us", async () => {
+      const res = await fetch(`${edge.url}/x`, { headers: { "cf-ipcountry": "FR" } });
+      await res.body?.cancel();
+      assert.equal(us.received.length, 1);
+    });
+    await t.step("an unknown pin value is ignored", async () => {
+      const res = await fetch(`${edge.url}/x`, {
+        headers: { cookie: `${PIN}=eu; sessionid=s`, "x-vestibule-region": "mars" },
+      });
+      await res.body?.cancel();
+      assert.equal(us.received.length, 2);
+      assert.equal(us.received[1].headers.get("cookie"), null);
+      assert.equal(us.received[1].headers.get("x-vestibule-region"), null);
+    });
+  });
+});
+
+Deno.test("regional route: malformed Cookie headers are filtered, not fatal", () =>
+  withStack(async ({ au, edge }) => {
+    const res = await fetch(`${edge.url}/`, {
+      headers: { cookie: `=; ;;garbage; csrftoken=ab"c; ${PIN}=au; =orphan; sessionid=%ZZ; a=b=c` },
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    assert.equal(au.received.length, 1);
+    assert.equal(au.received[0].headers.get("cookie"), 'csrftoken=ab"c; sessionid=%ZZ; a=b=c');
+  }));
+
+Deno.test("forwarding: an incoming X-Forwarded-For is replaced unless trusted proxy hops are configured", async (t) => {
+  await t.step("no trusted hops: replaced", () =>
+    withStack(async ({ us, edge }) => {
+      const res = await fetch(`${edge.url}/`, {
+        headers: {
+          "x-forwarded-for": "6.6.6.6",
+          "x-forwarded-host": "evil.test",
+          forwarded: "for=6.6.6.6",
+        },
+      });
+      await res.body?.cancel();
+      const h = us.received[0].headers;
+      assert.equal(h.get("x-forwarded-for"), "127.0.0.1");
+      assert.equal(h.get("x-forwarded-host"), new URL(edge.url).host);
+      assert.equal(h.get("forwarded"), null);
+    }));
+  await t.step("one trusted hop: chain kept and extended", () =>
+    withStack(async ({ us, edge }) => {
+      const res = await fetch(`${edge.url}/`, {
+        headers: { "x-forwarded-for": "203.0.113.9, 198.51.100.1" },
+      });
+      await res.body?.cancel();
+      assert.equal(
+        us.received[0].headers.get("x-forwarded-for"),
+        "203.0.113.9, 198.51.100.1, 127.0.0.1",
+      );
+    }, { extra: { trusted_proxy_hops: 1 } }));
+});
+
+Deno.test("forwarding: hop-by-hop headers are dropped both ways, including those Connection names", () =>
+  withStack(async ({ us, edge }) => {
+    const res = await fetch(`${edge.url}/`, {
+      headers: {
+        connection: "x-hop, keep-alive",
+        "x-hop": "1",
+        "keep-alive": "timeout=5",
+        te: "trailers",
+        "x-end": "2",
+      },
+    });
+    await res.body?.cancel();
+    const h = us.received[0].headers;
+    assert.equal(h.get("x-hop"), null);
+    assert.equal(h.get("te"), null);
+    assert.equal(h.get("x-end"), "2");
+    assert.equal(res.headers.get("x-upstream-hop"), null);
+    assert.equal(res.headers.get("x-upstream-end"), "kept");
+  }, {
+    handlers: {
+      us: () =>
+        new Response("ok", {
+          headers: {
+            connection: "x-upstream-hop",
+            "x-upstream-hop": "1",
+            "x-upstream-end": "kept",
+            "set-cookie": "a=1",
+          },
+        }),
+    },
+  }));
+
+Deno.test("forwarding: redirects are passed to the client, Location and cookie Domain point back at the public host", () =>
+  withStack(async ({ us, edge }) => {
+    const res = await fetch(`${edge.url}/go`, { redirect: "manual" });
+    await res.body?.cancel();
+    assert.equal(us.received.length, 1, "the upstream redirect was not followed");
+    assert.equal(res.status, 302);
+    assert.equal(res.headers.get("location"), `${edge.url}/next?a=1`);
+    const edgeHost = new URL(edge.url).hostname;
+    assert.deepEqual(res.headers.getSetCookie(), [
+      `sessionid=s; Path=/; Domain=${edgeHost}; HttpOnly`,
+      "csrftoken=c; Path=/",
+      "other=o; Domain=elsewhere.test",
+    ]);
+  }, {
+    handlers: {
+      us: (req) => {
+        const origin = new URL(req.url).origin;
+        const headers = new Headers({ location: `${origin}/next?a=1` });
+        headers.append(
+          "set-cookie",
+          `sessionid=s; Path=/; Domain=${new URL(req.url).hostname}; HttpOnly`,
+        );
+        headers.append("set-cookie", "csrftoken=c; Path=/");
+        headers.append("set-cookie", "other=o; Domain=elsewhere.test");
+        return new Response(null, { status: 302, headers });
+      },
+    },
+  }));
+
+Deno.test("global route: proxies to the upstream with whitelisted cookies only", () =>
+  withStack(async ({ web, au, us, edge }) => {
+    const res = await fetch(`${edge.url}/pricing/teams?x=1`, {
+      headers: { cookie: `sessionid=s; csrftoken=c; ${PIN}=au` },
+    });
+    assert.deepEqual(await res.json(), { path: "/pricing/teams" });
+    assert.equal(au.received.length + us.received.length, 0);
+    assert.equal(web.received[0].query, "?x=1");
+    assert.equal(web.received[0].headers.get("cookie"), "csrftoken=c");
+  }));
+
+Deno.test("global route: a redirect substitutes path groups and keeps the query", async () => {
+  await withStack(async ({ edge }) => {
+    const res = await fetch(`${edge.url}/help/billing/refunds?lang=fr`, { redirect: "manual" });
+    await res.body?.cancel();
+    assert.equal(res.status, 301);
+    assert.equal(res.headers.get("location"), "https://help.example.com/billing/refunds?lang=fr");
+  });
+});
+
+Deno.test("no rule matched: 404 no_rule as JSON or plain text by Accept", () =>
+  withStack(async ({ edge }) => {
+    let res = await fetch(`${edge.url}/nothing`, { headers: { accept: "application/json" } });
+    assert.equal(res.status, 404);
+    assert.deepEqual(await res.json(), {
+      error: "no_rule",
+      message: "No rule matches GET /nothing",
+    });
+    res = await fetch(`${edge.url}/nothing`, { headers: { accept: "text/html" } });
+    assert.equal(res.status, 404);
+    assert.equal(res.headers.get("content-type"), "text/plain; charset=utf-8");
+    assert.match(await res.text(), /^404 no_rule: /);
+  }, { rules: [{ name: "only", type: "regional", match: { path: "^/only$" } }] }));
+
+Deno.test("body matcher: the body is read once and the same bytes reach the upstream", async (t) => {
+  await withStack(async ({ us, edge }) => {
+    await t.step("matching JSON body", async () => {
+      const body = '{"operationName":"JoinClass","variables":{"code":"é"}}';
+      const res = await fetch(`${edge.url}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-vestibule-region": "us" },
+        body,
+      });
+      await res.body?.cancel();
+      assert.equal(res.headers.get("x-vestibule-rule"), "join");
+      assert.deepEqual(us.received.at(-1)!.body, new TextEncoder().encode(body));
+    });
+    await t.step("invalid JSON body: no match, no crash, bytes intact", async () => {
+      const body = '{"operationName": "JoinClass",';
+      const res = await fetch(`${edge.url}/graphql`, { method: "POST", body });
+      await res.body?.cancel();
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("x-vestibule-rule"), "app");
+      assert.equal(new TextDecoder().decode(us.received.at(-1)!.body), body);
+    });
+    await t.step("a body over the limit: 413 body_too_large, nothing forwarded", async () => {
+      const before = us.received.length;
+      const res = await fetch(`${edge.url}/graphql`, {
+        method: "POST",
+        body: "x".repeat(2048),
+        headers: { accept: "application/json" },
+      });
+      assert.equal(res.status, 413);
+      assert.equal((await res.json()).error, "body_too_large");
+      assert.equal(us.received.length, before);
+    });
+    await t.step("a streamed body over the limit without Content-Length: 413 too", async () => {
+      const stream = new ReadableStream({
+        start(c) {
+          for (let i = 0; i < 4; i++) c.enqueue(new Uint8Array(1000));
+          c.close();
+        },
+      });
+      const res = await fetch(`${edge.url}/graphql`, { method: "POST", body: stream });
+      assert.equal(res.status, 413);
+      await res.body?.cancel();
+    });
+  }, { extra: { body_limit_bytes: 1024, debug_headers: true } });
+});
+
+Deno.test("upstream failures: refused → 502 upstream_unavailable, hanging → 504 upstream_timeout", async () => {
+  const hanging = Promise.withResolvers<void>();
+  const slow = startUpstream(async () => {
+    await hanging.promise;
+    return new Response("late");
+  });
+  const edge = startVestibule({
+    regions: {
+      dead: { origin: `http://127.0.0.1:${deadPort()}` },
+      slow: { origin: slow.url, timeout_ms: 200 },
+    },
+    default_region: "dead",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  try {
+    let res = await fetch(`${edge.url}/`, { headers: { accept: "application/json" } });
+    assert.equal(res.status, 502);
+    assert.equal((await res.json()).error, "upstream_unavailable");
+    const started = performance.now();
+    res = await fetch(`${edge.url}/`, {
+      headers: { accept: "application/json", "x-vestibule-region": "slow" },
+    });
+    const elapsed = performance.now() - started;
+    assert.equal(res.status, 504);
+    assert.deepEqual(await res.json(), {
+      error: "upstream_timeout",
+      message: 'Upstream "slow" did not answer within 200 ms',
+    });
+    assert.ok(elapsed >= 190 && elapsed < 2000, `answered after ${elapsed} ms`);
+  } finally {
+    hanging.resolve();
+    await Promise.all([edge.close(), slow.close()]);
+  }
+});
+
+Deno.test("compression: a gzip upstream answer reaches the client with headers that agree with its bytes", async (t) => {
+  const text = "hello compressed world ".repeat(200);
+  const gz = new Uint8Array(gzipSync(new TextEncoder().encode(text)));
+  const br = new Uint8Array(brotliCompressSync(new TextEncoder().encode(text)));
+  const rawGet = async (port: number, acceptEncoding?: string, extra = "") => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const ae = (acceptEncoding ? `Accept-Encoding: ${acceptEncoding}\r\n` : "") + extra;
+    await conn.write(
+      new TextEncoder().encode(`GET / HTTP/1.1\r\nHost: x\r\n${ae}Connection: close\r\n\r\n`),
+    );
+    const raw = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+    const [head, ...rest] = raw.split("\r\n\r\n");
+    return { head: head.toLowerCase(), body: rest.join("\r\n\r\n") };
+  };
+  await withStack(async ({ edge, us }) => {
+    await t.step("client accepts gzip: gets gzip", async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
+      await conn.write(
+        new TextEncoder().encode(
+          `GET / HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n`,
+        ),
+      );
+      const raw = new Uint8Array(await new Response(conn.readable).arrayBuffer());
+      const head = new TextDecoder().decode(raw.subarray(0, 400)).toLowerCase();
+      assert.match(head, /content-encoding: gzip/);
+      assert.match(head, /etag: w\/"v1"/);
+      // Decode through fetch from a fresh request to check the bytes themselves.
+      const res = await fetch(`${edge.url}/`, { headers: { "accept-encoding": "gzip" } });
+      assert.equal(await res.text(), text);
+    });
+    await t.step(
+      "client accepts nothing: the origin is asked for identity, bytes pass untouched",
+      async () => {
+        const { head, body } = await rawGet(edge.port);
+        assert.doesNotMatch(head, /content-encoding/);
+        assert.ok(body.includes("hello compressed world"));
+        assert.equal(us.received.at(-1)!.headers.get("accept-encoding"), "identity");
+      },
+    );
+    await t.step(
+      "client accepts br only: origin's br is decoded by fetch and sent plain",
+      async () => {
+        const { head, body } = await rawGet(edge.port, "br");
+        assert.match(head, /etag: w\/"v1"/);
+        assert.doesNotMatch(head, /content-encoding/);
+        assert.doesNotMatch(head, /content-length: 1/);
+        assert.ok(body.includes("hello compressed world"));
+      },
+    );
+    await t.step(
+      "origin ignores identity and compresses anyway: passed through with its header",
+      async () => {
+        const { head } = await rawGet(edge.port, "identity", "X-Stubborn: 1\r\n");
+        assert.match(head, /content-encoding: gzip/);
+      },
+    );
+  }, {
+    handlers: {
+      us: (req) => {
+        const accepts = req.headers.get("accept-encoding") ?? "";
+        const headers = { "content-type": "text/plain", etag: '"v1"' };
+        if (accepts === "identity" && req.headers.get("x-stubborn")) {
+          return new Response(gz, { headers: { ...headers, "content-encoding": "gzip" } });
+        }
+        if (accepts.includes("gzip")) {
+          return new Response(gz, { headers: { ...headers, "content-encoding": "gzip" } });
+        }
+        if (accepts.includes("br")) {
+          return new Response(br, { headers: { ...headers, "content-encoding": "br" } });
+        }
+        return new Response(text, { headers });
+      },
+    },
+  });
+});
+
+Deno.test("debug headers: off by default", () =>
+  withStack(async ({ edge }) => {
+    const res = await fetch(`${edge.url}/`);
+    await res.body?.cancel();
+    assert.equal(res.headers.get("x-vestibule-rule"), null);
+    assert.equal(res.headers.get("x-vestibule-region"), null);
+  }));
+
+Deno.test("health endpoint answers without calling any upstream", () =>
+  withStack(async ({ au, us, web, edge }) => {
+    const res = await fetch(`${edge.url}/_vestibule/health`);
+    assert.deepEqual(await res.json(), { status: "ok" });
+    assert.equal(au.received.length + us.received.length + web.received.length, 0);
+  }));
