@@ -13,8 +13,9 @@ export interface CountryRanges {
 
 // The data comes from @ip-location-db/geo-whois-asn-country (package.json says CC0-1.0; its
 // NRO_LICENSE file says the RIR data is CC BY 4.0 by the NRO, so credit nro.net where it is shown).
-// Text imports put the files in the module graph, so they need no --allow-read and travel with
-// `deno compile` and Deno Deploy; the literal specifiers let both find them statically.
+// Text imports (stable in Deno 2.9) make the CSVs part of the module graph: no --allow-read and no
+// node_modules path, and tools that walk the graph see them through the literal specifiers.
+// The module map keeps both strings (~26 MB) for the life of the isolate.
 async function importDataset(): Promise<CountryRanges> {
   const [ipv4, ipv6] = await Promise.all([
     import("@ip-location-db/geo-whois-asn-country/geo-whois-asn-country-ipv4-num.csv", {
@@ -77,9 +78,11 @@ const IPV6: AddressFamily<bigint> = {
 
 /**
  * Builds a lookup from CSV text in the dataset's numeric format.
- * Overlapping rows are resolved as the dataset's own merge intends: a later row wins over an
- * earlier one where they overlap (the file nests more specific ranges after their container).
- * @throws {SyntaxError} when a line is not `start,end,CC` with `start <= end`
+ * Where rows overlap, the later row wins: the file lists a container range first and the more
+ * specific ranges inside it after (7,528 of the 550,668 rows of version 2.3.2026061719 overlap
+ * an earlier row).
+ * @throws {SyntaxError} when a line is not `start,end,CC` with `start <= end` inside the address
+ * space, or rows are not sorted by start
  */
 export function createCountryLookup(ranges: CountryRanges): CountryLookup {
   const codeNames: (string | undefined)[] = [undefined];
