@@ -23,7 +23,8 @@ export interface MonolithOptions {
   hostname?: string;
   /**
    * Usernames taken in any region. Give every monolith the same set to play a global uniqueness
-   * check at signup; without it a monolith only knows its own users.
+   * check at signup (each adds its users and signups to it); without it a monolith only knows
+   * its own users.
    */
   takenUsernames?: Set<string>;
 }
