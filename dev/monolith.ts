@@ -1,0 +1,285 @@
+/** @module A stand-in regional monolith (Django-like pages, sessions and GraphQL) for local development. */
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { deleteCookie, getCookie, setCookie } from "hono/cookie";
+import { html, raw } from "hono/html";
+import type { HtmlEscapedString } from "hono/utils/html";
+
+/** An account a monolith knows from the start. */
+export interface MonolithUser {
+  password: string;
+  name: string;
+}
+
+/** What a stand-in monolith plays and where it listens. */
+export interface MonolithOptions {
+  /** Region id, e.g. `"au"`; pages show it upper-cased. */
+  region: string;
+  /** Accounts keyed by username; signups add to a copy, never to this object. */
+  users: Record<string, MonolithUser>;
+  /** 0 (the default) picks a free port. */
+  port?: number;
+  /** Defaults to `127.0.0.1`. */
+  hostname?: string;
+  /**
+   * Usernames taken in any region. Give every monolith the same set to play a global uniqueness
+   * check at signup (each adds its users and signups to it); without it a monolith only knows
+   * its own users.
+   */
+  takenUsernames?: Set<string>;
+}
+
+/** A running stand-in server. */
+export interface DevServer {
+  /** Base URL without a trailing slash, e.g. `http://127.0.0.1:41234`. */
+  url: string;
+  /** Stops listening and waits for open requests to finish. */
+  close(): Promise<void>;
+}
+
+/** The cookie Django's session middleware uses. */
+const SESSION_COOKIE = "sessionid";
+
+/**
+ * Starts a monolith for one region on loopback: login, logout and sessions in memory, a home page
+ * that names the region, `/api/whoami`, `POST /graphql` (`Signup`, `JoinClass`) and the staff
+ * region switch. The cookies it receives are shown by name only, never by value.
+ */
+export function startMonolith(options: MonolithOptions): DevServer {
+  const app = createMonolithApp(options);
+  return serve(app, options);
+}
+
+function createMonolithApp(options: MonolithOptions): Hono {
+  const region = options.region.toUpperCase();
+  const users = new Map(Object.entries(options.users));
+  const taken = options.takenUsernames ?? new Set<string>();
+  for (const username of users.keys()) taken.add(username);
+  const sessions = new Map<string, string>();
+
+  const currentUser = (c: Context): string | undefined => {
+    const sessionId = getCookie(c, SESSION_COOKIE);
+    return sessionId === undefined ? undefined : sessions.get(sessionId);
+  };
+  const cookieNames = (c: Context): string[] => Object.keys(getCookie(c));
+
+  const app = new Hono();
+
+  app.get("/", (c) => {
+    const username = currentUser(c);
+    const user = username === undefined ? undefined : users.get(username);
+    const who = user
+      ? html`
+        <p>Logged in as <b>${user.name}</b> (${username}).</p>
+        <form method="post" action="/accounts/logout/"><button>Log out</button></form>
+      `
+      : html`<p>Not logged in. <a href="/accounts/login/">Log in</a></p>`;
+    return c.html(page(
+      `Home · ${region}`,
+      html`
+        <h1>Served by region ${region}</h1>
+                ${who}
+                <ul>
+          <li><a href="/accounts/login/">/accounts/login/</a></li>
+          <li><a href="/about">/about</a> (the global website)</li>
+          <li><a href="/graphql">/graphql demo</a></li>
+          <li><a href="/api/whoami">/api/whoami</a></li>
+        </ul>
+                ${cookieList(cookieNames(c))}
+      `,
+    ));
+  });
+
+  app.get("/accounts/login/", (c) => c.html(loginPage(region)));
+
+  app.post("/accounts/login/", async (c) => {
+    const form = await c.req.parseBody();
+    const username = typeof form.username === "string" ? form.username : "";
+    const password = typeof form.password === "string" ? form.password : "";
+    const user = users.get(username);
+    if (user === undefined) {
+      return c.html(loginPage(region, `No such user in region ${region}`, username));
+    }
+    if (user.password !== password) return c.html(loginPage(region, "Wrong password", username));
+    const sessionId = randomToken();
+    sessions.set(sessionId, username);
+    setCookie(c, SESSION_COOKIE, sessionId, { path: "/", httpOnly: true, sameSite: "Lax" });
+    return c.redirect("/", 302);
+  });
+
+  app.post("/accounts/logout/", (c) => {
+    const sessionId = getCookie(c, SESSION_COOKIE);
+    if (sessionId !== undefined) sessions.delete(sessionId);
+    deleteCookie(c, SESSION_COOKIE, { path: "/" });
+    return c.redirect("/", 302);
+  });
+
+  app.get(
+    "/api/whoami",
+    (c) =>
+      c.json({
+        region: options.region,
+        user: currentUser(c) ?? null,
+        received_cookies: cookieNames(c),
+      }),
+  );
+
+  app.get("/graphql", (c) => c.html(graphqlDemoPage(region)));
+
+  app.post("/graphql", async (c) => {
+    let request: unknown;
+    try {
+      request = await c.req.json();
+    } catch (error) {
+      const detail = error instanceof Error ? error.message : String(error);
+      return c.json(failure(`Cannot parse request body as JSON: ${detail}`), 400);
+    }
+    const { operationName, variables } = asRecord(request);
+    const vars = asRecord(variables);
+    switch (operationName) {
+      case "Signup": {
+        const { username, password } = vars;
+        if (typeof username !== "string" || username === "" || typeof password !== "string") {
+          return c.json(failure('Signup needs string variables "username" and "password"'));
+        }
+        if (taken.has(username) || users.has(username)) {
+          return c.json(failure(`Cannot sign up "${username}": username is taken`));
+        }
+        users.set(username, { password, name: username });
+        taken.add(username);
+        return c.json({ data: { signup: { ok: true } }, errors: [] });
+      }
+      case "JoinClass": {
+        const { code } = vars;
+        if (typeof code !== "string" || !code.startsWith(region)) {
+          return c.json(
+            failure(`Cannot join class "${String(code)}": not a class in region ${region}`),
+          );
+        }
+        return c.json({ data: { joinClass: { ok: true } }, errors: [] });
+      }
+      default:
+        return c.json(failure(`Unknown operation "${String(operationName)}"`));
+    }
+  });
+
+  app.post("/staff/switch-region/:region", (c) => c.redirect("/", 302));
+
+  return app;
+}
+
+function failure(message: string): { data: null; errors: { message: string }[] } {
+  return { data: null, errors: [{ message }] };
+}
+
+function asRecord(value: unknown): Record<string, unknown> {
+  return typeof value === "object" && value !== null ? value as Record<string, unknown> : {};
+}
+
+function randomToken(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+function loginPage(region: string, error?: string, username = "") {
+  return page(
+    `Log in · ${region}`,
+    html`
+      <h1>Log in to region ${region}</h1>
+            ${error === undefined ? "" : html`<p class="error">${error}</p>`}
+            <form method="post" action="/accounts/login/">
+        <label>Username <input name="username" value="${username}" autofocus></label>
+        <label>Password <input name="password" type="password"></label>
+        <button>Log in</button>
+      </form>
+            <p><a href="/">Home</a></p>
+    `,
+  );
+}
+
+function graphqlDemoPage(region: string) {
+  // Inline script only: the demo must work with no external assets.
+  return page(
+    `GraphQL · ${region}`,
+    html`
+      <h1>GraphQL demo · region ${region}</h1>
+      <form id="signup">
+        <h2>Signup</h2>
+        <label>Username <input name="username"></label>
+        <label>Password <input name="password" type="password"></label>
+        <button>Sign up</button>
+      </form>
+      <form id="join">
+        <h2>JoinClass</h2>
+        <label>Class code <input name="code" placeholder="${region}-123"></label>
+        <button>Join</button>
+      </form>
+      <pre id="result">Results appear here.</pre>
+      <p><a href="/">Home</a></p>
+      <script>
+              const send = async (operationName, variables) => {
+                const response = await fetch("/graphql", {
+                  method: "POST",
+                  headers: { "content-type": "application/json" },
+                  body: JSON.stringify({ operationName, variables }),
+                });
+                document.getElementById("result").textContent =
+                  response.status + "\\n" + JSON.stringify(await response.json(), null, 2);
+              };
+              const fields = (form) => Object.fromEntries(new FormData(form));
+              document.getElementById("signup").onsubmit = (event) => {
+                event.preventDefault();
+                send("Signup", fields(event.target));
+              };
+              document.getElementById("join").onsubmit = (event) => {
+                event.preventDefault();
+                send("JoinClass", fields(event.target));
+              };
+            </script>
+    `,
+  );
+}
+
+function cookieList(names: string[]) {
+  return html`<h2>Cookies received (names only)</h2>
+    ${
+    names.length === 0
+      ? html`<p>None.</p>`
+      : html`<ul>${names.map((name) => html`<li><code>${name}</code></li>`)}</ul>`
+  }`;
+}
+
+const STYLE =
+  `body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}
+label{display:block;margin:.5rem 0}.error{color:#b00020;font-weight:bold}
+pre{background:#f4f4f4;padding:.5rem}`;
+
+/** Wraps a body in a plain HTML page with a small inline style. */
+export function page(
+  title: string,
+  body: unknown,
+): HtmlEscapedString | Promise<HtmlEscapedString> {
+  return html`<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8">
+    <meta name="viewport" content="width=device-width, initial-scale=1">
+    <title>${title}</title>
+    <style>${raw(STYLE)}</style>
+  </head>
+  <body>
+    ${body}
+  </body>
+</html>`;
+}
+
+/** Serves a Hono app on loopback and reports its URL; shared by the dev stand-ins. */
+export function serve(app: Hono, options: { port?: number; hostname?: string }): DevServer {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const server = Deno.serve({ hostname, port: options.port ?? 0, onListen: () => {} }, app.fetch);
+  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+  return {
+    url: `http://${host}:${server.addr.port}`,
+    close: () => server.shutdown(),
+  };
+}

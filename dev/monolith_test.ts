@@ -1,0 +1,303 @@
+/** @module Tests for the dev stand-in monolith and website, with real fetches over loopback. */
+import assert from "node:assert/strict";
+import { startMonolith } from "./monolith.ts";
+import { startWebsite } from "./website.ts";
+
+const USERS = { alice: { password: "wonderland", name: "Alice Liddell" } };
+
+function form(fields: Record<string, string>): RequestInit {
+  return { method: "POST", body: new URLSearchParams(fields), redirect: "manual" };
+}
+
+function graphql(operationName: string, variables: Record<string, unknown>): RequestInit {
+  return {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ operationName, variables }),
+  };
+}
+
+/** Logs alice in and returns the `name=value` pair of the session cookie. */
+async function logIn(url: string): Promise<string> {
+  const response = await fetch(
+    `${url}/accounts/login/`,
+    form({ username: "alice", password: "wonderland" }),
+  );
+  await response.body?.cancel();
+  const setCookie = response.headers.get("set-cookie") ?? "";
+  return setCookie.split(";")[0];
+}
+
+Deno.test("startMonolith() serves a home page that names its region", async (t) => {
+  const monolith = startMonolith({ region: "au", users: USERS });
+  try {
+    await t.step("listens on loopback", () => {
+      assert.match(monolith.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    });
+    await t.step("says who served it and that nobody is logged in", async () => {
+      const response = await fetch(`${monolith.url}/`);
+      assert.equal(response.status, 200);
+      assert.match(response.headers.get("content-type") ?? "", /^text\/html/);
+      const body = await response.text();
+      assert.match(body, /Served by region AU/);
+      assert.match(body, /Not logged in/);
+      for (const link of ["/accounts/login/", "/about", "/graphql"]) {
+        assert.ok(body.includes(`href="${link}"`), `missing link to ${link}`);
+      }
+    });
+    await t.step("lists received cookies by name, never by value", async () => {
+      const response = await fetch(`${monolith.url}/`, {
+        headers: { cookie: "vestibule_pin=secret-pin-value; csrftoken=abc" },
+      });
+      const body = await response.text();
+      assert.match(body, /<code>vestibule_pin<\/code>/);
+      assert.match(body, /<code>csrftoken<\/code>/);
+      assert.ok(!body.includes("secret-pin-value"));
+    });
+    await t.step("escapes cookie names it shows", async () => {
+      const response = await fetch(`${monolith.url}/`, { headers: { cookie: "<b>x=1" } });
+      const body = await response.text();
+      assert.ok(!body.includes("<b>x"));
+      assert.match(body, /<code>&lt;b&gt;x<\/code>/);
+    });
+  } finally {
+    await monolith.close();
+  }
+});
+
+Deno.test("startMonolith() logs users in and out with a session cookie", async (t) => {
+  const monolith = startMonolith({ region: "us", users: USERS });
+  try {
+    await t.step("serves the login form", async () => {
+      const response = await fetch(`${monolith.url}/accounts/login/`);
+      const body = await response.text();
+      assert.equal(response.status, 200);
+      assert.match(body, /<form method="post" action="\/accounts\/login\/">/);
+      assert.match(body, /name="username"/);
+      assert.match(body, /name="password"/);
+    });
+    await t.step(
+      "redirects to / with an HttpOnly Lax session cookie on the right password",
+      async () => {
+        const response = await fetch(
+          `${monolith.url}/accounts/login/`,
+          form({ username: "alice", password: "wonderland" }),
+        );
+        await response.body?.cancel();
+        assert.equal(response.status, 302);
+        assert.equal(response.headers.get("location"), "/");
+        const setCookie = response.headers.get("set-cookie") ?? "";
+        assert.match(setCookie, /^sessionid=[0-9a-f]{32}; Path=\/; HttpOnly; SameSite=Lax$/);
+      },
+    );
+    await t.step("answers 200 with the form and the message on a wrong password", async () => {
+      const response = await fetch(
+        `${monolith.url}/accounts/login/`,
+        form({ username: "alice", password: "nope" }),
+      );
+      const body = await response.text();
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get("set-cookie"), null);
+      assert.match(body, /Wrong password/);
+      assert.match(body, /name="password"/);
+    });
+    await t.step("names its region for an unknown user", async () => {
+      const response = await fetch(
+        `${monolith.url}/accounts/login/`,
+        form({ username: "bob", password: "x" }),
+      );
+      const body = await response.text();
+      assert.equal(response.status, 200);
+      assert.match(body, /No such user in region US/);
+    });
+    await t.step("shows the logged-in user on the home page", async () => {
+      const cookie = await logIn(monolith.url);
+      const body = await (await fetch(`${monolith.url}/`, { headers: { cookie } })).text();
+      assert.match(body, /Logged in as <b>Alice Liddell<\/b> \(alice\)/);
+      assert.match(body, /<code>sessionid<\/code>/);
+    });
+    await t.step("forgets the session on logout", async () => {
+      const cookie = await logIn(monolith.url);
+      const logout = await fetch(`${monolith.url}/accounts/logout/`, {
+        method: "POST",
+        headers: { cookie },
+        redirect: "manual",
+      });
+      await logout.body?.cancel();
+      assert.equal(logout.status, 302);
+      assert.equal(logout.headers.get("location"), "/");
+      assert.match(logout.headers.get("set-cookie") ?? "", /^sessionid=; Max-Age=0; Path=\//);
+      const whoami = await (await fetch(`${monolith.url}/api/whoami`, { headers: { cookie } }))
+        .json();
+      assert.equal(whoami.user, null);
+    });
+  } finally {
+    await monolith.close();
+  }
+});
+
+Deno.test("startMonolith() answers /api/whoami with cookie names only", async () => {
+  const monolith = startMonolith({ region: "au", users: USERS });
+  try {
+    const session = await logIn(monolith.url);
+    const response = await fetch(`${monolith.url}/api/whoami`, {
+      headers: { cookie: `${session}; vestibule_pin=au.signed-value` },
+    });
+    assert.equal(response.status, 200);
+    const text = await response.text();
+    assert.deepEqual(JSON.parse(text), {
+      region: "au",
+      user: "alice",
+      received_cookies: ["sessionid", "vestibule_pin"],
+    });
+    assert.ok(!text.includes("signed-value"));
+  } finally {
+    await monolith.close();
+  }
+});
+
+Deno.test("startMonolith() runs the Signup and JoinClass GraphQL operations", async (t) => {
+  const taken = new Set<string>();
+  const au = startMonolith({ region: "au", users: USERS, takenUsernames: taken });
+  const us = startMonolith({ region: "us", users: {}, takenUsernames: taken });
+  try {
+    await t.step("signs a new user up in this region only", async () => {
+      const response = await fetch(
+        `${us.url}/graphql`,
+        graphql("Signup", { username: "carol", password: "pw" }),
+      );
+      assert.equal(response.status, 200);
+      assert.deepEqual(await response.json(), { data: { signup: { ok: true } }, errors: [] });
+      const login = await fetch(
+        `${us.url}/accounts/login/`,
+        form({ username: "carol", password: "pw" }),
+      );
+      await login.body?.cancel();
+      assert.equal(login.status, 302);
+      const elsewhere = await fetch(
+        `${au.url}/accounts/login/`,
+        form({ username: "carol", password: "pw" }),
+      );
+      assert.match(await elsewhere.text(), /No such user in region AU/);
+    });
+    await t.step("refuses a username this region has", async () => {
+      const response = await fetch(
+        `${au.url}/graphql`,
+        graphql("Signup", { username: "alice", password: "x" }),
+      );
+      assert.equal(response.status, 200);
+      const body = await response.json();
+      assert.equal(body.data, null);
+      assert.equal(body.errors.length, 1);
+      assert.equal(body.errors[0].message, 'Cannot sign up "alice": username is taken');
+    });
+    await t.step("refuses a username another region took when they share a set", async () => {
+      const response = await fetch(
+        `${au.url}/graphql`,
+        graphql("Signup", { username: "carol", password: "x" }),
+      );
+      const body = await response.json();
+      assert.equal(body.data, null);
+      assert.match(body.errors[0].message, /"carol": username is taken/);
+    });
+    await t.step("refuses a signup without the variables", async () => {
+      const response = await fetch(`${au.url}/graphql`, graphql("Signup", { username: "dan" }));
+      const body = await response.json();
+      assert.equal(body.data, null);
+      assert.ok(body.errors.length > 0);
+    });
+    await t.step("joins a class whose code starts with the region", async () => {
+      const response = await fetch(`${au.url}/graphql`, graphql("JoinClass", { code: "AU-123" }));
+      assert.deepEqual(await response.json(), { data: { joinClass: { ok: true } }, errors: [] });
+    });
+    await t.step("refuses a class of another region", async () => {
+      const response = await fetch(`${au.url}/graphql`, graphql("JoinClass", { code: "US-123" }));
+      assert.equal(response.status, 200);
+      const body = await response.json();
+      assert.equal(body.data, null);
+      assert.equal(body.errors[0].message, 'Cannot join class "US-123": not a class in region AU');
+    });
+    await t.step("names an unknown operation", async () => {
+      const response = await fetch(`${au.url}/graphql`, graphql("Nope", {}));
+      const body = await response.json();
+      assert.deepEqual(body.errors, [{ message: 'Unknown operation "Nope"' }]);
+    });
+    await t.step("answers 400 to a body that is not JSON", async () => {
+      const response = await fetch(`${au.url}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{",
+      });
+      assert.equal(response.status, 400);
+      const body = await response.json();
+      assert.equal(body.data, null);
+      assert.match(body.errors[0].message, /^Cannot parse request body as JSON: /);
+    });
+    await t.step("serves a demo page for the operations", async () => {
+      const response = await fetch(`${au.url}/graphql`);
+      const body = await response.text();
+      assert.equal(response.status, 200);
+      assert.match(body, /GraphQL demo · region AU/);
+      assert.match(body, /send\("Signup"/);
+    });
+  } finally {
+    await au.close();
+    await us.close();
+  }
+});
+
+Deno.test("startMonolith() redirects the staff region switch to /", async () => {
+  const monolith = startMonolith({ region: "au", users: USERS });
+  try {
+    const response = await fetch(`${monolith.url}/staff/switch-region/us`, {
+      method: "POST",
+      redirect: "manual",
+    });
+    await response.body?.cancel();
+    assert.equal(response.status, 302);
+    assert.equal(response.headers.get("location"), "/");
+  } finally {
+    await monolith.close();
+  }
+});
+
+Deno.test("startMonolith() copies its users instead of adding signups to the caller's object", async () => {
+  const users = { alice: USERS.alice };
+  const monolith = startMonolith({ region: "au", users });
+  try {
+    const response = await fetch(
+      `${monolith.url}/graphql`,
+      graphql("Signup", { username: "erin", password: "pw" }),
+    );
+    await response.body?.cancel();
+    assert.deepEqual(Object.keys(users), ["alice"]);
+  } finally {
+    await monolith.close();
+  }
+});
+
+Deno.test("startWebsite() serves /about and /pricing as the global website", async (t) => {
+  const website = startWebsite();
+  try {
+    for (const path of ["/about", "/pricing"]) {
+      await t.step(`serves ${path}`, async () => {
+        const response = await fetch(`${website.url}${path}`, {
+          headers: { cookie: "sessionid=s3cret" },
+        });
+        const body = await response.text();
+        assert.equal(response.status, 200);
+        assert.match(response.headers.get("content-type") ?? "", /^text\/html/);
+        assert.match(body, /Served by the global website/);
+        assert.match(body, /Cookies received \(names only\): sessionid/);
+        assert.ok(!body.includes("s3cret"));
+      });
+    }
+    await t.step("answers 404 elsewhere", async () => {
+      const response = await fetch(`${website.url}/accounts/login/`);
+      await response.body?.cancel();
+      assert.equal(response.status, 404);
+    });
+  } finally {
+    await website.close();
+  }
+});
