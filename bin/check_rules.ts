@@ -56,7 +56,8 @@ export async function main(args: string[]): Promise<number> {
     const placeholders = env.placeholders.length > 0
       ? ` (placeholders for ${env.placeholders.join(", ")})`
       : "";
-    console.log(`${rulesPath}: ${config.rules.length} rules OK${placeholders}`);
+    const count = config.rules.length === 1 ? "1 rule" : `${config.rules.length} rules`;
+    console.log(`${rulesPath}: ${count} OK${placeholders}`);
 
     const testsPath = routeCasesPath(rulesPath);
     let text: string;

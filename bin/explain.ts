@@ -47,7 +47,8 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length !== 2) {
-    console.error(`Expected a method and a URL, got ${positionals.length} arguments\n\n${USAGE}`);
+    const got = positionals.length === 1 ? "1 argument" : `${positionals.length} arguments`;
+    console.error(`Expected a method and a URL, got ${got}\n\n${USAGE}`);
     return 2;
   }
   const headers: Array<[string, string]> = [];
