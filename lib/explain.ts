@@ -35,7 +35,7 @@ export const DEFAULT_CLIENT_IP = "192.0.2.1";
 /** Where a URL given as a bare path is resolved; only its scheme matters unless `Host` is absent. */
 const BASE_URL = "https://localhost";
 
-/** Headers vestibule sets itself; their values are safe to show. */
+/** Headers vestibule always sets itself; their values (like any it chooses) are safe to show. */
 const SET_BY_VESTIBULE = ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"] as const;
 
 /** A cookie or header that the upstream would not receive, and why. */
@@ -317,9 +317,11 @@ function forwardPlan(
       });
     }
   }
-  for (const name of SET_BY_VESTIBULE) {
-    const value = outgoing.get(name);
-    if (value !== null) plan.headers.set[name] = value;
+  // X-Forwarded-* always, and any other header whose value upstreamHeaders() chose itself.
+  for (const [name, value] of outgoing) {
+    if (name === "cookie" || plan.headers.fromRules.includes(name)) continue;
+    const own = (SET_BY_VESTIBULE as readonly string[]).includes(name);
+    if (own || incoming.get(name) !== value) plan.headers.set[name] = value;
   }
   const connectionNamed = (incoming.get("connection") ?? "").toLowerCase().split(",")
     .map((s) => s.trim());
@@ -328,9 +330,12 @@ function forwardPlan(
     const strip = (reason: string) => plan.headers.stripped.push({ name, reason });
     if (plan.headers.fromRules.includes(name)) strip("replaced by the rules file's value");
     else if (name in plan.headers.set) {
-      if (!ctx.trustForwarded && outgoing.get(name) !== value) {
+      const forwardedFamily = (SET_BY_VESTIBULE as readonly string[]).includes(name);
+      if (outgoing.get(name) === value) continue;
+      if (forwardedFamily && !ctx.trustForwarded) {
         strip("replaced by vestibule: trusted_proxy_hops is 0");
-      }
+      } else if (!forwardedFamily) strip("replaced by vestibule");
+      // A trusted X-Forwarded-For is extended, not replaced: `set` shows the whole chain.
     } else if (outgoing.has(name)) plan.headers.forwarded.push(name);
     else if (HOP_BY_HOP_HEADERS.has(name)) strip("hop-by-hop");
     else if (name === ctx.pinHeader) strip("pin header");

@@ -168,6 +168,7 @@ Deno.test("explainRequest() shows vestibule's own header values and strips hop-b
       forwarded: "for=10.9.9.9",
       "x-origin-secret": "forged",
       accept: "text/html",
+      "accept-encoding": "gzip",
       "cf-ipcountry": "AU",
     },
     clientIp: "203.0.113.7",
@@ -178,7 +179,7 @@ Deno.test("explainRequest() shows vestibule's own header values and strips hop-b
     "x-forwarded-host": "app.example.com:8080",
     "x-forwarded-proto": "http",
   });
-  assert.deepEqual(headers.forwarded, ["accept", "cf-ipcountry"]);
+  assert.deepEqual(headers.forwarded, ["accept", "accept-encoding", "cf-ipcountry"]);
   assert.deepEqual(headers.fromRules, ["x-origin-secret"]);
   assert.deepEqual(headers.stripped, [
     { name: "connection", reason: "hop-by-hop" },

@@ -12,6 +12,8 @@ Deno.test("explain prints the decision for a pinned request as text", async () =
     "https://app.example.com/dashboard",
     "-H",
     "Cookie: sessionid=s3cr3t-session; __Host-vestibule-region=au",
+    "-H",
+    "Accept-Encoding: gzip, br",
     "--placeholder-env",
   );
   assert.equal(stderr, "");
@@ -26,7 +28,7 @@ Deno.test("explain prints the decision for a pinned request as text", async () =
       "  headers from the rules file: x-origin-secret",
       "Cookies forwarded: sessionid",
       "Cookies stripped: __Host-vestibule-region (pin cookie)",
-      "Headers forwarded: (none)",
+      "Headers forwarded: accept-encoding",
       "Headers set by vestibule:",
       "  x-forwarded-for: 192.0.2.1",
       "  x-forwarded-host: app.example.com",
