@@ -196,7 +196,9 @@ export async function explainRequest(
       if (reason === assumed.reason && assumed.country) out.country = assumed.country;
       out.notes.push(...pinNotes(headers, config, pin));
       const pinnedHere = pin?.region === region;
-      if (pin && !pinnedHere) {
+      if (pinnedHere) {
+        out.notes.push(`Pinned to "${region}": every cookie but the pin cookie is sent`);
+      } else if (pin) {
         out.notes.push(
           `The request is pinned to "${pin.region}", not "${region}": only forward_cookies are sent`,
         );
@@ -218,13 +220,15 @@ export async function explainRequest(
       out.regions = [...config.regionIds];
       out.reason = "broadcast";
       out.notes.push(...pinNotes(headers, config, pin));
-      const preferred = pin?.region ?? assumed.region;
+      // The same preference routes/broadcast.ts hands to chooseOutcome().
+      const preferred = `"${pin?.region ?? assumed.region}" (${pin ? pin.source : assumed.reason})`;
       out.notes.push(
         "Sent to every region at once; the region whose answer matches success answers the " +
           "client and the browser is pinned to it",
-        `If several regions may succeed, "${preferred}" is preferred (${
-          pin ? pin.source : assumed.reason
-        })`,
+        rule.allowMultipleSuccess
+          ? `If several regions succeed, ${preferred} wins, then rules-file order`
+          : "If several regions succeed, the client gets 502 broadcast_ambiguous",
+        `If none succeeds, the client gets the best failure (non-5xx first), ties going to ${preferred}`,
       );
       for (const id of config.regionIds) {
         out.targets.push(plan(config.regions.get(id)!, { only: rule.forwardCookies }));

@@ -123,6 +123,10 @@ Deno.test("explainRequest() broadcasts a JSON body to every region", async () =>
   assert.deepEqual(e.regions, ["au", "us"]);
   assert.deepEqual(e.targets.map((t) => t.id), ["au", "us"]);
   assert.deepEqual(e.targets.map((t) => t.forward.headers.fromRules), [["x-origin-secret"], []]);
+  assert.deepEqual(e.notes.slice(1), [
+    "If several regions succeed, the client gets 502 broadcast_ambiguous",
+    'If none succeeds, the client gets the best failure (non-5xx first), ties going to "us" (default)',
+  ]);
 });
 
 Deno.test("explainRequest() sends a GraphQL body that no broadcast rule wants to the app", async () => {
@@ -298,4 +302,29 @@ Deno.test("formatExplanation() describes pinned, geo-assumed, default and broadc
     assert.match(out, /^ {2}Headers forwarded: \(none\)$/m, "no invented Content-Type");
     assert.match(out, /^Sends to: region "us" at http:\/\/us\.test:8002$/m);
   });
+});
+
+Deno.test("explainRequest() names the preferred region when several may succeed", async () => {
+  const multi = parseRules(
+    JSON.stringify({
+      regions: { au: { origin: "http://au.test" }, us: { origin: "http://us.test" } },
+      default_region: "us",
+      rules: [{
+        name: "lookup",
+        type: "broadcast",
+        success: { status: [200] },
+        allow_multiple_success: true,
+      }],
+    }),
+    { env: () => undefined },
+  );
+  const e = await explainRequest({
+    method: "GET",
+    url: "/",
+    headers: { "x-vestibule-region": "au" },
+  }, multi);
+  assert.equal(
+    e.notes[1],
+    'If several regions succeed, "au" (pin header) wins, then rules-file order',
+  );
 });

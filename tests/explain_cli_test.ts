@@ -34,6 +34,8 @@ Deno.test("explain prints the decision for a pinned request as text", async () =
       "  x-forwarded-host: app.example.com",
       "  x-forwarded-proto: https",
       "Headers stripped: (none)",
+      "Notes:",
+      '  - Pinned to "au": every cookie but the pin cookie is sent',
       "Placeholders used for: AU_ORIGIN, AU_SECRET, US_ORIGIN, WEBSITE_ORIGIN",
       "",
     ].join("\n"),
