@@ -1,5 +1,6 @@
 /** @module Renders an {@linkcode Explanation} as text for a person at a terminal. */
-import type { Explanation, ForwardPlan, Stripped, Target } from "./explain.ts";
+import type { Explanation, Target } from "./explain.ts";
+import type { ForwardPlan, Stripped } from "./forward_plan.ts";
 
 /** The human-readable form of an explanation, one fact per line, ending with a newline. */
 export function formatExplanation(e: Explanation): string {
