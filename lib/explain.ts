@@ -214,7 +214,12 @@ export async function explainRequest(
       throw new TypeError(`Unknown rule type in ${JSON.stringify(unknownRule)}`);
     }
   }
-  if (config.geo.ipLookup && !options.countryLookup && !pin && rule.type === "regional") {
+  // The router would have asked its IP database exactly when the assumption fell to the default.
+  const assumedUsed = rule.type === "regional" ? out.reason === "default" : !pin;
+  if (
+    config.geo.ipLookup && !options.countryLookup && assumed.reason === "default" &&
+    rule.type !== "global" && assumedUsed
+  ) {
     out.notes.push(
       "geo.ip_lookup is on but no IP database is loaded here: the IP was not looked up",
     );

@@ -328,3 +328,43 @@ Deno.test("explainRequest() names the preferred region when several may succeed"
     'If several regions succeed, "au" (pin header) wins, then rules-file order',
   );
 });
+
+Deno.test("explainRequest() uses an injected IP lookup and says when there is none", async () => {
+  const geo = parseRules(
+    JSON.stringify({
+      regions: { au: { origin: "http://au.test" }, us: { origin: "http://us.test" } },
+      default_region: "us",
+      geo: { countries: { AU: "au" }, ip_lookup: true },
+      trusted_proxy_hops: 1,
+      rules: [{ name: "app", type: "regional" }],
+    }),
+    { env: () => undefined },
+  );
+  const request = {
+    method: "GET",
+    url: "/",
+    headers: { "x-forwarded-for": "198.51.100.7", "x-forwarded-host": "app.example.com" },
+    clientIp: "10.0.0.2",
+  };
+  const seen: string[] = [];
+  const looked = await explainRequest(request, geo, {
+    countryLookup: (ip) => {
+      seen.push(ip);
+      return "AU";
+    },
+  });
+  assert.deepEqual(seen, ["198.51.100.7"], "the client behind one trusted hop is looked up");
+  assert.deepEqual([looked.region, looked.reason, looked.country], ["au", "geo ip", "AU"]);
+  const { headers } = looked.targets[0].forward;
+  assert.equal(headers.set["x-forwarded-for"], "198.51.100.7, 10.0.0.2");
+  assert.equal(headers.set["x-forwarded-host"], "app.example.com");
+  assert.deepEqual(headers.stripped, [], "trusted X-Forwarded-* are kept, not replaced");
+
+  const blind = await explainRequest(request, geo);
+  assert.deepEqual([blind.region, blind.reason], ["us", "default"]);
+  assert.ok(
+    blind.notes.includes(
+      "geo.ip_lookup is on but no IP database is loaded here: the IP was not looked up",
+    ),
+  );
+});
