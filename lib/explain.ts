@@ -176,7 +176,7 @@ export async function explainRequest(
         out.notes.push(
           `The request is pinned to "${pin.region}", not "${region}": only forward_cookies are sent`,
         );
-      } else if (!pin) {
+      } else {
         out.notes.push("Not pinned: only forward_cookies are sent");
       }
       if (rule.pinOn) {
