@@ -20,7 +20,10 @@ export async function handleGlobal(rule: GlobalRule, ctx: RouteContext): Promise
  * Substitutes `$1`… with the path regex groups and keeps the query string unless the target
  * has its own, so `/help/x?lang=fr` lands on the same page of the new site.
  */
-export function redirectLocation(template: string, ctx: RouteContext): string {
+export function redirectLocation(
+  template: string,
+  ctx: Pick<RouteContext, "match" | "searchParams">,
+): string {
   const groups = ctx.match.pathMatch;
   const location = template.replace(/\$(\d)/g, (_, n: string) => groups?.[Number(n)] ?? "");
   const query = ctx.searchParams.size > 0 ? `?${ctx.searchParams}` : "";

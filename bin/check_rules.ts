@@ -1,0 +1,82 @@
+/**
+ * @module `deno task check-rules [FILE]`: validates a rules file as start-up does, then runs the
+ * route-table tests beside it (`foo.json` → `foo.test.json`). See docs/operations.md.
+ */
+import { parseArgs } from "node:util";
+import { loadRules } from "../lib/load_rules.ts";
+import {
+  formatCaseResults,
+  parseRouteCases,
+  passed,
+  routeCasesPath,
+  runRouteCases,
+} from "../lib/route_cases.ts";
+import { rulesEnv } from "./_rules_env.ts";
+
+const USAGE = `Usage: deno task check-rules [FILE] [options]
+
+  FILE                The rules file (default: $VESTIBULE_RULES or rules.json)
+  --env-file FILE     Values for \${NAME} references missing from the environment
+  --placeholder-env   Use http://NAME.invalid for variables still missing
+`;
+
+/** Runs the CLI; returns the exit code (0 valid and every case passed, 1 otherwise, 2 usage). */
+export async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: args[0] === "--" ? args.slice(1) : args,
+      allowPositionals: true,
+      options: {
+        "env-file": { type: "string" },
+        "placeholder-env": { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (error) {
+    console.error(`${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals.length > 1) {
+    console.error(`Expected at most one rules file, got ${positionals.length}\n\n${USAGE}`);
+    return 2;
+  }
+  const rulesPath = positionals[0] ?? Deno.env.get("VESTIBULE_RULES") ?? "rules.json";
+  try {
+    const env = await rulesEnv({
+      envFile: values["env-file"],
+      placeholder: values["placeholder-env"],
+    });
+    const config = await loadRules(rulesPath, env.lookup);
+    const placeholders = env.placeholders.length > 0
+      ? ` (placeholders for ${env.placeholders.join(", ")})`
+      : "";
+    const count = config.rules.length === 1 ? "1 rule" : `${config.rules.length} rules`;
+    console.log(`${rulesPath}: ${count} OK${placeholders}`);
+
+    const testsPath = routeCasesPath(rulesPath);
+    let text: string;
+    try {
+      text = await Deno.readTextFile(testsPath);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      console.log(`${testsPath}: not found, no route-table tests run`);
+      return 0;
+    }
+    const cases = parseRouteCases(text, `route-table tests "${testsPath}"`);
+    const results = await runRouteCases(cases, config);
+    const report = formatCaseResults(results, testsPath);
+    await Deno.stdout.write(new TextEncoder().encode(report));
+    return results.every(passed) ? 0 : 1;
+  } catch (error) {
+    console.error((error as Error).message);
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

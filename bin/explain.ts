@@ -1,0 +1,98 @@
+/**
+ * @module `deno task explain -- <METHOD> <URL> [options]`: shows how vestibule would route a
+ * request, without contacting any upstream. See docs/operations.md, "Explain a request".
+ */
+import { parseArgs } from "node:util";
+import { explainRequest } from "../lib/explain.ts";
+import { formatExplanation } from "../lib/explain_text.ts";
+import { loadRules } from "../lib/load_rules.ts";
+import { rulesEnv } from "./_rules_env.ts";
+
+const USAGE = `Usage: deno task explain -- <METHOD> <URL> [options]
+
+  -H, --header 'Name: value'  A request header (repeatable)
+  --body TEXT                 The request body
+  --rules FILE                Rules file (default: $VESTIBULE_RULES or ./rules.json)
+  --client-ip IP              The client's socket address (default: 192.0.2.1)
+  --env-file FILE             Values for \${NAME} references missing from the environment
+  --placeholder-env           Use http://NAME.invalid for variables still missing
+  --json                      Print JSON instead of text
+`;
+
+/** Runs the CLI; returns the exit code (0 explained, 1 rules or request error, 2 usage error). */
+export async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: args[0] === "--" ? args.slice(1) : args,
+      allowPositionals: true,
+      options: {
+        header: { type: "string", short: "H", multiple: true, default: [] },
+        body: { type: "string" },
+        rules: { type: "string" },
+        "client-ip": { type: "string" },
+        "env-file": { type: "string" },
+        "placeholder-env": { type: "boolean", default: false },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (error) {
+    console.error(`${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals.length !== 2) {
+    const got = positionals.length === 1 ? "1 argument" : `${positionals.length} arguments`;
+    console.error(`Expected a method and a URL, got ${got}\n\n${USAGE}`);
+    return 2;
+  }
+  const headers: Array<[string, string]> = [];
+  for (const line of values.header) {
+    const colon = line.indexOf(":");
+    if (colon <= 0) {
+      console.error(`Invalid header "${line}": expected "Name: value"`);
+      return 2;
+    }
+    headers.push([line.slice(0, colon).trim(), line.slice(colon + 1).trim()]);
+  }
+
+  const rulesPath = values.rules ?? Deno.env.get("VESTIBULE_RULES") ?? "./rules.json";
+  try {
+    const env = await rulesEnv({
+      envFile: values["env-file"],
+      placeholder: values["placeholder-env"],
+    });
+    const config = await loadRules(rulesPath, env.lookup);
+    const [method, url] = positionals;
+    const explanation = await explainRequest({
+      method,
+      url,
+      headers,
+      body: values.body,
+      clientIp: values["client-ip"],
+    }, config);
+    if (values.json) {
+      const output = env.placeholders.length > 0
+        ? { ...explanation, placeholders: env.placeholders }
+        : explanation;
+      console.log(JSON.stringify(output, null, 2));
+    } else {
+      let text = formatExplanation(explanation);
+      if (env.placeholders.length > 0) {
+        text += `Placeholders used for: ${env.placeholders.join(", ")}\n`;
+      }
+      await Deno.stdout.write(new TextEncoder().encode(text));
+    }
+    return 0;
+  } catch (error) {
+    console.error((error as Error).message);
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

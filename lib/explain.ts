@@ -1,0 +1,264 @@
+/**
+ * @module Explains how the router would handle a request, without contacting any upstream:
+ * the rule, the region or upstream and why, and what would be forwarded or stripped.
+ */
+import { assumeRegion, type CountryLookup } from "./assume_region.ts";
+import { clientAddress } from "./client_address.ts";
+import type { Config, Rule, Upstream } from "./compile_rules.ts";
+import type { CookiePolicy, ForwardContext } from "./forward.ts";
+import { cookieNames, type ForwardPlan, forwardPlan } from "./forward_plan.ts";
+import { findRule, type RuleMatch } from "./match_rule.ts";
+import { readPin, type RegionPin } from "./pin.ts";
+import { BodyTooLargeError, BufferedBody } from "./request_body.ts";
+import { chooseRegion } from "../routes/regional.ts";
+import { redirectLocation } from "../routes/global.ts";
+
+export type { ForwardPlan, Stripped } from "./forward_plan.ts";
+
+/** A request to explain, as an operator types it. */
+export interface RequestDescription {
+  method: string;
+  /** An absolute URL, or a path (resolved against `https://localhost`). */
+  url: string;
+  headers?: HeadersInit;
+  body?: string;
+  /** The socket peer address vestibule would see; defaults to {@linkcode DEFAULT_CLIENT_IP}. */
+  clientIp?: string;
+}
+
+/** The address explain assumes for the client when none is given (RFC 5737 documentation range). */
+export const DEFAULT_CLIENT_IP = "192.0.2.1";
+
+/** Where a URL given as a bare path is resolved; only its scheme matters unless `Host` is absent. */
+const BASE_URL = "https://localhost";
+
+/** An origin the request would be sent to. */
+export interface Target {
+  kind: Upstream["kind"];
+  id: string;
+  origin: string;
+  forward: ForwardPlan;
+}
+
+/** How vestibule would handle a request. */
+export interface Explanation {
+  method: string;
+  url: string;
+  /** Rules tried before the one that matched (all of them when none did). */
+  tried: string[];
+  /** The matching rule; absent when vestibule answers by itself (see `refused`). */
+  rule?: string;
+  /** Position of the rule in the rules file. */
+  index?: number;
+  type?: Rule["type"];
+  /** Regional rules: the chosen region. */
+  region?: string;
+  /** Broadcast rules: every region, in rules-file order. */
+  regions?: string[];
+  /** Global proxy rules: the upstream's name. */
+  upstream?: string;
+  /** Why this region: pin header, pin cookie, region_from, geo header, geo ip, default, broadcast. */
+  reason?: string;
+  /** The country behind a geo decision. */
+  country?: string;
+  /** Global redirect rules: where the client is sent, and with which status. */
+  location?: string;
+  status?: number;
+  /** The pin the request carries, if it names a region. */
+  pin?: RegionPin;
+  /** The origins that would be contacted; empty for redirects and refusals. */
+  targets: Target[];
+  /** Answered by vestibule itself instead of an upstream. */
+  refused?: { status: number; code: string; message: string };
+  /** Details an operator should know, in plain sentences. */
+  notes: string[];
+}
+
+/** Options for {@linkcode explainRequest}. */
+export interface ExplainOptions {
+  /** IP → country, when `geo.ip_lookup` is on; without it the IP lookup is skipped. */
+  countryLookup?: CountryLookup;
+}
+
+/**
+ * Decides what the router would do with `described` under `config`, reading the body only as
+ * the matchers do. Throws `TypeError` for a request that cannot be built (bad URL, a GET body).
+ */
+export async function explainRequest(
+  described: RequestDescription,
+  config: Config,
+  options: ExplainOptions = {},
+): Promise<Explanation> {
+  const method = described.method.toUpperCase();
+  const request = buildRequest(method, described);
+  const url = new URL(request.url);
+  const headers = request.headers;
+  const publicHost = headers.get("host") ?? url.host;
+  const address = clientAddress(
+    headers.get("x-forwarded-for"),
+    described.clientIp ?? DEFAULT_CLIENT_IP,
+    config.trustedProxyHops,
+  );
+  const out: Explanation = { method, url: url.href, tried: [], targets: [], notes: [] };
+  // Targets and notes last, so the JSON output reads top to bottom like the text.
+  const done = (): Explanation => {
+    const { targets, notes, ...decision } = out;
+    return { ...decision, targets, notes };
+  };
+
+  let match: RuleMatch | undefined;
+  try {
+    match = await findRule(config.rules, {
+      method,
+      hostname: publicHost.replace(/:\d+$/, "").toLowerCase(),
+      path: url.pathname,
+      searchParams: url.searchParams,
+      headers,
+    }, new BufferedBody(request, config.bodyLimitBytes));
+  } catch (error) {
+    if (!(error instanceof BodyTooLargeError)) throw error;
+    out.refused = { status: 413, code: "body_too_large", message: error.message };
+    return done();
+  }
+  if (!match) {
+    out.tried = config.rules.map((r) => r.name);
+    out.refused = {
+      status: 404,
+      code: "no_rule",
+      message: `No rule matches ${method} ${url.pathname}`,
+    };
+    return done();
+  }
+
+  const { rule } = match;
+  Object.assign(out, { tried: match.tried, rule: rule.name, index: rule.index, type: rule.type });
+  const pin = readPin(headers, config);
+  if (pin) out.pin = pin;
+  const assumed = assumeRegion(headers, address.clientIp, config, options.countryLookup);
+  const forward: ForwardContext = {
+    publicHost,
+    proto: url.protocol.slice(0, -1),
+    forwardedFor: address.forwardedFor,
+    trustForwarded: config.trustedProxyHops > 0,
+    pinHeader: config.pin.header,
+    pinCookie: config.pin.cookie,
+  };
+  const plan = (upstream: Upstream, cookies: CookiePolicy): Target => ({
+    kind: upstream.kind,
+    id: upstream.id,
+    origin: upstream.origin,
+    forward: forwardPlan(headers, upstream, cookies, forward),
+  });
+  const ctx = { config, match, searchParams: url.searchParams, pin, assumed };
+
+  switch (rule.type) {
+    case "global": {
+      if (rule.action.kind === "redirect") {
+        out.location = redirectLocation(rule.action.location, ctx);
+        out.status = rule.action.status;
+        out.notes.push("Answered by vestibule with a redirect: no upstream is contacted");
+        break;
+      }
+      out.upstream = rule.action.upstream.id;
+      out.targets.push(plan(rule.action.upstream, { only: rule.forwardCookies }));
+      break;
+    }
+    case "regional": {
+      const { region, reason } = chooseRegion(rule, ctx);
+      out.region = region;
+      out.reason = reason;
+      if (reason === assumed.reason && assumed.country) out.country = assumed.country;
+      out.notes.push(...pinNotes(headers, config, pin));
+      const pinnedHere = pin?.region === region;
+      if (pinnedHere) {
+        out.notes.push(`Pinned to "${region}": every cookie but the pin cookie is sent`);
+      } else if (pin) {
+        out.notes.push(
+          `The request is pinned to "${pin.region}", not "${region}": only forward_cookies are sent`,
+        );
+      } else {
+        out.notes.push("Not pinned: only forward_cookies are sent");
+      }
+      if (rule.pinOn) {
+        out.notes.push(`Pins the browser to "${region}" when the answer matches pin_on`);
+      }
+      out.targets.push(
+        plan(
+          config.regions.get(region)!,
+          pinnedHere ? { all: true } : { only: config.forwardCookies },
+        ),
+      );
+      break;
+    }
+    case "broadcast": {
+      out.regions = [...config.regionIds];
+      out.reason = "broadcast";
+      out.notes.push(...pinNotes(headers, config, pin));
+      // The same preference routes/broadcast.ts hands to chooseOutcome().
+      const preferred = `"${pin?.region ?? assumed.region}" (${pin ? pin.source : assumed.reason})`;
+      out.notes.push(
+        "Sent to every region at once; the region whose answer matches success answers the " +
+          "client and the browser is pinned to it",
+        rule.allowMultipleSuccess
+          ? `If several regions succeed, ${preferred} wins, then rules-file order`
+          : "If several regions succeed, the client gets 502 broadcast_ambiguous",
+        `If none succeeds, the client gets the best failure (non-5xx first), ties going to ${preferred}`,
+      );
+      for (const id of config.regionIds) {
+        out.targets.push(plan(config.regions.get(id)!, { only: rule.forwardCookies }));
+      }
+      break;
+    }
+    default: {
+      const unknownRule: never = rule;
+      throw new TypeError(`Unknown rule type in ${JSON.stringify(unknownRule)}`);
+    }
+  }
+  // The router would have asked its IP database exactly when the assumption fell to the default.
+  const assumedUsed = rule.type === "regional" ? out.reason === "default" : !pin;
+  if (
+    config.geo.ipLookup && !options.countryLookup && assumed.reason === "default" &&
+    rule.type !== "global" && assumedUsed
+  ) {
+    out.notes.push(
+      "geo.ip_lookup is on but no IP database is loaded here: the IP was not looked up",
+    );
+  }
+  return done();
+}
+
+function buildRequest(method: string, described: RequestDescription): Request {
+  let url: URL;
+  try {
+    url = new URL(described.url, BASE_URL);
+  } catch {
+    throw new TypeError(`Cannot explain "${described.url}": not a URL or a path`);
+  }
+  if (!/^https?:$/.test(url.protocol)) {
+    throw new TypeError(
+      `Cannot explain "${described.url}": only http and https URLs reach vestibule`,
+    );
+  }
+  if (described.body !== undefined && (method === "GET" || method === "HEAD")) {
+    throw new TypeError(`Cannot explain a ${method} request with a body`);
+  }
+  // Bytes, not a string: a string body would make `Request` invent a text/plain Content-Type.
+  const body = described.body === undefined ? undefined : new TextEncoder().encode(described.body);
+  return new Request(url, { method, headers: described.headers, body });
+}
+
+/** Why a pin the request carries was not used; the values themselves are never shown. */
+function pinNotes(headers: Headers, config: Config, pin: RegionPin | undefined): string[] {
+  const notes: string[] = [];
+  if (headers.has(config.pin.header) && pin?.source !== "pin header") {
+    notes.push(`The pin header "${config.pin.header}" does not name a region: ignored`);
+  }
+  if (cookieNames(headers.get("cookie")).includes(config.pin.cookie)) {
+    if (pin?.source === "pin header") {
+      notes.push(`The pin cookie "${config.pin.cookie}" is not read: the pin header wins`);
+    } else if (!pin) {
+      notes.push(`The pin cookie "${config.pin.cookie}" does not name a region: ignored`);
+    }
+  }
+  return notes;
+}

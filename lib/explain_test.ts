@@ -1,0 +1,370 @@
+import assert from "node:assert/strict";
+import { explainRequest } from "./explain.ts";
+import { formatExplanation } from "./explain_text.ts";
+import { parseRules } from "./load_rules.ts";
+
+const ENV: Record<string, string> = {
+  AU_ORIGIN: "http://au.test:8001",
+  AU_SECRET: "au-secret-value",
+  US_ORIGIN: "http://us.test:8002",
+  WEBSITE_ORIGIN: "http://website.test",
+};
+
+/** The shipped rules.json, so these tests also pin down what operators get. */
+const config = parseRules(
+  await Deno.readTextFile(new URL("../rules.json", import.meta.url)),
+  { env: (name) => ENV[name] },
+);
+
+const PIN = "__Host-vestibule-region";
+
+Deno.test("explainRequest() follows the pin header and forwards every cookie but the pin", async () => {
+  const e = await explainRequest({
+    method: "get",
+    url: "https://app.example.com/dashboard",
+    headers: {
+      "x-vestibule-region": "AU",
+      cookie: `sessionid=s1; ${PIN}=us; csrftoken=c1`,
+    },
+  }, config);
+  assert.equal(e.rule, "app");
+  assert.equal(e.type, "regional");
+  assert.equal(e.method, "GET");
+  assert.equal(e.region, "au");
+  assert.equal(e.reason, "pin header");
+  assert.deepEqual(e.tried, [
+    "website",
+    "old-help",
+    "login",
+    "signup",
+    "join-class",
+    "staff-switch-region",
+  ]);
+  assert.equal(e.targets.length, 1);
+  const [target] = e.targets;
+  assert.deepEqual([target.id, target.origin], ["au", "http://au.test:8001"]);
+  assert.deepEqual(target.forward.cookies.forwarded, ["sessionid", "csrftoken"]);
+  assert.deepEqual(target.forward.cookies.stripped, [{ name: PIN, reason: "pin cookie" }]);
+  assert.deepEqual(target.forward.headers.stripped, [
+    { name: "x-vestibule-region", reason: "pin header" },
+  ]);
+  assert.ok(e.notes.includes(`The pin cookie "${PIN}" is not read: the pin header wins`));
+});
+
+Deno.test("explainRequest() follows the pin cookie", async () => {
+  const e = await explainRequest({
+    method: "GET",
+    url: "https://app.example.com/",
+    headers: { cookie: `${PIN}=au; sessionid=s1`, "cf-ipcountry": "US" },
+  }, config);
+  assert.equal(e.region, "au");
+  assert.equal(e.reason, "pin cookie");
+  assert.deepEqual(e.targets[0].forward.cookies.forwarded, ["sessionid"]);
+});
+
+Deno.test("explainRequest() assumes a region from the geo header without pinning", async () => {
+  const e = await explainRequest({
+    method: "GET",
+    url: "https://app.example.com/",
+    headers: { "cf-ipcountry": "nz", cookie: "sessionid=s1; csrftoken=c1" },
+  }, config);
+  assert.equal(e.region, "au");
+  assert.equal(e.reason, "geo header");
+  assert.equal(e.country, "NZ");
+  assert.equal(e.pin, undefined);
+  assert.deepEqual(e.targets[0].forward.cookies.forwarded, ["csrftoken"]);
+  assert.deepEqual(e.targets[0].forward.cookies.stripped, [
+    { name: "sessionid", reason: "not in forward_cookies" },
+  ]);
+  assert.ok(e.notes.includes("Not pinned: only forward_cookies are sent"));
+});
+
+Deno.test("explainRequest() falls back to the default region and ignores an unknown pin", async () => {
+  const e = await explainRequest({
+    method: "GET",
+    url: "https://app.example.com/",
+    headers: { "x-vestibule-region": "eu", cookie: `${PIN}=mars`, "cf-ipcountry": "FR" },
+  }, config);
+  assert.equal(e.region, "us");
+  assert.equal(e.reason, "default");
+  assert.equal(e.country, undefined);
+  assert.deepEqual(e.notes.slice(0, 2), [
+    'The pin header "x-vestibule-region" does not name a region: ignored',
+    `The pin cookie "${PIN}" does not name a region: ignored`,
+  ]);
+});
+
+Deno.test("explainRequest() takes the region from region_from over the pin", async () => {
+  const e = await explainRequest({
+    method: "POST",
+    url: "https://app.example.com/staff/switch-region/au",
+    headers: { cookie: `${PIN}=us; sessionid=s1` },
+  }, config);
+  assert.equal(e.rule, "staff-switch-region");
+  assert.equal(e.region, "au");
+  assert.equal(e.reason, "region_from");
+  assert.deepEqual(e.targets[0].forward.cookies.forwarded, []);
+  assert.ok(e.notes.includes('Pins the browser to "au" when the answer matches pin_on'));
+  assert.ok(
+    e.notes.includes('The request is pinned to "us", not "au": only forward_cookies are sent'),
+  );
+});
+
+Deno.test("explainRequest() broadcasts a JSON body to every region", async () => {
+  const e = await explainRequest({
+    method: "POST",
+    url: "https://app.example.com/graphql",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ operationName: "JoinClass", variables: { code: "x" } }),
+  }, config);
+  assert.equal(e.rule, "join-class");
+  assert.equal(e.type, "broadcast");
+  assert.equal(e.reason, "broadcast");
+  assert.deepEqual(e.regions, ["au", "us"]);
+  assert.deepEqual(e.targets.map((t) => t.id), ["au", "us"]);
+  assert.deepEqual(e.targets.map((t) => t.forward.headers.fromRules), [["x-origin-secret"], []]);
+  assert.deepEqual(e.notes.slice(1), [
+    "If several regions succeed, the client gets 502 broadcast_ambiguous",
+    'If none succeeds, the client gets the best failure (non-5xx first), ties going to "us" (default)',
+  ]);
+});
+
+Deno.test("explainRequest() sends a GraphQL body that no broadcast rule wants to the app", async () => {
+  const e = await explainRequest({
+    method: "POST",
+    url: "https://app.example.com/graphql",
+    body: JSON.stringify({ operationName: "Dashboard" }),
+  }, config);
+  assert.equal(e.rule, "app");
+  assert.deepEqual(e.tried.slice(-3), ["signup", "join-class", "staff-switch-region"]);
+});
+
+Deno.test("explainRequest() computes a redirect's Location and contacts nobody", async () => {
+  const e = await explainRequest({ method: "GET", url: "/help/billing/refunds?lang=fr" }, config);
+  assert.equal(e.rule, "old-help");
+  assert.equal(e.location, "https://help.example.com/billing/refunds?lang=fr");
+  assert.equal(e.status, 301);
+  assert.equal(e.upstream, undefined);
+  assert.deepEqual(e.targets, []);
+});
+
+Deno.test("explainRequest() proxies a global rule with its cookie whitelist", async () => {
+  const e = await explainRequest({
+    method: "GET",
+    url: "https://www.example.com/pricing",
+    headers: { cookie: "django_language=fr; sessionid=s1" },
+  }, config);
+  assert.equal(e.upstream, "website");
+  assert.equal(e.region, undefined);
+  assert.equal(e.reason, undefined);
+  assert.deepEqual(e.targets[0].forward.cookies.forwarded, ["django_language"]);
+});
+
+Deno.test("explainRequest() shows vestibule's own header values and strips hop-by-hop ones", async () => {
+  const e = await explainRequest({
+    method: "GET",
+    url: "http://app.example.com/",
+    headers: {
+      host: "app.example.com:8080",
+      connection: "close, x-debug",
+      "x-debug": "1",
+      "x-forwarded-for": "10.9.9.9",
+      forwarded: "for=10.9.9.9",
+      "x-origin-secret": "forged",
+      accept: "text/html",
+      "accept-encoding": "gzip",
+      "cf-ipcountry": "AU",
+    },
+    clientIp: "203.0.113.7",
+  }, config);
+  const { headers } = e.targets[0].forward;
+  assert.deepEqual(headers.set, {
+    "x-forwarded-for": "203.0.113.7",
+    "x-forwarded-host": "app.example.com:8080",
+    "x-forwarded-proto": "http",
+  });
+  assert.deepEqual(headers.forwarded, ["accept", "accept-encoding", "cf-ipcountry"]);
+  assert.deepEqual(headers.fromRules, ["x-origin-secret"]);
+  assert.deepEqual(headers.stripped, [
+    { name: "connection", reason: "hop-by-hop" },
+    { name: "forwarded", reason: "not trusted: trusted_proxy_hops is 0" },
+    { name: "host", reason: "the upstream gets its own host" },
+    { name: "x-debug", reason: "hop-by-hop: named in Connection" },
+    { name: "x-forwarded-for", reason: "replaced by vestibule: trusted_proxy_hops is 0" },
+    { name: "x-origin-secret", reason: "replaced by the rules file's value" },
+  ]);
+});
+
+Deno.test("explainRequest() never reveals cookie values or rules-file header values", async () => {
+  const e = await explainRequest({
+    method: "POST",
+    url: "https://app.example.com/accounts/login/",
+    headers: {
+      cookie: "sessionid=cookie-value-1; csrftoken=cookie-value-2; theme=cookie-value-3",
+      "x-vestibule-region": "au",
+    },
+  }, config);
+  assert.equal(e.rule, "login");
+  const text = formatExplanation(e);
+  const json = JSON.stringify(e);
+  for (const output of [text, json]) {
+    assert.ok(output.includes("sessionid"), "cookie names are shown");
+    assert.doesNotMatch(output, /cookie-value|au-secret-value/);
+  }
+});
+
+Deno.test("explainRequest() reports a request no rule matches", async () => {
+  const partial = parseRules(
+    JSON.stringify({
+      regions: { us: { origin: "http://us.test" } },
+      default_region: "us",
+      rules: [{ name: "api", type: "regional", match: { path: "^/api/" } }],
+    }),
+    { env: () => undefined },
+  );
+  const e = await explainRequest({ method: "GET", url: "/other" }, partial);
+  assert.equal(e.rule, undefined);
+  assert.deepEqual(e.tried, ["api"]);
+  assert.deepEqual(e.refused, {
+    status: 404,
+    code: "no_rule",
+    message: "No rule matches GET /other",
+  });
+});
+
+Deno.test("explainRequest() reports a body over body_limit_bytes", async () => {
+  const small = parseRules(
+    JSON.stringify({
+      regions: { us: { origin: "http://us.test" } },
+      default_region: "us",
+      body_limit_bytes: 8,
+      rules: [{
+        name: "graphql",
+        type: "broadcast",
+        match: { body: { regex: "x" } },
+        success: { status: "2xx" },
+      }],
+    }),
+    { env: () => undefined },
+  );
+  const e = await explainRequest({ method: "POST", url: "/", body: "0123456789" }, small);
+  assert.equal(e.refused?.status, 413);
+  assert.equal(e.refused?.code, "body_too_large");
+});
+
+Deno.test("explainRequest() refuses a GET with a body and a non-http URL", async () => {
+  await assert.rejects(
+    explainRequest({ method: "GET", url: "/", body: "x" }, config),
+    { name: "TypeError", message: "Cannot explain a GET request with a body" },
+  );
+  await assert.rejects(
+    explainRequest({ method: "GET", url: "ftp://example.com/" }, config),
+    {
+      name: "TypeError",
+      message: 'Cannot explain "ftp://example.com/": only http and https URLs reach vestibule',
+    },
+  );
+});
+
+Deno.test("formatExplanation() describes pinned, geo-assumed, default and broadcast requests", async (t) => {
+  const text = async (headers: HeadersInit, method = "GET", path = "/x", body?: string) =>
+    formatExplanation(
+      await explainRequest(
+        { method, url: `https://app.example.com${path}`, headers, body },
+        config,
+      ),
+    );
+  await t.step("pinned", async () => {
+    const out = await text({ cookie: `${PIN}=au; sessionid=s1` });
+    assert.match(out, /^Rule: app \(regional, rules\[6\]\)$/m);
+    assert.match(out, /^Region: au \(pin cookie\)$/m);
+    assert.match(out, /^Sends to: region "au" at http:\/\/au\.test:8001$/m);
+    assert.match(out, /^ {2}headers from the rules file: x-origin-secret$/m);
+    assert.match(out, /^Cookies forwarded: sessionid$/m);
+    assert.match(out, /^Cookies stripped: __Host-vestibule-region \(pin cookie\)$/m);
+    assert.match(out, /^ {2}x-forwarded-host: app\.example\.com$/m);
+  });
+  await t.step("geo-assumed", async () => {
+    const out = await text({ "cf-ipcountry": "AU" });
+    assert.match(out, /^Region: au \(geo header, country AU\)$/m);
+    assert.match(out, /^ {2}- Not pinned: only forward_cookies are sent$/m);
+  });
+  await t.step("default", async () => {
+    const out = await text({});
+    assert.match(out, /^Region: us \(default\)$/m);
+    assert.match(out, /^Headers forwarded: \(none\)$/m);
+  });
+  await t.step("broadcast", async () => {
+    const out = await text({}, "POST", "/graphql", '{"operationName":"Signup"}');
+    assert.match(out, /^Rule: signup \(broadcast, rules\[3\]\)$/m);
+    assert.match(out, /^Regions: au, us \(broadcast to all regions\)$/m);
+    assert.match(out, /^Each region receives:$/m);
+    assert.match(out, /^ {2}Headers forwarded: \(none\)$/m, "no invented Content-Type");
+    assert.match(out, /^Sends to: region "us" at http:\/\/us\.test:8002$/m);
+  });
+});
+
+Deno.test("explainRequest() names the preferred region when several may succeed", async () => {
+  const multi = parseRules(
+    JSON.stringify({
+      regions: { au: { origin: "http://au.test" }, us: { origin: "http://us.test" } },
+      default_region: "us",
+      rules: [{
+        name: "lookup",
+        type: "broadcast",
+        success: { status: [200] },
+        allow_multiple_success: true,
+      }],
+    }),
+    { env: () => undefined },
+  );
+  const e = await explainRequest({
+    method: "GET",
+    url: "/",
+    headers: { "x-vestibule-region": "au" },
+  }, multi);
+  assert.equal(
+    e.notes[1],
+    'If several regions succeed, "au" (pin header) wins, then rules-file order',
+  );
+});
+
+Deno.test("explainRequest() uses an injected IP lookup and says when there is none", async () => {
+  const geo = parseRules(
+    JSON.stringify({
+      regions: { au: { origin: "http://au.test" }, us: { origin: "http://us.test" } },
+      default_region: "us",
+      geo: { countries: { AU: "au" }, ip_lookup: true },
+      trusted_proxy_hops: 1,
+      rules: [{ name: "app", type: "regional" }],
+    }),
+    { env: () => undefined },
+  );
+  const request = {
+    method: "GET",
+    url: "/",
+    headers: { "x-forwarded-for": "198.51.100.7", "x-forwarded-host": "app.example.com" },
+    clientIp: "10.0.0.2",
+  };
+  const seen: string[] = [];
+  const looked = await explainRequest(request, geo, {
+    countryLookup: (ip) => {
+      seen.push(ip);
+      return "AU";
+    },
+  });
+  assert.deepEqual(seen, ["198.51.100.7"], "the client behind one trusted hop is looked up");
+  assert.deepEqual([looked.region, looked.reason, looked.country], ["au", "geo ip", "AU"]);
+  const { headers } = looked.targets[0].forward;
+  assert.equal(headers.set["x-forwarded-for"], "198.51.100.7, 10.0.0.2");
+  assert.equal(headers.set["x-forwarded-host"], "app.example.com");
+  assert.deepEqual(headers.stripped, [], "trusted X-Forwarded-* are kept, not replaced");
+
+  const blind = await explainRequest(request, geo);
+  assert.deepEqual([blind.region, blind.reason], ["us", "default"]);
+  assert.ok(
+    blind.notes.includes(
+      "geo.ip_lookup is on but no IP database is loaded here: the IP was not looked up",
+    ),
+  );
+});

@@ -1,0 +1,102 @@
+/**
+ * @module What one upstream would receive from a request, described by cookie and header names
+ * (values only for the headers vestibule sets itself), computed with the real `upstreamHeaders`.
+ */
+import type { Upstream } from "./compile_rules.ts";
+import { filterCookieHeader } from "./cookies.ts";
+import {
+  type CookiePolicy,
+  type ForwardContext,
+  HOP_BY_HOP_HEADERS,
+  upstreamHeaders,
+} from "./forward.ts";
+
+/** Headers vestibule always sets itself; their values (like any it chooses) are safe to show. */
+const SET_BY_VESTIBULE = ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"] as const;
+
+/** A cookie or header that the upstream would not receive, and why. */
+export interface Stripped {
+  name: string;
+  reason: string;
+}
+
+/** What one upstream would receive. Cookie names only, and header values only for vestibule's own. */
+export interface ForwardPlan {
+  cookies: { forwarded: string[]; stripped: Stripped[] };
+  headers: {
+    /** Client headers passed through unchanged (names only). */
+    forwarded: string[];
+    /** Headers vestibule sets itself, with their values. */
+    set: Record<string, string>;
+    /** Headers the rules file adds for this origin (names only: they often carry secrets). */
+    fromRules: string[];
+    stripped: Stripped[];
+  };
+}
+
+/** Cookie names in a `Cookie` header, parsed the way forwarding parses them, without values. */
+export function cookieNames(header: string | null): string[] {
+  const names: string[] = [];
+  filterCookieHeader(header, (name) => {
+    if (!names.includes(name)) names.push(name);
+    return false;
+  });
+  return names;
+}
+
+/** Runs the real {@linkcode upstreamHeaders} and describes its result by names and reasons. */
+export function forwardPlan(
+  incoming: Headers,
+  upstream: Upstream,
+  cookies: CookiePolicy,
+  ctx: ForwardContext,
+): ForwardPlan {
+  const outgoing = upstreamHeaders(incoming, upstream, cookies, ctx);
+  const sentCookies = cookieNames(outgoing.get("cookie"));
+  const plan: ForwardPlan = {
+    cookies: { forwarded: [], stripped: [] },
+    headers: {
+      forwarded: [],
+      set: {},
+      fromRules: upstream.headers.map(([name]) => name),
+      stripped: [],
+    },
+  };
+  for (const name of cookieNames(incoming.get("cookie"))) {
+    if (sentCookies.includes(name)) plan.cookies.forwarded.push(name);
+    else {
+      plan.cookies.stripped.push({
+        name,
+        reason: name === ctx.pinCookie ? "pin cookie" : "not in forward_cookies",
+      });
+    }
+  }
+  // X-Forwarded-* always, and any other header whose value upstreamHeaders() chose itself.
+  for (const [name, value] of outgoing) {
+    if (name === "cookie" || plan.headers.fromRules.includes(name)) continue;
+    const own = (SET_BY_VESTIBULE as readonly string[]).includes(name);
+    if (own || incoming.get(name) !== value) plan.headers.set[name] = value;
+  }
+  const connectionNamed = (incoming.get("connection") ?? "").toLowerCase().split(",")
+    .map((s) => s.trim());
+  for (const [name, value] of incoming) {
+    if (name === "cookie") continue;
+    const strip = (reason: string) => plan.headers.stripped.push({ name, reason });
+    if (plan.headers.fromRules.includes(name)) strip("replaced by the rules file's value");
+    else if (name in plan.headers.set) {
+      const forwardedFamily = (SET_BY_VESTIBULE as readonly string[]).includes(name);
+      if (outgoing.get(name) === value) continue;
+      if (forwardedFamily && !ctx.trustForwarded) {
+        strip("replaced by vestibule: trusted_proxy_hops is 0");
+      } else if (!forwardedFamily) strip("replaced by vestibule");
+      // A trusted X-Forwarded-For is extended, not replaced: `set` shows the whole chain.
+    } else if (outgoing.has(name)) plan.headers.forwarded.push(name);
+    else if (HOP_BY_HOP_HEADERS.has(name)) strip("hop-by-hop");
+    else if (name === ctx.pinHeader) strip("pin header");
+    else if (name === "host") strip("the upstream gets its own host");
+    else if (name === "forwarded") strip("not trusted: trusted_proxy_hops is 0");
+    else if (connectionNamed.includes(name)) strip("hop-by-hop: named in Connection");
+    else strip("not forwarded");
+  }
+  return plan;
+}

@@ -1,0 +1,142 @@
+/**
+ * @module Route-table tests: requests with the decision the router must make for each, checked
+ * with {@linkcode explainRequest} (the model is Envoy's router check tool).
+ */
+import type { z } from "zod";
+import type { Config } from "./compile_rules.ts";
+import { explainRequest, type Explanation } from "./explain.ts";
+import { type RouteCase, routeCasesFileSchema } from "./route_cases_schema.ts";
+
+/** The fields of `expect` that are compared, in the order mismatches are reported. */
+const FIELDS = ["rule", "type", "region", "upstream", "reason", "location"] as const;
+
+/** One field where the decision differs from the expectation. */
+export interface Mismatch {
+  field: (typeof FIELDS)[number];
+  expected: string;
+  actual: string | undefined;
+  /** Why the expectation cannot hold, when it names something the rules file lacks. */
+  hint?: string;
+}
+
+/** The outcome of one case. */
+export interface CaseResult {
+  /** Position in `cases`. */
+  index: number;
+  /** The case's name, or its method and URL. */
+  label: string;
+  /** Method and URL of the request. */
+  request: string;
+  mismatches: Mismatch[];
+  /** The request could not be explained at all (e.g. a GET with a body). */
+  error?: string;
+}
+
+/** The route-table test file beside a rules file: `foo.json` → `foo.test.json`. */
+export function routeCasesPath(rulesPath: string): string {
+  return rulesPath.replace(/\.json$/i, "") + ".test.json";
+}
+
+/**
+ * Parses and validates a route-table test file's text. Throws `SyntaxError` for bad JSON and
+ * `TypeError` listing every schema problem by case and field.
+ */
+export function parseRouteCases(text: string, source = "route-table tests"): RouteCase[] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new SyntaxError(`Cannot parse ${source}: ${(error as Error).message}`);
+  }
+  const parsed = routeCasesFileSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => describeIssue(issue, raw));
+    throw new TypeError(`Invalid ${source}:\n  - ${problems.join("\n  - ")}`);
+  }
+  return parsed.data.cases;
+}
+
+/** Explains every case's request under `config` and compares the fields its `expect` gives. */
+export async function runRouteCases(
+  cases: readonly RouteCase[],
+  config: Config,
+): Promise<CaseResult[]> {
+  const ruleNames = new Set(config.rules.map((r) => r.name));
+  const results: CaseResult[] = [];
+  for (const [index, c] of cases.entries()) {
+    const request = `${c.request.method} ${c.request.url}`;
+    const label = c.name ?? request;
+    let actual: Explanation;
+    try {
+      actual = await explainRequest({
+        method: c.request.method,
+        url: c.request.url,
+        headers: c.request.headers,
+        body: typeof c.request.body === "object" ? JSON.stringify(c.request.body) : c.request.body,
+        clientIp: c.request.client_ip,
+      }, config);
+    } catch (error) {
+      results.push({ index, label, request, mismatches: [], error: (error as Error).message });
+      continue;
+    }
+    const mismatches: Mismatch[] = [];
+    for (const field of FIELDS) {
+      const expected = c.expect[field];
+      if (expected === undefined || expected === actual[field]) continue;
+      mismatches.push({ field, expected, actual: actual[field] });
+    }
+    if (!ruleNames.has(c.expect.rule)) {
+      const m = mismatches.find((m) => m.field === "rule");
+      if (m) m.hint = `no rule is named "${c.expect.rule}"`;
+    }
+    results.push({ index, label, request, mismatches });
+  }
+  return results;
+}
+
+/** Whether a case passed. */
+export function passed(result: CaseResult): boolean {
+  return result.error === undefined && result.mismatches.length === 0;
+}
+
+/**
+ * A report for people: one block per failed case with expected vs actual per field, then a
+ * summary line such as `rules.test.json: 2 of 14 cases failed`.
+ */
+export function formatCaseResults(results: readonly CaseResult[], source: string): string {
+  const lines: string[] = [];
+  for (const r of results) {
+    if (passed(r)) continue;
+    lines.push(`FAIL cases[${r.index}] "${r.label}"`);
+    if (r.label !== r.request) lines.push(`  request: ${r.request}`);
+    if (r.error !== undefined) lines.push(`  error: ${r.error}`);
+    for (const m of r.mismatches) {
+      const actual = m.actual === undefined ? "(none)" : `"${m.actual}"`;
+      const hint = m.hint ? ` (${m.hint})` : "";
+      lines.push(`  ${m.field}: expected "${m.expected}", got ${actual}${hint}`);
+    }
+  }
+  const failed = results.filter((r) => !passed(r)).length;
+  const plural = results.length === 1 ? "case" : "cases";
+  lines.push(
+    failed === 0
+      ? `${source}: ${results.length} ${plural} passed`
+      : `${source}: ${failed} of ${results.length} ${plural} failed`,
+  );
+  return lines.join("\n") + "\n";
+}
+
+/** Names the case (by `name` when it has one) and the field of a schema problem. */
+function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
+  const path = [...issue.path];
+  let where = "";
+  if (path[0] === "cases" && typeof path[1] === "number") {
+    const cases = (raw as { cases?: unknown })?.cases;
+    const name = Array.isArray(cases) ? (cases[path[1]] as { name?: unknown })?.name : undefined;
+    where = typeof name === "string" ? `cases[${path[1]}] "${name}"` : `cases[${path[1]}]`;
+    path.splice(0, 2);
+  }
+  const field = path.map(String).join(".");
+  const detail = field ? `${field}: ${issue.message}` : issue.message;
+  return where ? `${where}: ${detail}` : detail;
+}

@@ -1,0 +1,133 @@
+import assert from "node:assert/strict";
+import { parseRules } from "./load_rules.ts";
+import {
+  formatCaseResults,
+  parseRouteCases,
+  passed,
+  routeCasesPath,
+  runRouteCases,
+} from "./route_cases.ts";
+import { routeCasesJsonSchema } from "./route_cases_schema.ts";
+
+const ENV: Record<string, string> = {
+  AU_ORIGIN: "http://au.test",
+  AU_SECRET: "s",
+  US_ORIGIN: "http://us.test",
+  WEBSITE_ORIGIN: "http://website.test",
+};
+const root = new URL("../", import.meta.url);
+const config = parseRules(await Deno.readTextFile(new URL("rules.json", root)), {
+  env: (name) => ENV[name],
+});
+
+Deno.test("routeCasesPath() names the .test.json file beside the rules file", () => {
+  assert.equal(routeCasesPath("rules.json"), "rules.test.json");
+  assert.equal(routeCasesPath("conf/prod.json"), "conf/prod.test.json");
+  assert.equal(routeCasesPath("conf/prod"), "conf/prod.test.json");
+});
+
+Deno.test("runRouteCases() passes every case of the shipped rules.test.json", async () => {
+  const cases = parseRouteCases(await Deno.readTextFile(new URL("rules.test.json", root)));
+  const results = await runRouteCases(cases, config);
+  assert.equal(formatCaseResults(results, "rules.test.json"), "rules.test.json: 19 cases passed\n");
+  const covered = new Set(cases.map((c) => c.expect.rule));
+  assert.deepEqual(config.rules.filter((r) => !covered.has(r.name)).map((r) => r.name), []);
+});
+
+Deno.test("runRouteCases() reports expected and actual for each wrong field", async () => {
+  const cases = parseRouteCases(JSON.stringify({
+    cases: [
+      {
+        name: "pinned by cookie",
+        request: {
+          method: "GET",
+          url: "https://app.example.com/",
+          headers: { cookie: "__Host-vestibule-region=au" },
+        },
+        expect: { rule: "app", type: "regional", region: "us", reason: "default" },
+      },
+      {
+        request: { method: "GET", url: "/help/x" },
+        expect: { rule: "help", type: "global", location: "https://help.example.com/x" },
+      },
+      { request: { method: "GET", url: "/pricing" }, expect: { rule: "website", type: "global" } },
+    ],
+  }));
+  const results = await runRouteCases(cases, config);
+  assert.deepEqual(results.map(passed), [false, false, true]);
+  assert.equal(
+    formatCaseResults(results, "wrong.test.json"),
+    [
+      'FAIL cases[0] "pinned by cookie"',
+      "  request: GET https://app.example.com/",
+      '  region: expected "us", got "au"',
+      '  reason: expected "default", got "pin cookie"',
+      'FAIL cases[1] "GET /help/x"',
+      '  rule: expected "help", got "old-help" (no rule is named "help")',
+      "wrong.test.json: 2 of 3 cases failed",
+      "",
+    ].join("\n"),
+  );
+});
+
+Deno.test("runRouteCases() reports a field the decision lacks as (none)", async () => {
+  const cases = parseRouteCases(JSON.stringify({
+    cases: [{
+      request: { method: "POST", url: "/accounts/login/" },
+      expect: { rule: "login", type: "broadcast", region: "au" },
+    }],
+  }));
+  const [result] = await runRouteCases(cases, config);
+  assert.deepEqual(result.mismatches, [{ field: "region", expected: "au", actual: undefined }]);
+  assert.match(formatCaseResults([result], "t"), /^ {2}region: expected "au", got \(none\)$/m);
+});
+
+Deno.test("runRouteCases() fails a case whose request cannot be built", async () => {
+  const cases = parseRouteCases(JSON.stringify({
+    cases: [{
+      name: "get with body",
+      request: { method: "GET", url: "/", body: "x" },
+      expect: { rule: "app", type: "regional" },
+    }],
+  }));
+  const results = await runRouteCases(cases, config);
+  assert.equal(results[0].error, "Cannot explain a GET request with a body");
+  assert.match(formatCaseResults(results, "t"), /^ {2}error: Cannot explain a GET request/m);
+});
+
+Deno.test("parseRouteCases() names the case and the field of a schema problem", () => {
+  const text = JSON.stringify({
+    cases: [
+      { request: { method: "GET", url: "/" }, expect: { rule: "app", type: "regional" } },
+      {
+        name: "typo",
+        request: { method: "GET", url: "/" },
+        expect: { rule: "app", type: "regionall", regon: "au" },
+      },
+    ],
+  });
+  assert.throws(() => parseRouteCases(text, 'route-table tests "x.test.json"'), {
+    name: "TypeError",
+    message: [
+      'Invalid route-table tests "x.test.json":',
+      '  - cases[1] "typo": expect.type: Invalid option: expected one of "global"|"regional"|"broadcast"',
+      '  - cases[1] "typo": expect: Unrecognized key: "regon"',
+    ].join("\n"),
+  });
+});
+
+Deno.test("parseRouteCases() refuses text that is not JSON", () => {
+  assert.throws(() => parseRouteCases("{", "t.json"), {
+    name: "SyntaxError",
+    message: /^Cannot parse t\.json: /,
+  });
+});
+
+Deno.test("routeCasesJsonSchema() matches the committed rules.test.schema.json", async () => {
+  const committed = await Deno.readTextFile(new URL("rules.test.schema.json", root));
+  assert.equal(
+    committed,
+    routeCasesJsonSchema(),
+    "run: deno run --allow-write bin/write_test_schema.ts",
+  );
+});

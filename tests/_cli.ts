@@ -1,0 +1,32 @@
+/** @module Test helper: runs one of the `bin/` CLIs in a subprocess, as `deno task` would. */
+
+const ROOT = new URL("../", import.meta.url).pathname;
+
+/** Only what Deno needs to find its cache: a rules variable set in the shell must not leak in. */
+const KEPT_ENV = Object.fromEntries(
+  ["HOME", "PATH", "DENO_DIR", "XDG_CACHE_HOME"].flatMap((name) => {
+    const value = Deno.env.get(name);
+    return value === undefined ? [] : [[name, value]];
+  }),
+);
+
+/** What a CLI run produced. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `deno run -A <script> <args>` from the repository root with a minimal environment. */
+export async function runCli(script: string, args: string[]): Promise<CliResult> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", script, ...args],
+    cwd: ROOT,
+    clearEnv: true,
+    env: KEPT_ENV,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
+}

@@ -1,0 +1,113 @@
+import assert from "node:assert/strict";
+import { runCli } from "./_cli.ts";
+
+const FIXTURES = "tests/fixtures/rules";
+
+function checkRules(...args: string[]) {
+  return runCli("bin/check_rules.ts", args);
+}
+
+Deno.test("check-rules validates the shipped rules.json and passes its rules.test.json", async () => {
+  const { code, stdout, stderr } = await checkRules("--", "--placeholder-env");
+  assert.equal(stderr, "");
+  assert.equal(
+    stdout,
+    "rules.json: 7 rules OK (placeholders for AU_ORIGIN, AU_SECRET, US_ORIGIN, WEBSITE_ORIGIN)\n" +
+      "rules.test.json: 19 cases passed\n",
+  );
+  assert.equal(code, 0);
+});
+
+Deno.test("check-rules passes a rules file whose cases all hold", async () => {
+  const { code, stdout } = await checkRules(`${FIXTURES}/small.json`);
+  assert.equal(
+    stdout,
+    `${FIXTURES}/small.json: 2 rules OK\n${FIXTURES}/small.test.json: 2 cases passed\n`,
+  );
+  assert.equal(code, 0);
+});
+
+Deno.test("check-rules fails a wrong expectation with expected and actual per field", async () => {
+  const { code, stdout } = await checkRules(`${FIXTURES}/wrong_expectation.json`);
+  assert.equal(
+    stdout,
+    [
+      `${FIXTURES}/wrong_expectation.json: 2 rules OK`,
+      'FAIL cases[1] "australian visitor"',
+      "  request: GET /",
+      '  region: expected "us", got "au"',
+      '  reason: expected "default", got "geo header"',
+      `${FIXTURES}/wrong_expectation.test.json: 1 of 2 cases failed`,
+      "",
+    ].join("\n"),
+  );
+  assert.equal(code, 1);
+});
+
+Deno.test("check-rules exits 1 naming the rule and the field of an invalid rules file", async (t) => {
+  await t.step("schema problem", async () => {
+    const { code, stdout, stderr } = await checkRules(`${FIXTURES}/invalid_rule.json`);
+    assert.equal(stdout, "");
+    assert.equal(
+      stderr,
+      'Cannot compile rule "login" (rules[1]): match: Unrecognized key: "pathh"\n',
+    );
+    assert.equal(code, 1);
+  });
+  await t.step("compile problem", async () => {
+    const { code, stderr } = await checkRules(`${FIXTURES}/bad_regex.json`);
+    assert.equal(
+      stderr,
+      'Cannot compile rule "login" (rules[0]): invalid regex in match.path: /^/login($/: Unterminated group\n',
+    );
+    assert.equal(code, 1);
+  });
+});
+
+Deno.test("check-rules exits 1 naming the case and the field of an invalid test file", async () => {
+  const { code, stderr } = await checkRules(`${FIXTURES}/bad_cases.json`);
+  assert.equal(
+    stderr,
+    `Invalid route-table tests "${FIXTURES}/bad_cases.test.json":\n` +
+      '  - cases[0] "typo": expect: Unrecognized key: "regoin"\n',
+  );
+  assert.equal(code, 1);
+});
+
+Deno.test("check-rules says so when there is no test file beside the rules", async () => {
+  const { code, stdout } = await checkRules(`${FIXTURES}/no_tests.json`);
+  assert.equal(
+    stdout,
+    `${FIXTURES}/no_tests.json: 2 rules OK\n` +
+      `${FIXTURES}/no_tests.test.json: not found, no route-table tests run\n`,
+  );
+  assert.equal(code, 0);
+});
+
+Deno.test("check-rules resolves ${NAME} like start-up, from --env-file or placeholders", async (t) => {
+  const rules = `${FIXTURES}/env.json`;
+  const envFile = `${FIXTURES}/fixture.env`;
+  await t.step("a missing variable fails as at start-up", async () => {
+    const { code, stderr } = await checkRules(rules);
+    assert.equal(
+      stderr,
+      'Cannot read rules: environment variable "VESTIBULE_FIXTURE_AU" is not set (used at regions.au.origin)\n',
+    );
+    assert.equal(code, 1);
+  });
+  await t.step("the env file fills some, a placeholder the rest", async () => {
+    const { code, stdout } = await checkRules(rules, "--env-file", envFile, "--placeholder-env");
+    assert.equal(
+      stdout,
+      `${rules}: 1 rule OK (placeholders for VESTIBULE_FIXTURE_SECRET)\n` +
+        `${FIXTURES}/env.test.json: 1 case passed\n`,
+    );
+    assert.equal(code, 0);
+  });
+});
+
+Deno.test("check-rules exits 2 on a usage error", async () => {
+  const { code, stderr } = await checkRules("--bogus");
+  assert.match(stderr, /^Unknown option '--bogus'/);
+  assert.equal(code, 2);
+});

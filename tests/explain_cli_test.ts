@@ -1,0 +1,101 @@
+import assert from "node:assert/strict";
+import { runCli } from "./_cli.ts";
+
+function explain(...args: string[]) {
+  return runCli("bin/explain.ts", args);
+}
+
+Deno.test("explain prints the decision for a pinned request as text", async () => {
+  const { code, stdout, stderr } = await explain(
+    "--",
+    "GET",
+    "https://app.example.com/dashboard",
+    "-H",
+    "Cookie: sessionid=s3cr3t-session; __Host-vestibule-region=au",
+    "-H",
+    "Accept-Encoding: gzip, br",
+    "--placeholder-env",
+  );
+  assert.equal(stderr, "");
+  assert.equal(
+    stdout,
+    [
+      "GET https://app.example.com/dashboard",
+      "Rules tried before: website, old-help, login, signup, join-class, staff-switch-region",
+      "Rule: app (regional, rules[6])",
+      "Region: au (pin cookie)",
+      'Sends to: region "au" at http://au_origin.invalid',
+      "  headers from the rules file: x-origin-secret",
+      "Cookies forwarded: sessionid",
+      "Cookies stripped: __Host-vestibule-region (pin cookie)",
+      "Headers forwarded: accept-encoding",
+      "Headers set by vestibule:",
+      "  x-forwarded-for: 192.0.2.1",
+      "  x-forwarded-host: app.example.com",
+      "  x-forwarded-proto: https",
+      "Headers stripped: (none)",
+      "Notes:",
+      '  - Pinned to "au": every cookie but the pin cookie is sent',
+      "Placeholders used for: AU_ORIGIN, AU_SECRET, US_ORIGIN, WEBSITE_ORIGIN",
+      "",
+    ].join("\n"),
+  );
+  assert.equal(code, 0);
+});
+
+Deno.test("explain --json gives the same decision for machines, without cookie values", async () => {
+  const { code, stdout } = await explain(
+    "POST",
+    "https://app.example.com/graphql",
+    "-H",
+    "content-type: application/json",
+    "-H",
+    "cookie: csrftoken=tok-value; sessionid=sess-value",
+    "--body",
+    '{"operationName":"Signup"}',
+    "--client-ip",
+    "203.0.113.9",
+    "--rules",
+    "tests/fixtures/rules/env.json",
+    "--env-file",
+    "tests/fixtures/rules/fixture.env",
+    "--placeholder-env",
+    "--json",
+  );
+  assert.equal(code, 0);
+  assert.doesNotMatch(stdout, /tok-value|sess-value/);
+  const e = JSON.parse(stdout);
+  assert.equal(e.rule, "app");
+  assert.equal(e.region, "us");
+  assert.equal(e.reason, "default");
+  assert.equal(e.targets[0].origin, "http://us.from-env-file.test");
+  assert.deepEqual(e.targets[0].forward.cookies.stripped, [
+    { name: "csrftoken", reason: "not in forward_cookies" },
+    { name: "sessionid", reason: "not in forward_cookies" },
+  ]);
+  assert.equal(e.targets[0].forward.headers.set["x-forwarded-for"], "203.0.113.9");
+  assert.deepEqual(e.placeholders, ["VESTIBULE_FIXTURE_SECRET"]);
+});
+
+Deno.test("explain exits 1 with start-up's message when a variable is missing", async () => {
+  const { code, stdout, stderr } = await explain("GET", "/");
+  assert.equal(stdout, "");
+  assert.equal(
+    stderr,
+    'Cannot read rules: environment variable "AU_ORIGIN" is not set (used at regions.au.origin)\n',
+  );
+  assert.equal(code, 1);
+});
+
+Deno.test("explain exits 2 on a usage error", async (t) => {
+  await t.step("missing URL", async () => {
+    const { code, stderr } = await explain("GET");
+    assert.match(stderr, /^Expected a method and a URL, got 1 argument\n/);
+    assert.equal(code, 2);
+  });
+  await t.step("header without a colon", async () => {
+    const { code, stderr } = await explain("GET", "/", "-H", "cookie");
+    assert.equal(stderr, 'Invalid header "cookie": expected "Name: value"\n');
+    assert.equal(code, 2);
+  });
+});
