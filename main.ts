@@ -1,10 +1,13 @@
-/** @module Entry point: reads the environment and the rules file, opens KV, serves the app. */
+/** @module Entry point: reads the environment and the rules file, opens what it needs, serves the app. */
 import { createApp } from "./app.ts";
+import { loadCountryLookup } from "./lib/geo_ip.ts";
 import { loadRules } from "./lib/load_rules.ts";
 
 const rulesPath = Deno.env.get("VESTIBULE_RULES") ?? "./rules.json";
 const config = await loadRules(rulesPath, (name) => Deno.env.get(name));
-const app = createApp({ config });
+// Loaded once at start-up (about 0.3 s, 33 MB), only when the rules ask for it.
+const countryLookup = config.geo.ipLookup ? await loadCountryLookup() : undefined;
+const app = createApp({ config, countryLookup });
 
 /** `deno serve` (and `deno serve --parallel`) use this; `deno run` listens below. */
 export default { fetch: app.fetch };

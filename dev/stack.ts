@@ -1,0 +1,67 @@
+/**
+ * @module `deno task dev`: the whole local stack — two stand-in regional monoliths (AU, US), the
+ * global website, and vestibule in front of them with the top-level `rules.json`.
+ */
+import { startMonolith } from "./monolith.ts";
+import { startWebsite } from "./website.ts";
+
+const PORT = Number(Deno.env.get("PORT") ?? 8000);
+const taken = new Set<string>();
+const au = startMonolith({
+  region: "au",
+  users: { olivia: { password: "kangaroo", name: "Olivia (AU)" } },
+  takenUsernames: taken,
+});
+const us = startMonolith({
+  region: "us",
+  users: { james: { password: "eagle", name: "James (US)" } },
+  takenUsernames: taken,
+});
+const website = startWebsite();
+
+// vestibule runs as its own process, exactly as `deno task start` would run it in production.
+const env = {
+  AU_ORIGIN: au.url,
+  US_ORIGIN: us.url,
+  WEBSITE_ORIGIN: website.url,
+  AU_SECRET: "dev-only-au-secret",
+  OCAP_KEY: Deno.env.get("OCAP_KEY") ?? "dev-only-ocap-key-0123456789",
+  PORT: String(PORT),
+  VESTIBULE_KV: Deno.env.get("VESTIBULE_KV") ?? ":memory:",
+};
+const edge = new Deno.Command(Deno.execPath(), {
+  args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "main.ts"],
+  cwd: new URL("..", import.meta.url).pathname,
+  env,
+  stdin: "null",
+}).spawn();
+
+console.log(`
+vestibule local stack
+  open      http://localhost:${PORT}/            (anonymous: lands on the assumed region, US by default)
+  about     http://localhost:${PORT}/about       (global website)
+  log in    http://localhost:${PORT}/accounts/login/   olivia / kangaroo (AU) or james / eagle (US)
+  GraphQL   http://localhost:${PORT}/graphql     (Signup broadcast, JoinClass with codes AU-1 / US-1)
+  as AU     curl -H 'cf-ipcountry: AU' http://localhost:${PORT}/
+  upstreams AU ${au.url}  US ${us.url}  website ${website.url}
+Ctrl-C stops everything.
+`);
+
+async function shutdown() {
+  try {
+    edge.kill("SIGTERM");
+  } catch {
+    // already gone
+  }
+  await edge.status;
+  await Promise.all([au.close(), us.close(), website.close()]);
+  Deno.exit(0);
+}
+Deno.addSignalListener("SIGINT", shutdown);
+Deno.addSignalListener("SIGTERM", shutdown);
+const status = await edge.status;
+if (!status.success) {
+  console.error(`vestibule exited with code ${status.code}`);
+  await Promise.all([au.close(), us.close(), website.close()]);
+  Deno.exit(status.code || 1);
+}
