@@ -4,7 +4,8 @@ import { loadRules } from "./lib/load_rules.ts";
 
 const rulesPath = Deno.env.get("VESTIBULE_RULES") ?? "./rules.json";
 const config = await loadRules(rulesPath, (name) => Deno.env.get(name));
-const app = createApp({ config });
+const kv = config.ocap ? await Deno.openKv(Deno.env.get("VESTIBULE_KV")) : undefined;
+const app = createApp({ config, kv });
 
 /** `deno serve` (and `deno serve --parallel`) use this; `deno run` listens below. */
 export default { fetch: app.fetch };
