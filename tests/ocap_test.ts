@@ -224,3 +224,21 @@ Deno.test("OCAP leaves the router's other routes alone", async () => {
     assert.deepEqual(await health.json(), { status: "ok" });
   });
 });
+
+Deno.test("OCAP keeps the origin call going when the caller that started it goes away", async () => {
+  const upstream = provider(200);
+  await withOcap(upstream, async (base) => {
+    const gone = new AbortController();
+    const first = fetch(tokenRequest(base), { signal: gone.signal }).catch(() => "aborted");
+    while (upstream.received.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const second = fetch(tokenRequest(base));
+    await new Promise((r) => setTimeout(r, 20));
+    gone.abort();
+    assert.equal(await first, "aborted");
+    const response = await second;
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("ocap-cache"), "coalesced");
+    assert.deepEqual(await response.json(), { access_token: "token-1" });
+    assert.equal(upstream.received.length, 1);
+  });
+});
