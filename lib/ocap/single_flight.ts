@@ -203,26 +203,40 @@ function log(msg: string, error?: unknown): void {
  * does not see writes by other processes on a local SQLite file, so polling stays the baseline.
  */
 class ChangeWatcher {
-  readonly #reader: ReadableStreamDefaultReader<unknown>;
-  #pending?: Promise<unknown>;
+  /** Absent when kv.watch is unavailable, ended or failed: then `next()` only pauses. */
+  #reader?: ReadableStreamDefaultReader<unknown>;
+  #pending?: Promise<void>;
 
   constructor(kv: Deno.Kv, keys: Deno.KvKey[]) {
-    this.#reader = kv.watch(keys).getReader();
-    // The first event reports the current values; skip it.
-    this.#pending = this.#reader.read().then(() => (this.#pending = undefined), () => {});
+    try {
+      this.#reader = kv.watch(keys).getReader();
+    } catch {
+      return; // Polling alone still keeps the guarantee.
+    }
+    this.#pending = this.#read(); // The first event reports the current values.
   }
 
   async next(ms: number): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const read = this.#pending ??= this.#reader.read().then(
-      () => (this.#pending = undefined),
-      () => {},
-    );
-    await Promise.race([read, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+    const pause = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+    if (this.#reader) this.#pending ??= this.#read();
+    await Promise.race(this.#pending ? [this.#pending, pause] : [pause]);
     clearTimeout(timer);
   }
 
   async close(): Promise<void> {
-    await this.#reader.cancel().catch(() => {});
+    const reader = this.#reader;
+    this.#reader = undefined;
+    await reader?.cancel().catch(() => {});
+  }
+
+  #read(): Promise<void> {
+    return this.#reader!.read().then(({ done }) => {
+      this.#pending = undefined;
+      if (done) this.#reader = undefined;
+    }, () => {
+      this.#pending = undefined;
+      this.#reader = undefined;
+    });
   }
 }

@@ -269,3 +269,42 @@ Deno.test("SingleFlight.run() caches a small body that is a view on a large buff
     assert.equal(text(again.answer), "small");
   });
 });
+
+/** A view of `kv` whose kv.watch fails as `watch` says, counting reads. */
+function brokenWatch(kv: Deno.Kv, watch: "throws" | "errors") {
+  const view = {
+    reads: 0,
+    getMany: (keys: Deno.KvKey[]) => {
+      view.reads++;
+      return kv.getMany(keys);
+    },
+    list: (selector: Deno.KvListSelector) => kv.list(selector),
+    atomic: () => kv.atomic(),
+    watch: () => {
+      if (watch === "throws") throw new TypeError("watch is not supported");
+      return new ReadableStream({ start: (c) => c.error(new Error("watch stream failed")) });
+    },
+  };
+  return view;
+}
+
+for (const watch of ["throws", "errors"] as const) {
+  Deno.test(`SingleFlight.run() falls back to bounded polling when kv.watch ${watch}`, async () => {
+    await withKv(async (kv) => {
+      const view = brokenWatch(kv, watch);
+      const origin = countingOrigin(() => answer(200, "polled"), 300);
+      const [owner, waiter] = await Promise.all([
+        new SingleFlight(kv).run(KEY, origin.options()),
+        new Promise((r) => setTimeout(r, 20)).then(() =>
+          new SingleFlight(view as unknown as Deno.Kv).run(KEY, origin.options())
+        ),
+      ]);
+      assert.equal(owner.cache, "miss");
+      assert.equal(waiter.cache, "coalesced");
+      assert.equal(text(waiter.answer), "polled");
+      assert.equal(origin.calls, 1);
+      // About 280 ms of waiting at 10–25 ms per look; a busy loop would read thousands of times.
+      assert.ok(view.reads <= 40, `${view.reads} reads while waiting`);
+    });
+  });
+}
