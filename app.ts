@@ -11,6 +11,7 @@ import { BodyTooLargeError, BufferedBody } from "./lib/request_body.ts";
 import type { RouteContext } from "./lib/route_context.ts";
 import { handleBroadcast } from "./routes/broadcast.ts";
 import { handleGlobal } from "./routes/global.ts";
+import { createOcapHandler } from "./routes/ocap.ts";
 import { handleRegional } from "./routes/regional.ts";
 
 /** What the app needs from the outside world; tests pass their own. */
@@ -33,6 +34,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const app = new Hono<Env>();
 
   app.get("/_vestibule/health", (c) => c.json({ status: "ok" }));
+  if (config.ocap) {
+    if (!deps.kv) throw new TypeError("Cannot mount OCAP: createApp() needs a kv store");
+    const { pin, bodyLimitBytes } = config;
+    const ocap = createOcapHandler(config.ocap, { kv: deps.kv, now, pin, bodyLimitBytes });
+    app.all(`${config.ocap.path}/*`, (c) => ocap(c.req.raw));
+  }
 
   app.all("*", async (c) => {
     const request = c.req.raw;

@@ -7,10 +7,11 @@ const rulesPath = Deno.env.get("VESTIBULE_RULES") ?? "./rules.json";
 const config = await loadRules(rulesPath, (name) => Deno.env.get(name));
 // Loaded once at start-up (about 0.3 s, 33 MB), only when the rules ask for it.
 const countryLookup = config.geo.ipLookup ? await loadCountryLookup() : undefined;
-const app = createApp({ config, countryLookup });
+// KV holds OCAP's shared state; VESTIBULE_KV is a file path or KV Connect URL (unset on Deploy).
+const kv = config.ocap ? await Deno.openKv(Deno.env.get("VESTIBULE_KV")) : undefined;
 
-/** `deno serve` (and `deno serve --parallel`) use this; `deno run` listens below. */
-export default { fetch: app.fetch };
+/** The app; `serve.ts` hands it to `deno serve`, `deno run main.ts` listens below. */
+export const app = createApp({ config, kv, countryLookup });
 
 if (import.meta.main) {
   Deno.serve({ port: Number(Deno.env.get("PORT") ?? 8000) }, app.fetch);

@@ -1,0 +1,96 @@
+/** @module The one origin call an OCAP owner makes for a dedup key: no redirects, own timeout, body buffered. */
+import { HOP_BY_HOP_HEADERS } from "../forward.ts";
+import { HttpError } from "../http_error.ts";
+import { BodyTooLargeError, readBounded } from "../request_body.ts";
+import type { OriginAnswer } from "./origin_answer.ts";
+
+/** Largest origin body OCAP buffers (8 MiB); a larger answer is 502 `ocap_response_too_large`. */
+export const MAX_ORIGIN_BODY_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The origin could not be reached or did not answer in time. Not cached: the owner's caller
+ * gets it, and callers waiting on the same key retry the exchange themselves.
+ */
+export class OriginFailure extends HttpError {
+  constructor(status: 502 | 504, code: string, message: string, options?: ErrorOptions) {
+    super(status, code, message, options);
+    this.name = "OriginFailure";
+  }
+}
+
+/** The request OCAP sends, already filtered. */
+export interface OriginRequest {
+  /** Target name from the rules file, for messages. */
+  target: string;
+  url: URL;
+  method: string;
+  headers: Headers;
+  body: Uint8Array<ArrayBuffer> | null;
+}
+
+/**
+ * Calls the origin with `redirect: "manual"` and reads the whole body, all under `signal` (the
+ * owner's own timeout, never a caller's request signal). Failures become {@linkcode OriginFailure}:
+ * 504 `upstream_timeout` when `signal` fired, else 502 `upstream_unavailable`.
+ */
+export async function callOrigin(
+  request: OriginRequest,
+  options: { fetch: typeof fetch; signal: AbortSignal; timeoutMs: number },
+): Promise<OriginAnswer> {
+  try {
+    const response = await options.fetch(request.url, {
+      method: request.method,
+      headers: request.headers,
+      body: request.body,
+      redirect: "manual",
+      signal: options.signal,
+    });
+    const body = await readBounded(response.body, MAX_ORIGIN_BODY_BYTES);
+    return {
+      status: response.status,
+      statusText: response.statusText,
+      headers: answerHeaders(response.headers),
+      body,
+    };
+  } catch (error) {
+    if (options.signal.aborted) {
+      throw new OriginFailure(
+        504,
+        "upstream_timeout",
+        `OCAP target "${request.target}" did not answer within ${options.timeoutMs} ms`,
+        { cause: error },
+      );
+    }
+    if (error instanceof BodyTooLargeError) {
+      throw new OriginFailure(
+        502,
+        "ocap_response_too_large",
+        `OCAP target "${request.target}" answered with more than ${MAX_ORIGIN_BODY_BYTES} bytes`,
+        { cause: error },
+      );
+    }
+    throw new OriginFailure(
+      502,
+      "upstream_unavailable",
+      `OCAP target "${request.target}" is unavailable`,
+      { cause: error },
+    );
+  }
+}
+
+/**
+ * Response headers worth sharing: hop-by-hop ones (and those `Connection` names) dropped, and
+ * `Content-Length`, which each caller's `Response` recomputes. `Content-Encoding` stays: OCAP asks
+ * for `identity`, so `fetch` never decodes and the bytes match the header.
+ */
+function answerHeaders(headers: Headers): Array<[string, string]> {
+  const named = new Set(
+    (headers.get("connection") ?? "").toLowerCase().split(",").map((s) => s.trim()),
+  );
+  const out: Array<[string, string]> = [];
+  for (const [name, value] of headers) {
+    if (HOP_BY_HOP_HEADERS.has(name) || named.has(name) || name === "content-length") continue;
+    out.push([name, value]);
+  }
+  return out;
+}

@@ -1,0 +1,83 @@
+/** @module Canonical form of a request body for OCAP's dedup key: JSON and form field order do not count. */
+
+/** How a body was keyed; part of the key, so a JSON body never collides with the same raw bytes. */
+export type BodyKind = "json" | "form" | "raw";
+
+/** A body in canonical form. */
+export interface CanonicalBody {
+  kind: BodyKind;
+  bytes: Uint8Array;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Canonicalizes a body by its `Content-Type`: JSON is re-serialized with object keys sorted
+ * (numbers kept as written, so precision never merges two values), urlencoded forms get their
+ * parameters sorted, and everything else, including JSON that does not parse, stays byte for byte.
+ */
+export function canonicalBody(contentType: string | null, bytes: Uint8Array): CanonicalBody {
+  const type = (contentType ?? "").split(";")[0].trim().toLowerCase();
+  if (type === "application/json" || /^application\/[a-z0-9.!#$&^_-]+\+json$/.test(type)) {
+    const text = decodeStrict(bytes);
+    if (text !== undefined) {
+      try {
+        const parsed = JSON.parse(text, keepNumberSource);
+        return { kind: "json", bytes: encoder.encode(serializeSorted(parsed)) };
+      } catch {
+        // Claims JSON but is not: keyed on the raw bytes below, without an error.
+      }
+    }
+  }
+  if (type === "application/x-www-form-urlencoded") {
+    const text = decodeStrict(bytes);
+    if (text !== undefined) {
+      const pairs = [...new URLSearchParams(text)].sort(comparePairs);
+      return { kind: "form", bytes: encoder.encode(new URLSearchParams(pairs).toString()) };
+    }
+  }
+  return { kind: "raw", bytes };
+}
+
+/** A JSON number with its source text, so `12345678901234567890` and `…891` stay different. */
+class JsonNumber {
+  constructor(readonly source: string) {}
+}
+
+function keepNumberSource(
+  this: unknown,
+  _key: string,
+  value: unknown,
+  context?: { source?: string },
+): unknown {
+  if (typeof value === "number" && context?.source !== undefined) {
+    return new JsonNumber(context.source);
+  }
+  return value;
+}
+
+/** Serializes without building objects, so keys like `__proto__` are just keys. */
+function serializeSorted(value: unknown): string {
+  if (value instanceof JsonNumber) return value.source;
+  if (Array.isArray(value)) return `[${value.map(serializeSorted).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const keys = Object.keys(value).sort();
+    const record = value as Record<string, unknown>;
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${serializeSorted(record[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+function decodeStrict(bytes: Uint8Array): string | undefined {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+function comparePairs(a: [string, string], b: [string, string]): number {
+  if (a[0] !== b[0]) return a[0] < b[0] ? -1 : 1;
+  if (a[1] !== b[1]) return a[1] < b[1] ? -1 : 1;
+  return 0;
+}

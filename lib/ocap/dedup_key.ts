@@ -1,0 +1,43 @@
+/** @module The key under which identical OCAP requests share one origin call and one cached answer. */
+import { canonicalBody } from "./canonical_body.ts";
+import { normalizeUrl } from "./normalize_url.ts";
+
+/** What identifies an outgoing request; other headers do not count. */
+export interface DedupInput {
+  method: string;
+  /** The absolute target URL OCAP will call. */
+  url: string | URL;
+  contentType: string | null;
+  body: Uint8Array;
+  /** The `Authorization` header value, or null. */
+  authorization: string | null;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * SHA-256 (hex) over the method, the normalized URL, the canonical body and `Authorization`,
+ * each part length-prefixed so no two different inputs share an encoding.
+ */
+export async function dedupKey(input: DedupInput): Promise<string> {
+  const body = canonicalBody(input.contentType, input.body);
+  const parts = [
+    encoder.encode(input.method.toUpperCase()),
+    encoder.encode(normalizeUrl(input.url)),
+    encoder.encode(body.kind),
+    body.bytes,
+    input.authorization === null ? new Uint8Array() : encoder.encode(`=${input.authorization}`),
+  ];
+  let total = 0;
+  for (const part of parts) total += 4 + part.byteLength;
+  const buffer = new Uint8Array(total);
+  const view = new DataView(buffer.buffer);
+  let offset = 0;
+  for (const part of parts) {
+    view.setUint32(offset, part.byteLength);
+    buffer.set(part, offset + 4);
+    offset += 4 + part.byteLength;
+  }
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", buffer));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}

@@ -1,0 +1,155 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { type DedupInput, dedupKey } from "./dedup_key.ts";
+import { normalizeUrl } from "./normalize_url.ts";
+
+const encoder = new TextEncoder();
+const JSON_TYPE = "application/json";
+const FORM_TYPE = "application/x-www-form-urlencoded";
+
+function input(overrides: Partial<DedupInput> = {}): DedupInput {
+  return {
+    method: "POST",
+    url: "https://oauth2.example.test/token",
+    contentType: JSON_TYPE,
+    body: encoder.encode('{"code":"abc","grant_type":"authorization_code"}'),
+    authorization: "Basic Y2xpZW50OnNlY3JldA==",
+    ...overrides,
+  };
+}
+
+/** Serializes `value` with its object keys in the order `shuffle` gives. */
+function serializeShuffled(value: unknown, order: (keys: string[]) => string[]): string {
+  if (Array.isArray(value)) return `[${value.map((v) => serializeShuffled(v, order)).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const record = value as Record<string, unknown>;
+    const keys = order(Object.keys(record));
+    return `{${
+      keys.map((k) => `${JSON.stringify(k)}:${serializeShuffled(record[k], order)}`).join(",")
+    }}`;
+  }
+  return JSON.stringify(value);
+}
+
+const jsonObject = fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 3 }), {
+  minKeys: 1,
+  maxKeys: 6,
+});
+const formPairs = fc.array(fc.tuple(fc.string({ maxLength: 6 }), fc.string({ maxLength: 6 })), {
+  minLength: 1,
+  maxLength: 8,
+});
+
+Deno.test("dedupKey()", async (t) => {
+  await t.step("ignores the order of JSON object keys, at every depth", async () => {
+    await fc.assert(
+      fc.asyncProperty(jsonObject, fc.nat(), async (value, seed) => {
+        const reversed = serializeShuffled(value, (keys) => keys.toReversed());
+        const rotated = serializeShuffled(
+          value,
+          (keys) => keys.map((_, i) => keys[(i + seed) % keys.length]),
+        );
+        const a = await dedupKey(input({ body: encoder.encode(reversed) }));
+        const b = await dedupKey(input({ body: encoder.encode(rotated) }));
+        assert.equal(a, b);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  await t.step("ignores the order of form parameters", async () => {
+    await fc.assert(
+      fc.asyncProperty(formPairs, async (pairs) => {
+        const forward = new URLSearchParams(pairs).toString();
+        const backward = new URLSearchParams(pairs.toReversed()).toString();
+        const a = await dedupKey(input({ contentType: FORM_TYPE, body: encoder.encode(forward) }));
+        const b = await dedupKey(input({ contentType: FORM_TYPE, body: encoder.encode(backward) }));
+        assert.equal(a, b);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  await t.step("ignores the order of query parameters and the default port", async () => {
+    const a = await dedupKey(input({ url: "https://OAuth2.Example.test:443/token?b=2&a=1" }));
+    const b = await dedupKey(input({ url: "https://oauth2.example.test/token?a=1&b=2" }));
+    assert.equal(a, b);
+  });
+
+  await t.step("changes with the method, the target, a body value or Authorization", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        jsonObject,
+        fc.string({ maxLength: 10 }),
+        fc.constantFrom("GET", "PUT", "DELETE", "PATCH"),
+        fc.webPath(),
+        fc.string({ maxLength: 20 }),
+        async (value, newValue, method, path, authorization) => {
+          const body = encoder.encode(JSON.stringify(value));
+          const base = await dedupKey(input({ body }));
+          const firstKey = Object.keys(value)[0];
+          const changed = JSON.stringify({ ...value, [firstKey]: [value[firstKey], newValue] });
+          assert.notEqual(await dedupKey(input({ body, method })), base);
+          if (`/${path.replace(/^\//, "")}` !== "/token") {
+            const url = new URL("https://oauth2.example.test");
+            url.pathname = path;
+            if (url.pathname !== "/token") {
+              assert.notEqual(await dedupKey(input({ body, url })), base);
+            }
+          }
+          assert.notEqual(await dedupKey(input({ body: encoder.encode(changed) })), base);
+          if (authorization !== "Basic Y2xpZW50OnNlY3JldA==") {
+            assert.notEqual(await dedupKey(input({ body, authorization })), base);
+          }
+          assert.notEqual(await dedupKey(input({ body, authorization: null })), base);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  await t.step("changes with a form value or the target host", async () => {
+    await fc.assert(
+      fc.asyncProperty(formPairs, fc.string({ maxLength: 6 }), async (pairs, extra) => {
+        const body = encoder.encode(new URLSearchParams(pairs).toString());
+        const base = await dedupKey(input({ contentType: FORM_TYPE, body }));
+        const changedPairs = pairs.map(([k, v], i) => [k, i === 0 ? `${v}${extra}x` : v]);
+        const changed = encoder.encode(new URLSearchParams(changedPairs).toString());
+        assert.notEqual(await dedupKey(input({ contentType: FORM_TYPE, body: changed })), base);
+        const other = await dedupKey(
+          input({ contentType: FORM_TYPE, body, url: "https://other.example.test/token" }),
+        );
+        assert.notEqual(other, base);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  await t.step("keys JSON that does not parse on its raw bytes, without an error", async () => {
+    const a = await dedupKey(input({ body: encoder.encode('{"b":1, "a":') }));
+    const b = await dedupKey(input({ body: encoder.encode('{"b":1,"a":') }));
+    assert.match(a, /^[0-9a-f]{64}$/);
+    assert.notEqual(a, b);
+  });
+
+  await t.step("keeps large JSON numbers apart", async () => {
+    const a = await dedupKey(input({ body: encoder.encode('{"n":12345678901234567890}') }));
+    const b = await dedupKey(input({ body: encoder.encode('{"n":12345678901234567891}') }));
+    assert.notEqual(a, b);
+  });
+
+  await t.step("keeps other bodies byte for byte", async () => {
+    const a = await dedupKey(input({ contentType: "text/plain", body: encoder.encode("a=1&b=2") }));
+    const b = await dedupKey(input({ contentType: "text/plain", body: encoder.encode("b=2&a=1") }));
+    assert.notEqual(a, b);
+  });
+});
+
+Deno.test("normalizeUrl() lower-cases scheme and host, drops default ports, sorts the query", () => {
+  assert.equal(
+    normalizeUrl("HTTPS://Clever.COM:443/oauth/Tokens?z=1&a=2&a=1"),
+    "https://clever.com/oauth/Tokens?a=1&a=2&z=1",
+  );
+  assert.equal(normalizeUrl("http://h.test:8080/x"), "http://h.test:8080/x");
+  assert.equal(normalizeUrl("http://h.test:80/x?q=a%20b"), "http://h.test/x?q=a+b");
+});

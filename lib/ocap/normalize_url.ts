@@ -1,0 +1,19 @@
+/** @module Normalized form of a target URL for OCAP's dedup key. */
+
+const DEFAULT_PORTS: Readonly<Record<string, string>> = { "http:": "80", "https:": "443" };
+
+/**
+ * Normalizes an absolute URL: scheme and host lower-cased, default port dropped, query
+ * parameters sorted by name then value (re-encoded, so `%20` and `+` agree), fragment dropped.
+ * The path is kept as written: servers may treat its case and encoding as significant.
+ */
+export function normalizeUrl(value: string | URL): string {
+  const url = new URL(value);
+  const protocol = url.protocol.toLowerCase();
+  const port = url.port && url.port !== DEFAULT_PORTS[protocol] ? `:${url.port}` : "";
+  const params = [...url.searchParams].sort((a, b) =>
+    a[0] !== b[0] ? (a[0] < b[0] ? -1 : 1) : a[1] !== b[1] ? (a[1] < b[1] ? -1 : 1) : 0
+  );
+  const query = params.length > 0 ? `?${new URLSearchParams(params)}` : "";
+  return `${protocol}//${url.hostname.toLowerCase()}${port}${url.pathname}${query}`;
+}

@@ -1,0 +1,29 @@
+/** @module An origin's complete answer as OCAP shares it, and how it is handed to each caller. */
+
+/** A completed origin response, body buffered: what every caller of one dedup key receives. */
+export interface OriginAnswer {
+  status: number;
+  statusText: string;
+  /** In order, `Set-Cookie` entries kept separate; hop-by-hop and `Content-Length` removed. */
+  headers: Array<[string, string]>;
+  body: Uint8Array<ArrayBuffer>;
+}
+
+/** How this caller got its answer; sent back in the `Ocap-Cache` header. */
+export type CacheStatus = "miss" | "coalesced" | "hit";
+
+// Fetch standard: a null body status cannot carry a body (`new Response` throws otherwise).
+const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
+
+/** A fresh `Response` for one caller, with `Ocap-Cache` set. */
+export function answerResponse(answer: OriginAnswer, cache: CacheStatus, method: string): Response {
+  const headers = new Headers();
+  for (const [name, value] of answer.headers) headers.append(name, value);
+  headers.set("ocap-cache", cache);
+  const noBody = NULL_BODY_STATUSES.has(answer.status) || method === "HEAD";
+  return new Response(noBody ? null : answer.body, {
+    status: answer.status,
+    statusText: answer.statusText,
+    headers,
+  });
+}

@@ -1,0 +1,30 @@
+/** @module The headers an OCAP owner sends to the origin: the caller's, minus what belongs to this hop. */
+import { filterCookieHeader } from "../cookies.ts";
+import { HOP_BY_HOP_HEADERS } from "../forward.ts";
+
+/** The header callers authenticate with; never forwarded. */
+export const OCAP_KEY_HEADER = "ocap-key";
+
+/**
+ * Copies the caller's headers without `Ocap-Key`, hop-by-hop headers (and those `Connection`
+ * names), `Host`, `Content-Length` (recomputed) and vestibule's pin header and cookie, and asks for
+ * `Accept-Encoding: identity` so `fetch` never decodes a body behind its headers' back.
+ */
+export function originHeaders(incoming: Headers, pin: { header: string; cookie: string }): Headers {
+  const named = new Set(
+    (incoming.get("connection") ?? "").toLowerCase().split(",").map((s) => s.trim()),
+  );
+  const headers = new Headers();
+  for (const [name, value] of incoming) {
+    if (
+      HOP_BY_HOP_HEADERS.has(name) || named.has(name) || name === OCAP_KEY_HEADER ||
+      name === "host" || name === "content-length" || name === "cookie" ||
+      name === "accept-encoding" || name === pin.header
+    ) continue;
+    headers.append(name, value);
+  }
+  const cookie = filterCookieHeader(incoming.get("cookie"), (name) => name !== pin.cookie);
+  if (cookie) headers.set("cookie", cookie);
+  headers.set("accept-encoding", "identity");
+  return headers;
+}

@@ -1,0 +1,310 @@
+import assert from "node:assert/strict";
+import { HttpError } from "../http_error.ts";
+import { OriginFailure } from "./call_origin.ts";
+import { leaseKey, resultKey } from "./kv_keys.ts";
+import type { OriginAnswer } from "./origin_answer.ts";
+import { MAX_CACHED_BODY_BYTES } from "./response_store.ts";
+import { type ExchangeOptions, SingleFlight } from "./single_flight.ts";
+
+const KEY = "0".repeat(64);
+
+function answer(status: number, text: string): OriginAnswer {
+  return {
+    status,
+    statusText: "",
+    headers: [["content-type", "text/plain"], ["set-cookie", "a=1"], ["set-cookie", "b=2"]],
+    body: new TextEncoder().encode(text),
+  };
+}
+
+/** An origin that counts its calls and answers after `delayMs`. */
+function countingOrigin(result: () => OriginAnswer, delayMs = 30) {
+  const origin = {
+    calls: 0,
+    options(overrides: Partial<ExchangeOptions> = {}): ExchangeOptions {
+      return {
+        ttlMs: 30_000,
+        timeoutMs: 1_000,
+        callOrigin: async (signal) => {
+          origin.calls++;
+          await new Promise((resolve) => setTimeout(resolve, delayMs));
+          signal.throwIfAborted();
+          return result();
+        },
+        ...overrides,
+      };
+    },
+  };
+  return origin;
+}
+
+async function withKv(fn: (kv: Deno.Kv) => Promise<void>): Promise<void> {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    await fn(kv);
+  } finally {
+    kv.close();
+  }
+}
+
+const text = (a: OriginAnswer) => new TextDecoder().decode(a.body);
+
+Deno.test("SingleFlight.run() shares one origin call between concurrent callers", async () => {
+  await withKv(async (kv) => {
+    const flights = new SingleFlight(kv);
+    const origin = countingOrigin(() => answer(200, "token"));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => flights.run(KEY, origin.options())),
+    );
+    assert.equal(origin.calls, 1);
+    assert.deepEqual(results.map((r) => r.cache).sort(), [...Array(19).fill("coalesced"), "miss"]);
+    for (const r of results) assert.equal(text(r.answer), "token");
+  });
+});
+
+Deno.test("SingleFlight.run() shares one origin call between two isolates on one store", async () => {
+  await withKv(async (kv) => {
+    const a = new SingleFlight(kv);
+    const b = new SingleFlight(kv);
+    const origin = countingOrigin(() => answer(400, '{"error":"invalid_grant"}'), 80);
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).run(KEY, origin.options())),
+    );
+    assert.equal(origin.calls, 1);
+    assert.equal(results.filter((r) => r.cache === "miss").length, 1);
+    for (const r of results) {
+      assert.equal(r.answer.status, 400);
+      assert.equal(text(r.answer), '{"error":"invalid_grant"}');
+      assert.deepEqual(r.answer.headers.filter(([n]) => n === "set-cookie").length, 2);
+    }
+  });
+});
+
+Deno.test("SingleFlight.run() serves the cached answer until its TTL passes", async () => {
+  await withKv(async (kv) => {
+    let clock = 1_000_000;
+    const flights = new SingleFlight(kv, { now: () => clock });
+    let n = 0;
+    const origin = countingOrigin(() => answer(200, `answer ${++n}`), 1);
+    const first = await flights.run(KEY, origin.options({ ttlMs: 30_000 }));
+    clock += 29_999;
+    const second = await flights.run(KEY, origin.options({ ttlMs: 30_000 }));
+    clock += 1;
+    const third = await flights.run(KEY, origin.options({ ttlMs: 30_000 }));
+    assert.deepEqual([first.cache, second.cache, third.cache], ["miss", "hit", "miss"]);
+    assert.deepEqual([text(first.answer), text(second.answer), text(third.answer)], [
+      "answer 1",
+      "answer 1",
+      "answer 2",
+    ]);
+    assert.equal(origin.calls, 2);
+  });
+});
+
+Deno.test("SingleFlight.run() does not cache an origin failure: a waiter becomes the next owner", async () => {
+  await withKv(async (kv) => {
+    const a = new SingleFlight(kv);
+    const b = new SingleFlight(kv);
+    let calls = 0;
+    const options: ExchangeOptions = {
+      ttlMs: 30_000,
+      timeoutMs: 1_000,
+      callOrigin: async () => {
+        calls++;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        if (calls === 1) throw new OriginFailure(502, "upstream_unavailable", "down");
+        return answer(200, "second try");
+      },
+    };
+    const settled = await Promise.allSettled([
+      a.run(KEY, options),
+      a.run(KEY, options),
+      b.run(KEY, options),
+    ]);
+    assert.equal(calls, 2);
+    const failed = settled.filter((s) => s.status === "rejected");
+    assert.equal(failed.length, 1);
+    assert.ok((failed[0] as PromiseRejectedResult).reason instanceof OriginFailure);
+    const ok = settled.flatMap((s) => s.status === "fulfilled" ? [s.value] : []);
+    assert.deepEqual(ok.map((r) => text(r.answer)), ["second try", "second try"]);
+    assert.deepEqual(ok.map((r) => r.cache).sort(), ["coalesced", "miss"]);
+  });
+});
+
+Deno.test("SingleFlight.run() takes over a lease whose deadline passed without a result", async () => {
+  await withKv(async (kv) => {
+    // A crashed owner's lease: its deadline is past but the entry is still readable.
+    await kv.set(leaseKey(KEY), { owner: "crashed", deadline: Date.now() - 1 });
+    const flights = new SingleFlight(kv);
+    const origin = countingOrigin(() => answer(200, "taken over"));
+    const result = await flights.run(KEY, origin.options());
+    assert.equal(result.cache, "miss");
+    assert.equal(origin.calls, 1);
+    assert.equal((await kv.get(leaseKey(KEY))).value, null, "lease released on completion");
+  });
+});
+
+Deno.test("SingleFlight.run() waits for a live lease to run out, then takes over", async () => {
+  await withKv(async (kv) => {
+    await kv.set(leaseKey(KEY), { owner: "crashed", deadline: Date.now() + 150 });
+    const flights = new SingleFlight(kv, { leaseMarginMs: 100 });
+    const origin = countingOrigin(() => answer(200, "taken over"));
+    const started = performance.now();
+    const result = await flights.run(KEY, origin.options({ timeoutMs: 200 }));
+    assert.ok(performance.now() - started >= 140);
+    assert.equal(result.cache, "miss");
+    assert.equal(origin.calls, 1);
+  });
+});
+
+Deno.test("SingleFlight.run() answers 504 ocap_wait_timeout without calling the origin", async () => {
+  await withKv(async (kv) => {
+    await kv.set(leaseKey(KEY), { owner: "slow", deadline: Date.now() + 60_000 });
+    const flights = new SingleFlight(kv, { leaseMarginMs: 50 });
+    const origin = countingOrigin(() => answer(200, "never"));
+    await assert.rejects(
+      flights.run(KEY, origin.options({ timeoutMs: 100 })),
+      (error: unknown) =>
+        error instanceof HttpError && error.status === 504 &&
+        error.code === "ocap_wait_timeout",
+    );
+    assert.equal(origin.calls, 0);
+  });
+});
+
+Deno.test("SingleFlight.run() aborts the owner's origin call at its timeout", async () => {
+  await withKv(async (kv) => {
+    const flights = new SingleFlight(kv, { leaseMarginMs: 50 });
+    let aborted = false;
+    await assert.rejects(
+      flights.run(KEY, {
+        ttlMs: 1_000,
+        timeoutMs: 50,
+        callOrigin: (signal) =>
+          new Promise((_, reject) =>
+            signal.addEventListener("abort", () => {
+              aborted = true;
+              reject(new OriginFailure(504, "upstream_timeout", "timed out"));
+            })
+          ),
+      }),
+      OriginFailure,
+    );
+    assert.ok(aborted);
+    assert.equal((await kv.get(leaseKey(KEY))).value, null, "lease released on failure");
+  });
+});
+
+Deno.test("SingleFlight.run() stores a large answer in chunks and reads it whole elsewhere", async () => {
+  await withKv(async (kv) => {
+    const big = "x".repeat(200 * 1024) + "end";
+    const origin = countingOrigin(() => answer(200, big), 1);
+    const first = await new SingleFlight(kv).run(KEY, origin.options());
+    const second = await new SingleFlight(kv).run(KEY, origin.options());
+    assert.deepEqual([first.cache, second.cache], ["miss", "hit"]);
+    assert.equal(text(second.answer), big);
+    assert.equal(origin.calls, 1);
+  });
+});
+
+Deno.test("SingleFlight.run() shares an answer above the cache cap only within the isolate", async () => {
+  await withKv(async (kv) => {
+    const huge = "y".repeat(MAX_CACHED_BODY_BYTES + 1);
+    const origin = countingOrigin(() => answer(200, huge), 50);
+    const a = new SingleFlight(kv);
+    const [first, second] = await Promise.all([
+      a.run(KEY, origin.options()),
+      a.run(KEY, origin.options()),
+    ]);
+    assert.equal(text(first.answer).length, huge.length);
+    assert.equal(text(second.answer).length, huge.length);
+    await assert.rejects(
+      new SingleFlight(kv).run(KEY, origin.options()),
+      (error: unknown) => error instanceof HttpError && error.code === "ocap_response_not_shared",
+    );
+    assert.equal(origin.calls, 1);
+  });
+});
+
+Deno.test("SingleFlight.run() answers 503 ocap_store_unavailable when the store fails", async () => {
+  const kv = await Deno.openKv(":memory:");
+  kv.close();
+  const origin = countingOrigin(() => answer(200, "never"));
+  await assert.rejects(
+    new SingleFlight(kv).run(KEY, origin.options()),
+    (error: unknown) =>
+      error instanceof HttpError && error.status === 503 &&
+      error.code === "ocap_store_unavailable",
+  );
+  assert.equal(origin.calls, 0);
+});
+
+Deno.test("SingleFlight.run() ignores an expired result that is still readable", async () => {
+  await withKv(async (kv) => {
+    await kv.set(resultKey(KEY), {
+      v: 1,
+      expires_at: Date.now() - 1,
+      write_id: "old",
+      kind: "answer",
+      status: 200,
+      headers: [],
+      body: new TextEncoder().encode("stale"),
+      size: 5,
+    });
+    const origin = countingOrigin(() => answer(200, "fresh"), 1);
+    const result = await new SingleFlight(kv).run(KEY, origin.options());
+    assert.equal(result.cache, "miss");
+    assert.equal(text(result.answer), "fresh");
+  });
+});
+
+Deno.test("SingleFlight.run() caches a small body that is a view on a large buffer", async () => {
+  await withKv(async (kv) => {
+    const buffer = new Uint8Array(100_000);
+    buffer.set(new TextEncoder().encode("small"));
+    const origin = countingOrigin(() => ({ ...answer(200, ""), body: buffer.subarray(0, 5) }), 1);
+    await new SingleFlight(kv).run(KEY, origin.options());
+    const again = await new SingleFlight(kv).run(KEY, origin.options());
+    assert.equal(again.cache, "hit");
+    assert.equal(text(again.answer), "small");
+  });
+});
+
+/** A view of `kv` whose kv.watch fails as `watch` says, counting reads. */
+function brokenWatch(kv: Deno.Kv, watch: "throws" | "errors") {
+  const view = {
+    reads: 0,
+    getMany: (keys: Deno.KvKey[]) => {
+      view.reads++;
+      return kv.getMany(keys);
+    },
+    list: (selector: Deno.KvListSelector) => kv.list(selector),
+    atomic: () => kv.atomic(),
+    watch: () => {
+      if (watch === "throws") throw new TypeError("watch is not supported");
+      return new ReadableStream({ start: (c) => c.error(new Error("watch stream failed")) });
+    },
+  };
+  return view;
+}
+
+for (const watch of ["throws", "errors"] as const) {
+  Deno.test(`SingleFlight.run() falls back to bounded polling when kv.watch ${watch}`, async () => {
+    await withKv(async (kv) => {
+      const view = brokenWatch(kv, watch);
+      const origin = countingOrigin(() => answer(200, "polled"), 300);
+      const [owner, waiter] = await Promise.all([
+        new SingleFlight(kv).run(KEY, origin.options()),
+        new Promise((r) => setTimeout(r, 20)).then(() =>
+          new SingleFlight(view as unknown as Deno.Kv).run(KEY, origin.options())
+        ),
+      ]);
+      assert.equal(owner.cache, "miss");
+      assert.equal(waiter.cache, "coalesced");
+      assert.equal(text(waiter.answer), "polled");
+      assert.equal(origin.calls, 1);
+      // About 280 ms of waiting at 10–25 ms per look; a busy loop would read thousands of times.
+      assert.ok(view.reads <= 40, `${view.reads} reads while waiting`);
+    });
+  });
+}

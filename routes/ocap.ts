@@ -1,0 +1,108 @@
+/**
+ * @module OCAP, the outgoing caching proxy: monoliths send provider calls (e.g. OAuth code
+ * redemptions) to `<path>/<target>/<rest>`; identical calls share one origin request and its
+ * answer. See `docs/ocap.md`.
+ */
+import type { RulesFile } from "../lib/rules_schema.ts";
+import { parseOrigin } from "../lib/compile_rules.ts";
+import { errorResponse, HttpError } from "../lib/http_error.ts";
+import { callOrigin } from "../lib/ocap/call_origin.ts";
+import { dedupKey } from "../lib/ocap/dedup_key.ts";
+import { ocapKeyMatches } from "../lib/ocap/key_matches.ts";
+import { answerResponse } from "../lib/ocap/origin_answer.ts";
+import { OCAP_KEY_HEADER, originHeaders } from "../lib/ocap/origin_headers.ts";
+import { SingleFlight } from "../lib/ocap/single_flight.ts";
+import { type OcapTarget, resolveTarget } from "../lib/ocap/target_path.ts";
+import { BodyTooLargeError, readBounded } from "../lib/request_body.ts";
+
+/** The validated `ocap` section of the rules file. */
+export type OcapConfig = NonNullable<RulesFile["ocap"]>;
+
+/** What OCAP needs from the outside world. */
+export interface OcapDeps {
+  /** Shared by every instance that must not call the origin twice. */
+  kv: Deno.Kv;
+  /** Milliseconds since the epoch; injected so tests can control time. */
+  now?: () => number;
+  fetch?: typeof fetch;
+  /** Vestibule's pin header and cookie, never forwarded to a provider. */
+  pin?: { header: string; cookie: string };
+  /** Largest request body accepted (default 1 MiB); larger is 413 `body_too_large`. */
+  bodyLimitBytes?: number;
+}
+
+const DEFAULT_PIN = { header: "x-vestibule-region", cookie: "__Host-vestibule-region" };
+
+/** Builds the OCAP handler for one isolate; mount it at `<path>/*`. */
+export function createOcapHandler(
+  ocap: OcapConfig,
+  deps: OcapDeps,
+): (request: Request) => Promise<Response> {
+  const targets = compileTargets(ocap);
+  const flights = new SingleFlight(deps.kv, { now: deps.now });
+  const fetchOrigin = deps.fetch ?? fetch;
+  const pin = deps.pin ?? DEFAULT_PIN;
+  const bodyLimit = deps.bodyLimitBytes ?? 1_048_576;
+
+  return async (request) => {
+    try {
+      if (!ocapKeyMatches(request.headers.get(OCAP_KEY_HEADER), ocap.key)) {
+        throw new HttpError(401, "ocap_unauthorized", "Missing or wrong Ocap-Key header");
+      }
+      // The raw request target, before URL parsing could resolve dot segments.
+      const rawTarget = request.url.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, "");
+      const { target, url } = resolveTarget(rawTarget, ocap.path, targets);
+      let body: Uint8Array<ArrayBuffer>;
+      try {
+        body = await readBounded(request.body, bodyLimit, request.headers.get("content-length"));
+      } catch (error) {
+        if (error instanceof BodyTooLargeError) {
+          throw new HttpError(413, "body_too_large", error.message, { cause: error });
+        }
+        throw error;
+      }
+      const method = request.method.toUpperCase();
+      const key = await dedupKey({
+        method,
+        url,
+        contentType: request.headers.get("content-type"),
+        body,
+        authorization: request.headers.get("authorization"),
+      });
+      const headers = originHeaders(request.headers, pin);
+      const hasBody = body.byteLength > 0 || (method !== "GET" && method !== "HEAD");
+      const { answer, cache } = await flights.run(key, {
+        ttlMs: target.ttlMs,
+        timeoutMs: target.timeoutMs,
+        callOrigin: (signal) =>
+          callOrigin(
+            { target: target.name, url, method, headers, body: hasBody ? body : null },
+            { fetch: fetchOrigin, signal, timeoutMs: target.timeoutMs },
+          ),
+      });
+      return answerResponse(answer, cache, method);
+    } catch (error) {
+      if (error instanceof HttpError) {
+        return errorResponse(error, request.headers.get("accept"));
+      }
+      throw error;
+    }
+  };
+}
+
+function compileTargets(ocap: OcapConfig): Map<string, OcapTarget> {
+  const targets = new Map<string, OcapTarget>();
+  for (const [name, input] of Object.entries(ocap.targets)) {
+    const parsed = parseOrigin(input.origin);
+    if (typeof parsed === "string") {
+      throw new TypeError(`Cannot compile ocap.targets.${name}.origin: ${parsed}`);
+    }
+    targets.set(name, {
+      name,
+      origin: parsed.origin,
+      ttlMs: (input.ttl_seconds ?? ocap.ttl_seconds) * 1000,
+      timeoutMs: input.timeout_ms,
+    });
+  }
+  return targets;
+}

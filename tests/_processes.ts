@@ -1,0 +1,74 @@
+/** @module Test helpers: vestibule as real child processes sharing one KV file. */
+import { deadPort } from "./_servers.ts";
+import { OCAP_KEY } from "./_ocap.ts";
+
+const ROOT = new URL("../", import.meta.url);
+const RULES = new URL("fixtures/ocap/rules.json", import.meta.url);
+
+/** A running vestibule process. */
+export interface VestibuleProcess {
+  url: string;
+  /** Sends `signal` and waits for the process to end. */
+  stop(signal?: Deno.Signal): Promise<void>;
+}
+
+/**
+ * Starts `deno task serve` (`deno serve --parallel`, `DENO_JOBS` workers) or `deno run main.ts`
+ * on a free port, with the OCAP fixture rules pointing at `providerUrl`, and waits until it answers.
+ */
+export async function startProcess(
+  kind: "serve" | "run",
+  options: { providerUrl: string; kvPath: string; jobs?: number },
+): Promise<VestibuleProcess> {
+  const port = deadPort();
+  const args = kind === "serve" ? ["task", "serve"] : ["run", "--allow-all", "main.ts"];
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT,
+    env: {
+      PORT: String(port),
+      DENO_JOBS: String(options.jobs ?? 4),
+      OCAP_KEY,
+      PROVIDER_ORIGIN: options.providerUrl,
+      VESTIBULE_RULES: RULES.pathname,
+      VESTIBULE_KV: options.kvPath,
+      NO_COLOR: "1",
+    },
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  let ended = false;
+  const status = child.status.then((s) => {
+    ended = true;
+    return s;
+  });
+  const process: VestibuleProcess = {
+    url: `http://127.0.0.1:${port}`,
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      if (!ended) {
+        try {
+          child.kill(signal);
+        } catch {
+          // Already gone.
+        }
+      }
+      await status;
+    },
+  };
+  const deadline = performance.now() + 20_000;
+  while (true) {
+    try {
+      const response = await fetch(`${process.url}/_vestibule/health`);
+      await response.body?.cancel();
+      if (response.ok) return process;
+    } catch {
+      // Not listening yet.
+    }
+    if (ended || performance.now() > deadline) {
+      await process.stop("SIGKILL");
+      throw new Error(`Cannot start vestibule with "deno ${args.join(" ")}" on port ${port}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

@@ -1,0 +1,244 @@
+import assert from "node:assert/strict";
+import { startUpstream, startVestibule } from "./_servers.ts";
+import { OCAP_ENV, OCAP_KEY, ocapRules, tally, tokenRequest } from "./_ocap.ts";
+
+/** A provider stand-in that answers the OAuth token endpoint after `delayMs`. */
+function provider(delayMs: number, status = 200) {
+  let n = 0;
+  return startUpstream(async () => {
+    const call = ++n;
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    return Response.json(
+      status === 200 ? { access_token: `token-${call}` } : { error: "invalid_grant" },
+      { status, headers: { "set-cookie": "provider=1" } },
+    );
+  });
+}
+
+async function withOcap(
+  upstream: ReturnType<typeof startUpstream>,
+  fn: (base: string) => Promise<void>,
+  options: { now?: () => number; ttlSeconds?: number; timeoutMs?: number } = {},
+): Promise<void> {
+  const kv = await Deno.openKv(":memory:");
+  const vestibule = startVestibule(ocapRules(upstream.url, options), {
+    env: OCAP_ENV,
+    deps: { kv, now: options.now },
+  });
+  try {
+    await fn(vestibule.url);
+  } finally {
+    await vestibule.close();
+    await upstream.close();
+    kv.close();
+  }
+}
+
+Deno.test("OCAP answers 100 concurrent identical requests with one origin call", async () => {
+  const upstream = provider(200);
+  await withOcap(upstream, async (base) => {
+    const responses = await Promise.all(
+      Array.from({ length: 100 }, () => fetch(tokenRequest(base))),
+    );
+    const bodies = await Promise.all(responses.map((r) => r.text()));
+    assert.equal(upstream.received.length, 1);
+    assert.deepEqual(new Set(responses.map((r) => r.status)), new Set([200]));
+    assert.deepEqual(new Set(bodies), new Set(['{"access_token":"token-1"}']));
+    const cache = tally(responses.map((r) => r.headers.get("ocap-cache")));
+    assert.equal(cache.miss, 1);
+    assert.equal((cache.coalesced ?? 0) + (cache.hit ?? 0), 99);
+    assert.deepEqual(responses[0].headers.getSetCookie(), ["provider=1"]);
+  });
+});
+
+Deno.test("OCAP shares a provider 400 invalid_grant with every waiter", async () => {
+  const upstream = provider(150, 400);
+  await withOcap(upstream, async (base) => {
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, () => fetch(tokenRequest(base))),
+    );
+    const bodies = await Promise.all(responses.map((r) => r.json()));
+    assert.equal(upstream.received.length, 1);
+    assert.deepEqual(new Set(responses.map((r) => r.status)), new Set([400]));
+    for (const body of bodies) assert.deepEqual(body, { error: "invalid_grant" });
+    const late = await fetch(tokenRequest(base));
+    assert.equal(late.status, 400);
+    assert.equal(late.headers.get("ocap-cache"), "hit");
+    await late.body?.cancel();
+  });
+});
+
+Deno.test("OCAP sends different bodies to the origin separately", async () => {
+  const upstream = provider(50);
+  await withOcap(upstream, async (base) => {
+    const responses = await Promise.all([
+      fetch(tokenRequest(base, { body: "grant_type=authorization_code&code=a" })),
+      fetch(tokenRequest(base, { body: "code=a&grant_type=authorization_code" })),
+      fetch(tokenRequest(base, { body: "grant_type=authorization_code&code=b" })),
+    ]);
+    const bodies = await Promise.all(responses.map((r) => r.json()));
+    assert.equal(upstream.received.length, 2);
+    assert.deepEqual(bodies[0], bodies[1], "parameter order does not matter");
+    assert.notDeepEqual(bodies[0], bodies[2]);
+  });
+});
+
+Deno.test("OCAP calls the origin again once the TTL has passed", async () => {
+  let clock = Date.now();
+  const upstream = provider(1);
+  await withOcap(upstream, async (base) => {
+    const first = await fetch(tokenRequest(base));
+    assert.equal(first.headers.get("ocap-cache"), "miss");
+    await first.body?.cancel();
+    clock += 9_999;
+    const second = await fetch(tokenRequest(base));
+    assert.equal(second.headers.get("ocap-cache"), "hit");
+    assert.deepEqual(await second.json(), { access_token: "token-1" });
+    clock += 1;
+    const third = await fetch(tokenRequest(base));
+    assert.equal(third.headers.get("ocap-cache"), "miss");
+    assert.deepEqual(await third.json(), { access_token: "token-2" });
+    assert.equal(upstream.received.length, 2);
+  }, { now: () => clock, ttlSeconds: 10 });
+});
+
+Deno.test("OCAP forwards method, path, query, body and headers, minus its own", async () => {
+  const upstream = startUpstream(() =>
+    new Response(null, { status: 302, headers: { location: "http://127.0.0.1:9/next" } })
+  );
+  await withOcap(upstream, async (base) => {
+    const response = await fetch(
+      tokenRequest(base, {
+        path: "/_ocap/provider/oauth/token?b=2&a=1",
+        headers: {
+          authorization: "Basic abc",
+          "x-vestibule-region": "au",
+          cookie: "__Host-vestibule-region=au; session=s1",
+          connection: "x-private",
+          "x-private": "secret",
+          "user-agent": "monolith/1.0",
+        },
+      }),
+      { redirect: "manual" },
+    );
+    assert.equal(response.status, 302, "redirects are returned, not followed");
+    assert.equal(response.headers.get("location"), "http://127.0.0.1:9/next");
+    await response.body?.cancel();
+    assert.equal(upstream.received.length, 1);
+    const [got] = upstream.received;
+    assert.equal(got.method, "POST");
+    assert.equal(got.path, "/oauth/token");
+    assert.equal(got.query, "?b=2&a=1");
+    assert.equal(
+      new TextDecoder().decode(got.body),
+      "grant_type=authorization_code&code=one-time-code",
+    );
+    assert.equal(got.headers.get("authorization"), "Basic abc");
+    assert.equal(got.headers.get("user-agent"), "monolith/1.0");
+    assert.equal(got.headers.get("cookie"), "session=s1");
+    assert.equal(got.headers.get("accept-encoding"), "identity");
+    assert.equal(got.headers.get("host"), new URL(upstream.url).host);
+    for (const name of ["ocap-key", "x-vestibule-region", "x-private"]) {
+      assert.equal(got.headers.get(name), null, `${name} is not forwarded`);
+    }
+  });
+});
+
+Deno.test("OCAP passes a compressed body through with its Content-Encoding", async () => {
+  const gzipped = new Uint8Array(
+    await new Response(
+      new Blob(['{"access_token":"zipped"}']).stream().pipeThrough(new CompressionStream("gzip")),
+    ).arrayBuffer(),
+  );
+  const upstream = startUpstream(() =>
+    new Response(gzipped, {
+      headers: { "content-encoding": "gzip", "content-type": "application/json" },
+    })
+  );
+  await withOcap(upstream, async (base) => {
+    const response = await fetch(tokenRequest(base));
+    assert.equal(response.headers.get("content-encoding"), "gzip");
+    assert.deepEqual(await response.json(), { access_token: "zipped" });
+  });
+});
+
+Deno.test("OCAP answers 413 to a body above the limit without calling the origin", async () => {
+  const upstream = provider(1);
+  await withOcap(upstream, async (base) => {
+    const response = await fetch(tokenRequest(base, { body: "x".repeat(1_048_577) }));
+    assert.equal(response.status, 413);
+    await response.body?.cancel();
+    assert.equal(upstream.received.length, 0);
+  });
+});
+
+Deno.test("OCAP answers 502 when the origin is down and does not cache it", async () => {
+  const upstream = startUpstream(() => Response.json({}));
+  const url = upstream.url;
+  await upstream.close();
+  const kv = await Deno.openKv(":memory:");
+  const vestibule = startVestibule(ocapRules(url), { env: OCAP_ENV, deps: { kv } });
+  try {
+    for (let i = 0; i < 2; i++) {
+      const response = await fetch(tokenRequest(vestibule.url, { headers: { accept: "*/*" } }));
+      assert.equal(response.status, 502);
+      assert.equal((await response.json()).error, "upstream_unavailable");
+    }
+  } finally {
+    await vestibule.close();
+    kv.close();
+  }
+});
+
+Deno.test("OCAP answers 504 when the origin is slower than timeout_ms", async () => {
+  const upstream = provider(400);
+  await withOcap(upstream, async (base) => {
+    const response = await fetch(tokenRequest(base, { headers: { accept: "application/json" } }));
+    assert.equal(response.status, 504);
+    assert.equal((await response.json()).error, "upstream_timeout");
+  }, { timeoutMs: 100 });
+});
+
+Deno.test("OCAP answers 503 ocap_store_unavailable when the store fails", async () => {
+  const upstream = provider(1);
+  const kv = await Deno.openKv(":memory:");
+  const vestibule = startVestibule(ocapRules(upstream.url), { env: OCAP_ENV, deps: { kv } });
+  kv.close();
+  try {
+    const response = await fetch(tokenRequest(vestibule.url, { headers: { accept: "*/*" } }));
+    assert.equal(response.status, 503);
+    assert.equal((await response.json()).error, "ocap_store_unavailable");
+    assert.equal(upstream.received.length, 0);
+  } finally {
+    await vestibule.close();
+    await upstream.close();
+  }
+});
+
+Deno.test("OCAP leaves the router's other routes alone", async () => {
+  const upstream = provider(1);
+  await withOcap(upstream, async (base) => {
+    const health = await fetch(`${base}/_vestibule/health`, {
+      headers: { "ocap-key": OCAP_KEY },
+    });
+    assert.deepEqual(await health.json(), { status: "ok" });
+  });
+});
+
+Deno.test("OCAP keeps the origin call going when the caller that started it goes away", async () => {
+  const upstream = provider(200);
+  await withOcap(upstream, async (base) => {
+    const gone = new AbortController();
+    const first = fetch(tokenRequest(base), { signal: gone.signal }).catch(() => "aborted");
+    while (upstream.received.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const second = fetch(tokenRequest(base));
+    await new Promise((r) => setTimeout(r, 20));
+    gone.abort();
+    assert.equal(await first, "aborted");
+    const response = await second;
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("ocap-cache"), "coalesced");
+    assert.deepEqual(await response.json(), { access_token: "token-1" });
+    assert.equal(upstream.received.length, 1);
+  });
+});
