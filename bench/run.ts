@@ -1,0 +1,201 @@
+/**
+ * @module `deno task bench`: end-to-end load on loopback, side by side in one run (ratios, since
+ * this machine is noisy): origin direct vs a bare fetch pass-through vs vestibule (regional), then
+ * broadcast latency, OCAP and observability cost. Needs wrk (Debian package `wrk`).
+ */
+import { benchOcap } from "./ocap.ts";
+
+const DURATION = Deno.env.get("BENCH_DURATION") ?? "5s";
+const CONNECTIONS = Number(Deno.env.get("BENCH_CONNECTIONS") ?? 50);
+const root = new URL("..", import.meta.url).pathname;
+const children: Deno.ChildProcess[] = [];
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function spawn(script: string, env: Record<string, string>): Promise<number> {
+  const port = freePort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", script],
+    cwd: root,
+    env: { ...env, PORT: String(port) },
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  children.push(child);
+  for (let i = 0; i < 100; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return port;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`Cannot start "${script}": port ${port} never opened`);
+}
+
+interface WrkResult {
+  rps: number;
+  p50: number;
+  p99: number;
+}
+
+function ms(text: string): number {
+  const m = text.match(/([\d.]+)(us|ms|s)/);
+  if (!m) return NaN;
+  const v = Number(m[1]);
+  return m[2] === "us" ? v / 1000 : m[2] === "s" ? v * 1000 : v;
+}
+
+async function wrk(
+  url: string,
+  options: { script?: string; connections?: number } = {},
+): Promise<WrkResult> {
+  const args = [
+    "-t1",
+    `-c${options.connections ?? CONNECTIONS}`,
+    `-d${DURATION}`,
+    "--latency",
+    url,
+  ];
+  if (options.script) args.unshift("-s", options.script);
+  const out = await new Deno.Command("wrk", { args, stdout: "piped", stderr: "piped" }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  const rps = Number(text.match(/Requests\/sec:\s+([\d.]+)/)?.[1]);
+  const p50 = ms(text.match(/^\s+50%\s+(\S+)/m)?.[1] ?? "");
+  const p99 = ms(text.match(/^\s+99%\s+(\S+)/m)?.[1] ?? "");
+  if (!rps) {
+    throw new Error(`wrk printed no result:\n${text}${new TextDecoder().decode(out.stderr)}`);
+  }
+  return { rps, p50, p99 };
+}
+
+async function ensureWrk() {
+  try {
+    await new Deno.Command("wrk", { args: ["--version"], stdout: "null", stderr: "null" }).output();
+  } catch {
+    console.error("wrk is missing: installing Debian's package (apt-get install -y wrk)");
+    await new Deno.Command("apt-get", { args: ["install", "-y", "wrk"], stdout: "null" }).output();
+  }
+}
+
+async function writeRules(regions: Record<string, unknown>, rules: unknown[]): Promise<string> {
+  const path = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(
+    path,
+    JSON.stringify({ regions, default_region: Object.keys(regions)[0], rules }),
+  );
+  return path;
+}
+
+const fmt = (n: number, d = 2) => n.toFixed(d);
+
+async function proxyTable(): Promise<string> {
+  const originPort = await spawn("bench/_origin.ts", {});
+  const origin = `http://127.0.0.1:${originPort}`;
+  const passPort = await spawn("bench/_passthrough.ts", { ORIGIN: origin });
+  const rules = await writeRules({ us: { origin } }, [{ name: "app", type: "regional" }]);
+  const edgePort = await spawn("main.ts", { VESTIBULE_RULES: rules });
+  const targets = [
+    ["(a) origin direct", `http://127.0.0.1:${originPort}/x?y=1`],
+    ["(b) bare fetch pass-through", `http://127.0.0.1:${passPort}/x?y=1`],
+    ["(c) vestibule, regional route", `http://127.0.0.1:${edgePort}/x?y=1`],
+  ] as const;
+  // Warm up every target, then measure twice in alternating order to spread the machine's noise.
+  for (const [, url] of targets) await wrk(url, { connections: 10 });
+  const results = new Map<string, WrkResult[]>();
+  for (const round of [0, 1]) {
+    const order = round === 0 ? targets : [...targets].reverse();
+    for (const [name, url] of order) {
+      results.set(name, [...results.get(name) ?? [], await wrk(url)]);
+    }
+  }
+  const best = (name: string) => results.get(name)!.reduce((a, b) => (a.rps > b.rps ? a : b));
+  const b = best(targets[1][0]);
+  const c = best(targets[2][0]);
+  let md = `| target | req/s | p50 ms | p99 ms | req/s vs (b) |\n|---|---|---|---|---|\n`;
+  for (const [name] of targets) {
+    const r = best(name);
+    md += `| ${name} | ${fmt(r.rps, 0)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${
+      fmt(r.rps / b.rps)
+    } |\n`;
+  }
+  md +=
+    `\n(c)/(b) requests/s: **${fmt(c.rps / b.rps)}** (target ≥ 0.90); p99 (c) − (b): **${
+      fmt(c.p99 - b.p99)
+    } ms** (target ≤ 1 ms). ` +
+    `wrk -t1 -c${CONNECTIONS} -d${DURATION}, best of 2 rounds.\n`;
+  return md;
+}
+
+async function broadcastTable(): Promise<string> {
+  const au = `http://127.0.0.1:${await spawn("bench/_origin.ts", { DELAY_MS: "50" })}`;
+  const us = `http://127.0.0.1:${await spawn("bench/_origin.ts", { DELAY_MS: "80", LOGIN: "ok" })}`;
+  const usFast = `http://127.0.0.1:${await spawn("bench/_origin.ts", {
+    DELAY_MS: "50",
+    LOGIN: "ok",
+  })}`;
+  const auSlow = `http://127.0.0.1:${await spawn("bench/_origin.ts", {
+    DELAY_MS: "80",
+    LOGIN: "ok",
+  })}`;
+  const success = { status: [302], set_cookie: "sessionid" };
+  const match = { methods: ["POST"], path: "^/accounts/login/$" };
+  const one = await spawn("main.ts", {
+    VESTIBULE_RULES: await writeRules({ au: { origin: au }, us: { origin: us } }, [{
+      name: "login",
+      type: "broadcast",
+      match,
+      success,
+    }]),
+  });
+  const multi = await spawn("main.ts", {
+    VESTIBULE_RULES: await writeRules(
+      { us: { origin: usFast }, au: { origin: auSlow } },
+      [{ name: "login", type: "broadcast", match, success, allow_multiple_success: true }],
+    ),
+  });
+  const script = await Deno.makeTempFile({ suffix: ".lua" });
+  await Deno.writeTextFile(
+    script,
+    `wrk.method = "POST"\nwrk.body = "username=james&password=eagle"\nwrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n`,
+  );
+  const a = await wrk(`http://127.0.0.1:${one}/accounts/login/`, { script, connections: 10 });
+  const m = await wrk(`http://127.0.0.1:${multi}/accounts/login/`, { script, connections: 10 });
+  return `| broadcast case | p50 ms | p99 ms | req/s | target |\n|---|---|---|---|---|\n` +
+    `| regions answer after 50 ms (failure) and 80 ms (success) | ${fmt(a.p50)} | ${fmt(a.p99)} | ${
+      fmt(a.rps, 0)
+    } | p50 ≤ 83 ms |\n` +
+    `| allow_multiple_success, preferred region 50 ms, other 80 ms, both succeed | ${
+      fmt(m.p50)
+    } | ${fmt(m.p99)} | ${fmt(m.rps, 0)} | p50 ≈ 50 ms |\n`;
+}
+
+if (import.meta.main) {
+  await ensureWrk();
+  const sections: string[] = [];
+  try {
+    sections.push("### Regional route vs origin and a bare pass-through\n\n" + await proxyTable());
+    console.log(sections.at(-1));
+    if (!Deno.env.get("BENCH_ONLY")) {
+      sections.push("### Broadcast\n\n" + await broadcastTable());
+      console.log(sections.at(-1));
+    }
+  } finally {
+    for (const child of children) {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await child.status;
+    }
+  }
+  if (Deno.env.get("BENCH_ONLY")) Deno.exit(0);
+  sections.push(await benchOcap());
+  console.log(sections.at(-1));
+  const report = sections.join("\n");
+  await Deno.writeTextFile(new URL("./latest.md", import.meta.url), report);
+}

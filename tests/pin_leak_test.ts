@@ -1,0 +1,87 @@
+/**
+ * Attack: an upstream (or a compromised region) learns or is steered by the edge's private region
+ * pin. Whatever form the pin arrives in, no upstream of any route type may ever see it.
+ */
+import assert from "node:assert/strict";
+import { startUpstream, startVestibule } from "./_servers.ts";
+
+const PIN_FORMS: Array<[string, Record<string, string>]> = [
+  ["pin cookie", { cookie: "__Host-vestibule-region=au; csrftoken=c" }],
+  ["pin header", { "x-vestibule-region": "au" }],
+  ["pin header in capitals", { "X-VESTIBULE-REGION": "AU" }],
+  ["duplicate pin cookies", {
+    cookie: "__Host-vestibule-region=au;__Host-vestibule-region=us; csrftoken=c",
+  }],
+  ["pin cookie padded with spaces and tabs", {
+    cookie: "csrftoken=c;  \t__Host-vestibule-region = au ;x=1",
+  }],
+  ["unknown pin value", { cookie: "__Host-vestibule-region=mars", "x-vestibule-region": "venus" }],
+  ["pin header named in Connection", {
+    connection: "x-vestibule-region",
+    "x-vestibule-region": "au",
+  }],
+  ["both, with a session", {
+    cookie: "sessionid=s; __Host-vestibule-region=au",
+    "x-vestibule-region": "au",
+  }],
+];
+
+Deno.test("pin leak: no upstream of any route type ever sees the region pin", async (t) => {
+  const au = startUpstream(() =>
+    new Response(null, { status: 302, headers: { "set-cookie": "sessionid=a" } })
+  );
+  const us = startUpstream();
+  const web = startUpstream();
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    upstreams: { website: { origin: web.url } },
+    default_region: "us",
+    forward_cookies: ["csrftoken", "__Host-vestibule-region"],
+    rules: [
+      { name: "website", type: "global", match: { path: "^/about$" }, upstream: "website" },
+      {
+        name: "login",
+        type: "broadcast",
+        match: { path: "^/login$" },
+        success: { status: [302] },
+        allow_multiple_success: true,
+      },
+      {
+        name: "switch",
+        type: "regional",
+        match: { path: "^/switch/(?<region>\\w+)$" },
+        region_from: { path_group: "region" },
+        pin_on: { status: "2xx" },
+      },
+      { name: "app", type: "regional" },
+    ],
+  });
+  try {
+    for (const path of ["/about", "/login", "/switch/au", "/switch/us", "/dashboard"]) {
+      for (const [form, headers] of PIN_FORMS) {
+        await t.step(`${path} with ${form}`, async () => {
+          const before = au.received.length + us.received.length + web.received.length;
+          const res = await fetch(edge.url + path, {
+            method: path === "/login" ? "POST" : "GET",
+            headers,
+            redirect: "manual",
+          });
+          await res.body?.cancel();
+          const after = [...au.received, ...us.received, ...web.received];
+          assert.ok(after.length > before, "the request reached an upstream");
+          for (const received of after) {
+            for (const [name, value] of received.headers) {
+              assert.ok(!/vestibule-region/i.test(name), `header ${name} reached ${received.path}`);
+              assert.ok(
+                !/vestibule-region/i.test(value),
+                `${name}: ${value} reached ${received.path}`,
+              );
+            }
+          }
+        });
+      }
+    }
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close(), web.close()]);
+  }
+});
