@@ -81,21 +81,20 @@ export function setsLiveCookie(setCookies: string[], name: string, now: number):
     if (eq === -1 || pair.slice(0, eq).trim() !== name) return false;
     const value = pair.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1");
     if (value === "") return false;
+    let maxAge: number | undefined;
+    let expires: number | undefined;
     for (const attribute of attributes) {
       const [key, ...rest] = attribute.split("=");
       const attrValue = rest.join("=").trim();
-      switch (key.trim().toLowerCase()) {
-        case "max-age":
-          if (Number(attrValue) <= 0) return false;
-          break;
-        case "expires": {
-          const at = Date.parse(attrValue);
-          if (!Number.isNaN(at) && at <= now) return false;
-          break;
-        }
+      const name = key.trim().toLowerCase();
+      if (name === "max-age" && /^-?\d+$/.test(attrValue)) maxAge = Number(attrValue);
+      if (name === "expires" && !Number.isNaN(Date.parse(attrValue))) {
+        expires = Date.parse(attrValue);
       }
     }
-    return true;
+    // RFC 6265 §5.3 step 3: Max-Age wins over Expires.
+    if (maxAge !== undefined) return maxAge > 0;
+    return expires === undefined || expires > now;
   });
 }
 

@@ -432,3 +432,80 @@ Deno.test("health endpoint answers without calling any upstream", () =>
     assert.deepEqual(await res.json(), { status: "ok" });
     assert.equal(au.received.length + us.received.length + web.received.length, 0);
   }));
+
+Deno.test("regional route: geo.ip_lookup assumes the region from the client IP behind a trusted proxy", async () => {
+  const { createCountryLookup } = await import("../lib/geo_ip.ts");
+  // 203.0.113.0/24 → AU, 198.51.100.0/24 → FR (numeric ranges, as the dataset stores them).
+  const countryLookup = createCountryLookup({
+    ipv4NumCsv: "3325256704,3325256959,FR\n3405803776,3405804031,AU",
+    ipv6NumCsv: "",
+  });
+  const au = startUpstream();
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    geo: { countries: { AU: "au" }, ip_lookup: true },
+    trusted_proxy_hops: 1,
+    rules: [{ name: "app", type: "regional" }],
+  }, { deps: { countryLookup } });
+  try {
+    for (
+      const [xff, region] of [["203.0.113.50", au], ["198.51.100.7", us], [
+        "not-an-ip",
+        us,
+      ]] as const
+    ) {
+      const before = region.received.length;
+      const res = await fetch(`${edge.url}/`, { headers: { "x-forwarded-for": xff } });
+      await res.body?.cancel();
+      assert.equal(region.received.length, before + 1, `${xff} went to the wrong region`);
+      assert.equal(res.headers.get("set-cookie"), null);
+    }
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("regional route: staff region switching takes the region from the path and pins on success", () =>
+  withStack(async ({ au, us, edge }) => {
+    let res = await fetch(`${edge.url}/staff/switch-region/au`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { cookie: "__Host-vestibule-region=us; sessionid=us-session; csrftoken=c" },
+    });
+    await res.body?.cancel();
+    assert.equal(res.status, 302);
+    assert.equal(au.received.length, 1);
+    assert.equal(us.received.length, 0);
+    assert.equal(
+      au.received[0].headers.get("cookie"),
+      "csrftoken=c",
+      "the US session cookie stays out of AU",
+    );
+    assert.match(res.headers.getSetCookie().at(-1)!, /^__Host-vestibule-region=au; /);
+    // An unknown region in the path falls back to the pin, and a failed answer does not pin.
+    res = await fetch(`${edge.url}/staff/switch-region/mars`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { cookie: "__Host-vestibule-region=us" },
+    });
+    await res.body?.cancel();
+    assert.equal(us.received.length, 1);
+    assert.deepEqual(res.headers.getSetCookie(), []);
+  }, {
+    rules: [
+      {
+        name: "staff-switch-region",
+        type: "regional",
+        match: { methods: ["POST"], path: "^/staff/switch-region/(?<region>[a-z]+)$" },
+        region_from: { path_group: "region" },
+        pin_on: { status: "3xx" },
+      },
+      { name: "app", type: "regional" },
+    ],
+    handlers: {
+      au: () => new Response(null, { status: 302, headers: { location: "/" } }),
+      us: () => new Response("no such region", { status: 404 }),
+    },
+  }));

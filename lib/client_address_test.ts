@@ -1,0 +1,24 @@
+import assert from "node:assert/strict";
+import { clientAddress } from "./client_address.ts";
+
+Deno.test("clientAddress() distrusts X-Forwarded-For without trusted hops", () => {
+  assert.deepEqual(clientAddress("1.2.3.4", "10.0.0.9", 0), {
+    clientIp: "10.0.0.9",
+    forwardedFor: "10.0.0.9",
+  });
+});
+
+Deno.test("clientAddress() takes the client N hops left of the socket peer", () => {
+  assert.deepEqual(clientAddress("203.0.113.7", "198.51.100.1", 1), {
+    clientIp: "203.0.113.7",
+    forwardedFor: "203.0.113.7, 198.51.100.1",
+  });
+  // A client-supplied entry to the left of what the trusted proxy added is not believed.
+  assert.equal(clientAddress("6.6.6.6, 203.0.113.7", "198.51.100.1", 1).clientIp, "203.0.113.7");
+  assert.equal(
+    clientAddress("6.6.6.6, 203.0.113.7, 192.0.2.5", "198.51.100.1", 2).clientIp,
+    "203.0.113.7",
+  );
+  assert.equal(clientAddress("203.0.113.7", "198.51.100.1", 5).clientIp, "203.0.113.7");
+  assert.equal(clientAddress(" , ,", "198.51.100.1", 1).clientIp, "198.51.100.1");
+});

@@ -1,0 +1,124 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { parseRules } from "./load_rules.ts";
+import { containsSubset, findRule, type RequestFacts } from "./match_rule.ts";
+import { BufferedBody } from "./request_body.ts";
+
+function rules(list: unknown[]) {
+  return parseRules(
+    JSON.stringify({
+      regions: { us: { origin: "http://us.test" } },
+      default_region: "us",
+      rules: list,
+    }),
+    { env: () => undefined },
+  ).rules;
+}
+
+function request(path: string, init: RequestInit & { host?: string } = {}) {
+  const url = new URL(`http://${init.host ?? "app.test"}${path}`);
+  const req = new Request(url, init);
+  const facts: RequestFacts = {
+    method: req.method,
+    hostname: url.hostname,
+    path: url.pathname,
+    searchParams: url.searchParams,
+    headers: req.headers,
+  };
+  return { facts, body: new BufferedBody(req, 1024) };
+}
+
+async function winner(
+  table: ReturnType<typeof rules>,
+  path: string,
+  init?: RequestInit & { host?: string },
+) {
+  const { facts, body } = request(path, init);
+  return (await findRule(table, facts, body))?.rule.name;
+}
+
+Deno.test("findRule() takes the first rule whose every condition holds", async () => {
+  const table = rules([
+    { name: "post-login", type: "regional", match: { methods: ["post"], path: "^/login$" } },
+    { name: "admin-host", type: "regional", match: { host: "^admin\\." } },
+    {
+      name: "tagged",
+      type: "regional",
+      match: { query: { tag: "^a+$" }, headers: { "X-Beta": "^1$" } },
+    },
+    { name: "app", type: "regional" },
+  ]);
+  assert.equal(await winner(table, "/login", { method: "POST" }), "post-login");
+  assert.equal(await winner(table, "/login"), "app");
+  assert.equal(await winner(table, "/x", { host: "admin.app.test" }), "admin-host");
+  assert.equal(await winner(table, "/x?tag=aaa", { headers: { "x-beta": "1" } }), "tagged");
+  assert.equal(await winner(table, "/x?tag=aaa"), "app", "every condition must hold");
+  assert.equal(await winner(table, "/x?tag=", { headers: { "x-beta": "1" } }), "app");
+});
+
+Deno.test("findRule() reports the rules tried and the path groups", async () => {
+  const table = rules([
+    { name: "a", type: "regional", match: { path: "^/a$" } },
+    { name: "s", type: "regional", match: { path: "^/s/(?<region>\\w+)$" } },
+  ]);
+  const { facts, body } = request("/s/au");
+  const match = await findRule(table, facts, body);
+  assert.deepEqual(match?.tried, ["a"]);
+  assert.equal(match?.pathMatch?.groups?.region, "au");
+  assert.equal(body.consumed, false, "no rule inspects the body, so it was not read");
+  const none = request("/zzz");
+  assert.equal(await findRule(table, none.facts, none.body), undefined);
+});
+
+Deno.test("findRule() body matchers: json subset, form fields, regex; bad bodies do not match", async () => {
+  const table = rules([
+    {
+      name: "json",
+      type: "regional",
+      match: { body: { json: { op: "Join", vars: { code: "A" } } } },
+    },
+    { name: "form", type: "regional", match: { body: { form: { action: "reset" } } } },
+    { name: "regex", type: "regional", match: { body: { regex: "^hello" } } },
+    { name: "app", type: "regional" },
+  ]);
+  const post = (body: BodyInit, type?: string): RequestInit => ({
+    method: "POST",
+    body,
+    headers: type ? { "content-type": type } : undefined,
+  });
+  assert.equal(
+    await winner(table, "/", post('{"op":"Join","vars":{"code":"A","x":1},"y":2}')),
+    "json",
+  );
+  assert.equal(await winner(table, "/", post('{"op":"Join","vars":{"code":"B"}}')), "app");
+  assert.equal(await winner(table, "/", post('{"op":"Join",')), "app");
+  assert.equal(
+    await winner(table, "/", post("action=reset&x=1", "application/x-www-form-urlencoded")),
+    "form",
+  );
+  const multipart = new FormData();
+  multipart.set("action", "reset");
+  assert.equal(await winner(table, "/", { method: "POST", body: multipart }), "form");
+  assert.equal(
+    await winner(table, "/", post("--broken", "multipart/form-data; boundary=zz")),
+    "app",
+  );
+  assert.equal(await winner(table, "/", post("hello world")), "regex");
+});
+
+Deno.test("containsSubset() is reflexive and ignores extra keys (property)", () => {
+  fc.assert(fc.property(fc.jsonValue(), (value) => {
+    assert.equal(containsSubset(value, value), true);
+  }));
+  fc.assert(
+    fc.property(
+      fc.dictionary(fc.string(), fc.jsonValue()),
+      fc.string(),
+      fc.jsonValue(),
+      (obj, key, extra) => {
+        if (Object.hasOwn(obj, key)) return;
+        assert.equal(containsSubset({ ...obj, [key]: extra }, obj), true);
+      },
+    ),
+  );
+});
