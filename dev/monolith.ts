@@ -2,8 +2,9 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
-import { html, raw } from "hono/html";
-import type { HtmlEscapedString } from "hono/utils/html";
+import { html } from "hono/html";
+import { type DevServer, page, serve } from "./_html.ts";
+export type { DevServer };
 
 /** An account a monolith knows from the start. */
 export interface MonolithUser {
@@ -27,14 +28,6 @@ export interface MonolithOptions {
    * its own users.
    */
   takenUsernames?: Set<string>;
-}
-
-/** A running stand-in server. */
-export interface DevServer {
-  /** Base URL without a trailing slash, e.g. `http://127.0.0.1:41234`. */
-  url: string;
-  /** Stops listening and waits for open requests to finish. */
-  close(): Promise<void>;
 }
 
 /** The cookie Django's session middleware uses. */
@@ -247,39 +240,4 @@ function cookieList(names: string[]) {
       ? html`<p>None.</p>`
       : html`<ul>${names.map((name) => html`<li><code>${name}</code></li>`)}</ul>`
   }`;
-}
-
-const STYLE =
-  `body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}
-label{display:block;margin:.5rem 0}.error{color:#b00020;font-weight:bold}
-pre{background:#f4f4f4;padding:.5rem}`;
-
-/** Wraps a body in a plain HTML page with a small inline style. */
-export function page(
-  title: string,
-  body: unknown,
-): HtmlEscapedString | Promise<HtmlEscapedString> {
-  return html`<!doctype html>
-<html lang="en">
-  <head>
-    <meta charset="utf-8">
-    <meta name="viewport" content="width=device-width, initial-scale=1">
-    <title>${title}</title>
-    <style>${raw(STYLE)}</style>
-  </head>
-  <body>
-    ${body}
-  </body>
-</html>`;
-}
-
-/** Serves a Hono app on loopback and reports its URL; shared by the dev stand-ins. */
-export function serve(app: Hono, options: { port?: number; hostname?: string }): DevServer {
-  const hostname = options.hostname ?? "127.0.0.1";
-  const server = Deno.serve({ hostname, port: options.port ?? 0, onListen: () => {} }, app.fetch);
-  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-  return {
-    url: `http://${host}:${server.addr.port}`,
-    close: () => server.shutdown(),
-  };
 }

@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import { getCookie } from "hono/cookie";
 import { html } from "hono/html";
-import { type DevServer, page, serve } from "./monolith.ts";
+import { type DevServer, page, serve } from "./_html.ts";
 
 /** Where the stand-in website listens. */
 export interface WebsiteOptions {
