@@ -4,7 +4,11 @@ import { loadCountryLookup } from "./lib/geo_ip.ts";
 import { loadRules } from "./lib/load_rules.ts";
 
 const rulesPath = Deno.env.get("VESTIBULE_RULES") ?? "./rules.json";
-const config = await loadRules(rulesPath, (name) => Deno.env.get(name));
+const config = await loadRules(rulesPath, (name) => Deno.env.get(name)).catch((error) => {
+  // A configuration error is the operator's to fix: say what is wrong, without a stack trace.
+  console.error(error instanceof Error ? error.message : String(error));
+  Deno.exit(1);
+});
 // Loaded once at start-up (about 0.3 s, 33 MB), only when the rules ask for it.
 const countryLookup = config.geo.ipLookup ? await loadCountryLookup() : undefined;
 // KV holds OCAP's shared state; VESTIBULE_KV is a file path or KV Connect URL (unset on Deploy).
