@@ -98,12 +98,14 @@ async function proxyTable(): Promise<string> {
   const originPort = await spawn("bench/_origin.ts", {});
   const origin = `http://127.0.0.1:${originPort}`;
   const passPort = await spawn("bench/_passthrough.ts", { ORIGIN: origin });
+  const honoPort = await spawn("bench/_hono_proxy.ts", { ORIGIN: origin });
   const rules = await writeRules({ us: { origin } }, [{ name: "app", type: "regional" }]);
   const edgePort = await spawn("main.ts", { VESTIBULE_RULES: rules });
   const targets = [
     ["(a) origin direct", `http://127.0.0.1:${originPort}/x?y=1`],
     ["(b) bare fetch pass-through", `http://127.0.0.1:${passPort}/x?y=1`],
     ["(c) vestibule, regional route", `http://127.0.0.1:${edgePort}/x?y=1`],
+    ["(d) Hono's proxy helper (for comparison)", `http://127.0.0.1:${honoPort}/x?y=1`],
   ] as const;
   // Warm up every target, then measure twice in alternating order to spread the machine's noise.
   for (const [, url] of targets) await wrk(url, { connections: 10 });
