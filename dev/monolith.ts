@@ -93,7 +93,11 @@ function createMonolithApp(options: MonolithOptions): Hono {
     if (user === undefined) {
       return c.html(loginPage(region, `No such user in region ${region}`, username));
     }
-    if (user.password !== password) return c.html(loginPage(region, "Wrong password", username));
+    // 401, not 200: the broadcast login rule prefers this failure (`prefer_failure`), so a user
+    // who mistypes sees the error page of the region that owns them.
+    if (user.password !== password) {
+      return c.html(loginPage(region, "Wrong password", username), 401);
+    }
     const sessionId = randomToken();
     sessions.set(sessionId, username);
     setCookie(c, SESSION_COOKIE, sessionId, { path: "/", httpOnly: true, sameSite: "Lax" });

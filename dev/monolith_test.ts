@@ -90,13 +90,13 @@ Deno.test("startMonolith() logs users in and out with a session cookie", async (
         assert.match(setCookie, /^sessionid=[0-9a-f]{32}; Path=\/; HttpOnly; SameSite=Lax$/);
       },
     );
-    await t.step("answers 200 with the form and the message on a wrong password", async () => {
+    await t.step("answers 401 with the form and the message on a wrong password", async () => {
       const response = await fetch(
         `${monolith.url}/accounts/login/`,
         form({ username: "alice", password: "nope" }),
       );
       const body = await response.text();
-      assert.equal(response.status, 200);
+      assert.equal(response.status, 401);
       assert.equal(response.headers.get("set-cookie"), null);
       assert.match(body, /Wrong password/);
       assert.match(body, /name="password"/);

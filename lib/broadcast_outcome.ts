@@ -2,7 +2,15 @@
 
 /** What one region did with a broadcast request. */
 export type RegionResult =
-  | { region: string; kind: "response"; status: number; success: boolean; ms: number }
+  | {
+    region: string;
+    kind: "response";
+    status: number;
+    success: boolean;
+    /** Matches the rule's `prefer_failure`. */
+    preferred?: boolean;
+    ms: number;
+  }
   | { region: string; kind: "timeout" | "unavailable"; ms: number };
 
 /** The decision over all regions' results. */
@@ -14,8 +22,9 @@ export type BroadcastOutcome =
 
 /**
  * Exactly one success wins. More than one is an error unless `allowMultiple`, then the first in
- * `preference` order wins. With none, the best failure: a non-5xx beats a 5xx, ties go by
- * `preference` (assumed region first, then region order). With no response at all, unavailable.
+ * `preference` order wins. With none, the best failure: a non-5xx beats a 5xx, then a failure
+ * matching `prefer_failure` beats one that does not, then `preference` order (assumed region
+ * first, then region order). With no response at all, unavailable.
  */
 export function chooseOutcome(
   results: readonly RegionResult[],
@@ -36,7 +45,9 @@ export function chooseOutcome(
   if (successes.length > 1) return { kind: "ambiguous", regions: successes.map((s) => s.region) };
   if (responses.length > 0) {
     const best = [...responses].sort((a, b) =>
-      Number(a.status >= 500) - Number(b.status >= 500) || rank(a.region) - rank(b.region)
+      Number(a.status >= 500) - Number(b.status >= 500) ||
+      Number(!a.preferred) - Number(!b.preferred) ||
+      rank(a.region) - rank(b.region)
     )[0];
     return { kind: "failure", region: best.region };
   }

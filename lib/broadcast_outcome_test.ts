@@ -11,6 +11,7 @@ const resultFor = (region: string) =>
       kind: fc.constant("response" as const),
       status: fc.integer({ min: 100, max: 599 }),
       success: fc.boolean(),
+      preferred: fc.boolean(),
       ms: fc.nat(1000),
     }),
     fc.record({
@@ -46,7 +47,7 @@ Deno.test("chooseOutcome() never returns a failure or nothing when a success exi
   }));
 });
 
-Deno.test("chooseOutcome() ranks failures: any non-5xx beats every 5xx, then preference order", () => {
+Deno.test("chooseOutcome() ranks failures: non-5xx over 5xx, then prefer_failure, then preference order", () => {
   fc.assert(fc.property(scenario, ([[, results], allowMultiple, preference]) => {
     const responses = results.filter((r) => r.kind === "response");
     if (responses.some((r) => r.success)) return;
@@ -64,7 +65,11 @@ Deno.test("chooseOutcome() ranks failures: any non-5xx beats every 5xx, then pre
     const best5xx = responses.every((r) => r.status >= 500);
     assert.equal(chosen.status >= 500, best5xx, "a 5xx chosen while a non-5xx existed");
     for (const other of responses) {
-      if ((other.status >= 500) === (chosen.status >= 500)) {
+      if ((other.status >= 500) !== (chosen.status >= 500)) continue;
+      if (other.preferred && !chosen.preferred) {
+        assert.fail("a prefer_failure match was passed over");
+      }
+      if (other.preferred === chosen.preferred) {
         assert.ok(preference.indexOf(chosen.region) <= preference.indexOf(other.region));
       }
     }

@@ -65,6 +65,8 @@ export interface RegionalRule extends RuleCommon {
 export interface BroadcastRule extends RuleCommon {
   type: "broadcast";
   success: SuccessRule;
+  /** With no success, failures matching this rank first (the owner's "wrong password"). */
+  preferFailure?: SuccessRule;
   allowMultipleSuccess: boolean;
   timeoutMs?: number;
   forwardCookies: ReadonlySet<string>;
@@ -217,6 +219,9 @@ export function compileRules(file: RulesFile): Config {
           index,
           match,
           success: compileSuccess(input.success, "success", fail),
+          preferFailure: input.prefer_failure
+            ? compileSuccess(input.prefer_failure, "prefer_failure", fail)
+            : undefined,
           allowMultipleSuccess: input.allow_multiple_success,
           timeoutMs: input.timeout_ms,
           forwardCookies: new Set(input.forward_cookies ?? file.forward_cookies),

@@ -86,6 +86,9 @@ const broadcastRuleSchema = z.strictObject({
   type: z.literal("broadcast"),
   success: successSchema,
   allow_multiple_success: z.boolean().default(false),
+  prefer_failure: successSchema.optional().describe(
+    "With no success, a failure matching this beats other failures (e.g. the owner's 401 wrong password)",
+  ),
   timeout_ms: z.number().int().positive().optional(),
   forward_cookies: z.array(z.string()).optional(),
 });

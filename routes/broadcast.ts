@@ -132,19 +132,21 @@ async function attempt(
       timeoutMs: rule.timeoutMs,
     });
     const response = clientResponse(raw, upstream, ctx.forward, headers.get("accept-encoding"));
-    const verdict = await checkSuccess(rule.success, response, {
-      now: ctx.now(),
-      bodyLimit: ctx.config.bodyLimitBytes,
-    });
+    const options = { now: ctx.now(), bodyLimit: ctx.config.bodyLimitBytes };
+    const verdict = await checkSuccess(rule.success, response, options);
+    const preferred = !verdict.success && rule.preferFailure
+      ? await checkSuccess(rule.preferFailure, verdict.response, options)
+      : undefined;
     return {
       result: {
         region,
         kind: "response",
         status: verdict.response.status,
         success: verdict.success,
+        preferred: preferred?.success ?? false,
         ms: ctx.now() - started,
       },
-      response: verdict.response,
+      response: preferred?.response ?? verdict.response,
     };
   } catch (error) {
     const kind = error instanceof HttpError && error.code === "upstream_timeout"

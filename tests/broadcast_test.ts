@@ -201,6 +201,20 @@ Deno.test("broadcast: with no success the best failure is returned, without a pi
         },
       ),
   );
+  await t.step("a failure matching prefer_failure beats the assumed region's", () =>
+    withRegions(
+      {
+        au: () => new Response("wrong password (au owns you)", { status: 401 }),
+        us: () => new Response("no such user in us", { status: 200 }),
+      },
+      { ...LOGIN_RULE, prefer_failure: { status: [401] } },
+      async ({ edge }) => {
+        const res = await post(edge);
+        assert.equal(res.status, 401);
+        assert.equal(await res.text(), "wrong password (au owns you)");
+        assert.deepEqual(res.headers.getSetCookie(), []);
+      },
+    ));
   await t.step("among equals, the assumed region's answer", () =>
     withRegions(
       {
