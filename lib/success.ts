@@ -31,7 +31,9 @@ export async function checkSuccess(
   } catch {
     return { success: false, response: new Response(null, response) };
   }
-  const rebuilt = new Response(bytes, {
+  // 101/103/204/205/304 must not carry a body, even an empty one.
+  const nullBody = [101, 103, 204, 205, 304].includes(response.status);
+  const rebuilt = new Response(nullBody ? null : bytes, {
     status: response.status,
     statusText: response.statusText,
     headers: response.headers,

@@ -91,3 +91,11 @@ Deno.test("checkSuccess() exists: true/false looks for the path, not its value",
   assert.equal((await checkSuccess(absent, new Response(body), opts)).success, false);
   assert.equal((await checkSuccess(absent, new Response("{}"), opts)).success, true);
 });
+
+Deno.test("checkSuccess() with a json rule on a 204 is no success and does not throw", async () => {
+  const rule: SuccessRule = { json: { path: ["ok"], hasEquals: true, equals: true } };
+  const verdict = await checkSuccess(rule, new Response(null, { status: 204 }), opts);
+  assert.equal(verdict.success, false);
+  assert.equal(verdict.response.status, 204);
+  assert.equal(verdict.response.body, null);
+});
