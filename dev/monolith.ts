@@ -135,9 +135,19 @@ function createMonolithApp(options: MonolithOptions): Hono {
     const vars = asRecord(variables);
     switch (operationName) {
       case "Signup": {
-        const { username, password } = vars;
-        if (typeof username !== "string" || username === "" || typeof password !== "string") {
-          return c.json(failure('Signup needs string variables "username" and "password"'));
+        // A student signs up with their teacher's class code; the region that owns the class
+        // owns the new account, so a broadcast signup has exactly one success.
+        const { username, password, classCode } = vars;
+        if (
+          typeof username !== "string" || username === "" || typeof password !== "string" ||
+          typeof classCode !== "string"
+        ) {
+          return c.json(
+            failure('Signup needs string variables "username", "password" and "classCode"'),
+          );
+        }
+        if (!classCode.toUpperCase().startsWith(region)) {
+          return c.json(failure(`Cannot sign up: class "${classCode}" is not in region ${region}`));
         }
         if (taken.has(username) || users.has(username)) {
           return c.json(failure(`Cannot sign up "${username}": username is taken`));
@@ -204,6 +214,7 @@ function graphqlDemoPage(region: string) {
         <h2>Signup</h2>
         <label>Username <input name="username"></label>
         <label>Password <input name="password" type="password"></label>
+        <label>Class code <input name="classCode" placeholder="AU-1 or US-1"></label>
         <button>Sign up</button>
       </form>
       <form id="join">

@@ -164,7 +164,7 @@ Deno.test("startMonolith() runs the Signup and JoinClass GraphQL operations", as
     await t.step("signs a new user up in this region only", async () => {
       const response = await fetch(
         `${us.url}/graphql`,
-        graphql("Signup", { username: "carol", password: "pw" }),
+        graphql("Signup", { username: "carol", password: "pw", classCode: "US-1" }),
       );
       assert.equal(response.status, 200);
       assert.deepEqual(await response.json(), { data: { signup: { ok: true } }, errors: [] });
@@ -183,7 +183,7 @@ Deno.test("startMonolith() runs the Signup and JoinClass GraphQL operations", as
     await t.step("refuses a username this region has", async () => {
       const response = await fetch(
         `${au.url}/graphql`,
-        graphql("Signup", { username: "alice", password: "x" }),
+        graphql("Signup", { username: "alice", password: "x", classCode: "AU-1" }),
       );
       assert.equal(response.status, 200);
       const body = await response.json();
@@ -194,11 +194,20 @@ Deno.test("startMonolith() runs the Signup and JoinClass GraphQL operations", as
     await t.step("refuses a username another region took when they share a set", async () => {
       const response = await fetch(
         `${au.url}/graphql`,
-        graphql("Signup", { username: "carol", password: "x" }),
+        graphql("Signup", { username: "carol", password: "x", classCode: "AU-1" }),
       );
       const body = await response.json();
       assert.equal(body.data, null);
       assert.match(body.errors[0].message, /"carol": username is taken/);
+    });
+    await t.step("refuses a signup into a class of another region", async () => {
+      const response = await fetch(
+        `${au.url}/graphql`,
+        graphql("Signup", { username: "zoe", password: "x", classCode: "US-1" }),
+      );
+      const body = await response.json();
+      assert.equal(body.data, null);
+      assert.equal(body.errors[0].message, 'Cannot sign up: class "US-1" is not in region AU');
     });
     await t.step("refuses a signup without the variables", async () => {
       const response = await fetch(`${au.url}/graphql`, graphql("Signup", { username: "dan" }));
@@ -267,7 +276,7 @@ Deno.test("startMonolith() copies its users instead of adding signups to the cal
   try {
     const response = await fetch(
       `${monolith.url}/graphql`,
-      graphql("Signup", { username: "erin", password: "pw" }),
+      graphql("Signup", { username: "erin", password: "pw", classCode: "AU-9" }),
     );
     await response.body?.cancel();
     assert.deepEqual(Object.keys(users), ["alice"]);

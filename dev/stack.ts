@@ -41,7 +41,7 @@ vestibule local stack
   open      http://localhost:${PORT}/            (anonymous: lands on the assumed region, US by default)
   about     http://localhost:${PORT}/about       (global website)
   log in    http://localhost:${PORT}/accounts/login/   olivia / kangaroo (AU) or james / eagle (US)
-  GraphQL   http://localhost:${PORT}/graphql     (Signup broadcast, JoinClass with codes AU-1 / US-1)
+  GraphQL   http://localhost:${PORT}/graphql     (Signup and JoinClass, broadcast: class codes AU-1 / US-1 pick the region)
   as AU     curl -H 'cf-ipcountry: AU' http://localhost:${PORT}/
   upstreams AU ${au.url}  US ${us.url}  website ${website.url}
 Ctrl-C stops everything.
