@@ -4,7 +4,7 @@ import { loadRules } from "./lib/load_rules.ts";
 
 const rulesPath = Deno.env.get("VESTIBULE_RULES") ?? "./rules.json";
 const config = await loadRules(rulesPath, (name) => Deno.env.get(name));
-const app = createApp({ config });
+const app = createApp({ config, metricsToken: Deno.env.get("VESTIBULE_METRICS_TOKEN") });
 
 /** `deno serve` (and `deno serve --parallel`) use this; `deno run` listens below. */
 export default { fetch: app.fetch };

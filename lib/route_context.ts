@@ -14,6 +14,9 @@ import type { AssumedRegion } from "./assume_region.ts";
 
 /** Fields a route adds to the request's access-log line. */
 export interface RouteLog {
+  /** The matched rule's name and type; absent when no rule matched. */
+  rule?: string;
+  type?: string;
   region?: string;
   /** How the region was chosen: pin header, pin cookie, geo header, geo ip, default, region_from, broadcast. */
   regionReason?: string;
@@ -21,6 +24,8 @@ export interface RouteLog {
   upstreamMs?: number;
   outcome?: string;
   regions?: Array<{ region: string; status?: number; error?: string; ms: number }>;
+  /** The `HttpError` code when vestibule answered on its own (`upstream_timeout`, `no_rule`…). */
+  error?: string;
 }
 
 /** One request on its way through the router. */

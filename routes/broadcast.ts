@@ -77,14 +77,6 @@ export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): P
       ? { region, status: r.status, ms: r.ms }
       : { region, error: r.kind, ms: r.ms };
   });
-  console.debug(
-    JSON.stringify({
-      msg: "broadcast",
-      rule: rule.name,
-      outcome: outcome.kind,
-      regions: ctx.log.regions,
-    }),
-  );
 
   switch (outcome.kind) {
     case "success":
