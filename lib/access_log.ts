@@ -45,13 +45,18 @@ export function accessLogLine(entry: AccessLogEntry): string {
     region_reason: route.regionReason,
     upstream: route.upstream,
     status: entry.status,
-    upstream_ms: route.upstreamMs,
-    total_ms: Math.round(entry.totalMs * 10) / 10,
+    upstream_ms: route.upstreamMs === undefined ? undefined : tenths(route.upstreamMs),
+    total_ms: tenths(entry.totalMs),
     bytes: entry.bytes,
     outcome: route.outcome,
     error: route.error,
-    regions: route.regions,
+    regions: route.regions?.map((r) => ({ ...r, ms: tenths(r.ms) })),
   });
+}
+
+/** Milliseconds to a tenth: finer is noise, coarser hides loopback-fast upstreams. */
+function tenths(ms: number): number {
+  return Math.round(ms * 10) / 10;
 }
 
 function clip(value: string): string {

@@ -85,5 +85,5 @@ export function observe(options: ObserveOptions): MiddlewareHandler<ObserveEnv> 
 /** `edge` is the whole time at the edge until the response headers, the upstream's included. */
 function serverTiming(totalMs: number, upstreamMs: number | undefined): string {
   const edge = `edge;dur=${totalMs.toFixed(1)}`;
-  return upstreamMs === undefined ? edge : `${edge}, upstream;dur=${upstreamMs}`;
+  return upstreamMs === undefined ? edge : `${edge}, upstream;dur=${upstreamMs.toFixed(1)}`;
 }

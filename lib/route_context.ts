@@ -21,6 +21,7 @@ export interface RouteLog {
   /** How the region was chosen: pin header, pin cookie, geo header, geo ip, default, region_from, broadcast. */
   regionReason?: string;
   upstream?: string;
+  /** Time to the upstream's response headers, from the monotonic clock (`ctx.now` is wall time). */
   upstreamMs?: number;
   outcome?: string;
   regions?: Array<{ region: string; status?: number; error?: string; ms: number }>;
@@ -58,14 +59,14 @@ export async function forwardTo(
   cookies: CookiePolicy,
 ): Promise<Response> {
   const headers = upstreamHeaders(ctx.request.headers, upstream, cookies, ctx.forward);
-  const started = ctx.now();
+  const started = performance.now();
   const response = await sendUpstream(upstream, ctx.pathAndQuery, {
     method: ctx.request.method,
     headers,
     body: await upstreamBody(ctx),
     signal: ctx.request.signal,
   });
-  ctx.log.upstreamMs = ctx.now() - started;
+  ctx.log.upstreamMs = performance.now() - started;
   return clientResponse(response, upstream, ctx.forward, headers.get("accept-encoding"));
 }
 
