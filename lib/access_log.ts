@@ -33,7 +33,7 @@ const MAX_FIELD_LENGTH = 512;
 export function accessLogLine(entry: AccessLogEntry): string {
   const { route } = entry;
   return JSON.stringify({
-    time: new Date(entry.time).toISOString(),
+    time: isoTime(entry.time),
     msg: "request",
     request_id: entry.requestId,
     method: entry.method,
@@ -52,6 +52,18 @@ export function accessLogLine(entry: AccessLogEntry): string {
     error: route.error,
     regions: route.regions?.map((r) => ({ ...r, ms: tenths(r.ms) })),
   });
+}
+
+let lastTime = Number.NaN;
+let lastIso = "";
+
+/** `toISOString()`, remembered for the last millisecond: under load many lines share one. */
+function isoTime(time: number): string {
+  if (time !== lastTime) {
+    lastTime = time;
+    lastIso = new Date(time).toISOString();
+  }
+  return lastIso;
 }
 
 /** Milliseconds to a tenth: finer is noise, coarser hides loopback-fast upstreams. */
