@@ -6,7 +6,8 @@
  * /dev/null. A third instance also counts response bytes through a TransformStream, to see what
  * that would cost.
  *
- * Run alone: `deno run --allow-all bench/observability.ts` (wrk: `apt-get install -y wrk`).
+ * Run alone: `deno run --allow-all bench/observability.ts` (wrk: `apt-get install -y wrk`);
+ * `BENCH_PIN=1` pins the processes to CPUs with `taskset`.
  */
 import { createApp } from "../app.ts";
 import { bufferedLineWriter } from "../lib/line_writer.ts";
@@ -23,13 +24,17 @@ const ORIGIN_BODY = JSON.stringify({ ok: true, items: Array.from({ length: 20 },
 
 /** Runs the benchmark and returns a markdown table of requests per second. */
 export async function benchObservability(): Promise<string> {
-  const loader = await chooseLoader();
-  const origin = await spawn(["--role", "origin"]);
+  const pin = await pinning();
+  const loader = await chooseLoader(pin.load);
+  const origin = await spawn(["--role", "origin"], pin.load);
   const modes: Mode[] = ["off", "on", "count"];
   const edges = new Map<Mode, Child>();
   try {
     for (const mode of modes) {
-      edges.set(mode, await spawn(["--role", "edge", "--mode", mode, "--origin", origin.url]));
+      edges.set(
+        mode,
+        await spawn(["--role", "edge", "--mode", mode, "--origin", origin.url], pin.edge),
+      );
     }
     const results = new Map<Mode, Run[]>(modes.map((m) => [m, []]));
     for (const mode of modes) await measure(loader, edges.get(mode)!, WARMUP_SECONDS);
@@ -54,8 +59,8 @@ export async function benchObservability(): Promise<string> {
       `Regional route, GET /app → loopback origin (${ORIGIN_BODY.length}-byte JSON); ` +
       `${loader.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds of ${SECONDS} s per mode ` +
       `(order rotated each round) on ${navigator.hardwareConcurrency} cores, ` +
-      `Deno ${Deno.version.deno}. Ratios are medians of per-round ratios to "off"; CPU is the ` +
-      `vestibule process's user+system time per request.`,
+      `Deno ${Deno.version.deno}${pin.note}. Ratios are medians of per-round ratios to "off"; ` +
+      `CPU is the vestibule process's user+system time per request.`,
       "",
       "| vestibule | req/s (median) | req/s vs. off | CPU µs/request | CPU vs. off |",
       "| --- | ---: | ---: | ---: | ---: |",
@@ -95,10 +100,45 @@ interface Child {
   stop(): Promise<void>;
 }
 
+/** Command prefixes that keep processes on their own CPUs (`BENCH_PIN=1`). */
+interface Pinning {
+  load: string[];
+  edge: string[];
+  note: string;
+}
+
+/**
+ * With `BENCH_PIN=1`, `taskset` and 2+ CPUs: vestibule on the last CPU, origin and load generator
+ * on CPU 0. On 2 cores that leaves vestibule under-loaded (its req/s then says little; its CPU per
+ * request still does), so the default is to let the scheduler place everything.
+ */
+async function pinning(): Promise<Pinning> {
+  const cpus = navigator.hardwareConcurrency;
+  if (Deno.env.get("BENCH_PIN") !== "1") return { load: [], edge: [], note: "" };
+  try {
+    const probe = await new Deno.Command("taskset", { args: ["-c", "0", "true"] }).output();
+    if (cpus >= 2 && probe.success) {
+      return {
+        load: ["taskset", "-c", "0"],
+        edge: ["taskset", "-c", String(cpus - 1)],
+        note: `; vestibule pinned to CPU ${cpus - 1}, origin and load generator to CPU 0`,
+      };
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return { load: [], edge: [], note: "; not pinned (no taskset)" };
+}
+
+function command(prefix: string[], program: string, args: string[], options: Deno.CommandOptions) {
+  const [first, ...rest] = [...prefix, program, ...args];
+  return new Deno.Command(first, { ...options, args: rest });
+}
+
 /** Starts this file in another process and waits for the port it prints on stderr. */
-async function spawn(args: string[]): Promise<Child> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-read", "--allow-env", import.meta.filename!, ...args],
+async function spawn(args: string[], prefix: string[]): Promise<Child> {
+  const deno = ["run", "--allow-net", "--allow-read", "--allow-env", import.meta.filename!];
+  const child = command(prefix, Deno.execPath(), [...deno, ...args], {
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -136,7 +176,7 @@ interface Loader {
   run(url: string, seconds: number): Promise<{ rps: number; requests: number }>;
 }
 
-async function chooseLoader(): Promise<Loader> {
+async function chooseLoader(prefix: string[]): Promise<Loader> {
   try {
     const version = await new Deno.Command("wrk", {
       args: ["-v"],
@@ -148,11 +188,9 @@ async function chooseLoader(): Promise<Loader> {
     return {
       name: name || "wrk",
       async run(url, seconds) {
-        const out = await new Deno.Command("wrk", {
-          args: ["-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, url],
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
+        const args = ["-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, url];
+        const out = await command(prefix, "wrk", args, { stdout: "piped", stderr: "piped" })
+          .output();
         const text = new TextDecoder().decode(out.stdout);
         const rps = /Requests\/sec:\s+([\d.]+)/.exec(text)?.[1];
         const requests = /(\d+) requests in/.exec(text)?.[1];
@@ -166,7 +204,7 @@ async function chooseLoader(): Promise<Loader> {
   }
   const { default: autocannon } = await import("npm:autocannon@9.0.0");
   return {
-    name: "autocannon 9.0.0",
+    name: "autocannon 9.0.0 (in this process, not pinned)",
     async run(url, seconds) {
       const result = await autocannon({ url, connections: CONNECTIONS, duration: seconds });
       if (result.non2xx > 0 || result.errors > 0) throw new Error("autocannon saw errors");
