@@ -144,6 +144,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   app.onError((error, c) => {
     console.error(JSON.stringify({ msg: "unexpected error", error: String(error) }));
+    const observed = c.get("observed");
+    if (observed) observed.log.error = "internal_error";
     return errorResponse(
       new HttpError(500, "internal_error", "vestibule failed to handle the request"),
       c.req.header("accept") ?? null,

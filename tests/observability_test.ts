@@ -196,6 +196,25 @@ Deno.test("access log: an upstream that cannot be reached is logged with its err
   });
 });
 
+Deno.test("access log: an unexpected error is logged as a 500 internal_error with its request id", async () => {
+  await withStack(async ({ edge, lines }) => {
+    const res = await drain(await fetch(`${edge.url}/app`));
+    assert.equal(res.status, 500);
+    assert.match(res.headers.get("x-request-id")!, UUID);
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0].status, 500);
+    assert.equal(lines[0].error, "internal_error");
+    assert.equal(lines[0].request_id, res.headers.get("x-request-id"));
+  }, {
+    extra: { geo: { ip_lookup: true, countries: { AU: "au" } } },
+    deps: {
+      countryLookup: () => {
+        throw new Error("GeoIP database is missing");
+      },
+    },
+  });
+});
+
 Deno.test("log leak: cookies, Authorization, query tokens and body secrets never reach the log", async () => {
   const secrets = {
     session: "s3ss10n-v4lue-7f3a",
