@@ -6,9 +6,12 @@ import { clientAddress } from "./lib/client_address.ts";
 import type { Config } from "./lib/compile_rules.ts";
 import { errorResponse, HttpError } from "./lib/http_error.ts";
 import { findRule } from "./lib/match_rule.ts";
+import { VestibuleMetrics } from "./lib/metrics.ts";
+import { metricsResponse } from "./lib/metrics_endpoint.ts";
+import { observe, type ObserveEnv } from "./lib/observe.ts";
 import { readPin } from "./lib/pin.ts";
 import { BodyTooLargeError, BufferedBody } from "./lib/request_body.ts";
-import type { RouteContext } from "./lib/route_context.ts";
+import type { RouteContext, RouteLog } from "./lib/route_context.ts";
 import { handleBroadcast } from "./routes/broadcast.ts";
 import { handleGlobal } from "./routes/global.ts";
 import { createOcapHandler } from "./routes/ocap.ts";
@@ -23,9 +26,18 @@ export interface AppDeps {
   now?: () => number;
   /** IP → country, when `geo.ip_lookup` is on. */
   countryLookup?: CountryLookup;
+  /** Writes one access-log line per request; default `console.log`. */
+  log?: (line: string) => void;
+  /** Bearer token for `/_vestibule/metrics`; without one the endpoint answers 404. */
+  metricsToken?: string;
+  /** `false` turns off the access log, metrics, request ids and span attributes (benchmarks). */
+  observe?: boolean;
 }
 
-type Env = { Bindings: Partial<Deno.ServeHandlerInfo<Deno.NetAddr>> };
+type Env = {
+  Bindings: Partial<Deno.ServeHandlerInfo<Deno.NetAddr>>;
+  Variables: ObserveEnv["Variables"];
+};
 
 /** Builds the app. Serve it with `Deno.serve(app.fetch)` so handlers see the client address. */
 export function createApp(deps: AppDeps): Hono<Env> {
@@ -34,10 +46,26 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const app = new Hono<Env>();
 
   app.get("/_vestibule/health", (c) => c.json({ status: "ok" }));
+  const metrics = new VestibuleMetrics();
+  app.get(
+    "/_vestibule/metrics",
+    (c) => metricsResponse(c.req.raw, { metrics, token: deps.metricsToken }),
+  );
+  if (deps.observe !== false) {
+    app.use(
+      observe({ log: deps.log ?? console.log, metrics, now, serverTiming: config.serverTiming }),
+    );
+  }
   if (config.ocap) {
     if (!deps.kv) throw new TypeError("Cannot mount OCAP: createApp() needs a kv store");
     const { pin, bodyLimitBytes } = config;
-    const ocap = createOcapHandler(config.ocap, { kv: deps.kv, now, pin, bodyLimitBytes });
+    const ocap = createOcapHandler(config.ocap, {
+      kv: deps.kv,
+      now,
+      pin,
+      bodyLimitBytes,
+      onCache: (result) => metrics.ocapCache(result),
+    });
     app.all(`${config.ocap.path}/*`, (c) => ocap(c.req.raw));
   }
 
@@ -52,6 +80,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
       config.trustedProxyHops,
     );
     const body = new BufferedBody(request, config.bodyLimitBytes);
+    const observed = c.get("observed");
+    const log: RouteLog = observed?.log ?? {};
     try {
       const match = await findRule(config.rules, {
         method: request.method,
@@ -63,6 +93,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
       if (!match) {
         throw new HttpError(404, "no_rule", `No rule matches ${request.method} ${url.pathname}`);
       }
+      log.rule = match.rule.name;
+      log.type = match.rule.type;
       const ctx: RouteContext = {
         request,
         config,
@@ -79,9 +111,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
           trustForwarded: config.trustedProxyHops > 0,
           pinHeader: config.pin.header,
           pinCookie: config.pin.cookie,
+          requestId: observed?.requestId,
         },
         now,
-        log: {},
+        log,
       };
       const { rule } = match;
       let response: Response;
@@ -103,23 +136,29 @@ export function createApp(deps: AppDeps): Hono<Env> {
       if (config.debugHeaders) {
         response = new Response(response.body, response);
         response.headers.set("x-vestibule-rule", rule.name);
-        if (ctx.log.region) response.headers.set("x-vestibule-region", ctx.log.region);
+        if (log.region) response.headers.set("x-vestibule-region", log.region);
       }
       return response;
     } catch (error) {
       if (error instanceof BodyTooLargeError) {
+        log.error = "body_too_large";
         return errorResponse(
           new HttpError(413, "body_too_large", error.message, { cause: error }),
           request.headers.get("accept"),
         );
       }
-      if (error instanceof HttpError) return errorResponse(error, request.headers.get("accept"));
+      if (error instanceof HttpError) {
+        log.error = error.code;
+        return errorResponse(error, request.headers.get("accept"));
+      }
       throw error;
     }
   });
 
   app.onError((error, c) => {
     console.error(JSON.stringify({ msg: "unexpected error", error: String(error) }));
+    const observed = c.get("observed");
+    if (observed) observed.log.error = "internal_error";
     return errorResponse(
       new HttpError(500, "internal_error", "vestibule failed to handle the request"),
       c.req.header("accept") ?? null,

@@ -1,6 +1,7 @@
 /** @module Entry point: reads the environment and the rules file, opens what it needs, serves the app. */
 import { createApp } from "./app.ts";
 import { loadCountryLookup } from "./lib/geo_ip.ts";
+import { bufferedLineWriter } from "./lib/line_writer.ts";
 import { loadRules } from "./lib/load_rules.ts";
 
 const rulesPath = Deno.env.get("VESTIBULE_RULES") ?? "./rules.json";
@@ -15,7 +16,13 @@ const countryLookup = config.geo.ipLookup ? await loadCountryLookup() : undefine
 const kv = config.ocap ? await Deno.openKv(Deno.env.get("VESTIBULE_KV")) : undefined;
 
 /** The app; `serve.ts` hands it to `deno serve`, `deno run main.ts` listens below. */
-export const app = createApp({ config, kv, countryLookup });
+export const app = createApp({
+  config,
+  kv,
+  countryLookup,
+  log: bufferedLineWriter(),
+  metricsToken: Deno.env.get("VESTIBULE_METRICS_TOKEN"),
+});
 
 if (import.meta.main) {
   Deno.serve({ port: Number(Deno.env.get("PORT") ?? 8000) }, app.fetch);

@@ -2,6 +2,7 @@
 import type { Upstream } from "./compile_rules.ts";
 import { filterCookieHeader } from "./cookies.ts";
 import { HttpError } from "./http_error.ts";
+import { runtimeTracing } from "./tracing.ts";
 
 /**
  * Hop-by-hop headers, which describe one connection and must not be forwarded: RFC 9110 §7.6.1
@@ -34,6 +35,8 @@ export interface ForwardContext {
   pinHeader: string;
   /** The pin cookie name; it is never forwarded. */
   pinCookie: string;
+  /** Sent upstream as `X-Request-Id` in place of whatever the client sent. */
+  requestId?: string;
 }
 
 /** Which cookies an upstream gets: all (pinned regional requests) or a whitelist. */
@@ -76,6 +79,10 @@ export function upstreamHeaders(
     if (!headers.has("x-forwarded-proto")) headers.set("x-forwarded-proto", ctx.proto);
   }
   headers.set("x-forwarded-for", ctx.forwardedFor);
+  if (ctx.requestId) headers.set("x-request-id", ctx.requestId);
+  // With OpenTelemetry on, Deno's fetch appends its own traceparent (already a child of the
+  // client's); keeping the client's too would send two, which W3C Trace Context says to discard.
+  if (runtimeTracing()) headers.delete("traceparent");
   // Deno's fetch asks for gzip/br on its own when no Accept-Encoding is set, and decodes what it
   // gets; a client that accepts no compression must get the origin's bytes untouched.
   const acceptEncoding = incoming.get("accept-encoding");

@@ -14,13 +14,19 @@ import type { AssumedRegion } from "./assume_region.ts";
 
 /** Fields a route adds to the request's access-log line. */
 export interface RouteLog {
+  /** The matched rule's name and type; absent when no rule matched. */
+  rule?: string;
+  type?: string;
   region?: string;
   /** How the region was chosen: pin header, pin cookie, geo header, geo ip, default, region_from, broadcast. */
   regionReason?: string;
   upstream?: string;
+  /** Time to the upstream's response headers, from the monotonic clock (`ctx.now` is wall time). */
   upstreamMs?: number;
   outcome?: string;
   regions?: Array<{ region: string; status?: number; error?: string; ms: number }>;
+  /** The `HttpError` code when vestibule answered on its own (`upstream_timeout`, `no_rule`…). */
+  error?: string;
 }
 
 /** One request on its way through the router. */
@@ -53,7 +59,7 @@ export async function forwardTo(
   cookies: CookiePolicy,
 ): Promise<Response> {
   const headers = upstreamHeaders(ctx.request.headers, upstream, cookies, ctx.forward);
-  const started = ctx.now();
+  const started = performance.now();
   const response = await sendUpstream(upstream, ctx.pathAndQuery, {
     method: ctx.request.method,
     headers,
@@ -61,7 +67,7 @@ export async function forwardTo(
     // No client signal here: reading `request.signal` costs throughput in Deno.serve, and a
     // client that goes away cancels the response stream, which cancels the upstream body.
   });
-  ctx.log.upstreamMs = ctx.now() - started;
+  ctx.log.upstreamMs = performance.now() - started;
   return clientResponse(response, upstream, ctx.forward, headers.get("accept-encoding"));
 }
 

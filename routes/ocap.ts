@@ -29,6 +29,8 @@ export interface OcapDeps {
   pin?: { header: string; cookie: string };
   /** Largest request body accepted (default 1 MiB); larger is 413 `body_too_large`. */
   bodyLimitBytes?: number;
+  /** Told how each answered request was served (for the hit/miss/coalesced metrics). */
+  onCache?: (result: "hit" | "miss" | "coalesced") => void;
 }
 
 const DEFAULT_PIN = { header: "x-vestibule-region", cookie: "__Host-vestibule-region" };
@@ -80,6 +82,7 @@ export function createOcapHandler(
             { fetch: fetchOrigin, signal, timeoutMs: target.timeoutMs },
           ),
       });
+      deps.onCache?.(cache);
       return answerResponse(answer, cache, method);
     } catch (error) {
       if (error instanceof HttpError) {

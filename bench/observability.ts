@@ -1,0 +1,275 @@
+/**
+ * @module What the access log, metrics and request ids cost a regional route, in requests per
+ * second: an origin and two vestibule instances (observability on, and `observe: false`) run as
+ * subprocesses on loopback, and `wrk` (or autocannon when wrk is not installed) loads one at a time
+ * in alternating rounds. The "on" instance writes its log lines to stdout, which goes to
+ * /dev/null. A third instance also counts response bytes through a TransformStream, to see what
+ * that would cost.
+ *
+ * Run alone: `deno run --allow-all bench/observability.ts` (wrk: `apt-get install -y wrk`);
+ * `BENCH_PIN=1` pins the processes to CPUs with `taskset`.
+ */
+import { createApp } from "../app.ts";
+import { bufferedLineWriter } from "../lib/line_writer.ts";
+import { parseRules } from "../lib/load_rules.ts";
+
+type Mode = "off" | "on" | "count";
+
+const ROUNDS = 8;
+const SECONDS = 3;
+const WARMUP_SECONDS = 2;
+const CONNECTIONS = 32;
+/** A typical small HTML/JSON answer. */
+const ORIGIN_BODY = JSON.stringify({ ok: true, items: Array.from({ length: 20 }, (_, i) => i) });
+
+/** Runs the benchmark and returns a markdown table of requests per second. */
+export async function benchObservability(): Promise<string> {
+  const pin = await pinning();
+  const loader = await chooseLoader(pin.load);
+  const origin = await spawn(["--role", "origin"], pin.load);
+  const modes: Mode[] = ["off", "on", "count"];
+  const edges = new Map<Mode, Child>();
+  try {
+    for (const mode of modes) {
+      edges.set(
+        mode,
+        await spawn(["--role", "edge", "--mode", mode, "--origin", origin.url], pin.edge),
+      );
+    }
+    const results = new Map<Mode, Run[]>(modes.map((m) => [m, []]));
+    for (const mode of modes) await measure(loader, edges.get(mode)!, WARMUP_SECONDS);
+    for (let round = 0; round < ROUNDS; round++) {
+      // Rotate the order so a burst of load from elsewhere does not always hit the same mode.
+      const order = [...modes.slice(round % modes.length), ...modes.slice(0, round % modes.length)];
+      for (const mode of order) {
+        results.get(mode)!.push(await measure(loader, edges.get(mode)!, SECONDS));
+      }
+    }
+    const off = results.get("off")!;
+    const rows = modes.map((mode) => {
+      const runs = results.get(mode)!;
+      // Each round's ratio compares runs seconds apart, under the same background load.
+      const rpsRatio = median(runs.map((r, i) => r.rps / off[i].rps));
+      const cpuRatio = median(runs.map((r, i) => r.cpuUs / off[i].cpuUs));
+      return `| ${LABELS[mode]} | ${fmt(median(runs.map((r) => r.rps)))} | ${
+        rpsRatio.toFixed(3)
+      } | ${median(runs.map((r) => r.cpuUs)).toFixed(1)} | ${cpuRatio.toFixed(3)} |`;
+    });
+    return [
+      `Regional route, GET /app → loopback origin (${ORIGIN_BODY.length}-byte JSON); ` +
+      `${loader.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds of ${SECONDS} s per mode ` +
+      `(order rotated each round) on ${navigator.hardwareConcurrency} cores, ` +
+      `Deno ${Deno.version.deno}${pin.note}. Ratios are medians of per-round ratios to "off"; ` +
+      `CPU is the vestibule process's user+system time per request.`,
+      "",
+      "| vestibule | req/s (median) | req/s vs. off | CPU µs/request | CPU vs. off |",
+      "| --- | ---: | ---: | ---: | ---: |",
+      ...rows,
+    ].join("\n");
+  } finally {
+    await Promise.all([origin, ...edges.values()].map((c) => c.stop()));
+  }
+}
+
+const LABELS: Record<Mode, string> = {
+  off: "observe: false",
+  on: "observe on (log to /dev/null, metrics, request id)",
+  count: "on + bytes counted by a TransformStream",
+};
+
+interface Run {
+  rps: number;
+  /** CPU time of the vestibule process per request, in microseconds. */
+  cpuUs: number;
+}
+
+async function measure(loader: Loader, edge: Child, seconds: number): Promise<Run> {
+  const before = edge.cpuTicks();
+  const { rps, requests } = await loader.run(`${edge.url}/app`, seconds);
+  const ticks = edge.cpuTicks() - before;
+  return { rps, cpuUs: (ticks * 1e6) / CLOCK_TICKS_PER_SECOND / requests };
+}
+
+/** `sysconf(_SC_CLK_TCK)`, 100 on Linux: the unit of /proc/<pid>/stat times. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+interface Child {
+  url: string;
+  /** utime + stime from /proc/<pid>/stat (Linux), in clock ticks. */
+  cpuTicks(): number;
+  stop(): Promise<void>;
+}
+
+/** Command prefixes that keep processes on their own CPUs (`BENCH_PIN=1`). */
+interface Pinning {
+  load: string[];
+  edge: string[];
+  note: string;
+}
+
+/**
+ * With `BENCH_PIN=1`, `taskset` and 2+ CPUs: vestibule on the last CPU, origin and load generator
+ * on CPU 0. On 2 cores that leaves vestibule under-loaded (its req/s then says little; its CPU per
+ * request still does), so the default is to let the scheduler place everything.
+ */
+async function pinning(): Promise<Pinning> {
+  const cpus = navigator.hardwareConcurrency;
+  if (Deno.env.get("BENCH_PIN") !== "1") return { load: [], edge: [], note: "" };
+  try {
+    const probe = await new Deno.Command("taskset", { args: ["-c", "0", "true"] }).output();
+    if (cpus >= 2 && probe.success) {
+      return {
+        load: ["taskset", "-c", "0"],
+        edge: ["taskset", "-c", String(cpus - 1)],
+        note: `; vestibule pinned to CPU ${cpus - 1}, origin and load generator to CPU 0`,
+      };
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return { load: [], edge: [], note: "; not pinned (no taskset)" };
+}
+
+function command(prefix: string[], program: string, args: string[], options: Deno.CommandOptions) {
+  const [first, ...rest] = [...prefix, program, ...args];
+  return new Deno.Command(first, { ...options, args: rest });
+}
+
+/** Starts this file in another process and waits for the port it prints on stderr. */
+async function spawn(args: string[], prefix: string[]): Promise<Child> {
+  const deno = ["run", "--allow-net", "--allow-read", "--allow-env", import.meta.filename!];
+  const child = command(prefix, Deno.execPath(), [...deno, ...args], {
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!/PORT (\d+)\n/.test(seen)) {
+    const { done, value } = await reader.read();
+    if (done) throw new Error(`Cannot start ${args.join(" ")}: ${seen}`);
+    seen += value;
+  }
+  const port = /PORT (\d+)\n/.exec(seen)![1];
+  // Keep draining stderr so the child never blocks on a full pipe.
+  const drained = (async () => {
+    while (!(await reader.read()).done);
+  })();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    cpuTicks() {
+      const stat = Deno.readTextFileSync(`/proc/${child.pid}/stat`);
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return Number(fields[11]) + Number(fields[12]); // utime, stime: fields 14 and 15.
+    },
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+      await drained;
+    },
+  };
+}
+
+interface Loader {
+  name: string;
+  /** Loads `url` for `seconds`. */
+  run(url: string, seconds: number): Promise<{ rps: number; requests: number }>;
+}
+
+async function chooseLoader(prefix: string[]): Promise<Loader> {
+  try {
+    const version = await new Deno.Command("wrk", {
+      args: ["-v"],
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .output();
+    const name = new TextDecoder().decode(version.stdout).split(" ").slice(0, 2).join(" ");
+    return {
+      name: name || "wrk",
+      async run(url, seconds) {
+        const args = ["-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, url];
+        const out = await command(prefix, "wrk", args, { stdout: "piped", stderr: "piped" })
+          .output();
+        const text = new TextDecoder().decode(out.stdout);
+        const rps = /Requests\/sec:\s+([\d.]+)/.exec(text)?.[1];
+        const requests = /(\d+) requests in/.exec(text)?.[1];
+        if (!out.success || !rps || !requests) throw new Error(`wrk failed: ${text}`);
+        if (/Non-2xx|Socket errors/.test(text)) throw new Error(`wrk saw errors: ${text}`);
+        return { rps: Number(rps), requests: Number(requests) };
+      },
+    };
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  const { default: autocannon } = await import("npm:autocannon@9.0.0");
+  return {
+    name: "autocannon 9.0.0 (in this process, not pinned)",
+    async run(url, seconds) {
+      const result = await autocannon({ url, connections: CONNECTIONS, duration: seconds });
+      if (result.non2xx > 0 || result.errors > 0) throw new Error("autocannon saw errors");
+      return { rps: result.requests.average, requests: result.requests.total };
+    },
+  };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+function fmt(n: number): string {
+  return Math.round(n).toString();
+}
+
+/** The subprocess side: an origin, or a vestibule in one mode. */
+function serve(args: string[]) {
+  const arg = (name: string) => args[args.indexOf(name) + 1];
+  const listen = { hostname: "127.0.0.1", port: 0, onListen: announce };
+  if (arg("--role") === "origin") {
+    Deno.serve(
+      listen,
+      () => new Response(ORIGIN_BODY, { headers: { "content-type": "application/json" } }),
+    );
+    return;
+  }
+  const mode = arg("--mode") as Mode;
+  const config = parseRules(
+    JSON.stringify({
+      regions: { au: { origin: arg("--origin") }, us: { origin: arg("--origin") } },
+      default_region: "us",
+      rules: [{ name: "app", type: "regional" }],
+    }),
+    { env: () => undefined },
+  );
+  // The same log writer as main.ts; stdout is /dev/null.
+  const app = createApp({ config, observe: mode !== "off", log: bufferedLineWriter() });
+  if (mode !== "count") {
+    Deno.serve(listen, app.fetch);
+    return;
+  }
+  Deno.serve(listen, async (request, info) => {
+    const response = await app.fetch(request, info);
+    if (!response.body) return response;
+    let bytes = 0;
+    const counter = new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        bytes += chunk.byteLength;
+        controller.enqueue(chunk);
+      },
+      flush() {
+        if (bytes < 0) console.log(bytes); // Keeps the count observable, as a log line would.
+      },
+    });
+    return new Response(response.body.pipeThrough(counter), response);
+  });
+}
+
+function announce({ port }: Deno.NetAddr) {
+  console.error(`PORT ${port}`);
+}
+
+if (import.meta.main) {
+  if (Deno.args.includes("--role")) serve(Deno.args);
+  else console.log(await benchObservability());
+}

@@ -1,0 +1,53 @@
+/**
+ * @module A line writer for the access log that batches lines into one `write` per event-loop
+ * turn instead of one per request: `console.log` costs a system call (about 4 µs) per line,
+ * several percent of a proxied request.
+ */
+
+/** POSIX `PIPE_BUF` on Linux: a pipe write up to this size is never interleaved with another. */
+const PIPE_BUF = 4096;
+
+/** Where lines go: `Deno.stdout`, or a file in tests. */
+export interface SyncWriter {
+  writeSync(bytes: Uint8Array): number;
+}
+
+/**
+ * Returns a `log` function for {@linkcode AppDeps}. Lines are encoded into a 4 KiB buffer that
+ * is written when the next line would not fit, and at the latest on the next timer tick, so a
+ * batch is never more than one turn of the event loop old. Batches end on a line boundary and
+ * stay within `PIPE_BUF`, so lines from several `deno serve --parallel` workers sharing one
+ * stdout pipe never mix. Pending lines are written on `unload`; a crash loses at most one turn's.
+ */
+export function bufferedLineWriter(out: SyncWriter = Deno.stdout): (line: string) => void {
+  const encoder = new TextEncoder();
+  const buffer = new Uint8Array(PIPE_BUF);
+  let used = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const flush = () => {
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
+    writeAll(out, buffer.subarray(0, used));
+    used = 0;
+  };
+  globalThis.addEventListener("unload", flush);
+  return (line: string) => {
+    const text = `${line}\n`;
+    let { read, written } = encoder.encodeInto(text, buffer.subarray(used));
+    if (read < text.length) {
+      flush();
+      ({ read, written } = encoder.encodeInto(text, buffer));
+      if (read < text.length) { // Longer than the buffer: written on its own.
+        writeAll(out, encoder.encode(text));
+        return;
+      }
+    }
+    used += written;
+    timer ??= setTimeout(flush, 0);
+  };
+}
+
+function writeAll(out: SyncWriter, bytes: Uint8Array): void {
+  let offset = 0;
+  while (offset < bytes.length) offset += out.writeSync(bytes.subarray(offset));
+}

@@ -1,0 +1,48 @@
+import assert from "node:assert/strict";
+import { bufferedLineWriter } from "./line_writer.ts";
+
+function recorder() {
+  const writes: Uint8Array[] = [];
+  return {
+    writes,
+    writeSync(bytes: Uint8Array) {
+      writes.push(bytes.slice());
+      return bytes.length;
+    },
+    text: () => writes.map((w) => new TextDecoder().decode(w)).join(""),
+  };
+}
+
+const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+Deno.test("bufferedLineWriter() writes the lines of one event-loop turn in one write", async () => {
+  const out = recorder();
+  const log = bufferedLineWriter(out);
+  log('{"a":1}');
+  log('{"b":"é"}');
+  assert.equal(out.writes.length, 0, "nothing written before the turn ends");
+  await tick();
+  assert.equal(out.writes.length, 1);
+  assert.equal(out.text(), '{"a":1}\n{"b":"é"}\n');
+  log("next");
+  await tick();
+  assert.equal(out.writes.length, 2);
+  assert.equal(out.text(), '{"a":1}\n{"b":"é"}\nnext\n');
+});
+
+Deno.test("bufferedLineWriter() keeps every write within PIPE_BUF and on line boundaries", async () => {
+  const out = recorder();
+  const log = bufferedLineWriter(out);
+  const lines = Array.from({ length: 100 }, (_, i) => `${i}:${"ü".repeat(100)}`);
+  for (const line of lines) log(line);
+  const huge = "x".repeat(10_000);
+  log(huge);
+  log("after");
+  await tick();
+  for (const w of out.writes) {
+    assert.ok(w.length <= 4096 || w.length === huge.length + 1, `a write of ${w.length} bytes`);
+    assert.equal(w.at(-1), 0x0a, "ends with a newline");
+  }
+  assert.ok(out.writes.length > 5, `${out.writes.length} writes`);
+  assert.equal(out.text(), [...lines, huge, "after"].map((l) => `${l}\n`).join(""));
+});

@@ -1,0 +1,44 @@
+import assert from "node:assert/strict";
+import { VestibuleMetrics } from "./metrics.ts";
+import { metricsResponse } from "./metrics_endpoint.ts";
+
+const URL = "http://edge.test/_vestibule/metrics";
+
+Deno.test("metricsResponse() answers 404 when no token is configured, whatever is presented", async () => {
+  for (const token of [undefined, ""]) {
+    const res = await metricsResponse(
+      new Request(URL, { headers: { authorization: "Bearer " } }),
+      { metrics: new VestibuleMetrics(), token },
+    );
+    assert.equal(res.status, 404);
+    await res.body?.cancel();
+  }
+});
+
+Deno.test("metricsResponse() accepts only the exact bearer token", async () => {
+  const metrics = new VestibuleMetrics();
+  metrics.ocapCache("hit");
+  const token = "t0ken-with-enough-entropy";
+  const ask = (authorization?: string) =>
+    metricsResponse(
+      new Request(URL, { headers: authorization ? { authorization } : {} }),
+      { metrics, token },
+    );
+  for (
+    const wrong of [
+      undefined,
+      "Bearer",
+      `Bearer ${token} extra`,
+      `Token ${token}`,
+      `Bearer T${token.slice(1)}`,
+    ]
+  ) {
+    const res = await ask(wrong);
+    assert.equal(res.status, 401, String(wrong));
+    assert.doesNotMatch(await res.text(), /vestibule_/);
+  }
+  const res = await ask(`Bearer ${token}`);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("cache-control"), "no-store");
+  assert.match(await res.text(), /^vestibule_ocap_cache_total\{result="hit"\} 1$/m);
+});

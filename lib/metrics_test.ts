@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import type { AccessLogEntry } from "./access_log.ts";
+import { VestibuleMetrics } from "./metrics.ts";
+
+function entry(status: number, route: AccessLogEntry["route"]): AccessLogEntry {
+  return {
+    time: 0,
+    requestId: "r",
+    method: "GET",
+    host: "h",
+    path: "/",
+    status,
+    totalMs: 1,
+    route,
+  };
+}
+
+Deno.test("VestibuleMetrics counts requests by rule, type, region and status class", async () => {
+  const metrics = new VestibuleMetrics();
+  metrics.record(entry(200, { rule: "app", type: "regional", region: "au", upstreamMs: 3 }));
+  metrics.record(entry(204, { rule: "app", type: "regional", region: "au", upstreamMs: 40 }));
+  metrics.record(entry(504, { rule: "app", type: "regional", region: "au", error: "x" }));
+  const text = await metrics.scrape();
+  assert.match(
+    text,
+    /^vestibule_requests_total\{rule="app",type="regional",region="au",status_class="2xx"\} 2$/m,
+  );
+  assert.match(text, /status_class="5xx"\} 1$/m);
+  assert.match(text, /^vestibule_upstream_duration_seconds_bucket\{le="0.005",upstream="au"\} 1$/m);
+  assert.match(text, /^vestibule_upstream_duration_seconds_bucket\{le="0.05",upstream="au"\} 2$/m);
+  assert.match(text, /^vestibule_upstream_duration_seconds_count\{upstream="au"\} 2$/m);
+  const sum = /^vestibule_upstream_duration_seconds_sum\{upstream="au"\} (\S+)$/m.exec(text)?.[1];
+  assert.ok(Math.abs(Number(sum) - 0.043) < 1e-9, `sum ${sum}`);
+});
+
+Deno.test("VestibuleMetrics counts broadcast outcomes and each answering region's latency", async () => {
+  const metrics = new VestibuleMetrics();
+  metrics.record(entry(302, {
+    rule: "login",
+    type: "broadcast",
+    region: "au",
+    outcome: "success",
+    regions: [
+      { region: "au", status: 302, ms: 5 },
+      { region: "us", error: "timeout", ms: 10_000 },
+    ],
+  }));
+  const text = await metrics.scrape();
+  assert.match(text, /^vestibule_broadcast_outcomes_total\{rule="login",outcome="success"\} 1$/m);
+  assert.match(text, /^vestibule_upstream_duration_seconds_count\{upstream="au"\} 1$/m);
+  assert.doesNotMatch(text, /upstream="us"/, "a region that did not answer has no latency");
+});
+
+Deno.test("VestibuleMetrics.ocapCache() counts OCAP results, and two instances never share counts", async () => {
+  const a = new VestibuleMetrics();
+  const b = new VestibuleMetrics();
+  a.ocapCache("hit");
+  a.ocapCache("hit");
+  a.ocapCache("coalesced");
+  b.ocapCache("miss");
+  const textA = await a.scrape();
+  assert.match(textA, /^vestibule_ocap_cache_total\{result="hit"\} 2$/m);
+  assert.match(textA, /^vestibule_ocap_cache_total\{result="coalesced"\} 1$/m);
+  assert.doesNotMatch(textA, /result="miss"/);
+  assert.match(await b.scrape(), /^vestibule_ocap_cache_total\{result="miss"\} 1$/m);
+});

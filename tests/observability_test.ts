@@ -1,0 +1,412 @@
+/** End-to-end: the access-log line, metrics, request ids and Server-Timing, on real loopback servers. */
+import assert from "node:assert/strict";
+import type { AppDeps } from "../app.ts";
+import { deadPort, startUpstream, startVestibule, type TestServer } from "./_servers.ts";
+
+const PIN = "__Host-vestibule-region";
+const TOKEN = "scrape-token-0123456789";
+
+interface Stack {
+  au: TestServer;
+  us: TestServer;
+  web: TestServer;
+  edge: TestServer;
+  /** Every access-log line written so far, parsed. */
+  lines: Record<string, unknown>[];
+  /** The raw text written to the log, to search for leaks. */
+  raw: string[];
+}
+
+async function withStack(
+  fn: (s: Stack) => Promise<void>,
+  options: { extra?: Record<string, unknown>; deps?: Partial<AppDeps> } = {},
+) {
+  const au = startUpstream((req) =>
+    new URL(req.url).pathname === "/login"
+      ? new Response(null, {
+        status: 302,
+        headers: { location: "/home", "set-cookie": "sessionid=new-session-au; Path=/" },
+      })
+      : new Response("au says hi", { headers: { "content-type": "text/plain" } })
+  );
+  const us = startUpstream((req) =>
+    new URL(req.url).pathname === "/login"
+      ? new Response("wrong password", { status: 200 })
+      : Response.json({ region: "us" })
+  );
+  const web = startUpstream();
+  const raw: string[] = [];
+  const lines: Record<string, unknown>[] = [];
+  const log = (line: string) => {
+    raw.push(line);
+    lines.push(JSON.parse(line));
+  };
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    upstreams: { website: { origin: web.url } },
+    default_region: "us",
+    forward_cookies: ["csrftoken"],
+    rules: [
+      { name: "website", type: "global", match: { path: "^/pricing$" }, upstream: "website" },
+      {
+        name: "old-help",
+        type: "global",
+        match: { path: "^/help$" },
+        redirect: { location: "https://help.example.com/" },
+      },
+      {
+        name: "login",
+        type: "broadcast",
+        match: { methods: ["POST"], path: "^/login$" },
+        success: { status: [302], set_cookie: "sessionid" },
+      },
+      { name: "app", type: "regional", match: { path: "^/app" } },
+    ],
+    ...options.extra,
+  }, { deps: { log, metricsToken: TOKEN, ...options.deps } });
+  try {
+    await fn({
+      au,
+      us,
+      web,
+      edge,
+      raw,
+      lines,
+    });
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close(), web.close()]);
+  }
+}
+
+async function drain(res: Response): Promise<Response> {
+  await res.body?.cancel();
+  return res;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+Deno.test("access log: one line per request with the route's decision", async (t) => {
+  await withStack(async ({ au, edge, lines }) => {
+    await t.step("regional, pinned by cookie", async () => {
+      const res = await fetch(`${edge.url}/app/dashboard?tab=2`, {
+        headers: { cookie: `${PIN}=au` },
+      });
+      assert.equal(await res.text(), "au says hi");
+      assert.equal(lines.length, 1);
+      const line = lines[0];
+      assert.deepEqual(Object.keys(line), [
+        "time",
+        "msg",
+        "request_id",
+        "method",
+        "host",
+        "path",
+        "rule",
+        "type",
+        "region",
+        "region_reason",
+        "status",
+        "upstream_ms",
+        "total_ms",
+        "bytes",
+      ]);
+      assert.equal(line.msg, "request");
+      assert.match(line.request_id as string, UUID);
+      assert.equal(line.request_id, res.headers.get("x-request-id"));
+      assert.equal(line.request_id, au.received[0].headers.get("x-request-id"));
+      assert.equal(line.method, "GET");
+      assert.equal(line.host, new URL(edge.url).host);
+      assert.equal(line.path, "/app/dashboard", "no query string");
+      assert.equal(line.rule, "app");
+      assert.equal(line.type, "regional");
+      assert.equal(line.region, "au");
+      assert.equal(line.region_reason, "pin cookie");
+      assert.equal(line.status, 200);
+      assert.equal(line.bytes, "au says hi".length);
+      assert.ok(typeof line.upstream_ms === "number" && line.upstream_ms >= 0);
+      assert.ok(typeof line.total_ms === "number" && line.total_ms >= 0);
+      const time = Date.parse(line.time as string);
+      assert.ok(Math.abs(Date.now() - time) < 10_000, `time ${line.time}`);
+    });
+    await t.step("regional, default region", async () => {
+      await drain(await fetch(`${edge.url}/app`));
+      assert.equal(lines[1].region, "us");
+      assert.equal(lines[1].region_reason, "default");
+    });
+    await t.step("global proxy names its upstream, no region", async () => {
+      await drain(await fetch(`${edge.url}/pricing`));
+      assert.equal(lines[2].rule, "website");
+      assert.equal(lines[2].type, "global");
+      assert.equal(lines[2].upstream, "website");
+      assert.equal(lines[2].region, undefined);
+    });
+    await t.step("global redirect: outcome redirect, no upstream time", async () => {
+      await drain(await fetch(`${edge.url}/help`, { redirect: "manual" }));
+      assert.equal(lines[3].status, 302);
+      assert.equal(lines[3].outcome, "redirect");
+      assert.equal(lines[3].upstream_ms, undefined);
+    });
+    await t.step("no rule: the error code, no rule", async () => {
+      await drain(await fetch(`${edge.url}/nowhere`));
+      assert.equal(lines[4].status, 404);
+      assert.equal(lines[4].error, "no_rule");
+      assert.equal(lines[4].rule, undefined);
+    });
+  });
+});
+
+Deno.test("access log: a broadcast line has each region's status and latency and the outcome", async () => {
+  await withStack(async ({ edge, lines }) => {
+    const res = await fetch(`${edge.url}/login`, {
+      method: "POST",
+      body: "username=ann",
+      redirect: "manual",
+    });
+    await drain(res);
+    assert.equal(res.status, 302);
+    assert.equal(lines.length, 1, "one line per request, no separate broadcast line");
+    const line = lines[0];
+    assert.equal(line.rule, "login");
+    assert.equal(line.type, "broadcast");
+    assert.equal(line.outcome, "success");
+    assert.equal(line.region, "au");
+    assert.equal(line.region_reason, "broadcast");
+    const regions = line.regions as { region: string; status: number; ms: number }[];
+    assert.deepEqual(regions.map((r) => [r.region, r.status]), [["au", 302], ["us", 200]]);
+    for (const r of regions) assert.ok(typeof r.ms === "number" && r.ms >= 0);
+  });
+});
+
+Deno.test("access log: an upstream that cannot be reached is logged with its error code", async () => {
+  await withStack(async ({ edge, lines }) => {
+    const res = await drain(
+      await fetch(`${edge.url}/app`, { headers: { "x-vestibule-region": "dead" } }),
+    );
+    assert.equal(res.status, 502);
+    assert.equal(lines[0].status, 502);
+    assert.equal(lines[0].region, "dead");
+    assert.equal(lines[0].error, "upstream_unavailable");
+  }, {
+    extra: {
+      regions: { dead: { origin: `http://127.0.0.1:${deadPort()}` } },
+      default_region: "dead",
+      upstreams: {},
+      rules: [{ name: "app", type: "regional" }],
+    },
+  });
+});
+
+Deno.test("access log: an unexpected error is logged as a 500 internal_error with its request id", async () => {
+  await withStack(async ({ edge, lines }) => {
+    const res = await drain(await fetch(`${edge.url}/app`));
+    assert.equal(res.status, 500);
+    assert.match(res.headers.get("x-request-id")!, UUID);
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0].status, 500);
+    assert.equal(lines[0].error, "internal_error");
+    assert.equal(lines[0].request_id, res.headers.get("x-request-id"));
+  }, {
+    extra: { geo: { ip_lookup: true, countries: { AU: "au" } } },
+    deps: {
+      countryLookup: () => {
+        throw new Error("GeoIP database is missing");
+      },
+    },
+  });
+});
+
+Deno.test("log leak: cookies, Authorization, query tokens and body secrets never reach the log", async () => {
+  const secrets = {
+    session: "s3ss10n-v4lue-7f3a",
+    csrf: "csrf-v4lue-91b2",
+    bearer: "b34rer-t0ken-c0ffee",
+    password: "hunter2-Pa55w0rd!",
+    query: "qu3ry-t0ken-d00d",
+    requestId: "x\r\nforged",
+  };
+  await withStack(async ({ edge, raw, lines }) => {
+    for (const path of ["/app/account", "/login", "/pricing"]) {
+      const res = await fetch(`${edge.url}${path}?token=${secrets.query}`, {
+        method: "POST",
+        headers: {
+          cookie: `sessionid=${secrets.session}; csrftoken=${secrets.csrf}; ${PIN}=au`,
+          authorization: `Bearer ${secrets.bearer}`,
+          "content-type": "application/x-www-form-urlencoded",
+          "x-request-id": encodeURIComponent(secrets.requestId),
+        },
+        body: `username=ann&password=${encodeURIComponent(secrets.password)}`,
+        redirect: "manual",
+      });
+      await drain(res);
+    }
+    assert.equal(raw.length, 3);
+    const text = raw.join("\n");
+    for (const [name, value] of Object.entries(secrets)) {
+      assert.ok(!text.includes(value), `${name} leaked into ${text}`);
+      assert.ok(!text.includes(encodeURIComponent(value)), `${name} (encoded) leaked`);
+    }
+    for (
+      const word of ["sessionid", "csrftoken", "authorization", "password", "token="]
+    ) {
+      assert.ok(!text.toLowerCase().includes(word), `"${word}" appears in ${text}`);
+    }
+    assert.deepEqual(lines.map((l) => l.path), ["/app/account", "/login", "/pricing"]);
+  });
+});
+
+Deno.test("request id: a safe incoming X-Request-Id goes upstream, back to the client and into the log", async (t) => {
+  await withStack(async ({ au, us, edge, lines }) => {
+    await t.step("safe id kept both ways", async () => {
+      const res = await drain(
+        await fetch(`${edge.url}/app`, { headers: { "x-request-id": "req-abc.123" } }),
+      );
+      assert.equal(us.received[0].headers.get("x-request-id"), "req-abc.123");
+      assert.equal(res.headers.get("x-request-id"), "req-abc.123");
+      assert.equal(lines[0].request_id, "req-abc.123");
+    });
+    await t.step("unsafe id replaced by the same new UUID everywhere", async () => {
+      const res = await drain(
+        await fetch(`${edge.url}/app`, { headers: { "x-request-id": "a".repeat(200) } }),
+      );
+      const id = res.headers.get("x-request-id")!;
+      assert.match(id, UUID);
+      assert.equal(us.received[1].headers.get("x-request-id"), id);
+      assert.equal(lines[1].request_id, id);
+    });
+    await t.step("every broadcast region gets the same id", async () => {
+      const res = await drain(
+        await fetch(`${edge.url}/login`, { method: "POST", redirect: "manual" }),
+      );
+      const id = res.headers.get("x-request-id")!;
+      assert.match(id, UUID);
+      assert.equal(au.received.at(-1)!.headers.get("x-request-id"), id);
+      assert.equal(us.received.at(-1)!.headers.get("x-request-id"), id);
+    });
+    await t.step(
+      "without OpenTelemetry an incoming traceparent passes through unchanged",
+      async () => {
+        const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        await drain(
+          await fetch(`${edge.url}/app`, {
+            headers: { traceparent, tracestate: "congo=t61rcWkgMzE" },
+          }),
+        );
+        assert.equal(us.received.at(-1)!.headers.get("traceparent"), traceparent);
+        assert.equal(us.received.at(-1)!.headers.get("tracestate"), "congo=t61rcWkgMzE");
+      },
+    );
+  });
+});
+
+Deno.test("metrics: a scrape after known traffic shows exact counts", async () => {
+  await withStack(async ({ edge }) => {
+    const send = async (path: string, init: RequestInit = {}) =>
+      await drain(await fetch(`${edge.url}${path}`, { redirect: "manual", ...init }));
+    await send("/app", { headers: { cookie: `${PIN}=au` } });
+    await send("/app", { headers: { cookie: `${PIN}=au` } });
+    await send("/app");
+    await send("/pricing");
+    await send("/help");
+    await send("/nowhere");
+    await send("/login", { method: "POST" });
+    await send("/login", { method: "POST" });
+
+    const res = await fetch(`${edge.url}/_vestibule/metrics`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type")!, /^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    const expected = [
+      'vestibule_requests_total{rule="app",type="regional",region="au",status_class="2xx"} 2',
+      'vestibule_requests_total{rule="app",type="regional",region="us",status_class="2xx"} 1',
+      'vestibule_requests_total{rule="website",type="global",region="",status_class="2xx"} 1',
+      'vestibule_requests_total{rule="old-help",type="global",region="",status_class="3xx"} 1',
+      'vestibule_requests_total{rule="",type="",region="",status_class="4xx"} 1',
+      'vestibule_requests_total{rule="login",type="broadcast",region="au",status_class="3xx"} 2',
+      'vestibule_broadcast_outcomes_total{rule="login",outcome="success"} 2',
+      // 2 pinned + 2 broadcast answers from au; 1 regional + 2 broadcast from us.
+      'vestibule_upstream_duration_seconds_count{upstream="au"} 4',
+      'vestibule_upstream_duration_seconds_count{upstream="us"} 3',
+      'vestibule_upstream_duration_seconds_count{upstream="website"} 1',
+    ];
+    const lines = text.split("\n");
+    for (const line of expected) assert.ok(lines.includes(line), `missing ${line} in\n${text}`);
+    assert.ok(!text.includes("_metrics"), "scrapes are not counted as routed requests");
+  });
+});
+
+Deno.test("metrics endpoint: 404 without a configured token, 401 on a wrong one, 200 on the right one", async (t) => {
+  await t.step("no token configured: 404 and nothing scraped", () =>
+    withStack(async ({ edge }) => {
+      const res = await fetch(`${edge.url}/_vestibule/metrics`, {
+        headers: { authorization: "Bearer anything", accept: "application/json" },
+      });
+      assert.equal(res.status, 404);
+      assert.equal((await res.json()).error, "not_found");
+    }, { deps: { metricsToken: undefined } }));
+  await t.step("token configured", () =>
+    withStack(async ({ edge, us }) => {
+      const tries: [Record<string, string>, number][] = [
+        [{}, 401],
+        [{ authorization: `Bearer ${TOKEN}x` }, 401],
+        [{ authorization: `Bearer ${TOKEN.slice(0, -1)}` }, 401],
+        [{ authorization: `Basic ${btoa(`x:${TOKEN}`)}` }, 401],
+        [{ authorization: TOKEN }, 401],
+        [{ authorization: `bearer ${TOKEN}` }, 200],
+      ];
+      for (const [headers, status] of tries) {
+        const res = await fetch(`${edge.url}/_vestibule/metrics`, { headers });
+        assert.equal(res.status, status, JSON.stringify(headers));
+        if (status === 401) {
+          assert.equal(res.headers.get("www-authenticate"), 'Bearer realm="vestibule metrics"');
+        }
+        const body = await res.text();
+        assert.equal(body.includes("vestibule_requests_total"), status === 200);
+      }
+      assert.equal(us.received.length, 0, "the endpoint never reaches an upstream");
+    }));
+});
+
+Deno.test("Server-Timing: off by default, edge and upstream durations when server_timing is on", async (t) => {
+  await t.step("off", () =>
+    withStack(async ({ edge }) => {
+      const res = await drain(await fetch(`${edge.url}/app`));
+      assert.equal(res.headers.get("server-timing"), null);
+    }));
+  await t.step("on", () =>
+    withStack(async ({ edge }) => {
+      let res = await drain(await fetch(`${edge.url}/app`));
+      assert.match(
+        res.headers.get("server-timing")!,
+        /^edge;dur=\d+\.\d, upstream;dur=\d+\.\d$/,
+      );
+      res = await drain(await fetch(`${edge.url}/help`, { redirect: "manual" }));
+      assert.match(res.headers.get("server-timing")!, /^edge;dur=\d+\.\d$/);
+    }, { extra: { server_timing: true } }));
+});
+
+Deno.test("observe: false turns off the log line, the request id and the metrics", async () => {
+  await withStack(async ({ edge, us, raw }) => {
+    const res = await drain(
+      await fetch(`${edge.url}/app`, { headers: { "x-request-id": "kept-as-any-header" } }),
+    );
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-request-id"), null);
+    assert.equal(raw.length, 0);
+    assert.equal(us.received[0].headers.get("x-request-id"), "kept-as-any-header");
+    const scrape = await fetch(`${edge.url}/_vestibule/metrics`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    assert.ok(!(await scrape.text()).includes("vestibule_requests_total{"));
+  }, { deps: { observe: false } });
+});
+
+Deno.test("health: answered without a log line or an upstream call", async () => {
+  await withStack(async ({ edge, au, us, web, raw }) => {
+    const res = await fetch(`${edge.url}/_vestibule/health`);
+    assert.deepEqual(await res.json(), { status: "ok" });
+    assert.equal(au.received.length + us.received.length + web.received.length, 0);
+    assert.equal(raw.length, 0);
+  });
+});
