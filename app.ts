@@ -8,10 +8,10 @@ import { errorResponse, HttpError } from "./lib/http_error.ts";
 import { findRule } from "./lib/match_rule.ts";
 import { VestibuleMetrics } from "./lib/metrics.ts";
 import { metricsResponse } from "./lib/metrics_endpoint.ts";
-import { observe, type ObserveEnv } from "./lib/observe.ts";
+import { createObserver, type Observed, UNOBSERVED } from "./lib/observe.ts";
 import { readPin } from "./lib/pin.ts";
 import { BodyTooLargeError, BufferedBody } from "./lib/request_body.ts";
-import type { RouteContext, RouteLog } from "./lib/route_context.ts";
+import type { RouteContext } from "./lib/route_context.ts";
 import { handleBroadcast } from "./routes/broadcast.ts";
 import { handleGlobal } from "./routes/global.ts";
 import { createOcapHandler } from "./routes/ocap.ts";
@@ -34,10 +34,7 @@ export interface AppDeps {
   observe?: boolean;
 }
 
-type Env = {
-  Bindings: Partial<Deno.ServeHandlerInfo<Deno.NetAddr>>;
-  Variables: ObserveEnv["Variables"];
-};
+type Env = { Bindings: Partial<Deno.ServeHandlerInfo<Deno.NetAddr>> };
 
 /** Builds the app. Serve it with `Deno.serve(app.fetch)` so handlers see the client address. */
 export function createApp(deps: AppDeps): Hono<Env> {
@@ -51,11 +48,13 @@ export function createApp(deps: AppDeps): Hono<Env> {
     "/_vestibule/metrics",
     (c) => metricsResponse(c.req.raw, { metrics, token: deps.metricsToken }),
   );
-  if (deps.observe !== false) {
-    app.use(
-      observe({ log: deps.log ?? console.log, metrics, now, serverTiming: config.serverTiming }),
-    );
-  }
+  const observe = deps.observe === false ? UNOBSERVED : createObserver({
+    log: deps.log ?? console.log,
+    metrics,
+    now,
+    serverTiming: config.serverTiming,
+    debugHeaders: config.debugHeaders,
+  });
   if (config.ocap) {
     if (!deps.kv) throw new TypeError("Cannot mount OCAP: createApp() needs a kv store");
     const { pin, bodyLimitBytes } = config;
@@ -66,22 +65,30 @@ export function createApp(deps: AppDeps): Hono<Env> {
       bodyLimitBytes,
       onCache: (result) => metrics.ocapCache(result),
     });
-    app.all(`${config.ocap.path}/*`, (c) => ocap(c.req.raw));
+    app.all(`${config.ocap.path}/*`, (c) => observe(c.req.raw, c.req.path, () => ocap(c.req.raw)));
   }
 
-  app.all("*", async (c) => {
-    const request = c.req.raw;
+  app.all(
+    "*",
+    (c) => observe(c.req.raw, c.req.path, (observed) => route(c.req.raw, observed, c.env)),
+  );
+
+  /** Sorts one request by the rule table and hands it to the rule type's processor. */
+  async function route(
+    request: Request,
+    observed: Observed,
+    info: Env["Bindings"] | undefined,
+  ): Promise<Response> {
     const url = new URL(request.url);
     const publicHost = request.headers.get("host") ?? url.host;
-    const remoteIp = c.env?.remoteAddr?.hostname ?? "127.0.0.1";
+    const remoteIp = info?.remoteAddr?.hostname ?? "127.0.0.1";
     const address = clientAddress(
       request.headers.get("x-forwarded-for"),
       remoteIp,
       config.trustedProxyHops,
     );
     const body = new BufferedBody(request, config.bodyLimitBytes);
-    const observed = c.get("observed");
-    const log: RouteLog = observed?.log ?? {};
+    const { log } = observed;
     try {
       const match = await findRule(config.rules, {
         method: request.method,
@@ -111,34 +118,24 @@ export function createApp(deps: AppDeps): Hono<Env> {
           trustForwarded: config.trustedProxyHops > 0,
           pinHeader: config.pin.header,
           pinCookie: config.pin.cookie,
-          requestId: observed?.requestId,
+          requestId: observed.requestId,
         },
         now,
         log,
       };
       const { rule } = match;
-      let response: Response;
       switch (rule.type) {
         case "global":
-          response = await handleGlobal(rule, ctx);
-          break;
+          return await handleGlobal(rule, ctx);
         case "regional":
-          response = await handleRegional(rule, ctx);
-          break;
+          return await handleRegional(rule, ctx);
         case "broadcast":
-          response = await handleBroadcast(rule, ctx);
-          break;
+          return await handleBroadcast(rule, ctx);
         default: {
           const unknownRule: never = rule;
           throw new TypeError(`Unknown rule type in ${JSON.stringify(unknownRule)}`);
         }
       }
-      if (config.debugHeaders) {
-        response = new Response(response.body, response);
-        response.headers.set("x-vestibule-rule", rule.name);
-        if (log.region) response.headers.set("x-vestibule-region", log.region);
-      }
-      return response;
     } catch (error) {
       if (error instanceof BodyTooLargeError) {
         log.error = "body_too_large";
@@ -153,12 +150,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
       }
       throw error;
     }
-  });
+  }
 
   app.onError((error, c) => {
     console.error(JSON.stringify({ msg: "unexpected error", error: String(error) }));
-    const observed = c.get("observed");
-    if (observed) observed.log.error = "internal_error";
     return errorResponse(
       new HttpError(500, "internal_error", "vestibule failed to handle the request"),
       c.req.header("accept") ?? null,

@@ -47,30 +47,49 @@ export class VestibuleMetrics {
     registers: [this.#registry],
   });
 
+  // prom-client hashes a label object on every inc(); the label sets here come from the rules
+  // file, so their children are few and are looked up once, by a plain string key.
+  readonly #requestSeries = new Map<string, { inc(): void }>();
+  readonly #upstreamSeries = new Map<string, { observe(value: number): void }>();
+
   /** Counts one finished request from its access-log entry. */
   record(entry: AccessLogEntry): void {
     const { route } = entry;
-    this.#requests.inc({
-      rule: route.rule ?? "",
-      type: route.type ?? "",
-      region: route.region ?? "",
-      status_class: `${Math.floor(entry.status / 100)}xx`,
-    });
+    const rule = route.rule ?? "";
+    const type = route.type ?? "";
+    const region = route.region ?? "";
+    const statusClass = `${Math.floor(entry.status / 100)}xx`;
+    const key = `${rule}\u0000${type}\u0000${region}\u0000${statusClass}`;
+    let series = this.#requestSeries.get(key);
+    if (!series) {
+      series = this.#requests.labels({ rule, type, region, status_class: statusClass });
+      this.#requestSeries.set(key, series);
+    }
+    series.inc();
     const upstream = route.upstream ?? route.region;
     if (upstream !== undefined && route.upstreamMs !== undefined) {
-      this.#upstreamDuration.observe({ upstream }, route.upstreamMs / 1000);
+      this.#upstreamSeconds(upstream).observe(route.upstreamMs / 1000);
     }
     if (route.type === "broadcast" && route.outcome !== undefined) {
       this.#broadcastOutcomes.inc({ rule: route.rule, outcome: route.outcome });
       for (const r of route.regions ?? []) {
         if (r.status !== undefined) {
-          this.#upstreamDuration.observe({ upstream: r.region }, r.ms / 1000);
+          this.#upstreamSeconds(r.region).observe(r.ms / 1000);
         }
       }
     }
   }
 
-  /** Counts one OCAP cache lookup. The hook for the OCAP mount, which lives on its own branch. */
+  #upstreamSeconds(upstream: string): { observe(value: number): void } {
+    let series = this.#upstreamSeries.get(upstream);
+    if (!series) {
+      series = this.#upstreamDuration.labels({ upstream });
+      this.#upstreamSeries.set(upstream, series);
+    }
+    return series;
+  }
+
+  /** Counts one OCAP cache lookup (OCAP reports through `createApp`). */
   ocapCache(result: OcapCacheResult): void {
     this.#ocapCache.inc({ result });
   }
