@@ -2,7 +2,6 @@
 import { Hono } from "hono";
 import type { CountryLookup } from "./lib/assume_region.ts";
 import { assumeRegion } from "./lib/assume_region.ts";
-import { clientAddress } from "./lib/client_address.ts";
 import type { Config } from "./lib/compile_rules.ts";
 import { errorResponse, HttpError } from "./lib/http_error.ts";
 import { findRule } from "./lib/match_rule.ts";
@@ -10,6 +9,7 @@ import { VestibuleMetrics } from "./lib/metrics.ts";
 import { metricsResponse } from "./lib/metrics_endpoint.ts";
 import { createObserver, type Observed, UNOBSERVED } from "./lib/observe.ts";
 import { readPin } from "./lib/pin.ts";
+import { viewRequest } from "./lib/request_view.ts";
 import { BodyTooLargeError, BufferedBody } from "./lib/request_body.ts";
 import type { RouteContext } from "./lib/route_context.ts";
 import { handleBroadcast } from "./routes/broadcast.ts";
@@ -79,24 +79,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
     observed: Observed,
     info: Env["Bindings"] | undefined,
   ): Promise<Response> {
-    const url = new URL(request.url);
-    const publicHost = request.headers.get("host") ?? url.host;
-    const remoteIp = info?.remoteAddr?.hostname ?? "127.0.0.1";
-    const address = clientAddress(
-      request.headers.get("x-forwarded-for"),
-      remoteIp,
-      config.trustedProxyHops,
-    );
+    const { url, facts, clientIp, forward } = viewRequest(request, config, {
+      remoteIp: info?.remoteAddr?.hostname ?? "127.0.0.1",
+      requestId: observed.requestId,
+    });
     const body = new BufferedBody(request, config.bodyLimitBytes);
     const { log } = observed;
     try {
-      const match = await findRule(config.rules, {
-        method: request.method,
-        hostname: publicHost.replace(/:\d+$/, "").toLowerCase(),
-        path: url.pathname,
-        searchParams: url.searchParams,
-        headers: request.headers,
-      }, body);
+      const match = await findRule(config.rules, facts, body);
       if (!match) {
         throw new HttpError(404, "no_rule", `No rule matches ${request.method} ${url.pathname}`);
       }
@@ -110,16 +100,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
         searchParams: url.searchParams,
         body,
         pin: readPin(request.headers, config),
-        assumed: assumeRegion(request.headers, address.clientIp, config, deps.countryLookup),
-        forward: {
-          publicHost,
-          proto: url.protocol.slice(0, -1),
-          forwardedFor: address.forwardedFor,
-          trustForwarded: config.trustedProxyHops > 0,
-          pinHeader: config.pin.header,
-          pinCookie: config.pin.cookie,
-          requestId: observed.requestId,
-        },
+        assumed: assumeRegion(request.headers, clientIp, config, deps.countryLookup),
+        forward,
         now,
         log,
       };

@@ -3,15 +3,15 @@
  * the rule, the region or upstream and why, and what would be forwarded or stripped.
  */
 import { assumeRegion, type CountryLookup } from "./assume_region.ts";
-import { clientAddress } from "./client_address.ts";
 import type { Config, Rule, Upstream } from "./compile_rules.ts";
-import type { CookiePolicy, ForwardContext } from "./forward.ts";
+import type { CookiePolicy } from "./forward.ts";
+import { viewRequest } from "./request_view.ts";
 import { cookieNames, type ForwardPlan, forwardPlan } from "./forward_plan.ts";
 import { findRule, type RuleMatch } from "./match_rule.ts";
 import { readPin, type RegionPin } from "./pin.ts";
 import { BodyTooLargeError, BufferedBody } from "./request_body.ts";
-import { chooseRegion } from "../routes/regional.ts";
-import { redirectLocation } from "../routes/global.ts";
+import { chooseRegion, regionalCookies } from "./choose_region.ts";
+import { redirectLocation } from "./redirect_location.ts";
 
 export type { ForwardPlan, Stripped } from "./forward_plan.ts";
 
@@ -91,14 +91,10 @@ export async function explainRequest(
 ): Promise<Explanation> {
   const method = described.method.toUpperCase();
   const request = buildRequest(method, described);
-  const url = new URL(request.url);
+  const { url, facts, clientIp, forward } = viewRequest(request, config, {
+    remoteIp: described.clientIp ?? DEFAULT_CLIENT_IP,
+  });
   const headers = request.headers;
-  const publicHost = headers.get("host") ?? url.host;
-  const address = clientAddress(
-    headers.get("x-forwarded-for"),
-    described.clientIp ?? DEFAULT_CLIENT_IP,
-    config.trustedProxyHops,
-  );
   const out: Explanation = { method, url: url.href, tried: [], targets: [], notes: [] };
   // Targets and notes last, so the JSON output reads top to bottom like the text.
   const done = (): Explanation => {
@@ -108,13 +104,7 @@ export async function explainRequest(
 
   let match: RuleMatch | undefined;
   try {
-    match = await findRule(config.rules, {
-      method,
-      hostname: publicHost.replace(/:\d+$/, "").toLowerCase(),
-      path: url.pathname,
-      searchParams: url.searchParams,
-      headers,
-    }, new BufferedBody(request, config.bodyLimitBytes));
+    match = await findRule(config.rules, facts, new BufferedBody(request, config.bodyLimitBytes));
   } catch (error) {
     if (!(error instanceof BodyTooLargeError)) throw error;
     out.refused = { status: 413, code: "body_too_large", message: error.message };
@@ -134,15 +124,8 @@ export async function explainRequest(
   Object.assign(out, { tried: match.tried, rule: rule.name, index: rule.index, type: rule.type });
   const pin = readPin(headers, config);
   if (pin) out.pin = pin;
-  const assumed = assumeRegion(headers, address.clientIp, config, options.countryLookup);
-  const forward: ForwardContext = {
-    publicHost,
-    proto: url.protocol.slice(0, -1),
-    forwardedFor: address.forwardedFor,
-    trustForwarded: config.trustedProxyHops > 0,
-    pinHeader: config.pin.header,
-    pinCookie: config.pin.cookie,
-  };
+  const assumed = assumeRegion(headers, clientIp, config, options.countryLookup);
+
   const plan = (upstream: Upstream, cookies: CookiePolicy): Target => ({
     kind: upstream.kind,
     id: upstream.id,
@@ -185,7 +168,7 @@ export async function explainRequest(
       out.targets.push(
         plan(
           config.regions.get(region)!,
-          pinnedHere ? { all: true } : { only: config.forwardCookies },
+          regionalCookies(region, pin, config),
         ),
       );
       break;
