@@ -185,7 +185,9 @@ export async function explainRequest(
         rule.allowMultipleSuccess
           ? `If several regions succeed, ${preferred} wins, then rules-file order`
           : "If several regions succeed, the client gets 502 broadcast_ambiguous",
-        `If none succeeds, the client gets the best failure (non-5xx first), ties going to ${preferred}`,
+        `If none succeeds, the client gets the best failure (non-5xx first${
+          rule.preferFailure ? ", then answers matching prefer_failure" : ""
+        }), ties going to ${preferred}`,
       );
       for (const id of config.regionIds) {
         out.targets.push(plan(config.regions.get(id)!, { only: rule.forwardCookies }));

@@ -422,3 +422,41 @@ Deno.test("request id: with debug_headers it comes back to the client with the r
     assert.equal(res.headers.get("x-vestibule-rule"), "app");
     assert.equal(res.headers.get("x-vestibule-region"), "au");
   }, { extra: { debug_headers: true } }));
+
+Deno.test("metrics: OCAP hits, misses and coalesced waits are counted", async () => {
+  const { ocapRules, OCAP_ENV, tokenRequest } = await import("./_ocap.ts");
+  const release = Promise.withResolvers<void>();
+  const provider = startUpstream(async () => {
+    await release.promise;
+    return Response.json({ access_token: "t" });
+  });
+  const kv = await Deno.openKv(":memory:");
+  const lines: string[] = [];
+  const edge = startVestibule(ocapRules(provider.url), {
+    env: OCAP_ENV,
+    deps: { kv, metricsToken: TOKEN, log: (line) => lines.push(line) },
+  });
+  try {
+    const first = Promise.all([fetch(tokenRequest(edge.url)), fetch(tokenRequest(edge.url))]);
+    // Let both callers reach OCAP before the provider answers.
+    while (provider.received.length === 0) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 50));
+    release.resolve();
+    for (const res of await first) await res.body?.cancel();
+    const third = await fetch(tokenRequest(edge.url));
+    await third.body?.cancel();
+    const scrape = await fetch(`${edge.url}/_vestibule/metrics`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    const text = await scrape.text();
+    assert.match(text, /^vestibule_ocap_cache_total\{result="miss"\} 1$/m);
+    assert.match(text, /^vestibule_ocap_cache_total\{result="coalesced"\} 1$/m);
+    assert.match(text, /^vestibule_ocap_cache_total\{result="hit"\} 1$/m);
+    assert.equal(provider.received.length, 1);
+    assert.equal(lines.length, 3, "OCAP requests are in the access log too");
+    assert.ok(lines.every((l) => !l.includes("one-time-code") && !l.includes(OCAP_ENV.OCAP_KEY)));
+  } finally {
+    await Promise.all([edge.close(), provider.close()]);
+    kv.close();
+  }
+});
