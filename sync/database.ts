@@ -1,0 +1,65 @@
+/** @module Connections to one region's PostgreSQL through npm:postgres, with byte counting. */
+import net from "node:net";
+import postgres from "postgres";
+import { redactUrl } from "./redact.ts";
+
+/** An open connection to one region's database. */
+export interface Database {
+  /** Region name from the config. */
+  readonly region: string;
+  /** The URL with its password redacted, for logs. */
+  readonly label: string;
+  /** The npm:postgres client, limited to one connection. */
+  readonly sql: postgres.Sql;
+  /** Bytes received from the server since the connection opened. */
+  bytesRead(): number;
+  /** Close the connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Settings that change how values print as text; pinned so checksums agree across servers.
+ * `extra_float_digits = 3` prints floats exactly (shortest round-trip form on PG >= 12).
+ */
+export const PINNED_SETTINGS: Readonly<Record<string, string>> = {
+  TimeZone: "UTC",
+  DateStyle: "ISO, YMD",
+  IntervalStyle: "postgres",
+  extra_float_digits: "3",
+  bytea_output: "hex",
+};
+
+/**
+ * Open one connection to `url`. One connection because every unit of work is one transaction,
+ * and PGlite serves a single session.
+ */
+export function openDatabase(region: string, url: string): Database {
+  let received = 0;
+  const sql = postgres(url, {
+    max: 1,
+    onnotice: () => {},
+    connect_timeout: 10,
+    connection: { ...PINNED_SETTINGS, application_name: "vestibule-sync" },
+    // A socket of our own so the bench and logs can report real wire bytes.
+    // @ts-expect-error: `socket` is supported by the driver (src/connection.js) but not typed
+    socket: ({ host, port }: { host: string[]; port: number[] }) =>
+      new Promise<net.Socket>((resolve, reject) => {
+        const socket = net.connect(port[0], host[0]);
+        socket.once("error", reject);
+        socket.once("connect", () => {
+          socket.off("error", reject);
+          resolve(socket);
+        });
+        socket.on("data", (chunk: Uint8Array) => {
+          received += chunk.byteLength;
+        });
+      }),
+  });
+  return {
+    region,
+    label: redactUrl(url),
+    sql,
+    bytesRead: () => received,
+    close: () => sql.end({ timeout: 5 }),
+  };
+}
