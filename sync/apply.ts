@@ -1,6 +1,6 @@
 /** @module Applies a diff plan to the destination in bounded batches, values moved as text. */
 import type postgres from "postgres";
-import type { DiffPlan } from "./diff.ts";
+import { type DiffPlan, planCounts } from "./diff.ts";
 import type { TableSpec } from "./table_spec.ts";
 import {
   afterCondition,
@@ -19,7 +19,7 @@ type Tx = postgres.TransactionSql;
 
 /** Called after each batch so a long first sync can show progress. */
 export type ProgressListener = (
-  done: { inserted: number; updated: number; deleted: number },
+  progress: { inserted: number; updated: number; deleted: number; total: number },
 ) => void;
 
 /** Options for {@linkcode applyPlan}. */
@@ -129,7 +129,9 @@ export async function applyPlan(
 ): Promise<void> {
   const batch = options.batchRows ?? 1000;
   const done = { inserted: 0, updated: 0, deleted: 0 };
-  const report = () => options.onProgress?.({ ...done });
+  const counts = planCounts(plan);
+  const total = counts.inserts + counts.updates + (options.deleteMissing ? counts.deletes : 0);
+  const report = () => options.onProgress?.({ ...done, total });
   if (options.deleteMissing) {
     for (const range of plan.deleteRanges) {
       await deleteRange(destination, spec, range.range);
