@@ -18,9 +18,10 @@ export interface EmbeddedPostgres {
  */
 export async function startEmbeddedPostgres(): Promise<EmbeddedPostgres> {
   const db = await PGlite.create();
-  // Several connections are queued onto PGlite's single session at the query level, so a
-  // transaction from one would see another's statements; the sync opens one per database.
-  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 4 });
+  // Connections share PGlite's single session, queued at the query level, so a transaction on
+  // one would see another's statements; the sync opens one per database. Connections past
+  // maxConnections wait (up to 60 s), so tests close what they open.
+  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 16 });
   await server.start();
   const port = Number(server.getServerConn().split(":").at(-1));
   return {
