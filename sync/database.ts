@@ -13,6 +13,8 @@ export interface Database {
   readonly sql: postgres.Sql;
   /** Bytes received from the server since the connection opened. */
   bytesRead(): number;
+  /** Bytes sent to the server since the connection opened. */
+  bytesSent(): number;
   /** Close the connection. */
   close(): Promise<void>;
 }
@@ -35,6 +37,7 @@ export const PINNED_SETTINGS: Readonly<Record<string, string>> = {
  */
 export function openDatabase(region: string, url: string): Database {
   let received = 0;
+  let sent = 0;
   const sql = postgres(url, {
     max: 1,
     onnotice: () => {},
@@ -53,6 +56,14 @@ export function openDatabase(region: string, url: string): Database {
         socket.on("data", (chunk: Uint8Array) => {
           received += chunk.byteLength;
         });
+        const write = socket.write.bind(socket);
+        socket.write = ((chunk: Uint8Array | string, ...rest: unknown[]) => {
+          sent += typeof chunk === "string"
+            ? new TextEncoder().encode(chunk).byteLength
+            : chunk.byteLength;
+          // deno-lint-ignore no-explicit-any
+          return (write as any)(chunk, ...rest);
+        }) as typeof socket.write;
       }),
   });
   return {
@@ -60,6 +71,7 @@ export function openDatabase(region: string, url: string): Database {
     label: redactUrl(url),
     sql,
     bytesRead: () => received,
+    bytesSent: () => sent,
     close: () => sql.end({ timeout: 5 }),
   };
 }

@@ -2,11 +2,13 @@
 import type postgres from "postgres";
 import type { TableSpec } from "./table_spec.ts";
 import {
+  jsonRangeCondition,
   type Key,
   keyJson,
   keyOrder,
   type KeyRange,
   Params,
+  quoteIdentList,
   rangeCondition,
   rowHash,
 } from "./sql_fragments.ts";
@@ -25,10 +27,10 @@ export interface SegmentOptions {
 
 /** Default segment sizes, chosen with `deno task bench:sync` (see sync/README.md). */
 export const DEFAULT_SEGMENTS: SegmentOptions = {
-  firstSegmentRows: 256,
-  fanout: 16,
+  firstSegmentRows: 64,
+  fanout: 4,
   leafRows: 16,
-  segmentsPerStatement: 256,
+  segmentsPerStatement: 2000,
 };
 
 /** Work needed to bring one destination table in line, with counts for the summary. */
@@ -46,8 +48,8 @@ export interface DiffPlan {
   /** Rows at the owner and at the destination when the diff ran. */
   ownerRows: number;
   destinationRows: number;
-  /** Statements issued per side, for the log. */
-  statements: number;
+  /** Levels of bisection the diff needed. */
+  levels: number;
 }
 
 /** Total inserts, updates and deletes of a plan. */
@@ -79,98 +81,260 @@ function chunks<T>(items: T[], size: number): T[][] {
   return out;
 }
 
+/**
+ * Run `inner` once per range and return its rows tagged with the range's index. Bounded ranges
+ * go in one statement as a JSON parameter joined `LATERAL`, so each is an index range scan and
+ * the SQL text stays small; the (at most two) ranges open at one end get their own statement,
+ * since a `bound IS NULL OR ...` condition cannot use the index.
+ */
+async function eachRange<R>(
+  tx: Tx,
+  spec: TableSpec,
+  ranges: { range: KeyRange; rows?: number }[],
+  inner: (condition: string, rows: string) => string,
+  per: number,
+): Promise<(R & { i: number })[]> {
+  const out: (R & { i: number })[] = [];
+  const bounded: number[] = [];
+  for (const [i, { range, rows }] of ranges.entries()) {
+    if (range.lo && range.hi) {
+      bounded.push(i);
+      continue;
+    }
+    const params = new Params();
+    const sql = `SELECT ${i} AS i, x.* FROM (${
+      inner(rangeCondition(spec, range, params), String(rows ?? 0))
+    }) AS x`;
+    out.push(...await tx.unsafe<(R & { i: number })[]>(sql, params.values, { prepare: false }));
+  }
+  for (const chunk of chunks(bounded, per)) {
+    const json = JSON.stringify(
+      chunk.map((i) => [ranges[i].range.lo, ranges[i].range.hi, ranges[i].rows ?? 0, i]),
+    );
+    const sql = `SELECT (r.v->>3)::int AS i, x.*
+      FROM json_array_elements($1::text::json) AS r(v)
+      CROSS JOIN LATERAL (${inner(jsonRangeCondition(spec, "r.v"), "(r.v->>2)::int")}) AS x`;
+    out.push(...await tx.unsafe<(R & { i: number })[]>(sql, [json], { prepare: false }));
+  }
+  return out;
+}
+
 /** Cut each pending range into segments of `segmentRows` owner rows, with their checksums. */
 async function cutOnOwner(tx: Tx, spec: TableSpec, pending: Pending[], per: number) {
-  const result: Segment[][] = pending.map(() => []);
-  let statements = 0;
-  for (const [chunkIndex, chunk] of chunks(pending, per).entries()) {
-    const params = new Params();
-    const parts = chunk.map((p, i) => {
-      const rows = Math.max(1, Math.floor(p.segmentRows));
-      return `(SELECT ${i} AS part, (rn - 1) / ${rows} AS seg, count(*)::text AS n,
-          sum(h)::text AS s, max(first) AS first
-        FROM (SELECT ${rowHash(spec)}::numeric AS h,
-            row_number() OVER (ORDER BY ${keyOrder(spec)}) AS rn,
-            CASE WHEN (row_number() OVER (ORDER BY ${keyOrder(spec)}) - 1) % ${rows} = 0
-              THEN ${keyJson(spec)} END AS first
-          FROM ${spec.sqlName} WHERE ${rangeCondition(spec, p.range, params)}) x
-        GROUP BY 2)`;
-    });
-    type Row = { part: number; seg: string; n: string; s: string; first: string };
-    const rows: Row[] = await tx.unsafe<Row[]>(
-      parts.join(" UNION ALL "),
-      params.values,
-      { prepare: false },
-    );
-    statements++;
-    const byPart = new Map<number, Row[]>();
-    for (const row of rows) {
-      const list = byPart.get(row.part) ?? [];
-      list.push(row);
-      byPart.set(row.part, list);
-    }
-    for (const [i, p] of chunk.entries()) {
-      const list = (byPart.get(i) ?? []).sort((a, b) => Number(a.seg) - Number(b.seg));
-      const firsts = list.map((r) => JSON.parse(r.first) as Key);
-      result[chunkIndex * per + i] = list.map((r, j) => ({
-        range: {
-          lo: j === 0 ? p.range.lo : firsts[j],
-          hi: j === list.length - 1 ? p.range.hi : firsts[j + 1],
-        },
-        ownerRows: Number(r.n),
-        ownerSum: r.s,
-      }));
-      if (list.length === 0) {
-        result[chunkIndex * per + i] = [{ range: p.range, ownerRows: 0, ownerSum: "0" }];
-      }
-    }
+  type Row = { i: number; seg: string; n: string; s: string; first: string };
+  const rows = await eachRange<Row>(
+    tx,
+    spec,
+    pending.map((p) => ({ range: p.range, rows: Math.max(1, Math.ceil(p.segmentRows)) })),
+    (condition, rows) =>
+      `SELECT (rn - 1) / ${rows} AS seg, count(*)::text AS n, sum(h)::text AS s,
+         max(first) AS first
+       FROM (SELECT ${rowHash(spec)}::numeric AS h, row_number() OVER w AS rn,
+               CASE WHEN (row_number() OVER w - 1) % ${rows} = 0 THEN ${keyJson(spec)} END AS first
+             FROM ${spec.sqlName} WHERE ${condition}
+             WINDOW w AS (ORDER BY ${keyOrder(spec)})) AS y
+       GROUP BY 1`,
+    per,
+  );
+  const byPart = new Map<number, Row[]>();
+  for (const row of rows) {
+    const list = byPart.get(row.i) ?? [];
+    list.push(row);
+    byPart.set(row.i, list);
   }
-  return { segments: result.flat(), statements };
+  return pending.flatMap((p, i): Segment[] => {
+    const list = (byPart.get(i) ?? []).sort((a, b) => Number(a.seg) - Number(b.seg));
+    if (list.length === 0) return [{ range: p.range, ownerRows: 0, ownerSum: "0" }];
+    const firsts = list.map((r) => JSON.parse(r.first) as Key);
+    return list.map((r, j) => ({
+      range: {
+        lo: j === 0 ? p.range.lo : firsts[j],
+        hi: j === list.length - 1 ? p.range.hi : firsts[j + 1],
+      },
+      ownerRows: Number(r.n),
+      ownerSum: r.s,
+    }));
+  });
 }
 
 /** Count and checksum each range at the destination. */
 async function sumRanges(tx: Tx, spec: TableSpec, ranges: KeyRange[], per: number) {
-  const out: { rows: number; sum: string }[] = [];
-  let statements = 0;
-  for (const chunk of chunks(ranges, per)) {
-    const params = new Params();
-    const parts = chunk.map((range, i) =>
-      `(SELECT ${i} AS part, count(*)::text AS n, coalesce(sum(${
-        rowHash(spec)
-      }::numeric), 0)::text AS s
-        FROM ${spec.sqlName} WHERE ${rangeCondition(spec, range, params)})`
-    );
-    const rows = await tx.unsafe<{ part: number; n: string; s: string }[]>(
-      parts.join(" UNION ALL "),
-      params.values,
-      { prepare: false },
-    );
-    statements++;
-    const sorted = rows.sort((a, b) => a.part - b.part);
-    for (const row of sorted) out.push({ rows: Number(row.n), sum: row.s });
-  }
-  return { sums: out, statements };
+  const rows = await eachRange<{ n: string; s: string }>(
+    tx,
+    spec,
+    ranges.map((range) => ({ range })),
+    (condition) =>
+      `SELECT count(*)::text AS n, coalesce(sum(${rowHash(spec)}::numeric), 0)::text AS s
+       FROM ${spec.sqlName} WHERE ${condition}`,
+    per,
+  );
+  const sums = new Array<{ rows: number; sum: string }>(ranges.length);
+  for (const row of rows) sums[row.i] = { rows: Number(row.n), sum: row.s };
+  return sums;
 }
 
 /** Key and row hash of every row in the ranges. */
 async function rowHashes(tx: Tx, spec: TableSpec, ranges: KeyRange[], per: number) {
-  const out = new Map<string, string>();
-  let statements = 0;
-  for (const chunk of chunks(ranges, per)) {
-    const params = new Params();
-    const parts = chunk.map((range) =>
-      `(SELECT ${keyJson(spec)} AS k, ${rowHash(spec)}::text AS h
-        FROM ${spec.sqlName} WHERE ${rangeCondition(spec, range, params)})`
-    );
-    const rows = await tx.unsafe<{ k: string; h: string }[]>(
-      parts.join(" UNION ALL "),
-      params.values,
-      { prepare: false },
-    );
-    statements++;
-    for (const row of rows) out.set(row.k, row.h);
+  const rows = await eachRange<{ k: string; h: string }>(
+    tx,
+    spec,
+    ranges.map((range) => ({ range })),
+    (condition) =>
+      `SELECT ${keyJson(spec)} AS k, ${rowHash(spec)}::text AS h
+       FROM ${spec.sqlName} WHERE ${condition}`,
+    per,
+  );
+  return new Map(rows.map((row) => [row.k, row.h]));
+}
+
+type Bucketed = { segment: Segment; theirs: { rows: number; sum: string } }[];
+
+/** Run a bucketing query on both sides at once; it returns "bucket count sum,..." in one value. */
+async function bucketBoth(owner: Tx, destination: Tx, sql: string, params: string[]) {
+  return await Promise.all([owner, destination].map(async (tx) => {
+    const [{ buckets }] = await tx.unsafe<{ buckets: string }[]>(sql, params, { prepare: false });
+    const map = new Map<number, { rows: number; sum: string }>();
+    for (const entry of buckets ? buckets.split(",") : []) {
+      const [b, n, sum] = entry.split(" ");
+      map.set(Number(b), { rows: Number(n), sum });
+    }
+    return map;
+  }));
+}
+
+/** Pair up bucket `b` of both sides with its key range. */
+function pairBuckets(
+  count: number,
+  rangeOf: (b: number) => KeyRange,
+  mine: Map<number, { rows: number; sum: string }>,
+  theirs: Map<number, { rows: number; sum: string }>,
+): Bucketed {
+  const empty = { rows: 0, sum: "0" };
+  const out: Bucketed = [];
+  for (let b = 0; b < count; b++) {
+    const own = mine.get(b) ?? empty;
+    out.push({
+      segment: { range: rangeOf(b), ownerRows: own.rows, ownerSum: own.sum },
+      theirs: theirs.get(b) ?? empty,
+    });
   }
-  return { hashes: out, statements };
+  return out;
+}
+
+const bucketSql = (spec: TableSpec, bucket: string) =>
+  `SELECT coalesce(string_agg(b || ' ' || n || ' ' || s, ','), '') AS buckets
+   FROM (SELECT ${bucket} AS b, count(*) AS n, sum(${rowHash(spec)}::numeric) AS s
+         FROM ${spec.sqlName} GROUP BY 1) AS x`;
+
+const INTEGER_TYPES = new Set(["smallint", "integer", "bigint"]);
+const INT64_SPAN = 2n ** 63n;
+
+/**
+ * First level for an integer key, in one scan per side and no key list on the wire: buckets of
+ * equal key width between the smallest and largest key of both sides, about `firstSegmentRows`
+ * owner rows each if keys are dense. Sparse or skewed keys only make some buckets larger, which
+ * the next level cuts by owner row count. Undefined when the key span does not fit in bigint.
+ */
+async function bucketIntegerKeys(
+  spec: TableSpec,
+  owner: Tx,
+  destination: Tx,
+  options: SegmentOptions,
+): Promise<Bucketed | undefined> {
+  const key = quoteIdentList(spec.key);
+  const [ends, theirEnds] = await Promise.all([owner, destination].map(async (tx) => {
+    const [row] = await tx.unsafe<{ lo: string | null; hi: string | null; n: string }[]>(
+      `SELECT min(${key})::text AS lo, max(${key})::text AS hi,
+         (SELECT greatest(reltuples, 0)::bigint::text FROM pg_class
+          WHERE oid = '${spec.sqlName.replaceAll("'", "''")}'::regclass) AS n
+       FROM ${spec.sqlName}`,
+    );
+    return row;
+  }));
+  const values = [ends.lo, ends.hi, theirEnds.lo, theirEnds.hi].filter((v) => v !== null)
+    .map((v) => BigInt(v!));
+  if (values.length === 0) return [];
+  const lo = values.reduce((a, b) => (a < b ? a : b));
+  const hi = values.reduce((a, b) => (a > b ? a : b));
+  const span = hi - lo + 1n;
+  if (span >= INT64_SPAN) return undefined;
+  // reltuples is an estimate (or 0 before ANALYZE); it only sizes buckets.
+  const rows = BigInt(Math.max(1, Number(ends.n)));
+  const buckets = (rows + BigInt(options.firstSegmentRows) - 1n) /
+    BigInt(options.firstSegmentRows);
+  let width = (span + buckets - 1n) / (buckets > 0n ? buckets : 1n);
+  if (width < 1n) width = 1n;
+  const count = Number((span + width - 1n) / width);
+  const [mine, theirs] = await bucketBoth(
+    owner,
+    destination,
+    bucketSql(spec, `(${key}::bigint - $1::text::bigint) / $2::text::bigint`),
+    [String(lo), String(width)],
+  );
+  return pairBuckets(
+    count,
+    (b) => ({
+      lo: b === 0 ? null : [String(lo + BigInt(b) * width)],
+      hi: b === count - 1 ? null : [String(lo + BigInt(b + 1) * width)],
+    }),
+    mine,
+    theirs,
+  );
+}
+
+/**
+ * First level for any other single-column key: the owner lists every `firstSegmentRows`-th key
+ * (an index-only scan), then both sides bucket rows with `width_bucket` at once. Composite keys
+ * use range queries instead, as `width_bucket` cannot compare records under `COLLATE "C"`.
+ */
+async function bucketByOwnerKeys(
+  spec: TableSpec,
+  owner: Tx,
+  destination: Tx,
+  options: SegmentOptions,
+): Promise<Bucketed> {
+  const [key] = spec.key;
+  const rows = Math.max(2, Math.floor(options.firstSegmentRows));
+  const [{ bounds }] = await owner.unsafe<{ bounds: string }[]>(
+    `SELECT coalesce(json_agg(k ORDER BY rn), '[]')::text AS bounds
+     FROM (SELECT (${quoteIdentList([key])})::text AS k,
+             row_number() OVER (ORDER BY ${keyOrder(spec)}) AS rn
+           FROM ${spec.sqlName}) AS x
+     WHERE rn % ${rows} = 1 AND rn > 1`,
+  );
+  const [mine, theirs] = await bucketBoth(
+    owner,
+    destination,
+    bucketSql(
+      spec,
+      `width_bucket(${keyOrder(spec)}, ARRAY(SELECT (e #>> '{}')::${key.type}
+         FROM json_array_elements($1::text::json) AS e))`,
+    ),
+    [bounds],
+  );
+  const keys = (JSON.parse(bounds) as string[]).map((k) => [k]);
+  return pairBuckets(
+    keys.length + 1,
+    (b) => ({
+      lo: b === 0 ? null : keys[b - 1],
+      hi: b === keys.length ? null : keys[b],
+    }),
+    mine,
+    theirs,
+  );
+}
+
+/** Cut pending ranges on the owner and checksum the same cuts at the destination. */
+async function cutAndSum(
+  spec: TableSpec,
+  owner: Tx,
+  destination: Tx,
+  pending: Pending[],
+  per: number,
+) {
+  const segments = await cutOnOwner(owner, spec, pending, per);
+  const sums = await sumRanges(destination, spec, segments.map((s) => s.range), per);
+  return segments.map((segment, i) => ({ segment, theirs: sums[i] }));
 }
 
 /**
@@ -191,28 +355,26 @@ export async function diffTable(
     deleteRanges: [],
     ownerRows: 0,
     destinationRows: 0,
-    statements: 0,
+    levels: 0,
   };
   const per = options.segmentsPerStatement;
-  let pending: Pending[] = [{
-    range: { lo: null, hi: null },
-    segmentRows: options.firstSegmentRows,
-  }];
-  let level = 0;
-  while (pending.length > 0) {
-    // One level: the owner cuts the pending ranges, the destination checksums the same cuts.
-    const { segments, statements } = await cutOnOwner(owner, spec, pending, per);
-    const { sums } = await sumRanges(destination, spec, segments.map((s) => s.range), per);
-    plan.statements += statements;
-    if (level === 0) {
-      plan.ownerRows = segments.reduce((n, s) => n + s.ownerRows, 0);
-      plan.destinationRows = sums.reduce((n, s) => n + s.rows, 0);
-    }
+  const whole: Pending = { range: { lo: null, hi: null }, segmentRows: options.firstSegmentRows };
+  const single = spec.key.length === 1;
+  let level =
+    (single && INTEGER_TYPES.has(spec.key[0].type)
+      ? await bucketIntegerKeys(spec, owner, destination, options)
+      : undefined) ??
+      (single
+        ? await bucketByOwnerKeys(spec, owner, destination, options)
+        : await cutAndSum(spec, owner, destination, [whole], per));
+  plan.ownerRows = level.reduce((n, l) => n + l.segment.ownerRows, 0);
+  plan.destinationRows = level.reduce((n, l) => n + l.theirs.rows, 0);
+  while (level.length > 0) {
+    plan.levels++;
     const next: Pending[] = [];
     const leaves: KeyRange[] = [];
-    segments.forEach((segment, i) => {
-      const theirs = sums[i];
-      if (segment.ownerRows === theirs.rows && segment.ownerSum === theirs.sum) return;
+    for (const { segment, theirs } of level) {
+      if (segment.ownerRows === theirs.rows && segment.ownerSum === theirs.sum) continue;
       if (theirs.rows === 0) {
         plan.insertRanges.push({ range: segment.range, rows: segment.ownerRows });
       } else if (segment.ownerRows === 0) {
@@ -225,24 +387,22 @@ export async function diffTable(
           segmentRows: Math.ceil(segment.ownerRows / options.fanout),
         });
       }
-    });
+    }
     if (leaves.length > 0) {
       const [mine, theirs] = await Promise.all([
         rowHashes(owner, spec, leaves, per),
         rowHashes(destination, spec, leaves, per),
       ]);
-      plan.statements += mine.statements;
-      for (const [key, hash] of mine.hashes) {
-        const other = theirs.hashes.get(key);
+      for (const [key, hash] of mine) {
+        const other = theirs.get(key);
         if (other === undefined) plan.inserts.push(JSON.parse(key));
         else if (other !== hash) plan.updates.push(JSON.parse(key));
       }
-      for (const key of theirs.hashes.keys()) {
-        if (!mine.hashes.has(key)) plan.deletes.push(JSON.parse(key));
+      for (const key of theirs.keys()) {
+        if (!mine.has(key)) plan.deletes.push(JSON.parse(key));
       }
     }
-    pending = next;
-    level++;
+    level = next.length > 0 ? await cutAndSum(spec, owner, destination, next, per) : [];
   }
   return plan;
 }

@@ -84,6 +84,20 @@ export function rangeCondition(
   return parts.length ? parts.join(" AND ") : "TRUE";
 }
 
+/**
+ * `WHERE` condition for a range whose bounds are elements 0 (lo) and 1 (hi) of the JSON array
+ * `json`, each an array of key text; both bounds must be present.
+ */
+export function jsonRangeCondition(spec: TableSpec, json: string, prefix = ""): string {
+  const bound = (n: number) => spec.key.map((c, i) => `(${json}->${n}->>${i})::${c.type}`);
+  if (spec.key.length === 1) {
+    const column = ordered(spec.key[0], prefix);
+    return `${column} >= ${bound(0)[0]} AND ${column} < ${bound(1)[0]}`;
+  }
+  const row = `ROW(${keyOrder(spec, prefix)})`;
+  return `${row} >= ROW(${bound(0).join(", ")}) AND ${row} < ROW(${bound(1).join(", ")})`;
+}
+
 /** Condition `ROW(key) > ROW(after)`, for keyset pagination. */
 export function afterCondition(spec: TableSpec, after: Key, params: Params, prefix = ""): string {
   return compareKey(spec, ">", after, params, prefix);
