@@ -105,13 +105,17 @@ export async function main(
         if (reports.some((r) => r.error)) status = 1;
       } catch (error) {
         // A refused or failed attempt is logged; loop mode tries again after the delay.
+        const message = [...databases.values()].reduce(
+          (text, db) => db.scrub(text),
+          (error as Error).message,
+        );
         io.stdout(JSON.stringify({
           time: new Date().toISOString(),
           level: "error",
           msg: "sync attempt failed",
-          error: (error as Error).message,
+          error: message,
         }));
-        io.stderr((error as Error).message);
+        io.stderr(message);
         status = 1;
       }
       if (flags.once || controller.signal.aborted) break;

@@ -15,6 +15,8 @@ export interface Database {
   bytesRead(): number;
   /** Bytes sent to the server since the connection opened. */
   bytesSent(): number;
+  /** Replace this database's URL and password in `text`, for messages that may quote them. */
+  scrub(text: string): string;
   /** Close the connection. */
   close(): Promise<void>;
 }
@@ -31,6 +33,21 @@ export const PINNED_SETTINGS: Readonly<Record<string, string>> = {
   bytea_output: "hex",
 };
 
+/** Replace `url` and its password (raw or percent-encoded) in `text`. */
+export function scrubSecrets(text: string, url: string): string {
+  let out = text.replaceAll(url, redactUrl(url));
+  try {
+    const password = new URL(url).password;
+    // Very short passwords would match ordinary text; such a password is not worth hiding.
+    if (password.length >= 4) {
+      out = out.replaceAll(password, "***").replaceAll(decodeURIComponent(password), "***");
+    }
+  } catch {
+    // An unparseable URL was replaced whole above.
+  }
+  return out;
+}
+
 /**
  * Open one connection to `url`. One connection because every unit of work is one transaction,
  * and PGlite serves a single session.
@@ -45,26 +62,24 @@ export function openDatabase(region: string, url: string): Database {
     connection: { ...PINNED_SETTINGS, application_name: "vestibule-sync" },
     // A socket of our own so the bench and logs can report real wire bytes.
     // @ts-expect-error: `socket` is supported by the driver (src/connection.js) but not typed
-    socket: ({ host, port }: { host: string[]; port: number[] }) =>
-      new Promise<net.Socket>((resolve, reject) => {
-        const socket = net.connect(port[0], host[0]);
-        socket.once("error", reject);
-        socket.once("connect", () => {
-          socket.off("error", reject);
-          resolve(socket);
-        });
-        socket.on("data", (chunk: Uint8Array) => {
-          received += chunk.byteLength;
-        });
-        const write = socket.write.bind(socket);
-        socket.write = ((chunk: Uint8Array | string, ...rest: unknown[]) => {
-          sent += typeof chunk === "string"
-            ? new TextEncoder().encode(chunk).byteLength
-            : chunk.byteLength;
-          // deno-lint-ignore no-explicit-any
-          return (write as any)(chunk, ...rest);
-        }) as typeof socket.write;
-      }),
+    socket: ({ host, port }: { host: string[]; port: number[] }) => {
+      // Returned before it connects: the driver's own error and close handlers then see a
+      // refused connection (a socket that fails before being returned leaves queries hanging),
+      // and writes are buffered until the connection is up.
+      const socket = net.connect(port[0], host[0]);
+      socket.on("data", (chunk: Uint8Array) => {
+        received += chunk.byteLength;
+      });
+      const write = socket.write.bind(socket);
+      socket.write = ((chunk: Uint8Array | string, ...rest: unknown[]) => {
+        sent += typeof chunk === "string"
+          ? new TextEncoder().encode(chunk).byteLength
+          : chunk.byteLength;
+        // deno-lint-ignore no-explicit-any
+        return (write as any)(chunk, ...rest);
+      }) as typeof socket.write;
+      return socket;
+    },
   });
   return {
     region,
@@ -72,6 +87,7 @@ export function openDatabase(region: string, url: string): Database {
     sql,
     bytesRead: () => received,
     bytesSent: () => sent,
+    scrub: (text) => scrubSecrets(text, url),
     close: () => sql.end({ timeout: 5 }),
   };
 }

@@ -19,6 +19,7 @@ export interface TableReport {
   owner_rows: number;
   destination_rows: number;
   bytes_read: number;
+  bytes_sent: number;
   duration_ms: number;
   attempts: number;
   dry_run: boolean;
@@ -79,6 +80,7 @@ export async function runAttempt(
   const tables = selectTables(config, options.tables);
   const owner = databases.get(config.owner)!;
   const destinations = [...databases.values()].filter((db) => db.region !== config.owner);
+  const scrubAll = (text: string) => [...databases.values()].reduce((t, db) => db.scrub(t), text);
   const retry = {
     baseDelayMs: options.retryDelayMs,
     onRetry: (error: unknown, attempt: number) =>
@@ -86,7 +88,7 @@ export async function runAttempt(
         level: "warn",
         msg: "transient failure, retrying",
         attempt,
-        error: (error as Error).message,
+        error: scrubAll((error as Error).message),
       })),
   };
   const specs = new Map<string, TableSpec>();
@@ -103,7 +105,8 @@ export async function runAttempt(
     for (const table of tables) {
       if (options.signal?.aborted) return reports;
       const started = performance.now();
-      const bytesBefore = owner.bytesRead() + destination.bytesRead();
+      const readBefore = owner.bytesRead() + destination.bytesRead();
+      const sentBefore = owner.bytesSent() + destination.bytesSent();
       let lastProgress = started;
       const base = { destination: destination.region, table: table.name, dry_run: options.dryRun };
       let report: TableReport;
@@ -136,6 +139,7 @@ export async function runAttempt(
           owner_rows: value.ownerRows,
           destination_rows: value.destinationRows,
           bytes_read: 0,
+          bytes_sent: 0,
           duration_ms: 0,
           attempts,
         };
@@ -150,12 +154,14 @@ export async function runAttempt(
           owner_rows: 0,
           destination_rows: 0,
           bytes_read: 0,
+          bytes_sent: 0,
           duration_ms: 0,
           attempts: 0,
-          error: (error as Error).message,
+          error: owner.scrub(destination.scrub((error as Error).message)),
         };
       }
-      report.bytes_read = owner.bytesRead() + destination.bytesRead() - bytesBefore;
+      report.bytes_read = owner.bytesRead() + destination.bytesRead() - readBefore;
+      report.bytes_sent = owner.bytesSent() + destination.bytesSent() - sentBefore;
       report.duration_ms = Math.round(performance.now() - started);
       reports.push(report);
       options.log(jsonLine({
