@@ -75,6 +75,23 @@ interface Pending {
 
 type Tx = postgres.TransactionSql;
 
+const sameKey = (a: Key | null, b: Key | null) =>
+  a !== null && b !== null && a.length === b.length && a.every((v, i) => v === b[i]);
+
+/**
+ * Append a range, merged with the previous one when they touch: an empty destination then
+ * becomes a few long ranges streamed in full batches, not one small query per segment.
+ */
+function addRange(list: { range: KeyRange; rows: number }[], range: KeyRange, rows: number) {
+  const last = list.at(-1);
+  if (last && sameKey(last.range.hi, range.lo)) {
+    last.range = { lo: last.range.lo, hi: range.hi };
+    last.rows += rows;
+  } else {
+    list.push({ range, rows });
+  }
+}
+
 function chunks<T>(items: T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
@@ -376,9 +393,9 @@ export async function diffTable(
     for (const { segment, theirs } of level) {
       if (segment.ownerRows === theirs.rows && segment.ownerSum === theirs.sum) continue;
       if (theirs.rows === 0) {
-        plan.insertRanges.push({ range: segment.range, rows: segment.ownerRows });
+        addRange(plan.insertRanges, segment.range, segment.ownerRows);
       } else if (segment.ownerRows === 0) {
-        plan.deleteRanges.push({ range: segment.range, rows: theirs.rows });
+        addRange(plan.deleteRanges, segment.range, theirs.rows);
       } else if (segment.ownerRows <= options.leafRows) {
         leaves.push(segment.range);
       } else {
