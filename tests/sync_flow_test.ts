@@ -130,6 +130,29 @@ for (const backend of BACKENDS) {
           assert.equal(await fingerprint(pair.destination, "kinds", "id"), before);
         });
 
+        await t.step(
+          "runAttempt() hashes the same whatever the destination's session settings",
+          async () => {
+            // New connections to the destination start with settings that change how timestamptz,
+            // floats and intervals print; the sync pins its own per transaction. PGlite has one
+            // session shared by every connection, so there the SETs on the admin connection count.
+            const [database] = await pair.destination.column(`SELECT current_database()`);
+            await pair.destination.exec(
+              `ALTER DATABASE "${database}" SET TimeZone = 'Australia/Sydney';
+             ALTER DATABASE "${database}" SET DateStyle = 'SQL, DMY';
+             ALTER DATABASE "${database}" SET extra_float_digits = -3;
+             SET TimeZone = 'Australia/Sydney'; SET DateStyle = 'SQL, DMY'; SET extra_float_digits = -3`,
+            );
+            try {
+              const { reports } = await attempt(pair, KINDS_CONFIG);
+              const report = only(reports, "public.kinds");
+              assert.equal(report.status, "in_sync", JSON.stringify(report));
+            } finally {
+              await pair.destination.exec(`ALTER DATABASE "${database}" RESET ALL; RESET ALL`);
+            }
+          },
+        );
+
         await t.step("runAttempt() with dryRun reports the plan and writes nothing", async () => {
           await pair.destination.exec(
             `UPDATE kinds SET label = 'drift' WHERE id < 20; DELETE FROM kinds WHERE id = 30`,
