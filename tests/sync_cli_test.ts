@@ -161,3 +161,38 @@ Deno.test({
     });
   },
 });
+
+async function until(condition: () => boolean, what: string) {
+  const deadline = performance.now() + 20_000;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+Deno.test("main() in loop mode logs a refused attempt and tries again after the delay", async () => {
+  await withPair(async (pair, dir) => {
+    await pair.destination.exec(`ALTER TABLE subject ALTER COLUMN name TYPE varchar(40)`);
+    const config = await writeConfig(dir, {
+      owner: "us",
+      databases: { us: pair.owner.url, au: pair.destination.url },
+      interval_seconds: 0.3,
+      tables: TABLES,
+    });
+    const { out, io } = capture();
+    const controller = new AbortController();
+    const running = main(["--config", config], io, controller.signal);
+    const failed = () => out.filter((l) => l.includes('"msg":"sync attempt failed"'));
+    await until(() => failed().length >= 2, "two refused attempts");
+    assert.match(
+      failed()[0],
+      /Cannot sync table \\"public.subject\\": column \\"name\\" is text at \\"us\\" but character varying\(40\) at \\"au\\"/,
+    );
+    await pair.destination.exec(`ALTER TABLE subject ALTER COLUMN name TYPE text`);
+    await until(() => out.some((l) => l.includes('"msg":"table synced"')), "a synced table");
+    controller.abort();
+    assert.equal(await running, 0);
+    const [count] = await pair.destination.column(`SELECT count(*) FROM subject`);
+    assert.equal(count, "50");
+  });
+});
