@@ -2,7 +2,7 @@
  * @module `deno task bench:sync`: segmented diff vs fetching every key and checksum, on 1M rows.
  *
  * Uses `SYNC_TEST_PG_URL` when set, else starts a local cluster with initdb. Flags:
- * `--rows N` (default 1000000).
+ * `--rows N` (default 1000000), `--rounds N` (default 3; medians are reported).
  */
 import { parseArgs } from "node:util";
 import postgres from "postgres";
@@ -15,9 +15,13 @@ import { startLocalPostgres } from "./local_postgres.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
-  options: { rows: { type: "string", default: "1000000" } },
+  options: {
+    rows: { type: "string", default: "1000000" },
+    rounds: { type: "string", default: "3" },
+  },
 });
 const ROWS = Number(flags.rows);
+const ROUNDS = Number(flags.rounds);
 
 const DDL = `CREATE TABLE bench (
   id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2), at timestamptz, doc jsonb)`;
@@ -117,36 +121,84 @@ try {
 
   // Warm the cache so every measurement reads from memory.
   await Promise.all(both.map((db) => hashAggregate(db, spec)));
-  const aggregateStart = performance.now();
-  const [ownerAggregate, destinationAggregate] = await Promise.all(
-    both.map((db) => hashAggregate(db, spec)),
+
+  /** Time `fn` and count the bytes both connections move while it runs. */
+  const measure = async <T>(fn: () => Promise<T>) => {
+    const bytes = transferred(both);
+    const start = performance.now();
+    const value = await fn();
+    return { value, time: ms(start), bytes: transferred(both) - bytes };
+  };
+  type Run = Awaited<ReturnType<typeof measure<unknown>>>;
+  const median = (runs: Run[], pick: (run: Run) => number) =>
+    runs.map(pick).sort((a, b) => a - b)[Math.floor(runs.length / 2)];
+
+  // Each round re-applies the same drift, so rounds are alike; medians tame a busy machine.
+  const rounds = {
+    aggregate: [] as Run[],
+    naive: [] as Run[],
+    sync: [] as Run[],
+    again: [] as Run[],
+  };
+  let outcome!: Awaited<ReturnType<typeof syncTable>>;
+  let again!: Awaited<ReturnType<typeof syncTable>>;
+  let naiveDifferences = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    if (round > 0) {
+      for (const statement of DRIFT) await destination.sql.unsafe(statement);
+      await destination.sql.unsafe("VACUUM ANALYZE bench");
+    }
+    rounds.aggregate.push(
+      await measure(() => Promise.all(both.map((db) => hashAggregate(db, spec)))),
+    );
+    const naive = await measure(() => naiveDiff(owner, destination, spec));
+    naiveDifferences = naive.value;
+    rounds.naive.push(naive);
+    const sync = await measure(() =>
+      syncTable(spec, config.tables[0], { owner, destination }, { dryRun: false })
+    );
+    outcome = sync.value;
+    rounds.sync.push(sync);
+    const second = await measure(() =>
+      syncTable(spec, config.tables[0], { owner, destination }, { dryRun: false })
+    );
+    again = second.value;
+    rounds.again.push(second);
+    const changed = outcome.inserts + outcome.updates + outcome.deletes;
+    if (again.status !== "in_sync" || changed !== naiveDifferences) {
+      throw new Error(
+        `Benchmark sync is wrong: ${changed} changes applied, naive diff found ${naiveDifferences}, second run ${again.status}`,
+      );
+    }
+  }
+  const aggregateBoth = median(rounds.aggregate, (r) => r.time);
+  const [ownerAggregate, destinationAggregate] = [0, 1].map((i) =>
+    median(rounds.aggregate, (r) => (r.value as number[])[i])
   );
-  const aggregateBoth = ms(aggregateStart);
-
-  let bytes = transferred(both);
-  let start = performance.now();
-  const naiveDifferences = await naiveDiff(owner, destination, spec);
-  const naiveTime = ms(start);
-  const naiveBytes = transferred(both) - bytes;
-
-  bytes = transferred(both);
-  start = performance.now();
-  const outcome = await syncTable(spec, config.tables[0], { owner, destination }, {
-    dryRun: false,
-  });
-  const syncTime = ms(start);
-  const syncBytes = transferred(both) - bytes;
-
-  bytes = transferred(both);
-  start = performance.now();
-  const again = await syncTable(spec, config.tables[0], { owner, destination }, { dryRun: false });
-  const againTime = ms(start);
-  const againBytes = transferred(both) - bytes;
+  const naiveTime = median(rounds.naive, (r) => r.time);
+  const naiveBytes = median(rounds.naive, (r) => r.bytes);
+  const syncTime = median(rounds.sync, (r) => r.time);
+  const syncBytes = median(rounds.sync, (r) => r.bytes);
+  const againTime = median(rounds.again, (r) => r.time);
+  const againBytes = median(rounds.again, (r) => r.bytes);
+  const spread = (runs: Run[]) => runs.map((r) => (r.time / 1000).toFixed(2)).join(", ");
+  /** Each round's time over that round's aggregate: median (min–max), robust to a busy machine. */
+  const ratio = (runs: Run[]) => {
+    const ratios = runs.map((r, i) => r.time / rounds.aggregate[i].time).sort((a, b) => a - b);
+    const mid = ratios[Math.floor(ratios.length / 2)];
+    return ratios.length > 1
+      ? `${mid.toFixed(2)}× (${ratios[0].toFixed(2)}–${ratios.at(-1)!.toFixed(2)})`
+      : `${mid.toFixed(2)}×`;
+  };
+  console.error(`aggregate s: ${spread(rounds.aggregate)}`);
+  console.error(`naive s: ${spread(rounds.naive)}`);
+  console.error(`sync s: ${spread(rounds.sync)}`);
+  console.error(`second sync s: ${spread(rounds.again)}`);
 
   // A first sync: the whole table copied into an empty destination, with progress.
   await destination.sql.unsafe("TRUNCATE bench");
-  bytes = transferred(both);
-  start = performance.now();
+  const bytes = transferred(both);
+  const start = performance.now();
   let shown = start;
   const first = await syncTable(spec, config.tables[0], { owner, destination }, {
     dryRun: false,
@@ -169,17 +221,12 @@ try {
   }
 
   const changed = outcome.inserts + outcome.updates + outcome.deletes;
-  if (again.status !== "in_sync" || changed !== naiveDifferences) {
-    throw new Error(
-      `Benchmark sync is wrong: ${changed} changes applied, naive diff found ${naiveDifferences}, second run ${again.status}`,
-    );
-  }
   console.log(`
 ${
     ROWS.toLocaleString("en")
-  } rows, ${changed} rows differing at the destination (${outcome.inserts} missing, ${outcome.updates} changed, ${outcome.deletes} extra); PostgreSQL on loopback, both databases on one 2-core machine.
+  } rows, ${changed} rows differing at the destination (${outcome.inserts} missing, ${outcome.updates} changed, ${outcome.deletes} extra); PostgreSQL on loopback, both databases on one 2-core machine; median of ${ROUNDS} rounds.
 
-| measurement | time | bytes on the wire | vs naive bytes | vs hash aggregate time |
+| measurement | time (median) | bytes on the wire | vs naive bytes | vs hash aggregate time, same round: median (min–max) |
 | --- | ---: | ---: | ---: | ---: |
 | full-table hash aggregate, both sides at once | ${sec(aggregateBoth)} | – | – | 1.00× |
 | ↳ owner alone / destination alone | ${sec(ownerAggregate)} / ${
@@ -187,13 +234,13 @@ ${
   } | – | – | – |
 | naive diff: every key + row hash from both sides (no apply) | ${sec(naiveTime)} | ${
     mib(naiveBytes)
-  } | 100 % | ${(naiveTime / aggregateBoth).toFixed(2)}× |
+  } | 100 % | ${ratio(rounds.naive)} |
 | segmented sync: diff + apply in one transaction | ${sec(syncTime)} | ${mib(syncBytes)} | ${
     (100 * syncBytes / naiveBytes).toFixed(2)
-  } % | ${(syncTime / aggregateBoth).toFixed(2)}× |
+  } % | ${ratio(rounds.sync)} |
 | second sync (already in line) | ${sec(againTime)} | ${mib(againBytes)} | ${
     (100 * againBytes / naiveBytes).toFixed(2)
-  } % | ${(againTime / aggregateBoth).toFixed(2)}× |
+  } % | ${ratio(rounds.again)} |
 | first sync into an empty destination (${first.inserts.toLocaleString("en")} rows copied) | ${
     sec(firstTime)
   } | ${mib(firstBytes)} | – | ${(firstTime / aggregateBoth).toFixed(2)}× |

@@ -49,6 +49,16 @@ export function scrubSecrets(text: string, url: string): string {
 }
 
 /**
+ * Planner settings for the sync's own transactions: JIT compiles the diff's many small LATERAL
+ * scans for longer than they run (their row estimates are guesses), and bucket sums sort in
+ * memory instead of spilling to disk.
+ */
+export const TUNED_SETTINGS: Readonly<Record<string, string>> = {
+  jit: "off",
+  work_mem: "64MB",
+};
+
+/**
  * Open one connection to `url`. One connection because every unit of work is one transaction,
  * and PGlite serves a single session.
  */

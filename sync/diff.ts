@@ -341,17 +341,62 @@ async function bucketByOwnerKeys(
   );
 }
 
-/** Cut pending ranges on the owner and checksum the same cuts at the destination. */
+/**
+ * Split a bounded integer range into about `fanout` parts of equal key width; undefined for
+ * other keys or open ranges, which the owner cuts by row count instead.
+ */
+function splitIntegerRange(spec: TableSpec, range: KeyRange, fanout: number) {
+  if (spec.key.length !== 1 || !INTEGER_TYPES.has(spec.key[0].type)) return undefined;
+  if (!range.lo || !range.hi) return undefined;
+  const lo = BigInt(range.lo[0]);
+  const hi = BigInt(range.hi[0]);
+  const width = (hi - lo + BigInt(fanout) - 1n) / BigInt(fanout);
+  const parts: KeyRange[] = [];
+  for (let at = lo; at < hi; at += width > 0n ? width : 1n) {
+    const end = at + width < hi ? at + width : hi;
+    parts.push({ lo: [String(at)], hi: [String(end)] });
+  }
+  return parts;
+}
+
+/**
+ * Cut pending ranges and checksum the cuts on both sides. Bounded integer ranges are cut by key
+ * width and summed on both sides at once; the rest are cut by the owner's row count first.
+ */
 async function cutAndSum(
   spec: TableSpec,
   owner: Tx,
   destination: Tx,
   pending: Pending[],
-  per: number,
-) {
-  const segments = await cutOnOwner(owner, spec, pending, per);
-  const sums = await sumRanges(destination, spec, segments.map((s) => s.range), per);
-  return segments.map((segment, i) => ({ segment, theirs: sums[i] }));
+  options: SegmentOptions,
+): Promise<Bucketed> {
+  const per = options.segmentsPerStatement;
+  const arithmetic: KeyRange[] = [];
+  const byOwner: Pending[] = [];
+  for (const p of pending) {
+    const parts = splitIntegerRange(spec, p.range, options.fanout);
+    if (parts) arithmetic.push(...parts);
+    else byOwner.push(p);
+  }
+  const out: Bucketed = [];
+  if (arithmetic.length > 0) {
+    const [mine, theirs] = await Promise.all([
+      sumRanges(owner, spec, arithmetic, per),
+      sumRanges(destination, spec, arithmetic, per),
+    ]);
+    arithmetic.forEach((range, i) =>
+      out.push({
+        segment: { range, ownerRows: mine[i].rows, ownerSum: mine[i].sum },
+        theirs: theirs[i],
+      })
+    );
+  }
+  if (byOwner.length > 0) {
+    const segments = await cutOnOwner(owner, spec, byOwner, per);
+    const sums = await sumRanges(destination, spec, segments.map((s) => s.range), per);
+    segments.forEach((segment, i) => out.push({ segment, theirs: sums[i] }));
+  }
+  return out;
 }
 
 /**
@@ -383,7 +428,7 @@ export async function diffTable(
       : undefined) ??
       (single
         ? await bucketByOwnerKeys(spec, owner, destination, options)
-        : await cutAndSum(spec, owner, destination, [whole], per));
+        : await cutAndSum(spec, owner, destination, [whole], options));
   plan.ownerRows = level.reduce((n, l) => n + l.segment.ownerRows, 0);
   plan.destinationRows = level.reduce((n, l) => n + l.theirs.rows, 0);
   while (level.length > 0) {
@@ -419,7 +464,7 @@ export async function diffTable(
         if (!mine.has(key)) plan.deletes.push(JSON.parse(key));
       }
     }
-    level = next.length > 0 ? await cutAndSum(spec, owner, destination, next, per) : [];
+    level = next.length > 0 ? await cutAndSum(spec, owner, destination, next, options) : [];
   }
   return plan;
 }

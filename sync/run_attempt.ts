@@ -185,7 +185,7 @@ export function formatSummary(reports: TableReport[]): string {
     "deleted",
     "extra",
     "rows",
-    "bytes",
+    "bytes read",
     "ms",
   ];
   const rows = reports.map((r) => [

@@ -1,7 +1,7 @@
 /** @module SQL text shared by the diff and apply steps: hashes, key order, ranges, row text. */
 import type { ColumnSpec, TableSpec } from "./table_spec.ts";
 import { quoteIdent } from "./table_spec.ts";
-import { PINNED_SETTINGS } from "./database.ts";
+import { PINNED_SETTINGS, TUNED_SETTINGS } from "./database.ts";
 
 /** A primary key as the text of each key column, in configured order. */
 export type Key = string[];
@@ -22,9 +22,9 @@ export class Params {
   }
 }
 
-/** `SET LOCAL` for every pinned setting, in one statement; run first in every transaction. */
+/** `SET LOCAL` for every pinned and tuned setting, in one statement; first in every transaction. */
 export const PIN_SESSION_SQL = `SELECT ${
-  Object.entries(PINNED_SETTINGS)
+  Object.entries({ ...PINNED_SETTINGS, ...TUNED_SETTINGS })
     .map(([name, value]) => `set_config('${name}', '${value}', true)`)
     .join(", ")
 }`;
