@@ -251,6 +251,50 @@ for (const backend of BACKENDS) {
           },
         );
 
+        await t.step({
+          name: "runAttempt() retries a serialization failure within the attempt, then applies",
+          // PGlite serves one session, so there is no concurrent writer to conflict with.
+          ignore: backend.name !== "postgres",
+          fn: async () => {
+            const [want] = await pair.owner.column(`SELECT label FROM kinds WHERE id = 9`);
+            await pair.destination.exec(`UPDATE kinds SET label = 'stale' WHERE id = 9`);
+            // Another writer holds the row the sync must update and commits once the sync waits.
+            const blocker = await pair.destination.admin.reserve();
+            try {
+              await blocker.unsafe(`BEGIN`);
+              await blocker.unsafe(`UPDATE kinds SET label = 'locked' WHERE id = 9`);
+              const running = attempt(pair, KINDS_CONFIG);
+              const deadline = performance.now() + 20_000;
+              while (true) {
+                const [waiting] = await pair.owner.column(
+                  `SELECT count(*) FROM pg_stat_activity
+                   WHERE application_name = 'vestibule-sync' AND wait_event_type = 'Lock'`,
+                );
+                if (waiting !== "0") break;
+                if (performance.now() > deadline) throw new Error("The sync never waited");
+                await new Promise((resolve) => setTimeout(resolve, 20));
+              }
+              await blocker.unsafe(`COMMIT`);
+              const { reports, lines } = await running;
+              const report = only(reports, "public.kinds");
+              assert.equal(report.status, "applied", report.error);
+              assert.equal(report.attempts, 2);
+              assert.equal(report.updates, 1);
+              assert.ok(
+                lines.some((l) =>
+                  l.includes("transient failure, retrying") &&
+                  l.includes("could not serialize access due to concurrent update")
+                ),
+                lines.join("\n"),
+              );
+            } finally {
+              blocker.release();
+            }
+            const [got] = await pair.destination.column(`SELECT label FROM kinds WHERE id = 9`);
+            assert.equal(got, want);
+          },
+        });
+
         await t.step(
           "runAttempt() refuses a schema mismatch before writing any table",
           async () => {
