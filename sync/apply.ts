@@ -121,12 +121,11 @@ async function* rangeRows(owner: Tx, spec: TableSpec, range: KeyRange, batch: nu
  * then inserts. Rows are read from the owner's transaction, so they match the diffed snapshot.
  */
 export async function applyPlan(
-  spec: TableSpec,
   plan: DiffPlan,
-  owner: Tx,
-  destination: Tx,
+  sides: { spec: TableSpec; owner: Tx; destination: Tx },
   options: ApplyOptions,
 ): Promise<void> {
+  const { spec, owner, destination } = sides;
   const batch = options.batchRows ?? 1000;
   const done = { inserted: 0, updated: 0, deleted: 0 };
   const counts = planCounts(plan);

@@ -155,12 +155,12 @@ try {
     naiveDifferences = naive.value;
     rounds.naive.push(naive);
     const sync = await measure(() =>
-      syncTable(spec, config.tables[0], { owner, destination }, { dryRun: false })
+      syncTable({ spec, config: config.tables[0] }, { owner, destination }, { dryRun: false })
     );
     outcome = sync.value;
     rounds.sync.push(sync);
     const second = await measure(() =>
-      syncTable(spec, config.tables[0], { owner, destination }, { dryRun: false })
+      syncTable({ spec, config: config.tables[0] }, { owner, destination }, { dryRun: false })
     );
     again = second.value;
     rounds.again.push(second);
@@ -200,7 +200,7 @@ try {
   const bytes = transferred(both);
   const start = performance.now();
   let shown = start;
-  const first = await syncTable(spec, config.tables[0], { owner, destination }, {
+  const first = await syncTable({ spec, config: config.tables[0] }, { owner, destination }, {
     dryRun: false,
     onProgress: (p) => {
       if (performance.now() - shown < 2000) return;
@@ -210,7 +210,7 @@ try {
   });
   const firstTime = ms(start);
   const firstBytes = transferred(both) - bytes;
-  const afterFirst = await syncTable(spec, config.tables[0], { owner, destination }, {
+  const afterFirst = await syncTable({ spec, config: config.tables[0] }, { owner, destination }, {
     dryRun: true,
   });
   await Promise.all(both.map((db) => db.close()));

@@ -11,14 +11,16 @@ const USAGE = `Usage: deno task sync [--config sync.json] [--once] [--dry-run] [
   --dry-run       show the plan; write nothing
   --table NAME    sync only this table (repeatable)`;
 
-/** Where the CLI writes; injected by tests. */
-export interface CliIo {
+/** Where the CLI writes and what it reads; injected by tests and the demo. */
+export interface CliOptions {
   stdout: (line: string) => void;
   stderr: (line: string) => void;
   env?: (name: string) => string | undefined;
+  /** Stops loop mode like SIGTERM does. */
+  signal?: AbortSignal;
 }
 
-const DEFAULT_IO: CliIo = {
+const DEFAULT_IO: CliOptions = {
   stdout: (line) => console.log(line),
   stderr: (line) => console.error(line),
 };
@@ -43,9 +45,9 @@ function delay(ms: number, signal: AbortSignal): Promise<void> {
  */
 export async function main(
   args: string[],
-  io: CliIo = DEFAULT_IO,
-  signal?: AbortSignal,
+  io: CliOptions = DEFAULT_IO,
 ): Promise<number> {
+  const { signal } = io;
   let flags;
   try {
     flags = parseArgs({

@@ -405,10 +405,10 @@ async function cutAndSum(
  */
 export async function diffTable(
   spec: TableSpec,
-  owner: Tx,
-  destination: Tx,
+  sides: { owner: Tx; destination: Tx },
   options: SegmentOptions = DEFAULT_SEGMENTS,
 ): Promise<DiffPlan> {
+  const { owner, destination } = sides;
   const plan: DiffPlan = {
     inserts: [],
     updates: [],

@@ -91,6 +91,14 @@ export async function runAttempt(
         error: scrubAll((error as Error).message),
       })),
   };
+  options.log(jsonLine({
+    level: "info",
+    msg: "sync attempt started",
+    owner: config.owner,
+    databases: Object.fromEntries([...databases.values()].map((db) => [db.region, db.label])),
+    tables: tables.map((t) => t.name),
+    dry_run: options.dryRun,
+  }));
   const specs = new Map<string, TableSpec>();
   for (const table of tables) {
     const { value } = await withRetry(
@@ -113,7 +121,7 @@ export async function runAttempt(
       try {
         const { value, attempts } = await withRetry(
           () =>
-            syncTable(specs.get(table.name)!, table, { owner, destination }, {
+            syncTable({ spec: specs.get(table.name)!, config: table }, { owner, destination }, {
               dryRun: options.dryRun,
               segments: options.segments,
               batchRows: options.batchRows,

@@ -1,7 +1,7 @@
 /** @module Brings one table at one destination in line: one owner snapshot, one destination transaction. */
 import type { TableConfig } from "./config.ts";
 import type { Database } from "./database.ts";
-import { DEFAULT_SEGMENTS, diffTable, planCounts, type SegmentOptions } from "./diff.ts";
+import { diffTable, planCounts, type SegmentOptions } from "./diff.ts";
 import { applyPlan, type ProgressListener } from "./apply.ts";
 import { SyncRefusedError } from "./errors.ts";
 import { PIN_SESSION_SQL } from "./sql_fragments.ts";
@@ -36,37 +36,37 @@ export interface SyncTableOptions {
  * @throws {SyncRefusedError} when deletes exceed `max_delete_ratio`
  */
 export async function syncTable(
-  spec: TableSpec,
-  table: TableConfig,
+  table: { spec: TableSpec; config: TableConfig },
   databases: { owner: Database; destination: Database },
   options: SyncTableOptions,
 ): Promise<TableOutcome> {
+  const { spec, config } = table;
   const { owner, destination } = databases;
   return await owner.sql.begin("isolation level repeatable read read only", async (o) => {
     await o.unsafe(PIN_SESSION_SQL);
     const mode = options.dryRun ? "read only" : "read write";
     return await destination.sql.begin(`isolation level repeatable read ${mode}`, async (d) => {
       await d.unsafe(PIN_SESSION_SQL);
-      const plan = await diffTable(spec, o, d, options.segments ?? DEFAULT_SEGMENTS);
+      const plan = await diffTable(spec, { owner: o, destination: d }, options.segments);
       const counts = planCounts(plan);
       const outcome: TableOutcome = {
         status: "in_sync",
         inserts: counts.inserts,
         updates: counts.updates,
-        deletes: table.delete_missing ? counts.deletes : 0,
-        extra: table.delete_missing ? 0 : counts.deletes,
+        deletes: config.delete_missing ? counts.deletes : 0,
+        extra: config.delete_missing ? 0 : counts.deletes,
         ownerRows: plan.ownerRows,
         destinationRows: plan.destinationRows,
       };
-      if (outcome.deletes > table.max_delete_ratio * plan.destinationRows) {
+      if (outcome.deletes > config.max_delete_ratio * plan.destinationRows) {
         throw new SyncRefusedError(
-          `Cannot sync table "${spec.name}" to "${destination.region}": ${outcome.deletes} deletes of ${plan.destinationRows} rows exceed max_delete_ratio ${table.max_delete_ratio}`,
+          `Cannot sync table "${spec.name}" to "${destination.region}": ${outcome.deletes} deletes of ${plan.destinationRows} rows exceed max_delete_ratio ${config.max_delete_ratio}`,
         );
       }
       if (outcome.inserts + outcome.updates + outcome.deletes === 0) return outcome;
       if (options.dryRun) return { ...outcome, status: "planned" };
-      await applyPlan(spec, plan, o, d, {
-        deleteMissing: table.delete_missing,
+      await applyPlan(plan, { spec, owner: o, destination: d }, {
+        deleteMissing: config.delete_missing,
         batchRows: options.batchRows,
         onProgress: options.onProgress,
       });

@@ -52,8 +52,10 @@ Deno.test("main() --once syncs, logs one JSON line per table and prints a summar
     const { out, io } = capture({ US: pair.owner.url, AU: pair.destination.url });
     const status = await main(["--config", config, "--once"], io);
     assert.equal(status, 0);
-    const logs = out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-    assert.equal(logs.length, 1);
+    const all = out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+    assert.deepEqual(all.map((l) => l.msg), ["sync attempt started", "table synced"]);
+    assert.deepEqual(all[0].databases, { us: pair.owner.url, au: pair.destination.url });
+    const logs = all.slice(1);
     assert.equal(logs[0].table, "public.subject");
     assert.equal(logs[0].inserts, 10);
     assert.ok(logs[0].bytes_read > 0 && logs[0].duration_ms >= 0);
@@ -181,7 +183,7 @@ Deno.test("main() in loop mode logs a refused attempt and tries again after the 
     });
     const { out, io } = capture();
     const controller = new AbortController();
-    const running = main(["--config", config], io, controller.signal);
+    const running = main(["--config", config], { ...io, signal: controller.signal });
     const failed = () => out.filter((l) => l.includes('"msg":"sync attempt failed"'));
     await until(() => failed().length >= 2, "two refused attempts");
     assert.match(

@@ -95,7 +95,7 @@ for (const backend of BACKENDS) {
             assert.equal(report.owner_rows, 300);
             assert.equal(report.destination_rows, 298);
             assert.ok(report.bytes_read > 0);
-            const logged = JSON.parse(lines.find((l) => l.includes('"public.kinds"'))!);
+            const logged = JSON.parse(lines.find((l) => l.includes('"msg":"table synced"'))!);
             assert.equal(logged.status, "applied");
             assert.equal(logged.inserts, 4);
             assert.equal(typeof logged.duration_ms, "number");
