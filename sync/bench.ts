@@ -2,7 +2,8 @@
  * @module `deno task bench:sync`: segmented diff vs fetching every key and checksum, on 1M rows.
  *
  * Uses `SYNC_TEST_PG_URL` when set, else starts a local cluster with initdb. Flags:
- * `--rows N` (default 1000000), `--rounds N` (default 3; medians are reported).
+ * `--rows N` (default 1000000), `--rounds N` (default 3; medians are reported),
+ * `--key bigint|text` (default bigint).
  */
 import { parseArgs } from "node:util";
 import postgres from "postgres";
@@ -18,26 +19,33 @@ const { values: flags } = parseArgs({
   options: {
     rows: { type: "string", default: "1000000" },
     rounds: { type: "string", default: "3" },
+    key: { type: "string", default: "bigint" },
   },
 });
 const ROWS = Number(flags.rows);
 const ROUNDS = Number(flags.rounds);
 
+const KEY = flags.key === "text" ? "text" : "bigint";
+/** The key for number `n`: a bigint, or zero-padded text so text order matches number order. */
+const keyOf = (n: string) => KEY === "text" ? `lpad((${n})::text, 9, '0')` : `(${n})`;
+
 const DDL = `CREATE TABLE bench (
-  id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2), at timestamptz, doc jsonb)`;
-// Owner ids are even so the destination can hold extra (odd) ids spread across the key space.
+  id ${KEY} PRIMARY KEY, n bigint NOT NULL, name text NOT NULL, amount numeric(12,2),
+  at timestamptz, doc jsonb)`;
+// Owner keys are even so the destination can hold extra (odd) keys spread across the key space.
 const SEED = `INSERT INTO bench
-  SELECT 2 * g, 'name ' || g, (g % 100000) / 100.0,
+  SELECT ${keyOf("2 * g")}, 2 * g, 'name ' || g, (g % 100000) / 100.0,
     '2024-01-01'::timestamptz + g * interval '1.5 second', jsonb_build_object('g', g, 'tag', g % 7)
   FROM generate_series(1, ${ROWS}) AS g`;
 /** 0.1 % of rows changed at the destination: ~60 % updated, ~20 % missing, ~20 % extra. */
 const CHANGES = Math.round(ROWS / 1000);
 const DRIFT = [
-  `UPDATE bench SET name = name || '*' WHERE (id / 2) % ${Math.round(ROWS / (CHANGES * 0.6))} = 0`,
-  `DELETE FROM bench WHERE (id / 2) % ${Math.round(ROWS / (CHANGES * 0.2))} = 7`,
-  `INSERT INTO bench (id, name) SELECT 2 * (g * ${
-    Math.round(ROWS / (CHANGES * 0.2))
-  }) + 1, 'extra' FROM generate_series(1, ${Math.round(CHANGES * 0.2)}) AS g`,
+  `UPDATE bench SET name = name || '*' WHERE (n / 2) % ${Math.round(ROWS / (CHANGES * 0.6))} = 0`,
+  `DELETE FROM bench WHERE (n / 2) % ${Math.round(ROWS / (CHANGES * 0.2))} = 7`,
+  `INSERT INTO bench (id, n, name) SELECT ${
+    keyOf(`2 * (g * ${Math.round(ROWS / (CHANGES * 0.2))}) + 1`)
+  }, 2 * (g * ${Math.round(ROWS / (CHANGES * 0.2))}) + 1, 'extra'
+  FROM generate_series(1, ${Math.round(CHANGES * 0.2)}) AS g`,
 ];
 
 function ms(start: number) {
@@ -224,7 +232,7 @@ try {
   console.log(`
 ${
     ROWS.toLocaleString("en")
-  } rows, ${changed} rows differing at the destination (${outcome.inserts} missing, ${outcome.updates} changed, ${outcome.deletes} extra); PostgreSQL on loopback, both databases on one 2-core machine; median of ${ROUNDS} rounds.
+  } rows with a ${KEY} key, ${changed} rows differing at the destination (${outcome.inserts} missing, ${outcome.updates} changed, ${outcome.deletes} extra); PostgreSQL on loopback, both databases on one 2-core machine; median of ${ROUNDS} rounds.
 
 | measurement | time (median) | bytes on the wire | vs naive bytes | vs hash aggregate time, same round: median (min–max) |
 | --- | ---: | ---: | ---: | ---: |

@@ -301,8 +301,9 @@ async function bucketIntegerKeys(
 
 /**
  * First level for any other single-column key: the owner lists every `firstSegmentRows`-th key
- * (an index-only scan), then both sides bucket rows with `width_bucket` at once. Composite keys
- * use range queries instead, as `width_bucket` cannot compare records under `COLLATE "C"`.
+ * (an index-only scan), then both sides count and checksum the rows between consecutive keys at
+ * once, each range an index range scan. The key list is sent once per side, not as pairs.
+ * (`width_bucket` over such a list walks a text array linearly per row, so it is not used.)
  */
 async function bucketByOwnerKeys(
   spec: TableSpec,
@@ -319,17 +320,30 @@ async function bucketByOwnerKeys(
            FROM ${spec.sqlName}) AS x
      WHERE rn % ${rows} = 1 AND rn > 1`,
   );
+  const keys = (JSON.parse(bounds) as string[]).map((k) => [k]);
+  const column = keyOrder(spec);
+  const sum = `count(*) AS n, coalesce(sum(${rowHash(spec)}::numeric), 0) AS s`;
+  const at = (i: number) => `(($1::text::json)->>${i})::${key.type}`;
+  const parts = keys.length === 0
+    ? [`SELECT 0 AS i, ${sum} FROM ${spec.sqlName} WHERE $1::text IS NOT NULL`]
+    : [
+      `SELECT 0 AS i, ${sum} FROM ${spec.sqlName} WHERE ${column} < ${at(0)}`,
+      `SELECT ${keys.length}, ${sum} FROM ${spec.sqlName}
+       WHERE ${column} >= ${at(keys.length - 1)}`,
+      `SELECT r.i, x.n, x.s
+       FROM (SELECT i, b #>> '{}' AS lo, lead(b #>> '{}') OVER (ORDER BY i) AS hi
+             FROM json_array_elements($1::text::json) WITH ORDINALITY AS e(b, i)) AS r
+       CROSS JOIN LATERAL (SELECT ${sum} FROM ${spec.sqlName}
+         WHERE ${column} >= (r.lo)::${key.type} AND ${column} < (r.hi)::${key.type}) AS x
+       WHERE r.hi IS NOT NULL`,
+    ];
   const [mine, theirs] = await bucketBoth(
     owner,
     destination,
-    bucketSql(
-      spec,
-      `width_bucket(${keyOrder(spec)}, ARRAY(SELECT (e #>> '{}')::${key.type}
-         FROM json_array_elements($1::text::json) AS e))`,
-    ),
+    `SELECT coalesce(string_agg(i || ' ' || n || ' ' || s, ','), '') AS buckets
+     FROM (${parts.map((p) => `(${p})`).join(" UNION ALL ")}) AS y`,
     [bounds],
   );
-  const keys = (JSON.parse(bounds) as string[]).map((k) => [k]);
   return pairBuckets(
     keys.length + 1,
     (b) => ({

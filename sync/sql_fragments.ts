@@ -31,9 +31,9 @@ export const PIN_SESSION_SQL = `SELECT ${
 
 const ident = (column: ColumnSpec) => quoteIdent(column.name);
 
-/** The key column as ordered: collatable types under `COLLATE "C"` (byte order, same everywhere). */
+/** The key column as ordered: text under `COLLATE "C"` (byte order, the same everywhere). */
 function ordered(column: ColumnSpec, prefix = ""): string {
-  return `${prefix}${ident(column)}${column.collatable ? ` COLLATE "C"` : ""}`;
+  return `${prefix}${ident(column)}${column.collateC ? ` COLLATE "C"` : ""}`;
 }
 
 /** `ORDER BY` list for the key. */

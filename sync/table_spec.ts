@@ -9,8 +9,12 @@ export interface ColumnSpec {
   type: string;
   /** `json` is hashed as `jsonb` so key order and whitespace do not count. */
   isJson: boolean;
-  /** Collatable columns are ordered under `COLLATE "C"` so every server agrees on key order. */
-  collatable: boolean;
+  /**
+   * Order under an explicit `COLLATE "C"` so every server agrees on key order. False for
+   * non-text types and for text that every database already orders bytewise (C or POSIX), where
+   * the explicit clause would only stop PostgreSQL from using the primary key index.
+   */
+  collateC: boolean;
 }
 
 /** What the diff and apply code need to know about one table. */
@@ -26,7 +30,7 @@ export interface TableSpec {
 }
 
 interface Shape {
-  columns: Map<string, ColumnSpec & { generated: boolean }>;
+  columns: Map<string, ColumnSpec & { generated: boolean; bytewise: boolean }>;
   primaryKey: string[];
 }
 
@@ -38,10 +42,25 @@ export function quoteIdent(name: string): string {
 async function readShape(sql: postgres.Sql, table: string): Promise<Shape | undefined> {
   const [schema, relation] = table.split(".");
   const rows = await sql<
-    { name: string; type: string; is_json: boolean; collatable: boolean; generated: boolean }[]
+    {
+      name: string;
+      type: string;
+      is_json: boolean;
+      collatable: boolean;
+      bytewise: boolean;
+      generated: boolean;
+    }[]
   >`
     SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
            a.atttypid = 'json'::regtype AS is_json, a.attcollation <> 0 AS collatable,
+           -- 100 is the database default collation; datlocprovider exists from PostgreSQL 15.
+           CASE WHEN a.attcollation = 100 THEN
+             (SELECT coalesce(to_jsonb(d)->>'datlocprovider', 'c') = 'c'
+                AND d.datcollate IN ('C', 'POSIX')
+              FROM pg_database d WHERE d.datname = current_database())
+           ELSE coalesce((SELECT co.collprovider = 'c' AND co.collcollate IN ('C', 'POSIX')
+              FROM pg_collation co WHERE co.oid = a.attcollation), false)
+           END AS bytewise,
            a.attgenerated <> '' AS generated
     FROM pg_attribute a
     JOIN pg_class c ON c.oid = a.attrelid
@@ -64,7 +83,8 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       name: r.name,
       type: r.type,
       isJson: r.is_json,
-      collatable: r.collatable,
+      collateC: r.collatable,
+      bytewise: r.bytewise,
       generated: r.generated,
     }])),
     primaryKey: key.map((r) => r.name),
@@ -130,8 +150,9 @@ export async function resolveTableSpec(
     }
   }
   const columns = names.map((n) => {
-    const { generated: _, ...spec } = ownerShape.columns.get(n)!;
-    return spec;
+    const { generated: _, bytewise: __, ...spec } = ownerShape.columns.get(n)!;
+    const bytewise = shapes.every((shape) => shape!.columns.get(n)!.bytewise);
+    return { ...spec, collateC: spec.collateC && !bytewise };
   });
   const [schema, relation] = table.name.split(".");
   return {

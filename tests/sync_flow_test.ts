@@ -207,15 +207,18 @@ for (const backend of BACKENDS) {
         await t.step(
           "runAttempt() syncs composite keys in C order and leaves extra rows when delete_missing is off",
           async () => {
-            const ddl = `CREATE TABLE curriculum (
-            country text, code varchar(20), title text NOT NULL, updated_at timestamptz DEFAULT now(),
-            PRIMARY KEY (country, code));`;
+            // The owner sorts country with ICU ('au' < 'AU'), the destination bytewise ('AU' < 'au'):
+            // only an explicit COLLATE "C" on both sides puts the same keys in the same segments.
+            const ddl = (collation: string) =>
+              `CREATE TABLE curriculum (
+                country text ${collation}, code varchar(20), title text NOT NULL,
+                updated_at timestamptz DEFAULT now(), PRIMARY KEY (country, code));`;
             const rows = `INSERT INTO curriculum (country, code, title, updated_at)
             SELECT c, k || g, 'Course ' || g, '2020-01-01' FROM unnest(ARRAY['au', 'AU', 'us', 'ü']) AS c,
               unnest(ARRAY['a', 'B', '_', 'é']) AS k, generate_series(1, 20) AS g;`;
-            await pair.owner.exec(ddl + rows);
+            await pair.owner.exec(ddl(`COLLATE "und-x-icu"`) + rows);
             await pair.destination.exec(
-              ddl + rows + `DELETE FROM curriculum WHERE code LIKE 'B1%';
+              ddl("") + rows + `DELETE FROM curriculum WHERE code LIKE 'B1%';
               UPDATE curriculum SET title = 'Renamed', updated_at = now() WHERE code = 'é7';
               UPDATE curriculum SET updated_at = '2000-01-01' WHERE code = 'a3';
               INSERT INTO curriculum VALUES ('zz', 'local', 'Only here', now());`,
