@@ -1,0 +1,137 @@
+/** @module `deno task sync`: parse flags, then sync once or in a loop until SIGINT/SIGTERM. */
+import { parseArgs } from "node:util";
+import { loadSyncConfig } from "./config.ts";
+import { type Database, openDatabase } from "./database.ts";
+import { formatSummary, runAttempt } from "./run_attempt.ts";
+
+const USAGE = `Usage: deno task sync [--config sync.json] [--once] [--dry-run] [--table NAME]...
+
+  --config PATH   sync config (default: sync.json)
+  --once          run one attempt and exit (status 1 if any table failed or was refused)
+  --dry-run       show the plan; write nothing
+  --table NAME    sync only this table (repeatable)`;
+
+/** Where the CLI writes and what it reads; injected by tests and the demo. */
+export interface CliOptions {
+  stdout: (line: string) => void;
+  stderr: (line: string) => void;
+  env?: (name: string) => string | undefined;
+  /** Stops loop mode like SIGTERM does. */
+  signal?: AbortSignal;
+}
+
+const DEFAULT_IO: CliOptions = {
+  stdout: (line) => console.log(line),
+  stderr: (line) => console.error(line),
+};
+
+/** Resolve after `ms`, or as soon as `signal` aborts. */
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
+
+/**
+ * Run the sync CLI with `args` and return the exit status. Loop mode stops cleanly on
+ * SIGINT/SIGTERM after the current table's transaction, or when `signal` aborts.
+ */
+export async function main(
+  args: string[],
+  io: CliOptions = DEFAULT_IO,
+): Promise<number> {
+  const { signal } = io;
+  let flags;
+  try {
+    flags = parseArgs({
+      args,
+      options: {
+        config: { type: "string", default: "sync.json" },
+        once: { type: "boolean", default: false },
+        "dry-run": { type: "boolean", default: false },
+        table: { type: "string", multiple: true },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (error) {
+    io.stderr(`${(error as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (flags.help) {
+    io.stdout(USAGE);
+    return 0;
+  }
+  let config;
+  try {
+    config = await loadSyncConfig(flags.config, io.env);
+  } catch (error) {
+    io.stderr((error as Error).message);
+    return 2;
+  }
+
+  const controller = new AbortController();
+  signal?.addEventListener("abort", () => controller.abort(), { once: true });
+  const stop = () => {
+    if (!controller.signal.aborted) {
+      io.stderr("Stopping after the current transaction");
+      controller.abort();
+    }
+  };
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  for (const name of signals) Deno.addSignalListener(name, stop);
+
+  const databases = new Map<string, Database>(
+    Object.entries(config.databases).map(([region, url]) => [region, openDatabase(region, url)]),
+  );
+  let status = 0;
+  try {
+    while (true) {
+      try {
+        const reports = await runAttempt(config, databases, {
+          dryRun: flags["dry-run"],
+          tables: flags.table,
+          signal: controller.signal,
+          log: io.stdout,
+          progress: io.stderr,
+        });
+        io.stdout(formatSummary(reports));
+        if (reports.some((r) => r.error)) status = 1;
+      } catch (error) {
+        // A refused or failed attempt is logged; loop mode tries again after the delay.
+        const message = [...databases.values()].reduce(
+          (text, db) => db.scrub(text),
+          (error as Error).message,
+        );
+        io.stdout(JSON.stringify({
+          time: new Date().toISOString(),
+          level: "error",
+          msg: "sync attempt failed",
+          error: message,
+        }));
+        io.stderr(message);
+        status = 1;
+      }
+      if (flags.once || controller.signal.aborted) break;
+      await delay(config.interval_seconds * 1000, controller.signal);
+      if (controller.signal.aborted) break;
+    }
+  } finally {
+    for (const name of signals) Deno.removeSignalListener(name, stop);
+    await Promise.all([...databases.values()].map((db) => db.close()));
+  }
+  // A signal is the normal way to end loop mode.
+  return flags.once ? status : 0;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

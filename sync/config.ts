@@ -1,0 +1,147 @@
+/** @module Sync config: the zod schema, `${NAME}` env expansion and cross-field checks. */
+import { z } from "zod";
+
+/** A table name written as `schema.table`; an unqualified name means `public`. */
+const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/;
+
+const TableSchema = z.strictObject({
+  name: z.string().regex(TABLE_NAME, 'Expected a table name like "public.subject"'),
+  primary_key: z.array(z.string().min(1)).min(1).describe(
+    "Primary key columns in order; must equal the table's primary key on every database",
+  ),
+  columns: z.array(z.string().min(1)).min(1).optional().describe(
+    "Columns to sync; default: every column of the owner's table",
+  ),
+  exclude_columns: z.array(z.string().min(1)).default([]).describe(
+    "Columns neither compared nor written (for example a local updated_at)",
+  ),
+  delete_missing: z.boolean().default(false).describe(
+    "Delete destination rows whose key is absent at the owner; otherwise they are only reported",
+  ),
+  max_delete_ratio: z.number().min(0).max(1).optional().describe(
+    "Refuse the table's sync when deletes exceed this share of the destination's rows",
+  ),
+});
+
+/** The sync config file's schema; also the source of `sync.schema.json`. */
+export const SyncConfigSchema = z.strictObject({
+  $schema: z.string().optional(),
+  owner: z.string().min(1).describe("Region whose database is the source of truth"),
+  databases: z.record(z.string().min(1), z.string().min(1)).describe(
+    "Region name to postgres:// URL; `${NAME}` is replaced by the environment variable NAME",
+  ),
+  interval_seconds: z.number().min(0).default(60).describe(
+    "Delay after each attempt in loop mode",
+  ),
+  max_delete_ratio: z.number().min(0).max(1).default(0.1).describe(
+    "Default for tables that set none",
+  ),
+  tables: z.array(TableSchema).min(1),
+});
+
+/** One table as configured, with defaults filled in. */
+export type TableConfig = z.infer<typeof TableSchema> & { max_delete_ratio: number };
+
+/** A validated config: URLs expanded, every table's delete ratio resolved. */
+export type SyncConfig = Omit<z.infer<typeof SyncConfigSchema>, "tables"> & {
+  tables: TableConfig[];
+};
+
+/** Replace every `${NAME}` in `value`; a variable that is not set is an error naming it. */
+function expandEnv(value: string, env: (name: string) => string | undefined, where: string) {
+  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+    const found = env(name);
+    if (found === undefined) {
+      throw new TypeError(
+        `Cannot load sync config: environment variable "${name}" is not set (used in ${where})`,
+      );
+    }
+    return found;
+  });
+}
+
+/**
+ * Validate a parsed config file: schema, env references, owner and key consistency.
+ *
+ * @throws {TypeError} naming the field at fault
+ */
+export function parseSyncConfig(
+  input: unknown,
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): SyncConfig {
+  const parsed = SyncConfigSchema.safeParse(input);
+  if (!parsed.success) {
+    throw new TypeError(`Cannot load sync config: ${z.prettifyError(parsed.error)}`);
+  }
+  const raw = parsed.data;
+  const databases: Record<string, string> = {};
+  for (const [region, url] of Object.entries(raw.databases)) {
+    const expanded = expandEnv(url, env, `databases.${region}`);
+    if (!/^postgres(ql)?:\/\//.test(expanded)) {
+      throw new TypeError(
+        `Cannot load sync config: databases.${region} is not a postgres:// URL`,
+      );
+    }
+    databases[region] = expanded;
+  }
+  if (!(raw.owner in databases)) {
+    throw new TypeError(
+      `Cannot load sync config: owner "${raw.owner}" is not in databases (${
+        Object.keys(databases).map((r) => `"${r}"`).join(", ")
+      })`,
+    );
+  }
+  if (Object.keys(databases).length < 2) {
+    throw new TypeError("Cannot load sync config: databases needs the owner and one destination");
+  }
+  const seen = new Set<string>();
+  const tables = raw.tables.map((table) => {
+    const name = table.name.includes(".") ? table.name : `public.${table.name}`;
+    if (seen.has(name)) {
+      throw new TypeError(`Cannot load sync config: table "${name}" is listed twice`);
+    }
+    seen.add(name);
+    for (const column of table.exclude_columns) {
+      if (table.primary_key.includes(column)) {
+        throw new TypeError(
+          `Cannot load sync config: table "${name}" excludes primary key column "${column}"`,
+        );
+      }
+    }
+    if (table.columns) {
+      for (const column of table.primary_key) {
+        if (!table.columns.includes(column)) {
+          throw new TypeError(
+            `Cannot load sync config: table "${name}" columns lack primary key column "${column}"`,
+          );
+        }
+      }
+    }
+    return { ...table, name, max_delete_ratio: table.max_delete_ratio ?? raw.max_delete_ratio };
+  });
+  return { ...raw, databases, tables };
+}
+
+/** Read and validate a config file. */
+export async function loadSyncConfig(
+  path: string,
+  env?: (name: string) => string | undefined,
+): Promise<SyncConfig> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    throw new TypeError(`Cannot load sync config "${path}": ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new SyntaxError(`Cannot load sync config "${path}": ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  return parseSyncConfig(json, env);
+}

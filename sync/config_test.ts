@@ -1,0 +1,151 @@
+import assert from "node:assert/strict";
+import { loadSyncConfig, parseSyncConfig } from "./config.ts";
+import { syncConfigJsonSchema } from "./write_schema.ts";
+
+const ENV: Record<string, string> = {
+  US_DATABASE_URL: "postgres://sync:s3cret@us.example:5432/app",
+  AU_DATABASE_URL: "postgres://sync:s3cret@au.example:5432/app",
+};
+const env = (name: string) => ENV[name];
+
+function config(overrides: Record<string, unknown> = {}) {
+  return {
+    owner: "us",
+    databases: { us: "${US_DATABASE_URL}", au: "${AU_DATABASE_URL}" },
+    tables: [{ name: "public.subject", primary_key: ["id"], delete_missing: true }],
+    ...overrides,
+  };
+}
+
+function refuses(input: unknown, message: string | RegExp, errorClass = TypeError) {
+  assert.throws(() => parseSyncConfig(input, env), (error: unknown) => {
+    assert.ok(error instanceof errorClass, `expected ${errorClass.name}, got ${error}`);
+    if (typeof message === "string") assert.equal(error.message, message);
+    else assert.match(error.message, message);
+    return true;
+  });
+}
+
+Deno.test("parseSyncConfig() fills defaults and expands env references", () => {
+  const parsed = parseSyncConfig(
+    config({ tables: [{ name: "curriculum", primary_key: ["country", "code"] }] }),
+    env,
+  );
+  assert.equal(parsed.databases.us, ENV.US_DATABASE_URL);
+  assert.equal(parsed.interval_seconds, 60);
+  assert.deepEqual(parsed.tables, [{
+    name: "public.curriculum",
+    primary_key: ["country", "code"],
+    exclude_columns: [],
+    delete_missing: false,
+    max_delete_ratio: 0.1,
+  }]);
+});
+
+Deno.test("parseSyncConfig() takes max_delete_ratio per table over the top level", () => {
+  const parsed = parseSyncConfig(
+    config({
+      max_delete_ratio: 0.3,
+      tables: [
+        { name: "a", primary_key: ["id"] },
+        { name: "b", primary_key: ["id"], max_delete_ratio: 0.5 },
+      ],
+    }),
+    env,
+  );
+  assert.deepEqual(parsed.tables.map((t) => t.max_delete_ratio), [0.3, 0.5]);
+});
+
+Deno.test("parseSyncConfig() refuses each invalid config with a message naming the field", async (t) => {
+  await t.step("unknown key", () =>
+    refuses(
+      config({ intervall_seconds: 5 }),
+      'Cannot load sync config: ✖ Unrecognized key: "intervall_seconds"',
+    ));
+  await t.step("unknown table key", () =>
+    refuses(
+      config({ tables: [{ name: "a", primary_key: ["id"], delete_mising: true }] }),
+      /Unrecognized key: "delete_mising"\n {2}→ at tables\[0\]/,
+    ));
+  await t.step("owner not in databases", () =>
+    refuses(
+      config({ owner: "eu" }),
+      'Cannot load sync config: owner "eu" is not in databases ("us", "au")',
+    ));
+  await t.step("missing env variable", () =>
+    refuses(
+      config({ databases: { us: "${US_DATABASE_URL}", au: "${NOPE_URL}" } }),
+      'Cannot load sync config: environment variable "NOPE_URL" is not set (used in databases.au)',
+    ));
+  await t.step("not a postgres URL", () =>
+    refuses(
+      config({ databases: { us: "${US_DATABASE_URL}", au: "mysql://x/y" } }),
+      "Cannot load sync config: databases.au is not a postgres:// URL",
+    ));
+  await t.step("a single database", () =>
+    refuses(
+      config({ databases: { us: "${US_DATABASE_URL}" } }),
+      "Cannot load sync config: databases needs the owner and one destination",
+    ));
+  await t.step("excluded primary key column", () =>
+    refuses(
+      config({ tables: [{ name: "a", primary_key: ["id"], exclude_columns: ["id"] }] }),
+      'Cannot load sync config: table "public.a" excludes primary key column "id"',
+    ));
+  await t.step("columns without the key", () =>
+    refuses(
+      config({ tables: [{ name: "a", primary_key: ["id"], columns: ["name"] }] }),
+      'Cannot load sync config: table "public.a" columns lack primary key column "id"',
+    ));
+  await t.step("table listed twice", () =>
+    refuses(
+      config({
+        tables: [{ name: "a", primary_key: ["id"] }, { name: "public.a", primary_key: ["id"] }],
+      }),
+      'Cannot load sync config: table "public.a" is listed twice',
+    ));
+  await t.step("ratio out of range", () =>
+    refuses(
+      config({ max_delete_ratio: 1.5 }),
+      /^Cannot load sync config: ✖ Too big: expected number to be <=1\n {2}→ at max_delete_ratio$/,
+    ));
+  await t.step("bad table name", () =>
+    refuses(
+      config({ tables: [{ name: "a;drop", primary_key: ["id"] }] }),
+      /Expected a table name like "public.subject"\n {2}→ at tables\[0\]\.name/,
+    ));
+  await t.step("no tables", () => refuses(config({ tables: [] }), /→ at tables/));
+});
+
+Deno.test("loadSyncConfig() refuses a missing file and invalid JSON", async () => {
+  await assert.rejects(loadSyncConfig("/nonexistent/sync.json", env), (error: unknown) => {
+    assert.ok(error instanceof TypeError);
+    assert.match(error.message, /^Cannot load sync config "\/nonexistent\/sync.json": /);
+    return true;
+  });
+  const path = await Deno.makeTempFile({ suffix: ".json" });
+  try {
+    await Deno.writeTextFile(path, "{ not json");
+    await assert.rejects(loadSyncConfig(path, env), (error: unknown) => {
+      assert.ok(error instanceof SyntaxError);
+      assert.ok(error.message.startsWith(`Cannot load sync config "${path}": `));
+      return true;
+    });
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
+Deno.test("sync.schema.json matches the zod schema (run `deno task sync:schema`)", async () => {
+  const committed = await Deno.readTextFile(new URL("./sync.schema.json", import.meta.url));
+  assert.equal(committed, syncConfigJsonSchema());
+});
+
+Deno.test("sync.example.json is a valid config", async () => {
+  const parsed = await loadSyncConfig(
+    new URL("./sync.example.json", import.meta.url).pathname,
+    env,
+  );
+  assert.equal(parsed.owner, "us");
+  assert.equal(parsed.tables.length, 2);
+});

@@ -1,0 +1,103 @@
+/** @module Connections to one region's PostgreSQL through npm:postgres, with byte counting. */
+import net from "node:net";
+import postgres from "postgres";
+import { redactUrl } from "./redact.ts";
+
+/** An open connection to one region's database. */
+export interface Database {
+  /** Region name from the config. */
+  readonly region: string;
+  /** The URL with its password redacted, for logs. */
+  readonly label: string;
+  /** The npm:postgres client, limited to one connection. */
+  readonly sql: postgres.Sql;
+  /** Bytes received from the server since the connection opened. */
+  bytesRead(): number;
+  /** Bytes sent to the server since the connection opened. */
+  bytesSent(): number;
+  /** Replace this database's URL and password in `text`, for messages that may quote them. */
+  scrub(text: string): string;
+  /** Close the connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Settings that change how values print as text; pinned so checksums agree across servers.
+ * `extra_float_digits = 3` prints floats exactly (shortest round-trip form on PG >= 12).
+ */
+export const PINNED_SETTINGS: Readonly<Record<string, string>> = {
+  TimeZone: "UTC",
+  DateStyle: "ISO, YMD",
+  IntervalStyle: "postgres",
+  extra_float_digits: "3",
+  bytea_output: "hex",
+};
+
+/** Replace `url` and its password (raw or percent-encoded) in `text`. */
+export function scrubSecrets(text: string, url: string): string {
+  let out = text.replaceAll(url, redactUrl(url));
+  try {
+    const password = new URL(url).password;
+    // Very short passwords would match ordinary text; such a password is not worth hiding.
+    if (password.length >= 4) {
+      out = out.replaceAll(password, "***").replaceAll(decodeURIComponent(password), "***");
+    }
+  } catch {
+    // An unparseable URL was replaced whole above.
+  }
+  return out;
+}
+
+/**
+ * Planner settings for the sync's own transactions: JIT compiles the diff's many small LATERAL
+ * scans for longer than they run (their row estimates are guesses), and bucket sums sort in
+ * memory instead of spilling to disk.
+ */
+export const TUNED_SETTINGS: Readonly<Record<string, string>> = {
+  jit: "off",
+  work_mem: "64MB",
+};
+
+/**
+ * Open one connection to `url`. One connection because every unit of work is one transaction,
+ * and PGlite serves a single session.
+ */
+export function openDatabase(region: string, url: string): Database {
+  let received = 0;
+  let sent = 0;
+  const sql = postgres(url, {
+    max: 1,
+    onnotice: () => {},
+    connect_timeout: 10,
+    connection: { ...PINNED_SETTINGS, application_name: "vestibule-sync" },
+    // A socket of our own so the bench and logs can report real wire bytes.
+    // @ts-expect-error: `socket` is supported by the driver (src/connection.js) but not typed
+    socket: ({ host, port }: { host: string[]; port: number[] }) => {
+      // Returned before it connects: the driver's own error and close handlers then see a
+      // refused connection (a socket that fails before being returned leaves queries hanging),
+      // and writes are buffered until the connection is up.
+      const socket = net.connect(port[0], host[0]);
+      socket.on("data", (chunk: Uint8Array) => {
+        received += chunk.byteLength;
+      });
+      const write = socket.write.bind(socket);
+      socket.write = ((chunk: Uint8Array | string, ...rest: unknown[]) => {
+        sent += typeof chunk === "string"
+          ? new TextEncoder().encode(chunk).byteLength
+          : chunk.byteLength;
+        // deno-lint-ignore no-explicit-any
+        return (write as any)(chunk, ...rest);
+      }) as typeof socket.write;
+      return socket;
+    },
+  });
+  return {
+    region,
+    label: redactUrl(url),
+    sql,
+    bytesRead: () => received,
+    bytesSent: () => sent,
+    scrub: (text) => scrubSecrets(text, url),
+    close: () => sql.end({ timeout: 5 }),
+  };
+}

@@ -1,0 +1,9 @@
+/** @module The error a caller catches to tell a refused table sync from a failed one. */
+
+/**
+ * A sync that was refused before writing anything: schema mismatch, a primary key that differs
+ * from the config, or deletes past `max_delete_ratio`. Retrying will not help.
+ */
+export class SyncRefusedError extends Error {
+  override name = "SyncRefusedError";
+}

@@ -1,0 +1,67 @@
+/** @module Retry with backoff for the failures a second try can fix. */
+
+/**
+ * SQLSTATEs worth retrying: serialization failure, deadlock, server shutting down or restarting,
+ * and the connection exception class.
+ * https://www.postgresql.org/docs/current/errcodes-appendix.html
+ */
+const TRANSIENT_SQLSTATES = new Set([
+  "40001",
+  "40P01",
+  "57P01",
+  "57P02",
+  "57P03",
+  "08000",
+  "08001",
+  "08003",
+  "08004",
+  "08006",
+]);
+
+/** npm:postgres and socket error codes for a lost or refused connection (not our own shutdown). */
+const TRANSIENT_CLIENT_CODES = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+]);
+
+/** Whether `error` is a serialization failure, deadlock or lost connection. */
+export function isTransient(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" &&
+    (TRANSIENT_SQLSTATES.has(code) || TRANSIENT_CLIENT_CODES.has(code));
+}
+
+/** Options for {@linkcode withRetry}. */
+export interface RetryOptions {
+  /** Tries in all, the first included. */
+  attempts?: number;
+  /** Delay before the second try; doubles after each, with jitter. */
+  baseDelayMs?: number;
+  /** Injected for tests. */
+  sleep?: (ms: number) => Promise<void>;
+  /** Called before each retry. */
+  onRetry?: (error: unknown, attempt: number) => void;
+}
+
+/** Run `fn`, retrying transient failures with exponential backoff; other errors pass through. */
+export async function withRetry<T>(
+  fn: () => Promise<T>,
+  options: RetryOptions = {},
+): Promise<{ value: T; attempts: number }> {
+  const attempts = options.attempts ?? 4;
+  const base = options.baseDelayMs ?? 250;
+  const sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+  for (let attempt = 1;; attempt++) {
+    try {
+      return { value: await fn(), attempts: attempt };
+    } catch (error) {
+      if (attempt >= attempts || !isTransient(error)) throw error;
+      options.onRetry?.(error, attempt);
+      await sleep(base * 2 ** (attempt - 1) * (0.5 + Math.random()));
+    }
+  }
+}

@@ -1,0 +1,217 @@
+/** @module One sync attempt: check every table everywhere, then sync destinations table by table. */
+import type { SyncConfig } from "./config.ts";
+import type { Database } from "./database.ts";
+import type { SegmentOptions } from "./diff.ts";
+import { SyncRefusedError } from "./errors.ts";
+import { withRetry } from "./retry.ts";
+import { syncTable } from "./sync_table.ts";
+import { resolveTableSpec, type TableSpec } from "./table_spec.ts";
+
+/** One table at one destination, as logged and summarised. */
+export interface TableReport {
+  destination: string;
+  table: string;
+  status: "in_sync" | "applied" | "planned" | "refused" | "failed";
+  inserts: number;
+  updates: number;
+  deletes: number;
+  extra: number;
+  owner_rows: number;
+  destination_rows: number;
+  bytes_read: number;
+  bytes_sent: number;
+  duration_ms: number;
+  attempts: number;
+  dry_run: boolean;
+  error?: string;
+}
+
+/** Options for {@linkcode runAttempt}. */
+export interface AttemptOptions {
+  dryRun: boolean;
+  /** Only these tables (as configured, or without the `public.` prefix). */
+  tables?: string[];
+  /** Stops the attempt between tables, so the current transaction always finishes. */
+  signal?: AbortSignal;
+  segments?: SegmentOptions;
+  batchRows?: number;
+  /** Receives one JSON line per table and per notable event. */
+  log: (line: string) => void;
+  /** Receives human progress lines for long syncs. */
+  progress?: (line: string) => void;
+  /** Retry policy for transient failures; injected by tests. */
+  retryDelayMs?: number;
+}
+
+/** Resolve `--table` arguments against the config. */
+function selectTables(config: SyncConfig, names: string[] | undefined) {
+  if (!names || names.length === 0) return config.tables;
+  return names.map((name) => {
+    const qualified = name.includes(".") ? name : `public.${name}`;
+    const table = config.tables.find((t) => t.name === qualified);
+    if (!table) {
+      throw new TypeError(
+        `Cannot sync table "${name}": it is not in the config (${
+          config.tables.map((t) => `"${t.name}"`).join(", ")
+        })`,
+      );
+    }
+    return table;
+  }).sort((a, b) => config.tables.indexOf(a) - config.tables.indexOf(b));
+}
+
+function jsonLine(fields: Record<string, unknown>): string {
+  return JSON.stringify({ time: new Date().toISOString(), ...fields });
+}
+
+/**
+ * Run one attempt. Every selected table is checked on every database first; a mismatch anywhere
+ * refuses the whole attempt before any write. Then each destination gets each table in config
+ * order, each in its own transaction; a failed table is reported and the next one runs.
+ *
+ * @param databases region to open database; must hold every region of the config
+ * @throws {SyncRefusedError} when a table's shape differs between databases
+ */
+export async function runAttempt(
+  config: SyncConfig,
+  databases: Map<string, Database>,
+  options: AttemptOptions,
+): Promise<TableReport[]> {
+  const tables = selectTables(config, options.tables);
+  const owner = databases.get(config.owner)!;
+  const destinations = [...databases.values()].filter((db) => db.region !== config.owner);
+  const scrubAll = (text: string) => [...databases.values()].reduce((t, db) => db.scrub(t), text);
+  const retry = {
+    baseDelayMs: options.retryDelayMs,
+    onRetry: (error: unknown, attempt: number) =>
+      options.log(jsonLine({
+        level: "warn",
+        msg: "transient failure, retrying",
+        attempt,
+        error: scrubAll((error as Error).message),
+      })),
+  };
+  options.log(jsonLine({
+    level: "info",
+    msg: "sync attempt started",
+    owner: config.owner,
+    databases: Object.fromEntries([...databases.values()].map((db) => [db.region, db.label])),
+    tables: tables.map((t) => t.name),
+    dry_run: options.dryRun,
+  }));
+  const specs = new Map<string, TableSpec>();
+  for (const table of tables) {
+    const { value } = await withRetry(
+      () => resolveTableSpec(table, [owner, ...destinations]),
+      retry,
+    );
+    specs.set(table.name, value);
+  }
+
+  const reports: TableReport[] = [];
+  for (const destination of destinations) {
+    for (const table of tables) {
+      if (options.signal?.aborted) return reports;
+      const started = performance.now();
+      const readBefore = owner.bytesRead() + destination.bytesRead();
+      const sentBefore = owner.bytesSent() + destination.bytesSent();
+      let lastProgress = started;
+      const base = { destination: destination.region, table: table.name, dry_run: options.dryRun };
+      let report: TableReport;
+      try {
+        const { value, attempts } = await withRetry(
+          () =>
+            syncTable({ spec: specs.get(table.name)!, config: table }, { owner, destination }, {
+              dryRun: options.dryRun,
+              segments: options.segments,
+              batchRows: options.batchRows,
+              onProgress: (p) => {
+                const now = performance.now();
+                if (now - lastProgress < 2000) return;
+                lastProgress = now;
+                const done = p.inserted + p.updated + p.deleted;
+                options.progress?.(
+                  `progress ${destination.region} ${table.name}: ${done}/${p.total} rows written (${p.inserted} inserted, ${p.updated} updated, ${p.deleted} deleted)`,
+                );
+              },
+            }),
+          retry,
+        );
+        report = {
+          ...base,
+          status: value.status,
+          inserts: value.inserts,
+          updates: value.updates,
+          deletes: value.deletes,
+          extra: value.extra,
+          owner_rows: value.ownerRows,
+          destination_rows: value.destinationRows,
+          bytes_read: 0,
+          bytes_sent: 0,
+          duration_ms: 0,
+          attempts,
+        };
+      } catch (error) {
+        report = {
+          ...base,
+          status: error instanceof SyncRefusedError ? "refused" : "failed",
+          inserts: 0,
+          updates: 0,
+          deletes: 0,
+          extra: 0,
+          owner_rows: 0,
+          destination_rows: 0,
+          bytes_read: 0,
+          bytes_sent: 0,
+          duration_ms: 0,
+          attempts: 0,
+          error: owner.scrub(destination.scrub((error as Error).message)),
+        };
+      }
+      report.bytes_read = owner.bytesRead() + destination.bytesRead() - readBefore;
+      report.bytes_sent = owner.bytesSent() + destination.bytesSent() - sentBefore;
+      report.duration_ms = Math.round(performance.now() - started);
+      reports.push(report);
+      options.log(jsonLine({
+        level: report.error ? "error" : "info",
+        msg: report.error ? "table sync failed" : "table synced",
+        ...report,
+      }));
+    }
+  }
+  return reports;
+}
+
+/** A fixed-width table of reports for people. */
+export function formatSummary(reports: TableReport[]): string {
+  const header = [
+    "destination",
+    "table",
+    "status",
+    "inserted",
+    "updated",
+    "deleted",
+    "extra",
+    "rows",
+    "bytes read",
+    "ms",
+  ];
+  const rows = reports.map((r) => [
+    r.destination,
+    r.table,
+    r.dry_run && r.status === "planned" ? "planned (dry run)" : r.status,
+    String(r.inserts),
+    String(r.updates),
+    String(r.deletes),
+    String(r.extra),
+    String(r.owner_rows),
+    String(r.bytes_read),
+    String(r.duration_ms),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  const errors = reports.filter((r) => r.error).map((r) =>
+    `${r.destination} ${r.table}: ${r.error}`
+  );
+  return [line(header), ...rows.map(line), ...errors].join("\n");
+}

@@ -1,0 +1,116 @@
+/** @module SQL text shared by the diff and apply steps: hashes, key order, ranges, row text. */
+import type { ColumnSpec, TableSpec } from "./table_spec.ts";
+import { quoteIdent } from "./table_spec.ts";
+import { PINNED_SETTINGS, TUNED_SETTINGS } from "./database.ts";
+
+/** A primary key as the text of each key column, in configured order. */
+export type Key = string[];
+
+/** Keys from `lo` (inclusive) to `hi` (exclusive) in `COLLATE "C"` key order; null is unbounded. */
+export interface KeyRange {
+  lo: Key | null;
+  hi: Key | null;
+}
+
+/** Positional parameters collected while building one statement; all are sent as text. */
+export class Params {
+  readonly values: string[] = [];
+  /** Add a value and return its placeholder, typed text so the driver never converts it. */
+  add(value: string): string {
+    this.values.push(value);
+    return `$${this.values.length}::text`;
+  }
+}
+
+/** `SET LOCAL` for every pinned and tuned setting, in one statement; first in every transaction. */
+export const PIN_SESSION_SQL = `SELECT ${
+  Object.entries({ ...PINNED_SETTINGS, ...TUNED_SETTINGS })
+    .map(([name, value]) => `set_config('${name}', '${value}', true)`)
+    .join(", ")
+}`;
+
+const ident = (column: ColumnSpec) => quoteIdent(column.name);
+
+/** The key column as ordered: text under `COLLATE "C"` (byte order, the same everywhere). */
+function ordered(column: ColumnSpec, prefix = ""): string {
+  return `${prefix}${ident(column)}${column.collateC ? ` COLLATE "C"` : ""}`;
+}
+
+/** `ORDER BY` list for the key. */
+export function keyOrder(spec: TableSpec, prefix = ""): string {
+  return spec.key.map((c) => ordered(c, prefix)).join(", ");
+}
+
+/**
+ * Per-row 64-bit hash of the synced columns. `ARRAY[...]::text` quotes "" and "null" and prints
+ * SQL NULL bare, so the three stay distinct; `json` is hashed as `jsonb`. `hashtextextended`
+ * exists since PostgreSQL 11 and, unlike `md5`, works on FIPS servers.
+ */
+export function rowHash(spec: TableSpec, prefix = ""): string {
+  const parts = spec.columns.map((c) =>
+    c.isJson ? `(${prefix}${ident(c)})::jsonb::text` : `(${prefix}${ident(c)})::text`
+  );
+  return `hashtextextended((ARRAY[${parts.join(", ")}]::text) COLLATE "C", 0)`;
+}
+
+/** The key as a JSON array of text, one column of output. */
+export function keyJson(spec: TableSpec, prefix = ""): string {
+  return `to_json(ARRAY[${spec.key.map((c) => `(${prefix}${ident(c)})::text`).join(", ")}])::text`;
+}
+
+/** The synced columns (in spec order) as a JSON array of text: values travel as their text form. */
+export function rowJson(spec: TableSpec, prefix = ""): string {
+  return `to_json(ARRAY[${
+    spec.columns.map((c) => `(${prefix}${ident(c)})::text`).join(", ")
+  }])::text`;
+}
+
+function compareKey(spec: TableSpec, op: string, key: Key, params: Params, prefix: string) {
+  const values = spec.key.map((c, i) => `(${params.add(key[i])})::${c.type}`);
+  if (spec.key.length === 1) return `${ordered(spec.key[0], prefix)} ${op} ${values[0]}`;
+  return `ROW(${keyOrder(spec, prefix)}) ${op} ROW(${values.join(", ")})`;
+}
+
+/** `WHERE` condition for a key range (`TRUE` when unbounded). */
+export function rangeCondition(
+  spec: TableSpec,
+  range: KeyRange,
+  params: Params,
+  prefix = "",
+): string {
+  const parts: string[] = [];
+  if (range.lo) parts.push(compareKey(spec, ">=", range.lo, params, prefix));
+  if (range.hi) parts.push(compareKey(spec, "<", range.hi, params, prefix));
+  return parts.length ? parts.join(" AND ") : "TRUE";
+}
+
+/**
+ * `WHERE` condition for a range whose bounds are elements 0 (lo) and 1 (hi) of the JSON array
+ * `json`, each an array of key text; both bounds must be present.
+ */
+export function jsonRangeCondition(spec: TableSpec, json: string, prefix = ""): string {
+  const bound = (n: number) => spec.key.map((c, i) => `(${json}->${n}->>${i})::${c.type}`);
+  if (spec.key.length === 1) {
+    const column = ordered(spec.key[0], prefix);
+    return `${column} >= ${bound(0)[0]} AND ${column} < ${bound(1)[0]}`;
+  }
+  const row = `ROW(${keyOrder(spec, prefix)})`;
+  return `${row} >= ROW(${bound(0).join(", ")}) AND ${row} < ROW(${bound(1).join(", ")})`;
+}
+
+/** Condition `ROW(key) > ROW(after)`, for keyset pagination. */
+export function afterCondition(spec: TableSpec, after: Key, params: Params, prefix = ""): string {
+  return compareKey(spec, ">", after, params, prefix);
+}
+
+/** Join condition matching the table's key to element `alias` of a JSON array of key text. */
+export function keyJoin(spec: TableSpec, alias: string, offsets?: number[], prefix = ""): string {
+  return spec.key.map((c, i) =>
+    `${prefix}${ident(c)} = (${alias}->>${offsets ? offsets[i] : i})::${c.type}`
+  ).join(" AND ");
+}
+
+/** Comma-separated quoted column names. */
+export function quoteIdentList(columns: ColumnSpec[]): string {
+  return columns.map(ident).join(", ");
+}

@@ -1,0 +1,164 @@
+/** @module Reads a table's columns and primary key from each database and checks they agree. */
+import type postgres from "postgres";
+import type { TableConfig } from "./config.ts";
+import { SyncRefusedError } from "./errors.ts";
+
+/** One column as synced: its name, its type as `format_type` prints it, and how to hash it. */
+export interface ColumnSpec {
+  name: string;
+  type: string;
+  /** `json` is hashed as `jsonb` so key order and whitespace do not count. */
+  isJson: boolean;
+  /**
+   * Order under an explicit `COLLATE "C"` so every server agrees on key order. False for
+   * non-text types and for text that every database already orders bytewise (C or POSIX), where
+   * the explicit clause would only stop PostgreSQL from using the primary key index.
+   */
+  collateC: boolean;
+}
+
+/** What the diff and apply code need to know about one table. */
+export interface TableSpec {
+  /** `schema.table` as configured. */
+  name: string;
+  /** Quoted `"schema"."table"`. */
+  sqlName: string;
+  /** Synced columns sorted by name (code point order); the hash covers exactly these. */
+  columns: ColumnSpec[];
+  /** Primary key columns in configured order. */
+  key: ColumnSpec[];
+}
+
+interface Shape {
+  columns: Map<string, ColumnSpec & { generated: boolean; bytewise: boolean }>;
+  primaryKey: string[];
+}
+
+/** Quote an identifier for SQL. */
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+async function readShape(sql: postgres.Sql, table: string): Promise<Shape | undefined> {
+  const [schema, relation] = table.split(".");
+  const rows = await sql<
+    {
+      name: string;
+      type: string;
+      is_json: boolean;
+      collatable: boolean;
+      bytewise: boolean;
+      generated: boolean;
+    }[]
+  >`
+    SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
+           a.atttypid = 'json'::regtype AS is_json, a.attcollation <> 0 AS collatable,
+           -- 100 is the database default collation; datlocprovider exists from PostgreSQL 15.
+           CASE WHEN a.attcollation = 100 THEN
+             (SELECT coalesce(to_jsonb(d)->>'datlocprovider', 'c') = 'c'
+                AND d.datcollate IN ('C', 'POSIX')
+              FROM pg_database d WHERE d.datname = current_database())
+           ELSE coalesce((SELECT co.collprovider = 'c' AND co.collcollate IN ('C', 'POSIX')
+              FROM pg_collation co WHERE co.oid = a.attcollation), false)
+           END AS bytewise,
+           a.attgenerated <> '' AS generated
+    FROM pg_attribute a
+    JOIN pg_class c ON c.oid = a.attrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = ${schema} AND c.relname = ${relation} AND c.relkind IN ('r', 'p')
+      AND a.attnum > 0 AND NOT a.attisdropped
+    ORDER BY a.attnum`;
+  if (rows.length === 0) return undefined;
+  const key = await sql<{ name: string }[]>`
+    SELECT a.attname AS name
+    FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+    WHERE n.nspname = ${schema} AND c.relname = ${relation} AND i.indisprimary
+    ORDER BY k.ord`;
+  return {
+    columns: new Map(rows.map((r) => [r.name, {
+      name: r.name,
+      type: r.type,
+      isJson: r.is_json,
+      collateC: r.collatable,
+      bytewise: r.bytewise,
+      generated: r.generated,
+    }])),
+    primaryKey: key.map((r) => r.name),
+  };
+}
+
+const listNames = (names: string[]) => `(${names.map((n) => `"${n}"`).join(", ")})`;
+
+/**
+ * Read `table` on every database and return the spec they all agree on.
+ *
+ * @param databases region name to client, owner first
+ * @throws {SyncRefusedError} when the table or a column is missing somewhere, a column's type
+ * differs, or a primary key differs from the configured one
+ */
+export async function resolveTableSpec(
+  table: TableConfig,
+  databases: { region: string; sql: postgres.Sql }[],
+): Promise<TableSpec> {
+  const refuse = (detail: string) =>
+    new SyncRefusedError(`Cannot sync table "${table.name}": ${detail}`);
+  const shapes = await Promise.all(databases.map((db) => readShape(db.sql, table.name)));
+  shapes.forEach((shape, i) => {
+    if (!shape) throw refuse(`table is missing at "${databases[i].region}"`);
+  });
+  const owner = databases[0].region;
+  const ownerShape = shapes[0]!;
+  const excluded = new Set(table.exclude_columns);
+  const wanted = table.columns ??
+    [...ownerShape.columns.values()].filter((c) => !c.generated).map((c) => c.name);
+  const names = wanted.filter((n) => !excluded.has(n)).sort();
+
+  for (const [i, shape] of shapes.entries()) {
+    const region = databases[i].region;
+    for (const name of names) {
+      const column = shape!.columns.get(name);
+      if (!column) throw refuse(`column "${name}" is missing at "${region}"`);
+      const ownerType = ownerShape.columns.get(name)?.type;
+      if (ownerType === undefined) throw refuse(`column "${name}" is missing at "${owner}"`);
+      if (column.type !== ownerType) {
+        throw refuse(
+          `column "${name}" is ${ownerType} at "${owner}" but ${column.type} at "${region}"`,
+        );
+      }
+      if (column.generated) throw refuse(`column "${name}" is generated at "${region}"`);
+    }
+    if (!table.columns) {
+      // Every other column must be accounted for, or inserts would silently drop its data.
+      for (const column of shape!.columns.values()) {
+        if (!column.generated && !excluded.has(column.name) && !names.includes(column.name)) {
+          throw refuse(`column "${column.name}" is missing at "${owner}"`);
+        }
+      }
+    }
+    if (shape!.primaryKey.join("\0") !== table.primary_key.join("\0")) {
+      throw refuse(
+        shape!.primaryKey.length === 0
+          ? `there is no primary key at "${region}"`
+          : `primary key is ${listNames(shape!.primaryKey)} at "${region}" but the config says ${
+            listNames(table.primary_key)
+          }`,
+      );
+    }
+  }
+  const columns = names.map((n) => {
+    const { generated: _, bytewise: __, ...spec } = ownerShape.columns.get(n)!;
+    const bytewise = shapes.every((shape) => shape!.columns.get(n)!.bytewise);
+    return { ...spec, collateC: spec.collateC && !bytewise };
+  });
+  const [schema, relation] = table.name.split(".");
+  return {
+    name: table.name,
+    sqlName: `${quoteIdent(schema)}.${quoteIdent(relation)}`,
+    columns,
+    key: table.primary_key.map((k) => columns.find((c) => c.name === k)!),
+  };
+}

@@ -1,0 +1,200 @@
+import assert from "node:assert/strict";
+import { main } from "../sync/cli.ts";
+import { BACKENDS, type Pair } from "./sync_fixtures.ts";
+
+const SCHEMA = `CREATE TABLE subject (id int PRIMARY KEY, name text NOT NULL)`;
+const TABLES = [{ name: "public.subject", primary_key: ["id"], delete_missing: true }];
+
+async function withPair(fn: (pair: Pair, dir: string) => Promise<void>) {
+  const pair = await BACKENDS[0].pair();
+  const dir = await Deno.makeTempDir({ prefix: "sync_cli_test_" });
+  try {
+    await pair.owner.exec(
+      `${SCHEMA}; INSERT INTO subject SELECT g, 'subject ' || g FROM generate_series(1, 50) g`,
+    );
+    await pair.destination.exec(
+      `${SCHEMA}; INSERT INTO subject SELECT g, 'subject ' || g FROM generate_series(1, 40) g`,
+    );
+    await fn(pair, dir);
+  } finally {
+    await pair.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function writeConfig(dir: string, config: Record<string, unknown>) {
+  const path = `${dir}/sync.json`;
+  await Deno.writeTextFile(path, JSON.stringify(config));
+  return path;
+}
+
+function capture(env: Record<string, string> = {}) {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    out,
+    err,
+    io: {
+      stdout: (l: string) => out.push(l),
+      stderr: (l: string) => err.push(l),
+      env: (n: string) => env[n],
+    },
+  };
+}
+
+Deno.test("main() --once syncs, logs one JSON line per table and prints a summary", async () => {
+  await withPair(async (pair, dir) => {
+    const config = await writeConfig(dir, {
+      owner: "us",
+      databases: { us: "${US}", au: "${AU}" },
+      tables: TABLES,
+    });
+    const { out, io } = capture({ US: pair.owner.url, AU: pair.destination.url });
+    const status = await main(["--config", config, "--once"], io);
+    assert.equal(status, 0);
+    const all = out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+    assert.deepEqual(all.map((l) => l.msg), ["sync attempt started", "table synced"]);
+    assert.deepEqual(all[0].databases, { us: pair.owner.url, au: pair.destination.url });
+    const logs = all.slice(1);
+    assert.equal(logs[0].table, "public.subject");
+    assert.equal(logs[0].inserts, 10);
+    assert.ok(logs[0].bytes_read > 0 && logs[0].duration_ms >= 0);
+    const summary = out.at(-1)!.split("\n");
+    assert.match(summary[0], /^destination +table +status +inserted/);
+    assert.match(summary[1], /^au +public\.subject +applied +10 +0 +0 +0 +50 /);
+    const [count] = await pair.destination.column(`SELECT count(*) FROM subject`);
+    assert.equal(count, "50");
+  });
+});
+
+Deno.test("main() exits 2 with the config error and 1 when a table is unknown", async () => {
+  await withPair(async (pair, dir) => {
+    const config = await writeConfig(dir, {
+      owner: "us",
+      databases: { us: "${US}", au: "${AU}" },
+      tables: TABLES,
+    });
+    const missing = capture({ US: pair.owner.url });
+    assert.equal(await main(["--config", config, "--once"], missing.io), 2);
+    assert.deepEqual(missing.err, [
+      'Cannot load sync config: environment variable "AU" is not set (used in databases.au)',
+    ]);
+    const unknown = capture({ US: pair.owner.url, AU: pair.destination.url });
+    assert.equal(await main(["--config", config, "--once", "--table", "nope"], unknown.io), 1);
+    assert.deepEqual(unknown.err, [
+      'Cannot sync table "nope": it is not in the config ("public.subject")',
+    ]);
+    const flag = capture();
+    assert.equal(await main(["--frobnicate"], flag.io), 2);
+    assert.match(flag.err[0], /Unknown option '--frobnicate'/);
+  });
+});
+
+Deno.test("main() never prints a database password", async () => {
+  await withPair(async (pair, dir) => {
+    // Port 1 on loopback refuses connections, so the error path runs with a password in the URL.
+    const config = await writeConfig(dir, {
+      owner: "us",
+      databases: { us: pair.owner.url, au: "postgres://sync:Pa55-word@127.0.0.1:1/app" },
+      tables: TABLES,
+    });
+    const { out, err, io } = capture();
+    assert.equal(await main(["--config", config, "--once"], io), 1);
+    const all = [...out, ...err].join("\n");
+    assert.match(all, /ECONNREFUSED/);
+    assert.doesNotMatch(all, /Pa55-word/);
+  });
+});
+
+Deno.test({
+  name: "sync CLI in loop mode waits interval_seconds between attempts and stops on SIGTERM",
+  async fn() {
+    await withPair(async (pair, dir) => {
+      const interval = 0.6;
+      const config = await writeConfig(dir, {
+        owner: "us",
+        databases: { us: pair.owner.url, au: pair.destination.url },
+        interval_seconds: interval,
+        tables: TABLES,
+      });
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          new URL("../sync/cli.ts", import.meta.url).pathname,
+          "--config",
+          config,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const stderr = new Response(child.stderr).text();
+      const attempts: number[] = [];
+      const deadline = setTimeout(() => child.kill("SIGKILL"), 30_000);
+      try {
+        const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        while (attempts.length < 3) {
+          const { value, done } = await lines.read();
+          if (done) break;
+          buffer += value;
+          const parts = buffer.split("\n");
+          buffer = parts.pop()!;
+          for (const line of parts) {
+            if (line.includes('"msg":"table synced"')) attempts.push(performance.now());
+          }
+        }
+        assert.equal(attempts.length, 3, "expected three attempts before the deadline");
+        child.kill("SIGTERM");
+        const status = await child.status;
+        await lines.cancel();
+        assert.equal(status.code, 0);
+        assert.match(await stderr, /Stopping after the current transaction/);
+      } finally {
+        clearTimeout(deadline);
+      }
+      for (let i = 1; i < attempts.length; i++) {
+        const gap = attempts[i] - attempts[i - 1];
+        assert.ok(gap >= interval * 1000 * 0.9, `attempts ${gap.toFixed(0)} ms apart`);
+        assert.ok(gap < interval * 1000 + 3000, `attempts ${gap.toFixed(0)} ms apart`);
+      }
+      const [count] = await pair.destination.column(`SELECT count(*) FROM subject`);
+      assert.equal(count, "50");
+    });
+  },
+});
+
+async function until(condition: () => boolean, what: string) {
+  const deadline = performance.now() + 20_000;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+Deno.test("main() in loop mode logs a refused attempt and tries again after the delay", async () => {
+  await withPair(async (pair, dir) => {
+    await pair.destination.exec(`ALTER TABLE subject ALTER COLUMN name TYPE varchar(40)`);
+    const config = await writeConfig(dir, {
+      owner: "us",
+      databases: { us: pair.owner.url, au: pair.destination.url },
+      interval_seconds: 0.3,
+      tables: TABLES,
+    });
+    const { out, io } = capture();
+    const controller = new AbortController();
+    const running = main(["--config", config], { ...io, signal: controller.signal });
+    const failed = () => out.filter((l) => l.includes('"msg":"sync attempt failed"'));
+    await until(() => failed().length >= 2, "two refused attempts");
+    assert.match(
+      failed()[0],
+      /Cannot sync table \\"public.subject\\": column \\"name\\" is text at \\"us\\" but character varying\(40\) at \\"au\\"/,
+    );
+    await pair.destination.exec(`ALTER TABLE subject ALTER COLUMN name TYPE text`);
+    await until(() => out.some((l) => l.includes('"msg":"table synced"')), "a synced table");
+    controller.abort();
+    assert.equal(await running, 0);
+    const [count] = await pair.destination.column(`SELECT count(*) FROM subject`);
+    assert.equal(count, "50");
+  });
+});

@@ -1,0 +1,374 @@
+import assert from "node:assert/strict";
+import { runAttempt, type TableReport } from "../sync/run_attempt.ts";
+import { SyncRefusedError } from "../sync/errors.ts";
+import { BACKENDS, collectLog, fingerprint, type Pair } from "./sync_fixtures.ts";
+
+const KINDS_TABLE = `
+  CREATE TABLE kinds (
+    id integer PRIMARY KEY, label text, doc jsonb, raw_doc json, at timestamptz, local_at timestamp,
+    amount numeric(12,4), blob bytea, ratio float8, tags text[]
+  );`;
+
+/** Rows meant to break a driver that converts through JS Date, JSON.parse or floats. */
+const KINDS_ROWS = `
+  INSERT INTO kinds VALUES
+    (1, '', '{"b": 1, "a": {"z": [1, 2], "y": null}}', '{"b":1,  "a":2}', '2024-02-29 23:59:59.123456+00',
+      '1999-12-31 23:59:59.000001', 1.5, '\\x00ff10', 0.1, ARRAY['x', NULL, '']),
+    (2, NULL, '"just a string"', 'null', '0001-01-01 00:00:00+00', NULL, -0.0001, '\\x', 1e308, '{}'),
+    (3, 'null', 'null', '[1, 2.50]', '2262-04-11 23:47:16.854775+00', '2024-01-01', 12345678.9999, NULL,
+      'NaN', NULL),
+    (4, 'Zürich — 東京 🚀 "quoted" \\ back', '{"emoji": "🚀", "n": 1.10}', '{}', NULL, NULL, 0, '\\x5c78',
+      '-Infinity', ARRAY['é']);
+  INSERT INTO kinds
+    SELECT g, 'row ' || g, jsonb_build_object('g', g), '{"g": 1}', '2024-01-01 00:00:00+00'::timestamptz + g * interval '1.000001 second',
+      NULL, g / 3.0, decode(lpad(to_hex(g), 6, '0'), 'hex'), g / 7.0, NULL
+    FROM generate_series(5, 300) AS g;`;
+
+/** Destination drift covering each difference the hash must see. */
+const KINDS_DRIFT = `
+  DELETE FROM kinds WHERE id IN (2, 50, 51, 52);
+  UPDATE kinds SET label = NULL WHERE id = 1;          -- '' became NULL
+  UPDATE kinds SET label = NULL WHERE id = 3;          -- 'null' became NULL
+  UPDATE kinds SET doc = '{"a": {"y": null, "z": [1, 2]}, "b": 1}' WHERE id = 1; -- same jsonb
+  UPDATE kinds SET raw_doc = '{"g":1}' WHERE id = 5;  -- json text differs, same as jsonb
+  UPDATE kinds SET at = at + interval '1 microsecond' WHERE id = 10;
+  UPDATE kinds SET amount = 100.0000 WHERE id = 11;
+  UPDATE kinds SET blob = '\\x00ff11' WHERE id = 12;
+  UPDATE kinds SET label = 'Zurich' WHERE id = 4;
+  UPDATE kinds SET tags = ARRAY['x', 'NULL', ''] WHERE id = 13;
+  INSERT INTO kinds (id, label) VALUES (1000, 'only here'), (1001, 'only here too');`;
+
+const KINDS_CONFIG = [{ name: "public.kinds", primary_key: ["id"], delete_missing: true }];
+
+function only(reports: TableReport[], table: string): TableReport {
+  const found = reports.filter((r) => r.table === table);
+  assert.equal(found.length, 1, `expected one report for ${table}`);
+  return found[0];
+}
+
+async function attempt(pair: Pair, tables: unknown[], options: {
+  dryRun?: boolean;
+  extra?: Record<string, unknown>;
+  batchRows?: number;
+  segments?: Parameters<typeof runAttempt>[2]["segments"];
+} = {}) {
+  const { config, databases } = pair.connect(tables, options.extra);
+  const { lines, log } = collectLog();
+  try {
+    const reports = await runAttempt(config, databases, {
+      dryRun: options.dryRun ?? false,
+      log,
+      batchRows: options.batchRows,
+      segments: options.segments,
+      retryDelayMs: 1,
+    });
+    return { reports, lines };
+  } finally {
+    await Promise.all([...databases.values()].map((db) => db.close()));
+  }
+}
+
+for (const backend of BACKENDS) {
+  Deno.test({
+    name: `sync against ${backend.name}`,
+    ignore: backend.ignoreReason !== undefined,
+    async fn(t) {
+      const pair = await backend.pair();
+      try {
+        await t.step(
+          "runAttempt() applies inserts, updates and deletes so values survive byte-exactly",
+          async () => {
+            await pair.owner.exec(KINDS_TABLE + KINDS_ROWS);
+            await pair.destination.exec(KINDS_TABLE + KINDS_ROWS + KINDS_DRIFT);
+            assert.notEqual(
+              await fingerprint(pair.destination, "kinds", "id"),
+              await fingerprint(pair.owner, "kinds", "id"),
+            );
+            const { reports, lines } = await attempt(pair, KINDS_CONFIG);
+            const report = only(reports, "public.kinds");
+            assert.equal(report.status, "applied", report.error);
+            // raw_doc of row 5 differs only as json text: compared as jsonb it is equal, so not updated.
+            assert.deepEqual(
+              [report.inserts, report.updates, report.deletes, report.extra],
+              [4, 7, 2, 0],
+            );
+            assert.equal(report.owner_rows, 300);
+            assert.equal(report.destination_rows, 298);
+            assert.ok(report.bytes_read > 0);
+            const logged = JSON.parse(lines.find((l) => l.includes('"msg":"table synced"'))!);
+            assert.equal(logged.status, "applied");
+            assert.equal(logged.inserts, 4);
+            assert.equal(typeof logged.duration_ms, "number");
+
+            // Row 5's json text keeps the destination's spelling; everything else matches exactly.
+            await pair.destination.exec(`UPDATE kinds SET raw_doc = '{"g": 1}' WHERE id = 5`);
+            assert.equal(
+              await fingerprint(pair.destination, "kinds", "id"),
+              await fingerprint(pair.owner, "kinds", "id"),
+            );
+            const values = await pair.destination.column(
+              `SELECT concat_ws(' | ', (label IS NULL)::text, at AT TIME ZONE 'UTC', jsonb_typeof(doc), raw_doc::text,
+               amount::text, encode(blob, 'hex'), ratio::text, tags::text)
+             FROM kinds WHERE id IN (1, 2, 3) ORDER BY id`,
+            );
+            assert.deepEqual(values, [
+              'false | 2024-02-29 23:59:59.123456 | object | {"b":1,  "a":2} | 1.5000 | 00ff10 | 0.1 | {x,NULL,""}',
+              "true | 0001-01-01 00:00:00 | string | null | -0.0001 |  | 1e+308 | {}",
+              "false | 2262-04-11 23:47:16.854775 | null | [1, 2.50] | 12345678.9999 | NaN",
+            ]);
+            const [unicode] = await pair.destination.column(`SELECT label FROM kinds WHERE id = 4`);
+            assert.equal(unicode, 'Zürich — 東京 🚀 "quoted" \\ back');
+          },
+        );
+
+        await t.step("runAttempt() changes nothing on a second run", async () => {
+          const before = await fingerprint(pair.destination, "kinds", "id");
+          const { reports } = await attempt(pair, KINDS_CONFIG);
+          const report = only(reports, "public.kinds");
+          assert.equal(report.status, "in_sync");
+          assert.deepEqual([report.inserts, report.updates, report.deletes], [0, 0, 0]);
+          assert.equal(await fingerprint(pair.destination, "kinds", "id"), before);
+        });
+
+        await t.step(
+          "runAttempt() hashes the same whatever the destination's session settings",
+          async () => {
+            // New connections to the destination start with settings that change how timestamptz,
+            // floats and intervals print; the sync pins its own per transaction. PGlite has one
+            // session shared by every connection, so there the SETs on the admin connection count.
+            const [database] = await pair.destination.column(`SELECT current_database()`);
+            await pair.destination.exec(
+              `ALTER DATABASE "${database}" SET TimeZone = 'Australia/Sydney';
+             ALTER DATABASE "${database}" SET DateStyle = 'SQL, DMY';
+             ALTER DATABASE "${database}" SET extra_float_digits = -3;
+             SET TimeZone = 'Australia/Sydney'; SET DateStyle = 'SQL, DMY'; SET extra_float_digits = -3`,
+            );
+            try {
+              const { reports } = await attempt(pair, KINDS_CONFIG);
+              const report = only(reports, "public.kinds");
+              assert.equal(report.status, "in_sync", JSON.stringify(report));
+            } finally {
+              await pair.destination.exec(`ALTER DATABASE "${database}" RESET ALL; RESET ALL`);
+            }
+          },
+        );
+
+        await t.step("runAttempt() with dryRun reports the plan and writes nothing", async () => {
+          await pair.destination.exec(
+            `UPDATE kinds SET label = 'drift' WHERE id < 20; DELETE FROM kinds WHERE id = 30`,
+          );
+          const before = await fingerprint(pair.destination, "kinds", "id");
+          const { reports } = await attempt(pair, KINDS_CONFIG, { dryRun: true });
+          const report = only(reports, "public.kinds");
+          assert.equal(report.status, "planned");
+          assert.equal(report.dry_run, true);
+          assert.deepEqual([report.inserts, report.updates, report.deletes], [1, 19, 0]);
+          assert.equal(await fingerprint(pair.destination, "kinds", "id"), before);
+        });
+
+        await t.step("runAttempt() rolls a table back when a write fails mid-apply", async () => {
+          // The destination refuses one of the rows the owner has; earlier batches already ran.
+          await pair.destination.exec(
+            `ALTER TABLE kinds ADD CONSTRAINT no_forbidden CHECK (label IS DISTINCT FROM 'forbidden')`,
+          );
+          await pair.owner.exec(`INSERT INTO kinds (id, label) VALUES (2000, 'forbidden')`);
+          const before = await fingerprint(pair.destination, "kinds", "id");
+          const { reports } = await attempt(pair, KINDS_CONFIG, { batchRows: 5 });
+          const report = only(reports, "public.kinds");
+          assert.equal(report.status, "failed");
+          assert.match(report.error!, /no_forbidden/);
+          assert.equal(await fingerprint(pair.destination, "kinds", "id"), before);
+          await pair.owner.exec(`DELETE FROM kinds WHERE id = 2000`);
+          const retry = only((await attempt(pair, KINDS_CONFIG)).reports, "public.kinds");
+          assert.equal(retry.status, "applied", retry.error);
+        });
+
+        await t.step(
+          "runAttempt() refuses deletes past max_delete_ratio and writes nothing",
+          async () => {
+            await pair.destination.exec(
+              `INSERT INTO kinds (id, label) SELECT g, 'extra' FROM generate_series(5000, 5040) AS g;
+             UPDATE kinds SET label = 'drift' WHERE id = 7`,
+            );
+            const before = await fingerprint(pair.destination, "kinds", "id");
+            const { reports } = await attempt(pair, KINDS_CONFIG);
+            const report = only(reports, "public.kinds");
+            assert.equal(report.status, "refused");
+            assert.equal(
+              report.error,
+              'Cannot sync table "public.kinds" to "au": 41 deletes of 341 rows exceed max_delete_ratio 0.1',
+            );
+            assert.equal(await fingerprint(pair.destination, "kinds", "id"), before);
+            const allowed = await attempt(pair, KINDS_CONFIG, { extra: { max_delete_ratio: 0.2 } });
+            assert.equal(only(allowed.reports, "public.kinds").deletes, 41);
+          },
+        );
+
+        await t.step(
+          "runAttempt() syncs composite keys in C order and leaves extra rows when delete_missing is off",
+          async () => {
+            // The owner sorts country with ICU ('au' < 'AU'), the destination bytewise ('AU' < 'au'):
+            // only an explicit COLLATE "C" on both sides puts the same keys in the same segments.
+            const ddl = (collation: string) =>
+              `CREATE TABLE curriculum (
+                country text ${collation}, code varchar(20), title text NOT NULL,
+                updated_at timestamptz DEFAULT now(), PRIMARY KEY (country, code));`;
+            const rows = `INSERT INTO curriculum (country, code, title, updated_at)
+            SELECT c, k || g, 'Course ' || g, '2020-01-01' FROM unnest(ARRAY['au', 'AU', 'us', 'ü']) AS c,
+              unnest(ARRAY['a', 'B', '_', 'é']) AS k, generate_series(1, 20) AS g;`;
+            await pair.owner.exec(ddl(`COLLATE "und-x-icu"`) + rows);
+            await pair.destination.exec(
+              ddl("") + rows + `DELETE FROM curriculum WHERE code LIKE 'B1%';
+              UPDATE curriculum SET title = 'Renamed', updated_at = now() WHERE code = 'é7';
+              UPDATE curriculum SET updated_at = '2000-01-01' WHERE code = 'a3';
+              INSERT INTO curriculum VALUES ('zz', 'local', 'Only here', now());`,
+            );
+            const tables = [{
+              name: "public.curriculum",
+              primary_key: ["country", "code"],
+              exclude_columns: ["updated_at"],
+            }];
+            const { reports } = await attempt(pair, tables, {
+              segments: { firstSegmentRows: 16, fanout: 4, leafRows: 4, segmentsPerStatement: 8 },
+            });
+            const report = only(reports, "public.curriculum");
+            assert.equal(report.status, "applied", report.error);
+            assert.deepEqual(
+              [report.inserts, report.updates, report.deletes, report.extra],
+              [4 * 11, 4, 0, 1],
+            );
+            const project = `(SELECT country, code, title FROM curriculum WHERE country <> 'zz')`;
+            const order = `country COLLATE "C", code COLLATE "C"`;
+            assert.equal(
+              await fingerprint(pair.destination, project, order),
+              await fingerprint(pair.owner, project, order),
+            );
+            const [kept] = await pair.destination.column(
+              `SELECT updated_at = '2000-01-01' FROM curriculum WHERE code = 'a3' AND country = 'au'`,
+            );
+            assert.equal(kept, "true", "excluded column must not be written");
+            const [extra] = await pair.destination.column(
+              `SELECT count(*) FROM curriculum WHERE country = 'zz'`,
+            );
+            assert.equal(extra, "1");
+          },
+        );
+
+        await t.step({
+          name: "runAttempt() retries a serialization failure within the attempt, then applies",
+          // PGlite serves one session, so there is no concurrent writer to conflict with.
+          ignore: backend.name !== "postgres",
+          fn: async () => {
+            const [want] = await pair.owner.column(`SELECT label FROM kinds WHERE id = 9`);
+            await pair.destination.exec(`UPDATE kinds SET label = 'stale' WHERE id = 9`);
+            // Another writer holds the row the sync must update and commits once the sync waits.
+            const blocker = await pair.destination.admin.reserve();
+            try {
+              await blocker.unsafe(`BEGIN`);
+              await blocker.unsafe(`UPDATE kinds SET label = 'locked' WHERE id = 9`);
+              const running = attempt(pair, KINDS_CONFIG);
+              const deadline = performance.now() + 20_000;
+              while (true) {
+                const [waiting] = await pair.owner.column(
+                  `SELECT count(*) FROM pg_stat_activity
+                   WHERE application_name = 'vestibule-sync' AND wait_event_type = 'Lock'`,
+                );
+                if (waiting !== "0") break;
+                if (performance.now() > deadline) throw new Error("The sync never waited");
+                await new Promise((resolve) => setTimeout(resolve, 20));
+              }
+              await blocker.unsafe(`COMMIT`);
+              const { reports, lines } = await running;
+              const report = only(reports, "public.kinds");
+              assert.equal(report.status, "applied", report.error);
+              assert.equal(report.attempts, 2);
+              assert.equal(report.updates, 1);
+              assert.ok(
+                lines.some((l) =>
+                  l.includes("transient failure, retrying") &&
+                  l.includes("could not serialize access due to concurrent update")
+                ),
+                lines.join("\n"),
+              );
+            } finally {
+              blocker.release();
+            }
+            const [got] = await pair.destination.column(`SELECT label FROM kinds WHERE id = 9`);
+            assert.equal(got, want);
+          },
+        });
+
+        await t.step(
+          "runAttempt() refuses a schema mismatch before writing any table",
+          async () => {
+            await pair.owner.exec(`CREATE TABLE bad (id int PRIMARY KEY, name text)`);
+            await pair.destination.exec(`CREATE TABLE bad (id int PRIMARY KEY, name varchar(10))`);
+            await pair.destination.exec(`UPDATE kinds SET label = 'drift again' WHERE id = 8`);
+            const before = await fingerprint(pair.destination, "kinds", "id");
+            const tables = [...KINDS_CONFIG, { name: "public.bad", primary_key: ["id"] }];
+            const { config, databases } = pair.connect(tables);
+            await assert.rejects(
+              runAttempt(config, databases, { dryRun: false, log: () => {} }),
+              (error: unknown) => {
+                assert.ok(error instanceof SyncRefusedError);
+                assert.equal(
+                  error.message,
+                  'Cannot sync table "public.bad": column "name" is text at "us" but character varying(10) at "au"',
+                );
+                return true;
+              },
+            );
+            assert.equal(await fingerprint(pair.destination, "kinds", "id"), before);
+          },
+        );
+
+        await t.step("runAttempt() names each kind of schema mismatch", async () => {
+          await pair.owner.exec(`
+            CREATE TABLE nokey (id int, name text);
+            CREATE TABLE twokey (a int, b int, PRIMARY KEY (a, b));
+            CREATE TABLE extra_col (id int PRIMARY KEY);
+            CREATE TABLE only_owner (id int PRIMARY KEY);`);
+          await pair.destination.exec(`
+            CREATE TABLE nokey (id int, name text);
+            CREATE TABLE twokey (a int, b int, PRIMARY KEY (b, a));
+            CREATE TABLE extra_col (id int PRIMARY KEY, note text);`);
+          const cases: [unknown, string][] = [
+            [
+              { name: "only_owner", primary_key: ["id"] },
+              'Cannot sync table "public.only_owner": table is missing at "au"',
+            ],
+            [
+              { name: "public.nokey", primary_key: ["id"] },
+              'Cannot sync table "public.nokey": there is no primary key at "us"',
+            ],
+            [
+              { name: "public.twokey", primary_key: ["a", "b"] },
+              'Cannot sync table "public.twokey": primary key is ("b", "a") at "au" but the config says ("a", "b")',
+            ],
+            [
+              { name: "public.extra_col", primary_key: ["id"] },
+              'Cannot sync table "public.extra_col": column "note" is missing at "us"',
+            ],
+            [
+              { name: "public.extra_col", primary_key: ["id"], columns: ["id", "note"] },
+              'Cannot sync table "public.extra_col": column "note" is missing at "us"',
+            ],
+          ];
+          for (const [table, message] of cases) {
+            const { config, databases } = pair.connect([table]);
+            await assert.rejects(
+              runAttempt(config, databases, { dryRun: false, log: () => {} }),
+              (error: unknown) => {
+                assert.ok(error instanceof SyncRefusedError, String(error));
+                assert.equal(error.message, message);
+                return true;
+              },
+            );
+          }
+        });
+      } finally {
+        await pair.close();
+      }
+    },
+  });
+}
