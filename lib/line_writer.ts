@@ -7,6 +7,12 @@
 /** POSIX `PIPE_BUF` on Linux: a pipe write up to this size is never interleaved with another. */
 const PIPE_BUF = 4096;
 
+/**
+ * How long a line may wait for the buffer to fill. Under load the buffer fills first (about a
+ * dozen lines); flushing on every event-loop turn instead cost a write and a timer per turn.
+ */
+const FLUSH_AFTER_MS = 20;
+
 /** Where lines go: `Deno.stdout`, or a file in tests. */
 export interface SyncWriter {
   writeSync(bytes: Uint8Array): number;
@@ -14,10 +20,10 @@ export interface SyncWriter {
 
 /**
  * Returns a `log` function for {@linkcode AppDeps}. Lines are encoded into a 4 KiB buffer that
- * is written when the next line would not fit, and at the latest on the next timer tick, so a
- * batch is never more than one turn of the event loop old. Batches end on a line boundary and
+ * is written when the next line would not fit, and at the latest {@linkcode FLUSH_AFTER_MS}
+ * after its first line. Batches end on a line boundary and
  * stay within `PIPE_BUF`, so lines from several `deno serve --parallel` workers sharing one
- * stdout pipe never mix. Pending lines are written on `unload`; a crash loses at most one turn's.
+ * stdout pipe never mix. Pending lines are written on `unload`; a crash loses at most 20 ms of them.
  */
 export function bufferedLineWriter(out: SyncWriter = Deno.stdout): (line: string) => void {
   const encoder = new TextEncoder();
@@ -43,7 +49,7 @@ export function bufferedLineWriter(out: SyncWriter = Deno.stdout): (line: string
       }
     }
     used += written;
-    timer ??= setTimeout(flush, 0);
+    timer ??= setTimeout(flush, FLUSH_AFTER_MS);
   };
 }
 

@@ -13,14 +13,14 @@ function recorder() {
   };
 }
 
-const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+const tick = () => new Promise((resolve) => setTimeout(resolve, 30));
 
-Deno.test("bufferedLineWriter() writes the lines of one event-loop turn in one write", async () => {
+Deno.test("bufferedLineWriter() writes the lines of one flush interval in one write", async () => {
   const out = recorder();
   const log = bufferedLineWriter(out);
   log('{"a":1}');
   log('{"b":"é"}');
-  assert.equal(out.writes.length, 0, "nothing written before the turn ends");
+  assert.equal(out.writes.length, 0, "nothing written before the flush interval ends");
   await tick();
   assert.equal(out.writes.length, 1);
   assert.equal(out.text(), '{"a":1}\n{"b":"é"}\n');
