@@ -3,6 +3,7 @@
  * this machine is noisy): origin direct vs a bare fetch pass-through vs vestibule (regional), then
  * broadcast latency, OCAP and observability cost. Needs wrk (Debian package `wrk`).
  */
+import { benchObservability } from "./observability.ts";
 import { benchOcap } from "./ocap.ts";
 
 const DURATION = Deno.env.get("BENCH_DURATION") ?? "5s";
@@ -207,6 +208,8 @@ if (import.meta.main) {
   }
   if (Deno.env.get("BENCH_ONLY")) Deno.exit(0);
   sections.push(await benchOcap());
+  console.log(sections.at(-1));
+  sections.push("### Observability on vs off\n\n" + await benchObservability());
   console.log(sections.at(-1));
   const report = sections.join("\n");
   await Deno.writeTextFile(new URL("./latest.md", import.meta.url), report);
