@@ -2,7 +2,6 @@
  * @module `deno task check-rules [FILE]`: validates a rules file as start-up does, then runs the
  * route-table tests beside it (`foo.json` → `foo.test.json`). See docs/operations.md.
  */
-import { parseArgs } from "node:util";
 import { loadRules } from "../lib/load_rules.ts";
 import {
   formatCaseResults,
@@ -11,6 +10,7 @@ import {
   routeCasesPath,
   runRouteCases,
 } from "../lib/route_cases.ts";
+import { parseCommandLine, RULES_ENV_OPTIONS } from "./_command_line.ts";
 import { rulesEnv } from "./_rules_env.ts";
 
 const USAGE = `Usage: deno task check-rules [FILE] [options]
@@ -22,26 +22,9 @@ const USAGE = `Usage: deno task check-rules [FILE] [options]
 
 /** Runs the CLI; returns the exit code (0 valid and every case passed, 1 otherwise, 2 usage). */
 export async function main(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: args[0] === "--" ? args.slice(1) : args,
-      allowPositionals: true,
-      options: {
-        "env-file": { type: "string" },
-        "placeholder-env": { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (error) {
-    console.error(`${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommandLine(args, RULES_ENV_OPTIONS, USAGE);
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
   if (positionals.length > 1) {
     console.error(`Expected at most one rules file, got ${positionals.length}\n\n${USAGE}`);
     return 2;

@@ -2,10 +2,10 @@
  * @module `deno task explain -- <METHOD> <URL> [options]`: shows how vestibule would route a
  * request, without contacting any upstream. See docs/operations.md, "Explain a request".
  */
-import { parseArgs } from "node:util";
 import { explainRequest } from "../lib/explain.ts";
 import { formatExplanation } from "../lib/explain_text.ts";
 import { loadRules } from "../lib/load_rules.ts";
+import { parseCommandLine, RULES_ENV_OPTIONS } from "./_command_line.ts";
 import { rulesEnv } from "./_rules_env.ts";
 
 const USAGE = `Usage: deno task explain -- <METHOD> <URL> [options]
@@ -21,31 +21,16 @@ const USAGE = `Usage: deno task explain -- <METHOD> <URL> [options]
 
 /** Runs the CLI; returns the exit code (0 explained, 1 rules or request error, 2 usage error). */
 export async function main(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: args[0] === "--" ? args.slice(1) : args,
-      allowPositionals: true,
-      options: {
-        header: { type: "string", short: "H", multiple: true, default: [] },
-        body: { type: "string" },
-        rules: { type: "string" },
-        "client-ip": { type: "string" },
-        "env-file": { type: "string" },
-        "placeholder-env": { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (error) {
-    console.error(`${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseCommandLine(args, {
+    ...RULES_ENV_OPTIONS,
+    header: { type: "string", short: "H", multiple: true, default: [] },
+    body: { type: "string" },
+    rules: { type: "string" },
+    "client-ip": { type: "string" },
+    json: { type: "boolean", default: false },
+  }, USAGE);
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
   if (positionals.length !== 2) {
     const got = positionals.length === 1 ? "1 argument" : `${positionals.length} arguments`;
     console.error(`Expected a method and a URL, got ${got}\n\n${USAGE}`);
