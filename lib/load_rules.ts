@@ -45,7 +45,11 @@ function describeIssues(error: z.ZodError, raw: unknown): string[] {
       path.splice(0, 2);
     }
     const field = path.map(String).join(".");
-    const detail = field ? `${field}: ${issue.message}` : issue.message;
+    // zod reports a bad record key as "Invalid key in record", with the reason one level down.
+    const message = issue.code === "invalid_key" && issue.issues[0]
+      ? issue.issues[0].message
+      : issue.message;
+    const detail = field ? `${field}: ${message}` : message;
     return where ? `Cannot compile ${where}: ${detail}` : `Invalid rules: ${detail}`;
   });
 }

@@ -75,6 +75,22 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
       'rule "h"',
       "match.headers.X-A",
     ));
+  await t.step("an origin header whose value holds a line break (header injection)", () =>
+    refuses(
+      base({
+        regions: {
+          au: { origin: "http://au.internal", headers: { "x-origin-secret": "s\r\nx-evil: 1" } },
+          us: { origin: "http://us.internal" },
+        },
+      }),
+      "regions.au.headers.x-origin-secret: a header value must not contain CR, LF or NUL",
+    ));
+  await t.step("an origin header name that is not a token", () =>
+    refuses(
+      base({ upstreams: { website: { origin: "http://web.internal", headers: { "x a": "1" } } } }),
+      "upstreams.website.headers",
+      "not a valid header name",
+    ));
   await t.step("an unknown upstream", () =>
     refuses(
       base({ rules: [{ name: "web", type: "global", upstream: "nope" }] }),

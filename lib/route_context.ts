@@ -58,7 +58,12 @@ export async function forwardTo(
   upstream: Upstream,
   cookies: CookiePolicy,
 ): Promise<Response> {
-  const headers = upstreamHeaders(ctx.request.headers, upstream, cookies, ctx.forward);
+  const { headers, acceptEncoding } = upstreamHeaders(
+    ctx.request.headers,
+    upstream,
+    cookies,
+    ctx.forward,
+  );
   const started = performance.now();
   const response = await sendUpstream(upstream, ctx.pathAndQuery, {
     method: ctx.request.method,
@@ -68,7 +73,7 @@ export async function forwardTo(
     // client that goes away cancels the response stream, which cancels the upstream body.
   });
   ctx.log.upstreamMs = performance.now() - started;
-  return clientResponse(response, upstream, ctx.forward, headers.get("accept-encoding"));
+  return clientResponse(response, upstream, ctx.forward, acceptEncoding);
 }
 
 /** Adds a `Set-Cookie` to a response whose headers may be immutable (a `fetch` response). */

@@ -6,10 +6,18 @@ const regexString = z.string().min(1).describe(
 );
 const headerRegexMap = z.record(z.string().min(1), regexString);
 
+/** RFC 9110 §5.6.2 token: what a header name may be. */
+const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "not a valid header name");
+/** Checked once here, so a bad value (say, a secret with a trailing newline) fails start-up, not each request. */
+const headerValue = z.string().regex(
+  /^[^\r\n\0]*$/,
+  "a header value must not contain CR, LF or NUL",
+);
+
 /** An upstream HTTP origin: a region's monolith, a global upstream or an OCAP target. */
 export const originSchema = z.strictObject({
   origin: z.string().describe("Absolute http(s) URL of the upstream, without a path"),
-  headers: z.record(z.string().min(1), z.string()).default({}).describe(
+  headers: z.record(headerName, headerValue).default({}).describe(
     "Headers added to every request sent to this origin (e.g. a shared secret)",
   ),
   timeout_ms: z.number().int().positive().default(30_000).describe(

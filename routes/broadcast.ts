@@ -108,7 +108,7 @@ async function attempt(
   signal: AbortSignal,
 ): Promise<{ result: RegionResult; response?: Response }> {
   const upstream = ctx.config.regions.get(region)!;
-  const headers = upstreamHeaders(
+  const { headers, acceptEncoding } = upstreamHeaders(
     ctx.request.headers,
     upstream,
     { only: rule.forwardCookies },
@@ -123,7 +123,7 @@ async function attempt(
       signal,
       timeoutMs: rule.timeoutMs,
     });
-    const response = clientResponse(raw, upstream, ctx.forward, headers.get("accept-encoding"));
+    const response = clientResponse(raw, upstream, ctx.forward, acceptEncoding);
     const options = { now: ctx.now(), bodyLimit: ctx.config.bodyLimitBytes };
     const verdict = await checkSuccess(rule.success, response, options);
     const preferred = !verdict.success && rule.preferFailure

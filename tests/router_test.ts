@@ -86,6 +86,17 @@ Deno.test("regional route: a pinned browser reaches its region with every cookie
     );
   }));
 
+Deno.test("forwarding: a client cannot forge the origin's configured headers (secret spoofing)", () =>
+  withStack(async ({ au, edge }) => {
+    const res = await fetch(`${edge.url}/`, {
+      headers: { cookie: `${PIN}=au`, "x-origin-secret": "forged", "X-Origin-Secret2": "kept" },
+    });
+    await res.body?.cancel();
+    const got = au.received[0].headers;
+    assert.equal(got.get("x-origin-secret"), "au-secret", "one value: the configured one");
+    assert.equal(got.get("x-origin-secret2"), "kept");
+  }));
+
 Deno.test("regional route: the pin header wins over the pin cookie and neither is forwarded", () =>
   withStack(async ({ au, us, edge }) => {
     const res = await fetch(`${edge.url}/`, {
