@@ -1,6 +1,7 @@
 /** @module Sends a request to an upstream origin and turns its answer into the client's answer. */
 import type { Upstream } from "./compile_rules.ts";
 import { filterCookieHeader } from "./cookies.ts";
+import { DeadlineQueue } from "./deadline_queue.ts";
 import { HttpError } from "./http_error.ts";
 import { runtimeTracing } from "./tracing.ts";
 
@@ -150,6 +151,9 @@ function decodedByFetch(acceptEncoding: string): boolean {
 /** Encodings Deno's `fetch` decodes by itself unless the request asked for `identity` only. */
 const DECODED_BY_FETCH = new Set(["gzip", "br", "deflate"]);
 
+/** The timeouts of all upstream calls in this isolate, on one timer. */
+const upstreamDeadlines = new DeadlineQueue();
+
 /** Options for {@linkcode sendUpstream}. */
 export interface SendOptions {
   method: string;
@@ -174,9 +178,9 @@ export async function sendUpstream(
 ): Promise<Response> {
   const timeoutMs = options.timeoutMs ?? upstream.timeoutMs;
   const timeout = new AbortController();
-  const timer = setTimeout(
-    () => timeout.abort(new DOMException("Upstream timed out", "TimeoutError")),
+  const deadline = upstreamDeadlines.add(
     timeoutMs,
+    () => timeout.abort(new DOMException("Upstream timed out", "TimeoutError")),
   );
   const signal = options.signal
     ? AbortSignal.any([options.signal, timeout.signal])
@@ -208,7 +212,7 @@ export async function sendUpstream(
       { cause: error },
     );
   } finally {
-    clearTimeout(timer);
+    deadline.cancel();
   }
 }
 
