@@ -37,18 +37,22 @@ export function bufferedLineWriter(out: SyncWriter = Deno.stdout): (line: string
     used = 0;
   };
   globalThis.addEventListener("unload", flush);
+  // The line is encoded straight into the buffer, one byte short of its end so the newline
+  // always fits, instead of first copying it into a new string with the newline appended.
+  const room = buffer.subarray(0, PIPE_BUF - 1);
   return (line: string) => {
-    const text = `${line}\n`;
-    let { read, written } = encoder.encodeInto(text, buffer.subarray(used));
-    if (read < text.length) {
+    if (used === PIPE_BUF) flush(); // Full to the last byte (the newline of a line that just fit).
+    let { read, written } = encoder.encodeInto(line, room.subarray(used));
+    if (read < line.length) {
       flush();
-      ({ read, written } = encoder.encodeInto(text, buffer));
-      if (read < text.length) { // Longer than the buffer: written on its own.
-        writeAll(out, encoder.encode(text));
+      ({ read, written } = encoder.encodeInto(line, room));
+      if (read < line.length) { // Longer than the buffer: written on its own.
+        writeAll(out, encoder.encode(`${line}\n`));
         return;
       }
     }
     used += written;
+    buffer[used++] = 0x0a;
     timer ??= setTimeout(flush, FLUSH_AFTER_MS);
   };
 }

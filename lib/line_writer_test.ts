@@ -46,3 +46,15 @@ Deno.test("bufferedLineWriter() keeps every write within PIPE_BUF and on line bo
   assert.ok(out.writes.length > 5, `${out.writes.length} writes`);
   assert.equal(out.text(), [...lines, huge, "after"].map((l) => `${l}\n`).join(""));
 });
+
+Deno.test("bufferedLineWriter() fills the buffer to its last byte without losing a newline", async () => {
+  const out = recorder();
+  const log = bufferedLineWriter(out);
+  log("x".repeat(4095)); // 4095 bytes and its newline: exactly PIPE_BUF
+  log("");
+  log("");
+  log("y");
+  await tick();
+  assert.equal(out.text(), `${"x".repeat(4095)}\n\n\ny\n`);
+  assert.ok(out.writes.every((w) => w.length <= 4096));
+});

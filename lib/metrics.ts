@@ -5,6 +5,11 @@
 import { Counter, Histogram, Registry } from "prom-client";
 import type { AccessLogEntry } from "./access_log.ts";
 
+interface RequestSeries {
+  labels: { rule: string; type: string; region: string; status_class: string };
+  pending: number;
+}
+
 /** What OCAP's cache did with a request; OCAP calls {@linkcode VestibuleMetrics.ocapCache}. */
 export type OcapCacheResult = "hit" | "miss" | "coalesced";
 
@@ -26,6 +31,15 @@ export class VestibuleMetrics {
     help: "Requests routed, by rule, rule type, region and status class",
     labelNames: ["rule", "type", "region", "status_class"] as const,
     registers: [this.#registry],
+    // Requests are counted in plain numbers below and handed over when Prometheus scrapes:
+    // prom-client hashes and validates the label set on every inc(), even on a child.
+    collect: () => {
+      for (const series of this.#requestSeries) {
+        if (series.pending === 0) continue;
+        this.#requests.inc(series.labels, series.pending);
+        series.pending = 0;
+      }
+    },
   });
   readonly #upstreamDuration = new Histogram({
     name: "vestibule_upstream_duration_seconds",
@@ -47,25 +61,17 @@ export class VestibuleMetrics {
     registers: [this.#registry],
   });
 
-  // prom-client hashes a label object on every inc(); the label sets here come from the rules
-  // file, so their children are few and are looked up once, by a plain string key.
-  readonly #requestSeries = new Map<string, { inc(): void }>();
+  /** Request counts not yet handed to prom-client, by rule, region and status class. */
+  readonly #requestSeries: RequestSeries[] = [];
+  readonly #requestIndex = new Map<string, Map<string, RequestSeries[]>>();
+  // The upstream label comes from the rules file, so its children are few; looked up once.
   readonly #upstreamSeries = new Map<string, { observe(value: number): void }>();
 
   /** Counts one finished request from its access-log entry. */
   record(entry: AccessLogEntry): void {
     const { route } = entry;
-    const rule = route.rule ?? "";
-    const type = route.type ?? "";
-    const region = route.region ?? "";
-    const statusClass = `${Math.floor(entry.status / 100)}xx`;
-    const key = `${rule}\u0000${type}\u0000${region}\u0000${statusClass}`;
-    let series = this.#requestSeries.get(key);
-    if (!series) {
-      series = this.#requests.labels({ rule, type, region, status_class: statusClass });
-      this.#requestSeries.set(key, series);
-    }
-    series.inc();
+    this.#requestCounter(route.rule ?? "", route.type ?? "", route.region ?? "", entry.status)
+      .pending++;
     const upstream = route.upstream ?? route.region;
     if (upstream !== undefined && route.upstreamMs !== undefined) {
       this.#upstreamSeconds(upstream).observe(route.upstreamMs / 1000);
@@ -78,6 +84,22 @@ export class VestibuleMetrics {
         }
       }
     }
+  }
+
+  /** A rule's name decides its type, so rule, region and status class find the series. */
+  #requestCounter(rule: string, type: string, region: string, status: number): RequestSeries {
+    let byRegion = this.#requestIndex.get(rule);
+    if (!byRegion) this.#requestIndex.set(rule, byRegion = new Map());
+    let byClass = byRegion.get(region);
+    if (!byClass) byRegion.set(region, byClass = []);
+    const statusClass = Math.floor(status / 100);
+    let series = byClass[statusClass];
+    if (!series) {
+      const labels = { rule, type, region, status_class: `${statusClass}xx` };
+      byClass[statusClass] = series = { labels, pending: 0 };
+      this.#requestSeries.push(series);
+    }
+    return series;
   }
 
   #upstreamSeconds(upstream: string): { observe(value: number): void } {
