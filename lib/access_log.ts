@@ -29,41 +29,60 @@ const MAX_FIELD_LENGTH = 512;
 /**
  * Renders the entry as one JSON line. Keys are snake_case and always in the same order; fields
  * that do not apply (no region for a global rule, no upstream time for a redirect) are left out.
+ *
+ * Built by concatenation rather than `JSON.stringify` of a fresh object (0.4 µs instead of
+ * 1.3 µs per line, with the time below), and every string still goes through `JSON.stringify`,
+ * so quotes, newlines and lone surrogates are escaped exactly as before: a property test
+ * compares the two byte for byte.
  */
 export function accessLogLine(entry: AccessLogEntry): string {
   const { route } = entry;
-  return JSON.stringify({
-    time: isoTime(entry.time),
-    msg: "request",
-    request_id: entry.requestId,
-    method: entry.method,
-    host: clip(entry.host),
-    path: clip(entry.path),
-    rule: route.rule,
-    type: route.type,
-    region: route.region,
-    region_reason: route.regionReason,
-    upstream: route.upstream,
-    status: entry.status,
-    upstream_ms: route.upstreamMs === undefined ? undefined : tenths(route.upstreamMs),
-    total_ms: tenths(entry.totalMs),
-    bytes: entry.bytes,
-    outcome: route.outcome,
-    error: route.error,
-    regions: route.regions?.map((r) => ({ ...r, ms: tenths(r.ms) })),
-  });
+  let line = `{"time":"${isoTime(entry.time)}","msg":"request","request_id":${
+    q(entry.requestId)
+  },"method":${q(entry.method)},"host":${q(clip(entry.host))},"path":${q(clip(entry.path))}`;
+  if (route.rule !== undefined) line += `,"rule":${q(route.rule)}`;
+  if (route.type !== undefined) line += `,"type":${q(route.type)}`;
+  if (route.region !== undefined) line += `,"region":${q(route.region)}`;
+  if (route.regionReason !== undefined) line += `,"region_reason":${q(route.regionReason)}`;
+  if (route.upstream !== undefined) line += `,"upstream":${q(route.upstream)}`;
+  line += `,"status":${num(entry.status)}`;
+  if (route.upstreamMs !== undefined) line += `,"upstream_ms":${num(tenths(route.upstreamMs))}`;
+  line += `,"total_ms":${num(tenths(entry.totalMs))}`;
+  if (entry.bytes !== undefined) line += `,"bytes":${num(entry.bytes)}`;
+  if (route.outcome !== undefined) line += `,"outcome":${q(route.outcome)}`;
+  if (route.error !== undefined) line += `,"error":${q(route.error)}`;
+  if (route.regions !== undefined) {
+    line += `,"regions":${q(route.regions.map((r) => ({ ...r, ms: tenths(r.ms) })))}`;
+  }
+  return `${line}}`;
 }
 
-let lastTime = Number.NaN;
-let lastIso = "";
+const q = JSON.stringify as (value: unknown) => string;
 
-/** `toISOString()`, remembered for the last millisecond: under load many lines share one. */
+/** A number as `JSON.stringify` writes it (`null` for NaN and infinities). */
+function num(value: number): string {
+  return Number.isFinite(value) ? String(value) : "null";
+}
+
+let lastSecond = Number.NaN;
+let secondPrefix = "";
+/** Year 10000: from there on `toISOString()` writes a six-digit year. */
+const YEAR_10000 = 253402300800000;
+
+/**
+ * `toISOString()` without calling it per line: the `YYYY-MM-DDTHH:MM:SS` part is remembered for
+ * the current second and the milliseconds appended (lines finish out of order, so a cache of
+ * the last millisecond alone missed most of the time).
+ */
 function isoTime(time: number): string {
-  if (time !== lastTime) {
-    lastTime = time;
-    lastIso = new Date(time).toISOString();
+  if (!(time >= 0 && time < YEAR_10000)) return new Date(time).toISOString();
+  const second = Math.floor(time / 1000);
+  if (second !== lastSecond) {
+    lastSecond = second;
+    secondPrefix = new Date(second * 1000).toISOString().slice(0, 19);
   }
-  return lastIso;
+  const ms = Math.floor(time - second * 1000);
+  return `${secondPrefix}.${ms < 10 ? "00" : ms < 100 ? "0" : ""}${ms}Z`;
 }
 
 /** Milliseconds to a tenth: finer is noise, coarser hides loopback-fast upstreams. */

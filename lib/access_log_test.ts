@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { type AccessLogEntry, accessLogLine } from "./access_log.ts";
 
 const BASE: AccessLogEntry = {
@@ -53,4 +54,82 @@ Deno.test("accessLogLine() cuts a huge host or path and keeps a forged line on o
   const parsed = JSON.parse(line);
   assert.equal(parsed.host, `${"h".repeat(512)}…`);
   assert.equal(parsed.path, '/a"}\n{"msg":"forged');
+});
+
+/** The line as it was first written: one object, one `JSON.stringify`. The builder must match it. */
+function referenceLine(entry: AccessLogEntry): string {
+  const { route } = entry;
+  const tenths = (ms: number) => Math.round(ms * 10) / 10;
+  const clip = (v: string) => (v.length > 512 ? `${v.slice(0, 512)}…` : v);
+  return JSON.stringify({
+    time: new Date(entry.time).toISOString(),
+    msg: "request",
+    request_id: entry.requestId,
+    method: entry.method,
+    host: clip(entry.host),
+    path: clip(entry.path),
+    rule: route.rule,
+    type: route.type,
+    region: route.region,
+    region_reason: route.regionReason,
+    upstream: route.upstream,
+    status: entry.status,
+    upstream_ms: route.upstreamMs === undefined ? undefined : tenths(route.upstreamMs),
+    total_ms: tenths(entry.totalMs),
+    bytes: entry.bytes,
+    outcome: route.outcome,
+    error: route.error,
+    regions: route.regions?.map((r) => ({ ...r, ms: tenths(r.ms) })),
+  });
+}
+
+Deno.test("accessLogLine() writes byte for byte what JSON.stringify of the entry's object writes", () => {
+  // Any string, including quotes, control characters, lone surrogates and forged JSON.
+  const text = fc.oneof(
+    fc.string({ unit: "binary", maxLength: 40 }),
+    fc.constantFrom('"}\n{"msg":"forged', "\ud800", "\\", "é", "h".repeat(600)),
+  );
+  const opt = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined });
+  const ms = fc.double({ min: 0, max: 1e6, noNaN: true });
+  const entry: fc.Arbitrary<AccessLogEntry> = fc.record({
+    time: fc.oneof(
+      fc.integer({ min: 0, max: 253402300799999 }),
+      fc.integer({ min: Date.UTC(2026, 0), max: Date.UTC(2027, 0) }),
+    ),
+    requestId: text,
+    method: text,
+    host: text,
+    path: text,
+    status: fc.integer({ min: 100, max: 599 }),
+    totalMs: ms,
+    bytes: opt(fc.nat()),
+    route: fc.record({
+      rule: opt(text),
+      type: opt(text),
+      region: opt(text),
+      regionReason: opt(text),
+      upstream: opt(text),
+      upstreamMs: opt(ms),
+      outcome: opt(text),
+      error: opt(text),
+      regions: opt(fc.array(
+        fc.record({
+          region: text,
+          status: opt(fc.integer({ min: 100, max: 599 })),
+          error: opt(text),
+          ms,
+        }, { requiredKeys: ["region", "ms"] }),
+        { maxLength: 3 },
+      )),
+    }, { requiredKeys: [] }),
+  }, {
+    requiredKeys: ["time", "requestId", "method", "host", "path", "status", "totalMs", "route"],
+  });
+  fc.assert(
+    fc.property(fc.array(entry, { minLength: 1, maxLength: 5 }), (entries) => {
+      // Several in a row, so the remembered second is both hit and missed.
+      for (const e of entries) assert.equal(accessLogLine(e), referenceLine(e));
+    }),
+    { numRuns: 500 },
+  );
 });
