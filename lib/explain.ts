@@ -121,7 +121,8 @@ export async function explainRequest(
   }
 
   const { rule } = match;
-  Object.assign(out, { tried: match.tried, rule: rule.name, index: rule.index, type: rule.type });
+  const tried = config.rules.slice(0, rule.index).map((r) => r.name);
+  Object.assign(out, { tried, rule: rule.name, index: rule.index, type: rule.type });
   const pin = readPin(headers, config);
   if (pin) out.pin = pin;
   const assumed = assumeRegion(headers, clientIp, config, options.countryLookup);

@@ -12,11 +12,13 @@ export interface RequestFacts {
   headers: Headers;
 }
 
-/** The winning rule, the groups of its path regex, and the names of the rules tried before it. */
+/**
+ * The winning rule and the groups of its path regex. The rules tried before it are those before
+ * `rule.index`: first match wins.
+ */
 export interface RuleMatch {
   rule: Rule;
   pathMatch?: RegExpExecArray;
-  tried: string[];
 }
 
 /**
@@ -74,13 +76,11 @@ export async function findRule(
   facts: RequestFacts,
   body: BufferedBody,
 ): Promise<RuleMatch | undefined> {
-  const tried: string[] = [];
   for (const rule of rules) {
     const result = matchWithoutBody(rule.match, facts);
     if (result !== false && (!rule.match.body || await matchBody(rule.match.body, body))) {
-      return { rule, pathMatch: result === true ? undefined : result, tried };
+      return { rule, pathMatch: result === true ? undefined : result };
     }
-    tried.push(rule.name);
   }
   return undefined;
 }

@@ -56,14 +56,15 @@ Deno.test("findRule() takes the first rule whose every condition holds", async (
   assert.equal(await winner(table, "/x?tag=", { headers: { "x-beta": "1" } }), "app");
 });
 
-Deno.test("findRule() reports the rules tried and the path groups", async () => {
+Deno.test("findRule() returns the winner (its index tells the rules tried) and the path groups", async () => {
   const table = rules([
     { name: "a", type: "regional", match: { path: "^/a$" } },
     { name: "s", type: "regional", match: { path: "^/s/(?<region>\\w+)$" } },
   ]);
   const { facts, body } = request("/s/au");
   const match = await findRule(table, facts, body);
-  assert.deepEqual(match?.tried, ["a"]);
+  assert.equal(match?.rule.name, "s");
+  assert.equal(match?.rule.index, 1);
   assert.equal(match?.pathMatch?.groups?.region, "au");
   assert.equal(body.consumed, false, "no rule inspects the body, so it was not read");
   const none = request("/zzz");

@@ -1,5 +1,5 @@
 /** @module `regional` rules: one region, chosen by the request, the pin, or an assumption. */
-import type { RegionalRule } from "../lib/compile_rules.ts";
+import type { RegionalRule, SuccessRule } from "../lib/compile_rules.ts";
 import { chooseRegion, regionalCookies } from "../lib/choose_region.ts";
 import { pinCookie } from "../lib/pin.ts";
 import { forwardTo, type RouteContext, withSetCookie } from "../lib/route_context.ts";
@@ -9,14 +9,23 @@ import { checkSuccess } from "../lib/success.ts";
  * Forwards to the chosen region with the cookies {@linkcode regionalCookies} allows, and pins
  * the browser only when `pin_on` matches the answer: an assumed region is never pinned.
  */
-export async function handleRegional(rule: RegionalRule, ctx: RouteContext): Promise<Response> {
+export function handleRegional(rule: RegionalRule, ctx: RouteContext): Promise<Response> {
   const { region, reason } = chooseRegion(rule, ctx);
   ctx.log.region = region;
   ctx.log.regionReason = reason;
   const upstream = ctx.config.regions.get(region)!;
-  const response = await forwardTo(ctx, upstream, regionalCookies(region, ctx.pin, ctx.config));
-  if (!rule.pinOn) return response;
-  const verdict = await checkSuccess(rule.pinOn, response, {
+  const answer = forwardTo(ctx, upstream, regionalCookies(region, ctx.pin, ctx.config));
+  return rule.pinOn ? pinOnSuccess(rule.pinOn, region, answer, ctx) : answer;
+}
+
+/** Pins the browser to `region` when the answer matches the rule's `pin_on`. */
+async function pinOnSuccess(
+  pinOn: SuccessRule,
+  region: string,
+  answer: Promise<Response>,
+  ctx: RouteContext,
+): Promise<Response> {
+  const verdict = await checkSuccess(pinOn, await answer, {
     now: ctx.now(),
     bodyLimit: ctx.config.bodyLimitBytes,
   });
