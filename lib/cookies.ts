@@ -22,3 +22,26 @@ export function filterCookieHeader(
   }
   return kept.length > 0 ? kept.join("; ") : undefined;
 }
+
+/**
+ * The value of the first pair named `name` (trimmed, surrounding quotes removed), or `undefined`.
+ * Pairs are split exactly as {@linkcode filterCookieHeader} splits them, so a pin cookie that is
+ * read here is one that filtering strips. Scans in place: reading the pin on every request by a
+ * full cookie parse cost about 0.8 µs with a browser's cookies.
+ */
+export function cookieValue(header: string | null, name: string): string | undefined {
+  if (!header || !header.includes(name)) return undefined;
+  for (let start = 0; start <= header.length;) {
+    let end = header.indexOf(";", start);
+    if (end === -1) end = header.length;
+    const eq = header.indexOf("=", start);
+    if (eq !== -1 && eq < end && header.slice(start, eq).trim() === name) {
+      const value = header.slice(eq + 1, end).trim();
+      return value.length >= 2 && value.startsWith('"') && value.endsWith('"')
+        ? value.slice(1, -1)
+        : value;
+    }
+    start = end + 1;
+  }
+  return undefined;
+}

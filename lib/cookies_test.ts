@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { filterCookieHeader } from "./cookies.ts";
+import { cookieValue, filterCookieHeader } from "./cookies.ts";
 
 Deno.test("filterCookieHeader() keeps the chosen pairs byte for byte", () => {
   assert.equal(filterCookieHeader("a=1; b=2; c=3", (n) => n !== "b"), "a=1; c=3");
@@ -17,4 +17,34 @@ Deno.test("filterCookieHeader() never lets a refused name through, whatever the 
       assert.notEqual(piece.slice(0, piece.indexOf("=")).trim(), refused.trim());
     }
   }));
+});
+
+Deno.test("cookieValue() reads the first pair of that name, unquoted", () => {
+  assert.equal(cookieValue("a=1; pin=au; pin=us", "pin"), "au");
+  assert.equal(cookieValue('pin="us"', "pin"), "us");
+  assert.equal(cookieValue(" pin = au ;x", "pin"), "au");
+  assert.equal(cookieValue("xpin=au; pinx=us", "pin"), undefined);
+  assert.equal(cookieValue("pin", "pin"), undefined);
+  assert.equal(cookieValue(null, "pin"), undefined);
+});
+
+Deno.test("cookieValue() reads exactly the pair filterCookieHeader() would keep or strip (property)", () => {
+  const piece = fc.oneof(
+    fc.string(),
+    fc.constantFrom("pin=au", " pin = us ", 'pin="au"', "pin", "=pin"),
+  );
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 8 }), (pieces) => {
+      const header = pieces.join(";");
+      const kept = filterCookieHeader(header, (n) => n === "pin");
+      const first = kept?.split(";")[0];
+      const expected = first?.slice(first.indexOf("=") + 1).trim();
+      const unquoted = expected && expected.length >= 2 && expected.startsWith('"') &&
+          expected.endsWith('"')
+        ? expected.slice(1, -1)
+        : expected;
+      assert.equal(cookieValue(header, "pin"), unquoted);
+    }),
+    { numRuns: 1000 },
+  );
 });

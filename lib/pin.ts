@@ -1,6 +1,7 @@
 /** @module The region pin: which region a browser belongs to, private to the edge. */
-import { parse, serialize } from "hono/utils/cookie";
+import { serialize } from "hono/utils/cookie";
 import type { Config } from "./compile_rules.ts";
+import { cookieValue } from "./cookies.ts";
 
 /** A pin read from the request, with where it came from (for logs and explain). */
 export interface RegionPin {
@@ -18,9 +19,7 @@ export function readPin(headers: Headers, config: Config): RegionPin | undefined
   if (fromHeader && config.regions.has(fromHeader)) {
     return { region: fromHeader, source: "pin header" };
   }
-  const cookieHeader = headers.get("cookie");
-  if (!cookieHeader) return undefined;
-  const fromCookie = parse(cookieHeader, config.pin.cookie)[config.pin.cookie];
+  const fromCookie = cookieValue(headers.get("cookie"), config.pin.cookie);
   if (fromCookie && config.regions.has(fromCookie)) {
     return { region: fromCookie, source: "pin cookie" };
   }
