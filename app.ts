@@ -87,7 +87,7 @@ export function createApp(deps: AppDeps): App {
     observed: Observed,
     info: ServeInfo | undefined,
   ): Promise<Response> {
-    const { url, facts, clientIp, forward } = viewRequest(request, config, {
+    const { url, headers, facts, clientIp, forward } = viewRequest(request, config, {
       remoteIp: remoteHost(info?.remoteAddr),
       requestId: observed.requestId,
     });
@@ -107,8 +107,9 @@ export function createApp(deps: AppDeps): App {
         pathAndQuery: url.pathname + url.search,
         searchParams: url.searchParams,
         body,
-        pin: readPin(request.headers, config),
-        assumed: assumeRegion(request.headers, clientIp, config, deps.countryLookup),
+        headers,
+        pin: readPin(headers, config),
+        assumed: assumeRegion(headers, clientIp, config, deps.countryLookup),
         forward,
         now,
         log,

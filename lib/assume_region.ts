@@ -1,5 +1,6 @@
 /** @module Chooses a region for a request without a pin: geolocation, else the default. */
 import type { Config } from "./compile_rules.ts";
+import type { HeaderReader } from "./header_list.ts";
 
 /** Client IP → ISO country code, or `undefined` when unknown. */
 export type CountryLookup = (ip: string) => string | undefined;
@@ -16,7 +17,7 @@ export interface AssumedRegion {
  * `default_region`. A country outside `geo.countries` also gets the default.
  */
 export function assumeRegion(
-  headers: Headers,
+  headers: HeaderReader,
   clientIp: string,
   config: Config,
   lookup?: CountryLookup,

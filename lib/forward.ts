@@ -2,6 +2,7 @@
 import type { Upstream } from "./compile_rules.ts";
 import { filterCookieHeader } from "./cookies.ts";
 import { DeadlineQueue } from "./deadline_queue.ts";
+import type { HeaderList } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
 import { runtimeTracing } from "./tracing.ts";
 
@@ -63,7 +64,7 @@ export interface UpstreamHeaders {
  * configured headers last, in place of any the client sent, so a client cannot override them.
  */
 export function upstreamHeaders(
-  incoming: Headers,
+  incoming: HeaderList,
   upstream: Upstream,
   cookies: CookiePolicy,
   ctx: ForwardContext,
@@ -76,7 +77,8 @@ export function upstreamHeaders(
   let forwardedHost: string | undefined;
   let forwardedProto: string | undefined;
   let acceptEncoding: string | null = null;
-  for (const [name, value] of incoming) {
+  for (const pair of incoming.pairs) {
+    const [name, value] = pair;
     switch (name) {
       case "host":
       case "cookie": // filtered below
@@ -105,7 +107,7 @@ export function upstreamHeaders(
       HOP_BY_HOP_HEADERS.has(name) || name === ctx.pinHeader || connectionNamed?.has(name) ||
       configures(upstream, name)
     ) continue;
-    headers.push([name, value]);
+    headers.push(pair); // The list is this request's own and the pair is never changed.
   }
   // Vestibule's own headers; a header the rules file sets for this upstream replaces any of them.
   const add = (name: string, value: string) => {

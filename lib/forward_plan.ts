@@ -3,6 +3,7 @@
  * (values only for the headers vestibule sets itself), computed with the real `upstreamHeaders`.
  */
 import type { Upstream } from "./compile_rules.ts";
+import { HeaderList } from "./header_list.ts";
 import { filterCookieHeader } from "./cookies.ts";
 import {
   type CookiePolicy,
@@ -51,7 +52,9 @@ export function forwardPlan(
   cookies: CookiePolicy,
   ctx: ForwardContext,
 ): ForwardPlan {
-  const outgoing = new Headers(upstreamHeaders(incoming, upstream, cookies, ctx).headers);
+  const outgoing = new Headers(
+    upstreamHeaders(new HeaderList(incoming), upstream, cookies, ctx).headers,
+  );
   const sentCookies = cookieNames(outgoing.get("cookie"));
   const plan: ForwardPlan = {
     cookies: { forwarded: [], stripped: [] },

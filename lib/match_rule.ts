@@ -1,5 +1,6 @@
 /** @module Finds the first rule that matches a request: cheap conditions first, the body last. */
 import type { BodyMatcher, CompiledMatch, Rule } from "./compile_rules.ts";
+import type { HeaderReader } from "./header_list.ts";
 import type { BufferedBody } from "./request_body.ts";
 
 /** What matchers look at, extracted once per request. */
@@ -9,7 +10,7 @@ export interface RequestFacts {
   hostname: string;
   path: string;
   searchParams: URLSearchParams;
-  headers: Headers;
+  headers: HeaderReader;
 }
 
 /**

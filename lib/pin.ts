@@ -2,6 +2,7 @@
 import { serialize } from "hono/utils/cookie";
 import type { Config } from "./compile_rules.ts";
 import { cookieValue } from "./cookies.ts";
+import type { HeaderReader } from "./header_list.ts";
 
 /** A pin read from the request, with where it came from (for logs and explain). */
 export interface RegionPin {
@@ -14,7 +15,7 @@ export interface RegionPin {
  * region is ignored, so a stale or forged pin falls back to the assumed region instead of
  * failing the request.
  */
-export function readPin(headers: Headers, config: Config): RegionPin | undefined {
+export function readPin(headers: HeaderReader, config: Config): RegionPin | undefined {
   const fromHeader = headers.get(config.pin.header)?.trim().toLowerCase();
   if (fromHeader && config.regions.has(fromHeader)) {
     return { region: fromHeader, source: "pin header" };

@@ -2,11 +2,14 @@
 import { clientAddress } from "./client_address.ts";
 import type { Config } from "./compile_rules.ts";
 import type { ForwardContext } from "./forward.ts";
+import { HeaderList } from "./header_list.ts";
 import type { RequestFacts } from "./match_rule.ts";
 
 /** The request as matchers and forwarding see it; the router and `explain` both build it here. */
 export interface RequestView {
   url: URL;
+  /** The request's headers, read once. */
+  headers: HeaderList;
   facts: RequestFacts;
   clientIp: string;
   forward: ForwardContext;
@@ -22,7 +25,7 @@ export function viewRequest(
   options: { remoteIp: string; requestId?: string },
 ): RequestView {
   const url = new URL(request.url);
-  const { headers } = request;
+  const headers = new HeaderList(request.headers);
   const publicHost = headers.get("host") ?? url.host;
   const address = clientAddress(
     headers.get("x-forwarded-for"),
@@ -31,6 +34,7 @@ export function viewRequest(
   );
   return {
     url,
+    headers,
     facts: {
       method: request.method,
       hostname: publicHost.replace(/:\d+$/, "").toLowerCase(),

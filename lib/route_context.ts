@@ -7,6 +7,7 @@ import {
   sendUpstream,
   upstreamHeaders,
 } from "./forward.ts";
+import type { HeaderList } from "./header_list.ts";
 import type { RuleMatch } from "./match_rule.ts";
 import type { RegionPin } from "./pin.ts";
 import type { BufferedBody } from "./request_body.ts";
@@ -32,6 +33,8 @@ export interface RouteLog {
 /** One request on its way through the router. */
 export interface RouteContext {
   request: Request;
+  /** `request.headers`, read once. */
+  headers: HeaderList;
   config: Config;
   match: RuleMatch;
   /** `pathname + search` of the incoming URL, appended to the upstream origin as it is. */
@@ -62,7 +65,7 @@ export async function forwardTo(
   cookies: CookiePolicy,
 ): Promise<Response> {
   const { headers, acceptEncoding } = upstreamHeaders(
-    ctx.request.headers,
+    ctx.headers,
     upstream,
     cookies,
     ctx.forward,

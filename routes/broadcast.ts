@@ -109,7 +109,7 @@ async function attempt(
 ): Promise<{ result: RegionResult; response?: Response }> {
   const upstream = ctx.config.regions.get(region)!;
   const { headers, acceptEncoding } = upstreamHeaders(
-    ctx.request.headers,
+    ctx.headers,
     upstream,
     { only: rule.forwardCookies },
     ctx.forward,

@@ -1,0 +1,26 @@
+/** @module A request's headers, read once per request into a plain list. */
+import type { HeaderPairs } from "./forward.ts";
+
+/** What the router needs from a set of request headers: `Headers` and `HeaderList` both fit. */
+export type HeaderReader = Pick<Headers, "get">;
+
+/**
+ * The headers of one request as name/value pairs: lower-case names, a repeated header joined
+ * the way `Headers.get` joins it. Each `Headers.get` on a `Deno.serve` request costs about
+ * 0.15 µs and the router asked for nine; reading the list once and scanning it is cheaper, and
+ * forwarding needs the whole list anyway.
+ */
+export class HeaderList implements HeaderReader {
+  readonly pairs: HeaderPairs = [];
+
+  constructor(headers: Headers) {
+    // forEach, not for…of: Deno's Headers iterator cost about 20 % more for a browser's headers.
+    headers.forEach((value, name) => void this.pairs.push([name, value]));
+  }
+
+  /** Like `Headers.get`; `name` must be lower-case (the rules compiler lower-cases them). */
+  get(name: string): string | null {
+    for (const [n, value] of this.pairs) if (n === name) return value;
+    return null;
+  }
+}
