@@ -279,6 +279,11 @@ if (import.meta.main) {
   console.log(sections.at(-1));
   sections.push("### Observability on vs off\n\n" + await benchObservability());
   console.log(sections.at(-1));
-  const report = sections.join("\n");
+  const header = `# Latest \`deno task bench\`${
+    Deno.env.get("BENCH_PIN") === "1" ? " (BENCH_PIN=1)" : ""
+  }, ${
+    new Date().toISOString().slice(0, 10)
+  }, ${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}\n`;
+  const report = [header, ...sections].join("\n");
   await Deno.writeTextFile(new URL("./latest.md", import.meta.url), report);
 }
