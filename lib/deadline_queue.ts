@@ -36,7 +36,10 @@ class Lane {
 
   /** Drops finished entries from the front; copies the array only when most of it is dead. */
   trim(): void {
-    while (this.head < this.items.length && this.items[this.head].done) this.head++;
+    while (this.head < this.items.length && this.items[this.head].done) {
+      // Release the slot: an entry kept here would survive garbage collections it should not.
+      this.items[this.head++] = FINISHED;
+    }
     const alive = this.items.length - this.head;
     if (this.head > 1024 && this.head > alive) {
       this.items = this.items.slice(this.head);
@@ -54,7 +57,8 @@ class Pending implements Deadline {
   done = false;
   constructor(
     readonly at: number,
-    readonly onExpire: () => void,
+    /** Dropped once the deadline is settled, so a finished entry holds nothing of its call. */
+    public onExpire: (() => void) | undefined,
     readonly lane: Lane,
     readonly queue: DeadlineQueue,
   ) {}
@@ -62,9 +66,14 @@ class Pending implements Deadline {
   cancel(): void {
     if (this.done) return;
     this.done = true;
+    this.onExpire = undefined;
     this.queue.settled(this);
   }
 }
+
+/** What a released slot of a lane holds. */
+const FINISHED = new Pending(0, undefined, new Lane(), undefined as unknown as DeadlineQueue);
+FINISHED.done = true;
 
 /** Schedules expiries on one shared timer; see the module comment. */
 export class DeadlineQueue {
@@ -126,7 +135,7 @@ export class DeadlineQueue {
           this.#live--;
           expired.push(item);
         }
-        lane.head++;
+        lane.items[lane.head++] = FINISHED;
       }
       lane.trim();
       if (lane.head < lane.items.length) next = Math.min(next, lane.items[lane.head].at);
@@ -134,7 +143,11 @@ export class DeadlineQueue {
     if (this.#live === 0) this.#reset();
     else this.#arm(next);
     // Last, so a callback that adds or cancels sees a consistent queue.
-    for (const item of expired) item.onExpire();
+    for (const item of expired) {
+      const onExpire = item.onExpire!;
+      item.onExpire = undefined;
+      onExpire();
+    }
   };
 
   #arm(at: number): void {

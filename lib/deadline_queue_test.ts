@@ -146,3 +146,14 @@ Deno.test("DeadlineQueue matches a model: each deadline fires iff not cancelled 
     { numRuns: 300 },
   );
 });
+
+Deno.test("DeadlineQueue: a settled deadline no longer holds its callback (nor what it captures)", () => {
+  const clock = new ManualClock();
+  const queue = new DeadlineQueue(clock);
+  const held = queue.add(100, () => {}) as unknown as { onExpire?: unknown };
+  const cancelled = queue.add(100, () => {}) as unknown as { onExpire?: unknown };
+  (cancelled as unknown as { cancel(): void }).cancel();
+  assert.equal(cancelled.onExpire, undefined);
+  clock.advance(100);
+  assert.equal(held.onExpire, undefined, "an expired one lets go too");
+});
