@@ -162,6 +162,8 @@ async function proxyTable(): Promise<string> {
   const origin = `http://127.0.0.1:${originPort}`;
   const passPort = await spawn("bench/_passthrough.ts", { ORIGIN: origin });
   const honoPort = await spawn("bench/_hono_proxy.ts", { ORIGIN: origin });
+  const floorPort = await spawn("bench/_forward_floor.ts", { ORIGIN: origin });
+  const floorTimeoutPort = await spawn("bench/_forward_floor.ts", { ORIGIN: origin, TIMEOUT: "1" });
   const rules = await writeRules({ us: { origin } }, [{ name: "app", type: "regional" }]);
   const edgePort = await spawn("main.ts", {
     VESTIBULE_RULES: rules,
@@ -173,6 +175,8 @@ async function proxyTable(): Promise<string> {
     ["(b) bare fetch pass-through", url(passPort)],
     ["(c) vestibule, regional route", url(edgePort)],
     ["(d) Hono's proxy helper (for comparison)", url(honoPort)],
+    ["(e) floor: (b) + header copy and X-Forwarded-*", url(floorPort)],
+    ["(f) floor: (e) + a per-request timeout signal", url(floorTimeoutPort)],
   ]);
   const script = await Deno.makeTempFile({ suffix: ".lua" });
   await Deno.writeTextFile(
