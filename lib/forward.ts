@@ -2,7 +2,7 @@
 import type { Upstream } from "./compile_rules.ts";
 import { filterCookieHeader } from "./cookies.ts";
 import { DeadlineQueue } from "./deadline_queue.ts";
-import type { HeaderList } from "./header_list.ts";
+import type { HeaderList, HeaderPairs } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
 import { runtimeTracing } from "./tracing.ts";
 
@@ -43,13 +43,6 @@ export interface ForwardContext {
 
 /** Which cookies an upstream gets: all (pinned regional requests) or a whitelist. */
 export type CookiePolicy = { all: true } | { only: ReadonlySet<string> };
-
-/**
- * Header name/value pairs as `fetch` takes them. A plain list spares building a `Headers`
- * object (which validates every name and value) only for `fetch` to copy it into a sorted list
- * again; in CPU profiles under load this was the largest single cost vestibule added.
- */
-export type HeaderPairs = Array<[name: string, value: string]>;
 
 /** The headers for one upstream call, and the `Accept-Encoding` among them. */
 export interface UpstreamHeaders {
