@@ -42,7 +42,8 @@ const drift = fc.record({
       op: fc.constantFrom("update", "delete", "insert", "null"),
       g: fc.integer({ min: 1, max: ROWS }),
     }),
-    { maxLength: 40 },
+    // "max": without it fast-check's default size keeps arrays to 10 elements, whatever maxLength says.
+    { maxLength: 40, size: "max" },
   ),
 });
 
