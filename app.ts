@@ -8,6 +8,7 @@ import { errorResponse, HttpError } from "./lib/http_error.ts";
 import { findRule } from "./lib/match_rule.ts";
 import { VestibuleMetrics } from "./lib/metrics.ts";
 import { metricsResponse } from "./lib/metrics_endpoint.ts";
+import { WorkerMetrics } from "./lib/worker_metrics.ts";
 import { createObserver, type Observed, UNOBSERVED } from "./lib/observe.ts";
 import { readPin } from "./lib/pin.ts";
 import { viewRequest } from "./lib/request_view.ts";
@@ -31,6 +32,11 @@ export interface AppDeps {
   log?: (line: string) => void;
   /** Bearer token for `/_vestibule/metrics`; without one the endpoint answers 404. */
   metricsToken?: string;
+  /**
+   * A `BroadcastChannel` name: the workers of `deno serve --parallel` meet on it, so a scrape of
+   * any one of them shows the counts of all. Unset, a scrape shows this app's own.
+   */
+  metricsChannel?: string;
   /** `false` turns off the access log, metrics, request ids and span attributes (benchmarks). */
   observe?: boolean;
 }
@@ -51,9 +57,12 @@ export function createApp(deps: AppDeps): App {
 
   app.get("/_vestibule/health", (c) => c.json({ status: "ok" }));
   const metrics = new VestibuleMetrics();
+  const scraped = deps.metricsChannel
+    ? new WorkerMetrics(metrics, { channel: deps.metricsChannel })
+    : metrics;
   app.get(
     "/_vestibule/metrics",
-    (c) => metricsResponse(c.req.raw, { metrics, token: deps.metricsToken }),
+    (c) => metricsResponse(c.req.raw, { metrics: scraped, token: deps.metricsToken }),
   );
   const observe = deps.observe === false ? UNOBSERVED : createObserver({
     log: deps.log ?? console.log,

@@ -15,13 +15,17 @@ const countryLookup = config.geo.ipLookup ? await loadCountryLookup() : undefine
 // KV holds OCAP's shared state; VESTIBULE_KV is a file path or KV Connect URL (unset on Deploy).
 const kv = config.ocap ? await Deno.openKv(Deno.env.get("VESTIBULE_KV")) : undefined;
 
+const metricsToken = Deno.env.get("VESTIBULE_METRICS_TOKEN");
+
 /** The app; `serve.ts` hands it to `deno serve`, `deno run main.ts` listens below. */
 export const app = createApp({
   config,
   kv,
   countryLookup,
   log: bufferedLineWriter(),
-  metricsToken: Deno.env.get("VESTIBULE_METRICS_TOKEN"),
+  metricsToken,
+  // Under `deno serve --parallel` the workers merge their metrics; alone, there is no one to ask.
+  metricsChannel: metricsToken ? "vestibule-metrics" : undefined,
 });
 
 if (import.meta.main) {

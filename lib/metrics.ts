@@ -2,13 +2,23 @@
  * @module Prometheus metrics of one app instance, kept in its own registry (prom-client), so two
  * apps in one process, as in the tests, never count each other's requests.
  */
-import { Counter, Histogram, Registry } from "prom-client";
+import {
+  Counter,
+  Gauge,
+  Histogram,
+  type MetricObjectWithValues,
+  type MetricValue,
+  Registry,
+} from "prom-client";
 import type { AccessLogEntry } from "./access_log.ts";
 
 interface RequestSeries {
   labels: { rule: string; type: string; region: string; status_class: string };
   pending: number;
 }
+
+/** One registry's metrics as prom-client's JSON; it survives `structuredClone`. */
+export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 
 /** What OCAP's cache did with a request; OCAP calls {@linkcode VestibuleMetrics.ocapCache}. */
 export type OcapCacheResult = "hit" | "miss" | "coalesced";
@@ -60,6 +70,18 @@ export class VestibuleMetrics {
     labelNames: ["result"] as const,
     registers: [this.#registry],
   });
+
+  /** 1 in every isolate: summed over the workers a scrape merged (see `worker_metrics.ts`). */
+  readonly #workers = new Gauge({
+    name: "vestibule_workers",
+    help:
+      "Isolates whose counts this scrape includes (the deno serve --parallel workers that answered)",
+    registers: [this.#registry],
+  });
+
+  constructor() {
+    this.#workers.set(1);
+  }
 
   /** Request counts not yet handed to prom-client, by rule, region and status class. */
   readonly #requestSeries: RequestSeries[] = [];
@@ -119,6 +141,11 @@ export class VestibuleMetrics {
   /** The `Content-Type` of {@linkcode scrape}'s text (Prometheus text format 0.0.4). */
   get contentType(): string {
     return this.#registry.contentType;
+  }
+
+  /** Every metric as prom-client's JSON, for merging with other workers' (`worker_metrics.ts`). */
+  json(): Promise<MetricsJson> {
+    return this.#registry.getMetricsAsJSON();
   }
 
   /** Every metric in the Prometheus text exposition format. */

@@ -1,7 +1,12 @@
 /** @module `GET /_vestibule/metrics`: the Prometheus scrape, behind a bearer token. */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { errorResponse, HttpError } from "./http_error.ts";
-import type { VestibuleMetrics } from "./metrics.ts";
+
+/** What a scrape reads: one app's `VestibuleMetrics`, or all workers' through `WorkerMetrics`. */
+export interface MetricsSource {
+  scrape(): Promise<string>;
+  contentType: string;
+}
 
 /**
  * Answers a scrape: 404 when no token is configured (the endpoint does not exist), 401 with a
@@ -11,7 +16,7 @@ import type { VestibuleMetrics } from "./metrics.ts";
  */
 export async function metricsResponse(
   request: Request,
-  options: { metrics: VestibuleMetrics; token?: string },
+  options: { metrics: MetricsSource; token?: string },
 ): Promise<Response> {
   const accept = request.headers.get("accept");
   if (!options.token) {

@@ -18,7 +18,7 @@ export interface VestibuleProcess {
  */
 export async function startProcess(
   kind: "serve" | "run",
-  options: { providerUrl: string; kvPath: string; jobs?: number },
+  options: { providerUrl: string; kvPath: string; jobs?: number; env?: Record<string, string> },
 ): Promise<VestibuleProcess> {
   const port = deadPort();
   const args = kind === "serve" ? ["task", "serve"] : ["run", "--allow-all", "main.ts"];
@@ -33,6 +33,7 @@ export async function startProcess(
       VESTIBULE_RULES: RULES.pathname,
       VESTIBULE_KV: options.kvPath,
       NO_COLOR: "1",
+      ...options.env,
     },
     stdin: "null",
     stdout: "null",

@@ -1,0 +1,57 @@
+/**
+ * Metrics under `deno serve --parallel`: each worker counts its own requests, and a scrape, which
+ * reaches whichever worker accepts the connection, must still show the whole instance's.
+ */
+import assert from "node:assert/strict";
+import { startProcess } from "./_processes.ts";
+
+const TOKEN = "scrape-token";
+
+async function scrape(url: string): Promise<string> {
+  const response = await fetch(`${url}/_vestibule/metrics`, {
+    headers: { authorization: `Bearer ${TOKEN}`, connection: "close" },
+  });
+  assert.equal(response.status, 200);
+  return await response.text();
+}
+
+Deno.test("a scrape of any deno serve --parallel worker counts the requests of all of them", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "metrics_workers_" });
+  const serve = await startProcess("serve", {
+    providerUrl: "http://127.0.0.1:9",
+    kvPath: `${dir}/kv.sqlite3`,
+    jobs: 4,
+    env: { VESTIBULE_METRICS_TOKEN: TOKEN },
+  });
+  try {
+    // Every worker must have met the others before the counts can add up.
+    const deadline = performance.now() + 10_000;
+    while (!/^vestibule_workers 4$/m.test(await scrape(serve.url))) {
+      if (performance.now() > deadline) throw new Error("the 4 workers never all answered");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    // Concurrent requests on fresh connections, which the kernel spreads over the workers. The
+    // fixture's region is a dead port, so each is a 502, counted in the 5xx class.
+    const responses = await Promise.all(
+      Array.from(
+        { length: 40 },
+        () => fetch(`${serve.url}/app`, { headers: { connection: "close" } }),
+      ),
+    );
+    for (const response of responses) {
+      await response.body?.cancel();
+      assert.equal(response.status, 502);
+    }
+    for (let i = 0; i < 6; i++) {
+      const text = await scrape(serve.url);
+      assert.match(text, /^vestibule_workers 4$/m);
+      assert.match(
+        text,
+        /^vestibule_requests_total\{rule="everything",type="regional",region="us",status_class="5xx"\} 40$/m,
+      );
+    }
+  } finally {
+    await serve.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
