@@ -15,8 +15,8 @@ import { parseRules } from "../lib/load_rules.ts";
 
 type Mode = "off" | "on" | "count";
 
-const ROUNDS = 8;
-const SECONDS = 3;
+const ROUNDS = 12;
+const SECONDS = 1;
 const WARMUP_SECONDS = 2;
 const CONNECTIONS = 32;
 /** A typical small HTML/JSON answer. */
@@ -37,29 +37,37 @@ export async function benchObservability(): Promise<string> {
       );
     }
     const results = new Map<Mode, Run[]>(modes.map((m) => [m, []]));
+    /** Per mode, the "off" run it was paired with. */
+    const partners = new Map<Mode, Run[]>(modes.map((m) => [m, []]));
     for (const mode of modes) await measure(loader, edges.get(mode)!, WARMUP_SECONDS);
     for (let round = 0; round < ROUNDS; round++) {
-      // Rotate the order so a burst of load from elsewhere does not always hit the same mode.
-      const order = [...modes.slice(round % modes.length), ...modes.slice(0, round % modes.length)];
-      for (const mode of order) {
-        results.get(mode)!.push(await measure(loader, edges.get(mode)!, SECONDS));
+      for (const mode of modes) {
+        if (mode === "off") continue;
+        // Each mode right next to "off", in alternating order: this machine's speed moves from
+        // one second to the next, and only runs close in time compare fairly.
+        const offFirst = round % 2 === 0;
+        const first = await measure(loader, edges.get(offFirst ? "off" : mode)!, SECONDS);
+        const second = await measure(loader, edges.get(offFirst ? mode : "off")!, SECONDS);
+        const [off, run] = offFirst ? [first, second] : [second, first];
+        results.get(mode)!.push(run);
+        results.get("off")!.push(off);
+        partners.get(mode)!.push(off);
       }
     }
-    const off = results.get("off")!;
     const rows = modes.map((mode) => {
       const runs = results.get(mode)!;
-      // Each round's ratio compares runs seconds apart, under the same background load.
-      const rpsRatio = median(runs.map((r, i) => r.rps / off[i].rps));
-      const cpuRatio = median(runs.map((r, i) => r.cpuUs / off[i].cpuUs));
+      const paired = partners.get(mode)!;
+      const rpsRatio = mode === "off" ? 1 : median(runs.map((r, i) => r.rps / paired[i].rps));
+      const cpuRatio = mode === "off" ? 1 : median(runs.map((r, i) => r.cpuUs / paired[i].cpuUs));
       return `| ${LABELS[mode]} | ${fmt(median(runs.map((r) => r.rps)))} | ${
         rpsRatio.toFixed(3)
       } | ${median(runs.map((r) => r.cpuUs)).toFixed(1)} | ${cpuRatio.toFixed(3)} |`;
     });
     return [
       `Regional route, GET /app → loopback origin (${ORIGIN_BODY.length}-byte JSON); ` +
-      `${loader.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds of ${SECONDS} s per mode ` +
-      `(order rotated each round) on ${navigator.hardwareConcurrency} cores, ` +
-      `Deno ${Deno.version.deno}${pin.note}. Ratios are medians of per-round ratios to "off"; ` +
+      `${loader.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds of ${SECONDS} s pairs ` +
+      `(each mode right next to "off", order alternating) on ${navigator.hardwareConcurrency} cores, ` +
+      `Deno ${Deno.version.deno}${pin.note}. Ratios are medians of per-pair ratios to "off"; ` +
       `CPU is the vestibule process's user+system time per request.`,
       "",
       "| vestibule | req/s (median) | req/s vs. off | CPU µs/request | CPU vs. off |",

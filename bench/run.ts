@@ -6,7 +6,7 @@
 import { benchObservability } from "./observability.ts";
 import { benchOcap } from "./ocap.ts";
 
-const DURATION = Deno.env.get("BENCH_DURATION") ?? "2s";
+const DURATION = Deno.env.get("BENCH_DURATION") ?? "1s";
 const CONNECTIONS = Number(Deno.env.get("BENCH_CONNECTIONS") ?? 50);
 const root = new URL("..", import.meta.url).pathname;
 const children: Deno.ChildProcess[] = [];
@@ -112,48 +112,60 @@ const BROWSER_HEADERS: Record<string, string> = {
 };
 
 /**
- * Ten short rounds rather than six of 3 s (same total time): one process's CPU time per request
- * varied by up to 2x from one round to the next on this VM, so the closer in time the runs a ratio
- * compares, and the more ratios the median takes, the steadier it is.
+ * Twelve rounds of 1 s pairs. On this VM one process's CPU time per request moved by up to 2x
+ * from one second to the next, so a ratio is only as good as the closeness in time of the two
+ * runs it divides: each target is run right next to (b), and the median takes many such pairs.
  */
-const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 10);
+const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 12);
 
 /**
- * Loads each target for `DURATION` in turn, `ROUNDS` times in rotating order, and compares them
- * round by round: on this shared machine throughput drifts by ±20 % within a minute, and a ratio
- * of two runs seconds apart is far steadier than a ratio of two best runs.
+ * Compares every target with the baseline (b) in back-to-back pairs, `ROUNDS` times, with the
+ * order inside each pair alternating so that a drift within a pair cancels over the rounds.
+ * Ratios are medians of the per-pair ratios, with their range; req/s and latencies are medians
+ * of the target's own runs.
  */
 async function compareTargets(
   targets: ReadonlyArray<readonly [name: string, url: string]>,
   options: { script?: string } = {},
 ): Promise<string> {
   for (const [, url] of targets) await wrk(url, { ...options, connections: 10, duration: "2s" });
+  const [baseName, baseUrl] = targets[1];
   const runs = new Map<string, WrkResult[]>(targets.map(([name]) => [name, []]));
+  /** Per target, the (b) run it was paired with, in the same order as its own runs. */
+  const partners = new Map<string, WrkResult[]>(targets.map(([name]) => [name, []]));
   for (let round = 0; round < ROUNDS; round++) {
-    const order = [
-      ...targets.slice(round % targets.length),
-      ...targets.slice(0, round % targets.length),
-    ];
-    for (const [name, url] of order) runs.get(name)!.push(await wrk(url, options));
+    for (const [name, url] of targets) {
+      if (name === baseName) continue;
+      const baseFirst = round % 2 === 0;
+      const first = await wrk(baseFirst ? baseUrl : url, options);
+      const second = await wrk(baseFirst ? url : baseUrl, options);
+      const [base, run] = baseFirst ? [first, second] : [second, first];
+      runs.get(name)!.push(run);
+      runs.get(baseName)!.push(base);
+      partners.get(name)!.push(base);
+    }
   }
-  const base = runs.get(targets[1][0])!;
   const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1];
-  let md = "| target | req/s | p50 ms | p99 ms | req/s vs (b), median of rounds (min–max) |\n" +
+  const ratios = (name: string) =>
+    name === baseName ? [1] : runs.get(name)!.map((x, i) => x.rps / partners.get(name)![i].rps);
+  let md = "| target | req/s | p50 ms | p99 ms | req/s vs (b), median of pairs (min–max) |\n" +
     "|---|---|---|---|---|\n";
   for (const [name] of targets) {
     const r = runs.get(name)!;
-    const ratios = r.map((x, i) => x.rps / base[i].rps);
+    const q = ratios(name);
     md += `| ${name} | ${fmt(median(r.map((x) => x.rps)), 0)} | ${
       fmt(median(r.map((x) => x.p50)))
-    } | ${fmt(median(r.map((x) => x.p99)))} | ${fmt(median(ratios))} (${fmt(Math.min(...ratios))}–${
-      fmt(Math.max(...ratios))
+    } | ${fmt(median(r.map((x) => x.p99)))} | ${fmt(median(q))} (${fmt(Math.min(...q))}–${
+      fmt(Math.max(...q))
     }) |\n`;
   }
-  const c = runs.get(targets[2][0])!;
-  md += `\n(c)/(b) requests/s: **${fmt(median(c.map((x, i) => x.rps / base[i].rps)))}** ` +
+  const [cName] = targets[2];
+  const c = runs.get(cName)!;
+  const cBase = partners.get(cName)!;
+  md += `\n(c)/(b) requests/s: **${fmt(median(ratios(cName)))}** ` +
     `(target ≥ 0.90); p99 (c) − (b): **${
-      fmt(median(c.map((x, i) => x.p99 - base[i].p99)))
-    } ms** (target ≤ 1 ms). wrk -t1 -c${CONNECTIONS}, ${ROUNDS} rounds of ${DURATION}, ` +
+      fmt(median(c.map((x, i) => x.p99 - cBase[i].p99)))
+    } ms** (target ≤ 1 ms). wrk -t1 -c${CONNECTIONS}, ${ROUNDS} rounds of ${DURATION} pairs, ` +
     `medians.\n`;
   return md;
 }
