@@ -1,19 +1,8 @@
 import assert from "node:assert/strict";
-import type { AccessLogEntry } from "./access_log.ts";
+import { logEntry } from "./_access_log_entry.ts";
 import { VestibuleMetrics } from "./metrics.ts";
 
-function entry(status: number, route: AccessLogEntry["route"]): AccessLogEntry {
-  return {
-    time: 0,
-    requestId: "r",
-    method: "GET",
-    host: "h",
-    path: "/",
-    status,
-    totalMs: 1,
-    route,
-  };
-}
+const entry = logEntry;
 
 Deno.test("VestibuleMetrics counts requests by rule, type, region and status class", async () => {
   const metrics = new VestibuleMetrics();

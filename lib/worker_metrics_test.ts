@@ -1,28 +1,38 @@
 import assert from "node:assert/strict";
-import type { AccessLogEntry } from "./access_log.ts";
+import { logEntry } from "./_access_log_entry.ts";
 import { VestibuleMetrics } from "./metrics.ts";
 import { WorkerMetrics } from "./worker_metrics.ts";
 
 function record(metrics: VestibuleMetrics, status: number, upstreamMs: number): void {
-  const entry: AccessLogEntry = {
-    time: 0,
-    requestId: "r",
-    method: "GET",
-    host: "h",
-    path: "/",
-    status,
-    totalMs: upstreamMs,
-    route: { rule: "app", type: "regional", region: "au", upstreamMs },
-  };
-  metrics.record(entry);
+  metrics.record(logEntry(status, { rule: "app", type: "regional", region: "au", upstreamMs }));
 }
 
-/** Waits (bounded) until every worker has heard of all the others. */
-async function acquainted(workers: WorkerMetrics[]): Promise<void> {
+/** Waits (bounded) until `condition` holds. */
+async function waitFor(condition: () => boolean, what: string): Promise<void> {
   const deadline = performance.now() + 2000;
-  while (workers.some((w) => w.workers !== workers.length)) {
-    if (performance.now() > deadline) throw new Error("the workers never met");
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`Timed out waiting until ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Waits until every worker has heard of all the others. */
+function acquainted(workers: WorkerMetrics[]): Promise<void> {
+  return waitFor(() => workers.every((w) => w.workers === workers.length), "the workers met");
+}
+
+/** A worker with a 50 ms scrape timeout, and a bare channel beside it to play a peer. */
+async function withRawPeer(
+  fn: (worker: WorkerMetrics, peer: BroadcastChannel) => Promise<void>,
+): Promise<void> {
+  const name = channel();
+  const worker = new WorkerMetrics(new VestibuleMetrics(), { channel: name, timeoutMs: 50 });
+  const peer = new BroadcastChannel(name);
+  try {
+    await fn(worker, peer);
+  } finally {
+    peer.close();
+    worker.close();
   }
 }
 
@@ -93,10 +103,7 @@ async function steps(t: Deno.TestContext): Promise<void> {
     try {
       await acquainted([a, b]);
       b.close();
-      const deadline = performance.now() + 2000;
-      while (a.workers !== 1 && performance.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
+      await waitFor(() => a.workers === 1, "a heard that b stopped");
       // With a 60 s timeout, a scrape still waiting for b would outlive the test.
       assert.match(await a.scrape(), /^vestibule_workers 1$/m);
     } finally {
@@ -105,41 +112,25 @@ async function steps(t: Deno.TestContext): Promise<void> {
   });
 
   await t.step("a worker that does not answer in time leaves it out, and says so", async () => {
-    const name = channel();
-    const a = new WorkerMetrics(new VestibuleMetrics(), { channel: name, timeoutMs: 50 });
     // A peer that says hello but never answers a scrape, like a worker stuck in a long task.
-    const mute = new BroadcastChannel(name);
-    try {
+    await withRawPeer(async (a, mute) => {
       mute.postMessage({ type: "hello", from: "mute" });
-      const deadline = performance.now() + 2000;
-      while (a.workers !== 2 && performance.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
-      assert.equal(a.workers, 2);
+      await waitFor(() => a.workers === 2, "a heard the mute peer");
       record(a.metrics, 200, 3);
       const text = await a.scrape();
       assert.match(text, /^vestibule_workers 1$/m);
       assert.match(text, /^vestibule_requests_total\{[^}]*status_class="2xx"\} 1$/m);
-    } finally {
-      mute.close();
-      a.close();
-    }
+    });
   });
 
   await t.step("a stranger's message that is not an answer is ignored", async () => {
-    const name = channel();
-    const a = new WorkerMetrics(new VestibuleMetrics(), { channel: name, timeoutMs: 50 });
-    const stranger = new BroadcastChannel(name);
-    try {
+    await withRawPeer(async (a, stranger) => {
       stranger.postMessage({ type: "answer", from: "x", scrape: "unknown", metrics: [] });
       stranger.postMessage({ type: "nonsense" });
       stranger.postMessage(null);
       stranger.postMessage("ask");
       await new Promise((resolve) => setTimeout(resolve, 20));
       assert.match(await a.scrape(), /^vestibule_workers 1$/m);
-    } finally {
-      stranger.close();
-      a.close();
-    }
+    });
   });
 }
