@@ -12,6 +12,7 @@
 import { createApp } from "../app.ts";
 import { bufferedLineWriter } from "../lib/line_writer.ts";
 import { parseRules } from "../lib/load_rules.ts";
+import { median, pairRatios, runInPairs } from "./_pairs.ts";
 
 type Mode = "off" | "on" | "count";
 
@@ -36,32 +37,20 @@ export async function benchObservability(): Promise<string> {
         await spawn(["--role", "edge", "--mode", mode, "--origin", origin.url], pin.edge),
       );
     }
-    const results = new Map<Mode, Run[]>(modes.map((m) => [m, []]));
-    /** Per mode, the "off" run it was paired with. */
-    const partners = new Map<Mode, Run[]>(modes.map((m) => [m, []]));
     for (const mode of modes) await measure(loader, edges.get(mode)!, WARMUP_SECONDS);
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const mode of modes) {
-        if (mode === "off") continue;
-        // Each mode right next to "off", in alternating order: this machine's speed moves from
-        // one second to the next, and only runs close in time compare fairly.
-        const offFirst = round % 2 === 0;
-        const first = await measure(loader, edges.get(offFirst ? "off" : mode)!, SECONDS);
-        const second = await measure(loader, edges.get(offFirst ? mode : "off")!, SECONDS);
-        const [off, run] = offFirst ? [first, second] : [second, first];
-        results.get(mode)!.push(run);
-        results.get("off")!.push(off);
-        partners.get(mode)!.push(off);
-      }
-    }
+    const results = await runInPairs(
+      "off",
+      modes,
+      ROUNDS,
+      (mode) => measure(loader, edges.get(mode)!, SECONDS),
+    );
     const rows = modes.map((mode) => {
-      const runs = results.get(mode)!;
-      const paired = partners.get(mode)!;
-      const rpsRatio = mode === "off" ? 1 : median(runs.map((r, i) => r.rps / paired[i].rps));
-      const cpuRatio = mode === "off" ? 1 : median(runs.map((r, i) => r.cpuUs / paired[i].cpuUs));
-      return `| ${LABELS[mode]} | ${fmt(median(runs.map((r) => r.rps)))} | ${
+      const paired = results.get(mode)!;
+      const rpsRatio = median(pairRatios(paired, (r) => r.rps));
+      const cpuRatio = median(pairRatios(paired, (r) => r.cpuUs));
+      return `| ${LABELS[mode]} | ${fmt(median(paired.runs.map((r) => r.rps)))} | ${
         rpsRatio.toFixed(3)
-      } | ${median(runs.map((r) => r.cpuUs)).toFixed(1)} | ${cpuRatio.toFixed(3)} |`;
+      } | ${median(paired.runs.map((r) => r.cpuUs)).toFixed(1)} | ${cpuRatio.toFixed(3)} |`;
     });
     return [
       `Regional route, GET /app → loopback origin (${ORIGIN_BODY.length}-byte JSON); ` +
@@ -219,11 +208,6 @@ async function chooseLoader(prefix: string[]): Promise<Loader> {
       return { rps: result.requests.average, requests: result.requests.total };
     },
   };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 function fmt(n: number): string {

@@ -5,6 +5,7 @@
  */
 import { benchObservability } from "./observability.ts";
 import { benchOcap } from "./ocap.ts";
+import { median, pairRatios, runInPairs } from "./_pairs.ts";
 
 const DURATION = Deno.env.get("BENCH_DURATION") ?? "1s";
 const CONNECTIONS = Number(Deno.env.get("BENCH_CONNECTIONS") ?? 50);
@@ -119,39 +120,27 @@ const BROWSER_HEADERS: Record<string, string> = {
 const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 12);
 
 /**
- * Compares every target with the baseline (b) in back-to-back pairs, `ROUNDS` times, with the
- * order inside each pair alternating so that a drift within a pair cancels over the rounds.
- * Ratios are medians of the per-pair ratios, with their range; req/s and latencies are medians
- * of the target's own runs.
+ * Compares every target with the baseline (b) in back-to-back pairs (`runInPairs`). Ratios are
+ * medians of the per-pair ratios, with their range; req/s and latencies are medians of the
+ * target's own runs.
  */
 async function compareTargets(
   targets: ReadonlyArray<readonly [name: string, url: string]>,
   options: { script?: string } = {},
 ): Promise<string> {
   for (const [, url] of targets) await wrk(url, { ...options, connections: 10, duration: "2s" });
-  const [baseName, baseUrl] = targets[1];
-  const runs = new Map<string, WrkResult[]>(targets.map(([name]) => [name, []]));
-  /** Per target, the (b) run it was paired with, in the same order as its own runs. */
-  const partners = new Map<string, WrkResult[]>(targets.map(([name]) => [name, []]));
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const [name, url] of targets) {
-      if (name === baseName) continue;
-      const baseFirst = round % 2 === 0;
-      const first = await wrk(baseFirst ? baseUrl : url, options);
-      const second = await wrk(baseFirst ? url : baseUrl, options);
-      const [base, run] = baseFirst ? [first, second] : [second, first];
-      runs.get(name)!.push(run);
-      runs.get(baseName)!.push(base);
-      partners.get(name)!.push(base);
-    }
-  }
-  const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1];
-  const ratios = (name: string) =>
-    name === baseName ? [1] : runs.get(name)!.map((x, i) => x.rps / partners.get(name)![i].rps);
+  const urls = new Map(targets);
+  const results = await runInPairs(
+    targets[1][0],
+    targets.map(([name]) => name),
+    ROUNDS,
+    (name) => wrk(urls.get(name)!, options),
+  );
+  const ratios = (name: string) => pairRatios(results.get(name)!, (x) => x.rps);
   let md = "| target | req/s | p50 ms | p99 ms | req/s vs (b), median of pairs (min–max) |\n" +
     "|---|---|---|---|---|\n";
   for (const [name] of targets) {
-    const r = runs.get(name)!;
+    const r = results.get(name)!.runs;
     const q = ratios(name);
     md += `| ${name} | ${fmt(median(r.map((x) => x.rps)), 0)} | ${
       fmt(median(r.map((x) => x.p50)))
@@ -160,8 +149,7 @@ async function compareTargets(
     }) |\n`;
   }
   const [cName] = targets[2];
-  const c = runs.get(cName)!;
-  const cBase = partners.get(cName)!;
+  const { runs: c, baselines: cBase } = results.get(cName)!;
   md += `\n(c)/(b) requests/s: **${fmt(median(ratios(cName)))}** ` +
     `(target ≥ 0.90); p99 (c) − (b): **${
       fmt(median(c.map((x, i) => x.p99 - cBase[i].p99)))
