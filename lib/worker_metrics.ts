@@ -47,7 +47,12 @@ export class WorkerMetrics {
     // Node's BroadcastChannel is Deno's own with `unref()`: a channel that kept the event loop
     // alive would stop `deno serve` from ever finishing its graceful shutdown on SIGTERM.
     this.#channel = new BroadcastChannel(options.channel ?? "vestibule-metrics").unref();
-    this.#channel.onmessage = (event) => this.#receive((event as MessageEvent<Message>).data);
+    this.#channel.onmessage = (event) => {
+      // A failed answer only leaves this worker out of one scrape; it must not end the process.
+      this.#receive((event as MessageEvent<Message>).data).catch((error) =>
+        console.error(JSON.stringify({ msg: "metrics answer failed", error: String(error) }))
+      );
+    };
     // Workers that are already listening answer `here`; later ones send their own `hello`.
     this.#post({ type: "hello", from: this.#id });
   }
@@ -64,27 +69,26 @@ export class WorkerMetrics {
 
   /** The Prometheus text of every worker that answers within the timeout, merged. */
   async scrape(): Promise<string> {
+    if (this.#peers.size === 0) return await this.metrics.scrape(); // `deno run`: nothing to merge.
     const merged = [await this.metrics.json()];
     const missing = new Set(this.#peers);
-    if (missing.size > 0) {
-      const scrape = crypto.randomUUID();
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          this.#waiting.delete(scrape);
-          resolve();
-        };
-        // A worker stuck in a long task must not hold the scrape: answer with the others.
-        const timer = setTimeout(done, this.#timeoutMs);
-        const answer = (from: string, metrics: MetricsJson) => {
-          if (!missing.delete(from)) return;
-          merged.push(metrics);
-          if (missing.size === 0) done();
-        };
-        this.#waiting.set(scrape, { answer, done });
-        this.#post({ type: "ask", from: this.#id, scrape });
-      });
-    }
+    const scrape = crypto.randomUUID();
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#waiting.delete(scrape);
+        resolve();
+      };
+      // A worker stuck in a long task must not hold the scrape: answer with the others.
+      const timer = setTimeout(done, this.#timeoutMs);
+      const answer = (from: string, metrics: MetricsJson) => {
+        if (!missing.delete(from)) return;
+        merged.push(metrics);
+        if (missing.size === 0) done();
+      };
+      this.#waiting.set(scrape, { answer, done });
+      this.#post({ type: "ask", from: this.#id, scrape });
+    });
     return await AggregatorRegistry.aggregate(merged).metrics();
   }
 
