@@ -37,7 +37,10 @@ export interface AppDeps {
    * any one of them shows the counts of all. Unset, a scrape shows this app's own.
    */
   metricsChannel?: string;
-  /** `false` turns off the access log, metrics, request ids and span attributes (benchmarks). */
+  /**
+   * `false` turns off the access log, metrics and span attributes (benchmarks); request ids
+   * still go upstream.
+   */
   observe?: boolean;
 }
 

@@ -70,7 +70,7 @@ export async function benchObservability(): Promise<string> {
 
 const LABELS: Record<Mode, string> = {
   off: "observe: false",
-  on: "observe on (log to /dev/null, metrics, request id)",
+  on: "observe on (log to /dev/null, metrics, span attributes)",
   count: "on + bytes counted by a TransformStream",
 };
 

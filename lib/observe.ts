@@ -11,7 +11,7 @@ import { annotateSpan } from "./tracing.ts";
 /** What the observer hands the router for one request. */
 export interface Observed {
   /** Sent upstream; returned to the client only with `debug_headers`. */
-  requestId?: string;
+  requestId: string;
   /** Filled by the route processors, read back for the log line. */
   log: RouteLog;
 }
@@ -36,8 +36,13 @@ export type Observer = (
   handle: (observed: Observed) => Promise<Response>,
 ) => Promise<Response>;
 
-/** An observer that only runs the handler: for benchmarks measuring what observing costs. */
-export const UNOBSERVED: Observer = (_request, _path, handle) => handle({ log: {} });
+/**
+ * An observer that writes no log line, counts nothing and annotates no span: for benchmarks
+ * measuring what logging and metrics cost. Request ids still go upstream: they are part of what
+ * forwarding sends, like `X-Forwarded-For`, whether or not vestibule logs.
+ */
+export const UNOBSERVED: Observer = (request, _path, handle) =>
+  handle({ requestId: requestId(request.headers.get("x-request-id")), log: {} });
 
 /**
  * Builds the observer. It is a plain wrapper around the handler, not Hono middleware, and leaves
@@ -83,7 +88,7 @@ function decorated(
     copy.headers.append("server-timing", serverTiming(totalMs, log.upstreamMs));
   }
   if (options.debugHeaders) {
-    copy.headers.set("x-request-id", observed.requestId!);
+    copy.headers.set("x-request-id", observed.requestId);
     if (log.rule) copy.headers.set("x-vestibule-rule", log.rule);
     if (log.region) copy.headers.set("x-vestibule-region", log.region);
   }
@@ -103,7 +108,7 @@ function record(
   const length = headers?.get("content-length");
   const entry: AccessLogEntry = {
     time,
-    requestId: observed.requestId!,
+    requestId: observed.requestId,
     method: request.method,
     host: request.headers.get("host") ?? "",
     path,

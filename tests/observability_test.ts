@@ -385,15 +385,17 @@ Deno.test("Server-Timing: off by default, edge and upstream durations when serve
     }, { extra: { server_timing: true } }));
 });
 
-Deno.test("observe: false turns off the log line, the request id and the metrics", async () => {
+Deno.test("observe: false turns off the log line and the metrics, not the request id", async () => {
   await withStack(async ({ edge, us, raw }) => {
     const res = await drain(
-      await fetch(`${edge.url}/app`, { headers: { "x-request-id": "kept-as-any-header" } }),
+      await fetch(`${edge.url}/app`, { headers: { "x-request-id": "kept-from-the-client" } }),
     );
     assert.equal(res.status, 200);
     assert.equal(res.headers.get("x-request-id"), null);
+    await drain(await fetch(`${edge.url}/app`, { headers: { "x-request-id": 'bad"id' } }));
     assert.equal(raw.length, 0);
-    assert.equal(us.received[0].headers.get("x-request-id"), "kept-as-any-header");
+    assert.equal(us.received[0].headers.get("x-request-id"), "kept-from-the-client");
+    assert.match(us.received[1].headers.get("x-request-id")!, UUID, "an unsafe id is replaced");
     const scrape = await fetch(`${edge.url}/_vestibule/metrics`, {
       headers: { authorization: `Bearer ${TOKEN}` },
     });
