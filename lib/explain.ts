@@ -12,6 +12,7 @@ import { readPin, type RegionPin } from "./pin.ts";
 import { BodyTooLargeError, BufferedBody } from "./request_body.ts";
 import { chooseRegion, regionalCookies } from "./choose_region.ts";
 import { redirectLocation } from "./redirect_location.ts";
+import { requestId } from "./request_id.ts";
 
 export type { ForwardPlan, Stripped } from "./forward_plan.ts";
 
@@ -31,6 +32,9 @@ export const DEFAULT_CLIENT_IP = "192.0.2.1";
 
 /** Where a URL given as a bare path is resolved; only its scheme matters unless `Host` is absent. */
 const BASE_URL = "https://localhost";
+
+/** Shown for the `X-Request-Id` the router would make: a new UUID for every request. */
+const NEW_REQUEST_ID = "(new UUID per request)";
 
 /** An origin the request would be sent to. */
 export interface Target {
@@ -91,8 +95,11 @@ export async function explainRequest(
 ): Promise<Explanation> {
   const method = described.method.toUpperCase();
   const request = buildRequest(method, described);
+  // The router sends a request id upstream: the client's when it is safe, else a new UUID.
+  const incomingId = request.headers.get("x-request-id");
   const { url, facts, clientIp, forward } = viewRequest(request, config, {
     remoteIp: described.clientIp ?? DEFAULT_CLIENT_IP,
+    requestId: requestId(incomingId) === incomingId ? incomingId : NEW_REQUEST_ID,
   });
   const headers = request.headers;
   const out: Explanation = { method, url: url.href, tried: [], targets: [], notes: [] };

@@ -182,6 +182,7 @@ Deno.test("explainRequest() shows vestibule's own header values and strips hop-b
     "x-forwarded-for": "203.0.113.7",
     "x-forwarded-host": "app.example.com:8080",
     "x-forwarded-proto": "http",
+    "x-request-id": "(new UUID per request)",
   });
   assert.deepEqual(headers.forwarded, ["accept", "accept-encoding", "cf-ipcountry"]);
   assert.deepEqual(headers.fromRules, ["x-origin-secret"]);
@@ -193,6 +194,22 @@ Deno.test("explainRequest() shows vestibule's own header values and strips hop-b
     { name: "x-forwarded-for", reason: "replaced by vestibule: trusted_proxy_hops is 0" },
     { name: "x-origin-secret", reason: "replaced by the rules file's value" },
   ]);
+});
+
+Deno.test("explainRequest() shows the request id as the router sends it: kept when safe, else new", async () => {
+  const explain = (id: string) =>
+    explainRequest({
+      method: "GET",
+      url: "https://app.example.com/",
+      headers: { "x-request-id": id },
+    }, config)
+      .then((e) => e.targets[0].forward.headers);
+  const kept = await explain("trace-42");
+  assert.ok(kept.forwarded.includes("x-request-id"));
+  assert.equal(kept.set["x-request-id"], undefined);
+  const replaced = await explain('forged"}');
+  assert.equal(replaced.set["x-request-id"], "(new UUID per request)");
+  assert.deepEqual(replaced.stripped, [{ name: "x-request-id", reason: "replaced by vestibule" }]);
 });
 
 Deno.test("explainRequest() never reveals cookie values or rules-file header values", async () => {
