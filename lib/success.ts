@@ -1,5 +1,6 @@
 /** @module Decides whether an upstream answer matches a success rule (broadcast, `pin_on`). */
 import type { SuccessRule } from "./compile_rules.ts";
+import { HttpError } from "./http_error.ts";
 import { deepEqual } from "./match_rule.ts";
 import { readBounded } from "./request_body.ts";
 
@@ -9,38 +10,53 @@ export interface SuccessVerdict {
   response: Response;
 }
 
+/** What {@linkcode checkSuccess} needs besides the rule and the answer. */
+export interface SuccessOptions {
+  /** Wall-clock milliseconds since the epoch, for `Set-Cookie` expiry. */
+  now: number;
+  /** The most body a `json` check reads (`body_limit_bytes`). */
+  bodyLimit: number;
+  /**
+   * When a body a `json` check reads must have arrived, on the `performance.now()` clock: the
+   * upstream's timeout covers the body it is judged by, not only the headers.
+   */
+  deadline: number;
+}
+
 /**
  * Cheap checks (status, cookies, headers) run first; the body is read only for a `json` check,
- * bounded by `bodyLimit`, and the response is rebuilt from the same bytes so the client still
- * gets it intact. A body that is not JSON (or too large) is simply not a success.
+ * bounded by `bodyLimit` and `deadline`, and the response is rebuilt from the same bytes so the
+ * client still gets it intact. A body that is not JSON, or too large to judge, is simply not a
+ * success, and a large one still reaches the client whole. Throws `HttpError` 504
+ * `upstream_timeout` when the body stalls past the deadline, 502 `upstream_unavailable` when it
+ * breaks off.
  */
 export async function checkSuccess(
   rule: SuccessRule,
   response: Response,
-  options: { now: number; bodyLimit: number },
+  options: SuccessOptions,
 ): Promise<SuccessVerdict> {
   if (!matchesWithoutBody(rule, response, options.now)) return { success: false, response };
   if (!rule.json) return { success: true, response };
-  let bytes: Uint8Array<ArrayBuffer>;
-  try {
-    bytes = await readBounded(
-      response.body,
-      options.bodyLimit,
-      response.headers.get("content-length"),
-    );
-  } catch {
-    return { success: false, response: new Response(null, response) };
+  if (Number(response.headers.get("content-length")) > options.bodyLimit) {
+    return { success: false, response };
   }
-  // 101/103/204/205/304 must not carry a body, even an empty one.
-  const nullBody = [101, 103, 204, 205, 304].includes(response.status);
-  const rebuilt = new Response(nullBody ? null : bytes, {
+  const peeked = await peekBounded(response.body, options.bodyLimit, options.deadline);
+  const init = {
     status: response.status,
     statusText: response.statusText,
     headers: response.headers,
-  });
+  };
+  if ("rest" in peeked) return { success: false, response: new Response(peeked.rest, init) };
+  const { bytes } = peeked;
+  // 101/103/204/205/304 must not carry a body, even an empty one.
+  const nullBody = [101, 103, 204, 205, 304].includes(response.status);
+  const rebuilt = new Response(nullBody ? null : bytes, init);
   let parsed: unknown;
   try {
-    parsed = JSON.parse(new TextDecoder().decode(bytes));
+    parsed = JSON.parse(
+      new TextDecoder().decode(await decoded(bytes, response, options.bodyLimit)),
+    );
   } catch {
     return { success: false, response: rebuilt };
   }
@@ -50,6 +66,88 @@ export async function checkSuccess(
     ? found.present && deepEqual(found.value, equals)
     : found.present === exists;
   return { success, response: rebuilt };
+}
+
+/**
+ * Reads the body up to `limit` bytes, before `deadline`. Within the limit: the bytes. Over it: a
+ * stream that replays what was read and then the rest, so the caller can still pass the whole
+ * body on.
+ */
+async function peekBounded(
+  body: ReadableStream<Uint8Array<ArrayBuffer>> | null,
+  limit: number,
+  deadline: number,
+): Promise<{ bytes: Uint8Array<ArrayBuffer> } | { rest: ReadableStream<Uint8Array> }> {
+  if (!body) return { bytes: new Uint8Array(0) };
+  const reader = body.getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const wait = Math.max(0, deadline - performance.now());
+  const expired = new Promise<never>((_, reject) => {
+    // setTimeout takes a 32-bit delay; beyond it (an infinite deadline) there is no timer.
+    if (wait >= 2 ** 31) return;
+    timer = setTimeout(
+      () =>
+        reject(new HttpError(504, "upstream_timeout", "The answer's body did not arrive in time")),
+      wait,
+    );
+  });
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
+  let total = 0;
+  try {
+    while (true) {
+      const { done, value } = await Promise.race([reader.read(), expired]);
+      if (done) break;
+      chunks.push(value);
+      total += value.byteLength;
+      if (total > limit) {
+        return {
+          rest: new ReadableStream<Uint8Array>({
+            async pull(controller) {
+              const next = chunks.shift() ?? (await reader.read()).value;
+              if (next) controller.enqueue(next);
+              else controller.close();
+            },
+            cancel: (reason) => reader.cancel(reason),
+          }),
+        };
+      }
+    }
+  } catch (error) {
+    await reader.cancel().catch(() => {});
+    if (error instanceof HttpError) throw error;
+    throw new HttpError(502, "upstream_unavailable", "The answer's body broke off", {
+      cause: error,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return { bytes: out };
+}
+
+/**
+ * The body as the application wrote it: vestibule re-compresses a body `fetch` decoded as gzip
+ * for clients that accept it, so a JSON check must undo that (bounded, against zip bombs).
+ */
+async function decoded(
+  bytes: Uint8Array<ArrayBuffer>,
+  response: Response,
+  limit: number,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const encoding = response.headers.get("content-encoding")?.trim().toLowerCase();
+  const format = encoding === "gzip" || encoding === "x-gzip"
+    ? "gzip"
+    : encoding === "deflate"
+    ? "deflate"
+    : undefined;
+  if (!format) return bytes;
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream(format));
+  return await readBounded(stream as ReadableStream<Uint8Array<ArrayBuffer>>, limit);
 }
 
 /** The status, `Set-Cookie` and header parts of a success rule. */

@@ -4,7 +4,7 @@ import type { SuccessRule } from "./compile_rules.ts";
 import { checkSuccess, lookupPath, setsLiveCookie } from "./success.ts";
 
 const NOW = Date.parse("2026-11-22T00:00:00Z");
-const opts = { now: NOW, bodyLimit: 1 << 20 };
+const opts = { now: NOW, bodyLimit: 1 << 20, deadline: Number.POSITIVE_INFINITY };
 
 Deno.test("setsLiveCookie() wants the name, a value and no past expiry", () => {
   assert.equal(setsLiveCookie(["sessionid=abc; Path=/"], "sessionid", NOW), true);

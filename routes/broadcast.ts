@@ -115,16 +115,23 @@ async function attempt(
     ctx.forward,
   );
   const started = performance.now();
+  const timeoutMs = rule.timeoutMs ?? upstream.timeoutMs;
   try {
     const raw = await sendUpstream(upstream, ctx.pathAndQuery, {
       method: ctx.request.method,
       headers,
       body,
       signal,
-      timeoutMs: rule.timeoutMs,
+      timeoutMs,
     });
     const response = clientResponse(raw, upstream, ctx.forward, acceptEncoding);
-    const options = { now: ctx.now(), bodyLimit: ctx.config.bodyLimitBytes };
+    // A region that stalls in the middle of a body its success rule reads times out as one that
+    // never answers: the whole attempt, headers and body, fits in the timeout.
+    const options = {
+      now: ctx.now(),
+      bodyLimit: ctx.config.bodyLimitBytes,
+      deadline: started + timeoutMs,
+    };
     const verdict = await checkSuccess(rule.success, response, options);
     const preferred = !verdict.success && rule.preferFailure
       ? await checkSuccess(rule.preferFailure, verdict.response, options)

@@ -14,8 +14,11 @@ export function handleRegional(rule: RegionalRule, ctx: RouteContext): Promise<R
   ctx.log.region = region;
   ctx.log.regionReason = reason;
   const upstream = ctx.config.regions.get(region)!;
-  const answer = forwardTo(ctx, upstream, regionalCookies(region, ctx.pin, ctx.config));
-  return rule.pinOn ? pinOnSuccess(rule.pinOn, region, answer, ctx) : answer;
+  const cookies = regionalCookies(region, ctx.pin, ctx.config);
+  if (!rule.pinOn) return forwardTo(ctx, upstream, cookies);
+  // The region's timeout also covers a body `pin_on` must read before the client gets anything.
+  const deadline = performance.now() + upstream.timeoutMs;
+  return pinOnSuccess(rule.pinOn, region, forwardTo(ctx, upstream, cookies), deadline, ctx);
 }
 
 /** Pins the browser to `region` when the answer matches the rule's `pin_on`. */
@@ -23,11 +26,13 @@ async function pinOnSuccess(
   pinOn: SuccessRule,
   region: string,
   answer: Promise<Response>,
+  deadline: number,
   ctx: RouteContext,
 ): Promise<Response> {
   const verdict = await checkSuccess(pinOn, await answer, {
     now: ctx.now(),
     bodyLimit: ctx.config.bodyLimitBytes,
+    deadline,
   });
   if (!verdict.success) return verdict.response;
   ctx.log.outcome = "pinned";

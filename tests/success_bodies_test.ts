@@ -1,0 +1,164 @@
+/**
+ * Success rules that read the answer's body (`json`), on broadcast and `pin_on`: compressed
+ * bodies, bodies over `body_limit_bytes`, and bodies that stall halfway.
+ */
+import assert from "node:assert/strict";
+import { gzipSync } from "node:zlib";
+import { startUpstream, startVestibule } from "./_servers.ts";
+
+const PIN = "__Host-vestibule-region";
+
+/** A JSON answer that sends its first bytes and then nothing; `release()` ends them. */
+function stallingAnswers() {
+  const stalled: ReadableStreamDefaultController<Uint8Array>[] = [];
+  return {
+    respond: () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          start(controller) {
+            controller.enqueue(new TextEncoder().encode('{"errors":'));
+            stalled.push(controller);
+          },
+        }),
+        { headers: { "content-type": "application/json" } },
+      ),
+    release() {
+      for (const controller of stalled) {
+        try {
+          controller.close();
+        } catch { /* vestibule cancelled it already */ }
+      }
+    },
+  };
+}
+
+Deno.test("broadcast: a JSON success rule reads a body the origin gzipped for a browser", async () => {
+  const body = JSON.stringify({ data: { ok: true }, errors: [] });
+  const gzipped = new Uint8Array(gzipSync(new TextEncoder().encode(body)));
+  const au = startUpstream(() =>
+    new Response("<p>no such user</p>", { headers: { "content-type": "text/html" } })
+  );
+  const us = startUpstream((req) =>
+    (req.headers.get("accept-encoding") ?? "").includes("gzip")
+      ? new Response(gzipped, {
+        headers: { "content-type": "application/json", "content-encoding": "gzip" },
+      })
+      : Response.json(JSON.parse(body))
+  );
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "au",
+    rules: [{
+      name: "signup",
+      type: "broadcast",
+      success: { status: "2xx", json: { path: "errors", equals: [] } },
+    }],
+  });
+  try {
+    const res = await fetch(`${edge.url}/graphql`, {
+      method: "POST",
+      body: "{}",
+      headers: { "accept-encoding": "gzip, deflate, br" }, // what every browser sends
+    });
+    assert.equal(us.received[0].headers.get("accept-encoding"), "gzip, deflate, br");
+    assert.deepEqual(JSON.parse(await res.text()), JSON.parse(body));
+    assert.match(res.headers.getSetCookie().join("\n"), new RegExp(`${PIN}=us`));
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("pin_on: an answer over body_limit_bytes is no success and reaches the client whole", async (t) => {
+  const big = JSON.stringify({ ok: true, pad: "x".repeat(2 * 1024 * 1024) });
+  const up = startUpstream((req) =>
+    new URL(req.url).pathname.endsWith("/streamed")
+      // No Content-Length: the limit is found while reading.
+      ? new Response(new Blob([big]).stream(), { headers: { "content-type": "application/json" } })
+      : new Response(big, { headers: { "content-type": "application/json" } })
+  );
+  const edge = startVestibule({
+    regions: { us: { origin: up.url } },
+    default_region: "us",
+    rules: [{
+      name: "switch",
+      type: "regional",
+      match: { path: "^/switch/(?<region>\\w+)(/streamed)?$" },
+      region_from: { path_group: "region" },
+      pin_on: { json: { path: "ok", equals: true } },
+    }],
+  });
+  try {
+    for (const path of ["/switch/us", "/switch/us/streamed"]) {
+      await t.step(path, async () => {
+        const res = await fetch(`${edge.url}${path}`, {
+          headers: { "accept-encoding": "identity" },
+        });
+        assert.equal(res.status, 200);
+        assert.equal(await res.text(), big);
+        assert.deepEqual(res.headers.getSetCookie(), [], "too large to judge: no pin");
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("broadcast: a region that stalls mid-body times out and the other region answers", async () => {
+  const stalling = stallingAnswers();
+  const au = startUpstream(stalling.respond);
+  const us = startUpstream(() => Response.json({ errors: [] }));
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{
+      name: "signup",
+      type: "broadcast",
+      timeout_ms: 300,
+      success: { status: "2xx", json: { path: "errors", equals: [] } },
+    }],
+  });
+  const giveUp = AbortSignal.timeout(5000);
+  try {
+    const started = performance.now();
+    const res = await fetch(`${edge.url}/graphql`, { method: "POST", body: "{}", signal: giveUp });
+    const ms = performance.now() - started;
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { errors: [] });
+    assert.match(res.headers.getSetCookie().join("\n"), new RegExp(`${PIN}=us`));
+    assert.ok(ms >= 250 && ms < 2000, `answered after ${Math.round(ms)} ms, timeout_ms 300`);
+  } finally {
+    stalling.release();
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("pin_on: an answer that stalls mid-body is a 504 after the region's timeout, not a hang", async () => {
+  const stalling = stallingAnswers();
+  const up = startUpstream(stalling.respond);
+  const edge = startVestibule({
+    regions: { us: { origin: up.url, timeout_ms: 300 } },
+    default_region: "us",
+    rules: [{
+      name: "switch",
+      type: "regional",
+      match: { path: "^/switch/(?<region>\\w+)$" },
+      region_from: { path_group: "region" },
+      pin_on: { json: { path: "errors", equals: [] } },
+    }],
+  });
+  try {
+    const started = performance.now();
+    const res = await fetch(`${edge.url}/switch/us`, {
+      headers: { accept: "application/json" },
+      signal: AbortSignal.timeout(5000),
+    });
+    const ms = performance.now() - started;
+    assert.equal(res.status, 504);
+    assert.equal((await res.json()).error, "upstream_timeout");
+    assert.deepEqual(res.headers.getSetCookie(), []);
+    assert.ok(ms >= 250 && ms < 2000, `answered after ${Math.round(ms)} ms, timeout_ms 300`);
+  } finally {
+    stalling.release();
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
