@@ -140,7 +140,14 @@ export async function explainRequest(
     origin: upstream.origin,
     forward: forwardPlan(headers, upstream, cookies, forward),
   });
-  const ctx = { config, match, searchParams: url.searchParams, pin, assumed };
+  const ctx = {
+    config,
+    match,
+    searchParams: url.searchParams,
+    pathAndQuery: url.pathname + url.search,
+    pin,
+    assumed,
+  };
 
   switch (rule.type) {
     case "global": {

@@ -236,8 +236,7 @@ export function clientResponse(
   const rewriteLocation = location !== null && pointsAtOrigin(location, upstream);
   const cookies = h.getSetCookie();
   if (
-    !decoded && !rewriteLocation && cookies.length === 0 && !h.has("connection") &&
-    !h.has("keep-alive") && !h.has("proxy-authenticate") && !h.has("trailer") && !h.has("upgrade")
+    !decoded && !rewriteLocation && cookies.length === 0 && !hasHopByHop(h)
   ) {
     return res; // Nothing to change: hand the upstream response over as it is, without copies.
   }
@@ -287,15 +286,24 @@ export function acceptsEncoding(header: string | null, coding: string): boolean 
   return false;
 }
 
+/** Whether `h` has a hop-by-hop header; `Transfer-Encoding` is framing that `Deno.serve` redoes. */
+function hasHopByHop(h: Headers): boolean {
+  for (const name of HOP_BY_HOP_HEADERS) {
+    if (name !== "transfer-encoding" && h.has(name)) return true;
+  }
+  return false;
+}
+
 function connectionTokens(value: string | null): Set<string> | undefined {
   if (!value) return undefined;
   return new Set(value.toLowerCase().split(",").map((s) => s.trim()).filter(Boolean));
 }
 
 function pointsAtOrigin(location: string, upstream: Upstream): boolean {
-  if (!/^https?:\/\//i.test(location)) return false;
+  // Absolute or protocol-relative (`//host/path`): both name a host.
+  if (!/^(https?:)?\/\//i.test(location)) return false;
   try {
-    return new URL(location).origin === upstream.origin;
+    return new URL(location, upstream.origin).origin === upstream.origin;
   } catch {
     return false;
   }
@@ -306,7 +314,7 @@ function rewriteCookieDomain(cookie: string, upstream: Upstream, ctx: ForwardCon
   const originHost = upstream.host.replace(/:\d+$/, "").toLowerCase();
   const publicHost = ctx.publicHost.replace(/:\d+$/, "");
   return cookie.replace(
-    /;\s*domain=\.?([^;]*)/i,
+    /;\s*domain\s*=\s*\.?([^;]*)/i,
     (attr, domain: string) =>
       domain.trim().toLowerCase() === originHost ? `; Domain=${publicHost}` : attr,
   );

@@ -7,10 +7,12 @@ import type { RouteContext } from "./route_context.ts";
  */
 export function redirectLocation(
   template: string,
-  ctx: Pick<RouteContext, "match" | "searchParams">,
+  ctx: Pick<RouteContext, "match" | "pathAndQuery">,
 ): string {
   const groups = ctx.match.pathMatch;
   const location = template.replace(/\$(\d)/g, (_, n: string) => groups?.[Number(n)] ?? "");
-  const query = ctx.searchParams.size > 0 ? `?${ctx.searchParams}` : "";
+  // The query exactly as the client sent it: re-serializing would re-encode it.
+  const at = ctx.pathAndQuery.indexOf("?");
+  const query = at === -1 ? "" : ctx.pathAndQuery.slice(at);
   return location.includes("?") ? location : location + query;
 }

@@ -26,7 +26,18 @@ export function viewRequest(
 ): RequestView {
   const url = new URL(request.url);
   const headers = new HeaderList(request.headers);
-  const publicHost = headers.get("host") ?? url.host;
+  const hostHeader = headers.get("host") ?? url.host;
+  // Behind trusted proxies the client saw the host and scheme they report, so redirects and
+  // cookie domains must be rewritten to those, not to vestibule's own.
+  const hops = config.trustedProxyHops;
+  const publicHost = (hops > 0 && vouchedFor(headers.get("x-forwarded-host"), hops)) ||
+    hostHeader;
+  const forwardedProto = hops > 0
+    ? vouchedFor(headers.get("x-forwarded-proto"), hops)?.toLowerCase()
+    : undefined;
+  const proto = forwardedProto === "http" || forwardedProto === "https"
+    ? forwardedProto
+    : url.protocol.slice(0, -1);
   const address = clientAddress(
     headers.get("x-forwarded-for"),
     options.remoteIp,
@@ -37,7 +48,7 @@ export function viewRequest(
     headers,
     facts: {
       method: request.method,
-      hostname: publicHost.replace(/:\d+$/, "").toLowerCase(),
+      hostname: hostHeader.replace(/:\d+$/, "").toLowerCase(),
       path: url.pathname,
       searchParams: url.searchParams,
       headers,
@@ -45,7 +56,7 @@ export function viewRequest(
     clientIp: address.clientIp,
     forward: {
       publicHost,
-      proto: url.protocol.slice(0, -1),
+      proto,
       forwardedFor: address.forwardedFor,
       trustForwarded: config.trustedProxyHops > 0,
       pinHeader: config.pin.header,
@@ -53,4 +64,15 @@ export function viewRequest(
       requestId: options.requestId,
     },
   };
+}
+
+/**
+ * The entry of a comma-separated `X-Forwarded-Host`/`-Proto` that the outermost of `hops`
+ * trusted proxies wrote, counted from the right as for `X-Forwarded-For`: a proxy that appends
+ * rather than replaces leaves the client's own value to the left, where it is ignored.
+ */
+function vouchedFor(value: string | null, hops: number): string | undefined {
+  if (!value) return undefined;
+  const entries = value.split(",");
+  return entries[Math.max(0, entries.length - hops)].trim() || undefined;
 }

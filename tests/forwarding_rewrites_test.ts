@@ -1,0 +1,172 @@
+/**
+ * What the client gets back when the upstream's answer names the upstream itself (Location,
+ * Set-Cookie Domain), behind trusted proxies, and when it carries headers meant for one hop only.
+ * The raw socket helpers send and read bytes exactly, with no client library tidying them up.
+ */
+import assert from "node:assert/strict";
+import { startUpstream, startVestibule } from "./_servers.ts";
+
+/** Sends one raw HTTP/1.1 request and returns the whole answer as text. */
+async function rawRequest(port: number, text: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(new TextEncoder().encode(text));
+  return new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+}
+
+/** An upstream that answers every connection with the same raw HTTP/1.1 bytes. */
+function rawUpstream(answer: string) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const served = (async () => {
+    for await (const conn of listener) {
+      await conn.read(new Uint8Array(65536));
+      await conn.write(new TextEncoder().encode(answer));
+      conn.close();
+    }
+  })();
+  return {
+    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    close: async () => {
+      listener.close();
+      await served.catch(() => {});
+    },
+  };
+}
+
+const oneRegion = (origin: string, extra: Record<string, unknown> = {}) => ({
+  regions: { us: { origin } },
+  default_region: "us",
+  rules: [{ name: "app", type: "regional" }],
+  ...extra,
+});
+
+Deno.test("https downgrade behind a trusted proxy: Location and cookie Domain use X-Forwarded-Proto and -Host", async () => {
+  const up = startUpstream((req) => {
+    const headers = new Headers({ location: `${new URL(req.url).origin}/next` });
+    headers.append("set-cookie", `sid=1; Domain=${new URL(req.url).hostname}; Path=/`);
+    return new Response(null, { status: 302, headers });
+  });
+  const edge = startVestibule(oneRegion(up.url, { trusted_proxy_hops: 1 }));
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      "GET /login HTTP/1.1\r\nHost: 10.0.0.5:8000\r\nX-Forwarded-Proto: https\r\n" +
+        "X-Forwarded-Host: app.example.com\r\nX-Forwarded-For: 203.0.113.9\r\n" +
+        "Connection: close\r\n\r\n",
+    );
+    assert.equal(up.received[0].headers.get("x-forwarded-proto"), "https");
+    assert.equal(up.received[0].headers.get("x-forwarded-host"), "app.example.com");
+    assert.match(answer, /\r\nlocation: https:\/\/app\.example\.com\/next\r\n/i);
+    assert.match(answer, /\r\nset-cookie: sid=1; Domain=app\.example\.com; Path=\/\r\n/i);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("open redirect through an appending proxy: a client's own X-Forwarded-Host is not the public host", async () => {
+  const up = startUpstream((req) =>
+    new Response(null, { status: 302, headers: { location: `${new URL(req.url).origin}/next` } })
+  );
+  const edge = startVestibule(oneRegion(up.url, { trusted_proxy_hops: 1 }));
+  try {
+    // The client sent "evil.example"; the one trusted proxy appended what it saw.
+    const answer = await rawRequest(
+      edge.port,
+      "GET / HTTP/1.1\r\nHost: 10.0.0.5\r\nX-Forwarded-Host: evil.example, app.example.com\r\n" +
+        "X-Forwarded-Proto: http, https\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(answer, /\r\nlocation: https:\/\/app\.example\.com\/next\r\n/i);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("forwarded headers without trusted proxies: Location keeps vestibule's own scheme and Host", async () => {
+  const up = startUpstream((req) =>
+    new Response(null, { status: 302, headers: { location: `${new URL(req.url).origin}/next` } })
+  );
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      "GET / HTTP/1.1\r\nHost: app.example.com\r\nX-Forwarded-Host: evil.example\r\n" +
+        "X-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(answer, /\r\nlocation: http:\/\/app\.example\.com\/next\r\n/i);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("origin address leak: a protocol-relative Location to the origin points back at the public host", async () => {
+  const up = startUpstream((req) =>
+    new Response(null, { status: 302, headers: { location: `//${new URL(req.url).host}/next` } })
+  );
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      "GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(answer, /\r\nlocation: http:\/\/app\.example\.com\/next\r\n/i);
+    assert.doesNotMatch(answer, /127\.0\.0\.1/);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("origin address leak: a cookie Domain written with spaces around '=' is rewritten too", async () => {
+  const up = startUpstream(() =>
+    new Response("ok", { headers: { "set-cookie": "sid=1; Domain = 127.0.0.1; Path=/" } })
+  );
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      "GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(answer, /\r\nset-cookie: sid=1; Domain=app\.example\.com; Path=\/\r\n/i);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("forwarding: hop-by-hop response headers are dropped even when nothing else changes", async () => {
+  const up = rawUpstream(
+    "HTTP/1.1 200 OK\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n" +
+      "Proxy-Authorization: Basic c2VjcmV0\r\nX-Kept: 1\r\nContent-Length: 2\r\n\r\nhi",
+  );
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    const answer = (await rawRequest(
+      edge.port,
+      "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )).toLowerCase();
+    assert.doesNotMatch(answer, /proxy-connection:/);
+    assert.doesNotMatch(answer, /\r\nte:/);
+    assert.doesNotMatch(answer, /proxy-authorization:/);
+    assert.match(answer, /\r\nx-kept: 1\r\n/);
+    assert.ok(answer.endsWith("\r\n\r\nhi"));
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("signed links: a redirect rule keeps the query exactly as the client sent it", async () => {
+  const edge = startVestibule({
+    regions: { us: { origin: "http://127.0.0.1:1" } },
+    default_region: "us",
+    rules: [{
+      name: "help",
+      type: "global",
+      match: { path: "^/help/(.*)$" },
+      redirect: { location: "https://help.example.com/$1", status: 301 },
+    }],
+  });
+  try {
+    const res = await fetch(`${edge.url}/help/x?next=/a/b&flag&sig=abc~`, { redirect: "manual" });
+    await res.body?.cancel();
+    assert.equal(res.headers.get("location"), "https://help.example.com/x?next=/a/b&flag&sig=abc~");
+  } finally {
+    await edge.close();
+  }
+});
