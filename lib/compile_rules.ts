@@ -159,7 +159,7 @@ export function compileRules(file: RulesFile): Config {
     if (catchAll !== undefined) {
       fail(`it can never match: rule "${catchAll}" before it is a catch-all`);
     }
-    if (!input.match) catchAll ??= input.name;
+    if (isCatchAll(input.match)) catchAll ??= input.name;
 
     const match = compileMatch(input.match ?? {}, fail);
     switch (input.type) {
@@ -365,6 +365,14 @@ function compileSuccess(
     fail(`${field} needs at least one of status, set_cookie, headers or json`);
   }
   return rule;
+}
+
+/** A missing or empty `match` (no field, or only empty maps) matches every request. */
+function isCatchAll(match: MatchInput | undefined): boolean {
+  if (!match) return true;
+  const { methods, path, host, query, headers, body } = match;
+  return methods === undefined && path === undefined && host === undefined && body === undefined &&
+    Object.keys(query ?? {}).length === 0 && Object.keys(headers ?? {}).length === 0;
 }
 
 function namedGroups(regex: RegExp): string[] {

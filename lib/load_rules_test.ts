@@ -83,7 +83,7 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
           us: { origin: "http://us.internal" },
         },
       }),
-      "regions.au.headers.x-origin-secret: a header value must not contain CR, LF or NUL",
+      "regions.au.headers.x-origin-secret: a header value must not contain CR, LF, NUL",
     ));
   await t.step("an origin header name that is not a token", () =>
     refuses(
@@ -211,6 +211,35 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
       }),
       'rule "s" (rules[0]): region_from.path_group: match.path has no named group "region"',
     ));
+  await t.step("a redirect location that no Location header can carry", () => {
+    for (const location of ["https://help.example.com\n/$1", "https://help.example.com/€"]) {
+      refuses(
+        base({
+          rules: [{
+            name: "help",
+            type: "global",
+            match: { path: "^/help/" },
+            redirect: { location },
+          }],
+        }),
+        'rule "help" (rules[0]): redirect.location: a header value must not contain',
+      );
+    }
+  });
+  await t.step("a rule after an empty match, which matches everything", () => {
+    for (const match of [{}, { headers: {} }, { query: {} }]) {
+      refuses(
+        base({
+          rules: [
+            { name: "everything", type: "regional", match },
+            { name: "api", type: "regional", match: { path: "^/api/" } },
+          ],
+        }),
+        'rule "api" (rules[1])',
+        'it can never match: rule "everything" before it is a catch-all',
+      );
+    }
+  });
   await t.step(
     "every problem at once",
     () =>

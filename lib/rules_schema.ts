@@ -8,10 +8,13 @@ const headerRegexMap = z.record(z.string().min(1), regexString);
 
 /** RFC 9110 §5.6.2 token: what a header name may be. */
 const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "not a valid header name");
-/** Checked once here, so a bad value (say, a secret with a trailing newline) fails start-up, not each request. */
+/**
+ * Checked once here, so a bad value (say, a secret with a trailing newline) fails start-up, not
+ * each request: `fetch` and `Response` refuse line breaks, NUL and anything above U+00FF.
+ */
 const headerValue = z.string().regex(
-  /^[^\r\n\0]*$/,
-  "a header value must not contain CR, LF or NUL",
+  /^[^\r\n\0\u0100-\uffff]*$/,
+  "a header value must not contain CR, LF, NUL or characters above U+00FF (percent-encode them)",
 );
 
 /** An upstream HTTP origin: a region's monolith, a global upstream or an OCAP target. */
@@ -71,7 +74,7 @@ const globalRuleSchema = z.strictObject({
   type: z.literal("global"),
   upstream: z.string().optional(),
   redirect: z.strictObject({
-    location: z.string().min(1).describe("Target; $1… are the path regex groups"),
+    location: headerValue.min(1).describe("Target; $1… are the path regex groups"),
     status: z.number().int().default(302),
   }).optional(),
   forward_cookies: z.array(z.string()).optional(),
