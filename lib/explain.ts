@@ -177,8 +177,10 @@ export async function explainRequest(
       } else {
         out.notes.push("Not pinned: only forward_cookies are sent");
       }
-      if (rule.pinOn) {
+      if (rule.pinOn && reason === "region_from") {
         out.notes.push(`Pins the browser to "${region}" when the answer matches pin_on`);
+      } else if (rule.pinOn) {
+        out.notes.push("The request names no region: pin_on does not apply, nothing is pinned");
       }
       out.targets.push(
         plan(

@@ -110,6 +110,19 @@ Deno.test("explainRequest() takes the region from region_from over the pin", asy
   );
 });
 
+Deno.test("explainRequest() says pin_on does not apply when the request names no known region", async () => {
+  const e = await explainRequest({
+    method: "POST",
+    url: "https://app.example.com/staff/switch-region/mars",
+  }, config);
+  assert.equal(e.rule, "staff-switch-region");
+  assert.equal(e.reason, "default");
+  assert.ok(
+    e.notes.includes("The request names no region: pin_on does not apply, nothing is pinned"),
+  );
+  assert.ok(!e.notes.some((note) => note.startsWith("Pins the browser")));
+});
+
 Deno.test("explainRequest() broadcasts a JSON body to every region", async () => {
   const e = await explainRequest({
     method: "POST",

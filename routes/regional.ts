@@ -7,7 +7,9 @@ import { checkSuccess } from "../lib/success.ts";
 
 /**
  * Forwards to the chosen region with the cookies {@linkcode regionalCookies} allows, and pins
- * the browser only when `pin_on` matches the answer: an assumed region is never pinned.
+ * the browser only when the request named the region (`region_from`) and `pin_on` matches the
+ * answer: a region that was assumed, or kept from the pin because the request named no known
+ * region, is never pinned.
  */
 export function handleRegional(rule: RegionalRule, ctx: RouteContext): Promise<Response> {
   const { region, reason } = chooseRegion(rule, ctx);
@@ -15,7 +17,7 @@ export function handleRegional(rule: RegionalRule, ctx: RouteContext): Promise<R
   ctx.log.regionReason = reason;
   const upstream = ctx.config.regions.get(region)!;
   const cookies = regionalCookies(region, ctx.pin, ctx.config);
-  if (!rule.pinOn) return forwardTo(ctx, upstream, cookies);
+  if (!rule.pinOn || reason !== "region_from") return forwardTo(ctx, upstream, cookies);
   // The region's timeout also covers a body `pin_on` must read before the client gets anything.
   const deadline = performance.now() + upstream.timeoutMs;
   return pinOnSuccess(rule.pinOn, region, forwardTo(ctx, upstream, cookies), deadline, ctx);

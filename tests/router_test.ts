@@ -504,6 +504,17 @@ Deno.test("regional route: staff region switching takes the region from the path
     await res.body?.cancel();
     assert.equal(us.received.length, 1);
     assert.deepEqual(res.headers.getSetCookie(), []);
+    // Pinning an assumed region: an unknown region falls back to the assumed one, and even a
+    // successful answer from there must not pin it.
+    res = await fetch(`${edge.url}/staff/switch-region/mars`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { "cf-ipcountry": "AU" },
+    });
+    await res.body?.cancel();
+    assert.equal(res.status, 302);
+    assert.equal(au.received.length, 2);
+    assert.deepEqual(res.headers.getSetCookie(), []);
   }, {
     rules: [
       {
