@@ -6,6 +6,7 @@ import { startMonolith } from "./monolith.ts";
 import { startWebsite } from "./website.ts";
 
 const PORT = Number(Deno.env.get("PORT") ?? 8000);
+const METRICS_TOKEN = Deno.env.get("VESTIBULE_METRICS_TOKEN") ?? "dev-only-metrics-token";
 const taken = new Set<string>();
 const au = startMonolith({
   region: "au",
@@ -25,9 +26,8 @@ const env = {
   US_ORIGIN: us.url,
   WEBSITE_ORIGIN: website.url,
   AU_SECRET: "dev-only-au-secret",
-  OCAP_KEY: Deno.env.get("OCAP_KEY") ?? "dev-only-ocap-key-0123456789",
   PORT: String(PORT),
-  VESTIBULE_KV: Deno.env.get("VESTIBULE_KV") ?? ":memory:",
+  VESTIBULE_METRICS_TOKEN: METRICS_TOKEN,
 };
 const edge = new Deno.Command(Deno.execPath(), {
   args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "main.ts"],
@@ -43,25 +43,37 @@ vestibule local stack
   log in    http://localhost:${PORT}/accounts/login/   olivia / kangaroo (AU) or james / eagle (US)
   GraphQL   http://localhost:${PORT}/graphql     (Signup and JoinClass, broadcast: class codes AU-1 / US-1 pick the region)
   as AU     curl -H 'cf-ipcountry: AU' http://localhost:${PORT}/
+  metrics   curl -H 'Authorization: Bearer ${METRICS_TOKEN}' http://localhost:${PORT}/_vestibule/metrics
   upstreams AU ${au.url}  US ${us.url}  website ${website.url}
 Ctrl-C stops everything.
 `);
 
+let stopping = false;
+let closing: Promise<unknown> | undefined;
+const closeAll = () => closing ??= Promise.all([au.close(), us.close(), website.close()]);
 async function shutdown() {
+  stopping = true;
   try {
     edge.kill("SIGTERM");
   } catch {
     // already gone
   }
   await edge.status;
-  await Promise.all([au.close(), us.close(), website.close()]);
+  await closeAll();
   Deno.exit(0);
 }
 Deno.addSignalListener("SIGINT", shutdown);
 Deno.addSignalListener("SIGTERM", shutdown);
 const status = await edge.status;
-if (!status.success) {
+// Ctrl-C in a terminal signals vestibule too, and it may be gone before `shutdown` runs: that is
+// a stop, not a crash.
+const stopped = stopping || status.signal === "SIGINT" || status.signal === "SIGTERM" ||
+  status.code === 130 || status.code === 143;
+if (stopped) {
+  await closeAll();
+  Deno.exit(0);
+} else if (!status.success) {
   console.error(`vestibule exited with code ${status.code}`);
-  await Promise.all([au.close(), us.close(), website.close()]);
+  await closeAll();
   Deno.exit(status.code || 1);
 }
