@@ -317,7 +317,14 @@ function compileRegexMap(
 function compileMatch(input: MatchInput, fail: (d: string) => void): CompiledMatch {
   const match: CompiledMatch = {};
   if (input.methods) match.methods = new Set(input.methods.map((m) => m.toUpperCase()));
-  if (input.path !== undefined) match.path = compileRegex(input.path, "match.path", fail);
+  if (input.path !== undefined) {
+    // Paths arrive percent-encoded (é is %C3%A9): a regex with a literal non-ASCII character
+    // could never match.
+    if (/[^\x00-\x7f]/.test(input.path)) {
+      fail("match.path: paths are matched percent-encoded, so write non-ASCII characters as %XX");
+    }
+    match.path = compileRegex(input.path, "match.path", fail);
+  }
   if (input.host !== undefined) match.host = compileRegex(input.host, "match.host", fail);
   if (input.query) match.query = compileRegexMap(input.query, "match.query", fail, false);
   if (input.headers) match.headers = compileRegexMap(input.headers, "match.headers", fail, true);

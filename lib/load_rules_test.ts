@@ -226,6 +226,14 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
       );
     }
   });
+  await t.step(
+    "a path regex with a literal non-ASCII character, which no path can match",
+    () =>
+      refuses(
+        base({ rules: [{ name: "cafe", type: "regional", match: { path: "^/café$" } }] }),
+        'rule "cafe" (rules[0]): match.path: paths are matched percent-encoded',
+      ),
+  );
   await t.step("a rule after an empty match, which matches everything", () => {
     for (const match of [{}, { headers: {} }, { query: {} }]) {
       refuses(

@@ -49,7 +49,7 @@ export function viewRequest(
     facts: {
       method: request.method,
       hostname: hostHeader.replace(/:\d+$/, "").toLowerCase(),
-      path: url.pathname,
+      path: matchablePath(url.pathname),
       searchParams: url.searchParams,
       headers,
     },
@@ -75,4 +75,17 @@ function vouchedFor(value: string | null, hops: number): string | undefined {
   if (!value) return undefined;
   const entries = value.split(",");
   return entries[Math.max(0, entries.length - hops)].trim() || undefined;
+}
+
+/**
+ * The path rules match against: `%XX` escapes of unreserved characters decoded and the others
+ * upper-cased (RFC 3986 §6.2.2), so `/%61bout` cannot slip past a rule for `/about` to the
+ * catch-all while the origin serves it as `/about`. The upstream still gets the path as sent.
+ */
+function matchablePath(pathname: string): string {
+  if (!pathname.includes("%")) return pathname;
+  return pathname.replace(/%[0-9A-Fa-f]{2}/g, (escape) => {
+    const char = String.fromCharCode(parseInt(escape.slice(1), 16));
+    return /[A-Za-z0-9\-._~]/.test(char) ? char : escape.toUpperCase();
+  });
 }

@@ -531,3 +531,32 @@ Deno.test("regional route: staff region switching takes the region from the path
       us: () => new Response("no such region", { status: 404 }),
     },
   }));
+
+Deno.test("rule bypass: a percent-encoded path (/%61bout) matches the rule for the path it stands for", async () => {
+  const us = startUpstream();
+  const web = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: us.url } },
+    upstreams: { website: { origin: web.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "website",
+        type: "global",
+        match: { path: "^/(about|pricing)(/.*)?$" },
+        upstream: "website",
+      },
+      { name: "app", type: "regional" },
+    ],
+  });
+  try {
+    for (const path of ["/about", "/%61bout", "/pric%69ng/x", "/about%2fx"]) {
+      await (await fetch(edge.url + path)).body?.cancel();
+    }
+    // The upstream gets the path as the client sent it; an escaped "/" is not a "/".
+    assert.deepEqual(web.received.map((r) => r.path), ["/about", "/%61bout", "/pric%69ng/x"]);
+    assert.deepEqual(us.received.map((r) => r.path), ["/about%2fx"]);
+  } finally {
+    await Promise.all([edge.close(), us.close(), web.close()]);
+  }
+});
