@@ -1,7 +1,7 @@
 /** @module Entry point: reads the environment and the rules file, opens what it needs, serves the app. */
 import { createApp } from "./app.ts";
 import { loadCountryLookup } from "./lib/geo_ip.ts";
-import { bufferedLineWriter } from "./lib/line_writer.ts";
+import { bufferedLineWriter, LONE_WRITER_BATCH, PIPE_BUF } from "./lib/line_writer.ts";
 import { loadRules } from "./lib/load_rules.ts";
 
 const rulesPath = Deno.env.get("VESTIBULE_RULES") ?? "./rules.json";
@@ -22,7 +22,11 @@ export const app = createApp({
   config,
   kv,
   countryLookup,
-  log: bufferedLineWriter(),
+  // Under `deno serve --parallel` (serve.ts imports this module) the workers share stdout, and
+  // only writes within PIPE_BUF keep their lines from mixing; alone, larger batches are safe.
+  log: bufferedLineWriter(Deno.stdout, {
+    batchBytes: import.meta.main ? LONE_WRITER_BATCH : PIPE_BUF,
+  }),
   metricsToken,
   // Under `deno serve --parallel` the workers merge their metrics; alone, there is no one to ask.
   metricsChannel: metricsToken ? "vestibule-metrics" : undefined,

@@ -10,7 +10,7 @@
  * `BENCH_PIN=1` pins the processes to CPUs with `taskset`.
  */
 import { createApp } from "../app.ts";
-import { bufferedLineWriter } from "../lib/line_writer.ts";
+import { bufferedLineWriter, LONE_WRITER_BATCH } from "../lib/line_writer.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { median, pairRatios, runInPairs } from "./_pairs.ts";
 
@@ -234,8 +234,9 @@ function serve(args: string[]) {
     }),
     { env: () => undefined },
   );
-  // The same log writer as main.ts; stdout is /dev/null.
-  const app = createApp({ config, observe: mode !== "off", log: bufferedLineWriter() });
+  // The same log writer as main.ts under `deno run`; stdout is /dev/null.
+  const log = bufferedLineWriter(Deno.stdout, { batchBytes: LONE_WRITER_BATCH });
+  const app = createApp({ config, observe: mode !== "off", log });
   if (mode !== "count") {
     Deno.serve(listen, app.fetch);
     return;

@@ -58,3 +58,17 @@ Deno.test("bufferedLineWriter() fills the buffer to its last byte without losing
   assert.equal(out.text(), `${"x".repeat(4095)}\n\n\ny\n`);
   assert.ok(out.writes.every((w) => w.length <= 4096));
 });
+
+Deno.test("bufferedLineWriter() with a larger batch writes fewer, bigger batches on line boundaries", async () => {
+  const out = recorder();
+  const log = bufferedLineWriter(out, { batchBytes: 65536 });
+  const lines = Array.from({ length: 1000 }, (_, i) => `${i}:${"é".repeat(100)}`);
+  for (const line of lines) log(line);
+  await tick();
+  assert.ok(out.writes.length <= 4, `${out.writes.length} writes for about 200 KB`);
+  for (const w of out.writes) {
+    assert.ok(w.length <= 65536, `a write of ${w.length} bytes`);
+    assert.equal(w.at(-1), 0x0a, "ends with a newline");
+  }
+  assert.equal(out.text(), lines.map((l) => `${l}\n`).join(""));
+});
