@@ -99,13 +99,13 @@ export function createApp(deps: AppDeps): App {
     observed: Observed,
     info: ServeInfo | undefined,
   ): Promise<Response> {
-    const { url, headers, facts, clientIp, forward } = viewRequest(request, config, {
-      remoteIp: remoteHost(info?.remoteAddr),
-      requestId: observed.requestId,
-    });
     const body = new BufferedBody(request, config.bodyLimitBytes);
     const { log } = observed;
     try {
+      const { url, headers, facts, clientIp, forward } = viewRequest(request, config, {
+        remoteIp: remoteHost(info?.remoteAddr),
+        requestId: observed.requestId,
+      });
       const match = await findRule(config.rules, facts, body);
       if (!match) {
         throw new HttpError(404, "no_rule", `No rule matches ${request.method} ${url.pathname}`);

@@ -3,6 +3,7 @@ import { clientAddress } from "./client_address.ts";
 import type { Config } from "./compile_rules.ts";
 import type { ForwardContext } from "./forward.ts";
 import { HeaderList } from "./header_list.ts";
+import { HttpError } from "./http_error.ts";
 import type { RequestFacts } from "./match_rule.ts";
 
 /** The request as matchers and forwarding see it; the router and `explain` both build it here. */
@@ -15,6 +16,9 @@ export interface RequestView {
   forward: ForwardContext;
 }
 
+/** `host[:port]`: a DNS name or IPv4 address, or an IPv6 address in brackets. */
+const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::\d{1,5})?$/;
+
 /**
  * Reads the request once: the public host (the `Host` header wins over the URL), the client
  * address behind the configured trusted proxies, and what forwarding adds upstream.
@@ -26,7 +30,13 @@ export function viewRequest(
 ): RequestView {
   const url = new URL(request.url);
   const headers = new HeaderList(request.headers);
-  const hostHeader = headers.get("host") ?? url.host;
+  const host = headers.get("host");
+  // Deno.serve builds `request.url` from `Host` unchecked: `Host: a/zz` would turn the path
+  // `/admin` into `/zz/admin`, upstream and in the Location rewrite.
+  if (host !== null && !VALID_HOST.test(host)) {
+    throw new HttpError(400, "bad_host", "The Host header is not a host name or address");
+  }
+  const hostHeader = host ?? url.host;
   // Behind trusted proxies the client saw the host and scheme they report, so redirects and
   // cookie domains must be rewritten to those, not to vestibule's own.
   const hops = config.trustedProxyHops;

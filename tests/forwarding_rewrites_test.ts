@@ -170,3 +170,32 @@ Deno.test("signed links: a redirect rule keeps the query exactly as the client s
     await edge.close();
   }
 });
+
+Deno.test("path splicing through Host: a Host with '/', '?' or '#' is refused, not glued to the path", async (t) => {
+  const up = startUpstream();
+  const lines: string[] = [];
+  const edge = startVestibule(oneRegion(up.url), { deps: { log: (line) => lines.push(line) } });
+  try {
+    for (const host of ["evil.example/zz", "a?b", "a#b", "x@evil.example"]) {
+      await t.step(host, async () => {
+        const answer = await rawRequest(
+          edge.port,
+          `GET /admin HTTP/1.1\r\nHost: ${host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n`,
+        );
+        assert.match(answer, /^HTTP\/1\.1 400 /);
+        assert.match(answer, /"error":"bad_host"/);
+      });
+    }
+    assert.equal(up.received.length, 0);
+    assert.ok(lines.every((line) => JSON.parse(line).error === "bad_host"));
+    for (const host of ["app.example.com", "app.example.com:8443", "10.0.0.5", "[::1]:8000"]) {
+      await rawRequest(
+        edge.port,
+        `GET /admin HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+      );
+    }
+    assert.deepEqual(up.received.map((r) => r.path), ["/admin", "/admin", "/admin", "/admin"]);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
