@@ -39,7 +39,7 @@ export function accessLogLine(entry: AccessLogEntry): string {
   const { route } = entry;
   let line = `{"time":"${isoTime(entry.time)}","msg":"request","request_id":${
     q(entry.requestId)
-  },"method":${q(entry.method)},"host":${q(clip(entry.host))},"path":${q(clip(entry.path))}`;
+  },"method":${field(entry.method)},"host":${field(entry.host)},"path":${field(entry.path)}`;
   if (route.rule !== undefined) line += `,"rule":${known(route.rule)}`;
   if (route.type !== undefined) line += `,"type":${known(route.type)}`;
   if (route.region !== undefined) line += `,"region":${known(route.region)}`;
@@ -102,6 +102,27 @@ function isoTime(time: number): string {
 /** Milliseconds to a tenth: finer is noise, coarser hides loopback-fast upstreams. */
 function tenths(ms: number): number {
   return Math.round(ms * 10) / 10;
+}
+
+/**
+ * The most bytes a field the client chose (method, host, path) takes in a line once quoted: three
+ * of them and the rest of a line stay within `PIPE_BUF`, so no line ever needs a write of its own
+ * (which under `deno serve --parallel` could mix with another worker's lines).
+ */
+const MAX_FIELD_BYTES = 1024;
+const utf8 = new TextEncoder();
+
+/** The value clipped and quoted, then halved until its bytes fit {@linkcode MAX_FIELD_BYTES}. */
+function field(value: string): string {
+  let cut = clip(value);
+  let quoted = q(cut);
+  // An escape (\u0001) is six bytes and a character up to three in UTF-8, so 512 clipped
+  // characters can take 3 KB. Checked in bytes only when the length allows that at all.
+  while (quoted.length * 3 > MAX_FIELD_BYTES && utf8.encode(quoted).length > MAX_FIELD_BYTES) {
+    cut = `${cut.slice(0, Math.floor((cut.length - 1) / 2))}…`;
+    quoted = q(cut);
+  }
+  return quoted;
 }
 
 function clip(value: string): string {

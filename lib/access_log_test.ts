@@ -56,6 +56,20 @@ Deno.test("accessLogLine() cuts a huge host or path and keeps a forged line on o
   assert.equal(parsed.path, '/a"}\n{"msg":"forged');
 });
 
+Deno.test("accessLogLine() keeps a line within PIPE_BUF whatever method, host and path a client sends", () => {
+  const escaped = "\u0001".repeat(600); // six bytes each once escaped
+  const wide = "€".repeat(600); // three bytes each in UTF-8
+  for (const [method, host, path] of [[escaped, wide, escaped], ["A".repeat(20_000), wide, wide]]) {
+    const line = accessLogLine({ ...BASE, method, host, path });
+    assert.ok(new TextEncoder().encode(line).length < 4096, `${line.length} characters`);
+    const parsed = JSON.parse(line);
+    for (const [key, sent] of [["method", method], ["host", host], ["path", path]]) {
+      assert.ok(parsed[key].endsWith("…"), `${key} is marked as cut`);
+      assert.ok(sent.startsWith(parsed[key].slice(0, -1)), `${key} keeps its start`);
+    }
+  }
+});
+
 /** The line as it was first written: one object, one `JSON.stringify`. The builder must match it. */
 function referenceLine(entry: AccessLogEntry): string {
   const { route } = entry;
@@ -65,7 +79,7 @@ function referenceLine(entry: AccessLogEntry): string {
     time: new Date(entry.time).toISOString(),
     msg: "request",
     request_id: entry.requestId,
-    method: entry.method,
+    method: clip(entry.method),
     host: clip(entry.host),
     path: clip(entry.path),
     rule: route.rule,
