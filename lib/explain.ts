@@ -10,6 +10,7 @@ import { cookieNames, type ForwardPlan, forwardPlan } from "./forward_plan.ts";
 import { findRule, type RuleMatch } from "./match_rule.ts";
 import { readPin, type RegionPin } from "./pin.ts";
 import { BodyTooLargeError, BufferedBody } from "./request_body.ts";
+import { HttpError } from "./http_error.ts";
 import { chooseRegion, regionalCookies } from "./choose_region.ts";
 import { redirectLocation } from "./redirect_location.ts";
 import { requestId } from "./request_id.ts";
@@ -152,9 +153,14 @@ export async function explainRequest(
   switch (rule.type) {
     case "global": {
       if (rule.action.kind === "redirect") {
-        out.location = redirectLocation(rule.action.location, ctx);
-        out.status = rule.action.status;
-        out.notes.push("Answered by vestibule with a redirect: no upstream is contacted");
+        try {
+          out.location = redirectLocation(rule.action.location, ctx);
+          out.status = rule.action.status;
+          out.notes.push("Answered by vestibule with a redirect: no upstream is contacted");
+        } catch (error) {
+          if (!(error instanceof HttpError)) throw error;
+          out.refused = { status: error.status, code: error.code, message: error.message };
+        }
         break;
       }
       out.upstream = rule.action.upstream.id;

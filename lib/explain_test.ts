@@ -161,6 +161,29 @@ Deno.test("explainRequest() computes a redirect's Location and contacts nobody",
   assert.deepEqual(e.targets, []);
 });
 
+Deno.test("explainRequest() shows a redirect the groups would move to another host as refused", async () => {
+  const glued = parseRules(
+    JSON.stringify({
+      regions: { us: { origin: "http://127.0.0.1:1" } },
+      default_region: "us",
+      rules: [{
+        name: "help",
+        type: "global",
+        match: { path: "^/help(.*)$" },
+        redirect: { location: "https://help.example.com$1" },
+      }],
+    }),
+    { env: () => undefined },
+  );
+  const e = await explainRequest({
+    method: "GET",
+    url: "https://app.example.com/help@evil.example",
+  }, glued);
+  assert.equal(e.location, undefined);
+  assert.deepEqual(e.refused?.code, "redirect_refused");
+  assert.equal(e.refused?.status, 400);
+});
+
 Deno.test("explainRequest() proxies a global rule with its cookie whitelist", async () => {
   const e = await explainRequest({
     method: "GET",

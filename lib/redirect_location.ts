@@ -1,9 +1,12 @@
 /** @module Where a `global` redirect rule sends the client. */
+import { HttpError } from "./http_error.ts";
 import type { RouteContext } from "./route_context.ts";
 
 /**
  * Substitutes `$1`… with the path regex groups and keeps the query string unless the target
- * has its own, so `/help/x?lang=fr` lands on the same page of the new site.
+ * has its own, so `/help/x?lang=fr` lands on the same page of the new site. Throws `HttpError`
+ * 400 `redirect_refused` when the groups would take the client to another host than the
+ * template names (an open redirect).
  */
 export function redirectLocation(
   template: string,
@@ -11,8 +14,33 @@ export function redirectLocation(
 ): string {
   const groups = ctx.match.pathMatch;
   const location = template.replace(/\$(\d)/g, (_, n: string) => groups?.[Number(n)] ?? "");
+  if (!keepsTarget(template, location)) {
+    throw new HttpError(400, "redirect_refused", "This path would redirect to another host");
+  }
   // The query exactly as the client sent it: re-serializing would re-encode it.
   const at = ctx.pathAndQuery.indexOf("?");
   const query = at === -1 ? "" : ctx.pathAndQuery.slice(at);
   return location.includes("?") ? location : location + query;
+}
+
+/** Bases for resolving a relative location: it must stay on whatever host the client used. */
+const CLIENT_BASES = ["http://vestibule.invalid/", "https://vestibule.invalid/"];
+
+/**
+ * Whether the substituted groups left the target's host alone. A group glued to the host
+ * (`https://help.example.com$1` with `$1` = `@evil.example` or `.evil.example`), or one that makes
+ * a relative location protocol-relative (`/$1` with `$1` = `/evil.example`, or a backslash, which
+ * URL parsers read as a slash), would send the client elsewhere. A template whose host is itself
+ * made of groups (`https://$1.example.com/`) chose that, and is left alone.
+ */
+function keepsTarget(template: string, location: string): boolean {
+  const at = template.search(/\$\d/);
+  if (at === -1) return true;
+  const prefix = template.slice(0, at);
+  if (/^[a-z][a-z0-9+.-]*:/i.test(prefix)) {
+    const origin = URL.parse(prefix)?.origin;
+    if (origin === undefined || origin === "null") return true;
+    return URL.parse(location)?.origin === origin;
+  }
+  return CLIENT_BASES.every((base) => URL.parse(location, base)?.host === "vestibule.invalid");
 }

@@ -199,3 +199,66 @@ Deno.test("path splicing through Host: a Host with '/', '?' or '#' is refused, n
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+Deno.test("open redirect: path groups cannot move a redirect rule's target to another host", async (t) => {
+  const edge = startVestibule({
+    regions: { us: { origin: "http://127.0.0.1:1" } },
+    default_region: "us",
+    rules: [
+      {
+        name: "glued",
+        type: "global",
+        match: { path: "^/help(.*)$" },
+        redirect: { location: "https://help.example.com$1" },
+      },
+      {
+        name: "relative",
+        type: "global",
+        match: { path: "^/old(/.*)$" },
+        redirect: { location: "$1" },
+      },
+      {
+        name: "shipped",
+        type: "global",
+        match: { path: "^/docs/(.*)$" },
+        redirect: { location: "https://docs.example.com/$1" },
+      },
+    ],
+  });
+  const location = async (path: string) => {
+    const res = await fetch(edge.url + path, {
+      redirect: "manual",
+      headers: { accept: "application/json" },
+    });
+    const body = await res.text();
+    return { status: res.status, location: res.headers.get("location"), body };
+  };
+  try {
+    for (
+      const path of [
+        "/help@evil.example",
+        "/help.evil.example/",
+        "/old//evil.example",
+        "/old/\\evil.example",
+      ]
+    ) {
+      await t.step(`refused: ${path}`, async () => {
+        const got = await location(path);
+        assert.equal(got.status, 400, `${path} → ${got.location}`);
+        assert.match(got.body, /"error":"redirect_refused"/);
+      });
+    }
+    await t.step("kept: the same host, whatever the groups", async () => {
+      assert.equal((await location("/help/billing")).location, "https://help.example.com/billing");
+      assert.equal((await location("/old/new-page")).location, "/new-page");
+      // An escaped backslash is a path character to a browser, not a slash.
+      assert.equal((await location("/old/%5Cevil.example")).location, "/%5Cevil.example");
+      assert.equal(
+        (await location("/docs//evil.example")).location,
+        "https://docs.example.com//evil.example",
+      );
+    });
+  } finally {
+    await edge.close();
+  }
+});
