@@ -4,6 +4,7 @@ import { filterCookieHeader } from "./cookies.ts";
 import { DeadlineQueue } from "./deadline_queue.ts";
 import type { HeaderList, HeaderPairs } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
+import { clientClosed } from "./request_body.ts";
 import { runtimeTracing } from "./tracing.ts";
 
 /**
@@ -200,6 +201,7 @@ export async function sendUpstream(
       );
     }
     if (options.signal?.aborted) throw options.signal.reason ?? error;
+    if (requestBodyBroke(error)) throw clientClosed(error);
     throw new HttpError(
       502,
       "upstream_unavailable",
@@ -209,6 +211,16 @@ export async function sendUpstream(
   } finally {
     deadline.cancel();
   }
+}
+
+/**
+ * Whether `fetch` failed because the streamed request body could not be read: the client hung
+ * up mid-upload. Deno gives no error class for it, only this message on the cause; should it
+ * change, such a failure is counted as the upstream's (502) again, which is where it was.
+ */
+function requestBodyBroke(error: unknown): boolean {
+  const cause = error instanceof TypeError ? error.cause : undefined;
+  return cause instanceof Error && cause.message.includes("Cannot read request body");
 }
 
 /**

@@ -1,4 +1,5 @@
 /** @module Reads a request body at most once, within the configured limit, for matchers and broadcast. */
+import { HttpError } from "./http_error.ts";
 
 /** The body is larger than `body_limit_bytes`: answered with 413 `body_too_large`. */
 export class BodyTooLargeError extends RangeError {
@@ -46,6 +47,14 @@ export async function readBounded(
 }
 
 /**
+ * The error for a request whose body broke off (the client hung up mid-upload): nginx's 499, so
+ * the log and the metrics blame neither the upstream (502) nor vestibule (500).
+ */
+export function clientClosed(cause: unknown): HttpError {
+  return new HttpError(499, "client_closed", "The client's request body broke off", { cause });
+}
+
+/**
  * A request body read lazily and at most once: matchers share the bytes and their parsed views,
  * and the same bytes are replayed upstream.
  */
@@ -64,13 +73,18 @@ export class BufferedBody {
     return this.#bytes !== undefined;
   }
 
-  /** The body bytes; throws {@linkcode BodyTooLargeError}. */
+  /**
+   * The body bytes; throws {@linkcode BodyTooLargeError}, or `HttpError` 499 `client_closed`
+   * when the client's body breaks off.
+   */
   bytes(): Promise<Uint8Array<ArrayBuffer>> {
     this.#bytes ??= readBounded(
       this.request.body,
       this.limit,
       this.request.headers.get("content-length"),
-    );
+    ).catch((error) => {
+      throw error instanceof BodyTooLargeError ? error : clientClosed(error);
+    });
     return this.#bytes;
   }
 
@@ -84,10 +98,10 @@ export class BufferedBody {
   /** The parsed JSON body, or `undefined` when it is not JSON: a bad body is no match, not a crash. */
   async json(): Promise<unknown> {
     if (this.#json === undefined) {
+      const text = await this.text(); // A body that cannot be read is an error, not "not JSON".
       try {
-        this.#json = { value: JSON.parse(await this.text()) };
-      } catch (error) {
-        if (error instanceof BodyTooLargeError) throw error;
+        this.#json = { value: JSON.parse(text) };
+      } catch {
         this.#json = null;
       }
     }

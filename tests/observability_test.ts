@@ -462,3 +462,37 @@ Deno.test("metrics: OCAP hits, misses and coalesced waits are counted", async ()
     kv.close();
   }
 });
+
+Deno.test("5xx inflation: a client that hangs up mid-upload is logged as client_closed, not an upstream failure", async (t) => {
+  const up = startUpstream();
+  const lines: string[] = [];
+  const edge = startVestibule({
+    regions: { us: { origin: up.url } },
+    default_region: "us",
+    rules: [
+      { name: "inspects-body", type: "regional", match: { path: "^/gql$", body: { regex: "x" } } },
+      { name: "app", type: "regional" },
+    ],
+  }, { deps: { log: (line) => lines.push(line) } });
+  try {
+    for (const path of ["/upload", "/gql"]) {
+      await t.step(path, async () => {
+        lines.length = 0;
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
+        await conn.write(new TextEncoder().encode(
+          `POST ${path} HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\nabc`,
+        ));
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        conn.close();
+        for (let i = 0; i < 100 && lines.length === 0; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        const line = JSON.parse(lines[0]);
+        assert.equal(line.error, "client_closed");
+        assert.equal(line.status, 499);
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
