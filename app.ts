@@ -99,7 +99,7 @@ export function createApp(deps: AppDeps): App {
     observed: Observed,
     info: ServeInfo | undefined,
   ): Promise<Response> {
-    const body = new BufferedBody(request, config.bodyLimitBytes);
+    const body = new BufferedBody(request, config.bodyLimitBytes, config.bodyTimeoutMs);
     const { log } = observed;
     try {
       const { url, headers, facts, clientIp, forward } = viewRequest(request, config, {

@@ -87,6 +87,8 @@ export interface Config {
   forwardCookies: ReadonlySet<string>;
   trustedProxyHops: number;
   bodyLimitBytes: number;
+  /** How long a body that matchers or broadcast read may take to arrive (408 `body_timeout`). */
+  bodyTimeoutMs: number;
   debugHeaders: boolean;
   serverTiming: boolean;
   rules: readonly Rule[];
@@ -258,6 +260,7 @@ export function compileRules(file: RulesFile): Config {
     forwardCookies: new Set(file.forward_cookies),
     trustedProxyHops: file.trusted_proxy_hops,
     bodyLimitBytes: file.body_limit_bytes,
+    bodyTimeoutMs: file.body_timeout_ms,
     debugHeaders: file.debug_headers,
     serverTiming: file.server_timing,
     rules,

@@ -12,11 +12,14 @@ export class BodyTooLargeError extends RangeError {
 /**
  * Reads the whole stream, refusing early on a `Content-Length` above the limit and otherwise as
  * soon as the running total passes it, so a client cannot make us buffer more than the limit.
+ * With `timeoutMs`, a body that has not arrived in that time is cancelled and `HttpError` 408
+ * `body_timeout` thrown: a client trickling its body cannot hold a connection and a buffer forever.
  */
 export async function readBounded(
   body: ReadableStream<Uint8Array<ArrayBuffer>> | null,
   limit: number,
   declaredLength?: string | null,
+  timeoutMs?: number,
 ): Promise<Uint8Array<ArrayBuffer>> {
   if (declaredLength && Number(declaredLength) > limit) {
     await body?.cancel().catch(() => {});
@@ -26,15 +29,26 @@ export async function readBounded(
   const chunks: Uint8Array<ArrayBuffer>[] = [];
   let total = 0;
   const reader = body.getReader();
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > limit) {
-      await reader.cancel().catch(() => {});
-      throw new BodyTooLargeError(limit);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = timeoutMs === undefined ? undefined : new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(new HttpError(408, "body_timeout", `The request body took over ${timeoutMs} ms`));
+    }, timeoutMs);
+  });
+  try {
+    while (true) {
+      const { done, value } =
+        await (expired ? Promise.race([reader.read(), expired]) : reader.read());
+      if (done) break;
+      total += value.byteLength;
+      if (total > limit) throw new BodyTooLargeError(limit);
+      chunks.push(value);
     }
-    chunks.push(value);
+  } catch (error) {
+    await reader.cancel().catch(() => {});
+    throw error;
+  } finally {
+    clearTimeout(timer);
   }
   if (chunks.length === 1) return chunks[0];
   const out = new Uint8Array(total);
@@ -66,6 +80,8 @@ export class BufferedBody {
   constructor(
     private readonly request: Request,
     private readonly limit: number,
+    /** How long the whole body may take to arrive (`body_timeout_ms`). */
+    private readonly timeoutMs?: number,
   ) {}
 
   /** Whether the body has been (or is being) read; then it must be replayed from `bytes()`. */
@@ -74,16 +90,19 @@ export class BufferedBody {
   }
 
   /**
-   * The body bytes; throws {@linkcode BodyTooLargeError}, or `HttpError` 499 `client_closed`
-   * when the client's body breaks off.
+   * The body bytes; throws {@linkcode BodyTooLargeError}, `HttpError` 408 `body_timeout`, or
+   * `HttpError` 499 `client_closed` when the client's body breaks off.
    */
   bytes(): Promise<Uint8Array<ArrayBuffer>> {
     this.#bytes ??= readBounded(
       this.request.body,
       this.limit,
       this.request.headers.get("content-length"),
+      this.timeoutMs,
     ).catch((error) => {
-      throw error instanceof BodyTooLargeError ? error : clientClosed(error);
+      throw error instanceof BodyTooLargeError || error instanceof HttpError
+        ? error
+        : clientClosed(error);
     });
     return this.#bytes;
   }

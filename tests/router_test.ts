@@ -560,3 +560,57 @@ Deno.test("rule bypass: a percent-encoded path (/%61bout) matches the rule for t
     await Promise.all([edge.close(), us.close(), web.close()]);
   }
 });
+
+Deno.test("slowloris: a body that a rule reads and that trickles past body_timeout_ms gets 408", async (t) => {
+  const us = startUpstream();
+  const au = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: us.url }, au: { origin: au.url } },
+    default_region: "us",
+    body_timeout_ms: 300,
+    rules: [
+      {
+        name: "login",
+        type: "broadcast",
+        match: { methods: ["POST"], path: "^/login$" },
+        success: { status: [302] },
+      },
+      { name: "graphql", type: "regional", match: { path: "^/gql$", body: { regex: "x" } } },
+      { name: "app", type: "regional" },
+    ],
+  });
+  try {
+    for (const path of ["/login", "/gql"]) {
+      await t.step(path, async () => {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
+        try {
+          const started = performance.now();
+          await conn.write(new TextEncoder().encode(
+            `POST ${path} HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\nConnection: close\r\n\r\nabc`,
+          ));
+          // The first bytes of the answer: the server may keep the socket open for the rest of
+          // the body it was promised.
+          const buffer = new Uint8Array(4096);
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const read = await Promise.race([
+            conn.read(buffer),
+            new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), 5000)),
+          ]);
+          clearTimeout(timer);
+          const answer = read ? new TextDecoder().decode(buffer.subarray(0, read)) : "(none)";
+          const ms = performance.now() - started;
+          assert.match(answer, /^HTTP\/1\.1 408 /, answer.slice(0, 40));
+          assert.match(answer, /body_timeout/);
+          assert.ok(ms >= 250 && ms < 2500, `answered after ${Math.round(ms)} ms`);
+        } finally {
+          try {
+            conn.close();
+          } catch { /* closed by reading to the end */ }
+        }
+      });
+    }
+    assert.equal(us.received.length + au.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), us.close(), au.close()]);
+  }
+});
