@@ -68,3 +68,16 @@ Deno.test("pinCookie() sets the attributes browsers need for a private, long-liv
     "__Host-vestibule-region=au; Max-Age=31536000; Path=/; HttpOnly; Secure; SameSite=Lax",
   );
 });
+
+Deno.test("pinCookie() follows the configured name, lifetime and Secure switch", () => {
+  const plain = parseRules(
+    JSON.stringify({
+      regions: { au: { origin: "http://au.test" } },
+      default_region: "au",
+      pin: { cookie: "vregion", secure: false, max_age_seconds: 60 },
+      rules: [{ name: "app", type: "regional" }],
+    }),
+    { env: () => undefined },
+  );
+  assert.equal(pinCookie("au", plain), "vregion=au; Max-Age=60; Path=/; HttpOnly; SameSite=Lax");
+});

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { isDeepStrictEqual } from "node:util";
 import fc from "fast-check";
 import type { SuccessRule } from "./compile_rules.ts";
 import { checkSuccess, lookupPath, setsLiveCookie } from "./success.ts";
@@ -42,35 +43,94 @@ Deno.test("lookupPath() follows dotted paths into objects and arrays", () => {
   assert.deepEqual(lookupPath("text", ["length"]), { present: false });
 });
 
+type JsonRule = NonNullable<SuccessRule["json"]>;
+
 Deno.test("checkSuccess() holds only when every listed condition holds (property)", async () => {
+  // Rule and answer are drawn together from small value sets, so that each condition holds about
+  // half the time and a full success is common: a verdict that is always false would fail here.
+  const value = fc.constantFrom<unknown>(true, 1, "true", [], null, { a: 1 });
+  const condition = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined, freq: 2 });
+  let successes = 0;
+  let jsonSuccesses = 0;
   await fc.assert(
     fc.asyncProperty(
-      fc.integer({ min: 200, max: 599 }),
-      fc.boolean(),
-      fc.oneof(fc.constant("not json"), fc.json()),
-      fc.boolean(),
-      async (status, setsSession, body, useJson) => {
-        const nullBody = status === 204 || status === 205 || status === 304;
+      fc.record({
+        status: fc.constantFrom(200, 201, 204, 302, 401, 503),
+        statusRule: condition(fc.oneof(
+          fc.constantFrom(2, 3, 4, 5).map((c) => ({ class: c })),
+          fc.subarray([200, 204, 302, 503], { minLength: 1 }).map((l) => new Set(l)),
+        )),
+        cookieRule: fc.boolean(),
+        setsCookie: fc.constantFrom("live", "expired", "none"),
+        headerRule: fc.boolean(),
+        header: fc.constantFrom("ok", "no", undefined),
+        jsonRule: condition(fc.oneof(
+          value.map((equals): JsonRule => ({ path: ["ok"], hasEquals: true, equals })),
+          fc.boolean().map((exists): JsonRule => ({ path: ["ok"], hasEquals: false, exists })),
+        )),
+        // "same": `ok` is what an equals rule wants; "other": any of the values.
+        body: fc.constantFrom("same", "other", "{}", "not json"),
+        other: value,
+      }),
+      async (c) => {
+        const nullBody = c.status === 204;
         const headers = new Headers({ "content-type": "application/json" });
-        if (setsSession) headers.append("set-cookie", "sessionid=v; Path=/");
-        const rule: SuccessRule = { status: { class: 2 }, setCookie: "sessionid" };
-        if (useJson) rule.json = { path: ["ok"], hasEquals: true, equals: true };
-        const response = new Response(nullBody ? null : body, { status, headers });
+        if (c.setsCookie === "live") headers.append("set-cookie", "sessionid=v; Path=/");
+        if (c.setsCookie === "expired") headers.append("set-cookie", "sessionid=v; Max-Age=0");
+        if (c.header !== undefined) headers.set("x-login", c.header);
+        const rule: SuccessRule = {};
+        if (c.statusRule) rule.status = c.statusRule;
+        if (c.cookieRule) rule.setCookie = "sessionid";
+        if (c.headerRule) rule.headers = [["x-login", /^ok$/]];
+        if (c.jsonRule) rule.json = c.jsonRule;
+        const want = c.jsonRule?.hasEquals ? c.jsonRule.equals : true;
+        const body = c.body === "same"
+          ? JSON.stringify({ ok: want })
+          : c.body === "other"
+          ? JSON.stringify({ ok: c.other })
+          : c.body;
+        const response = new Response(nullBody ? null : body, { status: c.status, headers });
         const verdict = await checkSuccess(rule, response, opts);
+
         let parsed: unknown;
+        let isJson = !nullBody;
         try {
-          parsed = JSON.parse(body);
-        } catch { /* not JSON */ }
-        const jsonOk = !useJson ||
-          (!nullBody && typeof parsed === "object" && parsed !== null &&
-            (parsed as Record<string, unknown>).ok === true);
-        assert.equal(verdict.success, status < 300 && setsSession && jsonOk);
+          parsed = nullBody ? undefined : JSON.parse(body);
+        } catch {
+          isJson = false;
+        }
+        const present = typeof parsed === "object" && parsed !== null && "ok" in parsed;
+        const got = present ? (parsed as { ok: unknown }).ok : undefined;
+        const expected = (!c.statusRule ||
+          (c.statusRule instanceof Set
+            ? c.statusRule.has(c.status)
+            : Math.floor(c.status / 100) === c.statusRule.class)) &&
+          (!c.cookieRule || c.setsCookie === "live") &&
+          (!c.headerRule || c.header === "ok") &&
+          (!c.jsonRule || isJson &&
+              (c.jsonRule.hasEquals
+                ? present && isDeepStrictEqual(got, c.jsonRule.equals)
+                : present === c.jsonRule.exists));
+        assert.equal(
+          verdict.success,
+          expected,
+          JSON.stringify({
+            ...c,
+            statusRule: [...(c.statusRule instanceof Set ? c.statusRule : [])],
+          }),
+        );
+        if (expected) successes++;
+        if (expected && c.jsonRule?.hasEquals) jsonSuccesses++;
         // Whatever the verdict, the client can still read the body.
         if (!nullBody) assert.equal(await verdict.response.text(), body);
         else await verdict.response.body?.cancel();
       },
     ),
-    { numRuns: 200 },
+    { numRuns: 500 },
+  );
+  assert.ok(
+    successes > 25 && jsonSuccesses > 3,
+    `${successes} successes, ${jsonSuccesses} by json`,
   );
 });
 

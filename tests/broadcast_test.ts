@@ -146,15 +146,19 @@ Deno.test("broadcast: a region that hangs past the timeout costs the timeout, no
       },
       us: LOGIN_OK,
     },
-    { ...LOGIN_RULE, timeout_ms: 300 },
+    { ...LOGIN_RULE, timeout_ms: 500 },
     async ({ edge }) => {
-      const started = performance.now();
-      const res = await post(edge);
-      const elapsed = performance.now() - started;
-      await res.body?.cancel();
-      assert.equal(res.status, 302);
-      assert.ok(elapsed >= 290 && elapsed < 1500, `answered after ${elapsed} ms`);
-      release.resolve();
+      try {
+        const started = performance.now();
+        const res = await post(edge);
+        const elapsed = performance.now() - started;
+        await res.body?.cancel();
+        assert.equal(res.status, 302);
+        // Tight enough that a deadline of twice the timeout fails, loose enough for a busy CI.
+        assert.ok(elapsed >= 490 && elapsed < 900, `answered after ${elapsed} ms`);
+      } finally {
+        release.resolve(); // A failed assertion must not leave the origin hanging the test.
+      }
     },
   );
 });
@@ -177,11 +181,17 @@ Deno.test("broadcast: with no usable response it answers 502 broadcast_unavailab
   await t.step(
     "all timed out",
     () =>
-      withRegions({ au: hang, us: hang }, { ...LOGIN_RULE, timeout_ms: 100 }, async ({ edge }) => {
-        const res = await post(edge);
-        assert.equal(res.status, 504);
-        assert.equal((await res.json()).error, "upstream_timeout");
-        release.resolve();
+      withRegions({ au: hang, us: hang }, { ...LOGIN_RULE, timeout_ms: 300 }, async ({ edge }) => {
+        try {
+          const started = performance.now();
+          const res = await post(edge);
+          const elapsed = performance.now() - started;
+          assert.equal(res.status, 504);
+          assert.equal((await res.json()).error, "upstream_timeout");
+          assert.ok(elapsed >= 290 && elapsed < 600, `answered after ${elapsed} ms`);
+        } finally {
+          release.resolve();
+        }
       }),
   );
 });
@@ -309,4 +319,90 @@ Deno.test("broadcast: with allow_multiple_success the preferred region's fast su
       release.resolve();
     },
   );
+});
+
+Deno.test("broadcast: each region gets the request as a regional one would, with the rule's own cookie list", async () => {
+  const au = startUpstream(LOGIN_FORM);
+  const us = startUpstream(LOGIN_OK);
+  const edge = startVestibule({
+    regions: {
+      au: { origin: au.url, headers: { "x-origin-secret": "au-secret" } },
+      us: { origin: us.url },
+    },
+    default_region: "us",
+    forward_cookies: ["csrftoken"],
+    rules: [{
+      name: "login",
+      type: "broadcast",
+      match: { methods: ["POST"], path: "^/accounts/login/$" },
+      forward_cookies: ["lang"],
+      ...LOGIN_RULE,
+    }],
+  });
+  try {
+    const bytes = new Uint8Array([0, 0xff, 0xfe, 0x80, 0x0a, 0xc3]); // not valid UTF-8
+    const res = await fetch(`${edge.url}/accounts/login/?next=%2Fhome`, {
+      method: "POST",
+      redirect: "manual",
+      body: bytes,
+      headers: {
+        cookie: "lang=fr; csrftoken=t; __Host-vestibule-region=au",
+        "x-vestibule-region": "au",
+        "x-origin-secret": "forged",
+        "x-forwarded-for": "10.9.9.9",
+      },
+    });
+    await res.body?.cancel();
+    assert.equal(res.status, 302);
+    for (const region of [au, us]) {
+      const got = region.received[0];
+      assert.equal(got.method, "POST");
+      assert.equal(got.path + got.query, "/accounts/login/?next=%2Fhome");
+      assert.deepEqual(got.body, bytes, "the same bytes, not a text round trip");
+      assert.equal(got.headers.get("cookie"), "lang=fr", "the rule's list, not the file's");
+      assert.equal(got.headers.get("x-vestibule-region"), null);
+      assert.equal(got.headers.get("x-forwarded-host"), new URL(edge.url).host);
+      assert.equal(got.headers.get("x-forwarded-proto"), "http");
+      assert.equal(got.headers.get("x-forwarded-for"), "127.0.0.1");
+      assert.match(got.headers.get("x-request-id")!, /^[0-9a-f-]{36}$/);
+    }
+    assert.equal(au.received[0].headers.get("x-origin-secret"), "au-secret");
+    // An origin that configures no such header gets the client's, as on a regional route.
+    assert.equal(us.received[0].headers.get("x-origin-secret"), "forged");
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("broadcast: a body over body_limit_bytes is 413 body_too_large and no region is called", async (t) => {
+  const au = startUpstream(LOGIN_FORM);
+  const us = startUpstream(LOGIN_OK);
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    body_limit_bytes: 16,
+    rules: [{
+      name: "login",
+      type: "broadcast",
+      match: { methods: ["POST"], path: "^/accounts/login/$" },
+      ...LOGIN_RULE,
+    }],
+  });
+  try {
+    const big = "x".repeat(64);
+    const streamed = () => new Blob([big]).stream(); // no Content-Length: found while reading
+    for (const [name, body] of [["declared length", big], ["streamed", streamed()]] as const) {
+      await t.step(name, async () => {
+        const res = await post(
+          edge,
+          { body, ...(typeof body === "string" ? {} : { duplex: "half" }) } as RequestInit,
+        );
+        assert.equal(res.status, 413);
+        assert.equal((await res.json()).error, "body_too_large");
+      });
+    }
+    assert.equal(au.received.length + us.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
 });

@@ -496,3 +496,60 @@ Deno.test("5xx inflation: a client that hangs up mid-upload is logged as client_
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+Deno.test("access log and metrics: ambiguous and unavailable broadcasts say so", async (t) => {
+  const loginOk = () =>
+    new Response(null, { status: 302, headers: { "set-cookie": "sessionid=s; Path=/" } });
+  const au = startUpstream(loginOk);
+  const us = startUpstream(loginOk);
+  const lines: Record<string, unknown>[] = [];
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "login",
+        type: "broadcast",
+        match: { path: "^/login$" },
+        success: { status: [302] },
+      },
+      {
+        name: "down",
+        type: "broadcast",
+        match: { path: "^/down$" },
+        success: { status: [302] },
+        timeout_ms: 1,
+      },
+    ],
+  }, { deps: { log: (line) => lines.push(JSON.parse(line)), metricsToken: TOKEN } });
+  try {
+    await t.step("two successes: ambiguous", async () => {
+      const res = await fetch(`${edge.url}/login`, { method: "POST", body: "x" });
+      await res.body?.cancel();
+      assert.equal(res.status, 502);
+      assert.equal(lines.at(-1)!.outcome, "ambiguous");
+      assert.equal(lines.at(-1)!.error, "broadcast_ambiguous");
+    });
+    await t.step("nobody in time: unavailable", async () => {
+      au.close();
+      us.close();
+      const res = await fetch(`${edge.url}/down`, { method: "POST", body: "x" });
+      await res.body?.cancel();
+      assert.ok(res.status === 502 || res.status === 504, String(res.status));
+      assert.equal(lines.at(-1)!.outcome, "unavailable");
+    });
+    const scrape = await (await fetch(`${edge.url}/_vestibule/metrics`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    })).text();
+    assert.match(
+      scrape,
+      /^vestibule_broadcast_outcomes_total\{rule="login",outcome="ambiguous"\} 1$/m,
+    );
+    assert.match(
+      scrape,
+      /^vestibule_broadcast_outcomes_total\{rule="down",outcome="unavailable"\} 1$/m,
+    );
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
