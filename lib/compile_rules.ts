@@ -323,7 +323,7 @@ function compileMatch(input: MatchInput, fail: (d: string) => void): CompiledMat
   if (input.path !== undefined) {
     // Paths arrive percent-encoded (é is %C3%A9): a regex with a literal non-ASCII character
     // could never match.
-    if (/[^\x00-\x7f]/.test(input.path)) {
+    if (/[\u0080-\uffff]/.test(input.path)) {
       fail("match.path: paths are matched percent-encoded, so write non-ASCII characters as %XX");
     }
     match.path = compileRegex(input.path, "match.path", fail);
