@@ -151,21 +151,36 @@ Deno.test("forwarding: hop-by-hop response headers are dropped even when nothing
   }
 });
 
-Deno.test("signed links: a redirect rule keeps the query exactly as the client sent it", async () => {
-  const edge = startVestibule({
+/** vestibule with one redirect rule for `^/help/(.*)$` (its region is never called). */
+const withRedirect = (location: string) =>
+  startVestibule({
     regions: { us: { origin: "http://127.0.0.1:1" } },
     default_region: "us",
     rules: [{
       name: "help",
       type: "global",
       match: { path: "^/help/(.*)$" },
-      redirect: { location: "https://help.example.com/$1", status: 301 },
+      redirect: { location },
     }],
   });
+
+Deno.test("signed links: a redirect rule keeps the query exactly as the client sent it", async () => {
+  const edge = withRedirect("https://help.example.com/$1");
   try {
     const res = await fetch(`${edge.url}/help/x?next=/a/b&flag&sig=abc~`, { redirect: "manual" });
     await res.body?.cancel();
     assert.equal(res.headers.get("location"), "https://help.example.com/x?next=/a/b&flag&sig=abc~");
+  } finally {
+    await edge.close();
+  }
+});
+
+Deno.test("global route: a redirect whose location has its own query does not get the client's", async () => {
+  const edge = withRedirect("https://help.example.com/$1?src=edge");
+  try {
+    const res = await fetch(`${edge.url}/help/a?lang=fr`, { redirect: "manual" });
+    await res.body?.cancel();
+    assert.equal(res.headers.get("location"), "https://help.example.com/a?src=edge");
   } finally {
     await edge.close();
   }

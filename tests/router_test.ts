@@ -641,23 +641,3 @@ Deno.test("regional route: region_from a query parameter picks the region and pi
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
-
-Deno.test("global route: a redirect whose location has its own query does not get the client's", async () => {
-  const edge = startVestibule({
-    regions: { us: { origin: "http://127.0.0.1:1" } },
-    default_region: "us",
-    rules: [{
-      name: "help",
-      type: "global",
-      match: { path: "^/help/(.*)$" },
-      redirect: { location: "https://help.example.com/$1?src=edge" },
-    }],
-  });
-  try {
-    const res = await fetch(`${edge.url}/help/a?lang=fr`, { redirect: "manual" });
-    await res.body?.cancel();
-    assert.equal(res.headers.get("location"), "https://help.example.com/a?src=edge");
-  } finally {
-    await edge.close();
-  }
-});
