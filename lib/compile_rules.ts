@@ -326,6 +326,17 @@ function compileMatch(input: MatchInput, fail: (d: string) => void): CompiledMat
     if (/[\u0080-\uffff]/.test(input.path)) {
       fail("match.path: paths are matched percent-encoded, so write non-ASCII characters as %XX");
     }
+    // Paths are matched with unreserved escapes decoded and the others upper-cased.
+    for (const [escape] of input.path.matchAll(/%[0-9A-Fa-f]{2}/g)) {
+      const char = String.fromCharCode(parseInt(escape.slice(1), 16));
+      if (/[A-Za-z0-9\-._~]/.test(char)) {
+        fail(`match.path: paths are matched with ${escape} decoded, so write "${char}" instead`);
+      } else if (escape !== escape.toUpperCase()) {
+        fail(
+          `match.path: paths are matched with escapes upper-cased, so write ${escape.toUpperCase()}`,
+        );
+      }
+    }
     match.path = compileRegex(input.path, "match.path", fail);
   }
   if (input.host !== undefined) match.host = compileRegex(input.host, "match.host", fail);

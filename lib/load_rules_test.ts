@@ -234,6 +234,27 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
         'rule "cafe" (rules[0]): match.path: paths are matched percent-encoded',
       ),
   );
+  await t.step("a path regex written with escapes a matched path never has", () => {
+    for (const [path, hint] of [["^/caf%c3%a9$", "write %C3"], ["^/%7Ebob/", 'write "~"']]) {
+      refuses(
+        base({ rules: [{ name: "r", type: "regional", match: { path } }] }),
+        'rule "r" (rules[0]): match.path: paths are matched with',
+        hint,
+      );
+    }
+  });
+  await t.step("a timeout setTimeout cannot hold (it would fire at once)", () => {
+    refuses(base({ body_timeout_ms: 2 ** 31 }), "body_timeout_ms");
+    refuses(
+      base({
+        regions: {
+          au: { origin: "${AU_ORIGIN}", timeout_ms: 2 ** 31 },
+          us: { origin: "${US_ORIGIN}" },
+        },
+      }),
+      "regions.au.timeout_ms",
+    );
+  });
   await t.step("a rule after an empty match, which matches everything", () => {
     for (const match of [{}, { headers: {} }, { query: {} }]) {
       refuses(

@@ -37,10 +37,11 @@ function keepsTarget(template: string, location: string): boolean {
   const at = template.search(/\$\d/);
   if (at === -1) return true;
   const prefix = template.slice(0, at);
-  if (/^[a-z][a-z0-9+.-]*:/i.test(prefix)) {
-    const origin = URL.parse(prefix)?.origin;
+  // An absolute or protocol-relative (`//help.example.com/$1`) template names its own host.
+  if (/^([a-z][a-z0-9+.-]*:|[\\/]{2})/i.test(prefix)) {
+    const origin = URL.parse(prefix, CLIENT_BASES[1])?.origin;
     if (origin === undefined || origin === "null") return true;
-    return URL.parse(location)?.origin === origin;
+    return URL.parse(location, CLIENT_BASES[1])?.origin === origin;
   }
   return CLIENT_BASES.every((base) => URL.parse(location, base)?.host === "vestibule.invalid");
 }

@@ -17,13 +17,16 @@ const headerValue = z.string().regex(
   "a header value must not contain CR, LF, NUL or characters above U+00FF (percent-encode them)",
 );
 
+/** A timeout: `setTimeout` takes at most 2^31 − 1 ms and fires at once for anything longer. */
+const milliseconds = z.number().int().positive().max(2 ** 31 - 1);
+
 /** An upstream HTTP origin: a region's monolith, a global upstream or an OCAP target. */
 export const originSchema = z.strictObject({
   origin: z.string().describe("Absolute http(s) URL of the upstream, without a path"),
   headers: z.record(headerName, headerValue).default({}).describe(
     "Headers added to every request sent to this origin (e.g. a shared secret)",
   ),
-  timeout_ms: z.number().int().positive().default(30_000).describe(
+  timeout_ms: milliseconds.default(30_000).describe(
     "How long to wait for the response headers before answering 504 upstream_timeout",
   ),
 });
@@ -100,7 +103,7 @@ const broadcastRuleSchema = z.strictObject({
   prefer_failure: successSchema.optional().describe(
     "With no success, a failure matching this beats other failures (e.g. the owner's 401 wrong password)",
   ),
-  timeout_ms: z.number().int().positive().optional(),
+  timeout_ms: milliseconds.optional(),
   forward_cookies: z.array(z.string()).optional(),
 });
 
@@ -121,7 +124,7 @@ export const ocapSchema = z.strictObject({
     z.strictObject({
       origin: z.string(),
       ttl_seconds: z.number().positive().optional(),
-      timeout_ms: z.number().int().positive().default(10_000),
+      timeout_ms: milliseconds.default(10_000),
     }),
   ),
 });
@@ -155,7 +158,7 @@ export const rulesFileSchema = z.strictObject({
     "Proxies in front of vestibule whose X-Forwarded-For entries are trusted",
   ),
   body_limit_bytes: z.number().int().positive().default(1_048_576),
-  body_timeout_ms: z.number().int().positive().default(30_000).describe(
+  body_timeout_ms: milliseconds.default(30_000).describe(
     "How long a request body that a rule reads (body matchers, broadcast) may take to arrive (408)",
   ),
   debug_headers: z.boolean().default(false).describe(

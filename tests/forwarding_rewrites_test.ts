@@ -238,6 +238,12 @@ Deno.test("open redirect: path groups cannot move a redirect rule's target to an
         match: { path: "^/docs/(.*)$" },
         redirect: { location: "https://docs.example.com/$1" },
       },
+      {
+        name: "protocol-relative",
+        type: "global",
+        match: { path: "^/pr(.*)$" },
+        redirect: { location: "//help.example.com$1" },
+      },
     ],
   });
   const location = async (path: string) => {
@@ -254,6 +260,7 @@ Deno.test("open redirect: path groups cannot move a redirect rule's target to an
         "/help@evil.example",
         "/help.evil.example/",
         "/old//evil.example",
+        "/pr@evil.example",
         "/old/\\evil.example",
       ]
     ) {
@@ -266,6 +273,7 @@ Deno.test("open redirect: path groups cannot move a redirect rule's target to an
     await t.step("kept: the same host, whatever the groups", async () => {
       assert.equal((await location("/help/billing")).location, "https://help.example.com/billing");
       assert.equal((await location("/old/new-page")).location, "/new-page");
+      assert.equal((await location("/pr/billing")).location, "//help.example.com/billing");
       // An escaped backslash is a path character to a browser, not a slash.
       assert.equal((await location("/old/%5Cevil.example")).location, "/%5Cevil.example");
       assert.equal(
@@ -275,5 +283,25 @@ Deno.test("open redirect: path groups cannot move a redirect rule's target to an
     });
   } finally {
     await edge.close();
+  }
+});
+
+Deno.test("a Host no URL can hold (port 99999, a bad IPv6 literal) is 400 bad_host, not a 500", async (t) => {
+  const up = startUpstream();
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    for (const host of ["app.example.com:99999", "[zz]", "[fe80::1%25eth0]"]) {
+      await t.step(host, async () => {
+        const answer = await rawRequest(
+          edge.port,
+          `GET /x HTTP/1.1\r\nHost: ${host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n`,
+        );
+        assert.match(answer, /^HTTP\/1\.1 400 /, answer.split("\r\n")[0]);
+        assert.match(answer, /"error":"bad_host"/);
+      });
+    }
+    assert.equal(up.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
   }
 });
