@@ -52,6 +52,8 @@ export interface GlobalRule extends RuleCommon {
     | { kind: "proxy"; upstream: Upstream }
     | { kind: "redirect"; location: string; status: number };
   forwardCookies: ReadonlySet<string>;
+  /** Overrides the upstream's `timeout_ms`. */
+  timeoutMs?: number;
 }
 
 /** Sends the request to one region: pinned, taken from the request, or assumed. */
@@ -59,6 +61,8 @@ export interface RegionalRule extends RuleCommon {
   type: "regional";
   regionFrom?: { pathGroup: string } | { query: string };
   pinOn?: SuccessRule;
+  /** Overrides the region's `timeout_ms`. */
+  timeoutMs?: number;
 }
 
 /** Fans the request out to every region and returns the one success. */
@@ -181,6 +185,9 @@ export function compileRules(file: RulesFile): Config {
             fail(`redirect.status: ${status} is not a redirect status (301, 302, 303, 307, 308)`);
           }
           action = { kind: "redirect", location, status };
+          if (input.timeout_ms !== undefined) {
+            fail("timeout_ms: a redirect rule calls no upstream");
+          }
         }
         rules.push({
           type: "global",
@@ -189,6 +196,7 @@ export function compileRules(file: RulesFile): Config {
           match,
           action,
           forwardCookies: new Set(input.forward_cookies ?? file.forward_cookies),
+          timeoutMs: input.timeout_ms,
         });
         return;
       }
@@ -211,6 +219,7 @@ export function compileRules(file: RulesFile): Config {
             ? ("path_group" in from ? { pathGroup: from.path_group } : { query: from.query })
             : undefined,
           pinOn: input.pin_on ? compileSuccess(input.pin_on, "pin_on", fail) : undefined,
+          timeoutMs: input.timeout_ms,
         });
         return;
       }

@@ -255,6 +255,19 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
       "regions.au.timeout_ms",
     );
   });
+  await t.step("a timeout on a redirect rule, which calls no upstream", () =>
+    refuses(
+      base({
+        rules: [{
+          name: "help",
+          type: "global",
+          match: { path: "^/help/" },
+          redirect: { location: "https://help.example.com/" },
+          timeout_ms: 1000,
+        }],
+      }),
+      'rule "help" (rules[0]): timeout_ms: a redirect rule calls no upstream',
+    ));
   await t.step("a rule after an empty match, which matches everything", () => {
     for (const match of [{}, { headers: {} }, { query: {} }]) {
       refuses(

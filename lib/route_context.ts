@@ -63,6 +63,8 @@ export async function forwardTo(
   ctx: RouteContext,
   upstream: Upstream,
   cookies: CookiePolicy,
+  /** The rule's own timeout, if it sets one; else the upstream's. */
+  timeoutMs?: number,
 ): Promise<Response> {
   const { headers, acceptEncoding } = upstreamHeaders(
     ctx.headers,
@@ -77,6 +79,7 @@ export async function forwardTo(
     method: ctx.request.method,
     headers,
     body,
+    timeoutMs,
     // No client signal here: reading `request.signal` costs throughput in Deno.serve, and a
     // client that goes away cancels the response stream, which cancels the upstream body.
   });

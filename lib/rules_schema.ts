@@ -72,6 +72,11 @@ const ruleBase = {
   match: matchSchema.optional().describe("Absent: the rule matches every request (catch-all)"),
 };
 
+/** A rule's own upstream timeout, for routes slower than the rest of their origin (uploads). */
+const ruleTimeout = milliseconds.optional().describe(
+  "Overrides the origin's timeout_ms for the requests this rule sends",
+);
+
 const globalRuleSchema = z.strictObject({
   ...ruleBase,
   type: z.literal("global"),
@@ -81,6 +86,7 @@ const globalRuleSchema = z.strictObject({
     status: z.number().int().default(302),
   }).optional(),
   forward_cookies: z.array(z.string()).optional(),
+  timeout_ms: ruleTimeout,
 });
 
 const regionalRuleSchema = z.strictObject({
@@ -93,6 +99,7 @@ const regionalRuleSchema = z.strictObject({
   pin_on: successSchema.optional().describe(
     "Pin the browser to the region when the answer matches",
   ),
+  timeout_ms: ruleTimeout,
 });
 
 const broadcastRuleSchema = z.strictObject({
@@ -103,7 +110,7 @@ const broadcastRuleSchema = z.strictObject({
   prefer_failure: successSchema.optional().describe(
     "With no success, a failure matching this beats other failures (e.g. the owner's 401 wrong password)",
   ),
-  timeout_ms: milliseconds.optional(),
+  timeout_ms: ruleTimeout,
   forward_cookies: z.array(z.string()).optional(),
 });
 

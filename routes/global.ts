@@ -14,5 +14,5 @@ export async function handleGlobal(rule: GlobalRule, ctx: RouteContext): Promise
     });
   }
   ctx.log.upstream = action.upstream.id;
-  return await forwardTo(ctx, action.upstream, { only: rule.forwardCookies });
+  return await forwardTo(ctx, action.upstream, { only: rule.forwardCookies }, rule.timeoutMs);
 }

@@ -17,10 +17,12 @@ export function handleRegional(rule: RegionalRule, ctx: RouteContext): Promise<R
   ctx.log.regionReason = reason;
   const upstream = ctx.config.regions.get(region)!;
   const cookies = regionalCookies(region, ctx.pin, ctx.config);
-  if (!rule.pinOn || reason !== "region_from") return forwardTo(ctx, upstream, cookies);
-  // The region's timeout also covers a body `pin_on` must read before the client gets anything.
-  const deadline = performance.now() + upstream.timeoutMs;
-  return pinOnSuccess(rule.pinOn, region, forwardTo(ctx, upstream, cookies), deadline, ctx);
+  const { timeoutMs } = rule;
+  if (!rule.pinOn || reason !== "region_from") return forwardTo(ctx, upstream, cookies, timeoutMs);
+  // The timeout also covers a body `pin_on` must read before the client gets anything.
+  const deadline = performance.now() + (timeoutMs ?? upstream.timeoutMs);
+  const answer = forwardTo(ctx, upstream, cookies, timeoutMs);
+  return pinOnSuccess(rule.pinOn, region, answer, deadline, ctx);
 }
 
 /** Pins the browser to `region` when the answer matches the rule's `pin_on`. */

@@ -641,3 +641,38 @@ Deno.test("regional route: region_from a query parameter picks the region and pi
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
+
+Deno.test("timeouts: a rule's timeout_ms overrides its origin's, so one slow route (uploads) can wait longer", async () => {
+  const slow = startUpstream(async () => {
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    return new Response("done");
+  });
+  const edge = startVestibule({
+    regions: { us: { origin: slow.url, timeout_ms: 200 } },
+    upstreams: { files: { origin: slow.url, timeout_ms: 200 } },
+    default_region: "us",
+    rules: [
+      { name: "upload", type: "regional", match: { path: "^/upload$" }, timeout_ms: 5000 },
+      {
+        name: "files",
+        type: "global",
+        match: { path: "^/files$" },
+        upstream: "files",
+        timeout_ms: 5000,
+      },
+      { name: "app", type: "regional" },
+    ],
+  });
+  try {
+    for (const path of ["/upload", "/files"]) {
+      const res = await fetch(`${edge.url}${path}`, { method: "POST", body: "x" });
+      assert.equal(res.status, 200, path);
+      assert.equal(await res.text(), "done");
+    }
+    const res = await fetch(`${edge.url}/other`, { headers: { accept: "application/json" } });
+    assert.equal(res.status, 504);
+    assert.equal((await res.json()).error, "upstream_timeout");
+  } finally {
+    await Promise.all([edge.close(), slow.close()]);
+  }
+});
