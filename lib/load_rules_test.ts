@@ -18,6 +18,11 @@ function base(overrides: Record<string, unknown> = {}) {
   };
 }
 
+/** A global rule for `^/help/` named "help", with the other fields given. */
+function helpRedirect(fields: Record<string, unknown>) {
+  return { name: "help", type: "global", match: { path: "^/help/" }, ...fields };
+}
+
 function refuses(file: unknown, ...expected: (string | RegExp)[]) {
   assert.throws(
     () => parseRules(JSON.stringify(file), { env }),
@@ -214,14 +219,7 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
   await t.step("a redirect location that no Location header can carry", () => {
     for (const location of ["https://help.example.com\n/$1", "https://help.example.com/€"]) {
       refuses(
-        base({
-          rules: [{
-            name: "help",
-            type: "global",
-            match: { path: "^/help/" },
-            redirect: { location },
-          }],
-        }),
+        base({ rules: [helpRedirect({ redirect: { location } })] }),
         'rule "help" (rules[0]): redirect.location: a header value must not contain',
       );
     }
@@ -258,13 +256,9 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
   await t.step("a timeout on a redirect rule, which calls no upstream", () =>
     refuses(
       base({
-        rules: [{
-          name: "help",
-          type: "global",
-          match: { path: "^/help/" },
-          redirect: { location: "https://help.example.com/" },
-          timeout_ms: 1000,
-        }],
+        rules: [
+          helpRedirect({ redirect: { location: "https://help.example.com/" }, timeout_ms: 1000 }),
+        ],
       }),
       'rule "help" (rules[0]): timeout_ms: a redirect rule calls no upstream',
     ));
