@@ -242,3 +242,28 @@ Deno.test("OCAP keeps the origin call going when the caller that started it goes
     assert.equal(upstream.received.length, 1);
   });
 });
+
+Deno.test("OCAP: two code exchanges that differ only in non-UTF-8 escapes get their own answers", async () => {
+  const upstream = startUpstream((_req, r) =>
+    Response.json({ echo: new TextDecoder().decode(r.body) })
+  );
+  const kv = await Deno.openKv(":memory:");
+  const vestibule = startVestibule(ocapRules(upstream.url), { env: OCAP_ENV, deps: { kv } });
+  try {
+    const a = await fetch(tokenRequest(vestibule.url, { body: "code=%FF" }));
+    const b = await fetch(tokenRequest(vestibule.url, { body: "code=%FE" }));
+    const [ja, jb] = [await a.json(), await b.json()];
+    assert.equal(ja.echo, "code=%FF");
+    // Second caller sent a different code but gets the first caller's answer from the cache.
+    assert.equal(
+      b.headers.get("ocap-cache"),
+      "miss",
+      `got ${b.headers.get("ocap-cache")}: ${jb.echo}`,
+    );
+    assert.equal(jb.echo, "code=%FE");
+  } finally {
+    await vestibule.close();
+    await upstream.close();
+    kv.close();
+  }
+});

@@ -1,4 +1,5 @@
 /** @module Canonical form of a request body for OCAP's dedup key: JSON and form field order do not count. */
+import { canonicalPairs } from "./form_pairs.ts";
 
 /** How a body was keyed; part of the key, so a JSON body never collides with the same raw bytes. */
 export type BodyKind = "json" | "form" | "raw";
@@ -32,8 +33,7 @@ export function canonicalBody(contentType: string | null, bytes: Uint8Array): Ca
   if (type === "application/x-www-form-urlencoded") {
     const text = decodeStrict(bytes);
     if (text !== undefined) {
-      const pairs = [...new URLSearchParams(text)].sort(comparePairs);
-      return { kind: "form", bytes: encoder.encode(new URLSearchParams(pairs).toString()) };
+      return { kind: "form", bytes: encoder.encode(canonicalPairs(text)) };
     }
   }
   return { kind: "raw", bytes };
@@ -74,10 +74,4 @@ function decodeStrict(bytes: Uint8Array): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function comparePairs(a: [string, string], b: [string, string]): number {
-  if (a[0] !== b[0]) return a[0] < b[0] ? -1 : 1;
-  if (a[1] !== b[1]) return a[1] < b[1] ? -1 : 1;
-  return 0;
 }

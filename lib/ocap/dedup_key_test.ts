@@ -138,6 +138,18 @@ Deno.test("dedupKey()", async (t) => {
     assert.notEqual(a, b);
   });
 
+  await t.step("tells apart form values that differ only in bytes that are not UTF-8", async () => {
+    const form = (body: string) =>
+      dedupKey(input({ contentType: FORM_TYPE, body: encoder.encode(body) }));
+    // URLSearchParams decodes both %FF and %FE to U+FFFD: keyed that way, one caller's code
+    // exchange would be answered with another's cached answer.
+    assert.notEqual(await form("code=%FF"), await form("code=%FE"));
+    assert.notEqual(await form("code=%C3%28"), await form("code=%FF%28"));
+    // What URLSearchParams treats as the same still is: + and %20, escape case, pair order.
+    assert.equal(await form("a=x+y&b=%c3%a9"), await form("b=%C3%A9&a=x%20y"));
+    assert.equal(await form("a=%zz"), await form("a=%25zz"));
+  });
+
   await t.step("keeps other bodies byte for byte", async () => {
     const a = await dedupKey(input({ contentType: "text/plain", body: encoder.encode("a=1&b=2") }));
     const b = await dedupKey(input({ contentType: "text/plain", body: encoder.encode("b=2&a=1") }));
@@ -152,4 +164,5 @@ Deno.test("normalizeUrl() lower-cases scheme and host, drops default ports, sort
   );
   assert.equal(normalizeUrl("http://h.test:8080/x"), "http://h.test:8080/x");
   assert.equal(normalizeUrl("http://h.test:80/x?q=a%20b"), "http://h.test/x?q=a+b");
+  assert.notEqual(normalizeUrl("http://h.test/x?q=%FF"), normalizeUrl("http://h.test/x?q=%FE"));
 });

@@ -1,4 +1,5 @@
 /** @module Normalized form of a target URL for OCAP's dedup key. */
+import { canonicalPairs } from "./form_pairs.ts";
 
 const DEFAULT_PORTS: Readonly<Record<string, string>> = { "http:": "80", "https:": "443" };
 
@@ -11,9 +12,7 @@ export function normalizeUrl(value: string | URL): string {
   const url = new URL(value);
   const protocol = url.protocol.toLowerCase();
   const port = url.port && url.port !== DEFAULT_PORTS[protocol] ? `:${url.port}` : "";
-  const params = [...url.searchParams].sort((a, b) =>
-    a[0] !== b[0] ? (a[0] < b[0] ? -1 : 1) : a[1] !== b[1] ? (a[1] < b[1] ? -1 : 1) : 0
-  );
-  const query = params.length > 0 ? `?${new URLSearchParams(params)}` : "";
+  const pairs = canonicalPairs(url.search.slice(1));
+  const query = pairs ? `?${pairs}` : "";
   return `${protocol}//${url.hostname.toLowerCase()}${port}${url.pathname}${query}`;
 }
