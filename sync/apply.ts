@@ -61,12 +61,9 @@ async function insertRows(destination: Tx, spec: TableSpec, rows: string[][]) {
 }
 
 async function updateRows(destination: Tx, spec: TableSpec, rows: string[][]) {
-  const keyNames = new Set(spec.key.map((c) => c.name));
   const casts = castColumns(spec, "j.r");
-  const assignments = spec.columns
-    .map((c, i) => ({ c, cast: casts[i] }))
-    .filter(({ c }) => !keyNames.has(c.name))
-    .map(({ c, cast }) => `${quoteIdentList([c])} = ${cast}`);
+  // Key columns too: a key equal by value may still differ in form (numeric 1.0 vs 1.00).
+  const assignments = spec.columns.map((c, i) => `${quoteIdentList([c])} = ${casts[i]}`);
   if (rows.length === 0 || assignments.length === 0) return;
   const offsets = spec.key.map((k) => spec.columns.findIndex((c) => c.name === k.name));
   await destination.unsafe(

@@ -47,15 +47,31 @@ export function keyOrder(spec: TableSpec, prefix = ""): string {
  * exists since PostgreSQL 11 and, unlike `md5`, works on FIPS servers.
  */
 export function rowHash(spec: TableSpec, prefix = ""): string {
-  const parts = spec.columns.map((c) =>
-    c.isJson ? `(${prefix}${ident(c)})::jsonb::text` : `(${prefix}${ident(c)})::text`
-  );
+  const parts = spec.columns.map((c) => {
+    const text = `(${prefix}${ident(c)})::text`;
+    // jsonb refuses \u0000, which json stores: such a value is hashed as its text.
+    return c.isJson
+      ? `CASE WHEN strpos(${text}, '\\u0000') > 0 THEN ${text} ELSE (${prefix}${
+        ident(c)
+      })::jsonb::text END`
+      : text;
+  });
   return `hashtextextended((ARRAY[${parts.join(", ")}]::text) COLLATE "C", 0)`;
+}
+
+/**
+ * A key column as text that is equal exactly when the values are equal: `numeric` drops
+ * trailing fractional zeros, so 1.0 and 1.00 are the same key on both sides.
+ */
+function keyText(c: ColumnSpec, prefix: string): string {
+  const text = `(${prefix}${ident(c)})::text`;
+  if (!/^numeric\b/.test(c.type)) return text;
+  return `CASE WHEN strpos(${text}, '.') > 0 THEN rtrim(rtrim(${text}, '0'), '.') ELSE ${text} END`;
 }
 
 /** The key as a JSON array of text, one column of output. */
 export function keyJson(spec: TableSpec, prefix = ""): string {
-  return `to_json(ARRAY[${spec.key.map((c) => `(${prefix}${ident(c)})::text`).join(", ")}])::text`;
+  return `to_json(ARRAY[${spec.key.map((c) => keyText(c, prefix)).join(", ")}])::text`;
 }
 
 /** The synced columns (in spec order) as a JSON array of text: values travel as their text form. */

@@ -366,6 +366,41 @@ for (const backend of BACKENDS) {
             );
           }
         });
+        await t.step("a json value holding \\u0000 (which jsonb refuses) still syncs", async () => {
+          const ddl = `CREATE TABLE json_nul (id int PRIMARY KEY, doc json);`;
+          await pair.owner.exec(
+            ddl + `INSERT INTO json_nul VALUES (1, '{"a":"x\\u0000y"}'), (2, '{}');`,
+          );
+          await pair.destination.exec(ddl);
+          const table = { name: "public.json_nul", primary_key: ["id"] };
+          const report = only((await attempt(pair, [table])).reports, "public.json_nul");
+          assert.equal(report.status, "applied", report.error);
+          assert.equal(report.inserts, 2);
+          const again = only((await attempt(pair, [table])).reports, "public.json_nul");
+          assert.equal(again.status, "in_sync", again.error);
+        });
+        await t.step(
+          "a numeric key equal by value but written 1.0 and 1.00 is the same row",
+          async () => {
+            const ddl = `CREATE TABLE numeric_key (id numeric PRIMARY KEY, label text);`;
+            await pair.owner.exec(
+              ddl + `INSERT INTO numeric_key VALUES (1.0, 'owner'), (2, 'two');`,
+            );
+            await pair.destination.exec(ddl + `INSERT INTO numeric_key VALUES (1.00, 'stale');`);
+            const table = { name: "public.numeric_key", primary_key: ["id"] };
+            const report = only((await attempt(pair, [table])).reports, "public.numeric_key");
+            assert.equal(report.status, "applied", report.error);
+            assert.deepEqual([report.inserts, report.updates, report.deletes], [1, 1, 0]);
+            assert.deepEqual(
+              await pair.destination.column(
+                `SELECT id || ' ' || label FROM numeric_key ORDER BY id`,
+              ),
+              ["1.0 owner", "2 two"],
+            );
+            const again = only((await attempt(pair, [table])).reports, "public.numeric_key");
+            assert.equal(again.status, "in_sync", again.error);
+          },
+        );
       } finally {
         await pair.close();
       }
