@@ -82,6 +82,14 @@ export function parseSyncConfig(
         `Cannot load sync config: databases.${region} is not a postgres:// URL`,
       );
     }
+    if (!decodesCleanly(expanded)) {
+      // npm:postgres decodes the user and password with decodeURIComponent and would throw a
+      // bare URIError at connect time; the message never includes the URL (it holds a secret).
+      throw new TypeError(
+        `Cannot load sync config: databases.${region} has a malformed %-escape in its user or ` +
+          "password (write % as %25)",
+      );
+    }
     databases[region] = expanded;
   }
   if (!(raw.owner in databases)) {
@@ -144,4 +152,15 @@ export async function loadSyncConfig(
     });
   }
   return parseSyncConfig(json, env);
+}
+
+/** Whether the URL's user and password survive `decodeURIComponent`, as npm:postgres needs. */
+function decodesCleanly(url: string): boolean {
+  const userinfo = /^postgres(?:ql)?:\/\/([^@/?#]*)@/.exec(url)?.[1] ?? "";
+  try {
+    decodeURIComponent(userinfo);
+    return true;
+  } catch {
+    return false;
+  }
 }

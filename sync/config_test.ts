@@ -82,6 +82,13 @@ Deno.test("parseSyncConfig() refuses each invalid config with a message naming t
       config({ databases: { us: "${US_DATABASE_URL}", au: "mysql://x/y" } }),
       "Cannot load sync config: databases.au is not a postgres:// URL",
     ));
+  await t.step("a password with a raw %", () =>
+    refuses(
+      config({
+        databases: { us: "${US_DATABASE_URL}", au: "postgres://alice:S3cr%zzPw@127.0.0.1/db" },
+      }),
+      "Cannot load sync config: databases.au has a malformed %-escape in its user or password (write % as %25)",
+    ));
   await t.step("a single database", () =>
     refuses(
       config({ databases: { us: "${US_DATABASE_URL}" } }),
