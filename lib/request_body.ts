@@ -9,6 +9,66 @@ export class BodyTooLargeError extends RangeError {
   }
 }
 
+/** What {@linkcode readUpTo} got: the chunks and their total, and the reader if it stopped early. */
+export interface PartialRead {
+  chunks: Uint8Array<ArrayBuffer>[];
+  total: number;
+  /** Set when the total passed the limit: the stream goes on here, still locked to this reader. */
+  rest?: ReadableStreamDefaultReader<Uint8Array<ArrayBuffer>>;
+}
+
+/**
+ * Reads `body` until it ends or its running total passes `limit`, for at most `timeout.ms`. On a
+ * read error or the timeout the stream is cancelled and the error (`timeout.error()`) thrown.
+ * Past the limit the reader is handed back with what was read, to be cancelled or replayed.
+ */
+export async function readUpTo(
+  body: ReadableStream<Uint8Array<ArrayBuffer>>,
+  limit: number,
+  timeout?: { ms: number; error: () => Error },
+): Promise<PartialRead> {
+  const reader = body.getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  // setTimeout takes a 32-bit delay; beyond that (an infinite deadline) there is no timer.
+  const expired = timeout && timeout.ms < 2 ** 31
+    ? new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(timeout.error()), Math.max(0, timeout.ms));
+    })
+    : undefined;
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
+  let total = 0;
+  try {
+    while (true) {
+      const { done, value } =
+        await (expired ? Promise.race([reader.read(), expired]) : reader.read());
+      if (done) return { chunks, total };
+      chunks.push(value);
+      total += value.byteLength;
+      if (total > limit) return { chunks, total, rest: reader };
+    }
+  } catch (error) {
+    await reader.cancel().catch(() => {});
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The chunks as one array (the only chunk itself when there is one). */
+export function joinChunks(
+  chunks: Uint8Array<ArrayBuffer>[],
+  total: number,
+): Uint8Array<ArrayBuffer> {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
 /**
  * Reads the whole stream, refusing early on a `Content-Length` above the limit and otherwise as
  * soon as the running total passes it, so a client cannot make us buffer more than the limit.
@@ -26,38 +86,19 @@ export async function readBounded(
     throw new BodyTooLargeError(limit);
   }
   if (!body) return new Uint8Array(0);
-  const chunks: Uint8Array<ArrayBuffer>[] = [];
-  let total = 0;
-  const reader = body.getReader();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = timeoutMs === undefined ? undefined : new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(new HttpError(408, "body_timeout", `The request body took over ${timeoutMs} ms`));
-    }, timeoutMs);
-  });
-  try {
-    while (true) {
-      const { done, value } =
-        await (expired ? Promise.race([reader.read(), expired]) : reader.read());
-      if (done) break;
-      total += value.byteLength;
-      if (total > limit) throw new BodyTooLargeError(limit);
-      chunks.push(value);
-    }
-  } catch (error) {
-    await reader.cancel().catch(() => {});
-    throw error;
-  } finally {
-    clearTimeout(timer);
+  const read = await readUpTo(
+    body,
+    limit,
+    timeoutMs === undefined ? undefined : {
+      ms: timeoutMs,
+      error: () => new HttpError(408, "body_timeout", `The request body took over ${timeoutMs} ms`),
+    },
+  );
+  if (read.rest) {
+    await read.rest.cancel().catch(() => {});
+    throw new BodyTooLargeError(limit);
   }
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
+  return joinChunks(read.chunks, read.total);
 }
 
 /**

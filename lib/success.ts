@@ -2,7 +2,7 @@
 import type { SuccessRule } from "./compile_rules.ts";
 import { HttpError } from "./http_error.ts";
 import { deepEqual } from "./match_rule.ts";
-import { readBounded } from "./request_body.ts";
+import { joinChunks, type PartialRead, readBounded, readUpTo } from "./request_body.ts";
 
 /** The verdict, and the response to use from now on (rebuilt when its body had to be read). */
 export interface SuccessVerdict {
@@ -79,55 +79,31 @@ async function peekBounded(
   deadline: number,
 ): Promise<{ bytes: Uint8Array<ArrayBuffer> } | { rest: ReadableStream<Uint8Array> }> {
   if (!body) return { bytes: new Uint8Array(0) };
-  const reader = body.getReader();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const wait = Math.max(0, deadline - performance.now());
-  const expired = new Promise<never>((_, reject) => {
-    // setTimeout takes a 32-bit delay; beyond it (an infinite deadline) there is no timer.
-    if (wait >= 2 ** 31) return;
-    timer = setTimeout(
-      () =>
-        reject(new HttpError(504, "upstream_timeout", "The answer's body did not arrive in time")),
-      wait,
-    );
-  });
-  const chunks: Uint8Array<ArrayBuffer>[] = [];
-  let total = 0;
+  let read: PartialRead;
   try {
-    while (true) {
-      const { done, value } = await Promise.race([reader.read(), expired]);
-      if (done) break;
-      chunks.push(value);
-      total += value.byteLength;
-      if (total > limit) {
-        return {
-          rest: new ReadableStream<Uint8Array>({
-            async pull(controller) {
-              const next = chunks.shift() ?? (await reader.read()).value;
-              if (next) controller.enqueue(next);
-              else controller.close();
-            },
-            cancel: (reason) => reader.cancel(reason),
-          }),
-        };
-      }
-    }
+    read = await readUpTo(body, limit, {
+      ms: deadline - performance.now(),
+      error: () =>
+        new HttpError(504, "upstream_timeout", "The answer's body did not arrive in time"),
+    });
   } catch (error) {
-    await reader.cancel().catch(() => {});
     if (error instanceof HttpError) throw error;
     throw new HttpError(502, "upstream_unavailable", "The answer's body broke off", {
       cause: error,
     });
-  } finally {
-    clearTimeout(timer);
   }
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return { bytes: out };
+  const { chunks, rest } = read;
+  if (!rest) return { bytes: joinChunks(chunks, read.total) };
+  return {
+    rest: new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const next = chunks.shift() ?? (await rest.read()).value;
+        if (next) controller.enqueue(next);
+        else controller.close();
+      },
+      cancel: (reason) => rest.cancel(reason),
+    }),
+  };
 }
 
 /**
