@@ -1,5 +1,6 @@
 /** @module Compiles a validated rules file into the structures the router reads per request. */
 import type { MatchInput, RulesFile, SuccessInput } from "./rules_schema.ts";
+import { matchablePath } from "./matchable_path.ts";
 
 /** An HTTP origin vestibule forwards to, resolved once at start-up. */
 export interface Upstream {
@@ -335,15 +336,12 @@ function compileMatch(input: MatchInput, fail: (d: string) => void): CompiledMat
     if (/[\u0080-\uffff]/.test(input.path)) {
       fail("match.path: paths are matched percent-encoded, so write non-ASCII characters as %XX");
     }
-    // Paths are matched with unreserved escapes decoded and the others upper-cased.
+    // An escape the router normalizes (%7E to ~, %c3 to %C3) would never be seen in a path.
     for (const [escape] of input.path.matchAll(/%[0-9A-Fa-f]{2}/g)) {
-      const char = String.fromCharCode(parseInt(escape.slice(1), 16));
-      if (/[A-Za-z0-9\-._~]/.test(char)) {
-        fail(`match.path: paths are matched with ${escape} decoded, so write "${char}" instead`);
-      } else if (escape !== escape.toUpperCase()) {
-        fail(
-          `match.path: paths are matched with escapes upper-cased, so write ${escape.toUpperCase()}`,
-        );
+      const matched = matchablePath(escape);
+      if (matched !== escape) {
+        const shown = matched.startsWith("%") ? matched : `"${matched}"`;
+        fail(`match.path: paths are matched with ${escape} as ${shown}, so write ${shown}`);
       }
     }
     match.path = compileRegex(input.path, "match.path", fail);

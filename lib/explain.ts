@@ -13,7 +13,7 @@ import { BodyTooLargeError, BufferedBody } from "./request_body.ts";
 import { HttpError } from "./http_error.ts";
 import { chooseRegion, regionalCookies } from "./choose_region.ts";
 import { redirectLocation } from "./redirect_location.ts";
-import { requestId } from "./request_id.ts";
+import { isSafeRequestId } from "./request_id.ts";
 
 export type { ForwardPlan, Stripped } from "./forward_plan.ts";
 
@@ -100,7 +100,7 @@ export async function explainRequest(
   const incomingId = request.headers.get("x-request-id");
   const { url, facts, clientIp, forward } = viewRequest(request, config, {
     remoteIp: described.clientIp ?? DEFAULT_CLIENT_IP,
-    requestId: requestId(incomingId) === incomingId ? incomingId : NEW_REQUEST_ID,
+    requestId: isSafeRequestId(incomingId) ? incomingId : NEW_REQUEST_ID,
   });
   const headers = request.headers;
   const out: Explanation = { method, url: url.href, tried: [], targets: [], notes: [] };

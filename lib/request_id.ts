@@ -7,7 +7,12 @@
  */
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:+=\/-]{1,64}$/;
 
+/** Whether an incoming `X-Request-Id` is kept as it is. */
+export function isSafeRequestId(incoming: string | null | undefined): incoming is string {
+  return !!incoming && SAFE_REQUEST_ID.test(incoming);
+}
+
 /** The request id to use: the incoming one when it is safe, else a new UUID (v4). */
 export function requestId(incoming: string | null | undefined): string {
-  return incoming && SAFE_REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
+  return isSafeRequestId(incoming) ? incoming : crypto.randomUUID();
 }

@@ -4,6 +4,7 @@ import type { Config } from "./compile_rules.ts";
 import type { ForwardContext } from "./forward.ts";
 import { HeaderList } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
+import { matchablePath } from "./matchable_path.ts";
 import type { RequestFacts } from "./match_rule.ts";
 
 /** The request as matchers and forwarding see it; the router and `explain` both build it here. */
@@ -88,17 +89,4 @@ function vouchedFor(value: string | null, hops: number): string | undefined {
   if (!value) return undefined;
   const entries = value.split(",");
   return entries[Math.max(0, entries.length - hops)].trim() || undefined;
-}
-
-/**
- * The path rules match against: `%XX` escapes of unreserved characters decoded and the others
- * upper-cased (RFC 3986 §6.2.2), so `/%61bout` cannot slip past a rule for `/about` to the
- * catch-all while the origin serves it as `/about`. The upstream still gets the path as sent.
- */
-function matchablePath(pathname: string): string {
-  if (!pathname.includes("%")) return pathname;
-  return pathname.replace(/%[0-9A-Fa-f]{2}/g, (escape) => {
-    const char = String.fromCharCode(parseInt(escape.slice(1), 16));
-    return /[A-Za-z0-9\-._~]/.test(char) ? char : escape.toUpperCase();
-  });
 }
