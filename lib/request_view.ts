@@ -29,15 +29,13 @@ export function viewRequest(
   config: Config,
   options: { remoteIp: string; requestId?: string },
 ): RequestView {
-  // Deno.serve builds `request.url` from `Host` too: a port over 65535 or a bad IPv6 literal
-  // makes it unparsable, which is the client's error, not vestibule's.
-  const url = URL.parse(request.url);
-  if (!url) throw new HttpError(400, "bad_host", "The Host header is not a host name or address");
   const headers = new HeaderList(request.headers);
   const host = headers.get("host");
   // Deno.serve builds `request.url` from `Host` unchecked: `Host: a/zz` would turn the path
-  // `/admin` into `/zz/admin`, upstream and in the Location rewrite.
-  if (host !== null && !VALID_HOST.test(host)) {
+  // `/admin` into `/zz/admin`, upstream and in the Location rewrite, and a port over 65535 or a
+  // bad IPv6 literal makes it unparsable. Either is the client's error.
+  const url = URL.parse(request.url);
+  if (!url || (host !== null && !VALID_HOST.test(host))) {
     throw new HttpError(400, "bad_host", "The Host header is not a host name or address");
   }
   const hostHeader = host ?? url.host;
