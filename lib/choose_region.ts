@@ -12,12 +12,20 @@ export function chooseRegion(
   if (rule.regionFrom) {
     const wanted = "pathGroup" in rule.regionFrom
       ? ctx.match.pathMatch?.groups?.[rule.regionFrom.pathGroup]
-      : ctx.searchParams.get(rule.regionFrom.query) ?? undefined;
+      : onlyValue(ctx.searchParams.getAll(rule.regionFrom.query));
     const region = wanted?.toLowerCase();
     if (region && ctx.config.regions.has(region)) return { region, reason: "region_from" };
   }
   if (ctx.pin) return { region: ctx.pin.region, reason: ctx.pin.source };
   return { region: ctx.assumed.region, reason: ctx.assumed.reason };
+}
+
+/**
+ * The parameter's value when every copy of it agrees: `?region=au&region=us` names no region,
+ * since the app behind may read either one.
+ */
+function onlyValue(values: string[]): string | undefined {
+  return values.every((value) => value === values[0]) ? values[0] : undefined;
 }
 
 /**

@@ -40,8 +40,7 @@ export function matchWithoutBody(
   if (match.host && !match.host.test(facts.hostname)) return false;
   if (match.query) {
     for (const [name, regex] of match.query) {
-      const value = facts.searchParams.get(name);
-      if (value === null || !regex.test(value)) return false;
+      if (!everyValueMatches(facts.searchParams.getAll(name), regex)) return false;
     }
   }
   if (match.headers) {
@@ -51,6 +50,16 @@ export function matchWithoutBody(
     }
   }
   return pathMatch;
+}
+
+/**
+ * A repeated parameter (`?a=1&a=2`) matches only when every value does: frameworks disagree on
+ * which one they read (Django takes the last, others the first), so the rule must agree with both.
+ */
+function everyValueMatches(values: string[], regex: RegExp): boolean {
+  if (values.length === 0) return false;
+  for (const value of values) if (!regex.test(value)) return false;
+  return true;
 }
 
 /** Evaluates a body matcher; a body that does not parse simply does not match. */

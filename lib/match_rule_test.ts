@@ -56,6 +56,19 @@ Deno.test("findRule() takes the first rule whose every condition holds", async (
   assert.equal(await winner(table, "/x?tag=", { headers: { "x-beta": "1" } }), "app");
 });
 
+Deno.test("findRule() parameter smuggling: a repeated query parameter matches only when every value does", async () => {
+  const table = rules([
+    { name: "beta", type: "regional", match: { query: { beta: "^1$" } } },
+    { name: "app", type: "regional" },
+  ]);
+  assert.equal(await winner(table, "/x?beta=1"), "beta");
+  assert.equal(await winner(table, "/x?beta=1&beta=1"), "beta");
+  // Django reads the last value, other frameworks the first: the rule must hold for both.
+  assert.equal(await winner(table, "/x?beta=1&beta=0"), "app");
+  assert.equal(await winner(table, "/x?beta=0&beta=1"), "app");
+  assert.equal(await winner(table, "/x"), "app");
+});
+
 Deno.test("findRule() returns the winner (its index tells the rules tried) and the path groups", async () => {
   const table = rules([
     { name: "a", type: "regional", match: { path: "^/a$" } },

@@ -642,6 +642,42 @@ Deno.test("regional route: region_from a query parameter picks the region and pi
   }
 });
 
+Deno.test("regional route: parameter smuggling, region_from a query repeated with two regions names neither and pins nothing", async () => {
+  const au = startUpstream(() => new Response(null, { status: 302, headers: { location: "/" } }));
+  const us = startUpstream(() => new Response(null, { status: 302, headers: { location: "/" } }));
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{
+      name: "switch",
+      type: "regional",
+      match: { path: "^/switch$" },
+      region_from: { query: "region" },
+      pin_on: { status: "3xx" },
+    }],
+  });
+  try {
+    const res = await fetch(`${edge.url}/switch?region=us&region=au`, {
+      method: "POST",
+      redirect: "manual",
+    });
+    await res.body?.cancel();
+    assert.equal(res.status, 302);
+    assert.equal(au.received.length, 0, "the app may read the last value; the edge took neither");
+    assert.equal(us.received.length, 1, "the default region answers");
+    assert.deepEqual(res.headers.getSetCookie(), [], "an assumed region is never pinned");
+    const same = await fetch(`${edge.url}/switch?region=au&region=au`, {
+      method: "POST",
+      redirect: "manual",
+    });
+    await same.body?.cancel();
+    assert.equal(au.received.length, 1, "copies that agree still name the region");
+    assert.match(same.headers.getSetCookie().at(-1)!, /^__Host-vestibule-region=au; /);
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
 Deno.test("timeouts: a rule's timeout_ms overrides its origin's, so one slow route (uploads) can wait longer", async () => {
   const slow = startUpstream(async () => {
     await new Promise((resolve) => setTimeout(resolve, 400));
