@@ -68,8 +68,6 @@ export function upstreamHeaders(
   // With OpenTelemetry on, Deno's fetch appends its own traceparent (already a child of the
   // client's); keeping the client's too would send two, which W3C Trace Context says to discard.
   const tracing = runtimeTracing();
-  let forwardedHost: string | undefined;
-  let forwardedProto: string | undefined;
   let acceptEncoding: string | null = null;
   for (const pair of incoming.pairs) {
     const [name, value] = pair;
@@ -84,11 +82,8 @@ export function upstreamHeaders(
       case "forwarded":
         if (!ctx.trustForwarded) continue;
         break;
-      case "x-forwarded-host":
-        if (ctx.trustForwarded) forwardedHost = value;
-        continue;
+      case "x-forwarded-host": // the public host, below
       case "x-forwarded-proto":
-        if (ctx.trustForwarded) forwardedProto = value;
         continue;
       case "traceparent":
         if (tracing) continue;
@@ -115,8 +110,10 @@ export function upstreamHeaders(
       : (name) => name !== pinCookie && cookies.only.has(name),
   );
   if (cookie) add("cookie", cookie);
-  add("x-forwarded-host", forwardedHost ?? ctx.publicHost);
-  add("x-forwarded-proto", forwardedProto ?? ctx.proto);
+  // One value each, the ones vestibule itself judged public (a trusted proxy's entry, not the
+  // chain, whose left part the client wrote), so the app and the edge agree on the host.
+  add("x-forwarded-host", ctx.publicHost);
+  add("x-forwarded-proto", ctx.proto);
   add("x-forwarded-for", ctx.forwardedFor);
   if (ctx.requestId) add("x-request-id", ctx.requestId);
   // Deno's fetch asks for gzip/br on its own when no Accept-Encoding is set, and decodes what it

@@ -21,8 +21,9 @@ export interface RequestView {
 const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::\d{1,5})?$/;
 
 /**
- * Reads the request once: the public host (the `Host` header wins over the URL), the client
- * address behind the configured trusted proxies, and what forwarding adds upstream.
+ * Reads the request once: the public host (a trusted proxy's `X-Forwarded-Host`, else the `Host`
+ * header, else the URL's), the client address behind the configured trusted proxies, and what
+ * forwarding adds upstream.
  */
 export function viewRequest(
   request: Request,
@@ -38,12 +39,14 @@ export function viewRequest(
   if (!url || (host !== null && !VALID_HOST.test(host))) {
     throw new HttpError(400, "bad_host", "The Host header is not a host name or address");
   }
-  const hostHeader = host ?? url.host;
-  // Behind trusted proxies the client saw the host and scheme they report, so redirects and
-  // cookie domains must be rewritten to those, not to vestibule's own.
+  // Behind trusted proxies the client saw the host and scheme they report, so `match.host`,
+  // redirects and cookie domains must use those, not the address the last proxy dialled.
   const hops = config.trustedProxyHops;
-  const publicHost = (hops > 0 && vouchedFor(headers.get("x-forwarded-host"), hops)) ||
-    hostHeader;
+  const forwardedHost = hops > 0 ? vouchedFor(headers.get("x-forwarded-host"), hops) : undefined;
+  if (forwardedHost !== undefined && !VALID_HOST.test(forwardedHost)) {
+    throw new HttpError(400, "bad_host", "The X-Forwarded-Host is not a host name or address");
+  }
+  const publicHost = forwardedHost ?? host ?? url.host;
   const forwardedProto = hops > 0
     ? vouchedFor(headers.get("x-forwarded-proto"), hops)?.toLowerCase()
     : undefined;
@@ -60,7 +63,7 @@ export function viewRequest(
     headers,
     facts: {
       method: request.method,
-      hostname: hostHeader.replace(/:\d+$/, "").toLowerCase(),
+      hostname: publicHost.replace(/:\d+$/, "").toLowerCase(),
       path: matchablePath(url.pathname),
       searchParams: url.searchParams,
       headers,

@@ -75,6 +75,67 @@ Deno.test("open redirect through an appending proxy: a client's own X-Forwarded-
         "X-Forwarded-Proto: http, https\r\nConnection: close\r\n\r\n",
     );
     assert.match(answer, /\r\nlocation: https:\/\/app\.example\.com\/next\r\n/i);
+    // The app gets the one entry the edge trusted, not the chain the client started.
+    assert.equal(up.received[0].headers.get("x-forwarded-host"), "app.example.com");
+    assert.equal(up.received[0].headers.get("x-forwarded-proto"), "https");
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("behind a trusted proxy, match.host tests the public host the proxy vouches for", async () => {
+  const admin = startUpstream();
+  const app = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: app.url } },
+    upstreams: { admin: { origin: admin.url } },
+    default_region: "us",
+    trusted_proxy_hops: 1,
+    rules: [
+      {
+        name: "admin",
+        type: "global",
+        match: { host: "^admin\\.example\\.com$" },
+        upstream: "admin",
+      },
+      { name: "app", type: "regional" },
+    ],
+  });
+  try {
+    // The proxy dialled vestibule by address; the client asked for admin.example.com.
+    await rawRequest(
+      edge.port,
+      "GET / HTTP/1.1\r\nHost: 10.0.0.5:8000\r\nX-Forwarded-Host: admin.example.com\r\n" +
+        "Connection: close\r\n\r\n",
+    );
+    // A client's own X-Forwarded-Host, left of the proxy's entry, decides nothing.
+    await rawRequest(
+      edge.port,
+      "GET / HTTP/1.1\r\nHost: 10.0.0.5:8000\r\n" +
+        "X-Forwarded-Host: admin.example.com, app.example.com\r\nConnection: close\r\n\r\n",
+    );
+    assert.equal(admin.received.length, 1);
+    assert.equal(app.received.length, 1);
+    assert.equal(app.received[0].headers.get("x-forwarded-host"), "app.example.com");
+  } finally {
+    await Promise.all([edge.close(), admin.close(), app.close()]);
+  }
+});
+
+Deno.test("path splicing through a trusted X-Forwarded-Host: one that is not a host is 400 bad_host", async () => {
+  const up = startUpstream((req) =>
+    new Response(null, { status: 302, headers: { location: `${new URL(req.url).origin}/next` } })
+  );
+  const edge = startVestibule(oneRegion(up.url, { trusted_proxy_hops: 1 }));
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      "GET / HTTP/1.1\r\nHost: 10.0.0.5\r\nX-Forwarded-Host: evil.example/x?\r\n" +
+        "Connection: close\r\n\r\n",
+    );
+    assert.match(answer, /^HTTP\/1\.1 400 /);
+    assert.match(answer, /bad_host/);
+    assert.equal(up.received.length, 0);
   } finally {
     await Promise.all([edge.close(), up.close()]);
   }
