@@ -10,6 +10,8 @@ export type { DevServer };
 export interface MonolithUser {
   password: string;
   name: string;
+  /** Staff see signed links that switch their browser to another region. */
+  staff?: boolean;
 }
 
 /** What a stand-in monolith plays and where it listens. */
@@ -28,7 +30,17 @@ export interface MonolithOptions {
    * its own users.
    */
   takenUsernames?: Set<string>;
+  /**
+   * Shared by every monolith: a region's staff page signs switch links with it, and the region
+   * switched to checks the signature. Without it every switch is refused.
+   */
+  switchSecret?: string;
+  /** All region ids, for the staff page's switch links; defaults to this region only. */
+  regions?: string[];
 }
+
+/** How long a signed switch link stays good. */
+const SWITCH_LINK_SECONDS = 300;
 
 /** The cookie Django's session middleware uses. */
 const SESSION_COOKIE = "sessionid";
@@ -36,7 +48,7 @@ const SESSION_COOKIE = "sessionid";
 /**
  * Starts a monolith for one region on loopback: login, logout and sessions in memory, a home page
  * that names the region, `/api/whoami`, `POST /graphql` (`Signup`, `JoinClass`) and the staff
- * region switch. The cookies it receives are shown by name only, never by value.
+ * region switch (signed links only). The cookies it receives are shown by name only, never by value.
  */
 export function startMonolith(options: MonolithOptions): DevServer {
   const app = createMonolithApp(options);
@@ -55,16 +67,24 @@ function createMonolithApp(options: MonolithOptions): Hono {
     return sessionId === undefined ? undefined : sessions.get(sessionId);
   };
   const cookieNames = (c: Context): string[] => Object.keys(getCookie(c));
+  const switchKey = options.switchSecret === undefined ? undefined : crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(options.switchSecret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign", "verify"],
+  );
 
   const app = new Hono();
 
-  app.get("/", (c) => {
+  app.get("/", async (c) => {
     const username = currentUser(c);
     const user = username === undefined ? undefined : users.get(username);
     const who = user
       ? html`
         <p>Logged in as <b>${user.name}</b> (${username}).</p>
         <form method="post" action="/accounts/logout/"><button>Log out</button></form>
+        ${user.staff && switchKey ? await switchForms(await switchKey) : ""}
       `
       : html`<p>Not logged in. <a href="/accounts/login/">Log in</a></p>`;
     return c.html(page(
@@ -170,7 +190,43 @@ function createMonolithApp(options: MonolithOptions): Hono {
     }
   });
 
-  app.post("/staff/switch-region/:region", (c) => c.redirect("/", 302));
+  // The edge pins the browser on any 3xx here (`pin_on`), so this answer is the whole
+  // authorization: only a link signed by some region's staff page, for this region, still fresh.
+  app.post("/staff/switch-region/:region", async (c) => {
+    const form = await c.req.parseBody();
+    const token = typeof form.token === "string" ? form.token : "";
+    const [target, expires, signature] = token.split(".");
+    const fresh = Number(expires) > Date.now() / 1000;
+    const valid = switchKey !== undefined && target === options.region &&
+      c.req.param("region") === options.region && fresh && signature !== undefined &&
+      await crypto.subtle.verify(
+        "HMAC",
+        await switchKey,
+        fromHex(signature),
+        new TextEncoder().encode(`${target}.${expires}`),
+      );
+    if (!valid) {
+      return c.html(page("Switch refused", html`<h1>This switch link is not valid</h1>`), 403);
+    }
+    return c.redirect("/", 302);
+  });
+
+  /** Forms that switch a staff browser to each other region, with links signed for 5 minutes. */
+  async function switchForms(key: CryptoKey) {
+    const expires = Math.floor(Date.now() / 1000) + SWITCH_LINK_SECONDS;
+    const others = (options.regions ?? []).filter((id) => id !== options.region);
+    const forms = await Promise.all(others.map(async (id) => {
+      const signed = new TextEncoder().encode(`${id}.${expires}`);
+      const signature = toHex(await crypto.subtle.sign("HMAC", key, signed));
+      return html`
+        <form method="post" action="/staff/switch-region/${id}">
+          <input type="hidden" name="token" value="${id}.${expires}.${signature}">
+          <button>Switch to region ${id.toUpperCase()}</button>
+        </form>
+      `;
+    }));
+    return html`<h2>Staff</h2>${forms}`;
+  }
 
   return app;
 }
@@ -184,8 +240,16 @@ function asRecord(value: unknown): Record<string, unknown> {
 }
 
 function randomToken(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  return toHex(crypto.getRandomValues(new Uint8Array(16)).buffer);
+}
+
+function toHex(bytes: ArrayBuffer): string {
+  return Array.from(new Uint8Array(bytes), (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+function fromHex(hex: string): Uint8Array<ArrayBuffer> {
+  const pairs = /^(?:[0-9a-f]{2})+$/.test(hex) ? hex.match(/../g)! : [];
+  return new Uint8Array(pairs.map((pair) => parseInt(pair, 16)));
 }
 
 function loginPage(region: string, error?: string, username = "") {

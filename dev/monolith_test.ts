@@ -255,18 +255,79 @@ Deno.test("startMonolith() runs the Signup and JoinClass GraphQL operations", as
   }
 });
 
-Deno.test("startMonolith() redirects the staff region switch to /", async () => {
-  const monolith = startMonolith({ region: "au", users: USERS });
-  try {
-    const response = await fetch(`${monolith.url}/staff/switch-region/us`, {
-      method: "POST",
-      redirect: "manual",
-    });
+Deno.test("startMonolith() switch-region CSRF: only a link signed by a staff page switches", async (t) => {
+  const secret = "test-switch-secret";
+  const regions = ["au", "us"];
+  const users = { ...USERS, alice: { ...USERS.alice, staff: true } };
+  const us = startMonolith({ region: "us", users, switchSecret: secret, regions });
+  const au = startMonolith({ region: "au", users: {}, switchSecret: secret, regions });
+  const other = startMonolith({ region: "au", users: {}, switchSecret: "another", regions });
+  const switchTo = async (url: string, region: string, token?: string) => {
+    const response = await fetch(
+      `${url}/staff/switch-region/${region}`,
+      form(token === undefined ? {} : { token }),
+    );
     await response.body?.cancel();
-    assert.equal(response.status, 302);
-    assert.equal(response.headers.get("location"), "/");
+    return response;
+  };
+  try {
+    const session = await logIn(us.url);
+    const home = await (await fetch(`${us.url}/`, { headers: { cookie: session } })).text();
+    const token = home.match(/name="token" value="([^"]+)"/)?.[1];
+    assert.ok(token, "a staff user's home page carries a signed switch link");
+    assert.match(home, /action="\/staff\/switch-region\/au"/);
+
+    await t.step("the signed link switches to the region it names", async () => {
+      const response = await switchTo(au.url, "au", token);
+      assert.equal(response.status, 302);
+      assert.equal(response.headers.get("location"), "/");
+    });
+    await t.step("a cross-site form without a token is refused", async () => {
+      assert.equal((await switchTo(au.url, "au")).status, 403);
+    });
+    await t.step("a tampered, re-targeted or foreign-signed link is refused", async () => {
+      const [region, expires, signature] = token.split(".");
+      const flipped = (signature[0] === "0" ? "1" : "0") + signature.slice(1);
+      assert.equal((await switchTo(au.url, "au", `${region}.${expires}.${flipped}`)).status, 403);
+      assert.equal(
+        (await switchTo(au.url, "au", `${region}.${+expires + 1}.${signature}`)).status,
+        403,
+      );
+      assert.equal((await switchTo(us.url, "us", token)).status, 403, "signed for au, not us");
+      assert.equal((await switchTo(other.url, "au", token)).status, 403, "another secret");
+      assert.equal((await switchTo(au.url, "au", "au.9999999999.zz")).status, 403);
+    });
+    await t.step("an expired link is refused", async () => {
+      const key = await crypto.subtle.importKey(
+        "raw",
+        new TextEncoder().encode(secret),
+        { name: "HMAC", hash: "SHA-256" },
+        false,
+        ["sign"],
+      );
+      const expires = Math.floor(Date.now() / 1000) - 1;
+      const signed = await crypto.subtle.sign(
+        "HMAC",
+        key,
+        new TextEncoder().encode(`au.${expires}`),
+      );
+      const hex = Array.from(new Uint8Array(signed), (b) => b.toString(16).padStart(2, "0")).join(
+        "",
+      );
+      assert.equal((await switchTo(au.url, "au", `au.${expires}.${hex}`)).status, 403);
+    });
+    await t.step("a user who is not staff gets no switch link", async () => {
+      const plain = startMonolith({ region: "us", users: USERS, switchSecret: secret, regions });
+      try {
+        const cookie = await logIn(plain.url);
+        const page = await (await fetch(`${plain.url}/`, { headers: { cookie } })).text();
+        assert.doesNotMatch(page, /switch-region/);
+      } finally {
+        await plain.close();
+      }
+    });
   } finally {
-    await monolith.close();
+    await Promise.all([us.close(), au.close(), other.close()]);
   }
 });
 

@@ -8,15 +8,25 @@ import { startWebsite } from "./website.ts";
 const PORT = Number(Deno.env.get("PORT") ?? 8000);
 const METRICS_TOKEN = Deno.env.get("VESTIBULE_METRICS_TOKEN") ?? "dev-only-metrics-token";
 const taken = new Set<string>();
+// The monoliths share it to sign and check staff switch links; a new one every run.
+const switchSecret = crypto.randomUUID();
+const regions = ["au", "us"];
 const au = startMonolith({
   region: "au",
   users: { olivia: { password: "kangaroo", name: "Olivia (AU)" } },
   takenUsernames: taken,
+  switchSecret,
+  regions,
 });
 const us = startMonolith({
   region: "us",
-  users: { james: { password: "eagle", name: "James (US)" } },
+  users: {
+    james: { password: "eagle", name: "James (US)" },
+    sam: { password: "staff", name: "Sam (US staff)", staff: true },
+  },
   takenUsernames: taken,
+  switchSecret,
+  regions,
 });
 const website = startWebsite();
 
@@ -41,6 +51,7 @@ vestibule local stack
   open      http://localhost:${PORT}/            (anonymous: lands on the assumed region, US by default)
   about     http://localhost:${PORT}/about       (global website)
   log in    http://localhost:${PORT}/accounts/login/   olivia / kangaroo (AU) or james / eagle (US)
+  staff     log in as sam / staff (US): the home page has a signed "Switch to region AU" button
   GraphQL   http://localhost:${PORT}/graphql     (Signup and JoinClass, broadcast: class codes AU-1 / US-1 pick the region)
   as AU     curl -H 'cf-ipcountry: AU' http://localhost:${PORT}/
   metrics   curl -H 'Authorization: Bearer ${METRICS_TOKEN}' http://localhost:${PORT}/_vestibule/metrics

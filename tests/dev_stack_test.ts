@@ -72,6 +72,37 @@ Deno.test("deno task dev: anonymous pages, website, broadcast login and pin, wro
         assert.ok(!who.received_cookies.some((n: string) => n.includes("vestibule")));
       },
     );
+    await t.step(
+      "staff: the signed switch button pins to AU; a bare cross-site POST does not",
+      async () => {
+        const login = await fetch(`${base}/accounts/login/`, {
+          method: "POST",
+          body: new URLSearchParams({ username: "sam", password: "staff" }),
+          redirect: "manual",
+        });
+        await login.body?.cancel();
+        const staff = login.headers.getSetCookie().map((c) => c.split(";")[0]).join("; ");
+        const home = await (await fetch(`${base}/`, { headers: { cookie: staff } })).text();
+        const token = home.match(/name="token" value="([^"]+)"/)?.[1];
+        assert.ok(token, "sam's home page has a signed switch link");
+        const forged = await fetch(`${base}/staff/switch-region/au`, {
+          method: "POST",
+          redirect: "manual",
+        });
+        await forged.body?.cancel();
+        assert.equal(forged.status, 403);
+        assert.deepEqual(forged.headers.getSetCookie(), [], "no pin for a switch AU refused");
+        const signed = await fetch(`${base}/staff/switch-region/au`, {
+          method: "POST",
+          headers: { cookie: staff },
+          body: new URLSearchParams({ token }),
+          redirect: "manual",
+        });
+        await signed.body?.cancel();
+        assert.equal(signed.status, 302);
+        assert.match(signed.headers.getSetCookie().at(-1)!, /^__Host-vestibule-region=au;/);
+      },
+    );
     await t.step("a wrong password shows the owning region's own error page", async () => {
       const res = await fetch(`${base}/accounts/login/`, {
         method: "POST",
