@@ -3,6 +3,7 @@ import { createApp } from "./app.ts";
 import { loadCountryLookup } from "./lib/geo_ip.ts";
 import { bufferedLineWriter, LONE_WRITER_BATCH, PIPE_BUF } from "./lib/line_writer.ts";
 import { loadRules } from "./lib/load_rules.ts";
+import { readMetricsToken } from "./lib/metrics_endpoint.ts";
 
 const rulesPath = Deno.env.get("VESTIBULE_RULES") ?? "./rules.json";
 const config = await loadRules(rulesPath, (name) => Deno.env.get(name)).catch((error) => {
@@ -15,7 +16,13 @@ const countryLookup = config.geo.ipLookup ? await loadCountryLookup() : undefine
 // KV holds OCAP's shared state; VESTIBULE_KV is a file path or KV Connect URL (unset on Deploy).
 const kv = config.ocap ? await Deno.openKv(Deno.env.get("VESTIBULE_KV")) : undefined;
 
-const metricsToken = Deno.env.get("VESTIBULE_METRICS_TOKEN");
+let metricsToken: string | undefined;
+try {
+  metricsToken = readMetricsToken(Deno.env.get("VESTIBULE_METRICS_TOKEN"));
+} catch (error) {
+  console.error((error as Error).message);
+  Deno.exit(1);
+}
 
 /** The app; `serve.ts` hands it to `deno serve`, `deno run main.ts` listens below. */
 export const app = createApp({

@@ -138,12 +138,15 @@ export function compileRules(file: RulesFile): Config {
   const regions = compileOrigins(file.regions, "region", "regions", problems);
   const upstreams = compileOrigins(file.upstreams, "upstream", "upstreams", problems);
 
-  if (!regions.has(file.default_region)) {
+  // References are checked against the declared names: a region whose origin failed above is
+  // already reported, and must not also be called missing.
+  const declaredRegion = (id: string) => Object.hasOwn(file.regions, id);
+  if (!declaredRegion(file.default_region)) {
     problems.push(`default_region: "${file.default_region}" is not a region`);
   }
   const countries = new Map<string, string>();
   for (const [country, region] of Object.entries(file.geo.countries)) {
-    if (!regions.has(region)) {
+    if (!declaredRegion(region)) {
       problems.push(`geo.countries.${country}: "${region}" is not a region`);
     }
     countries.set(country, region);
@@ -177,8 +180,11 @@ export function compileRules(file: RulesFile): Config {
         }
         let action: GlobalRule["action"];
         if (input.upstream !== undefined) {
-          const upstream = upstreams.get(input.upstream);
-          if (!upstream) return fail(`upstream: "${input.upstream}" is not in upstreams`);
+          if (!Object.hasOwn(file.upstreams, input.upstream)) {
+            return fail(`upstream: "${input.upstream}" is not in upstreams`);
+          }
+          // Absent only when its origin failed, which is reported already.
+          const upstream = upstreams.get(input.upstream)!;
           action = { kind: "proxy", upstream };
         } else {
           const { location, status } = input.redirect!;

@@ -45,11 +45,27 @@ function describeIssues(error: z.ZodError, raw: unknown): string[] {
       path.splice(0, 2);
     }
     const field = path.map(String).join(".");
-    // zod reports a bad record key as "Invalid key in record", with the reason one level down.
-    const message = issue.code === "invalid_key" && issue.issues[0]
-      ? issue.issues[0].message
-      : issue.message;
+    const message = issueMessage(issue);
     const detail = field ? `${field}: ${message}` : message;
     return where ? `Cannot compile ${where}: ${detail}` : `Invalid rules: ${detail}`;
   });
+}
+
+/**
+ * zod reports a bad record key as "Invalid key in record", and a value that fits no form of a
+ * union as "Invalid input", with the reasons one level down: say those instead.
+ */
+function issueMessage(issue: z.core.$ZodIssue): string {
+  if (issue.code === "invalid_key" && issue.issues[0]) return issueMessage(issue.issues[0]);
+  if (issue.code !== "invalid_union" || issue.errors.length === 0) return issue.message;
+  // The forms whose type fits ("2XX" is a string, not a list) say what is wrong inside them.
+  const fitting = issue.errors.filter((errors) =>
+    !errors.some((inner) => inner.code === "invalid_type" && inner.path.length === 0)
+  );
+  return (fitting.length > 0 ? fitting : issue.errors).map((errors) =>
+    errors.map((inner) => {
+      const field = inner.path.map(String).join(".");
+      return field ? `${field}: ${issueMessage(inner)}` : issueMessage(inner);
+    }).join("; ")
+  ).join(", or ");
 }

@@ -277,6 +277,73 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
     }
   });
   await t.step(
+    "header names that no request can carry (pin, geo, match and success headers)",
+    () => {
+      refuses(
+        base({ pin: { header: "x vestibule region" } }),
+        "pin.header",
+        "not a valid header name",
+      );
+      refuses(base({ geo: { header: "cf ipcountry" } }), "geo.header", "not a valid header name");
+      refuses(
+        base({ rules: [{ name: "t", type: "regional", match: { headers: { "x tenant": "." } } }] }),
+        'rule "t"',
+        "match.headers",
+        "not a valid header name",
+      );
+      refuses(
+        base({ rules: [{ name: "b", type: "broadcast", success: { headers: { "x ok": "1" } } }] }),
+        'rule "b"',
+        "success.headers",
+        "not a valid header name",
+      );
+    },
+  );
+  await t.step("a value that fits no form of a union names what is wrong inside it", () => {
+    refuses(
+      base({
+        rules: [{
+          name: "switch",
+          type: "regional",
+          match: { path: "^/s/(?<region>[a-z]+)$" },
+          region_from: { path_grop: "region" },
+        }],
+      }),
+      'rule "switch"',
+      'region_from: path_group: Invalid input: expected string, received undefined; Unrecognized key: "path_grop"',
+    );
+    refuses(
+      base({ rules: [{ name: "login", type: "broadcast", success: { status: "2XX" } }] }),
+      'rule "login"',
+      'success.status: Invalid option: expected one of "1xx"|"2xx"|"3xx"|"4xx"|"5xx"',
+    );
+  });
+  await t.step("an origin without a scheme is one problem, not also a missing region", () => {
+    assert.throws(
+      () =>
+        parseRules(
+          JSON.stringify(base({
+            regions: { au: { origin: "http://au.internal" }, us: { origin: "us.internal:8000" } },
+            upstreams: { website: { origin: "www.internal" } },
+            geo: { countries: { US: "us" } },
+            rules: [
+              { name: "website", type: "global", match: { path: "^/about" }, upstream: "website" },
+              { name: "app", type: "regional" },
+            ],
+          })),
+          { env },
+        ),
+      (error: unknown) => {
+        assert.ok(error instanceof RulesError);
+        assert.deepEqual(error.problems, [
+          'regions.us.origin: "us.internal:8000" is not an absolute http(s) URL',
+          'upstreams.website.origin: "www.internal" is not an absolute http(s) URL',
+        ]);
+        return true;
+      },
+    );
+  });
+  await t.step(
     "every problem at once",
     () =>
       refuses(base({ default_region: "eu", rules: [{ name: "g", type: "global" }] }), "2 problems"),
@@ -292,6 +359,36 @@ Deno.test("parseRules() names a missing environment variable and where it is use
       error.message ===
         'Cannot read rules: environment variable "NOPE_ORIGIN" is not set (used at regions.au.origin)',
   );
+});
+
+Deno.test("parseRules() secret typo: a ${...} that is not a well-formed reference is refused, not sent as the secret", () => {
+  for (const value of ["${AU-SECRET}", "${ AU_SECRET }", "${AU_SECRET", "ok-${US_ORIGIN}-${}"]) {
+    assert.throws(
+      () =>
+        parseRules(
+          JSON.stringify(base({
+            upstreams: {
+              website: { origin: "http://web.internal", headers: { "x-origin-secret": value } },
+            },
+          })),
+          { env },
+        ),
+      (error: unknown) =>
+        error instanceof ReferenceError &&
+        error.message.includes(
+          "upstreams.website.headers.x-origin-secret is not an environment reference",
+        ),
+      value,
+    );
+  }
+  // A well-formed reference whose value holds "${" is the operator's text, not a reference.
+  const config = parseRules(
+    JSON.stringify(base({
+      upstreams: { website: { origin: "http://web.internal", headers: { "x-s": "${SECRET}" } } },
+    })),
+    { env: (name) => name === "SECRET" ? "a${b}" : env(name) },
+  );
+  assert.deepEqual(config.upstreams.get("website")?.headers, [["x-s", "a${b}"]]);
 });
 
 Deno.test("parseRules() refuses text that is not JSON with a SyntaxError naming the source", () => {

@@ -8,6 +8,26 @@ export interface MetricsSource {
   contentType: string;
 }
 
+/** RFC 6750 §2.1 `b64token`: what a bearer token in an `Authorization` header can be. */
+const BEARER_TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+
+/**
+ * The metrics token from its environment variable: unset or blank turns the endpoint off, the
+ * line break a mounted secret file often ends with is dropped, and a token no `Authorization`
+ * header can carry (a space inside, say) is a start-up error, not an endpoint that answers 401
+ * for ever.
+ */
+export function readMetricsToken(value: string | undefined): string | undefined {
+  const token = value?.trim();
+  if (!token) return undefined;
+  if (!BEARER_TOKEN.test(token)) {
+    throw new TypeError(
+      "VESTIBULE_METRICS_TOKEN is not a bearer token: use letters, digits and -._~+/ (then any =)",
+    );
+  }
+  return token;
+}
+
 /**
  * Answers a scrape: 404 when no token is configured (the endpoint does not exist), 401 with a
  * `WWW-Authenticate` challenge (RFC 6750 §3) when the bearer token is missing or wrong, else the

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { VestibuleMetrics } from "./metrics.ts";
-import { metricsResponse } from "./metrics_endpoint.ts";
+import { metricsResponse, readMetricsToken } from "./metrics_endpoint.ts";
 
 const URL = "http://edge.test/_vestibule/metrics";
 
@@ -41,4 +41,13 @@ Deno.test("metricsResponse() accepts only the exact bearer token", async () => {
   assert.equal(res.status, 200);
   assert.equal(res.headers.get("cache-control"), "no-store");
   assert.match(await res.text(), /^vestibule_ocap_cache_total\{result="hit"\} 1$/m);
+});
+
+Deno.test("readMetricsToken() drops a mounted secret's line break and refuses a token no header can carry", () => {
+  assert.equal(readMetricsToken(undefined), undefined);
+  assert.equal(readMetricsToken("  \n"), undefined, "blank is unset: the endpoint is off");
+  assert.equal(readMetricsToken("s3cret-Token_1.~+/==\n"), "s3cret-Token_1.~+/==");
+  for (const bad of ["two words", "tok\u00e9n", "a=b"]) {
+    assert.throws(() => readMetricsToken(bad), /VESTIBULE_METRICS_TOKEN is not a bearer token/);
+  }
 });

@@ -4,10 +4,10 @@ import { z } from "zod";
 const regexString = z.string().min(1).describe(
   "A JavaScript regular expression (anchor it yourself)",
 );
-const headerRegexMap = z.record(z.string().min(1), regexString);
-
 /** RFC 9110 §5.6.2 token: what a header name may be. */
 const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "not a valid header name");
+/** Header → regex; a name `Headers` refuses would otherwise never match, and crash explain. */
+const headerRegexMap = z.record(headerName, regexString);
 /**
  * Checked once here, so a bad value (say, a secret with a trailing newline) fails start-up, not
  * each request: `fetch` and `Response` refuse line breaks, NUL and anything above U+00FF.
@@ -46,7 +46,7 @@ export const matchSchema = z.strictObject({
   methods: z.array(z.string().min(1)).min(1).optional(),
   path: regexString.optional(),
   host: regexString.optional(),
-  query: headerRegexMap.optional(),
+  query: z.record(z.string().min(1), regexString).optional(),
   headers: headerRegexMap.optional(),
   body: bodyMatchSchema.optional(),
 });
@@ -143,13 +143,13 @@ export const rulesFileSchema = z.strictObject({
   upstreams: z.record(z.string().min(1), originSchema).default({}),
   default_region: z.string(),
   geo: z.strictObject({
-    header: z.string().min(1).optional().describe("Trusted country header set by a CDN in front"),
+    header: headerName.optional().describe("Trusted country header set by a CDN in front"),
     countries: z.record(z.string().regex(/^[A-Z]{2}$/), z.string()).default({}),
     ip_lookup: z.boolean().default(false),
   }).default({ countries: {}, ip_lookup: false }),
   pin: z.strictObject({
     cookie: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/).default("__Host-vestibule-region"),
-    header: z.string().min(1).default("x-vestibule-region"),
+    header: headerName.default("x-vestibule-region"),
     max_age_seconds: z.number().int().positive().max(34_560_000).default(31_536_000).describe(
       "Browsers cap cookie lifetimes at 400 days (RFC 6265bis)",
     ),
