@@ -267,3 +267,69 @@ Deno.test("OCAP: two code exchanges that differ only in non-UTF-8 escapes get th
     kv.close();
   }
 });
+
+Deno.test("OCAP code replay: an answer above the 8 MiB buffer is still one origin call, for every isolate", async () => {
+  let calls = 0;
+  const upstream = startUpstream(async () => {
+    calls++;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    return new Response(new Uint8Array(9 * 1024 * 1024));
+  }, { recordBody: false });
+  const kv = await Deno.openKv(":memory:");
+  // Two isolates on one store, three callers each.
+  const a = startVestibule(ocapRules(upstream.url), { env: OCAP_ENV, deps: { kv } });
+  const b = startVestibule(ocapRules(upstream.url), { env: OCAP_ENV, deps: { kv } });
+  try {
+    const responses = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => fetch(tokenRequest(i % 2 ? a.url : b.url))),
+    );
+    const codes = await Promise.all(
+      responses.map(async (response) => {
+        assert.equal(response.status, 502);
+        return (await response.json()).error;
+      }),
+    );
+    assert.ok(codes.includes("ocap_response_too_large"), codes.join());
+    const late = await fetch(tokenRequest(a.url));
+    assert.equal(late.status, 502);
+    assert.equal((await late.json()).error, "ocap_response_not_shared");
+    assert.equal(calls, 1, "the origin answered: its code must not be redeemed again");
+  } finally {
+    await Promise.all([a.close(), b.close(), upstream.close()]);
+    kv.close();
+  }
+});
+
+Deno.test("OCAP answer sharing: a repeated form parameter in another order gets its own answer", async () => {
+  // The provider reads the first `code`, as URLSearchParams.get and Go's FormValue do.
+  const upstream = startUpstream((_req, received) =>
+    Response.json({
+      code: new URLSearchParams(new TextDecoder().decode(received.body)).get("code"),
+    })
+  );
+  await withOcap(upstream, async (base) => {
+    const a = await fetch(tokenRequest(base, { body: "code=a&code=b" }));
+    assert.deepEqual(await a.json(), { code: "a" });
+    const b = await fetch(tokenRequest(base, { body: "code=b&code=a" }));
+    assert.deepEqual(await b.json(), { code: "b" }, `ocap-cache: ${b.headers.get("ocap-cache")}`);
+    assert.equal(upstream.received.length, 2);
+  });
+});
+
+Deno.test("OCAP cache poisoning: a body with a byte-order mark does not share the plain body's answer", async () => {
+  const upstream = startUpstream((_req, received) => {
+    const text = new TextDecoder("utf-8", { ignoreBOM: true }).decode(received.body);
+    const code = new URLSearchParams(text).get("code");
+    return Response.json(code ? { access_token: `for-${code}` } : { error: "invalid_request" }, {
+      status: code ? 200 : 400,
+    });
+  });
+  await withOcap(upstream, async (base) => {
+    const first = await fetch(tokenRequest(base, { body: "\uFEFFcode=a" }));
+    assert.equal(first.status, 400);
+    await first.body?.cancel();
+    const second = await fetch(tokenRequest(base, { body: "code=a" }));
+    assert.equal(second.status, 200, `ocap-cache: ${second.headers.get("ocap-cache")}`);
+    assert.deepEqual(await second.json(), { access_token: "for-a" });
+  });
+});

@@ -18,6 +18,17 @@ export class OriginFailure extends HttpError {
   }
 }
 
+/**
+ * The origin answered, with more than {@linkcode MAX_ORIGIN_BODY_BYTES}. Not a failure to retry:
+ * the exchange happened (a one-time code is spent), so other callers must not call again.
+ */
+export class OriginAnswerTooLarge extends HttpError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(502, "ocap_response_too_large", message, options);
+    this.name = "OriginAnswerTooLarge";
+  }
+}
+
 /** The request OCAP sends, already filtered. */
 export interface OriginRequest {
   /** Target name from the rules file, for messages. */
@@ -31,7 +42,8 @@ export interface OriginRequest {
 /**
  * Calls the origin with `redirect: "manual"` and reads the whole body, all under `signal` (the
  * owner's own timeout, never a caller's request signal). Failures become {@linkcode OriginFailure}:
- * 504 `upstream_timeout` when `signal` fired, else 502 `upstream_unavailable`.
+ * 504 `upstream_timeout` when `signal` fired, else 502 `upstream_unavailable`; an answer too
+ * large to buffer is {@linkcode OriginAnswerTooLarge}.
  */
 export async function callOrigin(
   request: OriginRequest,
@@ -62,9 +74,7 @@ export async function callOrigin(
       );
     }
     if (error instanceof BodyTooLargeError) {
-      throw new OriginFailure(
-        502,
-        "ocap_response_too_large",
+      throw new OriginAnswerTooLarge(
         `OCAP target "${request.target}" answered with more than ${MAX_ORIGIN_BODY_BYTES} bytes`,
         { cause: error },
       );

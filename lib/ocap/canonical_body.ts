@@ -68,9 +68,13 @@ function serializeSorted(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/**
+ * UTF-8 text, or undefined. A byte-order mark is kept as text (`ignoreBOM` means "do not strip
+ * it"): the origin sees it as part of the first name, or as JSON that does not parse.
+ */
 function decodeStrict(bytes: Uint8Array): string | undefined {
   try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
     return undefined;
   }

@@ -6,7 +6,7 @@ const KEEP = /[A-Za-z0-9*._-]/;
 /**
  * Parses `a=1&b=2` like `URLSearchParams` (split on `&`, first `=`, `+` is a space) but keeps the
  * decoded bytes: `%FF` and `%FE` are not both U+FFFD. Returns the pairs re-encoded canonically
- * and sorted, joined with `&`.
+ * and sorted by name, joined with `&`.
  */
 export function canonicalPairs(text: string): string {
   const pairs: string[][] = [];
@@ -17,9 +17,9 @@ export function canonicalPairs(text: string): string {
     const value = eq === -1 ? "" : part.slice(eq + 1);
     pairs.push([canonicalComponent(name), canonicalComponent(value)]);
   }
-  pairs.sort((a, b) =>
-    a[0] !== b[0] ? (a[0] < b[0] ? -1 : 1) : a[1] !== b[1] ? (a[1] < b[1] ? -1 : 1) : 0
-  );
+  // By name only: the sort is stable, so a repeated name keeps the order of its values, which
+  // servers read (the first wins in Go and URLSearchParams, the last in Django and PHP).
+  pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   return pairs.map(([n, v]) => `${n}=${v}`).join("&");
 }
 

@@ -84,6 +84,24 @@ export async function readResult(
 }
 
 /**
+ * Adds a {@linkcode NOT_SHARED} head: the origin answered, but nobody else may have the answer,
+ * and nobody may call the origin again for it before the TTL passes.
+ */
+export function addNotShared(
+  op: Deno.AtomicOperation,
+  key: string,
+  options: { expiresAt: number; ttlMs: number },
+): void {
+  const head: ResultHead = {
+    v: 1,
+    expires_at: options.expiresAt,
+    write_id: crypto.randomUUID(),
+    kind: NOT_SHARED,
+  };
+  op.set(resultKey(key), head, { expireIn: Math.max(1, Math.ceil(options.ttlMs)) });
+}
+
+/**
  * Adds the writes of one cached answer to `op`: the head, plus chunks for a large body, each
  * with `expireIn` so nothing accumulates. Answers above {@linkcode MAX_CACHED_BODY_BYTES} (or
  * with huge headers) are stored as {@linkcode NOT_SHARED}. Returns whether the answer itself was stored.
@@ -99,7 +117,7 @@ export function addResult(
   const base = { v: 1 as const, expires_at: options.expiresAt, write_id: writeId };
   const headerBytes = answer.headers.reduce((sum, [n, v]) => sum + n.length + v.length + 4, 0);
   if (answer.body.byteLength > MAX_CACHED_BODY_BYTES || headerBytes > MAX_HEADER_BYTES) {
-    op.set(resultKey(key), { ...base, kind: NOT_SHARED } satisfies ResultHead, { expireIn });
+    addNotShared(op, key, options);
     return false;
   }
   const head: ResultHead = {

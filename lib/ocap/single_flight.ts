@@ -10,11 +10,11 @@
  * and a waiter that runs out of patience answers 504 `ocap_wait_timeout` without calling the origin.
  */
 import { HttpError } from "../http_error.ts";
-import { OriginFailure } from "./call_origin.ts";
+import { OriginAnswerTooLarge, OriginFailure } from "./call_origin.ts";
 import { leaseKey, resultKey } from "./kv_keys.ts";
 import { withKvRetry } from "./kv_retry.ts";
 import type { CacheStatus, OriginAnswer } from "./origin_answer.ts";
-import { addResult, NOT_SHARED, readResult } from "./response_store.ts";
+import { addNotShared, addResult, NOT_SHARED, readResult } from "./response_store.ts";
 
 /** How long a lease outlives its owner's origin timeout: time to store the answer and release it. */
 export const LEASE_MARGIN_MS = 2_000;
@@ -158,11 +158,16 @@ export class SingleFlight {
     try {
       answer = await options.callOrigin(controller.signal);
     } catch (error) {
-      // Release at once so a waiter can try; if this fails the lease simply runs out.
-      await withKvRetry(() =>
-        kv.atomic().check({ key: leaseKey(key), versionstamp: leaseVersion })
-          .delete(leaseKey(key)).commit()
-      ).catch(() => {});
+      // Release at once so a waiter can try; if this fails the lease simply runs out. An answer
+      // too large to read was still an answer: record that, so nobody calls the origin again.
+      const spent = error instanceof OriginAnswerTooLarge;
+      await withKvRetry(() => {
+        const op = kv.atomic().check({ key: leaseKey(key), versionstamp: leaseVersion });
+        if (spent) {
+          addNotShared(op, key, { expiresAt: this.#now() + options.ttlMs, ttlMs: options.ttlMs });
+        }
+        return op.delete(leaseKey(key)).commit();
+      }).catch(() => {});
       throw error;
     } finally {
       clearTimeout(timer);
