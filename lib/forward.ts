@@ -69,6 +69,7 @@ export function upstreamHeaders(
   // client's); keeping the client's too would send two, which W3C Trace Context says to discard.
   const tracing = runtimeTracing();
   let acceptEncoding: string | null = null;
+  let range = false;
   for (const pair of incoming.pairs) {
     const [name, value] = pair;
     switch (name) {
@@ -91,10 +92,13 @@ export function upstreamHeaders(
       case "accept-encoding":
         acceptEncoding = value;
         continue;
+      case "range":
+        range = true;
+        break;
     }
     if (
       HOP_BY_HOP_HEADERS.has(name) || name === ctx.pinHeader || connectionNamed?.has(name) ||
-      configures(upstream, name)
+      configures(upstream, name) || isPinSpelledWithUnderscores(name, ctx.pinHeader)
     ) continue;
     headers.push(pair); // The list is this request's own and the pair is never changed.
   }
@@ -102,12 +106,13 @@ export function upstreamHeaders(
   const add = (name: string, value: string) => {
     if (!configures(upstream, name)) headers.push([name, value]);
   };
-  const pinCookie = ctx.pinCookie;
+  // Browsers match the __Host- prefix in any case, and some frameworks look cookies up so too.
+  const pinCookie = ctx.pinCookie.toLowerCase();
   const cookie = filterCookieHeader(
     incoming.get("cookie"),
     "all" in cookies
-      ? (name) => name !== pinCookie
-      : (name) => name !== pinCookie && cookies.only.has(name),
+      ? (name) => name.toLowerCase() !== pinCookie
+      : (name) => cookies.only.has(name) && name.toLowerCase() !== pinCookie,
   );
   if (cookie) add("cookie", cookie);
   // One value each, the ones vestibule itself judged public (a trusted proxy's entry, not the
@@ -117,8 +122,9 @@ export function upstreamHeaders(
   add("x-forwarded-for", ctx.forwardedFor);
   if (ctx.requestId) add("x-request-id", ctx.requestId);
   // Deno's fetch asks for gzip/br on its own when no Accept-Encoding is set, and decodes what it
-  // gets; a client that accepts no compression must get the origin's bytes untouched.
-  let sentEncoding = acceptEncoding !== null && decodedByFetch(acceptEncoding)
+  // gets; a client that accepts no compression must get the origin's bytes untouched. So must a
+  // range request: a decoded and re-compressed slice no longer matches its Content-Range.
+  let sentEncoding = !range && acceptEncoding !== null && decodedByFetch(acceptEncoding)
     ? acceptEncoding
     : "identity";
   add("accept-encoding", sentEncoding);
@@ -127,6 +133,14 @@ export function upstreamHeaders(
     headers.push([name, value]);
   }
   return { headers, acceptEncoding: sentEncoding };
+}
+
+/**
+ * `x_vestibule_region` for the pin header `x-vestibule-region`: CGI, WSGI and Rack servers read
+ * both as `HTTP_X_VESTIBULE_REGION`, so the underscore spelling would reach the app as the pin.
+ */
+function isPinSpelledWithUnderscores(name: string, pinHeader: string): boolean {
+  return name.includes("_") && name.replaceAll("_", "-") === pinHeader;
 }
 
 /** Whether the rules file sets header `name` for this upstream (the list is short). */

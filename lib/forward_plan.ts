@@ -70,7 +70,9 @@ export function forwardPlan(
     else {
       plan.cookies.stripped.push({
         name,
-        reason: name === ctx.pinCookie ? "pin cookie" : "not in forward_cookies",
+        reason: name.toLowerCase() === ctx.pinCookie.toLowerCase()
+          ? "pin cookie"
+          : "not in forward_cookies",
       });
     }
   }
@@ -95,7 +97,7 @@ export function forwardPlan(
       // A trusted X-Forwarded-For is extended, not replaced: `set` shows the whole chain.
     } else if (outgoing.has(name)) plan.headers.forwarded.push(name);
     else if (HOP_BY_HOP_HEADERS.has(name)) strip("hop-by-hop");
-    else if (name === ctx.pinHeader) strip("pin header");
+    else if (name.replaceAll("_", "-") === ctx.pinHeader) strip("pin header");
     else if (name === "host") strip("the upstream gets its own host");
     else if (name === "forwarded") strip("not trusted: trusted_proxy_hops is 0");
     else if (connectionNamed.includes(name)) strip("hop-by-hop: named in Connection");

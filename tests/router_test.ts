@@ -354,6 +354,48 @@ Deno.test("upstream failures: refused → 502 upstream_unavailable, hanging → 
   }
 });
 
+Deno.test("compression: a byte range of a gzip file reaches the client as exactly those bytes", async () => {
+  const gz = new Uint8Array(
+    gzipSync(new TextEncoder().encode(Array.from({ length: 300 }, (_, i) => `${i}:`).join(""))),
+  );
+  const up = startUpstream((req) => {
+    const range = req.headers.get("range")?.match(/^bytes=(\d+)-(\d+)$/);
+    if (!range) return new Response("expected a range", { status: 400 });
+    const [start, end] = [Number(range[1]), Number(range[2])];
+    // A static file server sends the stored gzip bytes whatever Accept-Encoding says.
+    return new Response(gz.slice(start, end + 1), {
+      status: 206,
+      headers: {
+        "content-encoding": "gzip",
+        "content-range": `bytes ${start}-${end}/${gz.length}`,
+      },
+    });
+  });
+  const edge = startVestibule({
+    regions: { us: { origin: up.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
+    await conn.write(new TextEncoder().encode(
+      "GET /file.gz HTTP/1.1\r\nHost: app\r\nAccept-Encoding: gzip\r\nRange: bytes=10-59\r\n" +
+        "Connection: close\r\n\r\n",
+    ));
+    const raw = new Uint8Array(await new Response(conn.readable).arrayBuffer());
+    const text = new TextDecoder("latin1").decode(raw);
+    const headEnd = text.indexOf("\r\n\r\n");
+    const head = text.slice(0, headEnd);
+    assert.match(head, /^HTTP\/1\.1 206/);
+    assert.match(head, /\r\ncontent-range: bytes 10-59\/\d+\r\n/i);
+    assert.match(head, /\r\ncontent-length: 50\r\n/i, "passed through, not re-compressed");
+    assert.deepEqual(raw.subarray(headEnd + 4), gz.slice(10, 60));
+    assert.equal(up.received[0].headers.get("accept-encoding"), "identity");
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
 Deno.test("compression: a gzip upstream answer reaches the client with headers that agree with its bytes", async (t) => {
   const text = "hello compressed world ".repeat(200);
   const gz = new Uint8Array(gzipSync(new TextEncoder().encode(text)));
