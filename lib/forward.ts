@@ -166,8 +166,17 @@ export interface SendOptions {
   method: string;
   headers: HeaderPairs;
   body: BodyInit | null;
-  /** Aborts the upstream call when the client goes away (or broadcast no longer needs it). */
+  /**
+   * Aborts the upstream call and its body stream whenever it fires (broadcast, when a region's
+   * answer is no longer needed).
+   */
   signal?: AbortSignal;
+  /**
+   * The client's `request.signal`: a client that hangs up before the response headers cancels
+   * the upstream call (nginx's `proxy_ignore_client_abort off`), with 499 `client_closed`. After
+   * the headers, `Deno.serve` cancels the body stream itself.
+   */
+  clientSignal?: AbortSignal;
   /** Overrides the upstream's own `timeout_ms` (broadcast rules have their own). */
   timeoutMs?: number;
 }
@@ -189,6 +198,10 @@ export async function sendUpstream(
     timeoutMs,
     () => timeout.abort(new DOMException("Upstream timed out", "TimeoutError")),
   );
+  // The client's signal aborts the timeout's own controller: no dependent signal per request.
+  const client = options.clientSignal;
+  const onClientGone = () => timeout.abort(client!.reason);
+  client?.addEventListener("abort", onClientGone);
   const signal = options.signal
     ? AbortSignal.any([options.signal, timeout.signal])
     : timeout.signal;
@@ -203,6 +216,7 @@ export async function sendUpstream(
       ...(options.body instanceof ReadableStream ? { duplex: "half" } : {}),
     } as RequestInit);
   } catch (error) {
+    if (client?.aborted) throw clientClosed(error);
     if (timeout.signal.aborted) {
       throw new HttpError(
         504,
@@ -221,6 +235,7 @@ export async function sendUpstream(
     );
   } finally {
     deadline.cancel();
+    client?.removeEventListener("abort", onClientGone);
   }
 }
 

@@ -102,11 +102,12 @@ export async function readBounded(
 }
 
 /**
- * The error for a request whose body broke off (the client hung up mid-upload): nginx's 499, so
- * the log and the metrics blame neither the upstream (502) nor vestibule (500).
+ * The error for a client that went away before its answer (mid-upload, or while the upstream was
+ * still thinking): nginx's 499, so the log and the metrics blame neither the upstream (502) nor
+ * vestibule (500).
  */
 export function clientClosed(cause: unknown): HttpError {
-  return new HttpError(499, "client_closed", "The client's request body broke off", { cause });
+  return new HttpError(499, "client_closed", "The client went away before the answer", { cause });
 }
 
 /**

@@ -80,8 +80,7 @@ export async function forwardTo(
     headers,
     body,
     timeoutMs,
-    // No client signal here: reading `request.signal` costs throughput in Deno.serve, and a
-    // client that goes away cancels the response stream, which cancels the upstream body.
+    clientSignal: ctx.request.signal,
   });
   ctx.log.upstreamMs = performance.now() - started;
   return clientResponse(response, upstream, ctx.forward, acceptEncoding);

@@ -497,6 +497,57 @@ Deno.test("5xx inflation: a client that hangs up mid-upload is logged as client_
   }
 });
 
+Deno.test("client gone: a client that hangs up before the answer cancels the upstream call (499)", async (t) => {
+  let aborted = 0;
+  const reached: Array<() => void> = [];
+  const release = Promise.withResolvers<void>();
+  const up = startUpstream(async (req) => {
+    req.signal.addEventListener("abort", () => aborted++);
+    reached.shift()?.();
+    await release.promise; // a long poll
+    return new Response("late");
+  });
+  const web = startUpstream(async (req) => {
+    req.signal.addEventListener("abort", () => aborted++);
+    reached.shift()?.();
+    await release.promise;
+    return new Response("late");
+  });
+  const lines: Record<string, unknown>[] = [];
+  const edge = startVestibule({
+    regions: { us: { origin: up.url } },
+    upstreams: { web: { origin: web.url } },
+    default_region: "us",
+    rules: [
+      { name: "reports", type: "global", match: { path: "^/reports$" }, upstream: "web" },
+      { name: "app", type: "regional" },
+    ],
+  }, { deps: { log: (line) => lines.push(JSON.parse(line)) } });
+  try {
+    for (const path of ["/poll", "/reports"]) {
+      await t.step(path, async () => {
+        const before = aborted;
+        const arrived = new Promise<void>((resolve) => reached.push(resolve));
+        const client = new AbortController();
+        const pending = fetch(`${edge.url}${path}`, { signal: client.signal }).catch((e) => e);
+        await arrived;
+        client.abort();
+        await pending;
+        for (let i = 0; i < 50 && (aborted === before || lines.length === 0); i++) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        assert.equal(aborted, before + 1, "the upstream still works for a client that is gone");
+        const line = lines.pop()!;
+        assert.equal(line.status, 499);
+        assert.equal(line.error, "client_closed");
+      });
+    }
+  } finally {
+    release.resolve();
+    await Promise.all([edge.close(), up.close(), web.close()]);
+  }
+});
+
 Deno.test("access log and metrics: ambiguous and unavailable broadcasts say so", async (t) => {
   const loginOk = () =>
     new Response(null, { status: 302, headers: { "set-cookie": "sessionid=s; Path=/" } });
