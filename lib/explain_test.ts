@@ -206,6 +206,8 @@ Deno.test("explainRequest() shows vestibule's own header values and strips hop-b
       "x-debug": "1",
       "x-forwarded-for": "10.9.9.9",
       forwarded: "for=10.9.9.9",
+      "x-forwarded-ssl": "on",
+      "x-real-ip": "10.9.9.9",
       "x-origin-secret": "forged",
       accept: "text/html",
       "accept-encoding": "gzip",
@@ -218,6 +220,7 @@ Deno.test("explainRequest() shows vestibule's own header values and strips hop-b
     "x-forwarded-for": "203.0.113.7",
     "x-forwarded-host": "app.example.com:8080",
     "x-forwarded-proto": "http",
+    "x-real-ip": "203.0.113.7",
     "x-request-id": "(new UUID per request)",
   });
   assert.deepEqual(headers.forwarded, ["accept", "accept-encoding", "cf-ipcountry"]);
@@ -228,7 +231,9 @@ Deno.test("explainRequest() shows vestibule's own header values and strips hop-b
     { name: "host", reason: "the upstream gets its own host" },
     { name: "x-debug", reason: "hop-by-hop: named in Connection" },
     { name: "x-forwarded-for", reason: "replaced by vestibule: trusted_proxy_hops is 0" },
+    { name: "x-forwarded-ssl", reason: "not trusted: trusted_proxy_hops is 0" },
     { name: "x-origin-secret", reason: "replaced by the rules file's value" },
+    { name: "x-real-ip", reason: "replaced by vestibule" },
   ]);
 });
 

@@ -25,6 +25,23 @@ export const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set([
   "proxy-authorization",
 ]);
 
+/**
+ * Headers only a proxy may write, which Rack, Symfony, Spring and others read as the scheme, port,
+ * prefix or host the client used: without trusted proxies in front, a client must not be able to
+ * claim https or another port through vestibule. (`X-Forwarded-For`, `-Host` and `-Proto` are
+ * always vestibule's own.)
+ */
+export const PROXY_CLAIMS: ReadonlySet<string> = new Set([
+  "forwarded",
+  "x-forwarded-port",
+  "x-forwarded-ssl",
+  "x-forwarded-scheme",
+  "x-forwarded-prefix",
+  "x-forwarded-server",
+  "front-end-https",
+  "x-url-scheme",
+]);
+
 /** What forwarding needs to know about the incoming request, computed once per request. */
 export interface ForwardContext {
   /** The public `Host` the client used. */
@@ -32,6 +49,8 @@ export interface ForwardContext {
   /** `http` or `https`, as the client sees vestibule. */
   proto: string;
   forwardedFor: string;
+  /** The client's address as vestibule judged it; sent as `X-Real-IP`. */
+  clientIp: string;
   /** Whether incoming `X-Forwarded-Host`/`-Proto` come from trusted proxies. */
   trustForwarded: boolean;
   /** The pin header name; it is never forwarded. */
@@ -80,9 +99,8 @@ export function upstreamHeaders(
       case "x-request-id":
         if (ctx.requestId) continue;
         break;
-      case "forwarded":
-        if (!ctx.trustForwarded) continue;
-        break;
+      case "x-real-ip": // vestibule's own, below: apps read it as the client's address
+        continue;
       case "x-forwarded-host": // the public host, below
       case "x-forwarded-proto":
         continue;
@@ -98,6 +116,7 @@ export function upstreamHeaders(
     }
     if (
       HOP_BY_HOP_HEADERS.has(name) || name === ctx.pinHeader || connectionNamed?.has(name) ||
+      (!ctx.trustForwarded && PROXY_CLAIMS.has(name)) ||
       configures(upstream, name) || isPinSpelledWithUnderscores(name, ctx.pinHeader)
     ) continue;
     headers.push(pair); // The list is this request's own and the pair is never changed.
@@ -120,6 +139,7 @@ export function upstreamHeaders(
   add("x-forwarded-host", ctx.publicHost);
   add("x-forwarded-proto", ctx.proto);
   add("x-forwarded-for", ctx.forwardedFor);
+  add("x-real-ip", ctx.clientIp);
   if (ctx.requestId) add("x-request-id", ctx.requestId);
   // Deno's fetch asks for gzip/br on its own when no Accept-Encoding is set, and decodes what it
   // gets; a client that accepts no compression must get the origin's bytes untouched. So must a

@@ -9,11 +9,17 @@ import {
   type CookiePolicy,
   type ForwardContext,
   HOP_BY_HOP_HEADERS,
+  PROXY_CLAIMS,
   upstreamHeaders,
 } from "./forward.ts";
 
 /** Headers vestibule always sets itself; their values (like any it chooses) are safe to show. */
-const SET_BY_VESTIBULE = ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"] as const;
+const SET_BY_VESTIBULE = [
+  "x-forwarded-for",
+  "x-forwarded-host",
+  "x-forwarded-proto",
+  "x-real-ip",
+] as const;
 
 /** A cookie or header that the upstream would not receive, and why. */
 export interface Stripped {
@@ -89,7 +95,9 @@ export function forwardPlan(
     const strip = (reason: string) => plan.headers.stripped.push({ name, reason });
     if (plan.headers.fromRules.includes(name)) strip("replaced by the rules file's value");
     else if (name in plan.headers.set) {
-      const forwardedFamily = (SET_BY_VESTIBULE as readonly string[]).includes(name);
+      // X-Real-IP is vestibule's whatever the proxies in front: not one of the trusted family.
+      const forwardedFamily = name !== "x-real-ip" &&
+        (SET_BY_VESTIBULE as readonly string[]).includes(name);
       if (outgoing.get(name) === value) continue;
       if (forwardedFamily && !ctx.trustForwarded) {
         strip("replaced by vestibule: trusted_proxy_hops is 0");
@@ -99,7 +107,7 @@ export function forwardPlan(
     else if (HOP_BY_HOP_HEADERS.has(name)) strip("hop-by-hop");
     else if (name.replaceAll("_", "-") === ctx.pinHeader) strip("pin header");
     else if (name === "host") strip("the upstream gets its own host");
-    else if (name === "forwarded") strip("not trusted: trusted_proxy_hops is 0");
+    else if (PROXY_CLAIMS.has(name)) strip("not trusted: trusted_proxy_hops is 0");
     else if (connectionNamed.includes(name)) strip("hop-by-hop: named in Connection");
     else strip("not forwarded");
   }

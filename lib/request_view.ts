@@ -73,6 +73,7 @@ export function viewRequest(
       publicHost,
       proto,
       forwardedFor: address.forwardedFor,
+      clientIp: address.clientIp,
       trustForwarded: config.trustedProxyHops > 0,
       pinHeader: config.pin.header,
       pinCookie: config.pin.cookie,

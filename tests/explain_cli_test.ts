@@ -33,6 +33,7 @@ Deno.test("explain prints the decision for a pinned request as text", async () =
       "  x-forwarded-for: 192.0.2.1",
       "  x-forwarded-host: app.example.com",
       "  x-forwarded-proto: https",
+      "  x-real-ip: 192.0.2.1",
       "  x-request-id: (new UUID per request)",
       "Headers stripped: (none)",
       "Notes:",

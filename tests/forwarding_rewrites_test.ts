@@ -141,6 +141,39 @@ Deno.test("path splicing through a trusted X-Forwarded-Host: one that is not a h
   }
 });
 
+Deno.test("scheme and address spoofing: a client cannot claim https, a port or an IP through vestibule", async (t) => {
+  const claims = {
+    "x-forwarded-ssl": "on",
+    "x-forwarded-port": "443",
+    "x-forwarded-scheme": "https",
+    "x-forwarded-prefix": "/admin",
+    "front-end-https": "on",
+    "x-real-ip": "10.0.0.1",
+    forwarded: "for=10.0.0.1;proto=https",
+  };
+  for (const hops of [0, 1]) {
+    await t.step(`trusted_proxy_hops ${hops}`, async () => {
+      const up = startUpstream();
+      const edge = startVestibule(oneRegion(up.url, { trusted_proxy_hops: hops }));
+      try {
+        const res = await fetch(`${edge.url}/`, {
+          headers: { ...claims, "x-forwarded-for": "203.0.113.9" },
+        });
+        await res.body?.cancel();
+        const got = up.received[0].headers;
+        // vestibule's own judgement of the client, whoever is in front.
+        assert.equal(got.get("x-real-ip"), hops ? "203.0.113.9" : "127.0.0.1");
+        for (const name of Object.keys(claims).filter((n) => n !== "x-real-ip")) {
+          // A trusted proxy in front vouches for what it passes on; nobody else may claim it.
+          assert.equal(got.get(name), hops ? claims[name as keyof typeof claims] : null, name);
+        }
+      } finally {
+        await Promise.all([edge.close(), up.close()]);
+      }
+    });
+  }
+});
+
 Deno.test("forwarded headers without trusted proxies: Location keeps vestibule's own scheme and Host", async () => {
   const up = startUpstream((req) =>
     new Response(null, { status: 302, headers: { location: `${new URL(req.url).origin}/next` } })
