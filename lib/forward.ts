@@ -176,7 +176,7 @@ function decodedByFetch(acceptEncoding: string): boolean {
 }
 
 /** Encodings Deno's `fetch` decodes by itself unless the request asked for `identity` only. */
-const DECODED_BY_FETCH = new Set(["gzip", "br", "deflate"]);
+const DECODED_BY_FETCH = new Set(["gzip", "br"]);
 
 /** The timeouts of all upstream calls in this isolate, on one timer. */
 const upstreamDeadlines = new DeadlineQueue();

@@ -147,31 +147,69 @@ export function matchesWithoutBody(rule: SuccessRule, response: Response, now: n
 }
 
 /**
- * Whether one of the `Set-Cookie` values sets `name` to a non-empty value that is not already
- * expired: a logout answer that clears `sessionid` must not count as a login.
+ * Whether the `Set-Cookie` values leave `name` set to a non-empty value that is not already
+ * expired: a logout answer that clears `sessionid` must not count as a login. As in a cookie
+ * store, a later line for the same name, path and domain replaces an earlier one.
  */
 export function setsLiveCookie(setCookies: string[], name: string, now: number): boolean {
-  return setCookies.some((line) => {
+  const live = new Map<string, boolean>();
+  for (const line of setCookies) {
     const [pair, ...attributes] = line.split(";");
     const eq = pair.indexOf("=");
-    if (eq === -1 || pair.slice(0, eq).trim() !== name) return false;
+    if (eq === -1 || pair.slice(0, eq).trim() !== name) continue;
     const value = pair.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1");
-    if (value === "") return false;
     let maxAge: number | undefined;
     let expires: number | undefined;
+    let path = "";
+    let domain = "";
     for (const attribute of attributes) {
       const [key, ...rest] = attribute.split("=");
       const attrValue = rest.join("=").trim();
-      const name = key.trim().toLowerCase();
-      if (name === "max-age" && /^-?\d+$/.test(attrValue)) maxAge = Number(attrValue);
-      if (name === "expires" && !Number.isNaN(Date.parse(attrValue))) {
-        expires = Date.parse(attrValue);
+      const attr = key.trim().toLowerCase();
+      if (attr === "max-age" && /^-?\d+$/.test(attrValue)) maxAge = Number(attrValue);
+      if (attr === "expires" && !Number.isNaN(cookieDate(attrValue))) {
+        expires = cookieDate(attrValue);
       }
+      if (attr === "path") path = attrValue;
+      if (attr === "domain") domain = attrValue.replace(/^\./, "").toLowerCase();
     }
     // RFC 6265 §5.3 step 3: Max-Age wins over Expires.
-    if (maxAge !== undefined) return maxAge > 0;
-    return expires === undefined || expires > now;
-  });
+    const alive = maxAge !== undefined ? maxAge > 0 : expires === undefined || expires > now;
+    live.set(`${domain}\n${path}`, value !== "" && alive);
+  }
+  return [...live.values()].some(Boolean);
+}
+
+const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+
+/** An `Expires` value parsed as browsers do (RFC 6265 §5.1.1), or `NaN`. */
+export function cookieDate(value: string): number {
+  let time: number[] | undefined;
+  let day: number | undefined;
+  let month: number | undefined;
+  let year: number | undefined;
+  for (const token of value.split(/[\t\x20-\x2F\x3B-\x40\x5B-\x60\x7B-\x7E]+/)) {
+    if (!token) continue;
+    let m: RegExpExecArray | null;
+    if (!time && (m = /^(\d{1,2}):(\d{1,2}):(\d{1,2})(?:\D|$)/.exec(token))) {
+      time = [Number(m[1]), Number(m[2]), Number(m[3])];
+    } else if (day === undefined && (m = /^(\d{1,2})(?:\D|$)/.exec(token))) {
+      day = Number(m[1]);
+    } else if (month === undefined && MONTHS.includes(token.slice(0, 3).toLowerCase())) {
+      month = MONTHS.indexOf(token.slice(0, 3).toLowerCase());
+    } else if (year === undefined && (m = /^(\d{2,4})(?:\D|$)/.exec(token))) {
+      year = Number(m[1]);
+      if (year >= 70 && year <= 99) year += 1900;
+      else if (year <= 69) year += 2000;
+    }
+  }
+  if (!time || day === undefined || month === undefined || year === undefined) return NaN;
+  if (day < 1 || day > 31 || year < 1601 || time[0] > 23 || time[1] > 59 || time[2] > 59) {
+    return NaN;
+  }
+  const date = Date.UTC(year, month, day, time[0], time[1], time[2]);
+  // "Feb 31" names no date: RFC 6265 fails it, where Date.UTC would roll over into March.
+  return new Date(date).getUTCDate() === day ? date : NaN;
 }
 
 /** Follows a dotted path (`data.signup.ok`, `errors.0.message`) into a JSON value. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
 import fc from "fast-check";
 import type { SuccessRule } from "./compile_rules.ts";
-import { checkSuccess, lookupPath, setsLiveCookie } from "./success.ts";
+import { checkSuccess, cookieDate, lookupPath, setsLiveCookie } from "./success.ts";
 
 const NOW = Date.parse("2026-11-22T00:00:00Z");
 const opts = { now: NOW, bodyLimit: 1 << 20, deadline: Number.POSITIVE_INFINITY };
@@ -31,6 +31,29 @@ Deno.test("setsLiveCookie() wants the name, a value and no past expiry", () => {
     ),
     true,
   );
+});
+
+Deno.test("setsLiveCookie() judges the cookie a browser keeps: the last line for a name, path and domain wins", () => {
+  const cleared = ["sessionid=anon; Path=/", "sessionid=; Max-Age=0; Path=/"];
+  assert.equal(setsLiveCookie(cleared, "sessionid", NOW), false);
+  assert.equal(setsLiveCookie(cleared.toReversed(), "sessionid", NOW), true);
+  // Another path is another cookie: clearing /admin's leaves the root one.
+  assert.equal(
+    setsLiveCookie(["sessionid=s; Path=/", "sessionid=; Max-Age=0; Path=/admin"], "sessionid", NOW),
+    true,
+  );
+});
+
+Deno.test("cookieDate() parses Expires as browsers do (RFC 6265 §5.1.1)", () => {
+  const utc = (text: string) => Date.parse(text);
+  assert.equal(cookieDate("Thu, 01 Jan 2099 00:00:00 GMT"), utc("2099-01-01T00:00:00Z"));
+  assert.equal(cookieDate("Thursday, 01-Jan-60 00:00:00 GMT"), utc("2060-01-01T00:00:00Z"));
+  assert.equal(cookieDate("Thu, 01-Jan-70 00:00:00 GMT"), utc("1970-01-01T00:00:00Z"));
+  assert.equal(cookieDate("Thu Jan  1 00:00:01 1970"), utc("1970-01-01T00:00:01Z"), "asctime");
+  assert.equal(cookieDate("Thu, 01 Jan 1970 00:00:01 CET"), utc("1970-01-01T00:00:01Z"));
+  for (const bad of ["", "tomorrow", "Thu, 31 Feb 2099 00:00:00 GMT", "01 Jan 1600 00:00:00"]) {
+    assert.ok(Number.isNaN(cookieDate(bad)), bad);
+  }
 });
 
 Deno.test("lookupPath() follows dotted paths into objects and arrays", () => {

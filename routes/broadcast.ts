@@ -61,6 +61,9 @@ export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): P
     request.signal.removeEventListener("abort", onClientGone);
   }
 
+  // A client that hung up gets nothing: every region is aborted or cancelled, and the line says 499.
+  const clientGone = request.signal.aborted;
+  if (clientGone) winner = undefined;
   // Everything the client does not get is aborted (still running) or cancelled (answered).
   for (const a of attempts) {
     if (a.region === winner?.region) continue;
@@ -68,15 +71,21 @@ export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): P
     a.done.then((e) => e.response?.body?.cancel().catch(() => {}));
   }
 
-  ctx.log.outcome = outcome.kind;
   ctx.log.regionReason = "broadcast";
   ctx.log.regions = config.regionIds.map((region) => {
     const r = settled.get(region)?.result;
-    if (!r) return { region, error: "not_awaited", ms: 0 };
+    // A region still out when the client left was aborted by that, not by its own fault.
+    if (!r || (clientGone && r.kind === "unavailable")) {
+      return { region, error: clientGone ? "client_closed" : "not_awaited", ms: r?.ms ?? 0 };
+    }
     return r.kind === "response"
       ? { region, status: r.status, ms: r.ms }
       : { region, error: r.kind, ms: r.ms };
   });
+  if (clientGone) {
+    throw new HttpError(499, "client_closed", "The client went away before the regions answered");
+  }
+  ctx.log.outcome = outcome.kind;
 
   switch (outcome.kind) {
     case "success":
@@ -124,6 +133,7 @@ async function attempt(
       signal,
       timeoutMs,
     });
+    const headersMs = performance.now() - started; // what the upstream duration histogram counts
     const response = clientResponse(raw, upstream, ctx.forward, acceptEncoding);
     // A region that stalls in the middle of a body its success rule reads times out as one that
     // never answers: the whole attempt, headers and body, fits in the timeout.
@@ -143,7 +153,7 @@ async function attempt(
         status: verdict.response.status,
         success: verdict.success,
         preferred: preferred?.success ?? false,
-        ms: performance.now() - started,
+        ms: headersMs,
       },
       response: preferred?.response ?? verdict.response,
     };

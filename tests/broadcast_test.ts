@@ -406,3 +406,88 @@ Deno.test("broadcast: a body over body_limit_bytes is 413 body_too_large and no 
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
+
+Deno.test("broadcast: a sessionid that a later Set-Cookie of the answer clears is no login", () =>
+  withRegions(
+    {
+      // Not the owner: sets an anonymous session, then clears it in the same answer.
+      au: () =>
+        new Response(null, {
+          status: 302,
+          headers: [
+            ["location", "/"],
+            ["set-cookie", "sessionid=anon; Path=/"],
+            ["set-cookie", "sessionid=; Max-Age=0; Path=/"],
+          ],
+        }),
+      us: LOGIN_OK,
+    },
+    LOGIN_RULE,
+    async ({ edge }) => {
+      const res = await post(edge);
+      await res.body?.cancel();
+      assert.equal(res.status, 302);
+      assert.match(res.headers.getSetCookie().at(-1)!, /^__Host-vestibule-region=us;/);
+    },
+  ));
+
+Deno.test("broadcast: an Expires with a two-digit year 50-69 is in the 2000s (RFC 6265 5.1.1)", () =>
+  withRegions(
+    {
+      au: LOGIN_FORM,
+      us: () =>
+        new Response(null, {
+          status: 302,
+          headers: [
+            ["location", "/"],
+            ["set-cookie", "sessionid=abc; Expires=Thu, 01-Jan-60 00:00:00 GMT; Path=/"],
+          ],
+        }),
+    },
+    LOGIN_RULE,
+    async ({ edge }) => {
+      const res = await post(edge);
+      await res.body?.cancel();
+      assert.equal(res.status, 302, "browsers keep this cookie until 2060");
+      assert.match(res.headers.getSetCookie().at(-1)!, /^__Host-vestibule-region=us;/);
+    },
+  ));
+
+Deno.test("broadcast: a client that hangs up mid-broadcast is logged as 499 client_closed, not a region failure", async () => {
+  const release = Promise.withResolvers<void>();
+  const hang: Handler = async (req) => {
+    await Promise.race([
+      release.promise,
+      new Promise((r) => req.signal.addEventListener("abort", r)),
+    ]);
+    return new Response("late");
+  };
+  const au = startUpstream(hang);
+  const us = startUpstream(hang);
+  const lines: Record<string, unknown>[] = [];
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "login", type: "broadcast", ...LOGIN_RULE }],
+  }, { deps: { log: (line) => lines.push(JSON.parse(line)) } });
+  try {
+    const gone = new AbortController();
+    const call = post(edge, { signal: gone.signal }).catch(() => {});
+    await new Promise((r) => setTimeout(r, 200)); // both regions are holding the request
+    gone.abort();
+    await call;
+    for (let i = 0; i < 50 && lines.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0].status, 499);
+    assert.equal(lines[0].error, "client_closed");
+    assert.notEqual(lines[0].outcome, "unavailable");
+    const regions = lines[0].regions as Array<{ region: string; error?: string }>;
+    assert.deepEqual(regions.map((r) => [r.region, r.error]), [
+      ["au", "client_closed"],
+      ["us", "client_closed"],
+    ]);
+  } finally {
+    release.resolve();
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});

@@ -604,3 +604,46 @@ Deno.test("access log and metrics: ambiguous and unavailable broadcasts say so",
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
+
+Deno.test("metrics: a broadcast region's upstream duration is the time to its response headers", async () => {
+  const au = startUpstream(() => new Response("no such user", { status: 401 }));
+  // Headers at once; the JSON body the success rule reads ends 600 ms later.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const us = startUpstream(() =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(new TextEncoder().encode('{"errors":'));
+          timer = setTimeout(() => {
+            c.enqueue(new TextEncoder().encode("[]}"));
+            c.close();
+          }, 600);
+        },
+        cancel: () => clearTimeout(timer),
+      }),
+      { headers: { "content-type": "application/json" } },
+    )
+  );
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{
+      name: "signup",
+      type: "broadcast",
+      success: { status: "2xx", json: { path: "errors", equals: [] } },
+    }],
+  }, { deps: { metricsToken: TOKEN } });
+  try {
+    const res = await fetch(`${edge.url}/graphql`, { method: "POST", body: "{}" });
+    assert.deepEqual(await res.json(), { errors: [] });
+    const text = await (await fetch(`${edge.url}/_vestibule/metrics`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    })).text();
+    const sum = Number(
+      text.match(/^vestibule_upstream_duration_seconds_sum\{upstream="us"\} (\S+)$/m)![1],
+    );
+    assert.ok(sum < 0.3, `us headers came at once; the histogram recorded ${sum} s`);
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});

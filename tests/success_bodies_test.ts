@@ -3,7 +3,7 @@
  * bodies, bodies over `body_limit_bytes`, and bodies that stall halfway.
  */
 import assert from "node:assert/strict";
-import { gzipSync } from "node:zlib";
+import { deflateSync, gzipSync } from "node:zlib";
 import { startUpstream, startVestibule } from "./_servers.ts";
 
 const PIN = "__Host-vestibule-region";
@@ -160,5 +160,45 @@ Deno.test("pin_on: an answer that stalls mid-body is a 504 after the region's ti
   } finally {
     stalling.release();
     await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("broadcast: a JSON success rule reads a body the origin deflated for a browser", async () => {
+  const body = JSON.stringify({ errors: [] });
+  const deflated = new Uint8Array(deflateSync(new TextEncoder().encode(body)));
+  const au = startUpstream(() =>
+    new Response("<p>no such user</p>", { headers: { "content-type": "text/html" } })
+  );
+  const us = startUpstream((req) =>
+    (req.headers.get("accept-encoding") ?? "").includes("deflate")
+      ? new Response(deflated, {
+        headers: { "content-type": "application/json", "content-encoding": "deflate" },
+      })
+      : Response.json(JSON.parse(body))
+  );
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "au",
+    rules: [{
+      name: "signup",
+      type: "broadcast",
+      success: { status: "2xx", json: { path: "errors", equals: [] } },
+    }],
+  });
+  try {
+    const res = await fetch(`${edge.url}/graphql`, {
+      method: "POST",
+      body: "{}",
+      headers: { "accept-encoding": "gzip, deflate" },
+    });
+    // Deno's fetch (this test's client) decodes gzip/br but not deflate: decode what is labelled.
+    const encoding = res.headers.get("content-encoding");
+    const stream = encoding === "deflate"
+      ? res.body!.pipeThrough(new DecompressionStream("deflate"))
+      : res.body!;
+    assert.equal(await new Response(stream).text(), body, "the client gets the JSON intact");
+    assert.match(res.headers.getSetCookie().join("\n"), new RegExp(`${PIN}=us`));
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
