@@ -51,7 +51,9 @@ async function fetchRows(owner: Tx, spec: TableSpec, keys: Key[]): Promise<strin
 async function insertRows(destination: Tx, spec: TableSpec, rows: string[][]) {
   if (rows.length === 0) return;
   await destination.unsafe(
-    `INSERT INTO ${spec.sqlName} (${quoteIdentList(spec.columns)})
+    `INSERT INTO ${spec.sqlName} (${quoteIdentList(spec.columns)})${
+      spec.columns.some((c) => c.identityAlways) ? " OVERRIDING SYSTEM VALUE" : ""
+    }
      SELECT ${
       castColumns(spec, "j.r").join(", ")
     } FROM json_array_elements($1::text::json) AS j(r)`,
@@ -63,7 +65,10 @@ async function insertRows(destination: Tx, spec: TableSpec, rows: string[][]) {
 async function updateRows(destination: Tx, spec: TableSpec, rows: string[][]) {
   const casts = castColumns(spec, "j.r");
   // Key columns too: a key equal by value may still differ in form (numeric 1.0 vs 1.00).
-  const assignments = spec.columns.map((c, i) => `${quoteIdentList([c])} = ${casts[i]}`);
+  // A GENERATED ALWAYS identity column can only be updated to DEFAULT; it is the key (equal).
+  const assignments = spec.columns.flatMap((c, i) =>
+    c.identityAlways ? [] : [`${quoteIdentList([c])} = ${casts[i]}`]
+  );
   if (rows.length === 0 || assignments.length === 0) return;
   const offsets = spec.key.map((k) => spec.columns.findIndex((c) => c.name === k.name));
   await destination.unsafe(

@@ -1,7 +1,7 @@
 /** @module `deno task sync`: parse flags, then sync once or in a loop until SIGINT/SIGTERM. */
 import { parseArgs } from "node:util";
 import { loadSyncConfig } from "./config.ts";
-import { type Database, openDatabase } from "./database.ts";
+import { type Database, openDatabase, scrubSecrets } from "./database.ts";
 import { formatSummary, runAttempt } from "./run_attempt.ts";
 
 const USAGE = `Usage: deno task sync [--config sync.json] [--once] [--dry-run] [--table NAME]...
@@ -86,12 +86,21 @@ export async function main(
       controller.abort();
     }
   };
+  const databases = new Map<string, Database>();
+  try {
+    for (const [region, url] of Object.entries(config.databases)) {
+      databases.set(region, openDatabase(region, url));
+    }
+  } catch (error) {
+    // The driver's URL parser quotes the whole URL, password included, in its error.
+    const urls = Object.values(config.databases);
+    io.stderr(urls.reduce((text, url) => scrubSecrets(text, url), (error as Error).message));
+    await Promise.all([...databases.values()].map((db) => db.close()));
+    return 2;
+  }
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   for (const name of signals) Deno.addSignalListener(name, stop);
 
-  const databases = new Map<string, Database>(
-    Object.entries(config.databases).map(([region, url]) => [region, openDatabase(region, url)]),
-  );
   let status = 0;
   try {
     while (true) {

@@ -65,6 +65,8 @@ export function rowHash(spec: TableSpec, prefix = ""): string {
  */
 function keyText(c: ColumnSpec, prefix: string): string {
   const text = `(${prefix}${ident(c)})::text`;
+  // citext compares case-insensitively: 'Example.com' and 'example.com' are the same key.
+  if (c.type === "citext") return `lower(${text})`;
   if (!/^numeric\b/.test(c.type)) return text;
   return `CASE WHEN strpos(${text}, '.') > 0 THEN rtrim(rtrim(${text}, '0'), '.') ELSE ${text} END`;
 }

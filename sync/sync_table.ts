@@ -47,6 +47,9 @@ export async function syncTable(
     const mode = options.dryRun ? "read only" : "read write";
     return await destination.sql.begin(`isolation level repeatable read ${mode}`, async (d) => {
       await d.unsafe(PIN_SESSION_SQL);
+      // Deferrable foreign keys and unique constraints are checked at commit, once every
+      // delete, update and insert of the table is in: rows may reference rows inserted later.
+      await d.unsafe("SET CONSTRAINTS ALL DEFERRED");
       const plan = await diffTable(spec, { owner: o, destination: d }, options.segments);
       const counts = planCounts(plan);
       const outcome: TableOutcome = {

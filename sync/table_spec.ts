@@ -15,6 +15,8 @@ export interface ColumnSpec {
    * the explicit clause would only stop PostgreSQL from using the primary key index.
    */
   collateC: boolean;
+  /** `GENERATED ALWAYS AS IDENTITY`: inserts need `OVERRIDING SYSTEM VALUE`, updates skip it. */
+  identityAlways?: boolean;
 }
 
 /** What the diff and apply code need to know about one table. */
@@ -49,6 +51,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       collatable: boolean;
       bytewise: boolean;
       generated: boolean;
+      identity_always: boolean;
     }[]
   >`
     SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
@@ -61,7 +64,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
            ELSE coalesce((SELECT co.collprovider = 'c' AND co.collcollate IN ('C', 'POSIX')
               FROM pg_collation co WHERE co.oid = a.attcollation), false)
            END AS bytewise,
-           a.attgenerated <> '' AS generated
+           a.attgenerated <> '' AS generated, a.attidentity = 'a' AS identity_always
     FROM pg_attribute a
     JOIN pg_class c ON c.oid = a.attrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -86,6 +89,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       collateC: r.collatable,
       bytewise: r.bytewise,
       generated: r.generated,
+      identityAlways: r.identity_always,
     }])),
     primaryKey: key.map((r) => r.name),
   };
@@ -113,6 +117,12 @@ export async function resolveTableSpec(
   const owner = databases[0].region;
   const ownerShape = shapes[0]!;
   const excluded = new Set(table.exclude_columns);
+  for (const name of excluded) {
+    // A misspelt exclusion would silently sync (and overwrite) the column it meant to protect.
+    if (!shapes.some((shape) => shape!.columns.has(name))) {
+      throw refuse(`excluded column "${name}" is missing at every database`);
+    }
+  }
   const wanted = table.columns ??
     [...ownerShape.columns.values()].filter((c) => !c.generated).map((c) => c.name);
   const names = wanted.filter((n) => !excluded.has(n)).sort();
