@@ -80,7 +80,7 @@ export async function forwardTo(
     headers,
     body,
     timeoutMs,
-    clientSignal: ctx.request.signal,
+    client: ctx.request,
   });
   ctx.log.upstreamMs = performance.now() - started;
   return clientResponse(response, upstream, ctx.forward, acceptEncoding);
