@@ -12,6 +12,7 @@ import type { RuleMatch } from "./match_rule.ts";
 import type { RegionPin } from "./pin.ts";
 import type { BufferedBody } from "./request_body.ts";
 import type { AssumedRegion } from "./assume_region.ts";
+import { isWebSocketUpgrade, proxyWebSocket } from "./websocket_proxy.ts";
 
 /** Fields a route adds to the request's access-log line. */
 export interface RouteLog {
@@ -66,6 +67,9 @@ export async function forwardTo(
   /** The rule's own timeout, if it sets one; else the upstream's. */
   timeoutMs?: number,
 ): Promise<Response> {
+  if (isWebSocketUpgrade(ctx.request.method, ctx.headers)) {
+    return proxyWebSocket(ctx, upstream, cookies, timeoutMs ?? upstream.timeoutMs);
+  }
   const { headers, acceptEncoding } = upstreamHeaders(
     ctx.headers,
     upstream,

@@ -1,0 +1,126 @@
+/**
+ * @module WebSocket upgrades on `regional` and `global` proxy rules: vestibule opens its own
+ * WebSocket to the upstream with the headers any request to it gets (pin stripped, cookies
+ * filtered, `X-Forwarded-*`), then upgrades the client and relays messages both ways. `fetch`
+ * cannot carry an upgrade, so without this a WebSocket reached the app as a plain GET.
+ */
+import type { Upstream } from "./compile_rules.ts";
+import { type CookiePolicy, upstreamHeaders } from "./forward.ts";
+import type { HeaderList } from "./header_list.ts";
+import { HttpError } from "./http_error.ts";
+import type { RouteContext } from "./route_context.ts";
+
+/** Whether the request asks to become a WebSocket (RFC 6455 §4.1). */
+export function isWebSocketUpgrade(method: string, headers: HeaderList): boolean {
+  return method === "GET" && headers.get("upgrade")?.toLowerCase() === "websocket";
+}
+
+/**
+ * Connects to the upstream first, so a refused or silent upstream is the client's 502 or 504,
+ * then upgrades the client with the subprotocol the upstream chose. The upstream's own handshake
+ * answer (a 401, its `Set-Cookie`) is not visible through the WebSocket API: any failure to
+ * connect is 502 `upstream_unavailable`.
+ */
+export async function proxyWebSocket(
+  ctx: RouteContext,
+  upstream: Upstream,
+  cookies: CookiePolicy,
+  timeoutMs: number,
+): Promise<Response> {
+  const { headers } = upstreamHeaders(ctx.headers, upstream, cookies, ctx.forward);
+  // The WebSocket client writes its own handshake: key, version, extensions, protocols.
+  const handshake = headers.filter(([name]) =>
+    !name.startsWith("sec-websocket-") && name !== "accept-encoding"
+  );
+  const protocols = (ctx.headers.get("sec-websocket-protocol") ?? "").split(",")
+    .map((p) => p.trim()).filter(Boolean);
+  const url = upstream.origin.replace(/^http/, "ws") + ctx.pathAndQuery;
+  const started = performance.now();
+  const toUpstream = new WebSocket(url, { protocols, headers: handshake });
+  toUpstream.binaryType = "arraybuffer";
+  // Listening from the start: a message (or a close) sent right after the handshake can be
+  // dispatched before the code after `await opened()` runs, and would be lost.
+  const early: Early = { messages: [] };
+  const hold = (event: MessageEvent) => void early.messages.push(event.data);
+  const holdClose = (event: CloseEvent) => void (early.close = event);
+  toUpstream.addEventListener("message", hold);
+  toUpstream.addEventListener("close", holdClose);
+  await opened(toUpstream, upstream, timeoutMs);
+  ctx.log.upstreamMs = performance.now() - started;
+  const { socket, response } = Deno.upgradeWebSocket(ctx.request, {
+    protocol: toUpstream.protocol || undefined,
+  });
+  socket.binaryType = "arraybuffer";
+  toUpstream.removeEventListener("message", hold);
+  toUpstream.removeEventListener("close", holdClose);
+  relay(socket, toUpstream, early);
+  return response;
+}
+
+/** Resolves when `ws` opens; throws 504 after `timeoutMs`, 502 when it fails or closes first. */
+function opened(ws: WebSocket, upstream: Upstream, timeoutMs: number): Promise<void> {
+  const { promise, resolve, reject } = Promise.withResolvers<void>();
+  const timer = setTimeout(() => {
+    reject(
+      new HttpError(
+        504,
+        "upstream_timeout",
+        `Upstream "${upstream.id}" did not accept the WebSocket within ${timeoutMs} ms`,
+      ),
+    );
+    ws.close();
+  }, timeoutMs);
+  const failed = () =>
+    reject(
+      new HttpError(502, "upstream_unavailable", `Upstream "${upstream.id}" refused the WebSocket`),
+    );
+  ws.addEventListener("open", () => resolve(), { once: true });
+  ws.addEventListener("error", failed, { once: true });
+  ws.addEventListener("close", failed, { once: true });
+  return promise.finally(() => {
+    clearTimeout(timer);
+    ws.removeEventListener("error", failed);
+    ws.removeEventListener("close", failed);
+  });
+}
+
+/** What the upstream sent before the client's socket was open. */
+interface Early {
+  messages: Array<string | ArrayBuffer>;
+  close?: CloseEvent;
+}
+
+/**
+ * Relays messages both ways and passes a close on with its code and reason. What the upstream
+ * sends before the client's socket is open waits for it.
+ */
+function relay(client: WebSocket, upstream: WebSocket, early: Early): void {
+  upstream.addEventListener("message", (event) => {
+    if (client.readyState === WebSocket.OPEN) client.send(event.data);
+    else if (client.readyState === WebSocket.CONNECTING) early.messages.push(event.data);
+  });
+  upstream.addEventListener("close", (event) => {
+    early.close = event;
+    closeOther(client, event);
+  });
+  client.addEventListener("open", () => {
+    for (const data of early.messages.splice(0)) client.send(data);
+    if (early.close) closeOther(client, early.close);
+  });
+  client.addEventListener("message", (event) => {
+    if (upstream.readyState === WebSocket.OPEN) upstream.send(event.data);
+  });
+  client.addEventListener("close", (event) => closeOther(upstream, event));
+  // An error is followed by a close event, which passes it on.
+}
+
+/**
+ * Closes `other` as `event` closed its peer. The WebSocket API may send only 1000 and
+ * 3000–4999; any other code (1001 going away, 1006 abnormal…) closes without one.
+ */
+function closeOther(other: WebSocket, event: CloseEvent): void {
+  if (other.readyState !== WebSocket.OPEN) return; // a connecting client closes on "open"
+  const sendable = event.code === 1000 || (event.code >= 3000 && event.code <= 4999);
+  if (sendable) other.close(event.code, event.reason);
+  else other.close();
+}
