@@ -156,11 +156,13 @@ export function upstreamHeaders(
 }
 
 /**
- * `x_vestibule_region` for the pin header `x-vestibule-region`: CGI, WSGI and Rack servers read
- * both as `HTTP_X_VESTIBULE_REGION`, so the underscore spelling would reach the app as the pin.
+ * `x_vestibule_region` for the pin header `x-vestibule-region`, or the other way round when the
+ * pin header is configured with underscores: CGI, WSGI and Rack servers read both spellings as
+ * `HTTP_X_VESTIBULE_REGION`, so either would reach the app as the pin.
  */
-function isPinSpelledWithUnderscores(name: string, pinHeader: string): boolean {
-  return name.includes("_") && name.replaceAll("_", "-") === pinHeader;
+export function isPinSpelledWithUnderscores(name: string, pinHeader: string): boolean {
+  return name.length === pinHeader.length &&
+    name.replaceAll("_", "-") === pinHeader.replaceAll("_", "-");
 }
 
 /** Whether the rules file sets header `name` for this upstream (the list is short). */

@@ -9,6 +9,7 @@ import {
   type CookiePolicy,
   type ForwardContext,
   HOP_BY_HOP_HEADERS,
+  isPinSpelledWithUnderscores,
   PROXY_CLAIMS,
   upstreamHeaders,
 } from "./forward.ts";
@@ -105,7 +106,7 @@ export function forwardPlan(
       // A trusted X-Forwarded-For is extended, not replaced: `set` shows the whole chain.
     } else if (outgoing.has(name)) plan.headers.forwarded.push(name);
     else if (HOP_BY_HOP_HEADERS.has(name)) strip("hop-by-hop");
-    else if (name.replaceAll("_", "-") === ctx.pinHeader) strip("pin header");
+    else if (isPinSpelledWithUnderscores(name, ctx.pinHeader)) strip("pin header");
     else if (name === "host") strip("the upstream gets its own host");
     else if (PROXY_CLAIMS.has(name)) strip("not trusted: trusted_proxy_hops is 0");
     else if (connectionNamed.includes(name)) strip("hop-by-hop: named in Connection");

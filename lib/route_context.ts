@@ -13,6 +13,7 @@ import type { RegionPin } from "./pin.ts";
 import type { BufferedBody } from "./request_body.ts";
 import type { AssumedRegion } from "./assume_region.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket_proxy.ts";
+import type { CookieScope } from "./success.ts";
 
 /** Fields a route adds to the request's access-log line. */
 export interface RouteLog {
@@ -88,6 +89,14 @@ export async function forwardTo(
   });
   ctx.log.upstreamMs = performance.now() - started;
   return clientResponse(response, upstream, ctx.forward, acceptEncoding);
+}
+
+/** Where a `Set-Cookie` in the answer to this request applies, for success rules. */
+export function cookieScope(ctx: RouteContext): CookieScope {
+  return {
+    host: ctx.forward.publicHost.replace(/:\d+$/, ""),
+    path: ctx.pathAndQuery.split("?", 1)[0],
+  };
 }
 
 /** Adds a `Set-Cookie` to a response whose headers may be immutable (a `fetch` response). */

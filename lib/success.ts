@@ -14,6 +14,8 @@ export interface SuccessVerdict {
 export interface SuccessOptions {
   /** Wall-clock milliseconds since the epoch, for `Set-Cookie` expiry. */
   now: number;
+  /** The request the answer is for: where a `Set-Cookie` without `Domain` or `Path` applies. */
+  cookieScope?: CookieScope;
   /** The most body a `json` check reads (`body_limit_bytes`). */
   bodyLimit: number;
   /**
@@ -36,7 +38,9 @@ export async function checkSuccess(
   response: Response,
   options: SuccessOptions,
 ): Promise<SuccessVerdict> {
-  if (!matchesWithoutBody(rule, response, options.now)) return { success: false, response };
+  if (!matchesWithoutBody(rule, response, options.now, options.cookieScope)) {
+    return { success: false, response };
+  }
   if (!rule.json) return { success: true, response };
   if (Number(response.headers.get("content-length")) > options.bodyLimit) {
     return { success: false, response };
@@ -127,16 +131,22 @@ async function decoded(
 }
 
 /** The status, `Set-Cookie` and header parts of a success rule. */
-export function matchesWithoutBody(rule: SuccessRule, response: Response, now: number): boolean {
+export function matchesWithoutBody(
+  rule: SuccessRule,
+  response: Response,
+  now: number,
+  scope?: CookieScope,
+): boolean {
   if (rule.status) {
     const ok = rule.status instanceof Set
       ? rule.status.has(response.status)
       : Math.floor(response.status / 100) === (rule.status as { class: number }).class;
     if (!ok) return false;
   }
-  if (rule.setCookie && !setsLiveCookie(response.headers.getSetCookie(), rule.setCookie, now)) {
-    return false;
-  }
+  if (
+    rule.setCookie &&
+    !setsLiveCookie(response.headers.getSetCookie(), rule.setCookie, now, scope)
+  ) return false;
   if (rule.headers) {
     for (const [name, regex] of rule.headers) {
       const value = response.headers.get(name);
@@ -146,12 +156,25 @@ export function matchesWithoutBody(rule: SuccessRule, response: Response, now: n
   return true;
 }
 
+/** The request a `Set-Cookie` answers: the public host name and the URL path. */
+export interface CookieScope {
+  host: string;
+  path: string;
+}
+
 /**
  * Whether the `Set-Cookie` values leave `name` set to a non-empty value that is not already
  * expired: a logout answer that clears `sessionid` must not count as a login. As in a cookie
- * store, a later line for the same name, path and domain replaces an earlier one.
+ * store, a later line for the same name, domain and path replaces an earlier one; a line without
+ * `Domain` is the request host's, one without `Path` (or with one not starting with `/`) the
+ * request path's default path (RFC 6265 §5.1.4, §5.3).
  */
-export function setsLiveCookie(setCookies: string[], name: string, now: number): boolean {
+export function setsLiveCookie(
+  setCookies: string[],
+  name: string,
+  now: number,
+  scope: CookieScope = { host: "", path: "/" },
+): boolean {
   const live = new Map<string, boolean>();
   for (const line of setCookies) {
     const [pair, ...attributes] = line.split(";");
@@ -160,8 +183,8 @@ export function setsLiveCookie(setCookies: string[], name: string, now: number):
     const value = pair.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1");
     let maxAge: number | undefined;
     let expires: number | undefined;
-    let path = "";
-    let domain = "";
+    let path = defaultPath(scope.path);
+    let domain = scope.host.toLowerCase();
     for (const attribute of attributes) {
       const [key, ...rest] = attribute.split("=");
       const attrValue = rest.join("=").trim();
@@ -170,14 +193,20 @@ export function setsLiveCookie(setCookies: string[], name: string, now: number):
       if (attr === "expires" && !Number.isNaN(cookieDate(attrValue))) {
         expires = cookieDate(attrValue);
       }
-      if (attr === "path") path = attrValue;
-      if (attr === "domain") domain = attrValue.replace(/^\./, "").toLowerCase();
+      if (attr === "path" && attrValue.startsWith("/")) path = attrValue;
+      if (attr === "domain" && attrValue) domain = attrValue.replace(/^\./, "").toLowerCase();
     }
     // RFC 6265 §5.3 step 3: Max-Age wins over Expires.
     const alive = maxAge !== undefined ? maxAge > 0 : expires === undefined || expires > now;
     live.set(`${domain}\n${path}`, value !== "" && alive);
   }
   return [...live.values()].some(Boolean);
+}
+
+/** RFC 6265 §5.1.4: the request path up to, not including, its last `/`; `/` at the least. */
+function defaultPath(requestPath: string): string {
+  const last = requestPath.lastIndexOf("/");
+  return last <= 0 ? "/" : requestPath.slice(0, last);
 }
 
 const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];

@@ -42,6 +42,34 @@ Deno.test("setsLiveCookie() judges the cookie a browser keeps: the last line for
     setsLiveCookie(["sessionid=s; Path=/", "sessionid=; Max-Age=0; Path=/admin"], "sessionid", NOW),
     true,
   );
+  // Without Path, a cookie set in answer to /login has the default path "/" (RFC 6265 §5.1.4);
+  // in answer to /accounts/login it is "/accounts", another cookie.
+  const clearedWithoutPath = ["sessionid=anon; Path=/", "sessionid=; Max-Age=0"];
+  const at = (host: string, path: string) => ({ host, path });
+  assert.equal(
+    setsLiveCookie(clearedWithoutPath, "sessionid", NOW, at("app.test", "/login")),
+    false,
+  );
+  assert.equal(
+    setsLiveCookie(clearedWithoutPath, "sessionid", NOW, at("app.test", "/accounts/login")),
+    true,
+  );
+  // Without Domain, the cookie is the request host's: the same as Domain=<that host>, not another.
+  const domainThenHostOnly = [
+    "sessionid=s; Domain=app.test; Path=/",
+    "sessionid=; Max-Age=0; Path=/",
+  ];
+  assert.equal(setsLiveCookie(domainThenHostOnly, "sessionid", NOW, at("app.test", "/")), false);
+  assert.equal(
+    setsLiveCookie(
+      ["sessionid=s; Domain=example.test; Path=/", "sessionid=; Max-Age=0; Path=/"],
+      "sessionid",
+      NOW,
+      at("app.example.test", "/"),
+    ),
+    true,
+    "the parent domain's cookie is another cookie than the host's",
+  );
 });
 
 Deno.test("cookieDate() parses Expires as browsers do (RFC 6265 §5.1.1)", () => {
@@ -51,7 +79,17 @@ Deno.test("cookieDate() parses Expires as browsers do (RFC 6265 §5.1.1)", () =>
   assert.equal(cookieDate("Thu, 01-Jan-70 00:00:00 GMT"), utc("1970-01-01T00:00:00Z"));
   assert.equal(cookieDate("Thu Jan  1 00:00:01 1970"), utc("1970-01-01T00:00:01Z"), "asctime");
   assert.equal(cookieDate("Thu, 01 Jan 1970 00:00:01 CET"), utc("1970-01-01T00:00:01Z"));
-  for (const bad of ["", "tomorrow", "Thu, 31 Feb 2099 00:00:00 GMT", "01 Jan 1600 00:00:00"]) {
+  for (
+    const bad of [
+      "",
+      "tomorrow",
+      "Thu, 31 Feb 2099 00:00:00 GMT",
+      "01 Jan 1600 00:00:00",
+      "01 Jan 2099 00:60:00",
+      "01 Jan 2099 24:00:00",
+      "32 Jan 2099 00:00:00",
+    ]
+  ) {
     assert.ok(Number.isNaN(cookieDate(bad)), bad);
   }
 });

@@ -8,7 +8,7 @@ import type { BroadcastRule } from "../lib/compile_rules.ts";
 import { clientResponse, sendUpstream, upstreamHeaders } from "../lib/forward.ts";
 import { HttpError } from "../lib/http_error.ts";
 import { pinCookie } from "../lib/pin.ts";
-import { type RouteContext, withSetCookie } from "../lib/route_context.ts";
+import { cookieScope, type RouteContext, withSetCookie } from "../lib/route_context.ts";
 import { checkSuccess } from "../lib/success.ts";
 
 interface Attempt {
@@ -30,12 +30,20 @@ export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): P
     : await ctx.body.bytes();
   const preferred = ctx.pin?.region ?? ctx.assumed.region;
   const preference = [preferred, ...config.regionIds.filter((id) => id !== preferred)];
-  const onClientGone = () => attempts.forEach((a) => a.abort.abort(request.signal.reason));
+  // Regions that had answered (or failed) on their own by the time the client left.
+  const finished = new Set<string>();
+  const outWhenClientLeft = new Set<string>();
+  const onClientGone = () => {
+    for (const a of attempts) if (!finished.has(a.region)) outWhenClientLeft.add(a.region);
+    attempts.forEach((a) => a.abort.abort(request.signal.reason));
+  };
   request.signal.addEventListener("abort", onClientGone, { once: true });
 
   const attempts: Attempt[] = config.regionIds.map((region) => {
     const abort = new AbortController();
-    return { region, abort, done: attempt(rule, ctx, region, body, abort.signal) };
+    const done = attempt(rule, ctx, region, body, abort.signal);
+    done.then(() => finished.add(region), () => {});
+    return { region, abort, done };
   });
 
   let winner: { region: string; response: Response } | undefined;
@@ -75,7 +83,7 @@ export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): P
   ctx.log.regions = config.regionIds.map((region) => {
     const r = settled.get(region)?.result;
     // A region still out when the client left was aborted by that, not by its own fault.
-    if (!r || (clientGone && r.kind === "unavailable")) {
+    if (!r || (r.kind === "unavailable" && outWhenClientLeft.has(region))) {
       return { region, error: clientGone ? "client_closed" : "not_awaited", ms: r?.ms ?? 0 };
     }
     return r.kind === "response"
@@ -139,6 +147,7 @@ async function attempt(
     // never answers: the whole attempt, headers and body, fits in the timeout.
     const options = {
       now: ctx.now(),
+      cookieScope: cookieScope(ctx),
       bodyLimit: ctx.config.bodyLimitBytes,
       deadline: started + timeoutMs,
     };

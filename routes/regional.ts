@@ -2,7 +2,7 @@
 import type { RegionalRule, SuccessRule } from "../lib/compile_rules.ts";
 import { chooseRegion, regionalCookies } from "../lib/choose_region.ts";
 import { pinCookie } from "../lib/pin.ts";
-import { forwardTo, type RouteContext, withSetCookie } from "../lib/route_context.ts";
+import { cookieScope, forwardTo, type RouteContext, withSetCookie } from "../lib/route_context.ts";
 import { checkSuccess } from "../lib/success.ts";
 
 /**
@@ -34,6 +34,7 @@ async function pinOnSuccess(
   ctx: RouteContext,
 ): Promise<Response> {
   const verdict = await checkSuccess(pinOn, await answer, {
+    cookieScope: cookieScope(ctx),
     now: ctx.now(),
     bodyLimit: ctx.config.bodyLimitBytes,
     deadline,

@@ -147,7 +147,9 @@ Deno.test("scheme and address spoofing: a client cannot claim https, a port or a
     "x-forwarded-port": "443",
     "x-forwarded-scheme": "https",
     "x-forwarded-prefix": "/admin",
+    "x-forwarded-server": "admin.internal",
     "front-end-https": "on",
+    "x-url-scheme": "https",
     "x-real-ip": "10.0.0.1",
     forwarded: "for=10.0.0.1;proto=https",
   };

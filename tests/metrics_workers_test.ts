@@ -55,3 +55,47 @@ Deno.test("a scrape of any deno serve --parallel worker counts the requests of a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("main.ts trims a mounted secret's line break off the metrics token, and refuses one no header can carry", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "metrics_token_" });
+  try {
+    await t.step("a trailing line break", async () => {
+      const run = await startProcess("run", {
+        providerUrl: "http://127.0.0.1:9",
+        kvPath: `${dir}/kv.sqlite3`,
+        env: { VESTIBULE_METRICS_TOKEN: `${TOKEN}\n` },
+      });
+      try {
+        assert.match(await scrape(run.url), /^# TYPE vestibule_requests_total counter$/m);
+      } finally {
+        await run.stop();
+      }
+    });
+    await t.step("a space inside: start-up stops with exit status 1", async () => {
+      const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-all", "main.ts"],
+        cwd: new URL("../", import.meta.url),
+        env: {
+          VESTIBULE_RULES: new URL("../rules.json", import.meta.url).pathname,
+          AU_ORIGIN: "http://127.0.0.1:9",
+          US_ORIGIN: "http://127.0.0.1:9",
+          WEBSITE_ORIGIN: "http://127.0.0.1:9",
+          AU_SECRET: "s",
+          VESTIBULE_METRICS_TOKEN: "two words",
+          NO_COLOR: "1",
+        },
+        stdout: "null",
+        stderr: "piped",
+        // A build that accepted the token would serve forever: fail, do not hang.
+        signal: AbortSignal.timeout(20_000),
+      }).output();
+      assert.equal(code, 1);
+      assert.match(
+        new TextDecoder().decode(stderr),
+        /VESTIBULE_METRICS_TOKEN is not a bearer token/,
+      );
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -92,3 +92,22 @@ Deno.test("pin leak: no upstream of any route type ever sees the region pin", as
     await Promise.all([edge.close(), au.close(), us.close(), web.close()]);
   }
 });
+
+Deno.test("pin leak: with pin.header x_vestibule_region, the dashed spelling (same CGI variable) is stripped too", async () => {
+  const up = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: up.url } },
+    default_region: "us",
+    pin: { header: "x_vestibule_region" },
+    rules: [{ name: "app", type: "regional" }],
+  });
+  try {
+    const res = await fetch(`${edge.url}/`, { headers: { "x-vestibule-region": "us" } });
+    await res.body?.cancel();
+    for (const [name] of up.received[0].headers) {
+      assert.ok(!/vestibule.region/i.test(name), `header ${name} reached the upstream`);
+    }
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
