@@ -8,11 +8,13 @@ import type { Upstream } from "./compile_rules.ts";
 import { type CookiePolicy, upstreamHeaders } from "./forward.ts";
 import type { HeaderList } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
+import { clientClosed } from "./request_body.ts";
 import type { RouteContext } from "./route_context.ts";
 
 /** Whether the request asks to become a WebSocket (RFC 6455 §4.1). */
 export function isWebSocketUpgrade(method: string, headers: HeaderList): boolean {
-  return method === "GET" && headers.get("upgrade")?.toLowerCase() === "websocket";
+  return method === "GET" && headers.get("upgrade")?.toLowerCase() === "websocket" &&
+    (headers.get("connection") ?? "").toLowerCase().split(",").some((t) => t.trim() === "upgrade");
 }
 
 /**
@@ -27,6 +29,9 @@ export async function proxyWebSocket(
   cookies: CookiePolicy,
   timeoutMs: number,
 ): Promise<Response> {
+  if (!ctx.headers.get("sec-websocket-key") || ctx.headers.get("sec-websocket-version") !== "13") {
+    throw new HttpError(400, "bad_websocket", "The WebSocket handshake lacks a key or version 13");
+  }
   const { headers } = upstreamHeaders(ctx.headers, upstream, cookies, ctx.forward);
   // The WebSocket client writes its own handshake: key, version, extensions, protocols.
   const handshake = headers.filter(([name]) =>
@@ -45,11 +50,18 @@ export async function proxyWebSocket(
   const holdClose = (event: CloseEvent) => void (early.close = event);
   toUpstream.addEventListener("message", hold);
   toUpstream.addEventListener("close", holdClose);
-  await opened(toUpstream, upstream, timeoutMs);
+  await opened(toUpstream, upstream, timeoutMs, ctx.request.signal);
   ctx.log.upstreamMs = performance.now() - started;
-  const { socket, response } = Deno.upgradeWebSocket(ctx.request, {
-    protocol: toUpstream.protocol || undefined,
-  });
+  let upgraded: ReturnType<typeof Deno.upgradeWebSocket>;
+  try {
+    // Upgrading a connection that is already gone made Deno.serve's shutdown hang.
+    if (ctx.request.signal.aborted) throw clientClosed(ctx.request.signal.reason);
+    upgraded = Deno.upgradeWebSocket(ctx.request, { protocol: toUpstream.protocol || undefined });
+  } catch (error) {
+    toUpstream.close();
+    throw error;
+  }
+  const { socket, response } = upgraded;
   socket.binaryType = "arraybuffer";
   toUpstream.removeEventListener("message", hold);
   toUpstream.removeEventListener("close", holdClose);
@@ -58,8 +70,19 @@ export async function proxyWebSocket(
 }
 
 /** Resolves when `ws` opens; throws 504 after `timeoutMs`, 502 when it fails or closes first. */
-function opened(ws: WebSocket, upstream: Upstream, timeoutMs: number): Promise<void> {
+function opened(
+  ws: WebSocket,
+  upstream: Upstream,
+  timeoutMs: number,
+  client: AbortSignal,
+): Promise<void> {
   const { promise, resolve, reject } = Promise.withResolvers<void>();
+  const clientGone = () => {
+    reject(clientClosed(client.reason));
+    ws.close();
+  };
+  if (client.aborted) clientGone();
+  client.addEventListener("abort", clientGone, { once: true });
   const timer = setTimeout(() => {
     reject(
       new HttpError(
@@ -79,6 +102,7 @@ function opened(ws: WebSocket, upstream: Upstream, timeoutMs: number): Promise<v
   ws.addEventListener("close", failed, { once: true });
   return promise.finally(() => {
     clearTimeout(timer);
+    client.removeEventListener("abort", clientGone);
     ws.removeEventListener("error", failed);
     ws.removeEventListener("close", failed);
   });

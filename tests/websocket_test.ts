@@ -162,3 +162,172 @@ Deno.test("websocket: an upstream that refuses the upgrade is a 502 for the clie
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+/** An upstream that takes `delayMs` to accept each WebSocket; `open` lists the sockets still open. */
+function startSlowWebSocketUpstream(delayMs: number) {
+  const sockets: WebSocket[] = [];
+  let handshakes = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    handshakes++;
+    if (delayMs) await new Promise((resolve) => setTimeout(resolve, delayMs));
+    if (req.headers.get("upgrade") !== "websocket") return new Response("plain GET");
+    const { socket, response } = Deno.upgradeWebSocket(req);
+    sockets.push(socket);
+    return response;
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    handshakes: () => handshakes,
+    open: () => sockets.filter((s) => s.readyState === WebSocket.OPEN).length,
+    close: async () => {
+      for (const socket of sockets) if (socket.readyState < WebSocket.CLOSING) socket.close();
+      await server.shutdown();
+    },
+  };
+}
+
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** `promise`, or "pending" if it has not settled within `ms`. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | "pending"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"pending">((resolve) =>
+    timer = setTimeout(() => resolve("pending"), ms)
+  );
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * A raw TCP upstream that reads one WebSocket handshake, accepts it after `delayMs` and reports
+ * whether vestibule closed that connection (EOF or a close frame) within `watchMs` after that.
+ */
+async function rawSlowUpstream(delayMs: number, watchMs: number) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const verdict = (async () => {
+    const conn = await listener.accept();
+    try {
+      const buf = new Uint8Array(8192);
+      let request = "";
+      while (!request.includes("\r\n\r\n")) {
+        const n = await conn.read(buf);
+        if (n === null) return "closed";
+        request += new TextDecoder().decode(buf.subarray(0, n));
+      }
+      const key = /sec-websocket-key: *(\S+)/i.exec(request)![1];
+      const digest = await crypto.subtle.digest(
+        "SHA-1",
+        new TextEncoder().encode(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"),
+      );
+      await delay(delayMs);
+      const accept = btoa(String.fromCharCode(...new Uint8Array(digest)));
+      try {
+        await conn.write(new TextEncoder().encode(
+          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+            `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
+        ));
+      } catch {
+        return "closed";
+      }
+      const watched = (async () => {
+        const n = await conn.read(buf).catch(() => null);
+        return n === null || (buf[0] & 0x0f) === 0x8 ? "closed" : "open";
+      })();
+      return await within(watched, watchMs).then((v) => v === "pending" ? "open" : v);
+    } finally {
+      conn.close();
+    }
+  })();
+  return {
+    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    verdict,
+    close: async () => {
+      await verdict;
+      listener.close();
+    },
+  };
+}
+
+Deno.test("websocket: a client that hangs up during the upstream handshake leaves no upstream socket and no stuck shutdown", async () => {
+  const up = await rawSlowUpstream(300, 1_000);
+  const edge = startVestibule({
+    regions: { us: { origin: up.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
+  await conn.write(new TextEncoder().encode(
+    "GET /cable HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+  ));
+  await delay(100);
+  conn.close(); // the client leaves while vestibule is still connecting upstream
+  const upstreamSocket = await up.verdict;
+  await up.close();
+  const shutdown = await within(edge.close().then(() => "done"), 2_000);
+  assert.equal(
+    upstreamSocket,
+    "closed",
+    "no upstream WebSocket stays open for a client that is gone",
+  );
+  assert.equal(shutdown, "done", "the edge server shuts down");
+});
+
+Deno.test("websocket: Upgrade: websocket without Connection: upgrade, or without a key, is no 500 and opens no upstream socket", async () => {
+  const up = startSlowWebSocketUpstream(0);
+  const edge = startVestibule({
+    regions: { us: { origin: up.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  try {
+    const notAnUpgrade = await fetch(`${edge.url}/cable`, {
+      headers: {
+        upgrade: "websocket",
+        connection: "keep-alive",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "sec-websocket-version": "13",
+      },
+    });
+    // RFC 9110 §7.8: an Upgrade not named in Connection is ignored; this is a plain GET.
+    assert.equal(notAnUpgrade.status, 200);
+    assert.equal(await notAnUpgrade.text(), "plain GET");
+    const noKey = await fetch(`${edge.url}/cable`, {
+      headers: { upgrade: "websocket", connection: "Upgrade" },
+    });
+    await noKey.body?.cancel();
+    assert.equal(noKey.status, 400);
+    await delay(100);
+    assert.equal(up.open(), 0, "no upstream WebSocket was left open");
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("websocket: the upstream handshake carries the client's User-Agent after Deno's own", async () => {
+  const up = startWebSocketUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: up.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
+  try {
+    await conn.write(new TextEncoder().encode(
+      "GET /cable HTTP/1.1\r\nHost: app.test\r\nUser-Agent: Mozilla/5.0 Test\r\n" +
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    ));
+    const n = await conn.read(new Uint8Array(1024)); // the 101
+    assert.ok(n);
+    // Deno's WebSocket client always sends its own first; the README says so.
+    assert.match(up.handshakes[0].get("user-agent")!, /^Deno\/[\d.]+, Mozilla\/5\.0 Test$/);
+  } finally {
+    conn.close();
+    await delay(50);
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
