@@ -205,7 +205,7 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T | "pending"
  * A raw TCP upstream that reads one WebSocket handshake, accepts it after `delayMs` and reports
  * whether vestibule closed that connection (EOF or a close frame) within `watchMs` after that.
  */
-async function rawSlowUpstream(delayMs: number, watchMs: number) {
+function rawSlowUpstream(delayMs: number, watchMs: number) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const verdict = (async () => {
     const conn = await listener.accept();
@@ -252,7 +252,7 @@ async function rawSlowUpstream(delayMs: number, watchMs: number) {
 }
 
 Deno.test("websocket: a client that hangs up during the upstream handshake leaves no upstream socket and no stuck shutdown", async () => {
-  const up = await rawSlowUpstream(300, 1_000);
+  const up = rawSlowUpstream(300, 1_000);
   const edge = startVestibule({
     regions: { us: { origin: up.url } },
     default_region: "us",
