@@ -62,22 +62,37 @@ Deno.test("https downgrade behind a trusted proxy: Location and cookie Domain us
   }
 });
 
-Deno.test("open redirect through an appending proxy: a client's own X-Forwarded-Host is not the public host", async () => {
+Deno.test("behind one trusted proxy, only the X-Forwarded-Host entry it wrote counts", async (t) => {
   const up = startUpstream((req) =>
     new Response(null, { status: 302, headers: { location: `${new URL(req.url).origin}/next` } })
   );
   const edge = startVestibule(oneRegion(up.url, { trusted_proxy_hops: 1 }));
   try {
-    // The client sent "evil.example"; the one trusted proxy appended what it saw.
-    const answer = await rawRequest(
-      edge.port,
-      "GET / HTTP/1.1\r\nHost: 10.0.0.5\r\nX-Forwarded-Host: evil.example, app.example.com\r\n" +
-        "X-Forwarded-Proto: http, https\r\nConnection: close\r\n\r\n",
+    await t.step(
+      "open redirect through an appending proxy: the client's own entry is ignored",
+      async () => {
+        // The client sent "evil.example"; the one trusted proxy appended what it saw.
+        const answer = await rawRequest(
+          edge.port,
+          "GET / HTTP/1.1\r\nHost: 10.0.0.5\r\nX-Forwarded-Host: evil.example, app.example.com\r\n" +
+            "X-Forwarded-Proto: http, https\r\nConnection: close\r\n\r\n",
+        );
+        assert.match(answer, /\r\nlocation: https:\/\/app\.example\.com\/next\r\n/i);
+        // The app gets the one entry the edge trusted, not the chain the client started.
+        assert.equal(up.received[0].headers.get("x-forwarded-host"), "app.example.com");
+        assert.equal(up.received[0].headers.get("x-forwarded-proto"), "https");
+      },
     );
-    assert.match(answer, /\r\nlocation: https:\/\/app\.example\.com\/next\r\n/i);
-    // The app gets the one entry the edge trusted, not the chain the client started.
-    assert.equal(up.received[0].headers.get("x-forwarded-host"), "app.example.com");
-    assert.equal(up.received[0].headers.get("x-forwarded-proto"), "https");
+    await t.step("path splicing: an entry that is not a host is 400 bad_host", async () => {
+      const answer = await rawRequest(
+        edge.port,
+        "GET / HTTP/1.1\r\nHost: 10.0.0.5\r\nX-Forwarded-Host: evil.example/x?\r\n" +
+          "Connection: close\r\n\r\n",
+      );
+      assert.match(answer, /^HTTP\/1\.1 400 /);
+      assert.match(answer, /bad_host/);
+      assert.equal(up.received.length, 1, "only the first step's request reached the app");
+    });
   } finally {
     await Promise.all([edge.close(), up.close()]);
   }
@@ -119,25 +134,6 @@ Deno.test("behind a trusted proxy, match.host tests the public host the proxy vo
     assert.equal(app.received[0].headers.get("x-forwarded-host"), "app.example.com");
   } finally {
     await Promise.all([edge.close(), admin.close(), app.close()]);
-  }
-});
-
-Deno.test("path splicing through a trusted X-Forwarded-Host: one that is not a host is 400 bad_host", async () => {
-  const up = startUpstream((req) =>
-    new Response(null, { status: 302, headers: { location: `${new URL(req.url).origin}/next` } })
-  );
-  const edge = startVestibule(oneRegion(up.url, { trusted_proxy_hops: 1 }));
-  try {
-    const answer = await rawRequest(
-      edge.port,
-      "GET / HTTP/1.1\r\nHost: 10.0.0.5\r\nX-Forwarded-Host: evil.example/x?\r\n" +
-        "Connection: close\r\n\r\n",
-    );
-    assert.match(answer, /^HTTP\/1\.1 400 /);
-    assert.match(answer, /bad_host/);
-    assert.equal(up.received.length, 0);
-  } finally {
-    await Promise.all([edge.close(), up.close()]);
   }
 });
 
