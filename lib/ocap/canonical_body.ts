@@ -15,7 +15,8 @@ const encoder = new TextEncoder();
 /**
  * Canonicalizes a body by its `Content-Type`: JSON is re-serialized with object keys sorted
  * (numbers kept as written, so precision never merges two values), urlencoded forms get their
- * parameters sorted, and everything else, including JSON that does not parse, stays byte for byte.
+ * parameters sorted, and everything else, including JSON that does not parse or repeats a key,
+ * stays byte for byte.
  */
 export function canonicalBody(contentType: string | null, bytes: Uint8Array): CanonicalBody {
   const type = (contentType ?? "").split(";")[0].trim().toLowerCase();
@@ -24,7 +25,11 @@ export function canonicalBody(contentType: string | null, bytes: Uint8Array): Ca
     if (text !== undefined) {
       try {
         const parsed = JSON.parse(text, keepNumberSource);
-        return { kind: "json", bytes: encoder.encode(serializeSorted(parsed)) };
+        // JSON.parse keeps the last of a repeated key, other parsers the first: such a body is
+        // keyed on its bytes, or {"code":"a","code":"b"} would share {"code":"b"}'s answer.
+        if (!hasDuplicateKey(text)) {
+          return { kind: "json", bytes: encoder.encode(serializeSorted(parsed)) };
+        }
       } catch {
         // Claims JSON but is not: keyed on the raw bytes below, without an error.
       }
@@ -37,6 +42,34 @@ export function canonicalBody(contentType: string | null, bytes: Uint8Array): Ca
     }
   }
   return { kind: "raw", bytes };
+}
+
+/**
+ * Whether an object in `text` (valid JSON) names a key twice. Walks the text once: a string
+ * followed by `:` is a key of the innermost open object.
+ */
+export function hasDuplicateKey(text: string): boolean {
+  const open: Array<Set<string> | null> = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === "{") open.push(new Set());
+    else if (c === "[") open.push(null);
+    else if (c === "}" || c === "]") open.pop();
+    else if (c === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') end += text[end] === "\\" ? 2 : 1;
+      let next = end + 1;
+      while (/\s/.test(text[next] ?? "")) next++;
+      const keys = open.at(-1);
+      if (text[next] === ":" && keys) {
+        const key = JSON.parse(text.slice(i, end + 1)) as string;
+        if (keys.has(key)) return true;
+        keys.add(key);
+      }
+      i = end;
+    }
+  }
+  return false;
 }
 
 /** A JSON number with its source text, so `12345678901234567890` and `…891` stay different. */
