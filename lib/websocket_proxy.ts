@@ -11,6 +11,9 @@ import { HttpError } from "./http_error.ts";
 import { clientClosed } from "./request_body.ts";
 import type { RouteContext } from "./route_context.ts";
 
+/** RFC 6455 §4.1: each offered subprotocol is a token, offered once. */
+const SUBPROTOCOL = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
 /** Whether the request asks to become a WebSocket (RFC 6455 §4.1). */
 export function isWebSocketUpgrade(method: string, headers: HeaderList): boolean {
   return method === "GET" && headers.get("upgrade")?.toLowerCase() === "websocket" &&
@@ -39,6 +42,14 @@ export async function proxyWebSocket(
   );
   const protocols = (ctx.headers.get("sec-websocket-protocol") ?? "").split(",")
     .map((p) => p.trim()).filter(Boolean);
+  // Deno's WebSocket client throws on these; they are the client's error, not vestibule's.
+  if (!protocols.every((p) => SUBPROTOCOL.test(p)) || new Set(protocols).size < protocols.length) {
+    throw new HttpError(
+      400,
+      "bad_websocket",
+      "The WebSocket handshake offers invalid subprotocols",
+    );
+  }
   const url = upstream.origin.replace(/^http/, "ws") + ctx.pathAndQuery;
   const started = performance.now();
   const toUpstream = new WebSocket(url, { protocols, headers: handshake });
@@ -56,7 +67,12 @@ export async function proxyWebSocket(
   try {
     // Upgrading a connection that is already gone made Deno.serve's shutdown hang.
     if (ctx.request.signal.aborted) throw clientClosed(ctx.request.signal.reason);
-    upgraded = Deno.upgradeWebSocket(ctx.request, { protocol: toUpstream.protocol || undefined });
+    // Deno.upgradeWebSocket splits the offer on ", " only (so "a,b" offers one protocol): the
+    // upstream chose from the offer as parsed above, and that choice is what the client gets.
+    upgraded = Deno.upgradeWebSocket(ctx.request);
+    if (toUpstream.protocol) {
+      upgraded.response.headers.set("sec-websocket-protocol", toUpstream.protocol);
+    }
   } catch (error) {
     toUpstream.close();
     throw error;

@@ -331,3 +331,49 @@ Deno.test("websocket: the upstream handshake carries the client's User-Agent aft
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+Deno.test("websocket: subprotocol offers as RFC 6455 writes them, and malformed ones as 400 bad_websocket", async (t) => {
+  const up = startWebSocketUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: up.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  /** A hand-written handshake with `offer`; the first line and headers of the answer. */
+  const handshake = async (offer: string) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
+    try {
+      await conn.write(new TextEncoder().encode(
+        "GET /cable HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+          `Sec-WebSocket-Protocol: ${offer}\r\n\r\n`,
+      ));
+      const buf = new Uint8Array(4096);
+      const n = await conn.read(buf);
+      return new TextDecoder().decode(buf.subarray(0, n ?? 0));
+    } finally {
+      conn.close();
+    }
+  };
+  try {
+    for (const offer of ["chat.v1,chat.v2", "chat.v1,\tchat.v2"]) {
+      await t.step(`offer ${JSON.stringify(offer)}: the upstream's choice`, async () => {
+        const answer = await handshake(offer);
+        assert.match(answer, /^HTTP\/1\.1 101 /);
+        assert.match(answer, /\r\nsec-websocket-protocol: chat\.v2\r\n/i);
+      });
+    }
+    for (const offer of ["chat, chat", "a(b)"]) {
+      await t.step(`offer ${JSON.stringify(offer)}: 400, and no upstream socket`, async () => {
+        const before = up.handshakes.length;
+        const answer = await handshake(offer);
+        assert.match(answer, /^HTTP\/1\.1 400 /);
+        assert.match(answer, /bad_websocket/);
+        assert.equal(up.handshakes.length, before);
+      });
+    }
+  } finally {
+    await delay(50);
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
