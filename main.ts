@@ -39,6 +39,25 @@ export const app = createApp({
   metricsChannel: metricsToken ? "vestibule-metrics" : undefined,
 });
 
+/**
+ * How long a stop (SIGTERM from a load balancer or orchestrator, or Ctrl-C) waits for requests in
+ * flight; below Kubernetes' default 30 s grace period, after which the process is killed anyway.
+ */
+const SHUTDOWN_GRACE_MS = 25_000;
+
 if (import.meta.main) {
-  Deno.serve({ port: Number(Deno.env.get("PORT") ?? 8000) }, app.fetch);
+  const server = Deno.serve({ port: Number(Deno.env.get("PORT") ?? 8000) }, app.fetch);
+  // Stop accepting, let answers in flight finish (Deno.serve's shutdown waits for them), then
+  // exit, which writes the access lines still buffered. Without this a stop cut answers off.
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) Deno.exit(0); // A second Ctrl-C does not wait.
+    stopping = true;
+    const grace = Promise.withResolvers<void>();
+    const timer = setTimeout(grace.resolve, SHUTDOWN_GRACE_MS);
+    await Promise.race([server.shutdown(), grace.promise]);
+    clearTimeout(timer);
+    Deno.exit(0);
+  };
+  for (const signal of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(signal, stop);
 }

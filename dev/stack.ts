@@ -78,8 +78,8 @@ Deno.addSignalListener("SIGTERM", shutdown);
 const status = await edge.status;
 // Ctrl-C in a terminal signals vestibule too, and it may be gone before `shutdown` runs: that is
 // a stop, not a crash.
-const stopped = stopping || status.signal === "SIGINT" || status.signal === "SIGTERM" ||
-  status.code === 130 || status.code === 143;
+const stopped = stopping || status.success || status.signal === "SIGINT" ||
+  status.signal === "SIGTERM" || status.code === 130 || status.code === 143;
 if (stopped) {
   await closeAll();
   Deno.exit(0);

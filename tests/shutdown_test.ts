@@ -1,0 +1,66 @@
+/** `deno run main.ts` as a real process: a stop (SIGTERM, Ctrl-C) lets answers in flight finish. */
+import assert from "node:assert/strict";
+import { deadPort, startUpstream } from "./_servers.ts";
+
+Deno.test("a SIGTERM while an answer is in flight: the client still gets it, its log line is written, exit 0", async () => {
+  const arrived = Promise.withResolvers<void>();
+  const up = startUpstream(async () => {
+    arrived.resolve();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    return new Response("finished");
+  });
+  const dir = await Deno.makeTempDir({ prefix: "shutdown_test_" });
+  const rules = `${dir}/rules.json`;
+  await Deno.writeTextFile(
+    rules,
+    JSON.stringify({
+      regions: { us: { origin: up.url } },
+      default_region: "us",
+      rules: [{ name: "app", type: "regional" }],
+    }),
+  );
+  const port = deadPort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "main.ts"],
+    cwd: new URL("../", import.meta.url),
+    env: { PORT: String(port), VESTIBULE_RULES: rules, NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const output = child.output();
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    for (let i = 0;; i++) {
+      try {
+        await (await fetch(`${base}/_vestibule/health`)).body?.cancel();
+        break;
+      } catch (error) {
+        if (i > 200) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    const answer = fetch(`${base}/slow`);
+    await arrived.promise;
+    child.kill("SIGTERM");
+    const res = await answer;
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), "finished", "the answer in flight was not cut off");
+    const { code, stdout } = await output;
+    assert.equal(code, 0);
+    const lines = new TextDecoder().decode(stdout).trim().split("\n").map((l) => JSON.parse(l));
+    assert.ok(
+      lines.some((line) => line.path === "/slow" && line.status === 200),
+      "the access line written before exit",
+    );
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+    await output.catch(() => {});
+    await up.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
