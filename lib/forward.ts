@@ -115,9 +115,9 @@ export function upstreamHeaders(
         break;
     }
     if (
-      HOP_BY_HOP_HEADERS.has(name) || name === ctx.pinHeader || connectionNamed?.has(name) ||
-      (!ctx.trustForwarded && PROXY_CLAIMS.has(name)) ||
-      configures(upstream, name) || isPinSpelledWithUnderscores(name, ctx.pinHeader)
+      HOP_BY_HOP_HEADERS.has(name) || isPinHeader(name, ctx.pinHeader) ||
+      connectionNamed?.has(name) || (!ctx.trustForwarded && PROXY_CLAIMS.has(name)) ||
+      configures(upstream, name)
     ) continue;
     headers.push(pair); // The list is this request's own and the pair is never changed.
   }
@@ -156,13 +156,14 @@ export function upstreamHeaders(
 }
 
 /**
- * `x_vestibule_region` for the pin header `x-vestibule-region`, or the other way round when the
- * pin header is configured with underscores: CGI, WSGI and Rack servers read both spellings as
- * `HTTP_X_VESTIBULE_REGION`, so either would reach the app as the pin.
+ * Whether header `name` is the pin header, also spelt `x_vestibule_region` for
+ * `x-vestibule-region` (or the other way round when the pin header is configured with
+ * underscores): CGI, WSGI and Rack servers read both as `HTTP_X_VESTIBULE_REGION`, so either
+ * would reach the app as the pin.
  */
-export function isPinSpelledWithUnderscores(name: string, pinHeader: string): boolean {
-  return name.length === pinHeader.length &&
-    name.replaceAll("_", "-") === pinHeader.replaceAll("_", "-");
+export function isPinHeader(name: string, pinHeader: string): boolean {
+  return name === pinHeader || (name.length === pinHeader.length &&
+    name.replaceAll("_", "-") === pinHeader.replaceAll("_", "-"));
 }
 
 /** Whether the rules file sets header `name` for this upstream (the list is short). */
@@ -368,7 +369,8 @@ function hasHopByHop(h: Headers): boolean {
   return false;
 }
 
-function connectionTokens(value: string | null): Set<string> | undefined {
+/** The header names a `Connection` value lists, lower-cased. */
+export function connectionTokens(value: string | null): Set<string> | undefined {
   if (!value) return undefined;
   return new Set(value.toLowerCase().split(",").map((s) => s.trim()).filter(Boolean));
 }

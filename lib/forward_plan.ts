@@ -9,18 +9,16 @@ import {
   type CookiePolicy,
   type ForwardContext,
   HOP_BY_HOP_HEADERS,
-  isPinSpelledWithUnderscores,
+  isPinHeader,
   PROXY_CLAIMS,
   upstreamHeaders,
 } from "./forward.ts";
 
+/** Headers vestibule sets itself, whose incoming values only trusted proxies may pass on. */
+const FORWARDED_FAMILY = ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"];
+
 /** Headers vestibule always sets itself; their values (like any it chooses) are safe to show. */
-const SET_BY_VESTIBULE = [
-  "x-forwarded-for",
-  "x-forwarded-host",
-  "x-forwarded-proto",
-  "x-real-ip",
-] as const;
+const SET_BY_VESTIBULE = [...FORWARDED_FAMILY, "x-real-ip"];
 
 /** A cookie or header that the upstream would not receive, and why. */
 export interface Stripped {
@@ -86,7 +84,7 @@ export function forwardPlan(
   // X-Forwarded-* always, and any other header whose value upstreamHeaders() chose itself.
   for (const [name, value] of outgoing) {
     if (name === "cookie" || plan.headers.fromRules.includes(name)) continue;
-    const own = (SET_BY_VESTIBULE as readonly string[]).includes(name);
+    const own = SET_BY_VESTIBULE.includes(name);
     if (own || incoming.get(name) !== value) plan.headers.set[name] = value;
   }
   const connectionNamed = (incoming.get("connection") ?? "").toLowerCase().split(",")
@@ -96,9 +94,7 @@ export function forwardPlan(
     const strip = (reason: string) => plan.headers.stripped.push({ name, reason });
     if (plan.headers.fromRules.includes(name)) strip("replaced by the rules file's value");
     else if (name in plan.headers.set) {
-      // X-Real-IP is vestibule's whatever the proxies in front: not one of the trusted family.
-      const forwardedFamily = name !== "x-real-ip" &&
-        (SET_BY_VESTIBULE as readonly string[]).includes(name);
+      const forwardedFamily = FORWARDED_FAMILY.includes(name);
       if (outgoing.get(name) === value) continue;
       if (forwardedFamily && !ctx.trustForwarded) {
         strip("replaced by vestibule: trusted_proxy_hops is 0");
@@ -106,7 +102,7 @@ export function forwardPlan(
       // A trusted X-Forwarded-For is extended, not replaced: `set` shows the whole chain.
     } else if (outgoing.has(name)) plan.headers.forwarded.push(name);
     else if (HOP_BY_HOP_HEADERS.has(name)) strip("hop-by-hop");
-    else if (isPinSpelledWithUnderscores(name, ctx.pinHeader)) strip("pin header");
+    else if (isPinHeader(name, ctx.pinHeader)) strip("pin header");
     else if (name === "host") strip("the upstream gets its own host");
     else if (PROXY_CLAIMS.has(name)) strip("not trusted: trusted_proxy_hops is 0");
     else if (connectionNamed.includes(name)) strip("hop-by-hop: named in Connection");

@@ -7,6 +7,9 @@
  */
 export type HeaderPairs = Array<[name: string, value: string]>;
 
+/** RFC 9110 §5.6.2 token: a header name, a cookie name, a WebSocket subprotocol. */
+export const HTTP_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
 /** What the router needs from a set of request headers: `Headers` and `HeaderList` both fit. */
 export type HeaderReader = Pick<Headers, "get">;
 

@@ -1,11 +1,12 @@
 /** @module The zod schema of `rules.json`: the one source of truth for validation and `rules.schema.json`. */
 import { z } from "zod";
+import { HTTP_TOKEN } from "./header_list.ts";
 
 const regexString = z.string().min(1).describe(
   "A JavaScript regular expression (anchor it yourself)",
 );
 /** RFC 9110 §5.6.2 token: what a header name may be. */
-const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "not a valid header name");
+const headerName = z.string().regex(HTTP_TOKEN, "not a valid header name");
 /** Header → regex; a name `Headers` refuses would otherwise never match, and crash explain. */
 const headerRegexMap = z.record(headerName, regexString);
 /**
@@ -148,7 +149,7 @@ export const rulesFileSchema = z.strictObject({
     ip_lookup: z.boolean().default(false),
   }).default({ countries: {}, ip_lookup: false }),
   pin: z.strictObject({
-    cookie: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/).default("__Host-vestibule-region"),
+    cookie: z.string().regex(HTTP_TOKEN).default("__Host-vestibule-region"),
     header: headerName.default("x-vestibule-region"),
     max_age_seconds: z.number().int().positive().max(34_560_000).default(31_536_000).describe(
       "Browsers cap cookie lifetimes at 400 days (RFC 6265bis)",

@@ -5,19 +5,16 @@
  * cannot carry an upgrade, so without this a WebSocket reached the app as a plain GET.
  */
 import type { Upstream } from "./compile_rules.ts";
-import { type CookiePolicy, upstreamHeaders } from "./forward.ts";
-import type { HeaderList } from "./header_list.ts";
+import { connectionTokens, type CookiePolicy, upstreamHeaders } from "./forward.ts";
+import { type HeaderList, HTTP_TOKEN } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
 import { clientClosed } from "./request_body.ts";
 import type { RouteContext } from "./route_context.ts";
 
-/** RFC 6455 §4.1: each offered subprotocol is a token, offered once. */
-const SUBPROTOCOL = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-
 /** Whether the request asks to become a WebSocket (RFC 6455 §4.1). */
 export function isWebSocketUpgrade(method: string, headers: HeaderList): boolean {
   return method === "GET" && headers.get("upgrade")?.toLowerCase() === "websocket" &&
-    (headers.get("connection") ?? "").toLowerCase().split(",").some((t) => t.trim() === "upgrade");
+    (connectionTokens(headers.get("connection"))?.has("upgrade") ?? false);
 }
 
 /**
@@ -43,7 +40,8 @@ export async function proxyWebSocket(
   const protocols = (ctx.headers.get("sec-websocket-protocol") ?? "").split(",")
     .map((p) => p.trim()).filter(Boolean);
   // Deno's WebSocket client throws on these; they are the client's error, not vestibule's.
-  if (!protocols.every((p) => SUBPROTOCOL.test(p)) || new Set(protocols).size < protocols.length) {
+  // RFC 6455 §4.1: each offered subprotocol is a token, offered once.
+  if (!protocols.every((p) => HTTP_TOKEN.test(p)) || new Set(protocols).size < protocols.length) {
     throw new HttpError(
       400,
       "bad_websocket",
