@@ -10,6 +10,7 @@ import { VestibuleMetrics } from "./lib/metrics.ts";
 import { metricsResponse } from "./lib/metrics_endpoint.ts";
 import { WorkerMetrics } from "./lib/worker_metrics.ts";
 import { createObserver, type Observed, UNOBSERVED } from "./lib/observe.ts";
+import { servedBy } from "./lib/own_paths.ts";
 import { readPin } from "./lib/pin.ts";
 import { viewRequest } from "./lib/request_view.ts";
 import { BodyTooLargeError, BufferedBody } from "./lib/request_body.ts";
@@ -42,6 +43,12 @@ export interface AppDeps {
    * still go upstream.
    */
   observe?: boolean;
+  /**
+   * The scheme clients reach this listener with, sent upstream as `X-Forwarded-Proto` unless
+   * trusted proxies report one; default `http`. (`request.url`'s is the client's word for an
+   * absolute-form request target.)
+   */
+  scheme?: "http" | "https";
 }
 
 type ServeInfo = Partial<Deno.ServeHandlerInfo>;
@@ -56,6 +63,7 @@ export interface App {
 export function createApp(deps: AppDeps): App {
   const { config } = deps;
   const now = deps.now ?? Date.now;
+  const scheme = deps.scheme ?? "http";
   const app = new Hono<Env>();
 
   app.get("/_vestibule/health", (c) => c.json({ status: "ok" }));
@@ -105,6 +113,7 @@ export function createApp(deps: AppDeps): App {
       const { url, headers, facts, clientIp, forward } = viewRequest(request, config, {
         remoteIp: remoteHost(info?.remoteAddr),
         requestId: observed.requestId,
+        scheme,
       });
       const match = await findRule(config.rules, facts, body);
       if (!match) {
@@ -116,7 +125,7 @@ export function createApp(deps: AppDeps): App {
         request,
         config,
         match,
-        pathAndQuery: url.pathname + url.search,
+        pathAndQuery: url.pathname + (url.search || emptyQuery(request.url)),
         searchParams: url.searchParams,
         body,
         headers,
@@ -164,12 +173,15 @@ export function createApp(deps: AppDeps): App {
   return {
     fetch(request, info) {
       const path = getPath(request);
-      if (path.startsWith("/_vestibule/") || (ocapPath && path.startsWith(ocapPath))) {
-        return app.fetch(request, info);
-      }
+      if (servedBy(path, ocapPath)) return app.fetch(request, info);
       return routeRequest(request, path, info).catch((error) => internalError(error, request));
     },
   };
+}
+
+/** `?` when the client sent an empty query (`/callback?`), which `URL.search` reads as none. */
+function emptyQuery(rawUrl: string): string {
+  return rawUrl.includes("?") ? "?" : "";
 }
 
 /** The peer's IP; a Unix socket (or no address at all) counts as loopback. */

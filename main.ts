@@ -35,6 +35,8 @@ export const app = createApp({
     batchBytes: import.meta.main ? LONE_WRITER_BATCH : PIPE_BUF,
   }),
   metricsToken,
+  // Deno Deploy terminates TLS in front of every app; self-hosted, main.ts listens on plain HTTP.
+  scheme: Deno.env.get("DENO_DEPLOYMENT_ID") ? "https" : "http",
   // Under `deno serve --parallel` the workers merge their metrics; alone, there is no one to ask.
   metricsChannel: metricsToken ? "vestibule-metrics" : undefined,
 });

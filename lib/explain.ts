@@ -5,7 +5,7 @@
 import { assumeRegion, type CountryLookup } from "./assume_region.ts";
 import type { Config, Rule, Upstream } from "./compile_rules.ts";
 import type { CookiePolicy } from "./forward.ts";
-import { viewRequest } from "./request_view.ts";
+import { checkMethod, type RequestView, viewRequest } from "./request_view.ts";
 import { cookieNames, type ForwardPlan, forwardPlan } from "./forward_plan.ts";
 import { findRule, type RuleMatch } from "./match_rule.ts";
 import { readPin, type RegionPin } from "./pin.ts";
@@ -13,7 +13,10 @@ import { BodyTooLargeError, BufferedBody } from "./request_body.ts";
 import { HttpError } from "./http_error.ts";
 import { chooseRegion, regionalCookies } from "./choose_region.ts";
 import { redirectLocation } from "./redirect_location.ts";
+import { servedBy } from "./own_paths.ts";
 import { isSafeRequestId } from "./request_id.ts";
+import { isWebSocketUpgrade } from "./websocket_proxy.ts";
+import { HeaderList } from "./header_list.ts";
 
 export type { ForwardPlan, Stripped } from "./forward_plan.ts";
 
@@ -75,6 +78,8 @@ export interface Explanation {
   targets: Target[];
   /** Answered by vestibule itself instead of an upstream. */
   refused?: { status: number; code: string; message: string };
+  /** Not routed at all: vestibule's own endpoints, or OCAP's mount. */
+  servedBy?: "vestibule" | "ocap";
   /** Details an operator should know, in plain sentences. */
   notes: string[];
 }
@@ -94,14 +99,38 @@ export async function explainRequest(
   config: Config,
   options: ExplainOptions = {},
 ): Promise<Explanation> {
-  const method = described.method.toUpperCase();
+  const { method } = described;
+  const refused = (error: HttpError): Explanation => ({
+    method,
+    url: described.url,
+    tried: [],
+    refused: { status: error.status, code: error.code, message: error.message },
+    targets: [],
+    notes: [],
+  });
+  try {
+    // Before `new Request`, which upper-cases `get` and refuses TRACE: the router sees both.
+    checkMethod(method);
+  } catch (error) {
+    if (error instanceof HttpError) return refused(error);
+    throw error;
+  }
   const request = buildRequest(method, described);
   // The router sends a request id upstream: the client's when it is safe, else a new UUID.
   const incomingId = request.headers.get("x-request-id");
-  const { url, facts, clientIp, forward } = viewRequest(request, config, {
-    remoteIp: described.clientIp ?? DEFAULT_CLIENT_IP,
-    requestId: isSafeRequestId(incomingId) ? incomingId : NEW_REQUEST_ID,
-  });
+  let view: RequestView;
+  try {
+    view = viewRequest(request, config, {
+      // As if vestibule listened on the scheme the URL names (https for a bare path).
+      scheme: request.url.startsWith("http:") ? "http" : "https",
+      remoteIp: described.clientIp ?? DEFAULT_CLIENT_IP,
+      requestId: isSafeRequestId(incomingId) ? incomingId : NEW_REQUEST_ID,
+    });
+  } catch (error) {
+    if (error instanceof HttpError) return refused(error);
+    throw error;
+  }
+  const { url, facts, clientIp, forward } = view;
   const headers = request.headers;
   const out: Explanation = { method, url: url.href, tried: [], targets: [], notes: [] };
   // Targets and notes last, so the JSON output reads top to bottom like the text.
@@ -110,9 +139,20 @@ export async function explainRequest(
     return { ...decision, targets, notes };
   };
 
+  const own = servedBy(url.pathname, config.ocap?.path);
+  if (own) {
+    out.servedBy = own;
+    out.notes.push(
+      own === "ocap"
+        ? "OCAP's mount: handled by the outgoing caching proxy, not by the rule table"
+        : "vestibule's own endpoint (health, metrics; 404 for anything else): no rule is tried",
+    );
+    return done();
+  }
   let match: RuleMatch | undefined;
+  const body = new BufferedBody(request, config.bodyLimitBytes);
   try {
-    match = await findRule(config.rules, facts, new BufferedBody(request, config.bodyLimitBytes));
+    match = await findRule(config.rules, facts, body);
   } catch (error) {
     if (!(error instanceof BodyTooLargeError)) throw error;
     out.refused = { status: 413, code: "body_too_large", message: error.message };
@@ -135,17 +175,20 @@ export async function explainRequest(
   if (pin) out.pin = pin;
   const assumed = assumeRegion(headers, clientIp, config, options.countryLookup);
 
+  const webSocket = isWebSocketUpgrade(method, new HeaderList(headers));
   const plan = (upstream: Upstream, cookies: CookiePolicy): Target => ({
     kind: upstream.kind,
     id: upstream.id,
     origin: upstream.origin,
-    forward: forwardPlan(headers, upstream, cookies, forward),
+    forward: forwardPlan(headers, upstream, cookies, forward, webSocket),
   });
   const ctx = {
     config,
     match,
     searchParams: url.searchParams,
     pathAndQuery: url.pathname + url.search,
+    // The query as typed: the router redirects with the client's own bytes.
+    request: { url: described.url },
     pin,
     assumed,
   };
@@ -197,6 +240,16 @@ export async function explainRequest(
       break;
     }
     case "broadcast": {
+      // routes/broadcast.ts buffers the whole body before it calls any region.
+      if (method !== "GET" && method !== "HEAD") {
+        try {
+          await body.bytes();
+        } catch (error) {
+          if (!(error instanceof BodyTooLargeError)) throw error;
+          out.refused = { status: 413, code: "body_too_large", message: error.message };
+          return done();
+        }
+      }
       out.regions = [...config.regionIds];
       out.reason = "broadcast";
       out.notes.push(...pinNotes(headers, config, pin));
@@ -238,7 +291,10 @@ export async function explainRequest(
 function buildRequest(method: string, described: RequestDescription): Request {
   let url: URL;
   try {
-    url = new URL(described.url, BASE_URL);
+    // A path is a path, even one that starts with "//" (the router reads it so).
+    url = described.url.startsWith("/")
+      ? new URL(BASE_URL + described.url)
+      : new URL(described.url, BASE_URL);
   } catch {
     throw new TypeError(`Cannot explain "${described.url}": not a URL or a path`);
   }
@@ -247,12 +303,32 @@ function buildRequest(method: string, described: RequestDescription): Request {
       `Cannot explain "${described.url}": only http and https URLs reach vestibule`,
     );
   }
-  if (described.body !== undefined && (method === "GET" || method === "HEAD")) {
-    throw new TypeError(`Cannot explain a ${method} request with a body`);
+  const headers = new Headers();
+  const cookies: string[] = [];
+  for (const [name, value] of headerPairs(described.headers)) {
+    if (name.toLowerCase() === "cookie") cookies.push(value.trim());
+    else headers.append(name, value);
   }
+  // `Headers` joins repeated Cookie fields with ", "; Deno.serve joins them with "; ", as HTTP/2
+  // says, and so does a browser's single header.
+  if (cookies.length > 0) headers.set("cookie", cookies.join("; "));
   // Bytes, not a string: a string body would make `Request` invent a text/plain Content-Type.
-  const body = described.body === undefined ? undefined : new TextEncoder().encode(described.body);
-  return new Request(url, { method, headers: described.headers, body });
+  let body = described.body === undefined ? undefined : new TextEncoder().encode(described.body);
+  if (body && (method === "GET" || method === "HEAD")) {
+    // `Request` cannot carry it; its length is enough for the router's refusal.
+    headers.set("content-length", String(body.length));
+    body = undefined;
+  }
+  return new Request(url, { method, headers, body });
+}
+
+/** The header fields one by one; iterating a `Headers` would have joined repeated ones. */
+function headerPairs(init: HeadersInit | undefined): Array<[string, string]> {
+  if (init === undefined) return [];
+  if (init instanceof Headers || Symbol.iterator in init) {
+    return Array.from(init as Iterable<string[]>, ([name, value]) => [name, value]);
+  }
+  return Object.entries(init);
 }
 
 /** Why a pin the request carries was not used; the values themselves are never shown. */

@@ -6,7 +6,9 @@ import type { ForwardPlan, Stripped } from "./forward_plan.ts";
 export function formatExplanation(e: Explanation): string {
   const lines = [`${e.method} ${e.url}`];
   lines.push(`Rules tried before: ${e.tried.length > 0 ? e.tried.join(", ") : "(none)"}`);
-  if (e.refused) {
+  if (e.servedBy) {
+    lines.push(`Not routed: ${e.servedBy === "ocap" ? "OCAP" : "vestibule itself"} answers`);
+  } else if (e.refused) {
     lines.push(
       `No upstream: vestibule answers ${e.refused.status} ${e.refused.code}: ${e.refused.message}`,
     );

@@ -314,13 +314,17 @@ export function clientResponse(
 ): Response {
   const h = res.headers;
   const encoding = h.get("content-encoding")?.trim().toLowerCase();
-  const decoded = encoding !== undefined && DECODED_BY_FETCH.has(encoding) &&
-    sentAcceptEncoding !== "identity";
+  // A HEAD answer (or a 204/304) has no body that fetch could have decoded.
+  const decoded = res.body !== null && encoding !== undefined &&
+    DECODED_BY_FETCH.has(encoding) && sentAcceptEncoding !== "identity";
   const location = h.get("location");
   const rewriteLocation = location !== null && pointsAtOrigin(location, upstream);
   const cookies = h.getSetCookie();
   if (
-    !decoded && !rewriteLocation && cookies.length === 0 && !hasHopByHop(h)
+    !decoded && !rewriteLocation && cookies.length === 0 && !hasHopByHop(h) &&
+    // Deno.serve drops Content-Encoding and Content-Length from a bodiless fetch response it is
+    // handed as it is, and a HEAD must carry GET's headers; a copy keeps them.
+    !(res.body === null && encoding !== undefined)
   ) {
     return res; // Nothing to change: hand the upstream response over as it is, without copies.
   }

@@ -56,6 +56,7 @@ export function forwardPlan(
   upstream: Upstream,
   cookies: CookiePolicy,
   ctx: ForwardContext,
+  webSocket = false,
 ): ForwardPlan {
   const outgoing = new Headers(
     upstreamHeaders(new HeaderList(incoming), upstream, cookies, ctx).headers,
@@ -107,6 +108,25 @@ export function forwardPlan(
     else if (PROXY_CLAIMS.has(name)) strip("not trusted: trusted_proxy_hops is 0");
     else if (connectionNamed.includes(name)) strip("hop-by-hop: named in Connection");
     else strip("not forwarded");
+  }
+  const deno = `Deno/${Deno.version.deno}`;
+  if (webSocket) {
+    // proxyWebSocket(): Deno's WebSocket client writes its own handshake and User-Agent.
+    const own = (n: string) => n.startsWith("sec-websocket-") || n === "accept-encoding";
+    for (const n of plan.headers.forwarded.filter(own)) {
+      plan.headers.stripped.push({ name: n, reason: "the WebSocket client writes its own" });
+    }
+    plan.headers.forwarded = plan.headers.forwarded.filter((n) => !own(n) && n !== "user-agent");
+    delete plan.headers.set["accept-encoding"];
+    const ua = outgoing.get("user-agent");
+    plan.headers.set["user-agent"] = ua ? `${deno}, ${ua}` : deno;
+  } else {
+    // Deno's fetch adds these when the request has none.
+    for (
+      const [name, value] of [["accept", "*/*"], ["accept-language", "*"], ["user-agent", deno]]
+    ) {
+      if (!outgoing.has(name)) plan.headers.set[name] = value;
+    }
   }
   return plan;
 }

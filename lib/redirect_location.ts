@@ -10,17 +10,33 @@ import type { RouteContext } from "./route_context.ts";
  */
 export function redirectLocation(
   template: string,
-  ctx: Pick<RouteContext, "match" | "pathAndQuery">,
+  ctx: Pick<RouteContext, "match" | "pathAndQuery"> & { request: Pick<Request, "url"> },
 ): string {
   const groups = ctx.match.pathMatch;
   const location = template.replace(/\$(\d)/g, (_, n: string) => groups?.[Number(n)] ?? "");
   if (!keepsTarget(template, location)) {
     throw new HttpError(400, "redirect_refused", "This path would redirect to another host");
   }
-  // The query exactly as the client sent it: re-serializing would re-encode it.
-  const at = ctx.pathAndQuery.indexOf("?");
-  const query = at === -1 ? "" : ctx.pathAndQuery.slice(at);
-  return location.includes("?") ? location : location + query;
+  // A `#fragment` of the template stays last: a query after it would never reach the server.
+  const hash = location.indexOf("#");
+  const base = hash === -1 ? location : location.slice(0, hash);
+  if (base.includes("?")) return location;
+  return base + clientQuery(ctx.request.url, ctx.pathAndQuery) + location.slice(base.length);
+}
+
+/**
+ * The query exactly as the client sent it, so a signed link still verifies: `request.url` keeps
+ * it raw, while the URL parser re-encodes `'` as `%27`. A query with bytes a header value cannot
+ * carry goes as the parser encoded it.
+ */
+function clientQuery(rawUrl: string, pathAndQuery: string): string {
+  const at = rawUrl.indexOf("?");
+  if (at === -1) return "";
+  const end = rawUrl.indexOf("#", at);
+  const raw = rawUrl.slice(at, end === -1 ? undefined : end);
+  if (/^[\x21-\x7e]*$/.test(raw)) return raw;
+  const parsed = pathAndQuery.indexOf("?");
+  return parsed === -1 ? "" : pathAndQuery.slice(parsed);
 }
 
 /** Bases for resolving a relative location: it must stay on whatever host the client used. */

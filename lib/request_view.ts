@@ -28,8 +28,17 @@ const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::\d{1,5})?$/;
 export function viewRequest(
   request: Request,
   config: Config,
-  options: { remoteIp: string; requestId?: string },
+  options: {
+    remoteIp: string;
+    requestId?: string;
+    /**
+     * The scheme of the listener the request came in on. Not `request.url`'s: for an
+     * absolute-form target (`GET https://host/ HTTP/1.1`) Deno.serve takes the client's word.
+     */
+    scheme?: "http" | "https";
+  },
 ): RequestView {
+  checkMethod(request.method);
   const headers = new HeaderList(request.headers);
   const host = headers.get("host");
   // Deno.serve builds `request.url` from `Host` unchecked: `Host: a/zz` would turn the path
@@ -52,7 +61,15 @@ export function viewRequest(
     : undefined;
   const proto = forwardedProto === "http" || forwardedProto === "https"
     ? forwardedProto
-    : url.protocol.slice(0, -1);
+    : options.scheme ?? "http";
+  if ((request.method === "GET" || request.method === "HEAD") && hasBody(headers)) {
+    // fetch cannot send one, and dropping it would hand the app another request.
+    throw new HttpError(
+      400,
+      "body_not_allowed",
+      `vestibule cannot forward a ${request.method} body`,
+    );
+  }
   const address = clientAddress(
     headers.get("x-forwarded-for"),
     options.remoteIp,
@@ -63,7 +80,8 @@ export function viewRequest(
     headers,
     facts: {
       method: request.method,
-      hostname: publicHost.replace(/:\d+$/, "").toLowerCase(),
+      // `admin.example.com.` names the same host (nginx drops the dot too).
+      hostname: publicHost.replace(/:\d+$/, "").replace(/\.$/, "").toLowerCase(),
       path: matchablePath(url.pathname),
       searchParams: url.searchParams,
       headers,
@@ -91,4 +109,28 @@ function vouchedFor(value: string | null, hops: number): string | undefined {
   if (!value) return undefined;
   const entries = value.split(",");
   return entries[Math.max(0, entries.length - hops)].trim() || undefined;
+}
+
+/**
+ * Refuses a method the router cannot route and forward as it came (`HttpError` 400 or 405).
+ * nginx's rule for a method: upper-case letters, `_` and `-`. Matching and forwarding must see the
+ * same method, and `fetch` upper-cases `post` but sends `patch` as it is, so `post` would skip a
+ * `POST` rule yet reach the app as a POST. TRACE and TRACK `fetch` refuses to send (CONNECT
+ * Deno.serve refuses itself): they are the client's error, not a failing upstream.
+ */
+export function checkMethod(method: string): void {
+  if (!METHOD.test(method)) {
+    throw new HttpError(400, "bad_method", "The method must be upper-case letters, _ or -");
+  }
+  if (method === "TRACE" || method === "TRACK") {
+    throw new HttpError(405, "method_not_allowed", `vestibule does not forward ${method}`);
+  }
+}
+
+const METHOD = /^[A-Z_-]+$/;
+
+/** Whether the request headers announce a body (a `Content-Length` of 0 is none). */
+function hasBody(headers: HeaderList): boolean {
+  const length = headers.get("content-length");
+  return (length !== null && length !== "0") || headers.get("transfer-encoding") !== null;
 }

@@ -85,14 +85,17 @@ Deno.test("runRouteCases() reports a field the decision lacks as (none)", async 
 Deno.test("runRouteCases() fails a case whose request cannot be built", async () => {
   const cases = parseRouteCases(JSON.stringify({
     cases: [{
-      name: "get with body",
-      request: { method: "GET", url: "/", body: "x" },
+      name: "not http",
+      request: { method: "GET", url: "ftp://example.com/" },
       expect: { rule: "app", type: "regional" },
     }],
   }));
   const results = await runRouteCases(cases, config);
-  assert.equal(results[0].error, "Cannot explain a GET request with a body");
-  assert.match(formatCaseResults(results, "t"), /^ {2}error: Cannot explain a GET request/m);
+  assert.equal(
+    results[0].error,
+    'Cannot explain "ftp://example.com/": only http and https URLs reach vestibule',
+  );
+  assert.match(formatCaseResults(results, "t"), /^ {2}error: Cannot explain "ftp:/m);
 });
 
 Deno.test("parseRouteCases() names the case and the field of a schema problem", () => {

@@ -35,6 +35,10 @@ Deno.test("explain prints the decision for a pinned request as text", async () =
       "  x-forwarded-proto: https",
       "  x-real-ip: 192.0.2.1",
       "  x-request-id: (new UUID per request)",
+      // What Deno's fetch adds when the client sent none.
+      "  accept: */*",
+      "  accept-language: *",
+      `  user-agent: Deno/${Deno.version.deno}`,
       "Headers stripped: (none)",
       "Notes:",
       '  - Pinned to "au": every cookie but the pin cookie is sent',

@@ -1,0 +1,234 @@
+/**
+ * @module Requests a browser never sends but an attacker or an odd client does, written byte for
+ * byte on a socket: what vestibule routes must be what the upstream receives.
+ */
+import assert from "node:assert/strict";
+import { gzipSync } from "node:zlib";
+import { startUpstream, startVestibule } from "./_servers.ts";
+
+/** Sends one raw HTTP/1.1 request and returns the whole answer as text. */
+async function rawRequest(port: number, text: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(new TextEncoder().encode(text));
+  return new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+}
+
+const oneRegion = (origin: string, extra: Record<string, unknown> = {}) => ({
+  regions: { us: { origin } },
+  default_region: "us",
+  rules: [{ name: "app", type: "regional" }],
+  ...extra,
+});
+
+Deno.test("method confusion: a lower-case method skips a method rule, yet reaches the app upper-cased", async () => {
+  const web = startUpstream();
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: us.url } },
+    upstreams: { website: { origin: web.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "writes",
+        type: "global",
+        match: { methods: ["POST"], path: "^/api/" },
+        upstream: "website",
+      },
+      { name: "app", type: "regional" },
+    ],
+  });
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      "post /api/orders HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 2\r\n" +
+        "Connection: close\r\n\r\n{}",
+    );
+    // nginx's answer: fetch would upper-case `post` for the app, after it skipped the POST rule.
+    assert.match(answer, /^HTTP\/1\.1 400 /);
+    assert.match(answer, /bad_method/);
+    assert.equal(web.received.length + us.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), web.close(), us.close()]);
+  }
+});
+
+Deno.test("5xx inflation: methods fetch cannot send are the client's error (400/405), not 502 upstream_unavailable", async (t) => {
+  const up = startUpstream();
+  const lines: string[] = [];
+  const edge = startVestibule(oneRegion(up.url), { deps: { log: (l) => lines.push(l) } });
+  try {
+    const expected = { TRACE: 405, TRACK: 405, get: 400, head: 400, "M-SEARCH": 200 };
+    for (const [method, status] of Object.entries(expected)) {
+      await t.step(method, async () => {
+        const answer = await rawRequest(
+          edge.port,
+          `${method} /x HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\nConnection: close\r\n\r\n`,
+        );
+        assert.equal(answer.split("\r\n")[0].split(" ")[1], String(status));
+        assert.doesNotMatch(lines.at(-1)!, /upstream_unavailable/);
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("scheme spoofing: an absolute-form request target cannot claim https without trusted proxies", async () => {
+  const up = startUpstream((req) =>
+    new Response(null, { status: 302, headers: { location: `${new URL(req.url).origin}/next` } })
+  );
+  const edge = startVestibule(oneRegion(up.url)); // trusted_proxy_hops: 0, plain http listener
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      "GET https://app.example.com/ HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n",
+    );
+    assert.equal(up.received[0].headers.get("x-forwarded-proto"), "http");
+    assert.match(answer, /\r\nlocation: http:\/\/app\.example\.com\/next\r\n/i);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("target = origin + original path + query: an empty query keeps its '?'", async (t) => {
+  // Deno.serve hands the request target over raw in `req.url`, so this records the wire bytes.
+  const targets: string[] = [];
+  const up = startUpstream((req) => {
+    targets.push(req.url.slice(req.url.indexOf("/", "http://".length)));
+    return new Response("ok");
+  });
+  const edge = startVestibule(oneRegion(up.url));
+  const forwarded = async (target: string) => {
+    await rawRequest(edge.port, `GET ${target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`);
+    return targets.at(-1);
+  };
+  try {
+    await t.step("an empty query keeps its '?'", async () => {
+      assert.equal(await forwarded("/cb?"), "/cb?");
+    });
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("signed links: a redirect rule keeps a quote in the query as the client sent it", async () => {
+  const edge = startVestibule({
+    regions: { us: { origin: "http://127.0.0.1:1" } },
+    default_region: "us",
+    rules: [{
+      name: "help",
+      type: "global",
+      match: { path: "^/help/(.*)$" },
+      redirect: { location: "https://help.example.com/$1" },
+    }],
+  });
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      "GET /help/x?file=O'Brien.pdf&sig=abc HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(
+      answer,
+      /\r\nlocation: https:\/\/help\.example\.com\/x\?file=O'Brien\.pdf&sig=abc\r\n/i,
+    );
+  } finally {
+    await edge.close();
+  }
+});
+
+Deno.test("redirect rule with a fragment: the client's query goes before the '#', not into it", async () => {
+  const edge = startVestibule({
+    regions: { us: { origin: "http://127.0.0.1:1" } },
+    default_region: "us",
+    rules: [{
+      name: "help",
+      type: "global",
+      match: { path: "^/help/(.*)$" },
+      redirect: { location: "https://help.example.com/$1#top" },
+    }],
+  });
+  try {
+    const res = await fetch(`${edge.url}/help/billing?lang=fr`, { redirect: "manual" });
+    await res.body?.cancel();
+    assert.equal(res.headers.get("location"), "https://help.example.com/billing?lang=fr#top");
+  } finally {
+    await edge.close();
+  }
+});
+
+Deno.test("HEAD of a gzip resource: the answer's headers are GET's, not Content-Length: 0", async () => {
+  const page = "x".repeat(5000);
+  const up = startUpstream((req) => {
+    const gz = gzipSync(new TextEncoder().encode(page));
+    return new Response(req.method === "HEAD" ? null : new Uint8Array(gz), {
+      headers: {
+        "content-encoding": "gzip",
+        "content-length": String(gz.length),
+        "content-type": "text/plain",
+      },
+    });
+  });
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    const head = (await rawRequest(
+      edge.port,
+      "HEAD /big.txt HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+    )).toLowerCase();
+    const get = (await rawRequest(
+      edge.port,
+      "GET /big.txt HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+    )).toLowerCase();
+    assert.match(get, /\r\ncontent-encoding: gzip\r\n/);
+    assert.doesNotMatch(head, /\r\ncontent-length: 0\r\n/, "HEAD claims an empty body");
+    assert.match(head, /\r\ncontent-encoding: gzip\r\n/, "HEAD and GET disagree on the encoding");
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("match.host: a fully qualified Host with a trailing dot is the same host (nginx strips the dot)", async () => {
+  const admin = startUpstream();
+  const app = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: app.url } },
+    upstreams: { admin: { origin: admin.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "admin",
+        type: "global",
+        match: { host: "^admin\\.example\\.com$" },
+        upstream: "admin",
+      },
+      { name: "app", type: "regional" },
+    ],
+  });
+  try {
+    await rawRequest(
+      edge.port,
+      "GET / HTTP/1.1\r\nHost: admin.example.com.\r\nConnection: close\r\n\r\n",
+    );
+    assert.equal(admin.received.length, 1, "admin.example.com. went to the regional app");
+    assert.equal(app.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), admin.close(), app.close()]);
+  }
+});
+
+Deno.test("GET with a body: refused with 400, not forwarded without it", async () => {
+  const up = startUpstream();
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      "GET /index/_search HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 13\r\n" +
+        'Connection: close\r\n\r\n{"size":1000}',
+    );
+    // fetch cannot send it; dropping it would hand the app another request.
+    assert.match(answer, /^HTTP\/1\.1 400 /);
+    assert.match(answer, /body_not_allowed/);
+    assert.equal(up.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
