@@ -238,13 +238,20 @@ async function broadcastTable(): Promise<string> {
   );
   // Each case in pairs with the origin it waits for, called directly, as in the proxy table: a
   // single 5 s run of each moved the overhead by about half a millisecond from run to run.
-  const login = (url: string) => () =>
-    wrk(`${url}/accounts/login/`, { script, connections: 10, duration: BROADCAST_DURATION });
+  const login = (url: string, connections = 10) => () =>
+    wrk(`${url}/accounts/login/`, { script, connections, duration: BROADCAST_DURATION });
   const slow = await runInPairs(
     "direct",
     ["direct", "broadcast"],
     BROADCAST_ROUNDS,
     (t) => login(t === "direct" ? us : `http://127.0.0.1:${one}`)(),
+  );
+  // One client at a time: the time one broadcast adds, without ten of them queueing for the CPU.
+  const alone = await runInPairs(
+    "direct",
+    ["direct", "broadcast"],
+    BROADCAST_ROUNDS,
+    (t) => login(t === "direct" ? us : `http://127.0.0.1:${one}`, 1)(),
   );
   const fast = await runInPairs(
     "direct",
@@ -263,9 +270,11 @@ async function broadcastTable(): Promise<string> {
   const direct50 = medianOf(fast.get("direct")!.runs);
   const a = medianOf(slow.get("broadcast")!.runs);
   const m = medianOf(fast.get("broadcast")!.runs);
-  const row = (name: string, r: WrkResult, target: string) =>
-    `| ${name} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.rps, 0)} | ${target} |\n`;
-  return `| broadcast case (wrk -c10) | p50 ms | p99 ms | req/s | target |\n|---|---|---|---|---|\n` +
+  const direct80Alone = medianOf(alone.get("direct")!.runs);
+  const aAlone = medianOf(alone.get("broadcast")!.runs);
+  const row = (name: string, r: WrkResult, target: string, connections = 10) =>
+    `| ${name} | ${connections} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.rps, 0)} | ${target} |\n`;
+  return `| broadcast case | wrk -c | p50 ms | p99 ms | req/s | target |\n|---|---|---|---|---|---|\n` +
     row("baseline: the 80 ms origin called directly", direct80, "") +
     row("baseline: the 50 ms origin called directly", direct50, "") +
     row("regions answer after 50 ms (failure) and 80 ms (success)", a, "p50 ≤ 80 + 3 ms") +
@@ -274,8 +283,11 @@ async function broadcastTable(): Promise<string> {
       m,
       "p50 ≈ 50 ms",
     ) +
+    row("baseline: the 80 ms origin called directly, one client", direct80Alone, "", 1) +
+    row("regions answer after 50 ms and 80 ms, one client", aAlone, "p50 ≤ 80 + 3 ms", 1) +
     `\nMedians of ${BROADCAST_ROUNDS} rounds of ${BROADCAST_DURATION} pairs. Broadcast overhead ` +
-    `over the slower region: p50 **${fmt(overhead(slow.get("broadcast")!))} ms**; early ` +
+    `over the slower region: p50 **${fmt(overhead(slow.get("broadcast")!))} ms** with 10 ` +
+    `clients, **${fmt(overhead(alone.get("broadcast")!))} ms** with one; early ` +
     `answer with allow_multiple_success: p50 **${
       fmt(overhead(fast.get("broadcast")!))
     } ms** over the faster region (medians of per-pair differences).\n`;

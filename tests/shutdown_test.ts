@@ -1,8 +1,27 @@
-/** `deno run main.ts` as a real process: a stop (SIGTERM, Ctrl-C) lets answers in flight finish. */
+/**
+ * vestibule as a real process, under `deno run main.ts` and under `deno serve --parallel`: a stop
+ * (SIGTERM, Ctrl-C) lets answers in flight finish.
+ */
 import assert from "node:assert/strict";
 import { deadPort, startUpstream } from "./_servers.ts";
 
-Deno.test("a SIGTERM while an answer is in flight: the client still gets it, its log line is written, exit 0", async () => {
+const ENTRIES = {
+  "deno run main.ts": (_port: number) => ({ args: ["run", "--allow-all", "main.ts"], env: {} }),
+  // `deno serve` itself, as a container would start it (`deno task` would stand in between).
+  "deno serve --parallel": (port: number) => ({
+    args: ["serve", "--parallel", "--allow-all", "--port", String(port), "serve.ts"],
+    env: { DENO_JOBS: "2" },
+  }),
+};
+
+for (const [entry, command] of Object.entries(ENTRIES)) {
+  Deno.test(`${entry}: a SIGTERM while an answer is in flight: the client still gets it, its log line is written, exit 0`, () =>
+    stopsGracefully(command));
+}
+
+async function stopsGracefully(
+  command: (port: number) => { args: string[]; env: Record<string, string> },
+) {
   const arrived = Promise.withResolvers<void>();
   const up = startUpstream(async () => {
     arrived.resolve();
@@ -20,10 +39,11 @@ Deno.test("a SIGTERM while an answer is in flight: the client still gets it, its
     }),
   );
   const port = deadPort();
+  const { args, env } = command(port);
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "main.ts"],
+    args,
     cwd: new URL("../", import.meta.url),
-    env: { PORT: String(port), VESTIBULE_RULES: rules, NO_COLOR: "1" },
+    env: { PORT: String(port), VESTIBULE_RULES: rules, NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "null",
@@ -63,4 +83,4 @@ Deno.test("a SIGTERM while an answer is in flight: the client still gets it, its
     await up.close();
     await Deno.remove(dir, { recursive: true });
   }
-});
+}
