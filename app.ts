@@ -181,7 +181,8 @@ export function createApp(deps: AppDeps): App {
 
 /** `?` when the client sent an empty query (`/callback?`), which `URL.search` reads as none. */
 function emptyQuery(rawUrl: string): string {
-  return rawUrl.includes("?") ? "?" : "";
+  // Deno.serve keeps a `#fragment` the client sent in `request.url`; a `?` in it is no query.
+  return rawUrl.split("#", 1)[0].includes("?") ? "?" : "";
 }
 
 /** The peer's IP; a Unix socket (or no address at all) counts as loopback. */

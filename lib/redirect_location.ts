@@ -30,10 +30,10 @@ export function redirectLocation(
  * carry goes as the parser encoded it.
  */
 function clientQuery(rawUrl: string, pathAndQuery: string): string {
-  const at = rawUrl.indexOf("?");
+  const target = rawUrl.split("#", 1)[0]; // a `?` in a fragment starts no query
+  const at = target.indexOf("?");
   if (at === -1) return "";
-  const end = rawUrl.indexOf("#", at);
-  const raw = rawUrl.slice(at, end === -1 ? undefined : end);
+  const raw = target.slice(at);
   if (/^[\x21-\x7e]*$/.test(raw)) return raw;
   const parsed = pathAndQuery.indexOf("?");
   return parsed === -1 ? "" : pathAndQuery.slice(parsed);

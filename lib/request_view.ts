@@ -123,6 +123,8 @@ export function checkMethod(method: string): void {
     throw new HttpError(400, "bad_method", "The method must be upper-case letters, _ or -");
   }
   if (method === "TRACE" || method === "TRACK") {
+    // As nginx answers, without the `Allow` list RFC 9110 asks of a 405: only the app knows it,
+    // and a 5xx would count a scanner's probes as vestibule's failures.
     throw new HttpError(405, "method_not_allowed", `vestibule does not forward ${method}`);
   }
 }

@@ -28,7 +28,7 @@ export const originSchema = z.strictObject({
     "Headers added to every request sent to this origin (e.g. a shared secret)",
   ),
   timeout_ms: milliseconds.default(30_000).describe(
-    "How long the origin may keep vestibule waiting for its response headers before 504 upstream_timeout; a streamed upload restarts the clock with every chunk",
+    "How long to wait for the response headers before answering 504 upstream_timeout",
   ),
 });
 

@@ -3,7 +3,7 @@
  * byte on a socket: what vestibule routes must be what the upstream receives.
  */
 import assert from "node:assert/strict";
-import { gzipSync } from "node:zlib";
+import { brotliCompressSync, gzipSync } from "node:zlib";
 import { startUpstream, startVestibule } from "./_servers.ts";
 
 /** Sends one raw HTTP/1.1 request and returns the whole answer as text. */
@@ -228,6 +228,63 @@ Deno.test("GET with a body: refused with 400, not forwarded without it", async (
     assert.match(answer, /^HTTP\/1\.1 400 /);
     assert.match(answer, /body_not_allowed/);
     assert.equal(up.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("HEAD of a resource fetch decodes: the same Content-Encoding, ETag and Vary as GET", async () => {
+  const br = new Uint8Array(brotliCompressSync(new TextEncoder().encode("x".repeat(5000))));
+  const up = startUpstream((req) =>
+    new Response(req.method === "HEAD" ? null : br, {
+      headers: { "content-encoding": "br", "content-length": String(br.length), etag: '"v1"' },
+    })
+  );
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    const headers = { "accept-encoding": "gzip, br" };
+    const get = await fetch(`${edge.url}/page`, { headers });
+    await get.body?.cancel();
+    const head = await fetch(`${edge.url}/page`, { method: "HEAD", headers });
+    for (const name of ["content-encoding", "etag", "vary"]) {
+      assert.equal(head.headers.get(name), get.headers.get(name), name);
+    }
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("a '?' inside a fragment of the target is no query, upstream or in a redirect", async (t) => {
+  const targets: string[] = [];
+  const up = startUpstream((req) => {
+    targets.push(req.url.slice(req.url.indexOf("/", "http://".length)));
+    return new Response("ok");
+  });
+  const edge = startVestibule({
+    regions: { us: { origin: up.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "help",
+        type: "global",
+        match: { path: "^/help/(.*)$" },
+        redirect: { location: "https://help.example.com/$1" },
+      },
+      { name: "app", type: "regional" },
+    ],
+  });
+  try {
+    await t.step("forwarded", async () => {
+      await rawRequest(edge.port, "GET /a#b?c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+      assert.equal(targets.at(-1), "/a");
+    });
+    await t.step("redirect", async () => {
+      const answer = await rawRequest(
+        edge.port,
+        "GET /help/a#x?next=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+      );
+      assert.match(answer, /\r\nlocation: https:\/\/help\.example\.com\/a\r\n/i);
+    });
   } finally {
     await Promise.all([edge.close(), up.close()]);
   }

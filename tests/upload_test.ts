@@ -1,0 +1,95 @@
+/**
+ * @module Streamed uploads on a regional route: framing as the client sent it, and what the
+ * upstream's `timeout_ms` means for them.
+ */
+import assert from "node:assert/strict";
+import { startUpstream, startVestibule } from "./_servers.ts";
+
+const TIMEOUT_MS = 300;
+
+function rules(origin: string) {
+  return {
+    regions: { us: { origin, timeout_ms: TIMEOUT_MS } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  };
+}
+
+async function rawRequest(port: number, text: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(new TextEncoder().encode(text));
+  return new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+}
+
+Deno.test("411 from presigned PUTs: a streamed upload reaches the upstream with the client's Content-Length, not chunked", async (t) => {
+  const up = startUpstream((req) =>
+    req.headers.has("content-length")
+      ? new Response("stored")
+      : new Response("MissingContentLength", { status: 411 })
+  );
+  const edge = startVestibule(rules(up.url));
+  try {
+    await t.step("Content-Length: 5", async () => {
+      const answer = await rawRequest(
+        edge.port,
+        "PUT /bucket/key HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+      );
+      const got = up.received.at(-1)!;
+      assert.equal(got.headers.get("content-length"), "5");
+      assert.equal(got.headers.get("transfer-encoding"), null);
+      assert.equal(new TextDecoder().decode(got.body), "hello");
+      assert.match(answer, /^HTTP\/1\.1 200 /);
+    });
+    await t.step("chunked stays chunked", async () => {
+      await rawRequest(
+        edge.port,
+        "POST /stream HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+          "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+      );
+      const got = up.received.at(-1)!;
+      assert.equal(got.headers.get("content-length"), null);
+      assert.equal(new TextDecoder().decode(got.body), "abcde");
+    });
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("stalled upload: 504 after timeout_ms, the upstream call is cancelled, and the server still stops", async () => {
+  const upstreamGaveUp = Promise.withResolvers<string>();
+  const up = startUpstream(async (req) => {
+    const reader = req.body!.getReader();
+    // Should the call never be cancelled, the test fails here instead of hanging.
+    const timer = setTimeout(() => reader.cancel(), 3000);
+    try {
+      while (!(await reader.read()).done);
+      upstreamGaveUp.resolve("body complete");
+    } catch (error) {
+      upstreamGaveUp.resolve(`body broke: ${(error as Error).name}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    return new Response("never seen");
+  }, { recordBody: false });
+  const edge = startVestibule(rules(up.url));
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
+  try {
+    const started = performance.now();
+    // A tenth of the body, then nothing.
+    await conn.write(new TextEncoder().encode(
+      "POST /upload HTTP/1.1\r\nHost: a\r\nAccept: application/json\r\nContent-Length: 1000\r\n\r\n" +
+        "x".repeat(100),
+    ));
+    const head = new Uint8Array(4096);
+    const n = await conn.read(head);
+    const elapsed = performance.now() - started;
+    const answer = new TextDecoder().decode(head.subarray(0, n ?? 0));
+    assert.match(answer, /^HTTP\/1\.1 504 /);
+    assert.match(answer, /upstream_timeout/);
+    assert.ok(elapsed >= TIMEOUT_MS - 10 && elapsed < TIMEOUT_MS + 400, `after ${elapsed} ms`);
+    assert.match(await upstreamGaveUp.promise, /^body broke/);
+  } finally {
+    conn.close();
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
