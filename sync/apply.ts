@@ -1,7 +1,7 @@
 /** @module Applies a diff plan to the destination in bounded batches, values moved as text. */
 import type postgres from "postgres";
 import { type DiffPlan, planCounts } from "./diff.ts";
-import type { TableSpec } from "./table_spec.ts";
+import { quoteIdent, type TableSpec } from "./table_spec.ts";
 import {
   afterCondition,
   type Key,
@@ -22,7 +22,7 @@ export type ProgressListener = (
   progress: { inserted: number; updated: number; deleted: number; total: number },
 ) => void;
 
-/** Options for {@linkcode applyPlan}. */
+/** Options for {@linkcode PlanWriter}. */
 export interface ApplyOptions {
   /** Rows per statement. */
   batchRows?: number;
@@ -118,22 +118,116 @@ async function* rangeRows(owner: Tx, spec: TableSpec, range: KeyRange, batch: nu
   }
 }
 
+/** SQLSTATE unique_violation. */
+const UNIQUE_VIOLATION = "23505";
+
 /**
- * Apply `plan` to the destination: deletes first (so unique columns can move), then updates,
- * then inserts. Rows are read from the owner's transaction, so they match the diffed snapshot.
+ * Why deleting and re-inserting rows of the table `$1` could change other rows, or null: a
+ * foreign key that cascades or sets values on delete, or a user trigger on INSERT or DELETE.
  */
-export async function applyPlan(
+const REPLACE_HAZARD_SQL = `
+  SELECT coalesce(
+    (SELECT format('foreign key %I of %s is ON DELETE %s', c.conname, c.conrelid::regclass,
+              CASE c.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL'
+                ELSE 'SET DEFAULT' END)
+     FROM pg_constraint c
+     WHERE c.contype = 'f' AND c.confrelid = $1::text::regclass AND c.confdeltype IN ('c', 'n', 'd')
+     ORDER BY c.conname LIMIT 1),
+    (SELECT format('trigger %I fires on INSERT or DELETE', t.tgname) FROM pg_trigger t
+     WHERE t.tgrelid = $1::text::regclass AND NOT t.tgisinternal AND t.tgtype & 12 <> 0
+     ORDER BY t.tgname LIMIT 1)) AS hazard`;
+
+/** The destination's columns that are not synced (excluded, or not listed) and not generated. */
+async function unsyncedColumns(destination: Tx, spec: TableSpec) {
+  const columns = await destination.unsafe<{ name: string; type: string }[]>(
+    `SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+     WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+     ORDER BY attnum`,
+    [spec.sqlName],
+    { prepare: false },
+  );
+  return columns.filter((c) => !spec.columns.some((s) => s.name === c.name));
+}
+
+/** One table's writes, split so that several tables can share one transaction. */
+export interface PlanWriter {
+  /**
+   * Updates, then inserts. A plain (not deferrable) UNIQUE is checked row by row, so a value the
+   * owner moved between rows may still be held at the destination: by a row this sync deletes
+   * (then deleted first and the writes run again), or by another updated row that takes a value
+   * in turn, a swap no order of UPDATEs can apply (then the updated rows are deleted and
+   * inserted again).
+   */
+  upsert(): Promise<void>;
+  /** Deletes, once (a no-op unless `deleteMissing`). */
+  delete(): Promise<void>;
+}
+
+/**
+ * Write `plan` to the destination in two steps: the caller runs `upsert` for every table in
+ * config order, parents first, then `delete` in reverse order, children first. A child row can
+ * then move to a parent inserted before it, and its old parent is deleted after it moved. Rows
+ * are read from the owner's transaction, so they match the diffed snapshot.
+ */
+export function planWriter(
   plan: DiffPlan,
   sides: { spec: TableSpec; owner: Tx; destination: Tx },
   options: ApplyOptions,
-): Promise<void> {
+): PlanWriter {
   const { spec, owner, destination } = sides;
   const batch = options.batchRows ?? 1000;
   const done = { inserted: 0, updated: 0, deleted: 0 };
   const counts = planCounts(plan);
   const total = counts.inserts + counts.updates + (options.deleteMissing ? counts.deletes : 0);
   const report = () => options.onProgress?.({ ...done, total });
-  if (options.deleteMissing) {
+  let deleted = false;
+
+  async function update(tx: Tx) {
+    for (let i = 0; i < plan.updates.length; i += batch) {
+      const rows = await fetchRows(owner, spec, plan.updates.slice(i, i + batch));
+      await updateRows(tx, spec, rows);
+      done.updated += rows.length;
+      report();
+    }
+  }
+
+  async function insert(tx: Tx) {
+    for (let i = 0; i < plan.inserts.length; i += batch) {
+      const rows = await fetchRows(owner, spec, plan.inserts.slice(i, i + batch));
+      await insertRows(tx, spec, rows);
+      done.inserted += rows.length;
+      report();
+    }
+    for (const { range } of plan.insertRanges) {
+      for await (const rows of rangeRows(owner, spec, range, batch)) {
+        await insertRows(tx, spec, rows);
+        done.inserted += rows.length;
+        report();
+      }
+    }
+  }
+
+  /** Updates and inserts under a savepoint; the unique violation that undid them, if any. */
+  async function tryUpsert(): Promise<Error | undefined> {
+    const before = { ...done };
+    try {
+      // Through the savepoint's handle: the driver fails the whole transaction when a query of
+      // the outer handle fails, even if the error is caught.
+      await destination.savepoint(async (sp) => {
+        await update(sp);
+        await insert(sp);
+      });
+      return undefined;
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== UNIQUE_VIOLATION) throw error;
+      Object.assign(done, before);
+      return error as Error;
+    }
+  }
+
+  async function remove() {
+    if (!options.deleteMissing || deleted) return;
+    deleted = true;
     for (const range of plan.deleteRanges) {
       await deleteRange(destination, spec, range.range);
       done.deleted += range.rows;
@@ -146,23 +240,85 @@ export async function applyPlan(
       report();
     }
   }
-  for (let i = 0; i < plan.updates.length; i += batch) {
-    const rows = await fetchRows(owner, spec, plan.updates.slice(i, i + batch));
-    await updateRows(destination, spec, rows);
-    done.updated += rows.length;
-    report();
-  }
-  for (let i = 0; i < plan.inserts.length; i += batch) {
-    const rows = await fetchRows(owner, spec, plan.inserts.slice(i, i + batch));
-    await insertRows(destination, spec, rows);
-    done.inserted += rows.length;
-    report();
-  }
-  for (const { range } of plan.insertRanges) {
-    for await (const rows of rangeRows(owner, spec, range, batch)) {
-      await insertRows(destination, spec, rows);
-      done.inserted += rows.length;
+
+  /**
+   * Delete every row to update, then insert each with the owner's values and the destination's
+   * own values of unsynced columns; all deletes come first, so values can move across batches.
+   * Refused when that could change other rows (cascading foreign keys, triggers). A foreign key
+   * checked at once (not DEFERRABLE) still fails the delete of a row it references.
+   */
+  async function replaceUpdates(conflict: Error) {
+    const [{ hazard }] = await destination.unsafe<{ hazard: string | null }[]>(
+      REPLACE_HAZARD_SQL,
+      [spec.sqlName],
+      { prepare: false },
+    );
+    if (hazard) {
+      throw new Error(
+        `${conflict.message} (a swap of values in "${spec.name}"): re-inserting the rows is refused because ${hazard}; declare the constraint DEFERRABLE`,
+      );
+    }
+    const kept = await unsyncedColumns(destination, spec);
+    const keyOffsets = spec.key.map((k) => spec.columns.findIndex((c) => c.name === k.name));
+    const olds: { json: string; rows: number }[] = [];
+    for (let i = 0; i < plan.updates.length; i += batch) {
+      const rows = await destination.unsafe<{ r: string }[]>(
+        `DELETE FROM ${spec.sqlName} AS t USING json_array_elements($1::text::json) AS j(k)
+         WHERE ${keyJoin(spec, "j.k", undefined, "t.")}
+         RETURNING to_json(ARRAY[${
+          [...spec.key, ...kept].map((c) => `(t.${quoteIdent(c.name)})::text`).join(", ")
+        }])::text AS r`,
+        [JSON.stringify(plan.updates.slice(i, i + batch))],
+        { prepare: false },
+      );
+      olds.push({ json: `[${rows.map((row) => row.r).join(",")}]`, rows: rows.length });
+    }
+    // The key as deleted (first elements of o.r) meets the owner's key by value.
+    const join = spec.key.map((c, i) =>
+      `(j.r->>${keyOffsets[i]})::${c.type} = (o.r->>${i})::${c.type}`
+    ).join(" AND ");
+    const values = [
+      ...castColumns(spec, "j.r"),
+      ...kept.map((c, i) => `(o.r->>${spec.key.length + i})::${c.type}`),
+    ];
+    for (const [b, old] of olds.entries()) {
+      const rows = await fetchRows(owner, spec, plan.updates.slice(b * batch, (b + 1) * batch));
+      const inserted = await destination.unsafe(
+        `INSERT INTO ${spec.sqlName} (${
+          [...spec.columns, ...kept].map((c) => quoteIdent(c.name)).join(", ")
+        }) OVERRIDING SYSTEM VALUE
+         SELECT ${values.join(", ")}
+         FROM json_array_elements($1::text::json) AS j(r)
+         JOIN json_array_elements($2::text::json) AS o(r) ON ${join}`,
+        [JSON.stringify(rows), old.json],
+        { prepare: false },
+      );
+      // Every deleted row must come back; otherwise roll the whole transaction back.
+      if (inserted.count !== old.rows) {
+        throw new Error(
+          `Cannot sync table "${spec.name}": ${old.rows} rows deleted to swap unique values but ${inserted.count} re-inserted`,
+        );
+      }
+      done.updated += rows.length;
       report();
     }
   }
+
+  return {
+    async upsert() {
+      if (counts.inserts + counts.updates === 0) return;
+      let conflict = await tryUpsert();
+      if (!conflict) return;
+      if (options.deleteMissing && !deleted) {
+        await remove();
+        conflict = await tryUpsert();
+        if (!conflict) return;
+      }
+      // Inserts alone never swap: the value is held by a row this sync keeps.
+      if (plan.updates.length === 0) throw conflict;
+      await replaceUpdates(conflict);
+      await insert(destination);
+    },
+    delete: remove,
+  };
 }

@@ -41,7 +41,7 @@ function delay(ms: number, signal: AbortSignal): Promise<void> {
 
 /**
  * Run the sync CLI with `args` and return the exit status. Loop mode stops cleanly on
- * SIGINT/SIGTERM after the current table's transaction, or when `signal` aborts.
+ * SIGINT/SIGTERM after the current destination's transaction, or when `signal` aborts.
  */
 export async function main(
   args: string[],

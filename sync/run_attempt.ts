@@ -3,8 +3,8 @@ import type { SyncConfig } from "./config.ts";
 import type { Database } from "./database.ts";
 import type { SegmentOptions } from "./diff.ts";
 import { SyncRefusedError } from "./errors.ts";
-import { withRetry } from "./retry.ts";
-import { syncTable } from "./sync_table.ts";
+import { isTransient, withRetry } from "./retry.ts";
+import { syncTables, type TableJob, type TableOutcome } from "./sync_table.ts";
 import { resolveTableSpec, type TableSpec } from "./table_spec.ts";
 
 /** One table at one destination, as logged and summarised. */
@@ -31,7 +31,7 @@ export interface AttemptOptions {
   dryRun: boolean;
   /** Only these tables (as configured, or without the `public.` prefix). */
   tables?: string[];
-  /** Stops the attempt between tables, so the current transaction always finishes. */
+  /** Stops the attempt between transactions (destinations, or tables tried one by one). */
   signal?: AbortSignal;
   segments?: SegmentOptions;
   batchRows?: number;
@@ -66,8 +66,10 @@ function jsonLine(fields: Record<string, unknown>): string {
 
 /**
  * Run one attempt. Every selected table is checked on every database first; a mismatch anywhere
- * refuses the whole attempt before any write. Then each destination gets each table in config
- * order, each in its own transaction; a failed table is reported and the next one runs.
+ * refuses the whole attempt before any write. Then each destination gets every table in one
+ * transaction, so tables that reference each other can change together. If that transaction
+ * fails, each table is tried again in its own transaction, so one failing table does not hold
+ * back the others; a failed table is reported and the next one runs.
  *
  * @param databases region to open database; must hold every region of the config
  * @throws {SyncRefusedError} when a table's shape differs between databases
@@ -110,67 +112,115 @@ export async function runAttempt(
 
   const reports: TableReport[] = [];
   for (const destination of destinations) {
-    for (const table of tables) {
-      if (options.signal?.aborted) return reports;
-      const started = performance.now();
-      const readBefore = owner.bytesRead() + destination.bytesRead();
-      const sentBefore = owner.bytesSent() + destination.bytesSent();
-      let lastProgress = started;
-      const base = { destination: destination.region, table: table.name, dry_run: options.dryRun };
-      let report: TableReport;
-      try {
-        const { value, attempts } = await withRetry(
-          () =>
-            syncTable({ spec: specs.get(table.name)!, config: table }, { owner, destination }, {
-              dryRun: options.dryRun,
-              segments: options.segments,
-              batchRows: options.batchRows,
-              onProgress: (p) => {
-                const now = performance.now();
-                if (now - lastProgress < 2000) return;
-                lastProgress = now;
-                const done = p.inserted + p.updated + p.deleted;
-                options.progress?.(
-                  `progress ${destination.region} ${table.name}: ${done}/${p.total} rows written (${p.inserted} inserted, ${p.updated} updated, ${p.deleted} deleted)`,
-                );
-              },
-            }),
-          retry,
-        );
-        report = {
+    if (options.signal?.aborted) return reports;
+    const jobs: TableJob[] = tables.map((table) => ({
+      spec: specs.get(table.name)!,
+      config: table,
+    }));
+    // Bytes and time are counted per table around its own diff and writes.
+    const usage = new Map(tables.map((t) => [t.name, { read: 0, sent: 0, ms: 0 }]));
+    const lastProgress = new Map<string, number>();
+    const started = performance.now();
+    const sync = (selected: TableJob[]) =>
+      withRetry(
+        () =>
+          syncTables(selected, { owner, destination }, {
+            dryRun: options.dryRun,
+            segments: options.segments,
+            batchRows: options.batchRows,
+            onProgress: (table, p) => {
+              const now = performance.now();
+              if (now - (lastProgress.get(table) ?? started) < 2000) return;
+              lastProgress.set(table, now);
+              const done = p.inserted + p.updated + p.deleted;
+              options.progress?.(
+                `progress ${destination.region} ${table}: ${done}/${p.total} rows written (${p.inserted} inserted, ${p.updated} updated, ${p.deleted} deleted)`,
+              );
+            },
+            track: async (table, work) => {
+              const at = performance.now();
+              const read = owner.bytesRead() + destination.bytesRead();
+              const sent = owner.bytesSent() + destination.bytesSent();
+              try {
+                return await work();
+              } finally {
+                const use = usage.get(table)!;
+                use.read += owner.bytesRead() + destination.bytesRead() - read;
+                use.sent += owner.bytesSent() + destination.bytesSent() - sent;
+                use.ms += performance.now() - at;
+              }
+            },
+          }),
+        retry,
+      );
+    let settled: { result: TableOutcome | Error; attempts: number }[];
+    try {
+      const { value, attempts } = await sync(jobs);
+      settled = value.map((result) => ({ result, attempts }));
+    } catch (error) {
+      if (jobs.length === 1 || isTransient(error)) {
+        settled = jobs.map(() => ({ result: error as Error, attempts: 0 }));
+      } else {
+        // One table's failure (say, a row the destination's own constraint refuses) would hold
+        // back every other table on every run: try each in its own transaction. Tables that need
+        // each other's rows then fail alone, as they failed together.
+        options.log(jsonLine({
+          level: "warn",
+          msg: "destination transaction failed, syncing table by table",
+          destination: destination.region,
+          error: scrubAll((error as Error).message),
+        }));
+        settled = [];
+        for (const job of jobs) {
+          if (options.signal?.aborted) break;
+          try {
+            const { value: [result], attempts } = await sync([job]);
+            settled.push({ result, attempts });
+          } catch (error) {
+            settled.push({ result: error as Error, attempts: 0 });
+          }
+        }
+      }
+    }
+    for (const [i, { result, attempts }] of settled.entries()) {
+      const table = tables[i];
+      const use = usage.get(table.name)!;
+      const base = {
+        destination: destination.region,
+        table: table.name,
+        dry_run: options.dryRun,
+      };
+      const measured = {
+        bytes_read: use.read,
+        bytes_sent: use.sent,
+        duration_ms: Math.round(use.ms),
+      };
+      const report: TableReport = result instanceof Error
+        ? {
           ...base,
-          status: value.status,
-          inserts: value.inserts,
-          updates: value.updates,
-          deletes: value.deletes,
-          extra: value.extra,
-          owner_rows: value.ownerRows,
-          destination_rows: value.destinationRows,
-          bytes_read: 0,
-          bytes_sent: 0,
-          duration_ms: 0,
-          attempts,
-        };
-      } catch (error) {
-        report = {
-          ...base,
-          status: error instanceof SyncRefusedError ? "refused" : "failed",
+          status: result instanceof SyncRefusedError ? "refused" : "failed",
           inserts: 0,
           updates: 0,
           deletes: 0,
           extra: 0,
           owner_rows: 0,
           destination_rows: 0,
-          bytes_read: 0,
-          bytes_sent: 0,
-          duration_ms: 0,
+          ...measured,
           attempts: 0,
-          error: owner.scrub(destination.scrub((error as Error).message)),
+          error: owner.scrub(destination.scrub(result.message)),
+        }
+        : {
+          ...base,
+          status: result.status,
+          inserts: result.inserts,
+          updates: result.updates,
+          deletes: result.deletes,
+          extra: result.extra,
+          owner_rows: result.ownerRows,
+          destination_rows: result.destinationRows,
+          ...measured,
+          attempts,
         };
-      }
-      report.bytes_read = owner.bytesRead() + destination.bytesRead() - readBefore;
-      report.bytes_sent = owner.bytesSent() + destination.bytesSent() - sentBefore;
-      report.duration_ms = Math.round(performance.now() - started);
       reports.push(report);
       options.log(jsonLine({
         level: report.error ? "error" : "info",

@@ -1,8 +1,8 @@
-/** @module Brings one table at one destination in line: one owner snapshot, one destination transaction. */
+/** @module Brings tables at one destination in line: one owner snapshot, one destination transaction. */
 import type { TableConfig } from "./config.ts";
 import type { Database } from "./database.ts";
 import { diffTable, planCounts, type SegmentOptions } from "./diff.ts";
-import { applyPlan, type ProgressListener } from "./apply.ts";
+import { type PlanWriter, planWriter, type ProgressListener } from "./apply.ts";
 import { SyncRefusedError } from "./errors.ts";
 import { PIN_SESSION_SQL } from "./sql_fragments.ts";
 import type { TableSpec } from "./table_spec.ts";
@@ -20,60 +20,112 @@ export interface TableOutcome {
   destinationRows: number;
 }
 
-/** Options for {@linkcode syncTable}. */
-export interface SyncTableOptions {
+/** One table to sync. */
+export interface TableJob {
+  spec: TableSpec;
+  config: TableConfig;
+}
+
+/** Options for {@linkcode syncTables}. */
+export interface SyncTablesOptions {
   dryRun: boolean;
   segments?: SegmentOptions;
   batchRows?: number;
-  onProgress?: ProgressListener;
+  onProgress?: (table: string, progress: Parameters<ProgressListener>[0]) => void;
+  /** Runs each table's share of the work (its diff, its writes), so the caller can measure it. */
+  track?: <T>(table: string, work: () => Promise<T>) => Promise<T>;
 }
 
 /**
- * Diff and apply one table. The owner is read in one `REPEATABLE READ READ ONLY` transaction;
- * the destination's diff and every write happen in one `REPEATABLE READ` transaction, so a
- * failure anywhere rolls the destination back to exactly what it was.
+ * Diff and apply `tables` (in config order) at one destination. The owner is read in one
+ * `REPEATABLE READ READ ONLY` transaction, so every table comes from the same snapshot; the
+ * destination's diffs and every write happen in one `REPEATABLE READ` transaction, so a failure
+ * anywhere rolls the destination back to exactly what it was, and rows of one table may point at
+ * rows another table's sync inserts or stops pointing at rows it deletes. Every table is diffed
+ * before anything is written; then updates and inserts run parents first (config order), and
+ * deletes children first (reverse order).
  *
- * @throws {SyncRefusedError} when deletes exceed `max_delete_ratio`
+ * @returns per table, its outcome, or the {@linkcode SyncRefusedError} that kept it unwritten
+ * when its deletes exceed `max_delete_ratio` (the other tables are still written)
  */
-export async function syncTable(
-  table: { spec: TableSpec; config: TableConfig },
+export async function syncTables(
+  tables: TableJob[],
   databases: { owner: Database; destination: Database },
-  options: SyncTableOptions,
-): Promise<TableOutcome> {
-  const { spec, config } = table;
+  options: SyncTablesOptions,
+): Promise<(TableOutcome | SyncRefusedError)[]> {
   const { owner, destination } = databases;
+  const track = options.track ?? ((_table, work) => work());
   return await owner.sql.begin("isolation level repeatable read read only", async (o) => {
     await o.unsafe(PIN_SESSION_SQL);
     const mode = options.dryRun ? "read only" : "read write";
     return await destination.sql.begin(`isolation level repeatable read ${mode}`, async (d) => {
       await d.unsafe(PIN_SESSION_SQL);
-      // Deferrable foreign keys and unique constraints are checked at commit, once every
-      // delete, update and insert of the table is in: rows may reference rows inserted later.
+      // Deferrable foreign keys and unique constraints are checked at commit, once every table's
+      // deletes, updates and inserts are in: rows may reference rows inserted later.
       await d.unsafe("SET CONSTRAINTS ALL DEFERRED");
-      const plan = await diffTable(spec, { owner: o, destination: d }, options.segments);
-      const counts = planCounts(plan);
-      const outcome: TableOutcome = {
-        status: "in_sync",
-        inserts: counts.inserts,
-        updates: counts.updates,
-        deletes: config.delete_missing ? counts.deletes : 0,
-        extra: config.delete_missing ? 0 : counts.deletes,
-        ownerRows: plan.ownerRows,
-        destinationRows: plan.destinationRows,
-      };
-      if (outcome.deletes > config.max_delete_ratio * plan.destinationRows) {
-        throw new SyncRefusedError(
-          `Cannot sync table "${spec.name}" to "${destination.region}": ${outcome.deletes} deletes of ${plan.destinationRows} rows exceed max_delete_ratio ${config.max_delete_ratio}`,
+      const results: (TableOutcome | SyncRefusedError)[] = [];
+      const writers: { table: string; writer: PlanWriter }[] = [];
+      for (const { spec, config } of tables) {
+        const plan = await track(
+          spec.name,
+          () => diffTable(spec, { owner: o, destination: d }, options.segments),
         );
+        const counts = planCounts(plan);
+        const outcome: TableOutcome = {
+          status: "in_sync",
+          inserts: counts.inserts,
+          updates: counts.updates,
+          deletes: config.delete_missing ? counts.deletes : 0,
+          extra: config.delete_missing ? 0 : counts.deletes,
+          ownerRows: plan.ownerRows,
+          destinationRows: plan.destinationRows,
+        };
+        if (outcome.deletes > config.max_delete_ratio * plan.destinationRows) {
+          results.push(
+            new SyncRefusedError(
+              `Cannot sync table "${spec.name}" to "${destination.region}": ${outcome.deletes} deletes of ${plan.destinationRows} rows exceed max_delete_ratio ${config.max_delete_ratio}`,
+            ),
+          );
+        } else if (outcome.inserts + outcome.updates + outcome.deletes === 0) {
+          results.push(outcome);
+        } else if (options.dryRun) {
+          results.push({ ...outcome, status: "planned" });
+        } else {
+          results.push({ ...outcome, status: "applied" });
+          writers.push({
+            table: spec.name,
+            writer: planWriter(plan, { spec, owner: o, destination: d }, {
+              deleteMissing: config.delete_missing,
+              batchRows: options.batchRows,
+              onProgress: (p) => options.onProgress?.(spec.name, p),
+            }),
+          });
+        }
       }
-      if (outcome.inserts + outcome.updates + outcome.deletes === 0) return outcome;
-      if (options.dryRun) return { ...outcome, status: "planned" };
-      await applyPlan(plan, { spec, owner: o, destination: d }, {
-        deleteMissing: config.delete_missing,
-        batchRows: options.batchRows,
-        onProgress: options.onProgress,
-      });
-      return { ...outcome, status: "applied" };
+      for (const { table, writer } of writers) await track(table, () => writer.upsert());
+      for (const { table, writer } of writers.toReversed()) {
+        await track(table, () => writer.delete());
+      }
+      return results;
     });
   });
+}
+
+/**
+ * {@linkcode syncTables} for one table.
+ *
+ * @throws {SyncRefusedError} when deletes exceed `max_delete_ratio`
+ */
+export async function syncTable(
+  table: TableJob,
+  databases: { owner: Database; destination: Database },
+  options: Omit<SyncTablesOptions, "onProgress"> & { onProgress?: ProgressListener },
+): Promise<TableOutcome> {
+  const { onProgress } = options;
+  const [result] = await syncTables([table], databases, {
+    ...options,
+    onProgress: onProgress && ((_table, progress) => onProgress(progress)),
+  });
+  if (result instanceof SyncRefusedError) throw result;
+  return result;
 }

@@ -9,11 +9,21 @@ function only(reports: TableReport[], table: string): TableReport {
   return found[0];
 }
 
-async function attempt(pair: Pair, tables: unknown[], extra?: Record<string, unknown>) {
+async function attempt(
+  pair: Pair,
+  tables: unknown[],
+  extra?: Record<string, unknown>,
+  batchRows?: number,
+) {
   const { config, databases } = pair.connect(tables, extra);
   const { lines, log } = collectLog();
   try {
-    const reports = await runAttempt(config, databases, { dryRun: false, log, retryDelayMs: 1 });
+    const reports = await runAttempt(config, databases, {
+      dryRun: false,
+      log,
+      retryDelayMs: 1,
+      batchRows,
+    });
     return { reports, lines };
   } finally {
     await Promise.all([...databases.values()].map((db) => db.close()));
@@ -83,7 +93,7 @@ for (const backend of BACKENDS) {
         );
 
         await t.step("two rows that swap a DEFERRABLE UNIQUE value are updated", async () => {
-          // A plain UNIQUE is checked row by row inside one UPDATE: see sync/README.md.
+          // A plain UNIQUE is checked row by row, so its swap takes another path (next steps).
           const ddl =
             `CREATE TABLE swap (id int PRIMARY KEY, code text NOT NULL UNIQUE DEFERRABLE);`;
           await pair.owner.exec(ddl + `INSERT INTO swap VALUES (1, 'b'), (2, 'a');`);
@@ -125,6 +135,190 @@ for (const backend of BACKENDS) {
               await fingerprint(pair.destination, "category", "id"),
               await fingerprint(pair.owner, "category", "id"),
             );
+          },
+        );
+
+        await t.step(
+          "two rows that swap a plain UNIQUE value are updated, excluded columns kept",
+          async () => {
+            // The swapped rows are referenced (a DEFERRABLE foreign key waits for the commit).
+            const ddl = `CREATE TABLE plain_swap (
+              id int PRIMARY KEY, code text NOT NULL UNIQUE, label text, note text);
+              CREATE TABLE plain_swap_ref (id int PRIMARY KEY,
+                swap_id int REFERENCES plain_swap DEFERRABLE);`;
+            await pair.owner.exec(
+              ddl + `INSERT INTO plain_swap VALUES (1, 'b', 'one', NULL), (2, 'a', 'two', NULL),
+                (3, 'c', 'three', NULL);`,
+            );
+            await pair.destination.exec(
+              ddl +
+                `INSERT INTO plain_swap VALUES (1, 'a', 'one', 'kept 1'), (2, 'b', 'two', 'kept 2'),
+                (3, 'c', 'stale', 'kept 3');
+                INSERT INTO plain_swap_ref VALUES (10, 1), (20, 2);`,
+            );
+            const table = {
+              name: "public.plain_swap",
+              primary_key: ["id"],
+              exclude_columns: ["note"],
+            };
+            // One row per batch: the values move between batches.
+            const { reports } = await attempt(pair, [table], undefined, 1);
+            const report = only(reports, "public.plain_swap");
+            assert.equal(report.status, "applied", report.error);
+            assert.deepEqual([report.inserts, report.updates, report.deletes], [0, 3, 0]);
+            assert.deepEqual(
+              await pair.destination.column(
+                `SELECT concat_ws(' ', id, code, label, note) FROM plain_swap ORDER BY id`,
+              ),
+              ["1 b one kept 1", "2 a two kept 2", "3 c three kept 3"],
+            );
+            assert.deepEqual(
+              await pair.destination.column(`SELECT swap_id FROM plain_swap_ref ORDER BY id`),
+              ["1", "2"],
+            );
+            const again = only((await attempt(pair, [table])).reports, "public.plain_swap");
+            assert.equal(again.status, "in_sync", again.error);
+          },
+        );
+
+        await t.step(
+          "a plain UNIQUE value freed by a deleted row is taken by an inserted row",
+          async () => {
+            const ddl = `CREATE TABLE freed (id int PRIMARY KEY, code text NOT NULL UNIQUE);`;
+            await pair.owner.exec(ddl + `INSERT INTO freed VALUES (1, 'a'), (3, 'x');`);
+            await pair.destination.exec(ddl + `INSERT INTO freed VALUES (1, 'a'), (2, 'x');`);
+            const table = {
+              name: "public.freed",
+              primary_key: ["id"],
+              delete_missing: true,
+              max_delete_ratio: 1,
+            };
+            const report = only((await attempt(pair, [table])).reports, "public.freed");
+            assert.equal(report.status, "applied", report.error);
+            assert.deepEqual([report.inserts, report.updates, report.deletes], [1, 0, 1]);
+            assert.equal(
+              await fingerprint(pair.destination, "freed", "id"),
+              await fingerprint(pair.owner, "freed", "id"),
+            );
+          },
+        );
+
+        await t.step(
+          "a UNIQUE swap is refused when deleting the rows would cascade, and nothing changes",
+          async () => {
+            const ddl = `CREATE TABLE cascading (id int PRIMARY KEY, code text NOT NULL UNIQUE);
+              CREATE TABLE cascaded (id int PRIMARY KEY,
+                cascading_id int REFERENCES cascading ON DELETE CASCADE DEFERRABLE);`;
+            await pair.owner.exec(ddl + `INSERT INTO cascading VALUES (1, 'b'), (2, 'a');`);
+            await pair.destination.exec(
+              ddl + `INSERT INTO cascading VALUES (1, 'a'), (2, 'b');
+                INSERT INTO cascaded VALUES (10, 1), (20, 2);`,
+            );
+            const before = await fingerprint(pair.destination, "cascading", "id");
+            const table = { name: "public.cascading", primary_key: ["id"] };
+            const report = only((await attempt(pair, [table])).reports, "public.cascading");
+            assert.equal(report.status, "failed");
+            assert.match(report.error!, /cascading_code_key/);
+            assert.match(report.error!, /ON DELETE CASCADE/);
+            assert.equal(await fingerprint(pair.destination, "cascading", "id"), before);
+            assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM cascaded`), ["2"]);
+          },
+        );
+
+        for (const deferrable of ["", " DEFERRABLE"]) {
+          await t.step(
+            `a child row that moves to a parent the same sync inserts applies (foreign key${deferrable})`,
+            async () => {
+              const suffix = deferrable ? "_d" : "";
+              const ddl = `CREATE TABLE parent${suffix} (id int PRIMARY KEY, label text);
+                CREATE TABLE child${suffix} (id int PRIMARY KEY,
+                  parent_id int NOT NULL REFERENCES parent${suffix}${deferrable});`;
+              // The owner replaced parent 1 by parent 2 and moved the child: neither table
+              // can be applied alone, each is refused by the other's rows.
+              await pair.owner.exec(
+                ddl + `INSERT INTO parent${suffix} VALUES (2, 'p');
+                  INSERT INTO child${suffix} VALUES (10, 2);`,
+              );
+              await pair.destination.exec(
+                ddl + `INSERT INTO parent${suffix} VALUES (1, 'p');
+                  INSERT INTO child${suffix} VALUES (10, 1);`,
+              );
+              const tables = [
+                {
+                  name: `public.parent${suffix}`,
+                  primary_key: ["id"],
+                  delete_missing: true,
+                  max_delete_ratio: 1,
+                },
+                { name: `public.child${suffix}`, primary_key: ["id"], delete_missing: true },
+              ];
+              const { reports } = await attempt(pair, tables);
+              for (const report of reports) assert.equal(report.status, "applied", report.error);
+              for (const name of [`parent${suffix}`, `child${suffix}`]) {
+                assert.equal(
+                  await fingerprint(pair.destination, name, "id"),
+                  await fingerprint(pair.owner, name, "id"),
+                );
+              }
+              const again = await attempt(pair, tables);
+              assert.deepEqual(again.reports.map((r) => r.status), ["in_sync", "in_sync"]);
+            },
+          );
+        }
+
+        await t.step(
+          "two tables that reference each other get new rows in one commit (DEFERRABLE)",
+          async () => {
+            const ddl = `CREATE TABLE team (id int PRIMARY KEY, captain_id int);
+              CREATE TABLE player (id int PRIMARY KEY,
+                team_id int NOT NULL REFERENCES team DEFERRABLE INITIALLY DEFERRED);
+              ALTER TABLE team ADD FOREIGN KEY (captain_id) REFERENCES player
+                DEFERRABLE INITIALLY DEFERRED;`;
+            await pair.owner.exec(
+              ddl + `BEGIN; INSERT INTO team VALUES (1, 100), (2, 200);
+                INSERT INTO player VALUES (100, 1), (200, 2), (201, 2); COMMIT;`,
+            );
+            await pair.destination.exec(
+              ddl + `BEGIN; INSERT INTO team VALUES (1, 100); INSERT INTO player VALUES (100, 1);
+                COMMIT;`,
+            );
+            const tables = [
+              { name: "public.team", primary_key: ["id"] },
+              { name: "public.player", primary_key: ["id"] },
+            ];
+            const { reports } = await attempt(pair, tables);
+            for (const report of reports) assert.equal(report.status, "applied", report.error);
+            for (const name of ["team", "player"]) {
+              assert.equal(
+                await fingerprint(pair.destination, name, "id"),
+                await fingerprint(pair.owner, name, "id"),
+              );
+            }
+          },
+        );
+
+        await t.step(
+          "a table that fails on its own does not hold back the other tables",
+          async () => {
+            const ddl = `CREATE TABLE healthy (id int PRIMARY KEY, label text);
+              CREATE TABLE broken (id int PRIMARY KEY, label text);`;
+            await pair.owner.exec(
+              ddl + `INSERT INTO healthy VALUES (1, 'a'); INSERT INTO broken VALUES (1, 'no');`,
+            );
+            await pair.destination.exec(
+              ddl + `ALTER TABLE broken ADD CONSTRAINT refuse_no CHECK (label <> 'no');`,
+            );
+            const tables = [
+              { name: "public.broken", primary_key: ["id"] },
+              { name: "public.healthy", primary_key: ["id"] },
+            ];
+            const { reports, lines } = await attempt(pair, tables);
+            assert.deepEqual(reports.map((r) => r.status), ["failed", "applied"]);
+            assert.match(only(reports, "public.broken").error!, /refuse_no/);
+            assert.deepEqual(await pair.destination.column(`SELECT label FROM healthy`), ["a"]);
+            assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM broken`), ["0"]);
+            // Together they failed; each was then tried in its own transaction.
+            assert.ok(lines.some((l) => l.includes("syncing table by table")), lines.join("\n"));
           },
         );
 
