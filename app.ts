@@ -182,7 +182,10 @@ export function createApp(deps: AppDeps): App {
 /** `?` when the client sent an empty query (`/callback?`), which `URL.search` reads as none. */
 function emptyQuery(rawUrl: string): string {
   // Deno.serve keeps a `#fragment` the client sent in `request.url`; a `?` in it is no query.
-  return rawUrl.split("#", 1)[0].includes("?") ? "?" : "";
+  const at = rawUrl.indexOf("?");
+  if (at === -1) return "";
+  const hash = rawUrl.indexOf("#");
+  return hash === -1 || at < hash ? "?" : "";
 }
 
 /** The peer's IP; a Unix socket (or no address at all) counts as loopback. */
