@@ -70,6 +70,21 @@ export function startVestibule(
   };
 }
 
+/** Rules for one region `us` at `origin` and one catch-all regional rule, plus `extra` fields. */
+export const oneRegion = (origin: string, extra: Record<string, unknown> = {}) => ({
+  regions: { us: { origin } },
+  default_region: "us",
+  rules: [{ name: "app", type: "regional" }],
+  ...extra,
+});
+
+/** Sends `text` as it is on a new connection and returns everything the server answered. */
+export async function rawRequest(port: number, text: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(new TextEncoder().encode(text));
+  return new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+}
+
 /** A port nothing listens on: bind one, note it, close it. */
 export function deadPort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

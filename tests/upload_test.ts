@@ -3,7 +3,7 @@
  * upstream's `timeout_ms` means for them.
  */
 import assert from "node:assert/strict";
-import { startUpstream, startVestibule } from "./_servers.ts";
+import { rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 
 const TIMEOUT_MS = 300;
 
@@ -13,12 +13,6 @@ function rules(origin: string) {
     default_region: "us",
     rules: [{ name: "app", type: "regional" }],
   };
-}
-
-async function rawRequest(port: number, text: string): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  await conn.write(new TextEncoder().encode(text));
-  return new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
 }
 
 Deno.test("411 from presigned PUTs: a streamed upload reaches the upstream with the client's Content-Length, not chunked", async (t) => {
