@@ -8,11 +8,6 @@ const RULES = new URL("fixtures/ocap/rules.json", import.meta.url);
 /** A running vestibule process. */
 export interface VestibuleProcess {
   url: string;
-  /**
-   * The process's resident memory in bytes (Linux `/proc`). For `run` only: under `serve` the
-   * child is `deno task`, not the server.
-   */
-  rss(): number;
   /** Sends `signal` and waits for the process to end. */
   stop(signal?: Deno.Signal): Promise<void>;
 }
@@ -51,10 +46,6 @@ export async function startProcess(
   });
   const process: VestibuleProcess = {
     url: `http://127.0.0.1:${port}`,
-    rss() {
-      const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
-      return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)![1]) * 1024;
-    },
     async stop(signal: Deno.Signal = "SIGTERM") {
       if (!ended) {
         try {
