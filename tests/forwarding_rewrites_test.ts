@@ -389,3 +389,30 @@ Deno.test("a Host no URL can hold (port 99999, a bad IPv6 literal) is 400 bad_ho
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+Deno.test("signed links: a redirect rule keeps a quote in the query as the client sent it", async () => {
+  const edge = withRedirect("https://help.example.com/$1");
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      "GET /help/x?file=O'Brien.pdf&sig=abc HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(
+      answer,
+      /\r\nlocation: https:\/\/help\.example\.com\/x\?file=O'Brien\.pdf&sig=abc\r\n/i,
+    );
+  } finally {
+    await edge.close();
+  }
+});
+
+Deno.test("redirect rule with a fragment: the client's query goes before the '#', not into it", async () => {
+  const edge = withRedirect("https://help.example.com/$1#top");
+  try {
+    const res = await fetch(`${edge.url}/help/billing?lang=fr`, { redirect: "manual" });
+    await res.body?.cancel();
+    assert.equal(res.headers.get("location"), "https://help.example.com/billing?lang=fr#top");
+  } finally {
+    await edge.close();
+  }
+});

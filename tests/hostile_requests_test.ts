@@ -6,18 +6,6 @@ import assert from "node:assert/strict";
 import { brotliCompressSync, gzipSync } from "node:zlib";
 import { oneRegion, rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 
-/** A redirect rule for `/help/…` and nothing else. */
-const helpRedirect = (location: string) => ({
-  regions: { us: { origin: "http://127.0.0.1:1" } },
-  default_region: "us",
-  rules: [{
-    name: "help",
-    type: "global",
-    match: { path: "^/help/(.*)$" },
-    redirect: { location },
-  }],
-});
-
 Deno.test("method confusion: a lower-case method skips a method rule, yet reaches the app upper-cased", async () => {
   const web = startUpstream();
   const us = startUpstream();
@@ -106,33 +94,6 @@ Deno.test("target = origin + original path + query: an empty query keeps its '?'
     });
   } finally {
     await Promise.all([edge.close(), up.close()]);
-  }
-});
-
-Deno.test("signed links: a redirect rule keeps a quote in the query as the client sent it", async () => {
-  const edge = startVestibule(helpRedirect("https://help.example.com/$1"));
-  try {
-    const answer = await rawRequest(
-      edge.port,
-      "GET /help/x?file=O'Brien.pdf&sig=abc HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-    );
-    assert.match(
-      answer,
-      /\r\nlocation: https:\/\/help\.example\.com\/x\?file=O'Brien\.pdf&sig=abc\r\n/i,
-    );
-  } finally {
-    await edge.close();
-  }
-});
-
-Deno.test("redirect rule with a fragment: the client's query goes before the '#', not into it", async () => {
-  const edge = startVestibule(helpRedirect("https://help.example.com/$1#top"));
-  try {
-    const res = await fetch(`${edge.url}/help/billing?lang=fr`, { redirect: "manual" });
-    await res.body?.cancel();
-    assert.equal(res.headers.get("location"), "https://help.example.com/billing?lang=fr#top");
-  } finally {
-    await edge.close();
   }
 });
 
