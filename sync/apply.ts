@@ -71,13 +71,19 @@ async function updateRows(destination: Tx, spec: TableSpec, rows: string[][]) {
   );
   if (rows.length === 0 || assignments.length === 0) return;
   const offsets = spec.key.map((k) => spec.columns.findIndex((c) => c.name === k.name));
-  await destination.unsafe(
+  const result = await destination.unsafe(
     `UPDATE ${spec.sqlName} AS t SET ${assignments.join(", ")}
      FROM json_array_elements($1::text::json) AS j(r)
      WHERE ${keyJoin(spec, "j.r", offsets, "t.")}`,
     [JSON.stringify(rows)],
     { prepare: false },
   );
+  // A row the plan updates must still be there: a cascade, or a writer since the diff, removed it.
+  if (result.count !== rows.length) {
+    throw new Error(
+      `Cannot sync table "${spec.name}": ${rows.length} rows to update, ${result.count} found`,
+    );
+  }
 }
 
 async function deleteKeys(destination: Tx, spec: TableSpec, keys: Key[]) {
@@ -121,21 +127,41 @@ async function* rangeRows(owner: Tx, spec: TableSpec, range: KeyRange, batch: nu
 /** SQLSTATE unique_violation. */
 const UNIQUE_VIOLATION = "23505";
 
+/** A foreign key to the table `$1` whose ON DELETE changes other rows (CASCADE, SET NULL/DEFAULT). */
+const CHANGING_FOREIGN_KEY = `
+  (SELECT format('foreign key %I of %s is ON DELETE %s', c.conname, c.conrelid::regclass,
+            CASE c.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL'
+              ELSE 'SET DEFAULT' END)
+   FROM pg_constraint c
+   WHERE c.contype = 'f' AND c.confrelid = $1::text::regclass AND c.confdeltype IN ('c', 'n', 'd')
+   ORDER BY c.conname LIMIT 1)`;
+
 /**
- * Why deleting and re-inserting rows of the table `$1` could change other rows, or null: a
- * foreign key that cascades or sets values on delete, or a user trigger on INSERT or DELETE.
+ * An enabled user trigger on INSERT, UPDATE or DELETE (tgtype bits 4, 16, 8) of the table `$1`:
+ * a row deleted and inserted again would fire the first and third, and skip an UPDATE trigger.
  */
-const REPLACE_HAZARD_SQL = `
-  SELECT coalesce(
-    (SELECT format('foreign key %I of %s is ON DELETE %s', c.conname, c.conrelid::regclass,
-              CASE c.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL'
-                ELSE 'SET DEFAULT' END)
-     FROM pg_constraint c
-     WHERE c.contype = 'f' AND c.confrelid = $1::text::regclass AND c.confdeltype IN ('c', 'n', 'd')
-     ORDER BY c.conname LIMIT 1),
-    (SELECT format('trigger %I fires on INSERT or DELETE', t.tgname) FROM pg_trigger t
-     WHERE t.tgrelid = $1::text::regclass AND NOT t.tgisinternal AND t.tgtype & 12 <> 0
-     ORDER BY t.tgname LIMIT 1)) AS hazard`;
+const WRITE_TRIGGER = `
+  (SELECT format('trigger %I fires on INSERT, UPDATE or DELETE', t.tgname) FROM pg_trigger t
+   WHERE t.tgrelid = $1::text::regclass AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+     AND t.tgtype & 28 <> 0
+   ORDER BY t.tgname LIMIT 1)`;
+
+/** A rule that rewrites UPDATE, INSERT or DELETE (ev_type 2, 3, 4) of the table `$1`. */
+const WRITE_RULE = `
+  (SELECT format('rule %I rewrites %s', r.rulename,
+            CASE r.ev_type WHEN '2' THEN 'UPDATE' WHEN '3' THEN 'INSERT' ELSE 'DELETE' END)
+   FROM pg_rewrite r WHERE r.ev_class = $1::text::regclass AND r.ev_type IN ('2', '3', '4')
+   ORDER BY r.rulename LIMIT 1)`;
+
+/** The first of `checks` that holds for the table, described, or null. */
+async function hazard(destination: Tx, spec: TableSpec, checks: string[]): Promise<string | null> {
+  const [row] = await destination.unsafe<{ hazard: string | null }[]>(
+    `SELECT coalesce(${checks.join(", ")}) AS hazard`,
+    [spec.sqlName],
+    { prepare: false },
+  );
+  return row.hazard;
+}
 
 /** The destination's columns that are not synced (excluded, or not listed) and not generated. */
 async function unsyncedColumns(destination: Tx, spec: TableSpec) {
@@ -248,14 +274,14 @@ export function planWriter(
    * checked at once (not DEFERRABLE) still fails the delete of a row it references.
    */
   async function replaceUpdates(conflict: Error) {
-    const [{ hazard }] = await destination.unsafe<{ hazard: string | null }[]>(
-      REPLACE_HAZARD_SQL,
-      [spec.sqlName],
-      { prepare: false },
-    );
-    if (hazard) {
+    const found = await hazard(destination, spec, [
+      CHANGING_FOREIGN_KEY,
+      WRITE_TRIGGER,
+      WRITE_RULE,
+    ]);
+    if (found) {
       throw new Error(
-        `${conflict.message} (a swap of values in "${spec.name}"): re-inserting the rows is refused because ${hazard}; declare the constraint DEFERRABLE`,
+        `${conflict.message} (a swap of values in "${spec.name}"): re-inserting the rows is refused because ${found}; declare the constraint DEFERRABLE`,
       );
     }
     const kept = await unsyncedColumns(destination, spec);
@@ -310,6 +336,12 @@ export function planWriter(
       let conflict = await tryUpsert();
       if (!conflict) return;
       if (options.deleteMissing && !deleted) {
+        // Early, before the updates of this and later tables: a cascade would remove rows they
+        // still update.
+        const found = await hazard(destination, spec, [CHANGING_FOREIGN_KEY]);
+        if (found) {
+          throw new Error(`${conflict.message}: deleting first is refused because ${found}`);
+        }
         await remove();
         conflict = await tryUpsert();
         if (!conflict) return;

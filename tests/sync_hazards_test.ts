@@ -1,0 +1,138 @@
+/** @module Sync must not lose, or change behind the destination's back, rows it does not mean to. */
+/** ae2cb15 review: the retry-after-deletes and the delete + re-insert paths. */
+import assert from "node:assert/strict";
+import { runAttempt } from "../sync/run_attempt.ts";
+import { BACKENDS, collectLog, fingerprint, type Pair } from "./sync_fixtures.ts";
+
+async function attempt(pair: Pair, tables: unknown[]) {
+  const { config, databases } = pair.connect(tables);
+  try {
+    return await runAttempt(config, databases, {
+      dryRun: false,
+      log: collectLog().log,
+      retryDelayMs: 1,
+    });
+  } finally {
+    await Promise.all([...databases.values()].map((db) => db.close()));
+  }
+}
+
+for (const backend of BACKENDS) {
+  Deno.test({
+    name:
+      `sync hazards: no row of the destination lost or changed behind its back (${backend.name})`,
+    ignore: backend.ignoreReason !== undefined,
+    async fn(t) {
+      const pair = await backend.pair();
+      const rows = (sql: string) => pair.destination.column(sql);
+      try {
+        await t.step(
+          "D1 the retry after deletes cascades into a child the sync then 'updates'",
+          async () => {
+            const ddl = `CREATE TABLE rp (id int PRIMARY KEY, code text NOT NULL UNIQUE);
+            CREATE TABLE rc (id int PRIMARY KEY, note text,
+              rp_id int NOT NULL REFERENCES rp ON DELETE CASCADE);`;
+            // The owner replaced parent 1 by parent 2 (same UNIQUE code) and moved the child.
+            await pair.owner.exec(
+              ddl + `INSERT INTO rp VALUES (2, 'x'); INSERT INTO rc VALUES (10, NULL, 2);`,
+            );
+            await pair.destination.exec(
+              ddl + `INSERT INTO rp VALUES (1, 'x');
+            INSERT INTO rc VALUES (10, 'local only', 1);`,
+            );
+            const reports = await attempt(pair, [
+              { name: "public.rp", primary_key: ["id"], delete_missing: true, max_delete_ratio: 1 },
+              { name: "public.rc", primary_key: ["id"], exclude_columns: ["note"] },
+            ]);
+            // Applied with the child (and its unsynced note) intact, or refused and untouched.
+            const applied = reports.every((r) => r.status === "applied");
+            assert.deepEqual(await rows(`SELECT concat_ws(' ', id, rp_id, note) FROM rc`), [
+              applied ? "10 2 local only" : "10 1 local only",
+            ]);
+          },
+        );
+
+        await t.step(
+          "data loss: the same within one table (a tree node under a parent whose code is reused)",
+          async () => {
+            const ddl = `CREATE TABLE node (id int PRIMARY KEY, code text NOT NULL UNIQUE,
+            parent_id int REFERENCES node ON DELETE CASCADE DEFERRABLE);`;
+            await pair.owner.exec(ddl + `INSERT INTO node VALUES (2, 'x', NULL), (10, 'c', 2);`);
+            await pair.destination.exec(
+              ddl + `INSERT INTO node VALUES (1, 'x', NULL), (10, 'c', 1);`,
+            );
+            const [report] = await attempt(pair, [
+              {
+                name: "public.node",
+                primary_key: ["id"],
+                delete_missing: true,
+                max_delete_ratio: 1,
+              },
+            ]);
+            if (report.status === "applied") {
+              assert.equal(
+                await fingerprint(pair.destination, "node", "id"),
+                await fingerprint(pair.owner, "node", "id"),
+              );
+            } else {
+              assert.deepEqual(
+                await rows(`SELECT concat_ws(' ', id, parent_id) FROM node ORDER BY id`),
+                ["1", "10 1"],
+              );
+            }
+          },
+        );
+
+        await t.step(
+          "skipped audit: a swap by delete and re-insert is refused where an UPDATE trigger would not fire",
+          async () => {
+            await pair.owner.exec(`CREATE TABLE tsw (id int PRIMARY KEY, code text NOT NULL UNIQUE);
+            INSERT INTO tsw VALUES (1, 'b'), (2, 'a'), (3, 'z');`);
+            await pair.destination.exec(
+              `CREATE TABLE tsw (id int PRIMARY KEY, code text NOT NULL UNIQUE);
+            CREATE TABLE tsw_audit (id int, old_code text, new_code text);
+            INSERT INTO tsw VALUES (1, 'a'), (2, 'b'), (3, 'y');
+            CREATE FUNCTION tsw_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+              BEGIN INSERT INTO tsw_audit VALUES (NEW.id, OLD.code, NEW.code); RETURN NEW; END $$;
+            CREATE TRIGGER tsw_audit AFTER UPDATE ON tsw FOR EACH ROW EXECUTE FUNCTION tsw_audit();`,
+            );
+            const [report] = await attempt(pair, [{ name: "public.tsw", primary_key: ["id"] }]);
+            if (report.status === "applied") {
+              assert.deepEqual(
+                await rows(
+                  `SELECT concat_ws(' ', id, old_code, new_code) FROM tsw_audit ORDER BY id`,
+                ),
+                ["1 a b", "2 b a", "3 y z"],
+              );
+            } else {assert.deepEqual(await rows(`SELECT code FROM tsw ORDER BY id`), [
+                "a",
+                "b",
+                "y",
+              ]);}
+          },
+        );
+
+        await t.step(
+          "phantom writes: a swap is refused where an ON DELETE rule would write elsewhere",
+          async () => {
+            await pair.owner.exec(`CREATE TABLE rsw (id int PRIMARY KEY, code text NOT NULL UNIQUE);
+            INSERT INTO rsw VALUES (1, 'b'), (2, 'a');`);
+            await pair.destination.exec(
+              `CREATE TABLE rsw (id int PRIMARY KEY, code text NOT NULL UNIQUE);
+            CREATE TABLE rsw_archive (id int, code text);
+            INSERT INTO rsw VALUES (1, 'a'), (2, 'b');
+            CREATE RULE rsw_archive AS ON DELETE TO rsw DO ALSO
+              INSERT INTO rsw_archive VALUES (OLD.id, OLD.code);`,
+            );
+            const [report] = await attempt(pair, [{ name: "public.rsw", primary_key: ["id"] }]);
+            if (report.status === "applied") {
+              assert.deepEqual(await rows(`SELECT count(*) FROM rsw_archive`), ["0"]);
+            } else assert.deepEqual(await rows(`SELECT code FROM rsw ORDER BY id`), ["a", "b"]);
+          },
+        );
+      } finally {
+        await pair.close();
+      }
+    },
+  });
+}
