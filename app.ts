@@ -12,7 +12,7 @@ import { WorkerMetrics } from "./lib/worker_metrics.ts";
 import { createObserver, type Observed, UNOBSERVED } from "./lib/observe.ts";
 import { servedBy } from "./lib/own_paths.ts";
 import { readPin } from "./lib/pin.ts";
-import { viewRequest } from "./lib/request_view.ts";
+import { rawQuery, viewRequest } from "./lib/request_view.ts";
 import { BodyTooLargeError, BufferedBody } from "./lib/request_body.ts";
 import type { RouteContext } from "./lib/route_context.ts";
 import { handleBroadcast } from "./routes/broadcast.ts";
@@ -125,7 +125,8 @@ export function createApp(deps: AppDeps): App {
         request,
         config,
         match,
-        pathAndQuery: url.pathname + (url.search || emptyQuery(request.url)),
+        // `URL.search` reads an empty query (`/callback?`) as none; the raw one keeps its `?`.
+        pathAndQuery: url.pathname + (url.search || rawQuery(request.url)),
         searchParams: url.searchParams,
         body,
         headers,
@@ -177,15 +178,6 @@ export function createApp(deps: AppDeps): App {
       return routeRequest(request, path, info).catch((error) => internalError(error, request));
     },
   };
-}
-
-/** `?` when the client sent an empty query (`/callback?`), which `URL.search` reads as none. */
-function emptyQuery(rawUrl: string): string {
-  // Deno.serve keeps a `#fragment` the client sent in `request.url`; a `?` in it is no query.
-  const at = rawUrl.indexOf("?");
-  if (at === -1) return "";
-  const hash = rawUrl.indexOf("#");
-  return hash === -1 || at < hash ? "?" : "";
 }
 
 /** The peer's IP; a Unix socket (or no address at all) counts as loopback. */

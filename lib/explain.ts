@@ -108,18 +108,14 @@ export async function explainRequest(
     targets: [],
     notes: [],
   });
+  let request: Request;
+  let view: RequestView;
   try {
     // Before `new Request`, which upper-cases `get` and refuses TRACE: the router sees both.
     checkMethod(method);
-  } catch (error) {
-    if (error instanceof HttpError) return refused(error);
-    throw error;
-  }
-  const request = buildRequest(method, described);
-  // The router sends a request id upstream: the client's when it is safe, else a new UUID.
-  const incomingId = request.headers.get("x-request-id");
-  let view: RequestView;
-  try {
+    request = buildRequest(method, described);
+    // The router sends a request id upstream: the client's when it is safe, else a new UUID.
+    const incomingId = request.headers.get("x-request-id");
     view = viewRequest(request, config, {
       // As if vestibule listened on the scheme the URL names (https for a bare path).
       scheme: request.url.startsWith("http:") ? "http" : "https",

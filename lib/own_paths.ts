@@ -1,7 +1,7 @@
 /** @module The paths vestibule answers itself, before and instead of the rule table. */
 
 /** Where vestibule's own endpoints live: health and metrics. */
-export const OWN_PREFIX = "/_vestibule/";
+const OWN_PREFIX = "/_vestibule/";
 
 /**
  * What answers `path` when the rule table does not: `vestibule` for its own endpoints (health,

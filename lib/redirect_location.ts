@@ -1,5 +1,6 @@
 /** @module Where a `global` redirect rule sends the client. */
 import { HttpError } from "./http_error.ts";
+import { rawQuery } from "./request_view.ts";
 import type { RouteContext } from "./route_context.ts";
 
 /**
@@ -25,15 +26,11 @@ export function redirectLocation(
 }
 
 /**
- * The query exactly as the client sent it, so a signed link still verifies: `request.url` keeps
- * it raw, while the URL parser re-encodes `'` as `%27`. A query with bytes a header value cannot
- * carry goes as the parser encoded it.
+ * The query exactly as the client sent it, so a signed link still verifies; one with bytes a
+ * header value cannot carry goes as the URL parser encoded it.
  */
 function clientQuery(rawUrl: string, pathAndQuery: string): string {
-  const target = rawUrl.split("#", 1)[0]; // a `?` in a fragment starts no query
-  const at = target.indexOf("?");
-  if (at === -1) return "";
-  const raw = target.slice(at);
+  const raw = rawQuery(rawUrl);
   if (/^[\x21-\x7e]*$/.test(raw)) return raw;
   const parsed = pathAndQuery.indexOf("?");
   return parsed === -1 ? "" : pathAndQuery.slice(parsed);

@@ -136,3 +136,16 @@ function hasBody(headers: HeaderList): boolean {
   const length = headers.get("content-length");
   return (length !== null && length !== "0") || headers.get("transfer-encoding") !== null;
 }
+
+/**
+ * The query of `request.url` as the client sent it, `?` included, or "" without one: Deno.serve
+ * keeps the target raw there (the URL parser would re-encode `'` as `%27`), a `#fragment` the
+ * client sent too, and a `?` in that starts no query.
+ */
+export function rawQuery(rawUrl: string): string {
+  const at = rawUrl.indexOf("?");
+  if (at === -1) return "";
+  const hash = rawUrl.indexOf("#");
+  if (hash === -1) return rawUrl.slice(at);
+  return at < hash ? rawUrl.slice(at, hash) : "";
+}

@@ -208,22 +208,26 @@ export function planWriter(
   const report = () => options.onProgress?.({ ...done, total });
   let deleted = false;
 
-  async function update(tx: Tx) {
-    for (let i = 0; i < plan.updates.length; i += batch) {
-      const rows = await fetchRows(owner, spec, plan.updates.slice(i, i + batch));
-      await updateRows(tx, spec, rows);
-      done.updated += rows.length;
+  /** Reads `keys` from the owner a batch at a time and writes each batch with `write`. */
+  async function writeKeys(
+    keys: Key[],
+    write: (rows: string[][]) => Promise<void>,
+    count: "updated" | "inserted",
+  ) {
+    for (let i = 0; i < keys.length; i += batch) {
+      const rows = await fetchRows(owner, spec, keys.slice(i, i + batch));
+      await write(rows);
+      done[count] += rows.length;
       report();
     }
   }
 
+  async function update(tx: Tx) {
+    await writeKeys(plan.updates, (rows) => updateRows(tx, spec, rows), "updated");
+  }
+
   async function insert(tx: Tx) {
-    for (let i = 0; i < plan.inserts.length; i += batch) {
-      const rows = await fetchRows(owner, spec, plan.inserts.slice(i, i + batch));
-      await insertRows(tx, spec, rows);
-      done.inserted += rows.length;
-      report();
-    }
+    await writeKeys(plan.inserts, (rows) => insertRows(tx, spec, rows), "inserted");
     for (const { range } of plan.insertRanges) {
       for await (const rows of rangeRows(owner, spec, range, batch)) {
         await insertRows(tx, spec, rows);
