@@ -121,15 +121,23 @@ export function parseOrigin(value: string): { origin: string; host: string } | s
   try {
     url = new URL(value);
   } catch {
-    return `"${value}" is not an absolute http(s) URL`;
+    return `"${redacted(value)}" is not an absolute http(s) URL`;
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    return `"${value}" is not an absolute http(s) URL`;
+    return `"${redacted(value)}" is not an absolute http(s) URL`;
   }
   if (url.pathname !== "/" || url.search || url.hash || url.username || url.password) {
-    return `"${value}" must be an origin only (no path, query, fragment or credentials)`;
+    return `"${redacted(value)}" must be an origin only (no path, query, fragment or credentials)`;
   }
   return { origin: url.origin, host: url.host };
+}
+
+/**
+ * An origin as an error may quote it: origins usually come from `${NAME}` references, and start-up
+ * errors end up in logs, so credentials and a query (where tokens travel) become `***`.
+ */
+function redacted(value: string): string {
+  return value.replace(/^([^/?#]*\/\/)?[^/?#]*@/, "$1***@").replace(/[?#].*/s, "?***");
 }
 
 /** Compiles a rules file that already passed the zod schema; throws {@linkcode RulesError}. */
@@ -137,6 +145,12 @@ export function compileRules(file: RulesFile): Config {
   const problems: string[] = [];
   const regions = compileOrigins(file.regions, "region", "regions", problems);
   const upstreams = compileOrigins(file.upstreams, "upstream", "upstreams", problems);
+  for (const id of Object.keys(file.upstreams)) {
+    // Logs, metrics and explain name an upstream and a region alike: one name, one origin.
+    if (Object.hasOwn(file.regions, id)) {
+      problems.push(`upstreams.${id}: "${id}" is already a region's name`);
+    }
+  }
 
   // References are checked against the declared names: a region whose origin failed above is
   // already reported, and must not also be called missing.
@@ -209,6 +223,9 @@ export function compileRules(file: RulesFile): Config {
       }
       case "regional": {
         const from = input.region_from;
+        if (input.pin_on && !from) {
+          fail("pin_on: needs region_from; only a region the request names is ever pinned");
+        }
         if (from && "path_group" in from) {
           const groups = match.path ? namedGroups(match.path) : [];
           if (!groups.includes(from.path_group)) {

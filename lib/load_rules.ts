@@ -1,4 +1,5 @@
 /** @module Turns rules-file text into a compiled {@linkcode Config}: JSON, `${NAME}` references, schema, compile. */
+import { parseConfigJson } from "./config_json.ts";
 import { z } from "zod";
 import { compileRules, type Config, RulesError } from "./compile_rules.ts";
 import { type EnvLookup, substituteEnv } from "./env_refs.ts";
@@ -7,12 +8,7 @@ import { rulesFileSchema } from "./rules_schema.ts";
 /** Parses and validates a rules file's text. Throws `SyntaxError`, `ReferenceError` or `RulesError`. */
 export function parseRules(text: string, options: { env: EnvLookup; source?: string }): Config {
   const source = options.source ?? "rules";
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    throw new SyntaxError(`Cannot parse ${source}: ${(error as Error).message}`);
-  }
+  const raw = parseConfigJson(text, source);
   const substituted = substituteEnv(raw, options.env);
   const parsed = rulesFileSchema.safeParse(substituted);
   if (!parsed.success) throw new RulesError(describeIssues(parsed.error, substituted));

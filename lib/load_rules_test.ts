@@ -343,6 +343,29 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
       },
     );
   });
+  await t.step("pin_on without region_from, which could never pin", () =>
+    refuses(
+      base({
+        rules: [{ name: "s", type: "regional", pin_on: { status: [200] } }],
+      }),
+      'rule "s" (rules[0]): pin_on: needs region_from',
+    ));
+  await t.step("a rule name no debug header can carry (not printable ASCII)", () => {
+    for (const name of ["登录", "log\nin", " app", "app "]) {
+      refuses(
+        base({ rules: [{ name, type: "regional" }] }),
+        "name: a name must be printable ASCII without a space at either end",
+      );
+    }
+  });
+  await t.step(
+    "an upstream named like a region (one name in logs and metrics, two origins)",
+    () =>
+      refuses(
+        base({ upstreams: { us: { origin: "http://web.internal" } } }),
+        'upstreams.us: "us" is already a region\'s name',
+      ),
+  );
   await t.step(
     "every problem at once",
     () =>
@@ -397,4 +420,45 @@ Deno.test("parseRules() refuses text that is not JSON with a SyntaxError naming 
     (error: unknown) =>
       error instanceof SyntaxError && error.message.startsWith('Cannot parse rules file "x.json":'),
   );
+});
+
+Deno.test("parseRules() credential leak: an origin it refuses is quoted without user, password or query", () => {
+  const secret = "hunter2-S3CRET";
+  for (
+    const origin of [
+      `https://deploy:${secret}@au.internal/`,
+      `https://deploy:${secret}@au.internal/base?token=${secret}`,
+      `deploy:${secret}@au.internal`,
+      `https://au.internal/?token=${secret}`,
+    ]
+  ) {
+    const file = base({ regions: { au: { origin: "${AU_ORIGIN}" } }, default_region: "au" });
+    assert.throws(
+      () => parseRules(JSON.stringify(file), { env: () => origin }),
+      (error: unknown) => {
+        assert.ok(error instanceof RulesError);
+        assert.match(error.message, /regions\.au\.origin: /);
+        assert.ok(!error.message.includes(secret), error.message);
+        return true;
+      },
+      origin,
+    );
+  }
+  refuses(
+    base({ upstreams: { website: { origin: "https://u:p@web.internal/x?t=1" } } }),
+    'upstreams.website.origin: "https://***@web.internal/x?***" must be an origin only',
+  );
+});
+
+Deno.test("parseRules() refuses a key written twice, which JSON.parse would silently drop", () => {
+  const text = `{
+  "regions": { "au": { "origin": "https://au.example" }, "au": { "origin": "https://staging.example" } },
+  "default_region": "au",
+  "rules": [{ "name": "app", "type": "regional" }]
+}`;
+  assert.throws(() => parseRules(text, { env, source: 'rules file "x.json"' }), {
+    name: "SyntaxError",
+    message: 'Cannot parse rules file "x.json": key "au" appears twice in one object (line 2); ' +
+      "remove one",
+  });
 });

@@ -2,6 +2,7 @@
  * @module Route-table tests: requests with the decision the router must make for each, checked
  * with {@linkcode explainRequest} (the model is Envoy's router check tool).
  */
+import { parseConfigJson } from "./config_json.ts";
 import type { z } from "zod";
 import type { Config } from "./compile_rules.ts";
 import { explainRequest, type Explanation } from "./explain.ts";
@@ -42,12 +43,7 @@ export function routeCasesPath(rulesPath: string): string {
  * `TypeError` listing every schema problem by case and field.
  */
 export function parseRouteCases(text: string, source = "route-table tests"): RouteCase[] {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    throw new SyntaxError(`Cannot parse ${source}: ${(error as Error).message}`);
-  }
+  const raw = parseConfigJson(text, source);
   const parsed = routeCasesFileSchema.safeParse(raw);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => describeIssue(issue, raw));

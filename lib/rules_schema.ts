@@ -68,8 +68,17 @@ export const successSchema = z.strictObject({
   }).optional(),
 });
 
+/**
+ * A rule or upstream name: printable ASCII, no space at either end. Names are sent in the
+ * `X-Vestibule-Rule` debug header (which refuses anything else) and label logs and metrics.
+ */
+const printableName = z.string().regex(
+  /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/,
+  "a name must be printable ASCII without a space at either end",
+);
+
 const ruleBase = {
-  name: z.string().min(1).describe("Unique name; it appears in logs, metrics and errors"),
+  name: printableName.describe("Unique name; it appears in logs, metrics and errors"),
   match: matchSchema.optional().describe("Absent: the rule matches every request (catch-all)"),
 };
 
@@ -141,7 +150,7 @@ export const ocapSchema = z.strictObject({
 export const rulesFileSchema = z.strictObject({
   $schema: z.string().optional(),
   regions: z.record(z.string().regex(/^[a-z][a-z0-9-]{0,15}$/), originSchema),
-  upstreams: z.record(z.string().min(1), originSchema).default({}),
+  upstreams: z.record(printableName, originSchema).default({}),
   default_region: z.string(),
   geo: z.strictObject({
     header: headerName.optional().describe("Trusted country header set by a CDN in front"),

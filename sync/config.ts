@@ -1,4 +1,5 @@
 /** @module Sync config: the zod schema, `${NAME}` env expansion and cross-field checks. */
+import { parseConfigJson } from "../lib/config_json.ts";
 import { z } from "zod";
 
 /** A table name written as `schema.table`; an unqualified name means `public`. */
@@ -143,15 +144,7 @@ export async function loadSyncConfig(
       cause: error,
     });
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (error) {
-    throw new SyntaxError(`Cannot load sync config "${path}": ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
-  return parseSyncConfig(json, env);
+  return parseSyncConfig(parseConfigJson(text, `sync config "${path}"`), env);
 }
 
 /** Whether the URL's user and password survive `decodeURIComponent`, as npm:postgres needs. */

@@ -124,7 +124,7 @@ Deno.test("parseSyncConfig() refuses each invalid config with a message naming t
   await t.step("no tables", () => refuses(config({ tables: [] }), /→ at tables/));
 });
 
-Deno.test("loadSyncConfig() refuses a missing file and invalid JSON", async () => {
+Deno.test("loadSyncConfig() refuses a missing file, invalid JSON and a key written twice", async () => {
   await assert.rejects(loadSyncConfig("/nonexistent/sync.json", env), (error: unknown) => {
     assert.ok(error instanceof TypeError);
     assert.match(error.message, /^Cannot load sync config "\/nonexistent\/sync.json": /);
@@ -135,8 +135,14 @@ Deno.test("loadSyncConfig() refuses a missing file and invalid JSON", async () =
     await Deno.writeTextFile(path, "{ not json");
     await assert.rejects(loadSyncConfig(path, env), (error: unknown) => {
       assert.ok(error instanceof SyntaxError);
-      assert.ok(error.message.startsWith(`Cannot load sync config "${path}": `));
+      assert.ok(error.message.startsWith(`Cannot parse sync config "${path}": `));
       return true;
+    });
+    await Deno.writeTextFile(path, '{ "tables": [], "tables": [] }');
+    await assert.rejects(loadSyncConfig(path, env), {
+      name: "SyntaxError",
+      message: `Cannot parse sync config "${path}": key "tables" appears twice in one object ` +
+        "(line 1); remove one",
     });
   } finally {
     await Deno.remove(path);

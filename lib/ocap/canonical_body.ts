@@ -1,4 +1,5 @@
 /** @module Canonical form of a request body for OCAP's dedup key: JSON and form field order do not count. */
+import { findRepeatedKey } from "../config_json.ts";
 import { canonicalPairs } from "./form_pairs.ts";
 
 /** How a body was keyed; part of the key, so a JSON body never collides with the same raw bytes. */
@@ -27,7 +28,7 @@ export function canonicalBody(contentType: string | null, bytes: Uint8Array): Ca
         const parsed = JSON.parse(text, keepNumberSource);
         // JSON.parse keeps the last of a repeated key, other parsers the first: such a body is
         // keyed on its bytes, or {"code":"a","code":"b"} would share {"code":"b"}'s answer.
-        if (!hasDuplicateKey(text)) {
+        if (!findRepeatedKey(text)) {
           return { kind: "json", bytes: encoder.encode(serializeSorted(parsed)) };
         }
       } catch {
@@ -42,34 +43,6 @@ export function canonicalBody(contentType: string | null, bytes: Uint8Array): Ca
     }
   }
   return { kind: "raw", bytes };
-}
-
-/**
- * Whether an object in `text` (valid JSON) names a key twice. Walks the text once: a string
- * followed by `:` is a key of the innermost open object.
- */
-export function hasDuplicateKey(text: string): boolean {
-  const open: Array<Set<string> | null> = [];
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (c === "{") open.push(new Set());
-    else if (c === "[") open.push(null);
-    else if (c === "}" || c === "]") open.pop();
-    else if (c === '"') {
-      let end = i + 1;
-      while (text[end] !== '"') end += text[end] === "\\" ? 2 : 1;
-      let next = end + 1;
-      while (/\s/.test(text[next] ?? "")) next++;
-      const keys = open.at(-1);
-      if (text[next] === ":" && keys) {
-        const key = JSON.parse(text.slice(i, end + 1)) as string;
-        if (keys.has(key)) return true;
-        keys.add(key);
-      }
-      i = end;
-    }
-  }
-  return false;
 }
 
 /** A JSON number with its source text, so `12345678901234567890` and `…891` stay different. */

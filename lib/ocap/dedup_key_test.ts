@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { type DedupInput, dedupKey } from "./dedup_key.ts";
 import { normalizeUrl } from "./normalize_url.ts";
-import { hasDuplicateKey } from "./canonical_body.ts";
 
 const encoder = new TextEncoder();
 const JSON_TYPE = "application/json";
@@ -213,18 +212,4 @@ Deno.test("normalizeUrl() lower-cases scheme and host, drops default ports, sort
   assert.equal(normalizeUrl("http://h.test:8080/x"), "http://h.test:8080/x");
   assert.equal(normalizeUrl("http://h.test:80/x?q=a%20b"), "http://h.test/x?q=a+b");
   assert.notEqual(normalizeUrl("http://h.test/x?q=%FF"), normalizeUrl("http://h.test/x?q=%FE"));
-});
-
-Deno.test("hasDuplicateKey() finds a key named twice in one object, and nothing else", () => {
-  assert.equal(hasDuplicateKey('{"a":1,"a":2}'), true);
-  assert.equal(hasDuplicateKey('{"a":1,"\\u0061":2}'), true, "escapes name the same key");
-  assert.equal(hasDuplicateKey('{"o":{"a":1},"p":{"a":1}}'), false, "sibling objects");
-  assert.equal(hasDuplicateKey('[{"a":1},{"a":1}]'), false, "array elements");
-  assert.equal(hasDuplicateKey('{"a":"a","b":["a","a"],"c":"\\"a\\":"}'), false, "values");
-  assert.equal(hasDuplicateKey(' { "a" : 1 , "b" : { "a" : 2 } , "a" : 3 } '), true);
-  // Any JSON.stringify output (unique keys, every kind of string escape) has none.
-  fc.assert(
-    fc.property(fc.jsonValue({ maxDepth: 4 }), (value) => !hasDuplicateKey(JSON.stringify(value))),
-    { numRuns: 300 },
-  );
 });

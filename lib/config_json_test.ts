@@ -1,0 +1,36 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { findRepeatedKey, parseConfigJson } from "./config_json.ts";
+
+Deno.test("findRepeatedKey() finds a key named twice in one object, and nothing else", () => {
+  assert.deepEqual(findRepeatedKey('{"a":1,"a":2}'), { key: "a", line: 1 });
+  assert.deepEqual(findRepeatedKey('{"a":1,"\\u0061":2}'), { key: "a", line: 1 }, "escapes");
+  assert.equal(findRepeatedKey('{"o":{"a":1},"p":{"a":1}}'), undefined, "sibling objects");
+  assert.equal(findRepeatedKey('[{"a":1},{"a":1}]'), undefined, "array elements");
+  assert.equal(findRepeatedKey('{"a":"a","b":["a","a"],"c":"\\"a\\":"}'), undefined, "values");
+  assert.deepEqual(findRepeatedKey('{\n "a" : 1 ,\n "b" : { "a" : 2 } ,\n "a" : 3 }'), {
+    key: "a",
+    line: 4,
+  });
+  // Any JSON.stringify output (unique keys, every kind of string escape) has none.
+  fc.assert(
+    fc.property(fc.jsonValue({ maxDepth: 4 }), (v) => !findRepeatedKey(JSON.stringify(v))),
+    { numRuns: 300 },
+  );
+});
+
+Deno.test("parseConfigJson() names the file for bad JSON and for a key written twice", () => {
+  assert.deepEqual(parseConfigJson('{"a":[1,{"b":2}]}', "x.json"), { a: [1, { b: 2 }] });
+  assert.throws(() => parseConfigJson("{", 'rules file "r.json"'), {
+    name: "SyntaxError",
+    message: /^Cannot parse rules file "r.json": /,
+  });
+  assert.throws(
+    () => parseConfigJson('{\n  "rules": [],\n  "rules": []\n}', 'rules file "r.json"'),
+    {
+      name: "SyntaxError",
+      message: 'Cannot parse rules file "r.json": key "rules" appears twice in one object ' +
+        "(line 3); remove one",
+    },
+  );
+});
