@@ -10,7 +10,7 @@ import { VestibuleMetrics } from "./lib/metrics.ts";
 import { metricsResponse } from "./lib/metrics_endpoint.ts";
 import { WorkerMetrics } from "./lib/worker_metrics.ts";
 import { createObserver, type Observed, UNOBSERVED } from "./lib/observe.ts";
-import { servedBy } from "./lib/own_paths.ts";
+import { OWN_PREFIX, routedPath, servedBy } from "./lib/own_paths.ts";
 import { readPin } from "./lib/pin.ts";
 import { rawQuery, viewRequest } from "./lib/request_view.ts";
 import { BodyTooLargeError, BufferedBody } from "./lib/request_body.ts";
@@ -64,7 +64,8 @@ export function createApp(deps: AppDeps): App {
   const { config } = deps;
   const now = deps.now ?? Date.now;
   const scheme = deps.scheme ?? "http";
-  const app = new Hono<Env>();
+  // Hono routes vestibule's own paths by the path that decided they are its own.
+  const app = new Hono<Env>({ getPath: pathOf });
 
   app.get("/_vestibule/health", (c) => c.json({ status: "ok" }));
   const metrics = new VestibuleMetrics();
@@ -94,16 +95,28 @@ export function createApp(deps: AppDeps): App {
     });
     app.all(`${config.ocap.path}/*`, (c) => observe(c.req.raw, c.req.path, () => ocap(c.req.raw)));
   }
+  // Nothing under vestibule's own prefix reaches an upstream, whatever the method.
+  app.all(`${OWN_PREFIX}*`, (c) =>
+    errorResponse(
+      new HttpError(404, "not_found", "No such vestibule endpoint"),
+      c.req.header("accept") ?? null,
+    ));
 
-  app.all("*", (c) => routeRequest(c.req.raw, c.req.path, c.env));
+  app.all("*", (c) => routeRequest(c.req.raw, c.req.path, undefined, c.env));
 
-  function routeRequest(request: Request, path: string, info: ServeInfo | undefined) {
-    return observe(request, path, (observed) => route(request, observed, info));
+  function routeRequest(
+    request: Request,
+    path: string,
+    url: URL | undefined,
+    info: ServeInfo | undefined,
+  ) {
+    return observe(request, path, (observed) => route(request, url, observed, info));
   }
 
   /** Sorts one request by the rule table and hands it to the rule type's processor. */
   async function route(
     request: Request,
+    parsedUrl: URL | undefined,
     observed: Observed,
     info: ServeInfo | undefined,
   ): Promise<Response> {
@@ -114,6 +127,7 @@ export function createApp(deps: AppDeps): App {
         remoteIp: remoteHost(info?.remoteAddr),
         requestId: observed.requestId,
         scheme,
+        url: parsedUrl,
       });
       const match = await findRule(config.rules, facts, body);
       if (!match) {
@@ -173,11 +187,18 @@ export function createApp(deps: AppDeps): App {
   const ocapPath = config.ocap?.path;
   return {
     fetch(request, info) {
-      const path = getPath(request);
+      const url = URL.parse(request.url) ?? undefined;
+      const path = url ? routedPath(url) : getPath(request);
       if (servedBy(path, ocapPath)) return app.fetch(request, info);
-      return routeRequest(request, path, info).catch((error) => internalError(error, request));
+      return routeRequest(request, path, url, info).catch((error) => internalError(error, request));
     },
   };
+}
+
+/** {@linkcode routedPath}, or the raw path of a URL that does not parse (a 400 `bad_host`). */
+function pathOf(request: Request): string {
+  const url = URL.parse(request.url);
+  return url ? routedPath(url) : getPath(request);
 }
 
 /** The peer's IP; a Unix socket (or no address at all) counts as loopback. */

@@ -54,7 +54,7 @@ export function accessLogLine(entry: AccessLogEntry): string {
   if (route.regions !== undefined) {
     line += `,"regions":${q(route.regions.map((r) => ({ ...r, ms: tenths(r.ms) })))}`;
   }
-  return `${line}}`;
+  return oneLine(`${line}}`);
 }
 
 const q = JSON.stringify as (value: unknown) => string;
@@ -115,14 +115,38 @@ const utf8 = new TextEncoder();
 /** The value clipped and quoted, then halved until its bytes fit {@linkcode MAX_FIELD_BYTES}. */
 function field(value: string): string {
   let cut = clip(value);
-  let quoted = q(cut);
+  let quoted = quote(cut);
   // An escape (\u0001) is six bytes and a character up to three in UTF-8, so 512 clipped
   // characters can take 3 KB. Checked in bytes only when the length allows that at all.
   while (quoted.length * 3 > MAX_FIELD_BYTES && utf8.encode(quoted).length > MAX_FIELD_BYTES) {
     cut = `${cut.slice(0, Math.floor((cut.length - 1) / 2))}…`;
-    quoted = q(cut);
+    quoted = quote(cut);
   }
   return quoted;
+}
+
+/**
+ * Characters `JSON.stringify` leaves raw that line readers split on (NEL, U+2028, U+2029:
+ * Python's `splitlines`, many viewers) or that terminals act on (DEL and the C1 controls).
+ */
+const LINE_BREAKING = /[\u007f-\u009f\u2028\u2029]/;
+
+/**
+ * JSON text with {@linkcode LINE_BREAKING} characters escaped as `\uXXXX`, so a line stays one
+ * line in every reader; still the same JSON value.
+ */
+export function oneLine(json: string): string {
+  return LINE_BREAKING.test(json)
+    ? json.replace(
+      new RegExp(LINE_BREAKING, "g"),
+      (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+    )
+    : json;
+}
+
+/** `q()` for a value a client chose, escaped as the line will be, so its size is what counts. */
+function quote(value: string): string {
+  return oneLine(q(value));
 }
 
 function clip(value: string): string {

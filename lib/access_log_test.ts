@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type AccessLogEntry, accessLogLine } from "./access_log.ts";
+import { type AccessLogEntry, accessLogLine, oneLine } from "./access_log.ts";
 
 const BASE: AccessLogEntry = {
   time: Date.UTC(2026, 10, 22, 4, 5, 6, 789),
@@ -56,6 +56,17 @@ Deno.test("accessLogLine() cuts a huge host or path and keeps a forged line on o
   assert.equal(parsed.path, '/a"}\n{"msg":"forged');
 });
 
+Deno.test("accessLogLine() log splitting: NEL, U+2028, U+2029 and C1 controls from a client are escaped", () => {
+  const forged = '/a\u0085{"msg":"forged"}\u2028b\u2029c\u009bd\u007f';
+  const line = accessLogLine({ ...BASE, method: "G\u0085T", host: "h\u2028", path: forged });
+  assert.doesNotMatch(line, /[\u007f-\u009f\u2028\u2029]/);
+  // What Python's str.splitlines() splits on.
+  const breaks = ["\n", "\v", "\f", "\r", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"];
+  for (const c of breaks) assert.ok(!line.includes(c), `U+${c.charCodeAt(0).toString(16)}`);
+  const parsed = JSON.parse(line);
+  assert.deepEqual([parsed.method, parsed.host, parsed.path], ["G\u0085T", "h\u2028", forged]);
+});
+
 Deno.test("accessLogLine() keeps a line within PIPE_BUF whatever method, host and path a client sends", () => {
   const escaped = "\u0001".repeat(600); // six bytes each once escaped
   const wide = "€".repeat(600); // three bytes each in UTF-8
@@ -75,7 +86,7 @@ function referenceLine(entry: AccessLogEntry): string {
   const { route } = entry;
   const tenths = (ms: number) => Math.round(ms * 10) / 10;
   const clip = (v: string) => (v.length > 512 ? `${v.slice(0, 512)}…` : v);
-  return JSON.stringify({
+  return oneLine(JSON.stringify({
     time: new Date(entry.time).toISOString(),
     msg: "request",
     request_id: entry.requestId,
@@ -94,10 +105,10 @@ function referenceLine(entry: AccessLogEntry): string {
     outcome: route.outcome,
     error: route.error,
     regions: route.regions?.map((r) => ({ ...r, ms: tenths(r.ms) })),
-  });
+  }));
 }
 
-Deno.test("accessLogLine() writes byte for byte what JSON.stringify of the entry's object writes", () => {
+Deno.test("accessLogLine() writes byte for byte what JSON.stringify of the entry's object writes, line breakers escaped", () => {
   // Any string, including quotes, control characters, lone surrogates and forged JSON.
   const text = fc.oneof(
     fc.string({ unit: "binary", maxLength: 40 }),

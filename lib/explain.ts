@@ -13,7 +13,7 @@ import { BodyTooLargeError, BufferedBody } from "./request_body.ts";
 import { HttpError } from "./http_error.ts";
 import { chooseRegion, regionalCookies } from "./choose_region.ts";
 import { redirectLocation } from "./redirect_location.ts";
-import { servedBy } from "./own_paths.ts";
+import { routedPath, servedBy } from "./own_paths.ts";
 import { isSafeRequestId } from "./request_id.ts";
 import { isWebSocketUpgrade } from "./websocket_proxy.ts";
 import { HeaderList } from "./header_list.ts";
@@ -108,6 +108,23 @@ export async function explainRequest(
     targets: [],
     notes: [],
   });
+  // As the router does, before any refusal: whatever the method, these are not the rules' to route.
+  const target = describedUrl(described);
+  const own = servedBy(routedPath(target), config.ocap?.path);
+  if (own) {
+    return {
+      method,
+      url: target.href,
+      tried: [],
+      servedBy: own,
+      targets: [],
+      notes: [
+        own === "ocap"
+          ? "OCAP's mount: handled by the outgoing caching proxy, not by the rule table"
+          : "vestibule's own endpoint (GET health, GET metrics; 404 for anything else): no rule is tried",
+      ],
+    };
+  }
   let request: Request;
   let view: RequestView;
   try {
@@ -135,16 +152,6 @@ export async function explainRequest(
     return { ...decision, targets, notes };
   };
 
-  const own = servedBy(url.pathname, config.ocap?.path);
-  if (own) {
-    out.servedBy = own;
-    out.notes.push(
-      own === "ocap"
-        ? "OCAP's mount: handled by the outgoing caching proxy, not by the rule table"
-        : "vestibule's own endpoint (health, metrics; 404 for anything else): no rule is tried",
-    );
-    return done();
-  }
   let match: RuleMatch | undefined;
   const body = new BufferedBody(request, config.bodyLimitBytes);
   try {
@@ -284,7 +291,8 @@ export async function explainRequest(
   return done();
 }
 
-function buildRequest(method: string, described: RequestDescription): Request {
+/** The described URL, or a bare path on {@linkcode BASE_URL}. Throws `TypeError`. */
+function describedUrl(described: RequestDescription): URL {
   let url: URL;
   try {
     // A path is a path, even one that starts with "//" (the router reads it so).
@@ -299,6 +307,11 @@ function buildRequest(method: string, described: RequestDescription): Request {
       `Cannot explain "${described.url}": only http and https URLs reach vestibule`,
     );
   }
+  return url;
+}
+
+function buildRequest(method: string, described: RequestDescription): Request {
+  const url = describedUrl(described);
   const headers = new Headers();
   const cookies: string[] = [];
   for (const [name, value] of headerPairs(described.headers)) {

@@ -4,7 +4,7 @@ import type { Config } from "./compile_rules.ts";
 import type { ForwardContext } from "./forward.ts";
 import { HeaderList } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
-import { matchablePath } from "./matchable_path.ts";
+import { routedPath } from "./own_paths.ts";
 import type { RequestFacts } from "./match_rule.ts";
 
 /** The request as matchers and forwarding see it; the router and `explain` both build it here. */
@@ -36,6 +36,8 @@ export function viewRequest(
      * absolute-form target (`GET https://host/ HTTP/1.1`) Deno.serve takes the client's word.
      */
     scheme?: "http" | "https";
+    /** `request.url` parsed, when the caller already has it. */
+    url?: URL;
   },
 ): RequestView {
   checkMethod(request.method);
@@ -44,7 +46,7 @@ export function viewRequest(
   // Deno.serve builds `request.url` from `Host` unchecked: `Host: a/zz` would turn the path
   // `/admin` into `/zz/admin`, upstream and in the Location rewrite, and a port over 65535 or a
   // bad IPv6 literal makes it unparsable. Either is the client's error.
-  const url = URL.parse(request.url);
+  const url = options.url ?? URL.parse(request.url);
   if (!url || (host !== null && !VALID_HOST.test(host))) {
     throw new HttpError(400, "bad_host", "The Host header is not a host name or address");
   }
@@ -82,7 +84,7 @@ export function viewRequest(
       method: request.method,
       // `admin.example.com.` names the same host (nginx drops the dot too).
       hostname: publicHost.replace(/:\d+$/, "").replace(/\.$/, "").toLowerCase(),
-      path: matchablePath(url.pathname),
+      path: routedPath(url),
       searchParams: url.searchParams,
       headers,
     },

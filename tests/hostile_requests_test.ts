@@ -4,6 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { brotliCompressSync, gzipSync } from "node:zlib";
+import { explainRequest } from "../lib/explain.ts";
+import { parseRules } from "../lib/load_rules.ts";
 import { oneRegion, rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 
 Deno.test("method confusion: a lower-case method skips a method rule, yet reaches the app upper-cased", async () => {
@@ -196,6 +198,50 @@ Deno.test("a '?' inside a fragment of the target is no query, upstream or in a r
         "GET /help/a#x?next=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
       );
       assert.match(answer, /\r\nlocation: https:\/\/help\.example\.com\/a\r\n/i);
+    });
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("own-path disguise: dot segments, escapes or another method never route /_vestibule/ upstream, and explain agrees", async (t) => {
+  const up = startUpstream();
+  const lines: string[] = [];
+  const rules = oneRegion(up.url);
+  const edge = startVestibule(rules, { deps: { log: (l) => lines.push(l) } });
+  const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+  const cases: [method: string, target: string, status: number][] = [
+    ["GET", "/_vestibule/health", 200],
+    ["GET", "/%5Fvestibule/health", 200],
+    ["GET", "/a/../_vestibule/health", 200],
+    ["HEAD", "/_vestibule/health", 200],
+    ["POST", "/_vestibule/health", 404],
+    ["DELETE", "/_vestibule/metrics", 404],
+    ["GET", "/_vestibule/other", 404],
+    ["GET", "/a/../%5fvestibule/other", 404],
+  ];
+  try {
+    for (const [method, target, status] of cases) {
+      await t.step(`${method} ${target}`, async () => {
+        const body = method === "POST" ? "Content-Length: 1\r\n\r\nx" : "\r\n";
+        const answer = await rawRequest(
+          edge.port,
+          `${method} ${target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n${body}`,
+        );
+        assert.equal(answer.split("\r\n")[0].split(" ")[1], String(status), answer);
+        assert.equal(up.received.length, 0, "no request reached the upstream");
+        const explained = await explainRequest({ method, url: target }, config);
+        assert.equal(explained.servedBy, "vestibule");
+        assert.equal(explained.rule, undefined);
+      });
+    }
+    await t.step("the access log shows the path as routed, escapes kept", async () => {
+      await rawRequest(
+        edge.port,
+        "GET /a/../b%C2%85%2F%41 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+      );
+      assert.equal(up.received.at(-1)?.path, "/b%C2%85%2F%41");
+      assert.equal(JSON.parse(lines.at(-1)!).path, "/b%C2%85%2FA");
     });
   } finally {
     await Promise.all([edge.close(), up.close()]);

@@ -84,7 +84,11 @@ Deno.test("OCAP refuses path tricks that aim at another host or path", async () 
     ];
     for (const trick of tricks) {
       const status = await rawRequest(vestibule, trick, KEY);
-      assert.ok([400, 404].includes(status), `${trick} answered ${status}`);
+      // Dot segments resolve first, as for every request: `/_ocap/provider/../../x` is `/x`,
+      // the rule table's (its region is down here), never OCAP's.
+      const outside = !new URL(trick, "http://h").pathname.startsWith("/_ocap/");
+      const expected = outside ? [502] : [400, 404];
+      assert.ok(expected.includes(status), `${trick} answered ${status}`);
     }
     assert.equal(hits(), 0);
   });
