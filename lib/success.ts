@@ -1,8 +1,15 @@
 /** @module Decides whether an upstream answer matches a success rule (broadcast, `pin_on`). */
+import {
+  brotliDecompressSync,
+  gunzipSync,
+  inflateRawSync,
+  inflateSync,
+  zstdDecompressSync,
+} from "node:zlib";
 import type { SuccessRule } from "./compile_rules.ts";
 import { HttpError } from "./http_error.ts";
 import { deepEqual } from "./match_rule.ts";
-import { joinChunks, type PartialRead, readBounded, readUpTo } from "./request_body.ts";
+import { joinChunks, type PartialRead, readUpTo } from "./request_body.ts";
 
 /** The verdict, and the response to use from now on (rebuilt when its body had to be read). */
 export interface SuccessVerdict {
@@ -59,7 +66,7 @@ export async function checkSuccess(
   let parsed: unknown;
   try {
     parsed = JSON.parse(
-      new TextDecoder().decode(await decoded(bytes, response, options.bodyLimit)),
+      new TextDecoder().decode(decoded(bytes, response, options.bodyLimit)),
     );
   } catch {
     return { success: false, response: rebuilt };
@@ -111,23 +118,36 @@ async function peekBounded(
 }
 
 /**
- * The body as the application wrote it: vestibule re-compresses a body `fetch` decoded as gzip
- * for clients that accept it, so a JSON check must undo that (bounded, against zip bombs).
+ * The body as the application wrote it, decoded with the `Content-Encoding` the client will get
+ * (bounded by `limit`, against zip bombs): vestibule re-compresses a body `fetch` decoded as gzip,
+ * and passes through what `fetch` does not decode, such as the zstd today's browsers ask for.
+ * `deflate` may be zlib-wrapped or raw: browsers accept both, so a region may send either.
  */
-async function decoded(
-  bytes: Uint8Array<ArrayBuffer>,
-  response: Response,
-  limit: number,
-): Promise<Uint8Array<ArrayBuffer>> {
+function decoded(bytes: Uint8Array<ArrayBuffer>, response: Response, limit: number): Uint8Array {
   const encoding = response.headers.get("content-encoding")?.trim().toLowerCase();
-  const format = encoding === "gzip" || encoding === "x-gzip"
-    ? "gzip"
-    : encoding === "deflate"
-    ? "deflate"
-    : undefined;
-  if (!format) return bytes;
-  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream(format));
-  return await readBounded(stream as ReadableStream<Uint8Array<ArrayBuffer>>, limit);
+  const options = { maxOutputLength: limit };
+  switch (encoding) {
+    case undefined:
+    case "":
+    case "identity":
+      return bytes;
+    case "gzip":
+    case "x-gzip":
+      return gunzipSync(bytes, options);
+    case "deflate":
+      try {
+        return inflateSync(bytes, options);
+      } catch (error) {
+        if (error instanceof RangeError) throw error;
+        return inflateRawSync(bytes, options);
+      }
+    case "br":
+      return brotliDecompressSync(bytes, options);
+    case "zstd":
+      return zstdDecompressSync(bytes, options);
+    default:
+      throw new TypeError(`Cannot judge a body in the "${encoding}" coding`);
+  }
 }
 
 /** The status, `Set-Cookie` and header parts of a success rule. */

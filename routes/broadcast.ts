@@ -30,8 +30,8 @@ export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): P
     : await ctx.body.bytes();
   const preferred = ctx.pin?.region ?? ctx.assumed.region;
   const preference = [preferred, ...config.regionIds.filter((id) => id !== preferred)];
-  // Regions that had answered (or failed) on their own by the time the client left.
-  const finished = new Set<string>();
+  // Regions that have answered (or failed) on their own so far, awaited or not.
+  const finished = new Map<string, RegionResult>();
   const outWhenClientLeft = new Set<string>();
   const onClientGone = () => {
     for (const a of attempts) if (!finished.has(a.region)) outWhenClientLeft.add(a.region);
@@ -42,7 +42,7 @@ export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): P
   const attempts: Attempt[] = config.regionIds.map((region) => {
     const abort = new AbortController();
     const done = attempt(rule, ctx, region, body, abort.signal);
-    done.then(() => finished.add(region), () => {});
+    done.then((e) => finished.set(region, e.result), () => {});
     return { region, abort, done };
   });
 
@@ -81,7 +81,8 @@ export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): P
 
   ctx.log.regionReason = "broadcast";
   ctx.log.regions = config.regionIds.map((region) => {
-    const r = settled.get(region)?.result;
+    // With allow_multiple_success a region may have answered without being awaited.
+    const r = settled.get(region)?.result ?? finished.get(region);
     // A region still out when the client left was aborted by that, not by its own fault.
     if (!r || (r.kind === "unavailable" && outWhenClientLeft.has(region))) {
       return { region, error: clientGone ? "client_closed" : "not_awaited", ms: r?.ms ?? 0 };

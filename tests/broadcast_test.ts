@@ -321,6 +321,41 @@ Deno.test("broadcast: with allow_multiple_success the preferred region's fast su
   );
 });
 
+Deno.test("broadcast: with allow_multiple_success the log keeps a region that answered without being awaited", async () => {
+  // au fails at once; us, the assumed and so preferred region, succeeds 150 ms later.
+  const au = startUpstream(() => new Response("down", { status: 503 }));
+  const us = startUpstream(async () => {
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    return LOGIN_OK(new Request("http://x"));
+  });
+  const lines: string[] = [];
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "login", type: "broadcast", ...LOGIN_RULE, allow_multiple_success: true }],
+  }, { deps: { log: (line) => lines.push(line) } });
+  try {
+    const res = await post(edge);
+    await res.body?.cancel();
+    assert.equal(res.status, 302);
+    const { regions } = JSON.parse(lines[0]);
+    assert.deepEqual(
+      regions.map(({ region, status, error }: Record<string, unknown>) => ({
+        region,
+        status,
+        error,
+      })),
+      [{ region: "au", status: 503, error: undefined }, {
+        region: "us",
+        status: 302,
+        error: undefined,
+      }],
+    );
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
 Deno.test("broadcast: each region gets the request as a regional one would, with the rule's own cookie list", async () => {
   const au = startUpstream(LOGIN_FORM);
   const us = startUpstream(LOGIN_OK);

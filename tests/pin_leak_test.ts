@@ -27,6 +27,8 @@ const PIN_FORMS: Array<[string, Record<string, string>]> = [
   }],
   // Browsers match __Host- in any case; some frameworks look cookie names up ignoring case.
   ["pin cookie in other letter case", { cookie: "sessionid=s; __HOST-VESTIBULE-REGION=au" }],
+  // RFC 2109 separated cookies with commas; Rack and Java's legacy cookie parser still split so.
+  ["pin cookie after a comma", { cookie: "csrftoken=c, __Host-vestibule-region=au" }],
   ["both, with a session", {
     cookie: "sessionid=s; __Host-vestibule-region=au",
     "x-vestibule-region": "au",

@@ -3,7 +3,7 @@
  * bodies, bodies over `body_limit_bytes`, and bodies that stall halfway.
  */
 import assert from "node:assert/strict";
-import { deflateSync, gzipSync } from "node:zlib";
+import { deflateRawSync, deflateSync, gzipSync, zstdCompressSync } from "node:zlib";
 import { startUpstream, startVestibule } from "./_servers.ts";
 
 const PIN = "__Host-vestibule-region";
@@ -34,19 +34,24 @@ function stallingAnswers() {
 
 Deno.test("broadcast: a JSON success rule reads a body the origin compressed for a browser", async (t) => {
   const body = JSON.stringify({ data: { ok: true }, errors: [] });
-  // Deno's fetch decodes gzip (vestibule re-compresses it) but passes deflate through as it is.
-  const compressed = {
-    gzip: new Uint8Array(gzipSync(new TextEncoder().encode(body))),
-    deflate: new Uint8Array(deflateSync(new TextEncoder().encode(body))),
-  };
-  for (const [coding, bytes] of Object.entries(compressed)) {
-    await t.step(coding, async () => {
+  const text = new TextEncoder().encode(body);
+  // Deno's fetch decodes gzip (vestibule re-compresses it) but passes deflate and zstd through as
+  // they are; browsers take deflate zlib-wrapped or raw.
+  const cases: [step: string, coding: string, bytes: Uint8Array][] = [
+    ["gzip", "gzip", gzipSync(text)],
+    ["deflate", "deflate", deflateSync(text)],
+    ["raw deflate", "deflate", deflateRawSync(text)],
+    ["zstd", "zstd", zstdCompressSync(text)],
+  ];
+  const accept = "gzip, deflate, br, zstd"; // what Chrome and Firefox send
+  for (const [step, coding, bytes] of cases) {
+    await t.step(step, async () => {
       const au = startUpstream(() =>
         new Response("<p>no such user</p>", { headers: { "content-type": "text/html" } })
       );
       const us = startUpstream((req) =>
         (req.headers.get("accept-encoding") ?? "").includes(coding)
-          ? new Response(bytes, {
+          ? new Response(new Uint8Array(bytes), {
             headers: { "content-type": "application/json", "content-encoding": coding },
           })
           : Response.json(JSON.parse(body))
@@ -64,19 +69,52 @@ Deno.test("broadcast: a JSON success rule reads a body the origin compressed for
         const res = await fetch(`${edge.url}/graphql`, {
           method: "POST",
           body: "{}",
-          headers: { "accept-encoding": "gzip, deflate, br" }, // what every browser sends
+          headers: { "accept-encoding": accept },
         });
-        assert.equal(us.received[0].headers.get("accept-encoding"), "gzip, deflate, br");
-        // This test's client (Deno's fetch) decodes gzip but not deflate: decode what is labelled.
-        const stream = res.headers.get("content-encoding") === "deflate"
-          ? res.body!.pipeThrough(new DecompressionStream("deflate"))
-          : res.body!;
-        assert.deepEqual(JSON.parse(await new Response(stream).text()), JSON.parse(body));
+        assert.equal(us.received[0].headers.get("accept-encoding"), accept);
+        // This test's client (Deno's fetch) decodes gzip only: the rest is checked byte for byte.
+        const got = new Uint8Array(await res.arrayBuffer());
+        if (coding === "gzip") {
+          assert.deepEqual(JSON.parse(new TextDecoder().decode(got)), JSON.parse(body));
+        } else assert.deepEqual(got, new Uint8Array(bytes));
         assert.match(res.headers.getSetCookie().join("\n"), new RegExp(`${PIN}=us`));
       } finally {
         await Promise.all([edge.close(), au.close(), us.close()]);
       }
     });
+  }
+});
+
+Deno.test("zip bomb: a zstd answer that inflates past body_limit_bytes is no success and reaches the client as sent", async () => {
+  const bomb = zstdCompressSync(
+    new TextEncoder().encode(`{"errors":[],"pad":"${"x".repeat(8 * 1024 * 1024)}"}`),
+  );
+  const us = startUpstream(() =>
+    new Response(new Uint8Array(bomb), {
+      headers: { "content-type": "application/json", "content-encoding": "zstd" },
+    })
+  );
+  const edge = startVestibule({
+    regions: { us: { origin: us.url } },
+    default_region: "us",
+    body_limit_bytes: 65_536,
+    rules: [{
+      name: "signup",
+      type: "broadcast",
+      success: { status: "2xx", json: { path: "errors", equals: [] } },
+    }],
+  });
+  try {
+    const res = await fetch(`${edge.url}/graphql`, {
+      method: "POST",
+      body: "{}",
+      headers: { "accept-encoding": "zstd" },
+    });
+    assert.equal(res.status, 200);
+    assert.deepEqual(new Uint8Array(await res.arrayBuffer()), new Uint8Array(bomb));
+    assert.deepEqual(res.headers.getSetCookie(), [], "not judged a success: no pin");
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
   }
 });
 

@@ -1,6 +1,6 @@
 /** @module The headers an OCAP owner sends to the origin: the caller's, minus what belongs to this hop. */
 import { filterCookieHeader } from "../cookies.ts";
-import { HOP_BY_HOP_HEADERS } from "../forward.ts";
+import { HOP_BY_HOP_HEADERS, isPinHeader } from "../forward.ts";
 
 /** The header callers authenticate with; never forwarded. */
 export const OCAP_KEY_HEADER = "ocap-key";
@@ -19,11 +19,16 @@ export function originHeaders(incoming: Headers, pin: { header: string; cookie: 
     if (
       HOP_BY_HOP_HEADERS.has(name) || named.has(name) || name === OCAP_KEY_HEADER ||
       name === "host" || name === "content-length" || name === "cookie" ||
-      name === "accept-encoding" || name === pin.header
+      name === "accept-encoding" || isPinHeader(name, pin.header)
     ) continue;
     headers.append(name, value);
   }
-  const cookie = filterCookieHeader(incoming.get("cookie"), (name) => name !== pin.cookie);
+  // As the router strips it: in any case, since browsers and frameworks match it so.
+  const pinCookie = pin.cookie.toLowerCase();
+  const cookie = filterCookieHeader(
+    incoming.get("cookie"),
+    (name) => name.toLowerCase() !== pinCookie,
+  );
   if (cookie) headers.set("cookie", cookie);
   headers.set("accept-encoding", "identity");
   return headers;
