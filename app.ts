@@ -93,7 +93,10 @@ export function createApp(deps: AppDeps): App {
       bodyLimitBytes,
       onCache: (result) => metrics.ocapCache(result),
     });
-    app.all(`${config.ocap.path}/*`, (c) => observe(c.req.raw, c.req.path, () => ocap(c.req.raw)));
+    app.all(
+      `${config.ocap.path}/*`,
+      (c) => observe(c.req.raw, c.req.path, ({ log }) => ocap(c.req.raw, log)),
+    );
   }
   // Nothing under vestibule's own prefix reaches an upstream, whatever the method.
   app.all(`${OWN_PREFIX}*`, (c) =>

@@ -189,8 +189,9 @@ Deno.test("checkSuccess() holds only when every listed condition holds (property
     ),
     { numRuns: 500 },
   );
+  // About 100 and 10 are expected; "> 3" by json failed once in 40 runs by chance alone.
   assert.ok(
-    successes > 25 && jsonSuccesses > 3,
+    successes > 25 && jsonSuccesses > 0,
     `${successes} successes, ${jsonSuccesses} by json`,
   );
 });

@@ -3,6 +3,7 @@
  * redemptions) to `<path>/<target>/<rest>`; identical calls share one origin request and its
  * answer. See `docs/ocap.md`.
  */
+import type { RouteLog } from "../lib/route_context.ts";
 import type { RulesFile } from "../lib/rules_schema.ts";
 import { parseOrigin } from "../lib/compile_rules.ts";
 import { errorResponse, HttpError } from "../lib/http_error.ts";
@@ -13,7 +14,7 @@ import { answerResponse } from "../lib/ocap/origin_answer.ts";
 import { OCAP_KEY_HEADER, originHeaders } from "../lib/ocap/origin_headers.ts";
 import { SingleFlight } from "../lib/ocap/single_flight.ts";
 import { type OcapTarget, resolveTarget } from "../lib/ocap/target_path.ts";
-import { BodyTooLargeError, readBounded } from "../lib/request_body.ts";
+import { BodyTooLargeError, clientClosed, readBounded } from "../lib/request_body.ts";
 
 /** The validated `ocap` section of the rules file. */
 export type OcapConfig = NonNullable<RulesFile["ocap"]>;
@@ -39,14 +40,14 @@ const DEFAULT_PIN = { header: "x-vestibule-region", cookie: "__Host-vestibule-re
 export function createOcapHandler(
   ocap: OcapConfig,
   deps: OcapDeps,
-): (request: Request) => Promise<Response> {
+): (request: Request, log?: RouteLog) => Promise<Response> {
   const targets = compileTargets(ocap);
   const flights = new SingleFlight(deps.kv, { now: deps.now });
   const fetchOrigin = deps.fetch ?? fetch;
   const pin = deps.pin ?? DEFAULT_PIN;
   const bodyLimit = deps.bodyLimitBytes ?? 1_048_576;
 
-  return async (request) => {
+  return async (request, log) => {
     try {
       if (!ocapKeyMatches(request.headers.get(OCAP_KEY_HEADER), ocap.key)) {
         throw new HttpError(401, "ocap_unauthorized", "Missing or wrong Ocap-Key header");
@@ -61,7 +62,8 @@ export function createOcapHandler(
         if (error instanceof BodyTooLargeError) {
           throw new HttpError(413, "body_too_large", error.message, { cause: error });
         }
-        throw error;
+        // The caller hung up mid-upload: logged as the router logs it, not as a 500.
+        throw clientClosed(error);
       }
       const method = request.method.toUpperCase();
       const key = await dedupKey({
@@ -86,6 +88,7 @@ export function createOcapHandler(
       return answerResponse(answer, cache, method);
     } catch (error) {
       if (error instanceof HttpError) {
+        if (log) log.error = error.code;
         return errorResponse(error, request.headers.get("accept"));
       }
       throw error;

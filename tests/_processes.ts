@@ -18,7 +18,14 @@ export interface VestibuleProcess {
  */
 export async function startProcess(
   kind: "serve" | "run",
-  options: { providerUrl: string; kvPath: string; jobs?: number; env?: Record<string, string> },
+  options: {
+    providerUrl: string;
+    kvPath: string;
+    jobs?: number;
+    env?: Record<string, string>;
+    /** Drop the child's stderr (a store it cannot reach makes Deno report every retry there). */
+    quiet?: boolean;
+  },
 ): Promise<VestibuleProcess> {
   const port = deadPort();
   const args = kind === "serve" ? ["task", "serve"] : ["run", "--allow-all", "main.ts"];
@@ -37,7 +44,7 @@ export async function startProcess(
     },
     stdin: "null",
     stdout: "null",
-    stderr: "inherit",
+    stderr: options.quiet ? "null" : "inherit",
   }).spawn();
   let ended = false;
   const status = child.status.then((s) => {

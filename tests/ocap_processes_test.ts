@@ -107,3 +107,40 @@ Deno.test("OCAP lets a waiter take over when the owner process is killed mid-req
     }
   });
 });
+
+Deno.test("OCAP store hang: a KV Connect store that fails every call is 503 within the KV limit, not a request that never ends", async () => {
+  // A self-hosted denokv reached over KV Connect: it opens, then fails every data call, which
+  // Deno's client retries forever. In a child process, so those retries end with it.
+  let base = "";
+  const store = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    if (new URL(req.url).pathname !== "/") return new Response("down", { status: 500 });
+    return Response.json({
+      version: 2,
+      databaseId: "11111111-1111-1111-1111-111111111111",
+      endpoints: [{ url: `${base}/v2`, consistency: "strong" }],
+      token: "t",
+      expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
+    });
+  });
+  base = `http://127.0.0.1:${store.addr.port}`;
+  const provider = slowProvider(0);
+  const edge = await startProcess("run", {
+    providerUrl: provider.url,
+    kvPath: base,
+    env: { DENO_KV_ACCESS_TOKEN: "test-token" },
+    quiet: true,
+  });
+  try {
+    const started = performance.now();
+    const res = await fetch(tokenRequest(edge.url, { headers: { accept: "application/json" } }), {
+      signal: AbortSignal.timeout(6_000),
+    });
+    assert.equal(res.status, 503);
+    assert.equal((await res.json()).error, "ocap_store_unavailable");
+    assert.ok(performance.now() - started < 4_000);
+    assert.equal(provider.received.length, 0);
+  } finally {
+    await edge.stop("SIGKILL");
+    await Promise.all([provider.close(), store.shutdown()]);
+  }
+});

@@ -333,3 +333,100 @@ Deno.test("OCAP cache poisoning: a body with a byte-order mark does not share th
     assert.deepEqual(await second.json(), { access_token: "for-a" });
   });
 });
+
+Deno.test("OCAP: an origin status HTTP does not define (600) is one shared 502, not a 500 per caller", async () => {
+  // fetch accepts `HTTP/1.1 600`; a Deno.serve stand-in cannot send it, so this one is raw TCP.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let calls = 0;
+  const serving = (async () => {
+    for await (const conn of listener) {
+      const buffer = new Uint8Array(65_536);
+      let text = "";
+      while (!text.includes("\r\n\r\n")) {
+        const n = await conn.read(buffer);
+        if (n === null) break;
+        text += new TextDecoder().decode(buffer.subarray(0, n));
+      }
+      calls++;
+      await conn.write(new TextEncoder().encode(
+        "HTTP/1.1 600 Weird\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+      ));
+      conn.close();
+    }
+  })().catch(() => {});
+  const kv = await Deno.openKv(":memory:");
+  const origin = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+  const edge = startVestibule(ocapRules(origin), { env: OCAP_ENV, deps: { kv } });
+  try {
+    const answers = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(tokenRequest(edge.url, { headers: { accept: "application/json" } }));
+      answers.push([res.status, (await res.json()).error]);
+    }
+    assert.deepEqual(answers, Array(3).fill([502, "upstream_bad_status"]));
+    assert.equal(calls, 1, "the code is spent: one origin call");
+  } finally {
+    await edge.close();
+    listener.close();
+    await serving;
+    kv.close();
+  }
+});
+
+Deno.test("OCAP: a HEAD answer keeps the provider's Content-Length", async () => {
+  const upstream = startUpstream(() => new Response("x".repeat(1234)));
+  await withOcap(upstream, async (base) => {
+    const res = await fetch(`${base}/_ocap/provider/doc`, {
+      method: "HEAD",
+      headers: { "ocap-key": OCAP_KEY },
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-length"), "1234");
+  });
+});
+
+Deno.test("OCAP: a caller that hangs up mid-upload is logged 499 client_closed, not 500", async () => {
+  const upstream = startUpstream(() => Response.json({ access_token: "t" }));
+  const kv = await Deno.openKv(":memory:");
+  const lines: string[] = [];
+  const edge = startVestibule(ocapRules(upstream.url), {
+    env: OCAP_ENV,
+    deps: { kv, log: (line) => lines.push(line) },
+  });
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
+    await conn.write(new TextEncoder().encode(
+      `POST /_ocap/provider/token HTTP/1.1\r\nHost: x\r\nOcap-Key: ${OCAP_KEY}\r\n` +
+        "Content-Length: 1000\r\n\r\ncode=abc",
+    ));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    conn.close();
+    for (let i = 0; i < 200 && lines.length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const entry = JSON.parse(lines[0]);
+    assert.deepEqual([entry.status, entry.error], [499, "client_closed"]);
+    assert.equal(upstream.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), upstream.close()]);
+    kv.close();
+  }
+});
+
+Deno.test("OCAP pin leak: the pin cookie in any letter case and the pin header with underscores never reach the provider", async () => {
+  const upstream = startUpstream(() => Response.json({ access_token: "t" }));
+  await withOcap(upstream, async (base) => {
+    const res = await fetch(tokenRequest(base, {
+      headers: {
+        cookie: "a=1; __HOST-VESTIBULE-REGION=au; b=2, __host-vestibule-region=us",
+        "x_vestibule_region": "au",
+      },
+    }));
+    await res.body?.cancel();
+    const [received] = upstream.received;
+    assert.equal(received.headers.get("cookie"), "a=1");
+    for (const [name, value] of received.headers) {
+      assert.doesNotMatch(`${name}: ${value}`, /vestibule.region/i);
+    }
+  });
+});

@@ -58,10 +58,15 @@ export async function callOrigin(
       signal: options.signal,
     });
     const body = await readBounded(response.body, MAX_ORIGIN_BODY_BYTES);
+    if (response.status < 200 || response.status > 599) {
+      // fetch passes on a status HTTP does not define (600), which no `Response` can carry. The
+      // origin did answer, so a one-time code is spent: this is shared like any answer.
+      return undefinedStatus(request.target, response.status);
+    }
     return {
       status: response.status,
       statusText: response.statusText,
-      headers: answerHeaders(response.headers),
+      headers: answerHeaders(response.headers, request.method === "HEAD"),
       body,
     };
   } catch (error) {
@@ -90,17 +95,33 @@ export async function callOrigin(
 
 /**
  * Response headers worth sharing: hop-by-hop ones (and those `Connection` names) dropped, and
- * `Content-Length`, which each caller's `Response` recomputes. `Content-Encoding` stays: OCAP asks
- * for `identity`, so `fetch` never decodes and the bytes match the header.
+ * `Content-Length`, which each caller's `Response` recomputes, except for HEAD, whose empty
+ * body it does not describe. `Content-Encoding` stays: OCAP asks for `identity`, so `fetch`
+ * never decodes and the bytes match the header.
  */
-function answerHeaders(headers: Headers): Array<[string, string]> {
+function answerHeaders(headers: Headers, head: boolean): Array<[string, string]> {
   const named = new Set(
     (headers.get("connection") ?? "").toLowerCase().split(",").map((s) => s.trim()),
   );
   const out: Array<[string, string]> = [];
   for (const [name, value] of headers) {
-    if (HOP_BY_HOP_HEADERS.has(name) || named.has(name) || name === "content-length") continue;
+    if (HOP_BY_HOP_HEADERS.has(name) || named.has(name)) continue;
+    if (name === "content-length" && !head) continue;
     out.push([name, value]);
   }
   return out;
+}
+
+/** The shared answer to an origin status outside 200–599: 502 `upstream_bad_status`. */
+function undefinedStatus(target: string, status: number): OriginAnswer {
+  const body = JSON.stringify({
+    error: "upstream_bad_status",
+    message: `OCAP target "${target}" answered with status ${status}, which HTTP does not define`,
+  });
+  return {
+    status: 502,
+    statusText: "",
+    headers: [["content-type", "application/json"]],
+    body: new TextEncoder().encode(body),
+  };
 }

@@ -38,3 +38,34 @@ Deno.test("withKvRetry() does not retry other store failures", async () => {
   );
   assert.equal(attempts, 1);
 });
+
+Deno.test("withKvRetry() store hang: a call with no answer within the limit is 503, not a wait forever", async () => {
+  const started = performance.now();
+  await assert.rejects(
+    withKvRetry(() => new Promise(() => {}), 50),
+    (error: unknown) =>
+      error instanceof HttpError && error.code === "ocap_store_unavailable" &&
+      /did not answer within 50 ms/.test(String((error.cause as Error).message)),
+  );
+  const took = performance.now() - started;
+  assert.ok(took >= 45 && took < 500, `${took} ms`);
+});
+
+Deno.test("withKvRetry() stops retrying a busy store at the limit", async () => {
+  let attempts = 0;
+  let last: Promise<never> | undefined;
+  const started = performance.now();
+  await assert.rejects(
+    withKvRetry(() => {
+      attempts++;
+      last = new Promise((_, reject) =>
+        setTimeout(() => reject(new TypeError("database is locked")), 30)
+      );
+      return last;
+    }, 60),
+    (error: unknown) => error instanceof HttpError && error.code === "ocap_store_unavailable",
+  );
+  assert.ok(attempts < 8, `${attempts} attempts`);
+  assert.ok(performance.now() - started < 500);
+  await last?.catch(() => {}); // the store's own answer, which came too late
+});

@@ -13,6 +13,7 @@ import { HttpError } from "../http_error.ts";
 import { OriginAnswerTooLarge, OriginFailure } from "./call_origin.ts";
 import { leaseKey, resultKey } from "./kv_keys.ts";
 import { withKvRetry } from "./kv_retry.ts";
+import { settleBy } from "./settle_by.ts";
 import type { CacheStatus, OriginAnswer } from "./origin_answer.ts";
 import { addNotShared, addResult, NOT_SHARED, readResult } from "./response_store.ts";
 
@@ -71,14 +72,15 @@ export class SingleFlight {
       const shared = this.#inflight.get(key);
       if (shared) {
         try {
-          const { answer, cache } = await shared;
+          const { answer, cache } = await settleBy(
+            shared,
+            waitUntil - performance.now(),
+            waitTimeout,
+          );
           return { answer, cache: cache === "hit" ? "hit" : "coalesced" };
         } catch (error) {
           // The owner's call failed and was not cached: try again ourselves, one becomes owner.
-          if (error instanceof OriginFailure) {
-            if (performance.now() < waitUntil) continue;
-            throw waitTimeout();
-          }
+          if (error instanceof OriginFailure) continue;
           throw error;
         }
       }
@@ -118,6 +120,9 @@ export class SingleFlight {
 
         const lease = leaseEntry.value;
         if (!lease || lease.deadline <= this.#now()) {
+          // A caller that waited (or retries a failed call) owns only a call it can see through
+          // within its own wait limit.
+          if (performance.now() + options.timeoutMs > waitUntil) throw waitTimeout();
           // Check the entries as observed: an expired key can stay readable until a sweep.
           const leaseMs = options.timeoutMs + this.#marginMs;
           const mine: Lease = { owner: crypto.randomUUID(), deadline: this.#now() + leaseMs };

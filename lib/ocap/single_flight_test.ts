@@ -131,6 +131,45 @@ Deno.test("SingleFlight.run() does not cache an origin failure: a waiter becomes
   });
 });
 
+Deno.test("SingleFlight.run() waiters answer within their wait limit, and retry only a call they can see through", async () => {
+  await withKv(async (kv) => {
+    // Wait limit: timeout 100 ms + 2 × margin 80 ms = 260 ms from the start.
+    const flights = new SingleFlight(kv, { leaseMarginMs: 80 });
+    let calls = 0;
+    const options: ExchangeOptions = {
+      ttlMs: 1_000,
+      timeoutMs: 100,
+      callOrigin: (signal) => {
+        calls++;
+        return new Promise((_, reject) =>
+          signal.addEventListener(
+            "abort",
+            () => reject(new OriginFailure(504, "upstream_timeout", "the provider hangs")),
+          )
+        );
+      },
+    };
+    const started = performance.now();
+    const took: number[] = [];
+    const outcomes = await Promise.allSettled(
+      [0, 1, 2, 3].map(() =>
+        flights.run(KEY, options).finally(() => took.push(performance.now() - started))
+      ),
+    );
+    // The owner times out at 100 ms; one waiter retries (100 + 100 ms fits in 260 ms); at 200 ms
+    // another retry could not end before the limit, so the rest give up without calling.
+    assert.equal(calls, 2);
+    const codes = outcomes.map((o) => o.status === "rejected" ? o.reason.code : "answered");
+    assert.deepEqual(codes.sort(), [
+      "ocap_wait_timeout",
+      "ocap_wait_timeout",
+      "upstream_timeout",
+      "upstream_timeout",
+    ]);
+    for (const ms of took) assert.ok(ms < 260 + 60, `a caller answered after ${ms} ms`);
+  });
+});
+
 Deno.test("SingleFlight.run() takes over a lease whose deadline passed without a result", async () => {
   await withKv(async (kv) => {
     // A crashed owner's lease: its deadline is past but the entry is still readable.
