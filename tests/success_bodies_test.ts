@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { deflateRawSync, deflateSync, gzipSync, zstdCompressSync } from "node:zlib";
-import { startUpstream, startVestibule } from "./_servers.ts";
+import { startUpstream, startVestibule, type TestServer } from "./_servers.ts";
 
 const PIN = "__Host-vestibule-region";
 
@@ -31,6 +31,21 @@ function stallingAnswers() {
     },
   };
 }
+
+/** A GraphQL-ish signup that succeeds on 2xx with an empty `errors` list. */
+const SIGNUP = {
+  name: "signup",
+  type: "broadcast",
+  success: { status: "2xx", json: { path: "errors", equals: [] } },
+};
+
+/** POSTs a signup through `edge`, accepting the codings in `accept`. */
+const signup = (edge: TestServer, accept: string) =>
+  fetch(`${edge.url}/graphql`, {
+    method: "POST",
+    body: "{}",
+    headers: { "accept-encoding": accept },
+  });
 
 Deno.test("broadcast: a JSON success rule reads a body the origin compressed for a browser", async (t) => {
   const body = JSON.stringify({ data: { ok: true }, errors: [] });
@@ -59,18 +74,10 @@ Deno.test("broadcast: a JSON success rule reads a body the origin compressed for
       const edge = startVestibule({
         regions: { au: { origin: au.url }, us: { origin: us.url } },
         default_region: "au",
-        rules: [{
-          name: "signup",
-          type: "broadcast",
-          success: { status: "2xx", json: { path: "errors", equals: [] } },
-        }],
+        rules: [SIGNUP],
       });
       try {
-        const res = await fetch(`${edge.url}/graphql`, {
-          method: "POST",
-          body: "{}",
-          headers: { "accept-encoding": accept },
-        });
+        const res = await signup(edge, accept);
         assert.equal(us.received[0].headers.get("accept-encoding"), accept);
         // This test's client (Deno's fetch) decodes gzip only: the rest is checked byte for byte.
         const got = new Uint8Array(await res.arrayBuffer());
@@ -98,18 +105,10 @@ Deno.test("zip bomb: a zstd answer that inflates past body_limit_bytes is no suc
     regions: { us: { origin: us.url } },
     default_region: "us",
     body_limit_bytes: 65_536,
-    rules: [{
-      name: "signup",
-      type: "broadcast",
-      success: { status: "2xx", json: { path: "errors", equals: [] } },
-    }],
+    rules: [SIGNUP],
   });
   try {
-    const res = await fetch(`${edge.url}/graphql`, {
-      method: "POST",
-      body: "{}",
-      headers: { "accept-encoding": "zstd" },
-    });
+    const res = await signup(edge, "zstd");
     assert.equal(res.status, 200);
     assert.deepEqual(new Uint8Array(await res.arrayBuffer()), new Uint8Array(bomb));
     assert.deepEqual(res.headers.getSetCookie(), [], "not judged a success: no pin");
