@@ -1,6 +1,5 @@
 /** @module Builds the vestibule HTTP app from its dependencies; `main.ts` wires the real ones. */
 import { Hono } from "hono";
-import { getPath } from "hono/utils/url";
 import type { CountryLookup } from "./lib/assume_region.ts";
 import { assumeRegion } from "./lib/assume_region.ts";
 import type { Config } from "./lib/compile_rules.ts";
@@ -12,7 +11,8 @@ import { WorkerMetrics } from "./lib/worker_metrics.ts";
 import { createObserver, type Observed, UNOBSERVED } from "./lib/observe.ts";
 import { OWN_PREFIX, routedPath, servedBy } from "./lib/own_paths.ts";
 import { readPin } from "./lib/pin.ts";
-import { rawQuery, viewRequest } from "./lib/request_view.ts";
+import { rawQuery, rawTarget, viewRequest } from "./lib/request_view.ts";
+import { matchablePath } from "./lib/matchable_path.ts";
 import { BodyTooLargeError, BufferedBody } from "./lib/request_body.ts";
 import type { RouteContext } from "./lib/route_context.ts";
 import { handleBroadcast } from "./routes/broadcast.ts";
@@ -65,7 +65,7 @@ export function createApp(deps: AppDeps): App {
   const now = deps.now ?? Date.now;
   const scheme = deps.scheme ?? "http";
   // Hono routes vestibule's own paths by the path that decided they are its own.
-  const app = new Hono<Env>({ getPath: pathOf });
+  const app = new Hono<Env>({ getPath: (request) => pathOf(request) });
 
   app.get("/_vestibule/health", (c) => c.json({ status: "ok" }));
   const metrics = new VestibuleMetrics();
@@ -191,17 +191,19 @@ export function createApp(deps: AppDeps): App {
   return {
     fetch(request, info) {
       const url = URL.parse(request.url) ?? undefined;
-      const path = url ? routedPath(url) : getPath(request);
+      const path = pathOf(request, url);
       if (servedBy(path, ocapPath)) return app.fetch(request, info);
       return routeRequest(request, path, url, info).catch((error) => internalError(error, request));
     },
   };
 }
 
-/** {@linkcode routedPath}, or the raw path of a URL that does not parse (a 400 `bad_host`). */
-function pathOf(request: Request): string {
-  const url = URL.parse(request.url);
-  return url ? routedPath(url) : getPath(request);
+/**
+ * {@linkcode routedPath}; for a URL that does not parse (a 400 `bad_host` to come), the raw path
+ * with its escapes kept as `routedPath` keeps them.
+ */
+function pathOf(request: Request, url = URL.parse(request.url) ?? undefined): string {
+  return url ? routedPath(url) : matchablePath(rawTarget(request.url).replace(/[?#].*/s, ""));
 }
 
 /** The peer's IP; a Unix socket (or no address at all) counts as loopback. */

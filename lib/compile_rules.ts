@@ -137,7 +137,11 @@ export function parseOrigin(value: string): { origin: string; host: string } | s
  * errors end up in logs, so credentials and a query (where tokens travel) become `***`.
  */
 function redacted(value: string): string {
-  return value.replace(/^([^/?#]*\/\/)?[^/?#]*@/, "$1***@").replace(/[?#].*/s, "?***");
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(value)?.[0] ?? "";
+  // Up to the last `@`: a password that breaks the URL may hold `/`, `?`, `#` or `@` itself.
+  const at = value.lastIndexOf("@");
+  const rest = at === -1 ? value.slice(scheme.length) : `***@${value.slice(at + 1)}`;
+  return scheme + rest.replace(/[?#].*/s, "?***");
 }
 
 /** Compiles a rules file that already passed the zod schema; throws {@linkcode RulesError}. */

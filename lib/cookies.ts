@@ -18,7 +18,7 @@ export function filterCookieHeader(
     const eq = piece.indexOf("=");
     if (eq === -1) continue;
     const name = piece.slice(0, eq).trim();
-    if (name && keep(name) && (!piece.includes(",", eq) || commaPairsKept(piece, eq, keep))) {
+    if (name && keep(name) && (!piece.includes(",") || commaPairsKept(piece, keep))) {
       kept.push(piece.trim());
     }
   }
@@ -26,12 +26,13 @@ export function filterCookieHeader(
 }
 
 /**
- * Whether every `name=value` hidden after a comma in the value of `piece` passes `keep` too.
- * RFC 2109 separated cookies with commas, and Rack, Java's legacy cookie processor and others
- * still split on them: `csrftoken=c, __Host-vestibule-region=au` would hand them the pin.
+ * Whether every `name=value` that a split on commas finds in `piece` passes `keep` too. RFC 2109
+ * separated cookies with commas, and Rack, Java's legacy cookie processor and others still split
+ * on them: `csrftoken=c, __Host-vestibule-region=au` and `junk, __Host-vestibule-region=au`
+ * would hand them the pin.
  */
-function commaPairsKept(piece: string, eq: number, keep: (name: string) => boolean): boolean {
-  for (const part of piece.slice(eq + 1).split(",").slice(1)) {
+function commaPairsKept(piece: string, keep: (name: string) => boolean): boolean {
+  for (const part of piece.split(",")) {
     const at = part.indexOf("=");
     if (at !== -1 && !keep(part.slice(0, at).trim())) return false;
   }

@@ -20,6 +20,24 @@ Deno.test("filterCookieHeader() cookie smuggling: a refused name after a comma d
     'prefs=x,y; j={"a":1,"b":2}',
   );
   assert.equal(filterCookieHeader("a=1, c=2", notPin), "a=1, c=2");
+  assert.equal(filterCookieHeader("s=1; junk, pin=au", notPin), "s=1", "comma before the '='");
+});
+
+Deno.test("filterCookieHeader() cookie smuggling: no split on ; or , finds a refused name in what it keeps (property)", () => {
+  // Headers made of the pieces a smuggler has: names, the refused one among them, and separators.
+  const header = fc.array(fc.constantFrom("a", "pin", "PIN", "=", ";", ",", " ", "1", '"'), {
+    maxLength: 30,
+  }).map((parts) => parts.join(""));
+  fc.assert(
+    fc.property(header, (text) => {
+      const out = filterCookieHeader(text, (name) => name.toLowerCase() !== "pin");
+      for (const part of out?.split(/[;,]/) ?? []) {
+        const at = part.indexOf("=");
+        if (at !== -1) assert.notEqual(part.slice(0, at).trim().toLowerCase(), "pin", out);
+      }
+    }),
+    { numRuns: 2000 },
+  );
 });
 
 Deno.test("filterCookieHeader() never lets a refused name through, whatever the header, split on ; or , (property)", () => {

@@ -430,6 +430,11 @@ Deno.test("parseRules() credential leak: an origin it refuses is quoted without 
       `https://deploy:${secret}@au.internal/base?token=${secret}`,
       `deploy:${secret}@au.internal`,
       `https://au.internal/?token=${secret}`,
+      // A password that breaks the URL: base64 holds '/', any password may hold '?' or '#'.
+      `https://deploy:a/${secret}@au.internal`,
+      `https://deploy:a?${secret}@au.internal`,
+      `https://deploy:a#${secret}@au.internal`,
+      `https://deploy:${secret}@a@au.internal`,
     ]
   ) {
     const file = base({ regions: { au: { origin: "${AU_ORIGIN}" } }, default_region: "au" });

@@ -151,3 +151,8 @@ export function rawQuery(rawUrl: string): string {
   if (hash === -1) return rawUrl.slice(at);
   return at < hash ? rawUrl.slice(at, hash) : "";
 }
+
+/** The request target of `request.url` as the client sent it: path, query and all, no origin. */
+export function rawTarget(rawUrl: string): string {
+  return rawUrl.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, "");
+}

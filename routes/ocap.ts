@@ -3,6 +3,7 @@
  * redemptions) to `<path>/<target>/<rest>`; identical calls share one origin request and its
  * answer. See `docs/ocap.md`.
  */
+import { rawTarget } from "../lib/request_view.ts";
 import type { RouteLog } from "../lib/route_context.ts";
 import type { RulesFile } from "../lib/rules_schema.ts";
 import { parseOrigin } from "../lib/compile_rules.ts";
@@ -53,8 +54,7 @@ export function createOcapHandler(
         throw new HttpError(401, "ocap_unauthorized", "Missing or wrong Ocap-Key header");
       }
       // The raw request target, before URL parsing could resolve dot segments.
-      const rawTarget = request.url.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, "");
-      const { target, url } = resolveTarget(rawTarget, ocap.path, targets);
+      const { target, url } = resolveTarget(rawTarget(request.url), ocap.path, targets);
       let body: Uint8Array<ArrayBuffer>;
       try {
         body = await readBounded(request.body, bodyLimit, request.headers.get("content-length"));

@@ -243,6 +243,18 @@ Deno.test("own-path disguise: dot segments, escapes or another method never rout
       assert.equal(up.received.at(-1)?.path, "/b%C2%85%2F%41");
       assert.equal(JSON.parse(lines.at(-1)!).path, "/b%C2%85%2FA");
     });
+    await t.step(
+      "a Host that breaks the URL: refused, its path logged with escapes kept",
+      async () => {
+        const answer = await rawRequest(
+          edge.port,
+          "GET /caf%C3%A9%20x HTTP/1.1\r\nHost: a:99999\r\nConnection: close\r\n\r\n",
+        );
+        assert.match(answer, /^HTTP\/1\.1 400 /);
+        const entry = JSON.parse(lines.at(-1)!);
+        assert.deepEqual([entry.error, entry.path], ["bad_host", "/caf%C3%A9%20x"]);
+      },
+    );
   } finally {
     await Promise.all([edge.close(), up.close()]);
   }

@@ -66,7 +66,7 @@ export class SingleFlight {
    * 503 `ocap_store_unavailable` as {@linkcode HttpError}s.
    */
   async run(key: string, options: ExchangeOptions): Promise<Exchange> {
-    // Long enough to see a crashed owner's lease run out and take over (real time, not `now`).
+    // This caller's wait limit (real time, not `now`); it owns a call only if one fits before it.
     const waitUntil = performance.now() + options.timeoutMs + 2 * this.#marginMs;
     while (true) {
       const shared = this.#inflight.get(key);
@@ -79,8 +79,9 @@ export class SingleFlight {
           );
           return { answer, cache: cache === "hit" ? "hit" : "coalesced" };
         } catch (error) {
-          // The owner's call failed and was not cached: try again ourselves, one becomes owner.
-          if (error instanceof OriginFailure) continue;
+          // The owner's call failed and was not cached, or the caller who would have retried it had
+          // no time left: try again ourselves, within our own limit.
+          if (error instanceof OriginFailure || error instanceof NoTimeToOwn) continue;
           throw error;
         }
       }
@@ -122,7 +123,7 @@ export class SingleFlight {
         if (!lease || lease.deadline <= this.#now()) {
           // A caller that waited (or retries a failed call) owns only a call it can see through
           // within its own wait limit.
-          if (performance.now() + options.timeoutMs > waitUntil) throw waitTimeout();
+          if (performance.now() + options.timeoutMs > waitUntil) throw new NoTimeToOwn();
           // Check the entries as observed: an expired key can stay readable until a sweep.
           const leaseMs = options.timeoutMs + this.#marginMs;
           const mine: Lease = { owner: crypto.randomUUID(), deadline: this.#now() + leaseMs };
@@ -192,6 +193,16 @@ export class SingleFlight {
       log("ocap could not store an answer", (error as Error).cause ?? error);
     }
     return { answer, cache: "miss" };
+  }
+}
+
+/**
+ * The 504 of a caller whose limit leaves no room for a whole origin call. Callers sharing its
+ * flight in this isolate may have room of their own, so they try again rather than give up.
+ */
+class NoTimeToOwn extends HttpError {
+  constructor() {
+    super(504, "ocap_wait_timeout", "Gave up waiting: no time left for a call of its own");
   }
 }
 

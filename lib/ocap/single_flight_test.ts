@@ -170,6 +170,33 @@ Deno.test("SingleFlight.run() waiters answer within their wait limit, and retry 
   });
 });
 
+Deno.test("SingleFlight.run() a waiter with time left retries even when the waiter it joined had none", async () => {
+  await withKv(async (kv) => {
+    // timeout 300 ms, margin 100 ms: a caller waits at most 500 ms from its own start.
+    const flights = new SingleFlight(kv, { leaseMarginMs: 100 });
+    let calls = 0;
+    const options: ExchangeOptions = {
+      ttlMs: 30_000,
+      timeoutMs: 300,
+      callOrigin: async () => {
+        if (++calls > 1) return answer(200, "second try");
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        throw new OriginFailure(502, "upstream_unavailable", "connection reset");
+      },
+    };
+    const owner = flights.run(KEY, options);
+    const early = flights.run(KEY, options); // limit 500 ms: a retry at 250 ms does not fit
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const late = flights.run(KEY, options); // limit 700 ms: a retry at 250 ms fits
+    const [o, e, l] = await Promise.allSettled([owner, early, late]);
+    assert.ok(o.status === "rejected" && o.reason instanceof OriginFailure);
+    assert.ok(e.status === "rejected" && e.reason.code === "ocap_wait_timeout");
+    assert.ok(l.status === "fulfilled", `late: ${l.status === "rejected" && l.reason.code}`);
+    assert.equal(text(l.value.answer), "second try");
+    assert.equal(calls, 2);
+  });
+});
+
 Deno.test("SingleFlight.run() takes over a lease whose deadline passed without a result", async () => {
   await withKv(async (kv) => {
     // A crashed owner's lease: its deadline is past but the entry is still readable.
