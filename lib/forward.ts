@@ -64,11 +64,16 @@ export interface ForwardContext {
 /** Which cookies an upstream gets: all (pinned regional requests) or a whitelist. */
 export type CookiePolicy = { all: true } | { only: ReadonlySet<string> };
 
-/** The headers for one upstream call, and the `Accept-Encoding` among them. */
+/** The headers for one upstream call, and what {@linkcode clientResponse} needs of them. */
 export interface UpstreamHeaders {
   headers: HeaderPairs;
-  /** What the upstream was asked for; {@linkcode clientResponse} needs it to undo `fetch`'s decoding. */
+  /** The `Accept-Encoding` the upstream was asked for: `identity` means `fetch` decodes nothing. */
   acceptEncoding: string;
+  /**
+   * The client's own `Accept-Encoding` (null without one): what a body `fetch` decoded may be
+   * re-compressed as. Not the header sent, which the rules file may set for the upstream.
+   */
+  clientAcceptEncoding: string | null;
 }
 
 /**
@@ -152,7 +157,7 @@ export function upstreamHeaders(
     if (name === "accept-encoding") sentEncoding = value;
     headers.push([name, value]);
   }
-  return { headers, acceptEncoding: sentEncoding };
+  return { headers, acceptEncoding: sentEncoding, clientAcceptEncoding: acceptEncoding };
 }
 
 /**
@@ -301,8 +306,9 @@ export function clientResponse(
   res: Response,
   upstream: Upstream,
   ctx: ForwardContext,
-  sentAcceptEncoding: string,
+  asked: Omit<UpstreamHeaders, "headers">,
 ): Response {
+  const sentAcceptEncoding = asked.acceptEncoding;
   const h = res.headers;
   const encoding = h.get("content-encoding")?.trim().toLowerCase();
   // A bodiless answer (HEAD, 304) gets the headers its GET would get.
@@ -346,7 +352,7 @@ export function clientResponse(
     if (etag && !etag.startsWith("W/")) headers.set("etag", `W/${etag}`);
     // Deno.serve writes Content-Length: 0 for a null body; an empty stream leaves the length open.
     if (!body && res.status === 200) body = new ReadableStream({ start: (c) => c.close() });
-    if (acceptsEncoding(sentAcceptEncoding, "gzip")) {
+    if (acceptsEncoding(asked.clientAcceptEncoding, "gzip")) {
       if (body) body = body.pipeThrough(new CompressionStream("gzip"));
       headers.set("content-encoding", "gzip");
     }
@@ -355,16 +361,23 @@ export function clientResponse(
   return new Response(body, { status: res.status, statusText: res.statusText, headers });
 }
 
-/** Whether an `Accept-Encoding` value lists `coding` with a non-zero weight. */
+/**
+ * Whether an `Accept-Encoding` value accepts `coding` with a non-zero weight: its own entry
+ * decides, and `*` only when it has none (RFC 9110 §12.5.3: `*, gzip;q=0` refuses gzip).
+ */
 export function acceptsEncoding(header: string | null, coding: string): boolean {
   if (!header) return false;
+  let any: boolean | undefined;
   for (const part of header.toLowerCase().split(",")) {
     const [name, ...params] = part.trim().split(";");
-    if (name.trim() !== coding && name.trim() !== "*") continue;
+    const listed = name.trim();
+    if (listed !== coding && listed !== "*") continue;
     const q = params.map((p) => p.trim()).find((p) => p.startsWith("q="));
-    return q === undefined || Number(q.slice(2)) > 0;
+    const accepted = q === undefined || Number(q.slice(2)) > 0;
+    if (listed === coding) return accepted;
+    any ??= accepted;
   }
-  return false;
+  return any ?? false;
 }
 
 /** Whether `h` has a hop-by-hop header; `Transfer-Encoding` is framing that `Deno.serve` redoes. */

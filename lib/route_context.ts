@@ -71,7 +71,7 @@ export async function forwardTo(
   if (isWebSocketUpgrade(ctx.request.method, ctx.headers)) {
     return proxyWebSocket(ctx, upstream, cookies, timeoutMs ?? upstream.timeoutMs);
   }
-  const { headers, acceptEncoding } = upstreamHeaders(
+  const { headers, ...asked } = upstreamHeaders(
     ctx.headers,
     upstream,
     cookies,
@@ -88,7 +88,7 @@ export async function forwardTo(
     client: ctx.request,
   });
   ctx.log.upstreamMs = performance.now() - started;
-  return clientResponse(response, upstream, ctx.forward, acceptEncoding);
+  return clientResponse(response, upstream, ctx.forward, asked);
 }
 
 /** Where a `Set-Cookie` in the answer to this request applies, for success rules. */

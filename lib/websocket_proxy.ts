@@ -129,12 +129,36 @@ interface Early {
 }
 
 /**
+ * How many bytes one socket may hold unsent before the relay gives up on its reader. The
+ * WebSocket API cannot stop reading the other side, so a peer that reads nothing (or a slow
+ * phone behind a chatty app) would otherwise grow vestibule's memory without bound. A single
+ * larger message still passes when the socket has drained.
+ */
+export const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The close code for a relay that gave up on a peer not reading: 1013 "try again later" in the
+ * private range (the WebSocket API may send only 1000 and 3000–4999).
+ */
+export const RELAY_OVERLOADED = 4013;
+
+/**
  * Relays messages both ways and passes a close on with its code and reason. What the upstream
- * sends before the client's socket is open waits for it.
+ * sends before the client's socket is open waits for it. When one side holds more than
+ * {@linkcode MAX_BUFFERED_BYTES} unsent, both are closed with {@linkcode RELAY_OVERLOADED}.
  */
 function relay(client: WebSocket, upstream: WebSocket, early: Early): void {
+  const overloaded = () => {
+    for (const ws of [client, upstream]) {
+      if (ws.readyState === WebSocket.OPEN) ws.close(RELAY_OVERLOADED, "relay buffer full");
+    }
+  };
+  const pass = (to: WebSocket, data: string | ArrayBuffer) => {
+    if (to.bufferedAmount > MAX_BUFFERED_BYTES) overloaded();
+    else to.send(data);
+  };
   upstream.addEventListener("message", (event) => {
-    if (client.readyState === WebSocket.OPEN) client.send(event.data);
+    if (client.readyState === WebSocket.OPEN) pass(client, event.data);
     else if (client.readyState === WebSocket.CONNECTING) early.messages.push(event.data);
   });
   upstream.addEventListener("close", (event) => {
@@ -146,7 +170,7 @@ function relay(client: WebSocket, upstream: WebSocket, early: Early): void {
     if (early.close) closeOther(client, early.close);
   });
   client.addEventListener("message", (event) => {
-    if (upstream.readyState === WebSocket.OPEN) upstream.send(event.data);
+    if (upstream.readyState === WebSocket.OPEN) pass(upstream, event.data);
   });
   client.addEventListener("close", (event) => closeOther(upstream, event));
   // An error is followed by a close event, which passes it on.

@@ -126,7 +126,7 @@ async function attempt(
   signal: AbortSignal,
 ): Promise<{ result: RegionResult; response?: Response }> {
   const upstream = ctx.config.regions.get(region)!;
-  const { headers, acceptEncoding } = upstreamHeaders(
+  const { headers, ...asked } = upstreamHeaders(
     ctx.headers,
     upstream,
     { only: rule.forwardCookies },
@@ -143,7 +143,7 @@ async function attempt(
       timeoutMs,
     });
     const headersMs = performance.now() - started; // what the upstream duration histogram counts
-    const response = clientResponse(raw, upstream, ctx.forward, acceptEncoding);
+    const response = clientResponse(raw, upstream, ctx.forward, asked);
     // A region that stalls in the middle of a body its success rule reads times out as one that
     // never answers: the whole attempt, headers and body, fits in the timeout.
     const options = {

@@ -4,6 +4,7 @@
  * The raw socket helpers send and read bytes exactly, with no client library tidying them up.
  */
 import assert from "node:assert/strict";
+import { brotliCompressSync, gzipSync } from "node:zlib";
 import { oneRegion, rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 
 /** An upstream that answers every connection with the same raw HTTP/1.1 bytes. */
@@ -415,4 +416,66 @@ Deno.test("redirect rule with a fragment: the client's query goes before the '#'
   } finally {
     await edge.close();
   }
+});
+
+Deno.test("compression: the client's own Accept-Encoding decides what it gets back", async (t) => {
+  const text = "hello compressed world ".repeat(200);
+  const head = (answer: string) => answer.slice(0, answer.indexOf("\r\n\r\n")).toLowerCase();
+  /** The body of a raw answer, chunks joined. */
+  const body = (answer: string) => {
+    let rest = answer.slice(answer.indexOf("\r\n\r\n") + 4);
+    if (!/transfer-encoding: chunked/.test(head(answer))) return rest;
+    let out = "";
+    for (let size; (size = parseInt(rest, 16)) > 0;) {
+      const start = rest.indexOf("\r\n") + 2;
+      out += rest.slice(start, start + size);
+      rest = rest.slice(start + size + 2);
+    }
+    return out;
+  };
+  await t.step(
+    "'*, gzip;q=0' refuses gzip although '*' comes first (RFC 9110 12.5.3)",
+    async () => {
+      const br = new Uint8Array(brotliCompressSync(new TextEncoder().encode(text)));
+      const up = startUpstream(() =>
+        new Response(br, { headers: { "content-type": "text/plain", "content-encoding": "br" } })
+      );
+      const edge = startVestibule(oneRegion(up.url));
+      try {
+        const answer = await rawRequest(
+          edge.port,
+          "GET / HTTP/1.1\r\nHost: app\r\nAccept-Encoding: *, gzip;q=0\r\nConnection: close\r\n\r\n",
+        );
+        assert.doesNotMatch(head(answer), /content-encoding: gzip/);
+        assert.equal(body(answer), text, "sent plain");
+      } finally {
+        await Promise.all([edge.close(), up.close()]);
+      }
+    },
+  );
+  await t.step(
+    "an Accept-Encoding the rules file sets for the origin is not the client's",
+    async () => {
+      const gz = new Uint8Array(gzipSync(new TextEncoder().encode(text)));
+      const up = startUpstream(() =>
+        new Response(gz, { headers: { "content-type": "text/plain", "content-encoding": "gzip" } })
+      );
+      const edge = startVestibule({
+        regions: { us: { origin: up.url, headers: { "accept-encoding": "gzip" } } },
+        default_region: "us",
+        rules: [{ name: "app", type: "regional" }],
+      });
+      try {
+        const answer = await rawRequest(
+          edge.port,
+          "GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n",
+        );
+        assert.equal(up.received[0].headers.get("accept-encoding"), "gzip");
+        assert.doesNotMatch(head(answer), /content-encoding: gzip/);
+        assert.equal(body(answer), text, "sent plain to a client that asked for no compression");
+      } finally {
+        await Promise.all([edge.close(), up.close()]);
+      }
+    },
+  );
 });

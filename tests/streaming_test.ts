@@ -58,8 +58,10 @@ Deno.test("regional route streams a 128 MiB download and upload with RSS growth 
       clearInterval(sampler);
     }
     const growth = peak - rssBefore;
+    // Typically 17–25 MiB, once 46 MiB when garbage collection ran late; a relay that buffered
+    // either body would grow by at least its 128 MiB.
     assert.ok(
-      growth < SIZE / 4,
+      growth < SIZE / 2,
       `RSS grew by ${(growth / 2 ** 20).toFixed(1)} MiB for a 128 MiB body`,
     );
   } finally {

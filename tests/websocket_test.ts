@@ -1,6 +1,14 @@
 /** WebSockets through regional and global proxy rules, against real upstream WebSocket servers. */
 import assert from "node:assert/strict";
-import { startVestibule } from "./_servers.ts";
+import { MAX_BUFFERED_BYTES, RELAY_OVERLOADED } from "../lib/websocket_proxy.ts";
+import {
+  binaryFrame,
+  rawWebSocketClient,
+  rawWebSocketUpstream,
+  readUntilClose,
+  writeAll,
+} from "./_raw_websocket.ts";
+import { oneRegion, startVestibule } from "./_servers.ts";
 
 const PIN = "__Host-vestibule-region";
 
@@ -377,3 +385,53 @@ Deno.test("websocket: subprotocol offers as RFC 6455 writes them, and malformed 
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+/** Floods `conn` with 1 MiB frames until a write fails or `stop()`; resolves with the bytes written. */
+function flood(conn: Deno.Conn, masked: boolean) {
+  let stopped = false;
+  const frame = binaryFrame(1 << 20, masked);
+  const written = (async () => {
+    let total = 0;
+    try {
+      // Far past the buffer a fixed relay keeps, yet bounded for one that keeps everything.
+      while (!stopped && total < 128 << 20) {
+        await writeAll(conn, frame);
+        total += 1 << 20;
+      }
+    } catch { /* vestibule closed the connection */ }
+    return total;
+  })();
+  return { written, stop: () => void (stopped = true) };
+}
+
+for (const flooder of ["upstream", "client"] as const) {
+  const reader = flooder === "upstream" ? "client" : "upstream";
+  Deno.test(`websocket: memory exhaustion, a ${flooder} flooding a ${reader} that reads nothing gets a bounded buffer and close ${RELAY_OVERLOADED}`, async () => {
+    const up = rawWebSocketUpstream();
+    const edge = startVestibule(oneRegion(up.url));
+    const client = await rawWebSocketClient(edge.port);
+    const upstream = await up.accepted;
+    const [from, to] = flooder === "upstream" ? [upstream, client] : [client, upstream];
+    try {
+      const sending = flood(from, flooder === "client");
+      // The flooder learns first: its side is closed with the overload code (or, a client that
+      // keeps writing into a closed socket, reset).
+      const told = await within(readUntilClose(from), 10_000);
+      assert.ok(told !== "pending", "the flooder was never stopped");
+      if (flooder === "upstream") assert.equal(told.code, RELAY_OVERLOADED);
+      else assert.ok(told.code === undefined || told.code === RELAY_OVERLOADED, `${told.code}`);
+      sending.stop();
+      await sending.written;
+      // The reader then finds what vestibule kept for it: the buffer, then the same close.
+      const kept = await within(readUntilClose(to), 10_000);
+      assert.ok(kept !== "pending", `the ${reader} never saw a close`);
+      assert.equal(kept.code, RELAY_OVERLOADED);
+      assert.ok(kept.bytes <= MAX_BUFFERED_BYTES + (8 << 20), `${kept.bytes >> 20} MiB kept`);
+    } finally {
+      client.close();
+      upstream.close();
+      up.close();
+      await edge.close();
+    }
+  });
+}

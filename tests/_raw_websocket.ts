@@ -1,0 +1,122 @@
+/**
+ * @module Test helpers: WebSocket peers written byte for byte on TCP, for what a browser's API
+ * cannot do: read nothing, or flood without waiting.
+ */
+import assert from "node:assert/strict";
+
+const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+const encoder = new TextEncoder();
+
+export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < bytes.length;) offset += await conn.write(bytes.subarray(offset));
+}
+
+/** One binary frame of `size` zero bytes; masked (with a zero key), as a client must send. */
+export function binaryFrame(size: number, masked: boolean): Uint8Array {
+  const frame = new Uint8Array((masked ? 14 : 10) + size);
+  frame[0] = 0x82;
+  frame[1] = (masked ? 0x80 : 0) | 127;
+  new DataView(frame.buffer).setBigUint64(2, BigInt(size));
+  return frame;
+}
+
+/** Reads exactly `n` bytes, or `null` when the connection ends first. */
+async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array | null> {
+  const out = new Uint8Array(n);
+  for (let at = 0; at < n;) {
+    const got = await conn.read(out.subarray(at));
+    if (got === null) return null;
+    at += got;
+  }
+  return out;
+}
+
+/**
+ * Reads frames until a close frame or the end of the connection: the payload bytes of the data
+ * frames before it, and the close code (undefined when the connection just ended or was reset).
+ */
+export async function readUntilClose(conn: Deno.Conn): Promise<{ bytes: number; code?: number }> {
+  const read = { bytes: 0 };
+  try {
+    return await readFrames(conn, read);
+  } catch (error) {
+    // A peer that closes with unread bytes in its buffer resets the connection.
+    if (error instanceof Deno.errors.ConnectionReset) return read;
+    throw error;
+  }
+}
+
+async function readFrames(conn: Deno.Conn, read: { bytes: number }) {
+  let bytes = 0;
+  while (true) {
+    const head = await readExactly(conn, 2);
+    if (!head) return { bytes };
+    let length = head[1] & 0x7f;
+    if (length === 126) length = new DataView((await readExactly(conn, 2))!.buffer).getUint16(0);
+    else if (length === 127) {
+      length = Number(new DataView((await readExactly(conn, 8))!.buffer).getBigUint64(0));
+    }
+    const mask = head[1] & 0x80 ? await readExactly(conn, 4) : undefined;
+    const payload = await readExactly(conn, length);
+    if (!payload) return { bytes };
+    if ((head[0] & 0x0f) === 0x8) {
+      if (mask) payload.forEach((b, i) => (payload[i] = b ^ mask[i % 4]));
+      return { bytes, code: length >= 2 ? (payload[0] << 8) | payload[1] : undefined };
+    }
+    bytes += length;
+    read.bytes = bytes;
+  }
+}
+
+/** Opens a WebSocket to vestibule on `port` by hand and returns the connection after the 101. */
+export async function rawWebSocketClient(port: number): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeAll(
+    conn,
+    encoder.encode(
+      "GET /cable HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    ),
+  );
+  let head = "";
+  while (!head.includes("\r\n\r\n")) {
+    const byte = await readExactly(conn, 1); // byte by byte: frames may follow at once
+    assert.ok(byte, "the handshake ended early");
+    head += String.fromCharCode(byte[0]);
+  }
+  assert.match(head, /^HTTP\/1\.1 101 /);
+  return conn;
+}
+
+/**
+ * A WebSocket upstream written by hand: `accepted` resolves with the connection of the first
+ * handshake it answers.
+ */
+export function rawWebSocketUpstream() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = (async () => {
+    const conn = await listener.accept();
+    let request = "";
+    while (!request.includes("\r\n\r\n")) {
+      const byte = await readExactly(conn, 1);
+      assert.ok(byte, "the handshake ended early");
+      request += String.fromCharCode(byte[0]);
+    }
+    const key = /sec-websocket-key: *(\S+)/i.exec(request)![1];
+    const digest = await crypto.subtle.digest("SHA-1", encoder.encode(key + GUID));
+    const accept = btoa(String.fromCharCode(...new Uint8Array(digest)));
+    await writeAll(
+      conn,
+      encoder.encode(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+          `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
+      ),
+    );
+    return conn;
+  })();
+  return {
+    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    accepted,
+    close: () => listener.close(),
+  };
+}
