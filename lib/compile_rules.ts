@@ -1,6 +1,7 @@
 /** @module Compiles a validated rules file into the structures the router reads per request. */
 import type { MatchInput, RulesFile, SuccessInput } from "./rules_schema.ts";
 import { matchablePath } from "./matchable_path.ts";
+import { OWN_PREFIX } from "./own_paths.ts";
 
 /** An HTTP origin vestibule forwards to, resolved once at start-up. */
 export interface Upstream {
@@ -275,6 +276,11 @@ export function compileRules(file: RulesFile): Config {
   });
 
   if (file.ocap) {
+    if (`${file.ocap.path}/`.startsWith(OWN_PREFIX)) {
+      problems.push(
+        `ocap.path: "${file.ocap.path}" is under ${OWN_PREFIX}, which vestibule answers itself`,
+      );
+    }
     for (const [name, target] of Object.entries(file.ocap.targets)) {
       const parsed = parseOrigin(target.origin);
       if (typeof parsed === "string") problems.push(`ocap.targets.${name}.origin: ${parsed}`);

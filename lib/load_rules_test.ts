@@ -366,6 +366,18 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
         'upstreams.us: "us" is already a region\'s name',
       ),
   );
+  await t.step("an OCAP mount that routing would read otherwise, or under /_vestibule/", () => {
+    const ocap = (path: string) => ({
+      ocap: { path, key: "k".repeat(16), targets: { p: { origin: "https://p.example" } } },
+    });
+    for (const path of ["/a/../b", "/./x", "/%5Focap", "/o/", "/o?x", "o"]) {
+      refuses(base(ocap(path)), "ocap.path: a path of /-separated letters");
+    }
+    for (const path of ["/_vestibule", "/_vestibule/ocap"]) {
+      refuses(base(ocap(path)), `ocap.path: "${path}" is under /_vestibule/`);
+    }
+    parseRules(JSON.stringify(base(ocap("/_ocap/v1"))), { env });
+  });
   await t.step(
     "every problem at once",
     () =>

@@ -133,7 +133,12 @@ export const ruleSchema = z.discriminatedUnion("type", [
 
 /** The outgoing caching proxy section; absent means OCAP is not mounted. */
 export const ocapSchema = z.strictObject({
-  path: z.string().regex(/^\/[^?#]*[^/?#]$/).default("/_ocap"),
+  // Segments of unreserved characters, none `.` or `..`: the mount is compared with the path as
+  // routed, in which escapes of those are decoded and dot segments resolved.
+  path: z.string().regex(
+    /^(?:\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$/,
+    "a path of /-separated letters, digits and -._~ (no . or .. segment), e.g. /_ocap",
+  ).default("/_ocap").describe("Where OCAP is mounted; not under /_vestibule/"),
   key: z.string().min(16).describe("Callers send it in the Ocap-Key header"),
   ttl_seconds: z.number().positive().default(30),
   targets: z.record(
