@@ -17,7 +17,7 @@ export function filterCookieHeader(
   for (const piece of header.split(";")) {
     const eq = piece.indexOf("=");
     if (eq === -1) continue;
-    const name = piece.slice(0, eq).trim();
+    const name = cookieName(piece.slice(0, eq));
     if (name && keep(name) && (!piece.includes(",") || commaPairsKept(piece, keep))) {
       kept.push(piece.trim());
     }
@@ -34,7 +34,7 @@ export function filterCookieHeader(
 function commaPairsKept(piece: string, keep: (name: string) => boolean): boolean {
   for (const part of piece.split(",")) {
     const at = part.indexOf("=");
-    if (at !== -1 && !keep(part.slice(0, at).trim())) return false;
+    if (at !== -1 && !keep(cookieName(part.slice(0, at)))) return false;
   }
   return true;
 }
@@ -51,7 +51,7 @@ export function cookieValue(header: string | null, name: string): string | undef
     let end = header.indexOf(";", start);
     if (end === -1) end = header.length;
     const eq = header.indexOf("=", start);
-    if (eq !== -1 && eq < end && header.slice(start, eq).trim() === name) {
+    if (eq !== -1 && eq < end && cookieName(header.slice(start, eq)) === name) {
       const value = header.slice(eq + 1, end).trim();
       return value.length >= 2 && value.startsWith('"') && value.endsWith('"')
         ? value.slice(1, -1)
@@ -61,3 +61,19 @@ export function cookieValue(header: string | null, name: string): string | undef
   }
   return undefined;
 }
+
+/**
+ * A cookie name as the most lenient server reads it: `trim()` plus what Python's `strip()` also
+ * removes (U+001C–U+001F, U+0085), or `\x85__Host-vestibule-region` would pass the filter as
+ * another name and reach Django as the pin.
+ */
+function cookieName(raw: string): string {
+  const name = raw.trim();
+  return PYTHON_SPACE.test(name) ? name.replace(PYTHON_SPACE_AT_ENDS, "") : name;
+}
+
+// Control characters on purpose: these are the ones Python strips and JavaScript does not.
+// deno-lint-ignore no-control-regex
+const PYTHON_SPACE = /^[\s\x1c-\x1f\x85]|[\s\x1c-\x1f\x85]$/;
+// deno-lint-ignore no-control-regex
+const PYTHON_SPACE_AT_ENDS = /^[\s\x1c-\x1f\x85]+|[\s\x1c-\x1f\x85]+$/g;

@@ -21,6 +21,8 @@ Deno.test("filterCookieHeader() cookie smuggling: a refused name after a comma d
   );
   assert.equal(filterCookieHeader("a=1, c=2", notPin), "a=1, c=2");
   assert.equal(filterCookieHeader("s=1; junk, pin=au", notPin), "s=1", "comma before the '='");
+  assert.equal(filterCookieHeader("s=1;\x85pin=au;\x1c pin =x", notPin), "s=1", "Python's spaces");
+  assert.equal(cookieValue("s=1;\x85pin=au", "pin"), "au", "read as the pin it is stripped as");
 });
 
 Deno.test("filterCookieHeader() cookie smuggling: no split on ; or , finds a refused name in what it keeps (property)", () => {

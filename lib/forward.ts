@@ -313,7 +313,9 @@ export function clientResponse(
   const encoding = h.get("content-encoding")?.trim().toLowerCase();
   // A bodiless answer (HEAD, 304) gets the headers its GET would get.
   const decoded = encoding !== undefined && DECODED_BY_FETCH.has(encoding) &&
-    sentAcceptEncoding !== "identity";
+    // Deno's fetch leaves the body alone only for `identity`, in any letter case (a rules file may
+    // set `Identity`); for anything else it decodes gzip and br.
+    sentAcceptEncoding.trim().toLowerCase() !== "identity";
   const location = h.get("location");
   const rewriteLocation = location !== null && pointsAtOrigin(location, upstream);
   const cookies = h.getSetCookie();

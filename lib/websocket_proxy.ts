@@ -129,12 +129,16 @@ interface Early {
 }
 
 /**
- * How many bytes one socket may hold unsent before the relay gives up on its reader. The
- * WebSocket API cannot stop reading the other side, so a peer that reads nothing (or a slow
- * phone behind a chatty app) would otherwise grow vestibule's memory without bound. A single
- * larger message still passes when the socket has drained.
+ * How many bytes one socket may hold unsent before the relay watches its reader. The WebSocket
+ * API cannot stop reading the other side, so a peer that reads nothing (or a slow phone behind a
+ * chatty app) would otherwise grow vestibule's memory without bound; a reader that drains a burst
+ * or a large message is left alone.
  */
 export const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+/** How long a socket may stay above {@linkcode MAX_BUFFERED_BYTES} before the relay gives up. */
+export const SLOW_READER_MS = 5_000;
+/** Above this many bytes unsent the relay gives up at once. */
+export const HARD_BUFFERED_BYTES = 64 * 1024 * 1024;
 
 /**
  * The close code for a relay that gave up on a peer not reading: 1013 "try again later" in the
@@ -144,8 +148,9 @@ export const RELAY_OVERLOADED = 4013;
 
 /**
  * Relays messages both ways and passes a close on with its code and reason. What the upstream
- * sends before the client's socket is open waits for it. When one side holds more than
- * {@linkcode MAX_BUFFERED_BYTES} unsent, both are closed with {@linkcode RELAY_OVERLOADED}.
+ * sends before the client's socket is open waits for it. A socket that holds more than
+ * {@linkcode HARD_BUFFERED_BYTES} unsent, or more than {@linkcode MAX_BUFFERED_BYTES} for
+ * {@linkcode SLOW_READER_MS}, closes both with {@linkcode RELAY_OVERLOADED}.
  */
 function relay(client: WebSocket, upstream: WebSocket, early: Early): void {
   const overloaded = () => {
@@ -153,12 +158,10 @@ function relay(client: WebSocket, upstream: WebSocket, early: Early): void {
       if (ws.readyState === WebSocket.OPEN) ws.close(RELAY_OVERLOADED, "relay buffer full");
     }
   };
-  const pass = (to: WebSocket, data: string | ArrayBuffer) => {
-    if (to.bufferedAmount > MAX_BUFFERED_BYTES) overloaded();
-    else to.send(data);
-  };
+  const toClient = paced(client, overloaded);
+  const toUpstream = paced(upstream, overloaded);
   upstream.addEventListener("message", (event) => {
-    if (client.readyState === WebSocket.OPEN) pass(client, event.data);
+    if (client.readyState === WebSocket.OPEN) toClient(event.data);
     else if (client.readyState === WebSocket.CONNECTING) early.messages.push(event.data);
   });
   upstream.addEventListener("close", (event) => {
@@ -166,14 +169,29 @@ function relay(client: WebSocket, upstream: WebSocket, early: Early): void {
     closeOther(client, event);
   });
   client.addEventListener("open", () => {
-    for (const data of early.messages.splice(0)) client.send(data);
+    for (const data of early.messages.splice(0)) toClient(data);
     if (early.close) closeOther(client, early.close);
   });
   client.addEventListener("message", (event) => {
-    if (upstream.readyState === WebSocket.OPEN) pass(upstream, event.data);
+    if (upstream.readyState === WebSocket.OPEN) toUpstream(event.data);
   });
   client.addEventListener("close", (event) => closeOther(upstream, event));
   // An error is followed by a close event, which passes it on.
+}
+
+/** A `send` to `to` that calls `overloaded` instead when `to`'s reader has fallen behind. */
+function paced(to: WebSocket, overloaded: () => void): (data: string | ArrayBuffer) => void {
+  let overSince: number | undefined;
+  return (data) => {
+    const unsent = to.bufferedAmount;
+    if (unsent > MAX_BUFFERED_BYTES) {
+      overSince ??= performance.now();
+      if (unsent > HARD_BUFFERED_BYTES || performance.now() - overSince > SLOW_READER_MS) {
+        return overloaded();
+      }
+    } else overSince = undefined;
+    to.send(data);
+  };
 }
 
 /**

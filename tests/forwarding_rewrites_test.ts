@@ -454,6 +454,27 @@ Deno.test("compression: the client's own Accept-Encoding decides what it gets ba
     },
   );
   await t.step(
+    "'Identity' set by the rules file: fetch decodes nothing, gzip passes as sent",
+    async () => {
+      const gz = new Uint8Array(gzipSync(new TextEncoder().encode(text)));
+      const up = startUpstream(() =>
+        new Response(gz, { headers: { "content-type": "text/plain", "content-encoding": "gzip" } })
+      );
+      const edge = startVestibule({
+        regions: { us: { origin: up.url, headers: { "accept-encoding": "Identity" } } },
+        default_region: "us",
+        rules: [{ name: "app", type: "regional" }],
+      });
+      try {
+        const res = await fetch(`${edge.url}/f`, { headers: { "accept-encoding": "identity" } });
+        assert.equal(res.headers.get("content-encoding"), "gzip");
+        assert.deepEqual(new Uint8Array(await res.arrayBuffer()), gz);
+      } finally {
+        await Promise.all([edge.close(), up.close()]);
+      }
+    },
+  );
+  await t.step(
     "an Accept-Encoding the rules file sets for the origin is not the client's",
     async () => {
       const gz = new Uint8Array(gzipSync(new TextEncoder().encode(text)));

@@ -81,7 +81,7 @@ export class SingleFlight {
         } catch (error) {
           // The owner's call failed and was not cached, or the caller who would have retried it had
           // no time left: try again ourselves, within our own limit.
-          if (error instanceof OriginFailure || error instanceof NoTimeToOwn) continue;
+          if (error instanceof OriginFailure || error instanceof FlightOutOfTime) continue;
           throw error;
         }
       }
@@ -123,7 +123,9 @@ export class SingleFlight {
         if (!lease || lease.deadline <= this.#now()) {
           // A caller that waited (or retries a failed call) owns only a call it can see through
           // within its own wait limit.
-          if (performance.now() + options.timeoutMs > waitUntil) throw new NoTimeToOwn();
+          if (performance.now() + options.timeoutMs > waitUntil) {
+            throw new FlightOutOfTime("Gave up waiting: no time left for a call of its own");
+          }
           // Check the entries as observed: an expired key can stay readable until a sweep.
           const leaseMs = options.timeoutMs + this.#marginMs;
           const mine: Lease = { owner: crypto.randomUUID(), deadline: this.#now() + leaseMs };
@@ -142,7 +144,9 @@ export class SingleFlight {
           continue; // Someone else moved first: look again.
         }
 
-        if (performance.now() >= waitUntil) throw waitTimeout();
+        if (performance.now() >= waitUntil) {
+          throw new FlightOutOfTime("Gave up waiting for another caller's identical OCAP request");
+        }
         waited = true;
         watcher ??= new ChangeWatcher(kv, [resultKey(key), leaseKey(key)]);
         await watcher.next(Math.min(pause, Math.max(1, waitUntil - performance.now())));
@@ -197,12 +201,13 @@ export class SingleFlight {
 }
 
 /**
- * The 504 of a caller whose limit leaves no room for a whole origin call. Callers sharing its
- * flight in this isolate may have room of their own, so they try again rather than give up.
+ * The 504 of the caller a flight was started for, when its own wait limit is reached or leaves
+ * no room for a whole origin call. Callers sharing the flight in this isolate have limits of
+ * their own, so they try again rather than give up with it.
  */
-class NoTimeToOwn extends HttpError {
-  constructor() {
-    super(504, "ocap_wait_timeout", "Gave up waiting: no time left for a call of its own");
+class FlightOutOfTime extends HttpError {
+  constructor(message: string) {
+    super(504, "ocap_wait_timeout", message);
   }
 }
 

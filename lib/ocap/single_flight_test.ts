@@ -3,7 +3,7 @@ import { HttpError } from "../http_error.ts";
 import { OriginFailure } from "./call_origin.ts";
 import { leaseKey, resultKey } from "./kv_keys.ts";
 import type { OriginAnswer } from "./origin_answer.ts";
-import { MAX_CACHED_BODY_BYTES } from "./response_store.ts";
+import { addResult, MAX_CACHED_BODY_BYTES } from "./response_store.ts";
 import { type ExchangeOptions, SingleFlight } from "./single_flight.ts";
 
 const KEY = "0".repeat(64);
@@ -194,6 +194,33 @@ Deno.test("SingleFlight.run() a waiter with time left retries even when the wait
     assert.ok(l.status === "fulfilled", `late: ${l.status === "rejected" && l.reason.code}`);
     assert.equal(text(l.value.answer), "second try");
     assert.equal(calls, 2);
+  });
+});
+
+Deno.test("SingleFlight.run() a waiter with time left keeps waiting when the waiter it joined runs out", async () => {
+  await withKv(async (kv) => {
+    // timeout 300 ms, margin 100 ms: a caller waits at most 500 ms from its own start.
+    const flights = new SingleFlight(kv, { leaseMarginMs: 100 });
+    const origin = countingOrigin(() => answer(200, "never"));
+    // Another instance owns the key, and keeps it past the first caller's limit.
+    await kv.set(leaseKey(KEY), { owner: "other", deadline: Date.now() + 700 }, { expireIn: 700 });
+    // Settled at once: the first caller gives up (at 500 ms) while this test is still sleeping.
+    const settle = <T>(p: Promise<T>) => Promise.allSettled([p]).then(([r]) => r);
+    const first = settle(flights.run(KEY, origin.options({ timeoutMs: 300 })));
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const second = settle(flights.run(KEY, origin.options({ timeoutMs: 300 }))); // limit 750 ms
+    await new Promise((resolve) => setTimeout(resolve, 310)); // 560 ms: the other instance answers
+    const op = kv.atomic();
+    addResult(op, KEY, answer(200, "from the other instance"), {
+      expiresAt: Date.now() + 30_000,
+      ttlMs: 30_000,
+    });
+    await op.delete(leaseKey(KEY)).commit();
+    const [f, s] = await Promise.all([first, second]);
+    assert.ok(f.status === "rejected" && f.reason.code === "ocap_wait_timeout");
+    assert.ok(s.status === "fulfilled", `second: ${s.status === "rejected" && s.reason.code}`);
+    assert.equal(text(s.value.answer), "from the other instance");
+    assert.equal(origin.calls, 0);
   });
 });
 
