@@ -411,9 +411,11 @@ function flood(conn: Deno.Conn, masked: boolean) {
   return { written, stop: () => void (stopped = true) };
 }
 
+const article = (peer: string) => `${peer === "upstream" ? "an" : "a"} ${peer}`;
+
 for (const flooder of ["upstream", "client"] as const) {
   const reader = flooder === "upstream" ? "client" : "upstream";
-  Deno.test(`websocket: memory exhaustion, a ${flooder} flooding a ${reader} that reads nothing gets a bounded buffer and close ${RELAY_OVERLOADED}`, async () => {
+  Deno.test(`websocket: memory exhaustion, ${article(flooder)} flooding ${article(reader)} that reads nothing gets a bounded buffer and close ${RELAY_OVERLOADED}`, async () => {
     const up = rawWebSocketUpstream();
     const edge = startVestibule(oneRegion(up.url));
     const client = await rawWebSocketClient(edge.port);
