@@ -397,8 +397,9 @@ export function connectionTokens(value: string | null): Set<string> | undefined 
 }
 
 function pointsAtOrigin(location: string, upstream: Upstream): boolean {
-  // Absolute or protocol-relative (`//host/path`): both name a host.
-  if (!/^(https?:)?\/\//i.test(location)) return false;
+  // Absolute or protocol-relative (`//host/path`): both name a host. Browsers read a backslash
+  // there as a slash (`/\host`, `http:\\host`), as the URL parser below does.
+  if (!/^(https?:)?[/\\]{2}/i.test(location)) return false;
   try {
     return new URL(location, upstream.origin).origin === upstream.origin;
   } catch {
@@ -410,8 +411,9 @@ function pointsAtOrigin(location: string, upstream: Upstream): boolean {
 function rewriteCookieDomain(cookie: string, upstream: Upstream, ctx: ForwardContext): string {
   const originHost = upstream.host.replace(/:\d+$/, "").toLowerCase();
   const publicHost = ctx.publicHost.replace(/:\d+$/, "");
+  // Every Domain attribute: a browser uses the last (RFC 6265 §5.3).
   return cookie.replace(
-    /;\s*domain\s*=\s*\.?([^;]*)/i,
+    /;\s*domain\s*=\s*\.?([^;]*)/gi,
     (attr, domain: string) =>
       domain.trim().toLowerCase() === originHost ? `; Domain=${publicHost}` : attr,
   );

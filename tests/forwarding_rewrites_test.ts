@@ -182,9 +182,36 @@ Deno.test("forwarded headers without trusted proxies: Location keeps vestibule's
   }
 });
 
-Deno.test("origin address leak: a protocol-relative Location to the origin points back at the public host", async () => {
-  const up = startUpstream((req) =>
-    new Response(null, { status: 302, headers: { location: `//${new URL(req.url).host}/next` } })
+Deno.test("origin address leak: a protocol-relative Location to the origin points back at the public host", async (t) => {
+  // Browsers read a backslash in these places as a slash (WHATWG URL, special schemes).
+  for (const form of ["//HOST/next", "/\\HOST/next", "\\\\HOST/next", "http:\\\\HOST/next"]) {
+    await t.step(form, async () => {
+      const up = startUpstream((req) =>
+        new Response(null, {
+          status: 302,
+          headers: { location: form.replace("HOST", new URL(req.url).host) },
+        })
+      );
+      const edge = startVestibule(oneRegion(up.url));
+      try {
+        const answer = await rawRequest(
+          edge.port,
+          "GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n",
+        );
+        assert.match(answer, /\r\nlocation: http:\/\/app\.example\.com\/next\r\n/i);
+        assert.doesNotMatch(answer, /127\.0\.0\.1/);
+      } finally {
+        await Promise.all([edge.close(), up.close()]);
+      }
+    });
+  }
+});
+
+Deno.test("origin address leak: every Domain attribute of a cookie that names the origin is rewritten", async () => {
+  const up = startUpstream(() =>
+    new Response("ok", {
+      headers: { "set-cookie": "sid=1; Domain=other.example; Path=/; Domain=127.0.0.1" },
+    })
   );
   const edge = startVestibule(oneRegion(up.url));
   try {
@@ -192,7 +219,11 @@ Deno.test("origin address leak: a protocol-relative Location to the origin point
       edge.port,
       "GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n",
     );
-    assert.match(answer, /\r\nlocation: http:\/\/app\.example\.com\/next\r\n/i);
+    // Browsers use the last Domain attribute (RFC 6265 5.3).
+    assert.match(
+      answer,
+      /\r\nset-cookie: sid=1; Domain=other\.example; Path=\/; Domain=app\.example\.com\r\n/i,
+    );
     assert.doesNotMatch(answer, /127\.0\.0\.1/);
   } finally {
     await Promise.all([edge.close(), up.close()]);
