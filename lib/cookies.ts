@@ -18,23 +18,29 @@ export function filterCookieHeader(
     const eq = piece.indexOf("=");
     if (eq === -1) continue;
     const name = cookieName(piece.slice(0, eq));
-    if (name && keep(name) && (!piece.includes(",") || commaPairsKept(piece, keep))) {
-      kept.push(piece.trim());
+    const pair = piece.trim();
+    if (name && keep(name) && (!INNER_SEPARATOR.test(pair) || innerPairsKept(pair, keep))) {
+      kept.push(pair);
     }
   }
   return kept.length > 0 ? kept.join("; ") : undefined;
 }
 
+/** What some servers also end a pair with: a comma (RFC 2109, Rack), a space or tab (Python). */
+const INNER_SEPARATOR = /[,\s]/;
+
 /**
- * Whether every `name=value` that a split on commas finds in `piece` passes `keep` too. RFC 2109
- * separated cookies with commas, and Rack, Java's legacy cookie processor and others still split
- * on them: `csrftoken=c, __Host-vestibule-region=au` and `junk, __Host-vestibule-region=au`
- * would hand them the pin.
+ * Whether every `name=value` that a split on commas, spaces and tabs finds in `pair` passes
+ * `keep` too: Rack and Java's legacy cookie processor split on commas, Python's SimpleCookie
+ * (Bottle, aiohttp) ends a pair at a space, so `csrftoken=c, __Host-vestibule-region=au`,
+ * `junk, __Host-vestibule-region=au` and `csrftoken=c __Host-vestibule-region=au` would each hand
+ * one of them the pin.
  */
-function commaPairsKept(piece: string, keep: (name: string) => boolean): boolean {
-  for (const part of piece.split(",")) {
+function innerPairsKept(pair: string, keep: (name: string) => boolean): boolean {
+  // Python allows spaces around `=` (`__Host-vestibule-region = au`): close them up first.
+  for (const part of pair.replace(/\s*=\s*/g, "=").split(/[,\s]+/)) {
     const at = part.indexOf("=");
-    if (at !== -1 && !keep(cookieName(part.slice(0, at)))) return false;
+    if (at > 0 && !keep(cookieName(part.slice(0, at)))) return false;
   }
   return true;
 }

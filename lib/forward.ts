@@ -317,10 +317,10 @@ export function clientResponse(
     // set `Identity`); for anything else it decodes gzip and br.
     sentAcceptEncoding.trim().toLowerCase() !== "identity";
   const location = h.get("location");
-  const rewriteLocation = location !== null && pointsAtOrigin(location, upstream);
+  const toOrigin = location === null ? undefined : originLocation(location, upstream, ctx);
   const cookies = h.getSetCookie();
   if (
-    !decoded && !rewriteLocation && cookies.length === 0 && !hasHopByHop(h) &&
+    !decoded && !toOrigin && cookies.length === 0 && !hasHopByHop(h) &&
     // Deno.serve drops Content-Encoding and Content-Length from a bodiless fetch response it is
     // handed as it is, and a HEAD must carry GET's headers; a copy keeps them.
     !(res.body === null && encoding !== undefined)
@@ -339,11 +339,10 @@ export function clientResponse(
   for (const cookie of cookies) {
     headers.append("set-cookie", rewriteCookieDomain(cookie, upstream, ctx));
   }
-  if (rewriteLocation) {
-    const url = new URL(location!, upstream.origin);
+  if (toOrigin) {
     headers.set(
       "location",
-      `${ctx.proto}://${ctx.publicHost}${url.pathname}${url.search}${url.hash}`,
+      `${ctx.proto}://${ctx.publicHost}${toOrigin.pathname}${toOrigin.search}${toOrigin.hash}`,
     );
   }
   let body = res.body;
@@ -396,15 +395,21 @@ export function connectionTokens(value: string | null): Set<string> | undefined 
   return new Set(value.toLowerCase().split(",").map((s) => s.trim()).filter(Boolean));
 }
 
-function pointsAtOrigin(location: string, upstream: Upstream): boolean {
-  // Absolute or protocol-relative (`//host/path`): both name a host. Browsers read a backslash
-  // there as a slash (`/\host`, `http:\\host`), as the URL parser below does.
-  if (!/^(https?:)?[/\\]{2}/i.test(location)) return false;
-  try {
-    return new URL(location, upstream.origin).origin === upstream.origin;
-  } catch {
-    return false;
-  }
+/**
+ * Where a browser on the public page goes with `location`, when that is the origin's own host
+ * (either scheme): read as the WHATWG URL parser reads it, tabs and newlines removed, against the
+ * public URL, so `/\t/host`, `http:\\host` and, on an https page, `http:host` count too.
+ */
+function originLocation(
+  location: string,
+  upstream: Upstream,
+  ctx: ForwardContext,
+): URL | undefined {
+  const page = URL.parse(`${ctx.proto}://${ctx.publicHost}/`);
+  const url = page && URL.parse(location.replace(/[\t\n\r]/g, ""), page);
+  if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) return undefined;
+  // An origin reached under the public name itself needs no rewrite (a path stays a path).
+  return url.host === upstream.host && url.host !== page.host ? url : undefined;
 }
 
 /** Points a cookie's `Domain` attribute at the public host when it named the origin's host. */

@@ -29,9 +29,21 @@ const PIN_FORMS: Array<[string, Record<string, string>]> = [
   ["pin cookie in other letter case", { cookie: "sessionid=s; __HOST-VESTIBULE-REGION=au" }],
   // RFC 2109 separated cookies with commas; Rack and Java's legacy cookie parser still split so.
   ["pin cookie after a comma", { cookie: "csrftoken=c, __Host-vestibule-region=au" }],
-  ["pin cookie after a comma, before its '='", { cookie: "junk, __Host-vestibule-region=au" }],
+  // Pinned by header below, so every cookie but the pin is forwarded: the filter alone decides.
+  ["pin cookie after a comma, before its '='", {
+    cookie: "junk, __Host-vestibule-region=au",
+    "x-vestibule-region": "us",
+  }],
   // Python's strip() removes NEL, JavaScript's trim() does not: Django reads this as the pin.
-  ["pin cookie name after a NEL", { cookie: "csrftoken=c;\x85__Host-vestibule-region=au" }],
+  ["pin cookie name after a NEL", {
+    cookie: "csrftoken=c;\x85__Host-vestibule-region=au",
+    "x-vestibule-region": "us",
+  }],
+  // Python's SimpleCookie (Bottle, aiohttp) ends a pair at a space.
+  ["pin cookie after a space inside another pair", {
+    cookie: "csrftoken=c __Host-vestibule-region = au",
+    "x-vestibule-region": "us",
+  }],
   ["both, with a session", {
     cookie: "sessionid=s; __Host-vestibule-region=au",
     "x-vestibule-region": "au",
