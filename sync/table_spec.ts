@@ -17,6 +17,11 @@ export interface ColumnSpec {
   collateC: boolean;
   /** `GENERATED ALWAYS AS IDENTITY`: inserts need `OVERRIDING SYSTEM VALUE`, updates skip it. */
   identityAlways?: boolean;
+  /**
+   * An enum's labels (of a domain's base enum too) in the enum's sort order, or null. Keys are
+   * ordered by it, so every database must declare the same labels in the same order.
+   */
+  enumLabels: string[] | null;
 }
 
 /** What the diff and apply code need to know about one table. */
@@ -52,6 +57,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       bytewise: boolean;
       generated: boolean;
       identity_always: boolean;
+      enum_labels: string[] | null;
     }[]
   >`
     SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
@@ -64,10 +70,20 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
            ELSE coalesce((SELECT co.collprovider = 'c' AND co.collcollate IN ('C', 'POSIX')
               FROM pg_collation co WHERE co.oid = a.attcollation), false)
            END AS bytewise,
-           a.attgenerated <> '' AS generated, a.attidentity = 'a' AS identity_always
+           a.attgenerated <> '' AS generated, a.attidentity = 'a' AS identity_always,
+           (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e
+            WHERE e.enumtypid = base.oid) AS enum_labels
     FROM pg_attribute a
     JOIN pg_class c ON c.oid = a.attrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace
+    -- A domain (of a domain...) orders, compares and prints as its base type.
+    CROSS JOIN LATERAL (
+      WITH RECURSIVE chain(oid, next) AS (
+        SELECT t.oid, t.typbasetype FROM pg_type t WHERE t.oid = a.atttypid
+        UNION ALL SELECT t.oid, t.typbasetype FROM pg_type t JOIN chain ON t.oid = chain.next
+      )
+      SELECT chain.oid FROM chain WHERE chain.next = 0
+    ) AS base
     WHERE n.nspname = ${schema} AND c.relname = ${relation} AND c.relkind IN ('r', 'p')
       AND a.attnum > 0 AND NOT a.attisdropped
     ORDER BY a.attnum`;
@@ -90,12 +106,14 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       bytewise: r.bytewise,
       generated: r.generated,
       identityAlways: r.identity_always,
+      enumLabels: r.enum_labels,
     }])),
     primaryKey: key.map((r) => r.name),
   };
 }
 
 const listNames = (names: string[]) => `(${names.map((n) => `"${n}"`).join(", ")})`;
+const listLabels = (labels: string[]) => `(${labels.map((l) => `'${l}'`).join(", ")})`;
 
 /**
  * Read `table` on every database and return the spec they all agree on.
@@ -137,6 +155,17 @@ export async function resolveTableSpec(
       if (column.type !== ownerType) {
         throw refuse(
           `column "${name}" is ${ownerType} at "${owner}" but ${column.type} at "${region}"`,
+        );
+      }
+      const ownerLabels = ownerShape.columns.get(name)!.enumLabels;
+      // A key's segments are cut in the owner's enum order and summed in the destination's:
+      // another order mismatches them, so equal rows are deleted and inserted again (losing
+      // unsynced columns). Every enum column is checked, as a label missing somewhere fails writes.
+      if (column.enumLabels?.join("\0") !== ownerLabels?.join("\0")) {
+        throw refuse(
+          `column "${name}" is ${ownerType} with labels ${
+            listLabels(ownerLabels ?? [])
+          } at "${owner}" but ${listLabels(column.enumLabels ?? [])} at "${region}"`,
         );
       }
       if (column.generated) throw refuse(`column "${name}" is generated at "${region}"`);

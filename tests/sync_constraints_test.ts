@@ -121,6 +121,43 @@ for (const backend of BACKENDS) {
           const [kept] = await pair.destination.column(`SELECT updated_at::date::text FROM excl`);
           assert.equal(kept, "2024-06-01");
         });
+
+        await t.step(
+          "an enum key whose labels are in another order at the destination is refused, and nothing changes",
+          async () => {
+            // The diff cuts segments in the owner's enum order, the destination sums in its own:
+            // equal rows were deleted and re-created, their excluded column lost.
+            const table =
+              `CREATE TABLE ek (l lvl, n int, label text, note text, PRIMARY KEY (l, n));`;
+            const seed = `INSERT INTO ek SELECT l, n, 'x', NULL
+              FROM unnest(ARRAY['low', 'high']::lvl[]) AS l, generate_series(1, 100) AS n;`;
+            await pair.owner.exec(
+              `CREATE TYPE lvl AS ENUM ('low', 'high');` + table + seed +
+                `UPDATE ek SET label = 'changed' WHERE l = 'low' AND n = 70;`,
+            );
+            await pair.destination.exec(
+              `CREATE TYPE lvl AS ENUM ('high', 'low');` + table + seed +
+                `UPDATE ek SET note = 'keep';`,
+            );
+            const config = {
+              name: "public.ek",
+              primary_key: ["l", "n"],
+              exclude_columns: ["note"],
+              delete_missing: true,
+              max_delete_ratio: 1,
+            };
+            await assert.rejects(
+              attempt(pair, [config]),
+              /column "l" is lvl with labels \('low', 'high'\) at "us" but \('high', 'low'\) at "au"/,
+            );
+            assert.deepEqual(
+              await pair.destination.column(
+                `SELECT concat_ws(' ', count(*), count(note), count(*) FILTER (WHERE label = 'x')) FROM ek`,
+              ),
+              ["200 200 200"],
+            );
+          },
+        );
         await t.step(
           "an update pointing at a row the same sync inserts applies (DEFERRABLE foreign key)",
           async () => {
