@@ -61,13 +61,14 @@ export function rowHash(spec: TableSpec, prefix = ""): string {
 
 /**
  * A key column as text that is equal exactly when the values are equal: `numeric` drops
- * trailing fractional zeros, so 1.0 and 1.00 are the same key on both sides.
+ * trailing fractional zeros, so 1.0 and 1.00 are the same key on both sides. Decided by the base
+ * type, not the printed name, which a domain or a schema-qualified `citext` would hide.
  */
 function keyText(c: ColumnSpec, prefix: string): string {
   const text = `(${prefix}${ident(c)})::text`;
   // citext compares case-insensitively: 'Example.com' and 'example.com' are the same key.
-  if (c.type === "citext") return `lower(${text})`;
-  if (!/^numeric\b/.test(c.type)) return text;
+  if (c.baseType === "citext") return `lower(${text})`;
+  if (c.baseType !== "numeric") return text;
   return `CASE WHEN strpos(${text}, '.') > 0 THEN rtrim(rtrim(${text}, '0'), '.') ELSE ${text} END`;
 }
 

@@ -17,6 +17,8 @@ export interface ColumnSpec {
   collateC: boolean;
   /** `GENERATED ALWAYS AS IDENTITY`: inserts need `OVERRIDING SYSTEM VALUE`, updates skip it. */
   identityAlways?: boolean;
+  /** The type's name (`typname`), or a domain's base type's: equality and order come from it. */
+  baseType: string;
   /**
    * An enum's labels (of a domain's base enum too) in the enum's sort order, or null. Keys are
    * ordered by it, so every database must declare the same labels in the same order.
@@ -57,6 +59,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       bytewise: boolean;
       generated: boolean;
       identity_always: boolean;
+      base_type: string;
       enum_labels: string[] | null;
     }[]
   >`
@@ -71,6 +74,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
               FROM pg_collation co WHERE co.oid = a.attcollation), false)
            END AS bytewise,
            a.attgenerated <> '' AS generated, a.attidentity = 'a' AS identity_always,
+           base.name AS base_type,
            (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e
             WHERE e.enumtypid = base.oid) AS enum_labels
     FROM pg_attribute a
@@ -82,7 +86,8 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
         SELECT t.oid, t.typbasetype FROM pg_type t WHERE t.oid = a.atttypid
         UNION ALL SELECT t.oid, t.typbasetype FROM pg_type t JOIN chain ON t.oid = chain.next
       )
-      SELECT chain.oid FROM chain WHERE chain.next = 0
+      SELECT chain.oid, t.typname::text AS name FROM chain JOIN pg_type t ON t.oid = chain.oid
+      WHERE chain.next = 0
     ) AS base
     WHERE n.nspname = ${schema} AND c.relname = ${relation} AND c.relkind IN ('r', 'p')
       AND a.attnum > 0 AND NOT a.attisdropped
@@ -106,6 +111,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       bytewise: r.bytewise,
       generated: r.generated,
       identityAlways: r.identity_always,
+      baseType: r.base_type,
       enumLabels: r.enum_labels,
     }])),
     primaryKey: key.map((r) => r.name),
@@ -157,7 +163,12 @@ export async function resolveTableSpec(
           `column "${name}" is ${ownerType} at "${owner}" but ${column.type} at "${region}"`,
         );
       }
-      const ownerLabels = ownerShape.columns.get(name)!.enumLabels;
+      const { baseType: ownerBase, enumLabels: ownerLabels } = ownerShape.columns.get(name)!;
+      if (column.baseType !== ownerBase) {
+        throw refuse(
+          `column "${name}" is ${ownerType} over ${ownerBase} at "${owner}" but over ${column.baseType} at "${region}"`,
+        );
+      }
       // A key's segments are cut in the owner's enum order and summed in the destination's:
       // another order mismatches them, so equal rows are deleted and inserted again (losing
       // unsynced columns). Every enum column is checked, as a label missing somewhere fails writes.
