@@ -127,30 +127,40 @@ async function* rangeRows(owner: Tx, spec: TableSpec, range: KeyRange, batch: nu
 /** SQLSTATE unique_violation. */
 const UNIQUE_VIOLATION = "23505";
 
-/** A foreign key to the table `$1` whose ON DELETE changes other rows (CASCADE, SET NULL/DEFAULT). */
+/**
+ * The table `$1` and, when it is partitioned, every partition: a row is deleted from the partition
+ * that holds it, so that partition's foreign keys, triggers and rules apply too.
+ * `pg_partition_tree` (PostgreSQL 12+) lists nothing for a table that is not partitioned.
+ */
+const TABLE_TREE =
+  `(SELECT $1::text::regclass UNION SELECT relid FROM pg_partition_tree($1::text::regclass))`;
+
+/** A foreign key to the tree `$1` whose ON DELETE changes other rows (CASCADE, SET NULL/DEFAULT). */
 const CHANGING_FOREIGN_KEY = `
   (SELECT format('foreign key %I of %s is ON DELETE %s', c.conname, c.conrelid::regclass,
             CASE c.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL'
               ELSE 'SET DEFAULT' END)
    FROM pg_constraint c
-   WHERE c.contype = 'f' AND c.confrelid = $1::text::regclass AND c.confdeltype IN ('c', 'n', 'd')
+   WHERE c.contype = 'f' AND c.confrelid IN ${TABLE_TREE} AND c.confdeltype IN ('c', 'n', 'd')
    ORDER BY c.conname LIMIT 1)`;
 
 /**
- * An enabled user trigger on INSERT, UPDATE or DELETE (tgtype bits 4, 16, 8) of the table `$1`:
+ * An enabled user trigger on INSERT, UPDATE or DELETE (tgtype bits 4, 16, 8) of the tree `$1`:
  * a row deleted and inserted again would fire the first and third, and skip an UPDATE trigger.
  */
 const WRITE_TRIGGER = `
-  (SELECT format('trigger %I fires on INSERT, UPDATE or DELETE', t.tgname) FROM pg_trigger t
-   WHERE t.tgrelid = $1::text::regclass AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+  (SELECT format('trigger %I on %s fires on INSERT, UPDATE or DELETE', t.tgname,
+            t.tgrelid::regclass)
+   FROM pg_trigger t
+   WHERE t.tgrelid IN ${TABLE_TREE} AND NOT t.tgisinternal AND t.tgenabled <> 'D'
      AND t.tgtype & 28 <> 0
-   ORDER BY t.tgname LIMIT 1)`;
+   ORDER BY t.tgname, t.tgrelid::regclass::text LIMIT 1)`;
 
-/** A rule that rewrites UPDATE, INSERT or DELETE (ev_type 2, 3, 4) of the table `$1`. */
+/** A rule that rewrites UPDATE, INSERT or DELETE (ev_type 2, 3, 4) of the tree `$1`. */
 const WRITE_RULE = `
-  (SELECT format('rule %I rewrites %s', r.rulename,
+  (SELECT format('rule %I on %s rewrites %s', r.rulename, r.ev_class::regclass,
             CASE r.ev_type WHEN '2' THEN 'UPDATE' WHEN '3' THEN 'INSERT' ELSE 'DELETE' END)
-   FROM pg_rewrite r WHERE r.ev_class = $1::text::regclass AND r.ev_type IN ('2', '3', '4')
+   FROM pg_rewrite r WHERE r.ev_class IN ${TABLE_TREE} AND r.ev_type IN ('2', '3', '4')
    ORDER BY r.rulename LIMIT 1)`;
 
 /** The first of `checks` that holds for the table, described, or null. */

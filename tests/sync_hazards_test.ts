@@ -130,6 +130,88 @@ for (const backend of BACKENDS) {
             } else assert.deepEqual(await rows(`SELECT code FROM rsw ORDER BY id`), ["a", "b"]);
           },
         );
+
+        await t.step(
+          "skipped partition audit: a swap is refused where an UPDATE trigger on a partition would not fire",
+          async () => {
+            const ddl = `CREATE TABLE ps (region text, id int, code text NOT NULL,
+                PRIMARY KEY (region, id), UNIQUE (region, code)) PARTITION BY LIST (region);
+              CREATE TABLE ps_au PARTITION OF ps FOR VALUES IN ('au');`;
+            await pair.owner.exec(ddl + `INSERT INTO ps VALUES ('au', 1, 'b'), ('au', 2, 'a');`);
+            await pair.destination.exec(
+              ddl + `INSERT INTO ps VALUES ('au', 1, 'a'), ('au', 2, 'b');
+              CREATE TABLE ps_audit (id int, old_code text, new_code text);
+              CREATE FUNCTION ps_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN INSERT INTO ps_audit VALUES (NEW.id, OLD.code, NEW.code); RETURN NEW; END $$;
+              CREATE TRIGGER ps_audit AFTER UPDATE ON ps_au
+                FOR EACH ROW EXECUTE FUNCTION ps_audit();`,
+            );
+            const [report] = await attempt(pair, [{
+              name: "public.ps",
+              primary_key: ["region", "id"],
+            }]);
+            assert.equal(report.status, "failed");
+            assert.match(
+              report.error!,
+              /trigger ps_audit on ps_au fires on INSERT, UPDATE or DELETE/,
+            );
+            assert.deepEqual(await rows(`SELECT code FROM ps ORDER BY id`), ["a", "b"]);
+            assert.deepEqual(await rows(`SELECT count(*) FROM ps_audit`), ["0"]);
+          },
+        );
+
+        await t.step(
+          "data loss: a swap is refused where an ON DELETE CASCADE key references a partition",
+          async () => {
+            const ddl = `CREATE TABLE pc (region text, id int, code text NOT NULL,
+                PRIMARY KEY (region, id), UNIQUE (region, code)) PARTITION BY LIST (region);
+              CREATE TABLE pc_au PARTITION OF pc FOR VALUES IN ('au');`;
+            await pair.owner.exec(ddl + `INSERT INTO pc VALUES ('au', 1, 'b'), ('au', 2, 'a');`);
+            await pair.destination.exec(
+              ddl + `INSERT INTO pc VALUES ('au', 1, 'a'), ('au', 2, 'b');
+              CREATE TABLE pc_local (id int PRIMARY KEY, region text, pc_id int,
+                FOREIGN KEY (region, pc_id) REFERENCES pc_au ON DELETE CASCADE);
+              INSERT INTO pc_local VALUES (10, 'au', 1), (20, 'au', 2);`,
+            );
+            const [report] = await attempt(pair, [{
+              name: "public.pc",
+              primary_key: ["region", "id"],
+            }]);
+            assert.equal(report.status, "failed");
+            assert.match(report.error!, /foreign key \w+ of pc_local is ON DELETE CASCADE/);
+            assert.deepEqual(await rows(`SELECT code FROM pc ORDER BY id`), ["a", "b"]);
+            assert.deepEqual(await rows(`SELECT id FROM pc_local ORDER BY id`), ["10", "20"]);
+          },
+        );
+
+        await t.step(
+          "data loss: deleting first is refused where an ON DELETE CASCADE key references a partition",
+          async () => {
+            // Row 1 gives its code to the new row 3; row 2 at the partition is referenced.
+            const ddl = `CREATE TABLE pd (region text, id int, code text NOT NULL,
+                PRIMARY KEY (region, id), UNIQUE (region, code)) PARTITION BY LIST (region);
+              CREATE TABLE pd_au PARTITION OF pd FOR VALUES IN ('au');`;
+            await pair.owner.exec(ddl + `INSERT INTO pd VALUES ('au', 2, 'b'), ('au', 3, 'a');`);
+            await pair.destination.exec(
+              ddl + `INSERT INTO pd VALUES ('au', 1, 'a'), ('au', 2, 'b');
+              CREATE TABLE pd_local (id int PRIMARY KEY, region text, pd_id int,
+                FOREIGN KEY (region, pd_id) REFERENCES pd_au ON DELETE CASCADE);
+              INSERT INTO pd_local VALUES (10, 'au', 1);`,
+            );
+            const [report] = await attempt(pair, [{
+              name: "public.pd",
+              primary_key: ["region", "id"],
+              delete_missing: true,
+              max_delete_ratio: 1,
+            }]);
+            assert.equal(report.status, "failed");
+            assert.match(
+              report.error!,
+              /deleting first is refused because foreign key \w+ of pd_local/,
+            );
+            assert.deepEqual(await rows(`SELECT id FROM pd_local`), ["10"]);
+          },
+        );
       } finally {
         await pair.close();
       }
