@@ -50,7 +50,7 @@ async function fetchRows(owner: Tx, spec: TableSpec, keys: Key[]): Promise<strin
 
 async function insertRows(destination: Tx, spec: TableSpec, rows: string[][]) {
   if (rows.length === 0) return;
-  await destination.unsafe(
+  const result = await destination.unsafe(
     `INSERT INTO ${spec.sqlName} (${quoteIdentList(spec.columns)})${
       spec.columns.some((c) => c.identityAlways) ? " OVERRIDING SYSTEM VALUE" : ""
     }
@@ -60,6 +60,12 @@ async function insertRows(destination: Tx, spec: TableSpec, rows: string[][]) {
     [JSON.stringify(rows)],
     { prepare: false },
   );
+  // A BEFORE INSERT trigger returning NULL, or a rule, skips rows: they must not be reported.
+  if (result.count !== rows.length) {
+    throw new Error(
+      `Cannot sync table "${spec.name}": ${rows.length} rows to insert, ${result.count} inserted (a trigger or rule at the destination skipped the rest)`,
+    );
+  }
 }
 
 async function updateRows(destination: Tx, spec: TableSpec, rows: string[][]) {
@@ -86,22 +92,56 @@ async function updateRows(destination: Tx, spec: TableSpec, rows: string[][]) {
   }
 }
 
-async function deleteKeys(destination: Tx, spec: TableSpec, keys: Key[]) {
-  await destination.unsafe(
-    `DELETE FROM ${spec.sqlName} AS t USING json_array_elements($1::text::json) AS j(k)
-     WHERE ${keyJoin(spec, "j.k", undefined, "t.")}`,
-    [JSON.stringify(keys)],
+/**
+ * Fail when rows a delete should have removed are still there: a BEFORE DELETE trigger that
+ * returns NULL (a soft delete) or a rule kept them. Fewer deleted than planned is fine when the
+ * rest are gone too, removed by a cascade from an earlier delete of this sync (a tree).
+ */
+async function checkDeleted(
+  destination: Tx,
+  spec: TableSpec,
+  counts: { planned: number; deleted: number },
+  match: { from: string; params: string[] },
+) {
+  if (counts.deleted === counts.planned) return;
+  const [{ n }] = await destination.unsafe<{ n: number }[]>(
+    `SELECT count(*)::int AS n FROM ${match.from}`,
+    match.params,
     { prepare: false },
+  );
+  if (n === 0) return;
+  throw new Error(
+    `Cannot sync table "${spec.name}": ${counts.planned} rows to delete, ${counts.deleted} deleted and ${n} still there (a trigger or rule at the destination kept them)`,
   );
 }
 
-async function deleteRange(destination: Tx, spec: TableSpec, range: KeyRange) {
+async function deleteKeys(destination: Tx, spec: TableSpec, keys: Key[]) {
+  const params = [JSON.stringify(keys)];
+  const join = keyJoin(spec, "j.k", undefined, "t.");
+  const result = await destination.unsafe(
+    `DELETE FROM ${spec.sqlName} AS t USING json_array_elements($1::text::json) AS j(k)
+     WHERE ${join}`,
+    params,
+    { prepare: false },
+  );
+  await checkDeleted(destination, spec, { planned: keys.length, deleted: result.count }, {
+    from: `${spec.sqlName} AS t, json_array_elements($1::text::json) AS j(k) WHERE ${join}`,
+    params,
+  });
+}
+
+async function deleteRange(destination: Tx, spec: TableSpec, range: KeyRange, rows: number) {
   const params = new Params();
-  await destination.unsafe(
-    `DELETE FROM ${spec.sqlName} WHERE ${rangeCondition(spec, range, params)}`,
+  const where = rangeCondition(spec, range, params);
+  const result = await destination.unsafe(
+    `DELETE FROM ${spec.sqlName} WHERE ${where}`,
     params.values,
     { prepare: false },
   );
+  await checkDeleted(destination, spec, { planned: rows, deleted: result.count }, {
+    from: `${spec.sqlName} WHERE ${where}`,
+    params: params.values,
+  });
 }
 
 /** Stream every owner row of `range` in key order, `batch` rows at a time. */
@@ -269,7 +309,7 @@ export function planWriter(
     if (!options.deleteMissing || deleted) return;
     deleted = true;
     for (const range of plan.deleteRanges) {
-      await deleteRange(destination, spec, range.range);
+      await deleteRange(destination, spec, range.range, range.rows);
       done.deleted += range.rows;
       report();
     }

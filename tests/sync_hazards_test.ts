@@ -4,13 +4,14 @@ import assert from "node:assert/strict";
 import { runAttempt } from "../sync/run_attempt.ts";
 import { BACKENDS, collectLog, fingerprint, type Pair } from "./sync_fixtures.ts";
 
-async function attempt(pair: Pair, tables: unknown[]) {
+async function attempt(pair: Pair, tables: unknown[], batchRows?: number) {
   const { config, databases } = pair.connect(tables);
   try {
     return await runAttempt(config, databases, {
       dryRun: false,
       log: collectLog().log,
       retryDelayMs: 1,
+      batchRows,
     });
   } finally {
     await Promise.all([...databases.values()].map((db) => db.close()));
@@ -210,6 +211,75 @@ for (const backend of BACKENDS) {
               /deleting first is refused because foreign key \w+ of pd_local/,
             );
             assert.deepEqual(await rows(`SELECT id FROM pd_local`), ["10"]);
+          },
+        );
+
+        await t.step(
+          "phantom deletes: a delete a soft-delete trigger skips fails instead of reporting applied",
+          async () => {
+            const ddl = `CREATE TABLE sd (id int PRIMARY KEY, label text, deleted_at timestamptz);`;
+            await pair.owner.exec(
+              ddl + `INSERT INTO sd SELECT g, 'r' || g FROM generate_series(1, 20) AS g;`,
+            );
+            await pair.destination.exec(
+              ddl + `INSERT INTO sd SELECT g, 'r' || g FROM generate_series(1, 21) AS g;
+              CREATE FUNCTION sd_soft() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN UPDATE sd SET deleted_at = '2000-01-01' WHERE id = OLD.id; RETURN NULL; END $$;
+              CREATE TRIGGER sd_soft BEFORE DELETE ON sd FOR EACH ROW EXECUTE FUNCTION sd_soft();`,
+            );
+            const table = {
+              name: "public.sd",
+              primary_key: ["id"],
+              exclude_columns: ["deleted_at"],
+              delete_missing: true,
+            };
+            const [report] = await attempt(pair, [table]);
+            assert.equal(report.status, "failed");
+            assert.match(report.error!, /1 rows to delete, 0 deleted and 1 still there/);
+            // Rolled back: not even the trigger's soft delete is kept.
+            assert.deepEqual(await rows(`SELECT count(*) FROM sd WHERE deleted_at IS NULL`), [
+              "21",
+            ]);
+          },
+        );
+
+        await t.step(
+          "phantom inserts: an insert a trigger skips fails instead of reporting applied",
+          async () => {
+            const ddl = `CREATE TABLE si (id int PRIMARY KEY, label text);`;
+            await pair.owner.exec(ddl + `INSERT INTO si VALUES (1, 'a'), (2, 'b');`);
+            await pair.destination.exec(
+              ddl + `INSERT INTO si VALUES (1, 'a');
+              CREATE FUNCTION si_skip() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RETURN NULL; END $$;
+              CREATE TRIGGER si_skip BEFORE INSERT ON si FOR EACH ROW EXECUTE FUNCTION si_skip();`,
+            );
+            const [report] = await attempt(pair, [{ name: "public.si", primary_key: ["id"] }]);
+            assert.equal(report.status, "failed");
+            assert.match(report.error!, /1 rows to insert, 0 inserted/);
+          },
+        );
+
+        await t.step(
+          "a delete that cascades within the table to rows it also deletes is applied",
+          async () => {
+            // One key per statement: parent 1 goes first and takes child 2 with it, so the delete
+            // of 2 finds nothing, and nothing is left.
+            const ddl = `CREATE TABLE tree (id int PRIMARY KEY,
+              parent_id int REFERENCES tree ON DELETE CASCADE);`;
+            await pair.owner.exec(ddl + `INSERT INTO tree VALUES (3, NULL);`);
+            await pair.destination.exec(
+              ddl + `INSERT INTO tree VALUES (1, NULL), (2, 1), (3, NULL);`,
+            );
+            const [report] = await attempt(pair, [{
+              name: "public.tree",
+              primary_key: ["id"],
+              delete_missing: true,
+              max_delete_ratio: 1,
+            }], 1);
+            assert.equal(report.status, "applied", report.error);
+            assert.equal(report.deletes, 2);
+            assert.deepEqual(await rows(`SELECT id FROM tree`), ["3"]);
           },
         );
       } finally {
