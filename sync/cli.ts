@@ -7,7 +7,8 @@ import { formatSummary, runAttempt } from "./run_attempt.ts";
 const USAGE = `Usage: deno task sync [--config sync.json] [--once] [--dry-run] [--table NAME]...
 
   --config PATH   sync config (default: sync.json)
-  --once          run one attempt and exit (status 1 if any table failed or was refused)
+  --once          run one attempt and exit (status 1 if any table failed, was refused, or
+                  was skipped because a signal stopped the attempt)
   --dry-run       show the plan; write nothing
   --table NAME    sync only this table (repeatable)`;
 

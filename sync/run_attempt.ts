@@ -11,7 +11,8 @@ import { resolveTableSpec, type TableSpec } from "./table_spec.ts";
 export interface TableReport {
   destination: string;
   table: string;
-  status: "in_sync" | "applied" | "planned" | "refused" | "failed";
+  /** `skipped`: not attempted, because a signal stopped the attempt first. */
+  status: "in_sync" | "applied" | "planned" | "refused" | "failed" | "skipped";
   inserts: number;
   updates: number;
   deletes: number;
@@ -31,7 +32,10 @@ export interface AttemptOptions {
   dryRun: boolean;
   /** Only these tables (as configured, or without the `public.` prefix). */
   tables?: string[];
-  /** Stops the attempt between transactions (destinations, or tables tried one by one). */
+  /**
+   * Stops the attempt between transactions (destinations, or tables tried one by one); the tables
+   * not attempted are reported as `skipped`.
+   */
   signal?: AbortSignal;
   segments?: SegmentOptions;
   batchRows?: number;
@@ -112,7 +116,6 @@ export async function runAttempt(
 
   const reports: TableReport[] = [];
   for (const destination of destinations) {
-    if (options.signal?.aborted) return reports;
     const jobs: TableJob[] = tables.map((table) => ({
       spec: specs.get(table.name)!,
       config: table,
@@ -153,37 +156,41 @@ export async function runAttempt(
           }),
         retry,
       );
-    let settled: { result: TableOutcome | Error; attempts: number }[];
-    try {
-      const { value, attempts } = await sync(jobs);
-      settled = value.map((result) => ({ result, attempts }));
-    } catch (error) {
-      if (jobs.length === 1 || isTransient(error)) {
-        settled = jobs.map(() => ({ result: error as Error, attempts: 0 }));
-      } else {
-        // One table's failure (say, a row the destination's own constraint refuses) would hold
-        // back every other table on every run: try each in its own transaction. Tables that need
-        // each other's rows then fail alone, as they failed together.
-        options.log(jsonLine({
-          level: "warn",
-          msg: "destination transaction failed, syncing table by table",
-          destination: destination.region,
-          error: scrubAll((error as Error).message),
-        }));
-        settled = [];
-        for (const job of jobs) {
-          if (options.signal?.aborted) break;
-          try {
-            const { value: [result], attempts } = await sync([job]);
-            settled.push({ result, attempts });
-          } catch (error) {
-            settled.push({ result: error as Error, attempts: 0 });
+    // Stopped before this destination: every table is reported as skipped.
+    let settled: { result: TableOutcome | Error; attempts: number }[] = [];
+    if (!options.signal?.aborted) {
+      try {
+        const { value, attempts } = await sync(jobs);
+        settled = value.map((result) => ({ result, attempts }));
+      } catch (error) {
+        if (jobs.length === 1 || isTransient(error)) {
+          settled = jobs.map(() => ({ result: error as Error, attempts: 0 }));
+        } else {
+          // One table's failure (say, a row the destination's own constraint refuses) would hold
+          // back every other table on every run: try each in its own transaction. Tables that need
+          // each other's rows then fail alone, as they failed together.
+          options.log(jsonLine({
+            level: "warn",
+            msg: "destination transaction failed, syncing table by table",
+            destination: destination.region,
+            error: scrubAll((error as Error).message),
+          }));
+          settled = [];
+          for (const job of jobs) {
+            if (options.signal?.aborted) break;
+            try {
+              const { value: [result], attempts } = await sync([job]);
+              settled.push({ result, attempts });
+            } catch (error) {
+              settled.push({ result: error as Error, attempts: 0 });
+            }
           }
         }
       }
     }
-    for (const [i, { result, attempts }] of settled.entries()) {
-      const table = tables[i];
+    for (const [i, table] of tables.entries()) {
+      // Tables after a stop in the table-by-table retry have no result either.
+      const { result, attempts } = settled[i] ?? { result: undefined, attempts: 0 };
       const use = usage.get(table.name)!;
       const base = {
         destination: destination.region,
@@ -195,10 +202,14 @@ export async function runAttempt(
         bytes_sent: use.sent,
         duration_ms: Math.round(use.ms),
       };
-      const report: TableReport = result instanceof Error
+      const report: TableReport = result === undefined || result instanceof Error
         ? {
           ...base,
-          status: result instanceof SyncRefusedError ? "refused" : "failed",
+          status: result === undefined
+            ? "skipped"
+            : result instanceof SyncRefusedError
+            ? "refused"
+            : "failed",
           inserts: 0,
           updates: 0,
           deletes: 0,
@@ -207,7 +218,9 @@ export async function runAttempt(
           destination_rows: 0,
           ...measured,
           attempts: 0,
-          error: owner.scrub(destination.scrub(result.message)),
+          error: result === undefined
+            ? "Not attempted: the sync was stopped by a signal"
+            : owner.scrub(destination.scrub(result.message)),
         }
         : {
           ...base,

@@ -233,3 +233,45 @@ Deno.test("main() never prints a password that makes the URL unparseable", async
     });
   }
 });
+
+Deno.test("main() --once exits 1 and reports every table a signal left unsynced as skipped", async () => {
+  await withPair(async (pair, dir) => {
+    const ddl = `CREATE TABLE broken (id int PRIMARY KEY, label text);
+      CREATE TABLE healthy (id int PRIMARY KEY, label text);`;
+    await pair.owner.exec(
+      ddl + `INSERT INTO broken VALUES (1, 'no'); INSERT INTO healthy VALUES (1, 'a');`,
+    );
+    await pair.destination.exec(
+      ddl + `ALTER TABLE broken ADD CONSTRAINT refuse_no CHECK (label <> 'no');`,
+    );
+    const config = await writeConfig(dir, {
+      owner: "us",
+      databases: { us: pair.owner.url, au: pair.destination.url },
+      tables: [
+        { name: "public.broken", primary_key: ["id"] },
+        { name: "public.healthy", primary_key: ["id"] },
+      ],
+    });
+    const controller = new AbortController();
+    const { out, io } = capture();
+    const status = await main(["--config", config, "--once"], {
+      ...io,
+      stdout: (line) => {
+        io.stdout(line);
+        // SIGTERM (say, a job's deadline) arrives between the transaction of both tables, which
+        // failed, and the tables' own transactions.
+        if (line.includes("syncing table by table")) controller.abort();
+      },
+      signal: controller.signal,
+    });
+    assert.equal(status, 1);
+    const logs = out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+      .filter((l) => l.table);
+    assert.deepEqual(logs.map((l) => [l.table, l.status, l.error]), [
+      ["public.broken", "skipped", "Not attempted: the sync was stopped by a signal"],
+      ["public.healthy", "skipped", "Not attempted: the sync was stopped by a signal"],
+    ]);
+    assert.match(out.at(-1)!, /au +public\.healthy +skipped/);
+    assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM healthy`), ["0"]);
+  });
+});
