@@ -43,19 +43,12 @@ export function keyOrder(spec: TableSpec, prefix = ""): string {
 
 /**
  * Per-row 64-bit hash of the synced columns. `ARRAY[...]::text` quotes "" and "null" and prints
- * SQL NULL bare, so the three stay distinct; `json` is hashed as `jsonb`. `hashtextextended`
- * exists since PostgreSQL 11 and, unlike `md5`, works on FIPS servers.
+ * SQL NULL bare, so the three stay distinct. `json` is hashed as the text it stores, as readers
+ * see it: `1e2` and `100`, or keys in another order, are not the same `json` (as `jsonb` they
+ * are). `hashtextextended` exists since PostgreSQL 11 and, unlike `md5`, works on FIPS servers.
  */
 export function rowHash(spec: TableSpec, prefix = ""): string {
-  const parts = spec.columns.map((c) => {
-    const text = `(${prefix}${ident(c)})::text`;
-    // jsonb refuses \u0000, which json stores: such a value is hashed as its text.
-    return c.isJson
-      ? `CASE WHEN strpos(${text}, '\\u0000') > 0 THEN ${text} ELSE (${prefix}${
-        ident(c)
-      })::jsonb::text END`
-      : text;
-  });
+  const parts = spec.columns.map((c) => `(${prefix}${ident(c)})::text`);
   return `hashtextextended((ARRAY[${parts.join(", ")}]::text) COLLATE "C", 0)`;
 }
 

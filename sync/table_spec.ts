@@ -3,12 +3,10 @@ import type postgres from "postgres";
 import type { TableConfig } from "./config.ts";
 import { SyncRefusedError } from "./errors.ts";
 
-/** One column as synced: its name, its type as `format_type` prints it, and how to hash it. */
+/** One column as synced: its name, its type as `format_type` prints it, and how to order it. */
 export interface ColumnSpec {
   name: string;
   type: string;
-  /** `json` is hashed as `jsonb` so key order and whitespace do not count. */
-  isJson: boolean;
   /**
    * Order under an explicit `COLLATE "C"` so every server agrees on key order. False for
    * non-text types and for text that every database already orders bytewise (C or POSIX), where
@@ -54,7 +52,6 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
     {
       name: string;
       type: string;
-      is_json: boolean;
       collatable: boolean;
       bytewise: boolean;
       generated: boolean;
@@ -64,7 +61,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
     }[]
   >`
     SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
-           a.atttypid = 'json'::regtype AS is_json, a.attcollation <> 0 AS collatable,
+           a.attcollation <> 0 AS collatable,
            -- 100 is the database default collation; datlocprovider exists from PostgreSQL 15.
            CASE WHEN a.attcollation = 100 THEN
              (SELECT coalesce(to_jsonb(d)->>'datlocprovider', 'c') = 'c'
@@ -106,7 +103,6 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
     columns: new Map(rows.map((r) => [r.name, {
       name: r.name,
       type: r.type,
-      isJson: r.is_json,
       collateC: r.collatable,
       bytewise: r.bytewise,
       generated: r.generated,
