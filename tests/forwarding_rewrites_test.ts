@@ -518,18 +518,23 @@ Deno.test("compression: the client's own Accept-Encoding decides what it gets ba
       }
     },
   );
+  const gz = new Uint8Array(gzipSync(new TextEncoder().encode(text)));
+  /** An origin that always answers gzip, for which the rules file sets `accept-encoding`. */
+  const gzipOrigin = (acceptEncoding: string) => {
+    const up = startUpstream(() =>
+      new Response(gz, { headers: { "content-type": "text/plain", "content-encoding": "gzip" } })
+    );
+    const edge = startVestibule({
+      regions: { us: { origin: up.url, headers: { "accept-encoding": acceptEncoding } } },
+      default_region: "us",
+      rules: [{ name: "app", type: "regional" }],
+    });
+    return { up, edge };
+  };
   await t.step(
     "'Identity' set by the rules file: fetch decodes nothing, gzip passes as sent",
     async () => {
-      const gz = new Uint8Array(gzipSync(new TextEncoder().encode(text)));
-      const up = startUpstream(() =>
-        new Response(gz, { headers: { "content-type": "text/plain", "content-encoding": "gzip" } })
-      );
-      const edge = startVestibule({
-        regions: { us: { origin: up.url, headers: { "accept-encoding": "Identity" } } },
-        default_region: "us",
-        rules: [{ name: "app", type: "regional" }],
-      });
+      const { up, edge } = gzipOrigin("Identity");
       try {
         const res = await fetch(`${edge.url}/f`, { headers: { "accept-encoding": "identity" } });
         assert.equal(res.headers.get("content-encoding"), "gzip");
@@ -542,15 +547,7 @@ Deno.test("compression: the client's own Accept-Encoding decides what it gets ba
   await t.step(
     "an Accept-Encoding the rules file sets for the origin is not the client's",
     async () => {
-      const gz = new Uint8Array(gzipSync(new TextEncoder().encode(text)));
-      const up = startUpstream(() =>
-        new Response(gz, { headers: { "content-type": "text/plain", "content-encoding": "gzip" } })
-      );
-      const edge = startVestibule({
-        regions: { us: { origin: up.url, headers: { "accept-encoding": "gzip" } } },
-        default_region: "us",
-        rules: [{ name: "app", type: "regional" }],
-      });
+      const { up, edge } = gzipOrigin("gzip");
       try {
         const answer = await rawRequest(
           edge.port,
