@@ -26,23 +26,57 @@ export function filterCookieHeader(
   return kept.length > 0 ? kept.join("; ") : undefined;
 }
 
-/** What some servers also end a pair with: a comma (RFC 2109, Rack), a space or tab (Python). */
-const INNER_SEPARATOR = /[,\s]/;
+/** What some servers also end a pair with: a comma (RFC 2109, Rack), a space (Python). */
+const INNER_SEPARATOR = /[,\t\n\v\f\r ]/;
 
 /**
- * Whether every `name=value` that a split on commas, spaces and tabs finds in `pair` passes
- * `keep` too: Rack and Java's legacy cookie processor split on commas, Python's SimpleCookie
- * (Bottle, aiohttp) ends a pair at a space, so `csrftoken=c, __Host-vestibule-region=au`,
- * `junk, __Host-vestibule-region=au` and `csrftoken=c __Host-vestibule-region=au` would each hand
- * one of them the pin.
+ * Whether every name that another server would find inside `pair` passes `keep` too. Rack and
+ * Java's legacy cookie processor also split on commas (`csrftoken=c, __Host-vestibule-region=au`,
+ * `junk, __Host-vestibule-region=au`); Python's SimpleCookie (Bottle, aiohttp) ends a pair at a
+ * space and allows spaces around `=` (`csrftoken=abc== __Host-vestibule-region = au`).
  */
 function innerPairsKept(pair: string, keep: (name: string) => boolean): boolean {
-  // Python allows spaces around `=` (`__Host-vestibule-region = au`): close them up first.
-  for (const part of pair.replace(/\s*=\s*/g, "=").split(/[,\s]+/)) {
+  for (const part of pair.split(",")) {
     const at = part.indexOf("=");
     if (at > 0 && !keep(cookieName(part.slice(0, at)))) return false;
   }
+  return spacedPairsKept(pair, keep);
+}
+
+/**
+ * The space-separated reading, in one pass: a name, optional spaces, `=`, optional spaces, then a
+ * value that runs to the next space, or a double-quoted one (which may hold spaces) to its
+ * closing quote, as SimpleCookie reads them.
+ */
+function spacedPairsKept(pair: string, keep: (name: string) => boolean): boolean {
+  const n = pair.length;
+  let i = 0;
+  while (i < n) {
+    while (i < n && isBlank(pair.charCodeAt(i))) i++;
+    const start = i;
+    while (i < n && !isBlank(pair.charCodeAt(i)) && pair[i] !== "=") i++;
+    let at = i;
+    while (at < n && isBlank(pair.charCodeAt(at))) at++;
+    if (pair[at] !== "=") {
+      i = Math.max(at, start + 1); // a word without a value: move on
+      continue;
+    }
+    if (at > start && !keep(cookieName(pair.slice(start, i)))) return false;
+    i = at + 1;
+    while (i < n && isBlank(pair.charCodeAt(i))) i++;
+    if (pair[i] === '"') {
+      for (i++; i < n && pair[i] !== '"'; i++) if (pair[i] === "\\") i++;
+      i++;
+    } else {
+      while (i < n && !isBlank(pair.charCodeAt(i))) i++;
+    }
+  }
   return true;
+}
+
+/** ASCII whitespace, which Python's `\s` in an ASCII pattern matches (not U+00A0 or NEL). */
+function isBlank(code: number): boolean {
+  return code === 0x20 || (code >= 0x09 && code <= 0x0d);
 }
 
 /**

@@ -397,8 +397,9 @@ export function connectionTokens(value: string | null): Set<string> | undefined 
 
 /**
  * Where a browser on the public page goes with `location`, when that is the origin's own host
- * (either scheme): read as the WHATWG URL parser reads it, tabs and newlines removed, against the
- * public URL, so `/\t/host`, `http:\\host` and, on an https page, `http:host` count too.
+ * and port (either scheme): read as the WHATWG URL parser reads it, tabs and newlines removed,
+ * against the public URL, so `/\t/host`, `http:\\host` and, on an https page, `http:host` count
+ * too. A Location that already is the public page's own origin is left as it is.
  */
 function originLocation(
   location: string,
@@ -406,10 +407,16 @@ function originLocation(
   ctx: ForwardContext,
 ): URL | undefined {
   const page = URL.parse(`${ctx.proto}://${ctx.publicHost}/`);
-  const url = page && URL.parse(location.replace(/[\t\n\r]/g, ""), page);
+  const url = URL.parse(location.replace(/[\t\n\r]/g, ""), page ?? upstream.origin);
   if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) return undefined;
-  // An origin reached under the public name itself needs no rewrite (a path stays a path).
-  return url.host === upstream.host && url.host !== page.host ? url : undefined;
+  if (endpoint(url) !== endpoint(new URL(upstream.origin))) return undefined;
+  return url.origin === page?.origin ? undefined : url;
+}
+
+/** Host and port as a connection sees them: no trailing dot, the scheme's port filled in. */
+function endpoint(url: URL): string {
+  const port = url.port || (url.protocol === "https:" ? "443" : "80");
+  return `${url.hostname.replace(/\.$/, "")}:${port}`;
 }
 
 /** Points a cookie's `Domain` attribute at the public host when it named the origin's host. */

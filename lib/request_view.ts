@@ -54,7 +54,11 @@ export function viewRequest(
   // redirects and cookie domains must use those, not the address the last proxy dialled.
   const hops = config.trustedProxyHops;
   const forwardedHost = hops > 0 ? vouchedFor(headers.get("x-forwarded-host"), hops) : undefined;
-  if (forwardedHost !== undefined && !VALID_HOST.test(forwardedHost)) {
+  // The URL parser must take it too (a port over 65535 fits the pattern): Location rewrites use it.
+  if (
+    forwardedHost !== undefined &&
+    (!VALID_HOST.test(forwardedHost) || !URL.canParse(`http://${forwardedHost}/`))
+  ) {
     throw new HttpError(400, "bad_host", "The X-Forwarded-Host is not a host name or address");
   }
   const publicHost = forwardedHost ?? host ?? url.host;

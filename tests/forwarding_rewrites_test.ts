@@ -562,3 +562,22 @@ Deno.test("compression: the client's own Accept-Encoding decides what it gets ba
     },
   );
 });
+
+Deno.test("origin address leak: an X-Forwarded-Host the URL parser refuses is 400 bad_host, not a Location left unrewritten", async () => {
+  const up = startUpstream((req) =>
+    new Response(null, { status: 302, headers: { location: `http://${new URL(req.url).host}/x` } })
+  );
+  const edge = startVestibule(oneRegion(up.url, { trusted_proxy_hops: 1 }));
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      "GET / HTTP/1.1\r\nHost: 10.0.0.5\r\nX-Forwarded-Host: app.example.com:99999\r\n" +
+        "Connection: close\r\n\r\n",
+    );
+    assert.match(answer, /^HTTP\/1\.1 400 /);
+    assert.match(answer, /bad_host/);
+    assert.equal(up.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});

@@ -1,0 +1,72 @@
+import assert from "node:assert/strict";
+import type { Upstream } from "./compile_rules.ts";
+import { clientResponse, type ForwardContext } from "./forward.ts";
+
+/** An origin as compileRules() makes it. */
+function upstream(origin: string): Upstream {
+  const url = new URL(origin);
+  return {
+    id: "us",
+    kind: "region",
+    origin: url.origin,
+    host: url.host,
+    headers: [],
+    timeoutMs: 1,
+  };
+}
+
+function context(proto: string, publicHost: string): ForwardContext {
+  return {
+    publicHost,
+    proto,
+    forwardedFor: "203.0.113.9",
+    clientIp: "203.0.113.9",
+    trustForwarded: false,
+    pinHeader: "x-vestibule-region",
+    pinCookie: "__Host-vestibule-region",
+  };
+}
+
+/** The Location the client gets when `origin` answers with `location`. */
+function relayed(location: string, origin: string, proto = "http", host = "app.example.com") {
+  const answer = new Response(null, { status: 302, headers: { location } });
+  const response = clientResponse(answer, upstream(origin), context(proto, host), {
+    acceptEncoding: "identity",
+    clientAcceptEncoding: null,
+  });
+  return response.headers.get("location");
+}
+
+Deno.test("clientResponse() origin address leak: the origin's host is found however it is spelt", () => {
+  const origin = "http://origin.internal:8001";
+  assert.equal(
+    relayed("http://origin.internal.:8001/n?a=1#f", origin),
+    "http://app.example.com/n?a=1#f",
+  );
+  assert.equal(relayed("http://ORIGIN.internal:8001/n", origin), "http://app.example.com/n");
+  // The default port written out, or left out.
+  assert.equal(relayed("https://10.0.0.5/n", "https://10.0.0.5:443"), "http://app.example.com/n");
+  assert.equal(relayed("http://10.0.0.5:80/n", "http://10.0.0.5"), "http://app.example.com/n");
+});
+
+Deno.test("clientResponse() leaves a Location that is not the origin's, or is the public page's own", () => {
+  const origin = "http://origin.internal:8001";
+  for (
+    const location of ["/n", "n?x", "https://other.example/n", "http://origin.internal:8002/n"]
+  ) {
+    assert.equal(relayed(location, origin), location);
+  }
+  // Reached under the public name itself: a path stays a path, the same origin stays as it is.
+  assert.equal(relayed("/n", "http://app.example.com"), "/n");
+  assert.equal(
+    relayed("http://app.example.com/n", "http://app.example.com"),
+    "http://app.example.com/n",
+  );
+});
+
+Deno.test("clientResponse() https downgrade: behind TLS an http Location to the origin, public name and all, becomes https", () => {
+  assert.equal(
+    relayed("http://app.example.com/n", "http://app.example.com", "https"),
+    "https://app.example.com/n",
+  );
+});
