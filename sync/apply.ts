@@ -60,10 +60,19 @@ async function insertRows(destination: Tx, spec: TableSpec, rows: string[][]) {
     [JSON.stringify(rows)],
     { prepare: false },
   );
-  // A BEFORE INSERT trigger returning NULL, or a rule, skips rows: they must not be reported.
-  if (result.count !== rows.length) {
+  // What the table holds afterwards, not what the statement reports, decides: a BEFORE INSERT
+  // trigger that routes rows into an inheritance child reports 0 but stored them; one that
+  // returns NULL, or an INSTEAD rule (which reports its own count), stored nothing here.
+  const offsets = spec.key.map((k) => spec.columns.findIndex((c) => c.name === k.name));
+  const [{ n }] = await destination.unsafe<{ n: number }[]>(
+    `SELECT count(*)::int AS n FROM ${spec.sqlName} AS t, json_array_elements($1::text::json) AS j(r)
+     WHERE ${keyJoin(spec, "j.r", offsets, "t.")}`,
+    [JSON.stringify(rows)],
+    { prepare: false },
+  );
+  if (n !== rows.length) {
     throw new Error(
-      `Cannot sync table "${spec.name}": ${rows.length} rows to insert, ${result.count} inserted (a trigger or rule at the destination skipped the rest)`,
+      `Cannot sync table "${spec.name}": ${rows.length} rows to insert, ${n} there afterwards (the statement reported ${result.count}; a trigger or rule at the destination skipped the rest)`,
     );
   }
 }
@@ -168,12 +177,14 @@ async function* rangeRows(owner: Tx, spec: TableSpec, range: KeyRange, batch: nu
 const UNIQUE_VIOLATION = "23505";
 
 /**
- * The table `$1` and, when it is partitioned, every partition: a row is deleted from the partition
- * that holds it, so that partition's foreign keys, triggers and rules apply too.
- * `pg_partition_tree` (PostgreSQL 12+) lists nothing for a table that is not partitioned.
+ * The table `$1` and every table below it, partitions and inheritance children alike (both are
+ * in `pg_inherits`): a row is deleted from the table that holds it, so that table's foreign keys
+ * and triggers apply too.
  */
-const TABLE_TREE =
-  `(SELECT $1::text::regclass UNION SELECT relid FROM pg_partition_tree($1::text::regclass))`;
+const TABLE_TREE = `(WITH RECURSIVE tree(relid) AS (
+    SELECT $1::text::regclass::oid
+    UNION SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.relid)
+  SELECT relid FROM tree)`;
 
 /** A foreign key to the tree `$1` whose ON DELETE changes other rows (CASCADE, SET NULL/DEFAULT). */
 const CHANGING_FOREIGN_KEY = `
@@ -196,11 +207,14 @@ const WRITE_TRIGGER = `
      AND t.tgtype & 28 <> 0
    ORDER BY t.tgname, t.tgrelid::regclass::text LIMIT 1)`;
 
-/** A rule that rewrites UPDATE, INSERT or DELETE (ev_type 2, 3, 4) of the tree `$1`. */
+/**
+ * A rule that rewrites UPDATE, INSERT or DELETE (ev_type 2, 3, 4) of the table `$1`: rules apply
+ * to the table a statement names, never to the partitions or children it reaches.
+ */
 const WRITE_RULE = `
   (SELECT format('rule %I on %s rewrites %s', r.rulename, r.ev_class::regclass,
             CASE r.ev_type WHEN '2' THEN 'UPDATE' WHEN '3' THEN 'INSERT' ELSE 'DELETE' END)
-   FROM pg_rewrite r WHERE r.ev_class IN ${TABLE_TREE} AND r.ev_type IN ('2', '3', '4')
+   FROM pg_rewrite r WHERE r.ev_class = $1::text::regclass AND r.ev_type IN ('2', '3', '4')
    ORDER BY r.rulename LIMIT 1)`;
 
 /** The first of `checks` that holds for the table, described, or null. */

@@ -256,7 +256,7 @@ for (const backend of BACKENDS) {
             );
             const [report] = await attempt(pair, [{ name: "public.si", primary_key: ["id"] }]);
             assert.equal(report.status, "failed");
-            assert.match(report.error!, /1 rows to insert, 0 inserted/);
+            assert.match(report.error!, /1 rows to insert, 0 there afterwards/);
           },
         );
 
@@ -280,6 +280,84 @@ for (const backend of BACKENDS) {
             assert.equal(report.status, "applied", report.error);
             assert.equal(report.deletes, 2);
             assert.deepEqual(await rows(`SELECT id FROM tree`), ["3"]);
+          },
+        );
+        await t.step(
+          "an inheritance-partitioned destination (a routing trigger) still takes inserts",
+          async () => {
+            // The trigger stores each row in the child and returns NULL: INSERT reports 0 rows.
+            await pair.owner.exec(`CREATE TABLE ev (id int PRIMARY KEY, label text);
+              INSERT INTO ev VALUES (1, 'a'), (2, 'b'), (3, 'c');`);
+            await pair.destination.exec(`CREATE TABLE ev (id int PRIMARY KEY, label text);
+              CREATE TABLE ev_child (PRIMARY KEY (id)) INHERITS (ev);
+              CREATE FUNCTION ev_route() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN INSERT INTO ev_child VALUES (NEW.*); RETURN NULL; END $$;
+              CREATE TRIGGER ev_route BEFORE INSERT ON ev FOR EACH ROW EXECUTE FUNCTION ev_route();
+              INSERT INTO ev VALUES (1, 'a');`);
+            const tables = [{ name: "public.ev", primary_key: ["id"] }];
+            const [report] = await attempt(pair, tables);
+            assert.equal(report.status, "applied", report.error);
+            assert.deepEqual(await rows(`SELECT id FROM ev ORDER BY id`), ["1", "2", "3"]);
+            const [again] = await attempt(pair, tables);
+            assert.equal(again.status, "in_sync", again.error);
+          },
+        );
+
+        await t.step(
+          "phantom inserts: an INSTEAD rule that diverts inserts fails the table",
+          async () => {
+            await pair.owner.exec(`CREATE TABLE ir (id int PRIMARY KEY, label text);
+              INSERT INTO ir VALUES (1, 'a'), (2, 'b');`);
+            await pair.destination.exec(`CREATE TABLE ir (id int PRIMARY KEY, label text);
+              CREATE TABLE ir_inbox (id int, label text);
+              INSERT INTO ir VALUES (1, 'a');
+              CREATE RULE ir_divert AS ON INSERT TO ir DO INSTEAD
+                INSERT INTO ir_inbox VALUES (NEW.id, NEW.label);`);
+            const [report] = await attempt(pair, [{ name: "public.ir", primary_key: ["id"] }]);
+            assert.equal(report.status, "failed");
+            assert.match(report.error!, /1 rows to insert, 0 there afterwards/);
+            assert.deepEqual(await rows(`SELECT count(*) FROM ir_inbox`), ["0"], "rolled back");
+          },
+        );
+
+        await t.step(
+          "data loss: a swap is refused where an ON DELETE CASCADE key references an inheritance child",
+          async () => {
+            await pair.owner.exec(`CREATE TABLE ih (id int PRIMARY KEY, code text NOT NULL UNIQUE);
+              INSERT INTO ih VALUES (1, 'b'), (2, 'a');`);
+            await pair.destination.exec(
+              `CREATE TABLE ih (id int PRIMARY KEY, code text NOT NULL UNIQUE);
+              CREATE TABLE ih_child (PRIMARY KEY (id), UNIQUE (code)) INHERITS (ih);
+              INSERT INTO ih_child VALUES (1, 'a'), (2, 'b');
+              CREATE TABLE ih_local (id int PRIMARY KEY,
+                ih_id int REFERENCES ih_child ON DELETE CASCADE);
+              INSERT INTO ih_local VALUES (10, 1), (20, 2);`,
+            );
+            const [report] = await attempt(pair, [{ name: "public.ih", primary_key: ["id"] }]);
+            assert.equal(report.status, "failed");
+            assert.deepEqual(await rows(`SELECT id FROM ih_local ORDER BY id`), ["10", "20"]);
+          },
+        );
+
+        await t.step(
+          "a rule on a partition, which never fires through the parent, does not refuse a swap",
+          async () => {
+            const ddl = `CREATE TABLE pr (region text, id int, code text NOT NULL,
+                PRIMARY KEY (region, id), UNIQUE (region, code)) PARTITION BY LIST (region);
+              CREATE TABLE pr_au PARTITION OF pr FOR VALUES IN ('au');`;
+            await pair.owner.exec(ddl + `INSERT INTO pr VALUES ('au', 1, 'b'), ('au', 2, 'a');`);
+            await pair.destination.exec(
+              ddl + `INSERT INTO pr VALUES ('au', 1, 'a'), ('au', 2, 'b');
+              CREATE TABLE pr_log (id int);
+              CREATE RULE pr_au_log AS ON INSERT TO pr_au DO ALSO INSERT INTO pr_log VALUES (NEW.id);`,
+            );
+            const [report] = await attempt(pair, [{
+              name: "public.pr",
+              primary_key: ["region", "id"],
+            }]);
+            assert.equal(report.status, "applied", report.error);
+            assert.deepEqual(await rows(`SELECT code FROM pr ORDER BY id`), ["b", "a"]);
+            assert.deepEqual(await rows(`SELECT count(*) FROM pr_log`), ["0"]);
           },
         );
       } finally {
