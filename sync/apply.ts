@@ -48,8 +48,19 @@ async function fetchRows(owner: Tx, spec: TableSpec, keys: Key[]): Promise<strin
   return rows.map((row) => JSON.parse(row.r));
 }
 
-async function insertRows(destination: Tx, spec: TableSpec, rows: string[][]) {
-  if (rows.length === 0) return;
+/**
+ * Inserts `rows` and returns the keys whose presence the statement's row count cannot vouch for:
+ * all of them when the count falls short (a BEFORE INSERT trigger that routes rows into an
+ * inheritance child reports 0 but stored them) or the table has an INSERT rule (an INSTEAD rule
+ * reports its own count but stores nothing here). {@linkcode checkInserted} then counts them.
+ */
+async function insertRows(
+  destination: Tx,
+  spec: TableSpec,
+  rows: string[][],
+  insertRule: () => Promise<boolean>,
+): Promise<string[][]> {
+  if (rows.length === 0) return [];
   const result = await destination.unsafe(
     `INSERT INTO ${spec.sqlName} (${quoteIdentList(spec.columns)})${
       spec.columns.some((c) => c.identityAlways) ? " OVERRIDING SYSTEM VALUE" : ""
@@ -60,19 +71,29 @@ async function insertRows(destination: Tx, spec: TableSpec, rows: string[][]) {
     [JSON.stringify(rows)],
     { prepare: false },
   );
-  // What the table holds afterwards, not what the statement reports, decides: a BEFORE INSERT
-  // trigger that routes rows into an inheritance child reports 0 but stored them; one that
-  // returns NULL, or an INSTEAD rule (which reports its own count), stored nothing here.
+  if (result.count === rows.length && !(await insertRule())) return [];
   const offsets = spec.key.map((k) => spec.columns.findIndex((c) => c.name === k.name));
-  const [{ n }] = await destination.unsafe<{ n: number }[]>(
-    `SELECT count(*)::int AS n FROM ${spec.sqlName} AS t, json_array_elements($1::text::json) AS j(r)
-     WHERE ${keyJoin(spec, "j.r", offsets, "t.")}`,
-    [JSON.stringify(rows)],
-    { prepare: false },
-  );
-  if (n !== rows.length) {
+  return rows.map((row) => offsets.map((i) => row[i]));
+}
+
+/** Keys per presence count: one scan of an unindexed inheritance child counts this many. */
+const PRESENCE_CHUNK = 50_000;
+
+/** Fails the table when fewer of the inserted `keys` are in it than were inserted. */
+async function checkInserted(destination: Tx, spec: TableSpec, keys: string[][]) {
+  let present = 0;
+  for (let i = 0; i < keys.length; i += PRESENCE_CHUNK) {
+    const [{ n }] = await destination.unsafe<{ n: number }[]>(
+      `SELECT count(*)::int AS n FROM ${spec.sqlName} AS t, json_array_elements($1::text::json) AS j(k)
+       WHERE ${keyJoin(spec, "j.k", undefined, "t.")}`,
+      [JSON.stringify(keys.slice(i, i + PRESENCE_CHUNK))],
+      { prepare: false },
+    );
+    present += n;
+  }
+  if (present !== keys.length) {
     throw new Error(
-      `Cannot sync table "${spec.name}": ${rows.length} rows to insert, ${n} there afterwards (the statement reported ${result.count}; a trigger or rule at the destination skipped the rest)`,
+      `Cannot sync table "${spec.name}": ${keys.length} rows to insert, ${present} there afterwards (a trigger or rule at the destination skipped the rest)`,
     );
   }
 }
@@ -217,6 +238,22 @@ const WRITE_RULE = `
    FROM pg_rewrite r WHERE r.ev_class = $1::text::regclass AND r.ev_type IN ('2', '3', '4')
    ORDER BY r.rulename LIMIT 1)`;
 
+/** A rule that rewrites INSERT on the table `$1`. */
+const INSERT_RULE = `
+  (SELECT format('rule %I', r.rulename) FROM pg_rewrite r
+   WHERE r.ev_class = $1::text::regclass AND r.ev_type = '3' LIMIT 1)`;
+
+/**
+ * Inheritance children of the table `$1` when it is not partitioned: a row deleted from a child
+ * and inserted again lands in the parent, without the child's own columns.
+ */
+const INHERITANCE_CHILD = `
+  (SELECT format('%s inherits from it (a row inserted again would move to the parent)',
+            i.inhrelid::regclass)
+   FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent
+   WHERE i.inhparent = $1::text::regclass AND c.relkind <> 'p'
+   ORDER BY 1 LIMIT 1)`;
+
 /** The first of `checks` that holds for the table, described, or null. */
 async function hazard(destination: Tx, spec: TableSpec, checks: string[]): Promise<string | null> {
   const [row] = await destination.unsafe<{ hazard: string | null }[]>(
@@ -271,6 +308,10 @@ export function planWriter(
   const total = counts.inserts + counts.updates + (options.deleteMissing ? counts.deletes : 0);
   const report = () => options.onProgress?.({ ...done, total });
   let deleted = false;
+  let insertRule: Promise<boolean> | undefined;
+  /** Whether a rule rewrites INSERT on the table, asked once. */
+  const hasInsertRule = () =>
+    insertRule ??= hazard(destination, spec, [INSERT_RULE]).then((found) => found !== null);
 
   /** Reads `keys` from the owner a batch at a time and writes each batch with `write`. */
   async function writeKeys(
@@ -291,14 +332,20 @@ export function planWriter(
   }
 
   async function insert(tx: Tx) {
-    await writeKeys(plan.inserts, (rows) => insertRows(tx, spec, rows), "inserted");
+    // Counted once at the end, not per batch: an unindexed child would be scanned every time.
+    const unvouched: string[][] = [];
+    const write = async (rows: string[][]) => {
+      for (const key of await insertRows(tx, spec, rows, hasInsertRule)) unvouched.push(key);
+    };
+    await writeKeys(plan.inserts, write, "inserted");
     for (const { range } of plan.insertRanges) {
       for await (const rows of rangeRows(owner, spec, range, batch)) {
-        await insertRows(tx, spec, rows);
+        await write(rows);
         done.inserted += rows.length;
         report();
       }
     }
+    await checkInserted(tx, spec, unvouched);
   }
 
   /** Updates and inserts under a savepoint; the unique violation that undid them, if any. */
@@ -346,6 +393,7 @@ export function planWriter(
       CHANGING_FOREIGN_KEY,
       WRITE_TRIGGER,
       WRITE_RULE,
+      INHERITANCE_CHILD,
     ]);
     if (found) {
       throw new Error(
