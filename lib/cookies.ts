@@ -19,9 +19,11 @@ export function filterCookieHeader(
     if (eq === -1) continue;
     const name = cookieName(piece.slice(0, eq));
     const pair = piece.trim();
-    if (name && keep(name) && (!INNER_SEPARATOR.test(pair) || innerPairsKept(pair, keep))) {
-      kept.push(pair);
-    }
+    if (!name || !keep(name)) continue;
+    // Python reads a quoted value across `;` (`a="x; b=" __Host-…=au`): a value that opens a
+    // quote it does not close is no pair to pass on.
+    if (pair.includes('"') && opensUnclosedQuote(pair)) continue;
+    if (!INNER_SEPARATOR.test(pair) || innerPairsKept(pair, keep)) kept.push(pair);
   }
   return kept.length > 0 ? kept.join("; ") : undefined;
 }
@@ -103,17 +105,41 @@ export function cookieValue(header: string | null, name: string): string | undef
 }
 
 /**
- * A cookie name as the most lenient server reads it: `trim()` plus what Python's `strip()` also
- * removes (U+001C–U+001F, U+0085), or `\x85__Host-vestibule-region` would pass the filter as
- * another name and reach Django as the pin.
+ * Whether a value in `pair` starts with `"` (after `=` and any spaces, as Python's SimpleCookie
+ * reads a quoted value) and the quote is not closed within the pair, a backslash escaping the
+ * next character. A `"` inside a bare value (`ab"c`) opens nothing.
  */
-function cookieName(raw: string): string {
-  const name = raw.trim();
-  return PYTHON_SPACE.test(name) ? name.replace(PYTHON_SPACE_AT_ENDS, "") : name;
+function opensUnclosedQuote(pair: string): boolean {
+  for (let i = pair.indexOf("="); i !== -1 && i < pair.length; i = pair.indexOf("=", i)) {
+    i++;
+    while (i < pair.length && isBlank(pair.charCodeAt(i))) i++;
+    if (pair[i] !== '"') continue;
+    for (i++; i < pair.length && pair[i] !== '"'; i++) if (pair[i] === "\\") i++;
+    if (i >= pair.length) return true;
+    i++;
+  }
+  return false;
 }
 
-// Control characters on purpose: these are the ones Python strips and JavaScript does not.
-// deno-lint-ignore no-control-regex
-const PYTHON_SPACE = /^[\s\x1c-\x1f\x85]|[\s\x1c-\x1f\x85]$/;
-// deno-lint-ignore no-control-regex
-const PYTHON_SPACE_AT_ENDS = /^[\s\x1c-\x1f\x85]+|[\s\x1c-\x1f\x85]+$/g;
+/**
+ * A cookie name as the most lenient server reads it: `trim()` plus what Python's `strip()` also
+ * removes (U+001C–U+001F, U+0085), or `\x85__Host-vestibule-region` would pass the filter as
+ * another name and reach Django as the pin. Index loops, not a regex: `[…]+$` backtracked over
+ * every run of spaces in a 60 KB header.
+ */
+function cookieName(raw: string): string {
+  let start = 0;
+  let end = raw.length;
+  while (start < end && isNameSpace(raw.charCodeAt(start))) start++;
+  while (end > start && isNameSpace(raw.charCodeAt(end - 1))) end--;
+  return start === 0 && end === raw.length ? raw : raw.slice(start, end);
+}
+
+/**
+ * What JavaScript's `trim()` or Python's `strip()` removes, among the Latin-1 characters a header
+ * value can hold.
+ */
+function isNameSpace(code: number): boolean {
+  return code === 0x20 || (code >= 0x09 && code <= 0x0d) || (code >= 0x1c && code <= 0x1f) ||
+    code === 0x85 || code === 0xa0;
+}

@@ -407,16 +407,20 @@ function originLocation(
   ctx: ForwardContext,
 ): URL | undefined {
   const page = URL.parse(`${ctx.proto}://${ctx.publicHost}/`);
-  const url = URL.parse(location.replace(/[\t\n\r]/g, ""), page ?? upstream.origin);
+  if (!page) return undefined; // viewRequest refuses such hosts; nothing to point back at
+  const url = URL.parse(location.replace(/[\t\n\r]/g, ""), page);
   if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) return undefined;
   if (endpoint(url) !== endpoint(new URL(upstream.origin))) return undefined;
-  return url.origin === page?.origin ? undefined : url;
+  return url.origin === page.origin ? undefined : url;
 }
 
-/** Host and port as a connection sees them: no trailing dot, the scheme's port filled in. */
+/**
+ * The host without a trailing dot, and the port when it is not the scheme's default (the parser
+ * drops a default one): `https://origin/` names an `http://origin` on port 80 as the app behind
+ * TLS writes it, and `http://origin.:8001/` the origin on 8001.
+ */
 function endpoint(url: URL): string {
-  const port = url.port || (url.protocol === "https:" ? "443" : "80");
-  return `${url.hostname.replace(/\.$/, "")}:${port}`;
+  return `${url.hostname.replace(/\.$/, "")}:${url.port}`;
 }
 
 /** Points a cookie's `Domain` attribute at the public host when it named the origin's host. */

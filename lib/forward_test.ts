@@ -44,9 +44,19 @@ Deno.test("clientResponse() origin address leak: the origin's host is found howe
     "http://app.example.com/n?a=1#f",
   );
   assert.equal(relayed("http://ORIGIN.internal:8001/n", origin), "http://app.example.com/n");
-  // The default port written out, or left out.
-  assert.equal(relayed("https://10.0.0.5/n", "https://10.0.0.5:443"), "http://app.example.com/n");
-  assert.equal(relayed("http://10.0.0.5:80/n", "http://10.0.0.5"), "http://app.example.com/n");
+  // An app behind TLS writes https:// to its own Host, on the default port either way.
+  assert.equal(
+    relayed("https://origin.internal/n", "http://origin.internal"),
+    "http://app.example.com/n",
+  );
+  assert.equal(
+    relayed("http://origin.internal/n", "https://origin.internal"),
+    "http://app.example.com/n",
+  );
+});
+
+Deno.test("clientResponse() keeps a relative Location relative when the public host does not parse", () => {
+  assert.equal(relayed("/n?q", "http://origin.internal", "http", "999.999.999.999"), "/n?q");
 });
 
 Deno.test("clientResponse() leaves a Location that is not the origin's, or is the public page's own", () => {

@@ -47,7 +47,13 @@ export function viewRequest(
   // `/admin` into `/zz/admin`, upstream and in the Location rewrite, and a port over 65535 or a
   // bad IPv6 literal makes it unparsable. Either is the client's error.
   const url = options.url ?? URL.parse(request.url);
-  if (!url || (host !== null && !VALID_HOST.test(host))) {
+  // With an absolute-form target the URL is the client's, not the Host's: the Host must parse too
+  // (`999.999.999.999` fits the pattern), since Location rewrites resolve against it.
+  if (
+    !url ||
+    (host !== null &&
+      (!VALID_HOST.test(host) || (host !== url.host && !URL.canParse(`http://${host}/`))))
+  ) {
     throw new HttpError(400, "bad_host", "The Host header is not a host name or address");
   }
   // Behind trusted proxies the client saw the host and scheme they report, so `match.host`,

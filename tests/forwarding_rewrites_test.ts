@@ -576,6 +576,13 @@ Deno.test("origin address leak: an X-Forwarded-Host the URL parser refuses is 40
     );
     assert.match(answer, /^HTTP\/1\.1 400 /);
     assert.match(answer, /bad_host/);
+    // With an absolute-form target the URL is the client's; the Host must parse as well.
+    const absolute = await rawRequest(
+      edge.port,
+      `GET http://127.0.0.1:${edge.port}/ HTTP/1.1\r\nHost: 999.999.999.999\r\n` +
+        "Connection: close\r\n\r\n",
+    );
+    assert.match(absolute, /^HTTP\/1\.1 400 /);
     assert.equal(up.received.length, 0);
   } finally {
     await Promise.all([edge.close(), up.close()]);
