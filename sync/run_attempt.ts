@@ -158,6 +158,8 @@ export async function runAttempt(
       );
     // Stopped before this destination: every table is reported as skipped.
     let settled: { result: TableOutcome | Error; attempts: number }[] = [];
+    /** Why the destination's one transaction failed, when tables then ran one by one. */
+    let together: Error | undefined;
     if (!options.signal?.aborted) {
       try {
         const { value, attempts } = await sync(jobs);
@@ -175,6 +177,7 @@ export async function runAttempt(
             destination: destination.region,
             error: scrubAll((error as Error).message),
           }));
+          together = error as Error;
           settled = [];
           for (const job of jobs) {
             if (options.signal?.aborted) break;
@@ -219,7 +222,12 @@ export async function runAttempt(
           ...measured,
           attempts: 0,
           error: result === undefined
-            ? "Not attempted: the sync was stopped by a signal"
+            ? together
+              // Its write may be what failed the shared transaction: say what did.
+              ? `Not attempted on its own: the sync was stopped by a signal after the destination's transaction failed: ${
+                owner.scrub(destination.scrub(together.message))
+              }`
+              : "Not attempted: the sync was stopped by a signal"
             : owner.scrub(destination.scrub(result.message)),
         }
         : {
