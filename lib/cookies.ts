@@ -20,16 +20,16 @@ export function filterCookieHeader(
     const name = cookieName(piece.slice(0, eq));
     const pair = piece.trim();
     if (!name || !keep(name)) continue;
-    // Python reads a quoted value across `;` (`a="x; b=" __Host-…=au`): a value that opens a
-    // quote it does not close is no pair to pass on.
-    if (pair.includes('"') && opensUnclosedQuote(pair)) continue;
     if (!INNER_SEPARATOR.test(pair) || innerPairsKept(pair, keep)) kept.push(pair);
   }
   return kept.length > 0 ? kept.join("; ") : undefined;
 }
 
-/** What some servers also end a pair with: a comma (RFC 2109, Rack), a space (Python). */
-const INNER_SEPARATOR = /[,\t\n\v\f\r ]/;
+/**
+ * What some servers also end a pair with: a comma (RFC 2109, Rack), a space (Python); and the
+ * quote with which Python reads a value across `;`.
+ */
+const INNER_SEPARATOR = /[,\t\n\v\f\r "]/;
 
 /**
  * Whether every name that another server would find inside `pair` passes `keep` too. Rack and
@@ -48,7 +48,9 @@ function innerPairsKept(pair: string, keep: (name: string) => boolean): boolean 
 /**
  * The space-separated reading, in one pass: a name, optional spaces, `=`, optional spaces, then a
  * value that runs to the next space, or a double-quoted one (which may hold spaces) to its
- * closing quote, as SimpleCookie reads them.
+ * closing quote, as SimpleCookie reads them. A quote the pair does not close fails it: Python
+ * reads such a value on across `;` (`a="x; b=" __Host-vestibule-region=au`). A `"` inside a bare
+ * value (`ab"c`) opens nothing.
  */
 function spacedPairsKept(pair: string, keep: (name: string) => boolean): boolean {
   const n = pair.length;
@@ -68,6 +70,7 @@ function spacedPairsKept(pair: string, keep: (name: string) => boolean): boolean
     while (i < n && isBlank(pair.charCodeAt(i))) i++;
     if (pair[i] === '"') {
       for (i++; i < n && pair[i] !== '"'; i++) if (pair[i] === "\\") i++;
+      if (i >= n) return false;
       i++;
     } else {
       while (i < n && !isBlank(pair.charCodeAt(i))) i++;
@@ -102,23 +105,6 @@ export function cookieValue(header: string | null, name: string): string | undef
     start = end + 1;
   }
   return undefined;
-}
-
-/**
- * Whether a value in `pair` starts with `"` (after `=` and any spaces, as Python's SimpleCookie
- * reads a quoted value) and the quote is not closed within the pair, a backslash escaping the
- * next character. A `"` inside a bare value (`ab"c`) opens nothing.
- */
-function opensUnclosedQuote(pair: string): boolean {
-  for (let i = pair.indexOf("="); i !== -1 && i < pair.length; i = pair.indexOf("=", i)) {
-    i++;
-    while (i < pair.length && isBlank(pair.charCodeAt(i))) i++;
-    if (pair[i] !== '"') continue;
-    for (i++; i < pair.length && pair[i] !== '"'; i++) if (pair[i] === "\\") i++;
-    if (i >= pair.length) return true;
-    i++;
-  }
-  return false;
 }
 
 /**
