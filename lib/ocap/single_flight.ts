@@ -6,8 +6,8 @@
  * lease on `["ocap","lease",key]` with an atomic check-and-set; the others wait for the result
  * key (kv.watch where it reports, polling every 10–25 ms otherwise) and take over a lease whose
  * deadline passed without a result (its owner crashed). Fail closed: the lease outlives the
- * owner's origin timeout by {@linkcode LEASE_MARGIN_MS}, the owner aborts its call at that timeout,
- * and a waiter that runs out of patience answers 504 `ocap_wait_timeout` without calling the origin.
+ * owner's origin timeout by {@linkcode LEASE_MARGIN_MS}, the owner aborts its call at that timeout
+ * (earlier when the store was slow to grant the lease), and a waiter that runs out of patience answers 504 `ocap_wait_timeout` without calling the origin.
  */
 import { HttpError } from "../http_error.ts";
 import { OriginAnswerTooLarge, OriginFailure } from "./call_origin.ts";
@@ -139,7 +139,7 @@ export class SingleFlight {
           if (taken.ok) {
             await watcher?.close();
             watcher = undefined;
-            return await this.#own(key, options, taken.versionstamp);
+            return await this.#own(key, options, { ...mine, version: taken.versionstamp });
           }
           continue; // Someone else moved first: look again.
         }
@@ -157,15 +157,31 @@ export class SingleFlight {
     }
   }
 
-  async #own(key: string, options: ExchangeOptions, leaseVersion: string): Promise<Exchange> {
+  async #own(
+    key: string,
+    options: ExchangeOptions,
+    lease: Lease & { version: string },
+  ): Promise<Exchange> {
     const kv = this.#kv;
+    const leaseVersion = lease.version;
+    // The lease's deadline was set before its commit, which a slow store can stretch: the call
+    // ends a margin before that deadline, never a whole timeout after the commit, so nobody can
+    // take the lease over while it runs.
+    const callMs = Math.min(options.timeoutMs, lease.deadline - this.#marginMs - this.#now());
     const controller = new AbortController();
     const timer = setTimeout(
       () => controller.abort(new DOMException("OCAP origin call timed out", "TimeoutError")),
-      options.timeoutMs,
+      Math.max(0, callMs),
     );
     let answer: OriginAnswer;
     try {
+      if (callMs <= 0) {
+        throw new HttpError(
+          503,
+          "ocap_store_unavailable",
+          "The OCAP store took the whole origin timeout to grant the lease",
+        );
+      }
       answer = await options.callOrigin(controller.signal);
     } catch (error) {
       // Release at once so a waiter can try; if this fails the lease simply runs out. An answer

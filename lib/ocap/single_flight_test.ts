@@ -288,6 +288,85 @@ Deno.test("SingleFlight.run() aborts the owner's origin call at its timeout", as
   });
 });
 
+/** `kv` whose first atomic commit answers only after `delayMs`: a store slow to confirm a lease. */
+function slowFirstCommit(kv: Deno.Kv, delayMs: number): Deno.Kv {
+  let first = true;
+  return new Proxy(kv, {
+    get(target, prop) {
+      if (prop === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const commit = op.commit.bind(op);
+          op.commit = async () => {
+            const result = await commit();
+            if (first) {
+              first = false;
+              await new Promise((resolve) => setTimeout(resolve, delayMs));
+            }
+            return result;
+          };
+          return op;
+        };
+      }
+      const value = Reflect.get(target, prop);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+Deno.test("SingleFlight.run() double spend: a slow lease commit cannot stretch the owner's call past its lease", async () => {
+  await withKv(async (kv) => {
+    // The lease is written at once but confirmed 400 ms later. Its deadline counts from before
+    // the commit, so the owner must give up its call by then, not a whole timeout after the
+    // confirmation, or another isolate takes the expired lease and calls the origin again.
+    const a = new SingleFlight(slowFirstCommit(kv, 400), { leaseMarginMs: 100 });
+    const b = new SingleFlight(kv, { leaseMarginMs: 100 });
+    let calls = 0;
+    let inFlight = 0;
+    let mostInFlight = 0;
+    const options: ExchangeOptions = {
+      ttlMs: 5_000,
+      timeoutMs: 500,
+      callOrigin: (signal) => {
+        mostInFlight = Math.max(mostInFlight, ++inFlight);
+        if (++calls > 1) {
+          inFlight--;
+          return Promise.resolve(answer(200, "second call"));
+        }
+        return new Promise((_, reject) =>
+          signal.addEventListener("abort", () => {
+            inFlight--;
+            reject(new OriginFailure(504, "upstream_timeout", "timed out"));
+          })
+        );
+      },
+    };
+    const first = Promise.allSettled([a.run(KEY, options)]);
+    // A caller arriving after the lease's deadline (600 ms) finds it expired and may own a call.
+    await new Promise((resolve) => setTimeout(resolve, 650));
+    const [[owner], [other]] = await Promise.all([
+      first,
+      Promise.allSettled([b.run(KEY, options)]),
+    ]);
+    assert.equal(owner.status, "rejected");
+    assert.equal(mostInFlight, 1, "two origin calls at once for one key");
+    assert.equal(other.status, "fulfilled");
+  });
+});
+
+Deno.test("SingleFlight.run() answers 503 without calling the origin when the lease took the whole timeout", async () => {
+  await withKv(async (kv) => {
+    const flights = new SingleFlight(slowFirstCommit(kv, 600), { leaseMarginMs: 100 });
+    const origin = countingOrigin(() => answer(200, "never"));
+    await assert.rejects(
+      flights.run(KEY, origin.options({ timeoutMs: 500 })),
+      (error: unknown) => error instanceof HttpError && error.code === "ocap_store_unavailable",
+    );
+    assert.equal(origin.calls, 0);
+    assert.equal((await kv.get(leaseKey(KEY))).value, null, "lease released");
+  });
+});
+
 Deno.test("SingleFlight.run() stores a large answer in chunks and reads it whole elsewhere", async () => {
   await withKv(async (kv) => {
     const big = "x".repeat(200 * 1024) + "end";
