@@ -85,12 +85,13 @@ export function createApp(deps: AppDeps): App {
   });
   if (config.ocap) {
     if (!deps.kv) throw new TypeError("Cannot mount OCAP: createApp() needs a kv store");
-    const { pin, bodyLimitBytes } = config;
+    const { pin, bodyLimitBytes, bodyTimeoutMs } = config;
     const ocap = createOcapHandler(config.ocap, {
       kv: deps.kv,
       now,
       pin,
       bodyLimitBytes,
+      bodyTimeoutMs,
       onCache: (result) => metrics.ocapCache(result),
     });
     app.all(

@@ -181,7 +181,7 @@ export const rulesFileSchema = z.strictObject({
   ),
   body_limit_bytes: z.number().int().positive().default(1_048_576),
   body_timeout_ms: milliseconds.default(30_000).describe(
-    "How long a request body that a rule reads (body matchers, broadcast) may take to arrive (408)",
+    "How long a request body that a rule or OCAP reads (body matchers, broadcast, OCAP) may take to arrive (408)",
   ),
   debug_headers: z.boolean().default(false).describe(
     "Add X-Vestibule-Rule and X-Vestibule-Region to responses (off in production)",

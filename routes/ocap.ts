@@ -31,6 +31,8 @@ export interface OcapDeps {
   pin?: { header: string; cookie: string };
   /** Largest request body accepted (default 1 MiB); larger is 413 `body_too_large`. */
   bodyLimitBytes?: number;
+  /** How long the request body may take to arrive (default 30 s); later is 408 `body_timeout`. */
+  bodyTimeoutMs?: number;
   /** Told how each answered request was served (for the hit/miss/coalesced metrics). */
   onCache?: (result: "hit" | "miss" | "coalesced") => void;
 }
@@ -47,6 +49,7 @@ export function createOcapHandler(
   const fetchOrigin = deps.fetch ?? fetch;
   const pin = deps.pin ?? DEFAULT_PIN;
   const bodyLimit = deps.bodyLimitBytes ?? 1_048_576;
+  const bodyTimeoutMs = deps.bodyTimeoutMs ?? 30_000;
 
   return async (request, log) => {
     try {
@@ -57,11 +60,17 @@ export function createOcapHandler(
       const { target, url } = resolveTarget(rawTarget(request.url), ocap.path, targets);
       let body: Uint8Array<ArrayBuffer>;
       try {
-        body = await readBounded(request.body, bodyLimit, request.headers.get("content-length"));
+        body = await readBounded(
+          request.body,
+          bodyLimit,
+          request.headers.get("content-length"),
+          bodyTimeoutMs,
+        );
       } catch (error) {
         if (error instanceof BodyTooLargeError) {
           throw new HttpError(413, "body_too_large", error.message, { cause: error });
         }
+        if (error instanceof HttpError) throw error; // 408 body_timeout
         // The caller hung up mid-upload: logged as the router logs it, not as a 500.
         throw clientClosed(error);
       }
