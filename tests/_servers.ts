@@ -85,6 +85,36 @@ export async function rawRequest(port: number, text: string): Promise<string> {
   return new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
 }
 
+/**
+ * Sends `text` on a new connection and returns the first bytes of the answer (or `"(none)"`
+ * after `limitMs`) with how long they took: the server may keep the socket open for the rest of
+ * a body it was promised, so reading to the end would not finish.
+ */
+export async function firstAnswer(
+  port: number,
+  text: string,
+  limitMs = 5000,
+): Promise<{ answer: string; ms: number }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const started = performance.now();
+    await conn.write(new TextEncoder().encode(text));
+    const buffer = new Uint8Array(4096);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const read = await Promise.race([
+      conn.read(buffer),
+      new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), limitMs)),
+    ]);
+    clearTimeout(timer);
+    const answer = read ? new TextDecoder().decode(buffer.subarray(0, read)) : "(none)";
+    return { answer, ms: performance.now() - started };
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed by the server */ }
+  }
+}
+
 /** A port nothing listens on: bind one, note it, close it. */
 export function deadPort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -1,7 +1,13 @@
 /** End-to-end: real upstreams on loopback, vestibule in front, assertions on both sides. */
 import assert from "node:assert/strict";
 import { brotliCompressSync, gzipSync } from "node:zlib";
-import { deadPort, startUpstream, startVestibule, type TestServer } from "./_servers.ts";
+import {
+  deadPort,
+  firstAnswer,
+  startUpstream,
+  startVestibule,
+  type TestServer,
+} from "./_servers.ts";
 
 const PIN = "__Host-vestibule-region";
 
@@ -625,31 +631,13 @@ Deno.test("slowloris: a body that a rule reads and that trickles past body_timeo
   try {
     for (const path of ["/login", "/gql"]) {
       await t.step(path, async () => {
-        const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
-        try {
-          const started = performance.now();
-          await conn.write(new TextEncoder().encode(
-            `POST ${path} HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\nConnection: close\r\n\r\nabc`,
-          ));
-          // The first bytes of the answer: the server may keep the socket open for the rest of
-          // the body it was promised.
-          const buffer = new Uint8Array(4096);
-          let timer: ReturnType<typeof setTimeout> | undefined;
-          const read = await Promise.race([
-            conn.read(buffer),
-            new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), 5000)),
-          ]);
-          clearTimeout(timer);
-          const answer = read ? new TextDecoder().decode(buffer.subarray(0, read)) : "(none)";
-          const ms = performance.now() - started;
-          assert.match(answer, /^HTTP\/1\.1 408 /, answer.slice(0, 40));
-          assert.match(answer, /body_timeout/);
-          assert.ok(ms >= 250 && ms < 2500, `answered after ${Math.round(ms)} ms`);
-        } finally {
-          try {
-            conn.close();
-          } catch { /* closed by reading to the end */ }
-        }
+        const { answer, ms } = await firstAnswer(
+          edge.port,
+          `POST ${path} HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\nConnection: close\r\n\r\nabc`,
+        );
+        assert.match(answer, /^HTTP\/1\.1 408 /, answer.slice(0, 40));
+        assert.match(answer, /body_timeout/);
+        assert.ok(ms >= 250 && ms < 2500, `answered after ${Math.round(ms)} ms`);
       });
     }
     assert.equal(us.received.length + au.received.length, 0);
