@@ -99,12 +99,16 @@ export function createApp(deps: AppDeps): App {
       (c) => observe(c.req.raw, c.req.path, ({ log }) => ocap(c.req.raw, log)),
     );
   }
-  // Nothing under vestibule's own prefix reaches an upstream, whatever the method.
+  // Nothing under vestibule's own prefix reaches an upstream, whatever the method; each such
+  // request is logged and counted, so a scan of the prefix shows.
   app.all(`${OWN_PREFIX}*`, (c) =>
-    errorResponse(
-      new HttpError(404, "not_found", "No such vestibule endpoint"),
-      c.req.header("accept") ?? null,
-    ));
+    observe(c.req.raw, c.req.path, ({ log }) => {
+      log.error = "not_found";
+      return Promise.resolve(errorResponse(
+        new HttpError(404, "not_found", "No such vestibule endpoint"),
+        c.req.header("accept") ?? null,
+      ));
+    }));
 
   app.all("*", (c) => routeRequest(c.req.raw, c.req.path, undefined, c.env));
 

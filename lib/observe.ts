@@ -105,7 +105,9 @@ function record(
   time: number,
   totalMs: number,
 ): void {
-  const length = headers?.get("content-length");
+  // A HEAD answer, 1xx, 204 and 304 send no body whatever their Content-Length says.
+  const bodyless = request.method === "HEAD" || status < 200 || status === 204 || status === 304;
+  const length = bodyless ? "0" : headers?.get("content-length");
   const entry: AccessLogEntry = {
     time,
     requestId: observed.requestId,

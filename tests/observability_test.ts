@@ -412,6 +412,53 @@ Deno.test("health: answered without a log line or an upstream call", async () =>
   });
 });
 
+Deno.test("prefix scan: any other request under /_vestibule/ is a logged and counted 404", async (t) => {
+  await withStack(async ({ edge, au, us, web, lines }) => {
+    const requests = [
+      ["GET", "/_vestibule/admin", "/_vestibule/admin"],
+      ["GET", "/%5Fvestibule/config", "/_vestibule/config"],
+      ["POST", "/_vestibule/health", "/_vestibule/health"],
+      ["DELETE", "/_vestibule/metrics", "/_vestibule/metrics"],
+    ];
+    for (const [method, path, logged] of requests) {
+      await t.step(`${method} ${path}`, async () => {
+        const before = lines.length;
+        const res = await fetch(`${edge.url}${path}`, { method });
+        await res.body?.cancel();
+        assert.equal(res.status, 404);
+        assert.equal(lines.length, before + 1, "one access-log line");
+        const line = lines.at(-1)!;
+        assert.deepEqual([line.method, line.path, line.status, line.error], [
+          method,
+          logged,
+          404,
+          "not_found",
+        ]);
+      });
+    }
+    assert.equal(au.received.length + us.received.length + web.received.length, 0);
+    const scrape = await fetch(`${edge.url}/_vestibule/metrics`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    assert.match(
+      await scrape.text(),
+      /vestibule_requests_total\{rule="",type="",region="",status_class="4xx"\} 4/,
+    );
+  }, { deps: { metricsToken: TOKEN } });
+});
+
+Deno.test("access log: a HEAD answer counts no body bytes, whatever its Content-Length", async () => {
+  await withStack(async ({ edge, lines }) => {
+    const res = await fetch(`${edge.url}/dashboard`, {
+      method: "HEAD",
+      headers: { cookie: `${PIN}=au` },
+    });
+    assert.equal(await res.text(), "");
+    assert.ok(Number(res.headers.get("content-length")) > 0, "the GET's length is announced");
+    assert.deepEqual([lines[0].method, lines[0].bytes], ["HEAD", 0]);
+  });
+});
+
 Deno.test("request id: with debug_headers it comes back to the client with the rule and region", () =>
   withStack(async ({ au, edge, lines }) => {
     const res = await drain(
