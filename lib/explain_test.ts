@@ -209,6 +209,8 @@ Deno.test("explainRequest() shows vestibule's own header values and strips hop-b
       "x-forwarded-ssl": "on",
       "x-real-ip": "10.9.9.9",
       "x-origin-secret": "forged",
+      x_origin_secret: "forged",
+      x_forwarded_for: "10.9.9.9",
       accept: "text/html",
       "accept-encoding": "gzip",
       "cf-ipcountry": "AU",
@@ -237,6 +239,8 @@ Deno.test("explainRequest() shows vestibule's own header values and strips hop-b
     { name: "x-forwarded-ssl", reason: "not trusted: trusted_proxy_hops is 0" },
     { name: "x-origin-secret", reason: "replaced by the rules file's value" },
     { name: "x-real-ip", reason: "replaced by vestibule" },
+    { name: "x_forwarded_for", reason: "underscore spelling of a header vestibule controls" },
+    { name: "x_origin_secret", reason: "underscore spelling of a header vestibule controls" },
   ]);
 });
 

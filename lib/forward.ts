@@ -122,7 +122,7 @@ export function upstreamHeaders(
     if (
       HOP_BY_HOP_HEADERS.has(name) || isPinHeader(name, ctx.pinHeader) ||
       connectionNamed?.has(name) || (!ctx.trustForwarded && PROXY_CLAIMS.has(name)) ||
-      configures(upstream, name)
+      configures(upstream, name) || (name.includes("_") && impersonates(name, upstream))
     ) continue;
     headers.push(pair); // The list is this request's own and the pair is never changed.
   }
@@ -169,6 +169,35 @@ export function upstreamHeaders(
 export function isPinHeader(name: string, pinHeader: string): boolean {
   return name === pinHeader || (name.length === pinHeader.length &&
     name.replaceAll("_", "-") === pinHeader.replaceAll("_", "-"));
+}
+
+/**
+ * Headers vestibule writes itself. CGI, WSGI and Rack servers read `x_forwarded_for` as
+ * `HTTP_X_FORWARDED_FOR` too, so a client's underscore spelling could stand in for (or next to)
+ * vestibule's value: Puma's CVE-2024-45614. See {@linkcode impersonates}.
+ */
+const SET_HERE: ReadonlySet<string> = new Set([
+  "x-forwarded-for",
+  "x-forwarded-host",
+  "x-forwarded-proto",
+  "x-real-ip",
+  "x-request-id",
+]);
+
+/**
+ * Whether `name`, spelt with underscores, is one of the headers only vestibule, a trusted proxy
+ * or the rules file may send (or a hop-by-hop one): then it is not forwarded, as the pin header's
+ * underscore spelling is not ({@linkcode isPinHeader}).
+ */
+export function impersonates(name: string, upstream: Upstream): boolean {
+  const dashed = name.replaceAll("_", "-");
+  if (SET_HERE.has(dashed) || PROXY_CLAIMS.has(dashed) || HOP_BY_HOP_HEADERS.has(dashed)) {
+    return true;
+  }
+  for (const [configured] of upstream.headers) {
+    if (configured.replaceAll("_", "-") === dashed) return true;
+  }
+  return false;
 }
 
 /** Whether the rules file sets header `name` for this upstream (the list is short). */

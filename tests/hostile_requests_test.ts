@@ -78,6 +78,40 @@ Deno.test("scheme spoofing: an absolute-form request target cannot claim https w
   }
 });
 
+Deno.test("header spoofing: underscore spellings of vestibule's own headers never reach the app (CVE-2024-45614)", async () => {
+  // CGI, WSGI and Rack read x_forwarded_for as HTTP_X_FORWARDED_FOR, as they read the real one.
+  const up = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: up.url, headers: { "x-origin-secret": "s3cret" } } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  const spoofed = [
+    "x_forwarded_for",
+    "x_forwarded_host",
+    "x_forwarded_proto",
+    "x_real_ip",
+    "x_request_id",
+    "x_forwarded_port",
+    "x_forwarded_ssl",
+    "front_end_https",
+    "x_origin_secret",
+  ];
+  try {
+    const headers = new Headers({ x_custom_thing: "kept" });
+    for (const name of spoofed) headers.set(name, "forged");
+    const res = await fetch(`${edge.url}/page`, { headers });
+    await res.body?.cancel();
+    const { headers: got } = up.received[0];
+    assert.deepEqual(spoofed.filter((name) => got.has(name)), []);
+    assert.equal(got.get("x_custom_thing"), "kept", "other underscore names pass");
+    assert.equal(got.get("x-origin-secret"), "s3cret");
+    assert.equal(got.get("x-forwarded-for"), "127.0.0.1");
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
 Deno.test("target = origin + original path + query: an empty query keeps its '?'", async (t) => {
   // Deno.serve hands the request target over raw in `req.url`, so this records the wire bytes.
   const targets: string[] = [];
