@@ -5,7 +5,7 @@
  * is off the API's no-op context has no span, and every call here returns at once.
  * https://docs.deno.com/runtime/fundamentals/open_telemetry/
  */
-import { trace } from "@opentelemetry/api";
+import { context, propagation, trace } from "@opentelemetry/api";
 import type { RouteLog } from "./route_context.ts";
 
 /**
@@ -14,6 +14,16 @@ import type { RouteLog } from "./route_context.ts";
  */
 export function runtimeTracing(): boolean {
   return trace.getActiveSpan() !== undefined;
+}
+
+/**
+ * The `traceparent` naming the active span, for an upstream call Deno does not trace itself (a
+ * WebSocket handshake); `undefined` when OpenTelemetry is off. Deno registers the W3C propagator.
+ */
+export function activeTraceparent(): string | undefined {
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  return carrier.traceparent;
 }
 
 /** Adds the routing decision to the active `Deno.serve` span, if any. */

@@ -10,6 +10,7 @@ import { type HeaderList, HTTP_TOKEN } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
 import { clientClosed } from "./request_body.ts";
 import type { RouteContext } from "./route_context.ts";
+import { activeTraceparent } from "./tracing.ts";
 
 /** Whether the request asks to become a WebSocket (RFC 6455 §4.1). */
 export function isWebSocketUpgrade(method: string, headers: HeaderList): boolean {
@@ -37,6 +38,10 @@ export async function proxyWebSocket(
   const handshake = headers.filter(([name]) =>
     !name.startsWith("sec-websocket-") && name !== "accept-encoding"
   );
+  // With OpenTelemetry on, `upstreamHeaders` left the client's traceparent to `fetch`, which
+  // adds its own; the WebSocket client adds none, so the request's span is named here.
+  const traceparent = activeTraceparent();
+  if (traceparent) handshake.push(["traceparent", traceparent]);
   const protocols = (ctx.headers.get("sec-websocket-protocol") ?? "").split(",")
     .map((p) => p.trim()).filter(Boolean);
   // Deno's WebSocket client throws on these; they are the client's error, not vestibule's.

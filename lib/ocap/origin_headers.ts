@@ -1,13 +1,15 @@
 /** @module The headers an OCAP owner sends to the origin: the caller's, minus what belongs to this hop. */
 import { filterCookieHeader } from "../cookies.ts";
 import { HOP_BY_HOP_HEADERS, isPinHeader } from "../forward.ts";
+import { runtimeTracing } from "../tracing.ts";
 
 /** The header callers authenticate with; never forwarded. */
 export const OCAP_KEY_HEADER = "ocap-key";
 
 /**
  * Copies the caller's headers without `Ocap-Key`, hop-by-hop headers (and those `Connection`
- * names), `Host`, `Content-Length` (recomputed) and vestibule's pin header and cookie, and asks for
+ * names), `Host`, `Content-Length` (recomputed), vestibule's pin header and cookie, and (when Deno
+ * traces) `traceparent`, and asks for
  * `Accept-Encoding: identity` so `fetch` never decodes a body behind its headers' back.
  */
 export function originHeaders(incoming: Headers, pin: { header: string; cookie: string }): Headers {
@@ -15,11 +17,15 @@ export function originHeaders(incoming: Headers, pin: { header: string; cookie: 
     (incoming.get("connection") ?? "").toLowerCase().split(",").map((s) => s.trim()),
   );
   const headers = new Headers();
+  // With OpenTelemetry on, Deno's fetch appends its own traceparent, in the caller's trace: two
+  // values would make the provider discard both.
+  const tracing = runtimeTracing();
   for (const [name, value] of incoming) {
     if (
       HOP_BY_HOP_HEADERS.has(name) || named.has(name) || name === OCAP_KEY_HEADER ||
       name === "host" || name === "content-length" || name === "cookie" ||
-      name === "accept-encoding" || isPinHeader(name, pin.header)
+      name === "accept-encoding" || isPinHeader(name, pin.header) ||
+      (tracing && name === "traceparent")
     ) continue;
     headers.append(name, value);
   }
