@@ -62,6 +62,12 @@ function everyValueMatches(values: string[], regex: RegExp): boolean {
   return true;
 }
 
+function everyValueIs(values: string[] | undefined, expected: string): boolean {
+  if (!values || values.length === 0) return false;
+  for (const value of values) if (value !== expected) return false;
+  return true;
+}
+
 /** Evaluates a body matcher; a body that does not parse simply does not match. */
 export async function matchBody(matcher: BodyMatcher, body: BufferedBody): Promise<boolean> {
   switch (matcher.kind) {
@@ -69,8 +75,9 @@ export async function matchBody(matcher: BodyMatcher, body: BufferedBody): Promi
       return containsSubset(await body.json(), matcher.subset);
     case "form": {
       const fields = await body.form();
+      // A repeated field matches only when every copy does, as a repeated query parameter.
       return fields !== undefined &&
-        matcher.fields.every(([name, value]) => fields.get(name)?.includes(value) ?? false);
+        matcher.fields.every(([name, value]) => everyValueIs(fields.get(name), value));
     }
     case "regex":
       return matcher.regex.test(await body.text());

@@ -120,6 +120,67 @@ Deno.test("findRule() body matchers: json subset, form fields, regex; bad bodies
   assert.equal(await winner(table, "/", post("hello world")), "regex");
 });
 
+Deno.test("rule bypass: multipart field names are read as the app reads them, quoted ';' included", async (t) => {
+  const table = rules([
+    { name: "login", type: "regional", match: { body: { form: { action: "login" } } } },
+    { name: "app", type: "regional" },
+  ]);
+  // One part with value "login"; what an RFC 7578 parser (Python's email, Django, busboy) reads.
+  const send = (disposition: string) =>
+    winner(table, "/", {
+      method: "POST",
+      headers: { "content-type": "multipart/form-data; boundary=XyZ" },
+      body: `--XyZ\r\nContent-Disposition: ${disposition}\r\n\r\nlogin\r\n--XyZ--\r\n`,
+    });
+  const cases: Array<[string, string]> = [
+    ['form-data; name="action"', "login"],
+    ['form-data; name="x;name=action;"', "app"], // the field "x;name=action;"
+    ['form-data; name="action"; x="; name=zzz"', "login"], // `; name=zzz` is x's value
+    ['form-data; name="action"; x="; filename=y"', "login"], // a field, not a file
+    ["form-data; name*=UTF-8''action", "login"], // RFC 2231
+    ['form-data; NAME="action"', "login"],
+    ['form-data; name="action"; filename="a.txt"', "app"], // a file is no field
+  ];
+  for (const [disposition, expected] of cases) {
+    await t.step(disposition, async () => assert.equal(await send(disposition), expected));
+  }
+});
+
+Deno.test("rule confusion: a repeated form field matches only when every copy does, as a repeated query parameter", async () => {
+  const table = rules([
+    { name: "login", type: "regional", match: { body: { form: { action: "login" } } } },
+    { name: "app", type: "regional" },
+  ]);
+  const urlencoded = (body: string) =>
+    winner(table, "/", {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body,
+    });
+  // Django and PHP act on the last copy, Flask on the first: the rule must hold for both.
+  assert.equal(await urlencoded("action=login&action=delete"), "app");
+  assert.equal(await urlencoded("action=delete&action=login"), "app");
+  assert.equal(await urlencoded("action=login&action=login"), "login");
+  const multipart = new FormData();
+  multipart.append("action", "login");
+  multipart.append("action", "delete");
+  assert.equal(await winner(table, "/", { method: "POST", body: multipart }), "app");
+});
+
+Deno.test("findRule() reads a body regex in the charset the Content-Type declares", async () => {
+  const table = rules([
+    { name: "cafe", type: "regional", match: { body: { regex: "^café$" } } },
+    { name: "app", type: "regional" },
+  ]);
+  const latin1 = new Uint8Array([0x63, 0x61, 0x66, 0xe9]); // "café" in ISO-8859-1
+  const post = (type: string, body: Uint8Array<ArrayBuffer>) =>
+    winner(table, "/", { method: "POST", headers: { "content-type": type }, body });
+  assert.equal(await post("text/plain; charset=iso-8859-1", latin1), "cafe");
+  assert.equal(await post('text/plain; Charset="ISO-8859-1"', latin1), "cafe");
+  assert.equal(await post("text/plain", new TextEncoder().encode("café")), "cafe");
+  assert.equal(await post("text/plain; charset=no-such-charset", latin1), "app"); // read as UTF-8
+});
+
 Deno.test("containsSubset() is reflexive and ignores extra keys (property)", () => {
   fc.assert(fc.property(fc.jsonValue(), (value) => {
     assert.equal(containsSubset(value, value), true);

@@ -1,5 +1,6 @@
 /** @module Reads a request body at most once, within the configured limit, for matchers and broadcast. */
 import { HttpError } from "./http_error.ts";
+import { multipartFields } from "./multipart_fields.ts";
 
 /** The body is larger than `body_limit_bytes`: answered with 413 `body_too_large`. */
 export class BodyTooLargeError extends RangeError {
@@ -149,17 +150,21 @@ export class BufferedBody {
     return this.#bytes;
   }
 
-  /** The body as text (invalid UTF-8 replaced, never thrown). */
+  /**
+   * The body as text, in the charset its `Content-Type` declares (UTF-8 when it declares none or
+   * one `TextDecoder` does not know); undecodable bytes are replaced, never thrown.
+   */
   async text(): Promise<string> {
     const bytes = await this.bytes();
-    this.#text ??= new TextDecoder().decode(bytes);
+    this.#text ??= decoderFor(this.request.headers.get("content-type")).decode(bytes);
     return this.#text;
   }
 
   /** The parsed JSON body, or `undefined` when it is not JSON: a bad body is no match, not a crash. */
   async json(): Promise<unknown> {
     if (this.#json === undefined) {
-      const text = await this.text(); // A body that cannot be read is an error, not "not JSON".
+      // A body that cannot be read is an error, not "not JSON". JSON is UTF-8 (RFC 8259 §8.1).
+      const text = new TextDecoder().decode(await this.bytes());
       try {
         this.#json = { value: JSON.parse(text) };
       } catch {
@@ -176,18 +181,21 @@ export class BufferedBody {
     const fields = new Map<string, string[]>();
     const add = (key: string, value: string) => fields.set(key, [...fields.get(key) ?? [], value]);
     if (/^application\/x-www-form-urlencoded/i.test(type)) {
-      for (const [k, v] of new URLSearchParams(await this.text())) add(k, v);
+      for (const [k, v] of new URLSearchParams(new TextDecoder().decode(bytes))) add(k, v);
       return fields;
     }
-    if (/^multipart\/form-data/i.test(type)) {
-      try {
-        const form = await new Response(bytes, { headers: { "content-type": type } }).formData();
-        for (const [k, v] of form) if (typeof v === "string") add(k, v);
-        return fields;
-      } catch {
-        return undefined;
-      }
-    }
+    if (/^multipart\/form-data/i.test(type)) return await multipartFields(bytes, type, this.limit);
     return undefined;
   }
+}
+
+/** A decoder for the `charset` parameter of `contentType`; UTF-8 when absent or unknown. */
+function decoderFor(contentType: string | null): TextDecoder {
+  const charset = contentType && /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1];
+  if (charset) {
+    try {
+      return new TextDecoder(charset);
+    } catch { /* a label TextDecoder does not know: read as UTF-8 */ }
+  }
+  return new TextDecoder();
 }

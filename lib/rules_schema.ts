@@ -37,9 +37,11 @@ const bodyMatchSchema = z.strictObject({
     "The parsed JSON body contains this subset",
   ),
   form: z.record(z.string(), z.string()).optional().describe(
-    "The urlencoded or multipart form has these fields with these values",
+    "The urlencoded or multipart form has these fields with these values (every copy of a repeated field)",
   ),
-  regex: regexString.optional().describe("A regular expression tested on the body text"),
+  regex: regexString.optional().describe(
+    "A regular expression tested on the body text (in the Content-Type charset, else UTF-8)",
+  ),
 });
 
 /** What a request must look like for a rule to apply; every field present must hold. */
