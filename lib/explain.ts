@@ -2,6 +2,7 @@
  * @module Explains how the router would handle a request, without contacting any upstream:
  * the rule, the region or upstream and why, and what would be forwarded or stripped.
  */
+import { isIP } from "node:net";
 import { assumeRegion, type CountryLookup } from "./assume_region.ts";
 import type { Config, Rule, Upstream } from "./compile_rules.ts";
 import type { CookiePolicy } from "./forward.ts";
@@ -108,6 +109,10 @@ export async function explainRequest(
     targets: [],
     notes: [],
   });
+  // The router's peer is always an address; `1.2.3.4:5678` pasted from a log is not one.
+  if (described.clientIp !== undefined && isIP(described.clientIp) === 0) {
+    throw new TypeError(`Cannot explain with client IP "${described.clientIp}": not an IP address`);
+  }
   // As the router does, before any refusal: whatever the method, these are not the rules' to route.
   const target = describedUrl(described);
   const own = servedBy(routedPath(target), config.ocap?.path);
@@ -178,7 +183,9 @@ export async function explainRequest(
   if (pin) out.pin = pin;
   const assumed = assumeRegion(headers, clientIp, config, options.countryLookup);
 
-  const webSocket = isWebSocketUpgrade(method, new HeaderList(headers));
+  // Only proxied rules relay a WebSocket (route_context.ts); broadcast sends every region a fetch.
+  const webSocket = rule.type !== "broadcast" &&
+    isWebSocketUpgrade(method, new HeaderList(headers));
   const plan = (upstream: Upstream, cookies: CookiePolicy): Target => ({
     kind: upstream.kind,
     id: upstream.id,
@@ -296,9 +303,10 @@ function describedUrl(described: RequestDescription): URL {
   let url: URL;
   try {
     // A path is a path, even one that starts with "//" (the router reads it so).
+    // Anything else must be absolute: `app.example.com/about` is no path on localhost.
     url = described.url.startsWith("/")
       ? new URL(BASE_URL + described.url)
-      : new URL(described.url, BASE_URL);
+      : new URL(described.url);
   } catch {
     throw new TypeError(`Cannot explain "${described.url}": not a URL or a path`);
   }

@@ -29,8 +29,10 @@ export interface CaseResult {
   /** Method and URL of the request. */
   request: string;
   mismatches: Mismatch[];
-  /** The request could not be explained at all (e.g. a GET with a body). */
+  /** The request could not be explained at all (e.g. a URL that is neither absolute nor a path). */
   error?: string;
+  /** The router would answer it itself, e.g. `400 bad_method: …`: shown when the case fails. */
+  refused?: string;
 }
 
 /** The route-table test file beside a rules file: `foo.json` → `foo.test.json`. */
@@ -85,7 +87,14 @@ export async function runRouteCases(
       const m = mismatches.find((m) => m.field === "rule");
       if (m) m.hint = `no rule is named "${c.expect.rule}"`;
     }
-    results.push({ index, label, request, mismatches });
+    const { refused } = actual;
+    results.push({
+      index,
+      label,
+      request,
+      mismatches,
+      ...(refused ? { refused: `${refused.status} ${refused.code}: ${refused.message}` } : {}),
+    });
   }
   return results;
 }
@@ -106,6 +115,7 @@ export function formatCaseResults(results: readonly CaseResult[], source: string
     lines.push(`FAIL cases[${r.index}] "${r.label}"`);
     if (r.label !== r.request) lines.push(`  request: ${r.request}`);
     if (r.error !== undefined) lines.push(`  error: ${r.error}`);
+    if (r.refused !== undefined) lines.push(`  the router answers it itself: ${r.refused}`);
     for (const m of r.mismatches) {
       const actual = m.actual === undefined ? "(none)" : `"${m.actual}"`;
       const hint = m.hint ? ` (${m.hint})` : "";

@@ -98,6 +98,50 @@ Deno.test("runRouteCases() fails a case whose request cannot be built", async ()
   assert.match(formatCaseResults(results, "t"), /^ {2}error: Cannot explain "ftp:/m);
 });
 
+Deno.test("runRouteCases() says why a case failed when the router answers the request itself", async (t) => {
+  const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+    ["a lower-case method", { method: "post", url: "/accounts/login/" }, /400 bad_method/],
+    ["a GET with a body", { method: "GET", url: "/x", body: "a=1" }, /400 body_not_allowed/],
+    [
+      "a Host that is not a host",
+      { method: "GET", url: "/x", headers: { host: "app.example.com/x" } },
+      /400 bad_host/,
+    ],
+  ];
+  for (const [name, request, refusal] of cases) {
+    await t.step(name, async () => {
+      const parsed = parseRouteCases(JSON.stringify({
+        cases: [{ request, expect: { rule: "app", type: "regional" } }],
+      }));
+      const report = formatCaseResults(await runRouteCases(parsed, config), "t");
+      assert.match(report, /^ {2}rule: expected "app", got \(none\)$/m);
+      assert.match(report, new RegExp(`^ {2}the router answers it itself: ${refusal.source}`, "m"));
+    });
+  }
+});
+
+Deno.test("runRouteCases() fails a case whose URL is neither absolute nor a path", async () => {
+  const cases = parseRouteCases(JSON.stringify({
+    cases: [{
+      request: { method: "GET", url: "app.example.com/about" },
+      expect: { rule: "website", type: "global" },
+    }],
+  }));
+  const [result] = await runRouteCases(cases, config);
+  assert.equal(result.error, 'Cannot explain "app.example.com/about": not a URL or a path');
+});
+
+Deno.test("runRouteCases() fails a case whose client_ip is not an IP address", async () => {
+  const cases = parseRouteCases(JSON.stringify({
+    cases: [{
+      request: { method: "GET", url: "/x", client_ip: "1.2.3.4:5678" },
+      expect: { rule: "app", type: "regional" },
+    }],
+  }));
+  const [result] = await runRouteCases(cases, config);
+  assert.equal(result.error, 'Cannot explain with client IP "1.2.3.4:5678": not an IP address');
+});
+
 Deno.test("parseRouteCases() names the case and the field of a schema problem", () => {
   const text = JSON.stringify({
     cases: [

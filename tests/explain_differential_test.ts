@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { startUpstream, startVestibule, type TestServer } from "./_servers.ts";
+import { rawRequest, startUpstream, startVestibule, type TestServer } from "./_servers.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { explainRequest, type Explanation } from "../lib/explain.ts";
 import { cookieNames } from "../lib/forward_plan.ts";
@@ -630,6 +630,64 @@ Deno.test("explain agrees: a WebSocket upgrade lists the handshake the upstream 
     assert.deepEqual(wrong, []);
   } finally {
     await Promise.all([edge.close(), up.shutdown()]);
+  }
+});
+
+Deno.test("explain agrees: a GET with Upgrade: websocket to a broadcast rule is a plain fetch to each region", async () => {
+  const au = startUpstream();
+  const us = startUpstream();
+  const rules = {
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "invite",
+        type: "broadcast",
+        match: { path: "^/invite/" },
+        success: { status: "2xx" },
+        allow_multiple_success: true,
+      },
+      { name: "app", type: "regional" },
+    ],
+  };
+  const edge = startVestibule(rules);
+  try {
+    const headers: Pairs = [
+      ["Host", "app.example.com"],
+      ["User-Agent", "client/1"],
+      ["Upgrade", "websocket"],
+      ["Connection", "Upgrade"],
+      ["Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="],
+      ["Sec-WebSocket-Version", "13"],
+    ];
+    await rawRequest(
+      edge.port,
+      `GET /invite/abc HTTP/1.1\r\n${
+        headers.map(([n, v]) => `${n}: ${v}`).join("\r\n")
+      }\r\nConnection: close\r\n\r\n`,
+    );
+    const got = us.received[0].headers;
+    const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+    const e = await explainRequest({
+      method: "GET",
+      url: "http://app.example.com/invite/abc",
+      headers,
+      clientIp: "127.0.0.1",
+    }, config);
+    assert.equal(e.rule, "invite");
+    const plan = e.targets.find((t) => t.id === "us")!.forward.headers;
+    const incoming = new Headers(headers);
+    const wrong: string[] = [];
+    for (const name of ["sec-websocket-key", "sec-websocket-version", "user-agent"]) {
+      const explained = plan.forwarded.includes(name)
+        ? incoming.get(name)
+        : plan.set[name] ?? "(stripped)";
+      const received = got.get(name) ?? "(stripped)";
+      if (explained !== received) wrong.push(`${name}: explain ${explained}, upstream ${received}`);
+    }
+    assert.deepEqual(wrong, []);
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
 
