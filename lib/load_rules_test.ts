@@ -90,6 +90,30 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
       }),
       "regions.au.headers.x-origin-secret: a header value must not contain CR, LF, NUL",
     ));
+  await t.step(
+    "an origin header written twice in different letter case (sent joined)",
+    () =>
+      refuses(
+        base({
+          regions: {
+            au: {
+              origin: "http://au.internal",
+              headers: { "X-Origin-Secret": "old", "x-origin-secret": "new" },
+            },
+            us: { origin: "http://us.internal" },
+          },
+        }),
+        'regions.au.headers.x-origin-secret: header "x-origin-secret" is also written as "X-Origin-Secret"',
+      ),
+  );
+  await t.step("a matched header written twice in different letter case", () =>
+    refuses(
+      base({
+        rules: [{ name: "h", type: "regional", match: { headers: { "X-A": "1", "x-a": "2" } } }],
+      }),
+      'rule "h"',
+      "match.headers.x-a",
+    ));
   await t.step("an origin header name that is not a token", () =>
     refuses(
       base({ upstreams: { website: { origin: "http://web.internal", headers: { "x a": "1" } } } }),

@@ -7,8 +7,28 @@ const regexString = z.string().min(1).describe(
 );
 /** RFC 9110 §5.6.2 token: what a header name may be. */
 const headerName = z.string().regex(HTTP_TOKEN, "not a valid header name");
+/**
+ * Header name → value, each name once in any letter case: `{"X-Secret": "a", "x-secret": "b"}`
+ * would send `a, b` (or test one header twice), and JSON's own duplicate check is case-sensitive.
+ */
+function headerRecord<V extends z.ZodType<string>>(value: V) {
+  return z.record(headerName, value).superRefine((record, ctx) => {
+    const seen = new Map<string, string>();
+    for (const name of Object.keys(record)) {
+      const first = seen.get(name.toLowerCase());
+      if (first === undefined) seen.set(name.toLowerCase(), name);
+      else {
+        ctx.addIssue({
+          code: "custom",
+          path: [name],
+          message: `header "${name}" is also written as "${first}": header names ignore case`,
+        });
+      }
+    }
+  });
+}
 /** Header → regex; a name `Headers` refuses would otherwise never match, and crash explain. */
-const headerRegexMap = z.record(headerName, regexString);
+const headerRegexMap = headerRecord(regexString);
 /**
  * Checked once here, so a bad value (say, a secret with a trailing newline) fails start-up, not
  * each request: `fetch` and `Response` refuse line breaks, NUL and anything above U+00FF.
@@ -24,7 +44,7 @@ const milliseconds = z.number().int().positive().max(2 ** 31 - 1);
 /** An upstream HTTP origin: a region's monolith, a global upstream or an OCAP target. */
 export const originSchema = z.strictObject({
   origin: z.string().describe("Absolute http(s) URL of the upstream, without a path"),
-  headers: z.record(headerName, headerValue).default({}).describe(
+  headers: headerRecord(headerValue).default({}).describe(
     "Headers added to every request sent to this origin (e.g. a shared secret)",
   ),
   timeout_ms: milliseconds.default(30_000).describe(
