@@ -18,9 +18,17 @@ export function placeholderValue(name: string): string {
 }
 
 /**
+ * A `$NAME` or `${…}` (or `\$`) in an env-file value: `deno run --env-file` expands it, with rules
+ * of its own (`"${A}"b` drops the `b`, `${A:-x}` is empty), while `node:util`'s `parseEnv` keeps
+ * the text. Such a value is refused rather than passed on as a different origin or secret.
+ */
+const EXPANDED_BY_DENO = /\$(?:\{|[A-Za-z_])/;
+
+/**
  * The process environment wins, then the `--env-file` (as with `deno run --env-file`), then,
  * with `placeholder`, {@linkcode placeholderValue}. Throws `Deno.errors.NotFound` for an
- * unreadable env file.
+ * unreadable env file, and (on lookup) `ReferenceError` for a file value that refers to another
+ * variable ({@linkcode EXPANDED_BY_DENO}).
  */
 export async function rulesEnv(
   options: { envFile?: string; placeholder?: boolean },
@@ -37,8 +45,15 @@ export async function rulesEnv(
   }
   const placeholders: string[] = [];
   const lookup: EnvLookup = (name) => {
-    const value = Deno.env.get(name) ??
-      (Object.hasOwn(fromFile, name) ? fromFile[name] : undefined);
+    const shell = Deno.env.get(name);
+    const value = shell ?? (Object.hasOwn(fromFile, name) ? fromFile[name] : undefined);
+    if (shell === undefined && value !== undefined && EXPANDED_BY_DENO.test(value)) {
+      throw new ReferenceError(
+        `Cannot read ${name} from "${options.envFile}": its value refers to another variable ` +
+          "($NAME or ${…}), which deno run --env-file would expand and this tool does not; " +
+          `write the value out, or run under: deno run --env-file=${options.envFile} -A bin/…`,
+      );
+    }
     if (value !== undefined || !options.placeholder) return value;
     if (!placeholders.includes(name)) placeholders.push(name);
     return placeholderValue(name);

@@ -32,3 +32,23 @@ Deno.test("rulesEnv() names an env file it cannot read", async () => {
 Deno.test("placeholderValue() is an origin under the reserved .invalid TLD", () => {
   assert.equal(new URL(placeholderValue("AU_ORIGIN")).origin, "http://au_origin.invalid");
 });
+
+Deno.test("rulesEnv() refuses an env-file value that deno run --env-file would expand", async () => {
+  const file = await Deno.makeTempFile({ suffix: ".env" });
+  try {
+    await Deno.writeTextFile(
+      file,
+      "BASE=http://us.internal\nT_US_ORIGIN=${BASE}\nT_SECRET=$BASE\nT_PLAIN=http://x.test\n",
+    );
+    const env = await rulesEnv({ envFile: file });
+    assert.equal(env.lookup("T_PLAIN"), "http://x.test");
+    for (const name of ["T_US_ORIGIN", "T_SECRET"]) {
+      assert.throws(() => env.lookup(name), {
+        name: "ReferenceError",
+        message: new RegExp(`^Cannot read ${name} from ".*": its value refers to another variable`),
+      });
+    }
+  } finally {
+    await Deno.remove(file);
+  }
+});
