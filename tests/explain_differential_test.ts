@@ -573,6 +573,16 @@ Deno.test("explain agrees: a path starting with '//' is a path, in explain and c
   }
 });
 
+/** A browser's WebSocket handshake to app.example.com. */
+const HANDSHAKE: Pairs = [
+  ["Host", "app.example.com"],
+  ["User-Agent", "client/1"],
+  ["Upgrade", "websocket"],
+  ["Connection", "Upgrade"],
+  ["Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="],
+  ["Sec-WebSocket-Version", "13"],
+];
+
 Deno.test("explain agrees: a WebSocket upgrade lists the handshake the upstream really gets", async () => {
   const handshakes: Headers[] = [];
   const up = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
@@ -588,15 +598,7 @@ Deno.test("explain agrees: a WebSocket upgrade lists the handshake the upstream 
   };
   const edge = startVestibule(rules);
   try {
-    const headers: Pairs = [
-      ["Host", "app.example.com"],
-      ["User-Agent", "client/1"],
-      ["Accept-Encoding", "gzip"],
-      ["Upgrade", "websocket"],
-      ["Connection", "Upgrade"],
-      ["Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="],
-      ["Sec-WebSocket-Version", "13"],
-    ];
+    const headers: Pairs = [...HANDSHAKE, ["Accept-Encoding", "gzip"]];
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
     await conn.write(new TextEncoder().encode(
       `GET /ws HTTP/1.1\r\n${headers.map(([n, v]) => `${n}: ${v}`).join("\r\n")}\r\n\r\n`,
@@ -652,14 +654,7 @@ Deno.test("explain agrees: a GET with Upgrade: websocket to a broadcast rule is 
   };
   const edge = startVestibule(rules);
   try {
-    const headers: Pairs = [
-      ["Host", "app.example.com"],
-      ["User-Agent", "client/1"],
-      ["Upgrade", "websocket"],
-      ["Connection", "Upgrade"],
-      ["Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="],
-      ["Sec-WebSocket-Version", "13"],
-    ];
+    const headers = HANDSHAKE;
     await rawRequest(
       edge.port,
       `GET /invite/abc HTTP/1.1\r\n${
