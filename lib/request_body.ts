@@ -179,12 +179,16 @@ export class BufferedBody {
     const type = this.request.headers.get("content-type") ?? "";
     const bytes = await this.bytes();
     const fields = new Map<string, string[]>();
-    const add = (key: string, value: string) => fields.set(key, [...fields.get(key) ?? [], value]);
+    const add = (key: string, value: string) => {
+      const copies = fields.get(key);
+      if (copies) copies.push(value); // not a copy per copy: 500,000 copies fit in 1 MiB
+      else fields.set(key, [value]);
+    };
     if (/^application\/x-www-form-urlencoded/i.test(type)) {
       for (const [k, v] of new URLSearchParams(new TextDecoder().decode(bytes))) add(k, v);
       return fields;
     }
-    if (/^multipart\/form-data/i.test(type)) return await multipartFields(bytes, type, this.limit);
+    if (/^multipart\/form-data/i.test(type)) return await multipartFields(bytes, type);
     return undefined;
   }
 }
