@@ -13,6 +13,11 @@ export interface Upstream {
   /** What the origin expects in `Host`. */
   host: string;
   headers: ReadonlyArray<readonly [string, string]>;
+  /**
+   * Some configured header is named with `_`: then a client's dash spelling of it is one more
+   * name CGI, WSGI and Rack read as it (see `impersonates` in forward.ts).
+   */
+  underscoredHeaders?: boolean;
   timeoutMs: number;
 }
 
@@ -330,6 +335,7 @@ function compileOrigins(
       origin: parsed.origin,
       host: parsed.host,
       headers: Object.entries(entry.headers).map(([k, v]) => [k.toLowerCase(), v] as const),
+      underscoredHeaders: Object.keys(entry.headers).some((name) => name.includes("_")),
       timeoutMs: entry.timeout_ms,
     });
   }

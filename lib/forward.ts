@@ -122,7 +122,7 @@ export function upstreamHeaders(
     if (
       HOP_BY_HOP_HEADERS.has(name) || isPinHeader(name, ctx.pinHeader) ||
       connectionNamed?.has(name) || (!ctx.trustForwarded && PROXY_CLAIMS.has(name)) ||
-      configures(upstream, name) || (name.includes("_") && impersonates(name, upstream))
+      configures(upstream, name) || impersonates(name, upstream)
     ) continue;
     headers.push(pair); // The list is this request's own and the pair is never changed.
   }
@@ -185,17 +185,25 @@ const SET_HERE: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Whether `name`, spelt with underscores, is one of the headers only vestibule, a trusted proxy
- * or the rules file may send (or a hop-by-hop one): then it is not forwarded, as the pin header's
- * underscore spelling is not ({@linkcode isPinHeader}).
+ * Whether `name`, read with `_` and `-` alike, is one of the headers only vestibule, a trusted
+ * proxy or the rules file may send (or a hop-by-hop one): then it is not forwarded, as the pin
+ * header's other spelling is not ({@linkcode isPinHeader}). Either side may hold the underscore: a
+ * configured `x_origin_secret` makes a client's `x-origin-secret` its stand-in.
  */
 export function impersonates(name: string, upstream: Upstream): boolean {
-  const dashed = name.replaceAll("_", "-");
-  if (SET_HERE.has(dashed) || PROXY_CLAIMS.has(dashed) || HOP_BY_HOP_HEADERS.has(dashed)) {
-    return true;
+  if (name.includes("_")) {
+    const dashed = name.replaceAll("_", "-");
+    if (SET_HERE.has(dashed) || PROXY_CLAIMS.has(dashed) || HOP_BY_HOP_HEADERS.has(dashed)) {
+      return true;
+    }
+    for (const [configured] of upstream.headers) {
+      if (configured.replaceAll("_", "-") === dashed) return true;
+    }
+    return false;
   }
+  if (!upstream.underscoredHeaders) return false; // the usual case: nothing to compare
   for (const [configured] of upstream.headers) {
-    if (configured.replaceAll("_", "-") === dashed) return true;
+    if (configured.includes("_") && configured.replaceAll("_", "-") === name) return true;
   }
   return false;
 }

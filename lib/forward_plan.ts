@@ -105,8 +105,8 @@ export function forwardPlan(
     } else if (outgoing.has(name)) plan.headers.forwarded.push(name);
     else if (HOP_BY_HOP_HEADERS.has(name)) strip("hop-by-hop");
     else if (isPinHeader(name, ctx.pinHeader)) strip("pin header");
-    else if (name.includes("_") && impersonates(name, upstream)) {
-      strip("underscore spelling of a header vestibule controls");
+    else if (impersonates(name, upstream)) {
+      strip("other spelling (_ for -) of a header vestibule controls");
     } else if (name === "host") strip("the upstream gets its own host");
     else if (PROXY_CLAIMS.has(name)) strip("not trusted: trusted_proxy_hops is 0");
     else if (connectionNamed.includes(name)) strip("hop-by-hop: named in Connection");

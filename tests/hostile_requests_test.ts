@@ -112,6 +112,27 @@ Deno.test("header spoofing: underscore spellings of vestibule's own headers neve
   }
 });
 
+Deno.test("header spoofing: a configured header named with underscores cannot be sent in its dash spelling", async () => {
+  const up = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: up.url, headers: { x_origin_secret: "real" } } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  try {
+    const res = await fetch(`${edge.url}/`, {
+      headers: { "X-Origin-Secret": "forged", "x-other": "kept" },
+    });
+    await res.body?.cancel();
+    const { headers } = up.received[0];
+    assert.equal(headers.get("x_origin_secret"), "real");
+    assert.equal(headers.get("x-origin-secret"), null, "the client's stand-in reached the app");
+    assert.equal(headers.get("x-other"), "kept");
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
 Deno.test("target = origin + original path + query: an empty query keeps its '?'", async (t) => {
   // Deno.serve hands the request target over raw in `req.url`, so this records the wire bytes.
   const targets: string[] = [];
