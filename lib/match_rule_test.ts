@@ -269,6 +269,12 @@ Deno.test("findRule() reads a body regex in the charset the Content-Type declare
   assert.equal(await post('text/plain; Charset="ISO-8859-1"', latin1), "cafe");
   assert.equal(await post("text/plain", new TextEncoder().encode("café")), "cafe");
   assert.equal(await post("text/plain; charset=no-such-charset", latin1), "app"); // read as UTF-8
+  // Rule bypass: a charset inside another parameter's quoted value is no charset (Python's email
+  // agrees), so the body is the UTF-8 the app reads.
+  const utf8 = new TextEncoder().encode("café");
+  assert.equal(await post('text/plain; x="; charset=utf-16le"', utf8), "cafe");
+  assert.equal(await post('text/plain; x="open; charset=utf-16le', utf8), "cafe");
+  assert.equal(await post("text/plain; x; charset=iso-8859-1", latin1), "cafe");
 });
 
 Deno.test("containsSubset() is reflexive and ignores extra keys (property)", () => {

@@ -195,11 +195,46 @@ export class BufferedBody {
 
 /** A decoder for the `charset` parameter of `contentType`; UTF-8 when absent or unknown. */
 function decoderFor(contentType: string | null): TextDecoder {
-  const charset = contentType && /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1];
+  const charset = contentType ? mediaTypeParameter(contentType, "charset") : undefined;
   if (charset) {
     try {
       return new TextDecoder(charset);
     } catch { /* a label TextDecoder does not know: read as UTF-8 */ }
   }
   return new TextDecoder();
+}
+
+/**
+ * The first parameter `name` of a media type (RFC 9110 §5.6.6), read pair by pair, its value a
+ * token or a quoted string: `x="; charset=utf-16le"` is x's value, not a charset, and a quote
+ * left open runs to the end. A segment without `=` is skipped, as Python's `email` skips it.
+ */
+export function mediaTypeParameter(mediaType: string, name: string): string | undefined {
+  let at = mediaType.indexOf(";");
+  while (at >= 0 && at < mediaType.length) {
+    const eq = mediaType.indexOf("=", at);
+    const next = mediaType.indexOf(";", at + 1);
+    if (eq < 0) return undefined;
+    if (next >= 0 && next < eq) { // `; x;`: no value
+      at = next;
+      continue;
+    }
+    const key = mediaType.slice(at + 1, eq).trim().toLowerCase();
+    let i = eq + 1;
+    while (mediaType[i] === " " || mediaType[i] === "\t") i++;
+    let value = "";
+    if (mediaType[i] === '"') {
+      for (i++; i < mediaType.length && mediaType[i] !== '"'; i++) {
+        if (mediaType[i] === "\\") i++;
+        value += mediaType[i] ?? "";
+      }
+      at = mediaType.indexOf(";", i);
+    } else {
+      const end = mediaType.indexOf(";", i);
+      value = mediaType.slice(i, end < 0 ? undefined : end).trim();
+      at = end;
+    }
+    if (key === name) return value;
+  }
+  return undefined;
 }
