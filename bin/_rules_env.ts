@@ -2,7 +2,6 @@
  * @module Where the CLIs find `${NAME}` values for a rules file: the environment, an env file,
  * and optionally placeholders, so rules can be checked and explained away from production.
  */
-import { parseEnv } from "node:util";
 import type { EnvLookup } from "../lib/env_refs.ts";
 
 /** The lookup to pass to `loadRules`, and the names it had to make up. */
@@ -18,45 +17,52 @@ export function placeholderValue(name: string): string {
 }
 
 /**
- * A `$NAME` or `${…}` (or `\$`) in an env-file value: `deno run --env-file` expands it, with rules
- * of its own (`"${A}"b` drops the `b`, `${A:-x}` is empty), while `node:util`'s `parseEnv` keeps
- * the text. Such a value is refused rather than passed on as a different origin or secret.
- */
-const EXPANDED_BY_DENO = /\$(?:\{|[A-Za-z_])/;
-
-/**
- * The process environment wins, then the `--env-file` (as with `deno run --env-file`), then,
- * with `placeholder`, {@linkcode placeholderValue}. Throws `Deno.errors.NotFound` for an
- * unreadable env file, and (on lookup) `ReferenceError` for a file value that refers to another
- * variable ({@linkcode EXPANDED_BY_DENO}).
+ * The process environment wins, then the `--env-file` (read by Deno itself, exactly as
+ * `deno run --env-file` reads it at start-up: `$NAME` and `${NAME}` expanded, quotes and escapes
+ * by Deno's rules, which `node:util`'s `parseEnv` does not share), then, with `placeholder`,
+ * {@linkcode placeholderValue}. Throws `Deno.errors.NotFound` for an env file Deno cannot read.
  */
 export async function rulesEnv(
   options: { envFile?: string; placeholder?: boolean },
 ): Promise<RulesEnv> {
-  let fromFile: Record<string, string> = {};
-  if (options.envFile !== undefined) {
-    try {
-      fromFile = parseEnv(await Deno.readTextFile(options.envFile)) as Record<string, string>;
-    } catch (error) {
-      throw new Deno.errors.NotFound(
-        `Cannot read env file "${options.envFile}": ${(error as Error).message}`,
-      );
-    }
-  }
+  const fromFile = options.envFile === undefined ? {} : await readEnvFile(options.envFile);
   const placeholders: string[] = [];
   const lookup: EnvLookup = (name) => {
-    const shell = Deno.env.get(name);
-    const value = shell ?? (Object.hasOwn(fromFile, name) ? fromFile[name] : undefined);
-    if (shell === undefined && value !== undefined && EXPANDED_BY_DENO.test(value)) {
-      throw new ReferenceError(
-        `Cannot read ${name} from "${options.envFile}": its value refers to another variable ` +
-          "($NAME or ${…}), which deno run --env-file would expand and this tool does not; " +
-          `write the value out, or run under: deno run --env-file=${options.envFile} -A bin/…`,
-      );
-    }
+    const value = Deno.env.get(name) ??
+      (Object.hasOwn(fromFile, name) ? fromFile[name] : undefined);
     if (value !== undefined || !options.placeholder) return value;
     if (!placeholders.includes(name)) placeholders.push(name);
     return placeholderValue(name);
   };
   return { lookup, placeholders };
+}
+
+/**
+ * The environment `deno run --env-file=<file>` starts with, from a `deno eval` run that way:
+ * Deno's env-file reader is not an API, and any other parser reads some values differently.
+ */
+async function readEnvFile(file: string): Promise<Record<string, string>> {
+  try {
+    await Deno.readTextFile(file); // Deno only warns about a file it cannot read, and goes on.
+  } catch (error) {
+    throw new Deno.errors.NotFound(
+      `Cannot read env file "${file}": ${(error as Error).message}`,
+    );
+  }
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      "--no-config",
+      `--env-file=${file}`,
+      "console.log(JSON.stringify(Deno.env.toObject()))",
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (code !== 0) {
+    const reason = new TextDecoder().decode(stderr).replace(/\x1b\[[0-9;]*m/g, "").trim();
+    throw new Deno.errors.NotFound(`Cannot read env file "${file}": ${reason}`);
+  }
+  return JSON.parse(new TextDecoder().decode(stdout));
 }

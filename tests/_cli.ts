@@ -18,9 +18,18 @@ export interface CliResult {
 }
 
 /** Runs `deno run -A <script> <args>` from the repository root with a minimal environment. */
-export async function runCli(script: string, args: string[]): Promise<CliResult> {
+export function runCli(script: string, args: string[]): Promise<CliResult> {
+  return runDeno(["run", "-A", script, ...args]);
+}
+
+/** Runs `deno task <task> <args>`: the task's own permissions, as an operator runs it. */
+export function runTask(task: string, args: string[]): Promise<CliResult> {
+  return runDeno(["task", "-q", task, ...args]);
+}
+
+async function runDeno(args: string[]): Promise<CliResult> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, ...args],
+    args,
     cwd: ROOT,
     clearEnv: true,
     env: KEPT_ENV,

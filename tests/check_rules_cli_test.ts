@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runCli } from "./_cli.ts";
+import { runCli, runTask } from "./_cli.ts";
 
 const FIXTURES = "tests/fixtures/rules";
 
@@ -102,6 +102,17 @@ Deno.test("check-rules resolves ${NAME} like start-up, from --env-file or placeh
       `${rules}: 1 rule OK (placeholders for VESTIBULE_FIXTURE_SECRET)\n` +
         `${FIXTURES}/env.test.json: 1 case passed\n`,
     );
+    assert.equal(code, 0);
+  });
+  await t.step("deno task check-rules has the permissions reading the env file takes", async () => {
+    const { code, stdout, stderr } = await runTask("check-rules", [
+      rules,
+      "--env-file",
+      envFile,
+      "--placeholder-env",
+    ]);
+    assert.equal(stderr, "");
+    assert.match(stdout, /: 1 rule OK /);
     assert.equal(code, 0);
   });
 });
