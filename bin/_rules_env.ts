@@ -56,12 +56,13 @@ async function readEnvFile(file: string): Promise<Record<string, string>> {
       `--env-file=${file}`,
       "console.log(JSON.stringify(Deno.env.toObject()))",
     ],
+    env: { NO_COLOR: "1" }, // a plain message for the error below
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   }).output();
   if (code !== 0) {
-    const reason = new TextDecoder().decode(stderr).replace(/\x1b\[[0-9;]*m/g, "").trim();
+    const reason = new TextDecoder().decode(stderr).trim();
     throw new Deno.errors.NotFound(`Cannot read env file "${file}": ${reason}`);
   }
   return JSON.parse(new TextDecoder().decode(stdout));
