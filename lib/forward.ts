@@ -355,9 +355,11 @@ export function clientResponse(
     sentAcceptEncoding.trim().toLowerCase() !== "identity";
   const location = h.get("location");
   const toOrigin = location === null ? undefined : originLocation(location, upstream, ctx);
+  const refresh = h.get("refresh");
+  const refreshed = refresh === null ? undefined : publicRefresh(refresh, upstream, ctx);
   const cookies = h.getSetCookie();
   if (
-    !decoded && !toOrigin && cookies.length === 0 && !hasHopByHop(h) &&
+    !decoded && !toOrigin && !refreshed && cookies.length === 0 && !hasHopByHop(h) &&
     // Deno.serve drops Content-Encoding and Content-Length from a bodiless fetch response it is
     // handed as it is, and a HEAD must carry GET's headers; a copy keeps them.
     !(res.body === null && encoding !== undefined)
@@ -376,20 +378,19 @@ export function clientResponse(
   for (const cookie of cookies) {
     headers.append("set-cookie", rewriteCookieDomain(cookie, upstream, ctx));
   }
-  if (toOrigin) {
-    headers.set(
-      "location",
-      `${ctx.proto}://${ctx.publicHost}${toOrigin.pathname}${toOrigin.search}${toOrigin.hash}`,
-    );
-  }
+  if (toOrigin) headers.set("location", publicUrl(toOrigin, ctx));
+  if (refreshed) headers.set("refresh", refreshed);
   let body = res.body;
   if (decoded) {
     headers.delete("content-encoding");
     headers.delete("content-length");
     const etag = headers.get("etag");
     if (etag && !etag.startsWith("W/")) headers.set("etag", `W/${etag}`);
-    // Deno.serve writes Content-Length: 0 for a null body; an empty stream leaves the length open.
-    if (!body && res.status === 200) body = new ReadableStream({ start: (c) => c.close() });
+    // Deno.serve writes Content-Length: 0 for a null body (a HEAD's, of any status that may have
+    // one); an empty stream leaves the length open, as its GET's is.
+    if (!body && !NULL_BODY_STATUSES.has(res.status)) {
+      body = new ReadableStream({ start: (c) => c.close() });
+    }
     if (acceptsEncoding(asked.clientAcceptEncoding, "gzip")) {
       if (body) body = body.pipeThrough(new CompressionStream("gzip"));
       headers.set("content-encoding", "gzip");
@@ -438,6 +439,31 @@ export function connectionTokens(value: string | null): Set<string> | undefined 
  * against the public URL, so `/\t/host`, `http:\\host` and, on an https page, `http:host` count
  * too. A Location that already is the public page's own origin is left as it is.
  */
+/** Statuses whose responses never have a body (Fetch standard's null body statuses). */
+const NULL_BODY_STATUSES: ReadonlySet<number> = new Set([101, 103, 204, 205, 304]);
+
+/** `url` (on the origin) on the public host. */
+function publicUrl(url: URL, ctx: ForwardContext): string {
+  return `${ctx.proto}://${ctx.publicHost}${url.pathname}${url.search}${url.hash}`;
+}
+
+/**
+ * A `Refresh` header (`5; url=…`), which browsers follow like a redirect, with a URL that names
+ * the origin pointed back at the public host, as nginx's `proxy_redirect` does; `undefined` when
+ * it names none. Read as the HTML standard's declarative refresh: a time, `;` or `,`, an optional
+ * `url=`, and the URL, optionally quoted.
+ */
+function publicRefresh(value: string, upstream: Upstream, ctx: ForwardContext): string | undefined {
+  const parts = /^(\s*[\d.]+\s*[;,]?\s*(?:url\s*=\s*)?)(["']?)(.*)$/is.exec(value);
+  if (!parts) return undefined;
+  const [, prefix, quote, rest] = parts;
+  const end = quote ? rest.indexOf(quote) : -1;
+  const url = end >= 0 ? rest.slice(0, end) : rest;
+  const toOrigin = originLocation(url.trim(), upstream, ctx);
+  if (!toOrigin) return undefined;
+  return `${prefix}${quote}${publicUrl(toOrigin, ctx)}${end >= 0 ? rest.slice(end) : quote}`;
+}
+
 function originLocation(
   location: string,
   upstream: Upstream,

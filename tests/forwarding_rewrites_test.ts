@@ -241,6 +241,38 @@ Deno.test("origin address leak: every Location form a browser reads as the origi
   });
 });
 
+Deno.test("origin address leak: a Refresh header naming the origin points back at the public host", async (t) => {
+  let refresh = "";
+  const up = startUpstream((req) =>
+    new Response("logged out", {
+      headers: { refresh: refresh.replace("ORIGIN", new URL(req.url).origin) },
+    })
+  );
+  const edge = startVestibule(oneRegion(up.url));
+  const cases: Array<[string, string]> = [
+    ["0; url=ORIGIN/login", "0; url=http://app.example.com/login"],
+    ["5;URL='ORIGIN/a?b=1'", "5;URL='http://app.example.com/a?b=1'"],
+    ["3, ORIGIN/next", "3, http://app.example.com/next"],
+    ["1; url=https://elsewhere.example/x", "1; url=https://elsewhere.example/x"], // not the origin
+    ["30", "30"],
+  ];
+  try {
+    for (const [sent, expected] of cases) {
+      await t.step(sent, async () => {
+        refresh = sent;
+        const answer = await rawRequest(
+          edge.port,
+          "GET /logout HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n",
+        );
+        assert.equal(/\r\nrefresh: ([^\r]*)\r\n/i.exec(answer)?.[1], expected);
+        assert.doesNotMatch(answer, /127\.0\.0\.1/);
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
 Deno.test("origin address leak: every Domain attribute of a cookie that names the origin is rewritten", async () => {
   const up = startUpstream(() =>
     new Response("ok", {

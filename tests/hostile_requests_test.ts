@@ -184,6 +184,39 @@ Deno.test("HEAD of a gzip resource: the answer's headers are GET's, not Content-
   }
 });
 
+Deno.test("HEAD of a gzip 404 or 410 page: the answer's headers are GET's, not Content-Length: 0", async (t) => {
+  const gz = new Uint8Array(gzipSync(new TextEncoder().encode("<h1>Not here</h1>".repeat(300))));
+  const up = startUpstream((req) =>
+    new Response(req.method === "HEAD" ? null : gz, {
+      status: Number(new URL(req.url).pathname.slice(1)),
+      headers: {
+        "content-encoding": "gzip",
+        "content-length": String(gz.length),
+        "content-type": "text/html",
+      },
+    })
+  );
+  const edge = startVestibule(oneRegion(up.url));
+  const head = async (method: string, status: number) =>
+    (await rawRequest(
+      edge.port,
+      `${method} /${status} HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n`,
+    )).toLowerCase().split("\r\n\r\n")[0];
+  try {
+    for (const status of [404, 410]) {
+      await t.step(String(status), async () => {
+        const get = await head("GET", status);
+        const answer = await head("HEAD", status);
+        assert.match(get, /\r\ncontent-encoding: gzip\r\n/);
+        assert.match(answer, /\r\ncontent-encoding: gzip\r\n/);
+        assert.doesNotMatch(answer, /\r\ncontent-length: 0\r\n/, "HEAD claims an empty body");
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
 Deno.test("GET with a body: refused with 400, not forwarded without it", async () => {
   const up = startUpstream();
   const edge = startVestibule(oneRegion(up.url));
