@@ -6,6 +6,7 @@ import {
   inflateSync,
   zstdDecompressSync,
 } from "node:zlib";
+import { isIP } from "node:net";
 import type { SuccessRule } from "./compile_rules.ts";
 import { HttpError } from "./http_error.ts";
 import { deepEqual } from "./match_rule.ts";
@@ -204,7 +205,9 @@ export function setsLiveCookie(
     let maxAge: number | undefined;
     let expires: number | undefined;
     let path = defaultPath(scope.path);
-    let domain = scope.host.toLowerCase();
+    const host = scope.host.toLowerCase();
+    let domain: string | undefined;
+    let secure = false;
     for (const attribute of attributes) {
       const [key, ...rest] = attribute.split("=");
       const attrValue = rest.join("=").trim();
@@ -215,12 +218,38 @@ export function setsLiveCookie(
       }
       if (attr === "path" && attrValue.startsWith("/")) path = attrValue;
       if (attr === "domain" && attrValue) domain = attrValue.replace(/^\./, "").toLowerCase();
+      if (attr === "secure") secure = true;
     }
+    if (!browserKeeps(name, { host, domain, path, secure })) continue;
     // RFC 6265 §5.3 step 3: Max-Age wins over Expires.
     const alive = maxAge !== undefined ? maxAge > 0 : expires === undefined || expires > now;
-    live.set(`${domain}\n${path}`, value !== "" && alive);
+    live.set(`${domain ?? host}\n${path}`, value !== "" && alive);
   }
   return [...live.values()].some(Boolean);
+}
+
+/**
+ * Whether a browser stores the cookie at all, rather than ignoring the line: its `Domain` must
+ * domain-match the page's host (RFC 6265 §5.3 step 6; an IP address only itself), and the name
+ * prefixes hold (RFC 6265bis §4.1.3, in any letter case): `__Secure-` needs `Secure`, `__Host-`
+ * needs `Secure`, `Path=/` and no `Domain`. (A `Secure` cookie set over http is not judged here:
+ * vestibule may not know that TLS ended in front of it.)
+ */
+function browserKeeps(
+  name: string,
+  cookie: { host: string; domain?: string; path: string; secure: boolean },
+): boolean {
+  const { host, domain } = cookie;
+  if (domain !== undefined && host !== "" && domain !== host) {
+    const ip = isIP(host.replace(/^\[|\]$/g, "")) !== 0;
+    if (ip || !host.endsWith(`.${domain}`)) return false;
+  }
+  const lower = name.toLowerCase();
+  if (lower.startsWith("__secure-") && !cookie.secure) return false;
+  if (lower.startsWith("__host-")) {
+    return cookie.secure && domain === undefined && cookie.path === "/";
+  }
+  return true;
 }
 
 /** RFC 6265 §5.1.4: the request path up to, not including, its last `/`; `/` at the least. */

@@ -33,6 +33,38 @@ Deno.test("setsLiveCookie() wants the name, a value and no past expiry", () => {
   );
 });
 
+Deno.test("false login: setsLiveCookie() ignores a cookie the browser refuses to store", () => {
+  const page = { host: "app.example.com", path: "/accounts/login/" };
+  const kept = (line: string, name = "sessionid") => setsLiveCookie([line], name, NOW, page);
+  // RFC 6265 §5.3 step 6: the Domain must domain-match the page's host.
+  assert.equal(kept("sessionid=x; Domain=au.example.com; Path=/"), false);
+  assert.equal(kept("sessionid=x; Domain=ample.com; Path=/"), false);
+  assert.equal(kept("sessionid=x; Domain=example.com; Path=/"), true);
+  assert.equal(kept("sessionid=x; Domain=.App.Example.com; Path=/"), true);
+  assert.equal(
+    setsLiveCookie(["s=x; Domain=0.0.1"], "s", NOW, { host: "127.0.0.1", path: "/" }),
+    false,
+  );
+  // RFC 6265bis §4.1.3 prefixes, in any letter case.
+  assert.equal(kept("__Host-s=x; Path=/", "__Host-s"), false);
+  assert.equal(kept("__Host-s=x; Path=/; Secure; Domain=app.example.com", "__Host-s"), false);
+  assert.equal(kept("__Host-s=x; Path=/accounts; Secure", "__Host-s"), false);
+  assert.equal(kept("__Host-s=x; Path=/; Secure", "__Host-s"), true);
+  assert.equal(kept("__host-s=x; Path=/", "__host-s"), false);
+  assert.equal(kept("__Secure-s=x; Path=/", "__Secure-s"), false);
+  assert.equal(kept("__Secure-s=x; Path=/; Secure", "__Secure-s"), true);
+  // A refused line does not replace the cookie an earlier line set.
+  assert.equal(
+    setsLiveCookie(
+      ["sessionid=x; Path=/", "sessionid=; Max-Age=0; Path=/; Domain=elsewhere.test"],
+      "sessionid",
+      NOW,
+      page,
+    ),
+    true,
+  );
+});
+
 Deno.test("setsLiveCookie() judges the cookie a browser keeps: the last line for a name, path and domain wins", () => {
   const cleared = ["sessionid=anon; Path=/", "sessionid=; Max-Age=0; Path=/"];
   assert.equal(setsLiveCookie(cleared, "sessionid", NOW), false);

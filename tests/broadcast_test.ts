@@ -563,3 +563,48 @@ Deno.test("broadcast: a client that hangs up mid-broadcast is logged as 499 clie
     await Promise.all([edge.close(), us.close()]);
   }
 });
+
+Deno.test("false login: a region's Set-Cookie that the browser would refuse is no success", async (t) => {
+  const cases: Array<[string, string, string]> = [
+    [
+      "a Domain that is not the public host's",
+      "sessionid",
+      "sessionid=x; Domain=au.example.com; Path=/",
+    ],
+    ["__Host- without Secure", "__Host-session", "__Host-session=x; Path=/"],
+    ["__Host- with a Path other than /", "__Host-session", "__Host-session=x; Path=/a; Secure"],
+    ["__Secure- without Secure", "__Secure-session", "__Secure-session=x; Path=/"],
+  ];
+  for (const [label, name, auCookie] of cases) {
+    await t.step(label, async () => {
+      const au = startUpstream(() =>
+        new Response(null, { status: 302, headers: { location: "/", "set-cookie": auCookie } })
+      );
+      const us = startUpstream(() =>
+        new Response(null, {
+          status: 302,
+          headers: { location: "/", "set-cookie": `${name}=owner; Path=/; Secure; HttpOnly` },
+        })
+      );
+      const edge = startVestibule({
+        regions: { au: { origin: au.url }, us: { origin: us.url } },
+        default_region: "us",
+        rules: [{ name: "login", type: "broadcast", success: { status: [302], set_cookie: name } }],
+      });
+      try {
+        const res = await fetch(`${edge.url}/accounts/login/`, {
+          method: "POST",
+          redirect: "manual",
+          body: "username=kim",
+          headers: { accept: "application/json" },
+        });
+        await res.body?.cancel();
+        // Without the check: 502 broadcast_ambiguous, and a user who can log in cannot.
+        assert.equal(res.status, 302);
+        assert.match(res.headers.getSetCookie().at(-1)!, /^__Host-vestibule-region=us;/);
+      } finally {
+        await Promise.all([edge.close(), au.close(), us.close()]);
+      }
+    });
+  }
+});
