@@ -43,7 +43,9 @@ export async function rulesEnv(
  */
 async function readEnvFile(file: string): Promise<Record<string, string>> {
   try {
-    await Deno.readTextFile(file); // Deno only warns about a file it cannot read, and goes on.
+    // Deno only warns about a file it cannot find, and goes on. Not read here: a pipe
+    // (`--env-file <(sops -d prod.env)`) can be read once, by the child.
+    await Deno.stat(file);
   } catch (error) {
     throw new Deno.errors.NotFound(
       `Cannot read env file "${file}": ${(error as Error).message}`,

@@ -188,6 +188,13 @@ Deno.test("rule confusion: multipart parts are fields exactly when they have no 
     const octet = `${field}\r\nContent-Type: application/octet-stream\r\n\r\ndelete`;
     assert.equal(await send(`${field}\r\n\r\nlogin`, octet), "app");
   });
+  await t.step("a part with an empty filename is a field copy (Django reads it so)", async () => {
+    const empty = 'Content-Disposition: form-data; name="action"; filename=""\r\n\r\ndelete';
+    assert.equal(await send(`${field}\r\n\r\nlogin`, empty), "app");
+  });
+  await t.step("a leading BOM is part of the value (Django and PHP keep it)", async () => {
+    assert.equal(await send(`${field}\r\n\r\n\ufefflogin`), "app");
+  });
   await t.step("a part's own charset does not change its value", async () => {
     // Django and PHP read the bytes "login" as they are; busboy would decode UTF-16LE.
     assert.equal(
@@ -251,6 +258,8 @@ Deno.test("rule confusion: a repeated form field matches only when every copy do
   assert.equal(await urlencoded("action=login&action=delete"), "app");
   assert.equal(await urlencoded("action=delete&action=login"), "app");
   assert.equal(await urlencoded("action=login&action=login"), "login");
+  // A leading BOM belongs to the first name, as Django decodes the body: no field "action".
+  assert.equal(await urlencoded("\ufeffaction=login"), "app");
   const multipart = new FormData();
   multipart.append("action", "login");
   multipart.append("action", "delete");

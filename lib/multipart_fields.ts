@@ -11,9 +11,9 @@ import { Busboy, type BusboyFileStream, type BusboyInstance } from "@fastify/bus
 
 /**
  * The text fields of `body`, or `undefined` when it is not a complete, well-formed form. As in
- * Django and PHP, a part is a field exactly when its `Content-Disposition` has no `filename`
- * (whatever its `Content-Type`), and its bytes are read as UTF-8 (a part's own `charset` is
- * ignored there too).
+ * Django, a part is a field exactly when its `Content-Disposition` has no filename, or an empty
+ * one (whatever its `Content-Type`), and its bytes are read as UTF-8, a leading BOM kept (a part's
+ * own `charset` is ignored there too).
  */
 export function multipartFields(
   body: Uint8Array,
@@ -35,11 +35,14 @@ export function multipartFields(
       (name: string, stream: BusboyFileStream, filename: string | undefined) => {
         // A body cut off inside a part errors this stream; unheard, the error would be uncaught.
         stream.on("error", broken);
-        if (filename !== undefined) return void stream.resume(); // a file, not a field
+        // Django reads a part with an empty filename as a field; PHP and Rack as a missing file.
+        // Counted as a field copy, the every-copy rule fails closed on the difference.
+        if (filename) return void stream.resume(); // a file, not a field
         const chunks: Uint8Array[] = [];
         stream.on("data", (chunk: Uint8Array) => void chunks.push(chunk));
         stream.on("end", () => {
-          const value = new TextDecoder().decode(Buffer.concat(chunks));
+          // A leading BOM is part of the value: Django's "utf-8" codec and PHP keep it.
+          const value = new TextDecoder("utf-8", { ignoreBOM: true }).decode(Buffer.concat(chunks));
           const copies = fields.get(name);
           if (copies) copies.push(value); // not a copy per copy: 20,000 copies fit in 1 MiB
           else fields.set(name, [value]);

@@ -185,13 +185,17 @@ export class BufferedBody {
       else fields.set(key, [value]);
     };
     if (/^application\/x-www-form-urlencoded/i.test(type)) {
-      for (const [k, v] of new URLSearchParams(new TextDecoder().decode(bytes))) add(k, v);
+      // A leading BOM stays part of the first name, as Django's `bytes.decode("utf-8")` keeps it.
+      for (const [k, v] of new URLSearchParams(UTF8_KEEP_BOM.decode(bytes))) add(k, v);
       return fields;
     }
     if (/^multipart\/form-data/i.test(type)) return await multipartFields(bytes, type);
     return undefined;
   }
 }
+
+/** UTF-8 that keeps a leading U+FEFF, as Python's "utf-8" codec and PHP do. */
+const UTF8_KEEP_BOM = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /** A decoder for the `charset` parameter of `contentType`; UTF-8 when absent or unknown. */
 function decoderFor(contentType: string | null): TextDecoder {
@@ -212,13 +216,15 @@ function decoderFor(contentType: string | null): TextDecoder {
 export function mediaTypeParameter(mediaType: string, name: string): string | undefined {
   let at = mediaType.indexOf(";");
   while (at >= 0 && at < mediaType.length) {
-    const eq = mediaType.indexOf("=", at);
+    // Each scan stops at the next `;`: searching the rest of a 64 KB `;;;…` for `=` from every
+    // `;` would be quadratic.
     const next = mediaType.indexOf(";", at + 1);
-    if (eq < 0) return undefined;
-    if (next >= 0 && next < eq) { // `; x;`: no value
+    const within = mediaType.slice(at + 1, next < 0 ? undefined : next).indexOf("=");
+    if (within < 0) { // `; x;`: no value
       at = next;
       continue;
     }
+    const eq = at + 1 + within;
     const key = mediaType.slice(at + 1, eq).trim().toLowerCase();
     let i = eq + 1;
     while (mediaType[i] === " " || mediaType[i] === "\t") i++;

@@ -104,6 +104,28 @@ Deno.test("check-rules resolves ${NAME} like start-up, from --env-file or placeh
     );
     assert.equal(code, 0);
   });
+  await t.step(
+    "an env file given as a pipe (--env-file <(sops -d …)) is read once, whole",
+    async () => {
+      // bash's process substitution: a pipe only one reader can empty.
+      const deno = Deno.execPath();
+      const { code, stdout } = await new Deno.Command("bash", {
+        args: [
+          "-c",
+          `"${deno}" run -A bin/check_rules.ts ${rules} --env-file <(cat ${envFile}) --placeholder-env`,
+        ],
+        cwd: new URL("../", import.meta.url),
+        stdin: "null",
+        stdout: "piped",
+        stderr: "null",
+      }).output();
+      assert.match(
+        new TextDecoder().decode(stdout),
+        /: 1 rule OK \(placeholders for VESTIBULE_FIXTURE_SECRET\)\n/,
+      );
+      assert.equal(code, 0);
+    },
+  );
   await t.step("deno task check-rules has the permissions reading the env file takes", async () => {
     const { code, stdout, stderr } = await runTask("check-rules", [
       rules,
