@@ -47,8 +47,32 @@ export const app = createApp({
  */
 const SHUTDOWN_GRACE_MS = 25_000;
 
+/** `PORT`, or a message for the operator (exit 1) instead of Deno's `Invalid port: NaN` trace. */
+function listenPort(): number {
+  const raw = Deno.env.get("PORT") ?? "8000";
+  const port = Number(raw);
+  if (!/^\d{1,5}$/.test(raw) || port > 65535) {
+    console.error(`vestibule: PORT "${raw}" is not a port number (0–65535)`);
+    Deno.exit(1);
+  }
+  return port;
+}
+
+/** Listens on `port`; a port already taken (or not ours to take) is a message, not a trace. */
+function listen(port: number): Deno.HttpServer {
+  try {
+    return Deno.serve({ port }, app.fetch);
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.PermissionDenied) {
+      console.error(`vestibule: cannot listen on port ${port}: ${error.message} (set PORT)`);
+      Deno.exit(1);
+    }
+    throw error;
+  }
+}
+
 if (import.meta.main) {
-  const server = Deno.serve({ port: Number(Deno.env.get("PORT") ?? 8000) }, app.fetch);
+  const server = listen(listenPort());
   // Stop accepting, let answers in flight finish (Deno.serve's shutdown waits for them), then
   // exit, which writes the access lines still buffered. Without this a stop cut answers off.
   let stopping = false;

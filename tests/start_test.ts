@@ -1,0 +1,51 @@
+/** vestibule as a real process at start-up: mistakes an operator makes get a line, not a trace. */
+import assert from "node:assert/strict";
+
+async function start(port: string): Promise<{ code: number; stderr: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "start_test_" });
+  try {
+    const rules = `${dir}/rules.json`;
+    await Deno.writeTextFile(
+      rules,
+      JSON.stringify({
+        regions: { us: { origin: "http://127.0.0.1:9" } },
+        default_region: "us",
+        rules: [{ name: "app", type: "regional" }],
+      }),
+    );
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "main.ts"],
+      cwd: new URL("../", import.meta.url),
+      env: { PORT: port, VESTIBULE_RULES: rules, NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    return { code, stderr: new TextDecoder().decode(stderr) };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("start-up: a PORT that is no port, or is taken, is one line and exit 1, not a stack trace", async (t) => {
+  await t.step("PORT=abc", async () => {
+    assert.deepEqual(await start("abc"), {
+      code: 1,
+      stderr: 'vestibule: PORT "abc" is not a port number (0–65535)\n',
+    });
+  });
+  await t.step("a port something else listens on", async () => {
+    const taken = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+    try {
+      const { port } = taken.addr as Deno.NetAddr;
+      const { code, stderr } = await start(String(port));
+      assert.equal(code, 1);
+      assert.match(
+        stderr,
+        new RegExp(`^vestibule: cannot listen on port ${port}: .*\\(set PORT\\)\n$`),
+      );
+    } finally {
+      taken.close();
+    }
+  });
+});
