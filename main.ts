@@ -2,6 +2,7 @@
 import { createApp } from "./app.ts";
 import { loadCountryLookup } from "./lib/geo_ip.ts";
 import { bufferedLineWriter, LONE_WRITER_BATCH, PIPE_BUF } from "./lib/line_writer.ts";
+import { listenPort } from "./lib/listen_port.ts";
 import { loadRules } from "./lib/load_rules.ts";
 import { readMetricsToken } from "./lib/metrics_endpoint.ts";
 
@@ -48,14 +49,11 @@ export const app = createApp({
 const SHUTDOWN_GRACE_MS = 25_000;
 
 /** `PORT`, or a message for the operator (exit 1) instead of Deno's `Invalid port: NaN` trace. */
-function listenPort(): number {
-  const raw = Deno.env.get("PORT") ?? "8000";
-  const port = Number(raw);
-  if (!/^\d{1,5}$/.test(raw) || port > 65535) {
-    console.error(`vestibule: PORT "${raw}" is not a port number (0–65535)`);
-    Deno.exit(1);
-  }
-  return port;
+function portOrExit(): number {
+  const port = listenPort(Deno.env.get("PORT"));
+  if (typeof port === "number") return port;
+  console.error(`vestibule: ${port.error}`);
+  Deno.exit(1);
 }
 
 /** Listens on `port`; a port already taken (or not ours to take) is a message, not a trace. */
@@ -72,7 +70,7 @@ function listen(port: number): Deno.HttpServer {
 }
 
 if (import.meta.main) {
-  const server = listen(listenPort());
+  const server = listen(portOrExit());
   // Stop accepting, let answers in flight finish (Deno.serve's shutdown waits for them), then
   // exit, which writes the access lines still buffered. Without this a stop cut answers off.
   let stopping = false;

@@ -45,7 +45,9 @@ async function readEnvFile(file: string): Promise<Record<string, string>> {
   try {
     // Deno only warns about a file it cannot find, and goes on. Not read here: a pipe
     // (`--env-file <(sops -d prod.env)`) can be read once, by the child.
-    await Deno.stat(file);
+    const info = await Deno.stat(file);
+    // `deno eval --env-file=<dir>` only warns, and every variable would go missing.
+    if (info.isDirectory) throw new Error("it is a directory");
   } catch (error) {
     throw new Deno.errors.NotFound(
       `Cannot read env file "${file}": ${(error as Error).message}`,

@@ -2,10 +2,15 @@
  * @module `deno task dev`: the whole local stack — two stand-in regional monoliths (AU, US), the
  * global website, and vestibule in front of them with the top-level `rules.json`.
  */
+import { listenPort } from "../lib/listen_port.ts";
 import { startMonolith } from "./monolith.ts";
 import { startWebsite } from "./website.ts";
 
-const PORT = Number(Deno.env.get("PORT") ?? 8000);
+const PORT = listenPort(Deno.env.get("PORT"));
+if (typeof PORT !== "number") {
+  console.error(`vestibule dev stack: ${PORT.error}`);
+  Deno.exit(1);
+}
 const METRICS_TOKEN = Deno.env.get("VESTIBULE_METRICS_TOKEN") ?? "dev-only-metrics-token";
 const taken = new Set<string>();
 // The monoliths share it to sign and check staff switch links; a new one every run.

@@ -186,9 +186,9 @@ export interface CookieScope {
 /**
  * Whether the `Set-Cookie` values leave `name` set to a non-empty value that is not already
  * expired: a logout answer that clears `sessionid` must not count as a login. As in a cookie
- * store, a later line for the same name, domain and path replaces an earlier one; a line without
- * `Domain` is the request host's, one without `Path` (or with one not starting with `/`) the
- * request path's default path (RFC 6265 §5.1.4, §5.3).
+ * store, a later line for the same name, domain (host-only or not) and path replaces an earlier
+ * one; a line without `Domain` is the request host's alone, one without `Path` (or with one not
+ * starting with `/`) has the request path's default path (RFC 6265 §5.1.4, RFC 6265bis §5.7).
  */
 export function setsLiveCookie(
   setCookies: string[],
@@ -208,6 +208,7 @@ export function setsLiveCookie(
     const host = scope.host.toLowerCase();
     let domain: string | undefined;
     let secure = false;
+    let pathAttribute: string | undefined;
     for (const attribute of attributes) {
       const [key, ...rest] = attribute.split("=");
       const attrValue = rest.join("=").trim();
@@ -216,14 +217,17 @@ export function setsLiveCookie(
       if (attr === "expires" && !Number.isNaN(cookieDate(attrValue))) {
         expires = cookieDate(attrValue);
       }
-      if (attr === "path" && attrValue.startsWith("/")) path = attrValue;
+      if (attr === "path" && attrValue.startsWith("/")) path = pathAttribute = attrValue;
       if (attr === "domain" && attrValue) domain = attrValue.replace(/^\./, "").toLowerCase();
       if (attr === "secure") secure = true;
     }
-    if (!browserKeeps(name, { host, domain, path, secure })) continue;
+    if (!browserKeeps(name, { host, domain, pathAttribute, secure })) continue;
     // RFC 6265 §5.3 step 3: Max-Age wins over Expires.
     const alive = maxAge !== undefined ? maxAge > 0 : expires === undefined || expires > now;
-    live.set(`${domain ?? host}\n${path}`, value !== "" && alive);
+    // A host-only cookie and a `Domain` one are two cookies (RFC 6265bis, Chrome, Firefox); on an
+    // IP address host, `Domain=<it>` makes a host-only cookie.
+    const hostOnly = domain === undefined || (domain === host && isIP(bare(host)) !== 0);
+    live.set(`${hostOnly ? host : `.${domain}`}\n${path}`, value !== "" && alive);
   }
   return [...live.values()].some(Boolean);
 }
@@ -232,24 +236,29 @@ export function setsLiveCookie(
  * Whether a browser stores the cookie at all, rather than ignoring the line: its `Domain` must
  * domain-match the page's host (RFC 6265 §5.3 step 6; an IP address only itself), and the name
  * prefixes hold (RFC 6265bis §4.1.3, in any letter case): `__Secure-` needs `Secure`, `__Host-`
- * needs `Secure`, `Path=/` and no `Domain`. (A `Secure` cookie set over http is not judged here:
+ * needs `Secure`, a `Path=/` attribute and no `Domain`. (A `Secure` cookie set over http is not judged here:
  * vestibule may not know that TLS ended in front of it.)
  */
 function browserKeeps(
   name: string,
-  cookie: { host: string; domain?: string; path: string; secure: boolean },
+  cookie: { host: string; domain?: string; pathAttribute?: string; secure: boolean },
 ): boolean {
   const { host, domain } = cookie;
   if (domain !== undefined && host !== "" && domain !== host) {
-    const ip = isIP(host.replace(/^\[|\]$/g, "")) !== 0;
-    if (ip || !host.endsWith(`.${domain}`)) return false;
+    if (isIP(bare(host)) !== 0 || !host.endsWith(`.${domain}`)) return false;
   }
   const lower = name.toLowerCase();
   if (lower.startsWith("__secure-") && !cookie.secure) return false;
   if (lower.startsWith("__host-")) {
-    return cookie.secure && domain === undefined && cookie.path === "/";
+    // The attributes must hold `Path=/` itself: a default path of "/" is not enough.
+    return cookie.secure && domain === undefined && cookie.pathAttribute === "/";
   }
   return true;
+}
+
+/** A host without the brackets of an IPv6 literal. */
+function bare(host: string): string {
+  return host.replace(/^\[|\]$/g, "");
 }
 
 /** RFC 6265 §5.1.4: the request path up to, not including, its last `/`; `/` at the least. */

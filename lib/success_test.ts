@@ -50,6 +50,11 @@ Deno.test("false login: setsLiveCookie() ignores a cookie the browser refuses to
   assert.equal(kept("__Host-s=x; Path=/; Secure; Domain=app.example.com", "__Host-s"), false);
   assert.equal(kept("__Host-s=x; Path=/accounts; Secure", "__Host-s"), false);
   assert.equal(kept("__Host-s=x; Path=/; Secure", "__Host-s"), true);
+  // The Path=/ attribute itself: a default path of "/" (a page at /login) is not enough.
+  assert.equal(
+    setsLiveCookie(["__Host-s=x; Secure"], "__Host-s", NOW, { host: "app.test", path: "/login" }),
+    false,
+  );
   assert.equal(kept("__host-s=x; Path=/", "__host-s"), false);
   assert.equal(kept("__Secure-s=x; Path=/", "__Secure-s"), false);
   assert.equal(kept("__Secure-s=x; Path=/; Secure", "__Secure-s"), true);
@@ -86,12 +91,28 @@ Deno.test("setsLiveCookie() judges the cookie a browser keeps: the last line for
     setsLiveCookie(clearedWithoutPath, "sessionid", NOW, at("app.test", "/accounts/login")),
     true,
   );
-  // Without Domain, the cookie is the request host's: the same as Domain=<that host>, not another.
+  // A host-only cookie and a Domain=<that host> one are two cookies in browsers (RFC 6265bis):
+  // clearing one leaves the other, in either order.
   const domainThenHostOnly = [
     "sessionid=s; Domain=app.test; Path=/",
     "sessionid=; Max-Age=0; Path=/",
   ];
-  assert.equal(setsLiveCookie(domainThenHostOnly, "sessionid", NOW, at("app.test", "/")), false);
+  assert.equal(setsLiveCookie(domainThenHostOnly, "sessionid", NOW, at("app.test", "/")), true);
+  const hostOnlyThenDomain = [
+    "sessionid=owner; Path=/; HttpOnly",
+    "sessionid=; Max-Age=0; Path=/; Domain=app.test",
+  ];
+  assert.equal(setsLiveCookie(hostOnlyThenDomain, "sessionid", NOW, at("app.test", "/")), true);
+  // On an IP address host, Domain=<it> is host-only: the same cookie.
+  assert.equal(
+    setsLiveCookie(
+      ["s=x; Path=/", "s=; Max-Age=0; Path=/; Domain=127.0.0.1"],
+      "s",
+      NOW,
+      at("127.0.0.1", "/"),
+    ),
+    false,
+  );
   assert.equal(
     setsLiveCookie(
       ["sessionid=s; Domain=example.test; Path=/", "sessionid=; Max-Age=0; Path=/"],

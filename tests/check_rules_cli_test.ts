@@ -126,6 +126,16 @@ Deno.test("check-rules resolves ${NAME} like start-up, from --env-file or placeh
       assert.equal(code, 0);
     },
   );
+  await t.step("an env file that is a directory is refused, not read as empty", async () => {
+    const { code, stdout, stderr } = await checkRules(
+      rules,
+      "--env-file",
+      FIXTURES,
+      "--placeholder-env",
+    );
+    assert.deepEqual({ code, stdout }, { code: 1, stdout: "" });
+    assert.match(stderr, /^Cannot read env file "tests\/fixtures\/rules": it is a directory/);
+  });
   await t.step("deno task check-rules has the permissions reading the env file takes", async () => {
     const { code, stdout, stderr } = await runTask("check-rules", [
       rules,

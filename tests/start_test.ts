@@ -49,3 +49,20 @@ Deno.test("start-up: a PORT that is no port, or is taken, is one line and exit 1
     }
   });
 });
+
+Deno.test("start-up: deno task dev names a bad PORT as written, before any banner", async () => {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "dev/stack.ts"],
+    cwd: new URL("../", import.meta.url),
+    env: { PORT: "abc", NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 1);
+  assert.equal(
+    new TextDecoder().decode(stderr),
+    'vestibule dev stack: PORT "abc" is not a port number (0–65535)\n',
+  );
+  assert.equal(new TextDecoder().decode(stdout), "", "no banner with localhost:NaN links");
+});

@@ -1,0 +1,13 @@
+/** @module The `PORT` an entry point listens on, checked once for `main.ts` and `deno task dev`. */
+
+/**
+ * `PORT` (default 8000) as a port number, or a message naming the value as the operator wrote
+ * it: `Number("abc")` is NaN, which `Deno.serve` reports as a stack trace.
+ */
+export function listenPort(raw = "8000"): number | { error: string } {
+  const port = Number(raw);
+  if (!/^\d{1,5}$/.test(raw) || port > 65535) {
+    return { error: `PORT "${raw}" is not a port number (0–65535)` };
+  }
+  return port;
+}
