@@ -74,14 +74,7 @@ export function viewRequest(
   const proto = forwardedProto === "http" || forwardedProto === "https"
     ? forwardedProto
     : options.scheme ?? "http";
-  if ((request.method === "GET" || request.method === "HEAD") && hasBody(headers)) {
-    // fetch cannot send one, and dropping it would hand the app another request.
-    throw new HttpError(
-      400,
-      "body_not_allowed",
-      `vestibule cannot forward a ${request.method} body`,
-    );
-  }
+  refuseBodyOf(request.method, headers);
   const address = clientAddress(
     headers.get("x-forwarded-for"),
     options.remoteIp,
@@ -143,10 +136,20 @@ export function checkMethod(method: string): void {
 
 const METHOD = /^[A-Z_-]+$/;
 
-/** Whether the request headers announce a body (a `Content-Length` of 0 is none). */
-function hasBody(headers: HeaderList): boolean {
+/**
+ * Throws 400 `body_not_allowed` for a GET or HEAD whose headers announce a body (a
+ * `Content-Length` of 0 is none): `fetch` cannot send one, and dropping it would hand the
+ * upstream another request than the client's.
+ */
+export function refuseBodyOf(
+  method: string,
+  headers: { get(name: string): string | null },
+): void {
+  if (method !== "GET" && method !== "HEAD") return;
   const length = headers.get("content-length");
-  return (length !== null && length !== "0") || headers.get("transfer-encoding") !== null;
+  if ((length !== null && length !== "0") || headers.get("transfer-encoding") !== null) {
+    throw new HttpError(400, "body_not_allowed", `vestibule cannot forward a ${method} body`);
+  }
 }
 
 /**

@@ -3,7 +3,7 @@
  * redemptions) to `<path>/<target>/<rest>`; identical calls share one origin request and its
  * answer. See `docs/ocap.md`.
  */
-import { rawTarget } from "../lib/request_view.ts";
+import { rawTarget, refuseBodyOf } from "../lib/request_view.ts";
 import type { RouteLog } from "../lib/route_context.ts";
 import type { RulesFile } from "../lib/rules_schema.ts";
 import { parseOrigin } from "../lib/compile_rules.ts";
@@ -58,6 +58,10 @@ export function createOcapHandler(
       }
       // The raw request target, before URL parsing could resolve dot segments.
       const { target, url } = resolveTarget(rawTarget(request.url), ocap.path, targets);
+      const method = request.method.toUpperCase();
+      // As the router refuses it: sent without its body, the provider would answer (and OCAP
+      // cache) another request than the caller's.
+      refuseBodyOf(method, request.headers);
       let body: Uint8Array<ArrayBuffer>;
       try {
         body = await readBounded(
@@ -74,7 +78,6 @@ export function createOcapHandler(
         // The caller hung up mid-upload: logged as the router logs it, not as a 500.
         throw clientClosed(error);
       }
-      const method = request.method.toUpperCase();
       const key = await dedupKey({
         method,
         url,

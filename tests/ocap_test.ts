@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { firstAnswer, startUpstream, startVestibule } from "./_servers.ts";
+import { firstAnswer, rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 import { OCAP_ENV, OCAP_KEY, ocapRules, tally, tokenRequest } from "./_ocap.ts";
 
 /** A provider stand-in that answers the OAuth token endpoint after `delayMs`. */
@@ -448,6 +448,66 @@ Deno.test("OCAP slowloris: a caller trickling its body past body_timeout_ms gets
     assert.match(answer, /body_timeout/);
     assert.ok(ms >= 250 && ms < 2500, `answered after ${Math.round(ms)} ms`);
     assert.equal(upstream.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), upstream.close()]);
+    kv.close();
+  }
+});
+
+Deno.test("OCAP: a GET with a body is refused with 400 body_not_allowed, not sent to the provider without it", async () => {
+  const upstream = startUpstream(() => Response.json({ access_token: "t" }));
+  const kv = await Deno.openKv(":memory:");
+  const edge = startVestibule(ocapRules(upstream.url), { env: OCAP_ENV, deps: { kv } });
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      `GET /_ocap/provider/search HTTP/1.1\r\nHost: x\r\nOcap-Key: ${OCAP_KEY}\r\n` +
+        "Content-Type: application/json\r\nContent-Length: 14\r\nConnection: close\r\n\r\n" +
+        '{"code":"abc"}',
+    );
+    assert.match(answer, /^HTTP\/1\.1 400 /);
+    assert.match(answer, /body_not_allowed/);
+    assert.equal(upstream.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), upstream.close()]);
+    kv.close();
+  }
+});
+
+Deno.test("OCAP code replay: form bodies a Go provider reads differently get their own answers", async (t) => {
+  // Go's net/url.ParseQuery (Dex, Ory Hydra, Zitadel) drops a pair with a bare % or a ;.
+  const goCode = (body: string) => {
+    for (const part of body.split("&")) {
+      if (part.includes(";") || /%(?![0-9A-Fa-f]{2})/.test(part)) continue;
+      if (part.startsWith("code=")) return decodeURIComponent(part.slice(5));
+    }
+  };
+  const upstream = startUpstream((_req, received) => {
+    const code = goCode(new TextDecoder().decode(received.body));
+    return code === undefined
+      ? Response.json({ error: "invalid_request" }, { status: 400 })
+      : Response.json({ access_token: `for-${code}` });
+  });
+  const kv = await Deno.openKv(":memory:");
+  const edge = startVestibule(ocapRules(upstream.url), { env: OCAP_ENV, deps: { kv } });
+  try {
+    const cases = [["code=ab%GG", "code=ab%25GG", "ab%GG"], [
+      "code=ab;cd",
+      "code=ab%3Bcd",
+      "ab;cd",
+    ]];
+    for (const [broken, valid, code] of cases) {
+      await t.step(`"${broken}" then "${valid}"`, async () => {
+        const first = await fetch(tokenRequest(edge.url, { body: broken }));
+        await first.body?.cancel();
+        assert.equal(first.status, 400);
+        const second = await fetch(tokenRequest(edge.url, { body: valid }));
+        assert.deepEqual([second.status, await second.json()], [200, {
+          access_token: `for-${code}`,
+        }]);
+        assert.equal(second.headers.get("ocap-cache"), "miss");
+      });
+    }
   } finally {
     await Promise.all([edge.close(), upstream.close()]);
     kv.close();

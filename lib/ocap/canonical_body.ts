@@ -38,9 +38,8 @@ export function canonicalBody(contentType: string | null, bytes: Uint8Array): Ca
   }
   if (type === "application/x-www-form-urlencoded") {
     const text = decodeStrict(bytes);
-    if (text !== undefined) {
-      return { kind: "form", bytes: encoder.encode(canonicalPairs(text)) };
-    }
+    const pairs = text === undefined ? undefined : canonicalPairs(text);
+    if (pairs !== undefined) return { kind: "form", bytes: encoder.encode(pairs) };
   }
   return { kind: "raw", bytes };
 }

@@ -6,9 +6,13 @@ const KEEP = /[A-Za-z0-9*._-]/;
 /**
  * Parses `a=1&b=2` like `URLSearchParams` (split on `&`, first `=`, `+` is a space) but keeps the
  * decoded bytes: `%FF` and `%FE` are not both U+FFFD. Returns the pairs re-encoded canonically
- * and sorted by name, joined with `&`.
+ * and sorted by name, joined with `&`; `undefined` for text that parsers read differently, which
+ * must be keyed as it is: a `;` (Go's `ParseQuery` refuses it, others split on it or keep it) or
+ * a `%` that starts no escape (Go and Java refuse it, `URLSearchParams` keeps it), so that
+ * `code=ab%GG` cannot share `code=ab%25GG`'s answer.
  */
-export function canonicalPairs(text: string): string {
+export function canonicalPairs(text: string): string | undefined {
+  if (text.includes(";") || /%(?![0-9A-Fa-f]{2})/.test(text)) return undefined;
   const pairs: string[][] = [];
   for (const part of text.split("&")) {
     if (part === "") continue;
