@@ -201,11 +201,17 @@ function paced(to: WebSocket, overloaded: () => void): (data: string | ArrayBuff
 
 /**
  * Closes `other` as `event` closed its peer. The WebSocket API may send only 1000 and
- * 3000–4999; any other code (1001 going away, 1006 abnormal…) closes without one.
+ * 3000–4999; any other code (1001 going away, 1006 abnormal…) closes without one. A reason over
+ * the 123 bytes a close frame can carry (Deno's reader accepts longer ones) is dropped:
+ * `close()` would throw inside this event listener, uncaught, and end the process.
  */
 function closeOther(other: WebSocket, event: CloseEvent): void {
   if (other.readyState !== WebSocket.OPEN) return; // a connecting client closes on "open"
   const sendable = event.code === 1000 || (event.code >= 3000 && event.code <= 4999);
-  if (sendable) other.close(event.code, event.reason);
-  else other.close();
+  if (!sendable) return other.close();
+  const fits = new TextEncoder().encode(event.reason).byteLength <= MAX_CLOSE_REASON_BYTES;
+  other.close(event.code, fits ? event.reason : undefined);
 }
+
+/** A close frame's payload is at most 125 bytes: a 2-byte code and 123 of reason. */
+const MAX_CLOSE_REASON_BYTES = 123;

@@ -466,3 +466,42 @@ Deno.test("websocket: a large message and a burst reach a client that reads, how
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+/** A close frame with `code` and a 124-byte reason: one byte over what a close frame may carry. */
+function overlongClose(code: number, masked: boolean): Uint8Array {
+  const payload = new Uint8Array(2 + 124).fill(0x72);
+  payload[0] = code >> 8;
+  payload[1] = code & 0xff;
+  const head = masked ? [0x88, 0x80 | 126, 0, 0, 0, 0, 0, 0] : [0x88, 126, 0, 0];
+  const frame = new Uint8Array(head.length + payload.length);
+  frame.set(head);
+  new DataView(frame.buffer).setUint16(2, payload.length);
+  frame.set(payload, head.length);
+  return frame;
+}
+
+for (const from of ["client", "upstream"] as const) {
+  Deno.test(`websocket: crash, ${article(from)} closing with a reason over 123 bytes does not take vestibule down`, async () => {
+    // Deno's reader accepts the over-long close frame; passing its reason on made close() throw
+    // inside the relay's listener, an uncaught error that ended the process.
+    const up = rawWebSocketUpstream();
+    const edge = startVestibule(oneRegion(up.url));
+    const client = await rawWebSocketClient(edge.port);
+    const upstream = await up.accepted;
+    const [sender, other] = from === "client" ? [client, upstream] : [upstream, client];
+    try {
+      await writeAll(sender, overlongClose(4000, from === "client"));
+      const passed = await within(readUntilClose(other), 5_000);
+      assert.ok(passed !== "pending", "the close was not passed on");
+      assert.equal(passed.code, 4000, "the code passes on, without the reason");
+      const health = await fetch(`${edge.url}/_vestibule/health`);
+      assert.equal(health.status, 200);
+      await health.body?.cancel();
+    } finally {
+      client.close();
+      upstream.close();
+      up.close();
+      await edge.close();
+    }
+  });
+}
