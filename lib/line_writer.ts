@@ -40,10 +40,28 @@ export function bufferedLineWriter(
   const buffer = new Uint8Array(batchBytes);
   let used = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let failing = false;
+  // A log reader that went away (a closed pipe: BrokenPipe) must not take the server with it:
+  // thrown from the flush timer, the error was uncaught and ended the process. The lines are
+  // dropped, as nginx drops lines it cannot write, and the failure is reported once.
+  const write = (bytes: Uint8Array) => {
+    try {
+      writeAll(out, bytes);
+      failing = false;
+    } catch (error) {
+      if (failing) return;
+      failing = true;
+      try {
+        console.error(
+          JSON.stringify({ msg: "access log write failed, lines dropped", error: String(error) }),
+        );
+      } catch { /* stderr is gone too */ }
+    }
+  };
   const flush = () => {
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;
-    writeAll(out, buffer.subarray(0, used));
+    write(buffer.subarray(0, used));
     used = 0;
   };
   globalThis.addEventListener("unload", flush);
@@ -57,7 +75,7 @@ export function bufferedLineWriter(
       flush();
       ({ read, written } = encoder.encodeInto(line, room));
       if (read < line.length) { // Longer than the buffer: written on its own.
-        writeAll(out, encoder.encode(`${line}\n`));
+        write(encoder.encode(`${line}\n`));
         return;
       }
     }

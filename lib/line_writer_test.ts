@@ -72,3 +72,33 @@ Deno.test("bufferedLineWriter() with a larger batch writes fewer, bigger batches
   }
   assert.equal(out.text(), lines.map((l) => `${l}\n`).join(""));
 });
+
+Deno.test("crash: bufferedLineWriter() drops lines a closed pipe refuses instead of throwing from its timer", async () => {
+  let broken = true;
+  const written: string[] = [];
+  const out = {
+    writeSync(bytes: Uint8Array) {
+      if (broken) throw new Deno.errors.BrokenPipe("Broken pipe (os error 32)");
+      written.push(new TextDecoder().decode(bytes));
+      return bytes.length;
+    },
+  };
+  const errors: unknown[] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => void errors.push(args);
+  try {
+    const log = bufferedLineWriter(out);
+    log("lost 1");
+    await tick(); // the timer's flush: uncaught, this failed the test (and ended vestibule)
+    log("lost 2");
+    log("x".repeat(5000)); // longer than the buffer: written on its own, also refused
+    await tick();
+    assert.equal(errors.length, 1, "reported once");
+    broken = false;
+    log("kept");
+    await tick();
+    assert.deepEqual(written, ["kept\n"]);
+  } finally {
+    console.error = consoleError;
+  }
+});
