@@ -163,3 +163,24 @@ Deno.test("cookieValue() reads exactly the pair filterCookieHeader() would keep 
     { numRuns: 1000 },
   );
 });
+
+Deno.test("CPU exhaustion: cookieValue() reads a 64 KB Cookie header of ';' pieces in linear time", () => {
+  const PIN = "__Host-vestibule-region";
+  const fastest = (header: string) => {
+    let best = Infinity;
+    for (let i = 0; i < 5; i++) {
+      const started = performance.now();
+      cookieValue(header, PIN);
+      best = Math.min(best, performance.now() - started);
+    }
+    return best;
+  };
+  // Same length, one with a value per piece: searching the rest for '=' from every ';' took 15 ms
+  // per request on the hostile one, and a burst of them blocked the event loop for seconds.
+  const usual = fastest(PIN + "; a=b".repeat(13_000));
+  const hostile = fastest(PIN + ";".repeat(65_000));
+  assert.ok(hostile < 10 * usual + 5, `${hostile.toFixed(1)} ms vs ${usual.toFixed(1)} ms`);
+  assert.equal(cookieValue(`${";".repeat(1000)}${PIN}=au`, PIN), "au");
+  assert.equal(cookieValue(`${PIN};${PIN}=us`, PIN), "us");
+  assert.equal(cookieValue(`a=1;${PIN}`, PIN), undefined);
+});
