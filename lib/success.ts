@@ -201,7 +201,10 @@ export function setsLiveCookie(
     const [pair, ...attributes] = line.split(";");
     const eq = pair.indexOf("=");
     if (eq === -1 || pair.slice(0, eq).trim() !== name) continue;
-    const value = pair.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1");
+    const rawValue = pair.slice(eq + 1).trim();
+    // RFC 6265bis §5.7 step 3: a name and value over 4096 octets together are not stored.
+    if (tooLarge(name, rawValue)) continue;
+    const value = rawValue.replace(/^"(.*)"$/, "$1");
     let maxAge: number | undefined;
     let expires: number | undefined;
     let path = defaultPath(scope.path);
@@ -217,7 +220,11 @@ export function setsLiveCookie(
       if (attr === "expires" && !Number.isNaN(cookieDate(attrValue))) {
         expires = cookieDate(attrValue);
       }
-      if (attr === "path" && attrValue.startsWith("/")) path = pathAttribute = attrValue;
+      // The last Path wins, also an empty or relative one, which stands for the default path.
+      if (attr === "path") {
+        pathAttribute = attrValue;
+        path = attrValue.startsWith("/") ? attrValue : defaultPath(scope.path);
+      }
       if (attr === "domain" && attrValue) domain = attrValue.replace(/^\./, "").toLowerCase();
       if (attr === "secure") secure = true;
     }
@@ -254,6 +261,13 @@ function browserKeeps(
     return cookie.secure && domain === undefined && cookie.pathAttribute === "/";
   }
   return true;
+}
+
+/** Whether a cookie's name and value together pass the 4096 octets browsers store. */
+function tooLarge(name: string, value: string): boolean {
+  const units = name.length + value.length;
+  if (units * 3 <= 4096) return false; // a UTF-16 unit is at most 3 octets of UTF-8
+  return new TextEncoder().encode(name + value).byteLength > 4096;
 }
 
 /** A host without the brackets of an IPv6 literal. */

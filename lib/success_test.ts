@@ -50,6 +50,13 @@ Deno.test("false login: setsLiveCookie() ignores a cookie the browser refuses to
   assert.equal(kept("__Host-s=x; Path=/; Secure; Domain=app.example.com", "__Host-s"), false);
   assert.equal(kept("__Host-s=x; Path=/accounts; Secure", "__Host-s"), false);
   assert.equal(kept("__Host-s=x; Path=/; Secure", "__Host-s"), true);
+  // The last Path attribute wins, also an empty one (Chrome reads "", Firefox the default path).
+  assert.equal(kept("__Host-s=x; Secure; Path=/; Path=", "__Host-s"), false);
+  assert.equal(kept("__Host-s=x; Secure; Path=/; Path=accounts", "__Host-s"), false);
+  // RFC 6265bis §5.7 step 3: name and value over 4096 octets together are not stored.
+  assert.equal(kept(`sessionid=${"v".repeat(4088)}`), false);
+  assert.equal(kept(`sessionid=${"v".repeat(4087)}`), true);
+  assert.equal(kept(`sessionid=${"é".repeat(2044)}`), false, "counted in octets");
   // The Path=/ attribute itself: a default path of "/" (a page at /login) is not enough.
   assert.equal(
     setsLiveCookie(["__Host-s=x; Secure"], "__Host-s", NOW, { host: "app.test", path: "/login" }),
@@ -103,6 +110,16 @@ Deno.test("setsLiveCookie() judges the cookie a browser keeps: the last line for
     "sessionid=; Max-Age=0; Path=/; Domain=app.test",
   ];
   assert.equal(setsLiveCookie(hostOnlyThenDomain, "sessionid", NOW, at("app.test", "/")), true);
+  // An empty last Path stands for the default path: clearing "/" leaves /accounts/login's cookie.
+  assert.equal(
+    setsLiveCookie(
+      ["sessionid=owner; Path=/; Path=", "sessionid=; Max-Age=0; Path=/"],
+      "sessionid",
+      NOW,
+      at("app.test", "/accounts/login/"),
+    ),
+    true,
+  );
   // On an IP address host, Domain=<it> is host-only: the same cookie.
   assert.equal(
     setsLiveCookie(
