@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mediaTypeParameter } from "./request_body.ts";
+import { joinChunks, mediaTypeParameter, readUpTo } from "./request_body.ts";
 
 Deno.test("mediaTypeParameter() reads parameters pair by pair, as Python's email does", () => {
   const charset = (type: string) => mediaTypeParameter(type, "charset");
@@ -26,4 +26,41 @@ Deno.test("CPU exhaustion: mediaTypeParameter() reads a 64 KB Content-Type of em
   const usual = fastest("text/plain" + "; a=b".repeat(12_800));
   const empty = fastest("text/plain" + ";".repeat(63_997) + "a=b");
   assert.ok(empty < 10 * usual + 5, `${empty.toFixed(1)} ms vs ${usual.toFixed(1)} ms`);
+});
+
+Deno.test("memory amplification: readUpTo() keeps one buffer, not each chunk's own 64 KiB", async () => {
+  // As Deno.serve hands over a chunked upload: every chunk a view into a 64 KiB buffer of its own.
+  const chunks = 3000;
+  const body = new ReadableStream<Uint8Array<ArrayBuffer>>({
+    start(controller) {
+      for (let i = 0; i < chunks; i++) {
+        const view = new Uint8Array(new ArrayBuffer(65536), 0, 1);
+        view[0] = i % 256;
+        controller.enqueue(view);
+      }
+      controller.close();
+    },
+  });
+  const read = await readUpTo(body, 1 << 20, { ms: 30_000, error: () => new Error("late") });
+  assert.equal(read.total, chunks);
+  const held = new Set(read.chunks.map((c) => c.buffer));
+  const bytes = [...held].reduce((sum, buffer) => sum + buffer.byteLength, 0);
+  assert.ok(bytes <= 65536, `${bytes} bytes held for ${chunks} body bytes`);
+  assert.deepEqual([...joinChunks(read.chunks, read.total)].slice(0, 3), [0, 1, 2]);
+  assert.equal(joinChunks(read.chunks, read.total)[2999], 2999 % 256);
+});
+
+Deno.test("readUpTo() keeps a body that is one chunk as it is, and times out a stalled one", async () => {
+  const only = new Uint8Array([1, 2, 3]);
+  const one = await readUpTo(new Response(only).body!, 10);
+  assert.equal(one.chunks.length, 1);
+  const stalled = new ReadableStream<Uint8Array<ArrayBuffer>>({
+    start(controller) {
+      controller.enqueue(new Uint8Array([1]));
+    },
+  });
+  await assert.rejects(
+    readUpTo(stalled, 10, { ms: 50, error: () => new RangeError("body too slow") }),
+    { name: "RangeError", message: "body too slow" },
+  );
 });
