@@ -27,29 +27,36 @@ export function canonicalPairs(text: string): string | undefined {
   return pairs.map(([n, v]) => `${n}=${v}`).join("&");
 }
 
+/** Each byte as it appears in a canonical component: kept, `+` for a space, or `%XX`. */
+const CANONICAL_BYTE: readonly string[] = Array.from({ length: 256 }, (_, b) => {
+  const ch = String.fromCharCode(b);
+  if (b === 0x20) return "+";
+  return b < 0x80 && KEEP.test(ch) ? ch : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
+});
+
+/**
+ * One name or value, decoded to bytes and re-encoded canonically. The text is UTF-8-encoded
+ * once and the escapes decoded on its bytes (`%`, `+` and hex digits are ASCII, one byte each):
+ * encoding character by character cost about a microsecond per byte of a 1 MiB body.
+ */
 function canonicalComponent(raw: string): string {
-  const bytes: number[] = [];
-  for (let i = 0; i < raw.length; i++) {
-    const c = raw[i];
-    if (c === "+") bytes.push(0x20);
-    else if (c === "%" && /^[0-9a-f]{2}$/i.test(raw.slice(i + 1, i + 3))) {
-      bytes.push(parseInt(raw.slice(i + 1, i + 3), 16));
+  const bytes = encoder.encode(raw);
+  const parts: string[] = [];
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i];
+    if (b === 0x2b) parts.push("+");
+    else if (b === 0x25 && i + 2 < bytes.length && isHex(bytes[i + 1]) && isHex(bytes[i + 2])) {
+      parts.push(CANONICAL_BYTE[(hexValue(bytes[i + 1]) << 4) | hexValue(bytes[i + 2])]);
       i += 2;
-    } else {
-      const cp = raw.codePointAt(i)!;
-      const ch = String.fromCodePoint(cp);
-      bytes.push(...encoder.encode(ch));
-      i += ch.length - 1;
-    }
+    } else parts.push(CANONICAL_BYTE[b]);
   }
-  let out = "";
-  for (const b of bytes) {
-    const ch = String.fromCharCode(b);
-    out += b === 0x20
-      ? "+"
-      : b < 0x80 && KEEP.test(ch)
-      ? ch
-      : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return out;
+  return parts.join("");
+}
+
+function isHex(b: number): boolean {
+  return (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66);
+}
+
+function hexValue(b: number): number {
+  return b <= 0x39 ? b - 0x30 : (b | 0x20) - 0x61 + 10;
 }
