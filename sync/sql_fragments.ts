@@ -54,13 +54,21 @@ export function rowHash(spec: TableSpec, prefix = ""): string {
 
 /**
  * A key column as text that is equal exactly when the values are equal: `numeric` drops
- * trailing fractional zeros, so 1.0 and 1.00 are the same key on both sides. Decided by the base
+ * trailing fractional zeros, so 1.0 and 1.00 are the same key on both sides; floats and
+ * intervals are printed alike when equal. Decided by the base
  * type, not the printed name, which a domain or a schema-qualified `citext` would hide.
  */
 function keyText(c: ColumnSpec, prefix: string): string {
   const text = `(${prefix}${ident(c)})::text`;
   // citext compares case-insensitively: 'Example.com' and 'example.com' are the same key.
   if (c.baseType === "citext") return `lower(${text})`;
+  // Floats: -0 equals 0 (and prints "-0"). Intervals: '1 day' equals '24:00:00' and '1 mon'
+  // equals '30 days' (interval comparison counts a month as 30 days, a day as 24 hours), and
+  // justify_interval prints every such pair alike.
+  if (c.baseType === "float4" || c.baseType === "float8") {
+    return `CASE WHEN ${prefix}${ident(c)} = 0 THEN '0' ELSE ${text} END`;
+  }
+  if (c.baseType === "interval") return `(justify_interval(${prefix}${ident(c)}))::text`;
   if (c.baseType !== "numeric") return text;
   return `CASE WHEN strpos(${text}, '.') > 0 THEN rtrim(rtrim(${text}, '0'), '.') ELSE ${text} END`;
 }

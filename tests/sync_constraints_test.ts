@@ -389,6 +389,39 @@ for (const backend of BACKENDS) {
         );
 
         await t.step(
+          "float8 keys 0 and -0, and interval keys '1 day' and '24:00:00', are one row each",
+          async () => {
+            // Seen as two keys, the insert hit the primary key on every run.
+            const ddl = `CREATE TABLE level (v float8 PRIMARY KEY, label text, note text);
+              CREATE TABLE period (p interval PRIMARY KEY, label text, note text);`;
+            await pair.owner.exec(
+              ddl + `INSERT INTO level VALUES (0, 'zero', NULL);
+                INSERT INTO period VALUES ('1 day', 'daily', NULL), ('1 mon', 'monthly', NULL);`,
+            );
+            await pair.destination.exec(
+              ddl + `INSERT INTO level VALUES ('-0', 'zero', 'kept');
+                INSERT INTO period VALUES ('24 hours', 'daily', 'kept'), ('30 days', 'monthly', 'kept');`,
+            );
+            const tables = [
+              { name: "public.level", primary_key: ["v"], exclude_columns: ["note"] },
+              { name: "public.period", primary_key: ["p"], exclude_columns: ["note"] },
+            ];
+            const { reports } = await attempt(pair, tables);
+            for (const report of reports) assert.equal(report.status, "applied", report.error);
+            assert.deepEqual(
+              await pair.destination.column(`SELECT concat_ws(' ', v, label, note) FROM level`),
+              ["0 zero kept"],
+            );
+            assert.deepEqual(
+              await pair.destination.column(
+                `SELECT concat_ws(' ', p, label, note) FROM period ORDER BY p`,
+              ),
+              ["1 day daily kept", "1 mon monthly kept"],
+            );
+          },
+        );
+
+        await t.step(
           "a key of a domain over numeric spelt 1.0 and 1.00 syncs without delete_missing",
           async () => {
             // Seen as two keys, the insert of 2.0 hit 2.00 (duplicate key) on every run.
