@@ -37,7 +37,20 @@ export interface TableSpec {
 }
 
 interface Shape {
-  columns: Map<string, ColumnSpec & { generated: boolean; bytewise: boolean }>;
+  columns: Map<
+    string,
+    ColumnSpec & {
+      generated: boolean;
+      bytewise: boolean;
+      /**
+       * What the column's type stands for beyond its name, through domains and array elements:
+       * a domain's base with its modifier (`numeric(12,4)`), a composite's fields with their
+       * types, a range's subtype; null for built-in types. One name can hide another definition
+       * in each database, and values are coerced on write: they would never converge.
+       */
+      definition: string | null;
+    }
+  >;
   primaryKey: string[];
 }
 
@@ -58,6 +71,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       identity_always: boolean;
       base_type: string;
       enum_labels: string[] | null;
+      definition: string | null;
     }[]
   >`
     SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
@@ -73,7 +87,29 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
            a.attgenerated <> '' AS generated, a.attidentity = 'a' AS identity_always,
            base.name AS base_type,
            (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e
-            WHERE e.enumtypid = base.oid) AS enum_labels
+            WHERE e.enumtypid = base.oid) AS enum_labels,
+           -- What the type stands for beyond its name (see Shape): domains' bases with their
+           -- modifiers, composite fields, range subtypes, through domains and array elements.
+           (WITH RECURSIVE walk(oid, depth) AS (
+              SELECT a.atttypid, 0
+              UNION ALL
+              SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END, w.depth + 1
+              FROM walk w JOIN pg_type t ON t.oid = w.oid
+              WHERE w.depth < 16 AND (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0))
+            )
+            SELECT string_agg(
+              CASE t.typtype
+                WHEN 'd' THEN format_type(t.oid, NULL) || ' over '
+                  || format_type(t.typbasetype, t.typtypmod)
+                WHEN 'c' THEN format_type(t.oid, NULL) || ' (' || coalesce((
+                  SELECT string_agg(f.attname || ' ' || format_type(f.atttypid, f.atttypmod),
+                                    ', ' ORDER BY f.attnum)
+                  FROM pg_attribute f
+                  WHERE f.attrelid = t.typrelid AND f.attnum > 0 AND NOT f.attisdropped), '') || ')'
+                WHEN 'r' THEN format_type(t.oid, NULL) || ' of ' || (
+                  SELECT format_type(r.rngsubtype, NULL) FROM pg_range r WHERE r.rngtypid = t.oid)
+              END, '; ' ORDER BY w.depth)
+            FROM walk w JOIN pg_type t ON t.oid = w.oid) AS definition
     FROM pg_attribute a
     JOIN pg_class c ON c.oid = a.attrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -109,6 +145,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       identityAlways: r.identity_always,
       baseType: r.base_type,
       enumLabels: r.enum_labels,
+      definition: r.definition,
     }])),
     primaryKey: key.map((r) => r.name),
   };
@@ -163,6 +200,14 @@ export async function resolveTableSpec(
       if (column.baseType !== ownerBase) {
         throw refuse(
           `column "${name}" is ${ownerType} over ${ownerBase} at "${owner}" but over ${column.baseType} at "${region}"`,
+        );
+      }
+      const ownerDefinition = ownerShape.columns.get(name)!.definition;
+      if (column.definition !== ownerDefinition) {
+        throw refuse(
+          `column "${name}" is ${ownerDefinition ?? ownerType} at "${owner}" but ${
+            column.definition ?? column.type
+          } at "${region}"`,
         );
       }
       // A key's segments are cut in the owner's enum order and summed in the destination's:

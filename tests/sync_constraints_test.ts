@@ -457,6 +457,33 @@ for (const backend of BACKENDS) {
           },
         );
 
+        await t.step(
+          "one type name over another definition (domain modifier, composite field, range subtype) is refused",
+          async () => {
+            // Coerced on write, each reported applied on every run and never converged.
+            await pair.owner.exec(`CREATE DOMAIN amount AS numeric(12,4);
+              CREATE TYPE stamp AS (at timestamptz);
+              CREATE TYPE span AS RANGE (subtype = float8);
+              CREATE TABLE priced (id int PRIMARY KEY, v amount, s stamp, r span, vs amount[]);`);
+            await pair.destination.exec(`CREATE DOMAIN amount AS numeric(12,2);
+              CREATE TYPE stamp AS (at timestamp);
+              CREATE TYPE span AS RANGE (subtype = float4);
+              CREATE TABLE priced (id int PRIMARY KEY, v amount, s stamp, r span, vs amount[]);`);
+            const refused = (columns: string[]) =>
+              assert.rejects(
+                attempt(pair, [{ name: "public.priced", primary_key: ["id"], columns }]),
+                /Cannot sync table "public\.priced": column/,
+              );
+            await assert.rejects(
+              attempt(pair, [{ name: "public.priced", primary_key: ["id"], columns: ["id", "v"] }]),
+              /column "v" is amount over numeric\(12,4\) at "us" but amount over numeric\(12,2\) at "au"/,
+            );
+            await refused(["id", "s"]);
+            await refused(["id", "r"]);
+            await refused(["id", "vs"]);
+          },
+        );
+
         await t.step({
           name: "a citext key equal but spelt in another case is the same row",
           // PGlite is started without the citext extension.
