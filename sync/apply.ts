@@ -145,9 +145,81 @@ async function checkDeleted(
   );
 }
 
-async function deleteKeys(destination: Tx, spec: TableSpec, keys: Key[]) {
+/** A foreign key of another table to this one whose ON DELETE changes that table's rows. */
+interface CascadingKey {
+  name: string;
+  /** The referencing table, as `regclass` prints it (quoted where needed). */
+  child: string;
+  childColumns: string[];
+  parentColumns: string[];
+  action: string;
+}
+
+/**
+ * Foreign keys of other tables (outside this table's inheritance tree) that reference it with
+ * ON DELETE CASCADE, SET NULL or SET DEFAULT: a delete here would change rows there, which that
+ * table's own limits (`max_delete_ratio`, `delete_missing` off) or its absence from the config
+ * say the sync must not touch.
+ */
+async function cascadingKeys(destination: Tx, spec: TableSpec): Promise<CascadingKey[]> {
+  return await destination.unsafe<CascadingKey[]>(
+    `SELECT c.conname::text AS name, c.conrelid::regclass::text AS child,
+            c.confdeltype AS action,
+            ARRAY(SELECT quote_ident(a.attname::text) FROM unnest(c.conkey) WITH ORDINALITY AS k(n, o)
+                  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o)
+              AS "childColumns",
+            ARRAY(SELECT quote_ident(a.attname::text) FROM unnest(c.confkey) WITH ORDINALITY AS k(n, o)
+                  JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o)
+              AS "parentColumns"
+     FROM pg_constraint c
+     WHERE c.contype = 'f' AND c.confrelid IN ${TABLE_TREE} AND c.conrelid NOT IN ${TABLE_TREE}
+       AND c.confdeltype IN ('c', 'n', 'd')
+     ORDER BY c.conname`,
+    [spec.sqlName],
+    { prepare: false },
+  );
+}
+
+/**
+ * Refuses a delete that would cascade into rows of another table: counts, for each such key, the
+ * rows that reference the rows `match` selects. Children deleted by their own sync earlier in
+ * this run (deletes go children first) are gone already and count nothing.
+ */
+async function refuseCascade(
+  destination: Tx,
+  spec: TableSpec,
+  keys: CascadingKey[],
+  match: { from: string; params: string[] },
+) {
+  for (const key of keys) {
+    const parent = key.parentColumns.map((c) => `t.${c}`).join(", ");
+    const [{ n }] = await destination.unsafe<{ n: number }[]>(
+      `SELECT count(*)::int AS n FROM ${key.child} AS ch
+       WHERE (${key.childColumns.map((c) => `ch.${c}`).join(", ")})
+         IN (SELECT ${parent} FROM ${match.from})`,
+      match.params,
+      { prepare: false },
+    );
+    if (n === 0) continue;
+    const action = key.action === "c" ? "CASCADE" : key.action === "n" ? "SET NULL" : "SET DEFAULT";
+    throw new Error(
+      `Cannot sync table "${spec.name}": its deletes would change ${n} rows of ${key.child} through foreign key ${key.name} (ON DELETE ${action}), which the sync does not write; delete them there first (list ${key.child} with delete_missing in the config, within its max_delete_ratio)`,
+    );
+  }
+}
+
+async function deleteKeys(
+  destination: Tx,
+  spec: TableSpec,
+  keys: Key[],
+  cascading: CascadingKey[],
+) {
   const params = [JSON.stringify(keys)];
   const join = keyJoin(spec, "j.k", undefined, "t.");
+  await refuseCascade(destination, spec, cascading, {
+    from: `${spec.sqlName} AS t, json_array_elements($1::text::json) AS j(k) WHERE ${join}`,
+    params,
+  });
   const result = await destination.unsafe(
     `DELETE FROM ${spec.sqlName} AS t USING json_array_elements($1::text::json) AS j(k)
      WHERE ${join}`,
@@ -160,16 +232,26 @@ async function deleteKeys(destination: Tx, spec: TableSpec, keys: Key[]) {
   });
 }
 
-async function deleteRange(destination: Tx, spec: TableSpec, range: KeyRange, rows: number) {
+async function deleteRange(
+  destination: Tx,
+  spec: TableSpec,
+  range: KeyRange,
+  rows: number,
+  cascading: CascadingKey[],
+) {
   const params = new Params();
-  const where = rangeCondition(spec, range, params);
+  const where = rangeCondition(spec, range, params, "t.");
+  await refuseCascade(destination, spec, cascading, {
+    from: `${spec.sqlName} AS t WHERE ${where}`,
+    params: params.values,
+  });
   const result = await destination.unsafe(
-    `DELETE FROM ${spec.sqlName} WHERE ${where}`,
+    `DELETE FROM ${spec.sqlName} AS t WHERE ${where}`,
     params.values,
     { prepare: false },
   );
   await checkDeleted(destination, spec, { planned: rows, deleted: result.count }, {
-    from: `${spec.sqlName} WHERE ${where}`,
+    from: `${spec.sqlName} AS t WHERE ${where}`,
     params: params.values,
   });
 }
@@ -369,14 +451,17 @@ export function planWriter(
   async function remove() {
     if (!options.deleteMissing || deleted) return;
     deleted = true;
+    const cascading = plan.deleteRanges.length || plan.deletes.length
+      ? await cascadingKeys(destination, spec)
+      : [];
     for (const range of plan.deleteRanges) {
-      await deleteRange(destination, spec, range.range, range.rows);
+      await deleteRange(destination, spec, range.range, range.rows, cascading);
       done.deleted += range.rows;
       report();
     }
     for (let i = 0; i < plan.deletes.length; i += batch) {
       const keys = plan.deletes.slice(i, i + batch);
-      await deleteKeys(destination, spec, keys);
+      await deleteKeys(destination, spec, keys, cascading);
       done.deleted += keys.length;
       report();
     }

@@ -54,6 +54,75 @@ for (const backend of BACKENDS) {
         );
 
         await t.step(
+          "data loss: a parent's ON DELETE CASCADE does not delete rows of a child the sync may not delete",
+          async () => {
+            const ddl = `CREATE TABLE cat (id int PRIMARY KEY, name text NOT NULL);
+              CREATE TABLE item (id int PRIMARY KEY,
+                cat_id int NOT NULL REFERENCES cat ON DELETE CASCADE);
+              CREATE TABLE dept (id int PRIMARY KEY);
+              CREATE TABLE emp (id int PRIMARY KEY,
+                dept_id int NOT NULL REFERENCES dept ON DELETE SET DEFAULT DEFAULT 2);`;
+            const data = `INSERT INTO cat SELECT g, 'c' || g FROM generate_series(1, 10) g;
+              INSERT INTO item SELECT g, CASE WHEN g <= 10 THEN 1 ELSE 2 + g % 9 END
+                FROM generate_series(1, 20) g;
+              INSERT INTO dept SELECT generate_series(1, 10);`;
+            // The owner lost cat 1 with its ten items (one cat of ten: within cat's ratio; ten
+            // items of twenty: over item's), and dept 1.
+            await pair.owner.exec(
+              ddl + data + `DELETE FROM item WHERE cat_id = 1; DELETE FROM cat WHERE id = 1;
+                DELETE FROM dept WHERE id = 1;`,
+            );
+            // emp 100 exists only here; emp has no delete_missing, so it must stay as it is.
+            await pair.destination.exec(ddl + data + `INSERT INTO emp VALUES (100, 1);`);
+            const reports = await attempt(pair, [
+              { name: "public.cat", primary_key: ["id"], delete_missing: true },
+              { name: "public.item", primary_key: ["id"], delete_missing: true },
+              { name: "public.dept", primary_key: ["id"], delete_missing: true },
+              { name: "public.emp", primary_key: ["id"] },
+            ]);
+            const status = Object.fromEntries(reports.map((r) => [r.table, r.status]));
+            assert.equal(status["public.item"], "refused");
+            assert.notEqual(status["public.cat"], "applied");
+            assert.match(
+              reports.find((r) => r.table === "public.cat")!.error ?? "",
+              /would change 10 rows of item through foreign key item_cat_id_fkey \(ON DELETE CASCADE\)/,
+            );
+            assert.deepEqual(await rows(`SELECT count(*) FROM item`), ["20"]);
+            assert.notEqual(status["public.dept"], "applied");
+            assert.deepEqual(await rows(`SELECT concat_ws(' ', id, dept_id) FROM emp`), ["100 1"]);
+          },
+        );
+
+        await t.step(
+          "a parent's delete whose cascade finds the child's rows already deleted by its own sync is applied",
+          async () => {
+            const ddl = `CREATE TABLE shelf (id int PRIMARY KEY);
+              CREATE TABLE book (id int PRIMARY KEY,
+                shelf_id int NOT NULL REFERENCES shelf ON DELETE CASCADE);`;
+            const data = `INSERT INTO shelf SELECT generate_series(1, 10);
+              INSERT INTO book SELECT g, 1 + g % 10 FROM generate_series(1, 20) g;`;
+            await pair.owner.exec(
+              ddl + data + `DELETE FROM book WHERE shelf_id = 1; DELETE FROM shelf WHERE id = 1;`,
+            );
+            await pair.destination.exec(ddl + data);
+            const reports = await attempt(pair, [
+              { name: "public.shelf", primary_key: ["id"], delete_missing: true },
+              {
+                name: "public.book",
+                primary_key: ["id"],
+                delete_missing: true,
+                max_delete_ratio: 1,
+              },
+            ]);
+            for (const r of reports) assert.equal(r.status, "applied", r.error);
+            assert.equal(
+              await fingerprint(pair.destination, "book", "id"),
+              await fingerprint(pair.owner, "book", "id"),
+            );
+          },
+        );
+
+        await t.step(
           "data loss: the same within one table (a tree node under a parent whose code is reused)",
           async () => {
             const ddl = `CREATE TABLE node (id int PRIMARY KEY, code text NOT NULL UNIQUE,
