@@ -101,13 +101,24 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
               CASE t.typtype
                 WHEN 'd' THEN format_type(t.oid, NULL) || ' over '
                   || format_type(t.typbasetype, t.typtypmod)
+                -- A field's or subtype's own domain is followed one level: its base and modifier.
                 WHEN 'c' THEN format_type(t.oid, NULL) || ' (' || coalesce((
-                  SELECT string_agg(f.attname || ' ' || format_type(f.atttypid, f.atttypmod),
-                                    ', ' ORDER BY f.attnum)
+                  SELECT string_agg(f.attname || ' ' || format_type(f.atttypid, f.atttypmod)
+                      || coalesce(' over ' || format_type(fd.typbasetype, fd.typtypmod), ''),
+                    ', ' ORDER BY f.attnum)
                   FROM pg_attribute f
+                  LEFT JOIN pg_type fd ON fd.oid = f.atttypid AND fd.typtype = 'd'
                   WHERE f.attrelid = t.typrelid AND f.attnum > 0 AND NOT f.attisdropped), '') || ')'
                 WHEN 'r' THEN format_type(t.oid, NULL) || ' of ' || (
-                  SELECT format_type(r.rngsubtype, NULL) FROM pg_range r WHERE r.rngtypid = t.oid)
+                  SELECT format_type(r.rngsubtype, NULL)
+                    || coalesce(' over ' || format_type(sd.typbasetype, sd.typtypmod), '')
+                  FROM pg_range r LEFT JOIN pg_type sd ON sd.oid = r.rngsubtype AND sd.typtype = 'd'
+                  WHERE r.rngtypid = t.oid)
+                WHEN 'm' THEN format_type(t.oid, NULL) || ' of ' || (
+                  SELECT format_type(r.rngsubtype, NULL)
+                    || coalesce(' over ' || format_type(sd.typbasetype, sd.typtypmod), '')
+                  FROM pg_range r LEFT JOIN pg_type sd ON sd.oid = r.rngsubtype AND sd.typtype = 'd'
+                  WHERE r.rngmultitypid = t.oid)
               END, '; ' ORDER BY w.depth)
             FROM walk w JOIN pg_type t ON t.oid = w.oid) AS definition
     FROM pg_attribute a

@@ -481,6 +481,23 @@ for (const backend of BACKENDS) {
             await refused(["id", "s"]);
             await refused(["id", "r"]);
             await refused(["id", "vs"]);
+            // One level down: a composite's field, or a multirange's range, over such a domain.
+            await pair.owner.exec(`CREATE DOMAIN amt AS numeric(12,4);
+              CREATE TYPE quote AS (v amt);
+              CREATE TABLE quoted (id int PRIMARY KEY, q quote, m span_multirange);`);
+            await pair.destination.exec(`CREATE DOMAIN amt AS numeric(12,2);
+              CREATE TYPE quote AS (v amt);
+              CREATE TABLE quoted (id int PRIMARY KEY, q quote, m span_multirange);`);
+            for (const column of ["q", "m"]) {
+              await assert.rejects(
+                attempt(pair, [{
+                  name: "public.quoted",
+                  primary_key: ["id"],
+                  columns: ["id", column],
+                }]),
+                new RegExp(`Cannot sync table "public\\.quoted": column "${column}"`),
+              );
+            }
           },
         );
 

@@ -123,6 +123,35 @@ for (const backend of BACKENDS) {
         );
 
         await t.step(
+          "two synced tables that reference each other delete from both (no order is children first)",
+          async () => {
+            const ddl = `CREATE TABLE team (id int PRIMARY KEY, captain_id int);
+              CREATE TABLE person (id int PRIMARY KEY,
+                team_id int REFERENCES team ON DELETE CASCADE);
+              ALTER TABLE team ADD FOREIGN KEY (captain_id) REFERENCES person ON DELETE SET NULL;`;
+            const seed = `INSERT INTO team VALUES (1, NULL); INSERT INTO person VALUES (10, 1);
+              UPDATE team SET captain_id = 10 WHERE id = 1;`;
+            await pair.owner.exec(ddl + seed);
+            await pair.destination.exec(
+              ddl + seed + `INSERT INTO team VALUES (2, NULL); INSERT INTO person VALUES (20, 2);
+                UPDATE team SET captain_id = 20 WHERE id = 2;`,
+            );
+            const synced = { primary_key: ["id"], delete_missing: true, max_delete_ratio: 1 };
+            const reports = await attempt(pair, [
+              { name: "public.team", ...synced },
+              { name: "public.person", ...synced },
+            ]);
+            for (const r of reports) assert.equal(r.status, "applied", `${r.table}: ${r.error}`);
+            for (const table of ["team", "person"]) {
+              assert.equal(
+                await fingerprint(pair.destination, table, "id"),
+                await fingerprint(pair.owner, table, "id"),
+              );
+            }
+          },
+        );
+
+        await t.step(
           "data loss: the same within one table (a tree node under a parent whose code is reused)",
           async () => {
             const ddl = `CREATE TABLE node (id int PRIMARY KEY, code text NOT NULL UNIQUE,
