@@ -22,3 +22,19 @@ Deno.test("clientAddress() takes the client N hops left of the socket peer", () 
   assert.equal(clientAddress("203.0.113.7", "198.51.100.1", 5).clientIp, "203.0.113.7");
   assert.equal(clientAddress(" , ,", "198.51.100.1", 1).clientIp, "198.51.100.1");
 });
+
+Deno.test("geo bypass: clientAddress() reads a trusted entry as nginx's realip does, an address or the peer", () => {
+  const judged = (entry: string) => clientAddress(entry, "10.0.0.9", 1).clientIp;
+  assert.equal(judged("203.0.113.50:4711"), "203.0.113.50"); // Azure Application Gateway
+  assert.equal(judged("[2001:db8::1]:4711"), "2001:db8::1");
+  assert.equal(judged("[2001:db8::1]"), "2001:db8::1");
+  assert.equal(judged("2001:db8::1"), "2001:db8::1");
+  assert.equal(judged("unknown"), "10.0.0.9");
+  assert.equal(judged("_hidden"), "10.0.0.9");
+  assert.equal(judged("1.2.3.4:99999999"), "10.0.0.9");
+  // The chain sent upstream keeps the entries as the proxies wrote them.
+  assert.equal(
+    clientAddress("203.0.113.50:4711", "10.0.0.9", 1).forwardedFor,
+    "203.0.113.50:4711, 10.0.0.9",
+  );
+});

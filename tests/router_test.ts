@@ -1,6 +1,7 @@
 /** End-to-end: real upstreams on loopback, vestibule in front, assertions on both sides. */
 import assert from "node:assert/strict";
 import { brotliCompressSync, gzipSync } from "node:zlib";
+import { createCountryLookup } from "../lib/geo_ip.ts";
 import {
   deadPort,
   firstAnswer,
@@ -730,5 +731,40 @@ Deno.test("timeouts: a rule's timeout_ms overrides its origin's, so one slow rou
     assert.equal((await res.json()).error, "upstream_timeout");
   } finally {
     await Promise.all([edge.close(), slow.close()]);
+  }
+});
+
+Deno.test("geo bypass: a trusted X-Forwarded-For entry with a port is looked up as its address", async (t) => {
+  // 203.0.113.0/24 is AU here (numeric ranges, as the dataset stores them).
+  const countryLookup = createCountryLookup({
+    ipv4NumCsv: "3405803776,3405804031,AU",
+    ipv6NumCsv: "",
+  });
+  const au = startUpstream();
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    geo: { countries: { AU: "au" }, ip_lookup: true },
+    trusted_proxy_hops: 1,
+    rules: [{ name: "app", type: "regional" }],
+  }, { deps: { countryLookup } });
+  const send = async (xff: string) => {
+    const res = await fetch(`${edge.url}/`, { headers: { "x-forwarded-for": xff } });
+    await res.body?.cancel();
+    const [region, got] = au.received.length
+      ? ["au", au.received.pop()!]
+      : ["us", us.received.pop()!];
+    return { region, realIp: got.headers.get("x-real-ip") };
+  };
+  try {
+    await t.step("ip:port (Azure Application Gateway)", async () => {
+      assert.deepEqual(await send("203.0.113.50:4711"), { region: "au", realIp: "203.0.113.50" });
+    });
+    await t.step("an entry that is no address leaves the socket peer", async () => {
+      assert.deepEqual(await send("unknown"), { region: "us", realIp: "127.0.0.1" });
+    });
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
