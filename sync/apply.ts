@@ -28,12 +28,6 @@ export interface ApplyOptions {
   batchRows?: number;
   /** Apply `deletes` and `deleteRanges`; otherwise they are left in place (and reported). */
   deleteMissing: boolean;
-  /**
-   * Quoted names of the tables whose deletes this transaction applies (filled before any delete
-   * runs): a cascade into one of them reaches only rows its own sync deletes, as in a cycle of
-   * two synced tables, where no order deletes children first.
-   */
-  deletingTables?: readonly string[];
   onProgress?: ProgressListener;
 }
 
@@ -167,11 +161,7 @@ interface CascadingKey {
  * table's own limits (`max_delete_ratio`, `delete_missing` off) or its absence from the config
  * say the sync must not touch.
  */
-async function cascadingKeys(
-  destination: Tx,
-  spec: TableSpec,
-  deletingTables: readonly string[],
-): Promise<CascadingKey[]> {
+async function cascadingKeys(destination: Tx, spec: TableSpec): Promise<CascadingKey[]> {
   return await destination.unsafe<CascadingKey[]>(
     `SELECT c.conname::text AS name, c.conrelid::regclass::text AS child,
             c.confdeltype AS action,
@@ -184,9 +174,8 @@ async function cascadingKeys(
      FROM pg_constraint c
      WHERE c.contype = 'f' AND c.confrelid IN ${TABLE_TREE} AND c.conrelid NOT IN ${TABLE_TREE}
        AND c.confdeltype IN ('c', 'n', 'd')
-       AND c.conrelid <> ALL (SELECT unnest($2::text[])::regclass::oid)
      ORDER BY c.conname`,
-    [spec.sqlName, deletingTables as string[]],
+    [spec.sqlName],
     { prepare: false },
   );
 }
@@ -463,7 +452,7 @@ export function planWriter(
     if (!options.deleteMissing || deleted) return;
     deleted = true;
     const cascading = plan.deleteRanges.length || plan.deletes.length
-      ? await cascadingKeys(destination, spec, options.deletingTables ?? [])
+      ? await cascadingKeys(destination, spec)
       : [];
     for (const range of plan.deleteRanges) {
       await deleteRange(destination, spec, range.range, range.rows, cascading);

@@ -65,7 +65,6 @@ export async function syncTables(
       await d.unsafe("SET CONSTRAINTS ALL DEFERRED");
       const results: (TableOutcome | SyncRefusedError)[] = [];
       const writers: { table: string; writer: PlanWriter }[] = [];
-      const deletingTables: string[] = [];
       for (const { spec, config } of tables) {
         const plan = await track(
           spec.name,
@@ -93,12 +92,10 @@ export async function syncTables(
           results.push({ ...outcome, status: "planned" });
         } else {
           results.push({ ...outcome, status: "applied" });
-          if (config.delete_missing && outcome.deletes > 0) deletingTables.push(spec.sqlName);
           writers.push({
             table: spec.name,
             writer: planWriter(plan, { spec, owner: o, destination: d }, {
               deleteMissing: config.delete_missing,
-              deletingTables,
               batchRows: options.batchRows,
               onProgress: (p) => options.onProgress?.(spec.name, p),
             }),

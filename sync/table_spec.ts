@@ -118,7 +118,8 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
                   SELECT format_type(r.rngsubtype, NULL)
                     || coalesce(' over ' || format_type(sd.typbasetype, sd.typtypmod), '')
                   FROM pg_range r LEFT JOIN pg_type sd ON sd.oid = r.rngsubtype AND sd.typtype = 'd'
-                  WHERE r.rngmultitypid = t.oid)
+                  -- rngmultitypid exists from PostgreSQL 14; read so, older servers parse it too.
+                  WHERE (to_jsonb(r)->>'rngmultitypid')::oid = t.oid)
               END, '; ' ORDER BY w.depth)
             FROM walk w JOIN pg_type t ON t.oid = w.oid) AS definition
     FROM pg_attribute a

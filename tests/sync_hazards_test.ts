@@ -123,31 +123,31 @@ for (const backend of BACKENDS) {
         );
 
         await t.step(
-          "two synced tables that reference each other delete from both (no order is children first)",
+          "data loss: two synced tables that reference each other are refused, not cascaded into an unsynced table",
           async () => {
+            // No order deletes children first in a cycle, and a cascade into a synced table can go
+            // on into one that is not synced (badge): the deletes are refused, nothing is lost.
             const ddl = `CREATE TABLE team (id int PRIMARY KEY, captain_id int);
               CREATE TABLE person (id int PRIMARY KEY,
                 team_id int REFERENCES team ON DELETE CASCADE);
-              ALTER TABLE team ADD FOREIGN KEY (captain_id) REFERENCES person ON DELETE SET NULL;`;
+              ALTER TABLE team ADD FOREIGN KEY (captain_id) REFERENCES person ON DELETE SET NULL;
+              CREATE TABLE badge (id int PRIMARY KEY,
+                person_id int REFERENCES person ON DELETE CASCADE);`;
             const seed = `INSERT INTO team VALUES (1, NULL); INSERT INTO person VALUES (10, 1);
               UPDATE team SET captain_id = 10 WHERE id = 1;`;
             await pair.owner.exec(ddl + seed);
             await pair.destination.exec(
               ddl + seed + `INSERT INTO team VALUES (2, NULL); INSERT INTO person VALUES (20, 2);
-                UPDATE team SET captain_id = 20 WHERE id = 2;`,
+                UPDATE team SET captain_id = 20 WHERE id = 2; INSERT INTO badge VALUES (200, 20);`,
             );
             const synced = { primary_key: ["id"], delete_missing: true, max_delete_ratio: 1 };
             const reports = await attempt(pair, [
-              { name: "public.team", ...synced },
               { name: "public.person", ...synced },
+              { name: "public.team", ...synced },
             ]);
-            for (const r of reports) assert.equal(r.status, "applied", `${r.table}: ${r.error}`);
-            for (const table of ["team", "person"]) {
-              assert.equal(
-                await fingerprint(pair.destination, table, "id"),
-                await fingerprint(pair.owner, table, "id"),
-              );
-            }
+            assert.ok(reports.some((r) => r.status !== "applied"), JSON.stringify(reports));
+            assert.deepEqual(await rows(`SELECT id FROM badge`), ["200"]);
+            assert.deepEqual(await rows(`SELECT id FROM person ORDER BY id`), ["10", "20"]);
           },
         );
 
