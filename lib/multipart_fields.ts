@@ -9,6 +9,9 @@
 import { Buffer } from "node:buffer";
 import { Busboy, type BusboyFileStream, type BusboyInstance } from "@fastify/busboy";
 
+/** UTF-8 that keeps a leading U+FEFF, as Python's "utf-8" codec and PHP do. */
+export const UTF8_KEEP_BOM = new TextDecoder("utf-8", { ignoreBOM: true });
+
 /**
  * The text fields of `body`, or `undefined` when it is not a complete, well-formed form. As in
  * Django, a part is a field exactly when its `Content-Disposition` has no filename, or an empty
@@ -42,7 +45,7 @@ export function multipartFields(
         stream.on("data", (chunk: Uint8Array) => void chunks.push(chunk));
         stream.on("end", () => {
           // A leading BOM is part of the value: Django's "utf-8" codec and PHP keep it.
-          const value = new TextDecoder("utf-8", { ignoreBOM: true }).decode(Buffer.concat(chunks));
+          const value = UTF8_KEEP_BOM.decode(Buffer.concat(chunks));
           const copies = fields.get(name);
           if (copies) copies.push(value); // not a copy per copy: 20,000 copies fit in 1 MiB
           else fields.set(name, [value]);

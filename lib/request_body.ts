@@ -1,6 +1,6 @@
 /** @module Reads a request body at most once, within the configured limit, for matchers and broadcast. */
 import { HttpError } from "./http_error.ts";
-import { multipartFields } from "./multipart_fields.ts";
+import { multipartFields, UTF8_KEEP_BOM } from "./multipart_fields.ts";
 
 /** The body is larger than `body_limit_bytes`: answered with 413 `body_too_large`. */
 export class BodyTooLargeError extends RangeError {
@@ -213,9 +213,6 @@ export class BufferedBody {
     return undefined;
   }
 }
-
-/** UTF-8 that keeps a leading U+FEFF, as Python's "utf-8" codec and PHP do. */
-const UTF8_KEEP_BOM = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /** A decoder for the `charset` parameter of `contentType`; UTF-8 when absent or unknown. */
 function decoderFor(contentType: string | null): TextDecoder {
