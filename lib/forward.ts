@@ -433,14 +433,8 @@ export function connectionTokens(value: string | null): Set<string> | undefined 
   return new Set(value.toLowerCase().split(",").map((s) => s.trim()).filter(Boolean));
 }
 
-/**
- * Where a browser on the public page goes with `location`, when that is the origin's own host
- * and port (either scheme): read as the WHATWG URL parser reads it, tabs and newlines removed,
- * against the public URL, so `/\t/host`, `http:\\host` and, on an https page, `http:host` count
- * too. A Location that already is the public page's own origin is left as it is.
- */
 /** Statuses whose responses never have a body (Fetch standard's null body statuses). */
-const NULL_BODY_STATUSES: ReadonlySet<number> = new Set([101, 103, 204, 205, 304]);
+export const NULL_BODY_STATUSES: ReadonlySet<number> = new Set([101, 103, 204, 205, 304]);
 
 /** `url` (on the origin) on the public host. */
 function publicUrl(url: URL, ctx: ForwardContext): string {
@@ -464,6 +458,12 @@ function publicRefresh(value: string, upstream: Upstream, ctx: ForwardContext): 
   return `${prefix}${quote}${publicUrl(toOrigin, ctx)}${end >= 0 ? rest.slice(end) : quote}`;
 }
 
+/**
+ * Where a browser on the public page goes with `location`, when that is the origin's own host
+ * and port (either scheme): read as the WHATWG URL parser reads it, tabs and newlines removed,
+ * against the public URL, so `/\t/host`, `http:\\host` and, on an https page, `http:host` count
+ * too. A Location that already is the public page's own origin is left as it is.
+ */
 function originLocation(
   location: string,
   upstream: Upstream,

@@ -3,6 +3,7 @@
  * metrics, span attributes and (when switched on) response headers once the answer is ready.
  */
 import { type AccessLogEntry, accessLogLine } from "./access_log.ts";
+import { NULL_BODY_STATUSES } from "./forward.ts";
 import type { VestibuleMetrics } from "./metrics.ts";
 import { requestId } from "./request_id.ts";
 import type { RouteLog } from "./route_context.ts";
@@ -105,8 +106,8 @@ function record(
   time: number,
   totalMs: number,
 ): void {
-  // A HEAD answer, 1xx, 204 and 304 send no body whatever their Content-Length says.
-  const bodyless = request.method === "HEAD" || status < 200 || status === 204 || status === 304;
+  // A HEAD answer, 1xx, 204, 205 and 304 send no body whatever their Content-Length says.
+  const bodyless = request.method === "HEAD" || status < 200 || NULL_BODY_STATUSES.has(status);
   const length = bodyless ? "0" : headers?.get("content-length");
   const entry: AccessLogEntry = {
     time,

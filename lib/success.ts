@@ -8,6 +8,7 @@ import {
 } from "node:zlib";
 import { isIP } from "node:net";
 import type { SuccessRule } from "./compile_rules.ts";
+import { NULL_BODY_STATUSES } from "./forward.ts";
 import { HttpError } from "./http_error.ts";
 import { deepEqual } from "./match_rule.ts";
 import { joinChunks, type PartialRead, readUpTo } from "./request_body.ts";
@@ -62,7 +63,7 @@ export async function checkSuccess(
   if ("rest" in peeked) return { success: false, response: new Response(peeked.rest, init) };
   const { bytes } = peeked;
   // 101/103/204/205/304 must not carry a body, even an empty one.
-  const nullBody = [101, 103, 204, 205, 304].includes(response.status);
+  const nullBody = NULL_BODY_STATUSES.has(response.status);
   const rebuilt = new Response(nullBody ? null : bytes, init);
   let parsed: unknown;
   try {
