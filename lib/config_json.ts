@@ -1,38 +1,65 @@
-/** @module JSON for files people edit: parsed strictly, with a key written twice refused. */
+/** @module JSON for files people edit: parsed strictly, a key written twice or `__proto__` refused. */
 
-/** Where a key is named a second time in one object. */
-export interface RepeatedKey {
+/** Where a refused key stands in the text. */
+export interface KeyPosition {
   key: string;
-  /** 1-based line of the second occurrence. */
+  /** 1-based line (of the second occurrence, for a key written twice). */
   line: number;
 }
 
 /**
- * Parses a config file's JSON, refusing a key written twice in one object: `JSON.parse` keeps
- * the last silently, so a pasted second `"rules"` would drop the whole first table.
- * Throws `SyntaxError` naming `source` (and the line, for a repeated key).
+ * A key JavaScript objects do not hold as data: `{"__proto__": …}` parses, but every copy into an
+ * object (zod's records, the `${NAME}` substitution) sets the prototype instead, so the entry
+ * was dropped without a word: a `json` body matcher of `{"__proto__": {}}` matched every body.
  */
-export function parseConfigJson(text: string, source: string): unknown {
+const PROTOTYPE_KEY = "__proto__";
+
+/** A UTF-8 byte order mark as `TextDecoder` leaves it: some Windows editors save one. */
+const BYTE_ORDER_MARK = "\uFEFF";
+
+/**
+ * Parses a config file's JSON, refusing a key written twice in one object (`JSON.parse` keeps
+ * the last silently, so a pasted second `"rules"` would drop the whole first table) and a
+ * `__proto__` key ({@linkcode PROTOTYPE_KEY}). A leading byte order mark is skipped, as
+ * RFC 8259 §8.1 allows; `JSON.parse` refused it with an invisible "Unexpected token".
+ * Throws `SyntaxError` naming `source` (and the line, for a refused key).
+ */
+export function parseConfigJson(file: string, source: string): unknown {
+  const text = file.startsWith(BYTE_ORDER_MARK) ? file.slice(1) : file;
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
     throw new SyntaxError(`Cannot parse ${source}: ${(error as Error).message}`, { cause: error });
   }
-  const repeated = findRepeatedKey(text);
-  if (repeated) {
+  const refused = firstKey(text, (key, siblings) => key === PROTOTYPE_KEY || siblings.has(key));
+  if (refused?.key === PROTOTYPE_KEY) {
     throw new SyntaxError(
-      `Cannot parse ${source}: key "${repeated.key}" appears twice in one object (line ${repeated.line}); remove one`,
+      `Cannot parse ${source}: key "${PROTOTYPE_KEY}" (line ${refused.line}) cannot be used: JavaScript objects read it as their prototype, not as data`,
+    );
+  }
+  if (refused) {
+    throw new SyntaxError(
+      `Cannot parse ${source}: key "${refused.key}" appears twice in one object (line ${refused.line}); remove one`,
     );
   }
   return value;
 }
 
+/** The first key that an object in `text` (valid JSON) names twice. */
+export function findRepeatedKey(text: string): KeyPosition | undefined {
+  return firstKey(text, (key, siblings) => siblings.has(key));
+}
+
 /**
- * The first key that an object in `text` (valid JSON) names twice. Walks the text once: a
- * string followed by `:` is a key of the innermost open object.
+ * The first key of an object in `text` (valid JSON) that `refuse` picks, given the keys before
+ * it in the same object. Walks the text once: a string followed by `:` is a key of the
+ * innermost open object.
  */
-export function findRepeatedKey(text: string): RepeatedKey | undefined {
+function firstKey(
+  text: string,
+  refuse: (key: string, siblings: ReadonlySet<string>) => boolean,
+): KeyPosition | undefined {
   const open: Array<Set<string> | null> = [];
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
@@ -47,7 +74,7 @@ export function findRepeatedKey(text: string): RepeatedKey | undefined {
       const keys = open.at(-1);
       if (text[next] === ":" && keys) {
         const key = JSON.parse(text.slice(i, end + 1)) as string;
-        if (keys.has(key)) return { key, line: text.slice(0, i).split("\n").length };
+        if (refuse(key, keys)) return { key, line: text.slice(0, i).split("\n").length };
         keys.add(key);
       }
       i = end;

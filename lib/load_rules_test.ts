@@ -503,3 +503,34 @@ Deno.test("parseRules() refuses a key written twice, which JSON.parse would sile
       "remove one",
   });
 });
+
+Deno.test("parseRules() prototype key: a __proto__ key is refused, not dropped into a rule that matches every body", async (t) => {
+  for (
+    const [where, match, line] of [
+      ["body.json", `{ "body": { "json": { "__proto__": {} } } }`, 4],
+      ["query", `{ "query": { "__proto__": "." } }`, 4],
+      ["headers", `{ "headers": {\n "__proto__": "." } }`, 5],
+    ] as const
+  ) {
+    await t.step(where, () => {
+      // Dropped, the body rule matched every JSON body and the query rule was a catch-all.
+      const text = `{
+  "regions": { "us": { "origin": "https://us.example" } }, "default_region": "us",
+  "rules": [
+    { "name": "block", "type": "regional", "match": ${match} },
+    { "name": "app", "type": "regional" }
+  ]
+}`;
+      assert.throws(() => parseRules(text, { env, source: 'rules file "x.json"' }), {
+        name: "SyntaxError",
+        message: `Cannot parse rules file "x.json": key "__proto__" (line ${line}) cannot be ` +
+          "used: JavaScript objects read it as their prototype, not as data",
+      });
+    });
+  }
+});
+
+Deno.test("parseRules() reads a file saved with a UTF-8 byte order mark (Windows editors)", () => {
+  const config = parseRules("\uFEFF" + JSON.stringify(base()), { env });
+  assert.deepEqual(config.rules.map((rule) => rule.name), ["app"]);
+});
