@@ -1,5 +1,6 @@
 /** @module Compiles a validated rules file into the structures the router reads per request. */
 import type { MatchInput, RulesFile, SuccessInput } from "./rules_schema.ts";
+import { REDIRECT_STATUSES } from "./rules_schema.ts";
 import { matchablePath } from "./matchable_path.ts";
 import { OWN_PREFIX } from "./own_paths.ts";
 
@@ -118,8 +119,6 @@ export class RulesError extends Error {
     this.name = "RulesError";
   }
 }
-
-const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
 /** Parses an origin URL, or explains why it is not one. */
 export function parseOrigin(value: string): { origin: string; host: string } | string {

@@ -52,6 +52,12 @@ export const originSchema = z.strictObject({
   ),
 });
 
+/**
+ * JSON Schema only (`.meta()` leaves parsing alone): what `compile_rules.ts` refuses with the
+ * rule's name, said again in `rules.schema.json` so an editor marks it while it is typed.
+ */
+const exactlyOneOf = (...fields: string[]) => ({ oneOf: fields.map((f) => ({ required: [f] })) });
+
 const bodyMatchSchema = z.strictObject({
   json: z.record(z.string(), z.unknown()).optional().describe(
     "The parsed JSON body contains this subset",
@@ -62,7 +68,7 @@ const bodyMatchSchema = z.strictObject({
   regex: regexString.optional().describe(
     "A regular expression tested on the body text (in the Content-Type charset, else UTF-8)",
   ),
-});
+}).meta(exactlyOneOf("json", "form", "regex"));
 
 /** What a request must look like for a rule to apply; every field present must hold. */
 export const matchSchema = z.strictObject({
@@ -87,8 +93,8 @@ export const successSchema = z.strictObject({
     path: z.string().min(1).describe('Dotted path into the JSON body, e.g. "data.signup.ok"'),
     equals: z.unknown().optional(),
     exists: z.boolean().optional(),
-  }).optional(),
-});
+  }).meta(exactlyOneOf("equals", "exists")).optional(),
+}).meta({ minProperties: 1 });
 
 /**
  * A rule or upstream name: printable ASCII, no space at either end. Names are sent in the
@@ -98,6 +104,9 @@ const printableName = z.string().regex(
   /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/,
   "a name must be printable ASCII without a space at either end",
 );
+
+/** The statuses a `redirect` may answer with. */
+export const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 
 const ruleBase = {
   name: printableName.describe("Unique name; it appears in logs, metrics and errors"),
@@ -115,11 +124,11 @@ const globalRuleSchema = z.strictObject({
   upstream: z.string().optional(),
   redirect: z.strictObject({
     location: headerValue.min(1).describe("Target; $1… are the path regex groups"),
-    status: z.number().int().default(302),
+    status: z.number().int().default(302).meta({ enum: [...REDIRECT_STATUSES] }),
   }).optional(),
   forward_cookies: z.array(z.string()).optional(),
   timeout_ms: ruleTimeout,
-});
+}).meta(exactlyOneOf("upstream", "redirect"));
 
 const regionalRuleSchema = z.strictObject({
   ...ruleBase,

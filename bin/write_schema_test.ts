@@ -1,0 +1,111 @@
+import assert from "node:assert/strict";
+import { Ajv2020 } from "ajv/dist/2020.js";
+import { parseRules } from "../lib/load_rules.ts";
+import { rulesJsonSchema } from "./write_schema.ts";
+
+const root = new URL("../", import.meta.url);
+const schema = JSON.parse(await Deno.readTextFile(new URL("rules.schema.json", root)));
+// strict: false: the schema carries zod's `default`s and descriptions, which Ajv need not check.
+const validate = new Ajv2020({ strict: false, allErrors: true }).compile(schema);
+
+/** Any `${NAME}` stands for a value start-up accepts wherever it is used. */
+const env = (name: string) =>
+  ({
+    OCAP_KEY: "k".repeat(32),
+    OCAP_PATH: "/_ocap",
+    PIN_COOKIE: "vestibule-region",
+    PIN_HEADER: "x-region",
+    GEO_HEADER: "cf-ipcountry",
+  })[name] ?? `http://${name.toLowerCase()}.internal`;
+
+function file(extra: Record<string, unknown> = {}, rules: unknown[] = []) {
+  return {
+    regions: { au: { origin: "${AU_ORIGIN}" }, us: { origin: "${US_ORIGIN}" } },
+    default_region: "us",
+    rules: [...rules, { name: "app", type: "regional" }],
+    ...extra,
+  };
+}
+
+function schemaErrors(value: unknown): string {
+  return validate(value) ? "" : JSON.stringify(validate.errors);
+}
+
+Deno.test("rulesJsonSchema() matches the committed rules.schema.json", async () => {
+  const committed = await Deno.readTextFile(new URL("rules.schema.json", root));
+  assert.equal(committed, rulesJsonSchema(), "run: deno task schema");
+});
+
+Deno.test("rules.schema.json accepts the rules files start-up accepts", async (t) => {
+  const files = [new URL("rules.json", root), new URL("tests/fixtures/ocap/rules.json", root)];
+  for await (const entry of Deno.readDir(new URL("tests/fixtures/rules/", root))) {
+    if (entry.name.endsWith(".json") && !entry.name.endsWith(".test.json")) {
+      files.push(new URL(`tests/fixtures/rules/${entry.name}`, root));
+    }
+  }
+  for (const url of files) {
+    const text = await Deno.readTextFile(url);
+    try {
+      parseRules(text, { env });
+    } catch {
+      continue; // a fixture of a refusal
+    }
+    await t.step(url.pathname.slice(root.pathname.length), () => {
+      assert.equal(schemaErrors(JSON.parse(text)), "");
+    });
+  }
+});
+
+Deno.test("rules.schema.json editor noise: a `${NAME}` where the value has a pattern or length is accepted, as start-up accepts it", () => {
+  // `"key": "${OCAP_KEY}"` is what docs/ocap.md shows; it was 11 characters against minLength 16.
+  const written = file({
+    ocap: { key: "${OCAP_KEY}", path: "${OCAP_PATH}", targets: { p: { origin: "${P_ORIGIN}" } } },
+    pin: { cookie: "${PIN_COOKIE}", header: "${PIN_HEADER}" },
+    geo: { header: "${GEO_HEADER}" },
+  });
+  assert.ok(parseRules(JSON.stringify(written), { env }).ocap);
+  assert.equal(schemaErrors(written), "");
+  // Still refused without a reference.
+  assert.notEqual(schemaErrors(file({ pin: { cookie: "bad cookie" } })), "");
+  assert.notEqual(schemaErrors(file({ ocap: { key: "short", targets: {} } })), "");
+});
+
+Deno.test("rules.schema.json refuses what start-up refuses where JSON Schema can say it", async (t) => {
+  const cases: [string, Record<string, unknown>][] = [
+    ["a redirect status that is not a redirect", {
+      name: "r",
+      type: "global",
+      redirect: { location: "/x", status: 200 },
+    }],
+    ["a global rule with both upstream and redirect", {
+      name: "r",
+      type: "global",
+      upstream: "website",
+      redirect: { location: "/x" },
+    }],
+    ["a global rule with neither", { name: "r", type: "global" }],
+    ["a body matcher with none of json, form, regex", {
+      name: "r",
+      type: "regional",
+      match: { body: {} },
+    }],
+    ["a body matcher with two of them", {
+      name: "r",
+      type: "regional",
+      match: { body: { json: {}, regex: "x" } },
+    }],
+    ["a success with no field", { name: "r", type: "broadcast", success: {} }],
+    ["a success json with both equals and exists", {
+      name: "r",
+      type: "broadcast",
+      success: { json: { path: "a", equals: 1, exists: true } },
+    }],
+  ];
+  for (const [what, rule] of cases) {
+    await t.step(what, () => {
+      const written = file({ upstreams: { website: { origin: "http://web.internal" } } }, [rule]);
+      assert.throws(() => parseRules(JSON.stringify(written), { env }));
+      assert.notEqual(schemaErrors(written), "", "the schema accepts it");
+    });
+  }
+});
