@@ -23,6 +23,9 @@ export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 /** What OCAP's cache did with a request; OCAP calls {@linkcode VestibuleMetrics.ocapCache}. */
 export type OcapCacheResult = "hit" | "miss" | "coalesced";
 
+/** The gauge of the isolates a scrape includes; `worker_metrics.ts` leaves it out of stale answers. */
+export const WORKERS_GAUGE = "vestibule_workers";
+
 /**
  * Upstream latency buckets in seconds: loopback-fast answers up to the default 30 s
  * `timeout_ms`, so a histogram can tell a slow region from a timing-out one.
@@ -73,7 +76,7 @@ export class VestibuleMetrics {
 
   /** 1 in every isolate: summed over the workers a scrape merged (see `worker_metrics.ts`). */
   readonly #workers = new Gauge({
-    name: "vestibule_workers",
+    name: WORKERS_GAUGE,
     help:
       "Isolates whose counts this scrape includes (the deno serve --parallel workers that answered)",
     registers: [this.#registry],

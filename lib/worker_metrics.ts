@@ -9,7 +9,7 @@
  */
 import { BroadcastChannel } from "node:worker_threads";
 import { AggregatorRegistry } from "prom-client";
-import type { MetricsJson, VestibuleMetrics } from "./metrics.ts";
+import { type MetricsJson, type VestibuleMetrics, WORKERS_GAUGE } from "./metrics.ts";
 
 type Message =
   /** A worker started (or is asking who is there). */
@@ -33,6 +33,12 @@ export interface WorkerMetricsOptions {
 export class WorkerMetrics {
   readonly #id = crypto.randomUUID();
   readonly #peers = new Set<string>();
+  /**
+   * Every peer's latest answer, to any worker's scrape (answers go to the whole channel): a peer
+   * too busy to answer is merged as it last answered. Left out, its share made every counter
+   * fall, and Prometheus reads a fall as a restart: `rate()` showed a spike of the whole count.
+   */
+  readonly #lastAnswers = new Map<string, MetricsJson>();
   /** Scrapes in progress: how to take an answer, and how to stop waiting. */
   readonly #waiting = new Map<
     string,
@@ -67,7 +73,10 @@ export class WorkerMetrics {
     return this.#peers.size + 1;
   }
 
-  /** The Prometheus text of every worker that answers within the timeout, merged. */
+  /**
+   * The Prometheus text of every worker, merged: as it answers within the timeout, else as it
+   * last answered.
+   */
   async scrape(): Promise<string> {
     if (this.#peers.size === 0) return await this.metrics.scrape(); // `deno run`: nothing to merge.
     const merged = [await this.metrics.json()];
@@ -89,6 +98,11 @@ export class WorkerMetrics {
       this.#waiting.set(scrape, { answer, done });
       this.#post({ type: "ask", from: this.#id, scrape });
     });
+    for (const peer of missing) {
+      const last = this.#lastAnswers.get(peer);
+      // `vestibule_workers` counts those that answered this time: the gauge shows the staleness.
+      if (last) merged.push(last.filter((metric) => metric.name !== WORKERS_GAUGE));
+    }
     return await AggregatorRegistry.aggregate(merged).metrics();
   }
 
@@ -117,6 +131,7 @@ export class WorkerMetrics {
         return;
       case "bye":
         this.#peers.delete(message.from);
+        this.#lastAnswers.delete(message.from);
         return;
       case "ask": {
         this.#peers.add(message.from);
@@ -125,6 +140,7 @@ export class WorkerMetrics {
         return;
       }
       case "answer":
+        if (this.#peers.has(message.from)) this.#lastAnswers.set(message.from, message.metrics);
         this.#waiting.get(message.scrape)?.answer(message.from, message.metrics);
         return;
     }

@@ -111,7 +111,34 @@ async function steps(t: Deno.TestContext): Promise<void> {
     }
   });
 
-  await t.step("a worker that does not answer in time leaves it out, and says so", async () => {
+  await t.step(
+    "counter reset: a busy worker counts as it last answered, so no counter falls (Prometheus reads a fall as a restart)",
+    async () => {
+      const name = channel();
+      const workers = [0, 1, 2].map(() =>
+        new WorkerMetrics(new VestibuleMetrics(), { channel: name, timeoutMs: 50 })
+      );
+      try {
+        await acquainted(workers);
+        workers.forEach((w) => record(w.metrics, 200, 3));
+        // Scraped through worker 0: workers 1 and 2 answer, and every worker hears the answers.
+        assert.match(await workers[0].scrape(), /^vestibule_requests_total\{[^}]*\} 3$/m);
+        // Worker 1 is now stuck in a long task (an operator's backtracking regex).
+        workers[1].metrics.json = () => new Promise(() => {});
+        record(workers[2].metrics, 200, 3);
+        for (const scraped of [workers[2], workers[0]]) {
+          const text = await scraped.scrape();
+          assert.match(text, /^vestibule_requests_total\{[^}]*\} 4$/m);
+          assert.match(text, /^vestibule_upstream_duration_seconds_count\{upstream="au"\} 4$/m);
+          assert.match(text, /^vestibule_workers 2$/m, "the gauge counts those that answered");
+        }
+      } finally {
+        workers.forEach((w) => w.close());
+      }
+    },
+  );
+
+  await t.step("a worker that has never answered is left out, and the gauge says so", async () => {
     // A peer that says hello but never answers a scrape, like a worker stuck in a long task.
     await withRawPeer(async (a, mute) => {
       mute.postMessage({ type: "hello", from: "mute" });
