@@ -15,7 +15,7 @@ const config = await loadRules(rulesPath, (name) => Deno.env.get(name)).catch((e
 // Loaded once at start-up (about 0.3 s, 33 MB), only when the rules ask for it.
 const countryLookup = config.geo.ipLookup ? await loadCountryLookup() : undefined;
 // KV holds OCAP's shared state; VESTIBULE_KV is a file path or KV Connect URL (unset on Deploy).
-const kv = config.ocap ? await Deno.openKv(Deno.env.get("VESTIBULE_KV")) : undefined;
+const kv = config.ocap ? await openKvOrExit(Deno.env.get("VESTIBULE_KV")) : undefined;
 
 let metricsToken: string | undefined;
 try {
@@ -54,6 +54,19 @@ function portOrExit(): number {
   if (typeof port === "number") return port;
   console.error(`vestibule: ${port.error}`);
   Deno.exit(1);
+}
+
+/** OCAP's store; one it cannot open (an empty value, a missing directory) is a message, not a trace. */
+async function openKvOrExit(path: string | undefined): Promise<Deno.Kv> {
+  try {
+    return await Deno.openKv(path);
+  } catch (error) {
+    console.error(
+      `vestibule: cannot open VESTIBULE_KV ${JSON.stringify(path)}: ${(error as Error).message} ` +
+        "(a file path or KV Connect URL; unset on Deno Deploy)",
+    );
+    Deno.exit(1);
+  }
 }
 
 /** Listens on `port`; a port already taken (or not ours to take) is a message, not a trace. */

@@ -1,7 +1,10 @@
 /** vestibule as a real process at start-up: mistakes an operator makes get a line, not a trace. */
 import assert from "node:assert/strict";
 
-async function start(port: string): Promise<{ code: number; stderr: string }> {
+async function start(
+  port: string,
+  options: { env?: Record<string, string>; rules?: Record<string, unknown> } = {},
+): Promise<{ code: number; stderr: string }> {
   const dir = await Deno.makeTempDir({ prefix: "start_test_" });
   try {
     const rules = `${dir}/rules.json`;
@@ -11,12 +14,13 @@ async function start(port: string): Promise<{ code: number; stderr: string }> {
         regions: { us: { origin: "http://127.0.0.1:9" } },
         default_region: "us",
         rules: [{ name: "app", type: "regional" }],
+        ...options.rules,
       }),
     );
     const { code, stderr } = await new Deno.Command(Deno.execPath(), {
       args: ["run", "--allow-all", "main.ts"],
       cwd: new URL("../", import.meta.url),
-      env: { PORT: port, VESTIBULE_RULES: rules, NO_COLOR: "1" },
+      env: { PORT: port, VESTIBULE_RULES: rules, NO_COLOR: "1", ...options.env },
       stdin: "null",
       stdout: "null",
       stderr: "piped",
@@ -48,6 +52,27 @@ Deno.test("start-up: a PORT that is no port, or is taken, is one line and exit 1
       taken.close();
     }
   });
+});
+
+Deno.test("start-up: a VESTIBULE_KV that cannot be opened is one line and exit 1, not a stack trace", async (t) => {
+  const rules = { ocap: { key: "k".repeat(32), targets: { p: { origin: "http://127.0.0.1:9" } } } };
+  for (
+    const [what, value, reason] of [
+      ["empty, as a blank manifest entry leaves it", "", "Filename cannot be empty"],
+      ["a file in a directory that does not exist", "/nonexistent-dir/ocap.db", "unable to open"],
+    ]
+  ) {
+    await t.step(what, async () => {
+      const { code, stderr } = await start("0", { env: { VESTIBULE_KV: value }, rules });
+      assert.equal(code, 1);
+      assert.match(
+        stderr,
+        new RegExp(
+          `^vestibule: cannot open VESTIBULE_KV ${JSON.stringify(value)}: .*${reason}.*\n$`,
+        ),
+      );
+    });
+  }
 });
 
 Deno.test("start-up: deno task dev names a bad PORT as written, before any banner", async () => {
