@@ -11,6 +11,7 @@ import type { HeaderList } from "./header_list.ts";
 import type { RuleMatch } from "./match_rule.ts";
 import type { RegionPin } from "./pin.ts";
 import type { BufferedBody } from "./request_body.ts";
+import { unlessEmpty } from "./unframed_body.ts";
 import type { AssumedRegion } from "./assume_region.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket_proxy.ts";
 import type { CookieScope } from "./success.ts";
@@ -52,12 +53,18 @@ export interface RouteContext {
 
 /**
  * The body to send upstream: the buffered bytes if a matcher read them, else the untouched
- * stream. Only the buffered case waits, so a GET does not pay for an extra `await`.
+ * stream, or none when a request that declared no body has none ({@linkcode unlessEmpty}).
+ * Only those cases wait, so a GET does not pay for an extra `await`.
  */
-function upstreamBody(ctx: RouteContext): BodyInit | null | Promise<Uint8Array<ArrayBuffer>> {
-  const { method } = ctx.request;
+function upstreamBody(
+  ctx: RouteContext,
+): BodyInit | null | Promise<Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null> {
+  const { method, body } = ctx.request;
   if (method === "GET" || method === "HEAD") return null;
-  return ctx.body.consumed ? ctx.body.bytes() : ctx.request.body;
+  if (ctx.body.consumed) return ctx.body.bytes();
+  const declared = ctx.headers.get("content-length") !== null ||
+    ctx.headers.get("transfer-encoding") !== null;
+  return declared || body === null ? body : unlessEmpty(body);
 }
 
 /** Proxies the request to one upstream and returns the client's response; throws `HttpError`. */

@@ -34,6 +34,26 @@ Deno.test("411 from presigned PUTs: a streamed upload reaches the upstream with 
       assert.equal(new TextDecoder().decode(got.body), "hello");
       assert.match(answer, /^HTTP\/1\.1 200 /);
     });
+    for (const method of ["DELETE", "OPTIONS", "POST"]) {
+      await t.step(
+        `${method} without a body reaches the upstream without one, not chunked`,
+        async () => {
+          // `curl -X DELETE`, a CORS preflight: neither Content-Length nor Transfer-Encoding, so
+          // no body (RFC 9112 §6.3). Deno.serve still hands over a stream, which fetch sent as
+          // Transfer-Encoding: chunked. (For a POST, fetch writes Content-Length: 0, as RFC 9110
+          // §8.6 asks of a method that defines a body.)
+          await rawRequest(
+            edge.port,
+            `${method} /items/1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`,
+          );
+          const got = up.received.at(-1)!;
+          assert.equal(got.method, method);
+          assert.equal(got.headers.get("transfer-encoding"), null);
+          assert.equal(got.headers.get("content-length"), method === "POST" ? "0" : null);
+          assert.equal(got.body.byteLength, 0);
+        },
+      );
+    }
     await t.step("chunked stays chunked", async () => {
       await rawRequest(
         edge.port,
