@@ -19,7 +19,7 @@ export class HttpError extends Error {
  */
 export function errorResponse(error: HttpError, accept: string | null): Response {
   const headers = new Headers({ "cache-control": "no-store" });
-  if (accept && /\bapplication\/(json|\*)|\*\/\*/.test(accept) && !/text\/html/.test(accept)) {
+  if (accept && prefersJson(accept)) {
     headers.set("content-type", "application/json; charset=utf-8");
     return new Response(JSON.stringify({ error: error.code, message: error.message }), {
       status: error.status,
@@ -31,4 +31,46 @@ export function errorResponse(error: HttpError, accept: string | null): Response
     status: error.status,
     headers,
   });
+}
+
+/**
+ * Whether JSON is the better of the two answers for this `Accept` (RFC 9110 §12.5.1): its quality
+ * is above 0 and not below plain text's. A client that lists `text/html` is a person in a browser
+ * (browsers also send a wildcard) and gets the page.
+ */
+export function prefersJson(accept: string): boolean {
+  const ranges = mediaRanges(accept);
+  if (ranges.some((range) => range.type === "text/html" && range.q > 0)) return false;
+  const json = quality(ranges, "application", "json");
+  return json > 0 && json >= quality(ranges, "text", "plain");
+}
+
+interface MediaRange {
+  /** `type/subtype` in lower case; `*` for either part. */
+  type: string;
+  q: number;
+}
+
+function mediaRanges(accept: string): MediaRange[] {
+  return accept.split(",").map((part) => {
+    const [type, ...parameters] = part.split(";");
+    let q = 1;
+    for (const parameter of parameters) {
+      const [name, value] = parameter.split("=", 2).map((s) => s.trim());
+      // A weight that is not 0–1 is read as the default, as browsers and nginx read it.
+      if (name.toLowerCase() === "q" && /^(0(\.\d{0,3})?|1(\.0{0,3})?)$/.test(value ?? "")) {
+        q = Number(value);
+      }
+    }
+    return { type: type.trim().toLowerCase(), q };
+  });
+}
+
+/** The weight of the most specific range that covers `type/subtype`; 0 when none does. */
+function quality(ranges: MediaRange[], type: string, subtype: string): number {
+  for (const candidate of [`${type}/${subtype}`, `${type}/*`, "*/*"]) {
+    const matching = ranges.filter((range) => range.type === candidate);
+    if (matching.length > 0) return Math.max(...matching.map((range) => range.q));
+  }
+  return 0;
 }
