@@ -2,31 +2,52 @@
 import { clientClosed } from "./request_body.ts";
 
 /**
+ * How long {@linkcode unlessEmpty} waits to learn whether such a body is empty. Over HTTP/1.1 the
+ * answer is there at once; an HTTP/2 body that has not started by then is passed on as it is.
+ */
+export const PEEK_MS = 20;
+
+/**
  * `stream`, or `null` when it turns out empty. Over HTTP/1.1 a request with neither header has
  * no body (RFC 9112 §6.3: `curl -X DELETE`, a CORS preflight), yet `Deno.serve` hands it over as
  * an empty stream, which `fetch` sent upstream as `Transfer-Encoding: chunked`, a framing the
- * client never chose (servers that refuse chunked requests answer 411). Over HTTP/2 such a
- * request may still carry a body, so the first bytes decide, and they go ahead of the rest.
- * @throws {HttpError} 499 `client_closed` when the client hangs up before that read ends
+ * client never chose (servers that refuse chunked requests answer 411). Over HTTP/2 (which
+ * `Deno.serve` does not tell apart) such a request may carry a body, even one its client sends
+ * only after the answer has begun: so the wait is bounded by `peekMs`, after which the stream
+ * goes upstream as before, and bytes read meanwhile go ahead of the rest.
+ * @throws {HttpError} 499 `client_closed` when the client hangs up within that wait
  */
 export async function unlessEmpty(
   stream: ReadableStream<Uint8Array>,
+  peekMs = PEEK_MS,
 ): Promise<ReadableStream<Uint8Array> | null> {
   const reader = stream.getReader();
-  let first: ReadableStreamReadResult<Uint8Array>;
+  const first = firstBytes(reader);
+  // Awaited again by the first pull; a stream nobody pulls must not leave it unhandled.
+  first.catch(() => {});
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => timer = setTimeout(resolve, peekMs, "late"));
+  let early: Uint8Array | undefined | "late";
   try {
-    // Deno.serve's stream of an absent body yields one empty chunk before it ends.
-    do first = await reader.read(); while (!first.done && first.value.byteLength === 0);
+    early = await Promise.race([first, late]);
   } catch (error) {
     throw clientClosed(error);
+  } finally {
+    clearTimeout(timer);
   }
-  if (first.done) return null;
-  let head: Uint8Array | undefined = first.value;
+  if (early === undefined) return null;
+  let head: Promise<Uint8Array | undefined> | undefined = early === "late" ? first : undefined;
+  let ready = early === "late" ? undefined : early;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       if (head) {
-        controller.enqueue(head);
+        ready = await head;
         head = undefined;
+        if (ready === undefined) return controller.close();
+      }
+      if (ready) {
+        controller.enqueue(ready);
+        ready = undefined;
         return;
       }
       const { done, value } = await reader.read();
@@ -35,4 +56,16 @@ export async function unlessEmpty(
     },
     cancel: (reason) => reader.cancel(reason),
   });
+}
+
+/** The first bytes of the stream, or `undefined` when it ends without any. */
+async function firstBytes(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+): Promise<Uint8Array | undefined> {
+  for (;;) {
+    // Deno.serve's stream of an absent body yields one empty chunk before it ends.
+    const { done, value } = await reader.read();
+    if (done) return undefined;
+    if (value.byteLength > 0) return value;
+  }
 }

@@ -45,4 +45,37 @@ Deno.test("unlessEmpty()", async (t) => {
       (error: unknown) => error instanceof HttpError && error.status === 499,
     );
   });
+
+  await t.step(
+    "a body that has not started within the wait goes on as it is, nothing lost",
+    async () => {
+      let start!: ReadableStreamDefaultController<Uint8Array>;
+      const source = new ReadableStream<Uint8Array>({ start: (c) => void (start = c) });
+      const body = await unlessEmpty(source, 5); // Before any byte: HTTP/2's client may wait.
+      assert.ok(body);
+      start.enqueue(new TextEncoder().encode("late "));
+      start.enqueue(new TextEncoder().encode("bytes"));
+      start.close();
+      assert.equal(await new Response(body).text(), "late bytes");
+    },
+  );
+
+  await t.step("one that turns out empty after the wait is an empty body", async () => {
+    let start!: ReadableStreamDefaultController<Uint8Array>;
+    const body = await unlessEmpty(new ReadableStream({ start: (c) => void (start = c) }), 5);
+    start.close();
+    assert.equal((await new Response(body).arrayBuffer()).byteLength, 0);
+  });
+
+  await t.step("a client gone after the wait errors the body, unread or read", async () => {
+    let start!: ReadableStreamDefaultController<Uint8Array>;
+    const unread = await unlessEmpty(new ReadableStream({ start: (c) => void (start = c) }), 5);
+    assert.ok(unread);
+    // Never pulled (the upstream call failed first): no unhandled rejection ends the process.
+    start.error(new TypeError("connection reset"));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const read = await unlessEmpty(new ReadableStream({ start: (c) => void (start = c) }), 5);
+    start.error(new TypeError("connection reset"));
+    await assert.rejects(new Response(read).text(), /connection reset/);
+  });
 });

@@ -3,6 +3,7 @@
  * upstream's `timeout_ms` means for them.
  */
 import assert from "node:assert/strict";
+import http2 from "node:http2";
 import { rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 
 const TIMEOUT_MS = 300;
@@ -65,6 +66,32 @@ Deno.test("411 from presigned PUTs: a streamed upload reaches the upstream with 
       assert.equal(new TextDecoder().decode(got.body), "abcde");
     });
   } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("bidirectional HTTP/2: a request whose body has not started still reaches the upstream at once", async () => {
+  // h2c without Content-Length: the body may come later, even after the answer has begun (gRPC
+  // streams, an upstream that refuses an upload by its headers). It must not wait for it.
+  const up = startUpstream(() => new Response("early"), { recordBody: false });
+  const edge = startVestibule(rules(up.url));
+  const client = http2.connect(`http://127.0.0.1:${edge.port}`);
+  client.on("error", () => {});
+  try {
+    const stream = client.request({ ":method": "POST", ":path": "/upload" });
+    stream.on("error", () => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const status = await Promise.race([
+      new Promise<number>((resolve) =>
+        stream.on("response", (headers) => resolve(Number(headers[":status"])))
+      ),
+      new Promise<string>((resolve) => timer = setTimeout(() => resolve("no answer"), 2000)),
+    ]);
+    clearTimeout(timer);
+    stream.close(http2.constants.NGHTTP2_CANCEL);
+    assert.equal(status, 200, "vestibule waited for the first body byte");
+  } finally {
+    await new Promise<void>((resolve) => client.close(() => resolve()));
     await Promise.all([edge.close(), up.close()]);
   }
 });
