@@ -18,7 +18,8 @@ type Message =
   | { type: "here"; from: string }
   /** A worker is stopping. */
   | { type: "bye"; from: string }
-  | { type: "ask"; from: string; scrape: string }
+  /** A scrape, with the asking worker's own counts, which the others keep as its latest. */
+  | { type: "ask"; from: string; scrape: string; metrics: MetricsJson }
   | { type: "answer"; from: string; scrape: string; metrics: MetricsJson };
 
 /** Options for {@linkcode WorkerMetrics}. */
@@ -34,8 +35,8 @@ export class WorkerMetrics {
   readonly #id = crypto.randomUUID();
   readonly #peers = new Set<string>();
   /**
-   * Every peer's latest answer, to any worker's scrape (answers go to the whole channel): a peer
-   * too busy to answer is merged as it last answered. Left out, its share made every counter
+   * Every peer's latest counts, from its answer to any worker's scrape (answers go to the whole
+   * channel) or its own scrape's ask: a peer too busy to answer is merged as it last spoke. Left out, its share made every counter
    * fall, and Prometheus reads a fall as a restart: `rate()` showed a spike of the whole count.
    */
   readonly #lastAnswers = new Map<string, MetricsJson>();
@@ -79,7 +80,8 @@ export class WorkerMetrics {
    */
   async scrape(): Promise<string> {
     if (this.#peers.size === 0) return await this.metrics.scrape(); // `deno run`: nothing to merge.
-    const merged = [await this.metrics.json()];
+    const own = await this.metrics.json();
+    const merged = [own];
     const missing = new Set(this.#peers);
     const scrape = crypto.randomUUID();
     await new Promise<void>((resolve) => {
@@ -96,7 +98,7 @@ export class WorkerMetrics {
         if (missing.size === 0) done();
       };
       this.#waiting.set(scrape, { answer, done });
-      this.#post({ type: "ask", from: this.#id, scrape });
+      this.#post({ type: "ask", from: this.#id, scrape, metrics: own });
     });
     for (const peer of missing) {
       const last = this.#lastAnswers.get(peer);
@@ -135,6 +137,7 @@ export class WorkerMetrics {
         return;
       case "ask": {
         this.#peers.add(message.from);
+        this.#lastAnswers.set(message.from, message.metrics);
         const metrics = await this.metrics.json();
         this.#post({ type: "answer", from: this.#id, scrape: message.scrape, metrics });
         return;

@@ -138,6 +138,30 @@ async function steps(t: Deno.TestContext): Promise<void> {
     },
   );
 
+  await t.step(
+    "counter reset: the worker that served the last scrape, busy at the next, counts as it was then",
+    async () => {
+      const name = channel();
+      const [a, b] = [0, 1].map(() =>
+        new WorkerMetrics(new VestibuleMetrics(), { channel: name, timeoutMs: 50 })
+      );
+      try {
+        await acquainted([a, b]);
+        record(a.metrics, 200, 3);
+        record(b.metrics, 200, 3);
+        assert.match(await b.scrape(), /^vestibule_requests_total\{[^}]*\} 2$/m);
+        for (let i = 0; i < 4; i++) record(a.metrics, 200, 3);
+        // Scraped through a: its own 5 were merged there, and never sent as an answer.
+        assert.match(await a.scrape(), /^vestibule_requests_total\{[^}]*\} 6$/m);
+        a.metrics.json = () => new Promise(() => {});
+        assert.match(await b.scrape(), /^vestibule_requests_total\{[^}]*\} 6$/m);
+      } finally {
+        a.close();
+        b.close();
+      }
+    },
+  );
+
   await t.step("a worker that has never answered is left out, and the gauge says so", async () => {
     // A peer that says hello but never answers a scrape, like a worker stuck in a long task.
     await withRawPeer(async (a, mute) => {
