@@ -17,7 +17,8 @@ const SHORTEST_REFERENCE = "${A}";
 /** Whether a string schema's constraints refuse a value that is only a `${NAME}` reference. */
 function refusesReference(node: Record<string, unknown>): boolean {
   const { pattern, minLength, maxLength, format } = node;
-  return format !== undefined ||
+  // A list of values (`"status": "2xx"`) or one value: start-up substitutes before it compares.
+  return "enum" in node || "const" in node || format !== undefined ||
     (typeof pattern === "string" && !new RegExp(pattern, "u").test(SHORTEST_REFERENCE)) ||
     (typeof minLength === "number" && minLength > SHORTEST_REFERENCE.length) ||
     (typeof maxLength === "number" && maxLength < SHORTEST_REFERENCE.length);
@@ -26,8 +27,8 @@ function refusesReference(node: Record<string, unknown>): boolean {
 /**
  * The schema describes the file as written, before `${NAME}` substitution, but zod's constraints
  * are for the substituted value: `"key": "${OCAP_KEY}"` (11 characters) failed `minLength: 16` in
- * every editor. A string whose constraints refuse a reference also accepts any text holding
- * one; start-up still checks the value it stands for. Keys are never substituted: `propertyNames` stay as they are.
+ * every editor. A string whose constraints or list of values refuse a reference also accepts any
+ * text holding one; start-up still checks the value it stands for. Keys are never substituted: `propertyNames` stay as they are.
  */
 function acceptEnvReferences<T>(node: T): T {
   if (Array.isArray(node)) return node.map(acceptEnvReferences) as T;

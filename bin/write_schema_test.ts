@@ -16,6 +16,7 @@ const env = (name: string) =>
     PIN_COOKIE: "vestibule-region",
     PIN_HEADER: "x-region",
     GEO_HEADER: "cf-ipcountry",
+    LOGIN_STATUS: "3xx",
   })[name] ?? `http://${name.toLowerCase()}.internal`;
 
 function file(extra: Record<string, unknown> = {}, rules: unknown[] = []) {
@@ -56,13 +57,18 @@ Deno.test("rules.schema.json accepts the rules files start-up accepts", async (t
   }
 });
 
-Deno.test("rules.schema.json editor noise: a `${NAME}` where the value has a pattern or length is accepted, as start-up accepts it", () => {
+Deno.test("rules.schema.json editor noise: a `${NAME}` where the value has a pattern, a length or a list of values is accepted, as start-up accepts it", () => {
   // `"key": "${OCAP_KEY}"` is what docs/ocap.md shows; it was 11 characters against minLength 16.
   const written = file({
     ocap: { key: "${OCAP_KEY}", path: "${OCAP_PATH}", targets: { p: { origin: "${P_ORIGIN}" } } },
     pin: { cookie: "${PIN_COOKIE}", header: "${PIN_HEADER}" },
     geo: { header: "${GEO_HEADER}" },
-  });
+  }, [{
+    name: "login",
+    type: "broadcast",
+    match: { methods: ["POST"] },
+    success: { status: "${LOGIN_STATUS}" },
+  }]);
   assert.ok(parseRules(JSON.stringify(written), { env }).ocap);
   assert.equal(schemaErrors(written), "");
   // Still refused without a reference.
