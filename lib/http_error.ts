@@ -69,8 +69,9 @@ function mediaRanges(accept: string): MediaRange[] {
 /** The weight of the most specific range that covers `type/subtype`; 0 when none does. */
 function quality(ranges: MediaRange[], type: string, subtype: string): number {
   for (const candidate of [`${type}/${subtype}`, `${type}/*`, "*/*"]) {
-    const matching = ranges.filter((range) => range.type === candidate);
-    if (matching.length > 0) return Math.max(...matching.map((range) => range.q));
+    let best = -1;
+    for (const range of ranges) if (range.type === candidate && range.q > best) best = range.q;
+    if (best >= 0) return best;
   }
   return 0;
 }
