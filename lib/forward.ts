@@ -333,11 +333,15 @@ function requestBodyBroke(error: unknown): boolean {
  * `Set-Cookie; Domain` that point at the origin pointed back at the public host, every
  * `Set-Cookie` kept separate, and the body streamed through untouched.
  *
- * Deno's `fetch` decodes gzip/br/deflate (unless asked for `identity` only) but leaves
+ * Deno's `fetch` decodes gzip and br (unless asked for `identity` only) but leaves
  * `Content-Encoding` and `Content-Length` in place, which would make the headers lie about the
  * bytes. Such a body is
  * re-compressed as gzip for clients that accept it (nginx-style weak ETag, since the bytes
  * changed), and sent plain otherwise.
+ *
+ * An answer no client could be handed as it is, a status above 599 or a transfer coding other
+ * than `chunked` (which Deno's `fetch` leaves on the bytes, and which is hop-by-hop, so the label
+ * would be dropped), is 502 `upstream_invalid`, as nginx refuses them.
  */
 export function clientResponse(
   res: Response,
@@ -347,6 +351,12 @@ export function clientResponse(
 ): Response {
   const sentAcceptEncoding = asked.acceptEncoding;
   const h = res.headers;
+  // `new Response()` throws on a status above 599: a 500 of vestibule's own on the copy path.
+  if (res.status > 599) throw invalidAnswer(res, upstream, `status ${res.status}`);
+  const transfer = h.get("transfer-encoding");
+  if (transfer !== null && transfer.trim().toLowerCase() !== "chunked") {
+    throw invalidAnswer(res, upstream, `Transfer-Encoding "${transfer}"`);
+  }
   const encoding = h.get("content-encoding")?.trim().toLowerCase();
   // A bodiless answer (HEAD, 304) gets the headers its GET would get.
   const decoded = encoding !== undefined && DECODED_BY_FETCH.has(encoding) &&
@@ -370,7 +380,12 @@ export function clientResponse(
   const headers = new Headers();
   const connectionNamed = connectionTokens(h.get("connection"));
   for (const [name, value] of h) {
-    if (HOP_BY_HOP_HEADERS.has(name) || name === "set-cookie" || connectionNamed?.has(name)) {
+    if (
+      HOP_BY_HOP_HEADERS.has(name) || name === "set-cookie" || connectionNamed?.has(name) ||
+      // Framed by chunks, whatever a Content-Length beside them says (RFC 9112 §6.3: a proxy
+      // MUST drop it). Kept, Deno.serve announced the stale length and cut the connection.
+      (name === "content-length" && transfer !== null)
+    ) {
       continue;
     }
     headers.append(name, value);
@@ -398,6 +413,12 @@ export function clientResponse(
     headers.append("vary", "accept-encoding");
   }
   return new Response(body, { status: res.status, statusText: res.statusText, headers });
+}
+
+/** The 502 for an upstream answer vestibule cannot pass on; its body is let go. */
+function invalidAnswer(res: Response, upstream: Upstream, what: string): HttpError {
+  res.body?.cancel().catch(() => {});
+  return new HttpError(502, "upstream_invalid", `Upstream "${upstream.id}" sent ${what}`);
 }
 
 /**

@@ -115,6 +115,36 @@ export async function firstAnswer(
   }
 }
 
+/**
+ * An upstream that answers every connection with the same raw bytes, then closes it: for answers
+ * no HTTP library would write (malformed framing, odd statuses). `answer` gets the upstream's URL.
+ */
+export function rawUpstream(
+  answer: (url: string) => string,
+): { url: string; close(): Promise<void> } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+  const bytes = new TextEncoder().encode(answer(url));
+  const served = (async () => {
+    for await (const conn of listener) {
+      try {
+        await conn.read(new Uint8Array(65536));
+        await conn.write(bytes);
+      } catch { /* vestibule hung up */ }
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+    }
+  })();
+  return {
+    url,
+    close: async () => {
+      listener.close();
+      await served.catch(() => {});
+    },
+  };
+}
+
 /** A port nothing listens on: bind one, note it, close it. */
 export function deadPort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
