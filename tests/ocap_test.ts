@@ -334,42 +334,56 @@ Deno.test("OCAP cache poisoning: a body with a byte-order mark does not share th
   });
 });
 
-Deno.test("OCAP: an origin status HTTP does not define (600) is one shared 502, not a 500 per caller", async () => {
-  // fetch accepts `HTTP/1.1 600`; a Deno.serve stand-in cannot send it, so this one is raw TCP.
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  let calls = 0;
-  const serving = (async () => {
-    for await (const conn of listener) {
-      const buffer = new Uint8Array(65_536);
-      let text = "";
-      while (!text.includes("\r\n\r\n")) {
-        const n = await conn.read(buffer);
-        if (n === null) break;
-        text += new TextDecoder().decode(buffer.subarray(0, n));
+Deno.test("OCAP: an origin answer no caller could be handed is one shared 502 upstream_invalid", async (t) => {
+  const answers = [
+    // fetch accepts `HTTP/1.1 600`, which no `Response` can carry: it was a 500 per caller.
+    ["status 600", "HTTP/1.1 600 Weird\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}"],
+    // fetch takes off the chunks and leaves the gzip: callers got it unlabelled.
+    [
+      "Transfer-Encoding: gzip, chunked",
+      "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\nconnection: close\r\n\r\n" +
+      "2\r\n{}\r\n0\r\n\r\n",
+    ],
+  ];
+  for (const [what, raw] of answers) {
+    await t.step(what, async () => {
+      // A Deno.serve stand-in cannot send these, so this one is raw TCP.
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      let calls = 0;
+      const serving = (async () => {
+        for await (const conn of listener) {
+          const buffer = new Uint8Array(65_536);
+          let text = "";
+          while (!text.includes("\r\n\r\n")) {
+            const n = await conn.read(buffer);
+            if (n === null) break;
+            text += new TextDecoder().decode(buffer.subarray(0, n));
+          }
+          calls++;
+          await conn.write(new TextEncoder().encode(raw));
+          conn.close();
+        }
+      })().catch(() => {});
+      const kv = await Deno.openKv(":memory:");
+      const origin = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+      const edge = startVestibule(ocapRules(origin), { env: OCAP_ENV, deps: { kv } });
+      try {
+        const got = [];
+        for (let i = 0; i < 3; i++) {
+          const res = await fetch(
+            tokenRequest(edge.url, { headers: { accept: "application/json" } }),
+          );
+          got.push([res.status, (await res.json()).error]);
+        }
+        assert.deepEqual(got, Array(3).fill([502, "upstream_invalid"]));
+        assert.equal(calls, 1, "the code is spent: one origin call");
+      } finally {
+        await edge.close();
+        listener.close();
+        await serving;
+        kv.close();
       }
-      calls++;
-      await conn.write(new TextEncoder().encode(
-        "HTTP/1.1 600 Weird\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
-      ));
-      conn.close();
-    }
-  })().catch(() => {});
-  const kv = await Deno.openKv(":memory:");
-  const origin = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
-  const edge = startVestibule(ocapRules(origin), { env: OCAP_ENV, deps: { kv } });
-  try {
-    const answers = [];
-    for (let i = 0; i < 3; i++) {
-      const res = await fetch(tokenRequest(edge.url, { headers: { accept: "application/json" } }));
-      answers.push([res.status, (await res.json()).error]);
-    }
-    assert.deepEqual(answers, Array(3).fill([502, "upstream_bad_status"]));
-    assert.equal(calls, 1, "the code is spent: one origin call");
-  } finally {
-    await edge.close();
-    listener.close();
-    await serving;
-    kv.close();
+    });
   }
 });
 

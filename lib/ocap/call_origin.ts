@@ -58,10 +58,16 @@ export async function callOrigin(
       signal: options.signal,
     });
     const body = await readBounded(response.body, MAX_ORIGIN_BODY_BYTES);
+    // The origin did answer, so a one-time code is spent: these are shared like any answer.
     if (response.status < 200 || response.status > 599) {
-      // fetch passes on a status HTTP does not define (600), which no `Response` can carry. The
-      // origin did answer, so a one-time code is spent: this is shared like any answer.
-      return undefinedStatus(request.target, response.status);
+      // fetch passes on a status HTTP does not define (600), which no `Response` can carry.
+      return invalidAnswer(request.target, `status ${response.status}, which HTTP does not define`);
+    }
+    const transfer = response.headers.get("transfer-encoding");
+    if (transfer !== null && transfer.trim().toLowerCase() !== "chunked") {
+      // fetch takes off the chunks and leaves the rest (gzip) on the bytes; the header is
+      // hop-by-hop, so callers would get them unlabelled.
+      return invalidAnswer(request.target, `Transfer-Encoding "${transfer}"`);
     }
     return {
       status: response.status,
@@ -112,11 +118,14 @@ function answerHeaders(headers: Headers, head: boolean): Array<[string, string]>
   return out;
 }
 
-/** The shared answer to an origin status outside 200–599: 502 `upstream_bad_status`. */
-function undefinedStatus(target: string, status: number): OriginAnswer {
+/**
+ * The shared answer to an origin answer no caller could be handed (a status outside 200–599, a
+ * transfer coding other than `chunked`): 502 `upstream_invalid`, as the router answers it.
+ */
+function invalidAnswer(target: string, what: string): OriginAnswer {
   const body = JSON.stringify({
-    error: "upstream_bad_status",
-    message: `OCAP target "${target}" answered with status ${status}, which HTTP does not define`,
+    error: "upstream_invalid",
+    message: `OCAP target "${target}" answered with ${what}`,
   });
   return {
     status: 502,

@@ -1,4 +1,5 @@
 /** @module An origin's complete answer as OCAP shares it, and how it is handed to each caller. */
+import { NULL_BODY_STATUSES } from "../forward.ts";
 
 /** A completed origin response, body buffered: what every caller of one dedup key receives. */
 export interface OriginAnswer {
@@ -12,14 +13,12 @@ export interface OriginAnswer {
 /** How this caller got its answer; sent back in the `Ocap-Cache` header. */
 export type CacheStatus = "miss" | "coalesced" | "hit";
 
-// Fetch standard: a null body status cannot carry a body (`new Response` throws otherwise).
-const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
-
 /** A fresh `Response` for one caller, with `Ocap-Cache` set. */
 export function answerResponse(answer: OriginAnswer, cache: CacheStatus, method: string): Response {
   const headers = new Headers();
   for (const [name, value] of answer.headers) headers.append(name, value);
   headers.set("ocap-cache", cache);
+  // A null body status cannot carry a body: `new Response` throws.
   const noBody = NULL_BODY_STATUSES.has(answer.status) || method === "HEAD";
   return new Response(noBody ? null : answer.body, {
     status: answer.status,
