@@ -1,6 +1,7 @@
 /** @module Compiles a validated rules file into the structures the router reads per request. */
 import type { MatchInput, RulesFile, SuccessInput } from "./rules_schema.ts";
 import { REDIRECT_STATUSES } from "./rules_schema.ts";
+import { hasCgiSeparator } from "./cgi_name.ts";
 import { matchablePath } from "./matchable_path.ts";
 import { OWN_PREFIX } from "./own_paths.ts";
 
@@ -15,10 +16,10 @@ export interface Upstream {
   host: string;
   headers: ReadonlyArray<readonly [string, string]>;
   /**
-   * Some configured header is named with `_`: then a client's dash spelling of it is one more
-   * name CGI, WSGI and Rack read as it (see `impersonates` in forward.ts).
+   * Some configured header is named with `_` or `.`: then a client's dash spelling of it is one
+   * more name CGI-style servers read as it (see `cgiName` and `impersonates` in forward.ts).
    */
-  underscoredHeaders?: boolean;
+  cgiSpelledHeaders?: boolean;
   timeoutMs: number;
 }
 
@@ -334,7 +335,7 @@ function compileOrigins(
       origin: parsed.origin,
       host: parsed.host,
       headers: Object.entries(entry.headers).map(([k, v]) => [k.toLowerCase(), v] as const),
-      underscoredHeaders: Object.keys(entry.headers).some((name) => name.includes("_")),
+      cgiSpelledHeaders: Object.keys(entry.headers).some(hasCgiSeparator),
       timeoutMs: entry.timeout_ms,
     });
   }

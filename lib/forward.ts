@@ -1,6 +1,7 @@
 /** @module Sends a request to an upstream origin and turns its answer into the client's answer. */
 import type { Upstream } from "./compile_rules.ts";
 import { filterCookieHeader } from "./cookies.ts";
+import { cgiName, hasCgiSeparator } from "./cgi_name.ts";
 import { DeadlineQueue } from "./deadline_queue.ts";
 import type { HeaderList, HeaderPairs } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
@@ -161,14 +162,13 @@ export function upstreamHeaders(
 }
 
 /**
- * Whether header `name` is the pin header, also spelt `x_vestibule_region` for
- * `x-vestibule-region` (or the other way round when the pin header is configured with
- * underscores): CGI, WSGI and Rack servers read both as `HTTP_X_VESTIBULE_REGION`, so either
- * would reach the app as the pin.
+ * Whether header `name` is the pin header, also spelt `x_vestibule_region` or
+ * `x.vestibule.region` for `x-vestibule-region` (or the other way round when the pin header is
+ * configured so): an app reads them all as the pin ({@linkcode cgiName}).
  */
 export function isPinHeader(name: string, pinHeader: string): boolean {
-  return name === pinHeader || (name.length === pinHeader.length &&
-    name.replaceAll("_", "-") === pinHeader.replaceAll("_", "-"));
+  return name === pinHeader ||
+    (name.length === pinHeader.length && cgiName(name) === cgiName(pinHeader));
 }
 
 /**
@@ -185,25 +185,25 @@ const SET_HERE: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Whether `name`, read with `_` and `-` alike, is one of the headers only vestibule, a trusted
- * proxy or the rules file may send (or a hop-by-hop one): then it is not forwarded, as the pin
- * header's other spelling is not ({@linkcode isPinHeader}). Either side may hold the underscore: a
- * configured `x_origin_secret` makes a client's `x-origin-secret` its stand-in.
+ * Whether `name`, read as {@linkcode cgiName} reads it, is one of the headers only vestibule, a
+ * trusted proxy or the rules file may send (or a hop-by-hop one): then it is not forwarded, as
+ * the pin header's other spellings are not ({@linkcode isPinHeader}). Either side may hold the
+ * `_` or `.`: a configured `x_origin_secret` makes a client's `x-origin-secret` its stand-in.
  */
 export function impersonates(name: string, upstream: Upstream): boolean {
-  if (name.includes("_")) {
-    const dashed = name.replaceAll("_", "-");
+  if (hasCgiSeparator(name)) {
+    const dashed = cgiName(name);
     if (SET_HERE.has(dashed) || PROXY_CLAIMS.has(dashed) || HOP_BY_HOP_HEADERS.has(dashed)) {
       return true;
     }
     for (const [configured] of upstream.headers) {
-      if (configured.replaceAll("_", "-") === dashed) return true;
+      if (cgiName(configured) === dashed) return true;
     }
     return false;
   }
-  if (!upstream.underscoredHeaders) return false; // the usual case: nothing to compare
+  if (!upstream.cgiSpelledHeaders) return false; // the usual case: nothing to compare
   for (const [configured] of upstream.headers) {
-    if (configured.includes("_") && configured.replaceAll("_", "-") === name) return true;
+    if (hasCgiSeparator(configured) && cgiName(configured) === name) return true;
   }
   return false;
 }

@@ -78,8 +78,9 @@ Deno.test("scheme spoofing: an absolute-form request target cannot claim https w
   }
 });
 
-Deno.test("header spoofing: underscore spellings of vestibule's own headers never reach the app (CVE-2024-45614)", async () => {
-  // CGI, WSGI and Rack read x_forwarded_for as HTTP_X_FORWARDED_FOR, as they read the real one.
+Deno.test("header spoofing: underscore and dot spellings of vestibule's own headers never reach the app (CVE-2024-45614)", async () => {
+  // CGI, WSGI and Rack read x_forwarded_for as HTTP_X_FORWARDED_FOR, as they read the real one;
+  // PHP reads x.forwarded.for so too (it turns '.' into '_'), behind Caddy or FrankenPHP.
   const up = startUpstream();
   const edge = startVestibule({
     regions: { us: { origin: up.url, headers: { "x-origin-secret": "s3cret" } } },
@@ -96,15 +97,19 @@ Deno.test("header spoofing: underscore spellings of vestibule's own headers neve
     "x_forwarded_ssl",
     "front_end_https",
     "x_origin_secret",
+    "x.forwarded.for",
+    "x.real_ip",
+    "x.origin.secret",
   ];
   try {
-    const headers = new Headers({ x_custom_thing: "kept" });
+    const headers = new Headers({ x_custom_thing: "kept", "x.other.thing": "kept" });
     for (const name of spoofed) headers.set(name, "forged");
     const res = await fetch(`${edge.url}/page`, { headers });
     await res.body?.cancel();
     const { headers: got } = up.received[0];
     assert.deepEqual(spoofed.filter((name) => got.has(name)), []);
     assert.equal(got.get("x_custom_thing"), "kept", "other underscore names pass");
+    assert.equal(got.get("x.other.thing"), "kept", "other dotted names pass");
     assert.equal(got.get("x-origin-secret"), "s3cret");
     assert.equal(got.get("x-forwarded-for"), "127.0.0.1");
   } finally {
@@ -112,21 +117,25 @@ Deno.test("header spoofing: underscore spellings of vestibule's own headers neve
   }
 });
 
-Deno.test("header spoofing: a configured header named with underscores cannot be sent in its dash spelling", async () => {
+Deno.test("header spoofing: a configured header named with underscores or dots cannot be sent in its dash spelling", async () => {
   const up = startUpstream();
   const edge = startVestibule({
-    regions: { us: { origin: up.url, headers: { x_origin_secret: "real" } } },
+    regions: {
+      us: { origin: up.url, headers: { x_origin_secret: "real", "x.api.token": "real" } },
+    },
     default_region: "us",
     rules: [{ name: "app", type: "regional" }],
   });
   try {
     const res = await fetch(`${edge.url}/`, {
-      headers: { "X-Origin-Secret": "forged", "x-other": "kept" },
+      headers: { "X-Origin-Secret": "forged", "x-api-token": "forged", "x-other": "kept" },
     });
     await res.body?.cancel();
     const { headers } = up.received[0];
     assert.equal(headers.get("x_origin_secret"), "real");
     assert.equal(headers.get("x-origin-secret"), null, "the client's stand-in reached the app");
+    assert.equal(headers.get("x.api.token"), "real");
+    assert.equal(headers.get("x-api-token"), null, "the client's stand-in reached the app");
     assert.equal(headers.get("x-other"), "kept");
   } finally {
     await Promise.all([edge.close(), up.close()]);

@@ -427,13 +427,14 @@ Deno.test("OCAP: a caller that hangs up mid-upload is logged 499 client_closed, 
   }
 });
 
-Deno.test("OCAP pin leak: the pin cookie in any letter case and the pin header with underscores never reach the provider", async () => {
+Deno.test("OCAP pin leak: the pin cookie in any letter case and the pin header with underscores or dots never reach the provider", async () => {
   const upstream = startUpstream(() => Response.json({ access_token: "t" }));
   await withOcap(upstream, async (base) => {
     const res = await fetch(tokenRequest(base, {
       headers: {
         cookie: "a=1; __HOST-VESTIBULE-REGION=au; b=2, __host-vestibule-region=us",
         "x_vestibule_region": "au",
+        "x.vestibule.region": "au",
       },
     }));
     await res.body?.cancel();

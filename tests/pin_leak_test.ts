@@ -25,6 +25,12 @@ const PIN_FORMS: Array<[string, Record<string, string>]> = [
     "x_vestibule_region": "au",
     "X-Vestibule_Region": "au",
   }],
+  // PHP turns '.' into '_' in $_SERVER names; Caddy's FastCGI and FrankenPHP pass these on.
+  ["pin header spelled with dots", {
+    "x.vestibule.region": "au",
+    "X.Vestibule-Region": "au",
+    "x_vestibule.region": "au",
+  }],
   // Browsers match __Host- in any case; some frameworks look cookie names up ignoring case.
   ["pin cookie in other letter case", { cookie: "sessionid=s; __HOST-VESTIBULE-REGION=au" }],
   // RFC 2109 separated cookies with commas; Rack and Java's legacy cookie parser still split so.
