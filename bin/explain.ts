@@ -40,10 +40,23 @@ export async function main(args: string[]): Promise<number> {
   for (const line of values.header) {
     const colon = line.indexOf(":");
     if (colon <= 0) {
-      console.error(`Invalid header "${line}": expected "Name: value"`);
+      // Only the name: the rest may be a cookie or token (`-H 'Cookie sessionid=…'`), and this
+      // line ends up in CI logs.
+      const name = line.split(/[\s=;]/, 1)[0].slice(0, 64);
+      console.error(`Invalid header starting "${name}": expected "Name: value"`);
       return 2;
     }
-    headers.push([line.slice(0, colon).trim(), line.slice(colon + 1).trim()]);
+    const [name, value] = [line.slice(0, colon).trim(), line.slice(colon + 1).trim()];
+    try {
+      new Headers([[name, value]]);
+    } catch {
+      // Deno's own message quotes the value, which may be a cookie or a token.
+      console.error(
+        `Invalid header "${name.slice(0, 64)}": not a header name, or a value with CR, LF or NUL`,
+      );
+      return 2;
+    }
+    headers.push([name, value]);
   }
 
   const rulesPath = values.rules ?? Deno.env.get("VESTIBULE_RULES") ?? "./rules.json";

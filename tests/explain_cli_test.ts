@@ -101,7 +101,23 @@ Deno.test("explain exits 2 on a usage error", async (t) => {
   });
   await t.step("header without a colon", async () => {
     const { code, stderr } = await explain("GET", "/", "-H", "cookie");
-    assert.equal(stderr, 'Invalid header "cookie": expected "Name: value"\n');
+    assert.equal(stderr, 'Invalid header starting "cookie": expected "Name: value"\n');
     assert.equal(code, 2);
   });
+  await t.step("cookie leak: a Cookie value a header cannot hold is not echoed", async () => {
+    const { code, stderr } = await explain("GET", "/", "-H", "Cookie: sessionid=s3cr3t\rx");
+    assert.equal(
+      stderr,
+      'Invalid header "Cookie": not a header name, or a value with CR, LF or NUL\n',
+    );
+    assert.equal(code, 2);
+  });
+  await t.step(
+    "cookie leak: a Cookie line without its colon is not echoed with its value",
+    async () => {
+      const { code, stderr } = await explain("GET", "/", "-H", "Cookie sessionid=s3cr3t; a=b");
+      assert.equal(stderr, 'Invalid header starting "Cookie": expected "Name: value"\n');
+      assert.equal(code, 2);
+    },
+  );
 });
