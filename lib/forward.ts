@@ -354,7 +354,7 @@ export function clientResponse(
   // `new Response()` throws on a status above 599: a 500 of vestibule's own on the copy path.
   if (res.status > 599) throw invalidAnswer(res, upstream, `status ${res.status}`);
   const transfer = h.get("transfer-encoding");
-  if (transfer !== null && transfer.trim().toLowerCase() !== "chunked") {
+  if (transfer !== null && !onlyChunked(transfer)) {
     throw invalidAnswer(res, upstream, `Transfer-Encoding "${transfer}"`);
   }
   const encoding = h.get("content-encoding")?.trim().toLowerCase();
@@ -413,6 +413,16 @@ export function clientResponse(
     headers.append("vary", "accept-encoding");
   }
   return new Response(body, { status: res.status, statusText: res.statusText, headers });
+}
+
+/**
+ * Whether a `Transfer-Encoding` value is `chunked` alone, the one coding Deno's `fetch` takes off
+ * (empty list items, as in `, chunked`, are allowed: RFC 9110 §5.6.1).
+ */
+export function onlyChunked(value: string): boolean {
+  if (value === "chunked") return true; // nearly always
+  const codings = value.split(",").map((c) => c.trim().toLowerCase()).filter(Boolean);
+  return codings.length === 1 && codings[0] === "chunked";
 }
 
 /** The 502 for an upstream answer vestibule cannot pass on; its body is let go. */

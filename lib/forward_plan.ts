@@ -106,7 +106,7 @@ export function forwardPlan(
     else if (HOP_BY_HOP_HEADERS.has(name)) strip("hop-by-hop");
     else if (isPinHeader(name, ctx.pinHeader)) strip("pin header");
     else if (impersonates(name, upstream)) {
-      strip("other spelling (_ for -) of a header vestibule controls");
+      strip("other spelling (_ or . for -) of a header vestibule controls");
     } else if (name === "host") strip("the upstream gets its own host");
     else if (PROXY_CLAIMS.has(name)) strip("not trusted: trusted_proxy_hops is 0");
     else if (connectionNamed.includes(name)) strip("hop-by-hop: named in Connection");

@@ -85,6 +85,21 @@ Deno.test("unlabelled gzip: an upstream transfer coding other than chunked is 50
   );
 });
 
+Deno.test("framing: 'Transfer-Encoding: , chunked' (an empty list item, RFC 9110 §5.6.1) is chunked, not refused", async (t) => {
+  await eachCase(
+    t,
+    (extra) =>
+      `HTTP/1.1 200 OK\r\nTransfer-Encoding: , Chunked\r\n${extra}\r\n2\r\nok\r\n0\r\n\r\n`,
+    ({ status, head, body }) => {
+      assert.equal(status, 200);
+      const bytes = /\r\ntransfer-encoding: chunked/.test(head)
+        ? body.replace(/^2\r\nok\r\n0\r\n\r\n$/, "ok")
+        : body;
+      assert.equal(bytes, "ok");
+    },
+  );
+});
+
 Deno.test("an upstream status above 599 is 502 upstream_invalid, never vestibule's own 500", async (t) => {
   await eachCase(
     t,

@@ -1,5 +1,5 @@
 /** @module The one origin call an OCAP owner makes for a dedup key: no redirects, own timeout, body buffered. */
-import { HOP_BY_HOP_HEADERS } from "../forward.ts";
+import { HOP_BY_HOP_HEADERS, onlyChunked } from "../forward.ts";
 import { HttpError } from "../http_error.ts";
 import { BodyTooLargeError, readBounded } from "../request_body.ts";
 import type { OriginAnswer } from "./origin_answer.ts";
@@ -64,7 +64,7 @@ export async function callOrigin(
       return invalidAnswer(request.target, `status ${response.status}, which HTTP does not define`);
     }
     const transfer = response.headers.get("transfer-encoding");
-    if (transfer !== null && transfer.trim().toLowerCase() !== "chunked") {
+    if (transfer !== null && !onlyChunked(transfer)) {
       // fetch takes off the chunks and leaves the rest (gzip) on the bytes; the header is
       // hop-by-hop, so callers would get them unlabelled.
       return invalidAnswer(request.target, `Transfer-Encoding "${transfer}"`);
