@@ -5,6 +5,7 @@
 import { explainRequest } from "../lib/explain.ts";
 import { formatExplanation } from "../lib/explain_text.ts";
 import { loadRules } from "../lib/load_rules.ts";
+import { HTTP_TOKEN } from "../lib/header_list.ts";
 import { parseCommandLine, RULES_ENV_OPTIONS } from "./_command_line.ts";
 import { rulesEnv } from "./_rules_env.ts";
 
@@ -39,20 +40,15 @@ export async function main(args: string[]): Promise<number> {
   const headers: Array<[string, string]> = [];
   for (const line of values.header) {
     const colon = line.indexOf(":");
-    if (colon <= 0) {
-      // Only the name: the rest may be a cookie or token (`-H 'Cookie sessionid=…'`), and this
-      // line ends up in CI logs.
-      const name = line.split(/[\s=;]/, 1)[0].slice(0, 64);
-      console.error(`Invalid header starting "${name}": expected "Name: value"`);
-      return 2;
-    }
-    const [name, value] = [line.slice(0, colon).trim(), line.slice(colon + 1).trim()];
-    try {
-      new Headers([[name, value]]);
-    } catch {
-      // Deno's own message quotes the value, which may be a cookie or a token.
+    const name = line.slice(0, Math.max(colon, 0)).trim();
+    const value = line.slice(colon + 1).trim();
+    if (colon <= 0 || !HTTP_TOKEN.test(name) || !headerValueOk(name, value)) {
+      // Quoted up to the first character no header name holds: the rest may be a cookie or a
+      // token (`-H 'Cookie sessionid=…'`, `-H 'Authorization Basic a:b'`), and this line ends
+      // up in CI logs. Deno's own message would quote the value.
+      const start = line.split(/[^!#$%&'*+.^_`|~0-9A-Za-z-]/, 1)[0].slice(0, 64);
       console.error(
-        `Invalid header "${name.slice(0, 64)}": not a header name, or a value with CR, LF or NUL`,
+        `Invalid header starting "${start}": expected "Name: value", a value without CR, LF or NUL`,
       );
       return 2;
     }
@@ -94,3 +90,13 @@ export async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
+
+/** Whether `fetch`'s `Headers` takes the value (no CR, LF or NUL). */
+function headerValueOk(name: string, value: string): boolean {
+  try {
+    new Headers([[name, value]]);
+    return true;
+  } catch {
+    return false;
+  }
+}
