@@ -239,8 +239,14 @@ Deno.test("explainRequest() shows vestibule's own header values and strips hop-b
     { name: "x-forwarded-ssl", reason: "not trusted: trusted_proxy_hops is 0" },
     { name: "x-origin-secret", reason: "replaced by the rules file's value" },
     { name: "x-real-ip", reason: "replaced by vestibule" },
-    { name: "x_forwarded_for", reason: "other spelling (_ or . for -) of a header vestibule controls" },
-    { name: "x_origin_secret", reason: "other spelling (_ or . for -) of a header vestibule controls" },
+    {
+      name: "x_forwarded_for",
+      reason: "other spelling (_ or . for -) of a header vestibule controls",
+    },
+    {
+      name: "x_origin_secret",
+      reason: "other spelling (_ or . for -) of a header vestibule controls",
+    },
   ]);
 });
 

@@ -339,7 +339,7 @@ function requestBodyBroke(error: unknown): boolean {
  * re-compressed as gzip for clients that accept it (nginx-style weak ETag, since the bytes
  * changed), and sent plain otherwise.
  *
- * An answer no client could be handed as it is, a status above 599 or a transfer coding other
+ * An answer no client could be handed as it is, a status outside 200–599 or a transfer coding other
  * than `chunked` (which Deno's `fetch` leaves on the bytes, and which is hop-by-hop, so the label
  * would be dropped), is 502 `upstream_invalid`, as nginx refuses them.
  */
@@ -351,8 +351,12 @@ export function clientResponse(
 ): Response {
   const sentAcceptEncoding = asked.acceptEncoding;
   const h = res.headers;
-  // `new Response()` throws on a status above 599: a 500 of vestibule's own on the copy path.
-  if (res.status > 599) throw invalidAnswer(res, upstream, `status ${res.status}`);
+  // `new Response()` throws on a status above 599 (a 500 of vestibule's own on the copy path);
+  // `fetch` hands over a 101 to a request that asked for no upgrade (RFC 9110 §15.2.2 forbids
+  // it, and Upgrade, hop-by-hop, would be gone). A WebSocket upgrade does not come this way.
+  if (res.status < 200 || res.status > 599) {
+    throw invalidAnswer(res, upstream, `status ${res.status}`);
+  }
   const transfer = h.get("transfer-encoding");
   if (transfer !== null && !onlyChunked(transfer)) {
     throw invalidAnswer(res, upstream, `Transfer-Encoding "${transfer}"`);

@@ -100,6 +100,18 @@ Deno.test("framing: 'Transfer-Encoding: , chunked' (an empty list item, RFC 9110
   );
 });
 
+Deno.test("protocol switch nobody asked for: a 101 to a plain request is 502 upstream_invalid", async (t) => {
+  // fetch hands the 101 over as the answer; its Upgrade header, hop-by-hop, was dropped.
+  await eachCase(
+    t,
+    (extra) => `HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n${extra}\r\n`,
+    ({ status, body }) => {
+      assert.equal(status, 502);
+      assert.equal(JSON.parse(body).error, "upstream_invalid");
+    },
+  );
+});
+
 Deno.test("an upstream status above 599 is 502 upstream_invalid, never vestibule's own 500", async (t) => {
   await eachCase(
     t,
