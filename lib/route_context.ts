@@ -11,7 +11,7 @@ import type { HeaderList } from "./header_list.ts";
 import type { RuleMatch } from "./match_rule.ts";
 import type { RegionPin } from "./pin.ts";
 import type { BufferedBody } from "./request_body.ts";
-import { unlessEmpty } from "./unframed_body.ts";
+import { bufferedBody, declaresBody, unlessEmpty } from "./unframed_body.ts";
 import type { AssumedRegion } from "./assume_region.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "./websocket_proxy.ts";
 import type { CookieScope } from "./success.ts";
@@ -61,10 +61,8 @@ function upstreamBody(
 ): BodyInit | null | Promise<Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null> {
   const { method, body } = ctx.request;
   if (method === "GET" || method === "HEAD") return null;
-  if (ctx.body.consumed) return ctx.body.bytes();
-  const declared = ctx.headers.get("content-length") !== null ||
-    ctx.headers.get("transfer-encoding") !== null;
-  return declared || body === null ? body : unlessEmpty(body);
+  if (ctx.body.consumed) return ctx.body.bytes().then((bytes) => bufferedBody(bytes, ctx.headers));
+  return body === null || declaresBody(ctx.headers) ? body : unlessEmpty(body);
 }
 
 /** Proxies the request to one upstream and returns the client's response; throws `HttpError`. */

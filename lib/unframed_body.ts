@@ -1,5 +1,22 @@
 /** @module The body of a request that declared none: no `Content-Length`, no `Transfer-Encoding`. */
+import type { HeaderReader } from "./header_list.ts";
 import { clientClosed } from "./request_body.ts";
+
+/** Whether the request declared a body: a `Content-Length` or a `Transfer-Encoding`. */
+export function declaresBody(headers: HeaderReader): boolean {
+  return headers.get("content-length") !== null || headers.get("transfer-encoding") !== null;
+}
+
+/**
+ * A buffered body as the upstream should get it: none for a request that declared none and
+ * had none, so `fetch` does not add the `Content-Length: 0` it writes for an empty one.
+ */
+export function bufferedBody(
+  bytes: Uint8Array<ArrayBuffer>,
+  headers: HeaderReader,
+): Uint8Array<ArrayBuffer> | null {
+  return bytes.byteLength === 0 && !declaresBody(headers) ? null : bytes;
+}
 
 /**
  * How long {@linkcode unlessEmpty} waits to learn whether such a body is empty. Over HTTP/1.1 the

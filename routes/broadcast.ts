@@ -10,6 +10,7 @@ import { HttpError } from "../lib/http_error.ts";
 import { pinCookie } from "../lib/pin.ts";
 import { cookieScope, type RouteContext, withSetCookie } from "../lib/route_context.ts";
 import { checkSuccess } from "../lib/success.ts";
+import { bufferedBody } from "../lib/unframed_body.ts";
 
 interface Attempt {
   region: string;
@@ -27,7 +28,7 @@ export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): P
   const { request, config } = ctx;
   const body = request.method === "GET" || request.method === "HEAD"
     ? null
-    : await ctx.body.bytes();
+    : bufferedBody(await ctx.body.bytes(), ctx.headers);
   const preferred = ctx.pin?.region ?? ctx.assumed.region;
   const preference = [preferred, ...config.regionIds.filter((id) => id !== preferred)];
   // Regions that have answered (or failed) on their own so far, awaited or not.

@@ -70,6 +70,44 @@ Deno.test("411 from presigned PUTs: a streamed upload reaches the upstream with 
   }
 });
 
+Deno.test("no body declared: broadcast regions and a body-matcher rule get none either, not Content-Length: 0", async (t) => {
+  const au = startUpstream();
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "bye",
+        type: "broadcast",
+        match: { methods: ["DELETE"], path: "^/bye$" },
+        success: { status: "2xx" },
+        allow_multiple_success: true,
+      },
+      { name: "empty", type: "regional", match: { path: "^/empty$", body: { regex: "^$" } } },
+    ],
+  });
+  try {
+    for (const [path, regions] of [["/bye", [au, us]], ["/empty", [us]]] as const) {
+      await t.step(path, async () => {
+        const before = regions.map((region) => region.received.length);
+        await rawRequest(
+          edge.port,
+          `DELETE ${path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`,
+        );
+        regions.forEach((region, i) => {
+          assert.equal(region.received.length, before[i] + 1, "the request reached the region");
+          const got = region.received.at(-1)!;
+          assert.equal(got.headers.get("content-length"), null);
+          assert.equal(got.headers.get("transfer-encoding"), null);
+        });
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
 Deno.test("bidirectional HTTP/2: a request whose body has not started still reaches the upstream at once", async () => {
   // h2c without Content-Length: the body may come later, even after the answer has begun (gRPC
   // streams, an upstream that refuses an upload by its headers). It must not wait for it.
