@@ -13,6 +13,7 @@ import { OWN_PREFIX, routedPath, servedBy } from "./lib/own_paths.ts";
 import { readPin } from "./lib/pin.ts";
 import { rawQuery, rawTarget, viewRequest } from "./lib/request_view.ts";
 import { matchablePath } from "./lib/matchable_path.ts";
+import { requestUrl } from "./lib/request_path.ts";
 import { BodyTooLargeError, BufferedBody } from "./lib/request_body.ts";
 import type { RouteContext } from "./lib/route_context.ts";
 import { handleBroadcast } from "./routes/broadcast.ts";
@@ -195,7 +196,7 @@ export function createApp(deps: AppDeps): App {
   const ocapPath = config.ocap?.path;
   return {
     fetch(request, info) {
-      const url = URL.parse(request.url) ?? undefined;
+      const url = requestUrl(request.url);
       const path = pathOf(request, url);
       if (servedBy(path, ocapPath)) return app.fetch(request, info);
       return routeRequest(request, path, url, info).catch((error) => internalError(error, request));
@@ -207,7 +208,7 @@ export function createApp(deps: AppDeps): App {
  * {@linkcode routedPath}; for a URL that does not parse (a 400 `bad_host` to come), the raw path
  * with its escapes kept as `routedPath` keeps them.
  */
-function pathOf(request: Request, url = URL.parse(request.url) ?? undefined): string {
+function pathOf(request: Request, url = requestUrl(request.url)): string {
   return url ? routedPath(url) : matchablePath(rawTarget(request.url).replace(/[?#].*/s, ""));
 }
 

@@ -2,6 +2,7 @@
 import type { MatchInput, RulesFile, SuccessInput } from "./rules_schema.ts";
 import { REDIRECT_STATUSES } from "./rules_schema.ts";
 import { hasCgiSeparator } from "./cgi_name.ts";
+import type { PathPolicy } from "./request_path.ts";
 import { matchablePath } from "./matchable_path.ts";
 import { OWN_PREFIX } from "./own_paths.ts";
 
@@ -104,6 +105,8 @@ export interface Config {
   bodyTimeoutMs: number;
   debugHeaders: boolean;
   serverTiming: boolean;
+  /** What paths may hold that apps read as another path (`lib/request_path.ts`). */
+  paths: PathPolicy;
   rules: readonly Rule[];
   /** The validated `ocap` section, if any; OCAP compiles its own part. */
   ocap?: RulesFile["ocap"];
@@ -311,6 +314,10 @@ export function compileRules(file: RulesFile): Config {
     bodyTimeoutMs: file.body_timeout_ms,
     debugHeaders: file.debug_headers,
     serverTiming: file.server_timing,
+    paths: {
+      allowEncodedSlashes: file.paths.allow_encoded_slashes,
+      allowSemicolons: file.paths.allow_semicolons,
+    },
     rules,
     ocap: file.ocap,
   };

@@ -15,6 +15,7 @@ import { HttpError } from "./http_error.ts";
 import { chooseRegion, regionalCookies } from "./choose_region.ts";
 import { redirectLocation } from "./redirect_location.ts";
 import { routedPath, servedBy } from "./own_paths.ts";
+import { mergeSlashes } from "./request_path.ts";
 import { isSafeRequestId } from "./request_id.ts";
 import { isWebSocketUpgrade } from "./websocket_proxy.ts";
 import { HeaderList } from "./header_list.ts";
@@ -307,6 +308,7 @@ function describedUrl(described: RequestDescription): URL {
     url = described.url.startsWith("/")
       ? new URL(BASE_URL + described.url)
       : new URL(described.url);
+    mergeSlashes(url);
   } catch {
     throw new TypeError(`Cannot explain "${described.url}": not a URL or a path`);
   }

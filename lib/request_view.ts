@@ -5,6 +5,7 @@ import type { ForwardContext } from "./forward.ts";
 import { HeaderList } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
 import { routedPath } from "./own_paths.ts";
+import { refusePathOf, requestUrl } from "./request_path.ts";
 import type { RequestFacts } from "./match_rule.ts";
 
 /** The request as matchers and forwarding see it; the router and `explain` both build it here. */
@@ -46,7 +47,7 @@ export function viewRequest(
   // Deno.serve builds `request.url` from `Host` unchecked: `Host: a/zz` would turn the path
   // `/admin` into `/zz/admin`, upstream and in the Location rewrite, and a port over 65535 or a
   // bad IPv6 literal makes it unparsable. Either is the client's error.
-  const url = options.url ?? URL.parse(request.url);
+  const url = options.url ?? requestUrl(request.url);
   // With an absolute-form target the URL is the client's, not the Host's: the Host must parse too
   // (`999.999.999.999` fits the pattern), since Location rewrites resolve against it.
   if (
@@ -75,6 +76,7 @@ export function viewRequest(
     ? forwardedProto
     : options.scheme ?? "http";
   refuseBodyOf(request.method, headers);
+  refusePathOf(url.pathname, config.paths);
   const address = clientAddress(
     headers.get("x-forwarded-for"),
     options.remoteIp,

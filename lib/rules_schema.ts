@@ -218,6 +218,14 @@ export const rulesFileSchema = z.strictObject({
     "Add X-Vestibule-Rule and X-Vestibule-Region to responses (off in production)",
   ),
   server_timing: z.boolean().default(false),
+  paths: z.strictObject({
+    allow_encoded_slashes: z.boolean().default(false).describe(
+      "Route paths holding %2F or %5C (else 400 bad_path): only for apps that keep them apart from /",
+    ),
+    allow_semicolons: z.boolean().default(false).describe(
+      "Route paths holding ';' (else 400 bad_path): only for apps that do not strip ;parameters",
+    ),
+  }).default({ allow_encoded_slashes: false, allow_semicolons: false }),
   ocap: ocapSchema.optional(),
   rules: z.array(ruleSchema).min(1),
 });

@@ -247,6 +247,7 @@ function differences(
     "redirect_refused",
     "bad_host",
     "bad_method",
+    "bad_path",
     "method_not_allowed",
     "body_not_allowed",
     "(no log line)",

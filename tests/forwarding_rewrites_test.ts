@@ -427,6 +427,8 @@ Deno.test("open redirect: path groups cannot move a redirect rule's target to an
         redirect: { location: "//help.example.com$1" },
       },
     ],
+    // So that an escaped backslash reaches the rules below.
+    paths: { allow_encoded_slashes: true },
   });
   const location = async (path: string) => {
     const res = await fetch(edge.url + path, {
@@ -441,9 +443,7 @@ Deno.test("open redirect: path groups cannot move a redirect rule's target to an
       const path of [
         "/help@evil.example",
         "/help.evil.example/",
-        "/old//evil.example",
         "/pr@evil.example",
-        "/old/\\evil.example",
       ]
     ) {
       await t.step(`refused: ${path}`, async () => {
@@ -452,16 +452,24 @@ Deno.test("open redirect: path groups cannot move a redirect rule's target to an
         assert.match(got.body, /"error":"redirect_refused"/);
       });
     }
+    await t.step(
+      "merged before any rule reads them: //evil.example and \\evil.example",
+      async () => {
+        // `\` is `/` to the URL parser, and runs of `/` are merged: the group holds no `//`.
+        assert.equal((await location("/old//evil.example")).location, "/evil.example");
+        assert.equal((await location("/old/\\evil.example")).location, "/evil.example");
+        assert.equal(
+          (await location("/docs//evil.example")).location,
+          "https://docs.example.com/evil.example",
+        );
+      },
+    );
     await t.step("kept: the same host, whatever the groups", async () => {
       assert.equal((await location("/help/billing")).location, "https://help.example.com/billing");
       assert.equal((await location("/old/new-page")).location, "/new-page");
       assert.equal((await location("/pr/billing")).location, "//help.example.com/billing");
       // An escaped backslash is a path character to a browser, not a slash.
       assert.equal((await location("/old/%5Cevil.example")).location, "/%5Cevil.example");
-      assert.equal(
-        (await location("/docs//evil.example")).location,
-        "https://docs.example.com//evil.example",
-      );
     });
   } finally {
     await edge.close();

@@ -335,10 +335,10 @@ Deno.test("own-path disguise: dot segments, escapes or another method never rout
     await t.step("the access log shows the path as routed, escapes kept", async () => {
       await rawRequest(
         edge.port,
-        "GET /a/../b%C2%85%2F%41 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        "GET /a/../b%C2%85%3A%41 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
       );
-      assert.equal(up.received.at(-1)?.path, "/b%C2%85%2F%41");
-      assert.equal(JSON.parse(lines.at(-1)!).path, "/b%C2%85%2FA");
+      assert.equal(up.received.at(-1)?.path, "/b%C2%85%3A%41");
+      assert.equal(JSON.parse(lines.at(-1)!).path, "/b%C2%85%3AA");
     });
     await t.step(
       "a Host that breaks the URL: refused, its path logged with escapes kept",

@@ -603,12 +603,12 @@ Deno.test("rule bypass: a percent-encoded path (/%61bout) matches the rule for t
     ],
   });
   try {
-    for (const path of ["/about", "/%61bout", "/pric%69ng/x", "/about%2fx"]) {
+    for (const path of ["/about", "/%61bout", "/pric%69ng/x"]) {
       await (await fetch(edge.url + path)).body?.cancel();
     }
-    // The upstream gets the path as the client sent it; an escaped "/" is not a "/".
+    // The upstream gets the path as the client sent it (an escaped "/": path_confusion_test.ts).
     assert.deepEqual(web.received.map((r) => r.path), ["/about", "/%61bout", "/pric%69ng/x"]);
-    assert.deepEqual(us.received.map((r) => r.path), ["/about%2fx"]);
+    assert.deepEqual(us.received.map((r) => r.path), []);
   } finally {
     await Promise.all([edge.close(), us.close(), web.close()]);
   }
