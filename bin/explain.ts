@@ -43,12 +43,15 @@ export async function main(args: string[]): Promise<number> {
     const name = line.slice(0, Math.max(colon, 0)).trim();
     const value = line.slice(colon + 1).trim();
     if (colon <= 0 || !HTTP_TOKEN.test(name) || !headerValueOk(name, value)) {
-      // Quoted up to the first character no header name holds: the rest may be a cookie or a
-      // token (`-H 'Cookie sessionid=…'`, `-H 'Authorization Basic a:b'`), and this line ends
-      // up in CI logs. Deno's own message would quote the value.
-      const start = line.split(/[^!#$%&'*+.^_`|~0-9A-Za-z-]/, 1)[0].slice(0, 64);
+      // This line ends up in CI logs, and the rest of the line may be a cookie or a token
+      // (`-H 'Cookie sessionid=…'`, `-H 'Authorization Basic a:b'`): quoted up to the first
+      // character no header name holds, and not at all without a colon, where the whole line may
+      // be a token (`-H "$GITHUB_TOKEN"`). Deno's own message would quote the value.
+      const start = colon <= 0
+        ? ""
+        : ` starting "${line.split(/[^!#$%&'*+.^_`|~0-9A-Za-z-]/, 1)[0].slice(0, 64)}"`;
       console.error(
-        `Invalid header starting "${start}": expected "Name: value", a value without CR, LF or NUL`,
+        `Invalid header${start}: expected "Name: value", a value without CR, LF or NUL`,
       );
       return 2;
     }

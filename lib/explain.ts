@@ -312,11 +312,8 @@ function describedUrl(described: RequestDescription): URL {
   } catch {
     throw new TypeError(`Cannot explain "${described.url}": not a URL or a path`);
   }
-  if (!/^https?:$/.test(url.protocol)) {
-    throw new TypeError(
-      `Cannot explain "${described.url}": only http and https URLs reach vestibule`,
-    );
-  }
+  // Another scheme does reach vestibule (`GET foo://host/x HTTP/1.1`): refused as the router
+  // refuses it, 400 `bad_path`.
   return url;
 }
 

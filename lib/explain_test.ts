@@ -339,14 +339,17 @@ Deno.test("explainRequest() shows the router's refusals of methods and of a GET 
   });
 });
 
-Deno.test("explainRequest() refuses a non-http URL", async () => {
-  await assert.rejects(
-    explainRequest({ method: "GET", url: "ftp://example.com/" }, config),
-    {
-      name: "TypeError",
-      message: 'Cannot explain "ftp://example.com/": only http and https URLs reach vestibule',
-    },
-  );
+Deno.test("explainRequest() refuses a non-http URL as the router does (Deno.serve takes any scheme)", async () => {
+  const explained = await explainRequest({ method: "GET", url: "ftp://example.com/" }, config);
+  assert.deepEqual(explained.refused, {
+    status: 400,
+    code: "bad_path",
+    message: "The request target is neither a path nor an http(s) URL",
+  });
+  await assert.rejects(explainRequest({ method: "GET", url: "http://[::1/" }, config), {
+    name: "TypeError",
+    message: 'Cannot explain "http://[::1/": not a URL or a path',
+  });
 });
 
 Deno.test("formatExplanation() describes pinned, geo-assumed, default and broadcast requests", async (t) => {

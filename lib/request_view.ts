@@ -57,6 +57,12 @@ export function viewRequest(
   ) {
     throw new HttpError(400, "bad_host", "The Host header is not a host name or address");
   }
+  // Deno.serve keeps an absolute-form target of any scheme (`GET foo://host/x/..\admin`), whose
+  // path the URL parser reads with `\` as a plain character, while `fetch` reads the same text
+  // on the http origin with `\` as `/`: the app got `/admin` past a rule for it.
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new HttpError(400, "bad_path", "The request target is neither a path nor an http(s) URL");
+  }
   // Behind trusted proxies the client saw the host and scheme they report, so `match.host`,
   // redirects and cookie domains must use those, not the address the last proxy dialled.
   const hops = config.trustedProxyHops;

@@ -85,17 +85,17 @@ Deno.test("runRouteCases() reports a field the decision lacks as (none)", async 
 Deno.test("runRouteCases() fails a case whose request cannot be built", async () => {
   const cases = parseRouteCases(JSON.stringify({
     cases: [{
-      name: "not http",
-      request: { method: "GET", url: "ftp://example.com/" },
+      name: "not a URL",
+      request: { method: "GET", url: "http://[::1/" },
       expect: { rule: "app", type: "regional" },
     }],
   }));
   const results = await runRouteCases(cases, config);
   assert.equal(
     results[0].error,
-    'Cannot explain "ftp://example.com/": only http and https URLs reach vestibule',
+    'Cannot explain "http://[::1/": not a URL or a path',
   );
-  assert.match(formatCaseResults(results, "t"), /^ {2}error: Cannot explain "ftp:/m);
+  assert.match(formatCaseResults(results, "t"), /^ {2}error: Cannot explain "http:/m);
 });
 
 Deno.test("runRouteCases() says why a case failed when the router answers the request itself", async (t) => {

@@ -119,6 +119,20 @@ Deno.test("admin bypass: ;path parameters /admin;x=1 and /x/..;/admin (Tomcat, J
   );
 });
 
+Deno.test("admin bypass: an absolute-form target of another scheme (foo://host/x/..\\admin) is 400 bad_path", async (t) => {
+  // Deno.serve keeps it; the URL parser reads its `\` as a plain character, the app's `fetch`
+  // on the http origin as `/`: `/x/..\admin` matched nothing and reached the app as `/admin`.
+  await assertAdminRuleHolds(
+    servlet,
+    [
+      "foo://app.example.com/x/..\\admin",
+      "foo://app.example.com/\\admin",
+      "foo://app.example.com/admin",
+    ],
+    t,
+  );
+});
+
 Deno.test("broadcast bypass: POST //accounts/login/ is the login, broadcast to every region", async () => {
   const au = startUpstream();
   const us = startUpstream();
@@ -190,7 +204,7 @@ Deno.test("bad_path: refused before any rule, logged, and explain says the same"
   const config = parseRules(JSON.stringify(file), { env: () => undefined });
   const edge = startVestibule(file, { deps: { log: (line) => lines.push(line) } });
   try {
-    for (const target of ["/a%2Fb", "/a%5cb", "/a;b"]) {
+    for (const target of ["/a%2Fb", "/a%5cb", "/a;b", "foo://app.example.com/a"]) {
       await t.step(target, async () => {
         const { status, body } = await get(edge.port, target);
         assert.equal(status, 400);
