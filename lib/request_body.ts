@@ -1,6 +1,7 @@
 /** @module Reads a request body at most once, within the configured limit, for matchers and broadcast. */
+import { Buffer } from "node:buffer";
 import { HttpError } from "./http_error.ts";
-import { multipartFields, UTF8_KEEP_BOM } from "./multipart_fields.ts";
+import { MAX_FORM_FIELDS, multipartFields, UTF8_KEEP_BOM } from "./multipart_fields.ts";
 
 /** The body is larger than `body_limit_bytes`: answered with 413 `body_too_large`. */
 export class BodyTooLargeError extends RangeError {
@@ -194,7 +195,10 @@ export class BufferedBody {
     return this.#json?.value;
   }
 
-  /** The urlencoded or multipart form fields, or `undefined` when the body is not a valid form. */
+  /**
+   * The urlencoded or multipart form fields, or `undefined` when the body is not a valid form or
+   * has more than {@linkcode MAX_FORM_FIELDS} fields.
+   */
   async form(): Promise<Map<string, string[]> | undefined> {
     const type = this.request.headers.get("content-type") ?? "";
     const bytes = await this.bytes();
@@ -205,11 +209,21 @@ export class BufferedBody {
       else fields.set(key, [value]);
     };
     if (/^application\/x-www-form-urlencoded/i.test(type)) {
+      if (countUpTo(bytes, AMPERSAND, MAX_FORM_FIELDS) >= MAX_FORM_FIELDS) return undefined;
       // A leading BOM stays part of the first name, as Django's `bytes.decode("utf-8")` keeps it.
       for (const [k, v] of new URLSearchParams(UTF8_KEEP_BOM.decode(bytes))) add(k, v);
       return fields;
     }
-    if (/^multipart\/form-data/i.test(type)) return await multipartFields(bytes, type);
+    if (/^multipart\/form-data/i.test(type)) {
+      // Counted before busboy, which spends its time on every part, past its own limit too.
+      const boundary = mediaTypeParameter(type, "boundary");
+      const delimiter = boundary && new TextEncoder().encode(`\r\n--${boundary}`);
+      // n parts hold n delimiters after a line break: one before each next part, one to close.
+      if (delimiter && countUpTo(bytes, delimiter, MAX_FORM_FIELDS + 1) > MAX_FORM_FIELDS) {
+        return undefined;
+      }
+      return await multipartFields(bytes, type);
+    }
     return undefined;
   }
 }
@@ -260,4 +274,20 @@ export function mediaTypeParameter(mediaType: string, name: string): string | un
     if (key === name) return value;
   }
   return undefined;
+}
+
+const AMPERSAND = new Uint8Array([0x26]);
+
+/** How often `needle` occurs in `bytes`, counted up to `limit` (Buffer's native search). */
+export function countUpTo(bytes: Uint8Array, needle: Uint8Array, limit: number): number {
+  const haystack = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let count = 0;
+  for (
+    let at = haystack.indexOf(needle);
+    at !== -1 && count < limit;
+    at = haystack.indexOf(needle, at + needle.length)
+  ) {
+    count++;
+  }
+  return count;
 }

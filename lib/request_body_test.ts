@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { joinChunks, mediaTypeParameter, readUpTo } from "./request_body.ts";
+import { MAX_FORM_FIELDS } from "./multipart_fields.ts";
+import { BufferedBody, joinChunks, mediaTypeParameter, readUpTo } from "./request_body.ts";
 
 Deno.test("mediaTypeParameter() reads parameters pair by pair, as Python's email does", () => {
   const charset = (type: string) => mediaTypeParameter(type, "charset");
@@ -63,4 +64,67 @@ Deno.test("readUpTo() keeps a body that is one chunk as it is, and times out a s
     readUpTo(stalled, 10, { ms: 50, error: () => new RangeError("body too slow") }),
     { name: "RangeError", message: "body too slow" },
   );
+});
+
+/** The form fields of `body` as a `form` matcher reads them. */
+function formOf(contentType: string, body: string): Promise<Map<string, string[]> | undefined> {
+  const request = new Request("http://app.test/", {
+    method: "POST",
+    headers: { "content-type": contentType },
+    body,
+  });
+  return new BufferedBody(request, 1 << 21).form();
+}
+
+const MULTIPART = "multipart/form-data; boundary=b";
+const parts = (n: number) =>
+  '--b\r\nContent-Disposition: form-data; name="a"\r\n\r\nx\r\n'.repeat(n) + "--b--\r\n";
+
+Deno.test("BufferedBody.form(): a form of more than MAX_FORM_FIELDS fields is no form (Django refuses it too)", async (t) => {
+  await t.step("urlencoded", async () => {
+    const fields = (n: number) => Array(n).fill("a=x").join("&");
+    assert.equal(
+      (await formOf("application/x-www-form-urlencoded", fields(MAX_FORM_FIELDS)))?.get("a")
+        ?.length,
+      MAX_FORM_FIELDS,
+    );
+    assert.equal(
+      await formOf("application/x-www-form-urlencoded", fields(MAX_FORM_FIELDS + 1)),
+      undefined,
+    );
+  });
+  await t.step("multipart", async () => {
+    assert.equal(
+      (await formOf(MULTIPART, parts(MAX_FORM_FIELDS)))?.get("a")?.length,
+      MAX_FORM_FIELDS,
+    );
+    assert.equal(await formOf(MULTIPART, parts(MAX_FORM_FIELDS + 1)), undefined);
+  });
+});
+
+Deno.test("CPU amplification: 1 MiB of empty form fields costs a form matcher about what one 1 MiB field does", async (t) => {
+  const fastest = async (contentType: string, body: string) => {
+    let best = Infinity;
+    for (let i = 0; i < 3; i++) {
+      const started = performance.now();
+      await formOf(contentType, body);
+      best = Math.min(best, performance.now() - started);
+    }
+    return best;
+  };
+  const size = 1 << 20;
+  await t.step("urlencoded a&a&…: 0.2–0.3 s before the cap", async () => {
+    const one = await fastest("application/x-www-form-urlencoded", "a=" + "x".repeat(size - 2));
+    const many = await fastest("application/x-www-form-urlencoded", "a&".repeat(size / 2));
+    assert.ok(many < 10 * one + 5, `${many.toFixed(1)} ms vs ${one.toFixed(1)} ms`);
+  });
+  await t.step("multipart of empty parts: about 1 s before the cap", async () => {
+    const head = '--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n';
+    const one = await fastest(
+      MULTIPART,
+      head + "x".repeat(size - head.length - 12) + "\r\n--b--\r\n",
+    );
+    const many = await fastest(MULTIPART, "--b\r\n\r\n\r\n".repeat(size / 11) + "--b--\r\n");
+    assert.ok(many < 10 * one + 5, `${many.toFixed(1)} ms vs ${one.toFixed(1)} ms`);
+  });
 });

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { type DedupInput, dedupKey } from "./dedup_key.ts";
 import { normalizeUrl } from "./normalize_url.ts";
+import { MAX_CANONICAL_ELEMENTS } from "./canonical_body.ts";
+import { MAX_CANONICAL_PAIRS } from "./form_pairs.ts";
 
 const encoder = new TextEncoder();
 const JSON_TYPE = "application/json";
@@ -248,4 +250,56 @@ Deno.test("CPU exhaustion: the key of a 1 MiB form costs about what a 1 MiB JSON
   // the isolate that routes everyone's requests).
   const form = await fastest(FORM_TYPE, "code=" + "x".repeat(size - 5));
   assert.ok(form < 10 * json + 5, `${form.toFixed(1)} ms vs ${json.toFixed(1)} ms`);
+});
+
+Deno.test("dedupKey() keys a body of more than a thousand pairs or elements on its bytes", async (t) => {
+  await t.step("form: order counts beyond MAX_CANONICAL_PAIRS, not below", async () => {
+    const form = (n: number, first: string) =>
+      [first, ...Array.from({ length: n - 1 }, (_, i) => `k${i}=v`)].join("&");
+    const key = (text: string) =>
+      dedupKey(input({ contentType: FORM_TYPE, body: encoder.encode(text) }));
+    const few = form(MAX_CANONICAL_PAIRS - 1, "a=1");
+    assert.equal(await key(few), await key(few.split("&").reverse().join("&")));
+    const many = form(MAX_CANONICAL_PAIRS + 1, "a=1");
+    assert.equal(await key(many), await key(many), "identical requests still share one key");
+    assert.notEqual(await key(many), await key(many.split("&").reverse().join("&")));
+  });
+  await t.step("JSON: key order counts beyond MAX_CANONICAL_ELEMENTS, not below", async () => {
+    const json = (n: number) =>
+      Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i]));
+    const key = (value: unknown, reverse: boolean) =>
+      dedupKey(input({
+        body: encoder.encode(serializeShuffled(value, (keys) => reverse ? keys.reverse() : keys)),
+      }));
+    const few = json(MAX_CANONICAL_ELEMENTS - 1);
+    assert.equal(await key(few, false), await key(few, true));
+    const many = json(MAX_CANONICAL_ELEMENTS + 1);
+    assert.equal(await key(many, false), await key(many, false));
+    assert.notEqual(await key(many, false), await key(many, true));
+  });
+});
+
+Deno.test("CPU amplification: the key of 1 MiB of tiny pairs or numbers costs about what one 1 MiB string does", async (t) => {
+  const fastest = async (contentType: string, text: string) => {
+    const body = encoder.encode(text);
+    let best = Infinity;
+    for (let i = 0; i < 3; i++) {
+      const started = performance.now();
+      await dedupKey(input({ contentType, body }));
+      best = Math.min(best, performance.now() - started);
+    }
+    return best;
+  };
+  const size = 1 << 20;
+  const one = await fastest(JSON_TYPE, JSON.stringify({ code: "x".repeat(size - 12) }));
+  // Before the caps: 1.2–1.5 s for the pairs, 0.5–0.7 s for the numbers (a caller holding the
+  // Ocap-Key blocks the isolate that routes everyone's requests).
+  await t.step("a&a&… form", async () => {
+    const many = await fastest(FORM_TYPE, "a&".repeat(size / 2));
+    assert.ok(many < 10 * one + 5, `${many.toFixed(1)} ms vs ${one.toFixed(1)} ms`);
+  });
+  await t.step("[0,0,…] JSON", async () => {
+    const many = await fastest(JSON_TYPE, `[${"0,".repeat(size / 2 - 1)}0]`);
+    assert.ok(many < 10 * one + 5, `${many.toFixed(1)} ms vs ${one.toFixed(1)} ms`);
+  });
 });
