@@ -5,9 +5,11 @@
  * In one isolate, concurrent callers of a key share a promise. Across isolates, the first takes a
  * lease on `["ocap","lease",key]` with an atomic check-and-set; the others wait for the result
  * key (kv.watch where it reports, polling every 10–25 ms otherwise) and take over a lease whose
- * deadline passed without a result (its owner crashed). Fail closed: the lease outlives the
- * owner's origin timeout by {@linkcode LEASE_MARGIN_MS}, the owner aborts its call at that timeout
- * (earlier when the store was slow to grant the lease), and a waiter that runs out of patience answers 504 `ocap_wait_timeout` without calling the origin.
+ * deadline passed, by another {@linkcode LEASE_MARGIN_MS} for clocks that differ, without a
+ * result (its owner crashed). Fail closed: the lease outlives the owner's origin timeout by
+ * {@linkcode LEASE_MARGIN_MS}, the owner aborts its call at that timeout (earlier when the store
+ * was slow to grant the lease), and a waiter that runs out of patience answers 504
+ * `ocap_wait_timeout` without calling the origin.
  */
 import { HttpError } from "../http_error.ts";
 import { OriginAnswerTooLarge, OriginFailure } from "./call_origin.ts";
@@ -17,7 +19,12 @@ import { settleBy } from "./settle_by.ts";
 import type { CacheStatus, OriginAnswer } from "./origin_answer.ts";
 import { addNotShared, addResult, NOT_SHARED, readResult } from "./response_store.ts";
 
-/** How long a lease outlives its owner's origin timeout: time to store the answer and release it. */
+/**
+ * How long a lease outlives its owner's origin timeout (time to store the answer and release it),
+ * and again how long past its deadline others leave it alone: their clocks may be ahead of the
+ * owner's. Judged on the deadline alone, a waiter 0.5 s ahead took over from an owner whose save
+ * took 1.8 s of its 2 s, and called the origin a second time.
+ */
 export const LEASE_MARGIN_MS = 2_000;
 /** First and longest pause between two looks at the store while waiting. */
 const POLL_MIN_MS = 10;
@@ -67,7 +74,7 @@ export class SingleFlight {
    */
   async run(key: string, options: ExchangeOptions): Promise<Exchange> {
     // This caller's wait limit (real time, not `now`); it owns a call only if one fits before it.
-    const waitUntil = performance.now() + options.timeoutMs + 2 * this.#marginMs;
+    const waitUntil = performance.now() + options.timeoutMs + 3 * this.#marginMs;
     while (true) {
       const shared = this.#inflight.get(key);
       if (shared) {
@@ -82,6 +89,9 @@ export class SingleFlight {
           // The owner's call failed and was not cached, or the caller who would have retried it had
           // no time left: try again ourselves, within our own limit.
           if (error instanceof OriginFailure || error instanceof FlightOutOfTime) continue;
+          // The owner's caller learns the answer was too large; those sharing it, that it is
+          // not shared, as callers in other isolates do.
+          if (error instanceof OriginAnswerTooLarge) throw notShared();
           throw error;
         }
       }
@@ -110,17 +120,12 @@ export class SingleFlight {
           kv.getMany<[unknown, Lease]>([resultKey(key), leaseKey(key)])
         );
         const stored = await withKvRetry(() => readResult(kv, key, head, this.#now()));
-        if (stored.answer === NOT_SHARED) {
-          throw new HttpError(
-            502,
-            "ocap_response_not_shared",
-            "The origin's answer to this request was too large to share between instances",
-          );
-        }
+        if (stored.answer === NOT_SHARED) throw notShared();
         if (stored.answer) return { answer: stored.answer, cache: waited ? "coalesced" : "hit" };
 
         const lease = leaseEntry.value;
-        if (!lease || lease.deadline <= this.#now()) {
+        // A margin past the deadline: this isolate's clock may be ahead of the owner's.
+        if (!lease || lease.deadline + this.#marginMs <= this.#now()) {
           // A caller that waited (or retries a failed call) owns only a call it can see through
           // within its own wait limit.
           if (performance.now() + options.timeoutMs > waitUntil) {
@@ -133,7 +138,8 @@ export class SingleFlight {
             kv.atomic()
               .check({ key: resultKey(key), versionstamp: stored.versionstamp })
               .check({ key: leaseKey(key), versionstamp: leaseEntry.versionstamp })
-              .set(leaseKey(key), mine, { expireIn: leaseMs })
+              // Kept as long as others leave it alone, or its removal would hand it over early.
+              .set(leaseKey(key), mine, { expireIn: leaseMs + this.#marginMs })
               .commit()
           );
           if (taken.ok) {
@@ -225,6 +231,14 @@ class FlightOutOfTime extends HttpError {
   constructor(message: string) {
     super(504, "ocap_wait_timeout", message);
   }
+}
+
+function notShared(): HttpError {
+  return new HttpError(
+    502,
+    "ocap_response_not_shared",
+    "The origin's answer to this request was too large to share between callers",
+  );
 }
 
 function waitTimeout(): HttpError {

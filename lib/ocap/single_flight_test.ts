@@ -133,7 +133,7 @@ Deno.test("SingleFlight.run() does not cache an origin failure: a waiter becomes
 
 Deno.test("SingleFlight.run() waiters answer within their wait limit, and retry only a call they can see through", async () => {
   await withKv(async (kv) => {
-    // Wait limit: timeout 100 ms + 2 × margin 80 ms = 260 ms from the start.
+    // Wait limit: timeout 100 ms + 3 × margin 80 ms = 340 ms from the start.
     const flights = new SingleFlight(kv, { leaseMarginMs: 80 });
     let calls = 0;
     const options: ExchangeOptions = {
@@ -156,24 +156,24 @@ Deno.test("SingleFlight.run() waiters answer within their wait limit, and retry 
         flights.run(KEY, options).finally(() => took.push(performance.now() - started))
       ),
     );
-    // The owner times out at 100 ms; one waiter retries (100 + 100 ms fits in 260 ms); at 200 ms
-    // another retry could not end before the limit, so the rest give up without calling.
-    assert.equal(calls, 2);
+    // The owner times out at 100 ms; waiters retry at 100 and 200 ms (each ends by 340 ms); at
+    // 300 ms another retry could not end before the limit, so the last gives up without calling.
+    assert.equal(calls, 3);
     const codes = outcomes.map((o) => o.status === "rejected" ? o.reason.code : "answered");
     assert.deepEqual(codes.sort(), [
       "ocap_wait_timeout",
-      "ocap_wait_timeout",
+      "upstream_timeout",
       "upstream_timeout",
       "upstream_timeout",
     ]);
-    for (const ms of took) assert.ok(ms < 260 + 60, `a caller answered after ${ms} ms`);
+    for (const ms of took) assert.ok(ms < 340 + 60, `a caller answered after ${ms} ms`);
   });
 });
 
 Deno.test("SingleFlight.run() a waiter with time left retries even when the waiter it joined had none", async () => {
   await withKv(async (kv) => {
-    // timeout 300 ms, margin 100 ms: a caller waits at most 500 ms from its own start.
-    const flights = new SingleFlight(kv, { leaseMarginMs: 100 });
+    // timeout 300 ms + 3 × margin 60 ms: a caller waits at most 480 ms from its own start.
+    const flights = new SingleFlight(kv, { leaseMarginMs: 60 });
     let calls = 0;
     const options: ExchangeOptions = {
       ttlMs: 30_000,
@@ -185,9 +185,9 @@ Deno.test("SingleFlight.run() a waiter with time left retries even when the wait
       },
     };
     const owner = flights.run(KEY, options);
-    const early = flights.run(KEY, options); // limit 500 ms: a retry at 250 ms does not fit
+    const early = flights.run(KEY, options); // limit 480 ms: a retry at 250 ms does not fit
     await new Promise((resolve) => setTimeout(resolve, 200));
-    const late = flights.run(KEY, options); // limit 700 ms: a retry at 250 ms fits
+    const late = flights.run(KEY, options); // limit 680 ms: a retry at 250 ms fits
     const [o, e, l] = await Promise.allSettled([owner, early, late]);
     assert.ok(o.status === "rejected" && o.reason instanceof OriginFailure);
     assert.ok(e.status === "rejected" && e.reason.code === "ocap_wait_timeout");
@@ -199,16 +199,16 @@ Deno.test("SingleFlight.run() a waiter with time left retries even when the wait
 
 Deno.test("SingleFlight.run() a waiter with time left keeps waiting when the waiter it joined runs out", async () => {
   await withKv(async (kv) => {
-    // timeout 300 ms, margin 100 ms: a caller waits at most 500 ms from its own start.
-    const flights = new SingleFlight(kv, { leaseMarginMs: 100 });
+    // timeout 300 ms + 3 × margin 60 ms: a caller waits at most 480 ms from its own start.
+    const flights = new SingleFlight(kv, { leaseMarginMs: 60 });
     const origin = countingOrigin(() => answer(200, "never"));
     // Another instance owns the key, and keeps it past the first caller's limit.
     await kv.set(leaseKey(KEY), { owner: "other", deadline: Date.now() + 700 }, { expireIn: 700 });
-    // Settled at once: the first caller gives up (at 500 ms) while this test is still sleeping.
+    // Settled at once: the first caller gives up (at 480 ms) while this test is still sleeping.
     const settle = <T>(p: Promise<T>) => Promise.allSettled([p]).then(([r]) => r);
     const first = settle(flights.run(KEY, origin.options({ timeoutMs: 300 })));
     await new Promise((resolve) => setTimeout(resolve, 250));
-    const second = settle(flights.run(KEY, origin.options({ timeoutMs: 300 }))); // limit 750 ms
+    const second = settle(flights.run(KEY, origin.options({ timeoutMs: 300 }))); // limit 730 ms
     await new Promise((resolve) => setTimeout(resolve, 310)); // 560 ms: the other instance answers
     const op = kv.atomic();
     addResult(op, KEY, answer(200, "from the other instance"), {
@@ -480,3 +480,53 @@ for (const watch of ["throws", "errors"] as const) {
     });
   });
 }
+
+/** `kv` whose `commit()` number `which` (1-based) waits `delayMs` before it reaches the store. */
+function slowCommit(kv: Deno.Kv, which: number, delayMs: number): Deno.Kv {
+  let n = 0;
+  return new Proxy(kv, {
+    get(target, prop) {
+      if (prop === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const commit = op.commit.bind(op);
+          op.commit = async () => {
+            if (++n === which) await new Promise((resolve) => setTimeout(resolve, delayMs));
+            return await commit();
+          };
+          return op;
+        };
+      }
+      const value = Reflect.get(target, prop);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+Deno.test("OCAP double spend: a waiter whose clock is ahead does not take over while the owner saves", async () => {
+  await withKv(async (kv) => {
+    // The owner's answer comes at 950 ms of its 1000 ms timeout and its save (the second
+    // commit; the first took the lease) takes 1.8 s, within the 2 s a store call may take. The
+    // waiter's clock is 0.5 s ahead: judged on the deadline alone, it took the lease over and
+    // called the origin a second time.
+    const owner = new SingleFlight(slowCommit(kv, 2, 1_800));
+    const waiter = new SingleFlight(kv, { now: () => Date.now() + 500 });
+    let calls = 0;
+    const options: ExchangeOptions = {
+      ttlMs: 30_000,
+      timeoutMs: 1_000,
+      callOrigin: async () => {
+        const call = ++calls;
+        if (call === 1) await new Promise((resolve) => setTimeout(resolve, 950));
+        return answer(200, `token-${call}`);
+      },
+    };
+    const first = owner.run(KEY, options);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const second = waiter.run(KEY, options);
+    const [a, b] = await Promise.all([first, second]);
+    assert.equal(text(a.answer), "token-1");
+    assert.equal(calls, 1, `a second origin call (the waiter got ${text(b.answer)}, ${b.cache})`);
+    assert.equal(text(b.answer), "token-1");
+  });
+});
