@@ -325,6 +325,47 @@ Deno.test("OCAP answer sharing: a repeated form parameter in another order gets 
   });
 });
 
+Deno.test("OCAP answer sharing: parameters a PHP or Rack provider reads as one name keep their order", async (t) => {
+  // PHP reads `client.id` and `client id` as `client_id` (the last wins), Rack and PHP build
+  // `list[][x]` into nested values in arrival order: sorted by name, these pairs shared answers.
+  const upstream = startUpstream((_req, received) =>
+    Response.json({ got: new TextDecoder().decode(received.body) + received.query })
+  );
+  const pairs = [
+    ["client_id=app-a&client.id=app-b", "client.id=app-b&client_id=app-a"],
+    ["client_id=app-a&client+id=app-b", "client+id=app-b&client_id=app-a"],
+    ["list[][x]=1&list[][y]=2&list[][x]=3", "list[][x]=1&list[][x]=3&list[][y]=2"],
+  ];
+  await withOcap(upstream, async (base) => {
+    for (const [first, second] of pairs) {
+      await t.step(`body: ${first}`, async () => {
+        const before = upstream.received.length;
+        await (await fetch(tokenRequest(base, { body: first }))).body?.cancel();
+        const b = await fetch(tokenRequest(base, { body: second }));
+        assert.deepEqual(
+          await b.json(),
+          { got: second },
+          `ocap-cache: ${b.headers.get("ocap-cache")}`,
+        );
+        assert.equal(upstream.received.length, before + 2);
+      });
+      await t.step(`query: ${first}`, async () => {
+        const before = upstream.received.length;
+        const url = (query: string) => `${base}/_ocap/provider/token?${query}`;
+        const headers = { "ocap-key": OCAP_ENV.OCAP_KEY };
+        await (await fetch(url(first), { headers })).body?.cancel();
+        const b = await fetch(url(second), { headers });
+        assert.equal(
+          (await b.json()).got,
+          `?${second}`,
+          `ocap-cache: ${b.headers.get("ocap-cache")}`,
+        );
+        assert.equal(upstream.received.length, before + 2);
+      });
+    }
+  });
+});
+
 Deno.test("OCAP cache poisoning: a body with a byte-order mark does not share the plain body's answer", async () => {
   const upstream = startUpstream((_req, received) => {
     const text = new TextDecoder("utf-8", { ignoreBOM: true }).decode(received.body);

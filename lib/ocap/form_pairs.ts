@@ -9,8 +9,8 @@ const KEEP = /[A-Za-z0-9*._-]/;
  * and sorted by name, joined with `&`; `undefined` for text that parsers read differently, which
  * must be keyed as it is: a `;` (Go's `ParseQuery` refuses it, others split on it or keep it) or
  * a `%` that starts no escape (Go and Java refuse it, `URLSearchParams` keeps it), so that
- * `code=ab%GG` cannot share `code=ab%25GG`'s answer; and for more than
- * {@linkcode MAX_CANONICAL_PAIRS} pairs.
+ * `code=ab%GG` cannot share `code=ab%25GG`'s answer; for a name another may stand for
+ * ({@linkcode MERGED_NAMES}); and for more than {@linkcode MAX_CANONICAL_PAIRS} pairs.
  */
 export function canonicalPairs(text: string): string | undefined {
   if (text.includes(";") || /%(?![0-9A-Fa-f]{2})/.test(text)) return undefined;
@@ -21,13 +21,23 @@ export function canonicalPairs(text: string): string | undefined {
     const eq = part.indexOf("=");
     const name = eq === -1 ? part : part.slice(0, eq);
     const value = eq === -1 ? "" : part.slice(eq + 1);
-    pairs.push([canonicalComponent(name), canonicalComponent(value)]);
+    const canonicalName = canonicalComponent(name);
+    if (MERGED_NAMES.test(canonicalName)) return undefined;
+    pairs.push([canonicalName, canonicalComponent(value)]);
   }
   // By name only: the sort is stable, so a repeated name keeps the order of its values, which
   // servers read (the first wins in Go and URLSearchParams, the last in Django and PHP).
   pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   return pairs.map(([n, v]) => `${n}=${v}`).join("&");
 }
+
+/**
+ * A name some servers read as part of another name, in canonical form: a `.` or a space (`+`),
+ * which PHP turns into `_` (`client.id` is its `client_id`, the last one winning), or a `[` or `]`
+ * (`%5B`, `%5D`: Rack and PHP build nested parameters in arrival order). Sorted by name, two
+ * requests that such a server reads differently would share one answer: they are keyed as written.
+ */
+const MERGED_NAMES = /[.+]|%5B|%5D/;
 
 /**
  * The most `&`-separated pairs canonicalized; beyond, text is keyed as it is (identical requests
