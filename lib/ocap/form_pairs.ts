@@ -14,7 +14,7 @@ const KEEP = /[A-Za-z0-9*._-]/;
  */
 export function canonicalPairs(text: string): string | undefined {
   if (text.includes(";") || /%(?![0-9A-Fa-f]{2})/.test(text)) return undefined;
-  if (tooManyPairs(text)) return undefined;
+  if (occursAtLeast(text, "&", MAX_CANONICAL_PAIRS)) return undefined;
   const pairs: string[][] = [];
   for (const part of text.split("&")) {
     if (part === "") continue;
@@ -46,10 +46,11 @@ const MERGED_NAMES = /[.+]|%5B|%5D/;
  */
 export const MAX_CANONICAL_PAIRS = 1000;
 
-function tooManyPairs(text: string): boolean {
-  let count = 0;
-  for (let at = text.indexOf("&"); at !== -1; at = text.indexOf("&", at + 1)) {
-    if (++count >= MAX_CANONICAL_PAIRS) return true;
+/** Whether `text` holds `char` at least `count` times; stops counting there. */
+export function occursAtLeast(text: string, char: string, count: number): boolean {
+  let seen = 0;
+  for (let at = text.indexOf(char); at !== -1; at = text.indexOf(char, at + 1)) {
+    if (++seen >= count) return true;
   }
   return false;
 }

@@ -288,9 +288,20 @@ Deno.test("SingleFlight.run() aborts the owner's origin call at its timeout", as
   });
 });
 
-/** `kv` whose first atomic commit answers only after `delayMs`: a store slow to confirm a lease. */
-function slowFirstCommit(kv: Deno.Kv, delayMs: number): Deno.Kv {
-  let first = true;
+/**
+ * `kv` whose atomic commit number `which` (1-based) is slow by `delayMs`: held back before it
+ * reaches the store (a slow write), or confirmed late after it was written (a slow answer).
+ */
+function slowCommit(
+  kv: Deno.Kv,
+  { which, delayMs, confirmLate = false }: {
+    which: number;
+    delayMs: number;
+    confirmLate?: boolean;
+  },
+): Deno.Kv {
+  let n = 0;
+  const pause = () => new Promise((resolve) => setTimeout(resolve, delayMs));
   return new Proxy(kv, {
     get(target, prop) {
       if (prop === "atomic") {
@@ -298,11 +309,10 @@ function slowFirstCommit(kv: Deno.Kv, delayMs: number): Deno.Kv {
           const op = target.atomic();
           const commit = op.commit.bind(op);
           op.commit = async () => {
+            const slow = ++n === which;
+            if (slow && !confirmLate) await pause();
             const result = await commit();
-            if (first) {
-              first = false;
-              await new Promise((resolve) => setTimeout(resolve, delayMs));
-            }
+            if (slow && confirmLate) await pause();
             return result;
           };
           return op;
@@ -319,7 +329,9 @@ Deno.test("SingleFlight.run() double spend: a slow lease commit cannot stretch t
     // The lease is written at once but confirmed 400 ms later. Its deadline counts from before
     // the commit, so the owner must give up its call by then, not a whole timeout after the
     // confirmation, or another isolate takes the expired lease and calls the origin again.
-    const a = new SingleFlight(slowFirstCommit(kv, 400), { leaseMarginMs: 100 });
+    const a = new SingleFlight(slowCommit(kv, { which: 1, delayMs: 400, confirmLate: true }), {
+      leaseMarginMs: 100,
+    });
     const b = new SingleFlight(kv, { leaseMarginMs: 100 });
     let calls = 0;
     let inFlight = 0;
@@ -356,7 +368,10 @@ Deno.test("SingleFlight.run() double spend: a slow lease commit cannot stretch t
 
 Deno.test("SingleFlight.run() answers 503 without calling the origin when the lease took the whole timeout", async () => {
   await withKv(async (kv) => {
-    const flights = new SingleFlight(slowFirstCommit(kv, 600), { leaseMarginMs: 100 });
+    const flights = new SingleFlight(
+      slowCommit(kv, { which: 1, delayMs: 600, confirmLate: true }),
+      { leaseMarginMs: 100 },
+    );
     const origin = countingOrigin(() => answer(200, "never"));
     await assert.rejects(
       flights.run(KEY, origin.options({ timeoutMs: 500 })),
@@ -481,35 +496,13 @@ for (const watch of ["throws", "errors"] as const) {
   });
 }
 
-/** `kv` whose `commit()` number `which` (1-based) waits `delayMs` before it reaches the store. */
-function slowCommit(kv: Deno.Kv, which: number, delayMs: number): Deno.Kv {
-  let n = 0;
-  return new Proxy(kv, {
-    get(target, prop) {
-      if (prop === "atomic") {
-        return () => {
-          const op = target.atomic();
-          const commit = op.commit.bind(op);
-          op.commit = async () => {
-            if (++n === which) await new Promise((resolve) => setTimeout(resolve, delayMs));
-            return await commit();
-          };
-          return op;
-        };
-      }
-      const value = Reflect.get(target, prop);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
-}
-
 Deno.test("OCAP double spend: a waiter whose clock is ahead does not take over while the owner saves", async () => {
   await withKv(async (kv) => {
     // The owner's answer comes at 950 ms of its 1000 ms timeout and its save (the second
     // commit; the first took the lease) takes 1.8 s, within the 2 s a store call may take. The
     // waiter's clock is 0.5 s ahead: judged on the deadline alone, it took the lease over and
     // called the origin a second time.
-    const owner = new SingleFlight(slowCommit(kv, 2, 1_800));
+    const owner = new SingleFlight(slowCommit(kv, { which: 2, delayMs: 1_800 }));
     const waiter = new SingleFlight(kv, { now: () => Date.now() + 500 });
     let calls = 0;
     const options: ExchangeOptions = {
