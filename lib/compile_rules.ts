@@ -198,7 +198,7 @@ export function compileRules(file: RulesFile): Config {
     }
     if (isCatchAll(input.match)) catchAll ??= input.name;
 
-    const match = compileMatch(input.match ?? {}, file.paths, fail);
+    const match = compileMatch(input.match ?? {}, fail);
     switch (input.type) {
       case "global": {
         if ((input.upstream === undefined) === (input.redirect === undefined)) {
@@ -373,11 +373,7 @@ function compileRegexMap(
   );
 }
 
-function compileMatch(
-  input: MatchInput,
-  paths: RulesFile["paths"],
-  fail: (d: string) => void,
-): CompiledMatch {
+function compileMatch(input: MatchInput, fail: (d: string) => void): CompiledMatch {
   const match: CompiledMatch = {};
   if (input.methods) match.methods = new Set(input.methods.map((m) => m.toUpperCase()));
   if (input.path !== undefined) {
@@ -393,17 +389,6 @@ function compileMatch(
         const shown = matched.startsWith("%") ? matched : `"${matched}"`;
         fail(`match.path: paths are matched with ${escape} as ${shown}, so write ${shown}`);
       }
-    }
-    // Paths are matched as lib/request_path.ts leaves them: never with `//`, and with `%2F` or
-    // `%5C` only when the rules file lets them through.
-    if (input.path.replaceAll("\\/", "/").includes("//")) {
-      fail("match.path: runs of / are merged before matching, so a path never holds //");
-    }
-    if (!paths.allow_encoded_slashes && /%(?:2F|5C)/i.test(input.path)) {
-      fail(
-        "match.path: a path holding %2F or %5C is refused (400 bad_path) before any rule, " +
-          "unless paths.allow_encoded_slashes",
-      );
     }
     match.path = compileRegex(input.path, "match.path", fail);
   }

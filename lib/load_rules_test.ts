@@ -183,27 +183,6 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
       base({ rules: [{ name: "login", type: "broadcast", success: {} }] }),
       "success needs at least one of status, set_cookie, headers or json",
     ));
-  await t.step("a path regex that can never match a path as routed", () => {
-    const pathRule = (path: string) => ({ name: "r", type: "regional", match: { path } });
-    refuses(
-      base({ rules: [pathRule("^//admin"), { name: "app", type: "regional" }] }),
-      'rule "r" (rules[0]): match.path: runs of / are merged before matching',
-    );
-    refuses(
-      base({ rules: [pathRule("^/a\\/\\/b"), { name: "app", type: "regional" }] }),
-      "match.path: runs of / are merged before matching",
-    );
-    refuses(
-      base({ rules: [pathRule("^/files/a%2Fb$"), { name: "app", type: "regional" }] }),
-      'rule "r" (rules[0]): match.path: a path holding %2F or %5C is refused',
-    );
-    // Allowed, such paths reach the rules.
-    const allowed = base({
-      paths: { allow_encoded_slashes: true },
-      rules: [pathRule("^/files/a%2Fb$"), { name: "app", type: "regional" }],
-    });
-    assert.equal(parseRules(JSON.stringify(allowed), { env }).rules.length, 2);
-  });
   await t.step("a redirect status that is not a redirect", () =>
     refuses(
       base({
