@@ -214,16 +214,7 @@ export class BufferedBody {
       for (const [k, v] of new URLSearchParams(UTF8_KEEP_BOM.decode(bytes))) add(k, v);
       return fields;
     }
-    if (/^multipart\/form-data/i.test(type)) {
-      // Counted before busboy, which spends its time on every part, past its own limit too.
-      const boundary = mediaTypeParameter(type, "boundary");
-      const delimiter = boundary && new TextEncoder().encode(`\r\n--${boundary}`);
-      // n parts hold n delimiters after a line break: one before each next part, one to close.
-      if (delimiter && countUpTo(bytes, delimiter, MAX_FORM_FIELDS + 1) > MAX_FORM_FIELDS) {
-        return undefined;
-      }
-      return await multipartFields(bytes, type);
-    }
+    if (/^multipart\/form-data/i.test(type)) return await multipartFields(bytes, type);
     return undefined;
   }
 }
