@@ -325,7 +325,7 @@ Deno.test("OCAP answer sharing: a repeated form parameter in another order gets 
   });
 });
 
-Deno.test("OCAP answer sharing: parameters a PHP or Rack provider reads as one name keep their order", async (t) => {
+Deno.test("OCAP answer sharing: parameters a PHP, Rack or ASP.NET provider reads as one name keep their order", async (t) => {
   // PHP reads `client.id` and `client id` as `client_id` (the last wins), Rack and PHP build
   // `list[][x]` into nested values in arrival order: sorted by name, these pairs shared answers.
   const upstream = startUpstream((_req, received) =>
@@ -335,6 +335,9 @@ Deno.test("OCAP answer sharing: parameters a PHP or Rack provider reads as one n
     ["client_id=app-a&client.id=app-b", "client.id=app-b&client_id=app-a"],
     ["client_id=app-a&client+id=app-b", "client+id=app-b&client_id=app-a"],
     ["list[][x]=1&list[][y]=2&list[][x]=3", "list[][x]=1&list[][x]=3&list[][y]=2"],
+    // ASP.NET Core reads names ignoring case; PHP cuts a name at a NUL.
+    ["client_id=app-a&CLIENT_ID=app-b", "CLIENT_ID=app-b&client_id=app-a"],
+    ["client_id=app-a&client_id%00x=app-b", "client_id%00x=app-b&client_id=app-a"],
   ];
   await withOcap(upstream, async (base) => {
     for (const [first, second] of pairs) {

@@ -16,6 +16,7 @@ export function canonicalPairs(text: string): string | undefined {
   if (text.includes(";") || /%(?![0-9A-Fa-f]{2})/.test(text)) return undefined;
   if (occursAtLeast(text, "&", MAX_CANONICAL_PAIRS)) return undefined;
   const pairs: string[][] = [];
+  const names = new Map<string, string>();
   for (const part of text.split("&")) {
     if (part === "") continue;
     const eq = part.indexOf("=");
@@ -23,6 +24,10 @@ export function canonicalPairs(text: string): string | undefined {
     const value = eq === -1 ? "" : part.slice(eq + 1);
     const canonicalName = canonicalComponent(name);
     if (MERGED_NAMES.test(canonicalName)) return undefined;
+    // ASP.NET Core reads names ignoring case (Duende IdentityServer and OpenIddict take the first).
+    const folded = canonicalName.toLowerCase();
+    if ((names.get(folded) ?? canonicalName) !== canonicalName) return undefined;
+    names.set(folded, canonicalName);
     pairs.push([canonicalName, canonicalComponent(value)]);
   }
   // By name only: the sort is stable, so a repeated name keeps the order of its values, which
@@ -33,11 +38,12 @@ export function canonicalPairs(text: string): string | undefined {
 
 /**
  * A name some servers read as part of another name, in canonical form: a `.` or a space (`+`),
- * which PHP turns into `_` (`client.id` is its `client_id`, the last one winning), or a `[` or `]`
- * (`%5B`, `%5D`: Rack and PHP build nested parameters in arrival order). Sorted by name, two
- * requests that such a server reads differently would share one answer: they are keyed as written.
+ * which PHP turns into `_` (`client.id` is its `client_id`, the last one winning), a NUL (`%00`,
+ * where PHP cuts a name), or a `[` or `]` (`%5B`, `%5D`: Rack and PHP build nested parameters in
+ * arrival order). Sorted by name, two requests that such a server reads differently would share
+ * one answer: they are keyed as written, as are names that differ only in letter case.
  */
-const MERGED_NAMES = /[.+]|%5B|%5D/;
+const MERGED_NAMES = /[.+]|%5B|%5D|%00/;
 
 /**
  * The most `&`-separated pairs canonicalized; beyond, text is keyed as it is (identical requests
