@@ -78,10 +78,14 @@ export function multipartFields(
     // Fed in slices, and no more once it broke or hit the limit: busboy goes on scanning parts
     // past its limit, and 1 MiB of empty parts took it about a second (0.3 s with the limit),
     // however the boundary is spelt (`boundary*=`, spaces: busboy's reading, not ours).
+    // The next slice only once busboy took the last: when a large field fills its stream, busboy
+    // holds the write back a tick, and slices written meanwhile were queued and parsed all at once.
     const bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-    for (let at = 0; at < bytes.length && !stopped; at += SLICE_BYTES) {
-      parser.write(bytes.subarray(at, at + SLICE_BYTES));
-    }
-    if (!stopped) parser.end();
+    const feed = (at: number): void => {
+      if (stopped) return;
+      if (at >= bytes.length) return void parser.end();
+      parser.write(bytes.subarray(at, at + SLICE_BYTES), () => feed(at + SLICE_BYTES));
+    };
+    feed(0);
   });
 }

@@ -338,6 +338,8 @@ Deno.test("OCAP answer sharing: parameters a PHP, Rack or ASP.NET provider reads
     // ASP.NET Core reads names ignoring case; PHP cuts a name at a NUL.
     ["client_id=app-a&CLIENT_ID=app-b", "CLIENT_ID=app-b&client_id=app-a"],
     ["client_id=app-a&client_id%00x=app-b", "client_id%00x=app-b&client_id=app-a"],
+    // ASP.NET Core folds case outside ASCII too (OrdinalIgnoreCase).
+    ["%C3%A9=app-a&%C3%89=app-b", "%C3%89=app-b&%C3%A9=app-a"],
   ];
   await withOcap(upstream, async (base) => {
     for (const [first, second] of pairs) {

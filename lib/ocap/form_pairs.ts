@@ -40,10 +40,11 @@ export function canonicalPairs(text: string): string | undefined {
  * A name some servers read as part of another name, in canonical form: a `.` or a space (`+`),
  * which PHP turns into `_` (`client.id` is its `client_id`, the last one winning), a NUL (`%00`,
  * where PHP cuts a name), or a `[` or `]` (`%5B`, `%5D`: Rack and PHP build nested parameters in
- * arrival order). Sorted by name, two requests that such a server reads differently would share
- * one answer: they are keyed as written, as are names that differ only in letter case.
+ * arrival order), or a byte of a non-ASCII character (ASP.NET Core folds `é` and `É` into one
+ * name). Sorted by name, two requests that such a server reads differently would share one
+ * answer: they are keyed as written, as are names that differ only in letter case.
  */
-const MERGED_NAMES = /[.+]|%5B|%5D|%00/;
+const MERGED_NAMES = /[.+]|%5B|%5D|%00|%[89A-F][0-9A-F]/;
 
 /**
  * The most `&`-separated pairs canonicalized; beyond, text is keyed as it is (identical requests
