@@ -66,6 +66,16 @@ export async function proxyWebSocket(
   toUpstream.addEventListener("close", holdClose);
   await opened(toUpstream, upstream, timeoutMs, ctx.request.signal);
   ctx.log.upstreamMs = performance.now() - started;
+  // Deno's WebSocket client takes any subprotocol the server names (RFC 6455 §4.1 says fail):
+  // passed on, the client would get one it never offered.
+  if (toUpstream.protocol && !protocols.includes(toUpstream.protocol)) {
+    toUpstream.close();
+    throw new HttpError(
+      502,
+      "upstream_unavailable",
+      `Upstream "${upstream.id}" chose a WebSocket subprotocol the client did not offer`,
+    );
+  }
   let upgraded: ReturnType<typeof Deno.upgradeWebSocket>;
   try {
     // Upgrading a connection that is already gone made Deno.serve's shutdown hang.
@@ -165,37 +175,76 @@ function relay(client: WebSocket, upstream: WebSocket, early: Early): void {
   };
   const toClient = paced(client, overloaded);
   const toUpstream = paced(upstream, overloaded);
+  const stopWatching = () => {
+    toClient.stop();
+    toUpstream.stop();
+  };
   upstream.addEventListener("message", (event) => {
-    if (client.readyState === WebSocket.OPEN) toClient(event.data);
+    if (client.readyState === WebSocket.OPEN) toClient.send(event.data);
     else if (client.readyState === WebSocket.CONNECTING) early.messages.push(event.data);
   });
   upstream.addEventListener("close", (event) => {
+    stopWatching();
     early.close = event;
     closeOther(client, event);
   });
   client.addEventListener("open", () => {
-    for (const data of early.messages.splice(0)) toClient(data);
+    for (const data of early.messages.splice(0)) toClient.send(data);
     if (early.close) closeOther(client, early.close);
   });
   client.addEventListener("message", (event) => {
-    if (upstream.readyState === WebSocket.OPEN) toUpstream(event.data);
+    if (upstream.readyState === WebSocket.OPEN) toUpstream.send(event.data);
   });
-  client.addEventListener("close", (event) => closeOther(upstream, event));
+  client.addEventListener("close", (event) => {
+    stopWatching();
+    closeOther(upstream, event);
+  });
   // An error is followed by a close event, which passes it on.
 }
 
-/** A `send` to `to` that calls `overloaded` instead when `to`'s reader has fallen behind. */
-function paced(to: WebSocket, overloaded: () => void): (data: string | ArrayBuffer) => void {
+/** How often a socket above {@linkcode MAX_BUFFERED_BYTES} is looked at between messages. */
+const WATCH_MS = 250;
+
+/**
+ * A `send` to `to` that calls `overloaded` instead when `to`'s reader has fallen behind, and a
+ * `stop` for when either side closes. Looked at after each send too, and by a timer while it is
+ * over the limit: a burst followed by silence brings no next message, and judged only then, 90 MiB
+ * held for a client that read nothing stayed held.
+ */
+function paced(
+  to: WebSocket,
+  overloaded: () => void,
+): { send(data: string | ArrayBuffer): void; stop(): void } {
   let overSince: number | undefined;
-  return (data) => {
+  let watch: ReturnType<typeof setInterval> | undefined;
+  const stop = () => {
+    clearInterval(watch);
+    watch = undefined;
+    overSince = undefined;
+  };
+  /** Whether the relay gave up. */
+  const behind = (): boolean => {
     const unsent = to.bufferedAmount;
-    if (unsent > MAX_BUFFERED_BYTES) {
-      overSince ??= performance.now();
-      if (unsent > HARD_BUFFERED_BYTES || performance.now() - overSince > SLOW_READER_MS) {
-        return overloaded();
-      }
-    } else overSince = undefined;
-    to.send(data);
+    if (unsent <= MAX_BUFFERED_BYTES) {
+      stop();
+      return false;
+    }
+    overSince ??= performance.now();
+    if (unsent > HARD_BUFFERED_BYTES || performance.now() - overSince > SLOW_READER_MS) {
+      stop();
+      overloaded();
+      return true;
+    }
+    watch ??= setInterval(behind, WATCH_MS);
+    return false;
+  };
+  return {
+    send(data) {
+      if (behind()) return;
+      to.send(data);
+      behind();
+    },
+    stop,
   };
 }
 

@@ -92,7 +92,7 @@ export async function rawWebSocketClient(port: number): Promise<Deno.Conn> {
  * A WebSocket upstream written by hand: `accepted` resolves with the connection of the first
  * handshake it answers.
  */
-export function rawWebSocketUpstream() {
+export function rawWebSocketUpstream(extraHeaders = "") {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepted = (async () => {
     const conn = await listener.accept();
@@ -109,7 +109,7 @@ export function rawWebSocketUpstream() {
       conn,
       encoder.encode(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-          `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
+          `Sec-WebSocket-Accept: ${accept}\r\n${extraHeaders}\r\n`,
       ),
     );
     return conn;

@@ -1,6 +1,11 @@
 /** WebSockets through regional and global proxy rules, against real upstream WebSocket servers. */
 import assert from "node:assert/strict";
-import { HARD_BUFFERED_BYTES, RELAY_OVERLOADED } from "../lib/websocket_proxy.ts";
+import {
+  HARD_BUFFERED_BYTES,
+  MAX_BUFFERED_BYTES,
+  RELAY_OVERLOADED,
+  SLOW_READER_MS,
+} from "../lib/websocket_proxy.ts";
 import {
   binaryFrame,
   rawWebSocketClient,
@@ -505,3 +510,65 @@ for (const from of ["client", "upstream"] as const) {
     }
   });
 }
+
+Deno.test("memory exhaustion: an upstream burst parked for a client that reads nothing is closed with 4013", async (t) => {
+  // Judged only when the next message came, a burst followed by silence stayed held for as long
+  // as the client idled: 90 MiB for one connection.
+  const cases = [
+    {
+      name: `24 MiB in 1 MiB frames, then silence: closed after ${SLOW_READER_MS} ms`,
+      frames: Array.from({ length: 24 }, () => 1 << 20),
+      deadlineMs: SLOW_READER_MS + 3_000,
+    },
+    {
+      name: "3 × 30 MiB, over the 64 MiB hard limit, then silence: closed at once",
+      frames: [30 << 20, 30 << 20, 30 << 20],
+      deadlineMs: 2_000,
+    },
+  ];
+  for (const { name, frames, deadlineMs } of cases) {
+    await t.step(name, async () => {
+      const total = frames.reduce((a, b) => a + b, 0);
+      assert.ok(total > MAX_BUFFERED_BYTES + (4 << 20));
+      if (deadlineMs < SLOW_READER_MS) assert.ok(total > HARD_BUFFERED_BYTES + (16 << 20));
+      const up = rawWebSocketUpstream();
+      const edge = startVestibule(oneRegion(up.url));
+      const client = await rawWebSocketClient(edge.port); // reads nothing
+      const upstream = await up.accepted;
+      try {
+        for (const size of frames) await writeAll(upstream, binaryFrame(size, false));
+        const told = await within(readUntilClose(upstream), deadlineMs);
+        assert.ok(told !== "pending", `${total >> 20} MiB held, no close in ${deadlineMs} ms`);
+        assert.equal(told.code, RELAY_OVERLOADED);
+      } finally {
+        client.close();
+        upstream.close();
+        up.close();
+        await edge.close();
+      }
+    });
+  }
+});
+
+Deno.test("websocket: an upstream that picks a subprotocol the client never offered is 502", async () => {
+  // Deno's WebSocket client takes whatever the server names (RFC 6455 §4.1 says fail).
+  const up = rawWebSocketUpstream("Sec-WebSocket-Protocol: evil\r\n");
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    const res = await fetch(`${edge.url}/cable`, {
+      headers: {
+        upgrade: "websocket",
+        connection: "Upgrade",
+        "sec-websocket-key": "AQIDBAUGBwgJCgsMDQ4PEA==",
+        "sec-websocket-version": "13",
+        "sec-websocket-protocol": "chat",
+      },
+    });
+    await res.body?.cancel();
+    assert.equal(res.status, 502, `the client was upgraded to "evil" (${res.status})`);
+  } finally {
+    (await up.accepted).close();
+    up.close();
+    await edge.close();
+  }
+});
