@@ -45,6 +45,13 @@ async function fetchRows(owner: Tx, spec: TableSpec, keys: Key[]): Promise<strin
     [JSON.stringify(keys)],
     { prepare: false },
   );
+  // Each key the diff found must find its one row, or the report counts writes never made: a
+  // citext key lower-cased in its column's collation met two owner rows, or none.
+  if (rows.length !== keys.length) {
+    throw new Error(
+      `Cannot sync table "${spec.name}": ${keys.length} keys read back ${rows.length} rows at the owner (a key whose text form does not name exactly one row)`,
+    );
+  }
   return rows.map((row) => JSON.parse(row.r));
 }
 
@@ -145,26 +152,28 @@ async function checkDeleted(
   );
 }
 
-/** A foreign key of another table to this one whose ON DELETE changes that table's rows. */
+/** A foreign key to this table whose ON DELETE changes the referencing rows. */
 interface CascadingKey {
   name: string;
   /** The referencing table, as `regclass` prints it (quoted where needed). */
   child: string;
+  /** The referencing table is this table (or in its inheritance tree): a self-reference. */
+  within: boolean;
   childColumns: string[];
   parentColumns: string[];
   action: string;
 }
 
 /**
- * Foreign keys of other tables (outside this table's inheritance tree) that reference it with
- * ON DELETE CASCADE, SET NULL or SET DEFAULT: a delete here would change rows there, which that
- * table's own limits (`max_delete_ratio`, `delete_missing` off) or its absence from the config
- * say the sync must not touch.
+ * Foreign keys that reference this table with ON DELETE CASCADE, SET NULL or SET DEFAULT: from
+ * other tables, a delete here would change rows there, which that table's own limits
+ * (`max_delete_ratio`, `delete_missing` off) or its absence from the config say the sync must not
+ * touch; from this table itself, rows the owner still has (through a column the sync excludes).
  */
 async function cascadingKeys(destination: Tx, spec: TableSpec): Promise<CascadingKey[]> {
   return await destination.unsafe<CascadingKey[]>(
     `SELECT c.conname::text AS name, c.conrelid::regclass::text AS child,
-            c.confdeltype AS action,
+            c.confdeltype AS action, c.conrelid IN ${TABLE_TREE} AS within,
             ARRAY(SELECT quote_ident(a.attname::text) FROM unnest(c.conkey) WITH ORDINALITY AS k(n, o)
                   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o)
               AS "childColumns",
@@ -172,8 +181,7 @@ async function cascadingKeys(destination: Tx, spec: TableSpec): Promise<Cascadin
                   JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o)
               AS "parentColumns"
      FROM pg_constraint c
-     WHERE c.contype = 'f' AND c.confrelid IN ${TABLE_TREE} AND c.conrelid NOT IN ${TABLE_TREE}
-       AND c.confdeltype IN ('c', 'n', 'd')
+     WHERE c.contype = 'f' AND c.confrelid IN ${TABLE_TREE} AND c.confdeltype IN ('c', 'n', 'd')
      ORDER BY c.conname`,
     [spec.sqlName],
     { prepare: false },
@@ -181,9 +189,11 @@ async function cascadingKeys(destination: Tx, spec: TableSpec): Promise<Cascadin
 }
 
 /**
- * Refuses a delete that would cascade into rows of another table: counts, for each such key, the
- * rows that reference the rows `match` selects. Children deleted by their own sync earlier in
- * this run (deletes go children first) are gone already and count nothing.
+ * Refuses a delete that would cascade into rows of another table, or of this one that are not
+ * deleted with it: counts, for each such key, the rows that reference the rows `match` selects
+ * (in this table, those `match` does not select). Children deleted by their own sync earlier in
+ * this run (deletes go children first) are gone already and count nothing. Unchecked, a delete
+ * through a self-reference removed rows the owner still has, and was reported as one delete.
  */
 async function refuseCascade(
   destination: Tx,
@@ -192,6 +202,7 @@ async function refuseCascade(
   match: { from: string; params: string[] },
 ) {
   for (const key of keys) {
+    if (key.within) continue; // judged for the whole plan at once: refuseSelfCascade
     const parent = key.parentColumns.map((c) => `t.${c}`).join(", ");
     const [{ n }] = await destination.unsafe<{ n: number }[]>(
       `SELECT count(*)::int AS n FROM ${key.child} AS ch
@@ -201,9 +212,56 @@ async function refuseCascade(
       { prepare: false },
     );
     if (n === 0) continue;
-    const action = key.action === "c" ? "CASCADE" : key.action === "n" ? "SET NULL" : "SET DEFAULT";
     throw new Error(
-      `Cannot sync table "${spec.name}": its deletes would change ${n} rows of ${key.child} through foreign key ${key.name} (ON DELETE ${action}), which the sync does not write; delete them there first (list ${key.child} with delete_missing in the config, within its max_delete_ratio)`,
+      `Cannot sync table "${spec.name}": its deletes would change ${n} rows of ${key.child} through foreign key ${key.name} (ON DELETE ${
+        deleteAction(key)
+      }), which the sync does not write; delete them there first (list ${key.child} with delete_missing in the config, within its max_delete_ratio)`,
+    );
+  }
+}
+
+function deleteAction(key: CascadingKey): string {
+  return key.action === "c" ? "CASCADE" : key.action === "n" ? "SET NULL" : "SET DEFAULT";
+}
+
+/**
+ * Refuses the plan's deletes when, through a foreign key of the table to itself, they would
+ * change rows it does not delete: rows the owner still has (unchecked, deleting parent 1 took
+ * child 2 with it, through a column the sync excludes, reported as one delete). Judged once for
+ * the whole plan, so a subtree deleted over several batches passes.
+ */
+async function refuseSelfCascade(
+  destination: Tx,
+  spec: TableSpec,
+  keys: CascadingKey[],
+  plan: { deletes: Key[]; deleteRanges: Array<{ range: KeyRange }> },
+) {
+  for (const key of keys) {
+    if (!key.within) continue;
+    const params = new Params();
+    const planned = (alias: string) => {
+      const rows = `EXISTS (SELECT 1 FROM json_array_elements(${
+        params.add(JSON.stringify(plan.deletes))
+      }::json) AS j(k) WHERE ${keyJoin(spec, "j.k", undefined, `${alias}.`)})`;
+      const ranges = plan.deleteRanges.map(({ range }) =>
+        `(${rangeCondition(spec, range, params, `${alias}.`)})`
+      );
+      return `(${[rows, ...ranges].join(" OR ")})`;
+    };
+    const [{ n }] = await destination.unsafe<{ n: number }[]>(
+      `SELECT count(*)::int AS n FROM ${key.child} AS ch
+       WHERE (${key.childColumns.map((c) => `ch.${c}`).join(", ")})
+         IN (SELECT ${key.parentColumns.map((c) => `p.${c}`).join(", ")}
+             FROM ${spec.sqlName} AS p WHERE ${planned("p")})
+         AND NOT ${planned("ch")}`,
+      params.values,
+      { prepare: false },
+    );
+    if (n === 0) continue;
+    throw new Error(
+      `Cannot sync table "${spec.name}": its deletes would change ${n} of its own rows that stay, through foreign key ${key.name} (ON DELETE ${
+        deleteAction(key)
+      }); clear those references at the destination first`,
     );
   }
 }
@@ -454,6 +512,7 @@ export function planWriter(
     const cascading = plan.deleteRanges.length || plan.deletes.length
       ? await cascadingKeys(destination, spec)
       : [];
+    await refuseSelfCascade(destination, spec, cascading, plan);
     for (const range of plan.deleteRanges) {
       await deleteRange(destination, spec, range.range, range.rows, cascading);
       done.deleted += range.rows;

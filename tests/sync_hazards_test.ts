@@ -505,6 +505,69 @@ for (const backend of BACKENDS) {
             assert.deepEqual(await rows(`SELECT count(*) FROM pr_log`), ["0"]);
           },
         );
+        await t.step(
+          "D20 a delete through the table's own ON DELETE CASCADE key removes no row the owner still has",
+          async () => {
+            // local_parent is the destination's own hierarchy: excluded, never synced. Deleting
+            // row 1 took row 2, which the owner has, with it; the report said one delete.
+            const ddl = `CREATE TABLE lnode (id int PRIMARY KEY, name text NOT NULL,
+              local_parent int REFERENCES lnode ON DELETE CASCADE);`;
+            await pair.owner.exec(ddl + `INSERT INTO lnode VALUES (2, 'b', NULL);`);
+            await pair.destination.exec(
+              ddl + `INSERT INTO lnode VALUES (1, 'a', NULL), (2, 'b', 1), (3, 'c', NULL),
+                (4, 'd', 3);`,
+            );
+            const table = {
+              name: "public.lnode",
+              primary_key: ["id"],
+              exclude_columns: ["local_parent"],
+              delete_missing: true,
+              max_delete_ratio: 1,
+            };
+            const [report] = await attempt(pair, [table]);
+            assert.equal(report.status, "failed", JSON.stringify(report));
+            assert.match(report.error ?? "", /1 of its own rows that stay, through foreign key/);
+            assert.deepEqual(await rows(`SELECT id::text FROM lnode ORDER BY id`), [
+              "1",
+              "2",
+              "3",
+              "4",
+            ]);
+            // A subtree the owner lacks as a whole is deleted with its root.
+            await pair.destination.exec(`UPDATE lnode SET local_parent = NULL WHERE id = 2`);
+            const [again] = await attempt(pair, [table]);
+            assert.equal(again.status, "applied", again.error);
+            assert.deepEqual(await rows(`SELECT id::text FROM lnode ORDER BY id`), ["2"]);
+          },
+        );
+
+        await t.step(
+          "D21 a key that does not name exactly one owner row is a failure, not an insert reported every run",
+          async () => {
+            if (backend.name !== "postgres") return; // needs ICU collations and citext
+            const ddl = `CREATE EXTENSION IF NOT EXISTS citext;
+              CREATE TABLE city (name citext COLLATE "und-x-icu" PRIMARY KEY, pop int,
+                local_note text);`;
+            // 'École' and 'école' are two keys (citext equality lowers with the database's
+            // default collation, C); the key text lowers with the column's, making them one.
+            // 200 keys between them bytewise put the two in different leaves of the diff.
+            const common = `INSERT INTO city SELECT 'à' || lpad(g::text, 4, '0'), g, NULL
+              FROM generate_series(1, 200) g;`;
+            await pair.owner.exec(ddl + common + `INSERT INTO city VALUES ('École', 7, NULL);`);
+            await pair.destination.exec(
+              ddl + common + `INSERT INTO city VALUES ('école', 7, 'kept locally');`,
+            );
+            const [report] = await attempt(pair, [{
+              name: "public.city",
+              primary_key: ["name"],
+              exclude_columns: ["local_note"],
+              delete_missing: true,
+              max_delete_ratio: 1,
+            }]);
+            assert.equal(report.status, "failed", JSON.stringify(report));
+            assert.match(report.error ?? "", /keys read back 0 rows at the owner/);
+          },
+        );
       } finally {
         await pair.close();
       }
