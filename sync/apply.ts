@@ -157,6 +157,8 @@ interface CascadingKey {
   name: string;
   /** The referencing table, as `regclass` prints it (quoted where needed). */
   child: string;
+  /** The referenced table: this one, or a table of its inheritance tree. */
+  parent: string;
   /** The referencing table is this table (or in its inheritance tree): a self-reference. */
   within: boolean;
   childColumns: string[];
@@ -173,6 +175,7 @@ interface CascadingKey {
 async function cascadingKeys(destination: Tx, spec: TableSpec): Promise<CascadingKey[]> {
   return await destination.unsafe<CascadingKey[]>(
     `SELECT c.conname::text AS name, c.conrelid::regclass::text AS child,
+            c.confrelid::regclass::text AS parent,
             c.confdeltype AS action, c.conrelid IN ${TABLE_TREE} AS within,
             ARRAY(SELECT quote_ident(a.attname::text) FROM unnest(c.conkey) WITH ORDINALITY AS k(n, o)
                   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o)
@@ -188,56 +191,47 @@ async function cascadingKeys(destination: Tx, spec: TableSpec): Promise<Cascadin
   );
 }
 
-/**
- * Refuses a delete that would cascade into rows of another table, or of this one that are not
- * deleted with it: counts, for each such key, the rows that reference the rows `match` selects
- * (in this table, those `match` does not select). Children deleted by their own sync earlier in
- * this run (deletes go children first) are gone already and count nothing. Unchecked, a delete
- * through a self-reference removed rows the owner still has, and was reported as one delete.
- */
-async function refuseCascade(
-  destination: Tx,
-  spec: TableSpec,
-  keys: CascadingKey[],
-  match: { from: string; params: string[] },
-) {
-  for (const key of keys) {
-    if (key.within) continue; // judged for the whole plan at once: refuseSelfCascade
-    const parent = key.parentColumns.map((c) => `t.${c}`).join(", ");
-    const [{ n }] = await destination.unsafe<{ n: number }[]>(
-      `SELECT count(*)::int AS n FROM ${key.child} AS ch
-       WHERE (${key.childColumns.map((c) => `ch.${c}`).join(", ")})
-         IN (SELECT ${parent} FROM ${match.from})`,
-      match.params,
-      { prepare: false },
-    );
-    if (n === 0) continue;
-    throw new Error(
-      `Cannot sync table "${spec.name}": its deletes would change ${n} rows of ${key.child} through foreign key ${key.name} (ON DELETE ${
-        deleteAction(key)
-      }), which the sync does not write; delete them there first (list ${key.child} with delete_missing in the config, within its max_delete_ratio)`,
-    );
-  }
-}
-
 function deleteAction(key: CascadingKey): string {
   return key.action === "c" ? "CASCADE" : key.action === "n" ? "SET NULL" : "SET DEFAULT";
 }
 
 /**
- * Refuses the plan's deletes when, through a foreign key of the table to itself, they would
- * change rows it does not delete: rows the owner still has (unchecked, deleting parent 1 took
- * child 2 with it, through a column the sync excludes, reported as one delete). Judged once for
- * the whole plan, so a subtree deleted over several batches passes.
+ * Refuses the plan's key deletes unless each names exactly one destination row, before any is
+ * made: a key whose text form matches no row (a `citext` key lower-cased in a column collation
+ * other than the database's) was deleted "successfully" every run, the row still there. Checked
+ * for the whole plan at once, since a cascade of this sync may take a later batch's rows first.
  */
-async function refuseSelfCascade(
+async function refuseUnmatchedDeletes(destination: Tx, spec: TableSpec, keys: Key[]) {
+  if (keys.length === 0) return;
+  const [{ n }] = await destination.unsafe<{ n: number }[]>(
+    `SELECT count(*)::int AS n FROM ${spec.sqlName} AS t, json_array_elements($1::text::json) AS j(k)
+     WHERE ${keyJoin(spec, "j.k", undefined, "t.")}`,
+    [JSON.stringify(keys)],
+    { prepare: false },
+  );
+  if (n === keys.length) return;
+  throw new Error(
+    `Cannot sync table "${spec.name}": ${keys.length} keys to delete name ${n} rows at the destination (a key whose text form does not name exactly one row)`,
+  );
+}
+
+/**
+ * Refuses the plan's deletes when, through a foreign key with ON DELETE CASCADE, SET NULL or SET
+ * DEFAULT, they would change rows of another table (the sync writes only the tables it syncs,
+ * within their own limits) or rows of this one it does not delete (rows the owner still has,
+ * referencing a deleted row through a column the sync excludes: unchecked, the cascade removed
+ * them and the run reported one delete). Judged once for the whole plan, before any delete: a
+ * subtree deleted over several batches passes, and no batch can cascade into what a later
+ * batch's check would have refused. Children deleted by their own sync earlier in this run
+ * (deletes go children first) are gone already and count nothing.
+ */
+async function refuseCascades(
   destination: Tx,
   spec: TableSpec,
   keys: CascadingKey[],
   plan: { deletes: Key[]; deleteRanges: Array<{ range: KeyRange }> },
 ) {
   for (const key of keys) {
-    if (!key.within) continue;
     const params = new Params();
     const planned = (alias: string) => {
       const rows = `EXISTS (SELECT 1 FROM json_array_elements(${
@@ -249,19 +243,23 @@ async function refuseSelfCascade(
       return `(${[rows, ...ranges].join(" OR ")})`;
     };
     const [{ n }] = await destination.unsafe<{ n: number }[]>(
-      `SELECT count(*)::int AS n FROM ${key.child} AS ch
+      // ONLY: a foreign key binds the rows of the tables it names, not of their inheritance
+      // children.
+      `SELECT count(*)::int AS n FROM ONLY ${key.child} AS ch
        WHERE (${key.childColumns.map((c) => `ch.${c}`).join(", ")})
          IN (SELECT ${key.parentColumns.map((c) => `p.${c}`).join(", ")}
-             FROM ${spec.sqlName} AS p WHERE ${planned("p")})
-         AND NOT ${planned("ch")}`,
+             FROM ONLY ${key.parent} AS p WHERE ${planned("p")})${
+        key.within ? ` AND NOT ${planned("ch")}` : ""
+      }`,
       params.values,
       { prepare: false },
     );
     if (n === 0) continue;
+    const action = `foreign key ${key.name} (ON DELETE ${deleteAction(key)})`;
     throw new Error(
-      `Cannot sync table "${spec.name}": its deletes would change ${n} of its own rows that stay, through foreign key ${key.name} (ON DELETE ${
-        deleteAction(key)
-      }); clear those references at the destination first`,
+      key.within
+        ? `Cannot sync table "${spec.name}": its deletes would change ${n} of its own rows that stay, through ${action}; clear those references at the destination first`
+        : `Cannot sync table "${spec.name}": its deletes would change ${n} rows of ${key.child} through ${action}, which the sync does not write; delete them there first (list ${key.child} with delete_missing in the config, within its max_delete_ratio)`,
     );
   }
 }
@@ -270,14 +268,9 @@ async function deleteKeys(
   destination: Tx,
   spec: TableSpec,
   keys: Key[],
-  cascading: CascadingKey[],
 ) {
   const params = [JSON.stringify(keys)];
   const join = keyJoin(spec, "j.k", undefined, "t.");
-  await refuseCascade(destination, spec, cascading, {
-    from: `${spec.sqlName} AS t, json_array_elements($1::text::json) AS j(k) WHERE ${join}`,
-    params,
-  });
   const result = await destination.unsafe(
     `DELETE FROM ${spec.sqlName} AS t USING json_array_elements($1::text::json) AS j(k)
      WHERE ${join}`,
@@ -295,14 +288,9 @@ async function deleteRange(
   spec: TableSpec,
   range: KeyRange,
   rows: number,
-  cascading: CascadingKey[],
 ) {
   const params = new Params();
   const where = rangeCondition(spec, range, params, "t.");
-  await refuseCascade(destination, spec, cascading, {
-    from: `${spec.sqlName} AS t WHERE ${where}`,
-    params: params.values,
-  });
   const result = await destination.unsafe(
     `DELETE FROM ${spec.sqlName} AS t WHERE ${where}`,
     params.values,
@@ -512,15 +500,16 @@ export function planWriter(
     const cascading = plan.deleteRanges.length || plan.deletes.length
       ? await cascadingKeys(destination, spec)
       : [];
-    await refuseSelfCascade(destination, spec, cascading, plan);
+    await refuseUnmatchedDeletes(destination, spec, plan.deletes);
+    await refuseCascades(destination, spec, cascading, plan);
     for (const range of plan.deleteRanges) {
-      await deleteRange(destination, spec, range.range, range.rows, cascading);
+      await deleteRange(destination, spec, range.range, range.rows);
       done.deleted += range.rows;
       report();
     }
     for (let i = 0; i < plan.deletes.length; i += batch) {
       const keys = plan.deletes.slice(i, i + batch);
-      await deleteKeys(destination, spec, keys, cascading);
+      await deleteKeys(destination, spec, keys);
       done.deleted += keys.length;
       report();
     }

@@ -568,6 +568,80 @@ for (const backend of BACKENDS) {
             assert.match(report.error ?? "", /keys read back 0 rows at the owner/);
           },
         );
+        await t.step(
+          "D22 a self-reference on an inheritance parent does not count its children's rows",
+          async () => {
+            // The foreign key binds inode's rows only: deleting row 1 changes no row of inode_kid.
+            const ddl = `CREATE TABLE inode (id int PRIMARY KEY, name text NOT NULL,
+              local_parent int REFERENCES inode ON DELETE CASCADE);
+              CREATE TABLE inode_kid () INHERITS (inode);`;
+            await pair.owner.exec(ddl + `INSERT INTO inode_kid VALUES (10, 'k', NULL);`);
+            await pair.destination.exec(
+              ddl + `INSERT INTO inode VALUES (1, 'a', NULL);
+                INSERT INTO inode_kid VALUES (10, 'k', 1);`,
+            );
+            const [report] = await attempt(pair, [{
+              name: "public.inode",
+              primary_key: ["id"],
+              exclude_columns: ["local_parent"],
+              delete_missing: true,
+              max_delete_ratio: 1,
+            }]);
+            assert.equal(report.status, "applied", report.error);
+            assert.deepEqual(
+              await rows(`SELECT concat_ws(' ', id, local_parent) FROM inode ORDER BY id`),
+              ["10 1"],
+            );
+          },
+        );
+
+        await t.step(
+          "D23 a subtree deleted over two batches does not cascade into a table the sync does not write",
+          async () => {
+            // Deleting row 3's batch alone is refused for its note; row 1's earlier batch took 3
+            // and the note with it when the check ran batch by batch.
+            const ddl = `CREATE TABLE bnode (id int PRIMARY KEY, name text NOT NULL,
+              local_parent int REFERENCES bnode ON DELETE CASCADE);
+              CREATE TABLE bnote (id int PRIMARY KEY,
+                node_id int NOT NULL REFERENCES bnode ON DELETE CASCADE);`;
+            await pair.owner.exec(ddl + `INSERT INTO bnode VALUES (2, 'b', NULL), (4, 'd', NULL);`);
+            await pair.destination.exec(
+              ddl + `INSERT INTO bnode VALUES (1, 'a', NULL), (2, 'b', NULL), (3, 'c', 1),
+                (4, 'd', NULL);
+                INSERT INTO bnote VALUES (100, 3);`,
+            );
+            const [report] = await attempt(pair, [{
+              name: "public.bnode",
+              primary_key: ["id"],
+              exclude_columns: ["local_parent"],
+              delete_missing: true,
+              max_delete_ratio: 1,
+            }], 1);
+            assert.equal(report.status, "failed", JSON.stringify(report));
+            assert.deepEqual(await rows(`SELECT id::text FROM bnote`), ["100"]);
+          },
+        );
+
+        await t.step(
+          "D24 a key to delete that names no destination row fails the table, not '1 delete' every run",
+          async () => {
+            if (backend.name !== "postgres") return; // needs ICU collations and citext
+            const ddl = `CREATE EXTENSION IF NOT EXISTS citext;
+              CREATE TABLE town (name citext COLLATE "und-x-icu" PRIMARY KEY, pop int);`;
+            const common = `INSERT INTO town SELECT 'à' || lpad(g::text, 4, '0'), g
+              FROM generate_series(1, 200) g;`;
+            await pair.owner.exec(ddl + common);
+            await pair.destination.exec(ddl + common + `INSERT INTO town VALUES ('École', 7);`);
+            const [report] = await attempt(pair, [{
+              name: "public.town",
+              primary_key: ["name"],
+              delete_missing: true,
+              max_delete_ratio: 1,
+            }]);
+            assert.equal(report.status, "failed", JSON.stringify(report));
+            assert.match(report.error ?? "", /1 keys to delete name 0 rows at the destination/);
+          },
+        );
       } finally {
         await pair.close();
       }
