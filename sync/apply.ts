@@ -161,6 +161,10 @@ interface CascadingKey {
   parent: string;
   /** The referencing table is this table (or in its inheritance tree): a self-reference. */
   within: boolean;
+  /** The referencing table is partitioned: its rows are its partitions'. */
+  childPartitioned: boolean;
+  /** The referenced table is partitioned. */
+  parentPartitioned: boolean;
   childColumns: string[];
   parentColumns: string[];
   action: string;
@@ -176,6 +180,8 @@ async function cascadingKeys(destination: Tx, spec: TableSpec): Promise<Cascadin
   return await destination.unsafe<CascadingKey[]>(
     `SELECT c.conname::text AS name, c.conrelid::regclass::text AS child,
             c.confrelid::regclass::text AS parent,
+            (SELECT relkind = 'p' FROM pg_class WHERE oid = c.conrelid) AS "childPartitioned",
+            (SELECT relkind = 'p' FROM pg_class WHERE oid = c.confrelid) AS "parentPartitioned",
             c.confdeltype AS action, c.conrelid IN ${TABLE_TREE} AS within,
             ARRAY(SELECT quote_ident(a.attname::text) FROM unnest(c.conkey) WITH ORDINALITY AS k(n, o)
                   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o)
@@ -225,35 +231,49 @@ async function refuseUnmatchedDeletes(destination: Tx, spec: TableSpec, keys: Ke
  * batch's check would have refused. Children deleted by their own sync earlier in this run
  * (deletes go children first) are gone already and count nothing.
  */
+/** How many delete ranges one cascade check names (two parameters per range per use). */
+const RANGES_PER_CHECK = 4_000;
+
 async function refuseCascades(
   destination: Tx,
   spec: TableSpec,
   keys: CascadingKey[],
   plan: { deletes: Key[]; deleteRanges: Array<{ range: KeyRange }> },
 ) {
+  // Ranges go in chunks, each range taking two parameters per use: all in one statement, 16k
+  // ranges passed PostgreSQL's 65,535. For another table's rows the chunks add up exactly; for
+  // this table's own, a subtree split across chunks is refused (fail closed).
+  const chunks: Array<Array<{ range: KeyRange }>> = [];
+  for (let i = 0; i < plan.deleteRanges.length; i += RANGES_PER_CHECK) {
+    chunks.push(plan.deleteRanges.slice(i, i + RANGES_PER_CHECK));
+  }
+  if (chunks.length === 0) chunks.push([]);
   for (const key of keys) {
-    const params = new Params();
-    const planned = (alias: string) => {
-      const rows = `EXISTS (SELECT 1 FROM json_array_elements(${
-        params.add(JSON.stringify(plan.deletes))
-      }::json) AS j(k) WHERE ${keyJoin(spec, "j.k", undefined, `${alias}.`)})`;
-      const ranges = plan.deleteRanges.map(({ range }) =>
-        `(${rangeCondition(spec, range, params, `${alias}.`)})`
-      );
-      return `(${[rows, ...ranges].join(" OR ")})`;
-    };
-    const [{ n }] = await destination.unsafe<{ n: number }[]>(
+    let n = 0;
+    for (const ranges of chunks) {
+      const params = new Params();
+      const planned = (alias: string) => {
+        const rows = `EXISTS (SELECT 1 FROM json_array_elements(${
+          params.add(JSON.stringify(plan.deletes))
+        }::json) AS j(k) WHERE ${keyJoin(spec, "j.k", undefined, `${alias}.`)})`;
+        const inRanges = ranges.map(({ range }) =>
+          `(${rangeCondition(spec, range, params, `${alias}.`)})`
+        );
+        return `(${[rows, ...inRanges].join(" OR ")})`;
+      };
       // ONLY: a foreign key binds the rows of the tables it names, not of their inheritance
-      // children.
-      `SELECT count(*)::int AS n FROM ONLY ${key.child} AS ch
-       WHERE (${key.childColumns.map((c) => `ch.${c}`).join(", ")})
-         IN (SELECT ${key.parentColumns.map((c) => `p.${c}`).join(", ")}
-             FROM ONLY ${key.parent} AS p WHERE ${planned("p")})${
-        key.within ? ` AND NOT ${planned("ch")}` : ""
-      }`,
-      params.values,
-      { prepare: false },
-    );
+      // children; but a partitioned table's rows are its partitions', which ONLY would miss.
+      const [{ n: found }] = await destination.unsafe<{ n: number }[]>(
+        `SELECT count(*)::int AS n FROM ${key.childPartitioned ? "" : "ONLY "}${key.child} AS ch
+         WHERE (${key.childColumns.map((c) => `ch.${c}`).join(", ")})
+           IN (SELECT ${key.parentColumns.map((c) => `p.${c}`).join(", ")}
+               FROM ${key.parentPartitioned ? "" : "ONLY "}${key.parent} AS p
+               WHERE ${planned("p")})${key.within ? ` AND NOT ${planned("ch")}` : ""}`,
+        params.values,
+        { prepare: false },
+      );
+      n += found;
+    }
     if (n === 0) continue;
     const action = `foreign key ${key.name} (ON DELETE ${deleteAction(key)})`;
     throw new Error(

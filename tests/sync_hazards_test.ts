@@ -642,6 +642,54 @@ for (const backend of BACKENDS) {
             assert.match(report.error ?? "", /1 keys to delete name 0 rows at the destination/);
           },
         );
+        await t.step(
+          "D25 a cascade from a partitioned table into an unsynced partitioned table is refused",
+          async () => {
+            // ONLY on a partitioned table reads no rows: the check found nothing, and pnote's
+            // row went with preg's delete.
+            const ddl = `CREATE TABLE preg (id int PRIMARY KEY, name text NOT NULL)
+                PARTITION BY RANGE (id);
+              CREATE TABLE preg_a PARTITION OF preg FOR VALUES FROM (0) TO (100);
+              CREATE TABLE pnote (id int PRIMARY KEY,
+                reg_id int NOT NULL REFERENCES preg ON DELETE CASCADE) PARTITION BY RANGE (id);
+              CREATE TABLE pnote_a PARTITION OF pnote FOR VALUES FROM (0) TO (1000);`;
+            await pair.owner.exec(ddl + `INSERT INTO preg VALUES (2, 'b'), (3, 'c');`);
+            await pair.destination.exec(
+              ddl + `INSERT INTO preg VALUES (1, 'a'), (2, 'b'), (3, 'c');
+                INSERT INTO pnote VALUES (500, 1);`,
+            );
+            const [report] = await attempt(pair, [{
+              name: "public.preg",
+              primary_key: ["id"],
+              delete_missing: true,
+              max_delete_ratio: 1,
+            }]);
+            assert.equal(report.status, "failed", JSON.stringify(report));
+            assert.deepEqual(await rows(`SELECT id::text FROM pnote`), ["500"]);
+          },
+        );
+
+        await t.step(
+          "D26 a self-reference on a partitioned table does not cascade into a row the owner keeps",
+          async () => {
+            const ddl = `CREATE TABLE pnode (id int PRIMARY KEY, name text NOT NULL,
+                local_parent int REFERENCES pnode ON DELETE CASCADE) PARTITION BY RANGE (id);
+              CREATE TABLE pnode_a PARTITION OF pnode FOR VALUES FROM (0) TO (100);`;
+            await pair.owner.exec(ddl + `INSERT INTO pnode VALUES (2, 'b', NULL);`);
+            await pair.destination.exec(
+              ddl + `INSERT INTO pnode VALUES (1, 'a', NULL), (2, 'b', 1);`,
+            );
+            const [report] = await attempt(pair, [{
+              name: "public.pnode",
+              primary_key: ["id"],
+              exclude_columns: ["local_parent"],
+              delete_missing: true,
+              max_delete_ratio: 1,
+            }]);
+            assert.equal(report.status, "failed", JSON.stringify(report));
+            assert.deepEqual(await rows(`SELECT id::text FROM pnode ORDER BY id`), ["1", "2"]);
+          },
+        );
       } finally {
         await pair.close();
       }
