@@ -1,5 +1,4 @@
 /** @module Reads a request body at most once, within the configured limit, for matchers and broadcast. */
-import { Buffer } from "node:buffer";
 import { HttpError } from "./http_error.ts";
 import { MAX_FORM_FIELDS, multipartFields, UTF8_KEEP_BOM } from "./multipart_fields.ts";
 
@@ -209,9 +208,10 @@ export class BufferedBody {
       else fields.set(key, [value]);
     };
     if (/^application\/x-www-form-urlencoded/i.test(type)) {
-      if (countUpTo(bytes, AMPERSAND, MAX_FORM_FIELDS) >= MAX_FORM_FIELDS) return undefined;
       // A leading BOM stays part of the first name, as Django's `bytes.decode("utf-8")` keeps it.
-      for (const [k, v] of new URLSearchParams(UTF8_KEEP_BOM.decode(bytes))) add(k, v);
+      const text = UTF8_KEEP_BOM.decode(bytes);
+      if (occursAtLeast(text, "&", MAX_FORM_FIELDS)) return undefined;
+      for (const [k, v] of new URLSearchParams(text)) add(k, v);
       return fields;
     }
     if (/^multipart\/form-data/i.test(type)) return await multipartFields(bytes, type);
@@ -267,18 +267,11 @@ export function mediaTypeParameter(mediaType: string, name: string): string | un
   return undefined;
 }
 
-const AMPERSAND = new Uint8Array([0x26]);
-
-/** How often `needle` occurs in `bytes`, counted up to `limit` (Buffer's native search). */
-export function countUpTo(bytes: Uint8Array, needle: Uint8Array, limit: number): number {
-  const haystack = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let count = 0;
-  for (
-    let at = haystack.indexOf(needle);
-    at !== -1 && count < limit;
-    at = haystack.indexOf(needle, at + needle.length)
-  ) {
-    count++;
+/** Whether `text` holds `char` at least `count` times; stops counting there. */
+export function occursAtLeast(text: string, char: string, count: number): boolean {
+  let seen = 0;
+  for (let at = text.indexOf(char); at !== -1; at = text.indexOf(char, at + 1)) {
+    if (++seen >= count) return true;
   }
-  return count;
+  return false;
 }

@@ -1,6 +1,7 @@
 /** @module Canonical form of a request body for OCAP's dedup key: JSON and form field order do not count. */
 import { findRepeatedKey } from "../config_json.ts";
-import { canonicalPairs, occursAtLeast } from "./form_pairs.ts";
+import { occursAtLeast } from "../request_body.ts";
+import { canonicalPairs } from "./form_pairs.ts";
 
 /** How a body was keyed; part of the key, so a JSON body never collides with the same raw bytes. */
 export type BodyKind = "json" | "form" | "raw";

@@ -1,5 +1,7 @@
 /** @module Byte-exact canonical form of urlencoded pairs (bodies and queries) for OCAP's dedup key. */
 
+import { occursAtLeast } from "../request_body.ts";
+
 const encoder = new TextEncoder();
 const KEEP = /[A-Za-z0-9*._-]/;
 
@@ -52,15 +54,6 @@ const MERGED_NAMES = /[.+]|%5B|%5D|%00|%[89A-F][0-9A-F]/;
  * 1.2–1.5 s of CPU to re-encode and sort, for a caller holding the Ocap-Key.
  */
 export const MAX_CANONICAL_PAIRS = 1000;
-
-/** Whether `text` holds `char` at least `count` times; stops counting there. */
-export function occursAtLeast(text: string, char: string, count: number): boolean {
-  let seen = 0;
-  for (let at = text.indexOf(char); at !== -1; at = text.indexOf(char, at + 1)) {
-    if (++seen >= count) return true;
-  }
-  return false;
-}
 
 /** Each byte as it appears in a canonical component: kept, `+` for a space, or `%XX`. */
 const CANONICAL_BYTE: readonly string[] = Array.from({ length: 256 }, (_, b) => {
