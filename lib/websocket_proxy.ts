@@ -226,7 +226,7 @@ function paced(
   const behind = (): boolean => {
     const unsent = to.bufferedAmount;
     if (unsent <= MAX_BUFFERED_BYTES) {
-      stop();
+      if (overSince !== undefined) stop(); // nothing to stop on the usual, quick path
       return false;
     }
     overSince ??= performance.now();
