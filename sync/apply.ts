@@ -24,8 +24,10 @@ export type ProgressListener = (
 
 /** Options for {@linkcode PlanWriter}. */
 export interface ApplyOptions {
-  /** Rows per statement. */
+  /** Rows per statement, at most. */
   batchRows?: number;
+  /** Bytes of row text per statement, about (a row more may cross it); default 8 MiB. */
+  batchBytes?: number;
   /** Apply `deletes` and `deleteRanges`; otherwise they are left in place (and reported). */
   deleteMissing: boolean;
   onProgress?: ProgressListener;
@@ -36,23 +38,83 @@ function castColumns(spec: TableSpec, alias: string) {
   return spec.columns.map((c, i) => `(${alias}->>${i})::${c.type}`);
 }
 
-/** Owner rows for `keys`, each as a JSON array of column text. */
-async function fetchRows(owner: Tx, spec: TableSpec, keys: Key[]): Promise<string[][]> {
-  const rows = await owner.unsafe<{ r: string }[]>(
-    `SELECT ${rowJson(spec, "t.")} AS r
-     FROM json_array_elements($1::text::json) AS j(k)
-     JOIN ${spec.sqlName} AS t ON ${keyJoin(spec, "j.k", undefined, "t.")}`,
-    [JSON.stringify(keys)],
+const BATCH_BYTES = 8 * 1024 * 1024;
+
+/** Rows in a table's first page, before its row size is known. */
+const FIRST_PAGE_ROWS = 100;
+
+/**
+ * How many rows to ask for next: at most `rows`, and about `bytes` of row text at the size of
+ * the rows seen last. The server cuts each page at `bytes` too; this keeps it from building
+ * text it will not send.
+ */
+class PageSize {
+  #next: number;
+  constructor(readonly rows: number, readonly bytes: number) {
+    this.#next = Math.min(rows, FIRST_PAGE_ROWS);
+  }
+  get next(): number {
+    return this.#next;
+  }
+  /** Records a page read: `rows` rows of `bytes` bytes. */
+  saw(rows: number, bytes: number) {
+    const perRow = Math.max(1, bytes / Math.max(1, rows));
+    this.#next = Math.max(1, Math.min(this.rows, Math.floor(this.bytes / perRow)));
+  }
+}
+
+/**
+ * Keeps the rows of `page` (a query with columns `r`, the row text, and `n`, its place) whose
+ * text starts within the first `budget` bytes, in order, and says up to which byte they run.
+ * One row always fits; a batch of large rows no longer becomes one string too long for the
+ * client (1,000 rows of 0.6 MB each failed every run).
+ */
+function withinBudget(page: string, params: Params, budget: number): string {
+  return `SELECT w.* FROM (
+       SELECT p.*, sum(octet_length(p.r)) OVER (ORDER BY p.n ROWS UNBOUNDED PRECEDING) AS upto
+       FROM (${page}) AS p) AS w
+     WHERE w.upto - octet_length(w.r) < (${params.add(String(budget))})::bigint
+     ORDER BY w.n`;
+}
+
+/**
+ * Owner rows for the first of `keys`, in their order, whose text fits `budget` bytes (one row
+ * at least), each as a JSON array of column text.
+ */
+async function fetchRows(
+  owner: Tx,
+  spec: TableSpec,
+  keys: Key[],
+  budget: number,
+): Promise<{ rows: string[][]; bytes: number }> {
+  const params = new Params();
+  const found = await owner.unsafe<{ n: string; r: string; upto: string }[]>(
+    withinBudget(
+      `SELECT j.n, ${rowJson(spec, "t.")} AS r
+       FROM json_array_elements(${
+        params.add(JSON.stringify(keys))
+      }::json) WITH ORDINALITY AS j(k, n)
+       JOIN ${spec.sqlName} AS t ON ${keyJoin(spec, "j.k", undefined, "t.")}`,
+      params,
+      budget,
+    ),
+    params.values,
     { prepare: false },
   );
+  const bytes = Number(found.at(-1)?.upto ?? 0);
   // Each key the diff found must find its one row, or the report counts writes never made: a
-  // citext key lower-cased in its column's collation met two owner rows, or none.
-  if (rows.length !== keys.length) {
+  // citext key lower-cased in its column's collation met two owner rows, or none. Rows come in
+  // key order, so a key with none or two shows as a gap or a repeat; keys past the last row
+  // read are judged by a later call, unless the budget did not cut the page.
+  const ordered = found.every((row, i) => Number(row.n) === i + 1);
+  if (!ordered || (found.length < keys.length && bytes < budget)) {
     throw new Error(
-      `Cannot sync table "${spec.name}": ${keys.length} keys read back ${rows.length} rows at the owner (a key whose text form does not name exactly one row)`,
+      `Cannot sync table "${spec.name}": ${keys.length} keys read back ${
+        ordered ? found.length : "other"
+      } rows at the owner (a key whose text form does not name exactly one row)`,
     );
   }
-  return rows.map((row) => JSON.parse(row.r));
+  return { rows: found.map((row) => JSON.parse(row.r)), bytes };
 }
 
 /**
@@ -322,23 +384,33 @@ async function deleteRange(
   });
 }
 
-/** Stream every owner row of `range` in key order, `batch` rows at a time. */
-async function* rangeRows(owner: Tx, spec: TableSpec, range: KeyRange, batch: number) {
+/** Stream every owner row of `range` in key order, a page at a time. */
+async function* rangeRows(owner: Tx, spec: TableSpec, range: KeyRange, pages: PageSize) {
   let after: Key | null = null;
   while (true) {
     const params = new Params();
     const where = [rangeCondition(spec, range, params)];
     if (after) where.push(afterCondition(spec, after, params));
-    const rows: { k: string; r: string }[] = await owner.unsafe(
-      `SELECT ${keyJson(spec)} AS k, ${rowJson(spec)} AS r FROM ${spec.sqlName}
-       WHERE ${where.join(" AND ")} ORDER BY ${keyOrder(spec)} LIMIT ${batch}`,
+    const limit = pages.next;
+    const found = await owner.unsafe<{ n: string; k: string; r: string; upto: string }[]>(
+      withinBudget(
+        `SELECT row_number() OVER (ORDER BY ${keyOrder(spec)}) AS n, ${keyJson(spec)} AS k,
+                ${rowJson(spec)} AS r
+         FROM ${spec.sqlName} WHERE ${where.join(" AND ")} ORDER BY ${keyOrder(spec)}
+         LIMIT ${limit}`,
+        params,
+        pages.bytes,
+      ),
       params.values,
       { prepare: false },
     );
-    if (rows.length === 0) return;
-    yield rows.map((row) => JSON.parse(row.r) as string[]);
-    if (rows.length < batch) return;
-    after = JSON.parse(rows[rows.length - 1].k);
+    if (found.length === 0) return;
+    const bytes = Number(found.at(-1)!.upto);
+    pages.saw(found.length, bytes);
+    yield found.map((row) => JSON.parse(row.r) as string[]);
+    // A short page the budget did not cut is the range's last.
+    if (found.length < limit && bytes < pages.bytes) return;
+    after = JSON.parse(found.at(-1)!.k);
   }
 }
 
@@ -424,6 +496,37 @@ async function unsyncedColumns(destination: Tx, spec: TableSpec) {
   return columns.filter((c) => !spec.columns.some((s) => s.name === c.name));
 }
 
+/**
+ * Moves each sequence that feeds a synced column (identity or `serial`) past the column's highest
+ * value, as `pg_dump` does, so a local insert at the destination (after a failover) takes a free
+ * id; a sequence already past it stays where it is. Descending sequences, and values the
+ * sequence cannot reach, are left alone.
+ */
+async function advanceSequences(destination: Tx, spec: TableSpec) {
+  const fed = await destination.unsafe<{ name: string; sequence: string }[]>(
+    `SELECT a.attname AS name, pg_get_serial_sequence($1, a.attname) AS sequence
+     FROM pg_attribute a
+     WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped
+       AND pg_get_serial_sequence($1, a.attname) IS NOT NULL`,
+    [spec.sqlName],
+    { prepare: false },
+  );
+  for (const { name, sequence } of fed) {
+    if (!spec.columns.some((c) => c.name === name)) continue;
+    // `sequence` is the server's own quoted name; a sequence's next value is `last_value` until
+    // first called, `last_value + 1` after.
+    await destination.unsafe(
+      `SELECT setval(s.seqrelid, m.v)
+       FROM (SELECT max(t.${quoteIdent(name)})::bigint AS v FROM ${spec.sqlName} AS t) AS m,
+            ${sequence} AS q, pg_sequence AS s
+       WHERE s.seqrelid = $1::text::regclass AND s.seqincrement > 0 AND m.v <= s.seqmax
+         AND m.v >= q.last_value + q.is_called::int`,
+      [sequence],
+      { prepare: false },
+    );
+  }
+}
+
 /** One table's writes, split so that several tables can share one transaction. */
 export interface PlanWriter {
   /**
@@ -451,6 +554,7 @@ export function planWriter(
 ): PlanWriter {
   const { spec, owner, destination } = sides;
   const batch = options.batchRows ?? 1000;
+  const pages = new PageSize(batch, options.batchBytes ?? BATCH_BYTES);
   const done = { inserted: 0, updated: 0, deleted: 0 };
   const counts = planCounts(plan);
   const total = counts.inserts + counts.updates + (options.deleteMissing ? counts.deletes : 0);
@@ -467,8 +571,15 @@ export function planWriter(
     write: (rows: string[][]) => Promise<void>,
     count: "updated" | "inserted",
   ) {
-    for (let i = 0; i < keys.length; i += batch) {
-      const rows = await fetchRows(owner, spec, keys.slice(i, i + batch));
+    for (let i = 0; i < keys.length;) {
+      const { rows, bytes } = await fetchRows(
+        owner,
+        spec,
+        keys.slice(i, i + pages.next),
+        pages.bytes,
+      );
+      pages.saw(rows.length, bytes);
+      i += rows.length;
       await write(rows);
       done[count] += rows.length;
       report();
@@ -487,7 +598,7 @@ export function planWriter(
     };
     await writeKeys(plan.inserts, write, "inserted");
     for (const { range } of plan.insertRanges) {
-      for await (const rows of rangeRows(owner, spec, range, batch)) {
+      for await (const rows of rangeRows(owner, spec, range, pages)) {
         await write(rows);
         done.inserted += rows.length;
         report();
@@ -577,48 +688,65 @@ export function planWriter(
       ...kept.map((c, i) => `(o.r->>${spec.key.length + i})::${c.type}`),
     ];
     for (const [b, old] of olds.entries()) {
-      const rows = await fetchRows(owner, spec, plan.updates.slice(b * batch, (b + 1) * batch));
-      const inserted = await destination.unsafe(
-        `INSERT INTO ${spec.sqlName} (${
-          [...spec.columns, ...kept].map((c) => quoteIdent(c.name)).join(", ")
-        }) OVERRIDING SYSTEM VALUE
-         SELECT ${values.join(", ")}
-         FROM json_array_elements($1::text::json) AS j(r)
-         JOIN json_array_elements($2::text::json) AS o(r) ON ${join}`,
-        [JSON.stringify(rows), old.json],
-        { prepare: false },
-      );
+      const keys = plan.updates.slice(b * batch, (b + 1) * batch);
+      let inserted = 0;
+      for (let i = 0; i < keys.length;) {
+        const { rows, bytes } = await fetchRows(
+          owner,
+          spec,
+          keys.slice(i, i + pages.next),
+          pages.bytes,
+        );
+        pages.saw(rows.length, bytes);
+        i += rows.length;
+        const result = await destination.unsafe(
+          `INSERT INTO ${spec.sqlName} (${
+            [...spec.columns, ...kept].map((c) => quoteIdent(c.name)).join(", ")
+          }) OVERRIDING SYSTEM VALUE
+           SELECT ${values.join(", ")}
+           FROM json_array_elements($1::text::json) AS j(r)
+           JOIN json_array_elements($2::text::json) AS o(r) ON ${join}`,
+          [JSON.stringify(rows), old.json],
+          { prepare: false },
+        );
+        inserted += result.count;
+        done.updated += rows.length;
+        report();
+      }
       // Every deleted row must come back; otherwise roll the whole transaction back.
-      if (inserted.count !== old.rows) {
+      if (inserted !== old.rows) {
         throw new Error(
-          `Cannot sync table "${spec.name}": ${old.rows} rows deleted to swap unique values but ${inserted.count} re-inserted`,
+          `Cannot sync table "${spec.name}": ${old.rows} rows deleted to swap unique values but ${inserted} re-inserted`,
         );
       }
-      done.updated += rows.length;
-      report();
     }
+  }
+
+  async function upsert() {
+    if (counts.inserts + counts.updates === 0) return;
+    let conflict = await tryUpsert();
+    if (!conflict) return;
+    if (options.deleteMissing && !deleted) {
+      // Early, before the updates of this and later tables: a cascade would remove rows they
+      // still update.
+      const found = await hazard(destination, spec, [CHANGING_FOREIGN_KEY]);
+      if (found) {
+        throw new Error(`${conflict.message}: deleting first is refused because ${found}`);
+      }
+      await remove();
+      conflict = await tryUpsert();
+      if (!conflict) return;
+    }
+    // Inserts alone never swap: the value is held by a row this sync keeps.
+    if (plan.updates.length === 0) throw conflict;
+    await replaceUpdates(conflict);
+    await insert(destination);
   }
 
   return {
     async upsert() {
-      if (counts.inserts + counts.updates === 0) return;
-      let conflict = await tryUpsert();
-      if (!conflict) return;
-      if (options.deleteMissing && !deleted) {
-        // Early, before the updates of this and later tables: a cascade would remove rows they
-        // still update.
-        const found = await hazard(destination, spec, [CHANGING_FOREIGN_KEY]);
-        if (found) {
-          throw new Error(`${conflict.message}: deleting first is refused because ${found}`);
-        }
-        await remove();
-        conflict = await tryUpsert();
-        if (!conflict) return;
-      }
-      // Inserts alone never swap: the value is held by a row this sync keeps.
-      if (plan.updates.length === 0) throw conflict;
-      await replaceUpdates(conflict);
-      await insert(destination);
+      await upsert();
+      if (counts.inserts + counts.updates > 0) await advanceSequences(destination, spec);
     },
     delete: remove,
   };

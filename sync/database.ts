@@ -69,7 +69,9 @@ export function openDatabase(region: string, url: string): Database {
     max: 1,
     onnotice: () => {},
     connect_timeout: 10,
-    connection: { ...PINNED_SETTINGS, application_name: "vestibule-sync" },
+    // Pinned per transaction (`PIN_SESSION_SQL`), not for the session: the destination's own
+    // TimeZone is read at the start of its transaction and used for its writes.
+    connection: { application_name: "vestibule-sync" },
     // A socket of our own so the bench and logs can report real wire bytes.
     // @ts-expect-error: `socket` is supported by the driver (src/connection.js) but not typed
     socket: ({ host, port }: { host: string[]; port: number[] }) => {

@@ -1,4 +1,5 @@
 /** @module Brings tables at one destination in line: one owner snapshot, one destination transaction. */
+import type postgres from "postgres";
 import type { TableConfig } from "./config.ts";
 import type { Database } from "./database.ts";
 import { diffTable, planCounts, type SegmentOptions } from "./diff.ts";
@@ -31,6 +32,8 @@ export interface SyncTablesOptions {
   dryRun: boolean;
   segments?: SegmentOptions;
   batchRows?: number;
+  /** Bytes of row text per statement, about (`ApplyOptions.batchBytes`). */
+  batchBytes?: number;
   onProgress?: (table: string, progress: Parameters<ProgressListener>[0]) => void;
   /** Runs each table's share of the work (its diff, its writes), so the caller can measure it. */
   track?: <T>(table: string, work: () => Promise<T>) => Promise<T>;
@@ -55,59 +58,88 @@ export async function syncTables(
 ): Promise<(TableOutcome | SyncRefusedError)[]> {
   const { owner, destination } = databases;
   const track = options.track ?? ((_table, work) => work());
-  return await owner.sql.begin("isolation level repeatable read read only", async (o) => {
-    await o.unsafe(PIN_SESSION_SQL);
-    const mode = options.dryRun ? "read only" : "read write";
-    return await destination.sql.begin(`isolation level repeatable read ${mode}`, async (d) => {
-      await d.unsafe(PIN_SESSION_SQL);
-      // Deferrable foreign keys and unique constraints are checked at commit, once every table's
-      // deletes, updates and inserts are in: rows may reference rows inserted later.
-      await d.unsafe("SET CONSTRAINTS ALL DEFERRED");
-      const results: (TableOutcome | SyncRefusedError)[] = [];
-      const writers: { table: string; writer: PlanWriter }[] = [];
-      for (const { spec, config } of tables) {
-        const plan = await track(
-          spec.name,
-          () => diffTable(spec, { owner: o, destination: d }, options.segments),
-        );
-        const counts = planCounts(plan);
-        const outcome: TableOutcome = {
-          status: "in_sync",
-          inserts: counts.inserts,
-          updates: counts.updates,
-          deletes: config.delete_missing ? counts.deletes : 0,
-          extra: config.delete_missing ? 0 : counts.deletes,
-          ownerRows: plan.ownerRows,
-          destinationRows: plan.destinationRows,
-        };
-        if (outcome.deletes > config.max_delete_ratio * plan.destinationRows) {
-          results.push(
-            new SyncRefusedError(
-              `Cannot sync table "${spec.name}" to "${destination.region}": ${outcome.deletes} deletes of ${plan.destinationRows} rows exceed max_delete_ratio ${config.max_delete_ratio}`,
-            ),
-          );
-        } else if (outcome.inserts + outcome.updates + outcome.deletes === 0) {
-          results.push(outcome);
-        } else if (options.dryRun) {
-          results.push({ ...outcome, status: "planned" });
-        } else {
-          results.push({ ...outcome, status: "applied" });
-          writers.push({
-            table: spec.name,
-            writer: planWriter(plan, { spec, owner: o, destination: d }, {
-              deleteMissing: config.delete_missing,
-              batchRows: options.batchRows,
-              onProgress: (p) => options.onProgress?.(spec.name, p),
-            }),
-          });
-        }
-      }
-      for (const { table, writer } of writers) await track(table, () => writer.upsert());
-      for (const { table, writer } of writers.toReversed()) {
-        await track(table, () => writer.delete());
-      }
-      return results;
+  /** The destination's results once it committed. */
+  let committed: (TableOutcome | SyncRefusedError)[] | undefined;
+  try {
+    return await owner.sql.begin("isolation level repeatable read read only", async (o) => {
+      await o.unsafe(PIN_SESSION_SQL);
+      committed = await syncAtDestination(tables, o, destination, options, track);
+      return committed;
     });
+  } catch (error) {
+    // The owner's read-only transaction ended badly after the destination committed (its
+    // connection lost at COMMIT): what was read was one snapshot and what was written stands. A
+    // retry would find the tables in sync and report no writes.
+    if (committed) return committed;
+    throw error;
+  }
+}
+
+async function syncAtDestination(
+  tables: TableJob[],
+  o: postgres.TransactionSql,
+  destination: Database,
+  options: SyncTablesOptions,
+  track: NonNullable<SyncTablesOptions["track"]>,
+): Promise<(TableOutcome | SyncRefusedError)[]> {
+  const mode = options.dryRun ? "read only" : "read write";
+  return await destination.sql.begin(`isolation level repeatable read ${mode}`, async (d) => {
+    // The destination's own time zone, before the pin: its defaults and triggers (a
+    // `DEFAULT localtimestamp`) run in it when the rows are written.
+    const [{ zone }] = await d.unsafe<{ zone: string }[]>(
+      `SELECT current_setting('TimeZone') AS zone`,
+    );
+    await d.unsafe(PIN_SESSION_SQL);
+    // Deferrable foreign keys and unique constraints are checked at commit, once every table's
+    // deletes, updates and inserts are in: rows may reference rows inserted later.
+    await d.unsafe("SET CONSTRAINTS ALL DEFERRED");
+    const results: (TableOutcome | SyncRefusedError)[] = [];
+    const writers: { table: string; writer: PlanWriter }[] = [];
+    for (const { spec, config } of tables) {
+      const plan = await track(
+        spec.name,
+        () => diffTable(spec, { owner: o, destination: d }, options.segments),
+      );
+      const counts = planCounts(plan);
+      const outcome: TableOutcome = {
+        status: "in_sync",
+        inserts: counts.inserts,
+        updates: counts.updates,
+        deletes: config.delete_missing ? counts.deletes : 0,
+        extra: config.delete_missing ? 0 : counts.deletes,
+        ownerRows: plan.ownerRows,
+        destinationRows: plan.destinationRows,
+      };
+      if (outcome.deletes > config.max_delete_ratio * plan.destinationRows) {
+        results.push(
+          new SyncRefusedError(
+            `Cannot sync table "${spec.name}" to "${destination.region}": ${outcome.deletes} deletes of ${plan.destinationRows} rows exceed max_delete_ratio ${config.max_delete_ratio}`,
+          ),
+        );
+      } else if (outcome.inserts + outcome.updates + outcome.deletes === 0) {
+        results.push(outcome);
+      } else if (options.dryRun) {
+        results.push({ ...outcome, status: "planned" });
+      } else {
+        results.push({ ...outcome, status: "applied" });
+        writers.push({
+          table: spec.name,
+          writer: planWriter(plan, { spec, owner: o, destination: d }, {
+            deleteMissing: config.delete_missing,
+            batchRows: options.batchRows,
+            batchBytes: options.batchBytes,
+            onProgress: (p) => options.onProgress?.(spec.name, p),
+          }),
+        });
+      }
+    }
+    // Hashes were computed in UTC; values travel as text that names its offset where it has one.
+    if (writers.length) await d.unsafe(`SELECT set_config('TimeZone', $1, true)`, [zone]);
+    for (const { table, writer } of writers) await track(table, () => writer.upsert());
+    for (const { table, writer } of writers.toReversed()) {
+      await track(table, () => writer.delete());
+    }
+    return results;
   });
 }
 

@@ -1,0 +1,273 @@
+/**
+ * @module What the sync's own sessions leave behind at a destination: its time zone for the
+ * destination's defaults, sequences past the synced ids, bounded statements for large rows, and
+ * an honest report when the owner's connection is lost after the destination committed.
+ */
+import assert from "node:assert/strict";
+import { parseSyncConfig } from "../sync/config.ts";
+import { openDatabase } from "../sync/database.ts";
+import { runAttempt } from "../sync/run_attempt.ts";
+import { syncTable } from "../sync/sync_table.ts";
+import { resolveTableSpec } from "../sync/table_spec.ts";
+import { BACKENDS, collectLog, fingerprint, type Pair } from "./sync_fixtures.ts";
+
+async function attempt(pair: Pair, tables: unknown[]) {
+  const { config, databases } = pair.connect(tables);
+  try {
+    const { lines, log } = collectLog();
+    const reports = await runAttempt(config, databases, { dryRun: false, log, retryDelayMs: 1 });
+    return { reports, lines };
+  } finally {
+    await Promise.all([...databases.values()].map((db) => db.close()));
+  }
+}
+
+/**
+ * A TCP relay to `target` that cuts the first connection on which the client sends a `COMMIT`,
+ * before the server sees it: the owner's read-only transaction commits after the destination's.
+ */
+function cutAtFirstCommit(target: URL) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const open = new Set<Deno.Conn>();
+  let cut = false;
+  const relays: Promise<void>[] = [];
+  const relay = async (client: Deno.Conn) => {
+    const server = await Deno.connect({ hostname: target.hostname, port: Number(target.port) });
+    open.add(client).add(server);
+    const close = () => {
+      for (const conn of [client, server]) {
+        if (open.delete(conn)) conn.close();
+      }
+    };
+    const copy = async (from: Deno.Conn, to: Deno.Conn, watch: boolean) => {
+      const buffer = new Uint8Array(64 * 1024);
+      try {
+        while (true) {
+          const n = await from.read(buffer);
+          if (n === null) break;
+          const chunk = buffer.subarray(0, n);
+          // A query message ('Q', or the driver's 'P'arse) whose statement is a COMMIT.
+          if (watch && !cut && new TextDecoder().decode(chunk).toLowerCase().includes("commit\0")) {
+            cut = true;
+            break;
+          }
+          await to.write(chunk);
+        }
+      } catch {
+        // The other direction closed the sockets.
+      }
+      close();
+    };
+    await Promise.all([copy(client, server, true), copy(server, client, false)]);
+  };
+  const accepting = (async () => {
+    for await (const conn of listener) relays.push(relay(conn).catch(() => conn.close()));
+  })();
+  const url = new URL(target);
+  url.port = String((listener.addr as Deno.NetAddr).port);
+  return {
+    url: url.toString(),
+    get cut() {
+      return cut;
+    },
+    async close() {
+      listener.close();
+      await accepting;
+      for (const conn of open) conn.close();
+      open.clear();
+      await Promise.all(relays);
+    },
+  };
+}
+
+for (const backend of BACKENDS) {
+  Deno.test({
+    name: `sync sessions at the destination (${backend.name})`,
+    ignore: backend.ignoreReason !== undefined,
+    async fn(t) {
+      const pair = await backend.pair();
+      try {
+        await t.step(
+          "the owner's connection lost after the destination committed: the report says what was written",
+          async () => {
+            const ddl = `CREATE TABLE lost (id int PRIMARY KEY, name text NOT NULL);`;
+            await pair.owner.exec(ddl + `INSERT INTO lost VALUES (1, 'a'), (2, 'b'), (3, 'c');`);
+            await pair.destination.exec(ddl + `INSERT INTO lost VALUES (1, 'a');`);
+            const relay = cutAtFirstCommit(new URL(pair.owner.url));
+            const config = parseSyncConfig({
+              owner: "us",
+              databases: { us: relay.url, au: pair.destination.url },
+              tables: [{ name: "public.lost", primary_key: ["id"] }],
+            });
+            const databases = new Map([
+              ["us", openDatabase("us", relay.url)],
+              ["au", openDatabase("au", pair.destination.url)],
+            ]);
+            try {
+              const { log } = collectLog();
+              const [report] = await runAttempt(config, databases, {
+                dryRun: false,
+                log,
+                retryDelayMs: 1,
+              });
+              assert.ok(relay.cut, "the relay never saw the owner's COMMIT");
+              assert.equal(report.status, "applied", report.error);
+              assert.equal(report.inserts, 2);
+            } finally {
+              await Promise.all([...databases.values()].map((db) => db.close()));
+              await relay.close();
+            }
+            assert.equal(
+              await fingerprint(pair.destination, "lost", "id"),
+              await fingerprint(pair.owner, "lost", "id"),
+            );
+          },
+        );
+
+        await t.step(
+          "the destination's defaults and triggers run in its own time zone, not the sync's UTC",
+          async () => {
+            const [database] = await pair.destination.column(`SELECT current_database()`);
+            // PGlite serves one session to every connection: there the admin's SET is the one.
+            await pair.destination.exec(
+              `ALTER DATABASE "${database}" SET TimeZone = 'Australia/Sydney';
+               SET TimeZone = 'Australia/Sydney'`,
+            );
+            try {
+              const ddl = (extra: string) =>
+                `CREATE TABLE zoned (id int PRIMARY KEY, at timestamptz NOT NULL${extra});`;
+              await pair.owner.exec(
+                ddl("") + `INSERT INTO zoned VALUES (1, '2026-01-02 03:04:05+00');`,
+              );
+              await pair.destination.exec(
+                ddl(`, zone text DEFAULT current_setting('TimeZone')`) +
+                  `INSERT INTO zoned (id, at) VALUES (2, '2026-01-01 00:00:00+00');`,
+              );
+              const { reports } = await attempt(pair, [
+                {
+                  name: "public.zoned",
+                  primary_key: ["id"],
+                  exclude_columns: ["zone"],
+                  delete_missing: true,
+                  max_delete_ratio: 1,
+                },
+              ]);
+              assert.equal(reports[0].status, "applied", reports[0].error);
+              assert.deepEqual(
+                await pair.destination.column(
+                  `SELECT concat_ws(' ', id, at AT TIME ZONE 'UTC', zone) FROM zoned`,
+                ),
+                ["1 2026-01-02 03:04:05 Australia/Sydney"],
+              );
+              // The hash is still computed in UTC: a second run finds nothing to do.
+              const { reports: again } = await attempt(pair, [
+                {
+                  name: "public.zoned",
+                  primary_key: ["id"],
+                  exclude_columns: ["zone"],
+                  delete_missing: true,
+                  max_delete_ratio: 1,
+                },
+              ]);
+              assert.equal(again[0].status, "in_sync", again[0].error);
+            } finally {
+              await pair.destination.exec(`ALTER DATABASE "${database}" RESET ALL; RESET ALL`);
+            }
+          },
+        );
+
+        await t.step(
+          "identity and serial sequences at the destination move past the synced ids, never back",
+          async () => {
+            const ddl =
+              `CREATE TABLE by_default (id int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, name text);
+              CREATE TABLE always (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text);
+              CREATE TABLE with_serial (id serial PRIMARY KEY, name text);
+              CREATE TABLE ahead (id serial PRIMARY KEY, name text);`;
+            const rows = (table: string) =>
+              `INSERT INTO ${table} (name) SELECT 'owner ' || g FROM generate_series(1, 3) AS g;`;
+            await pair.owner.exec(
+              ddl + rows("by_default") + rows("always") + rows("with_serial") + rows("ahead"),
+            );
+            // The destination inserted locally past the owner's ids: its sequence stays ahead.
+            await pair.destination.exec(ddl + `SELECT setval('ahead_id_seq', 100);`);
+            const tables = ["by_default", "always", "with_serial", "ahead"];
+            const { reports } = await attempt(
+              pair,
+              tables.map((name) => ({ name: `public.${name}`, primary_key: ["id"] })),
+            );
+            for (const report of reports) assert.equal(report.status, "applied", report.error);
+            // A local insert after a failover: the next id is free.
+            const next = await Promise.all(tables.map(async (table) => {
+              const [id] = await pair.destination.column(
+                `INSERT INTO ${table} (name) VALUES ('local') RETURNING id`,
+              );
+              return id;
+            }));
+            assert.deepEqual(next, ["4", "4", "4", "101"]);
+          },
+        );
+
+        await t.step(
+          "rows of a large table go in statements bounded by bytes, not only by row count",
+          async () => {
+            const ddl = `CREATE TABLE wide (id int PRIMARY KEY, body text NOT NULL);`;
+            // 40 rows of 30,000 characters: under a 100,000-byte budget, at most 4 per statement.
+            await pair.owner.exec(
+              ddl +
+                `INSERT INTO wide SELECT g, repeat(chr(97 + g % 26), 30000) FROM generate_series(1, 40) AS g;`,
+            );
+            await pair.destination.exec(ddl);
+            const { config, databases } = pair.connect([{
+              name: "public.wide",
+              primary_key: ["id"],
+            }]);
+            const owner = databases.get("us")!;
+            const destination = databases.get("au")!;
+            try {
+              const spec = await resolveTableSpec(config.tables[0], [owner, destination]);
+              const run = async () => {
+                const steps: number[] = [];
+                let written = 0;
+                const outcome = await syncTable({ spec, config: config.tables[0] }, {
+                  owner,
+                  destination,
+                }, {
+                  dryRun: false,
+                  batchRows: 1000,
+                  batchBytes: 100_000,
+                  onProgress: (p) => {
+                    const done = p.inserted + p.updated;
+                    steps.push(done - written);
+                    written = done;
+                  },
+                });
+                return { outcome, steps };
+              };
+              // A first sync streams whole key ranges.
+              const first = await run();
+              assert.equal(first.outcome.inserts, 40);
+              assert.ok(first.steps.every((n) => n >= 1 && n <= 4), String(first.steps));
+              assert.equal(first.steps.reduce((a, b) => a + b), 40);
+              // Later ones read rows by key.
+              await pair.owner.exec(`UPDATE wide SET body = upper(body) WHERE id % 2 = 0`);
+              await pair.destination.exec(`DELETE FROM wide WHERE id > 30`);
+              const second = await run();
+              assert.deepEqual([second.outcome.updates, second.outcome.inserts], [15, 10]);
+              assert.ok(second.steps.every((n) => n >= 1 && n <= 4), String(second.steps));
+              assert.equal(second.steps.reduce((a, b) => a + b), 25);
+            } finally {
+              await Promise.all([...databases.values()].map((db) => db.close()));
+            }
+            assert.equal(
+              await fingerprint(pair.destination, "wide", "id"),
+              await fingerprint(pair.owner, "wide", "id"),
+            );
+          },
+        );
+      } finally {
+        await pair.close();
+      }
+    },
+  });
+}
