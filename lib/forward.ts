@@ -27,10 +27,12 @@ export const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Headers only a proxy may write, which Rack, Symfony, Spring and others read as the scheme, port,
- * prefix or host the client used: without trusted proxies in front, a client must not be able to
- * claim https or another port through vestibule. (`X-Forwarded-For`, `-Host` and `-Proto` are
- * always vestibule's own.)
+ * Headers only a proxy or CDN may write, which Rack, Symfony, Spring and others read as the
+ * scheme, port, prefix or host the client used, or as the client's address (npm `request-ip`
+ * reads `X-Client-IP` before `X-Forwarded-For`, Rails' RemoteIp `Client-IP`, Java snippets
+ * `Proxy-Client-IP`): without trusted proxies in front, a client must not be able to claim https,
+ * another port or another address through vestibule. (`X-Forwarded-For`, `-Host`, `-Proto` and
+ * `X-Real-IP` are always vestibule's own.)
  */
 export const PROXY_CLAIMS: ReadonlySet<string> = new Set([
   "forwarded",
@@ -41,6 +43,21 @@ export const PROXY_CLAIMS: ReadonlySet<string> = new Set([
   "x-forwarded-server",
   "front-end-https",
   "x-url-scheme",
+  "x-forwarded",
+  "forwarded-for",
+  "x-original-forwarded-for",
+  "x-client-ip",
+  "client-ip",
+  "true-client-ip",
+  "cf-connecting-ip",
+  "fastly-client-ip",
+  "x-cluster-client-ip",
+  "proxy-client-ip",
+  "wl-proxy-client-ip",
+  "x-originating-ip",
+  "x-remote-ip",
+  "x-remote-addr",
+  "x-envoy-external-address",
 ]);
 
 /** What forwarding needs to know about the incoming request, computed once per request. */
