@@ -13,8 +13,15 @@ export interface AssumedRegion {
 }
 
 /**
- * The trusted geo header (set by a CDN) wins; then the IP lookup when enabled; then
- * `default_region`. A country outside `geo.countries` also gets the default.
+ * A country code a CDN can mean: two letters, but not `XX` (Cloudflare's "unknown") or `ZZ`
+ * (CLDR's); `T1` (Tor), a joined duplicate header (`AU, US`) and other values name none.
+ */
+const COUNTRY_CODE = /^(?!XX$|ZZ$)[A-Z]{2}$/;
+
+/**
+ * The trusted geo header (set by a CDN) wins when it names a country: that country's region, or
+ * `default_region` for a country outside `geo.countries` (the CDN knows better than a whois-based
+ * table). Without one, the IP lookup when enabled; then `default_region`.
  */
 export function assumeRegion(
   headers: HeaderReader,
@@ -25,8 +32,12 @@ export function assumeRegion(
   const { geo } = config;
   if (geo.header) {
     const country = headers.get(geo.header)?.trim().toUpperCase();
-    const region = country ? geo.countries.get(country) : undefined;
-    if (region) return { region, reason: "geo header", country };
+    if (country && COUNTRY_CODE.test(country)) {
+      const region = geo.countries.get(country);
+      return region
+        ? { region, reason: "geo header", country }
+        : { region: config.defaultRegion, reason: "default", country };
+    }
   }
   if (geo.ipLookup && lookup) {
     const country = lookup(clientIp);

@@ -286,11 +286,12 @@ export async function explainRequest(
       throw new TypeError(`Unknown rule type in ${JSON.stringify(unknownRule)}`);
     }
   }
-  // The router would have asked its IP database exactly when the assumption fell to the default.
+  // The router would have asked its IP database exactly when the assumption fell to the default
+  // without a country from the geo header.
   const assumedUsed = rule.type === "regional" ? out.reason === "default" : !pin;
   if (
     config.geo.ipLookup && !options.countryLookup && assumed.reason === "default" &&
-    rule.type !== "global" && assumedUsed
+    !assumed.country && rule.type !== "global" && assumedUsed
   ) {
     out.notes.push(
       "geo.ip_lookup is on but no IP database is loaded here: the IP was not looked up",
