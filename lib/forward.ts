@@ -430,6 +430,9 @@ export function clientResponse(
     if (acceptsEncoding(asked.clientAcceptEncoding, "gzip")) {
       if (body) body = body.pipeThrough(new CompressionStream("gzip"));
       headers.set("content-encoding", "gzip");
+      // Offsets into vestibule's own gzip, which nobody can serve (a range request goes
+      // upstream as identity): nginx's gzip filter clears it too.
+      headers.delete("accept-ranges");
     }
     headers.append("vary", "accept-encoding");
   }

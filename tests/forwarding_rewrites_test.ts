@@ -601,6 +601,40 @@ Deno.test("compression: the client's own Accept-Encoding decides what it gets ba
       }
     },
   );
+  await t.step(
+    "a body vestibule re-compressed does not advertise byte ranges it cannot serve",
+    async () => {
+      // A precompressed asset (nginx gzip_static): ranges are offsets into the origin's gzip,
+      // not into vestibule's, and a range request goes upstream as identity.
+      const up = startUpstream(() =>
+        new Response(gz, {
+          headers: {
+            "content-type": "text/plain",
+            "content-encoding": "gzip",
+            "accept-ranges": "bytes",
+          },
+        })
+      );
+      const edge = startVestibule(oneRegion(up.url));
+      try {
+        const answer = await rawRequest(
+          edge.port,
+          "GET / HTTP/1.1\r\nHost: app\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+        );
+        assert.match(head(answer), /content-encoding: gzip/);
+        assert.doesNotMatch(head(answer), /accept-ranges/);
+        // Sent plain, the bytes are the identity representation a range request reaches.
+        const plain = await rawRequest(
+          edge.port,
+          "GET / HTTP/1.1\r\nHost: app\r\nAccept-Encoding: br\r\nConnection: close\r\n\r\n",
+        );
+        assert.equal(body(plain), text);
+        assert.match(head(plain), /accept-ranges: bytes/);
+      } finally {
+        await Promise.all([edge.close(), up.close()]);
+      }
+    },
+  );
 });
 
 Deno.test("origin address leak: an X-Forwarded-Host the URL parser refuses is 400 bad_host, not a Location left unrewritten", async () => {
