@@ -4,6 +4,7 @@
  */
 import { isIP } from "node:net";
 import { assumeRegion, type CountryLookup } from "./assume_region.ts";
+import { encodeBodyText } from "./body_text_encoding.ts";
 import type { Config, Rule, Upstream } from "./compile_rules.ts";
 import type { CookiePolicy } from "./forward.ts";
 import { checkMethod, type RequestView, viewRequest } from "./request_view.ts";
@@ -132,11 +133,12 @@ export async function explainRequest(
     };
   }
   let request: Request;
+  let impliedHost = false;
   let view: RequestView;
   try {
     // Before `new Request`, which upper-cases `get` and refuses TRACE: the router sees both.
     checkMethod(method);
-    request = buildRequest(method, described);
+    ({ request, impliedHost } = buildRequest(method, described));
     // The router sends a request id upstream: the client's when it is safe, else a new UUID.
     const incomingId = request.headers.get("x-request-id");
     view = viewRequest(request, config, {
@@ -191,7 +193,10 @@ export async function explainRequest(
     kind: upstream.kind,
     id: upstream.id,
     origin: upstream.origin,
-    forward: forwardPlan(headers, upstream, cookies, forward, webSocket),
+    forward: withoutImpliedHost(
+      forwardPlan(headers, upstream, cookies, forward, webSocket),
+      impliedHost,
+    ),
   });
   const ctx = {
     config,
@@ -318,7 +323,11 @@ function describedUrl(described: RequestDescription): URL {
   return url;
 }
 
-function buildRequest(method: string, described: RequestDescription): Request {
+/** The request the router would get; `impliedHost` when its `Host` came from the URL. */
+function buildRequest(
+  method: string,
+  described: RequestDescription,
+): { request: Request; impliedHost: boolean } {
   const url = describedUrl(described);
   const headers = new Headers();
   const cookies: string[] = [];
@@ -329,14 +338,28 @@ function buildRequest(method: string, described: RequestDescription): Request {
   // `Headers` joins repeated Cookie fields with ", "; Deno.serve joins them with "; ", as HTTP/2
   // says, and so does a browser's single header.
   if (cookies.length > 0) headers.set("cookie", cookies.join("; "));
+  // Every request reaches the router with one (HTTP/1.1 requires it; Deno.serve gives HTTP/2's
+  // :authority as Host): a `match.headers.host` rule tests it.
+  const impliedHost = !headers.has("host");
+  if (impliedHost) headers.set("host", url.host);
   // Bytes, not a string: a string body would make `Request` invent a text/plain Content-Type.
-  let body = described.body === undefined ? undefined : new TextEncoder().encode(described.body);
+  // In the declared charset, as the client sends them: a regex matcher reads the text so.
+  let body = described.body === undefined
+    ? undefined
+    : encodeBodyText(described.body, headers.get("content-type"));
   if (body && (method === "GET" || method === "HEAD")) {
     // `Request` cannot carry it; its length is enough for the router's refusal.
     headers.set("content-length", String(body.length));
     body = undefined;
   }
-  return new Request(url, { method, headers, body });
+  return { request: new Request(url, { method, headers, body }), impliedHost };
+}
+
+/** The plan without the `Host` explain added itself: the user wrote none to be stripped. */
+function withoutImpliedHost(plan: ForwardPlan, implied: boolean): ForwardPlan {
+  if (!implied) return plan;
+  const stripped = plan.headers.stripped.filter((s) => s.name !== "host");
+  return { ...plan, headers: { ...plan.headers, stripped } };
 }
 
 /** The header fields one by one; iterating a `Headers` would have joined repeated ones. */

@@ -75,10 +75,13 @@ export function forwardPlan(
   for (const name of cookieNames(incoming.get("cookie"))) {
     if (sentCookies.includes(name)) plan.cookies.forwarded.push(name);
     else {
+      const allowed = "all" in cookies || cookies.only.has(name);
       plan.cookies.stripped.push({
         name,
-        reason: name.toLowerCase() === ctx.pinCookie.toLowerCase()
-          ? "pin cookie"
+        reason: name.toLowerCase() === ctx.pinCookie.toLowerCase() ? "pin cookie" : allowed
+          // `csrftoken=c, __Host-vestibule-region=au`: servers that split at commas or spaces
+          // would read a cookie there that may not go.
+          ? "its value hides a cookie that is not forwarded (read after a comma or space)"
           : "not in forward_cookies",
       });
     }

@@ -220,7 +220,7 @@ export class BufferedBody {
 }
 
 /** A decoder for the `charset` parameter of `contentType`; UTF-8 when absent or unknown. */
-function decoderFor(contentType: string | null): TextDecoder {
+export function decoderFor(contentType: string | null): TextDecoder {
   const charset = contentType ? mediaTypeParameter(contentType, "charset") : undefined;
   if (charset) {
     try {

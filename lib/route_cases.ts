@@ -3,6 +3,7 @@
  * with {@linkcode explainRequest} (the model is Envoy's router check tool).
  */
 import { parseConfigJson } from "./config_json.ts";
+import { HTTP_TOKEN } from "./header_list.ts";
 import type { z } from "zod";
 import type { Config } from "./compile_rules.ts";
 import { explainRequest, type Explanation } from "./explain.ts";
@@ -87,14 +88,14 @@ export async function runRouteCases(
       const m = mismatches.find((m) => m.field === "rule");
       if (m) m.hint = `no rule is named "${c.expect.rule}"`;
     }
-    const { refused } = actual;
-    results.push({
-      index,
-      label,
-      request,
-      mismatches,
-      ...(refused ? { refused: `${refused.status} ${refused.code}: ${refused.message}` } : {}),
-    });
+    const { refused, servedBy, notes } = actual;
+    const answered = refused
+      ? `${refused.status} ${refused.code}: ${refused.message}`
+      // vestibule's own endpoints and OCAP's mount: no rule is tried.
+      : servedBy
+      ? notes[0]
+      : undefined;
+    results.push({ index, label, request, mismatches, ...(answered ? { refused: answered } : {}) });
   }
   return results;
 }
@@ -142,7 +143,16 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
     where = typeof name === "string" ? `cases[${path[1]}] "${name}"` : `cases[${path[1]}]`;
     path.splice(0, 2);
   }
+  // A header name that is no token may be a pasted `Authorization: Bearer …` line: never shown.
+  const headers = path.indexOf("headers");
+  if (headers !== -1 && path.length > headers + 1 && !HTTP_TOKEN.test(String(path[headers + 1]))) {
+    path[headers + 1] = "(a name that is not a header token)";
+  }
   const field = path.map(String).join(".");
-  const detail = field ? `${field}: ${issue.message}` : issue.message;
+  // zod says "Invalid key in record"; the key's own check says what is wrong with it.
+  const message = issue.code === "invalid_key"
+    ? issue.issues[0]?.message ?? issue.message
+    : issue.message;
+  const detail = field ? `${field}: ${message}` : message;
   return where ? `${where}: ${detail}` : detail;
 }

@@ -3,6 +3,7 @@
  * for their validation and `rules.test.schema.json`.
  */
 import { z } from "zod";
+import { headerRecord, headerValue } from "./rules_schema.ts";
 
 /** Why a region was chosen, as explain reports it. */
 export const REASONS = [
@@ -20,7 +21,8 @@ const requestSchema = z.strictObject({
   url: z.string().min(1).describe(
     "Absolute URL, or a path (resolved against https://localhost; a Host header still counts)",
   ),
-  headers: z.record(z.string().min(1), z.string()).optional(),
+  // Checked here: `Headers` would refuse them later with a message that quotes the value.
+  headers: headerRecord(headerValue).optional(),
   body: z.union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())]).optional()
     .describe("Text, or a JSON object or array sent as its JSON encoding"),
   client_ip: z.string().min(1).optional().describe(

@@ -11,7 +11,7 @@ const headerName = z.string().regex(HTTP_TOKEN, "not a valid header name");
  * Header name → value, each name once in any letter case: `{"X-Secret": "a", "x-secret": "b"}`
  * would send `a, b` (or test one header twice), and JSON's own duplicate check is case-sensitive.
  */
-function headerRecord<V extends z.ZodType<string>>(value: V) {
+export function headerRecord<V extends z.ZodType<string>>(value: V) {
   return z.record(headerName, value).superRefine((record, ctx) => {
     const seen = new Map<string, string>();
     for (const name of Object.keys(record)) {
@@ -33,7 +33,7 @@ const headerRegexMap = headerRecord(regexString);
  * Checked once here, so a bad value (say, a secret with a trailing newline) fails start-up, not
  * each request: `fetch` and `Response` refuse line breaks, NUL and anything above U+00FF.
  */
-const headerValue = z.string().regex(
+export const headerValue = z.string().regex(
   /^[^\r\n\0\u0100-\uffff]*$/,
   "a header value must not contain CR, LF, NUL or characters above U+00FF (percent-encode them)",
 );

@@ -1,0 +1,230 @@
+/**
+ * `explain` and `check-rules` against the running router (createApp on Deno.serve, real loopback
+ * upstreams): the same request must name the same rule, and check-rules must say why without
+ * printing a secret from a broken test file.
+ */
+import assert from "node:assert/strict";
+import { startUpstream, startVestibule } from "./_servers.ts";
+import { runTask } from "./_cli.ts";
+import { parseRules } from "../lib/load_rules.ts";
+import { explainRequest } from "../lib/explain.ts";
+import { runRouteCases } from "../lib/route_cases.ts";
+
+/** Writes `head` (Latin-1 text, one byte per char) then `body` on a raw socket; reads to EOF. */
+async function sendBytes(port: number, head: string, body?: Uint8Array): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(Uint8Array.from(head, (c) => c.charCodeAt(0)));
+  if (body) await conn.write(body);
+  return new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+}
+
+/** The router's decision for one raw request, from its access line. */
+async function routed(
+  rules: Record<string, unknown>,
+  head: string,
+  body?: Uint8Array,
+): Promise<{ rule?: string; status: number }> {
+  const logs: string[] = [];
+  const edge = startVestibule(rules, { deps: { log: (line) => logs.push(line) } });
+  try {
+    await sendBytes(edge.port, head, body);
+    const line = JSON.parse(logs.at(-1)!);
+    return { rule: line.rule, status: line.status };
+  } finally {
+    await edge.close();
+  }
+}
+
+Deno.test("explain and check-rules read a body in the charset its Content-Type declares, as the router does", async (t) => {
+  const us = startUpstream();
+  const rules = {
+    regions: { us: { origin: us.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "spanish-note",
+        type: "regional",
+        match: { methods: ["POST"], path: "^/notes$", body: { regex: "José" } },
+      },
+      {
+        name: "jose-form",
+        type: "regional",
+        match: { methods: ["POST"], path: "^/form$", body: { form: { name: "José" } } },
+      },
+      { name: "app", type: "regional" },
+    ],
+  };
+  const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+  try {
+    await t.step("text/plain; charset=iso-8859-1 body 'José' (regex matcher)", async () => {
+      const contentType = "text/plain; charset=iso-8859-1";
+      // "José" in ISO-8859-1: é is the one byte 0xE9.
+      const bytes = Uint8Array.of(0x4a, 0x6f, 0x73, 0xe9);
+      const router = await routed(
+        rules,
+        `POST /notes HTTP/1.1\r\nHost: app.example.com\r\nContent-Type: ${contentType}\r\n` +
+          `Content-Length: ${bytes.length}\r\nConnection: close\r\n\r\n`,
+        bytes,
+      );
+      // What an operator types: `explain -- POST .../notes -H 'Content-Type: …' --body 'José'`.
+      const explained = await explainRequest({
+        method: "POST",
+        url: "https://app.example.com/notes",
+        headers: [["Content-Type", contentType]],
+        body: "José",
+      }, config);
+      const [checked] = await runRouteCases([{
+        request: {
+          method: "POST",
+          url: "https://app.example.com/notes",
+          headers: { "Content-Type": contentType },
+          body: "José",
+        },
+        expect: { rule: router.rule!, type: "regional" },
+      }], config);
+      assert.deepEqual(
+        { explain: explained.rule, checkRules: checked.mismatches },
+        { explain: router.rule, checkRules: [] },
+      );
+    });
+
+    await t.step("urlencoded; charset=iso-8859-1 body 'name=José' (form matcher)", async () => {
+      const contentType = "application/x-www-form-urlencoded; charset=iso-8859-1";
+      const bytes = Uint8Array.of(...new TextEncoder().encode("name=Jos"), 0xe9);
+      const router = await routed(
+        rules,
+        `POST /form HTTP/1.1\r\nHost: app.example.com\r\nContent-Type: ${contentType}\r\n` +
+          `Content-Length: ${bytes.length}\r\nConnection: close\r\n\r\n`,
+        bytes,
+      );
+      const explained = await explainRequest({
+        method: "POST",
+        url: "https://app.example.com/form",
+        headers: [["Content-Type", contentType]],
+        body: "name=José",
+      }, config);
+      assert.equal(explained.rule, router.rule);
+    });
+  } finally {
+    await us.close();
+  }
+});
+
+Deno.test("explain and check-rules give an absolute URL's host as the Host header the router always sees", async () => {
+  const admin = startUpstream();
+  const us = startUpstream();
+  const rules = {
+    regions: { us: { origin: us.url } },
+    upstreams: { admin: { origin: admin.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "admin",
+        type: "global",
+        match: { headers: { host: "^admin\\.example\\.com$" } },
+        upstream: "admin",
+      },
+      { name: "app", type: "regional" },
+    ],
+  };
+  const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+  try {
+    // `curl https://admin.example.com/users`, as it reaches the router.
+    const router = await routed(
+      rules,
+      "GET /users HTTP/1.1\r\nHost: admin.example.com\r\nConnection: close\r\n\r\n",
+    );
+    assert.equal(router.rule, "admin");
+    // `deno task explain -- GET https://admin.example.com/users`, and the same route-table case.
+    const explained = await explainRequest({
+      method: "GET",
+      url: "https://admin.example.com/users",
+    }, config);
+    const [checked] = await runRouteCases([{
+      request: { method: "GET", url: "https://admin.example.com/users" },
+      expect: { rule: "admin", type: "global", upstream: "admin" },
+    }], config);
+    assert.deepEqual(
+      { explain: explained.rule, checkRules: checked.mismatches },
+      { explain: "admin", checkRules: [] },
+    );
+  } finally {
+    await Promise.all([admin.close(), us.close()]);
+  }
+});
+
+/** Writes a rules file and a test file beside it in a new temporary directory. */
+async function ruleFiles(rules: unknown, cases: unknown): Promise<{ dir: string; path: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "vestibule_review_" });
+  const path = `${dir}/rules.json`;
+  await Deno.writeTextFile(path, JSON.stringify(rules));
+  await Deno.writeTextFile(`${dir}/rules.test.json`, JSON.stringify(cases));
+  return { dir, path };
+}
+
+const ONE_REGION = {
+  regions: { us: { origin: "http://us.invalid" } },
+  default_region: "us",
+  ocap: {
+    path: "/_ocap",
+    key: "0123456789abcdef0123",
+    targets: { google: { origin: "https://oauth2.googleapis.com" } },
+  },
+  rules: [{ name: "app", type: "regional" }],
+};
+
+Deno.test("check-rules never prints a cookie or token from a test file's headers", async (t) => {
+  const cases: Array<[string, Record<string, string>]> = [
+    // Cookies copied from devtools one per line, or a pasted header line used as a name: the
+    // same mistakes bin/explain.ts refuses without quoting the value (`-H 'Authorization Basic a:b'`).
+    ["a cookie header pasted across lines", {
+      Cookie: "sessionid=s3cr3t-session-value;\ncsrftoken=abc",
+    }],
+    ["a header line pasted as a name", { "Authorization: Bearer s3cr3t-token-value": "" }],
+  ];
+  for (const [what, headers] of cases) {
+    await t.step(what, async () => {
+      const { dir, path } = await ruleFiles(ONE_REGION, {
+        cases: [{
+          name: "dashboard",
+          request: { method: "GET", url: "/dashboard", headers },
+          expect: { rule: "app", type: "regional" },
+        }],
+      });
+      try {
+        const { code, stdout, stderr } = await runTask("check-rules", [path]);
+        assert.equal(code, 1);
+        assert.doesNotMatch(stdout + stderr, /s3cr3t/, stdout + stderr);
+        assert.match(stdout + stderr, /request\.headers\./, stdout + stderr);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  }
+});
+
+Deno.test("check-rules says why a case for vestibule's own path or OCAP's mount matched no rule", async (t) => {
+  for (const url of ["/_vestibule/status", "/_ocap/google/token"]) {
+    await t.step(url, async () => {
+      const { dir, path } = await ruleFiles(ONE_REGION, {
+        cases: [{
+          name: "routed to the app",
+          request: { method: "POST", url },
+          expect: { rule: "app", type: "regional" },
+        }],
+      });
+      try {
+        const { code, stdout } = await runTask("check-rules", [path]);
+        assert.equal(code, 1);
+        // A refused request gets "the router answers it itself: …"; this one gets no reason at all.
+        assert.match(
+          stdout,
+          /the router answers it itself: (vestibule's own endpoint|OCAP's mount)/,
+          stdout,
+        );
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  }
+});
