@@ -4,6 +4,7 @@ import { type DiffPlan, planCounts } from "./diff.ts";
 import { quoteIdent, type TableSpec } from "./table_spec.ts";
 import {
   afterCondition,
+  jsonRangeCondition,
   type Key,
   keyJoin,
   keyJson,
@@ -293,49 +294,56 @@ async function refuseUnmatchedDeletes(destination: Tx, spec: TableSpec, keys: Ke
  * batch's check would have refused. Children deleted by their own sync earlier in this run
  * (deletes go children first) are gone already and count nothing.
  */
-/** How many delete ranges one cascade check names (two parameters per range per use). */
-const RANGES_PER_CHECK = 4_000;
-
 async function refuseCascades(
   destination: Tx,
   spec: TableSpec,
   keys: CascadingKey[],
   plan: { deletes: Key[]; deleteRanges: Array<{ range: KeyRange }> },
 ) {
-  // Ranges go in chunks, each range taking two parameters per use: all in one statement, 16k
-  // ranges passed PostgreSQL's 65,535. For another table's rows the chunks add up exactly; for
-  // this table's own, a subtree split across chunks is refused (fail closed).
-  const chunks: Array<Array<{ range: KeyRange }>> = [];
-  for (let i = 0; i < plan.deleteRanges.length; i += RANGES_PER_CHECK) {
-    chunks.push(plan.deleteRanges.slice(i, i + RANGES_PER_CHECK));
-  }
-  if (chunks.length === 0) chunks.push([]);
+  // Ranges with both ends travel as one JSON parameter joined to the table, so each is an index
+  // range scan: an OR of 4,000 ranges per statement tested every row against each (on PGlite,
+  // 20,000 ranges over 80,000 rows of a self-referencing table took about 90 s, now 0.2 s).
+  // Only a plan's first and last range can be open-ended.
+  const bounded = plan.deleteRanges.flatMap(({ range }) =>
+    range.lo && range.hi ? [[range.lo, range.hi]] : []
+  );
+  const open = plan.deleteRanges.flatMap(({ range }) => range.lo && range.hi ? [] : [range]);
+  const keyColumns = spec.key.map((c) => quoteIdent(c.name));
   for (const key of keys) {
-    let n = 0;
-    for (const ranges of chunks) {
-      const params = new Params();
-      const planned = (alias: string) => {
-        const rows = `EXISTS (SELECT 1 FROM json_array_elements(${
-          params.add(JSON.stringify(plan.deletes))
-        }::json) AS j(k) WHERE ${keyJoin(spec, "j.k", undefined, `${alias}.`)})`;
-        const inRanges = ranges.map(({ range }) =>
-          `(${rangeCondition(spec, range, params, `${alias}.`)})`
-        );
-        return `(${[rows, ...inRanges].join(" OR ")})`;
-      };
-      // ONLY: a foreign key binds the rows of the tables it names, not of their inheritance
-      // children; but a partitioned table's rows are its partitions', which ONLY would miss.
-      const [{ n: found }] = await destination.unsafe<{ n: number }[]>(
-        `SELECT count(*)::int AS n FROM ${key.childPartitioned ? "" : "ONLY "}${key.child} AS ch
-         WHERE (${key.childColumns.map((c) => `ch.${c}`).join(", ")})
-           IN (SELECT ${key.parentColumns.map((c) => `p.${c}`).join(", ")}
-               FROM ${key.parentPartitioned ? "" : "ONLY "}${key.parent} AS p
-               WHERE ${planned("p")})${key.within ? ` AND NOT ${planned("ch")}` : ""}`,
-        params.values,
-        { prepare: false },
-      );
-      n += found;
-    }
+    const params = new Params();
+    const deletes = params.add(JSON.stringify(plan.deletes));
+    const ranges = params.add(JSON.stringify(bounded));
+    /** The `columns` of the rows of `table` the plan deletes. */
+    const planned = (table: string, columns: string[]) => {
+      const pick = columns.map((c) => `t.${c}`).join(", ");
+      return [
+        `SELECT ${pick} FROM json_array_elements(${deletes}::json) AS j(k)
+         JOIN ${table} AS t ON ${keyJoin(spec, "j.k", undefined, "t.")}`,
+        `SELECT ${pick} FROM json_array_elements(${ranges}::json) AS r(b)
+         JOIN ${table} AS t ON ${jsonRangeCondition(spec, "r.b", "t.")}`,
+        ...open.map((range) =>
+          `SELECT ${pick} FROM ${table} AS t WHERE ${rangeCondition(spec, range, params, "t.")}`
+        ),
+      ].join(" UNION ALL ");
+    };
+    // ONLY: a foreign key binds the rows of the tables it names, not of their inheritance
+    // children; but a partitioned table's rows are its partitions', which ONLY would miss.
+    const parent = `${key.parentPartitioned ? "" : "ONLY "}${key.parent}`;
+    const child = `${key.childPartitioned ? "" : "ONLY "}${key.child}`;
+    // Within the table, a referencing row the plan deletes too is no loss (a subtree). An anti
+    // join: `NOT IN` a large set was tested row by row (79 s for 20,000 ranges on PGlite).
+    const stays = key.within
+      ? ` AND NOT EXISTS (SELECT 1 FROM (${planned(child, keyColumns)}) AS g(${
+        keyColumns.map((_, i) => `k${i}`).join(", ")
+      }) WHERE ${keyColumns.map((c, i) => `g.k${i} = ch.${c}`).join(" AND ")})`
+      : "";
+    const [{ n }] = await destination.unsafe<{ n: number }[]>(
+      `SELECT count(*)::int AS n FROM ${child} AS ch
+       WHERE (${key.childColumns.map((c) => `ch.${c}`).join(", ")})
+         IN (${planned(parent, key.parentColumns)})${stays}`,
+      params.values,
+      { prepare: false },
+    );
     if (n === 0) continue;
     const action = `foreign key ${key.name} (ON DELETE ${deleteAction(key)})`;
     throw new Error(
