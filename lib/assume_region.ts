@@ -13,15 +13,17 @@ export interface AssumedRegion {
 }
 
 /**
- * A country code a CDN can mean: two letters, but not `XX` (Cloudflare's "unknown") or `ZZ`
- * (CLDR's); `T1` (Tor), a joined duplicate header (`AU, US`) and other values name none.
+ * A code that names a country: two letters, but not `XX` (Cloudflare's "unknown"), `ZZ` (CLDR's)
+ * or `EU` and `AP` (the continents older MaxMind databases give); `T1` (Tor), `A1`, a joined
+ * duplicate header (`AU, US`) and other values name none.
  */
-const COUNTRY_CODE = /^(?!XX$|ZZ$)[A-Z]{2}$/;
+const COUNTRY_CODE = /^(?!XX$|ZZ$|EU$|AP$)[A-Z]{2}$/;
 
 /**
- * The trusted geo header (set by a CDN) wins when it names a country: that country's region, or
- * `default_region` for a country outside `geo.countries` (the CDN knows better than a whois-based
- * table). Without one, the IP lookup when enabled; then `default_region`.
+ * The trusted geo header (set by a CDN) wins when `geo.countries` maps its value (any code the
+ * operator listed, `XX` too), or when it names a country: then `default_region` for a country
+ * outside the map, as the CDN knows better than a whois-based table. Otherwise the IP lookup when
+ * enabled; then `default_region`.
  */
 export function assumeRegion(
   headers: HeaderReader,
@@ -32,11 +34,10 @@ export function assumeRegion(
   const { geo } = config;
   if (geo.header) {
     const country = headers.get(geo.header)?.trim().toUpperCase();
+    const region = country ? geo.countries.get(country) : undefined;
+    if (region) return { region, reason: "geo header", country };
     if (country && COUNTRY_CODE.test(country)) {
-      const region = geo.countries.get(country);
-      return region
-        ? { region, reason: "geo header", country }
-        : { region: config.defaultRegion, reason: "default", country };
+      return { region: config.defaultRegion, reason: "default", country };
     }
   }
   if (geo.ipLookup && lookup) {

@@ -338,19 +338,19 @@ function buildRequest(
   // `Headers` joins repeated Cookie fields with ", "; Deno.serve joins them with "; ", as HTTP/2
   // says, and so does a browser's single header.
   if (cookies.length > 0) headers.set("cookie", cookies.join("; "));
-  // Every request reaches the router with one (HTTP/1.1 requires it; Deno.serve gives HTTP/2's
+  // Every request reaches the router with one (HTTP/1.1 requires it; the router reads HTTP/2's
   // :authority as Host): a `match.headers.host` rule tests it.
   const impliedHost = !headers.has("host");
   if (impliedHost) headers.set("host", url.host);
   // Bytes, not a string: a string body would make `Request` invent a text/plain Content-Type.
   // In the declared charset, as the client sends them: a regex matcher reads the text so.
-  let body = described.body === undefined
-    ? undefined
-    : encodeBodyText(described.body, headers.get("content-type"));
-  if (body && (method === "GET" || method === "HEAD")) {
-    // `Request` cannot carry it; its length is enough for the router's refusal.
-    headers.set("content-length", String(body.length));
-    body = undefined;
+  let body: Uint8Array<ArrayBuffer> | undefined;
+  if (described.body !== undefined) {
+    if (method === "GET" || method === "HEAD") {
+      // `Request` cannot carry it; a length is enough for the router's refusal, in whatever
+      // charset (one explain cannot write is still a body).
+      headers.set("content-length", String(described.body.length));
+    } else body = encodeBodyText(described.body, headers.get("content-type"));
   }
   return { request: new Request(url, { method, headers, body }), impliedHost };
 }

@@ -167,12 +167,18 @@ export function upstreamHeaders(
   // Deno's fetch asks for gzip/br on its own when no Accept-Encoding is set, and decodes what it
   // gets; a client that accepts no compression must get the origin's bytes untouched. So must a
   // range request: a decoded and re-compressed slice no longer matches its Content-Range.
+  // That holds over an `accept-encoding` the rules file sets for the origin too: `fetch` would
+  // decode a gzip slice it negotiated.
   let sentEncoding = !range && acceptEncoding !== null && decodedByFetch(acceptEncoding)
     ? acceptEncoding
     : "identity";
-  add("accept-encoding", sentEncoding);
+  if (range) headers.push(["accept-encoding", sentEncoding]);
+  else add("accept-encoding", sentEncoding);
   for (const [name, value] of upstream.headers) {
-    if (name === "accept-encoding") sentEncoding = value;
+    if (name === "accept-encoding") {
+      if (range) continue;
+      sentEncoding = value;
+    }
     headers.push([name, value]);
   }
   return { headers, acceptEncoding: sentEncoding, clientAcceptEncoding: acceptEncoding };

@@ -1,5 +1,6 @@
 /** @module Turns rules-file text into a compiled {@linkcode Config}: JSON, `${NAME}` references, schema, compile. */
 import { parseConfigJson } from "./config_json.ts";
+import { issueField, issueMessage } from "./config_issues.ts";
 import { z } from "zod";
 import { compileRules, type Config, RulesError } from "./compile_rules.ts";
 import { type EnvLookup, substituteEnv } from "./env_refs.ts";
@@ -40,28 +41,9 @@ function describeIssues(error: z.ZodError, raw: unknown): string[] {
       where = typeof name === "string" ? `rule "${name}" (rules[${path[1]}])` : `rules[${path[1]}]`;
       path.splice(0, 2);
     }
-    const field = path.map(String).join(".");
+    const field = issueField(path);
     const message = issueMessage(issue);
     const detail = field ? `${field}: ${message}` : message;
     return where ? `Cannot compile ${where}: ${detail}` : `Invalid rules: ${detail}`;
   });
-}
-
-/**
- * zod reports a bad record key as "Invalid key in record", and a value that fits no form of a
- * union as "Invalid input", with the reasons one level down: say those instead.
- */
-function issueMessage(issue: z.core.$ZodIssue): string {
-  if (issue.code === "invalid_key" && issue.issues[0]) return issueMessage(issue.issues[0]);
-  if (issue.code !== "invalid_union" || issue.errors.length === 0) return issue.message;
-  // The forms whose type fits ("2XX" is a string, not a list) say what is wrong inside them.
-  const fitting = issue.errors.filter((errors) =>
-    !errors.some((inner) => inner.code === "invalid_type" && inner.path.length === 0)
-  );
-  return (fitting.length > 0 ? fitting : issue.errors).map((errors) =>
-    errors.map((inner) => {
-      const field = inner.path.map(String).join(".");
-      return field ? `${field}: ${issueMessage(inner)}` : issueMessage(inner);
-    }).join("; ")
-  ).join(", or ");
 }

@@ -57,6 +57,9 @@ export function viewRequest(
   ) {
     throw new HttpError(400, "bad_host", "The Host header is not a host name or address");
   }
+  // HTTP/2 carries the host as `:authority`, which Deno.serve puts in the URL but not in the
+  // headers: a `match.headers.host` rule sees it as Host, as nginx and Envoy give it.
+  if (host === null) headers.pairs.push(["host", url.host]);
   // Deno.serve keeps an absolute-form target of any scheme (`GET foo://host/x/..\admin`), whose
   // path the URL parser reads with `\` as a plain character, while `fetch` reads the same text
   // on the http origin with `\` as `/`: the app got `/admin` past a rule for it.

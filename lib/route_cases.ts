@@ -3,7 +3,7 @@
  * with {@linkcode explainRequest} (the model is Envoy's router check tool).
  */
 import { parseConfigJson } from "./config_json.ts";
-import { HTTP_TOKEN } from "./header_list.ts";
+import { issueField, issueMessage } from "./config_issues.ts";
 import type { z } from "zod";
 import type { Config } from "./compile_rules.ts";
 import { explainRequest, type Explanation } from "./explain.ts";
@@ -143,16 +143,8 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
     where = typeof name === "string" ? `cases[${path[1]}] "${name}"` : `cases[${path[1]}]`;
     path.splice(0, 2);
   }
-  // A header name that is no token may be a pasted `Authorization: Bearer …` line: never shown.
-  const headers = path.indexOf("headers");
-  if (headers !== -1 && path.length > headers + 1 && !HTTP_TOKEN.test(String(path[headers + 1]))) {
-    path[headers + 1] = "(a name that is not a header token)";
-  }
-  const field = path.map(String).join(".");
-  // zod says "Invalid key in record"; the key's own check says what is wrong with it.
-  const message = issue.code === "invalid_key"
-    ? issue.issues[0]?.message ?? issue.message
-    : issue.message;
+  const field = issueField(path);
+  const message = issueMessage(issue);
   const detail = field ? `${field}: ${message}` : message;
   return where ? `${where}: ${detail}` : detail;
 }

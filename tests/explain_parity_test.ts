@@ -4,7 +4,7 @@
  * printing a secret from a broken test file.
  */
 import assert from "node:assert/strict";
-import { startUpstream, startVestibule } from "./_servers.ts";
+import { rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 import { runTask } from "./_cli.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { explainRequest } from "../lib/explain.ts";
@@ -226,5 +226,123 @@ Deno.test("check-rules says why a case for vestibule's own path or OCAP's mount 
         await Deno.remove(dir, { recursive: true });
       }
     });
+  }
+});
+
+Deno.test("explain and check-rules agree with the router on a match.headers.host rule for an HTTP/2 request", async () => {
+  const admin = startUpstream();
+  const us = startUpstream();
+  const rules = {
+    regions: { us: { origin: us.url } },
+    upstreams: { admin: { origin: admin.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "admin",
+        type: "global",
+        match: { headers: { host: "^127\\.0\\.0\\.1(:\\d+)?$" } },
+        upstream: "admin",
+      },
+      { name: "app", type: "regional" },
+    ],
+  };
+  const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+  const edge = startVestibule(rules);
+  // An HTTP/2 client (every browser over TLS): the host travels as :authority.
+  const client = Deno.createHttpClient({ http1: false, http2: true });
+  try {
+    const url = `${edge.url}/users`;
+    const res = await fetch(url, { client });
+    await res.body?.cancel();
+    const router = admin.received.length === 1 ? "admin" : us.received.length === 1 ? "app" : "?";
+    // :authority is the Host of an HTTP/2 request, as nginx and Envoy read it.
+    assert.equal(router, "admin");
+    const explained = await explainRequest({ method: "GET", url }, config);
+    const [checked] = await runRouteCases([{
+      request: { method: "GET", url },
+      expect: { rule: router, type: router === "admin" ? "global" : "regional" },
+    }], config);
+    assert.deepEqual(
+      { explain: explained.rule, checkRules: checked.mismatches },
+      { explain: router, checkRules: [] },
+    );
+  } finally {
+    client.close();
+    await Promise.all([edge.close(), admin.close(), us.close()]);
+  }
+});
+
+Deno.test("check-rules never prints a token from a rules file's header names", async (t) => {
+  const region = (headers: Record<string, string>) => ({ origin: "http://us.invalid", headers });
+  const files: Array<[string, unknown]> = [
+    ["a header line pasted as a name in a region's headers", {
+      regions: { us: region({ "X-Origin-Secret: s3cr3t-origin-value": "" }) },
+      default_region: "us",
+      rules: [{ name: "app", type: "regional" }],
+    }],
+    ["a header line pasted as a name in match.headers", {
+      regions: { us: { origin: "http://us.invalid" } },
+      default_region: "us",
+      rules: [{
+        name: "api",
+        type: "regional",
+        match: { headers: { "Authorization: Bearer s3cr3t-token-value": ".*" } },
+      }, { name: "app", type: "regional" }],
+    }],
+  ];
+  for (const [what, rules] of files) {
+    await t.step(what, async () => {
+      const dir = await Deno.makeTempDir({ prefix: "vestibule_review_" });
+      try {
+        await Deno.writeTextFile(`${dir}/rules.json`, JSON.stringify(rules));
+        const { code, stdout, stderr } = await runTask("check-rules", [`${dir}/rules.json`]);
+        assert.equal(code, 1);
+        assert.doesNotMatch(stdout + stderr, /s3cr3t/, stdout + stderr);
+        assert.match(stdout + stderr, /headers\.\(a name that is not a header token\)/);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  }
+});
+
+Deno.test("explain reports the router's refusal of a GET body whatever charset its Content-Type names", async (t) => {
+  const us = startUpstream();
+  const rules = {
+    regions: { us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  };
+  const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+  const edge = startVestibule(rules);
+  try {
+    for (
+      const [contentType, body] of [
+        ["text/plain; charset=shift_jis", "q"],
+        ["text/plain; charset=iso-8859-1", "東京"],
+      ]
+    ) {
+      await t.step(`${contentType}, body ${body}`, async () => {
+        // A client sends the bytes it has; any body on a GET is refused before the rules.
+        const answer = await rawRequest(
+          edge.port,
+          `GET /search HTTP/1.1\r\nHost: app.example.com\r\nContent-Type: ${contentType}\r\n` +
+            `Content-Length: 2\r\nConnection: close\r\n\r\nqq`,
+        );
+        assert.match(answer, /^HTTP\/1\.1 400 [^]*body_not_allowed/);
+        const explained = await explainRequest({
+          method: "GET",
+          url: "https://app.example.com/search",
+          headers: [["Content-Type", contentType]],
+          body,
+        }, config).catch((error) => ({ threw: (error as Error).message }));
+        assert.deepEqual(
+          "refused" in explained ? explained.refused?.code : explained,
+          "body_not_allowed",
+        );
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
   }
 });

@@ -662,3 +662,72 @@ Deno.test("origin address leak: an X-Forwarded-Host the URL parser refuses is 40
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+Deno.test("a 206 slice of a gzip file reaches the client as the origin sent it, even when the rules file sets accept-encoding", async () => {
+  // Text that does not compress to nothing (a minified bundle, say).
+  let seed = 7;
+  const text = Array.from({ length: 4000 }, () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return String.fromCharCode(33 + (seed % 90));
+  }).join("");
+  const gz = new Uint8Array(
+    await new Response(
+      new Blob([text]).stream().pipeThrough(new CompressionStream("gzip")),
+    ).arrayBuffer(),
+  );
+  // nginx gzip_static with ranges: the offsets are into the .gz file it serves.
+  const up = startUpstream((req) => {
+    const gzip = /gzip/.test(req.headers.get("accept-encoding") ?? "");
+    const bytes = gzip ? gz : new TextEncoder().encode(text);
+    const headers: Record<string, string> = {
+      "content-type": "application/javascript",
+      "accept-ranges": "bytes",
+    };
+    if (gzip) headers["content-encoding"] = "gzip";
+    const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.get("range") ?? "");
+    if (!range) return new Response(bytes, { headers });
+    const [from, to] = [Number(range[1]), Number(range[2])];
+    headers["content-range"] = `bytes ${from}-${to}/${bytes.length}`;
+    return new Response(bytes.slice(from, to + 1), { status: 206, headers });
+  });
+  // The README's own example of an origin the rules file asks for gzip.
+  const edge = startVestibule({
+    regions: { us: { origin: up.url, headers: { "accept-encoding": "gzip" } } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  try {
+    // A download manager resuming: Range on the raw socket, so nothing decodes the answer.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
+    await conn.write(new TextEncoder().encode(
+      "GET /app.js HTTP/1.1\r\nHost: app\r\nRange: bytes=100-199\r\n" +
+        "Accept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+    ));
+    const raw = new Uint8Array(await new Response(conn.readable).arrayBuffer());
+    const split = raw.findIndex((_, i) =>
+      raw[i] === 13 && raw[i + 1] === 10 && raw[i + 2] === 13 && raw[i + 3] === 10
+    );
+    const head = new TextDecoder().decode(raw.subarray(0, split));
+    const status = Number(head.split(" ")[1]);
+    const contentRange = /^content-range: (.*)$/im.exec(head)?.[1] ?? null;
+    const length = Number(/^content-length: (\d+)$/im.exec(head)?.[1] ?? NaN);
+    const body = raw.subarray(split + 4);
+    // Whatever encoding it carries, a 206 body must be the bytes its Content-Range names: the
+    // range goes upstream as identity, so the plain file's.
+    const plain = new TextEncoder().encode(text);
+    assert.equal(up.received.at(-1)!.headers.get("accept-encoding"), "identity");
+    assert.doesNotMatch(head, /^content-encoding/im);
+    assert.deepEqual(
+      { status, contentRange, length, sameBytes: body.every((b, i) => b === plain[100 + i]) },
+      {
+        status: 206,
+        contentRange: `bytes 100-199/${plain.length}`,
+        length: 100,
+        sameBytes: true,
+      },
+      `${head}\n\nbody as sent (${body.length} bytes): ${[...body.subarray(0, 40)]}`,
+    );
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});

@@ -32,6 +32,9 @@ Deno.test("geo: a trusted header naming an unmapped country is not overridden by
     ["XX", "au"],
     ["T1", "au"],
     ["AU, US", "au"],
+    // Continents (older MaxMind databases): no country either.
+    ["EU", "au"],
+    ["AP", "au"],
   ];
   try {
     for (const [country, region] of cases) {
@@ -48,6 +51,25 @@ Deno.test("geo: a trusted header naming an unmapped country is not overridden by
         );
       });
     }
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("geo: a code the operator mapped is used even when it names no country", async () => {
+  const au = startUpstream();
+  const us = startUpstream();
+  // Cloudflare's "unknown" sent to au on purpose; the IP table does not know the address.
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    geo: { header: "cf-ipcountry", countries: { AU: "au", XX: "au" }, ip_lookup: true },
+    rules: [{ name: "app", type: "regional" }],
+  }, { deps: { countryLookup: () => undefined } });
+  try {
+    const res = await fetch(`${edge.url}/`, { headers: { "cf-ipcountry": "XX" } });
+    await res.body?.cancel();
+    assert.equal(au.received.length, 1);
   } finally {
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
