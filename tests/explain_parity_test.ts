@@ -110,23 +110,23 @@ Deno.test("explain and check-rules read a body in the charset its Content-Type d
   }
 });
 
-Deno.test("explain and check-rules give an absolute URL's host as the Host header the router always sees", async () => {
-  const admin = startUpstream();
-  const us = startUpstream();
-  const rules = {
-    regions: { us: { origin: us.url } },
-    upstreams: { admin: { origin: admin.url } },
+/** A global `admin` rule for requests whose Host matches `host`, before the regional app. */
+function hostRules(usOrigin: string, adminOrigin: string, host: string) {
+  return {
+    regions: { us: { origin: usOrigin } },
+    upstreams: { admin: { origin: adminOrigin } },
     default_region: "us",
     rules: [
-      {
-        name: "admin",
-        type: "global",
-        match: { headers: { host: "^admin\\.example\\.com$" } },
-        upstream: "admin",
-      },
+      { name: "admin", type: "global", match: { headers: { host } }, upstream: "admin" },
       { name: "app", type: "regional" },
     ],
   };
+}
+
+Deno.test("explain and check-rules give an absolute URL's host as the Host header the router always sees", async () => {
+  const admin = startUpstream();
+  const us = startUpstream();
+  const rules = hostRules(us.url, admin.url, "^admin\\.example\\.com$");
   const config = parseRules(JSON.stringify(rules), { env: () => undefined });
   try {
     // `curl https://admin.example.com/users`, as it reaches the router.
@@ -232,20 +232,7 @@ Deno.test("check-rules says why a case for vestibule's own path or OCAP's mount 
 Deno.test("explain and check-rules agree with the router on a match.headers.host rule for an HTTP/2 request", async () => {
   const admin = startUpstream();
   const us = startUpstream();
-  const rules = {
-    regions: { us: { origin: us.url } },
-    upstreams: { admin: { origin: admin.url } },
-    default_region: "us",
-    rules: [
-      {
-        name: "admin",
-        type: "global",
-        match: { headers: { host: "^127\\.0\\.0\\.1(:\\d+)?$" } },
-        upstream: "admin",
-      },
-      { name: "app", type: "regional" },
-    ],
-  };
+  const rules = hostRules(us.url, admin.url, "^127\\.0\\.0\\.1(:\\d+)?$");
   const config = parseRules(JSON.stringify(rules), { env: () => undefined });
   const edge = startVestibule(rules);
   // An HTTP/2 client (every browser over TLS): the host travels as :authority.
