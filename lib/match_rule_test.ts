@@ -193,6 +193,29 @@ Deno.test("rule confusion: multipart parts are fields exactly when they have no 
   await t.step("a leading BOM is part of the value (Django and PHP keep it)", async () => {
     assert.equal(await send(`${field}\r\n\r\n\ufefflogin`), "app");
   });
+  await t.step(
+    "a base64 part counts as read both ways (Django decodes it, PHP does not)",
+    async () => {
+      const codes = rules([
+        { name: "code", type: "regional", match: { body: { form: { code: "YWJjZA==" } } } },
+        { name: "app", type: "regional" },
+      ]);
+      const part = (value: string) =>
+        winner(codes, "/", {
+          method: "POST",
+          headers: { "content-type": "multipart/form-data; boundary=XyZ" },
+          body: `--XyZ\r\nContent-Disposition: form-data; name="code"\r\n` +
+            `Content-Transfer-Encoding: Base64\r\n\r\n${value}\r\n--XyZ--\r\n`,
+        });
+      // PHP reads "YWJjZA==", Django "abcd": no single value, no match.
+      assert.equal(await part("YWJjZA=="), "app");
+      // Not base64 to Python either: Django keeps the bytes, so every framework reads the same.
+      assert.equal(
+        await send(`${field}\r\nContent-Transfer-Encoding: base64\r\n\r\nlogin`),
+        "login",
+      );
+    },
+  );
   await t.step("a part's own charset does not change its value", async () => {
     // Django and PHP read the bytes "login" as they are; busboy would decode UTF-16LE.
     assert.equal(

@@ -19,6 +19,17 @@ export const MAX_FORM_FIELDS = 1000;
 /** How much of a body busboy gets at a time (its events fire while it is written). */
 const SLICE_BYTES = 16 * 1024;
 
+/**
+ * The bytes Python's `base64.b64decode` gives for `raw`, or `undefined` where it raises (and
+ * Django keeps the raw bytes): characters outside the alphabet are dropped, and what is left must
+ * be whole groups of four, `=` only at the end.
+ */
+function pythonBase64(raw: Uint8Array): Uint8Array | undefined {
+  const text = new TextDecoder("latin1").decode(raw).replace(/[^A-Za-z0-9+/=]/g, "");
+  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return undefined;
+  return Buffer.from(text, "base64");
+}
+
 /** UTF-8 that keeps a leading U+FEFF, as Python's "utf-8" codec and PHP do. */
 export const UTF8_KEEP_BOM = new TextDecoder("utf-8", { ignoreBOM: true });
 
@@ -54,7 +65,12 @@ export function multipartFields(
     };
     parser.on(
       "file",
-      (name: string, stream: BusboyFileStream, filename: string | undefined) => {
+      (
+        name: string,
+        stream: BusboyFileStream,
+        filename: string | undefined,
+        transferEncoding: string,
+      ) => {
         // A body cut off inside a part errors this stream; unheard, the error would be uncaught.
         stream.on("error", broken);
         // Django reads a part with an empty filename as a field; PHP and Rack as a missing file.
@@ -63,11 +79,20 @@ export function multipartFields(
         const chunks: Uint8Array[] = [];
         stream.on("data", (chunk: Uint8Array) => void chunks.push(chunk));
         stream.on("end", () => {
+          const bytes = Buffer.concat(chunks);
           // A leading BOM is part of the value: Django's "utf-8" codec and PHP keep it.
-          const value = UTF8_KEEP_BOM.decode(Buffer.concat(chunks));
+          const values = [UTF8_KEEP_BOM.decode(bytes)];
+          // `Content-Transfer-Encoding: base64` (busboy lower-cases it): Django decodes such a
+          // field, PHP and Rack do not. Both readings count as copies, so a rule matches only
+          // what every framework would read.
+          const decoded = transferEncoding === "base64" ? pythonBase64(bytes) : undefined;
+          if (decoded) {
+            const text = UTF8_KEEP_BOM.decode(decoded);
+            if (text !== values[0]) values.push(text);
+          }
           const copies = fields.get(name);
-          if (copies) copies.push(value); // not a copy per copy: 20,000 copies fit in 1 MiB
-          else fields.set(name, [value]);
+          if (copies) copies.push(...values); // not a copy per copy: 20,000 copies fit in 1 MiB
+          else fields.set(name, values);
         });
       },
     );
