@@ -690,6 +690,30 @@ for (const backend of BACKENDS) {
             assert.deepEqual(await rows(`SELECT id::text FROM pnode ORDER BY id`), ["1", "2"]);
           },
         );
+
+        await t.step(
+          "a cascading key whose child column has another collation than the parent's",
+          async () => {
+            const ddl = `CREATE TABLE cp (code text COLLATE "C" PRIMARY KEY, name text);
+              CREATE TABLE cc (id int PRIMARY KEY,
+                code text COLLATE "POSIX" REFERENCES cp ON DELETE CASCADE);`;
+            await pair.owner.exec(ddl + `INSERT INTO cp VALUES ('a', 'A');`);
+            await pair.destination.exec(
+              ddl + `INSERT INTO cp VALUES ('a', 'A'), ('b', 'B'); INSERT INTO cc VALUES (1, 'a');`,
+            );
+            const reports = await attempt(pair, [
+              {
+                name: "public.cp",
+                primary_key: ["code"],
+                delete_missing: true,
+                max_delete_ratio: 1,
+              },
+            ]);
+            // 'b' is referenced by no row of cc: the delete cascades into nothing.
+            assert.equal(reports[0].status, "applied", reports[0].error);
+            assert.deepEqual(await pair.destination.column(`SELECT code FROM cp`), ["a"]);
+          },
+        );
       } finally {
         await pair.close();
       }

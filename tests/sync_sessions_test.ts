@@ -477,6 +477,71 @@ for (const backend of BACKENDS) {
             }
           },
         );
+
+        await t.step(
+          "a key column named k: an empty destination gets every owner row",
+          async () => {
+            const ddl = `CREATE TABLE code_point (k int PRIMARY KEY, label text NOT NULL);`;
+            await pair.owner.exec(
+              ddl + `INSERT INTO code_point SELECT g, 'U+' || g FROM generate_series(1, 300) g;`,
+            );
+            await pair.destination.exec(ddl);
+            const { reports } = await attempt(pair, [{
+              name: "public.code_point",
+              primary_key: ["k"],
+            }]);
+            assert.equal(reports[0].status, "applied", reports[0].error);
+            assert.equal(reports[0].inserts, 300);
+            assert.equal(
+              await fingerprint(pair.destination, "code_point", "k"),
+              await fingerprint(pair.owner, "code_point", "k"),
+            );
+          },
+        );
+
+        await t.step({
+          name: "a sequence in a schema the sync login has no USAGE on",
+          ignore: backend.name !== "postgres",
+          fn: async () => {
+            const role = `sync_${crypto.randomUUID().slice(0, 8)}`;
+            const ddl = `CREATE SCHEMA ids; CREATE SEQUENCE ids.issue_seq;
+              CREATE TABLE issue (id bigint PRIMARY KEY DEFAULT nextval('ids.issue_seq'),
+                name text);`;
+            await pair.owner.exec(
+              ddl + `INSERT INTO issue (name) SELECT 'o' || g FROM generate_series(1, 3) g;`,
+            );
+            await pair.destination.exec(
+              ddl + `CREATE ROLE ${role} LOGIN;
+                GRANT SELECT, INSERT, UPDATE, DELETE ON issue TO ${role};
+                GRANT SELECT, UPDATE, USAGE ON ids.issue_seq TO ${role};`,
+            );
+            // The role can insert at the destination through the default: no schema USAGE needed.
+            const url = new URL(pair.destination.url);
+            url.username = role;
+            const config = parseSyncConfig({
+              owner: "us",
+              databases: { us: pair.owner.url, au: url.toString() },
+              tables: [{ name: "public.issue", primary_key: ["id"] }],
+            });
+            const databases = new Map([
+              ["us", openDatabase("us", pair.owner.url)],
+              ["au", openDatabase("au", url.toString())],
+            ]);
+            try {
+              const reports = await runAttempt(config, databases, {
+                dryRun: false,
+                log: collectLog().log,
+                retryDelayMs: 1,
+              });
+              assert.equal(reports[0].status, "applied", reports[0].error);
+            } finally {
+              await Promise.all([...databases.values()].map((db) => db.close()));
+              await pair.destination.exec(
+                `DROP TABLE issue; DROP SCHEMA ids CASCADE; DROP OWNED BY ${role}; DROP ROLE ${role};`,
+              );
+            }
+          },
+        });
       } finally {
         await pair.close();
       }
