@@ -30,7 +30,7 @@ export function parseConfigJson(file: string, source: string): unknown {
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new SyntaxError(`Cannot parse ${source}: ${(error as Error).message}`, { cause: error });
+    throw new SyntaxError(`Cannot parse ${source}: ${syntaxProblem(text, error as Error)}`);
   }
   const refused = firstKey(text, (key, siblings) => key === PROTOTYPE_KEY || siblings.has(key));
   if (refused?.key === PROTOTYPE_KEY) {
@@ -40,10 +40,46 @@ export function parseConfigJson(file: string, source: string): unknown {
   }
   if (refused) {
     throw new SyntaxError(
-      `Cannot parse ${source}: key "${refused.key}" appears twice in one object (line ${refused.line}); remove one`,
+      `Cannot parse ${source}: key ${
+        shownKey(refused.key)
+      } appears twice in one object (line ${refused.line}); remove one`,
     );
   }
   return value;
+}
+
+/**
+ * V8's message for a JSON syntax error, without the text it may quote: for an unexpected token it
+ * quotes the file around it (`Unexpected token 's', "{"Cookie": s3cr3t…" is not valid JSON`), and
+ * check-rules runs in CI logs. The position is found instead: the shortest prefix that fails
+ * the same way ends at the offending character.
+ */
+function syntaxProblem(text: string, error: Error): string {
+  // `Unexpected token 'x', ..."text"... is not valid JSON`, or `"text" is not valid JSON`.
+  if (!/ is not valid JSON$/.test(error.message)) return error.message;
+  const problem = /^(Unexpected token '.+?'), /s.exec(error.message)?.[1] ?? "Unexpected token";
+  let [low, high] = [0, text.length]; // the prefix of length `high` fails the same way
+  while (low + 1 < high) {
+    const middle = Math.floor((low + high) / 2);
+    try {
+      JSON.parse(text.slice(0, middle));
+      low = middle;
+    } catch (e) {
+      if ((e as Error).message.startsWith(problem)) high = middle;
+      else low = middle;
+    }
+  }
+  const before = text.slice(0, high - 1);
+  const line = before.split("\n").length;
+  const column = high - 1 - before.lastIndexOf("\n");
+  return `${problem} in JSON (line ${line} column ${column})`;
+}
+
+/** A key as a message may show it: one that is no header-token-like name may be a secret. */
+function shownKey(key: string): string {
+  return /^[!#$%&'*+.^_`|~0-9A-Za-z${}-]+$/.test(key)
+    ? `"${key}"`
+    : "(a key with spaces or symbols)";
 }
 
 /** The first key that an object in `text` (valid JSON) names twice. */

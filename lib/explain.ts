@@ -342,6 +342,9 @@ function buildRequest(
   // :authority as Host): a `match.headers.host` rule tests it.
   const impliedHost = !headers.has("host");
   if (impliedHost) headers.set("host", url.host);
+  // Deno.serve builds an origin-form request's URL from its Host, and the router takes the URL's
+  // host: a Host given beside an absolute URL describes the request as it would arrive.
+  else url.host = headers.get("host")!;
   // Bytes, not a string: a string body would make `Request` invent a text/plain Content-Type.
   // In the declared charset, as the client sends them: a regex matcher reads the text so.
   let body: Uint8Array<ArrayBuffer> | undefined;

@@ -59,16 +59,18 @@ export function forwardPlan(
   ctx: ForwardContext,
   webSocket = false,
 ): ForwardPlan {
-  const outgoing = new Headers(
-    upstreamHeaders(new HeaderList(incoming), upstream, cookies, ctx).headers,
-  );
+  const sent = upstreamHeaders(new HeaderList(incoming), upstream, cookies, ctx).headers;
+  const outgoing = new Headers(sent);
   const sentCookies = cookieNames(outgoing.get("cookie"));
   const plan: ForwardPlan = {
     cookies: { forwarded: [], stripped: [] },
     headers: {
       forwarded: [],
       set: {},
-      fromRules: upstream.headers.map(([name]) => name),
+      // As sent: a range request goes out as identity whatever the rules file's accept-encoding.
+      fromRules: upstream.headers.filter(([name, value]) =>
+        sent.some(([n, v]) => n === name && v === value)
+      ).map(([name]) => name),
       stripped: [],
     },
   };

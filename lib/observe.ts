@@ -113,7 +113,8 @@ function record(
     time,
     requestId: observed.requestId,
     method: request.method,
-    host: request.headers.get("host") ?? "",
+    // HTTP/2 sends no Host: its `:authority` is the URL's.
+    host: request.headers.get("host") ?? authorityOf(request.url),
     path,
     status,
     totalMs,
@@ -134,4 +135,11 @@ function record(
 function serverTiming(totalMs: number, upstreamMs: number | undefined): string {
   const edge = `edge;dur=${totalMs.toFixed(1)}`;
   return upstreamMs === undefined ? edge : `${edge}, upstream;dur=${upstreamMs.toFixed(1)}`;
+}
+
+/** The authority of an absolute URL string (`host[:port]`), without parsing the rest. */
+function authorityOf(url: string): string {
+  const start = url.indexOf("//") + 2;
+  const end = url.indexOf("/", start);
+  return url.slice(start, end === -1 ? undefined : end);
 }

@@ -43,7 +43,7 @@ export function viewRequest(
 ): RequestView {
   checkMethod(request.method);
   const headers = new HeaderList(request.headers);
-  const host = headers.get("host");
+  let host = headers.get("host");
   // Deno.serve builds `request.url` from `Host` unchecked: `Host: a/zz` would turn the path
   // `/admin` into `/zz/admin`, upstream and in the Location rewrite, and a port over 65535 or a
   // bad IPv6 literal makes it unparsable. Either is the client's error.
@@ -57,9 +57,15 @@ export function viewRequest(
   ) {
     throw new HttpError(400, "bad_host", "The Host header is not a host name or address");
   }
-  // HTTP/2 carries the host as `:authority`, which Deno.serve puts in the URL but not in the
-  // headers: a `match.headers.host` rule sees it as Host, as nginx and Envoy give it.
-  if (host === null) headers.pairs.push(["host", url.host]);
+  // The URL's authority is the request's host: HTTP/2 carries it as `:authority`, which Deno.serve
+  // puts in the URL but not in the headers (a `match.headers.host` rule sees it as Host, as nginx
+  // and Envoy give it), and it wins over a Host naming another host, in an HTTP/2 request (RFC
+  // 9113 §8.3.1) or beside an absolute-form target (RFC 9112 §3.2.2), as Deno.serve reads both.
+  if (host === null) headers.pairs.push(["host", host = url.host]);
+  else if (host !== url.host && new URL(`${url.protocol}//${host}/`).host !== url.host) {
+    for (const pair of headers.pairs) if (pair[0] === "host") pair[1] = url.host;
+    host = url.host;
+  }
   // Deno.serve keeps an absolute-form target of any scheme (`GET foo://host/x/..\admin`), whose
   // path the URL parser reads with `\` as a plain character, while `fetch` reads the same text
   // on the http origin with `\` as `/`: the app got `/admin` past a rule for it.

@@ -333,3 +333,68 @@ Deno.test("explain reports the router's refusal of a GET body whatever charset i
     await Promise.all([edge.close(), us.close()]);
   }
 });
+
+Deno.test("explain shows the accept-encoding a Range request really sends when the rules file sets one", async () => {
+  const us = startUpstream();
+  const rules = {
+    regions: { us: { origin: us.url, headers: { "accept-encoding": "gzip" } } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  };
+  const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+  const edge = startVestibule(rules);
+  try {
+    const res = await fetch(`${edge.url}/app.js`, { headers: { range: "bytes=0-9" } });
+    await res.body?.cancel();
+    const sent = us.received[0].headers.get("accept-encoding");
+    assert.equal(sent, "identity"); // the router, since 43ef052
+    const explained = await explainRequest({
+      method: "GET",
+      url: `${edge.url}/app.js`,
+      headers: [["Range", "bytes=0-9"]],
+    }, config);
+    const { set, fromRules } = explained.targets[0].forward.headers;
+    // explain must say what goes out: vestibule's identity, not the rules file's header.
+    assert.deepEqual(
+      { set: set["accept-encoding"], fromRules: fromRules.includes("accept-encoding") },
+      { set: sent, fromRules: false },
+    );
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
+  }
+});
+
+Deno.test("check-rules never prints a token from a header name pasted twice", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vestibule_review_" });
+  try {
+    // The same `Authorization: Bearer …` line pasted twice as a header name.
+    const name = JSON.stringify("Authorization: Bearer s3cr3t-token-value");
+    await Deno.writeTextFile(
+      `${dir}/rules.json`,
+      `{"regions":{"us":{"origin":"http://us.invalid","headers":{${name}:"",${name}:""}}},` +
+        `"default_region":"us","rules":[{"name":"app","type":"regional"}]}`,
+    );
+    const { code, stdout, stderr } = await runTask("check-rules", [`${dir}/rules.json`]);
+    assert.equal(code, 1);
+    assert.doesNotMatch(stdout + stderr, /s3cr3t/, stdout + stderr);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("check-rules never quotes a rules file's text around a JSON syntax error", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vestibule_review_" });
+  try {
+    // A cookie pasted without quotes: V8's own message quotes the text around it.
+    await Deno.writeTextFile(
+      `${dir}/rules.json`,
+      `{"regions": {"us": {"origin": "http://us.invalid",\n "headers": {"cookie": sessionid=s3cr3t}}}}`,
+    );
+    const { code, stdout, stderr } = await runTask("check-rules", [`${dir}/rules.json`]);
+    assert.equal(code, 1);
+    assert.doesNotMatch(stdout + stderr, /s3cr3t/, stdout + stderr);
+    assert.match(stdout + stderr, /Unexpected token 's' in JSON \(line 2 column 24\)/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
