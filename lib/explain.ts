@@ -344,7 +344,11 @@ function buildRequest(
   if (impliedHost) headers.set("host", url.host);
   // Deno.serve builds an origin-form request's URL from its Host, and the router takes the URL's
   // host: a Host given beside an absolute URL describes the request as it would arrive.
-  else url.host = headers.get("host")!;
+  else {
+    // The URL setter would keep the old port beside a Host without one.
+    const given = URL.parse(`${url.protocol}//${headers.get("host")}/`);
+    if (given) [url.hostname, url.port] = [given.hostname, given.port];
+  }
   // Bytes, not a string: a string body would make `Request` invent a text/plain Content-Type.
   // In the declared charset, as the client sends them: a regex matcher reads the text so.
   let body: Uint8Array<ArrayBuffer> | undefined;

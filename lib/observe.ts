@@ -113,8 +113,7 @@ function record(
     time,
     requestId: observed.requestId,
     method: request.method,
-    // HTTP/2 sends no Host: its `:authority` is the URL's.
-    host: request.headers.get("host") ?? authorityOf(request.url),
+    host: authorityOf(request.url),
     path,
     status,
     totalMs,
@@ -137,9 +136,19 @@ function serverTiming(totalMs: number, upstreamMs: number | undefined): string {
   return upstreamMs === undefined ? edge : `${edge}, upstream;dur=${upstreamMs.toFixed(1)}`;
 }
 
-/** The authority of an absolute URL string (`host[:port]`), without parsing the rest. */
+/**
+ * The host of `request.url`, as the router reads it: the Host an origin-form request sent (Deno.serve
+ * builds the URL from it), an HTTP/2 request's `:authority`, an absolute-form target's own host.
+ * Found by scanning, not parsing, and never with the target's userinfo or query.
+ */
 function authorityOf(url: string): string {
   const start = url.indexOf("//") + 2;
-  const end = url.indexOf("/", start);
-  return url.slice(start, end === -1 ? undefined : end);
+  let end = start;
+  while (end < url.length) {
+    const c = url.charCodeAt(end);
+    if (c === 0x2f || c === 0x3f || c === 0x23) break; // `/`, `?`, `#`
+    end++;
+  }
+  const at = url.lastIndexOf("@", end);
+  return url.slice(at >= start ? at + 1 : start, end);
 }

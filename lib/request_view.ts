@@ -49,13 +49,19 @@ export function viewRequest(
   // bad IPv6 literal makes it unparsable. Either is the client's error.
   const url = options.url ?? requestUrl(request.url);
   // With an absolute-form target the URL is the client's, not the Host's: the Host must parse too
-  // (`999.999.999.999` fits the pattern), since Location rewrites resolve against it.
+  // (`999.999.999.999` fits the pattern), a malformed one being the client's error whichever wins.
   if (
     !url ||
     (host !== null &&
       (!VALID_HOST.test(host) || (host !== url.host && !URL.canParse(`http://${host}/`))))
   ) {
     throw new HttpError(400, "bad_host", "The Host header is not a host name or address");
+  }
+  // Deno.serve keeps an absolute-form target of any scheme (`GET foo://host/x/..\admin`), whose
+  // path the URL parser reads with `\` as a plain character, while `fetch` reads the same text
+  // on the http origin with `\` as `/`: the app got `/admin` past a rule for it.
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new HttpError(400, "bad_path", "The request target is neither a path nor an http(s) URL");
   }
   // The URL's authority is the request's host: HTTP/2 carries it as `:authority`, which Deno.serve
   // puts in the URL but not in the headers (a `match.headers.host` rule sees it as Host, as nginx
@@ -65,12 +71,6 @@ export function viewRequest(
   else if (host !== url.host && new URL(`${url.protocol}//${host}/`).host !== url.host) {
     for (const pair of headers.pairs) if (pair[0] === "host") pair[1] = url.host;
     host = url.host;
-  }
-  // Deno.serve keeps an absolute-form target of any scheme (`GET foo://host/x/..\admin`), whose
-  // path the URL parser reads with `\` as a plain character, while `fetch` reads the same text
-  // on the http origin with `\` as `/`: the app got `/admin` past a rule for it.
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new HttpError(400, "bad_path", "The request target is neither a path nor an http(s) URL");
   }
   // Behind trusted proxies the client saw the host and scheme they report, so `match.host`,
   // redirects and cookie domains must use those, not the address the last proxy dialled.

@@ -4,29 +4,8 @@
  * `:authority`, which Deno.serve puts in the URL and not in the headers.
  */
 import assert from "node:assert/strict";
-import http2 from "node:http2";
+import { h2Request } from "./_http2.ts";
 import { rawRequest, startUpstream, startVestibule } from "./_servers.ts";
-
-/** One HTTP/2 (h2c, prior knowledge) request with node:http2; resolves once the session is closed. */
-function h2Request(
-  port: number,
-  headers: Record<string, string>,
-  body?: string,
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const session = http2.connect(`http://127.0.0.1:${port}`);
-    session.on("error", reject);
-    const stream = session.request(headers, { endStream: body === undefined });
-    let status = 0;
-    let text = "";
-    stream.on("response", (h) => status = Number(h[":status"]));
-    stream.setEncoding("utf8");
-    stream.on("data", (chunk: string) => text += chunk);
-    stream.on("end", () => session.close(() => resolve({ status, body: text })));
-    stream.on("error", (error) => session.close(() => reject(error)));
-    if (body !== undefined) stream.end(body);
-  });
-}
 
 Deno.test("access log: an HTTP/2 request's host is logged as an HTTP/1.1 request's is", async () => {
   const us = startUpstream();
