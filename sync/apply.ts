@@ -653,11 +653,21 @@ export function planWriter(
       for (const key of await insertRows(tx, spec, rows, hasInsertRule)) unvouched.push(key);
     };
     await writeKeys(plan.inserts, write, "inserted");
-    for (const { range } of plan.insertRanges) {
+    for (const { range, rows: planned } of plan.insertRanges) {
+      let streamed = 0;
       for await (const rows of rangeRows(owner, spec, range, pages)) {
         await write(rows);
+        streamed += rows.length;
         done.inserted += rows.length;
         report();
+      }
+      // The same snapshot counted them for the plan: a range that reads back otherwise has a
+      // bound that does not name the rows it did (a citext key lowered in an ICU collation
+      // bounded a range holding none of its 8 rows, reported inserted on every run).
+      if (streamed !== planned) {
+        throw new Error(
+          `Cannot sync table "${spec.name}": a key range of ${planned} rows to insert read back ${streamed} at the owner (a key whose text form does not name exactly one row)`,
+        );
       }
     }
     await checkInserted(tx, spec, unvouched);

@@ -148,7 +148,7 @@ async function cutOnOwner(tx: Tx, spec: TableSpec, pending: Pending[], per: numb
          max(first) AS first
        FROM (SELECT ${rowHash(spec)}::numeric AS h, row_number() OVER w AS rn,
                CASE WHEN (row_number() OVER w - 1) % ${rows} = 0 THEN ${keyJson(spec)} END AS first
-             FROM ${spec.sqlName} WHERE ${condition}
+             FROM ${spec.sqlName} AS t WHERE ${condition}
              WINDOW w AS (ORDER BY ${keyOrder(spec)})) AS y
        GROUP BY 1`,
     per,
@@ -182,7 +182,7 @@ async function sumRanges(tx: Tx, spec: TableSpec, ranges: KeyRange[], per: numbe
     ranges.map((range) => ({ range })),
     (condition) =>
       `SELECT count(*)::text AS n, coalesce(sum(${rowHash(spec)}::numeric), 0)::text AS s
-       FROM ${spec.sqlName} WHERE ${condition}`,
+       FROM ${spec.sqlName} AS t WHERE ${condition}`,
     per,
   );
   const sums = new Array<{ rows: number; sum: string }>(ranges.length);
@@ -198,7 +198,7 @@ async function rowHashes(tx: Tx, spec: TableSpec, ranges: KeyRange[], per: numbe
     ranges.map((range) => ({ range })),
     (condition) =>
       `SELECT ${keyJson(spec)} AS k, ${rowHash(spec)}::text AS h
-       FROM ${spec.sqlName} WHERE ${condition}`,
+       FROM ${spec.sqlName} AS t WHERE ${condition}`,
     per,
   );
   return new Map(rows.map((row) => [row.k, row.h]));
@@ -241,7 +241,7 @@ function pairBuckets(
 const bucketSql = (spec: TableSpec, bucket: string) =>
   `SELECT coalesce(string_agg(b || ' ' || n || ' ' || s, ','), '') AS buckets
    FROM (SELECT ${bucket} AS b, count(*) AS n, sum(${rowHash(spec)}::numeric) AS s
-         FROM ${spec.sqlName} GROUP BY 1) AS x`;
+         FROM ${spec.sqlName} AS t GROUP BY 1) AS x`;
 
 const INTEGER_TYPES = new Set(["smallint", "integer", "bigint"]);
 const INT64_SPAN = 2n ** 63n;
@@ -264,7 +264,7 @@ async function bucketIntegerKeys(
       `SELECT min(${key})::text AS lo, max(${key})::text AS hi,
          (SELECT greatest(reltuples, 0)::bigint::text FROM pg_class
           WHERE oid = '${spec.sqlName.replaceAll("'", "''")}'::regclass) AS n
-       FROM ${spec.sqlName}`,
+       FROM ${spec.sqlName} AS t`,
     );
     return row;
   }));
@@ -317,7 +317,7 @@ async function bucketByOwnerKeys(
     `SELECT coalesce(json_agg(k ORDER BY rn), '[]')::text AS bounds
      FROM (SELECT (${quoteIdentList([key])})::text AS k,
              row_number() OVER (ORDER BY ${keyOrder(spec)}) AS rn
-           FROM ${spec.sqlName}) AS x
+           FROM ${spec.sqlName} AS t) AS x
      WHERE rn % ${rows} = 1 AND rn > 1`,
   );
   const keys = (JSON.parse(bounds) as string[]).map((k) => [k]);
@@ -325,15 +325,15 @@ async function bucketByOwnerKeys(
   const sum = `count(*) AS n, coalesce(sum(${rowHash(spec)}::numeric), 0) AS s`;
   const at = (i: number) => `(($1::text::json)->>${i})::${key.type}`;
   const parts = keys.length === 0
-    ? [`SELECT 0 AS i, ${sum} FROM ${spec.sqlName} WHERE $1::text IS NOT NULL`]
+    ? [`SELECT 0 AS i, ${sum} FROM ${spec.sqlName} AS t WHERE $1::text IS NOT NULL`]
     : [
-      `SELECT 0 AS i, ${sum} FROM ${spec.sqlName} WHERE ${column} < ${at(0)}`,
-      `SELECT ${keys.length}, ${sum} FROM ${spec.sqlName}
+      `SELECT 0 AS i, ${sum} FROM ${spec.sqlName} AS t WHERE ${column} < ${at(0)}`,
+      `SELECT ${keys.length}, ${sum} FROM ${spec.sqlName} AS t
        WHERE ${column} >= ${at(keys.length - 1)}`,
       `SELECT r.i, x.n, x.s
        FROM (SELECT i, b #>> '{}' AS lo, lead(b #>> '{}') OVER (ORDER BY i) AS hi
              FROM json_array_elements($1::text::json) WITH ORDINALITY AS e(b, i)) AS r
-       CROSS JOIN LATERAL (SELECT ${sum} FROM ${spec.sqlName}
+       CROSS JOIN LATERAL (SELECT ${sum} FROM ${spec.sqlName} AS t
          WHERE ${column} >= (r.lo)::${key.type} AND ${column} < (r.hi)::${key.type}) AS x
        WHERE r.hi IS NOT NULL`,
     ];

@@ -49,6 +49,12 @@ interface Shape {
        * in each database, and values are coerced on write: they would never converge.
        */
       definition: string | null;
+      /**
+       * Equal values of the type can print differently where the diff's key text cannot make
+       * them alike: jsonb, composite types, and numeric, floats, intervals or citext inside an
+       * array or range (`{1.0}` and `{1.00}` are one `numeric[]` key).
+       */
+      ambiguousText: boolean;
     }
   >;
   primaryKey: string[];
@@ -72,6 +78,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       base_type: string;
       enum_labels: string[] | null;
       definition: string | null;
+      ambiguous_text: boolean;
     }[]
   >`
     SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
@@ -121,7 +128,24 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
                   -- rngmultitypid exists from PostgreSQL 14; read so, older servers parse it too.
                   WHERE (to_jsonb(r)->>'rngmultitypid')::oid = t.oid)
               END, '; ' ORDER BY w.depth)
-            FROM walk w JOIN pg_type t ON t.oid = w.oid) AS definition
+            FROM walk w JOIN pg_type t ON t.oid = w.oid) AS definition,
+           -- Through domains, array elements and range subtypes (the latter "inside").
+           (WITH RECURSIVE walk(oid, inside, depth) AS (
+              SELECT a.atttypid, false, 0
+              UNION ALL
+              SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype
+                       WHEN t.typtype IN ('r', 'm') THEN (SELECT r.rngsubtype FROM pg_range r
+                         WHERE r.rngtypid = t.oid OR (to_jsonb(r)->>'rngmultitypid')::oid = t.oid
+                         LIMIT 1)
+                       ELSE t.typelem END,
+                w.inside OR t.typtype <> 'd', w.depth + 1
+              FROM walk w JOIN pg_type t ON t.oid = w.oid
+              WHERE w.depth < 16
+                AND (t.typtype IN ('d', 'r', 'm') OR (t.typcategory = 'A' AND t.typelem <> 0))
+            )
+            SELECT coalesce(bool_or(t.typname = 'jsonb' OR t.typtype = 'c' OR (w.inside AND
+              t.typname IN ('numeric', 'float4', 'float8', 'interval', 'citext'))), false)
+            FROM walk w JOIN pg_type t ON t.oid = w.oid) AS ambiguous_text
     FROM pg_attribute a
     JOIN pg_class c ON c.oid = a.attrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -158,6 +182,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       baseType: r.base_type,
       enumLabels: r.enum_labels,
       definition: r.definition,
+      ambiguousText: r.ambiguous_text,
     }])),
     primaryKey: key.map((r) => r.name),
   };
@@ -249,6 +274,14 @@ export async function resolveTableSpec(
         }
       }
     }
+    for (const name of table.primary_key) {
+      const column = shape!.columns.get(name);
+      if (column?.ambiguousText) {
+        throw refuse(
+          `primary key column "${name}" is ${column.type} at "${region}": equal keys of it can print differently (as {1.0} and {1.00} do), so rows cannot be paired by it; key the table by another column`,
+        );
+      }
+    }
     if (shape!.primaryKey.join("\0") !== table.primary_key.join("\0")) {
       throw refuse(
         shape!.primaryKey.length === 0
@@ -260,7 +293,7 @@ export async function resolveTableSpec(
     }
   }
   const columns = names.map((n) => {
-    const { generated: _, bytewise: __, ...spec } = ownerShape.columns.get(n)!;
+    const { generated: _, bytewise: __, ambiguousText: ___, ...spec } = ownerShape.columns.get(n)!;
     const bytewise = shapes.every((shape) => shape!.columns.get(n)!.bytewise);
     // Any destination may declare it ALWAYS; OVERRIDING SYSTEM VALUE suits BY DEFAULT ones too.
     const identityAlways = shapes.some((shape) => shape!.columns.get(n)!.identityAlways);

@@ -542,6 +542,70 @@ for (const backend of BACKENDS) {
             }
           },
         });
+
+        await t.step({
+          name: "an insert range whose bound is a lowered citext key inserts what it reports",
+          ignore: backend.name !== "postgres", // needs ICU collations and citext
+          fn: async () => {
+            const ddl = `CREATE EXTENSION IF NOT EXISTS citext;
+              CREATE TABLE spot (name citext COLLATE "und-x-icu" PRIMARY KEY, pop int);`;
+            // 88 ASCII keys both sides; 8 keys starting with 'É' only at the owner. In the
+            // diff's byte order they come last, and the second level cuts them into a segment
+            // of their own, bounded below by the first one's key lowered: 'éa1'.
+            const common = `INSERT INTO spot SELECT 'a' || lpad(g::text, 4, '0'), g
+              FROM generate_series(1, 88) g;`;
+            await pair.owner.exec(
+              ddl + common + `INSERT INTO spot SELECT 'Éa' || g, g FROM generate_series(1, 8) g;`,
+            );
+            await pair.destination.exec(ddl + common);
+            await attempt(pair, [{ name: "public.spot", primary_key: ["name"] }]);
+            // A second run: the same claim again, nothing written again.
+            const { reports: [report] } = await attempt(pair, [{
+              name: "public.spot",
+              primary_key: ["name"],
+            }]);
+            const there = await pair.destination.column(`SELECT count(*) FROM spot`);
+            // Either it failed, or what it reports inserted is there.
+            if (report.status !== "failed") {
+              assert.deepEqual(
+                { status: report.status, inserts: report.inserts, rows: there[0] },
+                { status: report.status, inserts: 8, rows: "96" },
+              );
+            } else assert.match(report.error ?? "", /read back 0 at the owner/);
+          },
+        });
+
+        await t.step(
+          "a numeric[] key, whose equal values print differently, is refused before any write",
+          async () => {
+            const ddl = `CREATE TABLE band (k numeric[] PRIMARY KEY, label text);`;
+            await pair.owner.exec(ddl + `INSERT INTO band VALUES ('{1.0,2}', 'owner');`);
+            await pair.destination.exec(ddl + `INSERT INTO band VALUES ('{1.00,2}', 'old');`);
+            // Refused before any write, rather than failing every run on the primary key.
+            await assert.rejects(
+              attempt(pair, [{ name: "public.band", primary_key: ["k"] }]),
+              /primary key column "k" is numeric\[\] at "us": equal keys of it can print differently/,
+            );
+            assert.deepEqual(await pair.destination.column(`SELECT label FROM band`), ["old"]);
+          },
+        );
+
+        await t.step("a table named r syncs", async () => {
+          const ddl = `CREATE TABLE r (code text PRIMARY KEY, label text);`;
+          const rows =
+            `INSERT INTO r SELECT 'c' || lpad(g::text, 4, '0'), 'x' FROM generate_series(1, 300) g;`;
+          await pair.owner.exec(ddl + rows + `UPDATE r SET label = 'new' WHERE code = 'c0150';`);
+          await pair.destination.exec(ddl + rows);
+          const { reports: [report] } = await attempt(pair, [{
+            name: "public.r",
+            primary_key: ["code"],
+          }]);
+          assert.equal(report.status, "applied", report.error);
+          assert.deepEqual(
+            await pair.destination.column(`SELECT label FROM r WHERE code = 'c0150'`),
+            ["new"],
+          );
+        });
       } finally {
         await pair.close();
       }
