@@ -11,7 +11,7 @@ import { WorkerMetrics } from "./lib/worker_metrics.ts";
 import { createObserver, type Observed, UNOBSERVED } from "./lib/observe.ts";
 import { OWN_PREFIX, routedPath, servedBy } from "./lib/own_paths.ts";
 import { readPin } from "./lib/pin.ts";
-import { rawQuery, rawTarget, viewRequest } from "./lib/request_view.ts";
+import { hostHeaderFits, rawQuery, rawTarget, viewRequest } from "./lib/request_view.ts";
 import { matchablePath } from "./lib/matchable_path.ts";
 import { requestUrl } from "./lib/request_path.ts";
 import { BodyTooLargeError, BufferedBody } from "./lib/request_body.ts";
@@ -198,7 +198,9 @@ export function createApp(deps: AppDeps): App {
     fetch(request, info) {
       const url = requestUrl(request.url);
       const path = pathOf(request, url);
-      if (servedBy(path, ocapPath)) return app.fetch(request, info);
+      if (servedBy(path, ocapPath) && hostHeaderFits(request.headers.get("host"))) {
+        return app.fetch(request, info);
+      }
       return routeRequest(request, path, url, info).catch((error) => internalError(error, request));
     },
   };

@@ -113,7 +113,7 @@ function record(
     time,
     requestId: observed.requestId,
     method: request.method,
-    host: authorityOf(request.url),
+    host: hostOf(request.url),
     path,
     status,
     totalMs,
@@ -138,10 +138,11 @@ function serverTiming(totalMs: number, upstreamMs: number | undefined): string {
 
 /**
  * The host of `request.url`, as the router reads it: the Host an origin-form request sent (Deno.serve
- * builds the URL from it), an HTTP/2 request's `:authority`, an absolute-form target's own host.
- * Found by scanning, not parsing, and never with the target's userinfo or query.
+ * builds the URL from it), an HTTP/2 request's `:authority`, an absolute-form target's own host,
+ * never with its userinfo or query. Scanned, and parsed only when the URL parser could write it
+ * otherwise (`adm%69n.example`, `0x7f.1`, upper case): a log search for the host must find it.
  */
-function authorityOf(url: string): string {
+function hostOf(url: string): string {
   const start = url.indexOf("//") + 2;
   let end = start;
   while (end < url.length) {
@@ -150,5 +151,10 @@ function authorityOf(url: string): string {
     end++;
   }
   const at = url.lastIndexOf("@", end);
-  return url.slice(at >= start ? at + 1 : start, end);
+  const authority = url.slice(at >= start ? at + 1 : start, end);
+  if (PLAIN_HOST.test(authority)) return authority;
+  return URL.parse(url)?.host ?? authority;
 }
+
+/** A host the URL parser leaves as it is (mostly: `0x7f.1`-style IPv4 shorthand aside). */
+const PLAIN_HOST = /^[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::\d{1,5})?$/;

@@ -22,6 +22,15 @@ export interface RequestView {
 const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::\d{1,5})?$/;
 
 /**
+ * Whether a request's Host (none, for HTTP/2) can be the host `request.url` was built from:
+ * Deno.serve builds it unchecked, so `Host: x/_vestibule` moved `GET /health` onto vestibule's
+ * own path. Requests with another Host go to the router, which answers 400 `bad_host`.
+ */
+export function hostHeaderFits(host: string | null): boolean {
+  return host === null || VALID_HOST.test(host);
+}
+
+/**
  * Reads the request once: the public host (a trusted proxy's `X-Forwarded-Host`, else the `Host`
  * header, else the URL's), the client address behind the configured trusted proxies, and what
  * forwarding adds upstream.

@@ -7,6 +7,7 @@ import { h2Request } from "./_http2.ts";
 import { rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { explainRequest } from "../lib/explain.ts";
+import { OCAP_ENV, OCAP_KEY, ocapRules } from "./_ocap.ts";
 
 const adminRules = (us: string, admin: string) => ({
   regions: { us: { origin: us } },
@@ -145,5 +146,89 @@ Deno.test("explain with a URL that has a port and a Host without one agrees with
     );
   } finally {
     await Promise.all([edge.close(), app.close(), us.close()]);
+  }
+});
+
+Deno.test("access log: an absolute-form target's percent-encoded host is logged as the host it was routed by", async () => {
+  const admin = startUpstream();
+  const us = startUpstream();
+  const logs: string[] = [];
+  const edge = startVestibule({
+    regions: { us: { origin: us.url } },
+    upstreams: { admin: { origin: admin.url } },
+    default_region: "us",
+    rules: [
+      { name: "admin", type: "global", match: { host: "^admin\\.example$" }, upstream: "admin" },
+      { name: "app", type: "regional" },
+    ],
+  }, { deps: { log: (line) => logs.push(line) } });
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      "GET http://adm%69n.example/x HTTP/1.1\r\nHost: www.example\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(answer, /^HTTP\/1\.1 200/);
+    // Routed, and forwarded, as admin.example…
+    assert.equal(admin.received.at(-1)?.headers.get("x-forwarded-host"), "admin.example");
+    const line = JSON.parse(logs.at(-1)!);
+    // …so a search of the log for admin.example must find it.
+    assert.deepEqual({ rule: line.rule, host: line.host }, {
+      rule: "admin",
+      host: "admin.example",
+    });
+  } finally {
+    await Promise.all([edge.close(), admin.close(), us.close()]);
+  }
+});
+
+Deno.test("a Host with a path is 400 bad_host on vestibule's own paths too, not a path of its own", async (t) => {
+  const us = startUpstream();
+  const logs: string[] = [];
+  const edge = startVestibule({
+    regions: { us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  }, { deps: { log: (line) => logs.push(line), metricsToken: "tok" } });
+  try {
+    for (
+      const [target, extra] of [
+        ["/health", ""],
+        ["/metrics", "Authorization: Bearer tok\r\n"],
+        ["/anything", ""],
+      ]
+    ) {
+      await t.step(`GET ${target} with Host: x/_vestibule`, async () => {
+        const answer = await rawRequest(
+          edge.port,
+          `GET ${target} HTTP/1.1\r\nHost: x/_vestibule\r\n${extra}Connection: close\r\n\r\n`,
+        );
+        // As `GET /anything` with `Host: x/yy` is answered.
+        assert.match(answer.split("\r\n")[0], /^HTTP\/1\.1 400/, answer.slice(0, 200));
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
+  }
+});
+
+Deno.test("a Host with a path does not move a request onto OCAP's mount", async () => {
+  const provider = startUpstream();
+  const kv = await Deno.openKv(":memory:");
+  const edge = startVestibule(ocapRules(provider.url), { env: OCAP_ENV, deps: { kv } });
+  try {
+    // The client asked for /provider/token; only the Host names the mount.
+    const answer = await rawRequest(
+      edge.port,
+      `POST /provider/token HTTP/1.1\r\nHost: x/_ocap\r\nOcap-Key: ${OCAP_KEY}\r\n` +
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 6\r\n" +
+        "Connection: close\r\n\r\ncode=1",
+    );
+    assert.deepEqual(
+      { status: answer.split("\r\n")[0], providerCalls: provider.received.length },
+      { status: "HTTP/1.1 400 Bad Request", providerCalls: 0 },
+    );
+  } finally {
+    await Promise.all([edge.close(), provider.close()]);
+    kv.close();
   }
 });
