@@ -51,8 +51,9 @@ interface Shape {
       definition: string | null;
       /**
        * Equal values of the type can print differently where the diff's key text cannot make
-       * them alike: jsonb, composite types, and numeric, floats, intervals or citext inside an
-       * array or range (`{1.0}` and `{1.00}` are one `numeric[]` key).
+       * them alike: jsonb, composite types, numeric, floats, intervals, citext or bpchar inside
+       * an array or range (`{1.0}` and `{1.00}` are one `numeric[]` key), and any value under a
+       * nondeterministic collation.
        */
       ambiguousText: boolean;
     }
@@ -143,9 +144,17 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
               WHERE w.depth < 16
                 AND (t.typtype IN ('d', 'r', 'm') OR (t.typcategory = 'A' AND t.typelem <> 0))
             )
-            SELECT coalesce(bool_or(t.typname = 'jsonb' OR t.typtype = 'c' OR (w.inside AND
-              t.typname IN ('numeric', 'float4', 'float8', 'interval', 'citext'))), false)
-            FROM walk w JOIN pg_type t ON t.oid = w.oid) AS ambiguous_text
+            -- Built-in types by their schema (a domain app.jsonb over int is no jsonb); citext
+            -- by name, as an extension installs it in any schema. Unbounded bpchar keeps the
+            -- trailing blanks its equality ignores, and prints them inside an array or range.
+            SELECT coalesce(bool_or(t.typtype = 'c'
+              OR (t.typnamespace = 'pg_catalog'::regnamespace AND t.typname = 'jsonb')
+              OR (w.inside AND (t.typname = 'citext' OR (t.typnamespace = 'pg_catalog'::regnamespace
+                AND t.typname IN ('numeric', 'float4', 'float8', 'interval', 'bpchar'))))), false)
+            FROM walk w JOIN pg_type t ON t.oid = w.oid)
+           -- A nondeterministic collation (case-insensitive ICU) makes 'Apple' and 'apple' one key.
+           OR coalesce((SELECT to_jsonb(co)->>'collisdeterministic' = 'false' FROM pg_collation co
+              WHERE co.oid = a.attcollation), false) AS ambiguous_text
     FROM pg_attribute a
     JOIN pg_class c ON c.oid = a.attrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace

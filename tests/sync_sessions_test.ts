@@ -606,6 +606,123 @@ for (const backend of BACKENDS) {
             ["new"],
           );
         });
+
+        await t.step(
+          "a key of a type named jsonb in another schema (a domain over int) syncs",
+          async () => {
+            const ddl = `CREATE SCHEMA app; CREATE DOMAIN app.jsonb AS integer;
+            CREATE TABLE tag (id app.jsonb PRIMARY KEY, label text);`;
+            await pair.owner.exec(ddl + `INSERT INTO tag VALUES (1, 'one'), (2, 'two');`);
+            await pair.destination.exec(ddl + `INSERT INTO tag VALUES (1, 'old');`);
+            const { reports: [report] } = await attempt(pair, [{
+              name: "public.tag",
+              primary_key: ["id"],
+            }]);
+            assert.equal(report.status, "applied", report.error);
+            assert.deepEqual(await pair.destination.column(`SELECT label FROM tag ORDER BY id`), [
+              "one",
+              "two",
+            ]);
+          },
+        );
+
+        await t.step(
+          "a bpchar[] key, whose equal values print differently, is refused before any write",
+          async () => {
+            // bpchar without a length keeps trailing blanks, and bpchareq ignores them:
+            // '{a}' = '{"a "}', but array_out prints them apart.
+            const ddl = `CREATE TABLE flag (k bpchar[] PRIMARY KEY, label text);`;
+            await pair.owner.exec(ddl + `INSERT INTO flag VALUES ('{"a "}', 'owner');`);
+            await pair.destination.exec(ddl + `INSERT INTO flag VALUES ('{a}', 'old');`);
+            assert.deepEqual(
+              await pair.owner.column(`SELECT ('{a}'::bpchar[] = '{"a "}'::bpchar[])::text`),
+              ["true"],
+            );
+            const runs = [];
+            for (let i = 0; i < 2; i++) {
+              try {
+                const { reports: [report] } = await attempt(pair, [{
+                  name: "public.flag",
+                  primary_key: ["k"],
+                }]);
+                runs.push(`${report.status}: ${report.error ?? ""}`);
+              } catch (error) {
+                runs.push(`refused: ${(error as Error).message}`);
+              }
+            }
+            for (const run of runs) assert.match(run, /^refused: .*primary key column "k" is/);
+          },
+        );
+
+        await t.step("a key of a range over bpchar is refused before any write", async () => {
+          const ddl = `CREATE TYPE bprange AS RANGE (subtype = bpchar);
+            CREATE TABLE span (k bprange PRIMARY KEY, label text);`;
+          await pair.owner.exec(ddl + `INSERT INTO span VALUES ('["a ",b)', 'owner');`);
+          await pair.destination.exec(ddl + `INSERT INTO span VALUES ('[a,b)', 'old');`);
+          assert.deepEqual(
+            await pair.owner.column(`SELECT ('["a ",b)'::bprange = '[a,b)'::bprange)::text`),
+            ["true"],
+          );
+          let outcome: string;
+          try {
+            const { reports: [report] } = await attempt(pair, [{
+              name: "public.span",
+              primary_key: ["k"],
+            }]);
+            outcome = `${report.status}: ${report.error ?? ""}`;
+          } catch (error) {
+            outcome = `refused: ${(error as Error).message}`;
+          }
+          assert.match(outcome, /^refused: .*primary key column "k" is/);
+        });
+
+        await t.step({
+          name: "a text[] key in a nondeterministic collation is refused before any write",
+          ignore: backend.name !== "postgres", // needs ICU collations
+          fn: async () => {
+            const ddl =
+              `CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+              CREATE TABLE word (k text[] COLLATE ci PRIMARY KEY, label text);`;
+            await pair.owner.exec(ddl + `INSERT INTO word VALUES ('{Apple}', 'owner');`);
+            await pair.destination.exec(ddl + `INSERT INTO word VALUES ('{apple}', 'old');`);
+            let outcome: string;
+            try {
+              const { reports: [report] } = await attempt(pair, [{
+                name: "public.word",
+                primary_key: ["k"],
+              }]);
+              outcome = `${report.status}: ${report.error ?? ""}`;
+            } catch (error) {
+              outcome = `refused: ${(error as Error).message}`;
+            }
+            assert.match(outcome, /^refused: .*primary key column "k" is/);
+          },
+        });
+
+        await t.step("a table t with columns named like the diff's aliases syncs", async () => {
+          const ddl =
+            `CREATE TABLE t (t int PRIMARY KEY, r text, x text, y text, e text, b text, i text,
+              s text, n text, w text, h text, rn text, first text, lo text, hi text, v text, k text);
+            CREATE TABLE x (r text, t int, PRIMARY KEY (r, t), i text);`;
+          const rows =
+            `INSERT INTO t (t, r, x, k) SELECT g, 'r', 'x', 'k' FROM generate_series(1, 300) g;
+            INSERT INTO x SELECT 'a' || g % 7, g, 'i' FROM generate_series(1, 300) g;`;
+          await pair.owner.exec(
+            ddl + rows +
+              `UPDATE t SET r = 'new' WHERE t = 150; UPDATE x SET i = 'new' WHERE t = 150;`,
+          );
+          await pair.destination.exec(
+            ddl + rows + `DELETE FROM t WHERE t > 200; DELETE FROM x WHERE t > 200;`,
+          );
+          const { reports } = await attempt(pair, [
+            { name: "public.t", primary_key: ["t"] },
+            { name: "public.x", primary_key: ["r", "t"] },
+          ]);
+          for (const report of reports) assert.equal(report.status, "applied", report.error);
+          assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM t`), ["300"]);
+          assert.deepEqual(await pair.destination.column(`SELECT r FROM t WHERE t = 150`), ["new"]);
+          assert.deepEqual(await pair.destination.column(`SELECT i FROM x WHERE t = 150`), ["new"]);
+        });
       } finally {
         await pair.close();
       }
