@@ -121,7 +121,7 @@ export async function explainRequest(
   if (own) {
     return {
       method,
-      url: target.href,
+      url: withoutUserinfo(target),
       tried: [],
       servedBy: own,
       targets: [],
@@ -153,7 +153,13 @@ export async function explainRequest(
   }
   const { url, facts, clientIp, forward } = view;
   const headers = request.headers;
-  const out: Explanation = { method, url: url.href, tried: [], targets: [], notes: [] };
+  const out: Explanation = {
+    method,
+    url: withoutUserinfo(url),
+    tried: [],
+    targets: [],
+    notes: [],
+  };
   // Targets and notes last, so the JSON output reads top to bottom like the text.
   const done = (): Explanation => {
     const { targets, notes, ...decision } = out;
@@ -316,7 +322,9 @@ function describedUrl(described: RequestDescription): URL {
       : new URL(described.url);
     mergeSlashes(url);
   } catch {
-    throw new TypeError(`Cannot explain "${described.url}": not a URL or a path`);
+    // A URL may carry credentials (`https://user:pass@…`): not echoed then.
+    const shown = described.url.includes("@") ? "the URL" : `"${described.url}"`;
+    throw new TypeError(`Cannot explain ${shown}: not a URL or a path`);
   }
   // Another scheme does reach vestibule (`GET foo://host/x HTTP/1.1`): refused as the router
   // refuses it, 400 `bad_path`.
@@ -360,6 +368,15 @@ function buildRequest(
     } else body = encodeBodyText(described.body, headers.get("content-type"));
   }
   return { request: new Request(url, { method, headers, body }), impliedHost };
+}
+
+/** `url` as explain prints it: userinfo (a password, say) masked. */
+function withoutUserinfo(url: URL): string {
+  if (!url.username && !url.password) return url.href;
+  const shown = new URL(url.href);
+  shown.username = "***";
+  shown.password = "";
+  return shown.href;
 }
 
 /** The plan without the `Host` explain added itself: the user wrote none to be stripped. */

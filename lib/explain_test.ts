@@ -454,3 +454,16 @@ Deno.test("explainRequest() uses an injected IP lookup and says when there is no
     ),
   );
 });
+
+Deno.test("explainRequest() never prints a URL's credentials", async () => {
+  const e = await explainRequest(
+    { method: "GET", url: "https://alice:s3cr3t@app.example.com/x" },
+    config,
+  );
+  assert.equal(e.url, "https://***@app.example.com/x");
+  await assert.rejects(
+    explainRequest({ method: "GET", url: "https://alice:s3cr3t@[bad/x" }, config),
+    (error: Error) =>
+      !error.message.includes("s3cr3t") && /Cannot explain the URL/.test(error.message),
+  );
+});

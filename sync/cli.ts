@@ -52,7 +52,8 @@ export async function main(
   let flags;
   try {
     flags = parseArgs({
-      args,
+      // `deno task sync -- --once` passes the `--` on, as `deno task explain -- …` does.
+      args: args[0] === "--" ? args.slice(1) : args,
       options: {
         config: { type: "string", default: "sync.json" },
         once: { type: "boolean", default: false },

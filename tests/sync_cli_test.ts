@@ -87,6 +87,10 @@ Deno.test("main() exits 2 with the config error and 1 when a table is unknown", 
     const flag = capture();
     assert.equal(await main(["--frobnicate"], flag.io), 2);
     assert.match(flag.err[0], /Unknown option '--frobnicate'/);
+    // `deno task sync -- --once …` passes the `--` on, as `deno task explain -- …` does.
+    const dashes = capture({ US: pair.owner.url, AU: pair.destination.url });
+    assert.equal(await main(["--", "--config", config, "--once", "--table", "nope"], dashes.io), 1);
+    assert.match(dashes.err[0], /Cannot sync table "nope"/);
   });
 });
 
