@@ -1,6 +1,8 @@
 /**
- * The request's host after "the URL's authority wins over Host": what the access log, explain and
- * the router say for absolute-form targets, HTTP/2 requests and Hosts with or without a port.
+ * The request's host: the URL's authority wins over a Host naming another host (an HTTP/2
+ * `:authority`, an absolute-form target), and the access log, explain and the router agree on it
+ * for HTTP/2 requests, absolute-form targets, Hosts with or without a port, and Hosts that are no
+ * host at all.
  */
 import assert from "node:assert/strict";
 import { h2Request } from "./_http2.ts";
@@ -153,15 +155,9 @@ Deno.test("access log: an absolute-form target's percent-encoded host is logged 
   const admin = startUpstream();
   const us = startUpstream();
   const logs: string[] = [];
-  const edge = startVestibule({
-    regions: { us: { origin: us.url } },
-    upstreams: { admin: { origin: admin.url } },
-    default_region: "us",
-    rules: [
-      { name: "admin", type: "global", match: { host: "^admin\\.example$" }, upstream: "admin" },
-      { name: "app", type: "regional" },
-    ],
-  }, { deps: { log: (line) => logs.push(line) } });
+  const edge = startVestibule(adminRules(us.url, admin.url), {
+    deps: { log: (line) => logs.push(line) },
+  });
   try {
     const answer = await rawRequest(
       edge.port,
@@ -230,5 +226,71 @@ Deno.test("a Host with a path does not move a request onto OCAP's mount", async 
   } finally {
     await Promise.all([edge.close(), provider.close()]);
     kv.close();
+  }
+});
+
+Deno.test("HTTP/2: a host header that contradicts :authority loses to it (RFC 9113 §8.3.1)", async () => {
+  const admin = startUpstream();
+  const us = startUpstream();
+  const logs: string[] = [];
+  const edge = startVestibule(adminRules(us.url, admin.url), {
+    deps: { log: (line) => logs.push(line) },
+  });
+  try {
+    // Deno.serve itself reads this request as http://admin.example/x (its request.url).
+    const res = await h2Request(edge.port, {
+      ":path": "/x",
+      ":authority": "admin.example",
+      host: "www.example",
+    });
+    const line = JSON.parse(logs.at(-1)!);
+    const got = us.received[0] ?? admin.received[0];
+    const outcome = res.status === 400
+      ? "refused as malformed"
+      : `rule ${line.rule}, X-Forwarded-Host ${got?.headers.get("x-forwarded-host")}`;
+    assert.equal(outcome, "rule admin, X-Forwarded-Host admin.example");
+  } finally {
+    await Promise.all([edge.close(), admin.close(), us.close()]);
+  }
+});
+
+Deno.test("an absolute-form target's host wins over a Host header naming another (RFC 9112 3.2.2)", async () => {
+  const admin = startUpstream();
+  const us = startUpstream();
+  const edge = startVestibule(adminRules(us.url, admin.url));
+  try {
+    // Deno.serve reads this request as http://admin.example/x, as the RFC says a server must.
+    await rawRequest(
+      edge.port,
+      "GET http://admin.example/x HTTP/1.1\r\nHost: www.example\r\nConnection: close\r\n\r\n",
+    );
+    assert.equal(us.received.length, 0, "routed by the Host header");
+    assert.equal(admin.received[0].headers.get("x-forwarded-host"), "admin.example");
+  } finally {
+    await Promise.all([edge.close(), admin.close(), us.close()]);
+  }
+});
+
+Deno.test("access log: an HTTP/2 request's host is logged as an HTTP/1.1 request's is", async () => {
+  const us = startUpstream();
+  const logs: string[] = [];
+  const edge = startVestibule({
+    regions: { us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  }, { deps: { log: (line) => logs.push(line) } });
+  const client = Deno.createHttpClient({ http1: false, http2: true });
+  try {
+    const h1 = await fetch(`${edge.url}/dashboard`);
+    await h1.body?.cancel();
+    const h2 = await fetch(`${edge.url}/dashboard`, { client });
+    await h2.body?.cancel();
+    const [viaH1, viaH2] = logs.map((line) => JSON.parse(line).host);
+    assert.equal(viaH1, `127.0.0.1:${edge.port}`);
+    // The same browser over TLS (HTTP/2) must not log an empty host.
+    assert.equal(viaH2, viaH1);
+  } finally {
+    client.close();
+    await Promise.all([edge.close(), us.close()]);
   }
 });

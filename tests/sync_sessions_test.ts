@@ -22,6 +22,30 @@ async function attempt(pair: Pair, tables: unknown[]) {
   }
 }
 
+/** One attempt on `table` with the destination reached as `role`, the owner as the admin. */
+async function attemptAs(pair: Pair, role: string, table: string) {
+  const url = new URL(pair.destination.url);
+  url.username = role;
+  const config = parseSyncConfig({
+    owner: "us",
+    databases: { us: pair.owner.url, au: url.toString() },
+    tables: [{ name: table, primary_key: ["id"] }],
+  });
+  const databases = new Map([
+    ["us", openDatabase("us", pair.owner.url)],
+    ["au", openDatabase("au", url.toString())],
+  ]);
+  try {
+    return await runAttempt(config, databases, {
+      dryRun: false,
+      log: collectLog().log,
+      retryDelayMs: 1,
+    });
+  } finally {
+    await Promise.all([...databases.values()].map((db) => db.close()));
+  }
+}
+
 /** One table synced through syncTable with a small byte budget. */
 async function budgeted(pair: Pair, table: Record<string, unknown>, batchBytes: number) {
   const { config, databases } = pair.connect([table]);
@@ -344,27 +368,10 @@ for (const backend of BACKENDS) {
               ddl + `CREATE ROLE ${role} LOGIN;
                 GRANT SELECT, INSERT, UPDATE, DELETE ON region_kind TO ${role};`,
             );
-            // The owner through the admin user; the destination through the least-privilege role.
-            const url = new URL(pair.destination.url);
-            url.username = role;
-            const config = parseSyncConfig({
-              owner: "us",
-              databases: { us: pair.owner.url, au: url.toString() },
-              tables: [{ name: "public.region_kind", primary_key: ["id"] }],
-            });
-            const databases = new Map([
-              ["us", openDatabase("us", pair.owner.url)],
-              ["au", openDatabase("au", url.toString())],
-            ]);
             try {
-              const reports = await runAttempt(config, databases, {
-                dryRun: false,
-                log: collectLog().log,
-                retryDelayMs: 1,
-              });
-              assert.equal(reports[0].status, "applied", reports[0].error);
+              const [report] = await attemptAs(pair, role, "public.region_kind");
+              assert.equal(report.status, "applied", report.error);
             } finally {
-              await Promise.all([...databases.values()].map((db) => db.close()));
               await pair.destination.exec(
                 `DROP TABLE region_kind; DROP OWNED BY ${role}; DROP ROLE ${role};`,
               );
@@ -516,26 +523,10 @@ for (const backend of BACKENDS) {
                 GRANT SELECT, UPDATE, USAGE ON ids.issue_seq TO ${role};`,
             );
             // The role can insert at the destination through the default: no schema USAGE needed.
-            const url = new URL(pair.destination.url);
-            url.username = role;
-            const config = parseSyncConfig({
-              owner: "us",
-              databases: { us: pair.owner.url, au: url.toString() },
-              tables: [{ name: "public.issue", primary_key: ["id"] }],
-            });
-            const databases = new Map([
-              ["us", openDatabase("us", pair.owner.url)],
-              ["au", openDatabase("au", url.toString())],
-            ]);
             try {
-              const reports = await runAttempt(config, databases, {
-                dryRun: false,
-                log: collectLog().log,
-                retryDelayMs: 1,
-              });
-              assert.equal(reports[0].status, "applied", reports[0].error);
+              const [report] = await attemptAs(pair, role, "public.issue");
+              assert.equal(report.status, "applied", report.error);
             } finally {
-              await Promise.all([...databases.values()].map((db) => db.close()));
               await pair.destination.exec(
                 `DROP TABLE issue; DROP SCHEMA ids CASCADE; DROP OWNED BY ${role}; DROP ROLE ${role};`,
               );
