@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { h2Request } from "./_http2.ts";
-import { rawRequest, startUpstream, startVestibule } from "./_servers.ts";
+import { oneRegion, rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { explainRequest } from "../lib/explain.ts";
 import { OCAP_ENV, OCAP_KEY, ocapRules } from "./_ocap.ts";
@@ -20,6 +20,12 @@ const adminRules = (us: string, admin: string) => ({
     { name: "app", type: "regional" },
   ],
 });
+
+/** The rule and host of the last access-log line. */
+function lastRoute(logs: string[]): { rule: string; host: string } {
+  const line = JSON.parse(logs.at(-1)!);
+  return { rule: line.rule, host: line.host };
+}
 
 Deno.test("access log: the host logged is the host the request was routed by", async (t) => {
   const admin = startUpstream();
@@ -47,11 +53,7 @@ Deno.test("access log: the host logged is the host the request was routed by", a
         ":authority": "admin.example",
         host: "www.example",
       });
-      const line = JSON.parse(logs.at(-1)!);
-      assert.deepEqual({ rule: line.rule, host: line.host }, {
-        rule: "admin",
-        host: "admin.example",
-      });
+      assert.deepEqual(lastRoute(logs), { rule: "admin", host: "admin.example" });
     });
   } finally {
     await Promise.all([edge.close(), admin.close(), us.close()]);
@@ -61,11 +63,7 @@ Deno.test("access log: the host logged is the host the request was routed by", a
 Deno.test("access log: an absolute-form target without Host never logs its userinfo or query", async (t) => {
   const us = startUpstream();
   const logs: string[] = [];
-  const edge = startVestibule({
-    regions: { us: { origin: us.url } },
-    default_region: "us",
-    rules: [{ name: "app", type: "regional" }],
-  }, { deps: { log: (line) => logs.push(line) } });
+  const edge = startVestibule(oneRegion(us.url), { deps: { log: (line) => logs.push(line) } });
   try {
     for (
       const head of [
@@ -88,11 +86,7 @@ Deno.test("access log: an absolute-form target without Host never logs its useri
 
 Deno.test("a non-http absolute-form target with a Host naming a port is 400 bad_path, not 500", async () => {
   const us = startUpstream();
-  const edge = startVestibule({
-    regions: { us: { origin: us.url } },
-    default_region: "us",
-    rules: [{ name: "app", type: "regional" }],
-  });
+  const edge = startVestibule(oneRegion(us.url));
   try {
     const answer = await rawRequest(
       edge.port,
@@ -180,11 +174,9 @@ Deno.test("access log: an absolute-form target's percent-encoded host is logged 
 Deno.test("a Host with a path is 400 bad_host on vestibule's own paths too, not a path of its own", async (t) => {
   const us = startUpstream();
   const logs: string[] = [];
-  const edge = startVestibule({
-    regions: { us: { origin: us.url } },
-    default_region: "us",
-    rules: [{ name: "app", type: "regional" }],
-  }, { deps: { log: (line) => logs.push(line), metricsToken: "tok" } });
+  const edge = startVestibule(oneRegion(us.url), {
+    deps: { log: (line) => logs.push(line), metricsToken: "tok" },
+  });
   try {
     for (
       const [target, extra] of [
@@ -274,11 +266,7 @@ Deno.test("an absolute-form target's host wins over a Host header naming another
 Deno.test("access log: an HTTP/2 request's host is logged as an HTTP/1.1 request's is", async () => {
   const us = startUpstream();
   const logs: string[] = [];
-  const edge = startVestibule({
-    regions: { us: { origin: us.url } },
-    default_region: "us",
-    rules: [{ name: "app", type: "regional" }],
-  }, { deps: { log: (line) => logs.push(line) } });
+  const edge = startVestibule(oneRegion(us.url), { deps: { log: (line) => logs.push(line) } });
   const client = Deno.createHttpClient({ http1: false, http2: true });
   try {
     const h1 = await fetch(`${edge.url}/dashboard`);
