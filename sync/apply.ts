@@ -6,6 +6,7 @@ import {
   afterCondition,
   jsonRangeCondition,
   type Key,
+  keyBoundJson,
   keyJoin,
   keyOrder,
   type KeyRange,
@@ -406,17 +407,6 @@ async function deleteRange(
   });
 }
 
-/**
- * The key columns' own text, to resume after: compared to the column as the page is ordered, it
- * names the same row. `keyJson`'s text (a `citext` key lowered in the column's collation) may
- * sort elsewhere under `COLLATE "C"`, and resuming after 'école' skipped 'Édith'.
- */
-function keyColumnsJson(spec: TableSpec, prefix: string): string {
-  return `to_json(ARRAY[${
-    spec.key.map((c) => `(${prefix}${quoteIdent(c.name)})::text`).join(", ")
-  }])::text`;
-}
-
 /** Stream every owner row of `range` in key order, a page at a time. */
 async function* rangeRows(owner: Tx, spec: TableSpec, range: KeyRange, pages: PageSize) {
   let after: Key | null = null;
@@ -430,7 +420,7 @@ async function* rangeRows(owner: Tx, spec: TableSpec, range: KeyRange, pages: Pa
     const found = await owner.unsafe<{ n: string; k: string; r: string; upto: string }[]>(
       withinBudget(
         `SELECT row_number() OVER (ORDER BY ${keyOrder(spec, "t.")}) AS n,
-                ${keyColumnsJson(spec, "t.")} AS k, ${rowJson(spec, "t.")} AS r
+                ${keyBoundJson(spec, "t.")} AS k, ${rowJson(spec, "t.")} AS r
          FROM ${spec.sqlName} AS t WHERE ${where.join(" AND ")} ORDER BY ${keyOrder(spec, "t.")}
          LIMIT ${limit}`,
         params,

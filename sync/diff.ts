@@ -4,6 +4,7 @@ import type { TableSpec } from "./table_spec.ts";
 import {
   jsonRangeCondition,
   type Key,
+  keyBoundJson,
   keyJson,
   keyOrder,
   type KeyRange,
@@ -147,7 +148,9 @@ async function cutOnOwner(tx: Tx, spec: TableSpec, pending: Pending[], per: numb
       `SELECT (rn - 1) / ${rows} AS seg, count(*)::text AS n, sum(h)::text AS s,
          max(first) AS first
        FROM (SELECT ${rowHash(spec)}::numeric AS h, row_number() OVER w AS rn,
-               CASE WHEN (row_number() OVER w - 1) % ${rows} = 0 THEN ${keyJson(spec)} END AS first
+               CASE WHEN (row_number() OVER w - 1) % ${rows} = 0 THEN ${
+        keyBoundJson(spec)
+      } END AS first
              FROM ${spec.sqlName} AS t WHERE ${condition}
              WINDOW w AS (ORDER BY ${keyOrder(spec)})) AS y
        GROUP BY 1`,

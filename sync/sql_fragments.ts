@@ -78,6 +78,17 @@ export function keyJson(spec: TableSpec, prefix = ""): string {
   return `to_json(ARRAY[${spec.key.map((c) => keyText(c, prefix)).join(", ")}])::text`;
 }
 
+/**
+ * The key columns' own text as a JSON array, for a range bound or a page to resume after: cast
+ * back to the column's type and compared as the range is ordered, it names the same row.
+ * {@linkcode keyJson}'s text is for equality across databases; as a bound it can sort elsewhere (a
+ * citext key lowered in an ICU collation bounded a range that held none of its rows, and resuming
+ * after 'école' skipped 'Édith').
+ */
+export function keyBoundJson(spec: TableSpec, prefix = ""): string {
+  return `to_json(ARRAY[${spec.key.map((c) => `(${prefix}${ident(c)})::text`).join(", ")}])::text`;
+}
+
 /** The synced columns (in spec order) as a JSON array of text: values travel as their text form. */
 export function rowJson(spec: TableSpec, prefix = ""): string {
   return `to_json(ARRAY[${
