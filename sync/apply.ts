@@ -530,13 +530,18 @@ async function unsyncedColumns(destination: Tx, spec: TableSpec) {
  * id; a sequence already past it stays where it is. Descending sequences, and values the
  * sequence cannot reach, are left alone.
  */
-async function advanceSequences(destination: Tx, spec: TableSpec) {
+async function advanceSequences(destination: Tx, spec: TableSpec): Promise<string[]> {
   // Identity and `serial` sequences (owned by the column), and any other a column's default
   // calls (`DEFAULT nextval('tickets')`), for integer columns only (a sequence owned by a text
   // column of 'INV-' || nextval(...) values has no number to move to). Without SELECT and UPDATE
-  // on a sequence, or USAGE on its schema (a login granted table rights only), it is left as it is.
-  const fed = await destination.unsafe<{ name: string; sequence: string }[]>(
-    `SELECT DISTINCT a.attname AS name, s.oid::regclass::text AS sequence
+  // on a sequence, or USAGE on its schema (a login granted table rights only), it is left as it is,
+  // and said so: a local insert after a failover would collide.
+  const fed = await destination.unsafe<{ name: string; sequence: string; allowed: boolean }[]>(
+    `SELECT DISTINCT a.attname AS name, s.oid::regclass::text AS sequence,
+       -- Asked of sequences only (a default also depends on its own table), whatever the plan.
+       CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(s.oid, 'SELECT')
+         AND has_sequence_privilege(s.oid, 'UPDATE')
+         AND has_schema_privilege(c.relnamespace, 'USAGE') END AS allowed
      FROM pg_attribute a
      JOIN pg_type ty ON ty.oid = a.atttypid
      CROSS JOIN LATERAL (
@@ -549,16 +554,19 @@ async function advanceSequences(destination: Tx, spec: TableSpec) {
      JOIN pg_class c ON c.oid = s.oid AND c.relkind = 'S'
      WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped
        AND (CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END)
-         IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
-       -- Asked of sequences only (a default also depends on its own table), whatever the plan.
-       AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(s.oid, 'SELECT')
-         AND has_sequence_privilege(s.oid, 'UPDATE')
-         AND has_schema_privilege(c.relnamespace, 'USAGE') END`,
+         IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)`,
     [spec.sqlName],
     { prepare: false },
   );
-  for (const { name, sequence } of fed) {
+  const skipped: string[] = [];
+  for (const { name, sequence, allowed } of fed) {
     if (!spec.columns.some((c) => c.name === name)) continue;
+    if (!allowed) {
+      skipped.push(
+        `sequence ${sequence} of column "${name}" was not moved past the synced ids: the sync login may not read and update it (GRANT USAGE on its schema, SELECT and UPDATE on it)`,
+      );
+      continue;
+    }
     // `sequence` is the server's own quoted name; a sequence's next value is `last_value` until
     // first called, `last_value + 1` after.
     await destination.unsafe(
@@ -571,6 +579,7 @@ async function advanceSequences(destination: Tx, spec: TableSpec) {
       { prepare: false },
     );
   }
+  return skipped;
 }
 
 /** One table's writes, split so that several tables can share one transaction. */
@@ -585,6 +594,8 @@ export interface PlanWriter {
   upsert(): Promise<void>;
   /** Deletes, once (a no-op unless `deleteMissing`). */
   delete(): Promise<void>;
+  /** What the writes left undone without failing the table, for the report. */
+  readonly warnings: string[];
 }
 
 /**
@@ -783,6 +794,8 @@ export function planWriter(
     }
   }
 
+  const warnings: string[] = [];
+
   async function upsert() {
     if (counts.inserts + counts.updates === 0) return;
     let conflict = await tryUpsert();
@@ -807,8 +820,11 @@ export function planWriter(
   return {
     async upsert() {
       await upsert();
-      if (counts.inserts + counts.updates > 0) await advanceSequences(destination, spec);
+      if (counts.inserts + counts.updates > 0) {
+        warnings.push(...await advanceSequences(destination, spec));
+      }
     },
     delete: remove,
+    warnings,
   };
 }

@@ -25,6 +25,8 @@ export interface TableReport {
   attempts: number;
   dry_run: boolean;
   error?: string;
+  /** What was left undone without failing the table. */
+  warnings?: string[];
 }
 
 /** Options for {@linkcode runAttempt}. */
@@ -241,10 +243,11 @@ export async function runAttempt(
           destination_rows: result.destinationRows,
           ...measured,
           attempts,
+          ...(result.warnings ? { warnings: result.warnings.map((w) => scrubAll(w)) } : {}),
         };
       reports.push(report);
       options.log(jsonLine({
-        level: report.error ? "error" : "info",
+        level: report.error ? "error" : report.warnings ? "warn" : "info",
         msg: report.error ? "table sync failed" : "table synced",
         ...report,
       }));
@@ -281,8 +284,8 @@ export function formatSummary(reports: TableReport[]): string {
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
-  const errors = reports.filter((r) => r.error).map((r) =>
-    `${r.destination} ${r.table}: ${r.error}`
+  const errors = reports.flatMap((r) =>
+    [r.error, ...(r.warnings ?? [])].filter(Boolean).map((m) => `${r.destination} ${r.table}: ${m}`)
   );
   return [line(header), ...rows.map(line), ...errors].join("\n");
 }

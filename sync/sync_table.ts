@@ -19,6 +19,8 @@ export interface TableOutcome {
   extra: number;
   ownerRows: number;
   destinationRows: number;
+  /** What was left undone without failing the table (a sequence the login may not move). */
+  warnings?: string[];
 }
 
 /** One table to sync. */
@@ -94,7 +96,7 @@ async function syncAtDestination(
     // deletes, updates and inserts are in: rows may reference rows inserted later.
     await d.unsafe("SET CONSTRAINTS ALL DEFERRED");
     const results: (TableOutcome | SyncRefusedError)[] = [];
-    const writers: { table: string; writer: PlanWriter }[] = [];
+    const writers: { table: string; writer: PlanWriter; outcome: TableOutcome }[] = [];
     for (const { spec, config } of tables) {
       const plan = await track(
         spec.name,
@@ -121,9 +123,11 @@ async function syncAtDestination(
       } else if (options.dryRun) {
         results.push({ ...outcome, status: "planned" });
       } else {
-        results.push({ ...outcome, status: "applied" });
+        const applied: TableOutcome = { ...outcome, status: "applied" };
+        results.push(applied);
         writers.push({
           table: spec.name,
+          outcome: applied,
           writer: planWriter(plan, { spec, owner: o, destination: d }, {
             deleteMissing: config.delete_missing,
             batchRows: options.batchRows,
@@ -138,6 +142,9 @@ async function syncAtDestination(
     for (const { table, writer } of writers) await track(table, () => writer.upsert());
     for (const { table, writer } of writers.toReversed()) {
       await track(table, () => writer.delete());
+    }
+    for (const { writer, outcome } of writers) {
+      if (writer.warnings.length) outcome.warnings = writer.warnings;
     }
     return results;
   });

@@ -371,6 +371,11 @@ for (const backend of BACKENDS) {
             try {
               const [report] = await attemptAs(pair, role, "public.region_kind");
               assert.equal(report.status, "applied", report.error);
+              // The sequence could not be moved: the report says so rather than stay silent.
+              assert.match(
+                report.warnings?.join("\n") ?? "",
+                /sequence region_kind_id_seq of column "id" was not moved/,
+              );
             } finally {
               await pair.destination.exec(
                 `DROP TABLE region_kind; DROP OWNED BY ${role}; DROP ROLE ${role};`,
@@ -526,6 +531,11 @@ for (const backend of BACKENDS) {
             try {
               const [report] = await attemptAs(pair, role, "public.issue");
               assert.equal(report.status, "applied", report.error);
+              // The sequence could not be moved: the report says so rather than stay silent.
+              assert.match(
+                report.warnings?.join("\n") ?? "",
+                /sequence ids\.issue_seq of column "id" was not moved/,
+              );
             } finally {
               await pair.destination.exec(
                 `DROP TABLE issue; DROP SCHEMA ids CASCADE; DROP OWNED BY ${role}; DROP ROLE ${role};`,
