@@ -417,7 +417,11 @@ export function clientResponse(
     }
     headers.append(name, value);
   }
+  const pinCookie = ctx.pinCookie.toLowerCase();
   for (const cookie of cookies) {
+    // The pin is the edge's own: an upstream (buggy, or compromised) must not pin browsers to a
+    // region, which broadcast and pin_on decide. Names compared in any case, as the pin is read.
+    if (setCookieName(cookie) === pinCookie) continue;
     headers.append("set-cookie", rewriteCookieDomain(cookie, upstream, ctx));
   }
   if (toOrigin) headers.set("location", publicUrl(toOrigin, ctx));
@@ -443,6 +447,13 @@ export function clientResponse(
     headers.append("vary", "accept-encoding");
   }
   return new Response(body, { status: res.status, statusText: res.statusText, headers });
+}
+
+/** A `Set-Cookie` line's cookie name as a browser reads it (trimmed), lower-cased. */
+function setCookieName(line: string): string {
+  const pair = line.slice(0, (line.indexOf(";") + 1 || line.length + 1) - 1);
+  const eq = pair.indexOf("=");
+  return eq === -1 ? "" : pair.slice(0, eq).trim().toLowerCase();
 }
 
 /**

@@ -213,6 +213,7 @@ export function setsLiveCookie(
     let domain: string | undefined;
     let secure = false;
     let pathAttribute: string | undefined;
+    let sameSiteNone = false;
     for (const attribute of attributes) {
       const [key, ...rest] = attribute.split("=");
       const attrValue = rest.join("=").trim();
@@ -228,8 +229,12 @@ export function setsLiveCookie(
       }
       if (attr === "domain" && attrValue) domain = attrValue.replace(/^\./, "").toLowerCase();
       if (attr === "secure") secure = true;
+      // The last SameSite wins.
+      if (attr === "samesite") sameSiteNone = attrValue.toLowerCase() === "none";
     }
     if (!browserKeeps(name, { host, domain, pathAttribute, secure })) continue;
+    // Chrome and Edge refuse `SameSite=None` without `Secure` (RFC 6265bis §5.6.7 lets them).
+    if (sameSiteNone && !secure) continue;
     // RFC 6265 §5.3 step 3: Max-Age wins over Expires.
     const alive = maxAge !== undefined ? maxAge > 0 : expires === undefined || expires > now;
     // A host-only cookie and a `Domain` one are two cookies (RFC 6265bis, Chrome, Firefox); on an

@@ -608,3 +608,40 @@ Deno.test("false login: a region's Set-Cookie that the browser would refuse is n
     });
   }
 });
+
+Deno.test("false login: a sessionid with SameSite=None but no Secure, which Chrome refuses, is no success", async () => {
+  const au = startUpstream(() =>
+    new Response(null, {
+      status: 302,
+      headers: { location: "/", "set-cookie": "sessionid=x; Path=/; SameSite=None" },
+    })
+  );
+  const us = startUpstream(() =>
+    new Response(null, {
+      status: 302,
+      headers: { location: "/", "set-cookie": "sessionid=owner; Path=/; Secure; SameSite=None" },
+    })
+  );
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{
+      name: "login",
+      type: "broadcast",
+      success: { status: [302], set_cookie: "sessionid" },
+    }],
+  });
+  try {
+    const res = await fetch(`${edge.url}/accounts/login/`, {
+      method: "POST",
+      redirect: "manual",
+      body: "username=kim",
+      headers: { accept: "application/json" },
+    });
+    const text = await res.text();
+    assert.equal(res.status, 302, text);
+    assert.match(res.headers.getSetCookie().at(-1)!, /^__Host-vestibule-region=us;/);
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});

@@ -134,3 +134,96 @@ Deno.test("pin leak: with pin.header x_vestibule_region, the dashed spelling (sa
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+const FORGED_PIN = "__Host-vestibule-region";
+const LOGIN_SUCCESS = { success: { status: [302], set_cookie: "sessionid" } };
+
+Deno.test("pin forgery: a region's own Set-Cookie for the pin never reaches the browser", async (t) => {
+  // A region (buggy, or compromised, the threat tests/pin_leak_test.ts names) writes the pin.
+  const forged = `${FORGED_PIN}=au; Path=/; Secure; HttpOnly; Max-Age=31536000`;
+  await t.step("broadcast with no success: the best failure carries no pin", async () => {
+    const au = startUpstream(() =>
+      new Response("<form>No such user</form>", { headers: { "set-cookie": forged } })
+    );
+    const us = startUpstream(() => new Response("down", { status: 503 }));
+    const edge = startVestibule({
+      regions: { au: { origin: au.url }, us: { origin: us.url } },
+      default_region: "us",
+      rules: [{ name: "login", type: "broadcast", ...LOGIN_SUCCESS }],
+    });
+    try {
+      const res = await fetch(`${edge.url}/accounts/login/`, {
+        method: "POST",
+        redirect: "manual",
+        body: "username=kim&password=wrong",
+      });
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), "<form>No such user</form>");
+      // README: "none → the best failure, no pin".
+      assert.deepEqual(
+        res.headers.getSetCookie().filter((c) =>
+          c.toLowerCase().startsWith(FORGED_PIN.toLowerCase())
+        ),
+        [],
+      );
+    } finally {
+      await Promise.all([edge.close(), au.close(), us.close()]);
+    }
+  });
+  await t.step("a global upstream, in another letter case: dropped too", async () => {
+    const web = startUpstream(() =>
+      new Response("ok", {
+        headers: { "set-cookie": "__HOST-Vestibule-Region=au; Path=/; Secure" },
+      })
+    );
+    const us = startUpstream();
+    const edge = startVestibule({
+      regions: { us: { origin: us.url } },
+      upstreams: { web: { origin: web.url } },
+      default_region: "us",
+      rules: [{ name: "web", type: "global", upstream: "web" }],
+    });
+    try {
+      const res = await fetch(`${edge.url}/about`);
+      await res.body?.cancel();
+      assert.deepEqual(res.headers.getSetCookie(), []);
+    } finally {
+      await Promise.all([edge.close(), web.close(), us.close()]);
+    }
+  });
+  await t.step("pin_on that did not match: no pin either", async () => {
+    const au = startUpstream(() =>
+      new Response("forbidden", { status: 403, headers: { "set-cookie": forged } })
+    );
+    const us = startUpstream();
+    const edge = startVestibule({
+      regions: { au: { origin: au.url }, us: { origin: us.url } },
+      default_region: "us",
+      rules: [{
+        name: "switch",
+        type: "regional",
+        match: { methods: ["POST"], path: "^/staff/switch-region/(?<region>[a-z]+)$" },
+        region_from: { path_group: "region" },
+        pin_on: { status: "3xx" },
+      }],
+    });
+    try {
+      const res = await fetch(`${edge.url}/staff/switch-region/au`, {
+        method: "POST",
+        redirect: "manual",
+        body: "token=none",
+      });
+      await res.body?.cancel();
+      assert.equal(res.status, 403);
+      assert.deepEqual(
+        res.headers.getSetCookie().filter((c) =>
+          c.toLowerCase().startsWith(FORGED_PIN.toLowerCase())
+        ),
+        [],
+        "a refused switch must not pin the browser to au",
+      );
+    } finally {
+      await Promise.all([edge.close(), au.close(), us.close()]);
+    }
+  });
+});
