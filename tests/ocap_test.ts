@@ -583,3 +583,35 @@ Deno.test("OCAP code replay: form bodies a Go provider reads differently get the
     kv.close();
   }
 });
+
+Deno.test("OCAP answer sharing: JSON keys that differ only in letter case keep their order", async () => {
+  // A provider that reads JSON as Go's encoding/json does (ASP.NET Core's web defaults too): a key
+  // matches its field ignoring case, and a later match overwrites an earlier one.
+  const upstream = startUpstream((_req, got) => {
+    const text = new TextDecoder().decode(got.body);
+    let code = "";
+    for (const [k, v] of Object.entries(JSON.parse(text))) {
+      if (k.toLowerCase() === "code") code = String(v);
+    }
+    return Response.json({ access_token: `token-for-${code}` });
+  });
+  const kv = await Deno.openKv(":memory:");
+  const vestibule = startVestibule(ocapRules(upstream.url), { env: OCAP_ENV, deps: { kv } });
+  try {
+    const send = async (body: string) => {
+      const response = await fetch(
+        tokenRequest(vestibule.url, { body, headers: { "content-type": "application/json" } }),
+      );
+      return { cache: response.headers.get("ocap-cache"), body: await response.json() };
+    };
+    const first = await send('{"code":"a","Code":"b"}');
+    assert.deepEqual(first.body, { access_token: "token-for-b" });
+    const second = await send('{"Code":"b","code":"a"}');
+    assert.deepEqual(second.body, { access_token: "token-for-a" }, `served ${second.cache}`);
+    assert.equal(upstream.received.length, 2);
+  } finally {
+    await vestibule.close();
+    await upstream.close();
+    kv.close();
+  }
+});

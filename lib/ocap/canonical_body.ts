@@ -29,8 +29,10 @@ export function canonicalBody(contentType: string | null, bytes: Uint8Array): Ca
       try {
         const parsed = JSON.parse(text, keepNumberSource);
         // JSON.parse keeps the last of a repeated key, other parsers the first: such a body is
-        // keyed on its bytes, or {"code":"a","code":"b"} would share {"code":"b"}'s answer.
-        if (!findRepeatedKey(text)) {
+        // keyed on its bytes, or {"code":"a","code":"b"} would share {"code":"b"}'s answer. So is
+        // one whose keys differ only in letter case: Go's encoding/json and ASP.NET Core match
+        // fields so, the later winning, and sorted {"code":"a","Code":"b"} met its reverse.
+        if (!findRepeatedKey(text) && !hasCaseVariantKeys(parsed)) {
           return { kind: "json", bytes: encoder.encode(serializeSorted(parsed)) };
         }
       } catch {
@@ -68,6 +70,17 @@ function keepNumberSource(
     return new JsonNumber(context.source);
   }
   return value;
+}
+
+/** Whether an object in `value` has two keys that are one when letter case is folded. */
+function hasCaseVariantKeys(value: unknown): boolean {
+  if (Array.isArray(value)) return value.some(hasCaseVariantKeys);
+  if (value === null || typeof value !== "object" || value instanceof JsonNumber) return false;
+  const keys = Object.keys(value);
+  // Upper then lower, as Unicode simple case folding meets ſ and s, K (Kelvin) and k.
+  const folded = new Set(keys.map((k) => k.toUpperCase().toLowerCase()));
+  return folded.size < keys.length ||
+    Object.values(value as Record<string, unknown>).some(hasCaseVariantKeys);
 }
 
 /** Serializes without building objects, so keys like `__proto__` are just keys. */
