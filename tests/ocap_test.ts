@@ -615,3 +615,49 @@ Deno.test("OCAP answer sharing: JSON keys that differ only in letter case keep t
     kv.close();
   }
 });
+
+Deno.test("OCAP code replay: a provider whose answer breaks off mid-body is not called a second time", async () => {
+  // The provider redeems the code and starts its 200; the connection drops before the body ends.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const origin = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+  let calls = 0;
+  const served = (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        await conn.read(new Uint8Array(65536));
+        const call = ++calls;
+        const head = call === 1
+          ? 'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"access_token":"tok'
+          : 'HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 25\r\nconnection: close\r\n\r\n{"error":"invalid_grant"}';
+        await conn.write(new TextEncoder().encode(head));
+        if (call === 1) await new Promise((resolve) => setTimeout(resolve, 200));
+        conn.close();
+      })().catch(() => {});
+    }
+  })();
+  const kv = await Deno.openKv(":memory:");
+  const vestibule = startVestibule(ocapRules(origin), { env: OCAP_ENV, deps: { kv } });
+  try {
+    const responses = await Promise.all([
+      fetch(tokenRequest(vestibule.url)),
+      new Promise((resolve) => setTimeout(resolve, 50)).then(() =>
+        fetch(tokenRequest(vestibule.url))
+      ),
+    ]);
+    const answers = await Promise.all(
+      responses.map(async (r) => `${r.status} ${r.headers.get("ocap-cache")} ${await r.text()}`),
+    );
+    assert.equal(
+      calls,
+      1,
+      `the provider was called ${calls} times; callers got ${JSON.stringify(answers)}`,
+    );
+    // Both learn the exchange failed after the provider took it: shared, not retried.
+    for (const answer of answers) assert.match(answer, /^502 \w+ .*upstream_invalid/);
+  } finally {
+    await vestibule.close();
+    listener.close();
+    await served;
+    kv.close();
+  }
+});

@@ -49,6 +49,8 @@ export async function callOrigin(
   request: OriginRequest,
   options: { fetch: typeof fetch; signal: AbortSignal; timeoutMs: number },
 ): Promise<OriginAnswer> {
+  /** The status line and headers came: the provider took the request (a one-time code is spent). */
+  let answered = false;
   try {
     const response = await options.fetch(request.url, {
       method: request.method,
@@ -57,6 +59,7 @@ export async function callOrigin(
       redirect: "manual",
       signal: options.signal,
     });
+    answered = true;
     const body = await readBounded(response.body, MAX_ORIGIN_BODY_BYTES);
     // The origin did answer, so a one-time code is spent: these are shared like any answer.
     if (response.status < 200 || response.status > 599) {
@@ -76,6 +79,16 @@ export async function callOrigin(
       body,
     };
   } catch (error) {
+    if (answered && !(error instanceof BodyTooLargeError)) {
+      // Its body broke off or outran the timeout: retried, a second call would redeem the same
+      // code again (and get `invalid_grant`), so the failure is shared like any answer.
+      return invalidAnswer(
+        request.target,
+        options.signal.aborted
+          ? `a body that did not end within ${options.timeoutMs} ms`
+          : "a body that broke off",
+      );
+    }
     if (options.signal.aborted) {
       throw new OriginFailure(
         504,
