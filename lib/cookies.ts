@@ -119,7 +119,7 @@ export function cookieValue(header: string | null, name: string): string | undef
  * another name and reach Django as the pin. Index loops, not a regex: `[…]+$` backtracked over
  * every run of spaces in a 60 KB header.
  */
-function cookieName(raw: string): string {
+export function cookieName(raw: string): string {
   let start = 0;
   let end = raw.length;
   while (start < end && isNameSpace(raw.charCodeAt(start))) start++;

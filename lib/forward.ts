@@ -1,6 +1,6 @@
 /** @module Sends a request to an upstream origin and turns its answer into the client's answer. */
 import type { Upstream } from "./compile_rules.ts";
-import { filterCookieHeader } from "./cookies.ts";
+import { cookieName, filterCookieHeader } from "./cookies.ts";
 import { cgiName, hasCgiSeparator } from "./cgi_name.ts";
 import { DeadlineQueue } from "./deadline_queue.ts";
 import type { HeaderList, HeaderPairs } from "./header_list.ts";
@@ -449,11 +449,21 @@ export function clientResponse(
   return new Response(body, { status: res.status, statusText: res.statusText, headers });
 }
 
-/** A `Set-Cookie` line's cookie name as a browser reads it (trimmed), lower-cased. */
+/**
+ * The cookie name a `Set-Cookie` line makes the browser send back, as the edge reads request
+ * cookies ({@linkcode cookieName}: NEL and the like trimmed, where browsers keep them as part of
+ * the name), lower-cased. A nameless line (`=vestibule_region=au`) is sent back as its value
+ * alone (RFC 6265bis §5.8.3), so its value's own name is the one that counts.
+ */
 function setCookieName(line: string): string {
   const pair = line.slice(0, (line.indexOf(";") + 1 || line.length + 1) - 1);
   const eq = pair.indexOf("=");
-  return eq === -1 ? "" : pair.slice(0, eq).trim().toLowerCase();
+  if (eq === -1) return "";
+  const name = cookieName(pair.slice(0, eq));
+  if (name) return name.toLowerCase();
+  const value = pair.slice(eq + 1);
+  const inner = value.indexOf("=");
+  return inner === -1 ? "" : cookieName(value.slice(0, inner)).toLowerCase();
 }
 
 /**

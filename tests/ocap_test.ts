@@ -661,3 +661,46 @@ Deno.test("OCAP code replay: a provider whose answer breaks off mid-body is not 
     kv.close();
   }
 });
+
+/**
+ * Go's encoding/json (fold.go, appendFoldedName): each non-ASCII rune is folded as
+ * unicode.ToUpper(unicode.ToLower(r)), with Unicode's simple mappings. ToLower('İ' U+0130) is
+ * 'i' (UnicodeData.txt), so a key "clİent_id" folds to "CLIENT_ID" and fills field client_id.
+ */
+function goFold(key: string): string {
+  return [...key].map((ch) => {
+    const lower = [...ch.toLowerCase()][0]; // simple mapping: İ → i, not i + U+0307
+    const upper = lower.toUpperCase();
+    return [...upper].length === 1 ? upper : lower;
+  }).join("");
+}
+
+Deno.test("OCAP answer sharing: a key Go folds onto another (İ, U+0130) keeps its order", async () => {
+  // A provider that decodes as Go's encoding/json does: the later key matching a field wins.
+  const upstream = startUpstream((_req, got) => {
+    let clientId = "";
+    for (const [k, v] of Object.entries(JSON.parse(new TextDecoder().decode(got.body)))) {
+      if (goFold(k) === "CLIENT_ID") clientId = String(v);
+    }
+    return Response.json({ access_token: `token-for-${clientId}` });
+  });
+  const kv = await Deno.openKv(":memory:");
+  const vestibule = startVestibule(ocapRules(upstream.url), { env: OCAP_ENV, deps: { kv } });
+  try {
+    const send = async (body: string) => {
+      const response = await fetch(
+        tokenRequest(vestibule.url, { body, headers: { "content-type": "application/json" } }),
+      );
+      return { cache: response.headers.get("ocap-cache"), body: await response.json() };
+    };
+    const first = await send('{"code":"c","client_id":"a","cl\u0130ent_id":"b"}');
+    assert.deepEqual(first.body, { access_token: "token-for-b" });
+    const second = await send('{"code":"c","cl\u0130ent_id":"b","client_id":"a"}');
+    assert.deepEqual(second.body, { access_token: "token-for-a" }, `served ${second.cache}`);
+    assert.equal(upstream.received.length, 2);
+  } finally {
+    await vestibule.close();
+    await upstream.close();
+    kv.close();
+  }
+});

@@ -227,3 +227,64 @@ Deno.test("pin forgery: a region's own Set-Cookie for the pin never reaches the 
     }
   });
 });
+
+/** Routes: /about to a global upstream that writes `setCookie`; everything else regional. */
+function forgingStack(setCookie: string, pin?: Record<string, unknown>) {
+  const web = startUpstream(() => new Response("ok", { headers: { "set-cookie": setCookie } }));
+  const au = startUpstream(() => new Response("au"));
+  const us = startUpstream(() => new Response("us"));
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    upstreams: { web: { origin: web.url } },
+    default_region: "us",
+    ...(pin ? { pin } : {}),
+    rules: [
+      { name: "web", type: "global", match: { path: "^/about$" }, upstream: "web" },
+      { name: "app", type: "regional" },
+    ],
+  });
+  return {
+    edge,
+    close: () => Promise.all([edge.close(), web.close(), au.close(), us.close()]),
+  };
+}
+
+Deno.test("pin forgery: an upstream's pin Set-Cookie with a NEL before the name, which the edge reads as the pin, is dropped", async (t) => {
+  // Browsers trim only SP and HTAB from a cookie name and refuse only ASCII controls, so
+  // U+0085 stays part of the name (no __Host- rules apply to it); the edge's readPin strips NEL.
+  const { edge, close } = forgingStack("\x85__Host-vestibule-region=au; Path=/; Max-Age=31536000");
+  try {
+    await t.step("the Set-Cookie is dropped", async () => {
+      const res = await fetch(`${edge.url}/about`);
+      await res.body?.cancel();
+      assert.deepEqual(res.headers.getSetCookie(), [], "a forged pin reached the browser");
+    });
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("pin forgery: a nameless Set-Cookie whose value is `<pin>=au`, which the browser sends back as the pin, is dropped", async (t) => {
+  // RFC 6265bis §5.6: "=vestibule_region=au" has an empty name and the value
+  // "vestibule_region=au"; §5.8.3: a nameless cookie is sent as its value alone, so the browser
+  // sends `Cookie: vestibule_region=au`. (Only __Host-/__Secure- values are refused so.)
+  const { edge, close } = forgingStack("=vestibule_region=au; Path=/; Max-Age=31536000", {
+    cookie: "vestibule_region",
+    secure: false,
+  });
+  try {
+    await t.step("the Set-Cookie is dropped", async () => {
+      const res = await fetch(`${edge.url}/about`);
+      await res.body?.cancel();
+      assert.deepEqual(res.headers.getSetCookie(), [], "a forged pin reached the browser");
+    });
+    await t.step("and what the browser sends back pins it to au", async () => {
+      const res = await fetch(`${edge.url}/dashboard`, {
+        headers: { cookie: "vestibule_region=au" },
+      });
+      assert.equal(await res.text(), "au");
+    });
+  } finally {
+    await close();
+  }
+});

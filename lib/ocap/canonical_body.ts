@@ -72,13 +72,27 @@ function keepNumberSource(
   return value;
 }
 
+/**
+ * A key as Go's `encoding/json` folds it to match a field: each character lower-cased, then
+ * upper-cased, by the simple (one-character) mappings, so `İ` (U+0130) meets `i`, `ſ` meets `s`
+ * and the Kelvin sign `K`; JavaScript's full mappings are cut to their first character.
+ */
+function foldCase(key: string): string {
+  let out = "";
+  for (const ch of key) {
+    const lower = String.fromCodePoint(ch.toLowerCase().codePointAt(0)!);
+    const upper = lower.toUpperCase();
+    out += upper.length === lower.length ? upper : lower;
+  }
+  return out;
+}
+
 /** Whether an object in `value` has two keys that are one when letter case is folded. */
 function hasCaseVariantKeys(value: unknown): boolean {
   if (Array.isArray(value)) return value.some(hasCaseVariantKeys);
   if (value === null || typeof value !== "object" || value instanceof JsonNumber) return false;
   const keys = Object.keys(value);
-  // Upper then lower, as Unicode simple case folding meets ſ and s, K (Kelvin) and k.
-  const folded = new Set(keys.map((k) => k.toUpperCase().toLowerCase()));
+  const folded = new Set(keys.map(foldCase));
   return folded.size < keys.length ||
     Object.values(value as Record<string, unknown>).some(hasCaseVariantKeys);
 }
