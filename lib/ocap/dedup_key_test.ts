@@ -33,10 +33,23 @@ function serializeShuffled(value: unknown, order: (keys: string[]) => string[]):
   return JSON.stringify(value);
 }
 
+/** Whether no object in `value` has two keys that differ only in letter case (ASCII here). */
+function noCaseTwins(value: unknown): boolean {
+  if (Array.isArray(value)) return value.every(noCaseTwins);
+  if (value === null || typeof value !== "object") return true;
+  const keys = Object.keys(value);
+  return new Set(keys.map((k) => k.toLowerCase())).size === keys.length &&
+    Object.values(value).every(noCaseTwins);
+}
+
+/**
+ * JSON objects whose keys differ in more than letter case: bodies with such twins are keyed on
+ * their bytes (a Go or ASP.NET Core provider reads the later twin), so their order counts.
+ */
 const jsonObject = fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 3 }), {
   minKeys: 1,
   maxKeys: 6,
-});
+}).filter(noCaseTwins);
 const formPairs = fc.array(fc.tuple(fc.string({ maxLength: 6 }), fc.string({ maxLength: 6 })), {
   minLength: 1,
   maxLength: 8,
