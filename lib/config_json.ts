@@ -1,4 +1,5 @@
 /** @module JSON for files people edit: parsed strictly, a key written twice or `__proto__` refused. */
+import { HTTP_TOKEN } from "./header_list.ts";
 
 /** Where a refused key stands in the text. */
 export interface KeyPosition {
@@ -75,11 +76,9 @@ function syntaxProblem(text: string, error: Error): string {
   return `${problem} in JSON (line ${line} column ${column})`;
 }
 
-/** A key as a message may show it: one that is no header-token-like name may be a secret. */
+/** A key as a message may show it: one that is no token (a pasted header line) may be a secret. */
 function shownKey(key: string): string {
-  return /^[!#$%&'*+.^_`|~0-9A-Za-z${}-]+$/.test(key)
-    ? `"${key}"`
-    : "(a key with spaces or symbols)";
+  return HTTP_TOKEN.test(key) ? `"${key}"` : "(a key with spaces or symbols)";
 }
 
 /** The first key that an object in `text` (valid JSON) names twice. */

@@ -407,6 +407,21 @@ async function deleteRange(
   });
 }
 
+/** Stream the owner rows of `keys`, in their order, a page at a time. */
+async function* keyedRows(owner: Tx, spec: TableSpec, keys: Key[], pages: PageSize) {
+  for (let i = 0; i < keys.length;) {
+    const { rows, bytes } = await fetchRows(
+      owner,
+      spec,
+      keys.slice(i, i + pages.next),
+      pages.bytes,
+    );
+    pages.saw(rows.length, bytes);
+    i += rows.length;
+    yield rows;
+  }
+}
+
 /** Stream every owner row of `range` in key order, a page at a time. */
 async function* rangeRows(owner: Tx, spec: TableSpec, range: KeyRange, pages: PageSize) {
   let after: Key | null = null;
@@ -628,15 +643,7 @@ export function planWriter(
     write: (rows: string[][]) => Promise<void>,
     count: "updated" | "inserted",
   ) {
-    for (let i = 0; i < keys.length;) {
-      const { rows, bytes } = await fetchRows(
-        owner,
-        spec,
-        keys.slice(i, i + pages.next),
-        pages.bytes,
-      );
-      pages.saw(rows.length, bytes);
-      i += rows.length;
+    for await (const rows of keyedRows(owner, spec, keys, pages)) {
       await write(rows);
       done[count] += rows.length;
       report();
@@ -763,15 +770,7 @@ export function planWriter(
       ...kept.map((_, i) => `s.${held[spec.key.length + i]}`),
     ];
     let inserted = 0;
-    for (let i = 0; i < plan.updates.length;) {
-      const { rows, bytes } = await fetchRows(
-        owner,
-        spec,
-        plan.updates.slice(i, i + pages.next),
-        pages.bytes,
-      );
-      pages.saw(rows.length, bytes);
-      i += rows.length;
+    for await (const rows of keyedRows(owner, spec, plan.updates, pages)) {
       const result = await destination.unsafe(
         `INSERT INTO ${spec.sqlName} (${
           [...spec.columns, ...kept].map((c) => quoteIdent(c.name)).join(", ")
