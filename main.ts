@@ -25,16 +25,18 @@ try {
   Deno.exit(1);
 }
 
+// Under `deno serve --parallel` (serve.ts imports this module) the workers share stdout, and
+// only writes within PIPE_BUF keep their lines from mixing; alone, larger batches are safe.
+const accessLog = bufferedLineWriter(Deno.stdout, {
+  batchBytes: import.meta.main ? LONE_WRITER_BATCH : PIPE_BUF,
+});
+
 /** The app; `serve.ts` hands it to `deno serve`, `deno run main.ts` listens below. */
 export const app = createApp({
   config,
   kv,
   countryLookup,
-  // Under `deno serve --parallel` (serve.ts imports this module) the workers share stdout, and
-  // only writes within PIPE_BUF keep their lines from mixing; alone, larger batches are safe.
-  log: bufferedLineWriter(Deno.stdout, {
-    batchBytes: import.meta.main ? LONE_WRITER_BATCH : PIPE_BUF,
-  }),
+  log: accessLog,
   metricsToken,
   // Deno Deploy terminates TLS in front of every app; self-hosted, main.ts listens on plain HTTP.
   scheme: Deno.env.get("DENO_DEPLOYMENT_ID") ? "https" : "http",
@@ -93,6 +95,8 @@ if (import.meta.main) {
     const grace = Promise.withResolvers<void>();
     const timer = setTimeout(grace.resolve, SHUTDOWN_GRACE_MS);
     await Promise.race([server.shutdown(), grace.promise]);
+    // The last lines, unless the log reader has stalled (then the grace period bounds the wait).
+    await Promise.race([accessLog.drain(), grace.promise]);
     clearTimeout(timer);
     Deno.exit(0);
   };

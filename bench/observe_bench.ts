@@ -23,7 +23,10 @@ const entry: AccessLogEntry = {
   },
 };
 const metrics = new VestibuleMetrics();
-const sink = { writeSync: (bytes: Uint8Array) => bytes.length };
+const sink = {
+  write: (bytes: Uint8Array) => Promise.resolve(bytes.length),
+  writeSync: (bytes: Uint8Array) => bytes.length,
+};
 const write = bufferedLineWriter(sink);
 const line = accessLogLine(entry);
 

@@ -20,72 +20,174 @@ export const LONE_WRITER_BATCH = 65536;
  */
 const FLUSH_AFTER_MS = 20;
 
+/**
+ * The most bytes of finished batches waiting for the log reader. A reader that stops reading (a
+ * stalled log shipper, a Docker log driver in blocking mode) must not stop the server: lines
+ * beyond this are dropped and counted, as nginx drops lines it cannot write.
+ */
+export const MAX_QUEUED_BYTES = 1024 * 1024;
+
 /** Where lines go: `Deno.stdout`, or a file in tests. */
-export interface SyncWriter {
+export interface LineOutput {
+  /** Writes off the event loop; a full pipe holds this promise, not the server. */
+  write(bytes: Uint8Array): Promise<number>;
+  /** Used once, for the lines still pending when the process exits. */
   writeSync(bytes: Uint8Array): number;
 }
 
+/** Takes one access-log line (without its newline). */
+export interface LineWriter {
+  (line: string): void;
+  /** Queues the lines waiting for the flush timer; resolves once every queued batch is written. */
+  drain(): Promise<void>;
+}
+
+/** Options of {@linkcode bufferedLineWriter}. */
+export interface LineWriterOptions {
+  /** Bytes per write; {@linkcode PIPE_BUF} keeps lines of several writers from mixing. */
+  batchBytes?: number;
+  /** {@linkcode MAX_QUEUED_BYTES} unless given. */
+  maxQueuedBytes?: number;
+  /** Where the writer says it is dropping lines; stderr, without blocking, unless given. */
+  report?: (message: string) => void;
+}
+
 /**
- * Returns a `log` function for {@linkcode AppDeps}. Lines are encoded into a buffer of
- * `batchBytes` that is written when the next line would not fit, and at the latest
- * {@linkcode FLUSH_AFTER_MS} after its first line. Batches end on a line boundary; with the
- * default, `PIPE_BUF`, lines from several `deno serve --parallel` workers sharing one stdout pipe
- * never mix. Pending lines are written on `unload`; a crash loses at most 20 ms of them.
+ * Returns a `log` function for {@linkcode AppDeps}. Lines are encoded into a batch of
+ * `batchBytes` that is queued when the next line would not fit, and at the latest
+ * {@linkcode FLUSH_AFTER_MS} after its first line; one write at a time takes batches from the
+ * queue. Batches end on a line boundary; with the default, `PIPE_BUF`, lines from several
+ * `deno serve --parallel` workers sharing one stdout pipe never mix. Before a stop, `main.ts` awaits
+ * `drain()`; lines still pending on `unload` are written then unless the reader has stopped
+ * reading. A crash loses at most 20 ms of lines.
  */
 export function bufferedLineWriter(
-  out: SyncWriter = Deno.stdout,
-  { batchBytes = PIPE_BUF }: { batchBytes?: number } = {},
-): (line: string) => void {
+  out: LineOutput = Deno.stdout,
+  { batchBytes = PIPE_BUF, maxQueuedBytes = MAX_QUEUED_BYTES, report = reportToStderr }:
+    LineWriterOptions = {},
+): LineWriter {
   const encoder = new TextEncoder();
-  const buffer = new Uint8Array(batchBytes);
+  let buffer = new Uint8Array(batchBytes);
   let used = 0;
+  let lines = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  const queue: Uint8Array[] = [];
+  let queuedBytes = 0;
+  let writing = false;
+  /** Lines dropped since the queue was last empty; reported when it empties again. */
+  let dropped = 0;
   let failing = false;
+
   // A log reader that went away (a closed pipe: BrokenPipe) must not take the server with it:
-  // thrown from the flush timer, the error was uncaught and ended the process. The lines are
-  // dropped, as nginx drops lines it cannot write, and the failure is reported once.
-  const write = (bytes: Uint8Array) => {
-    try {
-      writeAll(out, bytes);
-      failing = false;
-    } catch (error) {
-      if (failing) return;
-      failing = true;
+  // the lines are dropped and the failure is reported once.
+  const failed = (error: unknown) => {
+    if (failing) return;
+    failing = true;
+    report(JSON.stringify({ msg: "access log write failed, lines dropped", error: String(error) }));
+  };
+  const pump = async () => {
+    if (writing) return;
+    writing = true;
+    while (queue.length > 0) {
+      const batch = queue[0];
       try {
-        console.error(
-          JSON.stringify({ msg: "access log write failed, lines dropped", error: String(error) }),
-        );
-      } catch { /* stderr is gone too */ }
+        for (let at = 0; at < batch.length;) at += await out.write(batch.subarray(at));
+        failing = false;
+      } catch (error) {
+        failed(error);
+      }
+      queue.shift();
+      queuedBytes -= batch.length;
     }
+    writing = false;
+    drained?.resolve();
+    drained = undefined;
+    if (dropped > 0) {
+      report(
+        JSON.stringify({ msg: "access log reader fell behind, lines dropped", lines: dropped }),
+      );
+      dropped = 0;
+    }
+  };
+  const enqueue = (batch: Uint8Array, count: number) => {
+    if (queuedBytes + batch.length > maxQueuedBytes) {
+      if (dropped === 0) {
+        report(JSON.stringify({ msg: "access log reader is not keeping up, dropping lines" }));
+      }
+      dropped += count;
+      return;
+    }
+    queue.push(batch);
+    queuedBytes += batch.length;
+    void pump();
   };
   const flush = () => {
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;
-    write(buffer.subarray(0, used));
+    if (used === 0) return;
+    enqueue(buffer.subarray(0, used), lines);
+    buffer = new Uint8Array(batchBytes); // the queued batch keeps the old one
+    room = buffer.subarray(0, batchBytes - 1);
     used = 0;
+    lines = 0;
   };
-  globalThis.addEventListener("unload", flush);
-  // The line is encoded straight into the buffer, one byte short of its end so the newline
+  let drained: PromiseWithResolvers<void> | undefined;
+  globalThis.addEventListener("unload", () => {
+    // A write started before the exit has the OS's thread; what is queued behind it, and the
+    // batch being filled, go now, in order.
+    const inFlight = writing;
+    if (timer !== undefined) clearTimeout(timer);
+    if (used > 0) queue.push(buffer.subarray(0, used));
+    used = 0;
+    // A reader that stopped reading would hold the exit forever: its lines are lost anyway.
+    if (dropped > 0) return;
+    for (const batch of queue.splice(inFlight ? 1 : 0)) {
+      try {
+        for (let at = 0; at < batch.length;) at += out.writeSync(batch.subarray(at));
+      } catch {
+        return;
+      }
+    }
+  });
+  // The line is encoded straight into the batch, one byte short of its end so the newline
   // always fits, instead of first copying it into a new string with the newline appended.
-  const room = buffer.subarray(0, batchBytes - 1);
-  return (line: string) => {
+  let room = buffer.subarray(0, batchBytes - 1);
+  const log = (line: string) => {
     if (used === batchBytes) flush(); // Full to the last byte (the newline of a line that just fit).
     let { read, written } = encoder.encodeInto(line, room.subarray(used));
     if (read < line.length) {
       flush();
       ({ read, written } = encoder.encodeInto(line, room));
-      if (read < line.length) { // Longer than the buffer: written on its own.
-        write(encoder.encode(`${line}\n`));
+      if (read < line.length) { // Longer than the batch: queued on its own.
+        enqueue(encoder.encode(`${line}\n`), 1);
         return;
       }
     }
     used += written;
     buffer[used++] = 0x0a;
+    lines++;
     timer ??= setTimeout(flush, FLUSH_AFTER_MS);
   };
+  return Object.assign(log, {
+    drain(): Promise<void> {
+      flush();
+      if (!writing) return Promise.resolve();
+      drained ??= Promise.withResolvers();
+      return drained.promise;
+    },
+  });
 }
 
-function writeAll(out: SyncWriter, bytes: Uint8Array): void {
-  let offset = 0;
-  while (offset < bytes.length) offset += out.writeSync(bytes.subarray(offset));
+/**
+ * Writes `message` to stderr without waiting: stderr often goes to the same stalled reader as
+ * stdout, and a synchronous write there would stop the server as surely. One at a time; a
+ * message while one is pending is dropped.
+ */
+let stderrBusy = false;
+function reportToStderr(message: string): void {
+  if (stderrBusy) return;
+  stderrBusy = true;
+  Deno.stderr.write(new TextEncoder().encode(`${message}\n`))
+    .catch(() => {/* stderr is gone too */})
+    .finally(() => stderrBusy = false);
 }

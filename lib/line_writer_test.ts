@@ -5,6 +5,10 @@ function recorder() {
   const writes: Uint8Array[] = [];
   return {
     writes,
+    write(bytes: Uint8Array) {
+      writes.push(bytes.slice());
+      return Promise.resolve(bytes.length);
+    },
     writeSync(bytes: Uint8Array) {
       writes.push(bytes.slice());
       return bytes.length;
@@ -77,17 +81,16 @@ Deno.test("crash: bufferedLineWriter() drops lines a closed pipe refuses instead
   let broken = true;
   const written: string[] = [];
   const out = {
-    writeSync(bytes: Uint8Array) {
-      if (broken) throw new Deno.errors.BrokenPipe("Broken pipe (os error 32)");
+    write(bytes: Uint8Array) {
+      if (broken) return Promise.reject(new Deno.errors.BrokenPipe("Broken pipe (os error 32)"));
       written.push(new TextDecoder().decode(bytes));
-      return bytes.length;
+      return Promise.resolve(bytes.length);
     },
+    writeSync: () => 0,
   };
   const errors: unknown[] = [];
-  const consoleError = console.error;
-  console.error = (...args: unknown[]) => void errors.push(args);
-  try {
-    const log = bufferedLineWriter(out);
+  {
+    const log = bufferedLineWriter(out, { report: (message) => errors.push(message) });
     log("lost 1");
     await tick(); // the timer's flush: uncaught, this failed the test (and ended vestibule)
     log("lost 2");
@@ -98,7 +101,85 @@ Deno.test("crash: bufferedLineWriter() drops lines a closed pipe refuses instead
     log("kept");
     await tick();
     assert.deepEqual(written, ["kept\n"]);
-  } finally {
-    console.error = consoleError;
   }
+});
+
+/** An output whose writes wait until `release()`, as a pipe nobody reads. */
+function stalledOutput() {
+  const written: string[] = [];
+  const waiting: (() => void)[] = [];
+  let stalled = true;
+  let syncWrites = 0;
+  return {
+    written,
+    get syncWrites() {
+      return syncWrites;
+    },
+    write(bytes: Uint8Array) {
+      const text = new TextDecoder().decode(bytes);
+      if (!stalled) {
+        written.push(text);
+        return Promise.resolve(bytes.length);
+      }
+      return new Promise<number>((resolve) =>
+        waiting.push(() => {
+          written.push(text);
+          resolve(bytes.length);
+        })
+      );
+    },
+    writeSync(bytes: Uint8Array) {
+      syncWrites++;
+      return bytes.length;
+    },
+    release() {
+      stalled = false;
+      for (const go of waiting.splice(0)) go();
+    },
+  };
+}
+
+Deno.test("denial of service: bufferedLineWriter() with a reader that stopped reading keeps a bounded queue and drops the rest", async () => {
+  const out = stalledOutput();
+  const reports: string[] = [];
+  const log = bufferedLineWriter(out, {
+    maxQueuedBytes: 64 * 1024,
+    report: (message) => reports.push(message),
+  });
+  const lines = Array.from({ length: 20_000 }, (_, i) => `${i}:${"x".repeat(100)}`); // ~2.2 MB
+  for (const line of lines) log(line); // never waits: the writes are off the event loop
+  await tick();
+  assert.equal(reports.length, 1, "reported once while it drops");
+  assert.match(reports[0], /not keeping up/);
+  // A stop now writes nothing synchronously: the reader would hold the exit forever.
+  globalThis.dispatchEvent(new Event("unload"));
+  assert.equal(out.syncWrites, 0);
+
+  out.release();
+  log("after");
+  await tick();
+  const got = out.written.join("").split("\n").slice(0, -1);
+  assert.equal(got.at(-1), "after");
+  const kept = got.slice(0, -1);
+  assert.ok(kept.length > 0 && kept.length * 105 <= 64 * 1024 + 4096, `${kept.length} kept`);
+  assert.deepEqual(kept, lines.slice(0, kept.length), "the first lines, whole and in order");
+  assert.equal(reports.length, 2);
+  assert.deepEqual(JSON.parse(reports[1]), {
+    msg: "access log reader fell behind, lines dropped",
+    lines: lines.length - kept.length,
+  });
+});
+
+Deno.test("bufferedLineWriter() on unload writes what is still queued, in order, after the write in flight", async () => {
+  const out = stalledOutput();
+  const log = bufferedLineWriter(out, { report: () => {} });
+  log("a".repeat(3000));
+  log("b".repeat(3000)); // does not fit: the first batch is queued and its write starts
+  log("c");
+  await Promise.resolve();
+  globalThis.dispatchEvent(new Event("unload"));
+  assert.equal(out.syncWrites, 1, "the second batch; the first is with its write");
+  out.release();
+  await tick();
+  assert.equal(out.written.join(""), `${"a".repeat(3000)}\n`, "nothing twice");
 });

@@ -1,0 +1,63 @@
+/**
+ * vestibule as a real process whose stdout nobody reads (a stalled log shipper, a Docker log
+ * driver in blocking mode): the access log must not stop it answering.
+ */
+import assert from "node:assert/strict";
+import { deadPort, startUpstream } from "./_servers.ts";
+
+Deno.test("denial of service: a log reader that stops reading stdout does not stop vestibule answering", async () => {
+  const upstream = startUpstream();
+  const dir = await Deno.makeTempDir({ prefix: "stalled_log_reader_test_" });
+  const rules = `${dir}/rules.json`;
+  await Deno.writeTextFile(
+    rules,
+    JSON.stringify({
+      regions: { us: { origin: upstream.url } },
+      default_region: "us",
+      rules: [{ name: "app", type: "regional" }],
+    }),
+  );
+  const port = deadPort();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "main.ts"],
+    cwd: new URL("../", import.meta.url),
+    env: { PORT: String(port), VESTIBULE_RULES: rules, NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped", // and never read: the pipe (64 KiB) fills, then every write waits
+    stderr: "null",
+  }).spawn();
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    for (let i = 0;; i++) {
+      try {
+        await (await fetch(`${url}/_vestibule/health`)).body?.cancel();
+        break;
+      } catch {
+        assert.ok(i < 100, "vestibule did not start");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    // About 300 bytes a line: 1,000 lines are several times the pipe and one 64 KiB batch.
+    const path = `/${"a".repeat(200)}`;
+    let answered = 0;
+    for (let i = 0; i < 1000; i++) {
+      const res = await fetch(`${url}${path}`, { signal: AbortSignal.timeout(2000) })
+        .catch((error) => error);
+      if (!(res instanceof Response)) break;
+      await res.body?.cancel();
+      answered++;
+    }
+    const health = await fetch(`${url}/_vestibule/health`, { signal: AbortSignal.timeout(2000) })
+      .then(async (res) => `${res.status} ${await res.text()}`, (error) => String(error));
+    assert.equal(
+      `${answered} answered, health ${health}`,
+      '1000 answered, health 200 {"status":"ok"}',
+    );
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+    await child.stdout.cancel();
+    await upstream.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
