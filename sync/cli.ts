@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { loadSyncConfig } from "./config.ts";
 import { type Database, openDatabase } from "./database.ts";
-import { formatSummary, runAttempt } from "./run_attempt.ts";
+import { formatSummary, runAttempt, selectTables } from "./run_attempt.ts";
 
 const USAGE = `Usage: deno task sync [--config sync.json] [--once] [--dry-run] [--table NAME]...
 
@@ -26,18 +26,23 @@ const DEFAULT_IO: CliOptions = {
   stderr: (line) => console.error(line),
 };
 
-/** Resolve after `ms`, or as soon as `signal` aborts. */
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
+/** The longest delay `setTimeout` takes; a longer one fires after 1 ms (2^31 − 1 ms, 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Resolve after `ms` (any length), or as soon as `signal` aborts. */
+async function delay(ms: number, signal: AbortSignal): Promise<void> {
+  const end = Date.now() + ms;
+  for (let left = ms; left > 0 && !signal.aborted; left = end - Date.now()) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, Math.min(left, MAX_TIMER_MS));
+      signal.addEventListener("abort", done, { once: true });
+      function done() {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      }
+    });
+  }
 }
 
 /**
@@ -75,6 +80,8 @@ export async function main(
   let config;
   try {
     config = await loadSyncConfig(flags.config, io.env);
+    // A misspelt --table is a config error, not a failed attempt to retry forever.
+    selectTables(config, flags.table);
   } catch (error) {
     io.stderr((error as Error).message);
     return 2;

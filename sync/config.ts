@@ -91,6 +91,14 @@ export function parseSyncConfig(
           "password (write % as %25)",
       );
     }
+    if (URL.parse(expanded)?.searchParams.has("password")) {
+      // libpq reads it; npm:postgres sends an unknown parameter to the server as a setting, so
+      // the login fails and the password travels as a startup parameter.
+      throw new TypeError(
+        `Cannot load sync config: databases.${region} has its password as ?password=, which ` +
+          "npm:postgres does not read: write it in the URL (postgres://user:PASSWORD@host/db)",
+      );
+    }
     databases[region] = expanded;
   }
   if (!(raw.owner in databases)) {
@@ -110,6 +118,15 @@ export function parseSyncConfig(
       throw new TypeError(`Cannot load sync config: table "${name}" is listed twice`);
     }
     seen.add(name);
+    for (const field of ["primary_key", "columns", "exclude_columns"] as const) {
+      const list = table[field] ?? [];
+      const twice = list.find((column, i) => list.indexOf(column) !== i);
+      if (twice !== undefined) {
+        throw new TypeError(
+          `Cannot load sync config: table "${name}" ${field} lists column "${twice}" twice`,
+        );
+      }
+    }
     for (const column of table.exclude_columns) {
       if (table.primary_key.includes(column)) {
         throw new TypeError(

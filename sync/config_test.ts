@@ -104,6 +104,34 @@ Deno.test("parseSyncConfig() refuses each invalid config with a message naming t
       config({ tables: [{ name: "a", primary_key: ["id"], columns: ["name"] }] }),
       'Cannot load sync config: table "public.a" columns lack primary key column "id"',
     ));
+  await t.step("a column listed twice (every run failed on the SQL error)", async (t) => {
+    const tables = {
+      primary_key: [{ name: "a", primary_key: ["id", "id"] }],
+      columns: [{ name: "a", primary_key: ["id"], columns: ["id", "name", "name"] }],
+      exclude_columns: [{ name: "a", primary_key: ["id"], exclude_columns: ["name", "name"] }],
+    };
+    for (const [field, table] of Object.entries(tables)) {
+      const twice = field === "primary_key" ? "id" : "name";
+      await t.step(field, () =>
+        refuses(
+          config({ tables: table }),
+          `Cannot load sync config: table "public.a" ${field} lists column "${twice}" twice`,
+        ));
+    }
+  });
+  await t.step(
+    "libpq's ?password=, which npm:postgres sends to the server as a setting",
+    () =>
+      refuses(
+        config({
+          databases: {
+            us: "${US_DATABASE_URL}",
+            au: "postgres://alice@127.0.0.1/db?password=S3cr",
+          },
+        }),
+        "Cannot load sync config: databases.au has its password as ?password=, which npm:postgres does not read: write it in the URL (postgres://user:PASSWORD@host/db)",
+      ),
+  );
   await t.step("table listed twice", () =>
     refuses(
       config({

@@ -47,6 +47,14 @@ export interface RetryOptions {
   onRetry?: (error: unknown, attempt: number) => void;
 }
 
+/** How many tries each error {@linkcode withRetry} gave up on had; see {@linkcode attemptsOf}. */
+const triesOf = new WeakMap<object, number>();
+
+/** The tries {@linkcode withRetry} made before it threw `error` (0 when it did not throw it). */
+export function attemptsOf(error: unknown): number {
+  return (typeof error === "object" && error !== null && triesOf.get(error)) || 0;
+}
+
 /** Run `fn`, retrying transient failures with exponential backoff; other errors pass through. */
 export async function withRetry<T>(
   fn: () => Promise<T>,
@@ -59,7 +67,10 @@ export async function withRetry<T>(
     try {
       return { value: await fn(), attempts: attempt };
     } catch (error) {
-      if (attempt >= attempts || !isTransient(error)) throw error;
+      if (attempt >= attempts || !isTransient(error)) {
+        if (typeof error === "object" && error !== null) triesOf.set(error, attempt);
+        throw error;
+      }
       options.onRetry?.(error, attempt);
       await sleep(base * 2 ** (attempt - 1) * (0.5 + Math.random()));
     }

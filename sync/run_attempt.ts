@@ -3,7 +3,7 @@ import type { SyncConfig } from "./config.ts";
 import type { Database } from "./database.ts";
 import type { SegmentOptions } from "./diff.ts";
 import { SyncRefusedError } from "./errors.ts";
-import { isTransient, withRetry } from "./retry.ts";
+import { attemptsOf, isTransient, withRetry } from "./retry.ts";
 import { syncTables, type TableJob, type TableOutcome } from "./sync_table.ts";
 import { resolveTableSpec, type TableSpec } from "./table_spec.ts";
 
@@ -49,10 +49,15 @@ export interface AttemptOptions {
   retryDelayMs?: number;
 }
 
-/** Resolve `--table` arguments against the config. */
-function selectTables(config: SyncConfig, names: string[] | undefined) {
+/**
+ * Resolve `--table` arguments against the config, each table once (`subject` and
+ * `public.subject` are one table), in config order.
+ *
+ * @throws {TypeError} for a name the config does not list
+ */
+export function selectTables(config: SyncConfig, names: string[] | undefined) {
   if (!names || names.length === 0) return config.tables;
-  return names.map((name) => {
+  const selected = names.map((name) => {
     const qualified = name.includes(".") ? name : `public.${name}`;
     const table = config.tables.find((t) => t.name === qualified);
     if (!table) {
@@ -63,7 +68,8 @@ function selectTables(config: SyncConfig, names: string[] | undefined) {
       );
     }
     return table;
-  }).sort((a, b) => config.tables.indexOf(a) - config.tables.indexOf(b));
+  });
+  return [...new Set(selected)].sort((a, b) => config.tables.indexOf(a) - config.tables.indexOf(b));
 }
 
 function jsonLine(fields: Record<string, unknown>): string {
@@ -168,7 +174,7 @@ export async function runAttempt(
         settled = value.map((result) => ({ result, attempts }));
       } catch (error) {
         if (jobs.length === 1 || isTransient(error)) {
-          settled = jobs.map(() => ({ result: error as Error, attempts: 0 }));
+          settled = jobs.map(() => ({ result: error as Error, attempts: attemptsOf(error) }));
         } else {
           // One table's failure (say, a row the destination's own constraint refuses) would hold
           // back every other table on every run: try each in its own transaction. Tables that need
@@ -187,7 +193,7 @@ export async function runAttempt(
               const { value: [result], attempts } = await sync([job]);
               settled.push({ result, attempts });
             } catch (error) {
-              settled.push({ result: error as Error, attempts: 0 });
+              settled.push({ result: error as Error, attempts: attemptsOf(error) });
             }
           }
         }
@@ -222,7 +228,7 @@ export async function runAttempt(
           owner_rows: 0,
           destination_rows: 0,
           ...measured,
-          attempts: 0,
+          attempts, // 0 when skipped
           error: result === undefined
             ? together
               // Its write may be what failed the shared transaction: say what did.

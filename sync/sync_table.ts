@@ -77,6 +77,9 @@ export async function syncTables(
   }
 }
 
+/** The session advisory lock a writing sync holds on its destination ("vest" in ASCII). */
+const SYNC_LOCK_KEY = 0x76657374;
+
 async function syncAtDestination(
   tables: TableJob[],
   o: postgres.TransactionSql,
@@ -85,7 +88,23 @@ async function syncAtDestination(
   track: NonNullable<SyncTablesOptions["track"]>,
 ): Promise<(TableOutcome | SyncRefusedError)[]> {
   const mode = options.dryRun ? "read only" : "read write";
-  return await destination.sql.begin(`isolation level repeatable read ${mode}`, async (d) => {
+  if (options.dryRun) {
+    return await destination.sql.begin(`isolation level repeatable read ${mode}`, work);
+  }
+  // Two syncs writing one destination at once (a cron run over a manual one, two replicas of the
+  // loop) would each plan the same inserts from their own snapshot, and the later one fail with a
+  // duplicate key. A session lock taken before the transaction (and so before its snapshot) makes
+  // the second wait, then plan from what the first committed.
+  await destination.sql.unsafe(`SELECT pg_advisory_lock(${SYNC_LOCK_KEY})`);
+  try {
+    return await destination.sql.begin(`isolation level repeatable read ${mode}`, work);
+  } finally {
+    await destination.sql.unsafe(`SELECT pg_advisory_unlock(${SYNC_LOCK_KEY})`).catch(() => {
+      // A lost connection has released it already.
+    });
+  }
+
+  async function work(d: postgres.TransactionSql) {
     // The destination's own time zone, before the pin: its defaults and triggers (a
     // `DEFAULT localtimestamp`) run in it when the rows are written.
     const [{ zone }] = await d.unsafe<{ zone: string }[]>(
@@ -147,7 +166,7 @@ async function syncAtDestination(
       if (writer.warnings.length) outcome.warnings = writer.warnings;
     }
     return results;
-  });
+  }
 }
 
 /**

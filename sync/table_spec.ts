@@ -213,7 +213,16 @@ export async function resolveTableSpec(
 ): Promise<TableSpec> {
   const refuse = (detail: string) =>
     new SyncRefusedError(`Cannot sync table "${table.name}": ${detail}`);
-  const shapes = await Promise.all(databases.map((db) => readShape(db.sql, table.name)));
+  const shapes = await Promise.all(
+    databases.map((db) =>
+      readShape(db.sql, table.name).catch((error) => {
+        // The first query each database gets: a wrong database name or login says where.
+        // The error itself is kept (retries read its SQLSTATE).
+        if (error instanceof Error) error.message = `at "${db.region}": ${error.message}`;
+        throw error;
+      })
+    ),
+  );
   shapes.forEach((shape, i) => {
     if (!shape) throw refuse(`table is missing at "${databases[i].region}"`);
   });

@@ -67,7 +67,7 @@ Deno.test("main() --once syncs, logs one JSON line per table and prints a summar
   });
 });
 
-Deno.test("main() exits 2 with the config error and 1 when a table is unknown", async () => {
+Deno.test("main() exits 2 with the config error, and for a table the config does not list", async () => {
   await withPair(async (pair, dir) => {
     const config = await writeConfig(dir, {
       owner: "us",
@@ -80,7 +80,7 @@ Deno.test("main() exits 2 with the config error and 1 when a table is unknown", 
       'Cannot load sync config: environment variable "AU" is not set (used in databases.au)',
     ]);
     const unknown = capture({ US: pair.owner.url, AU: pair.destination.url });
-    assert.equal(await main(["--config", config, "--once", "--table", "nope"], unknown.io), 1);
+    assert.equal(await main(["--config", config, "--once", "--table", "nope"], unknown.io), 2);
     assert.deepEqual(unknown.err, [
       'Cannot sync table "nope": it is not in the config ("public.subject")',
     ]);
@@ -89,7 +89,7 @@ Deno.test("main() exits 2 with the config error and 1 when a table is unknown", 
     assert.match(flag.err[0], /Unknown option '--frobnicate'/);
     // `deno task sync -- --once …` passes the `--` on, as `deno task explain -- …` does.
     const dashes = capture({ US: pair.owner.url, AU: pair.destination.url });
-    assert.equal(await main(["--", "--config", config, "--once", "--table", "nope"], dashes.io), 1);
+    assert.equal(await main(["--", "--config", config, "--once", "--table", "nope"], dashes.io), 2);
     assert.match(dashes.err[0], /Cannot sync table "nope"/);
   });
 });
@@ -285,4 +285,151 @@ Deno.test("main() --once exits 1 and reports every table a signal left unsynced 
     assert.match(out.at(-1)!, /au +public\.healthy +skipped/);
     assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM healthy`), ["0"]);
   });
+});
+
+Deno.test("main() in loop mode waits interval_seconds even beyond the 24.8 days setTimeout can hold", async () => {
+  await withPair(async (pair, dir) => {
+    const config = await writeConfig(dir, {
+      owner: "us",
+      databases: { us: pair.owner.url, au: pair.destination.url },
+      interval_seconds: 30 * 24 * 3600, // a 30-day delay fired after 1 ms: back-to-back syncs
+      tables: TABLES,
+    });
+    const { out, io } = capture();
+    const controller = new AbortController();
+    const running = main(["--config", config], { ...io, signal: controller.signal });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    controller.abort();
+    assert.equal(await running, 0);
+    const started = out.filter((l) => l.includes('"msg":"sync attempt started"'));
+    assert.equal(started.length, 1, `${started.length} attempts in 1.5 s with a 30-day interval`);
+  });
+});
+
+Deno.test("main() in loop mode stops at a misspelt --table instead of failing every interval", async () => {
+  await withPair(async (pair, dir) => {
+    const config = await writeConfig(dir, {
+      owner: "us",
+      databases: { us: pair.owner.url, au: pair.destination.url },
+      interval_seconds: 0.05,
+      tables: TABLES,
+    });
+    const { out, err, io } = capture();
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 1500);
+    const status = await main(["--config", config, "--table", "subjcet"], {
+      ...io,
+      signal: controller.signal,
+    });
+    clearTimeout(timer);
+    assert.equal(status, 2);
+    assert.deepEqual(out, []);
+    assert.deepEqual(err, [
+      'Cannot sync table "subjcet": it is not in the config ("public.subject")',
+    ]);
+  });
+});
+
+Deno.test("main() syncs a table named twice with --table once", async () => {
+  await withPair(async (pair, dir) => {
+    const config = await writeConfig(dir, {
+      owner: "us",
+      databases: { us: pair.owner.url, au: pair.destination.url },
+      tables: TABLES,
+    });
+    const { out, io } = capture();
+    const status = await main(
+      ["--config", config, "--once", "--table", "subject", "--table", "public.subject"],
+      io,
+    );
+    const tables = out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+      .filter((l) => l.table);
+    assert.equal(status, 0);
+    assert.deepEqual(tables.map((l) => [l.table, l.status, l.inserts]), [
+      ["public.subject", "applied", 10],
+    ]);
+  });
+});
+
+Deno.test("main() reports the tries a failed table had", async () => {
+  await withPair(async (pair, dir) => {
+    await pair.destination.exec(`ALTER TABLE subject ADD CONSTRAINT refuse_45 CHECK (id <> 45)`);
+    const config = await writeConfig(dir, {
+      owner: "us",
+      databases: { us: pair.owner.url, au: pair.destination.url },
+      tables: TABLES,
+    });
+    const { out, io } = capture();
+    assert.equal(await main(["--config", config, "--once"], io), 1);
+    const [report] = out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+      .filter((l) => l.table);
+    assert.equal(report.status, "failed");
+    assert.match(report.error, /refuse_45/);
+    assert.equal(report.attempts, 1, "a constraint violation is not retried, but it was tried");
+  });
+});
+
+const REAL = BACKENDS[1];
+
+Deno.test({
+  name: "main(): two overlapping runs against one destination both succeed (PostgreSQL)",
+  ignore: REAL.ignoreReason !== undefined,
+  async fn() {
+    const pair = await REAL.pair();
+    const dir = await Deno.makeTempDir({ prefix: "sync_cli_test_" });
+    try {
+      await pair.owner.exec(
+        `${SCHEMA}; INSERT INTO subject SELECT g, 'subject ' || g FROM generate_series(1, 2000) g`,
+      );
+      // Only inserts are missing: without a lock the second run inserted what the first had.
+      await pair.destination.exec(
+        `${SCHEMA}; INSERT INTO subject SELECT g, 'subject ' || g FROM generate_series(1, 1900) g
+         WHERE g % 7 <> 0`,
+      );
+      const config = await writeConfig(dir, {
+        owner: "us",
+        databases: { us: pair.owner.url, au: pair.destination.url },
+        tables: TABLES,
+      });
+      // A cron run overlapping a manual run (or two replicas of the loop).
+      const runs = await Promise.all([0, 1].map(async () => {
+        const { out, io } = capture();
+        const status = await main(["--config", config, "--once"], io);
+        const reports = out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+          .filter((l) => l.table);
+        return { status, reports: reports.map((r) => [r.status, r.error]) };
+      }));
+      assert.deepEqual(runs.map((r) => r.status), [0, 0], JSON.stringify(runs));
+      assert.deepEqual(runs.map((r) => r.reports[0][0]).sort(), ["applied", "in_sync"]);
+      assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM subject`), ["2000"]);
+    } finally {
+      await pair.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "main(): a database that refuses the login is named by its region (PostgreSQL)",
+  ignore: REAL.ignoreReason !== undefined,
+  async fn() {
+    const pair = await REAL.pair();
+    const dir = await Deno.makeTempDir({ prefix: "sync_cli_test_" });
+    try {
+      await pair.owner.exec(SCHEMA);
+      const url = new URL(pair.destination.url);
+      url.pathname = "/vestibule_no_such_db"; // a misspelt or not yet created database
+      const config = await writeConfig(dir, {
+        owner: "us",
+        databases: { us: pair.owner.url, au: url.toString() },
+        tables: TABLES,
+      });
+      const { err, io } = capture();
+      assert.equal(await main(["--config", config, "--once"], io), 1);
+      assert.match(err.join("\n"), /^at "au": database "vestibule_no_such_db" does not exist/);
+    } finally {
+      await pair.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
