@@ -8,6 +8,7 @@
  */
 import { Buffer } from "node:buffer";
 import { Busboy, type BusboyFileStream, type BusboyInstance } from "@fastify/busboy";
+import { mediaTypeParameters } from "./media_type.ts";
 
 /**
  * The most fields (multipart: parts) a `form` matcher reads; a body with more is no form it
@@ -44,6 +45,8 @@ export function multipartFields(
   body: Uint8Array,
   contentType: string,
 ): Promise<Map<string, string[]> | undefined> {
+  const boundary = soleBoundary(contentType);
+  if (boundary === undefined || !framedPlainly(body, boundary)) return Promise.resolve(undefined);
   const fields = new Map<string, string[]>();
   let parser: BusboyInstance;
   try {
@@ -113,4 +116,53 @@ export function multipartFields(
     };
     feed(0);
   });
+}
+
+/** RFC 2046 §5.1.1: 1 to 70 of these, not ending in a space. No quote or backslash to unescape. */
+const BOUNDARY = /^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$/;
+
+/**
+ * The boundary, when every framework reads the same one: named once (Django keeps the last of
+ * two, busboy the first) and the only `boundary` text in the header (PHP takes the first place
+ * the text appears, `x-boundary=` and quoted values included), in RFC 2046's alphabet.
+ */
+function soleBoundary(contentType: string): string | undefined {
+  const lower = contentType.toLowerCase();
+  if (lower.indexOf("boundary") !== lower.lastIndexOf("boundary")) return undefined;
+  for (const [key, value] of mediaTypeParameters(contentType)) {
+    if (key === "boundary") return BOUNDARY.test(value) ? value : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Whether the body's parts are framed so plainly that every framework splits them as busboy does:
+ * each delimiter at the start of a line and followed by CRLF (Django splits at `--boundary`
+ * anywhere, PHP at a bare LF), nothing but CRLFs after the close delimiter (Django reads a part
+ * there), and each part's header lines ended by CRLF, not folded, no header twice (Django keeps
+ * the last `Content-Disposition`, busboy the first). Real clients frame so; a body that does not
+ * matches no `form` matcher.
+ */
+export function framedPlainly(body: Uint8Array, boundary: string): boolean {
+  const text = new TextDecoder("latin1").decode(body);
+  const delimiter = `--${boundary}`;
+  for (let at = text.indexOf(delimiter); at !== -1; at = text.indexOf(delimiter, at + 1)) {
+    if (at > 0 && !(text[at - 2] === "\r" && text[at - 1] === "\n")) return false;
+    const after = at + delimiter.length;
+    if (text.startsWith("--", after)) return /^(?:\r\n)*$/.test(text.slice(after + 2));
+    if (!text.startsWith("\r\n", after)) return false;
+    const headersEnd = text.indexOf("\r\n\r\n", after);
+    if (headersEnd === -1) return false;
+    const names = new Set<string>();
+    for (const line of text.slice(after + 2, headersEnd).split("\r\n")) {
+      if (line === "" && headersEnd === after) break; // a part without headers
+      if (/[\r\n]/.test(line) || /^[ \t]/.test(line)) return false;
+      const colon = line.indexOf(":");
+      if (colon < 1) return false;
+      const name = line.slice(0, colon).trim().toLowerCase();
+      if (names.has(name)) return false;
+      names.add(name);
+    }
+  }
+  return false; // no close delimiter: a body cut off
 }

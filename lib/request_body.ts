@@ -1,5 +1,6 @@
 /** @module Reads a request body at most once, within the configured limit, for matchers and broadcast. */
 import { HttpError } from "./http_error.ts";
+import { declaresUtf8, mediaTypeParameter } from "./media_type.ts";
 import { MAX_FORM_FIELDS, multipartFields, UTF8_KEEP_BOM } from "./multipart_fields.ts";
 
 /** The body is larger than `body_limit_bytes`: answered with 413 `body_too_large`. */
@@ -186,7 +187,9 @@ export class BufferedBody {
       // A body that cannot be read is an error, not "not JSON". JSON is UTF-8 (RFC 8259 §8.1).
       const text = new TextDecoder().decode(await this.bytes());
       try {
-        this.#json = { value: JSON.parse(text) };
+        this.#json = declaresUtf8(this.request.headers.get("content-type") ?? "")
+          ? { value: JSON.parse(text) }
+          : null;
       } catch {
         this.#json = null;
       }
@@ -201,22 +204,38 @@ export class BufferedBody {
   async form(): Promise<Map<string, string[]> | undefined> {
     const type = this.request.headers.get("content-type") ?? "";
     const bytes = await this.bytes();
-    const fields = new Map<string, string[]>();
-    const add = (key: string, value: string) => {
-      const copies = fields.get(key);
-      if (copies) copies.push(value); // not a copy per copy: 500,000 copies fit in 1 MiB
-      else fields.set(key, [value]);
-    };
+    if (!declaresUtf8(type)) return undefined;
+    let fields: Map<string, string[]> | undefined;
     if (/^application\/x-www-form-urlencoded/i.test(type)) {
       // A leading BOM stays part of the first name, as Django's `bytes.decode("utf-8")` keeps it.
       const text = UTF8_KEEP_BOM.decode(bytes);
       if (occursAtLeast(text, "&", MAX_FORM_FIELDS)) return undefined;
-      for (const [k, v] of new URLSearchParams(text)) add(k, v);
-      return fields;
+      fields = new Map();
+      for (const [key, value] of new URLSearchParams(text)) {
+        const copies = fields.get(key);
+        if (copies) copies.push(value); // not a copy per copy: 500,000 copies fit in 1 MiB
+        else fields.set(key, [value]);
+      }
+    } else if (/^multipart\/form-data/i.test(type)) {
+      fields = await multipartFields(bytes, type);
     }
-    if (/^multipart\/form-data/i.test(type)) return await multipartFields(bytes, type);
-    return undefined;
+    return fields && withPhpNames(fields);
   }
+}
+
+/** `fields` with each value also under the name PHP reads it as ({@linkcode phpFieldName}). */
+function withPhpNames(fields: Map<string, string[]>): Map<string, string[]> {
+  const renamed: [string, string[]][] = [];
+  for (const [name, values] of fields) {
+    const php = phpFieldName(name);
+    if (php !== name && php !== "") renamed.push([php, values]);
+  }
+  for (const [php, values] of renamed) {
+    const copies = fields.get(php);
+    if (!copies) fields.set(php, [...values]);
+    else for (const value of values) copies.push(value); // a spread of 500,000 would throw
+  }
+  return fields;
 }
 
 /** A decoder for the `charset` parameter of `contentType`; UTF-8 when absent or unknown. */
@@ -231,40 +250,22 @@ export function decoderFor(contentType: string | null): TextDecoder {
 }
 
 /**
- * The first parameter `name` of a media type (RFC 9110 §5.6.6), read pair by pair, its value a
- * token or a quoted string: `x="; charset=utf-16le"` is x's value, not a charset, and a quote
- * left open runs to the end. A segment without `=` is skipped, as Python's `email` skips it.
+ * The name PHP registers a form field under (`php_register_variable_ex`): leading spaces dropped,
+ * spaces and dots turned into `_`, and a name with `[…]` an array of its part before the `[` (an
+ * unclosed `[` becomes `_`). Rack reads `name[]` as `name` too. `action[]=evil` then stands
+ * next to `action=login` in `$_POST['action']`, so the matcher counts it as a copy of `action`.
  */
-export function mediaTypeParameter(mediaType: string, name: string): string | undefined {
-  let at = mediaType.indexOf(";");
-  while (at >= 0 && at < mediaType.length) {
-    // Each scan stops at the next `;`: searching the rest of a 64 KB `;;;…` for `=` from every
-    // `;` would be quadratic.
-    const next = mediaType.indexOf(";", at + 1);
-    const within = mediaType.slice(at + 1, next < 0 ? undefined : next).indexOf("=");
-    if (within < 0) { // `; x;`: no value
-      at = next;
-      continue;
-    }
-    const eq = at + 1 + within;
-    const key = mediaType.slice(at + 1, eq).trim().toLowerCase();
-    let i = eq + 1;
-    while (mediaType[i] === " " || mediaType[i] === "\t") i++;
-    let value = "";
-    if (mediaType[i] === '"') {
-      for (i++; i < mediaType.length && mediaType[i] !== '"'; i++) {
-        if (mediaType[i] === "\\") i++;
-        value += mediaType[i] ?? "";
-      }
-      at = mediaType.indexOf(";", i);
-    } else {
-      const end = mediaType.indexOf(";", i);
-      value = mediaType.slice(i, end < 0 ? undefined : end).trim();
-      at = end;
-    }
-    if (key === name) return value;
+export function phpFieldName(name: string): string {
+  const trimmed = name.replace(/^ +/, "");
+  let out = "";
+  for (let i = 0; i < trimmed.length; i++) {
+    const char = trimmed[i];
+    if (char === " " || char === ".") out += "_";
+    else if (char === "[") {
+      return trimmed.indexOf("]", i + 1) < 0 ? `${out}_${trimmed.slice(i + 1)}` : out;
+    } else out += char;
   }
-  return undefined;
+  return out;
 }
 
 /** Whether `text` holds `char` at least `count` times; stops counting there. */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { MAX_FORM_FIELDS } from "./multipart_fields.ts";
-import { BufferedBody, joinChunks, mediaTypeParameter, readUpTo } from "./request_body.ts";
+import { mediaTypeParameter } from "./media_type.ts";
+import { BufferedBody, joinChunks, readUpTo } from "./request_body.ts";
 
 Deno.test("mediaTypeParameter() reads parameters pair by pair, as Python's email does", () => {
   const charset = (type: string) => mediaTypeParameter(type, "charset");

@@ -58,8 +58,30 @@ export const originSchema = z.strictObject({
  */
 const exactlyOneOf = (...fields: string[]) => ({ oneOf: fields.map((f) => ({ required: [f] })) });
 
+/**
+ * A JSON value to compare with a body's: `JSON.parse` rounds an integer beyond 2^53 − 1, so
+ * `1234567890123456789` would also match `…800`, another account to Python, Ruby, Go and PHP.
+ */
+const exactJson = <T extends z.ZodType>(schema: T) =>
+  schema.superRefine((value, ctx) => {
+    const walk = (node: unknown, path: (string | number)[]): void => {
+      if (typeof node === "number" && Number.isInteger(node) && !Number.isSafeInteger(node)) {
+        ctx.addIssue({
+          code: "custom",
+          path,
+          message: "an integer beyond 2^53 - 1, which JavaScript reads rounded, so it would " +
+            "match other integers: compare a string, or use a regex matcher",
+        });
+      } else if (Array.isArray(node)) node.forEach((item, i) => walk(item, [...path, i]));
+      else if (node !== null && typeof node === "object") {
+        for (const [key, item] of Object.entries(node)) walk(item, [...path, key]);
+      }
+    };
+    walk(value, []);
+  });
+
 const bodyMatchSchema = z.strictObject({
-  json: z.record(z.string(), z.unknown()).optional().describe(
+  json: exactJson(z.record(z.string(), z.unknown())).optional().describe(
     "The parsed JSON body contains this subset",
   ),
   form: z.record(z.string(), z.string()).optional().describe(
@@ -91,7 +113,7 @@ export const successSchema = z.strictObject({
   headers: headerRegexMap.optional(),
   json: z.strictObject({
     path: z.string().min(1).describe('Dotted path into the JSON body, e.g. "data.signup.ok"'),
-    equals: z.unknown().optional(),
+    equals: exactJson(z.unknown()).optional(),
     exists: z.boolean().optional(),
   }).meta(exactlyOneOf("equals", "exists")).optional(),
 }).meta({ minProperties: 1 });
