@@ -76,6 +76,16 @@ export async function proxyWebSocket(
       `Upstream "${upstream.id}" chose a WebSocket subprotocol the client did not offer`,
     );
   }
+  // Nor does it fail on an extension it never offered (it offers none): passed on, the first
+  // compressed (RSV1) frame would end the session with 1005 and nothing in the log.
+  if (toUpstream.extensions) {
+    toUpstream.close();
+    throw new HttpError(
+      502,
+      "upstream_unavailable",
+      `Upstream "${upstream.id}" switched on a WebSocket extension nobody offered`,
+    );
+  }
   let upgraded: ReturnType<typeof Deno.upgradeWebSocket>;
   try {
     // Upgrading a connection that is already gone made Deno.serve's shutdown hang.
