@@ -138,6 +138,7 @@ export function createApp(deps: AppDeps): App {
         scheme,
         url: parsedUrl,
       });
+      log.host = forward.publicHost;
       const match = await findRule(config.rules, facts, body);
       if (!match) {
         throw new HttpError(404, "no_rule", `No rule matches ${request.method} ${url.pathname}`);

@@ -113,7 +113,9 @@ function record(
     time,
     requestId: observed.requestId,
     method: request.method,
-    host: hostOf(request.url),
+    host: observed.log.host === undefined
+      ? hostOf(request.url)
+      : hostOf(`http://${observed.log.host}/`),
     path,
     status,
     totalMs,
@@ -137,7 +139,7 @@ function serverTiming(totalMs: number, upstreamMs: number | undefined): string {
 }
 
 /**
- * The host of `request.url`, as the router reads it: the Host an origin-form request sent (Deno.serve
+ * The host of `url`, as the router reads it: the Host an origin-form request sent (Deno.serve
  * builds the URL from it), an HTTP/2 request's `:authority`, an absolute-form target's own host,
  * never with its userinfo or query. Scanned, and parsed only when the URL parser could write it
  * otherwise (`adm%69n.example`, `0x7f.1`, upper case): a log search for the host must find it.
@@ -150,10 +152,14 @@ function hostOf(url: string): string {
     if (c === 0x2f || c === 0x3f || c === 0x23) break; // `/`, `?`, `#`
     end++;
   }
-  const at = url.lastIndexOf("@", end);
-  const authority = url.slice(at >= start ? at + 1 : start, end);
+  const authority = url.slice(start, end);
   if (PLAIN_HOST.test(authority)) return authority;
-  return URL.parse(url)?.host ?? authority;
+  // With userinfo, or a `\` the parser reads as `/` (`http://admin.example\@www.example/`
+  // is admin.example's path `/@www.example/`): the parser decides, as it did for the router.
+  const host = URL.parse(url)?.host;
+  if (host !== undefined) return host;
+  const at = authority.lastIndexOf("@");
+  return authority.slice(at + 1);
 }
 
 /** A host the URL parser leaves as it is (mostly: `0x7f.1`-style IPv4 shorthand aside). */

@@ -18,6 +18,11 @@ import type { CookieScope } from "./success.ts";
 
 /** Fields a route adds to the request's access-log line. */
 export interface RouteLog {
+  /**
+   * The public host the request was routed by (a trusted proxy's `X-Forwarded-Host`, else the
+   * `Host` or `:authority`); logged in place of the URL's host once the router has read it.
+   */
+  host?: string;
   /** The matched rule's name and type; absent when no rule matched. */
   rule?: string;
   type?: string;

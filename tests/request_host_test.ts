@@ -55,6 +55,44 @@ Deno.test("access log: the host logged is the host the request was routed by", a
       });
       assert.deepEqual(lastRoute(logs), { rule: "admin", host: "admin.example" });
     });
+    // The URL parser reads `\` as `/`: `\@www.example/x` is a path on admin.example, where a
+    // scan to the last `@` logged www.example, and the other way round.
+    await t.step("a backslash before '@' in an absolute-form target: admin.example", async () => {
+      await rawRequest(
+        edge.port,
+        "GET http://admin.example\\@www.example/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+      );
+      assert.equal(admin.received.at(-1)?.path, "/@www.example/x");
+      assert.deepEqual(lastRoute(logs), { rule: "admin", host: "admin.example" });
+    });
+    await t.step("a backslash before '@' in an absolute-form target: www.example", async () => {
+      await rawRequest(
+        edge.port,
+        "GET http://www.example\\@admin.example/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+      );
+      assert.deepEqual(lastRoute(logs), { rule: "app", host: "www.example" });
+    });
+  } finally {
+    await Promise.all([edge.close(), admin.close(), us.close()]);
+  }
+});
+
+Deno.test("access log: behind a trusted proxy the host logged is the X-Forwarded-Host routed by", async () => {
+  const admin = startUpstream();
+  const us = startUpstream();
+  const logs: string[] = [];
+  const edge = startVestibule({ ...adminRules(us.url, admin.url), trusted_proxy_hops: 1 }, {
+    deps: { log: (line) => logs.push(line) },
+  });
+  try {
+    // A CDN dials the origin's internal name and reports the public host it was asked for.
+    await rawRequest(
+      edge.port,
+      "GET /x HTTP/1.1\r\nHost: origin.internal\r\nX-Forwarded-Host: ADMIN.example\r\n" +
+        "Connection: close\r\n\r\n",
+    );
+    assert.equal(admin.received.length, 1, "routed by X-Forwarded-Host to the admin rule");
+    assert.deepEqual(lastRoute(logs), { rule: "admin", host: "admin.example" });
   } finally {
     await Promise.all([edge.close(), admin.close(), us.close()]);
   }
@@ -280,5 +318,30 @@ Deno.test("access log: an HTTP/2 request's host is logged as an HTTP/1.1 request
   } finally {
     client.close();
     await Promise.all([edge.close(), us.close()]);
+  }
+});
+
+Deno.test("HTTP/2: an :authority a Host would be refused for is 400 bad_host too", async () => {
+  const up = startUpstream();
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    // The URL parser takes `app.example(` as a host; as an HTTP/1.1 Host it is 400 bad_host.
+    const h1 = await rawRequest(
+      edge.port,
+      "GET /x HTTP/1.1\r\nHost: app.example(\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(h1, /^HTTP\/1\.1 400 [^]*"error":"bad_host"/);
+    const h2 = await h2Request(edge.port, {
+      ":path": "/x",
+      ":authority": "app.example(",
+      accept: "application/json",
+    });
+    assert.deepEqual({ status: h2.status, error: JSON.parse(h2.body).error }, {
+      status: 400,
+      error: "bad_host",
+    });
+    assert.equal(up.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
   }
 });
