@@ -219,8 +219,12 @@ export function compileRules(file: RulesFile): Config {
             fail(`redirect.status: ${status} is not a redirect status (301, 302, 303, 307, 308)`);
           }
           action = { kind: "redirect", location, status };
+          checkRedirectLocation(location, match.path, fail);
           if (input.timeout_ms !== undefined) {
             fail("timeout_ms: a redirect rule calls no upstream");
+          }
+          if (input.forward_cookies !== undefined) {
+            fail("forward_cookies: a redirect rule calls no upstream");
           }
         }
         rules.push({
@@ -347,6 +351,42 @@ function compileOrigins(
     });
   }
   return out;
+}
+
+/**
+ * Refuses a redirect target the client would not get as written: non-ASCII (Deno writes a header
+ * character as its Latin-1 byte, which browsers read as UTF-8: `ü` arrived as `%EF%BF%BD`), a
+ * scheme without `//` (`https:help.example.com$1` is a path under an https page and another
+ * host under an http one), and a `$N` the path regex has no group for (always empty: every path
+ * went to the same page).
+ */
+function checkRedirectLocation(
+  location: string,
+  path: RegExp | undefined,
+  fail: (detail: string) => void,
+): void {
+  if (/[^\x20-\x7e]/.test(location)) {
+    fail(
+      "redirect.location: write it in ASCII, non-ASCII path characters percent-encoded as UTF-8 " +
+        "(ü as %C3%BC) and an international host name in punycode (xn--…)",
+    );
+  }
+  if (/^[a-z][a-z0-9+.-]*:(?![\\/]{2})/i.test(location)) {
+    fail("redirect.location: write // after the scheme (https://host/…), or a path");
+  }
+  // Groups of the regex: the empty string always matches `source|`, with one slot per group.
+  const groups = path ? new RegExp(`${path.source}|`).exec("")!.length - 1 : -1;
+  for (const [reference, n] of location.matchAll(/\$(\d)/g)) {
+    if (Number(n) > groups) {
+      fail(
+        path
+          ? `redirect.location: ${reference} but match.path has ${groups} group${
+            groups === 1 ? "" : "s"
+          }`
+          : `redirect.location: ${reference} needs match.path, whose groups it stands for`,
+      );
+    }
+  }
 }
 
 function compileRegex(source: string, field: string, fail: (d: string) => void): RegExp {

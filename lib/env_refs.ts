@@ -1,4 +1,5 @@
 /** @module Substitutes `${NAME}` environment references in the string values of a parsed rules file. */
+import { issueField } from "./config_issues.ts";
 
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
@@ -12,14 +13,20 @@ export type EnvLookup = (name: string) => string | undefined;
  * empty origin or secret would otherwise fail much later and far from its cause; so is a `${`
  * that does not start a well-formed reference.
  */
-export function substituteEnv(value: unknown, env: EnvLookup, path = ""): unknown {
+export function substituteEnv(
+  value: unknown,
+  env: EnvLookup,
+  /** Filled with each reference substituted and its value, so errors can hide the values. */
+  used: Map<string, string> = new Map(),
+  path: readonly PropertyKey[] = [],
+): unknown {
   if (typeof value === "string") {
     // `${AU-SECRET}` or `${ AU_SECRET }` would otherwise pass as literal text, a typo sent to the
     // origin as its secret.
     const stray = value.replace(ENV_REF, "").match(/\$\{[^}]*\}?/);
     if (stray) {
       throw new ReferenceError(
-        `Cannot read rules: "${stray[0]}" at ${path || "/"} is not an environment reference ` +
+        `Cannot read rules: "${stray[0]}" at ${where(path)} is not an environment reference ` +
           "(write ${NAME}, with letters, digits and _)",
       );
     }
@@ -27,21 +34,39 @@ export function substituteEnv(value: unknown, env: EnvLookup, path = ""): unknow
       const found = env(name);
       if (found === undefined) {
         throw new ReferenceError(
-          `Cannot read rules: environment variable "${name}" is not set (used at ${path || "/"})`,
+          `Cannot read rules: environment variable "${name}" is not set (used at ${where(path)})`,
         );
       }
+      used.set(name, found);
       return found;
     });
   }
   if (Array.isArray(value)) {
-    return value.map((item, i) => substituteEnv(item, env, `${path}[${i}]`));
+    return value.map((item, i) => substituteEnv(item, env, used, [...path, i]));
   }
   if (value !== null && typeof value === "object") {
     const out: Record<string, unknown> = {};
     for (const [key, item] of Object.entries(value)) {
-      out[key] = substituteEnv(item, env, path ? `${path}.${key}` : key);
+      out[key] = substituteEnv(item, env, used, [...path, key]);
     }
     return out;
   }
   return value;
+}
+
+/** Where in the file, as schema errors say it: a header key that is no header name is not shown. */
+function where(path: readonly PropertyKey[]): string {
+  return path.length === 0 ? "/" : issueField(path).replace(/\.(\d+)(?=\.|$)/g, (_, i) => `[${i}]`);
+}
+
+/**
+ * `message` with each substituted value shown as its `${NAME}` again: a regex built from a secret
+ * (`^${INTERNAL_KEY}$`) that does not compile must not print the secret into CI logs. Values
+ * under four characters are left: they would garble the message and hide little.
+ */
+export function hideEnvValues(message: string, used: ReadonlyMap<string, string>): string {
+  const byLength = [...used].filter(([, value]) => value.length >= 4)
+    .sort(([, a], [, b]) => b.length - a.length);
+  for (const [name, value] of byLength) message = message.replaceAll(value, `\${${name}}`);
+  return message;
 }

@@ -553,11 +553,27 @@ function originLocation(
 ): URL | undefined {
   const page = URL.parse(`${ctx.proto}://${ctx.publicHost}/`);
   if (!page) return undefined; // viewRequest refuses such hosts; nothing to point back at
-  const url = URL.parse(location.replace(/[\t\n\r]/g, ""), page);
+  const url = URL.parse(asBrowserReads(location).replace(/[\t\n\r]/g, ""), page);
   if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) return undefined;
   if (endpoint(url) !== endpoint(new URL(upstream.origin))) return undefined;
   return url.origin === page.origin ? undefined : url;
 }
+
+/**
+ * A header value as a browser reads its bytes: as UTF-8 when they are UTF-8 (Go's net/http and
+ * PHP's `header()` write a non-ASCII Location so), else as they are. `fetch` hands them over one
+ * character per byte, and parsed so, `/über` came back as `/%C3%83%C2%BCber`.
+ */
+function asBrowserReads(value: string): string {
+  if (!/[\x80-\xff]/.test(value)) return value;
+  try {
+    return UTF8_STRICT.decode(Uint8Array.from(value, (char) => char.charCodeAt(0)));
+  } catch {
+    return value;
+  }
+}
+
+const UTF8_STRICT = new TextDecoder("utf-8", { fatal: true });
 
 /**
  * The host without a trailing dot, and the port when it is not the scheme's default (the parser

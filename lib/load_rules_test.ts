@@ -402,6 +402,61 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
     }
     parseRules(JSON.stringify(base(ocap("/_ocap/v1"))), { env });
   });
+  await t.step("a redirect a client would not get as written", async (t) => {
+    const redirect = (
+      location: string,
+      match: Record<string, unknown> = { path: "^/help/(.*)$" },
+    ) => base({ rules: [{ name: "help", type: "global", match, redirect: { location } }] });
+    await t.step(
+      "non-ASCII (sent as Latin-1 bytes, read by browsers as UTF-8)",
+      () =>
+        refuses(
+          redirect("https://help.example.com/über/$1"),
+          'rule "help"',
+          "redirect.location: write it in ASCII",
+        ),
+    );
+    await t.step(
+      "a scheme without // (another host under an http page)",
+      () =>
+        refuses(
+          redirect("https:help.example.com$1"),
+          'rule "help"',
+          "redirect.location: write // after the scheme",
+        ),
+    );
+    await t.step(
+      "$2 with one group (always empty)",
+      () =>
+        refuses(
+          redirect("https://help.example.com/$2"),
+          'rule "help"',
+          "redirect.location: $2 but match.path has 1 group",
+        ),
+    );
+    await t.step(
+      "$1 without a path regex",
+      () =>
+        refuses(
+          redirect("https://help.example.com/$1", { host: "^help\\." }),
+          'rule "help"',
+          "redirect.location: $1 needs match.path",
+        ),
+    );
+    await t.step("forward_cookies, as timeout_ms (it calls no upstream)", () =>
+      refuses(
+        base({
+          rules: [{
+            name: "help",
+            type: "global",
+            match: { path: "^/help/" },
+            redirect: { location: "https://help.example.com/" },
+            forward_cookies: ["sessionid"],
+          }],
+        }),
+        'rule "help" (rules[0]): forward_cookies: a redirect rule calls no upstream',
+      ));
+  });
   await t.step(
     "every problem at once",
     () =>
@@ -418,6 +473,55 @@ Deno.test("parseRules() names a missing environment variable and where it is use
       error.message ===
         'Cannot read rules: environment variable "NOPE_ORIGIN" is not set (used at regions.au.origin)',
   );
+});
+
+Deno.test("parseRules() secret leak: start-up errors do not print a referenced secret or a pasted header line", async (t) => {
+  await t.step("an invalid regex built from a ${NAME} reference", () => {
+    const file = base({
+      rules: [{
+        name: "internal",
+        type: "regional",
+        match: { headers: { "x-internal-key": "^${INTERNAL_KEY}$" } },
+      }],
+    });
+    assert.throws(
+      () =>
+        parseRules(JSON.stringify(file), {
+          env: (name) => name === "INTERNAL_KEY" ? "+sk_live_51Hx(Q" : env(name),
+        }),
+      (error: unknown) => {
+        assert.ok(error instanceof RulesError);
+        assert.ok(!error.message.includes("sk_live_51Hx"), error.message);
+        assert.ok(
+          error.message.includes('rule "internal"') &&
+            error.message.includes("/^${INTERNAL_KEY}$/"),
+          error.message,
+        );
+        return true;
+      },
+    );
+  });
+  await t.step("a missing variable under a header key that is a pasted header line", () => {
+    const file = base({
+      upstreams: {
+        web: {
+          origin: "http://web.internal",
+          headers: { "Authorization: Bearer sk_live_51Hx": "${WEB_SECRET}" },
+        },
+      },
+    });
+    assert.throws(
+      () => parseRules(JSON.stringify(file), { env }),
+      (error: unknown) => {
+        assert.ok(error instanceof ReferenceError);
+        assert.equal(
+          error.message,
+          'Cannot read rules: environment variable "WEB_SECRET" is not set (used at upstreams.web.headers.(a name that is not a header token))',
+        );
+        return true;
+      },
+    );
+  });
 });
 
 Deno.test("parseRules() secret typo: a ${...} that is not a well-formed reference is refused, not sent as the secret", () => {

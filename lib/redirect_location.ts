@@ -39,22 +39,38 @@ function clientQuery(rawUrl: string, pathAndQuery: string): string {
 /** Bases for resolving a relative location: it must stay on whatever host the client used. */
 const CLIENT_BASES = ["http://vestibule.invalid/", "https://vestibule.invalid/"];
 
+/** An absolute or protocol-relative URL's scheme and authority (up to `/`, `?`, `#` or `\`). */
+const AUTHORITY = /^(?:[a-z][a-z0-9+.-]*:)?[\\/]{2}([^/?#\\]*)/i;
+
 /**
  * Whether the substituted groups left the target's host alone. A group glued to the host
  * (`https://help.example.com$1` with `$1` = `@evil.example` or `.evil.example`), or one that makes
  * a relative location protocol-relative (`/$1` with `$1` = `/evil.example`, or a backslash, which
- * URL parsers read as a slash), would send the client elsewhere. A template whose host is itself
- * made of groups (`https://$1.example.com/`) chose that, and is left alone.
+ * URL parsers read as a slash), would send the client elsewhere. A host built around groups
+ * (`https://$1.example.com/`, `https://help-$1.example.com/`) must keep its literal parts, each
+ * group filling only host characters; a host that is all groups (`https://$1/`) chose that.
  */
 function keepsTarget(template: string, location: string): boolean {
   const at = template.search(/\$\d/);
   if (at === -1) return true;
-  const prefix = template.slice(0, at);
-  // An absolute or protocol-relative (`//help.example.com/$1`) template names its own host.
-  if (/^([a-z][a-z0-9+.-]*:|[\\/]{2})/i.test(prefix)) {
-    const origin = URL.parse(prefix, CLIENT_BASES[1])?.origin;
+  const authority = AUTHORITY.exec(template);
+  if (authority) {
+    const parts = authority[1].split(/\$\d/);
+    if (at < authority[0].length && parts.at(-1) !== "") {
+      // Groups inside the host, literal text after the last: no `/ ? # @ \` from a group, so
+      // the authority the client gets is the template's with the groups filled in.
+      const pattern = new RegExp(`^${parts.map(escapeRegex).join("[^/?#@\\\\]*")}$`, "i");
+      const filled = AUTHORITY.exec(location);
+      return filled !== null && pattern.test(filled[1]) && URL.canParse(location);
+    }
+    // The host is literal, or ends in a group (which must not extend it): same origin.
+    const origin = URL.parse(template.slice(0, at), CLIENT_BASES[1])?.origin;
     if (origin === undefined || origin === "null") return true;
     return URL.parse(location, CLIENT_BASES[1])?.origin === origin;
   }
   return CLIENT_BASES.every((base) => URL.parse(location, base)?.host === "vestibule.invalid");
+}
+
+function escapeRegex(text: string): string {
+  return text.replace(/[\\^$.*+?()[\]{}|/-]/g, "\\$&");
 }

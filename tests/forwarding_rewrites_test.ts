@@ -5,26 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { brotliCompressSync, gzipSync } from "node:zlib";
-import { oneRegion, rawRequest, startUpstream, startVestibule } from "./_servers.ts";
-
-/** An upstream that answers every connection with the same raw HTTP/1.1 bytes. */
-function rawUpstream(answer: string) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const served = (async () => {
-    for await (const conn of listener) {
-      await conn.read(new Uint8Array(65536));
-      await conn.write(new TextEncoder().encode(answer));
-      conn.close();
-    }
-  })();
-  return {
-    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-    close: async () => {
-      listener.close();
-      await served.catch(() => {});
-    },
-  };
-}
+import { oneRegion, rawRequest, rawUpstream, startUpstream, startVestibule } from "./_servers.ts";
 
 Deno.test("https downgrade behind a trusted proxy: Location and cookie Domain use X-Forwarded-Proto and -Host", async () => {
   const up = startUpstream((req) => {
@@ -313,9 +294,9 @@ Deno.test("origin address leak: a cookie Domain written with spaces around '=' i
 });
 
 Deno.test("forwarding: hop-by-hop response headers are dropped even when nothing else changes", async () => {
-  const up = rawUpstream(
+  const up = rawUpstream(() =>
     "HTTP/1.1 200 OK\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n" +
-      "Proxy-Authorization: Basic c2VjcmV0\r\nX-Kept: 1\r\nContent-Length: 2\r\n\r\nhi",
+    "Proxy-Authorization: Basic c2VjcmV0\r\nX-Kept: 1\r\nContent-Length: 2\r\n\r\nhi"
   );
   const edge = startVestibule(oneRegion(up.url));
   try {
@@ -426,6 +407,18 @@ Deno.test("open redirect: path groups cannot move a redirect rule's target to an
         match: { path: "^/pr(.*)$" },
         redirect: { location: "//help.example.com$1" },
       },
+      {
+        name: "host-leading-group",
+        type: "global",
+        match: { path: "^/tenant/(.*)$" },
+        redirect: { location: "https://$1.help.example.com/" },
+      },
+      {
+        name: "host-inner-group",
+        type: "global",
+        match: { path: "^/inner/(.*)$" },
+        redirect: { location: "https://help-$1.example.com/" },
+      },
     ],
     // So that an escaped backslash reaches the rules below.
     paths: { allow_encoded_slashes: true },
@@ -444,6 +437,11 @@ Deno.test("open redirect: path groups cannot move a redirect rule's target to an
         "/help@evil.example",
         "/help.evil.example/",
         "/pr@evil.example",
+        // A group inside the host fills host characters only: no `/`, `?` or `@` that would
+        // leave the template's own domain behind.
+        "/tenant/evil.example/x",
+        "/tenant/evil.example%3F",
+        "/inner/x.evil.example/",
       ]
     ) {
       await t.step(`refused: ${path}`, async () => {
@@ -468,6 +466,9 @@ Deno.test("open redirect: path groups cannot move a redirect rule's target to an
       assert.equal((await location("/help/billing")).location, "https://help.example.com/billing");
       assert.equal((await location("/old/new-page")).location, "/new-page");
       assert.equal((await location("/pr/billing")).location, "//help.example.com/billing");
+      assert.equal((await location("/tenant/acme")).location, "https://acme.help.example.com/");
+      // Its prefix `https://help-` parsed as a host of its own: every request was refused.
+      assert.equal((await location("/inner/acme")).location, "https://help-acme.example.com/");
       // An escaped backslash is a path character to a browser, not a slash.
       assert.equal((await location("/old/%5Cevil.example")).location, "/%5Cevil.example");
     });
@@ -729,5 +730,34 @@ Deno.test("a 206 slice of a gzip file reaches the client as the origin sent it, 
     );
   } finally {
     await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("an upstream Location or Refresh in UTF-8 bytes is rewritten to the same page, not its mojibake", async (t) => {
+  // Go's net/http and PHP's header() write a non-ASCII Location as its UTF-8 bytes, which a
+  // browser reads as UTF-8; `fetch` hands them over one character per byte.
+  for (const header of ["Location", "Refresh"]) {
+    await t.step(header, async () => {
+      const up = rawUpstream((url) =>
+        `HTTP/1.1 302 Found\r\n${header}: ${header === "Refresh" ? "0; url=" : ""}` +
+        `${url}/über?q=é\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`
+      );
+      const edge = startVestibule(oneRegion(up.url));
+      try {
+        const answer = await rawRequest(
+          edge.port,
+          "GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n",
+        );
+        const line = answer.split("\r\n")
+          .find((l) => l.toLowerCase().startsWith(`${header.toLowerCase()}:`)) ?? "(none)";
+        assert.equal(
+          line.slice(line.indexOf("http")),
+          "http://app.example.com/%C3%BCber?q=%C3%A9",
+          line,
+        );
+      } finally {
+        await Promise.all([edge.close(), up.close()]);
+      }
+    });
   }
 });
