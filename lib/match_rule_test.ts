@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { RulesError } from "./compile_rules.ts";
 import { parseRules } from "./load_rules.ts";
 import { containsSubset, findRule, type RequestFacts } from "./match_rule.ts";
 import { BufferedBody } from "./request_body.ts";
@@ -305,4 +306,306 @@ Deno.test("containsSubset() is reflexive and ignores extra keys (property)", () 
       },
     ),
   );
+});
+
+const disposition = (name: string) => `Content-Disposition: form-data; name="${name}"\r\n\r\n`;
+
+/** The rule a POST of `body` as `type` reaches. */
+const postAs = (table: ReturnType<typeof rules>, type: string, body: string) =>
+  winner(table, "/", { method: "POST", headers: { "content-type": type }, body });
+
+Deno.test("rule confusion: multipart framing that Django or PHP reads as more parts than busboy", async (t) => {
+  // Django's BoundaryIter._find_boundary() splits at `--boundary` wherever it occurs (backing
+  // over a CR/LF only if there is one), has no notion of a close delimiter, and parses every
+  // piece, the epilogue included, as a part when it holds a header block. busboy (RFC 2046)
+  // needs CRLF before a delimiter and ignores what follows `--boundary--`. In each body Django
+  // (or PHP) reads action=["login", "evil"], and `request.POST["action"]` is "evil" (the last).
+  const table = loginForm();
+  const send = (body: string) => postAs(table, "multipart/form-data; boundary=B", body);
+  await t.step("a delimiter without CRLF before it", async () => {
+    const body = `--B\r\n${disposition("action")}login\r\n` +
+      `--B\r\n${disposition("note")}hi--B\r\n${disposition("action")}evil\r\n--B--\r\n`;
+    assert.equal(await send(body), "app");
+  });
+  await t.step("a part after the close delimiter", async () => {
+    const body = `--B\r\n${disposition("action")}login\r\n--B--\r\n${disposition("action")}evil`;
+    assert.equal(await send(body), "app");
+  });
+  await t.step("a delimiter and headers ending in LF alone (PHP's rfc1867 parser)", async () => {
+    // PHP looks for "\n--boundary" and reads LF-terminated lines: a part of its own to PHP.
+    const body = `--B\r\n${disposition("action")}login\r\n` +
+      `--B\r\n${disposition("note")}hi\n--B\nContent-Disposition: form-data; name="action"\n\n` +
+      "evil\r\n--B--\r\n";
+    assert.equal(await send(body), "app");
+  });
+  await t.step("a part that names itself twice (Django keeps the last header)", async () => {
+    const body = `--B\r\n${disposition("action")}login\r\n` +
+      `--B\r\nContent-Disposition: form-data; name="note"\r\n${disposition("action")}evil\r\n` +
+      "--B--\r\n";
+    assert.equal(await send(body), "app");
+  });
+});
+
+Deno.test("rule confusion: the multipart boundary busboy picks is not the one the app picks", async (t) => {
+  // One body framed two ways: under A it is action=login, under B the last action is "evil".
+  const body = `--A\r\n${disposition("action")}login\r\n--A--\r\n` +
+    `--B\r\n${disposition("action")}evil\r\n--B--\r\n`;
+  const send = (type: string) => postAs(loginForm(), type, body);
+  await t.step("named twice: Django's parse_header_parameters() keeps the last", async () => {
+    assert.equal(await send("multipart/form-data; boundary=A; boundary=B"), "app");
+  });
+  await t.step("PHP takes the first text `boundary`, even inside another name", async () => {
+    // rfc1867.c: strstr(content_type, "boundary"), then up to the next `,` or `;`.
+    assert.equal(await send("multipart/form-data; x-boundary=B; boundary=A"), "app");
+  });
+});
+
+Deno.test("rule confusion: form and json matchers read UTF-8 whatever charset the Content-Type declares", async (t) => {
+  await t.step(
+    "multipart: Django decodes names and values with the request's charset",
+    async () => {
+      // MultiPartParser decodes every field name and value with `request.encoding`, taken from
+      // `Content-Type: …; charset=` (any Python codec; `utf-7` is one). So the name `+AGE-ction`
+      // is Django's `action`, and `request.POST["action"]` is "evil".
+      const body = `--B\r\n${disposition("action")}login\r\n` +
+        `--B\r\n${disposition("+AGE-ction")}evil\r\n--B--\r\n`;
+      const got = await postAs(loginForm(), "multipart/form-data; boundary=B; charset=utf-7", body);
+      assert.equal(got, "app");
+    },
+  );
+  await t.step("json: Django REST framework's JSONParser decodes with it too", async () => {
+    // DRF: parser_context["encoding"] = request.encoding; json.load(codecs.getreader(it)(…)).
+    // In UTF-7, `+ACIALAAi-` is `","` and `+ACIAOgAi-` is `":"`: DRF reads
+    // {"operationName":"Signup","pad":"","operationName":"Other"}, the last key winning.
+    const table = rules([
+      {
+        name: "signup",
+        type: "broadcast",
+        match: { body: { json: { operationName: "Signup" } } },
+        success: { status: "2xx" },
+      },
+      { name: "app", type: "regional" },
+    ]);
+    const got = await postAs(
+      table,
+      "application/json; charset=utf-7",
+      '{"operationName":"Signup","pad":"+ACIALAAi-operationName+ACIAOgAi-Other"}',
+    );
+    assert.equal(got, "app");
+  });
+});
+
+Deno.test("wrong routing: an integer beyond 2**53 in a json matcher or success rule is refused at start-up", async (t) => {
+  // Python, Ruby, Go (int64) and PHP read 1234567890123456789 and …800 as two accounts;
+  // JSON.parse rounds both to one number, so the rule for one account took the other's requests.
+  const refused = (rule: unknown, field: string) =>
+    assert.throws(
+      () => rules([rule, { name: "app", type: "regional" }]),
+      (error: unknown) =>
+        error instanceof RulesError && error.message.includes('rule "vip" (rules[0])') &&
+        error.message.includes(field) && error.message.includes("2^53 - 1"),
+    );
+  await t.step("match.body.json", () =>
+    refused({
+      name: "vip",
+      type: "regional",
+      match: { body: { json: { account: { ids: [1, 1234567890123456789] } } } },
+    }, "match.body.json.account.ids.1"));
+  await t.step("success.json.equals", () =>
+    refused({
+      name: "vip",
+      type: "broadcast",
+      success: { json: { path: "id", equals: -9007199254740992 } },
+    }, "success.json.equals"));
+  await t.step("2**53 - 1 and a fraction are kept", () => {
+    rules([{
+      name: "vip",
+      type: "regional",
+      match: { body: { json: { id: 9007199254740991, ratio: 0.1 } } },
+    }, { name: "app", type: "regional" }]);
+  });
+});
+
+Deno.test("what real clients send still matches: a browser's multipart, utf-8 JSON, PHP-style names", async (t) => {
+  const table = loginForm();
+  const body = `--B\r\n${disposition("action")}login\r\n` +
+    `--B\r\nContent-Disposition: form-data; name="user[email]"\r\n\r\na@example.com\r\n` +
+    `--B\r\nContent-Disposition: form-data; name="avatar"; filename="a.png"\r\n` +
+    `Content-Type: image/png\r\n\r\n\x89PNG\r\n\x1a\n\r\n--B--\r\n`;
+  for (const type of ["multipart/form-data; boundary=B", 'multipart/form-data; boundary="B"']) {
+    await t.step(type, async () => {
+      const got = await postAs(table, type, body);
+      assert.equal(got, "login");
+    });
+  }
+  await t.step("urlencoded with UTF-8 named", async () => {
+    const got = await postAs(
+      table,
+      "application/x-www-form-urlencoded; charset=UTF-8",
+      "action=login&user%5Bemail%5D=a%40example.com",
+    );
+    assert.equal(got, "login");
+  });
+  await t.step("json with UTF-8 named", async () => {
+    const json = rules([
+      { name: "signup", type: "regional", match: { body: { json: { op: "Signup" } } } },
+      { name: "app", type: "regional" },
+    ]);
+    const got = await postAs(json, "application/json; charset=utf-8", '{"op":"Signup"}');
+    assert.equal(got, "signup");
+  });
+});
+
+Deno.test("rule confusion: form field names as PHP registers them (leading spaces dropped, `[` opens an array)", async (t) => {
+  // php_register_variable_ex(): leading spaces are skipped and `name[…]` is the array `name`,
+  // which replaces an earlier plain `name`; the last registration wins. So in each body below
+  // PHP's (and Laravel's) `$_POST['action']` is "evil" or ["evil"], never "login".
+  const table = loginForm();
+  const urlencoded = (body: string) => postAs(table, "application/x-www-form-urlencoded", body);
+  await t.step("urlencoded, leading space", async () => {
+    assert.equal(await urlencoded("action=login&+action=evil"), "app");
+  });
+  await t.step("urlencoded, array spelling", async () => {
+    assert.equal(await urlencoded("action=login&action%5B%5D=evil"), "app");
+  });
+  await t.step("multipart, leading space", async () => {
+    const body = `--B\r\n${disposition("action")}login\r\n` +
+      `--B\r\n${disposition(" action")}evil\r\n--B--\r\n`;
+    const got = await postAs(table, "multipart/form-data; boundary=B", body);
+    assert.equal(got, "app");
+  });
+});
+
+Deno.test("false refusal: a browser's multipart login form, whose boundary contains the word 'boundary', still matches", async (t) => {
+  // Chrome, Edge and Safari send `boundary=----WebKitFormBoundary<16 chars>`, Firefox 129+
+  // `----geckoformboundary<hex>`, Dart's http package `dart-http-boundary-<random>`. PHP's
+  // strstr(content_type, "boundary") finds the parameter name first in each, as every framework does.
+  for (
+    const boundary of [
+      "----WebKitFormBoundary7MA4YWxkTrZu0gW",
+      "----geckoformboundary6c3a9f0d2b1e4a7c",
+      "dart-http-boundary-Q2xbfd1mZ1TnBz_9lXh1",
+    ]
+  ) {
+    await t.step(boundary, async () => {
+      const body = `--${boundary}\r\n${disposition("action")}login\r\n--${boundary}--\r\n`;
+      const got = await winner(loginForm(), "/", {
+        method: "POST",
+        headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
+        body,
+      });
+      assert.equal(got, "login");
+    });
+  }
+});
+
+Deno.test("rule confusion: a boundary parameter PHP or Django reads as another boundary than busboy", async (t) => {
+  // In each body busboy (and so the matcher) reads only action=login; the app behind reads
+  // action=evil last.
+  const send = (type: string, body: string) => postAs(loginForm(), type, body);
+  await t.step("PHP ends an unquoted boundary at ',' (strpbrk(boundary, \",;\"))", async () => {
+    // PHP's boundary is "A": its first part is the one after the line `--A` inside `note`.
+    const body = `--A,B\r\n${disposition("action")}login\r\n` +
+      `--A,B\r\n${disposition("note")}x\r\n--A\r\n${disposition("action")}evil\r\n--A,B--\r\n`;
+    assert.equal(await send("multipart/form-data; boundary=A,B", body), "app");
+  });
+  await t.step("PHP keeps a space after '=' (boundary is \" A\")", async () => {
+    // find_boundary() wants the exact line `-- A`; busboy and the matcher trim it to `A`.
+    const body = `-- A\r\n${disposition("action")}evil\r\n-- A--\r\n` +
+      `--A\r\n${disposition("action")}login\r\n--A--\r\n`;
+    assert.equal(await send("multipart/form-data; boundary= A", body), "app");
+  });
+  await t.step("busboy drops a space inside the boundary; Django and PHP keep it", async () => {
+    // busboy's parseParams skips unquoted spaces: it splits at `--AB`, framedPlainly checked `--A B`.
+    const body = `--AB\r\n${disposition("action")}login\r\n--AB--\r\n` +
+      `--A B\r\n${disposition("action")}evil\r\n--A B--\r\n`;
+    assert.equal(await send("multipart/form-data; boundary=A B", body), "app");
+  });
+  await t.step(
+    "a quoted-pair: mediaTypeParameters unescapes `\\B`, busboy, Django and PHP keep the backslash",
+    async () => {
+      // framedPlainly checks `--AB` (found only in the epilogue), busboy and Django split at `--A\B`:
+      // the commit's own case, a delimiter without CRLF before it, is back (Django reads "evil").
+      const b = "A\\B";
+      const body = `--${b}\r\n${disposition("action")}login\r\n--${b}\r\n${disposition("note")}hi` +
+        `--${b}\r\n${disposition("action")}evil\r\n--${b}--\r\n--AB\r\nX: y\r\n\r\n\r\n--AB--\r\n`;
+      assert.equal(await send('multipart/form-data; boundary="A\\B"', body), "app");
+    },
+  );
+  await t.step(
+    'Django keeps the quotes of `"A"B` (its value does not end in a quote)',
+    async () => {
+      // parse_header_parameters: value[0] == value[-1] == '"' fails, so the boundary is `"A"B`.
+      const body = `--A\r\n${disposition("action")}login\r\n--A\r\n${disposition("note")}x\r\n` +
+        `--"A"B\r\n${disposition("action")}evil\r\n--"A"B--\r\n--A--\r\n`;
+      assert.equal(await send('multipart/form-data; boundary="A"B', body), "app");
+    },
+  );
+});
+
+Deno.test("rule confusion: a charset Django reads that declaresUtf8 does not see", async (t) => {
+  // DRF decodes the JSON with request.encoding; in UTF-7 this body is
+  // {"operationName":"Signup","pad":"","operationName":"Other"}, the last key winning.
+  const table = rules([
+    { name: "signup", type: "regional", match: { body: { json: { operationName: "Signup" } } } },
+    { name: "app", type: "regional" },
+  ]);
+  const send = (type: string) =>
+    postAs(
+      table,
+      type,
+      '{"operationName":"Signup","pad":"+ACIALAAi-operationName+ACIAOgAi-Other"}',
+    );
+  await t.step(
+    "charset*= (parse_header_parameters drops the '*' of an RFC 2231 name)",
+    async () => {
+      assert.equal(await send("application/json; charset*=utf-7"), "app");
+    },
+  );
+  await t.step("charset=utf-8 then charset*=utf-7 (Django keeps the last)", async () => {
+    assert.equal(await send("application/json; charset=utf-8; charset*=utf-7"), "app");
+  });
+  await t.step(
+    "a quote inside a token: Django's _parseparam counts quotes, not quoted strings",
+    async () => {
+      // Django: a='b"c; x="', charset='utf-7'. mediaTypeParameters: a='b"c', x='; charset=utf-7'.
+      assert.equal(await send('application/json; a=b"c; x="; charset=utf-7'), "app");
+    },
+  );
+  await t.step("urlencoded form too", async () => {
+    // Django's QueryDict decodes with request.encoding: `+AGE-ction` is `action` in UTF-7.
+    const got = await postAs(
+      loginForm(),
+      "application/x-www-form-urlencoded; charset*=utf-7",
+      "action=login&%2BAGE-ction=evil",
+    );
+    assert.equal(got, "app");
+  });
+});
+
+Deno.test("rule confusion: form field names PHP registers as another field than phpFieldName says", async (t) => {
+  const urlencoded = (table: ReturnType<typeof rules>, body: string) =>
+    postAs(table, "application/x-www-form-urlencoded", body);
+  await t.step(
+    "a NUL ends the name (php_register_variable_ex: var_len = strlen(var_name))",
+    async () => {
+      assert.equal(await urlencoded(loginForm(), "action=login&action%00x=evil"), "app");
+    },
+  );
+  await t.step("PHP 8 turns ' ', '.' and '[' after an unclosed '[' into '_' too", async () => {
+    const table = rules([
+      { name: "login", type: "regional", match: { body: { form: { sign_in_step: "password" } } } },
+      { name: "app", type: "regional" },
+    ]);
+    // PHP: `sign[in.step` is `sign_in_step`, registered last: $_POST['sign_in_step'] is "otp".
+    assert.equal(await urlencoded(table, "sign_in_step=password&sign%5Bin.step=otp"), "app");
+  });
+  await t.step("multipart name*= : busboy reads it over name=, PHP only knows name=", async () => {
+    // rfc1867.c compares the key with strcasecmp(key, "name"): PHP files the second part under
+    // `action` (last: "evil"); busboy files it under `note`.
+    const body = `--B\r\n${disposition("action")}login\r\n` +
+      `--B\r\nContent-Disposition: form-data; name="action"; name*=UTF-8''note\r\n\r\nevil\r\n--B--\r\n`;
+    const got = await postAs(loginForm(), "multipart/form-data; boundary=B", body);
+    assert.equal(got, "app");
+  });
 });

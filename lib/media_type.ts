@@ -45,20 +45,43 @@ export function* mediaTypeParameters(mediaType: string): Generator<[string, stri
   }
 }
 
+/** RFC 9110 §5.6.2 token characters. */
+const TCHAR = "[!#$%&'*+.^_`|~0-9A-Za-z-]";
+
 /**
- * Whether every framework reads a body of this `Content-Type` as UTF-8: it names no charset, or
- * names UTF-8 once. Django decodes form fields in the charset the header names (`utf-7`
- * included), Django REST framework its JSON too, and with two it keeps the last: read as UTF-8,
+ * A media type whose parameters every reader splits alike: each `; name=value` a token or a
+ * quoted string without backslashes, no trailing space. Django's `_parseparam` splits by counting
+ * quotes, busboy drops spaces inside a value, PHP cuts one at `,` and keeps a trailing space.
+ */
+const PLAIN_PARAMETERS = new RegExp(
+  `^[^;"]*(?:;[ \\t]*${TCHAR}+=(?:${TCHAR}+|"[^"\\\\]*"))*;?$`,
+);
+
+/**
+ * The parameters of a media type written so plainly that Django, busboy and PHP all read them as
+ * this does (see {@linkcode PLAIN_PARAMETERS}), no name twice (Django keeps the last, this the
+ * first) and none in RFC 2231's `name*=` form (Django reads `charset*` as `charset`); else
+ * `undefined`. Names lower-cased.
+ */
+export function plainParameters(mediaType: string): Map<string, string> | undefined {
+  if (!PLAIN_PARAMETERS.test(mediaType)) return undefined;
+  const parameters = new Map<string, string>();
+  for (const [key, value] of mediaTypeParameters(mediaType)) {
+    if (key.endsWith("*") || parameters.has(key)) return undefined;
+    parameters.set(key, value);
+  }
+  return parameters;
+}
+
+/**
+ * Whether every framework reads a body of this `Content-Type` as UTF-8: its parameters are plain
+ * ({@linkcode plainParameters}) and name no charset, or UTF-8. Django decodes form fields in the
+ * charset the header names (`utf-7` included), Django REST framework its JSON too: read as UTF-8,
  * such a body could match a field or key the app reads differently, so it matches no `json` or
  * `form` matcher.
  */
 export function declaresUtf8(contentType: string): boolean {
-  let charsets = 0;
-  let utf8 = true;
-  for (const [key, value] of mediaTypeParameters(contentType)) {
-    if (key !== "charset") continue;
-    charsets++;
-    utf8 = /^utf-?8$/i.test(value.trim());
-  }
-  return charsets === 0 || (charsets === 1 && utf8);
+  const parameters = plainParameters(contentType);
+  const charset = parameters?.get("charset");
+  return parameters !== undefined && (charset === undefined || /^utf-?8$/i.test(charset));
 }

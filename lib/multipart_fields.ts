@@ -8,7 +8,7 @@
  */
 import { Buffer } from "node:buffer";
 import { Busboy, type BusboyFileStream, type BusboyInstance } from "@fastify/busboy";
-import { mediaTypeParameters } from "./media_type.ts";
+import { plainParameters } from "./media_type.ts";
 
 /**
  * The most fields (multipart: parts) a `form` matcher reads; a body with more is no form it
@@ -118,21 +118,23 @@ export function multipartFields(
   });
 }
 
-/** RFC 2046 §5.1.1: 1 to 70 of these, not ending in a space. No quote or backslash to unescape. */
-const BOUNDARY = /^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$/;
+/** RFC 2046 §5.1.1's boundary characters but space (busboy drops it) and `,` (PHP ends there). */
+const BOUNDARY = /^[0-9A-Za-z'()+_\-./:=?]{1,70}$/;
 
 /**
- * The boundary, when every framework reads the same one: named once (Django keeps the last of
- * two, busboy the first) and the only `boundary` text in the header (PHP takes the first place
- * the text appears, `x-boundary=` and quoted values included), in RFC 2046's alphabet.
+ * The boundary, when every framework reads the same one: the header's parameters are plain
+ * ({@linkcode plainParameters}: named once, no space, comma or backslash to read differently), in
+ * RFC 2046's alphabet, and the first `boundary` text in the header is this parameter's name (PHP
+ * takes the first place the text appears, case-sensitive first, `x-boundary=` and values
+ * included; `----WebKitFormBoundary…` is no such place, its B is upper case).
  */
 function soleBoundary(contentType: string): string | undefined {
-  const lower = contentType.toLowerCase();
-  if (lower.indexOf("boundary") !== lower.lastIndexOf("boundary")) return undefined;
-  for (const [key, value] of mediaTypeParameters(contentType)) {
-    if (key === "boundary") return BOUNDARY.test(value) ? value : undefined;
-  }
-  return undefined;
+  const boundary = plainParameters(contentType)?.get("boundary");
+  if (boundary === undefined || !BOUNDARY.test(boundary)) return undefined;
+  let at = contentType.indexOf("boundary");
+  if (at === -1) at = contentType.toLowerCase().indexOf("boundary");
+  const named = /;[ \t]*$/.test(contentType.slice(0, at)) && contentType[at + 8] === "=";
+  return named ? boundary : undefined;
 }
 
 /**
@@ -161,6 +163,11 @@ export function framedPlainly(body: Uint8Array, boundary: string): boolean {
       if (colon < 1) return false;
       const name = line.slice(0, colon).trim().toLowerCase();
       if (names.has(name)) return false;
+      // busboy lets `name*=` override `name=`; PHP reads `name=` only.
+      if (
+        name === "content-disposition" && /;\s*name\*\s*=/i.test(line) &&
+        /;\s*name\s*=/i.test(line)
+      ) return false;
       names.add(name);
     }
   }

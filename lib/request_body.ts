@@ -251,18 +251,23 @@ export function decoderFor(contentType: string | null): TextDecoder {
 
 /**
  * The name PHP registers a form field under (`php_register_variable_ex`): leading spaces dropped,
- * spaces and dots turned into `_`, and a name with `[…]` an array of its part before the `[` (an
- * unclosed `[` becomes `_`). Rack reads `name[]` as `name` too. `action[]=evil` then stands
- * next to `action=login` in `$_POST['action']`, so the matcher counts it as a copy of `action`.
+ * spaces and dots turned into `_`, cut at a NUL, and a name with `[…]` an array of its part
+ * before the `[` (an unclosed `[` becomes `_`). Rack reads `name[]` as `name` too.
+ * `action[]=evil` then stands next to `action=login` in `$_POST['action']`, so the matcher
+ * counts it as a copy of `action`.
  */
 export function phpFieldName(name: string): string {
-  const trimmed = name.replace(/^ +/, "");
+  // PHP reads the name as a C string: a NUL ends it.
+  const nul = name.indexOf("\0");
+  const trimmed = (nul === -1 ? name : name.slice(0, nul)).replace(/^ +/, "");
   let out = "";
   for (let i = 0; i < trimmed.length; i++) {
     const char = trimmed[i];
     if (char === " " || char === ".") out += "_";
     else if (char === "[") {
-      return trimmed.indexOf("]", i + 1) < 0 ? `${out}_${trimmed.slice(i + 1)}` : out;
+      if (trimmed.indexOf("]", i + 1) >= 0) return out;
+      // PHP 8: an unclosed `[` and every space, dot and `[` after it become `_`.
+      return `${out}_${trimmed.slice(i + 1).replace(/[ .[]/g, "_")}`;
     } else out += char;
   }
   return out;
