@@ -58,8 +58,8 @@ export interface LineWriterOptions {
  * {@linkcode FLUSH_AFTER_MS} after its first line; one write at a time takes batches from the
  * queue. Batches end on a line boundary; with the default, `PIPE_BUF`, lines from several
  * `deno serve --parallel` workers sharing one stdout pipe never mix. Before a stop, `main.ts` awaits
- * `drain()`; lines still pending on `unload` are written then unless the reader has stopped
- * reading. A crash loses at most 20 ms of lines.
+ * `drain()`; on `unload` the batch being filled is written unless a write is still in flight (a
+ * slow or stalled reader, which would hold the exit). A crash loses at most 20 ms of lines.
  */
 export function bufferedLineWriter(
   out: LineOutput = Deno.stdout,
@@ -67,7 +67,7 @@ export function bufferedLineWriter(
     LineWriterOptions = {},
 ): LineWriter {
   const encoder = new TextEncoder();
-  let buffer = new Uint8Array(batchBytes);
+  const buffer = new Uint8Array(batchBytes);
   let used = 0;
   let lines = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -125,33 +125,27 @@ export function bufferedLineWriter(
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;
     if (used === 0) return;
-    enqueue(buffer.subarray(0, used), lines);
-    buffer = new Uint8Array(batchBytes); // the queued batch keeps the old one
-    room = buffer.subarray(0, batchBytes - 1);
+    // A copy of the bytes used: a queued 64 KiB buffer holding one line would make the 1 MiB
+    // bound hundreds of MiB behind a stalled reader on a quiet server.
+    enqueue(buffer.slice(0, used), lines);
     used = 0;
     lines = 0;
   };
   let drained: PromiseWithResolvers<void> | undefined;
   globalThis.addEventListener("unload", () => {
-    // A write started before the exit has the OS's thread; what is queued behind it, and the
-    // batch being filled, go now, in order.
-    const inFlight = writing;
     if (timer !== undefined) clearTimeout(timer);
-    if (used > 0) queue.push(buffer.subarray(0, used));
+    // A write still in flight says the reader is slow or has stopped: a synchronous write behind
+    // it could hold the exit forever (a stop awaits `drain()` first). Otherwise the queue is
+    // empty, and the batch being filled goes now.
+    if (writing || used === 0) return;
+    try {
+      for (let at = 0; at < used;) at += out.writeSync(buffer.subarray(at, used));
+    } catch { /* the reader has gone */ }
     used = 0;
-    // A reader that stopped reading would hold the exit forever: its lines are lost anyway.
-    if (dropped > 0) return;
-    for (const batch of queue.splice(inFlight ? 1 : 0)) {
-      try {
-        for (let at = 0; at < batch.length;) at += out.writeSync(batch.subarray(at));
-      } catch {
-        return;
-      }
-    }
   });
   // The line is encoded straight into the batch, one byte short of its end so the newline
   // always fits, instead of first copying it into a new string with the newline appended.
-  let room = buffer.subarray(0, batchBytes - 1);
+  const room = buffer.subarray(0, batchBytes - 1);
   const log = (line: string) => {
     if (used === batchBytes) flush(); // Full to the last byte (the newline of a line that just fit).
     let { read, written } = encoder.encodeInto(line, room.subarray(used));

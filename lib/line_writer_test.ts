@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { bufferedLineWriter } from "./line_writer.ts";
+import FakeTimers from "@sinonjs/fake-timers";
+import { bufferedLineWriter, LONE_WRITER_BATCH, MAX_QUEUED_BYTES } from "./line_writer.ts";
 
 function recorder() {
   const writes: Uint8Array[] = [];
@@ -170,16 +171,43 @@ Deno.test("denial of service: bufferedLineWriter() with a reader that stopped re
   });
 });
 
-Deno.test("bufferedLineWriter() on unload writes what is still queued, in order, after the write in flight", async () => {
-  const out = stalledOutput();
-  const log = bufferedLineWriter(out, { report: () => {} });
-  log("a".repeat(3000));
-  log("b".repeat(3000)); // does not fit: the first batch is queued and its write starts
-  log("c");
-  await Promise.resolve();
-  globalThis.dispatchEvent(new Event("unload"));
-  assert.equal(out.syncWrites, 1, "the second batch; the first is with its write");
-  out.release();
-  await tick();
-  assert.equal(out.written.join(""), `${"a".repeat(3000)}\n`, "nothing twice");
+Deno.test("bufferedLineWriter() on unload writes the batch being filled, and nothing behind a write in flight", async (t) => {
+  await t.step("no write in flight: the batch goes synchronously", () => {
+    const out = stalledOutput();
+    const log = bufferedLineWriter(out, { report: () => {} });
+    log("last words");
+    globalThis.dispatchEvent(new Event("unload"));
+    assert.equal(out.syncWrites, 1);
+  });
+  await t.step("a write in flight: nothing, which could block the exit forever", async () => {
+    const out = stalledOutput();
+    const log = bufferedLineWriter(out, { report: () => {} });
+    log("a".repeat(3000));
+    log("b".repeat(3000)); // does not fit: the first batch is queued and its write starts
+    globalThis.dispatchEvent(new Event("unload"));
+    assert.equal(out.syncWrites, 0);
+    out.release();
+    await tick();
+  });
+});
+
+Deno.test("denial of service: bufferedLineWriter() behind a stalled reader holds about its queue bound, not a 64 KiB buffer per flush", () => {
+  const out = { write: () => new Promise<number>(() => {}), writeSync: () => 0 };
+  const clock = FakeTimers.install({ toFake: ["setTimeout", "clearTimeout"] });
+  try {
+    // main.ts under `deno run`: 64 KiB batches; a quiet server, one request per 20 ms flush.
+    const log = bufferedLineWriter(out, { batchBytes: LONE_WRITER_BATCH, report: () => {} });
+    const before = Deno.memoryUsage().external;
+    for (let i = 0; i < 4000; i++) {
+      log(`{"i":${i},"path":"/${"a".repeat(250)}"}`); // one line of ~270 bytes per batch
+      clock.tick(21);
+    }
+    const grown = Deno.memoryUsage().external - before;
+    assert.ok(
+      grown < 4 * MAX_QUEUED_BYTES,
+      `external memory grew by ${(grown / 2 ** 20).toFixed(0)} MiB with a 1 MiB queue bound`,
+    );
+  } finally {
+    clock.uninstall();
+  }
 });
