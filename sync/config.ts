@@ -91,7 +91,9 @@ export function parseSyncConfig(
           "password (write % as %25)",
       );
     }
-    if (URL.parse(expanded)?.searchParams.has("password")) {
+    // The query as npm:postgres reads it: a multi-host URL (`h1:5432,h2:5432`) is no WHATWG URL.
+    const query = expanded.split("#")[0].split("?").slice(1).join("?");
+    if (new URLSearchParams(query).has("password")) {
       // libpq reads it; npm:postgres sends an unknown parameter to the server as a setting, so
       // the login fails and the password travels as a startup parameter.
       throw new TypeError(

@@ -132,6 +132,19 @@ Deno.test("parseSyncConfig() refuses each invalid config with a message naming t
         "Cannot load sync config: databases.au has its password as ?password=, which npm:postgres does not read: write it in the URL (postgres://user:PASSWORD@host/db)",
       ),
   );
+  await t.step(
+    "libpq's ?password= in a multi-host URL (no WHATWG URL, npm:postgres reads it)",
+    () =>
+      refuses(
+        config({
+          databases: {
+            us: "${US_DATABASE_URL}",
+            au: "postgres://alice@10.0.0.1:5432,10.0.0.2:5432/db?sslmode=require&password=S3cr",
+          },
+        }),
+        /^Cannot load sync config: databases\.au has its password as \?password=/,
+      ),
+  );
   await t.step("table listed twice", () =>
     refuses(
       config({

@@ -1,4 +1,4 @@
-/** @module The error a caller catches to tell a refused table sync from a failed one. */
+/** @module The errors a caller catches to tell a refused or stopped table sync from a failed one. */
 
 /**
  * A sync that was refused before writing anything: schema mismatch, a primary key that differs
@@ -6,4 +6,9 @@
  */
 export class SyncRefusedError extends Error {
   override name = "SyncRefusedError";
+}
+
+/** A sync a signal stopped before its destination's transaction began: nothing was written. */
+export class SyncStoppedError extends Error {
+  override name = "SyncStoppedError";
 }

@@ -2,7 +2,7 @@
 import type { SyncConfig } from "./config.ts";
 import type { Database } from "./database.ts";
 import type { SegmentOptions } from "./diff.ts";
-import { SyncRefusedError } from "./errors.ts";
+import { SyncRefusedError, SyncStoppedError } from "./errors.ts";
 import { attemptsOf, isTransient, withRetry } from "./retry.ts";
 import { syncTables, type TableJob, type TableOutcome } from "./sync_table.ts";
 import { resolveTableSpec, type TableSpec } from "./table_spec.ts";
@@ -137,6 +137,7 @@ export async function runAttempt(
         () =>
           syncTables(selected, { owner, destination }, {
             dryRun: options.dryRun,
+            signal: options.signal,
             segments: options.segments,
             batchRows: options.batchRows,
             onProgress: (table, p) => {
@@ -173,7 +174,9 @@ export async function runAttempt(
         const { value, attempts } = await sync(jobs);
         settled = value.map((result) => ({ result, attempts }));
       } catch (error) {
-        if (jobs.length === 1 || isTransient(error)) {
+        if (error instanceof SyncStoppedError) {
+          // Stopped while another sync held the destination: every table is reported as skipped.
+        } else if (jobs.length === 1 || isTransient(error)) {
           settled = jobs.map(() => ({ result: error as Error, attempts: attemptsOf(error) }));
         } else {
           // One table's failure (say, a row the destination's own constraint refuses) would hold
@@ -193,6 +196,7 @@ export async function runAttempt(
               const { value: [result], attempts } = await sync([job]);
               settled.push({ result, attempts });
             } catch (error) {
+              if (error instanceof SyncStoppedError) break;
               settled.push({ result: error as Error, attempts: attemptsOf(error) });
             }
           }

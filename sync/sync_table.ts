@@ -4,7 +4,7 @@ import type { TableConfig } from "./config.ts";
 import type { Database } from "./database.ts";
 import { diffTable, planCounts, type SegmentOptions } from "./diff.ts";
 import { type PlanWriter, planWriter, type ProgressListener } from "./apply.ts";
-import { SyncRefusedError } from "./errors.ts";
+import { SyncRefusedError, SyncStoppedError } from "./errors.ts";
 import { PIN_SESSION_SQL } from "./sql_fragments.ts";
 import type { TableSpec } from "./table_spec.ts";
 
@@ -39,6 +39,8 @@ export interface SyncTablesOptions {
   onProgress?: (table: string, progress: Parameters<ProgressListener>[0]) => void;
   /** Runs each table's share of the work (its diff, its writes), so the caller can measure it. */
   track?: <T>(table: string, work: () => Promise<T>) => Promise<T>;
+  /** Stops a wait for another sync's lock on the destination ({@linkcode SyncStoppedError}). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -62,6 +64,11 @@ export async function syncTables(
   const track = options.track ?? ((_table, work) => work());
   /** The destination's results once it committed. */
   let committed: (TableOutcome | SyncRefusedError)[] | undefined;
+  // Two syncs writing one destination at once (a cron run over a manual one, two replicas of the
+  // loop) would each plan the same inserts from their own snapshot, and the later one fail with a
+  // duplicate key. A session lock taken before either transaction (so before both snapshots)
+  // makes the second wait, then plan from what the first committed, with owner rows no older.
+  if (!options.dryRun) await takeSyncLock(destination, options.signal);
   try {
     return await owner.sql.begin("isolation level repeatable read read only", async (o) => {
       await o.unsafe(PIN_SESSION_SQL);
@@ -74,11 +81,42 @@ export async function syncTables(
     // retry would find the tables in sync and report no writes.
     if (committed) return committed;
     throw error;
+  } finally {
+    if (!options.dryRun) {
+      await destination.sql.unsafe(`SELECT pg_advisory_unlock(${SYNC_LOCK_KEY})`).catch(() => {
+        // A lost connection has released it already.
+      });
+    }
   }
 }
 
 /** The session advisory lock a writing sync holds on its destination ("vest" in ASCII). */
 const SYNC_LOCK_KEY = 0x76657374;
+
+/** How often a sync waiting for another's lock asks again (and looks at its signal). */
+const LOCK_POLL_MS = 250;
+
+/**
+ * Takes the destination's sync lock, asking again every {@linkcode LOCK_POLL_MS} instead of
+ * blocking in `pg_advisory_lock`: a run waiting behind a long first sync, or a stuck session,
+ * must still stop on SIGTERM, and then write nothing.
+ *
+ * @throws {SyncStoppedError} when `signal` aborts before the lock is free
+ */
+async function takeSyncLock(destination: Database, signal?: AbortSignal): Promise<void> {
+  while (true) {
+    if (signal?.aborted) {
+      throw new SyncStoppedError(
+        `Not attempted: the sync was stopped by a signal while another sync held "${destination.region}"`,
+      );
+    }
+    const [{ locked }] = await destination.sql.unsafe<{ locked: boolean }[]>(
+      `SELECT pg_try_advisory_lock(${SYNC_LOCK_KEY}) AS locked`,
+    );
+    if (locked) return;
+    await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+  }
+}
 
 async function syncAtDestination(
   tables: TableJob[],
@@ -88,21 +126,7 @@ async function syncAtDestination(
   track: NonNullable<SyncTablesOptions["track"]>,
 ): Promise<(TableOutcome | SyncRefusedError)[]> {
   const mode = options.dryRun ? "read only" : "read write";
-  if (options.dryRun) {
-    return await destination.sql.begin(`isolation level repeatable read ${mode}`, work);
-  }
-  // Two syncs writing one destination at once (a cron run over a manual one, two replicas of the
-  // loop) would each plan the same inserts from their own snapshot, and the later one fail with a
-  // duplicate key. A session lock taken before the transaction (and so before its snapshot) makes
-  // the second wait, then plan from what the first committed.
-  await destination.sql.unsafe(`SELECT pg_advisory_lock(${SYNC_LOCK_KEY})`);
-  try {
-    return await destination.sql.begin(`isolation level repeatable read ${mode}`, work);
-  } finally {
-    await destination.sql.unsafe(`SELECT pg_advisory_unlock(${SYNC_LOCK_KEY})`).catch(() => {
-      // A lost connection has released it already.
-    });
-  }
+  return await destination.sql.begin(`isolation level repeatable read ${mode}`, work);
 
   async function work(d: postgres.TransactionSql) {
     // The destination's own time zone, before the pin: its defaults and triggers (a

@@ -433,3 +433,59 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "main() in loop mode stops on a signal while another run holds the destination, and writes nothing (PostgreSQL)",
+  ignore: REAL.ignoreReason !== undefined,
+  async fn() {
+    const pair = await REAL.pair();
+    const dir = await Deno.makeTempDir({ prefix: "sync_cli_test_" });
+    let running: Promise<number> | undefined;
+    const lock = `SELECT pg_advisory_lock(${0x76657374})`;
+    try {
+      await pair.owner.exec(
+        `${SCHEMA}; INSERT INTO subject SELECT g, 'subject ' || g FROM generate_series(1, 50) g`,
+      );
+      await pair.destination.exec(SCHEMA);
+      // Another run (or one stuck with its session open) holds the destination's sync lock.
+      await pair.destination.admin.unsafe(lock);
+      const config = await writeConfig(dir, {
+        owner: "us",
+        databases: { us: pair.owner.url, au: pair.destination.url },
+        tables: TABLES,
+      });
+      const { out, io } = capture();
+      const controller = new AbortController();
+      running = main(["--config", config], { ...io, signal: controller.signal });
+      for (let i = 0;; i++) { // until the run has asked for the lock and been refused
+        if (out.some((l) => l.includes('"msg":"sync attempt started"'))) {
+          await new Promise((resolve) => setTimeout(resolve, 600));
+          break;
+        }
+        assert.ok(i < 100, "the run never started");
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      controller.abort(); // SIGTERM: no destination transaction of this run has begun
+      let timer;
+      const stopped = await Promise.race([
+        running.then((status) => `exited ${status}`),
+        new Promise<string>((resolve) => {
+          timer = setTimeout(() => resolve("still waiting after 3 s"), 3000);
+        }),
+      ]);
+      clearTimeout(timer);
+      assert.equal(stopped, "exited 0");
+      const [report] = out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+        .filter((l) => l.table);
+      assert.equal(report.status, "skipped");
+      await pair.destination.admin.unsafe(`SELECT pg_advisory_unlock(${0x76657374})`);
+      assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM subject`), ["0"]);
+    } finally {
+      await pair.destination.admin.unsafe(`SELECT pg_advisory_unlock_all()`);
+      await running;
+      await pair.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
