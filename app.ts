@@ -83,6 +83,7 @@ export function createApp(deps: AppDeps): App {
     now,
     serverTiming: config.serverTiming,
     debugHeaders: config.debugHeaders,
+    trustedProxyHops: config.trustedProxyHops,
   });
   if (config.ocap) {
     if (!deps.kv) throw new TypeError("Cannot mount OCAP: createApp() needs a kv store");

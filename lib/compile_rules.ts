@@ -374,6 +374,7 @@ function checkRedirectLocation(
   if (/^[a-z][a-z0-9+.-]*:(?![\\/]{2})/i.test(location)) {
     fail("redirect.location: write // after the scheme (https://host/…), or a path");
   }
+  if (path === UNCOMPILED) return; // its own error says what is wrong; its groups are unknown
   // Groups of the regex: the empty string always matches `source|`, with one slot per group.
   const groups = path ? new RegExp(`${path.source}|`).exec("")!.length - 1 : -1;
   for (const [reference, n] of location.matchAll(/\$(\d)/g)) {
@@ -398,9 +399,12 @@ function compileRegex(source: string, field: string, fail: (d: string) => void):
         (error as Error).message.replace(/^Invalid regular expression: /, "")
       }`,
     );
-    return /(?!)/;
+    return UNCOMPILED;
   }
 }
+
+/** What {@linkcode compileRegex} returns for a regex it refused: it matches nothing. */
+const UNCOMPILED = /(?!)/;
 
 function compileRegexMap(
   map: Record<string, string>,

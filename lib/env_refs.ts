@@ -16,8 +16,8 @@ export type EnvLookup = (name: string) => string | undefined;
 export function substituteEnv(
   value: unknown,
   env: EnvLookup,
-  /** Filled with each reference substituted and its value, so errors can hide the values. */
-  used: Map<string, string> = new Map(),
+  /** Filled with each string that held a reference, substituted → as written, for errors. */
+  written: Map<string, string> = new Map(),
   path: readonly PropertyKey[] = [],
 ): unknown {
   if (typeof value === "string") {
@@ -30,24 +30,26 @@ export function substituteEnv(
           "(write ${NAME}, with letters, digits and _)",
       );
     }
-    return value.replace(ENV_REF, (_, name: string) => {
+    if (!value.includes("${")) return value;
+    const substituted = value.replace(ENV_REF, (_, name: string) => {
       const found = env(name);
       if (found === undefined) {
         throw new ReferenceError(
           `Cannot read rules: environment variable "${name}" is not set (used at ${where(path)})`,
         );
       }
-      used.set(name, found);
       return found;
     });
+    written.set(substituted, value);
+    return substituted;
   }
   if (Array.isArray(value)) {
-    return value.map((item, i) => substituteEnv(item, env, used, [...path, i]));
+    return value.map((item, i) => substituteEnv(item, env, written, [...path, i]));
   }
   if (value !== null && typeof value === "object") {
     const out: Record<string, unknown> = {};
     for (const [key, item] of Object.entries(value)) {
-      out[key] = substituteEnv(item, env, used, [...path, key]);
+      out[key] = substituteEnv(item, env, written, [...path, key]);
     }
     return out;
   }
@@ -60,13 +62,16 @@ function where(path: readonly PropertyKey[]): string {
 }
 
 /**
- * `message` with each substituted value shown as its `${NAME}` again: a regex built from a secret
- * (`^${INTERNAL_KEY}$`) that does not compile must not print the secret into CI logs. Values
- * under four characters are left: they would garble the message and hide little.
+ * `message` with each configuration string it quotes whole (`/regex/`, `"value"`) shown as
+ * written, `${NAME}` and all: a regex built from a secret (`^${INTERNAL_KEY}$`) that does not
+ * compile must not print the secret into CI logs. Only whole quoted strings are replaced, so
+ * the message's own words stay (a variable whose value is `true` leaves `secure: true` alone).
  */
-export function hideEnvValues(message: string, used: ReadonlyMap<string, string>): string {
-  const byLength = [...used].filter(([, value]) => value.length >= 4)
-    .sort(([, a], [, b]) => b.length - a.length);
-  for (const [name, value] of byLength) message = message.replaceAll(value, `\${${name}}`);
+export function showAsWritten(message: string, written: ReadonlyMap<string, string>): string {
+  for (const [substituted, raw] of written) {
+    for (const quote of ["/", '"']) {
+      message = message.replaceAll(`${quote}${substituted}${quote}`, `${quote}${raw}${quote}`);
+    }
+  }
   return message;
 }

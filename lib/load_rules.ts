@@ -3,22 +3,22 @@ import { parseConfigJson } from "./config_json.ts";
 import { issueField, issueMessage } from "./config_issues.ts";
 import { z } from "zod";
 import { compileRules, type Config, RulesError } from "./compile_rules.ts";
-import { type EnvLookup, hideEnvValues, substituteEnv } from "./env_refs.ts";
+import { type EnvLookup, showAsWritten, substituteEnv } from "./env_refs.ts";
 import { rulesFileSchema } from "./rules_schema.ts";
 
 /** Parses and validates a rules file's text. Throws `SyntaxError`, `ReferenceError` or `RulesError`. */
 export function parseRules(text: string, options: { env: EnvLookup; source?: string }): Config {
   const source = options.source ?? "rules";
   const raw = parseConfigJson(text, source);
-  const used = new Map<string, string>();
-  const substituted = substituteEnv(raw, options.env, used);
+  const written = new Map<string, string>();
+  const substituted = substituteEnv(raw, options.env, written);
   const parsed = rulesFileSchema.safeParse(substituted);
   try {
     if (!parsed.success) throw new RulesError(describeIssues(parsed.error, substituted));
     return compileRules(parsed.data);
   } catch (error) {
-    if (!(error instanceof RulesError) || used.size === 0) throw error;
-    throw new RulesError(error.problems.map((problem) => hideEnvValues(problem, used)));
+    if (!(error instanceof RulesError) || written.size === 0) throw error;
+    throw new RulesError(error.problems.map((problem) => showAsWritten(problem, written)));
   }
 }
 

@@ -402,6 +402,22 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
     }
     parseRules(JSON.stringify(base(ocap("/_ocap/v1"))), { env });
   });
+  await t.step(
+        JSON.stringify(key),
+        () => refuses(base(section({ key })), "ocap.key: 16 or more printable ASCII characters"),
+      );
+    }
+    // Deno KV refuses an expireIn this large: no answer was ever kept, codes redeemed twice.
+    await t.step(
+      "ttl_seconds 1e13",
+      () => refuses(base(section({ ttl_seconds: 1e13 })), "ocap.ttl_seconds"),
+    );
+    await t.step("a target's ttl_seconds 1e13", () =>
+      refuses(
+        base(section({ targets: { p: { origin: "https://p.example", ttl_seconds: 1e13 } } })),
+        "ocap.targets.p.ttl_seconds",
+      ));
+  });
   await t.step("a redirect a client would not get as written", async (t) => {
     const redirect = (
       location: string,
@@ -443,6 +459,24 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
           "redirect.location: $1 needs match.path",
         ),
     );
+    await t.step("only the regex's own error when match.path does not compile", () => {
+      assert.throws(
+        () =>
+          parseRules(
+            JSON.stringify(
+              redirect("https://docs.example.com/$1/$2", { path: "^/docs/(([a-z]+)/(.*)$" }),
+            ),
+            { env },
+          ),
+        (error: unknown) => {
+          assert.ok(error instanceof RulesError);
+          assert.deepEqual(error.problems, [
+            'Cannot compile rule "help" (rules[0]): invalid regex in match.path: /^/docs/(([a-z]+)/(.*)$/: Unterminated group',
+          ]);
+          return true;
+        },
+      );
+    });
     await t.step("forward_cookies, as timeout_ms (it calls no upstream)", () =>
       refuses(
         base({
@@ -497,6 +531,26 @@ Deno.test("parseRules() secret leak: start-up errors do not print a referenced s
             error.message.includes("/^${INTERNAL_KEY}$/"),
           error.message,
         );
+        return true;
+      },
+    );
+  });
+  await t.step("a value that is also a word of the message leaves the message alone", () => {
+    const file = base({
+      regions: {
+        au: { origin: "http://au.internal", headers: { "x-edge-verified": "${EDGE_VERIFIED}" } },
+        us: { origin: "http://us.internal" },
+      },
+      pin: { cookie: "__Host-region", secure: false },
+    });
+    assert.throws(
+      () =>
+        parseRules(JSON.stringify(file), {
+          env: (name) => name === "EDGE_VERIFIED" ? "true" : env(name),
+        }),
+      (error: unknown) => {
+        assert.ok(error instanceof RulesError);
+        assert.match(error.message, /which browsers only accept with secure: true$/);
         return true;
       },
     );

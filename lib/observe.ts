@@ -6,6 +6,7 @@ import { type AccessLogEntry, accessLogLine } from "./access_log.ts";
 import { NULL_BODY_STATUSES } from "./forward.ts";
 import type { VestibuleMetrics } from "./metrics.ts";
 import { requestId } from "./request_id.ts";
+import { forwardedHostOf } from "./request_view.ts";
 import type { RouteLog } from "./route_context.ts";
 import { annotateSpan } from "./tracing.ts";
 
@@ -28,6 +29,8 @@ export interface ObserveOptions {
   serverTiming: boolean;
   /** Add `X-Request-Id`, `X-Vestibule-Rule` and `X-Vestibule-Region` to responses. */
   debugHeaders: boolean;
+  /** `trusted_proxy_hops`: the host logged for a request answered before routing is theirs. */
+  trustedProxyHops: number;
 }
 
 /** Runs a request's handler and observes its answer. */
@@ -113,9 +116,7 @@ function record(
     time,
     requestId: observed.requestId,
     method: request.method,
-    host: observed.log.host === undefined
-      ? hostOf(request.url)
-      : hostOf(`http://${observed.log.host}/`),
+    host: publicHost(request, observed.log, options.trustedProxyHops),
     path,
     status,
     totalMs,
@@ -136,6 +137,12 @@ function record(
 function serverTiming(totalMs: number, upstreamMs: number | undefined): string {
   const edge = `edge;dur=${totalMs.toFixed(1)}`;
   return upstreamMs === undefined ? edge : `${edge}, upstream;dur=${upstreamMs.toFixed(1)}`;
+}
+
+/** The host the request was routed by, or would have been had it got that far. */
+function publicHost(request: Request, log: RouteLog, hops: number): string {
+  const host = log.host ?? forwardedHostOf(request.headers, hops);
+  return hostOf(host === undefined ? request.url : `http://${host}/`);
 }
 
 /**

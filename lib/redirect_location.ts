@@ -47,28 +47,30 @@ const AUTHORITY = /^(?:[a-z][a-z0-9+.-]*:)?[\\/]{2}([^/?#\\]*)/i;
  * (`https://help.example.com$1` with `$1` = `@evil.example` or `.evil.example`), or one that makes
  * a relative location protocol-relative (`/$1` with `$1` = `/evil.example`, or a backslash, which
  * URL parsers read as a slash), would send the client elsewhere. A host built around groups
- * (`https://$1.example.com/`, `https://help-$1.example.com/`) must keep its literal parts, each
- * group filling only host characters; a host that is all groups (`https://$1/`) chose that.
+ * (`https://$1.example.com/`, `https://help-$1.example.com$2`) must keep its literal parts, each
+ * group inside it filling only host characters and one at its end (`$2`) adding nothing to it;
+ * a host that is one group (`https://$1/`) chose that.
  */
 function keepsTarget(template: string, location: string): boolean {
   const at = template.search(/\$\d/);
   if (at === -1) return true;
   const authority = AUTHORITY.exec(template);
-  if (authority) {
-    const parts = authority[1].split(/\$\d/);
-    if (at < authority[0].length && parts.at(-1) !== "") {
-      // Groups inside the host, literal text after the last: no `/ ? # @ \` from a group, so
-      // the authority the client gets is the template's with the groups filled in.
-      const pattern = new RegExp(`^${parts.map(escapeRegex).join("[^/?#@\\\\]*")}$`, "i");
-      const filled = AUTHORITY.exec(location);
-      return filled !== null && pattern.test(filled[1]) && URL.canParse(location);
-    }
-    // The host is literal, or ends in a group (which must not extend it): same origin.
-    const origin = URL.parse(template.slice(0, at), CLIENT_BASES[1])?.origin;
-    if (origin === undefined || origin === "null") return true;
-    return URL.parse(location, CLIENT_BASES[1])?.origin === origin;
+  if (!authority) {
+    return CLIENT_BASES.every((base) => URL.parse(location, base)?.host === "vestibule.invalid");
   }
-  return CLIENT_BASES.every((base) => URL.parse(location, base)?.host === "vestibule.invalid");
+  if (at >= authority[0].length) {
+    // A literal host, then a path: the groups cannot reach the host.
+    const origin = URL.parse(template.slice(0, at), CLIENT_BASES[1])?.origin;
+    return origin === undefined || origin === "null" ||
+      URL.parse(location, CLIENT_BASES[1])?.origin === origin;
+  }
+  // Groups in the authority: the location's must be the template's with them filled in.
+  const parts = authority[1].split(/\$\d/);
+  if (parts.at(-1) === "") parts.pop(); // a group ending the authority adds nothing to it
+  if (parts.every((part) => part === "")) return true; // a host of groups: the template chose
+  const pattern = new RegExp(`^${parts.map(escapeRegex).join("[^/?#@\\\\]*")}$`, "i");
+  const filled = AUTHORITY.exec(location);
+  return filled !== null && pattern.test(filled[1]) && URL.canParse(location, CLIENT_BASES[1]);
 }
 
 function escapeRegex(text: string): string {

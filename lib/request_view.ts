@@ -76,14 +76,13 @@ export function viewRequest(
   // puts in the URL but not in the headers (a `match.headers.host` rule sees it as Host, as nginx
   // and Envoy give it), and it wins over a Host naming another host, in an HTTP/2 request (RFC
   // 9113 §8.3.1) or beside an absolute-form target (RFC 9112 §3.2.2), as Deno.serve reads both.
-  if (host === null) {
-    // An HTTP/2 `:authority` (or an HTTP/1.0 absolute-form target's host) gets the Host check
-    // too: the URL parser takes `app.example(`, which an HTTP/1.1 Host is refused for.
-    if (!VALID_HOST.test(url.host)) {
-      throw new HttpError(400, "bad_host", "The request's authority is not a host name or address");
-    }
-    headers.pairs.push(["host", host = url.host]);
-  } else if (host !== url.host && new URL(`${url.protocol}//${host}/`).host !== url.host) {
+  // An HTTP/2 `:authority` or an absolute-form target's host gets the Host check too: the URL
+  // parser takes `app.example(`, which a Host is refused for.
+  if (!VALID_HOST.test(url.host)) {
+    throw new HttpError(400, "bad_host", "The request's authority is not a host name or address");
+  }
+  if (host === null) headers.pairs.push(["host", host = url.host]);
+  else if (host !== url.host && new URL(`${url.protocol}//${host}/`).host !== url.host) {
     for (const pair of headers.pairs) if (pair[0] === "host") pair[1] = url.host;
     host = url.host;
   }
@@ -146,6 +145,19 @@ function vouchedFor(value: string | null, hops: number): string | undefined {
   if (!value) return undefined;
   const entries = value.split(",");
   return entries[Math.max(0, entries.length - hops)].trim() || undefined;
+}
+
+/**
+ * A trusted proxy's `X-Forwarded-Host` when it is a host the router would route by, else
+ * `undefined`: what the access log names for requests answered before routing (vestibule's own
+ * paths, OCAP, a refused path or method), as it names the routed host for the others.
+ */
+export function forwardedHostOf(headers: Headers, hops: number): string | undefined {
+  if (hops === 0) return undefined;
+  const host = vouchedFor(headers.get("x-forwarded-host"), hops);
+  return host !== undefined && VALID_HOST.test(host) && URL.canParse(`http://${host}/`)
+    ? host
+    : undefined;
 }
 
 /**

@@ -419,6 +419,18 @@ Deno.test("open redirect: path groups cannot move a redirect rule's target to an
         match: { path: "^/inner/(.*)$" },
         redirect: { location: "https://help-$1.example.com/" },
       },
+      {
+        name: "host-then-path-group",
+        type: "global",
+        match: { path: "^/go/([a-z]+)(.*)$" },
+        redirect: { location: "https://$1.example.com$2" },
+      },
+      {
+        name: "protocol-relative-host-group",
+        type: "global",
+        match: { path: "^/rel/([a-z]+)$" },
+        redirect: { location: "//$1.example.com/" },
+      },
     ],
     // So that an escaped backslash reaches the rules below.
     paths: { allow_encoded_slashes: true },
@@ -442,6 +454,9 @@ Deno.test("open redirect: path groups cannot move a redirect rule's target to an
         "/tenant/evil.example/x",
         "/tenant/evil.example%3F",
         "/inner/x.evil.example/",
+        // A group ending the authority must add nothing to it (it was not checked at all).
+        "/go/www@evil.example/",
+        "/go/www.evil.example/",
       ]
     ) {
       await t.step(`refused: ${path}`, async () => {
@@ -469,6 +484,9 @@ Deno.test("open redirect: path groups cannot move a redirect rule's target to an
       assert.equal((await location("/tenant/acme")).location, "https://acme.help.example.com/");
       // Its prefix `https://help-` parsed as a host of its own: every request was refused.
       assert.equal((await location("/inner/acme")).location, "https://help-acme.example.com/");
+      assert.equal((await location("/go/www/docs")).location, "https://www.example.com/docs");
+      // No base made a protocol-relative location unparsable: every request was refused.
+      assert.equal((await location("/rel/acme")).location, "//acme.example.com/");
       // An escaped backslash is a path character to a browser, not a slash.
       assert.equal((await location("/old/%5Cevil.example")).location, "/%5Cevil.example");
     });

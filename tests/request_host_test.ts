@@ -345,3 +345,47 @@ Deno.test("HTTP/2: an :authority a Host would be refused for is 400 bad_host too
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+Deno.test("HTTP/1.1 absolute-form: a target host a Host would be refused for is 400 bad_host, beside a valid Host too", async () => {
+  const up = startUpstream();
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      "GET http://app.example(/x HTTP/1.1\r\nHost: app.example\r\nAccept: application/json\r\n" +
+        "Connection: close\r\n\r\n",
+    );
+    assert.match(answer, /^HTTP\/1\.1 400 [^]*"error":"bad_host"/, answer.split("\r\n")[0]);
+    assert.equal(up.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("access log: behind a trusted proxy, requests answered before routing log the X-Forwarded-Host too", async () => {
+  const up = startUpstream();
+  const logs: string[] = [];
+  const edge = startVestibule(oneRegion(up.url, { trusted_proxy_hops: 1 }), {
+    deps: { log: (line) => logs.push(line) },
+  });
+  try {
+    const seen: Array<{ path: string; error?: string; host: string }> = [];
+    // Probes through the same CDN: a routed path, vestibule's own prefix, an encoded slash.
+    for (const target of ["/x", "/_vestibule/admin", "/a%2Fb"]) {
+      await rawRequest(
+        edge.port,
+        `GET ${target} HTTP/1.1\r\nHost: origin.internal\r\nX-Forwarded-Host: app.example\r\n` +
+          "Connection: close\r\n\r\n",
+      );
+      const line = JSON.parse(logs.at(-1)!);
+      seen.push({ path: line.path, error: line.error, host: line.host });
+    }
+    assert.deepEqual(seen, [
+      { path: "/x", error: undefined, host: "app.example" },
+      { path: "/_vestibule/admin", error: "not_found", host: "app.example" },
+      { path: "/a%2Fb", error: "bad_path", host: "app.example" },
+    ]);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
