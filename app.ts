@@ -98,7 +98,8 @@ export function createApp(deps: AppDeps): App {
     });
     app.all(
       `${config.ocap.path}/*`,
-      (c) => observe(c.req.raw, c.req.path, ({ log }) => ocap(c.req.raw, log)),
+      (c) =>
+        observe(c.req.raw, c.req.path, ({ log, requestId }) => ocap(c.req.raw, log, requestId)),
     );
   }
   // Nothing under vestibule's own prefix reaches an upstream, whatever the method; each such

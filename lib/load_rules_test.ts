@@ -402,7 +402,13 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
     }
     parseRules(JSON.stringify(base(ocap("/_ocap/v1"))), { env });
   });
-  await t.step(
+  await t.step("an OCAP key no caller can send, and a TTL the store refuses", async (t) => {
+    const section = (fields: Record<string, unknown>) => ({
+      ocap: { key: "k".repeat(16), targets: { p: { origin: "https://p.example" } }, ...fields },
+    });
+    // HTTP trims a header value's spaces; fetch cannot send €: every call was a 401.
+    for (const key of [" key-with-spaces-0123456789 ", "key€-0123456789abcdefghij"]) {
+      await t.step(
         JSON.stringify(key),
         () => refuses(base(section({ key })), "ocap.key: 16 or more printable ASCII characters"),
       );

@@ -184,6 +184,13 @@ export const ruleSchema = z.discriminatedUnion("type", [
   broadcastRuleSchema,
 ]);
 
+/**
+ * How long OCAP keeps an answer: short-lived by design (a one-time code is redeemed within
+ * minutes), and at most a day. Deno KV refuses an `expireIn` past about 8.6e12 s, so a larger
+ * "keep it" went unsaved and the next identical caller redeemed the code again.
+ */
+const ttlSeconds = z.number().positive().max(86_400);
+
 /** The outgoing caching proxy section; absent means OCAP is not mounted. */
 export const ocapSchema = z.strictObject({
   // Segments of unreserved characters, none `.` or `..`: the mount is compared with the path as
@@ -192,13 +199,17 @@ export const ocapSchema = z.strictObject({
     /^(?:\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$/,
     "a path of /-separated letters, digits and -._~ (no . or .. segment), e.g. /_ocap",
   ).default("/_ocap").describe("Where OCAP is mounted; not under /_vestibule/"),
-  key: z.string().min(16).describe("Callers send it in the Ocap-Key header"),
-  ttl_seconds: z.number().positive().default(30),
+  // A header value loses spaces at either end and carries no character above U+00FF, and a
+  // non-ASCII one reaches the server in whatever encoding the caller's client chose: such a key
+  // made every call a 401 with nothing saying why.
+  key: z.string().regex(/^[\x21-\x7e]{16,}$/, "16 or more printable ASCII characters, no spaces")
+    .describe("Callers send it in the Ocap-Key header"),
+  ttl_seconds: ttlSeconds.default(30),
   targets: z.record(
     z.string().regex(/^[a-z0-9][a-z0-9_-]*$/),
     z.strictObject({
       origin: z.string(),
-      ttl_seconds: z.number().positive().optional(),
+      ttl_seconds: ttlSeconds.optional(),
       timeout_ms: milliseconds.default(10_000),
     }),
   ),

@@ -43,7 +43,7 @@ const DEFAULT_PIN = { header: "x-vestibule-region", cookie: "__Host-vestibule-re
 export function createOcapHandler(
   ocap: OcapConfig,
   deps: OcapDeps,
-): (request: Request, log?: RouteLog) => Promise<Response> {
+): (request: Request, log?: RouteLog, requestId?: string) => Promise<Response> {
   const targets = compileTargets(ocap);
   const flights = new SingleFlight(deps.kv, { now: deps.now });
   const fetchOrigin = deps.fetch ?? fetch;
@@ -51,7 +51,7 @@ export function createOcapHandler(
   const bodyLimit = deps.bodyLimitBytes ?? 1_048_576;
   const bodyTimeoutMs = deps.bodyTimeoutMs ?? 30_000;
 
-  return async (request, log) => {
+  return async (request, log, requestId) => {
     try {
       if (!ocapKeyMatches(request.headers.get(OCAP_KEY_HEADER), ocap.key)) {
         throw new HttpError(401, "ocap_unauthorized", "Missing or wrong Ocap-Key header");
@@ -85,7 +85,7 @@ export function createOcapHandler(
         body,
         authorization: request.headers.get("authorization"),
       });
-      const headers = originHeaders(request.headers, pin);
+      const headers = originHeaders(request.headers, pin, requestId);
       const hasBody = body.byteLength > 0 || (method !== "GET" && method !== "HEAD");
       const { answer, cache } = await flights.run(key, {
         ttlMs: target.ttlMs,

@@ -689,3 +689,145 @@ Deno.test("OCAP answer sharing: JSON keys a Go or ASP.NET Core provider reads as
     kv.close();
   }
 });
+
+/** UTF-7 (RFC 2152) as Python decodes it: `+` opens modified base64 up to `-`, `+-` is `+`. */
+function decodeUtf7(text: string): string {
+  return text.replace(/\+([A-Za-z0-9+/]*)-?/g, (_, b64: string) => {
+    if (b64 === "") return "+";
+    let bits = 0, value = 0, out = "";
+    for (const ch of b64) {
+      value = (value << 6) |
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".indexOf(ch);
+      bits += 6;
+      if (bits >= 16) {
+        bits -= 16;
+        out += String.fromCharCode((value >> bits) & 0xffff);
+      }
+    }
+    return out;
+  });
+}
+
+/**
+ * A provider that reads the body in the charset its Content-Type names, as Spring's Jackson
+ * converter does for JSON (a charset other than UTF-8/16/32) and Django does for forms (the whole
+ * body decoded first, then parsed), and answers with the code it read.
+ */
+function charsetProvider() {
+  return startUpstream((req, received) => {
+    const type = req.headers.get("content-type") ?? "";
+    const charset = /charset=([^;\s]+)/i.exec(type)?.[1]?.toLowerCase() ?? "utf-8";
+    let code: string | null;
+    if (type.startsWith("application/json")) {
+      code = JSON.parse(new TextDecoder(charset).decode(received.body)).code;
+    } else {
+      const latin1 = new TextDecoder("latin1").decode(received.body);
+      const text = charset === "utf-7" ? decodeUtf7(latin1) : latin1;
+      code = new URLSearchParams(text).get("code");
+    }
+    return Response.json({ access_token: `token-for-${code}` });
+  });
+}
+
+Deno.test("OCAP answer sharing: bodies a provider reads differently under their declared charset get their own answers", async (t) => {
+  const upstream = charsetProvider();
+  const kv = await Deno.openKv(":memory:");
+  const vestibule = startVestibule(ocapRules(upstream.url, { ttlSeconds: 30 }), {
+    env: OCAP_ENV,
+    deps: { kv },
+  });
+  const exchange = async (contentType: string, body: string) => {
+    const response = await fetch(
+      tokenRequest(vestibule.url, { headers: { "content-type": contentType }, body }),
+    );
+    return [response.headers.get("ocap-cache"), await response.json()];
+  };
+  try {
+    await t.step("JSON in ISO-8859-1: an escaped é and the UTF-8 bytes of é", async () => {
+      const type = "application/json; charset=iso-8859-1";
+      // Spring reads "caf\u00e9" as café, the bytes C3 A9 as "Ã©": two different codes.
+      assert.deepEqual(await exchange(type, '{"code":"caf\\u00e9"}'), [
+        "miss",
+        { access_token: "token-for-café" },
+      ]);
+      assert.deepEqual(await exchange(type, '{"code":"café"}'), [
+        "miss",
+        { access_token: "token-for-cafÃ©" },
+      ]);
+    });
+    await t.step("a form in UTF-7: + and %20", async () => {
+      const type = "application/x-www-form-urlencoded; charset=utf-7";
+      // Django decodes the body as UTF-7 first: "+AOk-" is é, "%20AOk-" a space and "AOk-".
+      assert.deepEqual(await exchange(type, "grant_type=authorization_code&code=+AOk-"), [
+        "miss",
+        { access_token: "token-for-é" },
+      ]);
+      assert.deepEqual(await exchange(type, "grant_type=authorization_code&code=%20AOk-"), [
+        "miss",
+        { access_token: "token-for- AOk-" },
+      ]);
+    });
+  } finally {
+    await vestibule.close();
+    await upstream.close();
+    kv.close();
+  }
+});
+
+Deno.test("OCAP config bounds: the largest timeout_ms the rules file accepts still lets identical callers share one answer", async () => {
+  // The schema caps timeout_ms at 2^31 - 1 ms, setTimeout's limit; a waiter's limit adds a
+  // margin, and a timer past the limit fired at once: every waiter got an instant 504.
+  const upstream = provider(100);
+  await withOcap(upstream, async (base) => {
+    const responses = await Promise.all([fetch(tokenRequest(base)), fetch(tokenRequest(base))]);
+    const answers = await Promise.all(responses.map(async (r) => [r.status, await r.text()]));
+    assert.deepEqual(answers, [
+      [200, '{"access_token":"token-1"}'],
+      [200, '{"access_token":"token-1"}'],
+    ]);
+    assert.equal(upstream.received.length, 1);
+  }, { timeoutMs: 2 ** 31 - 1 });
+});
+
+Deno.test("OCAP sends the provider the request id its access line has, as the router's upstreams get", async (t) => {
+  const upstream = startUpstream();
+  const logs: string[] = [];
+  const kv = await Deno.openKv(":memory:");
+  const vestibule = startVestibule(ocapRules(upstream.url), {
+    env: OCAP_ENV,
+    deps: { kv, log: (line) => logs.push(line) },
+  });
+  const exchange = async (code: string, headers: Record<string, string>) => {
+    const body = `grant_type=authorization_code&code=${code}`;
+    await (await fetch(tokenRequest(vestibule.url, { headers, body }))).body?.cancel();
+    return {
+      sent: upstream.received.at(-1)?.headers.get("x-request-id"),
+      logged: JSON.parse(logs.at(-1)!).request_id,
+    };
+  };
+  try {
+    await t.step("a caller's safe id is kept", async () => {
+      assert.deepEqual(await exchange("a", { "x-request-id": "req-42" }), {
+        sent: "req-42",
+        logged: "req-42",
+      });
+    });
+    await t.step(
+      "one the log replaces (it could forge a line) is replaced upstream too",
+      async () => {
+        const { sent, logged } = await exchange("b", { "x-request-id": 'x", "status": 200' });
+        assert.match(logged, /^[0-9a-f-]{36}$/);
+        assert.equal(sent, logged);
+      },
+    );
+    await t.step("none: one is made, and sent", async () => {
+      const { sent, logged } = await exchange("c", {});
+      assert.match(logged, /^[0-9a-f-]{36}$/);
+      assert.equal(sent, logged);
+    });
+  } finally {
+    await vestibule.close();
+    await upstream.close();
+    kv.close();
+  }
+});

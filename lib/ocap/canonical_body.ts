@@ -1,4 +1,5 @@
 /** @module Canonical form of a request body for OCAP's dedup key: JSON and form field order do not count. */
+import { declaresUtf8 } from "../media_type.ts";
 import { findRepeatedKey } from "../config_json.ts";
 import { occursAtLeast } from "../request_body.ts";
 import { canonicalPairs } from "./form_pairs.ts";
@@ -22,6 +23,10 @@ const encoder = new TextEncoder();
  */
 export function canonicalBody(contentType: string | null, bytes: Uint8Array): CanonicalBody {
   const type = (contentType ?? "").split(";")[0].trim().toLowerCase();
+  // A body in another charset (or a Content-Type read differently by the provider's framework)
+  // is keyed on its bytes: decoded as UTF-8, `caf\u00e9` and the bytes of `café` in ISO-8859-1
+  // JSON, or `+AOk-` and `%20AOk-` in a UTF-7 form, shared one answer the provider gives two.
+  if (!declaresUtf8(contentType ?? "")) return { kind: "raw", bytes };
   if (type === "application/json" || /^application\/[a-z0-9.!#$&^_-]+\+json$/.test(type)) {
     const text = decodeStrict(bytes);
     // Beyond MAX_CANONICAL_ELEMENTS, keyed as it is: 524k numbers in 1 MiB cost 0.5–0.7 s.

@@ -9,10 +9,15 @@ export const OCAP_KEY_HEADER = "ocap-key";
 /**
  * Copies the caller's headers without `Ocap-Key`, hop-by-hop headers (and those `Connection`
  * names), `Host`, `Content-Length` (recomputed), vestibule's pin header and cookie, and (when Deno
- * traces) `traceparent`, and asks for
+ * traces) `traceparent`, sets `X-Request-Id` to the logged one, and asks for
  * `Accept-Encoding: identity` so `fetch` never decodes a body behind its headers' back.
  */
-export function originHeaders(incoming: Headers, pin: { header: string; cookie: string }): Headers {
+export function originHeaders(
+  incoming: Headers,
+  pin: { header: string; cookie: string },
+  /** The id the access line has: the provider gets it, as the router's upstreams do. */
+  requestId?: string,
+): Headers {
   const named = new Set(
     (incoming.get("connection") ?? "").toLowerCase().split(",").map((s) => s.trim()),
   );
@@ -37,5 +42,6 @@ export function originHeaders(incoming: Headers, pin: { header: string; cookie: 
   );
   if (cookie) headers.set("cookie", cookie);
   headers.set("accept-encoding", "identity");
+  if (requestId) headers.set("x-request-id", requestId);
   return headers;
 }

@@ -15,7 +15,7 @@ import { HttpError } from "../http_error.ts";
 import { OriginAnswerTooLarge, OriginFailure } from "./call_origin.ts";
 import { leaseKey, resultKey } from "./kv_keys.ts";
 import { withKvRetry } from "./kv_retry.ts";
-import { settleBy } from "./settle_by.ts";
+import { settleBy, timerDelay } from "./settle_by.ts";
 import type { CacheStatus, OriginAnswer } from "./origin_answer.ts";
 import { addNotShared, addResult, NOT_SHARED, readResult } from "./response_store.ts";
 
@@ -177,7 +177,7 @@ export class SingleFlight {
     const controller = new AbortController();
     const timer = setTimeout(
       () => controller.abort(new DOMException("OCAP origin call timed out", "TimeoutError")),
-      Math.max(0, callMs),
+      timerDelay(callMs),
     );
     let answer: OriginAnswer;
     try {
@@ -274,7 +274,7 @@ class ChangeWatcher {
 
   async next(ms: number): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const pause = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+    const pause = new Promise<void>((resolve) => (timer = setTimeout(resolve, timerDelay(ms))));
     if (this.#reader) this.#pending ??= this.#read();
     await Promise.race(this.#pending ? [this.#pending, pause] : [pause]);
     clearTimeout(timer);
