@@ -145,7 +145,7 @@ export function parseOrigin(value: string): { origin: string; host: string } | s
  * An origin as an error may quote it: origins usually come from `${NAME}` references, and start-up
  * errors end up in logs, so credentials and a query (where tokens travel) become `***`.
  */
-function redacted(value: string): string {
+export function redacted(value: string): string {
   const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(value)?.[0] ?? "";
   // Up to the last `@`: a password that breaks the URL may hold `/`, `?`, `#` or `@` itself.
   const at = value.lastIndexOf("@");

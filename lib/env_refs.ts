@@ -67,10 +67,20 @@ function where(path: readonly PropertyKey[]): string {
  * compile must not print the secret into CI logs. Only whole quoted strings are replaced, so
  * the message's own words stay (a variable whose value is `true` leaves `secure: true` alone).
  */
-export function showAsWritten(message: string, written: ReadonlyMap<string, string>): string {
+export function showAsWritten(
+  message: string,
+  written: ReadonlyMap<string, string>,
+  /** How messages quote a value besides whole: an origin is quoted with its secrets cut. */
+  shown: ((value: string) => string)[] = [],
+): string {
   for (const [substituted, raw] of written) {
-    for (const quote of ["/", '"']) {
-      message = message.replaceAll(`${quote}${substituted}${quote}`, `${quote}${raw}${quote}`);
+    for (const show of [(value: string) => value, ...shown]) {
+      for (const quote of ["/", '"']) {
+        message = message.replaceAll(
+          `${quote}${show(substituted)}${quote}`,
+          `${quote}${show(raw)}${quote}`,
+        );
+      }
     }
   }
   return message;

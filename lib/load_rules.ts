@@ -2,7 +2,7 @@
 import { parseConfigJson } from "./config_json.ts";
 import { issueField, issueMessage } from "./config_issues.ts";
 import { z } from "zod";
-import { compileRules, type Config, RulesError } from "./compile_rules.ts";
+import { compileRules, type Config, redacted, RulesError } from "./compile_rules.ts";
 import { type EnvLookup, showAsWritten, substituteEnv } from "./env_refs.ts";
 import { rulesFileSchema } from "./rules_schema.ts";
 
@@ -18,7 +18,9 @@ export function parseRules(text: string, options: { env: EnvLookup; source?: str
     return compileRules(parsed.data);
   } catch (error) {
     if (!(error instanceof RulesError) || written.size === 0) throw error;
-    throw new RulesError(error.problems.map((problem) => showAsWritten(problem, written)));
+    throw new RulesError(
+      error.problems.map((problem) => showAsWritten(problem, written, [redacted])),
+    );
   }
 }
 

@@ -541,6 +541,34 @@ Deno.test("parseRules() secret leak: start-up errors do not print a referenced s
       },
     );
   });
+  await t.step(
+    "an origin quoted with its query or credentials cut, a ${NAME} in its path",
+    async (t) => {
+      for (
+        const origin of [
+          "https://hooks.example.com/services/${HOOK_TOKEN}?v=1",
+          "https://hooks.example.com/services/${HOOK_TOKEN}#x",
+          "https://deploy@hooks.example.com/services/${HOOK_TOKEN}",
+        ]
+      ) {
+        await t.step(origin, () => {
+          const file = base({ regions: { au: { origin }, us: { origin: "${US_ORIGIN}" } } });
+          assert.throws(
+            () =>
+              parseRules(JSON.stringify(file), {
+                env: (name) => name === "HOOK_TOKEN" ? "T0KEN-a8f3e2c1d9b7" : env(name),
+              }),
+            (error: unknown) => {
+              assert.ok(error instanceof RulesError);
+              assert.ok(!error.message.includes("T0KEN-a8f3e2c1d9b7"), error.message);
+              assert.ok(error.message.includes("/services/${HOOK_TOKEN}"), error.message);
+              return true;
+            },
+          );
+        });
+      }
+    },
+  );
   await t.step("a value that is also a word of the message leaves the message alone", () => {
     const file = base({
       regions: {
