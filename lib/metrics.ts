@@ -101,13 +101,13 @@ export class VestibuleMetrics {
     if (upstream !== undefined && route.upstreamMs !== undefined) {
       this.#upstreamSeconds(upstream).observe(route.upstreamMs / 1000);
     }
-    if (route.type === "broadcast" && route.outcome !== undefined) {
+    if (route.type !== "broadcast") return;
+    if (route.outcome !== undefined) {
       this.#broadcastOutcomes.inc({ rule: route.rule, outcome: route.outcome });
-      for (const r of route.regions ?? []) {
-        if (r.status !== undefined) {
-          this.#upstreamSeconds(r.region).observe(r.ms / 1000);
-        }
-      }
+    }
+    // Every region that answered, also when the client left before an outcome (a 499).
+    for (const r of route.regions ?? []) {
+      if (r.status !== undefined) this.#upstreamSeconds(r.region).observe(r.ms / 1000);
     }
   }
 

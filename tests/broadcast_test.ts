@@ -645,3 +645,49 @@ Deno.test("false login: a sessionid with SameSite=None but no Secure, which Chro
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
+
+Deno.test("metrics: a region that answered a broadcast the client then left is still counted in the upstream histogram", async () => {
+  const release = Promise.withResolvers<void>();
+  const au = startUpstream(() => new Response("no such user", { status: 200 }));
+  const us = startUpstream(async (req) => {
+    await Promise.race([
+      release.promise,
+      new Promise((resolve) => req.signal.addEventListener("abort", resolve)),
+    ]);
+    return new Response("late");
+  });
+  const lines: Record<string, unknown>[] = [];
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{
+      name: "login",
+      type: "broadcast",
+      success: { status: [302], set_cookie: "sessionid" },
+    }],
+  }, {
+    deps: { log: (line) => lines.push(JSON.parse(line)), metricsToken: "t0123456789abcdef" },
+  });
+  try {
+    const gone = new AbortController();
+    const call = fetch(`${edge.url}/login`, { method: "POST", body: "x", signal: gone.signal })
+      .catch(() => {});
+    while (au.received.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 100)); // au has answered; us holds on
+    gone.abort();
+    await call;
+    for (let i = 0; i < 50 && lines.length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const regions = lines[0].regions as Array<{ region: string; status?: number }>;
+    assert.equal(regions.find((r) => r.region === "au")?.status, 200, "the log says au answered");
+    const text = await (await fetch(`${edge.url}/_vestibule/metrics`, {
+      headers: { authorization: "Bearer t0123456789abcdef" },
+    })).text();
+    // docs/observability.md: every answering region of a broadcast counts.
+    assert.match(text, /^vestibule_upstream_duration_seconds_count\{upstream="au"\} 1$/m);
+  } finally {
+    release.resolve();
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
