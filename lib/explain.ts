@@ -7,7 +7,7 @@ import { assumeRegion, type CountryLookup } from "./assume_region.ts";
 import { encodeBodyText } from "./body_text_encoding.ts";
 import type { Config, Rule, Upstream } from "./compile_rules.ts";
 import type { CookiePolicy } from "./forward.ts";
-import { checkMethod, type RequestView, viewRequest } from "./request_view.ts";
+import { checkMethod, hostHeaderFits, type RequestView, viewRequest } from "./request_view.ts";
 import { cookieNames, type ForwardPlan, forwardPlan } from "./forward_plan.ts";
 import { findRule, type RuleMatch } from "./match_rule.ts";
 import { readPin, type RegionPin } from "./pin.ts";
@@ -18,7 +18,7 @@ import { redirectLocation } from "./redirect_location.ts";
 import { routedPath, servedBy } from "./own_paths.ts";
 import { mergeSlashes } from "./request_path.ts";
 import { isSafeRequestId } from "./request_id.ts";
-import { isWebSocketUpgrade } from "./websocket_proxy.ts";
+import { checkWebSocketHandshake, isWebSocketUpgrade } from "./websocket_proxy.ts";
 import { HeaderList } from "./header_list.ts";
 
 export type { ForwardPlan, Stripped } from "./forward_plan.ts";
@@ -105,7 +105,7 @@ export async function explainRequest(
   const { method } = described;
   const refused = (error: HttpError): Explanation => ({
     method,
-    url: described.url,
+    url: withoutUserinfo(target),
     tried: [],
     refused: { status: error.status, code: error.code, message: error.message },
     targets: [],
@@ -118,7 +118,9 @@ export async function explainRequest(
   // As the router does, before any refusal: whatever the method, these are not the rules' to route.
   const target = describedUrl(described);
   const own = servedBy(routedPath(target), config.ocap?.path);
-  if (own) {
+  // The router serves its own paths only under a Host that fits; another is its 400 bad_host.
+  const givenHost = headerPairs(described.headers).find(([name]) => name.toLowerCase() === "host");
+  if (own && (givenHost === undefined || hostHeaderFits(givenHost[1].trim()))) {
     return {
       method,
       url: withoutUserinfo(target),
@@ -195,6 +197,15 @@ export async function explainRequest(
   // Only proxied rules relay a WebSocket (route_context.ts); broadcast sends every region a fetch.
   const webSocket = rule.type !== "broadcast" &&
     isWebSocketUpgrade(method, new HeaderList(headers));
+  if (webSocket && !(rule.type === "global" && rule.action.kind === "redirect")) {
+    try {
+      checkWebSocketHandshake(new HeaderList(headers));
+    } catch (error) {
+      if (!(error instanceof HttpError)) throw error;
+      out.refused = { status: error.status, code: error.code, message: error.message };
+      return done();
+    }
+  }
   const plan = (upstream: Upstream, cookies: CookiePolicy): Target => ({
     kind: upstream.kind,
     id: upstream.id,
@@ -368,6 +379,12 @@ function buildRequest(
     } else body = encodeBodyText(described.body, headers.get("content-type"));
   }
   return { request: new Request(url, { method, headers, body }), impliedHost };
+}
+
+/** A URL as written, as explain and check-rules print it: userinfo masked when it has one. */
+export function shownUrl(text: string): string {
+  const url = URL.parse(text);
+  return url && (url.username || url.password) ? withoutUserinfo(url) : text;
 }
 
 /** `url` as explain prints it: userinfo (a password, say) masked. */

@@ -6,6 +6,9 @@ import type { ForwardPlan, Stripped } from "./forward_plan.ts";
 export function formatExplanation(e: Explanation): string {
   const lines = [`${e.method} ${e.url}`];
   lines.push(`Rules tried before: ${e.tried.length > 0 ? e.tried.join(", ") : "(none)"}`);
+  // A rule that matched is named also when the router then refuses the request (a redirect
+  // its groups would move off its host, a body over the limit): that rule is what to fix.
+  if (e.rule !== undefined) lines.push(`Rule: ${e.rule} (${e.type}, rules[${e.index}])`);
   if (e.servedBy) {
     lines.push(`Not routed: ${e.servedBy === "ocap" ? "OCAP" : "vestibule itself"} answers`);
   } else if (e.refused) {
@@ -13,7 +16,6 @@ export function formatExplanation(e: Explanation): string {
       `No upstream: vestibule answers ${e.refused.status} ${e.refused.code}: ${e.refused.message}`,
     );
   } else {
-    lines.push(`Rule: ${e.rule} (${e.type}, rules[${e.index}])`);
     if (e.location !== undefined) lines.push(`Redirect: ${e.status} to ${e.location}`);
     if (e.upstream !== undefined) lines.push(`Upstream: ${e.upstream}`);
     if (e.region !== undefined) {

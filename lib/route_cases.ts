@@ -6,15 +6,18 @@ import { parseConfigJson } from "./config_json.ts";
 import { issueField, issueMessage } from "./config_issues.ts";
 import type { z } from "zod";
 import type { Config } from "./compile_rules.ts";
-import { explainRequest, type Explanation } from "./explain.ts";
+import { explainRequest, type Explanation, shownUrl } from "./explain.ts";
 import { type RouteCase, routeCasesFileSchema } from "./route_cases_schema.ts";
 
 /** The fields of `expect` that are compared, in the order mismatches are reported. */
 const FIELDS = ["rule", "type", "region", "upstream", "reason", "location"] as const;
 
+/** What the router answers itself after the rule matched: compared as its error code. */
+type AnswerField = "refused";
+
 /** One field where the decision differs from the expectation. */
 export interface Mismatch {
-  field: (typeof FIELDS)[number];
+  field: (typeof FIELDS)[number] | AnswerField;
   expected: string;
   actual: string | undefined;
   /** Why the expectation cannot hold, when it names something the rules file lacks. */
@@ -63,7 +66,8 @@ export async function runRouteCases(
   const ruleNames = new Set(config.rules.map((r) => r.name));
   const results: CaseResult[] = [];
   for (const [index, c] of cases.entries()) {
-    const request = `${c.request.method} ${c.request.url}`;
+    // A URL's password stays out of CI logs, as explain keeps it out of its output.
+    const request = `${c.request.method} ${shownUrl(c.request.url)}`;
     const label = c.name ?? request;
     let actual: Explanation;
     try {
@@ -83,6 +87,16 @@ export async function runRouteCases(
       const expected = c.expect[field];
       if (expected === undefined || expected === actual[field]) continue;
       mismatches.push({ field, expected, actual: actual[field] });
+    }
+    // A request the router refuses after its rule matched (a redirect its groups would move off
+    // its host, a body over the limit) reaches no upstream: it passes only when expected so.
+    const refusedCode = actual.refused?.code;
+    if (c.expect.refused !== refusedCode && (c.expect.refused || mismatches.length === 0)) {
+      mismatches.push({
+        field: "refused",
+        expected: c.expect.refused ?? "(none: routed)",
+        actual: refusedCode,
+      });
     }
     if (!ruleNames.has(c.expect.rule)) {
       const m = mismatches.find((m) => m.field === "rule");

@@ -37,6 +37,9 @@ const expectSchema = z.strictObject({
   upstream: z.string().min(1).optional().describe("Global proxy rules: the upstream's name"),
   reason: z.enum(REASONS).optional().describe("Why this region"),
   location: z.string().min(1).optional().describe("Global redirect rules: the Location"),
+  refused: z.string().min(1).optional().describe(
+    "The error code the router answers with itself after the rule matched (redirect_refused, body_too_large…); without it such a case fails",
+  ),
 });
 
 /** One route-table test: a request and what the router must decide for it. */

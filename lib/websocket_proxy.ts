@@ -19,6 +19,29 @@ export function isWebSocketUpgrade(method: string, headers: HeaderList): boolean
 }
 
 /**
+ * The client's offered subprotocols, or `HttpError` 400 `bad_websocket` for a handshake the
+ * router refuses before any upstream is asked (no key, a version other than 13, subprotocols
+ * that are not tokens or offered twice: Deno's WebSocket client throws on those). Explain asks
+ * the same question.
+ */
+export function checkWebSocketHandshake(headers: HeaderList): string[] {
+  if (!headers.get("sec-websocket-key") || headers.get("sec-websocket-version") !== "13") {
+    throw new HttpError(400, "bad_websocket", "The WebSocket handshake lacks a key or version 13");
+  }
+  const protocols = (headers.get("sec-websocket-protocol") ?? "").split(",")
+    .map((p) => p.trim()).filter(Boolean);
+  // RFC 6455 §4.1: each offered subprotocol is a token, offered once.
+  if (!protocols.every((p) => HTTP_TOKEN.test(p)) || new Set(protocols).size < protocols.length) {
+    throw new HttpError(
+      400,
+      "bad_websocket",
+      "The WebSocket handshake offers invalid subprotocols",
+    );
+  }
+  return protocols;
+}
+
+/**
  * Connects to the upstream first, so a refused or silent upstream is the client's 502 or 504,
  * then upgrades the client with the subprotocol the upstream chose. The upstream's own handshake
  * answer (a 401, its `Set-Cookie`) is not visible through the WebSocket API: any failure to
@@ -30,9 +53,7 @@ export async function proxyWebSocket(
   cookies: CookiePolicy,
   timeoutMs: number,
 ): Promise<Response> {
-  if (!ctx.headers.get("sec-websocket-key") || ctx.headers.get("sec-websocket-version") !== "13") {
-    throw new HttpError(400, "bad_websocket", "The WebSocket handshake lacks a key or version 13");
-  }
+  const protocols = checkWebSocketHandshake(ctx.headers);
   const { headers } = upstreamHeaders(ctx.headers, upstream, cookies, ctx.forward);
   // The WebSocket client writes its own handshake: key, version, extensions, protocols.
   const handshake = headers.filter(([name]) =>
@@ -42,17 +63,6 @@ export async function proxyWebSocket(
   // adds its own; the WebSocket client adds none, so the request's span is named here.
   const traceparent = activeTraceparent();
   if (traceparent) handshake.push(["traceparent", traceparent]);
-  const protocols = (ctx.headers.get("sec-websocket-protocol") ?? "").split(",")
-    .map((p) => p.trim()).filter(Boolean);
-  // Deno's WebSocket client throws on these; they are the client's error, not vestibule's.
-  // RFC 6455 §4.1: each offered subprotocol is a token, offered once.
-  if (!protocols.every((p) => HTTP_TOKEN.test(p)) || new Set(protocols).size < protocols.length) {
-    throw new HttpError(
-      400,
-      "bad_websocket",
-      "The WebSocket handshake offers invalid subprotocols",
-    );
-  }
   const url = upstream.origin.replace(/^http/, "ws") + ctx.pathAndQuery;
   const started = performance.now();
   const toUpstream = new WebSocket(url, { protocols, headers: handshake });
