@@ -831,3 +831,40 @@ Deno.test("OCAP sends the provider the request id its access line has, as the ro
     kv.close();
   }
 });
+
+Deno.test("OCAP: a dot or empty segment before the target is ocap_bad_path, not an unknown target", async (t) => {
+  // The router resolves dot segments before it sends a request to the mount, and the access
+  // line logs that routed path: "unknown target" beside the name of one that exists.
+  const provider = startUpstream();
+  const kv = await Deno.openKv(":memory:");
+  const lines: Record<string, unknown>[] = [];
+  const vestibule = startVestibule(ocapRules(provider.url), {
+    env: OCAP_ENV,
+    deps: { kv, log: (line: string) => lines.push(JSON.parse(line)) },
+  });
+  try {
+    for (
+      const path of [
+        "/_ocap/x/../provider/token",
+        "/_ocap/./provider/token",
+        "/_ocap//provider/token",
+        "/x/../_ocap/provider/token",
+        "/_ocap/%70rovider/token",
+      ]
+    ) {
+      await t.step(path, async () => {
+        const answer = await rawRequest(
+          vestibule.port,
+          `GET ${path} HTTP/1.1\r\nHost: edge.test\r\nOcap-Key: ${OCAP_KEY}\r\nConnection: close\r\n\r\n`,
+        );
+        assert.match(answer, /^HTTP\/1\.1 400 /, answer.split("\r\n")[0]);
+        assert.equal(lines.at(-1)!.error, "ocap_bad_path");
+        assert.equal(provider.received.length, 0);
+      });
+    }
+  } finally {
+    await vestibule.close();
+    await provider.close();
+    kv.close();
+  }
+});
