@@ -138,6 +138,17 @@ export async function runAttempt(
           syncTables(selected, { owner, destination }, {
             dryRun: options.dryRun,
             signal: options.signal,
+            onLockWait: () => {
+              // A --once cron run behind a stuck session must not just hang in silence.
+              options.log(jsonLine({
+                level: "warn",
+                msg: "another sync holds the destination, waiting",
+                destination: destination.region,
+              }));
+              options.progress?.(
+                `waiting: another sync holds "${destination.region}" (stop with SIGTERM)`,
+              );
+            },
             segments: options.segments,
             batchRows: options.batchRows,
             onProgress: (table, p) => {
@@ -169,13 +180,15 @@ export async function runAttempt(
     let settled: { result: TableOutcome | Error; attempts: number }[] = [];
     /** Why the destination's one transaction failed, when tables then ran one by one. */
     let together: Error | undefined;
+    /** A signal stopped the wait for another sync's lock: said in every skipped table. */
+    let stopped: SyncStoppedError | undefined;
     if (!options.signal?.aborted) {
       try {
         const { value, attempts } = await sync(jobs);
         settled = value.map((result) => ({ result, attempts }));
       } catch (error) {
         if (error instanceof SyncStoppedError) {
-          // Stopped while another sync held the destination: every table is reported as skipped.
+          stopped = error; // every table is reported as skipped, with why
         } else if (jobs.length === 1 || isTransient(error)) {
           settled = jobs.map(() => ({ result: error as Error, attempts: attemptsOf(error) }));
         } else {
@@ -196,13 +209,25 @@ export async function runAttempt(
               const { value: [result], attempts } = await sync([job]);
               settled.push({ result, attempts });
             } catch (error) {
-              if (error instanceof SyncStoppedError) break;
+              if (error instanceof SyncStoppedError) {
+                stopped = error;
+                break;
+              }
               settled.push({ result: error as Error, attempts: attemptsOf(error) });
             }
           }
         }
       }
     }
+    // Why a table without a result was not attempted.
+    let skipped = "Not attempted: the sync was stopped by a signal";
+    if (together) {
+      // Its write may be what failed the shared transaction: say what did.
+      skipped =
+        `Not attempted on its own: the sync was stopped by a signal after the destination's transaction failed: ${
+          owner.scrub(destination.scrub(together.message))
+        }`;
+    } else if (stopped) skipped = stopped.message;
     for (const [i, table] of tables.entries()) {
       // Tables after a stop in the table-by-table retry have no result either.
       const { result, attempts } = settled[i] ?? { result: undefined, attempts: 0 };
@@ -233,14 +258,7 @@ export async function runAttempt(
           destination_rows: 0,
           ...measured,
           attempts, // 0 when skipped
-          error: result === undefined
-            ? together
-              // Its write may be what failed the shared transaction: say what did.
-              ? `Not attempted on its own: the sync was stopped by a signal after the destination's transaction failed: ${
-                owner.scrub(destination.scrub(together.message))
-              }`
-              : "Not attempted: the sync was stopped by a signal"
-            : owner.scrub(destination.scrub(result.message)),
+          error: result === undefined ? skipped : owner.scrub(destination.scrub(result.message)),
         }
         : {
           ...base,

@@ -41,6 +41,8 @@ export interface SyncTablesOptions {
   track?: <T>(table: string, work: () => Promise<T>) => Promise<T>;
   /** Stops a wait for another sync's lock on the destination ({@linkcode SyncStoppedError}). */
   signal?: AbortSignal;
+  /** Called once when another sync holds the destination and this one starts to wait. */
+  onLockWait?: () => void;
 }
 
 /**
@@ -68,7 +70,7 @@ export async function syncTables(
   // loop) would each plan the same inserts from their own snapshot, and the later one fail with a
   // duplicate key. A session lock taken before either transaction (so before both snapshots)
   // makes the second wait, then plan from what the first committed, with owner rows no older.
-  if (!options.dryRun) await takeSyncLock(destination, options.signal);
+  if (!options.dryRun) await takeSyncLock(destination, options);
   try {
     return await owner.sql.begin("isolation level repeatable read read only", async (o) => {
       await o.unsafe(PIN_SESSION_SQL);
@@ -103,8 +105,11 @@ const LOCK_POLL_MS = 250;
  *
  * @throws {SyncStoppedError} when `signal` aborts before the lock is free
  */
-async function takeSyncLock(destination: Database, signal?: AbortSignal): Promise<void> {
-  while (true) {
+async function takeSyncLock(
+  destination: Database,
+  { signal, onLockWait }: Pick<SyncTablesOptions, "signal" | "onLockWait">,
+): Promise<void> {
+  for (let tries = 0;; tries++) {
     if (signal?.aborted) {
       throw new SyncStoppedError(
         `Not attempted: the sync was stopped by a signal while another sync held "${destination.region}"`,
@@ -114,6 +119,7 @@ async function takeSyncLock(destination: Database, signal?: AbortSignal): Promis
       `SELECT pg_try_advisory_lock(${SYNC_LOCK_KEY}) AS locked`,
     );
     if (locked) return;
+    if (tries === 0) onLockWait?.();
     await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
   }
 }

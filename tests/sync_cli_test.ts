@@ -476,9 +476,15 @@ Deno.test({
       ]);
       clearTimeout(timer);
       assert.equal(stopped, "exited 0");
-      const [report] = out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
-        .filter((l) => l.table);
+      const lines = out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+      // While it waited, the operator was told (a --once cron run must not hang in silence).
+      assert.ok(
+        lines.some((l) => l.msg === "another sync holds the destination, waiting"),
+        out.join("\n"),
+      );
+      const report = lines.find((l) => l.table);
       assert.equal(report.status, "skipped");
+      assert.match(report.error, /while another sync held "au"/);
       await pair.destination.admin.unsafe(`SELECT pg_advisory_unlock(${0x76657374})`);
       assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM subject`), ["0"]);
     } finally {
