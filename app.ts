@@ -181,11 +181,12 @@ export function createApp(deps: AppDeps): App {
         return errorResponse(
           new HttpError(413, "body_too_large", error.message, { cause: error }),
           request.headers.get("accept"),
+          request.method,
         );
       }
       if (error instanceof HttpError) {
         log.error = error.code;
-        return errorResponse(error, request.headers.get("accept"));
+        return errorResponse(error, request.headers.get("accept"), request.method);
       }
       throw error;
     }
@@ -228,5 +229,6 @@ function internalError(error: unknown, request: Request): Response {
   return errorResponse(
     new HttpError(500, "internal_error", "vestibule failed to handle the request"),
     request.headers.get("accept"),
+    request.method,
   );
 }

@@ -397,6 +397,8 @@ export function clientResponse(
   const cookies = h.getSetCookie();
   if (
     !decoded && !toOrigin && !refreshed && cookies.length === 0 && !hasHopByHop(h) &&
+    // Chunks and a Content-Length both: the copy drops the length, which the log would report.
+    !(transfer !== null && h.has("content-length")) &&
     // Deno.serve drops Content-Encoding and Content-Length from a bodiless fetch response it is
     // handed as it is, and a HEAD must carry GET's headers; a copy keeps them.
     !(res.body === null && encoding !== undefined)
@@ -438,7 +440,9 @@ export function clientResponse(
       body = new ReadableStream({ start: (c) => c.close() });
     }
     if (acceptsEncoding(asked.clientAcceptEncoding, "gzip")) {
-      if (body) body = body.pipeThrough(new CompressionStream("gzip"));
+      // Only a real body: the empty stream of a HEAD compressed to 20 bytes of gzip, which
+      // Deno.serve sent as DATA over HTTP/2 (the client reset the stream).
+      if (res.body) body = body!.pipeThrough(new CompressionStream("gzip"));
       headers.set("content-encoding", "gzip");
       // Offsets into vestibule's own gzip, which nobody can serve (a range request goes
       // upstream as identity): nginx's gzip filter clears it too.

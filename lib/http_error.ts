@@ -17,20 +17,25 @@ export class HttpError extends Error {
  * Renders an error as `{ "error": code, "message": … }` for clients that accept JSON, else as a
  * short plain-text page, so both API clients and people in a browser get something readable.
  */
-export function errorResponse(error: HttpError, accept: string | null): Response {
+export function errorResponse(
+  error: HttpError,
+  accept: string | null,
+  /** A HEAD gets the GET's headers and no body: over HTTP/2 Deno.serve sent it as DATA. */
+  method?: string,
+): Response {
   const headers = new Headers({ "cache-control": "no-store" });
+  let body: string;
   if (accept && prefersJson(accept)) {
     headers.set("content-type", "application/json; charset=utf-8");
-    return new Response(JSON.stringify({ error: error.code, message: error.message }), {
-      status: error.status,
-      headers,
-    });
+    body = JSON.stringify({ error: error.code, message: error.message });
+  } else {
+    headers.set("content-type", "text/plain; charset=utf-8");
+    body = `${error.status} ${error.code}: ${error.message}\n`;
   }
-  headers.set("content-type", "text/plain; charset=utf-8");
-  return new Response(`${error.status} ${error.code}: ${error.message}\n`, {
-    status: error.status,
-    headers,
-  });
+  if (method !== "HEAD") return new Response(body, { status: error.status, headers });
+  // A client reset the stream (curl: PROTOCOL_ERROR) and saw no status at all.
+  headers.set("content-length", String(new TextEncoder().encode(body).length));
+  return new Response(null, { status: error.status, headers });
 }
 
 /**

@@ -101,7 +101,7 @@ export function createOcapHandler(
     } catch (error) {
       if (error instanceof HttpError) {
         if (log) log.error = error.code;
-        return errorResponse(error, request.headers.get("accept"));
+        return errorResponse(error, request.headers.get("accept"), request.method);
       }
       throw error;
     }

@@ -21,3 +21,34 @@ export function h2Request(
     if (body !== undefined) stream.end(body);
   });
 }
+
+/**
+ * Sends one HEAD over h2c and waits for its stream to close: its status, and the code it closed
+ * with (NGHTTP2_NO_ERROR, 0, when it ended cleanly), or a note after 3 s.
+ */
+export async function h2Head(
+  port: number,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status?: number; closed: number | string }> {
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on("error", () => {});
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const stream = session.request({ ":method": "HEAD", ":path": path, ...headers }, {
+      endStream: true,
+    });
+    stream.on("error", () => {});
+    let status: number | undefined;
+    stream.on("response", (h) => status = Number(h[":status"]));
+    stream.resume();
+    const closed = await Promise.race([
+      new Promise<number>((resolve) => stream.on("close", () => resolve(stream.rstCode!))),
+      new Promise<string>((resolve) => timer = setTimeout(resolve, 3000, "no close in 3 s")),
+    ]);
+    return { status, closed };
+  } finally {
+    clearTimeout(timer);
+    session.destroy();
+  }
+}

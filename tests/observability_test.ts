@@ -1,7 +1,15 @@
 /** End-to-end: the access-log line, metrics, request ids and Server-Timing, on real loopback servers. */
 import assert from "node:assert/strict";
 import type { AppDeps } from "../app.ts";
-import { deadPort, startUpstream, startVestibule, type TestServer } from "./_servers.ts";
+import {
+  deadPort,
+  oneRegion,
+  rawRequest,
+  rawUpstream,
+  startUpstream,
+  startVestibule,
+  type TestServer,
+} from "./_servers.ts";
 
 const PIN = "__Host-vestibule-region";
 const TOKEN = "scrape-token-0123456789";
@@ -694,5 +702,30 @@ Deno.test("metrics: a broadcast region's upstream duration is the time to its re
     assert.ok(sum < 0.3, `us headers came at once; the histogram recorded ${sum} s`);
   } finally {
     await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("access log: an answer framed by chunks logs no bytes from the Content-Length the client never got", async () => {
+  // An upstream that sends both (RFC 9112 §6.3: the chunks win, the length is dropped).
+  const up = rawUpstream(() =>
+    "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+  );
+  const lines: Record<string, unknown>[] = [];
+  const edge = startVestibule(oneRegion(up.url), {
+    deps: { log: (line: string) => lines.push(JSON.parse(line)) },
+  });
+  try {
+    const raw = await rawRequest(
+      edge.port,
+      "GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n",
+    );
+    const head = raw.slice(0, raw.indexOf("\r\n\r\n")).toLowerCase();
+    assert.doesNotMatch(head, /\r\ncontent-length:/, "the client got no Content-Length");
+    assert.equal(lines.length, 1);
+    // docs/observability.md: `bytes` is the size from Content-Length, "absent when the body
+    // streams without one" (as it is when the same answer also carries a Set-Cookie).
+    assert.equal(lines[0].bytes, undefined, `logged bytes: ${lines[0].bytes}, sent: 2`);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
   }
 });
