@@ -118,9 +118,11 @@ export async function explainRequest(
   // As the router does, before any refusal: whatever the method, these are not the rules' to route.
   const target = describedUrl(described);
   const own = servedBy(routedPath(target), config.ocap?.path);
-  // The router serves its own paths only under a Host that fits; another is its 400 bad_host.
-  const givenHost = headerPairs(described.headers).find(([name]) => name.toLowerCase() === "host");
-  if (own && (givenHost === undefined || hostHeaderFits(givenHost[1].trim()))) {
+  // The router serves its own paths only under a Host that fits (the URL's when none is given,
+  // as the request would carry it); another, or two, is a 400.
+  const hosts = headerPairs(described.headers).filter(([name]) => name.toLowerCase() === "host");
+  const host = hosts.length === 0 ? target.host : hosts[0][1].trim();
+  if (own && hosts.length < 2 && hostHeaderFits(host)) {
     return {
       method,
       url: withoutUserinfo(target),
@@ -381,14 +383,28 @@ function buildRequest(
   return { request: new Request(url, { method, headers, body }), impliedHost };
 }
 
-/** A URL as written, as explain and check-rules print it: userinfo masked when it has one. */
+/**
+ * A URL as written, as explain and check-rules print it: userinfo (a password, say) masked. One
+ * the URL parser does not read as http(s) (a port over 65535, or curl's `user:pw@host/x`, whose
+ * `user:` it takes for a scheme) is cut by its text: everything before the last `@` of its
+ * authority.
+ */
 export function shownUrl(text: string): string {
   const url = URL.parse(text);
-  return url && (url.username || url.password) ? withoutUserinfo(url) : text;
+  if (url && (url.protocol === "http:" || url.protocol === "https:")) {
+    return url.username || url.password ? withoutUserinfo(url) : text;
+  }
+  if (text.startsWith("/")) return text; // a path: an `@` there is no userinfo
+  const end = text.search(/[?#]/);
+  const at = (end === -1 ? text : text.slice(0, end)).lastIndexOf("@");
+  if (at === -1) return text;
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(text)?.[0].length ?? 0;
+  return `${text.slice(0, scheme)}***${text.slice(at)}`;
 }
 
-/** `url` as explain prints it: userinfo (a password, say) masked. */
+/** `url` as explain prints it: userinfo masked (see {@linkcode shownUrl}). */
 function withoutUserinfo(url: URL): string {
+  if (url.protocol !== "http:" && url.protocol !== "https:") return shownUrl(url.href);
   if (!url.username && !url.password) return url.href;
   const shown = new URL(url.href);
   shown.username = "***";

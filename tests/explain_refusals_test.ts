@@ -7,6 +7,7 @@ import { runCli } from "./_cli.ts";
 import { firstAnswer, rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { explainRequest } from "../lib/explain.ts";
+import { formatExplanation } from "../lib/explain_text.ts";
 import { formatCaseResults, passed, runRouteCases } from "../lib/route_cases.ts";
 import type { RouteCase } from "../lib/route_cases_schema.ts";
 
@@ -240,4 +241,88 @@ Deno.test("check-rules never prints a URL's password from a test file", async ()
   const report = formatCaseResults(results, "t.test.json");
   assert.match(report, /^FAIL cases\[0\]/);
   assert.doesNotMatch(report, /hunter2/, report);
+});
+
+Deno.test("explain and check-rules never print a password from a URL the parser does not read as http(s)", async (t) => {
+  const config = parseRules(JSON.stringify(REFUSING_RULES), { env: () => undefined });
+  const check = async (url: string) => {
+    const results = await runRouteCases(
+      [{ request: { method: "GET", url }, expect: { rule: "app", type: "regional" } }],
+      config,
+    );
+    return formatCaseResults(results, "t.test.json");
+  };
+  for (
+    const url of [
+      "https://ada:hunter2@app.example.com:99999/x", // a port over 65535
+      "https://ada:hunter2@app example.com/x", // a space in the host
+    ]
+  ) {
+    await t.step(`check-rules: ${url.replace("hunter2", "***")}`, async () => {
+      const report = await check(url);
+      assert.match(report, /^FAIL cases\[0\]/);
+      assert.doesNotMatch(report, /hunter2/, report);
+    });
+  }
+  // As `curl ada:hunter2@app.example.com/x` takes it; the URL parser reads `ada:` as a scheme.
+  await t.step(
+    "a URL typed without its scheme: explain, text and JSON, and check-rules",
+    async () => {
+      const url = "ada:hunter2@app.example.com/x";
+      const e = await explainRequest({ method: "GET", url }, config);
+      assert.doesNotMatch(formatExplanation(e), /hunter2/, formatExplanation(e));
+      assert.doesNotMatch(JSON.stringify(e), /hunter2/, JSON.stringify(e));
+      assert.doesNotMatch(await check(url), /hunter2/);
+    },
+  );
+});
+
+Deno.test("explain agrees with the router on /_vestibule/ under a Host that does not fit", async (t) => {
+  const us = startUpstream();
+  const rules = {
+    regions: { us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  };
+  const edge = startVestibule(rules);
+  const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+  try {
+    await t.step(
+      "an absolute URL whose host is no host, no Host given (the URL's is sent)",
+      async () => {
+        const answer = await rawRequest(
+          edge.port,
+          "GET /_vestibule/health HTTP/1.1\r\nHost: app.example(com\r\nConnection: close\r\n\r\n",
+        );
+        assert.match(answer, /^HTTP\/1\.1 400 /);
+        const own = await explainRequest(
+          { method: "GET", url: "http://app.example(com/_vestibule/health" },
+          config,
+        );
+        assert.deepEqual({ servedBy: own.servedBy, error: own.refused?.code }, {
+          servedBy: undefined,
+          error: "bad_host",
+        });
+      },
+    );
+    await t.step("Host given twice", async () => {
+      const answer = await rawRequest(
+        edge.port,
+        "GET /_vestibule/health HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+      );
+      assert.match(answer, /^HTTP\/1\.1 400 /);
+      const own = await explainRequest({
+        method: "GET",
+        url: "/_vestibule/health",
+        headers: [["host", "a.example"], ["host", "b.example"]],
+      }, config);
+      assert.deepEqual({ servedBy: own.servedBy, status: own.refused?.status }, {
+        servedBy: undefined,
+        status: 400,
+      });
+    });
+  } finally {
+    await edge.close();
+    await us.close();
+  }
 });

@@ -767,6 +767,18 @@ Deno.test("OCAP answer sharing: bodies a provider reads differently under their 
         { access_token: "token-for- AOk-" },
       ]);
     });
+    await t.step("the same bytes in UTF-7, then in ISO-8859-1", async () => {
+      // Keyed as they are, the bytes shared one key whatever charset said what they mean.
+      const body = "grant_type=authorization_code&code=+AOk-&state=2";
+      assert.deepEqual(
+        await exchange("application/x-www-form-urlencoded; charset=utf-7", body),
+        ["miss", { access_token: "token-for-é" }],
+      );
+      assert.deepEqual(
+        await exchange("application/x-www-form-urlencoded; charset=iso-8859-1", body),
+        ["miss", { access_token: "token-for- AOk-" }],
+      );
+    });
   } finally {
     await vestibule.close();
     await upstream.close();

@@ -16,8 +16,9 @@ export interface DedupInput {
 const encoder = new TextEncoder();
 
 /**
- * SHA-256 (hex) over the method, the normalized URL, the canonical body and `Authorization`,
- * each part length-prefixed so no two different inputs share an encoding.
+ * SHA-256 (hex) over the method, the normalized URL, the canonical body (with the Content-Type
+ * when the body is keyed as it is) and `Authorization`, each part length-prefixed so no two
+ * different inputs share an encoding.
  */
 export async function dedupKey(input: DedupInput): Promise<string> {
   const body = canonicalBody(input.contentType, input.body);
@@ -26,6 +27,10 @@ export async function dedupKey(input: DedupInput): Promise<string> {
     encoder.encode(normalizeUrl(input.url)),
     encoder.encode(body.kind),
     body.bytes,
+    // Bytes keyed as they are mean what the Content-Type says they mean: `code=+AOk-` is é to
+    // Django under charset=utf-7 and " AOk-" under iso-8859-1, two codes. (Canonical JSON and
+    // forms are UTF-8 whatever the header's spelling.)
+    body.kind === "raw" ? encoder.encode(input.contentType ?? "") : new Uint8Array(),
     input.authorization === null ? new Uint8Array() : encoder.encode(`=${input.authorization}`),
   ];
   let total = 0;
