@@ -246,7 +246,16 @@ export async function explainRequest(
       break;
     }
     case "regional": {
-      const { region, reason } = chooseRegion(rule, ctx);
+      let choice;
+      try {
+        // `region_from.query` reads a form body's field too, as the router does.
+        choice = await chooseRegion(rule, { ...ctx, body, headers });
+      } catch (error) {
+        if (!(error instanceof BodyTooLargeError)) throw error;
+        out.refused = { status: 413, code: "body_too_large", message: error.message };
+        return done();
+      }
+      const { region, reason } = choice;
       out.region = region;
       out.reason = reason;
       if (reason === assumed.reason && assumed.country) out.country = assumed.country;

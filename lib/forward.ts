@@ -1,6 +1,7 @@
 /** @module Sends a request to an upstream origin and turns its answer into the client's answer. */
 import type { Upstream } from "./compile_rules.ts";
 import { cookieName, filterCookieHeader } from "./cookies.ts";
+import { isPinCookieName } from "./app_names.ts";
 import { cgiName, hasCgiSeparator } from "./cgi_name.ts";
 import { DeadlineQueue } from "./deadline_queue.ts";
 import type { HeaderList, HeaderPairs } from "./header_list.ts";
@@ -149,12 +150,13 @@ export function upstreamHeaders(
     if (!configures(upstream, name)) headers.push([name, value]);
   };
   // Browsers match the __Host- prefix in any case, and some frameworks look cookies up so too.
-  const pinCookie = ctx.pinCookie.toLowerCase();
+  // In any letter case and in PHP's spellings of it (isPinCookieName).
+  const { pinCookie } = ctx;
   const cookie = filterCookieHeader(
     incoming.get("cookie"),
     "all" in cookies
-      ? (name) => name.toLowerCase() !== pinCookie
-      : (name) => cookies.only.has(name) && name.toLowerCase() !== pinCookie,
+      ? (name) => !isPinCookieName(name, pinCookie)
+      : (name) => cookies.only.has(name) && !isPinCookieName(name, pinCookie),
   );
   if (cookie) add("cookie", cookie);
   // One value each, the ones vestibule itself judged public (a trusted proxy's entry, not the

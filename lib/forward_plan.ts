@@ -2,6 +2,7 @@
  * @module What one upstream would receive from a request, described by cookie and header names
  * (values only for the headers vestibule sets itself), computed with the real `upstreamHeaders`.
  */
+import { isPinCookieName } from "./app_names.ts";
 import type { Upstream } from "./compile_rules.ts";
 import { HeaderList } from "./header_list.ts";
 import { filterCookieHeader } from "./cookies.ts";
@@ -80,7 +81,7 @@ export function forwardPlan(
       const allowed = "all" in cookies || cookies.only.has(name);
       plan.cookies.stripped.push({
         name,
-        reason: name.toLowerCase() === ctx.pinCookie.toLowerCase() ? "pin cookie" : allowed
+        reason: isPinCookieName(name, ctx.pinCookie) ? "pin cookie" : allowed
           // `csrftoken=c, __Host-vestibule-region=au`: servers that split at commas or spaces
           // would read a cookie there that may not go.
           ? "its value hides a cookie that is not forwarded (read after a comma or space)"

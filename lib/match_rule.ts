@@ -1,4 +1,5 @@
 /** @module Finds the first rule that matches a request: cheap conditions first, the body last. */
+import { valuesAsAppsRead } from "./app_names.ts";
 import type { BodyMatcher, CompiledMatch, Rule } from "./compile_rules.ts";
 import type { HeaderReader } from "./header_list.ts";
 import type { BufferedBody } from "./request_body.ts";
@@ -40,7 +41,8 @@ export function matchWithoutBody(
   if (match.host && !match.host.test(facts.hostname)) return false;
   if (match.query) {
     for (const [name, regex] of match.query) {
-      if (!everyValueMatches(facts.searchParams.getAll(name), regex)) return false;
+      // Copies PHP and Rack file under the name count too (` a`, `a[]`, `[a]`).
+      if (!everyValueMatches(valuesAsAppsRead(facts.searchParams, name), regex)) return false;
     }
   }
   if (match.headers) {

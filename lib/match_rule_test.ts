@@ -609,3 +609,21 @@ Deno.test("rule confusion: form field names PHP registers as another field than 
     assert.equal(got, "app");
   });
 });
+
+Deno.test("rule confusion: a query parameter PHP or Rack files under the rule's name is a copy of it", async () => {
+  const table = rules([
+    { name: "login", type: "regional", match: { query: { action: "^login$" } } },
+    { name: "app", type: "regional" },
+  ]);
+  assert.equal(await winner(table, "/?action=login"), "login");
+  // PHP: `action[]` is the array `action`, ` action` is `action`; Rack 2: `[action]` is too.
+  for (
+    const query of [
+      "action=login&action%5B%5D=evil",
+      "action=login&%20action=evil",
+      "action=login&%5Baction%5D=evil",
+    ]
+  ) {
+    assert.equal(await winner(table, `/?${query}`), "app", query);
+  }
+});

@@ -1,6 +1,7 @@
 /** @module Reads a request body at most once, within the configured limit, for matchers and broadcast. */
 import { HttpError } from "./http_error.ts";
 import { declaresUtf8, mediaTypeParameter } from "./media_type.ts";
+import { phpFieldName } from "./app_names.ts";
 import { MAX_FORM_FIELDS, multipartFields, UTF8_KEEP_BOM } from "./multipart_fields.ts";
 
 /** The body is larger than `body_limit_bytes`: answered with 413 `body_too_large`. */
@@ -247,30 +248,6 @@ export function decoderFor(contentType: string | null): TextDecoder {
     } catch { /* a label TextDecoder does not know: read as UTF-8 */ }
   }
   return new TextDecoder();
-}
-
-/**
- * The name PHP registers a form field under (`php_register_variable_ex`): leading spaces dropped,
- * spaces and dots turned into `_`, cut at a NUL, and a name with `[…]` an array of its part
- * before the `[` (an unclosed `[` becomes `_`). Rack reads `name[]` as `name` too.
- * `action[]=evil` then stands next to `action=login` in `$_POST['action']`, so the matcher
- * counts it as a copy of `action`.
- */
-export function phpFieldName(name: string): string {
-  // PHP reads the name as a C string: a NUL ends it.
-  const nul = name.indexOf("\0");
-  const trimmed = (nul === -1 ? name : name.slice(0, nul)).replace(/^ +/, "");
-  let out = "";
-  for (let i = 0; i < trimmed.length; i++) {
-    const char = trimmed[i];
-    if (char === " " || char === ".") out += "_";
-    else if (char === "[") {
-      if (trimmed.indexOf("]", i + 1) >= 0) return out;
-      // PHP 8: an unclosed `[` and every space, dot and `[` after it become `_`.
-      return `${out}_${trimmed.slice(i + 1).replace(/[ .[]/g, "_")}`;
-    } else out += char;
-  }
-  return out;
 }
 
 /** Whether `text` holds `char` at least `count` times; stops counting there. */

@@ -1,6 +1,6 @@
 /** @module `regional` rules: one region, chosen by the request, the pin, or an assumption. */
 import type { RegionalRule, SuccessRule } from "../lib/compile_rules.ts";
-import { chooseRegion, regionalCookies } from "../lib/choose_region.ts";
+import { chooseRegion, pinnedOrAssumed, regionalCookies } from "../lib/choose_region.ts";
 import { pinCookie } from "../lib/pin.ts";
 import { cookieScope, forwardTo, type RouteContext, withSetCookie } from "../lib/route_context.ts";
 import { checkSuccess } from "../lib/success.ts";
@@ -12,7 +12,16 @@ import { checkSuccess } from "../lib/success.ts";
  * region, is never pinned.
  */
 export function handleRegional(rule: RegionalRule, ctx: RouteContext): Promise<Response> {
-  const { region, reason } = chooseRegion(rule, ctx);
+  // Only `region_from` may need the body; every other request is decided without waiting.
+  if (rule.regionFrom) return chooseRegion(rule, ctx).then((choice) => toRegion(rule, ctx, choice));
+  return toRegion(rule, ctx, pinnedOrAssumed(ctx));
+}
+
+function toRegion(
+  rule: RegionalRule,
+  ctx: RouteContext,
+  { region, reason }: { region: string; reason: string },
+): Promise<Response> {
   ctx.log.region = region;
   ctx.log.regionReason = reason;
   const upstream = ctx.config.regions.get(region)!;

@@ -3,6 +3,7 @@
  * pin. Whatever form the pin arrives in, no upstream of any route type may ever see it.
  */
 import assert from "node:assert/strict";
+import { phpFieldName } from "../lib/app_names.ts";
 import { startUpstream, startVestibule } from "./_servers.ts";
 
 const PIN_FORMS: Array<[string, Record<string, string>]> = [
@@ -288,3 +289,51 @@ Deno.test("pin forgery: a nameless Set-Cookie whose value is `<pin>=au`, which t
     await close();
   }
 });
+
+/** The names PHP registers in $_COOKIE for a Cookie header: split at `;`, leading blanks dropped. */
+function phpCookieNames(header: string | null): string[] {
+  if (!header) return [];
+  return header.split(";").flatMap((piece) => {
+    const eq = piece.indexOf("=");
+    const name = eq > 0 ? phpFieldName(piece.slice(0, eq).replace(/^[ \t]+/, "")) : "";
+    return name ? [name] : [];
+  });
+}
+
+for (
+  const [pinCookie, sent] of [
+    ["vestibule_region", "vestibule.region=au"],
+    ["vestibule_region", "vestibule region=au"],
+    ["vestibule_region", "vestibule[region=au"],
+    ["vestibule.region", "vestibule_region=au"],
+    // The default name: PHP files `a[]=x` as the array $_COOKIE['a'] = ['x'].
+    ["__Host-vestibule-region", "__Host-vestibule-region[]=au"],
+  ]
+) {
+  Deno.test(
+    `pin leak: with pin.cookie ${pinCookie}, a cookie ${sent} (PHP's $_COOKIE['${
+      pinCookie.replace(".", "_")
+    }']) does not reach the app`,
+    async () => {
+      const au = startUpstream();
+      const us = startUpstream();
+      const edge = startVestibule({
+        regions: { au: { origin: au.url }, us: { origin: us.url } },
+        default_region: "us",
+        pin: { cookie: pinCookie },
+        rules: [{ name: "app", type: "regional" }],
+      });
+      try {
+        // Pinned by header, so every cookie but the pin is forwarded: the filter alone decides.
+        const res = await fetch(`${edge.url}/`, {
+          headers: { "x-vestibule-region": "us", cookie: `sessionid=s; ${sent}` },
+        });
+        await res.body?.cancel();
+        const cookie = us.received[0].headers.get("cookie");
+        assert.deepEqual(phpCookieNames(cookie), ["sessionid"], `Cookie: ${cookie}`);
+      } finally {
+        await Promise.all([edge.close(), au.close(), us.close()]);
+      }
+    },
+  );
+}

@@ -736,3 +736,71 @@ Deno.test("timeouts: a rule's timeout_ms overrides its origin's, so one slow rou
     await Promise.all([edge.close(), slow.close()]);
   }
 });
+
+Deno.test("region_from: a second copy of the parameter that the app reads under its name names no region", async (t) => {
+  const switched = () => new Response(null, { status: 302, headers: { location: "/" } });
+  const au = startUpstream(switched);
+  const us = startUpstream(switched);
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{
+      name: "switch",
+      type: "regional",
+      match: { path: "^/switch$" },
+      region_from: { query: "region" },
+      pin_on: { status: "3xx" },
+    }],
+  });
+  // Each second parameter is `region` to the app: PHP strips leading spaces from a name (and
+  // reads `+` as one), ends it at a NUL, and keeps the last copy; Rack 2 drops leading brackets.
+  const smuggled: Array<[string, string]> = [
+    ["PHP, leading space", "region=au&%20region=us"],
+    ["PHP, leading +", "region=au&+region=us"],
+    ["PHP, NUL after the name", "region=au&region%00=us"],
+    ["Rack 2, brackets", "region=au&[region]=us"],
+  ];
+  try {
+    for (const [app, query] of smuggled) {
+      await t.step(`${app}: ?${query}`, async () => {
+        const before = au.received.length;
+        const res = await fetch(`${edge.url}/switch?${query}`, {
+          method: "POST",
+          redirect: "manual",
+        });
+        await res.body?.cancel();
+        assert.equal(au.received.length, before, "the app reads us; the edge sent it to au");
+        assert.deepEqual(res.headers.getSetCookie(), [], "and pinned the browser to au");
+      });
+    }
+    await t.step("still named: ?region=au with a form body of other fields", async () => {
+      const before = au.received.length;
+      const res = await fetch(`${edge.url}/switch?region=au`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: "csrf=1&next=%2F",
+      });
+      await res.body?.cancel();
+      assert.equal(au.received.length, before + 1);
+      assert.equal(new TextDecoder().decode(au.received.at(-1)!.body), "csrf=1&next=%2F");
+      assert.match(res.headers.getSetCookie()[0] ?? "", /^__Host-vestibule-region=au;/);
+    });
+    // Rack's Request#params (Sinatra), PHP's $_REQUEST (request_order "GP") and Laravel's
+    // $request->input() read a form body's value over the query's.
+    await t.step("$_REQUEST, Rack params: ?region=au with a form body region=us", async () => {
+      const before = au.received.length;
+      const res = await fetch(`${edge.url}/switch?region=au`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: "region=us",
+      });
+      await res.body?.cancel();
+      assert.equal(au.received.length, before, "the app reads us; the edge sent it to au");
+      assert.deepEqual(res.headers.getSetCookie(), [], "and pinned the browser to au");
+    });
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});

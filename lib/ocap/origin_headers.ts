@@ -1,4 +1,5 @@
 /** @module The headers an OCAP owner sends to the origin: the caller's, minus what belongs to this hop. */
+import { isPinCookieName } from "../app_names.ts";
 import { filterCookieHeader } from "../cookies.ts";
 import { HOP_BY_HOP_HEADERS, isPinHeader } from "../forward.ts";
 import { runtimeTracing } from "../tracing.ts";
@@ -35,10 +36,9 @@ export function originHeaders(
     headers.append(name, value);
   }
   // As the router strips it: in any case, since browsers and frameworks match it so.
-  const pinCookie = pin.cookie.toLowerCase();
   const cookie = filterCookieHeader(
     incoming.get("cookie"),
-    (name) => name.toLowerCase() !== pinCookie,
+    (name) => !isPinCookieName(name, pin.cookie),
   );
   if (cookie) headers.set("cookie", cookie);
   headers.set("accept-encoding", "identity");

@@ -1,0 +1,68 @@
+/**
+ * @module The names an application's framework files a request's parameters and cookies under,
+ * where they differ from the names as sent: a rule, a region choice or the pin filter that reads
+ * one name must also see the copies the app reads under it.
+ */
+
+/**
+ * The name PHP registers a form field under (`php_register_variable_ex`): leading spaces dropped,
+ * spaces and dots turned into `_`, cut at a NUL, and a name with `[…]` an array of its part
+ * before the `[` (an unclosed `[` becomes `_`). Rack reads `name[]` as `name` too.
+ * `action[]=evil` then stands next to `action=login` in `$_POST['action']`, so the matcher
+ * counts it as a copy of `action`.
+ */
+export function phpFieldName(name: string): string {
+  // PHP reads the name as a C string: a NUL ends it.
+  const nul = name.indexOf("\0");
+  const trimmed = (nul === -1 ? name : name.slice(0, nul)).replace(/^ +/, "");
+  let out = "";
+  for (let i = 0; i < trimmed.length; i++) {
+    const char = trimmed[i];
+    if (char === " " || char === ".") out += "_";
+    else if (char === "[") {
+      if (trimmed.indexOf("]", i + 1) >= 0) return out;
+      // PHP 8: an unclosed `[` and every space, dot and `[` after it become `_`.
+      return `${out}_${trimmed.slice(i + 1).replace(/[ .[]/g, "_")}`;
+    } else out += char;
+  }
+  return out;
+}
+
+/**
+ * The name Rack 2 files a query or form parameter under: leading brackets dropped, cut at the
+ * next bracket (`[region]` is `region`).
+ */
+export function rackParamName(name: string): string {
+  return /^[[\]]*([^[\]]*)/.exec(name)![1];
+}
+
+/**
+ * Every value of parameter `name` as some framework reads it: its own copies, and those of
+ * parameters PHP (` region`, `region%00`, `region[]`) or Rack 2 (`[region]`) file under it. A
+ * matcher or a region choice that needs every copy to agree then fails closed where the app may
+ * read another value than the edge.
+ */
+export function valuesAsAppsRead(params: URLSearchParams, name: string): string[] {
+  const values: string[] = [];
+  for (const [key, value] of params) {
+    if (key === name || phpFieldName(key) === name || rackParamName(key) === name) {
+      values.push(value);
+    }
+  }
+  return values;
+}
+
+/**
+ * Whether cookie `name` is the pin cookie `pin` to some app: in any letter case (browsers match
+ * the `__Host-` prefix so, and some frameworks look cookies up so), or as PHP files it in
+ * `$_COOKIE` (`vestibule.region` and `vestibule[region` are `vestibule_region`,
+ * `__Host-vestibule-region[]` the array `__Host-vestibule-region`).
+ */
+export function isPinCookieName(name: string, pin: string): boolean {
+  const lower = name.toLowerCase();
+  const pinLower = pin.toLowerCase();
+  if (lower === pinLower) return true;
+  // PHP's name is no longer than the one sent: most cookies are ruled out by their length.
+  return lower.length >= pinLower.length &&
+    phpFieldName(lower) === phpFieldName(pinLower);
+}
