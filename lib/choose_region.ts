@@ -3,7 +3,10 @@ import type { Config, RegionalRule } from "./compile_rules.ts";
 import type { CookiePolicy } from "./forward.ts";
 import type { RegionPin } from "./pin.ts";
 import type { RouteContext } from "./route_context.ts";
-import { valuesAsAppsRead } from "./app_names.ts";
+import { phpFieldName, rackParamName, valuesAsAppsRead } from "./app_names.ts";
+import { declaresUtf8 } from "./media_type.ts";
+import { MAX_FORM_FIELDS } from "./multipart_fields.ts";
+import { occursAtLeast } from "./request_body.ts";
 
 /**
  * The region a regional request goes to, and why. `region_from.query` names a region only when
@@ -14,6 +17,7 @@ import { valuesAsAppsRead } from "./app_names.ts";
 export async function chooseRegion(
   rule: RegionalRule,
   ctx: Pick<RouteContext, "config" | "match" | "searchParams" | "pin" | "assumed" | "body"> & {
+    method: string;
     headers: { get(name: string): string | null };
   },
 ): Promise<{ region: string; reason: string }> {
@@ -24,11 +28,9 @@ export async function chooseRegion(
     } else {
       const name = rule.regionFrom.query;
       wanted = onlyValue(valuesAsAppsRead(ctx.searchParams, name));
-      if (wanted !== undefined && FORM.test(ctx.headers.get("content-type") ?? "")) {
-        // A form the matchers cannot read the same way as every app names no region either.
-        const fields = await ctx.body.form();
-        const copies = fields?.get(name);
-        if (!fields || copies?.some((value) => value !== wanted)) wanted = undefined;
+      if (wanted !== undefined) {
+        const copies = await bodyCopies(ctx, name);
+        if (!copies || copies.some((value) => value !== wanted)) wanted = undefined;
       }
     }
     const region = wanted?.toLowerCase();
@@ -45,8 +47,58 @@ export function pinnedOrAssumed(
   return { region: ctx.assumed.region, reason: ctx.assumed.reason };
 }
 
-/** A form body, which frameworks read parameters from beside the query. */
-const FORM = /^\s*(?:application\/x-www-form-urlencoded|multipart\/form-data)\b/i;
+/**
+ * The values a request body gives parameter `name` as apps read it beside the query (PHP's
+ * `$_REQUEST`, Laravel's `input()`, Rails' and Rack's `params` prefer the body's): a urlencoded
+ * form, which Rack also assumes for a POST without a Content-Type; a multipart form; a JSON
+ * object's top-level keys. Copies PHP and Rack file under the name count. `undefined` when the
+ * body says something the edge cannot read as they do (a non-UTF-8 charset, a form too odd to
+ * parse alike, JSON that does not parse, or a declared length over the body limit, which is not
+ * read, so the body still streams): then the request names no region. A chunked body over the
+ * limit is 413 `body_too_large`, as for a body matcher.
+ */
+async function bodyCopies(
+  ctx: Pick<RouteContext, "body" | "config"> & {
+    method: string;
+    headers: { get(name: string): string | null };
+  },
+  name: string,
+): Promise<string[] | undefined> {
+  const { headers } = ctx;
+  const length = headers.get("content-length");
+  if (length !== null && Number(length) > ctx.config.bodyLimitBytes) return undefined;
+  const type = headers.get("content-type");
+  const media = (type ?? "").split(";")[0].trim().toLowerCase();
+  if (media === "multipart/form-data") {
+    const fields = await ctx.body.form();
+    if (!fields) return undefined;
+    // PHP's spellings are merged in already; Rack's are added here.
+    return [...fields].flatMap(([key, values]) =>
+      key === name || rackParamName(key) === name ? values : []
+    );
+  }
+  if (
+    media === "application/x-www-form-urlencoded" || (type === null && ctx.method === "POST")
+  ) {
+    if (!declaresUtf8(type ?? "")) return undefined;
+    const text = new TextDecoder().decode(await ctx.body.bytes());
+    if (occursAtLeast(text, "&", MAX_FORM_FIELDS)) return undefined;
+    return valuesAsAppsRead(new URLSearchParams(text), name);
+  }
+  if (media === "application/json" || /^application\/[^;]+\+json$/.test(media)) {
+    const json = await ctx.body.json();
+    if (json === undefined) return undefined;
+    if (json === null || typeof json !== "object" || Array.isArray(json)) return [];
+    return Object.entries(json).flatMap(([key, value]) =>
+      key === name || phpFieldName(key) === name || rackParamName(key) === name
+        ? (Array.isArray(value) ? value : [value]).map((v) =>
+          typeof v === "string" ? v : JSON.stringify(v)
+        )
+        : []
+    );
+  }
+  return []; // a body apps do not read parameters from
+}
 
 /**
  * The parameter's value when every copy of it agrees: `?region=au&region=us` names no region,

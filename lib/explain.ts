@@ -249,7 +249,7 @@ export async function explainRequest(
       let choice;
       try {
         // `region_from.query` reads a form body's field too, as the router does.
-        choice = await chooseRegion(rule, { ...ctx, body, headers });
+        choice = await chooseRegion(rule, { ...ctx, body, headers, method });
       } catch (error) {
         if (!(error instanceof BodyTooLargeError)) throw error;
         out.refused = { status: 413, code: "body_too_large", message: error.message };

@@ -13,7 +13,10 @@ import { checkSuccess } from "../lib/success.ts";
  */
 export function handleRegional(rule: RegionalRule, ctx: RouteContext): Promise<Response> {
   // Only `region_from` may need the body; every other request is decided without waiting.
-  if (rule.regionFrom) return chooseRegion(rule, ctx).then((choice) => toRegion(rule, ctx, choice));
+  if (rule.regionFrom) {
+    return chooseRegion(rule, { ...ctx, method: ctx.request.method })
+      .then((choice) => toRegion(rule, ctx, choice));
+  }
   return toRegion(rule, ctx, pinnedOrAssumed(ctx));
 }
 

@@ -1,5 +1,7 @@
 /** End-to-end: real upstreams on loopback, vestibule in front, assertions on both sides. */
 import assert from "node:assert/strict";
+import { parseRules } from "../lib/load_rules.ts";
+import { explainRequest } from "../lib/explain.ts";
 import { brotliCompressSync, gzipSync } from "node:zlib";
 import {
   deadPort,
@@ -803,4 +805,149 @@ Deno.test("region_from: a second copy of the parameter that the app reads under 
   } finally {
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
+});
+
+const switched = () => new Response(null, { status: 302, headers: { location: "/" } });
+
+function switchRules(au: string, us: string, extra: Record<string, unknown> = {}) {
+  return {
+    regions: { au: { origin: au }, us: { origin: us } },
+    default_region: "us",
+    rules: [{
+      name: "switch",
+      type: "regional",
+      match: { path: "^/switch$" },
+      region_from: { query: "region" },
+      pin_on: { status: "3xx" },
+    }],
+    ...extra,
+  };
+}
+
+Deno.test("region_from: body copies the app reads under the name", async (t) => {
+  const au = startUpstream(switched);
+  const us = startUpstream(switched);
+  const edge = startVestibule(switchRules(au.url, us.url));
+  try {
+    // Rack 2's normalize_params drops leading brackets in a POST body as in the query:
+    // Rack::Request#params (GET.merge(POST)) and Rails' params read `[region]=us` as region=us.
+    await t.step("Rack 2: ?region=au with a form body [region]=us", async () => {
+      const before = au.received.length;
+      const res = await fetch(`${edge.url}/switch?region=au`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: "%5Bregion%5D=us",
+      });
+      await res.body?.cancel();
+      assert.equal(au.received.length, before, "the app reads us; the edge sent it to au");
+      assert.deepEqual(res.headers.getSetCookie(), [], "and pinned the browser to au");
+    });
+    // Rack's form_data? is true for a POST without Content-Type (`meth == POST && type.nil?`):
+    // Rack::Request#params and Rails' params read this body as a form. A cross-site
+    // `fetch(url, {method: "POST", mode: "no-cors", credentials: "include", body: bytes})`
+    // sends exactly this.
+    await t.step("Rack: ?region=au, POST without Content-Type, body region=us", async () => {
+      const before = au.received.length;
+      const res = await fetch(`${edge.url}/switch?region=au`, {
+        method: "POST",
+        redirect: "manual",
+        body: new TextEncoder().encode("region=us"),
+      });
+      await res.body?.cancel();
+      assert.equal(au.received.length, before, "the app reads us; the edge sent it to au");
+      assert.deepEqual(res.headers.getSetCookie(), [], "and pinned the browser to au");
+    });
+    // Laravel's input() (JSON input source over the query) and Rails' params
+    // (request_parameters over query_parameters) read a JSON body's region.
+    await t.step('Laravel/Rails: ?region=au with a JSON body {"region":"us"}', async () => {
+      const before = au.received.length;
+      const res = await fetch(`${edge.url}/switch?region=au`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ region: "us" }),
+      });
+      await res.body?.cancel();
+      assert.equal(au.received.length, before, "the app reads us; the edge sent it to au");
+      assert.deepEqual(res.headers.getSetCookie(), [], "and pinned the browser to au");
+    });
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("region_from: an upload over body_limit_bytes is not refused: unread, it names no region and streams on", async () => {
+  const au = startUpstream(switched);
+  const us = startUpstream(switched);
+  const edge = startVestibule(switchRules(au.url, us.url, { body_limit_bytes: 1024 }));
+  try {
+    const form = new FormData();
+    form.append("csrf", "1");
+    form.append("avatar", new Blob([new Uint8Array(4096).fill(65)]), "a.bin");
+    const res = await fetch(`${edge.url}/switch?region=au`, {
+      method: "POST",
+      redirect: "manual",
+      body: form,
+    });
+    await res.body?.cancel();
+    // Its region=… could be anywhere in it: unread, it names no region, so it goes where an
+    // unnamed request goes (the default here), whole and unpinned, instead of a 413.
+    assert.equal(res.status, 302);
+    assert.deepEqual([au.received.length, us.received.length], [0, 1]);
+    assert.ok(us.received[0].body.length > 4096);
+    assert.deepEqual(res.headers.getSetCookie(), []);
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("region_from: chunked multipart after chooseRegion reaches au byte for byte", async () => {
+  const au = startUpstream(switched);
+  const us = startUpstream(switched);
+  const edge = startVestibule(switchRules(au.url, us.url));
+  try {
+    const form = new FormData();
+    form.append("region", "au");
+    form.append("file", new Blob([crypto.getRandomValues(new Uint8Array(50_000))]), "f.bin");
+    const encoded = new Response(form);
+    const type = encoded.headers.get("content-type")!;
+    const sent = new Uint8Array(await encoded.arrayBuffer());
+    const res = await fetch(`${edge.url}/switch?region=au`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": type },
+      body: ReadableStream.from([sent.slice(0, 1000), sent.slice(1000)]),
+    });
+    await res.body?.cancel();
+    assert.equal(au.received.length, 1);
+    assert.deepEqual(au.received[0].body, sent);
+    assert.match(res.headers.getSetCookie()[0] ?? "", /^__Host-vestibule-region=au;/);
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("region_from: explain agrees with the router on a form body", async () => {
+  const config = parseRules(
+    JSON.stringify(switchRules("http://127.0.0.1:1", "http://127.0.0.1:2")),
+    {
+      env: () => undefined,
+    },
+  );
+  const contradicting = await explainRequest({
+    method: "POST",
+    url: "https://app.example.com/switch?region=au",
+    headers: [["Content-Type", "application/x-www-form-urlencoded"]],
+    body: "region=us",
+  }, config);
+  assert.notEqual(contradicting.region === "au" && contradicting.reason === "region_from", true);
+  const agreeing = await explainRequest({
+    method: "POST",
+    url: "https://app.example.com/switch?region=au",
+    headers: [["Content-Type", "application/x-www-form-urlencoded"]],
+    body: "region=au",
+  }, config);
+  assert.equal(agreeing.region, "au");
+  assert.equal(agreeing.reason, "region_from");
 });
