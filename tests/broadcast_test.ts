@@ -1,5 +1,6 @@
 /** End-to-end broadcast: every outcome against real regional upstreams on loopback. */
 import assert from "node:assert/strict";
+import type { AppDeps } from "../app.ts";
 import { deadPort, startUpstream, startVestibule, type TestServer } from "./_servers.ts";
 
 type Handler = (req: Request) => Response | Promise<Response>;
@@ -22,6 +23,7 @@ async function withRegions(
   handlers: { au?: Handler | "dead"; us?: Handler | "dead" },
   rule: Record<string, unknown>,
   fn: (s: { edge: TestServer; au?: TestServer; us?: TestServer }) => Promise<void>,
+  deps?: Partial<AppDeps>,
 ) {
   const servers: Partial<Record<"au" | "us", TestServer>> = {};
   const origins: Record<string, { origin: string }> = {};
@@ -45,7 +47,7 @@ async function withRegions(
       match: { methods: ["POST"], path: "^/accounts/login/$" },
       ...rule,
     }],
-  });
+  }, { deps });
   try {
     await fn({ edge, ...servers });
   } finally {
@@ -648,46 +650,46 @@ Deno.test("false login: a sessionid with SameSite=None but no Secure, which Chro
 
 Deno.test("metrics: a region that answered a broadcast the client then left is still counted in the upstream histogram", async () => {
   const release = Promise.withResolvers<void>();
-  const au = startUpstream(() => new Response("no such user", { status: 200 }));
-  const us = startUpstream(async (req) => {
-    await Promise.race([
-      release.promise,
-      new Promise((resolve) => req.signal.addEventListener("abort", resolve)),
-    ]);
-    return new Response("late");
-  });
   const lines: Record<string, unknown>[] = [];
-  const edge = startVestibule({
-    regions: { au: { origin: au.url }, us: { origin: us.url } },
-    default_region: "us",
-    rules: [{
-      name: "login",
-      type: "broadcast",
-      success: { status: [302], set_cookie: "sessionid" },
-    }],
-  }, {
-    deps: { log: (line) => lines.push(JSON.parse(line)), metricsToken: "t0123456789abcdef" },
-  });
-  try {
-    const gone = new AbortController();
-    const call = fetch(`${edge.url}/login`, { method: "POST", body: "x", signal: gone.signal })
-      .catch(() => {});
-    while (au.received.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
-    await new Promise((resolve) => setTimeout(resolve, 100)); // au has answered; us holds on
-    gone.abort();
-    await call;
-    for (let i = 0; i < 50 && lines.length === 0; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    const regions = lines[0].regions as Array<{ region: string; status?: number }>;
-    assert.equal(regions.find((r) => r.region === "au")?.status, 200, "the log says au answered");
-    const text = await (await fetch(`${edge.url}/_vestibule/metrics`, {
-      headers: { authorization: "Bearer t0123456789abcdef" },
-    })).text();
-    // docs/observability.md: every answering region of a broadcast counts.
-    assert.match(text, /^vestibule_upstream_duration_seconds_count\{upstream="au"\} 1$/m);
-  } finally {
-    release.resolve();
-    await Promise.all([edge.close(), au.close(), us.close()]);
-  }
+  const token = "t0123456789abcdef";
+  await withRegions(
+    {
+      au: () => new Response("no such user", { status: 200 }),
+      us: async (req) => {
+        await Promise.race([
+          release.promise,
+          new Promise((resolve) => req.signal.addEventListener("abort", resolve)),
+        ]);
+        return new Response("late");
+      },
+    },
+    LOGIN_RULE,
+    async ({ edge, au }) => {
+      try {
+        const gone = new AbortController();
+        const call = post(edge, { signal: gone.signal }).catch(() => {});
+        while (au!.received.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+        await new Promise((resolve) => setTimeout(resolve, 100)); // au has answered; us holds on
+        gone.abort();
+        await call;
+        for (let i = 0; i < 50 && lines.length === 0; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        const regions = lines[0].regions as Array<{ region: string; status?: number }>;
+        assert.equal(
+          regions.find((r) => r.region === "au")?.status,
+          200,
+          "the log says au answered",
+        );
+        const text = await (await fetch(`${edge.url}/_vestibule/metrics`, {
+          headers: { authorization: `Bearer ${token}` },
+        })).text();
+        // docs/observability.md: every answering region of a broadcast counts.
+        assert.match(text, /^vestibule_upstream_duration_seconds_count\{upstream="au"\} 1$/m);
+      } finally {
+        release.resolve();
+      }
+    },
+    { log: (line) => lines.push(JSON.parse(line)), metricsToken: token },
+  );
 });

@@ -11,6 +11,23 @@ import { formatExplanation } from "../lib/explain_text.ts";
 import { formatCaseResults, passed, runRouteCases } from "../lib/route_cases.ts";
 import type { RouteCase } from "../lib/route_cases_schema.ts";
 
+/**
+ * One region's upstream, vestibule in front of it logging to `logs`, and the same rules compiled
+ * for explain: what the router does and what explain says, side by side.
+ */
+function routerAndRules() {
+  const us = startUpstream();
+  const rules = {
+    regions: { us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  };
+  const logs: string[] = [];
+  const edge = startVestibule(rules, { deps: { log: (line) => logs.push(line) } });
+  const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+  return { us, edge, logs, config };
+}
+
 Deno.test("explain never prints a URL's password, also for a request the router refuses", async (t) => {
   const cases: Array<[string, string[]]> = [
     ["400 bad_method (lower-case method)", ["get", "https://ada:hunter2@app.example.com/x"]],
@@ -42,15 +59,7 @@ Deno.test("explain never prints a URL's password, also for a request the router 
 });
 
 Deno.test("explain agrees with the router: /_vestibule/ with a Host that is no host is 400 bad_host", async (t) => {
-  const us = startUpstream();
-  const rules = {
-    regions: { us: { origin: us.url } },
-    default_region: "us",
-    rules: [{ name: "app", type: "regional" }],
-  };
-  const logs: string[] = [];
-  const edge = startVestibule(rules, { deps: { log: (line) => logs.push(line) } });
-  const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+  const { us, edge, logs, config } = routerAndRules();
   try {
     for (const host of ["bad!host", "app.example(com"]) {
       await t.step(`Host: ${host}`, async () => {
@@ -80,15 +89,7 @@ Deno.test("explain agrees with the router: /_vestibule/ with a Host that is no h
 });
 
 Deno.test("explain agrees with the router: a WebSocket handshake the router refuses contacts no upstream", async (t) => {
-  const us = startUpstream();
-  const rules = {
-    regions: { us: { origin: us.url } },
-    default_region: "us",
-    rules: [{ name: "app", type: "regional" }],
-  };
-  const logs: string[] = [];
-  const edge = startVestibule(rules, { deps: { log: (line) => logs.push(line) } });
-  const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+  const { us, edge, logs, config } = routerAndRules();
   const upgrade: Array<[string, string]> = [["Upgrade", "websocket"], ["Connection", "Upgrade"]];
   const handshakes: Record<string, Array<[string, string]>> = {
     "no Sec-WebSocket-Key": [...upgrade, ["Sec-WebSocket-Version", "13"]],
@@ -278,14 +279,7 @@ Deno.test("explain and check-rules never print a password from a URL the parser 
 });
 
 Deno.test("explain agrees with the router on /_vestibule/ under a Host that does not fit", async (t) => {
-  const us = startUpstream();
-  const rules = {
-    regions: { us: { origin: us.url } },
-    default_region: "us",
-    rules: [{ name: "app", type: "regional" }],
-  };
-  const edge = startVestibule(rules);
-  const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+  const { us, edge, config } = routerAndRules();
   try {
     await t.step(
       "an absolute URL whose host is no host, no Host given (the URL's is sent)",

@@ -652,12 +652,12 @@ Deno.test("slowloris: a body that a rule reads and that trickles past body_timeo
   }
 });
 
-Deno.test("regional route: region_from a query parameter picks the region and pins on success", async (t) => {
-  const switched = () => new Response(null, { status: 302, headers: { location: "/" } });
-  const au = startUpstream(switched);
-  const us = startUpstream(switched);
-  const edge = startVestibule({
-    regions: { au: { origin: au.url }, us: { origin: us.url } },
+/** Upstreams that answer a region switch (a POST to /switch) with a redirect. */
+const switched = () => new Response(null, { status: 302, headers: { location: "/" } });
+
+function switchRules(au: string, us: string, extra: Record<string, unknown> = {}) {
+  return {
+    regions: { au: { origin: au }, us: { origin: us } },
     default_region: "us",
     rules: [{
       name: "switch",
@@ -666,7 +666,14 @@ Deno.test("regional route: region_from a query parameter picks the region and pi
       region_from: { query: "region" },
       pin_on: { status: "3xx" },
     }],
-  });
+    ...extra,
+  };
+}
+
+Deno.test("regional route: region_from a query parameter picks the region and pins on success", async (t) => {
+  const au = startUpstream(switched);
+  const us = startUpstream(switched);
+  const edge = startVestibule(switchRules(au.url, us.url));
   const post = async (query: string) => {
     const res = await fetch(`${edge.url}/switch?${query}`, { method: "POST", redirect: "manual" });
     await res.body?.cancel();
@@ -740,20 +747,9 @@ Deno.test("timeouts: a rule's timeout_ms overrides its origin's, so one slow rou
 });
 
 Deno.test("region_from: a second copy of the parameter that the app reads under its name names no region", async (t) => {
-  const switched = () => new Response(null, { status: 302, headers: { location: "/" } });
   const au = startUpstream(switched);
   const us = startUpstream(switched);
-  const edge = startVestibule({
-    regions: { au: { origin: au.url }, us: { origin: us.url } },
-    default_region: "us",
-    rules: [{
-      name: "switch",
-      type: "regional",
-      match: { path: "^/switch$" },
-      region_from: { query: "region" },
-      pin_on: { status: "3xx" },
-    }],
-  });
+  const edge = startVestibule(switchRules(au.url, us.url));
   // Each second parameter is `region` to the app: PHP strips leading spaces from a name (and
   // reads `+` as one), ends it at a NUL, and keeps the last copy; Rack 2 drops leading brackets.
   const smuggled: Array<[string, string]> = [
@@ -806,23 +802,6 @@ Deno.test("region_from: a second copy of the parameter that the app reads under 
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
-
-const switched = () => new Response(null, { status: 302, headers: { location: "/" } });
-
-function switchRules(au: string, us: string, extra: Record<string, unknown> = {}) {
-  return {
-    regions: { au: { origin: au }, us: { origin: us } },
-    default_region: "us",
-    rules: [{
-      name: "switch",
-      type: "regional",
-      match: { path: "^/switch$" },
-      region_from: { query: "region" },
-      pin_on: { status: "3xx" },
-    }],
-    ...extra,
-  };
-}
 
 Deno.test("region_from: body copies the app reads under the name", async (t) => {
   const au = startUpstream(switched);
