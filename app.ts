@@ -61,6 +61,8 @@ export interface App {
 }
 
 /** Builds the app. Serve it with `Deno.serve(app.fetch)` so handlers see the client address. */
+const HEALTH_BODY = JSON.stringify({ status: "ok" });
+
 export function createApp(deps: AppDeps): App {
   const { config } = deps;
   const now = deps.now ?? Date.now;
@@ -68,7 +70,12 @@ export function createApp(deps: AppDeps): App {
   // Hono routes vestibule's own paths by the path that decided they are its own.
   const app = new Hono<Env>({ getPath: (request) => pathOf(request) });
 
-  app.get("/_vestibule/health", (c) => c.json({ status: "ok" }));
+  // Its length stated: Hono answers a HEAD (a load balancer's check) from these headers with a
+  // null body, for which Deno.serve would write Content-Length: 0.
+  app.get("/_vestibule/health", () =>
+    new Response(HEALTH_BODY, {
+      headers: { "content-type": "application/json", "content-length": String(HEALTH_BODY.length) },
+    }));
   const metrics = new VestibuleMetrics();
   const scraped = deps.metricsChannel
     ? new WorkerMetrics(metrics, { channel: deps.metricsChannel })
@@ -85,6 +92,7 @@ export function createApp(deps: AppDeps): App {
     debugHeaders: config.debugHeaders,
     trustedProxyHops: config.trustedProxyHops,
   });
+  let ocapRoute: ((request: Request, path: string) => Promise<Response>) | undefined;
   if (config.ocap) {
     if (!deps.kv) throw new TypeError("Cannot mount OCAP: createApp() needs a kv store");
     const { pin, bodyLimitBytes, bodyTimeoutMs } = config;
@@ -96,11 +104,10 @@ export function createApp(deps: AppDeps): App {
       bodyTimeoutMs,
       onCache: (result) => metrics.ocapCache(result),
     });
-    app.all(
-      `${config.ocap.path}/*`,
-      (c) =>
-        observe(c.req.raw, c.req.path, ({ log, requestId }) => ocap(c.req.raw, log, requestId)),
-    );
+    // Called directly, not through Hono, which answers a HEAD from the GET's headers with a null
+    // body (written as Content-Length: 0, where the provider's GET has another length or none).
+    ocapRoute = (request, path) =>
+      observe(request, path, ({ log, requestId }) => ocap(request, log, requestId));
   }
   // Nothing under vestibule's own prefix reaches an upstream, whatever the method; each such
   // request is logged and counted, so a scan of the prefix shows.
@@ -110,6 +117,7 @@ export function createApp(deps: AppDeps): App {
       return Promise.resolve(errorResponse(
         new HttpError(404, "not_found", "No such vestibule endpoint"),
         c.req.header("accept") ?? null,
+        c.req.method,
       ));
     }));
 
@@ -143,7 +151,9 @@ export function createApp(deps: AppDeps): App {
       log.host = forward.publicHost;
       const match = await findRule(config.rules, facts, body);
       if (!match) {
-        throw new HttpError(404, "no_rule", `No rule matches ${request.method} ${url.pathname}`);
+        // A HEAD's answer has its GET's length, so its message names GET.
+        const method = request.method === "HEAD" ? "GET" : request.method;
+        throw new HttpError(404, "no_rule", `No rule matches ${method} ${url.pathname}`);
       }
       log.rule = match.rule.name;
       log.type = match.rule.type;
@@ -202,7 +212,11 @@ export function createApp(deps: AppDeps): App {
     fetch(request, info) {
       const url = requestUrl(request.url);
       const path = pathOf(request, url);
-      if (servedBy(path, ocapPath) && hostHeaderFits(request.headers.get("host"))) {
+      const own = servedBy(path, ocapPath);
+      if (own && hostHeaderFits(request.headers.get("host"))) {
+        if (own === "ocap" && ocapRoute) {
+          return ocapRoute(request, path).catch((error) => internalError(error, request));
+        }
         return app.fetch(request, info);
       }
       return routeRequest(request, path, url, info).catch((error) => internalError(error, request));

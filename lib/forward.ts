@@ -401,6 +401,8 @@ export function clientResponse(
     !decoded && !toOrigin && !refreshed && cookies.length === 0 && !hasHopByHop(h) &&
     // Chunks and a Content-Length both: the copy drops the length, which the log would report.
     !(transfer !== null && h.has("content-length")) &&
+    // A HEAD whose GET has no length: Deno.serve writes Content-Length: 0 for a null body.
+    !(res.body === null && !h.has("content-length") && !NULL_BODY_STATUSES.has(res.status)) &&
     // Deno.serve drops Content-Encoding and Content-Length from a bodiless fetch response it is
     // handed as it is, and a HEAD must carry GET's headers; a copy keeps them.
     !(res.body === null && encoding !== undefined)
@@ -431,6 +433,10 @@ export function clientResponse(
   if (toOrigin) headers.set("location", publicUrl(toOrigin, ctx));
   if (refreshed) headers.set("refresh", refreshed);
   let body = res.body;
+  // A null body (a HEAD's) without a length leaves it open, as its GET's is: no Content-Length: 0.
+  if (!body && !headers.has("content-length") && !NULL_BODY_STATUSES.has(res.status)) {
+    body = emptyStream();
+  }
   if (decoded) {
     headers.delete("content-encoding");
     headers.delete("content-length");
@@ -439,7 +445,7 @@ export function clientResponse(
     // Deno.serve writes Content-Length: 0 for a null body (a HEAD's, of any status that may have
     // one); an empty stream leaves the length open, as its GET's is.
     if (!body && !NULL_BODY_STATUSES.has(res.status)) {
-      body = new ReadableStream({ start: (c) => c.close() });
+      body = emptyStream();
     }
     if (acceptsEncoding(asked.clientAcceptEncoding, "gzip")) {
       // Only a real body: the empty stream of a HEAD compressed to 20 bytes of gzip, which
@@ -600,4 +606,12 @@ function rewriteCookieDomain(cookie: string, upstream: Upstream, ctx: ForwardCon
     (attr, domain: string) =>
       domain.trim().toLowerCase() === originHost ? `; Domain=${publicHost}` : attr,
   );
+}
+
+/**
+ * A body of no bytes whose length Deno.serve leaves open (a null body is written as
+ * `Content-Length: 0`): what a HEAD answer gets when its GET's length is not known.
+ */
+export function emptyStream(): ReadableStream<Uint8Array<ArrayBuffer>> {
+  return new ReadableStream({ start: (controller) => controller.close() });
 }

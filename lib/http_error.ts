@@ -32,9 +32,11 @@ export function errorResponse(
     headers.set("content-type", "text/plain; charset=utf-8");
     body = `${error.status} ${error.code}: ${error.message}\n`;
   }
-  if (method !== "HEAD") return new Response(body, { status: error.status, headers });
-  // A client reset the stream (curl: PROTOCOL_ERROR) and saw no status at all.
+  // Stated, not left to Deno.serve: a HEAD's length must be its GET's (RFC 9110 §8.6), and Hono
+  // answers a HEAD from the GET's headers with a null body, for which Deno.serve writes 0.
   headers.set("content-length", String(new TextEncoder().encode(body).length));
+  if (method !== "HEAD") return new Response(body, { status: error.status, headers });
+  // Over HTTP/2 Deno.serve sent a HEAD's body as DATA: the client reset the stream.
   return new Response(null, { status: error.status, headers });
 }
 

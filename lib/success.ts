@@ -8,7 +8,7 @@ import {
 } from "node:zlib";
 import { isIP } from "node:net";
 import type { SuccessRule } from "./compile_rules.ts";
-import { NULL_BODY_STATUSES } from "./forward.ts";
+import { emptyStream, NULL_BODY_STATUSES } from "./forward.ts";
 import { HttpError } from "./http_error.ts";
 import { deepEqual } from "./match_rule.ts";
 import { joinChunks, type PartialRead, readUpTo } from "./request_body.ts";
@@ -64,7 +64,9 @@ export async function checkSuccess(
   const { bytes } = peeked;
   // 101/103/204/205/304 must not carry a body, even an empty one.
   const nullBody = NULL_BODY_STATUSES.has(response.status);
-  const rebuilt = new Response(nullBody ? null : bytes, init);
+  // No bytes and no length (a HEAD's empty stream): still no length, not a Content-Length: 0.
+  const open = bytes.length === 0 && !response.headers.has("content-length");
+  const rebuilt = new Response(nullBody ? null : open ? emptyStream() : bytes, init);
   let parsed: unknown;
   try {
     parsed = JSON.parse(

@@ -1,5 +1,5 @@
 /** @module An origin's complete answer as OCAP shares it, and how it is handed to each caller. */
-import { NULL_BODY_STATUSES } from "../forward.ts";
+import { emptyStream, NULL_BODY_STATUSES } from "../forward.ts";
 
 /** A completed origin response, body buffered: what every caller of one dedup key receives. */
 export interface OriginAnswer {
@@ -18,9 +18,14 @@ export function answerResponse(answer: OriginAnswer, cache: CacheStatus, method:
   const headers = new Headers();
   for (const [name, value] of answer.headers) headers.append(name, value);
   headers.set("ocap-cache", cache);
-  // A null body status cannot carry a body: `new Response` throws.
-  const noBody = NULL_BODY_STATUSES.has(answer.status) || method === "HEAD";
-  return new Response(noBody ? null : answer.body, {
+  // A null body status cannot carry a body: `new Response` throws. A HEAD's length is its GET's,
+  // which OCAP does not know: left open (a null body would be written as Content-Length: 0).
+  const body = NULL_BODY_STATUSES.has(answer.status)
+    ? null
+    : method === "HEAD"
+    ? emptyStream()
+    : answer.body;
+  return new Response(body, {
     status: answer.status,
     statusText: answer.statusText,
     headers,

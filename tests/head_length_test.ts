@@ -1,0 +1,153 @@
+/**
+ * HEAD over HTTP/1.1: RFC 9110 §8.6 — a HEAD answer MUST NOT carry a Content-Length other than the
+ * length its GET's content would have. Deno.serve writes `Content-Length: 0` for a null body.
+ */
+import assert from "node:assert/strict";
+import { gzipSync } from "node:zlib";
+import { rawUpstream, startUpstream, startVestibule } from "./_servers.ts";
+import { OCAP_ENV, OCAP_KEY, ocapRules } from "./_ocap.ts";
+
+/** GET's and HEAD's Content-Length for the same request. */
+async function lengths(url: string, headers: Record<string, string> = {}) {
+  const get = await fetch(url, { headers, redirect: "manual" });
+  await get.arrayBuffer();
+  const head = await fetch(url, { method: "HEAD", headers, redirect: "manual" });
+  await head.body?.cancel();
+  return {
+    get: get.headers.get("content-length"),
+    head: head.headers.get("content-length"),
+  };
+}
+
+Deno.test("HEAD of vestibule's own paths: the GET's Content-Length, not 0", async (t) => {
+  const up = startUpstream();
+  const edge = startVestibule(
+    {
+      regions: { us: { origin: up.url } },
+      default_region: "us",
+      rules: [{ name: "app", type: "regional", match: { path: "^/app" } }],
+    },
+    { deps: { metricsToken: "scrape-token" } },
+  );
+  const cases: Array<[string, string, Record<string, string>]> = [
+    ["health", "/_vestibule/health", {}],
+    ["metrics, authorized", "/_vestibule/metrics", { authorization: "Bearer scrape-token" }],
+    ["metrics, 401", "/_vestibule/metrics", {}],
+    ["404 under /_vestibule/", "/_vestibule/nope", {}],
+    ["404 no_rule", "/nothing", { accept: "text/plain" }],
+  ];
+  try {
+    for (const [name, path, headers] of cases) {
+      await t.step(name, async () => {
+        const { get, head } = await lengths(`${edge.url}${path}`, headers);
+        assert.ok(get !== null && get !== "0", `GET has a length: ${get}`);
+        assert.equal(head, get);
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("HEAD of a resource whose GET streams without a length: no invented Content-Length: 0", async (t) => {
+  // A streamed GET (chunked): the upstream's HEAD names no length, as Deno.serve, Node, Rack do.
+  const up = startUpstream(() =>
+    new Response(ReadableStream.from([new TextEncoder().encode("streamed")]), {
+      headers: { "content-type": "text/plain" },
+    })
+  );
+  // Both framings at once, which 6f53ff1 sends down the copy path (the length is dropped).
+  const both = rawUpstream(() =>
+    "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 100\r\ncontent-type: text/plain\r\n\r\n"
+  );
+  const edge = startVestibule({
+    regions: { us: { origin: up.url } },
+    upstreams: { both: { origin: both.url } },
+    default_region: "us",
+    rules: [
+      { name: "both", type: "global", match: { path: "^/both$" }, upstream: "both" },
+      { name: "app", type: "regional" },
+    ],
+  });
+  try {
+    for (const path of ["/app/stream", "/both"]) {
+      await t.step(path, async () => {
+        const head = await fetch(`${edge.url}${path}`, { method: "HEAD" });
+        assert.equal(head.status, 200);
+        // The GET's length is unknown (chunked): a HEAD may omit it, never say 0.
+        assert.equal(head.headers.get("content-length"), null);
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), up.close(), both.close()]);
+  }
+});
+
+Deno.test("HEAD through OCAP of a provider resource without a length: no Content-Length: 0", async () => {
+  const up = startUpstream(() =>
+    new Response(ReadableStream.from([new TextEncoder().encode("streamed")]))
+  );
+  const kv = await Deno.openKv(":memory:");
+  const edge = startVestibule(ocapRules(up.url), { env: OCAP_ENV, deps: { kv } });
+  try {
+    const get = await fetch(`${edge.url}/_ocap/provider/file`, {
+      headers: { "ocap-key": OCAP_KEY },
+    });
+    assert.equal(await get.text(), "streamed");
+    const head = await fetch(`${edge.url}/_ocap/provider/file`, {
+      method: "HEAD",
+      headers: { "ocap-key": OCAP_KEY },
+    });
+    assert.ok(
+      [null, get.headers.get("content-length")].includes(head.headers.get("content-length")),
+      `HEAD Content-Length ${head.headers.get("content-length")}, GET ${
+        get.headers.get("content-length")
+      }`,
+    );
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+    kv.close();
+  }
+});
+
+Deno.test("HEAD under a pin_on json check of a gzip answer: no Content-Length: 0", async () => {
+  const gz = new Uint8Array(
+    gzipSync(new TextEncoder().encode(`{"ok":true,"pad":"${"x".repeat(3000)}"}`)),
+  );
+  const up = startUpstream((req) =>
+    new Response(req.method === "HEAD" ? null : gz, {
+      headers: {
+        "content-encoding": "gzip",
+        "content-length": String(gz.length),
+        "content-type": "application/json",
+      },
+    })
+  );
+  const edge = startVestibule({
+    regions: { us: { origin: up.url }, au: { origin: up.url } },
+    default_region: "us",
+    rules: [{
+      name: "switch",
+      type: "regional",
+      region_from: { query: "region" },
+      pin_on: { json: { path: "ok", equals: true } },
+    }],
+  });
+  try {
+    const url = `${edge.url}/dashboard?region=au`;
+    const get = await fetch(url, { headers: { "accept-encoding": "gzip" } });
+    await get.arrayBuffer();
+    const head = await fetch(url, { method: "HEAD", headers: { "accept-encoding": "gzip" } });
+    assert.equal(get.headers.get("content-encoding"), "gzip");
+    assert.notEqual(get.headers.get("content-length"), "0");
+    // The GET sends gzip bytes; a HEAD's length is either the GET's or absent.
+    assert.ok(
+      [null, get.headers.get("content-length")].includes(head.headers.get("content-length")),
+      `HEAD Content-Length ${head.headers.get("content-length")}, GET ${
+        get.headers.get("content-length")
+      }`,
+    );
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
