@@ -65,11 +65,16 @@ async function bodyCopies(
   name: string,
 ): Promise<string[] | undefined> {
   const { headers } = ctx;
+  // GET and HEAD carry none (the router refuses a body on them before this).
+  if (ctx.method === "GET" || ctx.method === "HEAD") return [];
   const length = headers.get("content-length");
   if (length !== null && Number(length) > ctx.config.bodyLimitBytes) return undefined;
-  const type = headers.get("content-type");
-  const media = (type ?? "").split(";")[0].trim().toLowerCase();
-  if (media === "multipart/form-data") {
+  const type = headers.get("content-type")?.trim() || null; // an empty one is none, as in Rack
+  // The media type as Rack and PHP cut it: at `;`, `,` or a space.
+  const media = (type ?? "").split(/[;, ]/)[0].toLowerCase();
+  if (media.startsWith("multipart/")) {
+    // Rack also parses multipart/mixed and /related; only form-data reads alike here.
+    if (media !== "multipart/form-data") return undefined;
     const fields = await ctx.body.form();
     if (!fields) return undefined;
     // PHP's spellings are merged in already; Rack's are added here.
@@ -77,15 +82,21 @@ async function bodyCopies(
       key === name || rackParamName(key) === name ? values : []
     );
   }
-  if (
-    media === "application/x-www-form-urlencoded" || (type === null && ctx.method === "POST")
-  ) {
+  if (media === "application/x-www-form-urlencoded" || (type === null && ctx.method === "POST")) {
     if (!declaresUtf8(type ?? "")) return undefined;
     const text = new TextDecoder().decode(await ctx.body.bytes());
     if (occursAtLeast(text, "&", MAX_FORM_FIELDS)) return undefined;
     return valuesAsAppsRead(new URLSearchParams(text), name);
   }
-  if (media === "application/json" || /^application\/[^;]+\+json$/.test(media)) {
+  // Laravel's isJson() is any `/json` or `+json` in the header (`text/plain;a=/json`, which a
+  // cross-site form-less fetch may send); Rails also takes text/x-json and application/jsonrequest.
+  if (
+    /\/json|\+json/i.test(type ?? "") || media === "text/x-json" ||
+    media === "application/jsonrequest"
+  ) {
+    // No body is no parameters (Rails reads {}, Laravel an empty bag): SPA clients send this
+    // Content-Type on every request.
+    if ((await ctx.body.bytes()).length === 0) return [];
     const json = await ctx.body.json();
     if (json === undefined) return undefined;
     if (json === null || typeof json !== "object" || Array.isArray(json)) return [];

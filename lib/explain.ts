@@ -137,12 +137,12 @@ export async function explainRequest(
     };
   }
   let request: Request;
-  let impliedHost = false;
+  let implied: Implied = { host: false, contentLength: false };
   let view: RequestView;
   try {
     // Before `new Request`, which upper-cases `get` and refuses TRACE: the router sees both.
     checkMethod(method);
-    ({ request, impliedHost } = buildRequest(method, described));
+    ({ request, implied } = buildRequest(method, described));
     // The router sends a request id upstream: the client's when it is safe, else a new UUID.
     const incomingId = request.headers.get("x-request-id");
     view = viewRequest(request, config, {
@@ -184,7 +184,8 @@ export async function explainRequest(
     out.refused = {
       status: 404,
       code: "no_rule",
-      message: `No rule matches ${method} ${url.pathname}`,
+      // As the router words it: a HEAD's answer has its GET's length.
+      message: `No rule matches ${method === "HEAD" ? "GET" : method} ${url.pathname}`,
     };
     return done();
   }
@@ -212,9 +213,9 @@ export async function explainRequest(
     kind: upstream.kind,
     id: upstream.id,
     origin: upstream.origin,
-    forward: withoutImpliedHost(
+    forward: withoutImplied(
       forwardPlan(headers, upstream, cookies, forward, webSocket),
-      impliedHost,
+      implied,
     ),
   });
   const ctx = {
@@ -353,11 +354,11 @@ function describedUrl(described: RequestDescription): URL {
   return url;
 }
 
-/** The request the router would get; `impliedHost` when its `Host` came from the URL. */
+/** The request the router would get, and which of its headers explain added as a client would. */
 function buildRequest(
   method: string,
   described: RequestDescription,
-): { request: Request; impliedHost: boolean } {
+): { request: Request; implied: Implied } {
   const url = describedUrl(described);
   const headers = new Headers();
   const cookies: string[] = [];
@@ -370,8 +371,8 @@ function buildRequest(
   if (cookies.length > 0) headers.set("cookie", cookies.join("; "));
   // Every request reaches the router with one (HTTP/1.1 requires it; the router reads HTTP/2's
   // :authority as Host): a `match.headers.host` rule tests it.
-  const impliedHost = !headers.has("host");
-  if (impliedHost) headers.set("host", url.host);
+  const implied: Implied = { host: !headers.has("host"), contentLength: false };
+  if (implied.host) headers.set("host", url.host);
   // Deno.serve builds an origin-form request's URL from its Host, and the router takes the URL's
   // host: a Host given beside an absolute URL describes the request as it would arrive.
   else {
@@ -387,9 +388,17 @@ function buildRequest(
       // `Request` cannot carry it; a length is enough for the router's refusal, in whatever
       // charset (one explain cannot write is still a body).
       headers.set("content-length", String(described.body.length));
-    } else body = encodeBodyText(described.body, headers.get("content-type"));
+    } else {
+      body = encodeBodyText(described.body, headers.get("content-type"));
+      // As curl --data, a form or fetch send it: with its length (a router that sees one may
+      // decide without reading, as region_from does for a body over the limit).
+      if (!headers.has("content-length") && !headers.has("transfer-encoding")) {
+        headers.set("content-length", String(body.byteLength));
+        implied.contentLength = true;
+      }
+    }
   }
-  return { request: new Request(url, { method, headers, body }), impliedHost };
+  return { request: new Request(url, { method, headers, body }), implied };
 }
 
 /**
@@ -422,10 +431,21 @@ function withoutUserinfo(url: URL): string {
 }
 
 /** The plan without the `Host` explain added itself: the user wrote none to be stripped. */
-function withoutImpliedHost(plan: ForwardPlan, implied: boolean): ForwardPlan {
-  if (!implied) return plan;
-  const stripped = plan.headers.stripped.filter((s) => s.name !== "host");
-  return { ...plan, headers: { ...plan.headers, stripped } };
+function withoutImplied(plan: ForwardPlan, implied: Implied): ForwardPlan {
+  if (!implied.host && !implied.contentLength) return plan;
+  const stripped = implied.host
+    ? plan.headers.stripped.filter((s) => s.name !== "host")
+    : plan.headers.stripped;
+  const forwarded = implied.contentLength
+    ? plan.headers.forwarded.filter((name) => name !== "content-length")
+    : plan.headers.forwarded;
+  return { ...plan, headers: { ...plan.headers, stripped, forwarded } };
+}
+
+/** Headers explain added as a client would, not shown as the described request's own. */
+interface Implied {
+  host: boolean;
+  contentLength: boolean;
 }
 
 /** The header fields one by one; iterating a `Headers` would have joined repeated ones. */

@@ -930,3 +930,123 @@ Deno.test("region_from: explain agrees with the router on a form body", async ()
   assert.equal(agreeing.region, "au");
   assert.equal(agreeing.reason, "region_from");
 });
+
+Deno.test("region_from: a body the app reads by a Content-Type bodyCopies skips still contradicts the query", async (t) => {
+  const au = startUpstream(switched);
+  const us = startUpstream(switched);
+  const edge = startVestibule(switchRules(au.url, us.url));
+  const contradicted = async (headers: Record<string, string>, body: string) => {
+    const before = au.received.length;
+    const res = await fetch(`${edge.url}/switch?region=au`, {
+      method: "POST",
+      redirect: "manual",
+      headers,
+      body: new TextEncoder().encode(body),
+    });
+    await res.body?.cancel();
+    assert.equal(au.received.length, before, "the app reads us; the edge sent it to au");
+    assert.deepEqual(res.headers.getSetCookie(), [], "and pinned the browser to au");
+  };
+  try {
+    // Laravel's isJson() is Str::contains(CONTENT_TYPE, ['/json', '+json']) and input() then
+    // reads the JSON body over the query. `text/plain;a=/json` is CORS-safelisted: a cross-site
+    // no-cors fetch with credentials sends it.
+    await t.step("Laravel: text/plain;a=/json with a JSON body", async () => {
+      await contradicted({ "content-type": "text/plain;a=/json" }, '{"region":"us"}');
+    });
+    // Rails registers text/x-json and application/jsonrequest as synonyms of Mime[:json].
+    await t.step("Rails: text/x-json", async () => {
+      await contradicted({ "content-type": "text/x-json" }, '{"region":"us"}');
+    });
+    // Rack::Request parses PARSEABLE_DATA_MEDIA_TYPES (multipart/related, multipart/mixed) too.
+    await t.step("Rack: multipart/mixed", async () => {
+      await contradicted(
+        { "content-type": "multipart/mixed; boundary=XX" },
+        '--XX\r\nContent-Disposition: form-data; name="region"\r\n\r\nus\r\n--XX--\r\n',
+      );
+    });
+    // Rack's MediaType splits at /\s*[;,]\s*/; PHP's SAPI cuts the type at ';', ',' or ' '.
+    await t.step("Rack/PHP: a type cut at a comma", async () => {
+      await contradicted(
+        { "content-type": "application/x-www-form-urlencoded, text/plain" },
+        "region=us",
+      );
+    });
+    // Rack's content_type is nil for an empty header: form_data? then holds for a POST.
+    await t.step("Rack: an empty Content-Type on a POST", async () => {
+      await contradicted({ "content-type": "" }, "region=us");
+    });
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("region_from: a request without a body names its region whatever its Content-Type", async (t) => {
+  const au = startUpstream(switched);
+  const us = startUpstream(switched);
+  const edge = startVestibule(switchRules(au.url, us.url));
+  try {
+    // SPA HTTP clients (axios defaults, fetch wrappers) send Content-Type: application/json on
+    // every request; the GET carries no body, and Rails/Laravel read ?region=au.
+    await t.step("GET ?region=au with Content-Type: application/json and no body", async () => {
+      const res = await fetch(`${edge.url}/switch?region=au`, {
+        redirect: "manual",
+        headers: { "content-type": "application/json" },
+      });
+      await res.body?.cancel();
+      assert.equal(au.received.length, 1, "the switch went to the default region instead");
+      assert.match(res.headers.getSetCookie()[0] ?? "", /^__Host-vestibule-region=au;/);
+    });
+    // Rails: parse_formatted_parameters returns {} for a zero Content-Length; Laravel's
+    // json_decode('') gives an empty input bag: both read the query's au.
+    await t.step(
+      "POST ?region=au with Content-Type: application/json and an empty body",
+      async () => {
+        const res = await fetch(`${edge.url}/switch?region=au`, {
+          method: "POST",
+          redirect: "manual",
+          headers: { "content-type": "application/json" },
+          body: "",
+        });
+        await res.body?.cancel();
+        assert.equal(au.received.length, 2, "the switch went to the default region instead");
+        assert.match(res.headers.getSetCookie()[0] ?? "", /^__Host-vestibule-region=au;/);
+      },
+    );
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("region_from: explain agrees with the router on a --body over body_limit_bytes", async () => {
+  const au = startUpstream(switched);
+  const us = startUpstream(switched);
+  const rules = { ...switchRules(au.url, us.url), body_limit_bytes: 1024 };
+  const edge = startVestibule(rules);
+  try {
+    const body = `region=au&note=${"x".repeat(4096)}`;
+    const headers = { "content-type": "application/x-www-form-urlencoded" };
+    // curl --data, a browser form, fetch: every client sends the length of such a body.
+    const res = await fetch(`${edge.url}/switch?region=au`, {
+      method: "POST",
+      redirect: "manual",
+      headers,
+      body,
+    });
+    await res.body?.cancel();
+    assert.equal(res.status, 302, "the router streams it on to the default region");
+    assert.deepEqual([au.received.length, us.received.length], [0, 1]);
+
+    const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+    const explained = await explainRequest({
+      method: "POST",
+      url: "https://app.example.com/switch?region=au",
+      headers: Object.entries(headers),
+      body,
+    }, config);
+    assert.equal(explained.refused, undefined, "explain says 413 body_too_large");
+    assert.equal(explained.region, "us");
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
