@@ -44,12 +44,13 @@ export function rackParamName(name: string): string {
  */
 export function valuesAsAppsRead(params: URLSearchParams, name: string): string[] {
   const values: string[] = [];
-  for (const [key, value] of params) {
-    if (key === name || phpFieldName(key) === name || rackParamName(key) === name) {
-      values.push(value);
-    }
-  }
+  for (const [key, value] of params) if (filedUnder(key, name)) values.push(value);
   return values;
+}
+
+/** Whether some framework files parameter `key` under `name`: as sent, or as PHP or Rack 2 read it. */
+export function filedUnder(key: string, name: string): boolean {
+  return key === name || phpFieldName(key) === name || rackParamName(key) === name;
 }
 
 /**
@@ -59,10 +60,17 @@ export function valuesAsAppsRead(params: URLSearchParams, name: string): string[
  * `__Host-vestibule-region[]` the array `__Host-vestibule-region`).
  */
 export function isPinCookieName(name: string, pin: string): boolean {
+  if (pin !== pinSpellings.pin) pinSpellings = spellingsOf(pin);
   const lower = name.toLowerCase();
-  const pinLower = pin.toLowerCase();
-  if (lower === pinLower) return true;
+  if (lower === pinSpellings.lower) return true;
   // PHP's name is no longer than the one sent: most cookies are ruled out by their length.
-  return lower.length >= pinLower.length &&
-    phpFieldName(lower) === phpFieldName(pinLower);
+  return lower.length >= pinSpellings.lower.length && phpFieldName(lower) === pinSpellings.php;
+}
+
+/** The pin's own spellings, worked out once per pin name (one per config), not per cookie. */
+let pinSpellings = spellingsOf("");
+
+function spellingsOf(pin: string): { pin: string; lower: string; php: string } {
+  const lower = pin.toLowerCase();
+  return { pin, lower, php: phpFieldName(lower) };
 }

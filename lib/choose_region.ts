@@ -3,10 +3,9 @@ import type { Config, RegionalRule } from "./compile_rules.ts";
 import type { CookiePolicy } from "./forward.ts";
 import type { RegionPin } from "./pin.ts";
 import type { RouteContext } from "./route_context.ts";
-import { phpFieldName, rackParamName, valuesAsAppsRead } from "./app_names.ts";
+import { filedUnder, valuesAsAppsRead } from "./app_names.ts";
 import { declaresUtf8 } from "./media_type.ts";
-import { MAX_FORM_FIELDS } from "./multipart_fields.ts";
-import { occursAtLeast } from "./request_body.ts";
+import { urlencodedParams } from "./request_body.ts";
 
 /**
  * The region a regional request goes to, and why. `region_from.query` names a region only when
@@ -77,16 +76,12 @@ async function bodyCopies(
     if (media !== "multipart/form-data") return undefined;
     const fields = await ctx.body.form();
     if (!fields) return undefined;
-    // PHP's spellings are merged in already; Rack's are added here.
-    return [...fields].flatMap(([key, values]) =>
-      key === name || rackParamName(key) === name ? values : []
-    );
+    return [...fields].flatMap(([key, values]) => filedUnder(key, name) ? values : []);
   }
   if (media === "application/x-www-form-urlencoded" || (type === null && ctx.method === "POST")) {
     if (!declaresUtf8(type ?? "")) return undefined;
-    const text = new TextDecoder().decode(await ctx.body.bytes());
-    if (occursAtLeast(text, "&", MAX_FORM_FIELDS)) return undefined;
-    return valuesAsAppsRead(new URLSearchParams(text), name);
+    const params = urlencodedParams(await ctx.body.bytes());
+    return params && valuesAsAppsRead(params, name);
   }
   // Laravel's isJson() is any `/json` or `+json` in the header (`text/plain;a=/json`, which a
   // cross-site form-less fetch may send); Rails also takes text/x-json and application/jsonrequest.
@@ -101,7 +96,7 @@ async function bodyCopies(
     if (json === undefined) return undefined;
     if (json === null || typeof json !== "object" || Array.isArray(json)) return [];
     return Object.entries(json).flatMap(([key, value]) =>
-      key === name || phpFieldName(key) === name || rackParamName(key) === name
+      filedUnder(key, name)
         ? (Array.isArray(value) ? value : [value]).map((v) =>
           typeof v === "string" ? v : JSON.stringify(v)
         )

@@ -208,11 +208,10 @@ export class BufferedBody {
     if (!declaresUtf8(type)) return undefined;
     let fields: Map<string, string[]> | undefined;
     if (/^application\/x-www-form-urlencoded/i.test(type)) {
-      // A leading BOM stays part of the first name, as Django's `bytes.decode("utf-8")` keeps it.
-      const text = UTF8_KEEP_BOM.decode(bytes);
-      if (occursAtLeast(text, "&", MAX_FORM_FIELDS)) return undefined;
+      const params = urlencodedParams(bytes);
+      if (!params) return undefined;
       fields = new Map();
-      for (const [key, value] of new URLSearchParams(text)) {
+      for (const [key, value] of params) {
         const copies = fields.get(key);
         if (copies) copies.push(value); // not a copy per copy: 500,000 copies fit in 1 MiB
         else fields.set(key, [value]);
@@ -237,6 +236,16 @@ function withPhpNames(fields: Map<string, string[]>): Map<string, string[]> {
     else for (const value of values) copies.push(value); // a spread of 500,000 would throw
   }
   return fields;
+}
+
+/**
+ * A urlencoded body's parameters as frameworks read them, or `undefined` past
+ * {@linkcode MAX_FORM_FIELDS}. A leading BOM stays part of the first name, as Django's
+ * `bytes.decode("utf-8")` keeps it.
+ */
+export function urlencodedParams(bytes: Uint8Array): URLSearchParams | undefined {
+  const text = UTF8_KEEP_BOM.decode(bytes);
+  return occursAtLeast(text, "&", MAX_FORM_FIELDS) ? undefined : new URLSearchParams(text);
 }
 
 /** A decoder for the `charset` parameter of `contentType`; UTF-8 when absent or unknown. */

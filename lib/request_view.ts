@@ -90,11 +90,7 @@ export function viewRequest(
   // redirects and cookie domains must use those, not the address the last proxy dialled.
   const hops = config.trustedProxyHops;
   const forwardedHost = hops > 0 ? vouchedFor(headers.get("x-forwarded-host"), hops) : undefined;
-  // The URL parser must take it too (a port over 65535 fits the pattern): Location rewrites use it.
-  if (
-    forwardedHost !== undefined &&
-    (!VALID_HOST.test(forwardedHost) || !URL.canParse(`http://${forwardedHost}/`))
-  ) {
+  if (forwardedHost !== undefined && !routable(forwardedHost)) {
     throw new HttpError(400, "bad_host", "The X-Forwarded-Host is not a host name or address");
   }
   const publicHost = forwardedHost ?? host ?? url.host;
@@ -155,9 +151,15 @@ function vouchedFor(value: string | null, hops: number): string | undefined {
 export function forwardedHostOf(headers: Headers, hops: number): string | undefined {
   if (hops === 0) return undefined;
   const host = vouchedFor(headers.get("x-forwarded-host"), hops);
-  return host !== undefined && VALID_HOST.test(host) && URL.canParse(`http://${host}/`)
-    ? host
-    : undefined;
+  return host !== undefined && routable(host) ? host : undefined;
+}
+
+/**
+ * Whether a proxy-reported host is one the router takes: `host[:port]`, and one the URL parser
+ * takes too (a port over 65535 fits the pattern), since Location rewrites build URLs from it.
+ */
+function routable(host: string): boolean {
+  return VALID_HOST.test(host) && URL.canParse(`http://${host}/`);
 }
 
 /**
