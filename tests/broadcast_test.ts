@@ -611,42 +611,31 @@ Deno.test("false login: a region's Set-Cookie that the browser would refuse is n
   }
 });
 
-Deno.test("false login: a sessionid with SameSite=None but no Secure, which Chrome refuses, is no success", async () => {
-  const au = startUpstream(() =>
-    new Response(null, {
-      status: 302,
-      headers: { location: "/", "set-cookie": "sessionid=x; Path=/; SameSite=None" },
-    })
-  );
-  const us = startUpstream(() =>
-    new Response(null, {
-      status: 302,
-      headers: { location: "/", "set-cookie": "sessionid=owner; Path=/; Secure; SameSite=None" },
-    })
-  );
-  const edge = startVestibule({
-    regions: { au: { origin: au.url }, us: { origin: us.url } },
-    default_region: "us",
-    rules: [{
-      name: "login",
-      type: "broadcast",
-      success: { status: [302], set_cookie: "sessionid" },
-    }],
-  });
-  try {
-    const res = await fetch(`${edge.url}/accounts/login/`, {
-      method: "POST",
-      redirect: "manual",
-      body: "username=kim",
-      headers: { accept: "application/json" },
-    });
-    const text = await res.text();
-    assert.equal(res.status, 302, text);
-    assert.match(res.headers.getSetCookie().at(-1)!, /^__Host-vestibule-region=us;/);
-  } finally {
-    await Promise.all([edge.close(), au.close(), us.close()]);
-  }
-});
+Deno.test("false login: a sessionid with SameSite=None but no Secure, which Chrome refuses, is no success", () =>
+  withRegions(
+    {
+      au: () =>
+        new Response(null, {
+          status: 302,
+          headers: { location: "/", "set-cookie": "sessionid=x; Path=/; SameSite=None" },
+        }),
+      us: () =>
+        new Response(null, {
+          status: 302,
+          headers: {
+            location: "/",
+            "set-cookie": "sessionid=owner; Path=/; Secure; SameSite=None",
+          },
+        }),
+    },
+    LOGIN_RULE,
+    async ({ edge }) => {
+      const res = await post(edge);
+      const text = await res.text();
+      assert.equal(res.status, 302, text);
+      assert.match(res.headers.getSetCookie().at(-1)!, /^__Host-vestibule-region=us;/);
+    },
+  ));
 
 Deno.test("metrics: a region that answered a broadcast the client then left is still counted in the upstream histogram", async () => {
   const release = Promise.withResolvers<void>();
