@@ -248,17 +248,17 @@ async function cascadingKeys(destination: Tx, spec: TableSpec): Promise<Cascadin
             (SELECT relkind = 'p' FROM pg_class WHERE oid = c.conrelid) AS "childPartitioned",
             (SELECT relkind = 'p' FROM pg_class WHERE oid = c.confrelid) AS "parentPartitioned",
             c.confdeltype AS action, c.conrelid IN ${TABLE_TREE} AS within,
-            ARRAY(SELECT quote_ident(a.attname::text) FROM unnest(c.conkey) WITH ORDINALITY AS k(n, o)
-                  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o)
+            to_json(ARRAY(SELECT quote_ident(a.attname::text) FROM unnest(c.conkey) WITH ORDINALITY AS k(n, o)
+                  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o))
               AS "childColumns",
-            ARRAY(SELECT quote_ident(a.attname::text) FROM unnest(c.confkey) WITH ORDINALITY AS k(n, o)
-                  JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o)
+            to_json(ARRAY(SELECT quote_ident(a.attname::text) FROM unnest(c.confkey) WITH ORDINALITY AS k(n, o)
+                  JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o))
               AS "parentColumns",
-            ARRAY(SELECT coalesce(quote_ident(ns.nspname::text) || '.' || quote_ident(co.collname::text), '')
+            to_json(ARRAY(SELECT coalesce(quote_ident(ns.nspname::text) || '.' || quote_ident(co.collname::text), '')
                   FROM unnest(c.confkey) WITH ORDINALITY AS k(n, o)
                   JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n
                   LEFT JOIN pg_collation co ON co.oid = a.attcollation
-                  LEFT JOIN pg_namespace ns ON ns.oid = co.collnamespace ORDER BY k.o)
+                  LEFT JOIN pg_namespace ns ON ns.oid = co.collnamespace ORDER BY k.o))
               AS "parentCollations"
      FROM pg_constraint c
      WHERE c.contype = 'f' AND c.confrelid IN ${TABLE_TREE} AND c.confdeltype IN ('c', 'n', 'd')

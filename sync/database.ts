@@ -69,6 +69,10 @@ export function openDatabase(region: string, url: string): Database {
     max: 1,
     onnotice: () => {},
     connect_timeout: 10,
+    // No array parsing: the driver learns array types with a query of its own at connect, and a
+    // transaction's first answers could be parsed before that query's answer was applied (CI saw
+    // an enum's labels arrive as the string "{low,high}"). Queries return lists as json instead.
+    fetch_types: false,
     // Pinned per transaction (`PIN_SESSION_SQL`), not for the session: the destination's own
     // TimeZone is read at the start of its transaction and used for its writes.
     connection: { application_name: "vestibule-sync" },

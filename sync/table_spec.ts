@@ -94,7 +94,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
            END AS bytewise,
            a.attgenerated <> '' AS generated, a.attidentity = 'a' AS identity_always,
            base.name AS base_type,
-           (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e
+           (SELECT json_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e
             WHERE e.enumtypid = base.oid) AS enum_labels,
            -- What the type stands for beyond its name (see Shape): domains' bases with their
            -- modifiers, composite fields, range subtypes, through domains and array elements.
