@@ -163,7 +163,7 @@ export function createApp(deps: AppDeps): App {
         match,
         // `URL.search` reads an empty query (`/callback?`) as none; the raw one keeps its `?`.
         pathAndQuery: url.pathname + (url.search || rawQuery(request.url)),
-        searchParams: url.searchParams,
+        searchParams: facts.searchParams,
         body,
         headers,
         pin: readPin(headers, config),

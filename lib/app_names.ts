@@ -48,6 +48,31 @@ export function valuesAsAppsRead(params: URLSearchParams, name: string): string[
   return values;
 }
 
+/**
+ * The query's parameters as apps read them: as sent and, when the query has a `;`, also as Rack 2
+ * splits it, at `&` and `;` both (`?region=au&x=1;region=us` is region=us to Rack 2, `x` =
+ * `1;region=us` to everyone else). A matcher or region choice that needs every copy to agree sees
+ * both readings.
+ */
+export function queryAsAppsRead(url: URL): URLSearchParams {
+  const { search, searchParams } = url;
+  if (!search.includes(";")) return searchParams;
+  const both = new URLSearchParams(searchParams);
+  for (const [key, value] of new URLSearchParams(search.replaceAll(";", "&"))) {
+    both.append(key, value);
+  }
+  return both;
+}
+
+/** Every value of field `name` in a parsed form, as some framework reads it ({@linkcode filedUnder}). */
+export function fieldValuesAsAppsRead(fields: Map<string, string[]>, name: string): string[] {
+  const values: string[] = [];
+  for (const [key, copies] of fields) {
+    if (filedUnder(key, name)) { for (const value of copies) values.push(value); }
+  }
+  return values;
+}
+
 /** Whether some framework files parameter `key` under `name`: as sent, or as PHP or Rack 2 read it. */
 export function filedUnder(key: string, name: string): boolean {
   return key === name || phpFieldName(key) === name || rackParamName(key) === name;

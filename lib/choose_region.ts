@@ -3,7 +3,7 @@ import type { Config, RegionalRule } from "./compile_rules.ts";
 import type { CookiePolicy } from "./forward.ts";
 import type { RegionPin } from "./pin.ts";
 import type { RouteContext } from "./route_context.ts";
-import { filedUnder, valuesAsAppsRead } from "./app_names.ts";
+import { fieldValuesAsAppsRead, filedUnder, valuesAsAppsRead } from "./app_names.ts";
 import { declaresUtf8 } from "./media_type.ts";
 import { urlencodedParams } from "./request_body.ts";
 
@@ -69,33 +69,44 @@ async function bodyCopies(
   const length = headers.get("content-length");
   if (length !== null && Number(length) > ctx.config.bodyLimitBytes) return undefined;
   const type = headers.get("content-type")?.trim() || null; // an empty one is none, as in Rack
-  // The media type as Rack and PHP cut it: at `;`, `,` or a space.
-  const media = (type ?? "").split(/[;, ]/)[0].toLowerCase();
-  if (media.startsWith("multipart/")) {
+  const lower = (type ?? "").toLowerCase();
+  // The media type as Rack and PHP cut it: at `;` or `,`, whitespace trimmed (PHP also cuts at a
+  // space, Rack keeps a tab before the `;`).
+  const media = lower.split(/[;,\s]/)[0];
+  const readings = [
+    // Symfony parses a PUT, PATCH or DELETE whose type only starts so; Rack assumes a form for
+    // a POST without a type.
+    media === "application/x-www-form-urlencoded" ||
+    lower.startsWith("application/x-www-form-urlencoded") ||
+    (type === null && ctx.method === "POST"),
+    media.startsWith("multipart/"),
+    // Laravel's isJson() is any `/json` or `+json` in the header (`text/plain;a=/json`, which a
+    // cross-site form-less fetch may send); Rails also takes text/x-json and application/jsonrequest.
+    /\/json|\+json/.test(lower) || media === "text/x-json" || media === "application/jsonrequest",
+  ];
+  const [form, multipart, json] = readings;
+  // A type one app reads as a form and another as JSON (`…-urlencoded; x=a+json`): either reading
+  // could be the app's.
+  if (readings.filter(Boolean).length > 1) return undefined;
+  if (multipart) {
     // Rack also parses multipart/mixed and /related; only form-data reads alike here.
     if (media !== "multipart/form-data") return undefined;
     const fields = await ctx.body.form();
-    if (!fields) return undefined;
-    return [...fields].flatMap(([key, values]) => filedUnder(key, name) ? values : []);
+    return fields && fieldValuesAsAppsRead(fields, name);
   }
-  if (media === "application/x-www-form-urlencoded" || (type === null && ctx.method === "POST")) {
+  if (form) {
     if (!declaresUtf8(type ?? "")) return undefined;
     const params = urlencodedParams(await ctx.body.bytes());
     return params && valuesAsAppsRead(params, name);
   }
-  // Laravel's isJson() is any `/json` or `+json` in the header (`text/plain;a=/json`, which a
-  // cross-site form-less fetch may send); Rails also takes text/x-json and application/jsonrequest.
-  if (
-    /\/json|\+json/i.test(type ?? "") || media === "text/x-json" ||
-    media === "application/jsonrequest"
-  ) {
+  if (json) {
     // No body is no parameters (Rails reads {}, Laravel an empty bag): SPA clients send this
     // Content-Type on every request.
     if ((await ctx.body.bytes()).length === 0) return [];
-    const json = await ctx.body.json();
-    if (json === undefined) return undefined;
-    if (json === null || typeof json !== "object" || Array.isArray(json)) return [];
-    return Object.entries(json).flatMap(([key, value]) =>
+    const parsed = await ctx.body.json();
+    if (parsed === undefined) return undefined;
+    if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) return [];
+    return Object.entries(parsed).flatMap(([key, value]) =>
       filedUnder(key, name)
         ? (Array.isArray(value) ? value : [value]).map((v) =>
           typeof v === "string" ? v : JSON.stringify(v)

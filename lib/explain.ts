@@ -221,7 +221,7 @@ export async function explainRequest(
   const ctx = {
     config,
     match,
-    searchParams: url.searchParams,
+    searchParams: facts.searchParams,
     pathAndQuery: url.pathname + url.search,
     // The query as typed: the router redirects with the client's own bytes.
     request: { url: described.url },

@@ -1,5 +1,5 @@
 /** @module Finds the first rule that matches a request: cheap conditions first, the body last. */
-import { valuesAsAppsRead } from "./app_names.ts";
+import { fieldValuesAsAppsRead, valuesAsAppsRead } from "./app_names.ts";
 import type { BodyMatcher, CompiledMatch, Rule } from "./compile_rules.ts";
 import type { HeaderReader } from "./header_list.ts";
 import type { BufferedBody } from "./request_body.ts";
@@ -10,6 +10,7 @@ export interface RequestFacts {
   /** Host name without port, lower-cased. */
   hostname: string;
   path: string;
+  /** The query's parameters as apps read them ({@linkcode queryAsAppsRead}). */
   searchParams: URLSearchParams;
   headers: HeaderReader;
 }
@@ -64,8 +65,8 @@ function everyValueMatches(values: string[], regex: RegExp): boolean {
   return true;
 }
 
-function everyValueIs(values: string[] | undefined, expected: string): boolean {
-  if (!values || values.length === 0) return false;
+function everyValueIs(values: string[], expected: string): boolean {
+  if (values.length === 0) return false;
   for (const value of values) if (value !== expected) return false;
   return true;
 }
@@ -77,9 +78,12 @@ export async function matchBody(matcher: BodyMatcher, body: BufferedBody): Promi
       return containsSubset(await body.json(), matcher.subset);
     case "form": {
       const fields = await body.form();
-      // A repeated field matches only when every copy does, as a repeated query parameter.
+      // A repeated field matches only when every copy does, as a repeated query parameter; the
+      // copies PHP and Rack file under the name (`a[]`, `[a]`) count too.
       return fields !== undefined &&
-        matcher.fields.every(([name, value]) => everyValueIs(fields.get(name), value));
+        matcher.fields.every(([name, value]) =>
+          everyValueIs(fieldValuesAsAppsRead(fields, name), value)
+        );
     }
     case "regex":
       return matcher.regex.test(await body.text());

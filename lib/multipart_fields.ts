@@ -118,19 +118,42 @@ export function multipartFields(
   });
 }
 
+/** The most header lines and bytes a part of a plainly framed form has (see {@linkcode framedPlainly}). */
+const MAX_PART_HEADER_LINES = 16;
+const MAX_PART_HEADER_BYTES = 8 * 1024;
+
+/**
+ * Whether a part's `Content-Disposition` names its field as busboy, PHP and Rack all read it:
+ * `form-data` (PHP and Rack read a name from any type, busboy skips the part), no value in
+ * single quotes (PHP unquotes them, busboy keeps them), no `filename*=` without `filename=` (a
+ * file to busboy, a field to PHP, which knows only `filename`), and no `name*=` beside `name=`
+ * (busboy lets it override, PHP reads `name=` only).
+ */
+function plainDisposition(value: string): boolean {
+  if (value.split(";", 1)[0].trim().toLowerCase() !== "form-data") return false;
+  if (/=\s*'/.test(value)) return false;
+  const has = (parameter: string) => new RegExp(`;\\s*${parameter}\\s*=`, "i").test(value);
+  if (has("filename\\*") && !has("filename")) return false;
+  return !(has("name\\*") && has("name"));
+}
+
 /** RFC 2046 §5.1.1's boundary characters but space (busboy drops it) and `,` (PHP ends there). */
 const BOUNDARY = /^[0-9A-Za-z'()+_\-./:=?]{1,70}$/;
 
 /**
  * The boundary, when every framework reads the same one: the header's parameters are plain
  * ({@linkcode plainParameters}: named once, no space, comma or backslash to read differently), in
- * RFC 2046's alphabet, and the first `boundary` text in the header is this parameter's name (PHP
+ * RFC 2046's alphabet, the first `boundary` text in the header is this parameter's name (PHP
  * takes the first place the text appears, case-sensitive first, `x-boundary=` and values
- * included; `----WebKitFormBoundary…` is no such place, its B is upper case).
+ * included; `----WebKitFormBoundary…` is no such place, its B is upper case), and the only
+ * `boundary=` (Rack's is the last).
  */
 function soleBoundary(contentType: string): string | undefined {
   const boundary = plainParameters(contentType)?.get("boundary");
   if (boundary === undefined || !BOUNDARY.test(boundary)) return undefined;
+  // Rack takes the last `boundary=` in the header (a greedy regex), inside another parameter's
+  // name or quoted value too: `boundary=B; x-boundary=C` frames Rack's parts with C.
+  if (contentType.match(/boundary=/gi)!.length > 1) return undefined;
   let at = contentType.indexOf("boundary");
   if (at === -1) at = contentType.toLowerCase().indexOf("boundary");
   const named = /;[ \t]*$/.test(contentType.slice(0, at)) && contentType[at + 8] === "=";
@@ -154,20 +177,21 @@ export function framedPlainly(body: Uint8Array, boundary: string): boolean {
     if (text.startsWith("--", after)) return /^(?:\r\n)*$/.test(text.slice(after + 2));
     if (!text.startsWith("\r\n", after)) return false;
     const headersEnd = text.indexOf("\r\n\r\n", after);
-    if (headersEnd === -1) return false;
+    // busboy drops header lines past 2,000 or 80 KiB where PHP and Rack read on; a real client
+    // writes two or three.
+    if (headersEnd === -1 || headersEnd - after > MAX_PART_HEADER_BYTES) return false;
+    const lines = text.slice(after + 2, headersEnd).split("\r\n");
+    if (lines.length > MAX_PART_HEADER_LINES) return false;
     const names = new Set<string>();
-    for (const line of text.slice(after + 2, headersEnd).split("\r\n")) {
+    for (const line of lines) {
       if (line === "" && headersEnd === after) break; // a part without headers
       if (/[\r\n]/.test(line) || /^[ \t]/.test(line)) return false;
       const colon = line.indexOf(":");
       if (colon < 1) return false;
       const name = line.slice(0, colon).trim().toLowerCase();
-      if (names.has(name)) return false;
-      // busboy lets `name*=` override `name=`; PHP reads `name=` only.
-      if (
-        name === "content-disposition" && /;\s*name\*\s*=/i.test(line) &&
-        /;\s*name\s*=/i.test(line)
-      ) return false;
+      // Rack names a part by its Content-ID, which busboy and PHP ignore.
+      if (names.has(name) || name === "content-id") return false;
+      if (name === "content-disposition" && !plainDisposition(line.slice(colon + 1))) return false;
       names.add(name);
     }
   }

@@ -1,7 +1,6 @@
 /** @module Reads a request body at most once, within the configured limit, for matchers and broadcast. */
 import { HttpError } from "./http_error.ts";
 import { declaresUtf8, mediaTypeParameter } from "./media_type.ts";
-import { phpFieldName } from "./app_names.ts";
 import { MAX_FORM_FIELDS, multipartFields, UTF8_KEEP_BOM } from "./multipart_fields.ts";
 
 /** The body is larger than `body_limit_bytes`: answered with 413 `body_too_large`. */
@@ -199,8 +198,9 @@ export class BufferedBody {
   }
 
   /**
-   * The urlencoded or multipart form fields, or `undefined` when the body is not a valid form or
-   * has more than {@linkcode MAX_FORM_FIELDS} fields.
+   * The urlencoded or multipart form fields by the names sent (`fieldValuesAsAppsRead` adds the
+   * copies apps file under a name), or `undefined` when the body is not a valid form or has more
+   * than {@linkcode MAX_FORM_FIELDS} fields.
    */
   async form(): Promise<Map<string, string[]> | undefined> {
     const type = this.request.headers.get("content-type") ?? "";
@@ -219,23 +219,8 @@ export class BufferedBody {
     } else if (/^multipart\/form-data/i.test(type)) {
       fields = await multipartFields(bytes, type);
     }
-    return fields && withPhpNames(fields);
+    return fields;
   }
-}
-
-/** `fields` with each value also under the name PHP reads it as ({@linkcode phpFieldName}). */
-function withPhpNames(fields: Map<string, string[]>): Map<string, string[]> {
-  const renamed: [string, string[]][] = [];
-  for (const [name, values] of fields) {
-    const php = phpFieldName(name);
-    if (php !== name && php !== "") renamed.push([php, values]);
-  }
-  for (const [php, values] of renamed) {
-    const copies = fields.get(php);
-    if (!copies) fields.set(php, [...values]);
-    else for (const value of values) copies.push(value); // a spread of 500,000 would throw
-  }
-  return fields;
 }
 
 /**

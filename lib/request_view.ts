@@ -1,4 +1,5 @@
 /** @module What the router reads from an incoming request, once, for matching and forwarding. */
+import { queryAsAppsRead } from "./app_names.ts";
 import { clientAddress } from "./client_address.ts";
 import type { Config } from "./compile_rules.ts";
 import type { ForwardContext } from "./forward.ts";
@@ -115,7 +116,7 @@ export function viewRequest(
       // `admin.example.com.` names the same host (nginx drops the dot too).
       hostname: publicHost.replace(/:\d+$/, "").replace(/\.$/, "").toLowerCase(),
       path: routedPath(url),
-      searchParams: url.searchParams,
+      searchParams: queryAsAppsRead(url),
       headers,
     },
     clientIp: address.clientIp,
