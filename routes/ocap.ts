@@ -3,7 +3,7 @@
  * redemptions) to `<path>/<target>/<rest>`; identical calls share one origin request and its
  * answer. See `docs/ocap.md`.
  */
-import { rawTarget, refuseBodyOf } from "../lib/request_view.ts";
+import { checkMethod, rawTarget, refuseBodyOf } from "../lib/request_view.ts";
 import type { RouteLog } from "../lib/route_context.ts";
 import type { RulesFile } from "../lib/rules_schema.ts";
 import { parseOrigin } from "../lib/compile_rules.ts";
@@ -58,7 +58,10 @@ export function createOcapHandler(
       }
       // The raw request target, before URL parsing could resolve dot segments.
       const { target, url } = resolveTarget(rawTarget(request.url), ocap.path, targets);
-      const method = request.method.toUpperCase();
+      // Refused as the router refuses it: `fetch` would send a lower-case `head` as a HEAD (the
+      // caller then got a length and no body), and refuse TRACE as if the provider were down.
+      const { method } = request;
+      checkMethod(method);
       // As the router refuses it: sent without its body, the provider would answer (and OCAP
       // cache) another request than the caller's.
       refuseBodyOf(method, request.headers);
@@ -97,6 +100,7 @@ export function createOcapHandler(
           ),
       });
       deps.onCache?.(cache);
+      if (log && answer.error) log.error = answer.error;
       return answerResponse(answer, cache, method);
     } catch (error) {
       if (error instanceof HttpError) {

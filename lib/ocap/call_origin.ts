@@ -143,7 +143,9 @@ function invalidAnswer(target: string, what: string): OriginAnswer {
   return {
     status: 502,
     statusText: "",
-    headers: [["content-type", "application/json"]],
+    // As vestibule's other error answers: a cache on the caller's side must not keep it.
+    headers: [["content-type", "application/json"], ["cache-control", "no-store"]],
     body: new TextEncoder().encode(body),
+    error: "upstream_invalid",
   };
 }

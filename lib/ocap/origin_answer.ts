@@ -8,6 +8,11 @@ export interface OriginAnswer {
   /** In order, `Set-Cookie` entries kept separate; hop-by-hop and `Content-Length` removed. */
   headers: Array<[string, string]>;
   body: Uint8Array<ArrayBuffer>;
+  /**
+   * Set when the answer is OCAP's own error in place of an origin answer it could not pass on
+   * (`upstream_invalid`): the access log names it, as for any answer vestibule writes itself.
+   */
+  error?: string;
 }
 
 /** How this caller got its answer; sent back in the `Ocap-Cache` header. */
@@ -25,6 +30,8 @@ export function answerResponse(answer: OriginAnswer, cache: CacheStatus, method:
     : method === "HEAD"
     ? emptyStream()
     : answer.body;
+  // Stated, not left to Deno.serve, so the access log's `bytes` has it too.
+  if (body === answer.body) headers.set("content-length", String(body.byteLength));
   return new Response(body, {
     status: answer.status,
     statusText: answer.statusText,

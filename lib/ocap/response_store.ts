@@ -33,6 +33,8 @@ interface ResultHead {
   status?: number;
   status_text?: string;
   headers?: Array<[string, string]>;
+  /** {@linkcode OriginAnswer.error}: OCAP's own answer to an origin answer it could not pass on. */
+  error?: string;
   /** The body when it is small; otherwise `chunks` chunks under {@linkcode chunkKey}. */
   body?: Uint8Array<ArrayBuffer>;
   chunks?: number;
@@ -79,6 +81,7 @@ export async function readResult(
       statusText: head.status_text ?? "",
       headers: head.headers ?? [],
       body,
+      ...(head.error === undefined ? {} : { error: head.error }),
     },
   };
 }
@@ -128,6 +131,7 @@ export function addResult(
     headers: answer.headers,
     size: answer.body.byteLength,
   };
+  if (answer.error !== undefined) head.error = answer.error;
   if (answer.body.byteLength <= INLINE_BODY_BYTES) {
     // A copy of exactly the body: a view would serialize its whole underlying buffer.
     head.body = answer.body.slice();

@@ -1,0 +1,91 @@
+import assert from "node:assert/strict";
+import { firstAnswer, rawRequest, rawUpstream, startUpstream, startVestibule } from "./_servers.ts";
+import { OCAP_ENV, OCAP_KEY, ocapRules, tokenRequest } from "./_ocap.ts";
+
+Deno.test("OCAP methods: TRACE/TRACK and lower-case methods are refused as the router refuses them, not sent or blamed on the provider", async (t) => {
+  const upstream = startUpstream(() => new Response("x".repeat(1234)));
+  const kv = await Deno.openKv(":memory:");
+  const lines: string[] = [];
+  const edge = startVestibule(ocapRules(upstream.url), {
+    env: OCAP_ENV,
+    deps: { kv, log: (line) => lines.push(line) },
+  });
+  try {
+    for (const method of ["TRACE", "TRACK"]) {
+      await t.step(`${method}: 405 method_not_allowed, not 502 upstream_unavailable`, async () => {
+        const answer = await rawRequest(
+          edge.port,
+          `${method} /_ocap/provider/token HTTP/1.1\r\nHost: edge.test\r\n` +
+            `Ocap-Key: ${OCAP_KEY}\r\nConnection: close\r\n\r\n`,
+        );
+        const log = JSON.parse(lines.at(-1)!);
+        assert.equal(answer.split("\r\n")[0], "HTTP/1.1 405 Method Not Allowed", answer);
+        assert.equal(log.error, "method_not_allowed");
+      });
+    }
+    await t.step("lower-case head: 400 bad_method, not a Content-Length with no body", async () => {
+      const { answer } = await firstAnswer(
+        edge.port,
+        `head /_ocap/provider/doc HTTP/1.1\r\nHost: edge.test\r\n` +
+          `Ocap-Key: ${OCAP_KEY}\r\nConnection: close\r\n\r\n`,
+        2000,
+      );
+      assert.equal(answer.split("\r\n")[0], "HTTP/1.1 400 Bad Request", answer);
+      assert.equal(upstream.received.length, 0, "nothing reaches the provider");
+    });
+  } finally {
+    await edge.close();
+    await upstream.close();
+    kv.close();
+  }
+});
+
+Deno.test("OCAP access line: a shared 502 upstream_invalid carries its error code", async () => {
+  const origin = rawUpstream(() =>
+    "HTTP/1.1 600 Weird\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}"
+  );
+  const kv = await Deno.openKv(":memory:");
+  const lines: string[] = [];
+  const edge = startVestibule(ocapRules(origin.url), {
+    env: OCAP_ENV,
+    deps: { kv, log: (line) => lines.push(line) },
+  });
+  try {
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(tokenRequest(edge.url));
+      assert.equal(res.status, 502);
+      assert.equal((await res.json()).error, "upstream_invalid");
+    }
+    const logged = lines.map((line) => JSON.parse(line));
+    assert.deepEqual(logged.map((l) => [l.status, l.error]), [
+      [502, "upstream_invalid"],
+      [502, "upstream_invalid"],
+    ]);
+  } finally {
+    await edge.close();
+    await origin.close();
+    kv.close();
+  }
+});
+
+Deno.test("OCAP access line: bytes is the Content-Length the caller got", async () => {
+  const upstream = startUpstream(() => Response.json({ access_token: "t" }));
+  const kv = await Deno.openKv(":memory:");
+  const lines: string[] = [];
+  const edge = startVestibule(ocapRules(upstream.url), {
+    env: OCAP_ENV,
+    deps: { kv, log: (line) => lines.push(line) },
+  });
+  try {
+    const res = await fetch(tokenRequest(edge.url));
+    const body = await res.text();
+    assert.equal(res.headers.get("content-length"), String(body.length));
+    const line = JSON.parse(lines.at(-1)!);
+    assert.equal(line.status, 200);
+    assert.equal(line.bytes, body.length, lines.at(-1));
+  } finally {
+    await edge.close();
+    await upstream.close();
+    kv.close();
+  }
+});
