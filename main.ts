@@ -2,7 +2,7 @@
 import { createApp } from "./app.ts";
 import { loadCountryLookup } from "./lib/geo_ip.ts";
 import { bufferedLineWriter, LONE_WRITER_BATCH, PIPE_BUF } from "./lib/line_writer.ts";
-import { listenPort } from "./lib/listen_port.ts";
+import { listenPort, listenRefusal } from "./lib/listen_port.ts";
 import { loadRules } from "./lib/load_rules.ts";
 import { readMetricsToken } from "./lib/metrics_endpoint.ts";
 
@@ -27,7 +27,7 @@ try {
 
 // Under `deno serve --parallel` (serve.ts imports this module) the workers share stdout, and
 // only writes within PIPE_BUF keep their lines from mixing; alone, larger batches are safe.
-const accessLog = bufferedLineWriter(Deno.stdout, {
+export const accessLog = bufferedLineWriter(Deno.stdout, {
   batchBytes: import.meta.main ? LONE_WRITER_BATCH : PIPE_BUF,
 });
 
@@ -48,7 +48,7 @@ export const app = createApp({
  * How long a stop (SIGTERM from a load balancer or orchestrator, or Ctrl-C) waits for requests in
  * flight; below Kubernetes' default 30 s grace period, after which the process is killed anyway.
  */
-const SHUTDOWN_GRACE_MS = 25_000;
+export const SHUTDOWN_GRACE_MS = 25_000;
 
 /** `PORT`, or a message for the operator (exit 1) instead of Deno's `Invalid port: NaN` trace. */
 function portOrExit(): number {
@@ -76,11 +76,10 @@ function listen(port: number): Deno.HttpServer {
   try {
     return Deno.serve({ port }, app.fetch);
   } catch (error) {
-    if (error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.PermissionDenied) {
-      console.error(`vestibule: cannot listen on port ${port}: ${error.message} (set PORT)`);
-      Deno.exit(1);
-    }
-    throw error;
+    const refusal = listenRefusal(port, error);
+    if (refusal === undefined) throw error;
+    console.error(refusal);
+    Deno.exit(1);
   }
 }
 

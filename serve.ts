@@ -2,6 +2,20 @@
  * @module Entry for `deno serve --parallel` (`deno task serve`): the same app as `main.ts`, but
  * `deno serve` does the listening, once per worker, so `main.ts` must not be the main module.
  */
-import { app } from "./main.ts";
+import { accessLog, app, SHUTDOWN_GRACE_MS } from "./main.ts";
+
+// `deno serve` drains the answers in flight on SIGTERM or Ctrl-C, but waits for one that never
+// ends (an event stream, a long download) until SIGKILL; like `main.ts`, each worker gives up after
+// the grace period. Unreferenced, the timer keeps no worker alive once the drain is done.
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  Deno.addSignalListener(signal, () => {
+    const timer = setTimeout(async () => {
+      // The last lines, unless the log reader has stalled.
+      await Promise.race([accessLog.drain(), new Promise((resolve) => setTimeout(resolve, 1000))]);
+      Deno.exit(0);
+    }, SHUTDOWN_GRACE_MS);
+    Deno.unrefTimer(timer);
+  });
+}
 
 export default { fetch: app.fetch } satisfies Deno.ServeDefaultExport;

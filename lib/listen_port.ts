@@ -11,3 +11,14 @@ export function listenPort(raw = "8000"): number | { error: string } {
   }
   return port;
 }
+
+/**
+ * The operator's message when `port` cannot be listened on (taken, or not ours to take), instead
+ * of Deno's stack trace; `undefined` for any other error.
+ */
+export function listenRefusal(port: number, error: unknown): string | undefined {
+  if (error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.PermissionDenied) {
+    return `vestibule: cannot listen on port ${port}: ${error.message} (set PORT)`;
+  }
+  return undefined;
+}
