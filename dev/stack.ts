@@ -6,10 +6,19 @@ import { listenPort } from "../lib/listen_port.ts";
 import { startMonolith } from "./monolith.ts";
 import { startWebsite } from "./website.ts";
 
-const PORT = listenPort(Deno.env.get("PORT"));
-if (typeof PORT !== "number") {
-  console.error(`vestibule dev stack: ${PORT.error}`);
+const asked = listenPort(Deno.env.get("PORT"));
+if (typeof asked !== "number") {
+  console.error(`vestibule dev stack: ${asked.error}`);
   Deno.exit(1);
+}
+// `PORT=0` (any free port): the links below need the one vestibule gets, so it is picked here.
+const PORT = asked === 0 ? freePort() : asked;
+
+function freePort(): number {
+  const listener = Deno.listen({ port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
 }
 const METRICS_TOKEN = Deno.env.get("VESTIBULE_METRICS_TOKEN") ?? "dev-only-metrics-token";
 const taken = new Set<string>();
@@ -35,8 +44,15 @@ const us = startMonolith({
 });
 const website = startWebsite();
 
-// vestibule runs as its own process, exactly as `deno task start` would run it in production.
+// vestibule runs as its own process, exactly as `deno task start` would run it in production, with
+// the stack's own rules and none of the shell's vestibule settings (a VESTIBULE_RULES exported for
+// a deploy routed the stack by another file, DENO_DEPLOYMENT_ID made it claim https).
+const inherited = Object.entries(Deno.env.toObject()).filter(([name]) =>
+  !name.startsWith("VESTIBULE_") && name !== "DENO_DEPLOYMENT_ID"
+);
 const env = {
+  ...Object.fromEntries(inherited),
+  VESTIBULE_RULES: "./rules.json",
   AU_ORIGIN: au.url,
   US_ORIGIN: us.url,
   WEBSITE_ORIGIN: website.url,
@@ -48,6 +64,7 @@ const edge = new Deno.Command(Deno.execPath(), {
   args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "main.ts"],
   cwd: new URL("..", import.meta.url).pathname,
   env,
+  clearEnv: true,
   stdin: "null",
 }).spawn();
 
