@@ -94,8 +94,23 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
            END AS bytewise,
            a.attgenerated <> '' AS generated, a.attidentity = 'a' AS identity_always,
            base.name AS base_type,
-           (SELECT json_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e
-            WHERE e.enumtypid = base.oid) AS enum_labels,
+           -- An enum's labels in order, through domains, array elements and range subtypes:
+           -- the enum orders a key of lvl[] or a range over lvl as it orders lvl.
+           (WITH RECURSIVE walk(oid, depth) AS (
+              SELECT a.atttypid, 0
+              UNION ALL
+              SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype
+                       WHEN t.typtype IN ('r', 'm') THEN (SELECT r.rngsubtype FROM pg_range r
+                         WHERE r.rngtypid = t.oid OR (to_jsonb(r)->>'rngmultitypid')::oid = t.oid
+                         LIMIT 1)
+                       ELSE t.typelem END,
+                w.depth + 1
+              FROM walk w JOIN pg_type t ON t.oid = w.oid
+              WHERE w.depth < 16
+                AND (t.typtype IN ('d', 'r', 'm') OR (t.typcategory = 'A' AND t.typelem <> 0))
+            )
+            SELECT json_agg(e.enumlabel::text ORDER BY w.depth, e.enumsortorder)
+            FROM walk w JOIN pg_enum e ON e.enumtypid = w.oid) AS enum_labels,
            -- What the type stands for beyond its name (see Shape): domains' bases with their
            -- modifiers, composite fields, range subtypes, through domains and array elements.
            (WITH RECURSIVE walk(oid, depth) AS (
@@ -106,28 +121,35 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
               WHERE w.depth < 16 AND (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0))
             )
             SELECT string_agg(
-              CASE t.typtype
-                WHEN 'd' THEN format_type(t.oid, NULL) || ' over '
+              CASE WHEN t.typtype = 'd' THEN format_type(t.oid, NULL) || ' over '
                   || format_type(t.typbasetype, t.typtypmod)
                 -- A field's or subtype's own domain is followed one level: its base and modifier.
-                WHEN 'c' THEN format_type(t.oid, NULL) || ' (' || coalesce((
+                WHEN t.typtype = 'c' THEN format_type(t.oid, NULL) || ' (' || coalesce((
                   SELECT string_agg(f.attname || ' ' || format_type(f.atttypid, f.atttypmod)
                       || coalesce(' over ' || format_type(fd.typbasetype, fd.typtypmod), ''),
                     ', ' ORDER BY f.attnum)
                   FROM pg_attribute f
                   LEFT JOIN pg_type fd ON fd.oid = f.atttypid AND fd.typtype = 'd'
                   WHERE f.attrelid = t.typrelid AND f.attnum > 0 AND NOT f.attisdropped), '') || ')'
-                WHEN 'r' THEN format_type(t.oid, NULL) || ' of ' || (
+                -- A range's collation orders it (no COLLATE "C" can), so it is part of what
+                -- the range stands for: the database's own when it names the default one.
+                WHEN t.typtype IN ('r', 'm') THEN format_type(t.oid, NULL) || ' of ' || (
                   SELECT format_type(r.rngsubtype, NULL)
                     || coalesce(' over ' || format_type(sd.typbasetype, sd.typtypmod), '')
-                  FROM pg_range r LEFT JOIN pg_type sd ON sd.oid = r.rngsubtype AND sd.typtype = 'd'
-                  WHERE r.rngtypid = t.oid)
-                WHEN 'm' THEN format_type(t.oid, NULL) || ' of ' || (
-                  SELECT format_type(r.rngsubtype, NULL)
-                    || coalesce(' over ' || format_type(sd.typbasetype, sd.typtypmod), '')
+                    || CASE r.rngcollation WHEN 0 THEN '' WHEN 100 THEN (
+                         SELECT ' collate ' || coalesce(to_jsonb(d)->>'datlocprovider', 'c') || ':'
+                           || coalesce(to_jsonb(d)->>'datlocale', to_jsonb(d)->>'daticulocale',
+                             d.datcollate)
+                         FROM pg_database d WHERE d.datname = current_database())
+                       ELSE (
+                         SELECT ' collate ' || co.collprovider::text || ':'
+                           || coalesce(to_jsonb(co)->>'colllocale', to_jsonb(co)->>'colliculocale',
+                             co.collcollate, '')
+                         FROM pg_collation co WHERE co.oid = r.rngcollation) END
                   FROM pg_range r LEFT JOIN pg_type sd ON sd.oid = r.rngsubtype AND sd.typtype = 'd'
                   -- rngmultitypid exists from PostgreSQL 14; read so, older servers parse it too.
-                  WHERE (to_jsonb(r)->>'rngmultitypid')::oid = t.oid)
+                  WHERE r.rngtypid = t.oid OR (to_jsonb(r)->>'rngmultitypid')::oid = t.oid
+                  LIMIT 1)
               END, '; ' ORDER BY w.depth)
             FROM walk w JOIN pg_type t ON t.oid = w.oid) AS definition,
            -- Through domains, array elements and range subtypes (the latter "inside").
