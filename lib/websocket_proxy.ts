@@ -188,9 +188,9 @@ export const RELAY_OVERLOADED = 4013;
  * {@linkcode SLOW_READER_MS}, closes both with {@linkcode RELAY_OVERLOADED}.
  */
 function relay(client: WebSocket, upstream: WebSocket, early: Early): void {
-  const overloaded = () => {
+  const overloaded = (reason: string) => {
     for (const ws of [client, upstream]) {
-      if (ws.readyState === WebSocket.OPEN) ws.close(RELAY_OVERLOADED, "relay buffer full");
+      if (ws.readyState === WebSocket.OPEN) ws.close(RELAY_OVERLOADED, reason);
     }
   };
   const toClient = paced(client, overloaded);
@@ -233,7 +233,7 @@ const WATCH_MS = 250;
  */
 function paced(
   to: WebSocket,
-  overloaded: () => void,
+  overloaded: (reason: string) => void,
 ): { send(data: string | ArrayBuffer): void; stop(): void } {
   let overSince: number | undefined;
   let watch: ReturnType<typeof setInterval> | undefined;
@@ -252,7 +252,8 @@ function paced(
     overSince ??= performance.now();
     if (unsent > HARD_BUFFERED_BYTES || performance.now() - overSince > SLOW_READER_MS) {
       stop();
-      overloaded();
+      // Each its own reason: a peer (and a test on a slow machine) can tell which limit it was.
+      overloaded(unsent > HARD_BUFFERED_BYTES ? "relay buffer over 64 MiB" : "reader too slow");
       return true;
     }
     watch ??= setInterval(behind, WATCH_MS);

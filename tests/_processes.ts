@@ -5,6 +5,13 @@ import { OCAP_KEY } from "./_ocap.ts";
 const ROOT = new URL("../", import.meta.url);
 const RULES = new URL("fixtures/ocap/rules.json", import.meta.url);
 
+/**
+ * The same rules with a 10 s provider timeout: for a fan-in, whose provider answers from the
+ * test process that drives 100 callers, which a loaded CI machine delayed past the 1 s timeout
+ * (a 504, then a second origin call by design).
+ */
+export const PATIENT_RULES = new URL("fixtures/ocap/rules_10s.json", import.meta.url);
+
 /** A running vestibule process. */
 export interface VestibuleProcess {
   url: string;
@@ -23,6 +30,8 @@ export async function startProcess(
     kvPath: string;
     jobs?: number;
     env?: Record<string, string>;
+    /** The rules file; default the OCAP fixture with a 1 s provider timeout. */
+    rules?: URL;
     /** Drop the child's stderr (a store it cannot reach makes Deno report every retry there). */
     quiet?: boolean;
   },
@@ -37,7 +46,7 @@ export async function startProcess(
       DENO_JOBS: String(options.jobs ?? 4),
       OCAP_KEY,
       PROVIDER_ORIGIN: options.providerUrl,
-      VESTIBULE_RULES: RULES.pathname,
+      VESTIBULE_RULES: (options.rules ?? RULES).pathname,
       VESTIBULE_KV: options.kvPath,
       NO_COLOR: "1",
       ...options.env,

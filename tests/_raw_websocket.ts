@@ -33,9 +33,12 @@ async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array | nul
 
 /**
  * Reads frames until a close frame or the end of the connection: the payload bytes of the data
- * frames before it, and the close code (undefined when the connection just ended or was reset).
+ * frames before it, and the close code and reason (undefined when the connection just ended or
+ * was reset).
  */
-export async function readUntilClose(conn: Deno.Conn): Promise<{ bytes: number; code?: number }> {
+export async function readUntilClose(
+  conn: Deno.Conn,
+): Promise<{ bytes: number; code?: number; reason?: string }> {
   const read = { bytes: 0 };
   try {
     return await readFrames(conn, read);
@@ -61,7 +64,11 @@ async function readFrames(conn: Deno.Conn, read: { bytes: number }) {
     if (!payload) return { bytes };
     if ((head[0] & 0x0f) === 0x8) {
       if (mask) payload.forEach((b, i) => (payload[i] = b ^ mask[i % 4]));
-      return { bytes, code: length >= 2 ? (payload[0] << 8) | payload[1] : undefined };
+      return {
+        bytes,
+        code: length >= 2 ? (payload[0] << 8) | payload[1] : undefined,
+        reason: length > 2 ? new TextDecoder().decode(payload.subarray(2)) : undefined,
+      };
     }
     bytes += length;
     read.bytes = bytes;

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { startUpstream } from "./_servers.ts";
 import { tally, tokenRequest } from "./_ocap.ts";
-import { startProcess, type VestibuleProcess } from "./_processes.ts";
+import { PATIENT_RULES, startProcess, type VestibuleProcess } from "./_processes.ts";
 
 /** A provider stand-in that counts calls and answers after `delayMs`. */
 function slowProvider(delayMs: number) {
@@ -42,7 +42,12 @@ async function assertShared(responses: Response[]): Promise<void> {
 Deno.test("OCAP makes one origin call for 100 callers across deno serve --parallel workers", async () => {
   const provider = slowProvider(500);
   await withKvFile(async (kvPath) => {
-    const serve = await startProcess("serve", { providerUrl: provider.url, kvPath, jobs: 4 });
+    const serve = await startProcess("serve", {
+      providerUrl: provider.url,
+      kvPath,
+      jobs: 4,
+      rules: PATIENT_RULES,
+    });
     try {
       const responses = await fanIn([serve.url], 100);
       await assertShared(responses);
@@ -59,8 +64,9 @@ Deno.test("OCAP makes one origin call for callers split between two processes", 
   await withKvFile(async (kvPath) => {
     const processes: VestibuleProcess[] = [];
     try {
-      processes.push(await startProcess("run", { providerUrl: provider.url, kvPath }));
-      processes.push(await startProcess("run", { providerUrl: provider.url, kvPath }));
+      const options = { providerUrl: provider.url, kvPath, rules: PATIENT_RULES };
+      processes.push(await startProcess("run", options));
+      processes.push(await startProcess("run", options));
       const responses = await fanIn(processes.map((p) => p.url), 100);
       await assertShared(responses);
       assert.equal(provider.received.length, 1);

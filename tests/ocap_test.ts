@@ -276,9 +276,11 @@ Deno.test("OCAP code replay: an answer above the 8 MiB buffer is still one origi
     return new Response(new Uint8Array(9 * 1024 * 1024));
   }, { recordBody: false });
   const kv = await Deno.openKv(":memory:");
-  // Two isolates on one store, three callers each.
-  const a = startVestibule(ocapRules(upstream.url), { env: OCAP_ENV, deps: { kv } });
-  const b = startVestibule(ocapRules(upstream.url), { env: OCAP_ENV, deps: { kv } });
+  // Two isolates on one store, three callers each. The timeout also covers the body, and 9 MiB
+  // took over the fixture's 2 s on a loaded CI machine (then shared as upstream_invalid).
+  const rules = ocapRules(upstream.url, { timeoutMs: 30_000 });
+  const a = startVestibule(rules, { env: OCAP_ENV, deps: { kv } });
+  const b = startVestibule(rules, { env: OCAP_ENV, deps: { kv } });
   try {
     const responses = await Promise.all(
       Array.from({ length: 6 }, (_, i) => fetch(tokenRequest(i % 2 ? a.url : b.url))),
