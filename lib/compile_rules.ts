@@ -5,6 +5,7 @@ import { hasCgiSeparator } from "./cgi_name.ts";
 import type { PathPolicy } from "./request_path.ts";
 import { matchablePath } from "./matchable_path.ts";
 import { OWN_PREFIX } from "./own_paths.ts";
+import { checkMethod } from "./request_view.ts";
 
 /** An HTTP origin vestibule forwards to, resolved once at start-up. */
 export interface Upstream {
@@ -178,6 +179,11 @@ export function compileRules(file: RulesFile): Config {
     }
     countries.set(country, region);
   }
+  if (countries.size > 0 && file.geo.header === undefined && !file.geo.ip_lookup) {
+    problems.push(
+      "geo.countries: nothing reads a country (set geo.header, geo.ip_lookup or both), so every request would get default_region",
+    );
+  }
   const cookieNeedsSecure = /^__(Host|Secure)-/i.test(file.pin.cookie);
   if (cookieNeedsSecure && !file.pin.secure) {
     problems.push(
@@ -188,6 +194,8 @@ export function compileRules(file: RulesFile): Config {
   const rules: Rule[] = [];
   const seen = new Map<string, number>();
   let catchAll: string | undefined;
+  /** Earlier rules that take every request of some methods or on some host. */
+  const broad: Array<{ name: string; match: MatchInput }> = [];
   file.rules.forEach((input, index) => {
     const where = `rule "${input.name}" (rules[${index}])`;
     const fail = (detail: string) => problems.push(`Cannot compile ${where}: ${detail}`);
@@ -195,8 +203,16 @@ export function compileRules(file: RulesFile): Config {
     seen.set(input.name, index);
     if (catchAll !== undefined) {
       fail(`it can never match: rule "${catchAll}" before it is a catch-all`);
+    } else {
+      const shadow = broad.find((earlier) => takesEvery(earlier.match, input.match ?? {}));
+      if (shadow) {
+        fail(`it can never match: rule "${shadow.name}" before it takes every request it would`);
+      }
     }
     if (isCatchAll(input.match)) catchAll ??= input.name;
+    else if (onlyMethodsAndHost(input.match!)) {
+      broad.push({ name: input.name, match: input.match! });
+    }
 
     const match = compileMatch(input.match ?? {}, fail);
     switch (input.type) {
@@ -243,7 +259,8 @@ export function compileRules(file: RulesFile): Config {
         if (input.pin_on && !from) {
           fail("pin_on: needs region_from; only a region the request names is ever pinned");
         }
-        if (from && "path_group" in from) {
+        // A path that did not compile is reported already, groups or not.
+        if (from && "path_group" in from && match.path !== UNCOMPILED) {
           const groups = match.path ? namedGroups(match.path) : [];
           if (!groups.includes(from.path_group)) {
             fail(
@@ -390,9 +407,14 @@ function checkRedirectLocation(
   }
 }
 
-function compileRegex(source: string, field: string, fail: (d: string) => void): RegExp {
+function compileRegex(
+  source: string,
+  field: string,
+  fail: (d: string) => void,
+  flags = "",
+): RegExp {
   try {
-    return new RegExp(source);
+    return new RegExp(source, flags);
   } catch (error) {
     fail(
       `invalid regex in ${field}: ${
@@ -419,7 +441,17 @@ function compileRegexMap(
 
 function compileMatch(input: MatchInput, fail: (d: string) => void): CompiledMatch {
   const match: CompiledMatch = {};
-  if (input.methods) match.methods = new Set(input.methods.map((m) => m.toUpperCase()));
+  if (input.methods) {
+    match.methods = new Set(input.methods.map((m) => m.toUpperCase()));
+    // `GET|POST` (a regex habit), `*` or TRACE: the router refuses such a request before any rule.
+    for (const method of match.methods) {
+      try {
+        checkMethod(method);
+      } catch (error) {
+        fail(`match.methods: "${method}" never reaches a rule: ${(error as Error).message}`);
+      }
+    }
+  }
   if (input.path !== undefined) {
     // Paths arrive percent-encoded (é is %C3%A9): a regex with a literal non-ASCII character
     // could never match.
@@ -434,9 +466,31 @@ function compileMatch(input: MatchInput, fail: (d: string) => void): CompiledMat
         fail(`match.path: paths are matched with ${escape} as ${shown}, so write ${shown}`);
       }
     }
+    // What the router matches: a path that starts with /, no query, no runs of /. Read off the
+    // text only where that is sound: a regex with alternation, a class or a lookaround may match
+    // otherwise (`^(?!.*//)/api/` does; a text check of 9be8538 refused it and was reverted).
+    if (plainRegex(input.path)) {
+      if (/^\^[\w%~-]/.test(input.path)) {
+        fail("match.path: paths start with /, so ^ must be followed by one");
+      }
+      if (/(?<!\\)(?:\\\\)*\\\?(?![?*{])/.test(input.path)) {
+        fail(
+          "match.path: paths are matched without their query, so \\? never matches (see match.query)",
+        );
+      }
+      if (/\/\/(?![?*{])/.test(input.path.replaceAll("\\/", "/"))) {
+        fail("match.path: paths are matched with runs of / merged into one");
+      }
+    }
     match.path = compileRegex(input.path, "match.path", fail);
   }
-  if (input.host !== undefined) match.host = compileRegex(input.host, "match.host", fail);
+  if (input.host !== undefined) {
+    if (plainRegex(input.host) && /:\/\/|:\d+\$?$/.test(input.host)) {
+      fail("match.host: hosts are matched without scheme or port");
+    }
+    // Host names are case-insensitive; the router matches them lower-cased.
+    match.host = compileRegex(input.host, "match.host", fail, "i");
+  }
   if (input.query) match.query = compileRegexMap(input.query, "match.query", fail, false);
   if (input.headers) match.headers = compileRegexMap(input.headers, "match.headers", fail, true);
   if (input.body) {
@@ -466,7 +520,10 @@ function compileSuccess(
   if (Array.isArray(input.status)) rule.status = new Set(input.status);
   else if (input.status) rule.status = { class: Number(input.status[0]) };
   if (input.set_cookie) rule.setCookie = input.set_cookie;
-  if (input.headers) rule.headers = compileRegexMap(input.headers, `${field}.headers`, fail, true);
+  // An empty map checks nothing: alone, it would count every answer, a 500 too, as a success.
+  if (input.headers && Object.keys(input.headers).length > 0) {
+    rule.headers = compileRegexMap(input.headers, `${field}.headers`, fail, true);
+  }
   if (input.json) {
     const hasEquals = "equals" in input.json;
     if (hasEquals === (input.json.exists !== undefined)) {
@@ -493,6 +550,36 @@ function isCatchAll(match: MatchInput | undefined): boolean {
     Object.keys(query ?? {}).length === 0 && Object.keys(headers ?? {}).length === 0;
 }
 
+/**
+ * A regex without alternation, character classes or lookarounds: every match contains its
+ * literal text (`//`, a leading `^api`), so a check may read that off the text.
+ */
+function plainRegex(source: string): boolean {
+  return !/[|[]|\(\?<?[!=]/.test(source);
+}
+
+/** The regex's named groups, as the regex itself has them (not text that looks like one). */
 function namedGroups(regex: RegExp): string[] {
-  return [...regex.source.matchAll(/\(\?<([A-Za-z_$][\w$]*)>/g)].map((m) => m[1]);
+  return Object.keys(new RegExp(`${regex.source}|`).exec("")!.groups ?? {});
+}
+
+/** A match of only `methods` and `host` (and empty maps): it takes every request of those. */
+function onlyMethodsAndHost(match: MatchInput): boolean {
+  return match.path === undefined && match.body === undefined &&
+    Object.keys(match.query ?? {}).length === 0 && Object.keys(match.headers ?? {}).length === 0;
+}
+
+/**
+ * Whether a rule of `broad`'s match ({@linkcode onlyMethodsAndHost}) takes every request a later
+ * rule of `later`'s match would: its methods include all of the later's, and its host, if any, is
+ * the later's own.
+ */
+function takesEvery(broad: MatchInput, later: MatchInput): boolean {
+  const upper = (methods: string[]) => methods.map((m) => m.toUpperCase());
+  if (broad.methods) {
+    if (!later.methods) return false;
+    const taken = new Set(upper(broad.methods));
+    if (!upper(later.methods).every((m) => taken.has(m))) return false;
+  }
+  return broad.host === undefined || broad.host === later.host;
 }

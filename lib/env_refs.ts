@@ -10,8 +10,10 @@ export type EnvLookup = (name: string) => string | undefined;
  * Returns a copy of `value` with every `${NAME}` in its strings replaced by the variable's value.
  *
  * A missing variable is a start-up error naming the variable and where it is used, because an
- * empty origin or secret would otherwise fail much later and far from its cause; so is a `${`
- * that does not start a well-formed reference.
+ * empty origin or secret would otherwise fail much later and far from its cause; so is one set
+ * but empty (docker compose passes an unset host variable as "", and `^${INTERNAL_KEY}$` became
+ * `^$`, which a request with an empty header matched), a `${` that does not start a well-formed
+ * reference, and a reference in a key, which is not substituted.
  */
 export function substituteEnv(
   value: unknown,
@@ -33,9 +35,11 @@ export function substituteEnv(
     if (!value.includes("${")) return value;
     const substituted = value.replace(ENV_REF, (_, name: string) => {
       const found = env(name);
-      if (found === undefined) {
+      if (found === undefined || found === "") {
         throw new ReferenceError(
-          `Cannot read rules: environment variable "${name}" is not set (used at ${where(path)})`,
+          `Cannot read rules: environment variable "${name}" is ${
+            found === undefined ? "not set" : "empty"
+          } (used at ${where(path)})`,
         );
       }
       return found;
@@ -49,6 +53,13 @@ export function substituteEnv(
   if (value !== null && typeof value === "object") {
     const out: Record<string, unknown> = {};
     for (const [key, item] of Object.entries(value)) {
+      if (key.includes("${")) {
+        throw new ReferenceError(
+          `Cannot read rules: the key "${key}" at ${
+            where(path)
+          } holds a reference; references are read in values only`,
+        );
+      }
       out[key] = substituteEnv(item, env, written, [...path, key]);
     }
     return out;

@@ -349,7 +349,7 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
           JSON.stringify(base({
             regions: { au: { origin: "http://au.internal" }, us: { origin: "us.internal:8000" } },
             upstreams: { website: { origin: "www.internal" } },
-            geo: { countries: { US: "us" } },
+            geo: { header: "cf-ipcountry", countries: { US: "us" } },
             rules: [
               { name: "website", type: "global", match: { path: "^/about" }, upstream: "website" },
               { name: "app", type: "regional" },

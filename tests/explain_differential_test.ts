@@ -106,7 +106,6 @@ function rulesFile(au: string, us: string, web: string, hops: number) {
         match: { host: "^docs\\.example\\.com$" },
         upstream: "website",
       },
-      { name: "double-slash", type: "regional", match: { path: "^//" } },
       { name: "app", type: "regional" },
     ],
   };
