@@ -6,9 +6,13 @@ import { accessLog, app, SHUTDOWN_GRACE_MS } from "./main.ts";
 
 // `deno serve` drains the answers in flight on SIGTERM or Ctrl-C, but waits for one that never
 // ends (an event stream, a long download) until SIGKILL; like `main.ts`, each worker gives up after
-// the grace period. Unreferenced, the timer keeps no worker alive once the drain is done.
+// the grace period. Unreferenced, the timer keeps no worker alive once the drain is done. A
+// listener replaces Deno's own exit on a second signal, so that is done here too, as main.ts does.
+let stopping = false;
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   Deno.addSignalListener(signal, () => {
+    if (stopping) Deno.exit(0);
+    stopping = true;
     const timer = setTimeout(async () => {
       // The last lines, unless the log reader has stalled.
       await Promise.race([accessLog.drain(), new Promise((resolve) => setTimeout(resolve, 1000))]);

@@ -1,24 +1,30 @@
 /**
  * `deno serve --parallel` (the self-hosted `deno task serve`) stopped while an answer that does not
  * end by itself (server-sent events, a long download) is in flight: like `deno run main.ts`, it must
- * exit within an orchestrator's grace period (Kubernetes: 30 s), not run on until SIGKILL.
+ * exit within an orchestrator's grace period (Kubernetes: 30 s), not run on until SIGKILL, and a
+ * second signal ends it at once.
  */
 import assert from "node:assert/strict";
 import { deadPort, startUpstream } from "./_servers.ts";
 
-Deno.test("deno serve --parallel: a SIGTERM while an event stream is in flight ends the process within 30 s, as main.ts does in 25 s", async () => {
+interface StreamingServe {
+  kill(signal: Deno.Signal): void;
+  /** `exited with code N`, or `still running` after `ms`. */
+  endWithin(ms: number): Promise<string>;
+}
+
+/** `deno serve` itself, as a container would start it (see tests/shutdown_test.ts), with an event stream in flight. */
+async function withStreamInFlight(fn: (serve: StreamingServe) => Promise<void>): Promise<void> {
   const arrived = Promise.withResolvers<void>();
   const timers = new Set<ReturnType<typeof setInterval>>();
   const up = startUpstream(() => {
     arrived.resolve();
-    const encoder = new TextEncoder();
     let timer: ReturnType<typeof setInterval>;
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
-        let n = 0;
         timer = setInterval(() => {
           try {
-            controller.enqueue(encoder.encode(`data: ${n++}\n\n`));
+            controller.enqueue(new TextEncoder().encode("data: x\n\n"));
           } catch {
             clearInterval(timer);
           }
@@ -42,11 +48,10 @@ Deno.test("deno serve --parallel: a SIGTERM while an event stream is in flight e
     }),
   );
   const port = deadPort();
-  // `deno serve` itself, as a container would start it (see tests/shutdown_test.ts).
   const child = new Deno.Command(Deno.execPath(), {
     args: ["serve", "--parallel", "--allow-all", "--port", String(port), "serve.ts"],
     cwd: new URL("../", import.meta.url),
-    env: { PORT: String(port), VESTIBULE_RULES: rules, NO_COLOR: "1", DENO_JOBS: "2" },
+    env: { VESTIBULE_RULES: rules, NO_COLOR: "1", DENO_JOBS: "2" },
     stdin: "null",
     stdout: "null",
     stderr: "null",
@@ -56,6 +61,8 @@ Deno.test("deno serve --parallel: a SIGTERM while an event stream is in flight e
     ended = true;
     return s;
   });
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  let reading: Promise<void> | undefined;
   try {
     const base = `http://127.0.0.1:${port}`;
     for (let i = 0;; i++) {
@@ -67,36 +74,55 @@ Deno.test("deno serve --parallel: a SIGTERM while an event stream is in flight e
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }
-    // Deno 2.9.6 loses a SIGTERM that arrives while a worker is still starting: wait for them.
+    // Deno 2.9.6 loses a signal that arrives while a worker is still starting (README).
     await new Promise((resolve) => setTimeout(resolve, 3000));
     const events = await fetch(`${base}/events`);
     assert.equal(events.status, 200);
-    const reader = events.body!.getReader();
-    await reader.read();
+    const streamReader = events.body!.getReader();
+    reader = streamReader;
+    await streamReader.read();
     await arrived.promise;
-    child.kill("SIGTERM");
-    const reading = (async () => {
+    reading = (async () => {
       try {
-        while (!(await reader.read()).done) { /* the stream runs on */ }
+        while (!(await streamReader.read()).done) { /* the stream runs on */ }
       } catch { /* cut off at exit */ }
     })();
-    // Kubernetes' default terminationGracePeriodSeconds: after it, SIGKILL.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const outcome = await Promise.race([
-      status.then((s) => `exited with code ${s.code}`),
-      new Promise<string>((resolve) => {
-        timer = setTimeout(() => resolve("still running 30 s after SIGTERM"), 30_000);
-      }),
-    ]);
-    clearTimeout(timer);
-    await reader.cancel().catch(() => {});
-    await reading;
-    assert.equal(outcome, "exited with code 0");
+    await fn({
+      kill: (signal) => child.kill(signal),
+      async endWithin(ms) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const outcome = await Promise.race([
+          status.then((s) => `exited with code ${s.code}`),
+          new Promise<string>((resolve) => timer = setTimeout(() => resolve("still running"), ms)),
+        ]);
+        clearTimeout(timer);
+        return outcome;
+      },
+    });
   } finally {
     if (!ended) child.kill("SIGKILL");
     await status;
+    await reader?.cancel().catch(() => {});
+    await reading;
     for (const timer of timers) clearInterval(timer);
     await up.close();
     await Deno.remove(dir, { recursive: true });
   }
-});
+}
+
+Deno.test("deno serve --parallel: a SIGTERM while an event stream is in flight ends the process within 30 s, as main.ts does in 25 s", () =>
+  withStreamInFlight(async (serve) => {
+    serve.kill("SIGTERM");
+    // Kubernetes' default terminationGracePeriodSeconds: after it, SIGKILL.
+    assert.equal(await serve.endWithin(30_000), "exited with code 0");
+  }));
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.test(`deno serve --parallel: a second ${signal} with an event stream in flight exits at once`, () =>
+    withStreamInFlight(async (serve) => {
+      serve.kill(signal);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      serve.kill(signal); // the operator insists
+      assert.equal(await serve.endWithin(5_000), "exited with code 0");
+    }));
+}
