@@ -4,7 +4,7 @@ import type { CookiePolicy } from "./forward.ts";
 import type { RegionPin } from "./pin.ts";
 import type { RouteContext } from "./route_context.ts";
 import { fieldValuesAsAppsRead, filedUnder, valuesAsAppsRead } from "./app_names.ts";
-import { declaresUtf8 } from "./media_type.ts";
+import { bodyReadings, declaresUtf8 } from "./media_type.ts";
 import { urlencodedParams } from "./request_body.ts";
 
 /**
@@ -69,25 +69,9 @@ async function bodyCopies(
   const length = headers.get("content-length");
   if (length !== null && Number(length) > ctx.config.bodyLimitBytes) return undefined;
   const type = headers.get("content-type")?.trim() || null; // an empty one is none, as in Rack
-  const lower = (type ?? "").toLowerCase();
-  // The media type as Rack and PHP cut it: at `;` or `,`, whitespace trimmed (PHP also cuts at a
-  // space, Rack keeps a tab before the `;`).
-  const media = lower.split(/[;,\s]/)[0];
-  const readings = [
-    // Symfony parses a PUT, PATCH or DELETE whose type only starts so; Rack assumes a form for
-    // a POST without a type.
-    media === "application/x-www-form-urlencoded" ||
-    lower.startsWith("application/x-www-form-urlencoded") ||
-    (type === null && ctx.method === "POST"),
-    media.startsWith("multipart/"),
-    // Laravel's isJson() is any `/json` or `+json` in the header (`text/plain;a=/json`, which a
-    // cross-site form-less fetch may send); Rails also takes text/x-json and application/jsonrequest.
-    /\/json|\+json/.test(lower) || media === "text/x-json" || media === "application/jsonrequest",
-  ];
-  const [form, multipart, json] = readings;
-  // A type one app reads as a form and another as JSON (`…-urlencoded; x=a+json`): either reading
-  // could be the app's.
-  if (readings.filter(Boolean).length > 1) return undefined;
+  const readings = bodyReadings(type, ctx.method);
+  if (readings === undefined) return undefined;
+  const { media, form, multipart, json } = readings;
   if (multipart) {
     // Rack also parses multipart/mixed and /related; only form-data reads alike here.
     if (media !== "multipart/form-data") return undefined;

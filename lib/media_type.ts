@@ -45,6 +45,39 @@ export function* mediaTypeParameters(mediaType: string): Generator<[string, stri
   }
 }
 
+/** How apps may read a request body: which of the three parameter readings apply, if any. */
+export interface BodyReadings {
+  /** The media type as Rack and PHP cut it, lower-cased. */
+  media: string;
+  /** A urlencoded form (to some app). */
+  form: boolean;
+  multipart: boolean;
+  json: boolean;
+}
+
+/**
+ * Which readings apps give a body of Content-Type `type` (null: none sent), or `undefined` when
+ * one app reads it as a form and another as JSON (`…-urlencoded; x=a+json`): either could be the
+ * app's. The media type is cut at `;` or `,`, whitespace trimmed (PHP also cuts at a space, Rack
+ * keeps a tab before the `;`). A form: the urlencoded type, any type starting so (Symfony parses a
+ * PUT, PATCH or DELETE so), or a POST without a type (Rack). JSON: Laravel's `isJson()`, any `/json`
+ * or `+json` in the header (`text/plain;a=/json`, which a cross-site fetch may send), and Rails'
+ * text/x-json and application/jsonrequest.
+ */
+export function bodyReadings(type: string | null, method: string): BodyReadings | undefined {
+  const lower = (type ?? "").toLowerCase();
+  const media = lower.split(/[;,\s]/)[0];
+  const form = media === URLENCODED || lower.startsWith(URLENCODED) ||
+    (type === null && method === "POST");
+  const multipart = media.startsWith("multipart/");
+  const json = /\/json|\+json/.test(lower) || media === "text/x-json" ||
+    media === "application/jsonrequest";
+  if (Number(form) + Number(multipart) + Number(json) > 1) return undefined;
+  return { media, form, multipart, json };
+}
+
+const URLENCODED = "application/x-www-form-urlencoded";
+
 /** RFC 9110 §5.6.2 token characters. */
 const TCHAR = "[!#$%&'*+.^_`|~0-9A-Za-z-]";
 

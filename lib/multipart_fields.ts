@@ -77,8 +77,9 @@ export function multipartFields(
         // A body cut off inside a part errors this stream; unheard, the error would be uncaught.
         stream.on("error", broken);
         // Django reads a part with an empty filename as a field; PHP and Rack as a missing file.
-        // Counted as a field copy, the every-copy rule fails closed on the difference.
-        if (filename) return void stream.resume(); // a file, not a field
+        // Counted as a field copy, the every-copy rule fails closed on the difference. A part
+        // without a name (framedPlainly refuses one) is nobody's field.
+        if (filename || name === undefined) return void stream.resume(); // a file, not a field
         const chunks: Uint8Array[] = [];
         stream.on("data", (chunk: Uint8Array) => void chunks.push(chunk));
         stream.on("end", () => {
@@ -122,19 +123,33 @@ export function multipartFields(
 const MAX_PART_HEADER_LINES = 16;
 const MAX_PART_HEADER_BYTES = 8 * 1024;
 
+/** RFC 9110 token characters but `'`, which PHP reads as a quote inside a token too. */
+const TOKEN = "[!#$%&*+.^_`|~0-9A-Za-z-]+";
+/** A quoted value every reader ends at the same `"`: no backslash (Rack unescapes), no line break. */
+const QUOTED = '"[^"\\\\\\r\\n]*"';
+/** RFC 8187's `filename*=UTF-8''a.txt`. */
+const EXT_VALUE = "[A-Za-z0-9-]+'[A-Za-z0-9-]*'[!#$&+.^_`|~0-9A-Za-z%-]+";
+const PLAIN_DISPOSITION = new RegExp(
+  `^[ \\t]*form-data(?:;[ \\t]*(?:(?:name|filename)=(?:${TOKEN}|${QUOTED})|filename\\*=${EXT_VALUE}))+[ \\t]*$`,
+  "i",
+);
+
 /**
- * Whether a part's `Content-Disposition` names its field as busboy, PHP and Rack all read it:
- * `form-data` (PHP and Rack read a name from any type, busboy skips the part), no value in
- * single quotes (PHP unquotes them, busboy keeps them), no `filename*=` without `filename=` (a
- * file to busboy, a field to PHP, which knows only `filename`), and no `name*=` beside `name=`
- * (busboy lets it override, PHP reads `name=` only).
+ * Whether a part's `Content-Disposition` names its field as busboy, PHP and Rack all read it,
+ * which a strict grammar ensures where a list of odd shapes kept missing some: `form-data` (PHP
+ * and Rack read a name from any type, busboy skips the part), then only `name`, `filename` and
+ * `filename*`, each `=` right after its key (PHP's key `filename ` is no filename), each value a
+ * token or a quoted string without `\` (Rack unescapes it) and without the text `name=` (Rack's
+ * regex finds `; name=` inside quotes, and Rack 2.0's any `name=` after a space); exactly one
+ * `name` (`name*=` is no name to PHP) and `filename*` only beside `filename` (PHP knows only that).
  */
 function plainDisposition(value: string): boolean {
-  if (value.split(";", 1)[0].trim().toLowerCase() !== "form-data") return false;
-  if (/=\s*'/.test(value)) return false;
-  const has = (parameter: string) => new RegExp(`;\\s*${parameter}\\s*=`, "i").test(value);
-  if (has("filename\\*") && !has("filename")) return false;
-  return !(has("name\\*") && has("name"));
+  if (!PLAIN_DISPOSITION.test(value)) return false;
+  for (const [quoted] of value.matchAll(/"[^"]*"/g)) if (/name=/i.test(quoted)) return false;
+  const keys = [...value.matchAll(/;[ \t]*(name|filename\*?)=/gi)].map((m) => m[1].toLowerCase());
+  const count = (key: string) => keys.filter((k) => k === key).length;
+  return count("name") === 1 && count("filename") <= 1 &&
+    count("filename*") <= count("filename");
 }
 
 /** RFC 2046 §5.1.1's boundary characters but space (busboy drops it) and `,` (PHP ends there). */
@@ -189,8 +204,13 @@ export function framedPlainly(body: Uint8Array, boundary: string): boolean {
       const colon = line.indexOf(":");
       if (colon < 1) return false;
       const name = line.slice(0, colon).trim().toLowerCase();
-      // Rack names a part by its Content-ID, which busboy and PHP ignore.
-      if (names.has(name) || name === "content-id") return false;
+      // Rack names a part by its Content-ID, which busboy and PHP ignore, and finds both that and
+      // Content-Disposition anywhere in the part's headers (`X-Note: Content-Disposition: …`).
+      const lower = line.toLowerCase();
+      if (lower.includes("content-id:") || lower.indexOf("content-disposition:", 1) !== -1) {
+        return false;
+      }
+      if (names.has(name)) return false;
       if (name === "content-disposition" && !plainDisposition(line.slice(colon + 1))) return false;
       names.add(name);
     }

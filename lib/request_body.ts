@@ -1,6 +1,6 @@
 /** @module Reads a request body at most once, within the configured limit, for matchers and broadcast. */
 import { HttpError } from "./http_error.ts";
-import { declaresUtf8, mediaTypeParameter } from "./media_type.ts";
+import { bodyReadings, declaresUtf8, mediaTypeParameter } from "./media_type.ts";
 import { MAX_FORM_FIELDS, multipartFields, UTF8_KEEP_BOM } from "./multipart_fields.ts";
 
 /** The body is larger than `body_limit_bytes`: answered with 413 `body_too_large`. */
@@ -203,11 +203,14 @@ export class BufferedBody {
    * than {@linkcode MAX_FORM_FIELDS} fields.
    */
   async form(): Promise<Map<string, string[]> | undefined> {
-    const type = this.request.headers.get("content-type") ?? "";
+    const type = this.request.headers.get("content-type")?.trim() || null;
     const bytes = await this.bytes();
-    if (!declaresUtf8(type)) return undefined;
+    // Only a type every app reads as this form: `multipart/form-datax` is none to PHP, Rack and
+    // Django, `…-urlencoded; x=a+json` JSON to Laravel, and the app then reads the query instead.
+    const readings = bodyReadings(type, this.request.method);
+    if (readings === undefined || type === null || !declaresUtf8(type)) return undefined;
     let fields: Map<string, string[]> | undefined;
-    if (/^application\/x-www-form-urlencoded/i.test(type)) {
+    if (readings.media === "application/x-www-form-urlencoded") {
       const params = urlencodedParams(bytes);
       if (!params) return undefined;
       fields = new Map();
@@ -216,7 +219,7 @@ export class BufferedBody {
         if (copies) copies.push(value); // not a copy per copy: 500,000 copies fit in 1 MiB
         else fields.set(key, [value]);
       }
-    } else if (/^multipart\/form-data/i.test(type)) {
+    } else if (readings.media === "multipart/form-data") {
       fields = await multipartFields(bytes, type);
     }
     return fields;

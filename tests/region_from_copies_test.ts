@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { startUpstream, startVestibule } from "./_servers.ts";
+import { parseRules } from "../lib/load_rules.ts";
+import { explainRequest } from "../lib/explain.ts";
 
 /** Upstreams that answer a region switch (a POST to /switch) with a redirect. */
 const switched = () => new Response(null, { status: 302, headers: { location: "/" } });
@@ -222,5 +224,277 @@ Deno.test("rule confusion: a form field copy Rack 2 files under the matched name
     });
   } finally {
     await Promise.all([edge.close(), admin.close(), app.close()]);
+  }
+});
+
+Deno.test("forced pin: Content-Disposition spellings PHP or Rack 2 name differently from busboy", async (t) => {
+  const au = startUpstream(switched);
+  const us = startUpstream(switched);
+  const edge = startVestibule(switchRules(au.url, us.url));
+  const contradicted = async (partHeaders: string) => {
+    const { type, body } = onePart(partHeaders, "us");
+    const before = au.received.length;
+    const res = await fetch(`${edge.url}/switch?region=au`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": type },
+      body,
+    });
+    await res.body?.cancel();
+    assert.equal(au.received.length, before, "the app reads us; the edge sent it to au");
+    assert.deepEqual(res.headers.getSetCookie(), [], "and pinned the browser to au");
+  };
+  try {
+    // Rack 2 and 3.0 name a part by the LAST `name=` after "Content-Disposition:"
+    // (2.2 and 3.0: /Content-Disposition:[^:]*;\s*name=(VALUE)/ni; 2.0: …:.*\s+name="?([^\";]*)"?),
+    // inside another parameter's quoted value too. busboy and PHP read the quoted value whole:
+    // the field is `note` to them, `region` to Rack.
+    await t.step('Rack 2.2/3.0: name="note"; x="; name=region"', async () => {
+      await contradicted('Content-Disposition: form-data; name="note"; x="; name=region"');
+    });
+    // The same regex is not anchored to a line start: the first "Content-Disposition:" text in
+    // the part's headers, here inside another header's value, is the one Rack reads.
+    await t.step("Rack 2.2/3.0: another header's value quoting a Content-Disposition", async () => {
+      await contradicted(
+        'X-Note: Content-Disposition: form-data; name=region; x=1\r\nContent-Disposition: form-data; name="note"',
+      );
+    });
+    // PHP's rfc1867 takes the key before `=` verbatim and strcasecmp()s it with "filename":
+    // `filename ` is no filename, so the part is the field region. Rack 2's RFC2183/BROKEN_*
+    // regexes need `filename=` too: a field to Rack as well. busboy trims the key: a file, skipped.
+    await t.step('PHP/Rack 2.2/3.0: filename ="a.txt" (a space before =)', async () => {
+      await contradicted('Content-Disposition: form-data; name="region"; filename ="a.txt"');
+    });
+    // The new `filename*= without filename=` refusal looks for `; filename=` anywhere in the line,
+    // inside another parameter's quoted value too. PHP splits at `;` outside quotes, so it sees
+    // no filename (only `filename*`, which it does not know): a field. busboy: a file.
+    await t.step('PHP: filename*= alone, a quoted "; filename=" elsewhere', async () => {
+      await contradicted(
+        'Content-Disposition: form-data; name="region"; x="; filename=y"; filename*=UTF-8\'\'a.txt',
+      );
+    });
+    // PHP's php_ap_getword treats ' as a quote anywhere in a parameter, not only after `=` (the
+    // new refusal looks only for `='`): `x=a'b; name="note"` is one parameter x to PHP, whose
+    // name stays region. busboy reads a second name= and keeps the last: note.
+    await t.step("PHP: a ' inside a token hides a later name= from PHP", async () => {
+      await contradicted('Content-Disposition: form-data; name="region"; x=a\'b; name="note"');
+    });
+    // PHP's php_ap_getword_conf ends an unquoted value at whitespace, Rack's TOKEN too: both read
+    // `region`. busboy drops the space: the field is `regionnote` to the edge.
+    await t.step("PHP/Rack: an unquoted name=region note", async () => {
+      await contradicted("Content-Disposition: form-data; name=region note");
+    });
+    // Rack's TOKEN also ends at `,`: `region`; busboy reads `region,x`.
+    await t.step("Rack: an unquoted name=region, x", async () => {
+      await contradicted("Content-Disposition: form-data; name=region, x");
+    });
+    // Rack dequotes every backslash pair (gsub(/\\(.)/, "\\1")): `re\gion` is region to
+    // Rack; busboy keeps the backslash.
+    await t.step('Rack: name="re\\gion"', async () => {
+      await contradicted('Content-Disposition: form-data; name="re\\gion"');
+    });
+    // Rack's /;\s*name=(VALUE)/ needs the value right after `=`: it backtracks past the last
+    // `name= "note"` to the first name, region. busboy and PHP skip the space and read note.
+    await t.step('Rack: name="region"; name= "note"', async () => {
+      await contradicted('Content-Disposition: form-data; name="region"; name= "note"');
+    });
+    // Rack's MULTIPART_CONTENT_ID (/Content-ID:\s*([^\r\n]*)/ni) is not anchored either: a part
+    // with no Content-Disposition name is named by any header ENDING in "Content-ID". The new
+    // refusal checks only a header named exactly Content-ID; busboy skips the part.
+    await t.step("Rack: a part named by an X-Content-ID header", async () => {
+      await contradicted("X-Content-ID: region");
+    });
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("rule confusion: a form matcher does not match a body the app reads otherwise", async (t) => {
+  const admin = startUpstream();
+  const app = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: app.url } },
+    upstreams: { public: { origin: admin.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "public-form",
+        type: "global",
+        upstream: "public",
+        match: { methods: ["POST"], path: "^/form$", body: { form: { action: "view" } } },
+      },
+      { name: "app", type: "regional" },
+    ],
+  });
+  const confused = async (query: string, type: string, body: string) => {
+    const before = admin.received.length;
+    const res = await fetch(`${edge.url}/form${query}`, {
+      method: "POST",
+      headers: { "content-type": type },
+      body,
+    });
+    await res.body?.cancel();
+    assert.equal(
+      admin.received.length,
+      before,
+      "the app reads action=delete; the edge matched view",
+    );
+  };
+  try {
+    // Rack 2.2/3.0 read the second part's name as `action` (the last `; name=` on the line) and
+    // the later copy wins: action=delete. busboy reads the field `note`.
+    await t.step('Rack: a part name="note"; x="; name=action"', async () => {
+      const b = "XyZ123";
+      await confused(
+        "",
+        `multipart/form-data; boundary=${b}`,
+        `--${b}\r\nContent-Disposition: form-data; name="action"\r\n\r\nview\r\n` +
+          `--${b}\r\nContent-Disposition: form-data; name="note"; x="; name=action"\r\n\r\ndelete\r\n` +
+          `--${b}--\r\n`,
+      );
+    });
+    // Laravel's isJson() (any `+json` in the Content-Type) makes input() read the body as JSON:
+    // it does not parse, so input('action') is the query's. The commit says such a type "matches
+    // no form matcher"; the form matcher parses it as urlencoded.
+    await t.step("Laravel: application/x-www-form-urlencoded; x=a+json", async () => {
+      await confused(
+        "?action=delete",
+        "application/x-www-form-urlencoded; x=a+json",
+        "action=view",
+      );
+    });
+    // PHP (media type cut at `;`), Rack (media_type) and Django (content_type ==) parse no body
+    // of type multipart/form-datax; the form matcher's /^multipart\/form-data/i takes it as a form.
+    await t.step("PHP/Rack: multipart/form-datax is no form to them", async () => {
+      const b = "XyZ123";
+      await confused(
+        "?action=delete",
+        `multipart/form-datax; boundary=${b}`,
+        `--${b}\r\nContent-Disposition: form-data; name="action"\r\n\r\nview\r\n--${b}--\r\n`,
+      );
+    });
+  } finally {
+    await Promise.all([edge.close(), admin.close(), app.close()]);
+  }
+});
+
+Deno.test("crash: a multipart part without a name matches nothing and names no region: no 500", async (t) => {
+  const pub = startUpstream();
+  const app = startUpstream();
+  const rules = {
+    regions: { us: { origin: app.url } },
+    upstreams: { public: { origin: pub.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "public-form",
+        type: "global",
+        upstream: "public",
+        match: { methods: ["POST"], path: "^/form$", body: { form: { action: "view" } } },
+      },
+      {
+        name: "switch",
+        type: "regional",
+        match: { path: "^/switch$" },
+        region_from: { query: "region" },
+      },
+      { name: "app", type: "regional" },
+    ],
+  };
+  const logs: string[] = [];
+  const edge = startVestibule(rules, { deps: { log: (line) => logs.push(line) } });
+  const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+  // busboy reports a form-data part without `name=` under the name `undefined`; every framework
+  // skips such a part.
+  const b = "XyZ123";
+  const type = `multipart/form-data; boundary=${b}`;
+  const body = `--${b}\r\nContent-Disposition: form-data; name="action"\r\n\r\nview\r\n` +
+    `--${b}\r\nContent-Disposition: form-data\r\n\r\nx\r\n--${b}--\r\n`;
+  try {
+    for (const path of ["/form", "/switch?region=us"]) {
+      await t.step(`POST ${path}`, async () => {
+        const res = await fetch(`${edge.url}${path}`, {
+          method: "POST",
+          headers: { "content-type": type },
+          body,
+        });
+        await res.body?.cancel();
+        assert.notEqual(res.status, 500, logs.at(-1));
+        const explained = await explainRequest({
+          method: "POST",
+          url: `https://app.example.com${path}`,
+          headers: [["Content-Type", type]],
+          body,
+        }, config);
+        assert.ok(explained.rule);
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), pub.close(), app.close()]);
+  }
+});
+
+/** A form as Chrome writes it: the fields, then a file whose name holds `='` (Chrome escapes only `"`, CR and LF). */
+function chromeUpload(fields: Record<string, string>, filename: string) {
+  const b = "----WebKitFormBoundary7MA4YWxkTrZu0gW";
+  let body = "";
+  for (const [name, value] of Object.entries(fields)) {
+    body += `--${b}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+  }
+  body += `--${b}\r\nContent-Disposition: form-data; name="file"; filename="${filename}"\r\n` +
+    `Content-Type: text/csv\r\n\r\na,b\r\n--${b}--\r\n`;
+  return { type: `multipart/form-data; boundary=${b}`, body: new TextEncoder().encode(body) };
+}
+
+Deno.test("real clients: a browser upload of a file named x='1'.csv still names the region and matches", async (t) => {
+  const au = startUpstream(switched);
+  const us = startUpstream(switched);
+  const pub = startUpstream();
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    upstreams: { public: { origin: pub.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "switch",
+        type: "regional",
+        match: { path: "^/switch$" },
+        region_from: { query: "region" },
+        pin_on: { status: "3xx" },
+      },
+      {
+        name: "import",
+        type: "global",
+        upstream: "public",
+        match: { methods: ["POST"], path: "^/import$", body: { form: { action: "import" } } },
+      },
+      { name: "app", type: "regional" },
+    ],
+  });
+  try {
+    await t.step("region_from: every copy says au", async () => {
+      const { type, body } = chromeUpload({ region: "au" }, "x='1'.csv");
+      const res = await fetch(`${edge.url}/switch?region=au`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { "content-type": type },
+        body,
+      });
+      await res.body?.cancel();
+      assert.equal(au.received.length, 1, "sent to au");
+      assert.equal(res.headers.getSetCookie().length, 1, "and pinned there");
+    });
+    await t.step("form matcher: action=import", async () => {
+      const { type, body } = chromeUpload({ action: "import" }, "x='1'.csv");
+      const res = await fetch(`${edge.url}/import`, {
+        method: "POST",
+        headers: { "content-type": type },
+        body,
+      });
+      await res.body?.cancel();
+      assert.equal(pub.received.length, 1, "matched the import rule");
+    });
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close(), pub.close()]);
   }
 });
