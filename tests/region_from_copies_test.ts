@@ -33,26 +33,86 @@ function onePart(
   };
 }
 
-Deno.test("forced pin: a region_from copy PHP or Rack reads where the edge read none names no region", async (t) => {
+/** What a region switch request sends; the query names au unless it says otherwise. */
+interface SwitchRequest {
+  query?: string;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: BodyInit | null;
+}
+
+/**
+ * An edge with {@linkcode switchRules} in front of au and us. `contradicted` sends a switch whose
+ * copies the app reads as us and checks that the edge named no region: nothing reached au, and
+ * no pin was set.
+ */
+function startSwitchEdge() {
   const au = startUpstream(switched);
   const us = startUpstream(switched);
   const edge = startVestibule(switchRules(au.url, us.url));
-  const contradicted = async (
+  return {
+    async contradicted(
+      { query = "region=au", method = "POST", headers = {}, body = null }: SwitchRequest,
+      why = "the app reads us",
+    ) {
+      const before = au.received.length;
+      const res = await fetch(`${edge.url}/switch?${query}`, {
+        method,
+        redirect: "manual",
+        headers,
+        body,
+      });
+      await res.body?.cancel();
+      assert.equal(au.received.length, before, `${why}; the edge sent it to au`);
+      assert.deepEqual(res.headers.getSetCookie(), [], "and pinned the browser to au");
+    },
+    close: () => Promise.all([edge.close(), au.close(), us.close()]),
+  };
+}
+
+/**
+ * An edge whose `public-form` rule matches a form with action=view. `confused` posts a body the
+ * app reads as action=delete and checks that the rule did not match it.
+ */
+function startFormEdge() {
+  const admin = startUpstream();
+  const app = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: app.url } },
+    upstreams: { public: { origin: admin.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "public-form",
+        type: "global",
+        upstream: "public",
+        match: { methods: ["POST"], path: "^/form$", body: { form: { action: "view" } } },
+      },
+      { name: "app", type: "regional" },
+    ],
+  });
+  return {
+    async confused(query: string, type: string, body: string, why = "the app reads action=delete") {
+      const before = admin.received.length;
+      const res = await fetch(`${edge.url}/form${query}`, {
+        method: "POST",
+        headers: { "content-type": type },
+        body,
+      });
+      await res.body?.cancel();
+      assert.equal(admin.received.length, before, `${why}; the edge matched view`);
+    },
+    close: () => Promise.all([edge.close(), admin.close(), app.close()]),
+  };
+}
+
+Deno.test("forced pin: a region_from copy PHP or Rack reads where the edge read none names no region", async (t) => {
+  const edge = startSwitchEdge();
+  const contradicted = (
     query: string,
     headers: Record<string, string>,
     body: Uint8Array<ArrayBuffer> | null,
-  ) => {
-    const before = au.received.length;
-    const res = await fetch(`${edge.url}/switch?${query}`, {
-      method: "POST",
-      redirect: "manual",
-      headers,
-      body,
-    });
-    await res.body?.cancel();
-    assert.equal(au.received.length, before, "the app reads us; the edge sent it to au");
-    assert.deepEqual(res.headers.getSetCookie(), [], "and pinned the browser to au");
-  };
+  ) => edge.contradicted({ query, headers, body });
   try {
     // PHP's rfc1867 reads `name` from any Content-Disposition, never checking for form-data;
     // Rack too (2: /Content-Disposition:[^:]*;\s*name=/; 3: "ignore actual content-disposition value").
@@ -115,32 +175,23 @@ Deno.test("forced pin: a region_from copy PHP or Rack reads where the edge read 
       await contradicted("region=au&x=1;region=us", {}, null);
     });
   } finally {
-    await Promise.all([edge.close(), au.close(), us.close()]);
+    await edge.close();
   }
 });
 
 Deno.test("forced pin: a multipart Content-Type whose last boundary= frames Rack's parts names no region", async (t) => {
-  const au = startUpstream(switched);
-  const us = startUpstream(switched);
-  const edge = startVestibule(switchRules(au.url, us.url));
+  const edge = startSwitchEdge();
   // Rack's MULTIPART regex (%r|\Amultipart/.*boundary=\"?([^\";,]+)\"?|ni) is greedy: it takes
   // the LAST `boundary=` in the header, inside another parameter's name or quoted value too.
   // busboy and PHP take the boundary parameter B. The parts framed by C sit inside B's field x:
   // Rack reads region=us, the edge only x.
   const inner = '--C\r\nContent-Disposition: form-data; name="region"\r\n\r\nus\r\n--C--\r\n';
   const body = `--B\r\nContent-Disposition: form-data; name="x"\r\n\r\n${inner}\r\n--B--\r\n`;
-  const contradicted = async (type: string) => {
-    const before = au.received.length;
-    const res = await fetch(`${edge.url}/switch?region=au`, {
-      method: "POST",
-      redirect: "manual",
-      headers: { "content-type": type },
-      body: new TextEncoder().encode(body),
-    });
-    await res.body?.cancel();
-    assert.equal(au.received.length, before, "Rack reads us; the edge sent it to au");
-    assert.deepEqual(res.headers.getSetCookie(), [], "and pinned the browser to au");
-  };
+  const contradicted = (type: string) =>
+    edge.contradicted(
+      { headers: { "content-type": type }, body: new TextEncoder().encode(body) },
+      "Rack reads us",
+    );
   try {
     await t.step("x-boundary=C after boundary=B", async () => {
       await contradicted("multipart/form-data; boundary=B; x-boundary=C");
@@ -149,26 +200,14 @@ Deno.test("forced pin: a multipart Content-Type whose last boundary= frames Rack
       await contradicted('multipart/form-data; boundary=B; a="boundary=C"');
     });
   } finally {
-    await Promise.all([edge.close(), au.close(), us.close()]);
+    await edge.close();
   }
 });
 
 Deno.test("forced pin: a body Laravel or Symfony reads by its Content-Type names no region", async (t) => {
-  const au = startUpstream(switched);
-  const us = startUpstream(switched);
-  const edge = startVestibule(switchRules(au.url, us.url));
-  const contradicted = async (method: string, type: string, body: string) => {
-    const before = au.received.length;
-    const res = await fetch(`${edge.url}/switch?region=au`, {
-      method,
-      redirect: "manual",
-      headers: { "content-type": type },
-      body: new TextEncoder().encode(body),
-    });
-    await res.body?.cancel();
-    assert.equal(au.received.length, before, "the app reads us; the edge sent it to au");
-    assert.deepEqual(res.headers.getSetCookie(), [], "and pinned the browser to au");
-  };
+  const edge = startSwitchEdge();
+  const contradicted = (method: string, type: string, body: string) =>
+    edge.contradicted({ method, headers: { "content-type": type }, body });
   try {
     // Laravel's isJson() is Str::contains(Content-Type, ['/json', '+json']) and input() then reads
     // the JSON body, whatever the media type: the edge reads this one as a urlencoded form.
@@ -188,61 +227,34 @@ Deno.test("forced pin: a body Laravel or Symfony reads by its Content-Type names
       await contradicted("PUT", "application/x-www-form-urlencodedx", "region=us");
     });
   } finally {
-    await Promise.all([edge.close(), au.close(), us.close()]);
+    await edge.close();
   }
 });
 
 Deno.test("rule confusion: a form field copy Rack 2 files under the matched name stops the match", async (t) => {
-  const admin = startUpstream();
-  const app = startUpstream();
-  const edge = startVestibule({
-    regions: { us: { origin: app.url } },
-    upstreams: { public: { origin: admin.url } },
-    default_region: "us",
-    rules: [
-      {
-        name: "public-form",
-        type: "global",
-        upstream: "public",
-        match: { methods: ["POST"], path: "^/form$", body: { form: { action: "view" } } },
-      },
-      { name: "app", type: "regional" },
-    ],
-  });
+  const edge = startFormEdge();
   try {
     // Rack 2's normalize_params drops leading brackets: Rack::Request#POST and Rails' params
     // read `[action]=delete` as action=delete (the last copy wins). The query matcher and
     // region_from count it (valuesAsAppsRead / filedUnder); the form matcher does not.
     await t.step("action=view&[action]=delete matches action=view", async () => {
-      const res = await fetch(`${edge.url}/form`, {
-        method: "POST",
-        headers: { "content-type": "application/x-www-form-urlencoded" },
-        body: "action=view&%5Baction%5D=delete",
-      });
-      await res.body?.cancel();
-      assert.equal(admin.received.length, 0, "Rack reads action=delete; the edge matched view");
+      await edge.confused(
+        "",
+        "application/x-www-form-urlencoded",
+        "action=view&%5Baction%5D=delete",
+        "Rack reads action=delete",
+      );
     });
   } finally {
-    await Promise.all([edge.close(), admin.close(), app.close()]);
+    await edge.close();
   }
 });
 
 Deno.test("forced pin: Content-Disposition spellings PHP or Rack 2 name differently from busboy", async (t) => {
-  const au = startUpstream(switched);
-  const us = startUpstream(switched);
-  const edge = startVestibule(switchRules(au.url, us.url));
-  const contradicted = async (partHeaders: string) => {
+  const edge = startSwitchEdge();
+  const contradicted = (partHeaders: string) => {
     const { type, body } = onePart(partHeaders, "us");
-    const before = au.received.length;
-    const res = await fetch(`${edge.url}/switch?region=au`, {
-      method: "POST",
-      redirect: "manual",
-      headers: { "content-type": type },
-      body,
-    });
-    await res.body?.cancel();
-    assert.equal(au.received.length, before, "the app reads us; the edge sent it to au");
-    assert.deepEqual(res.headers.getSetCookie(), [], "and pinned the browser to au");
+    return edge.contradicted({ headers: { "content-type": type }, body });
   };
   try {
     // Rack 2 and 3.0 name a part by the LAST `name=` after "Content-Disposition:"
@@ -305,41 +317,13 @@ Deno.test("forced pin: Content-Disposition spellings PHP or Rack 2 name differen
       await contradicted("X-Content-ID: region");
     });
   } finally {
-    await Promise.all([edge.close(), au.close(), us.close()]);
+    await edge.close();
   }
 });
 
 Deno.test("rule confusion: a form matcher does not match a body the app reads otherwise", async (t) => {
-  const admin = startUpstream();
-  const app = startUpstream();
-  const edge = startVestibule({
-    regions: { us: { origin: app.url } },
-    upstreams: { public: { origin: admin.url } },
-    default_region: "us",
-    rules: [
-      {
-        name: "public-form",
-        type: "global",
-        upstream: "public",
-        match: { methods: ["POST"], path: "^/form$", body: { form: { action: "view" } } },
-      },
-      { name: "app", type: "regional" },
-    ],
-  });
-  const confused = async (query: string, type: string, body: string) => {
-    const before = admin.received.length;
-    const res = await fetch(`${edge.url}/form${query}`, {
-      method: "POST",
-      headers: { "content-type": type },
-      body,
-    });
-    await res.body?.cancel();
-    assert.equal(
-      admin.received.length,
-      before,
-      "the app reads action=delete; the edge matched view",
-    );
-  };
+  const edge = startFormEdge();
+  const confused = (query: string, type: string, body: string) => edge.confused(query, type, body);
   try {
     // Rack 2.2/3.0 read the second part's name as `action` (the last `; name=` on the line) and
     // the later copy wins: action=delete. busboy reads the field `note`.
@@ -374,7 +358,7 @@ Deno.test("rule confusion: a form matcher does not match a body the app reads ot
       );
     });
   } finally {
-    await Promise.all([edge.close(), admin.close(), app.close()]);
+    await edge.close();
   }
 });
 
