@@ -1,16 +1,31 @@
+/** What OCAP answers and logs for requests it refuses or answers itself, as the router would. */
 import assert from "node:assert/strict";
 import { firstAnswer, rawRequest, rawUpstream, startUpstream, startVestibule } from "./_servers.ts";
 import { OCAP_ENV, OCAP_KEY, ocapRules, tokenRequest } from "./_ocap.ts";
 
-Deno.test("OCAP methods: TRACE/TRACK and lower-case methods are refused as the router refuses them, not sent or blamed on the provider", async (t) => {
-  const upstream = startUpstream(() => new Response("x".repeat(1234)));
+/** An edge with OCAP in front of `provider`, its access lines collected. */
+async function withLoggedOcap(
+  provider: { url: string; close(): Promise<void> },
+  fn: (edge: ReturnType<typeof startVestibule>, lines: string[]) => Promise<void>,
+): Promise<void> {
   const kv = await Deno.openKv(":memory:");
   const lines: string[] = [];
-  const edge = startVestibule(ocapRules(upstream.url), {
+  const edge = startVestibule(ocapRules(provider.url), {
     env: OCAP_ENV,
     deps: { kv, log: (line) => lines.push(line) },
   });
   try {
+    await fn(edge, lines);
+  } finally {
+    await edge.close();
+    await provider.close();
+    kv.close();
+  }
+}
+
+Deno.test("OCAP methods: TRACE/TRACK and lower-case methods are refused as the router refuses them, not sent or blamed on the provider", async (t) => {
+  const upstream = startUpstream(() => new Response("x".repeat(1234)));
+  await withLoggedOcap(upstream, async (edge, lines) => {
     for (const method of ["TRACE", "TRACK"]) {
       await t.step(`${method}: 405 method_not_allowed, not 502 upstream_unavailable`, async () => {
         const answer = await rawRequest(
@@ -33,27 +48,18 @@ Deno.test("OCAP methods: TRACE/TRACK and lower-case methods are refused as the r
       assert.equal(answer.split("\r\n")[0], "HTTP/1.1 400 Bad Request", answer);
       assert.equal(upstream.received.length, 0, "nothing reaches the provider");
     });
-  } finally {
-    await edge.close();
-    await upstream.close();
-    kv.close();
-  }
+  });
 });
 
 Deno.test("OCAP access line: a shared 502 upstream_invalid carries its error code", async () => {
   const origin = rawUpstream(() =>
     "HTTP/1.1 600 Weird\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}"
   );
-  const kv = await Deno.openKv(":memory:");
-  const lines: string[] = [];
-  const edge = startVestibule(ocapRules(origin.url), {
-    env: OCAP_ENV,
-    deps: { kv, log: (line) => lines.push(line) },
-  });
-  try {
+  await withLoggedOcap(origin, async (edge, lines) => {
     for (let i = 0; i < 2; i++) {
       const res = await fetch(tokenRequest(edge.url));
       assert.equal(res.status, 502);
+      assert.equal(res.headers.get("cache-control"), "no-store");
       assert.equal((await res.json()).error, "upstream_invalid");
     }
     const logged = lines.map((line) => JSON.parse(line));
@@ -61,31 +67,17 @@ Deno.test("OCAP access line: a shared 502 upstream_invalid carries its error cod
       [502, "upstream_invalid"],
       [502, "upstream_invalid"],
     ]);
-  } finally {
-    await edge.close();
-    await origin.close();
-    kv.close();
-  }
+  });
 });
 
 Deno.test("OCAP access line: bytes is the Content-Length the caller got", async () => {
   const upstream = startUpstream(() => Response.json({ access_token: "t" }));
-  const kv = await Deno.openKv(":memory:");
-  const lines: string[] = [];
-  const edge = startVestibule(ocapRules(upstream.url), {
-    env: OCAP_ENV,
-    deps: { kv, log: (line) => lines.push(line) },
-  });
-  try {
+  await withLoggedOcap(upstream, async (edge, lines) => {
     const res = await fetch(tokenRequest(edge.url));
     const body = await res.text();
     assert.equal(res.headers.get("content-length"), String(body.length));
     const line = JSON.parse(lines.at(-1)!);
     assert.equal(line.status, 200);
     assert.equal(line.bytes, body.length, lines.at(-1));
-  } finally {
-    await edge.close();
-    await upstream.close();
-    kv.close();
-  }
+  });
 });

@@ -1,9 +1,13 @@
 /** vestibule as a real process at start-up: mistakes an operator makes get a line, not a trace. */
 import assert from "node:assert/strict";
 
+/**
+ * Starts vestibule as `deno run main.ts`, or as `deno task serve` with `serve: true`, on `port`
+ * with a minimal rules file, and returns how it ended.
+ */
 async function start(
   port: string,
-  options: { env?: Record<string, string>; rules?: Record<string, unknown> } = {},
+  options: { env?: Record<string, string>; rules?: Record<string, unknown>; serve?: boolean } = {},
 ): Promise<{ code: number; stderr: string }> {
   const dir = await Deno.makeTempDir({ prefix: "start_test_" });
   try {
@@ -18,14 +22,26 @@ async function start(
       }),
     );
     const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", "main.ts"],
+      args: options.serve ? ["task", "serve"] : ["run", "--allow-all", "main.ts"],
       cwd: new URL("../", import.meta.url),
-      env: { PORT: port, VESTIBULE_RULES: rules, NO_COLOR: "1", ...options.env },
+      env: {
+        PORT: port,
+        VESTIBULE_RULES: rules,
+        NO_COLOR: "1",
+        ...(options.serve ? { DENO_JOBS: "2" } : {}),
+        ...options.env,
+      },
       stdin: "null",
       stdout: "null",
       stderr: "piped",
+      // A server that started anyway would serve forever: fail, do not hang.
+      signal: AbortSignal.timeout(20_000),
     }).output();
-    return { code, stderr: new TextDecoder().decode(stderr) };
+    // `deno task` echoes its command line first.
+    const lines = new TextDecoder().decode(stderr).split("\n").filter((l) =>
+      !/^Task serve /.test(l)
+    );
+    return { code, stderr: lines.join("\n") };
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -90,4 +106,25 @@ Deno.test("start-up: deno task dev names a bad PORT as written, before any banne
     'vestibule dev stack: PORT "abc" is not a port number (0–65535)\n',
   );
   assert.equal(new TextDecoder().decode(stdout), "", "no banner with localhost:NaN links");
+});
+
+Deno.test("start-up: deno task serve names a PORT problem, not serve.ts, and prints no stack trace", async (t) => {
+  await t.step("PORT set but empty, as a blank manifest entry leaves it", async () => {
+    const { code, stderr } = await start("", { serve: true });
+    assert.equal(code, 1);
+    assert.match(stderr, /PORT/, "the message names the variable to fix");
+    assert.doesNotMatch(stderr, /'serve\.ts'/, "not 'serve.ts' as the port");
+  });
+  await t.step("a port something else listens on", async () => {
+    const taken = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+    try {
+      const { port } = taken.addr as Deno.NetAddr;
+      const { code, stderr } = await start(String(port), { serve: true });
+      assert.equal(code, 1);
+      assert.match(stderr, new RegExp(`port ${port}`), "the message names the port");
+      assert.doesNotMatch(stderr, /^\s+at /m, "no stack trace");
+    } finally {
+      taken.close();
+    }
+  });
 });
