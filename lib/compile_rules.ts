@@ -155,7 +155,18 @@ export function redacted(value: string): string {
 }
 
 /** Compiles a rules file that already passed the zod schema; throws {@linkcode RulesError}. */
-export function compileRules(file: RulesFile): Config {
+export function compileRules(
+  file: RulesFile,
+  options: {
+    /**
+     * Whether a string came from a `${NAME}` reference: checks that read a regex's text skip it,
+     * since `check-rules --placeholder-env` puts `http://NAME.invalid` there, not the real value,
+     * and must judge the file as start-up does.
+     */
+    fromEnvironment?: (value: string) => boolean;
+  } = {},
+): Config {
+  const fromEnvironment = options.fromEnvironment ?? (() => false);
   const problems: string[] = [];
   const regions = compileOrigins(file.regions, "region", "regions", problems);
   const upstreams = compileOrigins(file.upstreams, "upstream", "upstreams", problems);
@@ -214,7 +225,7 @@ export function compileRules(file: RulesFile): Config {
       broad.push({ name: input.name, match: input.match! });
     }
 
-    const match = compileMatch(input.match ?? {}, fail);
+    const match = compileMatch(input.match ?? {}, fail, fromEnvironment);
     switch (input.type) {
       case "global": {
         if ((input.upstream === undefined) === (input.redirect === undefined)) {
@@ -439,7 +450,11 @@ function compileRegexMap(
   );
 }
 
-function compileMatch(input: MatchInput, fail: (d: string) => void): CompiledMatch {
+function compileMatch(
+  input: MatchInput,
+  fail: (d: string) => void,
+  fromEnvironment: (value: string) => boolean,
+): CompiledMatch {
   const match: CompiledMatch = {};
   if (input.methods) {
     match.methods = new Set(input.methods.map((m) => m.toUpperCase()));
@@ -469,8 +484,8 @@ function compileMatch(input: MatchInput, fail: (d: string) => void): CompiledMat
     // What the router matches: a path that starts with /, no query, no runs of /. Read off the
     // text only where that is sound: a regex with alternation, a class or a lookaround may match
     // otherwise (`^(?!.*//)/api/` does; a text check of 9be8538 refused it and was reverted).
-    if (plainRegex(input.path)) {
-      if (/^\^[\w%~-]/.test(input.path)) {
+    if (plainRegex(input.path) && !fromEnvironment(input.path)) {
+      if (/^\^[\w%~-](?![?*{])/.test(input.path)) {
         fail("match.path: paths start with /, so ^ must be followed by one");
       }
       if (/(?<!\\)(?:\\\\)*\\\?(?![?*{])/.test(input.path)) {
@@ -485,7 +500,11 @@ function compileMatch(input: MatchInput, fail: (d: string) => void): CompiledMat
     match.path = compileRegex(input.path, "match.path", fail);
   }
   if (input.host !== undefined) {
-    if (plainRegex(input.host) && /:\/\/|:\d+\$?$/.test(input.host)) {
+    // (An IPv6 literal ends in `:1` too: a second colon before the last is no port.)
+    if (
+      plainRegex(input.host) && !fromEnvironment(input.host) &&
+      (input.host.includes("://") || /^[^:]*:\d+\$?$/.test(input.host))
+    ) {
       fail("match.host: hosts are matched without scheme or port");
     }
     // Host names are case-insensitive; the router matches them lower-cased.
@@ -551,11 +570,11 @@ function isCatchAll(match: MatchInput | undefined): boolean {
 }
 
 /**
- * A regex without alternation, character classes or lookarounds: every match contains its
- * literal text (`//`, a leading `^api`), so a check may read that off the text.
+ * A regex without alternation, character classes or groups: every match contains its literal
+ * text (`//`, a leading `^api`), so a check may read that off the text. (`(\?.*)?` is optional.)
  */
 function plainRegex(source: string): boolean {
-  return !/[|[]|\(\?<?[!=]/.test(source);
+  return !/[|[(]/.test(source);
 }
 
 /** The regex's named groups, as the regex itself has them (not text that looks like one). */

@@ -15,7 +15,7 @@ export function parseRules(text: string, options: { env: EnvLookup; source?: str
   const parsed = rulesFileSchema.safeParse(substituted);
   try {
     if (!parsed.success) throw new RulesError(describeIssues(parsed.error, substituted));
-    return compileRules(parsed.data);
+    return compileRules(parsed.data, { fromEnvironment: (value) => written.has(value) });
   } catch (error) {
     if (!(error instanceof RulesError) || written.size === 0) throw error;
     throw new RulesError(

@@ -1052,3 +1052,34 @@ Deno.test("parseRules(): geo.countries with neither geo.header nor ip_lookup is 
     `accepted; geo.countries is dead config (AU visitor → ${explained.region}, ${explained.reason})`,
   );
 });
+
+/** A file whose first rule, "api", has `match` and sends to the website upstream. */
+const apiRule = (match: Record<string, unknown>) =>
+  base({ rules: [{ name: "api", type: "global", match, upstream: "website" }, app] });
+
+Deno.test("parseRules(): a regex whose \\? sits in an optional group matches, so it is accepted", async (t) => {
+  // nginx/Envoy habit "query allowed or not": the group is optional, so the regex matches the
+  // bare path the router sees; ddaecae refused these.
+  for (
+    const [path, url] of [
+      ["^/api/users(\\?.*)?$", "https://app.example.com/api/users?page=2"],
+      ["^/search/?(\\?.*)?$", "https://app.example.com/search/?q=x"],
+      ["^/page(?:\\?p=\\d+)?$", "https://app.example.com/page?p=3"],
+      ["^x?/api", "https://app.example.com/api"],
+    ]
+  ) {
+    await t.step(path, async () => {
+      assert.equal(await ruleFor(apiRule({ path }), "GET", url), "api");
+    });
+  }
+});
+
+Deno.test("parseRules(): an unanchored IPv6 literal matches [::1], so it is no port and is accepted", async (t) => {
+  for (
+    const [host, url] of [["::1", "http://[::1]:8080/"], ["2001:db8::1", "http://[2001:db8::1]/"]]
+  ) {
+    await t.step(host, async () => {
+      assert.equal(await ruleFor(apiRule({ host }), "GET", url), "api");
+    });
+  }
+});

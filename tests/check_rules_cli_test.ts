@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { runCli, runTask } from "./_cli.ts";
+import { parseRules } from "../lib/load_rules.ts";
 
 const FIXTURES = "tests/fixtures/rules";
 
@@ -153,4 +154,65 @@ Deno.test("check-rules exits 2 on a usage error", async () => {
   const { code, stderr } = await checkRules("--bogus");
   assert.match(stderr, /^Unknown option '--bogus'/);
   assert.equal(code, 2);
+});
+
+Deno.test("--placeholder-env: check-rules and explain accept what start-up accepts (in CI it needs no secrets)", async (t) => {
+  // A host and a path prefix from the environment, as deployments write them: the placeholder
+  // (http://NAME.invalid) in a regex is no real value, so no check reads its text.
+  const rules = {
+    regions: { au: { origin: "${AU_ORIGIN}" }, us: { origin: "${US_ORIGIN}" } },
+    upstreams: { admin: { origin: "${ADMIN_ORIGIN}" } },
+    default_region: "us",
+    rules: [
+      { name: "admin", type: "global", match: { host: "^${ADMIN_HOST}$" }, upstream: "admin" },
+      {
+        name: "tenant",
+        type: "regional",
+        match: { path: "^/${TENANT}/(?<region>[a-z]+)/" },
+        region_from: { path_group: "region" },
+      },
+      {
+        name: "tenant-api",
+        type: "global",
+        match: { path: "^/${TENANT}/api/" },
+        upstream: "admin",
+      },
+      { name: "app", type: "regional" },
+    ],
+  };
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/rules.json`;
+    await Deno.writeTextFile(path, JSON.stringify(rules));
+    await t.step("start-up accepts it with the production environment", () => {
+      const production: Record<string, string> = {
+        AU_ORIGIN: "http://au.internal",
+        US_ORIGIN: "http://us.internal",
+        ADMIN_ORIGIN: "http://admin.internal",
+        ADMIN_HOST: "admin\\.example\\.com",
+        TENANT: "acme",
+      };
+      const config = parseRules(JSON.stringify(rules), { env: (n) => production[n] });
+      assert.equal(config.rules.length, 4);
+    });
+    await t.step("check-rules --placeholder-env accepts it too", async () => {
+      const { code, stdout, stderr } = await checkRules(path, "--placeholder-env");
+      assert.equal(stderr, "");
+      assert.match(stdout, /: 4 rules OK \(placeholders for /);
+      assert.equal(code, 0);
+    });
+    await t.step("explain --placeholder-env explains a request under it", async () => {
+      const { code, stderr } = await runCli("bin/explain.ts", [
+        "GET",
+        "https://app.example.com/",
+        "--rules",
+        path,
+        "--placeholder-env",
+      ]);
+      assert.equal(stderr, "");
+      assert.equal(code, 0);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
