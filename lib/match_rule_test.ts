@@ -144,7 +144,7 @@ Deno.test("rule bypass: multipart field names are read as the app reads them, qu
     ['form-data; name="action"; x="; name=zzz"', "app"],
     ['form-data; name="action"; x="; filename=y"', "app"], // a parameter no browser writes
     ["form-data; name*=UTF-8''action", "app"], // RFC 2231, which PHP does not read: no name to it
-    ['form-data; NAME="action"', "login"],
+    ['form-data; NAME="action"', "app"], // no name to Rack 3.1, which reads keys case-sensitively
     ['form-data; name="action"; filename="a.txt"', "app"], // a file is no field
   ];
   for (const [disposition, expected] of cases) {

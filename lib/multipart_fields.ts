@@ -31,6 +31,12 @@ function pythonBase64(raw: Uint8Array): Uint8Array | undefined {
   return Buffer.from(text, "base64");
 }
 
+/**
+ * A copy that stands for "other apps read no such field here": a lone surrogate, which no decoded
+ * value and no rules-file value is, so it agrees with none.
+ */
+export const READ_OTHERWISE = "\uD800";
+
 /** UTF-8 that keeps a leading U+FEFF, as Python's "utf-8" codec and PHP do. */
 export const UTF8_KEEP_BOM = new TextDecoder("utf-8", { ignoreBOM: true });
 
@@ -55,6 +61,9 @@ export function multipartFields(
     parser = Busboy({
       headers: { "content-type": contentType },
       isPartAFile: () => true,
+      // The filename as sent: busboy's basename made `..` and `x/` empty, a field to the edge
+      // where PHP and Rack read a file.
+      preservePath: true,
       limits: { parts: MAX_FORM_FIELDS, files: MAX_FORM_FIELDS },
     });
   } catch {
@@ -76,9 +85,7 @@ export function multipartFields(
       ) => {
         // A body cut off inside a part errors this stream; unheard, the error would be uncaught.
         stream.on("error", broken);
-        // Django reads a part with an empty filename as a field; PHP and Rack as a missing file.
-        // Counted as a field copy, the every-copy rule fails closed on the difference. A part
-        // without a name (framedPlainly refuses one) is nobody's field.
+        // A part without a name (framedPlainly refuses one) is nobody's field.
         if (filename || name === undefined) return void stream.resume(); // a file, not a field
         const chunks: Uint8Array[] = [];
         stream.on("data", (chunk: Uint8Array) => void chunks.push(chunk));
@@ -94,6 +101,9 @@ export function multipartFields(
             const text = UTF8_KEEP_BOM.decode(decoded);
             if (text !== values[0]) values.push(text);
           }
+          // Django reads a part with an empty filename as a field, PHP and Rack as no file sent:
+          // a copy no other app agrees on, so a rule or region choice reading it fails closed.
+          if (filename === "") values.push(READ_OTHERWISE);
           const copies = fields.get(name);
           if (copies) copies.push(...values); // not a copy per copy: 20,000 copies fit in 1 MiB
           else fields.set(name, values);
@@ -127,11 +137,17 @@ const MAX_PART_HEADER_BYTES = 8 * 1024;
 const TOKEN = "[!#$%&*+.^_`|~0-9A-Za-z-]+";
 /** A quoted value every reader ends at the same `"`: no backslash (Rack unescapes), no line break. */
 const QUOTED = '"[^"\\\\\\r\\n]*"';
+/** A token with `'` too, which .NET leaves unquoted (`filename=O'Brien.pdf`). */
+const FILENAME_TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
 /** RFC 8187's `filename*=UTF-8''a.txt`. */
 const EXT_VALUE = "[A-Za-z0-9-]+'[A-Za-z0-9-]*'[!#$&+.^_`|~0-9A-Za-z%-]+";
+/**
+ * In lower case, as every client writes it: Rack 3.1 reads the keys case-sensitively (`NAME=` is
+ * no name to it, `FILENAME=` no file), busboy, PHP and Django in any case. A filename may be a
+ * token with `'` (.NET writes `filename=O'Brien.pdf` unquoted): see {@linkcode plainDisposition}.
+ */
 const PLAIN_DISPOSITION = new RegExp(
-  `^[ \\t]*form-data(?:;[ \\t]*(?:(?:name|filename)=(?:${TOKEN}|${QUOTED})|filename\\*=${EXT_VALUE}))+[ \\t]*$`,
-  "i",
+  `^[ \\t]*form-data(?:;[ \\t]*(?:name=(?:${TOKEN}|${QUOTED})|filename=(?:${FILENAME_TOKEN}|${QUOTED})|filename\\*=${EXT_VALUE}))+[ \\t]*$`,
 );
 
 /**
@@ -142,12 +158,17 @@ const PLAIN_DISPOSITION = new RegExp(
  * token or a quoted string without `\` (Rack unescapes it) and without the text `name=` (Rack's
  * regex finds `; name=` inside quotes, and Rack 2.0's any `name=` after a space); exactly one
  * `name` (`name*=` is no name to PHP) and `filename*` only beside `filename` (PHP knows only that).
+ * PHP reads a `'` in a token as a quote that hides what follows: allowed in a filename after the
+ * name, where it hides no more than a `filename*`.
  */
 function plainDisposition(value: string): boolean {
   if (!PLAIN_DISPOSITION.test(value)) return false;
   for (const [quoted] of value.matchAll(/"[^"]*"/g)) if (/name=/i.test(quoted)) return false;
-  const keys = [...value.matchAll(/;[ \t]*(name|filename\*?)=/gi)].map((m) => m[1].toLowerCase());
+  const keys = [...value.matchAll(/;[ \t]*(name|filename\*?)=/g)].map((m) => m[1]);
   const count = (key: string) => keys.filter((k) => k === key).length;
+  if (/;[ \t]*filename=[^";]*'/.test(value) && keys.indexOf("name") > keys.indexOf("filename")) {
+    return false;
+  }
   return count("name") === 1 && count("filename") <= 1 &&
     count("filename*") <= count("filename");
 }
