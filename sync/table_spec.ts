@@ -66,6 +66,25 @@ export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
+/**
+ * The column's type and every type it stands on, through domains (to their base), array elements
+ * and range or multirange subtypes (those and the types below them `inside`), as a `walk(oid,
+ * inside, depth)` the query after it reads; `a` is the column's pg_attribute row.
+ */
+const THROUGH_ELEMENTS = `WITH RECURSIVE walk(oid, inside, depth) AS (
+  SELECT a.atttypid, false, 0
+  UNION ALL
+  SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype
+           WHEN t.typtype IN ('r', 'm') THEN (SELECT r.rngsubtype FROM pg_range r
+             WHERE r.rngtypid = t.oid OR (to_jsonb(r)->>'rngmultitypid')::oid = t.oid
+             LIMIT 1)
+           ELSE t.typelem END,
+    w.inside OR t.typtype <> 'd', w.depth + 1
+  FROM walk w JOIN pg_type t ON t.oid = w.oid
+  WHERE w.depth < 16
+    AND (t.typtype IN ('d', 'r', 'm') OR (t.typcategory = 'A' AND t.typelem <> 0))
+)`;
+
 async function readShape(sql: postgres.Sql, table: string): Promise<Shape | undefined> {
   const [schema, relation] = table.split(".");
   const rows = await sql<
@@ -96,19 +115,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
            base.name AS base_type,
            -- An enum's labels in order, through domains, array elements and range subtypes:
            -- the enum orders a key of lvl[] or a range over lvl as it orders lvl.
-           (WITH RECURSIVE walk(oid, depth) AS (
-              SELECT a.atttypid, 0
-              UNION ALL
-              SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype
-                       WHEN t.typtype IN ('r', 'm') THEN (SELECT r.rngsubtype FROM pg_range r
-                         WHERE r.rngtypid = t.oid OR (to_jsonb(r)->>'rngmultitypid')::oid = t.oid
-                         LIMIT 1)
-                       ELSE t.typelem END,
-                w.depth + 1
-              FROM walk w JOIN pg_type t ON t.oid = w.oid
-              WHERE w.depth < 16
-                AND (t.typtype IN ('d', 'r', 'm') OR (t.typcategory = 'A' AND t.typelem <> 0))
-            )
+           (${sql.unsafe(THROUGH_ELEMENTS)}
             SELECT json_agg(e.enumlabel::text ORDER BY w.depth, e.enumsortorder)
             FROM walk w JOIN pg_enum e ON e.enumtypid = w.oid) AS enum_labels,
            -- What the type stands for beyond its name (see Shape): domains' bases with their
@@ -153,19 +160,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
               END, '; ' ORDER BY w.depth)
             FROM walk w JOIN pg_type t ON t.oid = w.oid) AS definition,
            -- Through domains, array elements and range subtypes (the latter "inside").
-           (WITH RECURSIVE walk(oid, inside, depth) AS (
-              SELECT a.atttypid, false, 0
-              UNION ALL
-              SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype
-                       WHEN t.typtype IN ('r', 'm') THEN (SELECT r.rngsubtype FROM pg_range r
-                         WHERE r.rngtypid = t.oid OR (to_jsonb(r)->>'rngmultitypid')::oid = t.oid
-                         LIMIT 1)
-                       ELSE t.typelem END,
-                w.inside OR t.typtype <> 'd', w.depth + 1
-              FROM walk w JOIN pg_type t ON t.oid = w.oid
-              WHERE w.depth < 16
-                AND (t.typtype IN ('d', 'r', 'm') OR (t.typcategory = 'A' AND t.typelem <> 0))
-            )
+           (${sql.unsafe(THROUGH_ELEMENTS)}
             -- Built-in types by their schema (a domain app.jsonb over int is no jsonb); citext
             -- by name, as an extension installs it in any schema. Unbounded bpchar keeps the
             -- trailing blanks its equality ignores, and prints them inside an array or range.
