@@ -11,9 +11,16 @@ export interface RulesEnv {
   placeholders: string[];
 }
 
-/** The value used for a missing variable under `--placeholder-env`: an origin that never resolves. */
-export function placeholderValue(name: string): string {
-  return `http://${name}.invalid`;
+/**
+ * The value used for a missing variable under `--placeholder-env`: in an `origin` or a redirect
+ * `location`, an origin that never resolves; elsewhere a token (`PLACEHOLDER_NAME`) that every
+ * other field takes, a pin cookie or header name, a method, a secret or an OCAP key.
+ */
+export function placeholderValue(name: string, at: readonly PropertyKey[] = ["origin"]): string {
+  const field = at.at(-1);
+  return field === "origin" || field === "location"
+    ? `http://${name}.invalid`
+    : `PLACEHOLDER_${name}`;
 }
 
 /**
@@ -27,12 +34,12 @@ export async function rulesEnv(
 ): Promise<RulesEnv> {
   const fromFile = options.envFile === undefined ? {} : await readEnvFile(options.envFile);
   const placeholders: string[] = [];
-  const lookup: EnvLookup = (name) => {
+  const lookup: EnvLookup = (name, at) => {
     const value = Deno.env.get(name) ??
       (Object.hasOwn(fromFile, name) ? fromFile[name] : undefined);
     if (value !== undefined || !options.placeholder) return value;
     if (!placeholders.includes(name)) placeholders.push(name);
-    return placeholderValue(name);
+    return placeholderValue(name, at);
   };
   return { lookup, placeholders };
 }

@@ -8,7 +8,7 @@ Deno.test("rulesEnv() prefers the environment, then the env file, then a placeho
     await Deno.writeTextFile(file, "VESTIBULE_T_SHELL=file\nVESTIBULE_T_FILE='from file'\n");
     Deno.env.set("VESTIBULE_T_SHELL", "shell");
     const env = await rulesEnv({ envFile: file, placeholder: true });
-    assert.deepEqual(names.map(env.lookup), [
+    assert.deepEqual(names.map((name) => env.lookup(name)), [
       "shell",
       "from file",
       "http://VESTIBULE_T_MISSING.invalid",

@@ -485,7 +485,8 @@ function compileMatch(
     // text only where that is sound: a regex with alternation, a class or a lookaround may match
     // otherwise (`^(?!.*//)/api/` does; a text check of 9be8538 refused it and was reverted).
     if (plainRegex(input.path) && !fromEnvironment(input.path)) {
-      if (/^\^[\w%~-](?![?*{])/.test(input.path)) {
+      // `^` then a letter, digit, `%`, `~`, `-`, an escaped punctuation mark or `$`, unquantified.
+      if (/^\^(?:[\w%~-]|\\[^\w/\s]|\$)(?![?*{])/.test(input.path)) {
         fail("match.path: paths start with /, so ^ must be followed by one");
       }
       if (/(?<!\\)(?:\\\\)*\\\?(?![?*{])/.test(input.path)) {
@@ -500,10 +501,10 @@ function compileMatch(
     match.path = compileRegex(input.path, "match.path", fail);
   }
   if (input.host !== undefined) {
-    // (An IPv6 literal ends in `:1` too: a second colon before the last is no port.)
+    // (An IPv6 literal ends in `:1` too: a colon before the last is no port, unless after `]`.)
     if (
       plainRegex(input.host) && !fromEnvironment(input.host) &&
-      (input.host.includes("://") || /^[^:]*:\d+\$?$/.test(input.host))
+      (input.host.includes("://") || /(?:^[^:]*|\\\]):(?:\d+|\\d[+*]?)\$?$/.test(input.host))
     ) {
       fail("match.host: hosts are matched without scheme or port");
     }
@@ -574,7 +575,7 @@ function isCatchAll(match: MatchInput | undefined): boolean {
  * text (`//`, a leading `^api`), so a check may read that off the text. (`(\?.*)?` is optional.)
  */
 function plainRegex(source: string): boolean {
-  return !/[|[(]/.test(source);
+  return !/[|[(]/.test(source.replace(/\\./g, "")); // `\[` is a bracket, no class
 }
 
 /** The regex's named groups, as the regex itself has them (not text that looks like one). */

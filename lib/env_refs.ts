@@ -3,8 +3,11 @@ import { issueField } from "./config_issues.ts";
 
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
-/** Reads one environment variable; `Deno.env.get` in production, a plain object in tests. */
-export type EnvLookup = (name: string) => string | undefined;
+/**
+ * Reads one environment variable; `Deno.env.get` in production, a plain object in tests. `at`
+ * is where the rules file uses it (`check-rules --placeholder-env` makes up a value to suit).
+ */
+export type EnvLookup = (name: string, at?: readonly PropertyKey[]) => string | undefined;
 
 /**
  * Returns a copy of `value` with every `${NAME}` in its strings replaced by the variable's value.
@@ -34,7 +37,7 @@ export function substituteEnv(
     }
     if (!value.includes("${")) return value;
     const substituted = value.replace(ENV_REF, (_, name: string) => {
-      const found = env(name);
+      const found = env(name, path);
       if (found === undefined || found === "") {
         throw new ReferenceError(
           `Cannot read rules: environment variable "${name}" is ${

@@ -1083,3 +1083,38 @@ Deno.test("parseRules(): an unanchored IPv6 literal matches [::1], so it is no p
     });
   }
 });
+
+Deno.test("parseRules(): a plain regex the README says start-up refuses is refused or matches", async (t) => {
+  // README: in a regex without alternation, classes or groups, start-up refuses `//`, `\?` and
+  // `^` followed by a letter, digit, `%`, `~`, `-`, an escaped punctuation mark or `$`, and a
+  // host with a scheme or port.
+  const cases: [string, Record<string, string>, string][] = [
+    [
+      "a path starting ^ with an escaped character, not /",
+      { path: "^\\.well-known/acme-challenge/" },
+      "https://app.example.com/.well-known/acme-challenge/token",
+    ],
+    ["a path of only ^$", { path: "^$" }, "https://app.example.com/"],
+    ["an IPv6 host with a port", { host: "^\\[::1\\]:8080$" }, "http://[::1]:8080/"],
+    [
+      "a host with a port written as \\d+",
+      { host: "^app\\.example\\.com:\\d+$" },
+      "http://app.example.com:8000/",
+    ],
+  ];
+  for (const [what, match, url] of cases) {
+    await t.step(what, async () => {
+      let chosen: string | undefined = "(refused at start-up)";
+      try {
+        chosen = await ruleFor(apiRule(match), "GET", url);
+      } catch (error) {
+        assert.ok(error instanceof RulesError, String(error));
+        assert.match(error.message, /rule "api" \(rules\[0\]\): match\.(path|host)/);
+      }
+      assert.ok(
+        chosen === "(refused at start-up)" || chosen === "api",
+        `accepted, and ${url} goes to rule "${chosen}"`,
+      );
+    });
+  }
+});

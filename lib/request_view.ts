@@ -167,14 +167,15 @@ function routable(host: string): boolean {
  * Refuses a method the router cannot route and forward as it came (`HttpError` 400 or 405).
  * nginx's rule for a method: upper-case letters, `_` and `-`. Matching and forwarding must see the
  * same method, and `fetch` upper-cases `post` but sends `patch` as it is, so `post` would skip a
- * `POST` rule yet reach the app as a POST. TRACE and TRACK `fetch` refuses to send (CONNECT
- * Deno.serve refuses itself): they are the client's error, not a failing upstream.
+ * `POST` rule yet reach the app as a POST. TRACE, TRACK and CONNECT `fetch` refuses to send
+ * (Deno.serve refuses only an origin-form CONNECT itself; `CONNECT host:443`, an open-proxy
+ * probe, reaches the router): they are the client's error, not a failing upstream.
  */
 export function checkMethod(method: string): void {
   if (!METHOD.test(method)) {
     throw new HttpError(400, "bad_method", "The method must be upper-case letters, _ or -");
   }
-  if (method === "TRACE" || method === "TRACK") {
+  if (method === "TRACE" || method === "TRACK" || method === "CONNECT") {
     // As nginx answers, without the `Allow` list RFC 9110 asks of a 405: only the app knows it,
     // and a 5xx would count a scanner's probes as vestibule's failures.
     throw new HttpError(405, "method_not_allowed", `vestibule does not forward ${method}`);

@@ -216,3 +216,40 @@ Deno.test("--placeholder-env: check-rules and explain accept what start-up accep
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("--placeholder-env: a placeholder suits the field, so check-rules refuses no file start-up accepts", async (t) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const regions = { us: { origin: "${US_ORIGIN}" } };
+    const app = { name: "app", type: "regional" };
+    // Each a `${NAME}` where a deploy sets a name, not an origin: http://NAME.invalid failed the
+    // cookie-name pattern, the header-name check and the method check.
+    const files: [string, Record<string, unknown>, Record<string, string>][] = [
+      ["pin.cookie", { pin: { cookie: "${PIN_COOKIE}" } }, { PIN_COOKIE: "vregion" }],
+      [
+        "geo.header",
+        { geo: { header: "${GEO_HEADER}", countries: { US: "us" } } },
+        { GEO_HEADER: "cf-ipcountry" },
+      ],
+      [
+        "match.methods",
+        { rules: [{ name: "w", type: "regional", match: { methods: ["${WRITE}"] } }, app] },
+        { WRITE: "POST" },
+      ],
+    ];
+    for (const [what, extra, values] of files) {
+      await t.step(what, async () => {
+        const file = { regions, default_region: "us", rules: [app], ...extra };
+        const env: Record<string, string> = { US_ORIGIN: "http://us.internal", ...values };
+        parseRules(JSON.stringify(file), { env: (name) => env[name] });
+        const path = `${dir}/${what}.json`;
+        await Deno.writeTextFile(path, JSON.stringify(file));
+        const { code, stdout, stderr } = await checkRules(path, "--placeholder-env");
+        assert.equal(stderr, "", stdout);
+        assert.equal(code, 0);
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

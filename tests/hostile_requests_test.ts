@@ -56,6 +56,17 @@ Deno.test("5xx inflation: methods fetch cannot send are the client's error (400/
         assert.doesNotMatch(lines.at(-1)!, /upstream_unavailable/);
       });
     }
+    // An open-proxy probe: Deno.serve refuses only an origin-form CONNECT itself.
+    await t.step("CONNECT app.example.com:443", async () => {
+      const answer = await rawRequest(
+        edge.port,
+        "CONNECT app.example.com:443 HTTP/1.1\r\nHost: app.example.com:443\r\n" +
+          "Accept: application/json\r\nConnection: close\r\n\r\n",
+      );
+      assert.equal(answer.split("\r\n")[0].split(" ")[1], "405", answer);
+      assert.doesNotMatch(lines.at(-1)!, /upstream_unavailable/);
+    });
+    assert.equal(up.received.filter((r) => r.method !== "M-SEARCH").length, 0);
   } finally {
     await Promise.all([edge.close(), up.close()]);
   }
