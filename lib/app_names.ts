@@ -73,9 +73,14 @@ export function fieldValuesAsAppsRead(fields: Map<string, string[]>, name: strin
   return values;
 }
 
-/** Whether some framework files parameter `key` under `name`: as sent, or as PHP or Rack 2 read it. */
+/**
+ * Whether some framework files parameter `key` under `name`: as sent, as PHP or Rack 2 read it,
+ * or as Tomcat names a multipart field (Java's `trim()`: every character up to U+0020 off both
+ * ends, so `"action "` is Spring's `action`).
+ */
 export function filedUnder(key: string, name: string): boolean {
-  return key === name || phpFieldName(key) === name || rackParamName(key) === name;
+  return key === name || phpFieldName(key) === name || rackParamName(key) === name ||
+    key.replace(/^[\x00-\x20]+|[\x00-\x20]+$/g, "") === name;
 }
 
 /**

@@ -66,6 +66,8 @@ async function bodyCopies(
   const { headers } = ctx;
   // GET and HEAD carry none (the router refuses a body on them before this).
   if (ctx.method === "GET" || ctx.method === "HEAD") return [];
+  // Express inflates a gzip body before it reads one: its raw bytes are not what the app reads.
+  if (ctx.body.encoded) return undefined;
   const length = headers.get("content-length");
   if (length !== null && Number(length) > ctx.config.bodyLimitBytes) return undefined;
   const type = headers.get("content-type")?.trim() || null; // an empty one is none, as in Rack

@@ -381,12 +381,17 @@ Deno.test("formatExplanation() describes pinned, geo-assumed, default and broadc
     assert.match(out, /^Headers forwarded: \(none\)$/m);
   });
   await t.step("broadcast", async () => {
-    const out = await text({}, "POST", "/graphql", '{"operationName":"Signup"}');
+    const json = { "content-type": "application/json" };
+    const out = await text(json, "POST", "/graphql", '{"operationName":"Signup"}');
     assert.match(out, /^Rule: signup \(broadcast, rules\[3\]\)$/m);
     assert.match(out, /^Regions: au, us \(broadcast to all regions\)$/m);
     assert.match(out, /^Each region receives:$/m);
-    assert.match(out, /^ {2}Headers forwarded: \(none\)$/m, "no invented Content-Type");
+    assert.match(out, /^ {2}Headers forwarded: content-type$/m);
     assert.match(out, /^Sends to: region "us" at http:\/\/us\.test:8002$/m);
+  });
+  await t.step("a body without a Content-Type gets none invented", async () => {
+    const out = await text({}, "POST", "/x", '{"operationName":"Signup"}');
+    assert.match(out, /^Headers forwarded: \(none\)$/m, "no invented Content-Type");
   });
 });
 

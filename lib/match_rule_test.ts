@@ -101,12 +101,15 @@ Deno.test("findRule() body matchers: json subset, form fields, regex; bad bodies
     body,
     headers: type ? { "content-type": type } : undefined,
   });
+  const json = "application/json";
   assert.equal(
-    await winner(table, "/", post('{"op":"Join","vars":{"code":"A","x":1},"y":2}')),
+    await winner(table, "/", post('{"op":"Join","vars":{"code":"A","x":1},"y":2}', json)),
     "json",
   );
-  assert.equal(await winner(table, "/", post('{"op":"Join","vars":{"code":"B"}}')), "app");
-  assert.equal(await winner(table, "/", post('{"op":"Join",')), "app");
+  // Sent as text/plain (fetch's default for a string), it is JSON to no framework's parser.
+  assert.equal(await winner(table, "/", post('{"op":"Join","vars":{"code":"A"}}')), "app");
+  assert.equal(await winner(table, "/", post('{"op":"Join","vars":{"code":"B"}}', json)), "app");
+  assert.equal(await winner(table, "/", post('{"op":"Join",', json)), "app");
   assert.equal(
     await winner(table, "/", post("action=reset&x=1", "application/x-www-form-urlencoded")),
     "form",

@@ -148,6 +148,15 @@ export class BufferedBody {
     private readonly timeoutMs?: number,
   ) {}
 
+  /**
+   * Whether the body is sent with a `Content-Encoding` (other than `identity`): Express inflates
+   * gzip and deflate before it reads a form, so matchers read no such body as text, form or JSON.
+   */
+  get encoded(): boolean {
+    const coding = this.request.headers.get("content-encoding")?.trim().toLowerCase();
+    return coding !== undefined && coding !== "" && coding !== "identity";
+  }
+
   /** Whether the body has been (or is being) read; then it must be replayed from `bytes()`. */
   get consumed(): boolean {
     return this.#bytes !== undefined;
@@ -181,18 +190,17 @@ export class BufferedBody {
     return this.#text;
   }
 
-  /** The parsed JSON body, or `undefined` when it is not JSON: a bad body is no match, not a crash. */
+  /**
+   * The parsed JSON body, or `undefined` when it is not JSON every app parses alike (see
+   * {@linkcode strictJson}): a bad body is no match, not a crash.
+   */
   async json(): Promise<unknown> {
     if (this.#json === undefined) {
       // A body that cannot be read is an error, not "not JSON". JSON is UTF-8 (RFC 8259 §8.1).
-      const text = new TextDecoder().decode(await this.bytes());
-      try {
-        this.#json = declaresUtf8(this.request.headers.get("content-type") ?? "")
-          ? { value: JSON.parse(text) }
-          : null;
-      } catch {
-        this.#json = null;
-      }
+      const bytes = await this.bytes();
+      const plain = !this.encoded &&
+        declaresUtf8(this.request.headers.get("content-type") ?? "");
+      this.#json = plain ? strictJson(bytes) : null;
     }
     return this.#json?.value;
   }
@@ -206,9 +214,13 @@ export class BufferedBody {
     const type = this.request.headers.get("content-type")?.trim() || null;
     const bytes = await this.bytes();
     // Only a type every app reads as this form: `multipart/form-datax` is none to PHP, Rack and
-    // Django, `…-urlencoded; x=a+json` JSON to Laravel, and the app then reads the query instead.
+    // Django, `…-urlencoded; x=a+json` JSON to Laravel, `…-urlencoded x` (cut at the space by PHP
+    // alone) none to Rack, Django, Tomcat and Express, and the app then reads the query instead.
     const readings = bodyReadings(type, this.request.method);
-    if (readings === undefined || type === null || !declaresUtf8(type)) return undefined;
+    if (readings === undefined || type === null || !declaresUtf8(type) || this.encoded) {
+      return undefined;
+    }
+    if (type.split(";", 1)[0].trim().toLowerCase() !== readings.media) return undefined;
     let fields: Map<string, string[]> | undefined;
     if (readings.media === "application/x-www-form-urlencoded") {
       const params = urlencodedParams(bytes);
@@ -254,4 +266,51 @@ export function occursAtLeast(text: string, char: string, count: number): boolea
     if (++seen >= count) return true;
   }
   return false;
+}
+
+/** json_decode's default depth, which Laravel's input() uses: deeper JSON is none to it. */
+const MAX_JSON_DEPTH = 512;
+
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * `bytes` parsed as JSON when PHP's `json_decode` (Laravel's `input()`) would parse it too, else
+ * `null`: it refuses a leading byte order mark, bytes that are not UTF-8, an escaped surrogate
+ * without its pair, and nesting deeper than 512, where `JSON.parse` after a lenient decode takes
+ * them and Laravel would read the query instead.
+ */
+export function strictJson(bytes: Uint8Array): { value: unknown } | null {
+  let text: string;
+  try {
+    text = STRICT_UTF8.decode(bytes); // a leading BOM stays, and JSON.parse refuses it
+  } catch {
+    return null;
+  }
+  if (LONE_SURROGATE_ESCAPE.test(text) || jsonDepth(text) > MAX_JSON_DEPTH) return null;
+  try {
+    return { value: JSON.parse(text) };
+  } catch {
+    return null;
+  }
+}
+
+/** `\uD800`–`\uDBFF` not followed by a low one, or a low one not after a high one. */
+const LONE_SURROGATE_ESCAPE =
+  /\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}/;
+
+/** The deepest nesting of arrays and objects in JSON text, strings skipped. */
+function jsonDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // `\`: the next character is escaped
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) deepest = Math.max(deepest, ++depth);
+    else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return deepest;
 }
