@@ -80,7 +80,13 @@ export function fieldValuesAsAppsRead(fields: Map<string, string[]>, name: strin
  */
 export function filedUnder(key: string, name: string): boolean {
   return key === name || phpFieldName(key) === name || rackParamName(key) === name ||
-    key.replace(/^[\x00-\x20]+|[\x00-\x20]+$/g, "") === name;
+    javaTrim(key) === name;
+}
+
+/** Java's `String.trim()`: every character up to U+0020 off both ends, control ones included. */
+function javaTrim(text: string): string {
+  // deno-lint-ignore no-control-regex -- the control characters are what Java trims
+  return text.replace(/^[\x00-\x20]+|[\x00-\x20]+$/g, "");
 }
 
 /**
