@@ -13,14 +13,15 @@ export interface RulesEnv {
 
 /**
  * The value used for a missing variable under `--placeholder-env`: in an `origin` or a redirect
- * `location`, an origin that never resolves; elsewhere a token (`PLACEHOLDER_NAME`) that every
- * other field takes, a pin cookie or header name, a method, a secret or an OCAP key.
+ * `location`, an origin that never resolves; in a `path`, `/PLACEHOLDER_VALUE_OF_NAME`; elsewhere
+ * that token without the `/`, which a pin cookie or header name, a method, a secret and an OCAP
+ * key (16 characters or more) all take.
  */
 export function placeholderValue(name: string, at: readonly PropertyKey[] = ["origin"]): string {
   const field = at.at(-1);
-  return field === "origin" || field === "location"
-    ? `http://${name}.invalid`
-    : `PLACEHOLDER_${name}`;
+  if (field === "origin" || field === "location") return `http://${name}.invalid`;
+  const token = `PLACEHOLDER_VALUE_OF_${name}`;
+  return field === "path" ? `/${token}` : token;
 }
 
 /**

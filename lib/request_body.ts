@@ -268,15 +268,18 @@ export function occursAtLeast(text: string, char: string, count: number): boolea
   return false;
 }
 
-/** json_decode's default depth, which Laravel's input() uses: deeper JSON is none to it. */
-const MAX_JSON_DEPTH = 512;
+/**
+ * The deepest nesting json_decode takes at its default depth of 512, which Laravel's input()
+ * uses: the parser counts from 1, so 511 levels (php.net: depth 3 refuses 3 levels).
+ */
+const MAX_JSON_DEPTH = 511;
 
 const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * `bytes` parsed as JSON when PHP's `json_decode` (Laravel's `input()`) would parse it too, else
  * `null`: it refuses a leading byte order mark, bytes that are not UTF-8, an escaped surrogate
- * without its pair, and nesting deeper than 512, where `JSON.parse` after a lenient decode takes
+ * without its pair, and nesting deeper than 511, where `JSON.parse` after a lenient decode takes
  * them and Laravel would read the query instead.
  */
 export function strictJson(bytes: Uint8Array): { value: unknown } | null {
@@ -286,17 +289,25 @@ export function strictJson(bytes: Uint8Array): { value: unknown } | null {
   } catch {
     return null;
   }
-  if (LONE_SURROGATE_ESCAPE.test(text) || jsonDepth(text) > MAX_JSON_DEPTH) return null;
+  if (jsonDepth(text) > MAX_JSON_DEPTH) return null;
+  let value: unknown;
   try {
-    return { value: JSON.parse(text) };
+    value = JSON.parse(text);
   } catch {
     return null;
   }
+  // The text is valid UTF-8, so a surrogate in what it parsed to came from an escape; a pair makes
+  // one character, a lone one leaves a string that is not well formed.
+  return wellFormed(value) ? { value } : null;
 }
 
-/** `\uD800`–`\uDBFF` not followed by a low one, or a low one not after a high one. */
-const LONE_SURROGATE_ESCAPE =
-  /\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}/;
+/** Whether every string in a parsed JSON value, keys included, is well-formed UTF-16. */
+function wellFormed(value: unknown): boolean {
+  if (typeof value === "string") return value.isWellFormed();
+  if (value === null || typeof value !== "object") return true;
+  if (Array.isArray(value)) return value.every(wellFormed);
+  return Object.entries(value).every(([key, item]) => key.isWellFormed() && wellFormed(item));
+}
 
 /** The deepest nesting of arrays and objects in JSON text, strings skipped. */
 function jsonDepth(text: string): number {

@@ -216,3 +216,165 @@ Deno.test("rule confusion: a form matcher does not match a Content-Type that is 
     await edge.close();
   }
 });
+
+/**
+ * The shipped rules.json's signup rule (a broadcast on a json matcher) over two regions. `post`
+ * sends a body as a GraphQL client does and returns how many regions received it.
+ */
+function startSignupEdge() {
+  const au = startUpstream(() => Response.json({ data: { signup: { ok: true } } }));
+  // One owner: two successes would be 502 broadcast_ambiguous.
+  const us = startUpstream(() => Response.json({ data: { signup: { ok: false } } }));
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "signup",
+        type: "broadcast",
+        match: {
+          methods: ["POST"],
+          path: "^/graphql$",
+          body: { json: { operationName: "Signup" } },
+        },
+        success: { status: "2xx", json: { path: "data.signup.ok", equals: true } },
+      },
+      { name: "app", type: "regional" },
+    ],
+  });
+  return {
+    async post(body: string): Promise<number> {
+      const before = au.received.length + us.received.length;
+      const res = await fetch(`${edge.url}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      await res.body?.cancel();
+      assert.equal(res.status, 200);
+      return au.received.length + us.received.length - before;
+    },
+    close: () => Promise.all([edge.close(), au.close(), us.close()]),
+  };
+}
+
+Deno.test("json matcher: valid JSON that json_decode and JSON.parse both read is not refused", async (t) => {
+  const edge = startSignupEdge();
+  try {
+    // Python: requests.post(url, json={..., "variables": {"meta": json.dumps({"e": "😀"})}});
+    // json.dumps escapes non-ASCII (ensure_ascii), so the inner JSON's emoji is \ud83d\ude00,
+    // and the outer dumps escapes its backslashes: the body holds the text \\ud83d\\ude00.
+    await t.step("a string holding JSON-encoded emoji (\\\\ud83d\\\\ude00)", async () => {
+      const meta = '{"e": "\\ud83d\\ude00"}'; // the inner text Python sends: one \ each
+      const body = JSON.stringify({ operationName: "Signup", variables: { meta } });
+      assert.ok(body.includes("\\\\ud83d\\\\ude00"));
+      assert.equal(await edge.post(body), 2, "the Signup mutation is broadcast to both regions");
+    });
+    await t.step("a literal backslash-u text (C:\\\\udc01)", async () => {
+      const body = JSON.stringify({ operationName: "Signup", variables: { path: "C:\\udc01" } });
+      assert.equal(await edge.post(body), 2, "the Signup mutation is broadcast to both regions");
+    });
+  } finally {
+    await edge.close();
+  }
+});
+
+/** An edge whose `public` rule matches {"action":"view"}; `matched` says whether it did. */
+function startJsonActionEdge() {
+  const pub = startUpstream();
+  const app = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: app.url } },
+    upstreams: { public: { origin: pub.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "public",
+        type: "global",
+        upstream: "public",
+        match: { methods: ["POST"], path: "^/act$", body: { json: { action: "view" } } },
+      },
+      { name: "app", type: "regional" },
+    ],
+  });
+  return {
+    async matched(body: string): Promise<boolean> {
+      const before = pub.received.length;
+      const res = await fetch(`${edge.url}/act`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      await res.body?.cancel();
+      return pub.received.length > before;
+    },
+    close: () => Promise.all([edge.close(), pub.close(), app.close()]),
+  };
+}
+
+Deno.test("json matcher: JSON PHP's json_decode refuses does not match (README's promise)", async (t) => {
+  const edge = startJsonActionEdge();
+  try {
+    // php-src ext/json/json_scanner.re: an escape \uDC00 that is not the second half of a
+    // UTF16_4 pair is UCS2 -> PHP_JSON_ERROR_UTF16. Here the \ before "ud800" is escaped (\\),
+    // so "ud800" is plain text and \udc00 is a lone low surrogate.
+    await t.step("a lone low surrogate escape after an escaped backslash", async () => {
+      const body = '{"action":"view","x":"\\\\ud800\\udc00"}';
+      assert.deepEqual(JSON.parse(body).x, "\\ud800\udc00");
+      assert.equal(
+        await edge.matched(body),
+        false,
+        "json_decode refuses it: Laravel reads no action",
+      );
+    });
+    // php-src ext/json/json_parser.y: parser->depth starts at 1 and PHP_JSON_DEPTH_INC errors
+    // when depth >= max_depth (512), so 511 nested arrays/objects are the most json_decode takes
+    // (php.net's json_decode example: depth 3 refuses {"1":{"English":["One"]}}).
+    await t.step(
+      "nesting of exactly 512 (json_decode's default depth 512 allows 511)",
+      async () => {
+        // the outer object is level 1, then 511 arrays: 512 in all
+        const body = `{"action":"view","x":${"[".repeat(511)}${"]".repeat(511)}}`;
+        assert.equal(await edge.matched(body), false, "json_decode: Maximum stack depth exceeded");
+      },
+    );
+    await t.step("control: nesting of 511 still matches", async () => {
+      const body = `{"action":"view","x":${"[".repeat(510)}${"]".repeat(510)}}`;
+      assert.equal(await edge.matched(body), true);
+    });
+  } finally {
+    await edge.close();
+  }
+});
+
+Deno.test("region_from: a JSON body json_decode reads names the query's region", async () => {
+  const switched = () => new Response(null, { status: 302, headers: { location: "/" } });
+  const au = startUpstream(switched);
+  const us = startUpstream(switched);
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{
+      name: "switch",
+      type: "regional",
+      match: { path: "^/switch$" },
+      region_from: { query: "region" },
+      pin_on: { status: "3xx" },
+    }],
+  });
+  try {
+    // Valid JSON, read alike by json_decode, JSON.parse, Rails and Django; no "region" key. The
+    // note holds the text \\ud83d\\ude00 (Python's json.dumps of a JSON string with an emoji).
+    const body = JSON.stringify({ note: JSON.stringify({ e: "\\ud83d\\ude00" }) });
+    const res = await fetch(`${edge.url}/switch?region=au`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+    });
+    await res.body?.cancel();
+    assert.equal(au.received.length, 1, "?region=au, and the body has no region: au");
+    assert.equal(us.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});

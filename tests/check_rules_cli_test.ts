@@ -217,6 +217,8 @@ Deno.test("--placeholder-env: check-rules and explain accept what start-up accep
   }
 });
 
+const OCAP_TARGET = { g: { origin: "https://oauth2.googleapis.com" } };
+
 Deno.test("--placeholder-env: a placeholder suits the field, so check-rules refuses no file start-up accepts", async (t) => {
   const dir = await Deno.makeTempDir();
   try {
@@ -235,6 +237,13 @@ Deno.test("--placeholder-env: a placeholder suits the field, so check-rules refu
         "match.methods",
         { rules: [{ name: "w", type: "regional", match: { methods: ["${WRITE}"] } }, app] },
         { WRITE: "POST" },
+      ],
+      // An OCAP key of 16 or more characters (PLACEHOLDER_KEY was 15), a path starting with /.
+      ["ocap.key", { ocap: { key: "${KEY}", targets: OCAP_TARGET } }, { KEY: "0123456789abcdef" }],
+      [
+        "ocap.path",
+        { ocap: { path: "${OCAP_PATH}", key: "0123456789abcdef", targets: OCAP_TARGET } },
+        { OCAP_PATH: "/_ocap" },
       ],
     ];
     for (const [what, extra, values] of files) {
