@@ -60,6 +60,24 @@ const env = {
   PORT: String(PORT),
   VESTIBULE_METRICS_TOKEN: METRICS_TOKEN,
 };
+let closing: Promise<unknown> | undefined;
+const closeAll = () => closing ??= Promise.all([au.close(), us.close(), website.close()]);
+// Listening before vestibule starts: a stop during start-up (a test that reads the banner and
+// stops at once, an early Ctrl-C) ran Deno's default exit and left vestibule running, orphaned.
+let stopping = false;
+async function shutdown() {
+  stopping = true;
+  try {
+    edge.kill("SIGTERM");
+  } catch {
+    // already gone
+  }
+  await edge.status;
+  await closeAll();
+  Deno.exit(0);
+}
+Deno.addSignalListener("SIGINT", shutdown);
+Deno.addSignalListener("SIGTERM", shutdown);
 const edge = new Deno.Command(Deno.execPath(), {
   args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "main.ts"],
   cwd: new URL("..", import.meta.url).pathname,
@@ -81,22 +99,6 @@ vestibule local stack
 Ctrl-C stops everything.
 `);
 
-let stopping = false;
-let closing: Promise<unknown> | undefined;
-const closeAll = () => closing ??= Promise.all([au.close(), us.close(), website.close()]);
-async function shutdown() {
-  stopping = true;
-  try {
-    edge.kill("SIGTERM");
-  } catch {
-    // already gone
-  }
-  await edge.status;
-  await closeAll();
-  Deno.exit(0);
-}
-Deno.addSignalListener("SIGINT", shutdown);
-Deno.addSignalListener("SIGTERM", shutdown);
 const status = await edge.status;
 // Ctrl-C in a terminal signals vestibule too, and it may be gone before `shutdown` runs: that is
 // a stop, not a crash.

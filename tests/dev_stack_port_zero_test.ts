@@ -1,7 +1,24 @@
-/** `deno task dev` with `PORT=0` (any free port): the links it prints must reach the stack. */
+/**
+ * `deno task dev` with `PORT=0` (any free port): the links it prints must reach the stack, and a
+ * stop right after the banner leaves no vestibule behind.
+ */
 import assert from "node:assert/strict";
 
-Deno.test("start-up: deno task dev with PORT=0 prints no localhost:0 links", async () => {
+/** Whether something accepts connections on 127.0.0.1:`port`, within about `ms`. */
+async function listening(port: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  do {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return true;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } while (Date.now() < deadline);
+  return false;
+}
+
+Deno.test("start-up: deno task dev with PORT=0 prints no localhost:0 links, and a stop leaves no orphan", async () => {
   const stack = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", "dev/stack.ts"],
     cwd: new URL("../", import.meta.url),
@@ -37,4 +54,9 @@ Deno.test("start-up: deno task dev with PORT=0 prints no localhost:0 links", asy
     await stack.status;
     await reader.cancel().catch(() => {});
   }
+  // Stopped right after its banner, the stack used to exit before its signal listener was up and
+  // leave vestibule running on the port, orphaned, for good.
+  const port = Number(stdout.match(/localhost:(\d+)\//)?.[1]);
+  assert.ok(port > 0, stdout);
+  assert.equal(await listening(port, 3_000), false, `vestibule still listens on ${port}`);
 });
