@@ -1,47 +1,10 @@
 import assert from "node:assert/strict";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { startUpstream, startVestibule } from "./_servers.ts";
+import { startActionEdge, VIEW_FORM, VIEW_JSON } from "./_action_edge.ts";
 
-/**
- * An edge whose `public` rule matches a body with action=view (`body` is the rule's body matcher)
- * and sends the rest to the app. `confused` posts a request the app reads as action=delete and
- * checks that the rule did not match it.
- */
-function startActionEdge(body: Record<string, unknown>) {
-  const pub = startUpstream();
-  const app = startUpstream();
-  const edge = startVestibule({
-    regions: { us: { origin: app.url } },
-    upstreams: { public: { origin: pub.url } },
-    default_region: "us",
-    rules: [
-      {
-        name: "public",
-        type: "global",
-        upstream: "public",
-        match: { methods: ["POST"], path: "^/act$", body },
-      },
-      { name: "app", type: "regional" },
-    ],
-  });
-  return {
-    async confused(
-      query: string,
-      headers: Record<string, string>,
-      body: BodyInit,
-      why = "the app reads action=delete",
-    ) {
-      const before = pub.received.length;
-      const res = await fetch(`${edge.url}/act${query}`, { method: "POST", headers, body });
-      await res.body?.cancel();
-      assert.equal(pub.received.length, before, `${why}; the edge matched view`);
-    },
-    close: () => Promise.all([edge.close(), pub.close(), app.close()]),
-  };
-}
-
-const json = { json: { action: "view" } };
-const form = { form: { action: "view" } };
+const json = VIEW_JSON;
+const form = VIEW_FORM;
 /** Valid JSON whose urlencoded reading is three pairs, the middle one action=delete. */
 const JSON_AND_FORM = '{"action":"view","x":"&action=delete&"}';
 
@@ -279,36 +242,12 @@ Deno.test("json matcher: valid JSON that json_decode and JSON.parse both read is
   }
 });
 
-/** An edge whose `public` rule matches {"action":"view"}; `matched` says whether it did. */
+/** The action edge with a json matcher; `matched` posts a JSON body. */
 function startJsonActionEdge() {
-  const pub = startUpstream();
-  const app = startUpstream();
-  const edge = startVestibule({
-    regions: { us: { origin: app.url } },
-    upstreams: { public: { origin: pub.url } },
-    default_region: "us",
-    rules: [
-      {
-        name: "public",
-        type: "global",
-        upstream: "public",
-        match: { methods: ["POST"], path: "^/act$", body: { json: { action: "view" } } },
-      },
-      { name: "app", type: "regional" },
-    ],
-  });
+  const edge = startActionEdge(VIEW_JSON);
   return {
-    async matched(body: string): Promise<boolean> {
-      const before = pub.received.length;
-      const res = await fetch(`${edge.url}/act`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body,
-      });
-      await res.body?.cancel();
-      return pub.received.length > before;
-    },
-    close: () => Promise.all([edge.close(), pub.close(), app.close()]),
+    matched: (body: string) => edge.matched("", { "content-type": "application/json" }, body),
+    close: edge.close,
   };
 }
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { startUpstream, startVestibule } from "./_servers.ts";
+import { startActionEdge, VIEW_FORM } from "./_action_edge.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { explainRequest } from "../lib/explain.ts";
 
@@ -71,38 +72,15 @@ function startSwitchEdge() {
 }
 
 /**
- * An edge whose `public-form` rule matches a form with action=view. `confused` posts a body the
- * app reads as action=delete and checks that the rule did not match it.
+ * The action edge with a form matcher (tests/_action_edge.ts); `confused` posts a body of
+ * Content-Type `type` the app reads as action=delete and checks the rule did not match it.
  */
 function startFormEdge() {
-  const admin = startUpstream();
-  const app = startUpstream();
-  const edge = startVestibule({
-    regions: { us: { origin: app.url } },
-    upstreams: { public: { origin: admin.url } },
-    default_region: "us",
-    rules: [
-      {
-        name: "public-form",
-        type: "global",
-        upstream: "public",
-        match: { methods: ["POST"], path: "^/form$", body: { form: { action: "view" } } },
-      },
-      { name: "app", type: "regional" },
-    ],
-  });
+  const edge = startActionEdge(VIEW_FORM);
   return {
-    async confused(query: string, type: string, body: string, why = "the app reads action=delete") {
-      const before = admin.received.length;
-      const res = await fetch(`${edge.url}/form${query}`, {
-        method: "POST",
-        headers: { "content-type": type },
-        body,
-      });
-      await res.body?.cancel();
-      assert.equal(admin.received.length, before, `${why}; the edge matched view`);
-    },
-    close: () => Promise.all([edge.close(), admin.close(), app.close()]),
+    confused: (query: string, type: string, body: string, why?: string) =>
+      edge.confused(query, { "content-type": type }, body, why),
+    close: edge.close,
   };
 }
 
