@@ -289,39 +289,45 @@ export function strictJson(bytes: Uint8Array): { value: unknown } | null {
   } catch {
     return null;
   }
-  if (jsonDepth(text) > MAX_JSON_DEPTH) return null;
-  let value: unknown;
+  if (!decodableJsonText(text)) return null;
   try {
-    value = JSON.parse(text);
+    return { value: JSON.parse(text) };
   } catch {
     return null;
   }
-  // The text is valid UTF-8, so a surrogate in what it parsed to came from an escape; a pair makes
-  // one character, a lone one leaves a string that is not well formed.
-  return wellFormed(value) ? { value } : null;
 }
 
-/** Whether every string in a parsed JSON value, keys included, is well-formed UTF-16. */
-function wellFormed(value: unknown): boolean {
-  if (typeof value === "string") return value.isWellFormed();
-  if (value === null || typeof value !== "object") return true;
-  if (Array.isArray(value)) return value.every(wellFormed);
-  return Object.entries(value).every(([key, item]) => key.isWellFormed() && wellFormed(item));
-}
-
-/** The deepest nesting of arrays and objects in JSON text, strings skipped. */
-function jsonDepth(text: string): number {
+/**
+ * Whether JSON text nests at most {@linkcode MAX_JSON_DEPTH} deep and pairs every surrogate
+ * escape, read off the text with its strings scanned escape by escape: `\\ud83d` is an escaped
+ * backslash and plain text, and a lone `\ud800` under a key that a later duplicate replaces is
+ * still one json_decode refuses (JSON.parse keeps only the last copy, so the parsed value cannot
+ * tell). The text is valid UTF-8, so a surrogate can only come from an escape.
+ */
+function decodableJsonText(text: string): boolean {
   let depth = 0;
-  let deepest = 0;
   let inString = false;
+  let highPending = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++; // `\`: the next character is escaped
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) deepest = Math.max(deepest, ++depth);
-    else if (c === 0x5d || c === 0x7d) depth--;
+    if (!inString) {
+      if (c === 0x22) inString = true; // `"`
+      else if (c === 0x5b || c === 0x7b) { // `[` `{`
+        if (++depth > MAX_JSON_DEPTH) return false;
+      } else if (c === 0x5d || c === 0x7d) depth--;
+      continue;
+    }
+    if (c === 0x5c && text[i + 1] === "u") { // `\u`
+      const code = parseInt(text.slice(i + 2, i + 6), 16);
+      const low = code >= 0xdc00 && code <= 0xdfff;
+      if (highPending !== low) return false;
+      highPending = code >= 0xd800 && code <= 0xdbff;
+      i += 5;
+      continue;
+    }
+    if (highPending) return false;
+    if (c === 0x5c) i++; // another escape: its character is not the string's end
+    else if (c === 0x22) inString = false;
   }
-  return deepest;
+  return !highPending;
 }

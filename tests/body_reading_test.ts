@@ -317,3 +317,30 @@ Deno.test("region_from: a JSON body json_decode reads names the query's region",
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
+
+Deno.test("json matcher: a lone surrogate json_decode refuses, hidden by a later duplicate key, does not match", async (t) => {
+  const edge = startJsonActionEdge();
+  try {
+    // php-src json_scanner.re: the lone \ud800 is PHP_JSON_ERROR_UTF16 while scanning, whatever
+    // key it sits under; JSON.parse keeps only the last "x", which is well formed.
+    await t.step("duplicate value key", async () => {
+      const body = '{"action":"view","x":"\\ud800","x":"ok"}';
+      assert.equal(JSON.parse(body).x, "ok");
+      assert.equal(
+        await edge.matched(body),
+        false,
+        "json_decode refuses it: Laravel reads no action",
+      );
+    });
+    await t.step("duplicate key whose first value holds a lone-surrogate key", async () => {
+      const body = '{"action":"view","x":{"\\udc00":1},"x":2}';
+      assert.equal(
+        await edge.matched(body),
+        false,
+        "json_decode refuses it: Laravel reads no action",
+      );
+    });
+  } finally {
+    await edge.close();
+  }
+});
