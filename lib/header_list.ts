@@ -11,7 +11,10 @@ export type HeaderPairs = Array<[name: string, value: string]>;
 export const HTTP_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /** What the router needs from a set of request headers: `Headers` and `HeaderList` both fit. */
-export type HeaderReader = Pick<Headers, "get">;
+export interface HeaderReader {
+  get(name: string): string | null;
+  forEach(fn: (value: string, name: string) => void): void;
+}
 
 /**
  * The headers of one request as name/value pairs: lower-case names, a repeated header joined
@@ -31,5 +34,10 @@ export class HeaderList implements HeaderReader {
   get(name: string): string | null {
     for (const [n, value] of this.pairs) if (n === name) return value;
     return null;
+  }
+
+  /** Like `Headers.forEach`: each header once, lower-case name, repeated values joined. */
+  forEach(fn: (value: string, name: string) => void): void {
+    for (const [name, value] of this.pairs) fn(value, name);
   }
 }

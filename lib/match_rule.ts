@@ -1,6 +1,7 @@
 /** @module Finds the first rule that matches a request: cheap conditions first, the body last. */
 import { fieldValuesAsAppsRead, valuesAsAppsRead } from "./app_names.ts";
 import { bodyReadings } from "./media_type.ts";
+import { cgiName } from "./cgi_name.ts";
 import type { BodyMatcher, CompiledMatch, Rule } from "./compile_rules.ts";
 import type { HeaderReader } from "./header_list.ts";
 import type { BufferedBody } from "./request_body.ts";
@@ -50,10 +51,28 @@ export function matchWithoutBody(
   if (match.headers) {
     for (const [name, regex] of match.headers) {
       const value = facts.headers.get(name);
-      if (value === null || !regex.test(value)) return false;
+      if (value === null || !regex.test(value) || !cgiCopiesMatch(facts.headers, name, regex)) {
+        return false;
+      }
     }
   }
   return pathMatch;
+}
+
+/**
+ * Whether every other spelling of header `name` that CGI, WSGI and Rack servers (underscores) or
+ * PHP behind FastCGI (dots) read as the same `HTTP_…` variable also matches: beside `X-Tenant:
+ * acme`, an `X_Tenant: evil` is a copy the app may read instead.
+ */
+function cgiCopiesMatch(headers: HeaderReader, name: string, regex: RegExp): boolean {
+  const dashed = cgiName(name);
+  let matches = true;
+  headers.forEach((value, other) => {
+    if (other !== name && other.length === name.length && cgiName(other) === dashed) {
+      matches &&= regex.test(value);
+    }
+  });
+  return matches;
 }
 
 /**

@@ -1,0 +1,52 @@
+/**
+ * match.headers against the copies of a header an app reads under its name: CGI, WSGI and Rack
+ * servers (and PHP behind Caddy's FastCGI or FrankenPHP, for dots) file `X_Tenant` and
+ * `X.Tenant` as HTTP_X_TENANT, the same variable as `X-Tenant`.
+ */
+import assert from "node:assert/strict";
+import { rawRequest, startUpstream, startVestibule } from "./_servers.ts";
+
+Deno.test("rule confusion: a CGI spelling of a matched header is a copy the app reads", async (t) => {
+  const acme = startUpstream();
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: us.url } },
+    upstreams: { acme: { origin: acme.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "acme",
+        type: "global",
+        match: { headers: { "X-Tenant": "^acme$" } },
+        upstream: "acme",
+      },
+      { name: "app", type: "regional" },
+    ],
+  });
+  try {
+    for (const spelling of ["X_Tenant", "X.Tenant"]) {
+      await t.step(`X-Tenant: acme beside ${spelling}: evil`, async () => {
+        acme.received.length = 0;
+        us.received.length = 0;
+        const answer = await rawRequest(
+          edge.port,
+          `GET /t HTTP/1.1\r\nHost: app.example\r\nX-Tenant: acme\r\n${spelling}: evil\r\nConnection: close\r\n\r\n`,
+        );
+        assert.match(answer, /^HTTP\/1\.1 200/);
+        // The acme upstream must never get a request whose HTTP_X_TENANT may read "evil": either
+        // the rule does not match (the copies disagree) or the odd spelling is not forwarded.
+        const got = acme.received[0];
+        if (got) {
+          const leaked = [...got.headers].filter(([n]) =>
+            n !== "x-tenant" && n.replace(/[._]/g, "-") === "x-tenant"
+          );
+          assert.deepEqual(leaked, [], "the acme upstream got a CGI copy of X-Tenant saying evil");
+        }
+      });
+    }
+  } finally {
+    await edge.close();
+    await acme.close();
+    await us.close();
+  }
+});
