@@ -77,6 +77,8 @@ export async function forwardTo(
   cookies: CookiePolicy,
   /** The rule's own timeout, if it sets one; else the upstream's. */
   timeoutMs?: number,
+  /** Aborts the upstream call and its body stream (see `SendOptions.signal`). */
+  signal?: AbortSignal,
 ): Promise<Response> {
   if (isWebSocketUpgrade(ctx.request.method, ctx.headers)) {
     return proxyWebSocket(ctx, upstream, cookies, timeoutMs ?? upstream.timeoutMs);
@@ -96,6 +98,7 @@ export async function forwardTo(
     body,
     timeoutMs,
     client: ctx.request,
+    signal,
   });
   ctx.log.upstreamMs = performance.now() - started;
   return clientResponse(response, upstream, ctx.forward, asked);

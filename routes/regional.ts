@@ -4,6 +4,7 @@ import { chooseRegion, pinnedOrAssumed, regionalCookies } from "../lib/choose_re
 import { pinCookie } from "../lib/pin.ts";
 import { cookieScope, forwardTo, type RouteContext, withSetCookie } from "../lib/route_context.ts";
 import { checkSuccess } from "../lib/success.ts";
+import { clientClosed } from "../lib/request_body.ts";
 
 /**
  * Forwards to the chosen region with the cookies {@linkcode regionalCookies} allows, and pins
@@ -33,8 +34,33 @@ function toRegion(
   if (!rule.pinOn || reason !== "region_from") return forwardTo(ctx, upstream, cookies, timeoutMs);
   // The timeout also covers a body `pin_on` must read before the client gets anything.
   const deadline = performance.now() + (timeoutMs ?? upstream.timeoutMs);
-  const answer = forwardTo(ctx, upstream, cookies, timeoutMs);
-  return pinOnSuccess(rule.pinOn, region, answer, deadline, ctx);
+  return withClient(ctx.request.signal, (signal) => {
+    const answer = forwardTo(ctx, upstream, cookies, timeoutMs, signal);
+    return pinOnSuccess(rule.pinOn!, region, answer, deadline, ctx);
+  });
+}
+
+/**
+ * Runs `call` with a signal that fires when the client leaves, and turns what the client's
+ * leaving broke into 499 `client_closed`: while `pin_on` reads the answer's body, the client has
+ * nothing yet and `sendUpstream` watches it no longer, so the region call ran on to its timeout
+ * and was logged as the region's 504. (Only `pin_on` rules pay for the client's signal.)
+ */
+async function withClient(
+  client: AbortSignal,
+  call: (signal: AbortSignal) => Promise<Response>,
+): Promise<Response> {
+  const left = new AbortController();
+  const onGone = () => left.abort(client.reason);
+  client.addEventListener("abort", onGone, { once: true });
+  try {
+    return await call(left.signal);
+  } catch (error) {
+    if (client.aborted) throw clientClosed(error);
+    throw error;
+  } finally {
+    client.removeEventListener("abort", onGone);
+  }
 }
 
 /** Pins the browser to `region` when the answer matches the rule's `pin_on`. */

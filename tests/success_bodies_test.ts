@@ -211,3 +211,57 @@ Deno.test("pin_on: an answer that stalls mid-body is a 504 after the region's ti
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+Deno.test("5xx inflation: pin_on with a client that hangs up while the json check waits on the answer's body is 499 and the region call is cancelled", async () => {
+  let upstreamGone: number | undefined;
+  const release = Promise.withResolvers<void>();
+  const up = startUpstream(() =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        async start(controller) {
+          controller.enqueue(new TextEncoder().encode('{"errors":'));
+          await release.promise;
+          try {
+            controller.close();
+          } catch { /* cancelled already */ }
+        },
+        cancel() {
+          upstreamGone ??= performance.now();
+        },
+      }),
+      { headers: { "content-type": "application/json" } },
+    )
+  );
+  const lines: Record<string, unknown>[] = [];
+  const edge = startVestibule({
+    regions: { us: { origin: up.url, timeout_ms: 3000 } },
+    default_region: "us",
+    rules: [{
+      name: "switch",
+      type: "regional",
+      match: { path: "^/switch/(?<region>\\w+)$" },
+      region_from: { path_group: "region" },
+      pin_on: { json: { path: "errors", equals: [] } },
+    }],
+  }, { deps: { log: (line) => lines.push(JSON.parse(line)) } });
+  try {
+    const gone = new AbortController();
+    const call = fetch(`${edge.url}/switch/us`, { signal: gone.signal }).catch(() => {});
+    await new Promise((r) => setTimeout(r, 1200)); // past the 1 s client watch; headers are in
+    const left = performance.now();
+    gone.abort();
+    await call;
+    for (let i = 0; i < 400 && lines.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    const logged = Math.round(performance.now() - left);
+    assert.equal(lines.length, 1);
+    assert.deepEqual(
+      [lines[0].status, lines[0].error],
+      [499, "client_closed"],
+      `logged ${logged} ms after the client left`,
+    );
+    assert.ok(upstreamGone !== undefined && upstreamGone - left < 1000, "region call cancelled");
+  } finally {
+    release.resolve();
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
