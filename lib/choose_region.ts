@@ -4,7 +4,7 @@ import type { CookiePolicy } from "./forward.ts";
 import type { RegionPin } from "./pin.ts";
 import type { RouteContext } from "./route_context.ts";
 import { fieldValuesAsAppsRead, filedUnder, valuesAsAppsRead } from "./app_names.ts";
-import { bodyReadings, declaresUtf8 } from "./media_type.ts";
+import { declaresUtf8 } from "./media_type.ts";
 import { urlencodedParams } from "./request_body.ts";
 
 /**
@@ -70,8 +70,8 @@ async function bodyCopies(
   if (ctx.body.encoded) return undefined;
   const length = headers.get("content-length");
   if (length !== null && Number(length) > ctx.config.bodyLimitBytes) return undefined;
-  const type = headers.get("content-type")?.trim() || null; // an empty one is none, as in Rack
-  const readings = bodyReadings(type, ctx.method);
+  const type = ctx.body.contentType;
+  const readings = ctx.body.readings;
   if (readings === undefined) return undefined;
   const { media, form, multipart, json } = readings;
   if (multipart) {

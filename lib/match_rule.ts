@@ -1,6 +1,5 @@
 /** @module Finds the first rule that matches a request: cheap conditions first, the body last. */
 import { fieldValuesAsAppsRead, valuesAsAppsRead } from "./app_names.ts";
-import { bodyReadings } from "./media_type.ts";
 import { cgiName } from "./cgi_name.ts";
 import type { BodyMatcher, CompiledMatch, Rule } from "./compile_rules.ts";
 import type { HeaderReader } from "./header_list.ts";
@@ -99,7 +98,7 @@ function everyValueIs(values: string[], expected: string): boolean {
 export async function matchBody(
   matcher: BodyMatcher,
   body: BufferedBody,
-  facts: Pick<RequestFacts, "method" | "headers" | "searchParams">,
+  facts: Pick<RequestFacts, "searchParams">,
 ): Promise<boolean> {
   const inQuery = (name: string) => valuesAsAppsRead(facts.searchParams, name);
   switch (matcher.kind) {
@@ -107,11 +106,7 @@ export async function matchBody(
       await body.bytes(); // over body_limit_bytes: 413, whatever the type
       // Only a body every app reads as JSON: as a form (`…-urlencoded`, or a POST without a type
       // to Rack), `{"action":"view","x":"&action=delete&"}` holds another action.
-      const readings = bodyReadings(
-        facts.headers.get("content-type")?.trim() || null,
-        facts.method,
-      );
-      if (!readings?.json) return false;
+      if (!body.readings?.json) return false;
       const subset = matcher.subset;
       if (subset !== null && typeof subset === "object" && !Array.isArray(subset)) {
         for (const [key, expected] of Object.entries(subset)) {

@@ -1,6 +1,6 @@
 /** @module Reads a request body at most once, within the configured limit, for matchers and broadcast. */
 import { HttpError } from "./http_error.ts";
-import { bodyReadings, declaresUtf8, mediaTypeParameter } from "./media_type.ts";
+import { type BodyReadings, bodyReadings, declaresUtf8, mediaTypeParameter } from "./media_type.ts";
 import { MAX_FORM_FIELDS, multipartFields, UTF8_KEEP_BOM } from "./multipart_fields.ts";
 
 /** The body is larger than `body_limit_bytes`: answered with 413 `body_too_large`. */
@@ -157,6 +157,16 @@ export class BufferedBody {
     return coding !== undefined && coding !== "" && coding !== "identity";
   }
 
+  /** The `Content-Type`, trimmed; `null` when none or an empty one (none, as Rack reads it). */
+  get contentType(): string | null {
+    return this.request.headers.get("content-type")?.trim() || null;
+  }
+
+  /** How apps read this body by its type and method ({@linkcode bodyReadings}). */
+  get readings(): BodyReadings | undefined {
+    return bodyReadings(this.contentType, this.request.method);
+  }
+
   /** Whether the body has been (or is being) read; then it must be replayed from `bytes()`. */
   get consumed(): boolean {
     return this.#bytes !== undefined;
@@ -211,12 +221,12 @@ export class BufferedBody {
    * than {@linkcode MAX_FORM_FIELDS} fields.
    */
   async form(): Promise<Map<string, string[]> | undefined> {
-    const type = this.request.headers.get("content-type")?.trim() || null;
+    const type = this.contentType;
     const bytes = await this.bytes();
     // Only a type every app reads as this form: `multipart/form-datax` is none to PHP, Rack and
     // Django, `…-urlencoded; x=a+json` JSON to Laravel, `…-urlencoded x` (cut at the space by PHP
     // alone) none to Rack, Django, Tomcat and Express, and the app then reads the query instead.
-    const readings = bodyReadings(type, this.request.method);
+    const readings = this.readings;
     if (readings === undefined || type === null || !declaresUtf8(type) || this.encoded) {
       return undefined;
     }
