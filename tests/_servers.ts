@@ -78,6 +78,19 @@ export const oneRegion = (origin: string, extra: Record<string, unknown> = {}) =
   ...extra,
 });
 
+/** Waits until a vestibule process at `base` answers its health check (about 10 s at most). */
+export async function untilHealthy(base: string): Promise<void> {
+  for (let i = 0;; i++) {
+    try {
+      await (await fetch(`${base}/_vestibule/health`)).body?.cancel();
+      return;
+    } catch (error) {
+      if (i > 200) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
 /** Sends `text` as it is on a new connection and returns everything the server answered. */
 export async function rawRequest(port: number, text: string): Promise<string> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });

@@ -5,7 +5,7 @@
  * second signal ends it at once.
  */
 import assert from "node:assert/strict";
-import { deadPort, startUpstream } from "./_servers.ts";
+import { deadPort, oneRegion, startUpstream, untilHealthy } from "./_servers.ts";
 
 interface StreamingServe {
   kill(signal: Deno.Signal): void;
@@ -39,14 +39,7 @@ async function withStreamInFlight(fn: (serve: StreamingServe) => Promise<void>):
   });
   const dir = await Deno.makeTempDir({ prefix: "shutdown_stream_test_" });
   const rules = `${dir}/rules.json`;
-  await Deno.writeTextFile(
-    rules,
-    JSON.stringify({
-      regions: { us: { origin: up.url } },
-      default_region: "us",
-      rules: [{ name: "app", type: "regional" }],
-    }),
-  );
+  await Deno.writeTextFile(rules, JSON.stringify(oneRegion(up.url)));
   const port = deadPort();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["serve", "--parallel", "--allow-all", "--port", String(port), "serve.ts"],
@@ -65,15 +58,7 @@ async function withStreamInFlight(fn: (serve: StreamingServe) => Promise<void>):
   let reading: Promise<void> | undefined;
   try {
     const base = `http://127.0.0.1:${port}`;
-    for (let i = 0;; i++) {
-      try {
-        await (await fetch(`${base}/_vestibule/health`)).body?.cancel();
-        break;
-      } catch (error) {
-        if (i > 200) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    }
+    await untilHealthy(base);
     // Deno 2.9.6 loses a signal that arrives while a worker is still starting (README).
     await new Promise((resolve) => setTimeout(resolve, 3000));
     const events = await fetch(`${base}/events`);

@@ -3,7 +3,7 @@
  * (SIGTERM, Ctrl-C) lets answers in flight finish.
  */
 import assert from "node:assert/strict";
-import { deadPort, startUpstream } from "./_servers.ts";
+import { deadPort, oneRegion, startUpstream, untilHealthy } from "./_servers.ts";
 
 const ENTRIES = {
   "deno run main.ts": (_port: number) => ({
@@ -37,14 +37,7 @@ async function stopsGracefully(
   });
   const dir = await Deno.makeTempDir({ prefix: "shutdown_test_" });
   const rules = `${dir}/rules.json`;
-  await Deno.writeTextFile(
-    rules,
-    JSON.stringify({
-      regions: { us: { origin: up.url } },
-      default_region: "us",
-      rules: [{ name: "app", type: "regional" }],
-    }),
-  );
+  await Deno.writeTextFile(rules, JSON.stringify(oneRegion(up.url)));
   const port = deadPort();
   const { args, env, settleMs } = command(port);
   const child = new Deno.Command(Deno.execPath(), {
@@ -58,15 +51,7 @@ async function stopsGracefully(
   const output = child.output();
   try {
     const base = `http://127.0.0.1:${port}`;
-    for (let i = 0;; i++) {
-      try {
-        await (await fetch(`${base}/_vestibule/health`)).body?.cancel();
-        break;
-      } catch (error) {
-        if (i > 200) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    }
+    await untilHealthy(base);
     await new Promise((resolve) => setTimeout(resolve, settleMs));
     const answer = fetch(`${base}/slow`);
     await arrived.promise;
