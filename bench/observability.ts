@@ -12,6 +12,7 @@
 import { createApp } from "../app.ts";
 import { bufferedLineWriter, LONE_WRITER_BATCH } from "../lib/line_writer.ts";
 import { parseRules } from "../lib/load_rules.ts";
+import { cpuMicrosPerRequest, cpuTicks } from "./_cpu.ts";
 import { median, pairRatios, runInPairs } from "./_pairs.ts";
 
 type Mode = "off" | "on" | "count";
@@ -84,11 +85,8 @@ async function measure(loader: Loader, edge: Child, seconds: number): Promise<Ru
   const before = edge.cpuTicks();
   const { rps, requests } = await loader.run(`${edge.url}/app`, seconds);
   const ticks = edge.cpuTicks() - before;
-  return { rps, cpuUs: (ticks * 1e6) / CLOCK_TICKS_PER_SECOND / requests };
+  return { rps, cpuUs: cpuMicrosPerRequest(ticks, requests) };
 }
-
-/** `sysconf(_SC_CLK_TCK)`, 100 on Linux: the unit of /proc/<pid>/stat times. */
-const CLOCK_TICKS_PER_SECOND = 100;
 
 interface Child {
   url: string;
@@ -154,11 +152,7 @@ async function spawn(args: string[], prefix: string[]): Promise<Child> {
   })();
   return {
     url: `http://127.0.0.1:${port}`,
-    cpuTicks() {
-      const stat = Deno.readTextFileSync(`/proc/${child.pid}/stat`);
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      return Number(fields[11]) + Number(fields[12]); // utime, stime: fields 14 and 15.
-    },
+    cpuTicks: () => cpuTicks(child.pid),
     async stop() {
       child.kill("SIGTERM");
       await child.status;

@@ -5,12 +5,15 @@
  */
 import { benchObservability } from "./observability.ts";
 import { benchOcap } from "./ocap.ts";
+import { cpuMicrosPerRequest, cpuTicks } from "./_cpu.ts";
 import { median, type PairedRuns, pairRatios, runInPairs } from "./_pairs.ts";
 
 const DURATION = Deno.env.get("BENCH_DURATION") ?? "1s";
 const CONNECTIONS = Number(Deno.env.get("BENCH_CONNECTIONS") ?? 50);
 const root = new URL("..", import.meta.url).pathname;
 const children: Deno.ChildProcess[] = [];
+/** The process listening on each port `spawn` opened, for its CPU time. */
+const pidOnPort = new Map<number, number>();
 
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -29,6 +32,7 @@ async function spawn(script: string, env: Record<string, string>): Promise<numbe
     stderr: "null",
   }).spawn();
   children.push(child);
+  pidOnPort.set(port, child.pid);
   for (let i = 0; i < 100; i++) {
     try {
       (await Deno.connect({ hostname: "127.0.0.1", port })).close();
@@ -44,6 +48,8 @@ interface WrkResult {
   rps: number;
   p50: number;
   p99: number;
+  /** Requests completed in the run. */
+  requests: number;
 }
 
 function ms(text: string): number {
@@ -70,10 +76,11 @@ async function wrk(
   const rps = Number(text.match(/Requests\/sec:\s+([\d.]+)/)?.[1]);
   const p50 = ms(text.match(/^\s+50%\s+(\S+)/m)?.[1] ?? "");
   const p99 = ms(text.match(/^\s+99%\s+(\S+)/m)?.[1] ?? "");
+  const requests = Number(text.match(/^\s+(\d+) requests in/m)?.[1]);
   if (!rps) {
     throw new Error(`wrk printed no result:\n${text}${new TextDecoder().decode(out.stderr)}`);
   }
-  return { rps, p50, p99 };
+  return { rps, p50, p99, requests };
 }
 
 async function ensureWrk() {
@@ -130,15 +137,24 @@ async function compareTargets(
 ): Promise<string> {
   for (const [, url] of targets) await wrk(url, { ...options, connections: 10, duration: "2s" });
   const urls = new Map(targets);
+  // The CPU time of the process wrk loads (the origin itself for (a)), per request.
+  const measure = async (name: string) => {
+    const url = urls.get(name)!;
+    const pid = pidOnPort.get(Number(new URL(url).port))!;
+    const before = cpuTicks(pid);
+    const run = await wrk(url, options);
+    return { ...run, cpuUs: cpuMicrosPerRequest(cpuTicks(pid) - before, run.requests) };
+  };
   const results = await runInPairs(
     targets[1][0],
     targets.map(([name]) => name),
     ROUNDS,
-    (name) => wrk(urls.get(name)!, options),
+    measure,
   );
   const ratios = (name: string) => pairRatios(results.get(name)!, (x) => x.rps);
-  let md = "| target | req/s | p50 ms | p99 ms | req/s vs (b), median of pairs (min–max) |\n" +
-    "|---|---|---|---|---|\n";
+  const cpuRatio = (name: string) => median(pairRatios(results.get(name)!, (x) => x.cpuUs));
+  let md = "| target | req/s | p50 ms | p99 ms | req/s vs (b), median of pairs (min–max) " +
+    "| CPU µs/request | CPU vs (b) |\n|---|---|---|---|---|---|---|\n";
   for (const [name] of targets) {
     const r = results.get(name)!.runs;
     const q = ratios(name);
@@ -146,7 +162,7 @@ async function compareTargets(
       fmt(median(r.map((x) => x.p50)))
     } | ${fmt(median(r.map((x) => x.p99)))} | ${fmt(median(q))} (${fmt(Math.min(...q))}–${
       fmt(Math.max(...q))
-    }) |\n`;
+    }) | ${fmt(median(r.map((x) => x.cpuUs)), 1)} | ${fmt(cpuRatio(name))} |\n`;
   }
   const [cName] = targets[2];
   const { runs: c, baselines: cBase } = results.get(cName)!;
@@ -154,7 +170,9 @@ async function compareTargets(
     `(target ≥ 0.90); p99 (c) − (b): **${
       fmt(median(c.map((x, i) => x.p99 - cBase[i].p99)))
     } ms** (target ≤ 1 ms). wrk -t1 -c${CONNECTIONS}, ${ROUNDS} rounds of ${DURATION} pairs, ` +
-    `medians.\n`;
+    `medians. CPU is the user+system time of the process wrk loads (for (a) the origin), per ` +
+    `request; (c) spends **${fmt(cpuRatio(cName))}×** (b)'s, where 0.90× (b)'s req/s leaves ` +
+    `it at most about 1.11× when CPU is what limits both.\n`;
   return md;
 }
 
@@ -263,6 +281,7 @@ async function broadcastTable(): Promise<string> {
     rps: median(runs.map((r) => r.rps)),
     p50: median(runs.map((r) => r.p50)),
     p99: median(runs.map((r) => r.p99)),
+    requests: median(runs.map((r) => r.requests)),
   });
   const overhead = (paired: PairedRuns<WrkResult>) =>
     median(paired.runs.map((r, i) => r.p50 - paired.baselines[i].p50));
