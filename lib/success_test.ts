@@ -291,3 +291,23 @@ Deno.test("checkSuccess() with a json rule on a 204 is no success and does not t
   assert.equal(verdict.response.status, 204);
   assert.equal(verdict.response.body, null);
 });
+
+Deno.test("false login: setsLiveCookie() ignores a SameSite=None cookie without Secure, which Chrome refuses", () => {
+  assert.equal(setsLiveCookie(["sessionid=abc; Path=/; SameSite=None"], "sessionid", NOW), false);
+  assert.equal(
+    setsLiveCookie(["sessionid=abc; Path=/; SameSite=None; Secure"], "sessionid", NOW),
+    true,
+  );
+  // The last SameSite wins.
+  assert.equal(
+    setsLiveCookie(["sessionid=abc; SameSite=Lax; SameSite=None"], "sessionid", NOW),
+    false,
+  );
+});
+
+Deno.test("false success: lookupPath() finds only a JSON value's own keys, not what every object inherits", () => {
+  for (const key of ["toString", "constructor", "hasOwnProperty", "__proto__"]) {
+    assert.deepEqual(lookupPath({}, [key]), { present: false }, key);
+    assert.deepEqual(lookupPath({ data: {} }, ["data", key]), { present: false }, key);
+  }
+});

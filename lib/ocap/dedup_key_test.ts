@@ -315,3 +315,51 @@ Deno.test("CPU amplification: the key of 1 MiB of tiny pairs or numbers costs ab
     assert.ok(many < 10 * one + 5, `${many.toFixed(1)} ms vs ${one.toFixed(1)} ms`);
   });
 });
+
+Deno.test("dedupKey() answer sharing: an empty Authorization header is not the same request as none", async () => {
+  const base = {
+    method: "POST",
+    url: "https://oauth2.example.test/token",
+    contentType: "application/x-www-form-urlencoded",
+    body: encoder.encode("grant_type=authorization_code&code=abc&client_id=app"),
+  };
+  const without = await dedupKey({ ...base, authorization: null });
+  const empty = await dedupKey({ ...base, authorization: "" });
+  assert.notEqual(empty, without);
+});
+
+Deno.test("dedupKey() answer sharing: a body sent without its Content-Type is not the same request as one with it", async (t) => {
+  for (
+    const [type, text] of [
+      ["application/x-www-form-urlencoded", "code=abc&grant_type=authorization_code"],
+      ["application/json", '{"code":"abc","grant_type":"authorization_code"}'],
+    ]
+  ) {
+    await t.step(type, async () => {
+      const base = {
+        method: "POST",
+        url: "https://oauth2.example.test/token",
+        body: encoder.encode(text),
+        authorization: null,
+      };
+      const typed = await dedupKey({ ...base, contentType: type });
+      const untyped = await dedupKey({ ...base, contentType: null });
+      assert.notEqual(untyped, typed);
+    });
+  }
+});
+
+Deno.test("dedupKey() answer sharing: JSON keys Go folds together through ſ (U+017F) keep their order", async () => {
+  const key = (text: string) =>
+    dedupKey({
+      method: "POST",
+      url: "https://oauth2.example.test/token",
+      contentType: "application/json",
+      body: encoder.encode(text),
+      authorization: null,
+    });
+  // Go's encoding/json matches "ſcope" to a Scope field as it does "scope": the later one wins.
+  const a = await key('{"scope":"read","ſcope":"admin"}');
+  const b = await key('{"ſcope":"admin","scope":"read"}');
+  assert.notEqual(a, b);
+});

@@ -69,3 +69,18 @@ Deno.test("withKvRetry() stops retrying a busy store at the limit", async () => 
   assert.ok(performance.now() - started < 500);
   await last?.catch(() => {}); // the store's own answer, which came too late
 });
+
+Deno.test("withKvRetry() 503 inflation: a store that reports it is busy (SQLITE_BUSY) is retried like a locked one", async (t) => {
+  for (const message of ["database is busy", "Error code 5: SQLITE_BUSY"]) {
+    await t.step(message, async () => {
+      let attempts = 0;
+      const result = await withKvRetry(() => {
+        attempts++;
+        if (attempts < 3) return Promise.reject(new TypeError(message));
+        return Promise.resolve("committed");
+      });
+      assert.equal(result, "committed");
+      assert.equal(attempts, 3);
+    });
+  }
+});

@@ -523,3 +523,94 @@ Deno.test("OCAP double spend: a waiter whose clock is ahead does not take over w
     assert.equal(text(b.answer), "token-1");
   });
 });
+
+/** `kv`, except that the first `getMany` answers what it read only once `gate` opens. */
+function staleFirstRead(kv: Deno.Kv, gate: Promise<void>): Deno.Kv {
+  let first = true;
+  return new Proxy(kv, {
+    get(target, prop) {
+      if (prop === "getMany") {
+        return async (keys: Deno.KvKey[]) => {
+          const entries = await target.getMany(keys);
+          if (first) {
+            first = false;
+            await gate;
+          }
+          return entries;
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+Deno.test("SingleFlight.run() double spend: a caller whose look found nothing does not call again once another caller's answer is stored", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let calls = 0;
+    const options = {
+      ttlMs: 30_000,
+      timeoutMs: 1_000,
+      callOrigin: (): Promise<OriginAnswer> => {
+        calls++;
+        return Promise.resolve({
+          status: 200,
+          statusText: "",
+          headers: [["content-type", "text/plain"]],
+          body: new TextEncoder().encode(`answer ${calls}`),
+        });
+      },
+    };
+    // B looks first and sees neither a lease nor an answer; its look is held back while A owns
+    // the call, stores the answer and releases the lease.
+    const late = new SingleFlight(staleFirstRead(kv, gate)).run(KEY, options);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const first = await new SingleFlight(kv).run(KEY, options);
+    assert.equal(first.cache, "miss");
+    release();
+    const second = await late;
+    assert.equal(calls, 1, "the origin was called twice for one key");
+    assert.equal(new TextDecoder().decode(second.answer.body), "answer 1");
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("SingleFlight.run() code replay: an answer whose headers are too large to cache is not fetched again by another isolate", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    let calls = 0;
+    const options = {
+      ttlMs: 30_000,
+      timeoutMs: 300,
+      callOrigin: (): Promise<OriginAnswer> => {
+        calls++;
+        // 80 cookies of 1 KiB: more header bytes than one KV value (64 KiB) holds.
+        const headers: Array<[string, string]> = Array.from(
+          { length: 80 },
+          (_, i) => ["set-cookie", `c${i}=${"v".repeat(1024)}`],
+        );
+        return Promise.resolve({
+          status: 200,
+          statusText: "",
+          headers,
+          body: new TextEncoder().encode('{"access_token":"t"}'),
+        });
+      },
+    };
+    const first = await new SingleFlight(kv, { leaseMarginMs: 100 }).run(KEY, options);
+    assert.equal(first.answer.headers.length, 80);
+    // Another isolate, once any lease has run out (timeout + 2 margins): still not a second call.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    await assert.rejects(
+      new SingleFlight(kv, { leaseMarginMs: 100 }).run(KEY, options),
+      (error: unknown) => error instanceof HttpError && error.code === "ocap_response_not_shared",
+    );
+    assert.equal(calls, 1, "the origin was called again for one key");
+  } finally {
+    kv.close();
+  }
+});
