@@ -184,7 +184,8 @@ async function updateRows(destination: Tx, spec: TableSpec, rows: string[][]) {
     [JSON.stringify(rows)],
     { prepare: false },
   );
-  // A row the plan updates must still be there: a cascade, or a writer since the diff, removed it.
+  // Every row the plan updates must be updated: a cascade or a writer since the diff may have removed
+  // it, or a BEFORE UPDATE trigger skipped it (the count leaves those out).
   if (result.count !== rows.length) {
     throw new Error(
       `Cannot sync table "${spec.name}": ${rows.length} rows to update, ${result.count} found`,

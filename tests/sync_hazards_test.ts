@@ -359,6 +359,24 @@ for (const backend of BACKENDS) {
         );
 
         await t.step(
+          "phantom updates: an update a BEFORE UPDATE trigger skips fails instead of reporting applied",
+          async () => {
+            const ddl = `CREATE TABLE su (id int PRIMARY KEY, label text);`;
+            await pair.owner.exec(ddl + `INSERT INTO su VALUES (1, 'new'), (2, 'b');`);
+            await pair.destination.exec(
+              ddl + `INSERT INTO su VALUES (1, 'old'), (2, 'b');
+              CREATE FUNCTION su_freeze() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RETURN NULL; END $$;
+              CREATE TRIGGER su_freeze BEFORE UPDATE ON su FOR EACH ROW EXECUTE FUNCTION su_freeze();`,
+            );
+            const [report] = await attempt(pair, [{ name: "public.su", primary_key: ["id"] }]);
+            assert.equal(report.status, "failed", "the update never happened: not 'applied'");
+            assert.match(report.error!, /1 rows to update, 0 found/);
+            assert.deepEqual(await rows(`SELECT label FROM su WHERE id = 1`), ["old"]);
+          },
+        );
+
+        await t.step(
           "a delete that cascades within the table to rows it also deletes is applied",
           async () => {
             // One key per statement: parent 1 goes first and takes child 2 with it, so the delete
