@@ -38,3 +38,22 @@ Deno.test("geo bypass: clientAddress() reads a trusted entry as nginx's realip d
     "203.0.113.50:4711, 10.0.0.9",
   );
 });
+
+Deno.test("geo bypass: clientAddress() counts trusted hops over entries, not over the empty ones a list may hold", () => {
+  // RFC 9110 §5.6.1 lets a list hold empty elements (`a,, b`, a proxy's `, b` on an empty header);
+  // counted as hops, they shift which entry is believed and reach the app in X-Forwarded-For.
+  assert.deepEqual(clientAddress("203.0.113.7,, 192.0.2.5", "198.51.100.1", 2), {
+    clientIp: "203.0.113.7",
+    forwardedFor: "203.0.113.7, 192.0.2.5, 198.51.100.1",
+  });
+  assert.deepEqual(clientAddress(", 203.0.113.7", "198.51.100.1", 1), {
+    clientIp: "203.0.113.7",
+    forwardedFor: "203.0.113.7, 198.51.100.1",
+  });
+});
+
+Deno.test("geo bypass: clientAddress() reads a bracketed IPv4 entry as no address (brackets hold IPv6 only)", () => {
+  // RFC 3986 brackets hold an IPv6 literal; `[203.0.113.50]` names no address: the peer it is.
+  assert.equal(clientAddress("[203.0.113.50]", "10.0.0.9", 1).clientIp, "10.0.0.9");
+  assert.equal(clientAddress("[203.0.113.50]:4711", "10.0.0.9", 1).clientIp, "10.0.0.9");
+});

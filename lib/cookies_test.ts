@@ -184,3 +184,13 @@ Deno.test("CPU exhaustion: cookieValue() reads a 64 KB Cookie header of ';' piec
   assert.equal(cookieValue(`${PIN};${PIN}=us`, PIN), "us");
   assert.equal(cookieValue(`a=1;${PIN}`, PIN), undefined);
 });
+
+Deno.test("filterCookieHeader() cookie smuggling: an escaped quote does not end a quoted value, as Python reads it", () => {
+  // Python's SimpleCookie reads `"\" b="` as one quoted value (`\"` is an escape), then the pin
+  // as a cookie of its own; a filter that ended the value at `\"` saw `b=" … "` hide the pin.
+  const whitelist = (n: string) => n === "a" || n === "b";
+  const header = 'a="\\" b=" __Host-vestibule-region=au "';
+  assert.ok(simpleCookieNames(header).includes("__Host-vestibule-region"), "Python reads the pin");
+  const out = filterCookieHeader(header, whitelist) ?? "";
+  assert.ok(!simpleCookieNames(out).includes("__Host-vestibule-region"), out);
+});

@@ -80,3 +80,18 @@ Deno.test("clientResponse() https downgrade: behind TLS an http Location to the 
     "https://app.example.com/n",
   );
 });
+
+Deno.test("clientResponse() origin address leak: a cookie Domain naming the origin in capitals is rewritten too", () => {
+  // Domain matching is case-insensitive (RFC 6265 §5.1.3): left as it is, the browser drops the
+  // session cookie (it names another host than the page's) and the origin's name leaks.
+  const answer = new Response("ok", {
+    headers: { "set-cookie": "sid=1; Domain=AU.Internal.Example; Path=/" },
+  });
+  const response = clientResponse(
+    answer,
+    upstream("http://au.internal.example:8001"),
+    context("https", "app.example.com"),
+    { acceptEncoding: "identity", clientAcceptEncoding: null },
+  );
+  assert.deepEqual(response.headers.getSetCookie(), ["sid=1; Domain=app.example.com; Path=/"]);
+});

@@ -779,3 +779,119 @@ Deno.test("an upstream Location or Refresh in UTF-8 bytes is rewritten to the sa
     });
   }
 });
+
+Deno.test("cache poisoning: a body vestibule decoded says Vary: Accept-Encoding, whichever encoding the client gets", async (t) => {
+  // A shared cache in front keys on Vary: without it, the gzip bytes one client got are served
+  // to the next client that accepts no gzip (and the plain bytes to one that asked for gzip).
+  const gz = new Uint8Array(gzipSync(new TextEncoder().encode("x".repeat(5000))));
+  const up = startUpstream(() =>
+    new Response(gz, { headers: { "content-encoding": "gzip", "content-type": "text/plain" } })
+  );
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    // "br": fetch asks with it and decodes the gzip the origin sends; the client gets plain bytes.
+    for (const acceptEncoding of ["gzip", "br"]) {
+      await t.step(`Accept-Encoding: ${acceptEncoding}`, async () => {
+        const answer = await rawRequest(
+          edge.port,
+          `GET /page HTTP/1.1\r\nHost: app.example.com\r\nAccept-Encoding: ${acceptEncoding}\r\n` +
+            "Connection: close\r\n\r\n",
+        );
+        assert.match(answer, /\r\nvary: accept-encoding\r\n/i);
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("behind two trusted proxies, the X-Forwarded-Host and -Proto the outer one wrote count, not the inner one's", async () => {
+  const up = startUpstream((req) =>
+    new Response(null, { status: 302, headers: { location: `${new URL(req.url).origin}/next` } })
+  );
+  const edge = startVestibule(oneRegion(up.url, { trusted_proxy_hops: 2 }));
+  try {
+    // The CDN saw the client's host and scheme; the load balancer behind it appended what it saw.
+    const answer = await rawRequest(
+      edge.port,
+      "GET / HTTP/1.1\r\nHost: 10.0.0.5\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.2\r\n" +
+        "X-Forwarded-Host: evil.example, app.example.com, lb.internal\r\n" +
+        "X-Forwarded-Proto: http, https, http\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(answer, /\r\nlocation: https:\/\/app\.example\.com\/next\r\n/i);
+    assert.equal(up.received[0].headers.get("x-forwarded-host"), "app.example.com");
+    assert.equal(up.received[0].headers.get("x-forwarded-proto"), "https");
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("behind a trusted proxy, an X-Forwarded-Proto other than http or https is not the scheme", async () => {
+  const up = startUpstream((req) =>
+    new Response(null, { status: 302, headers: { location: `${new URL(req.url).origin}/next` } })
+  );
+  const edge = startVestibule(oneRegion(up.url, { trusted_proxy_hops: 1 }));
+  try {
+    // A WebSocket-aware proxy writes `ws`; a Location built on it would send browsers nowhere.
+    const answer = await rawRequest(
+      edge.port,
+      "GET / HTTP/1.1\r\nHost: app.example.com\r\nX-Forwarded-Proto: ws\r\n" +
+        "Connection: close\r\n\r\n",
+    );
+    assert.match(answer, /\r\nlocation: http:\/\/app\.example\.com\/next\r\n/i);
+    assert.equal(up.received[0].headers.get("x-forwarded-proto"), "http");
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("open redirect: a group cannot leave the template's host through userinfo or the other scheme", async (t) => {
+  const edge = startVestibule({
+    regions: { us: { origin: "http://127.0.0.1:1" } },
+    default_region: "us",
+    rules: [
+      {
+        name: "host-inner-group",
+        type: "global",
+        match: { path: "^/inner/(.*)$" },
+        redirect: { location: "https://help-$1.example.com/" },
+      },
+      {
+        name: "bare-relative",
+        type: "global",
+        match: { path: "^/r/(.*)$" },
+        redirect: { location: "$1" },
+      },
+    ],
+  });
+  const location = async (path: string) => {
+    const res = await fetch(edge.url + path, {
+      redirect: "manual",
+      headers: { accept: "application/json" },
+    });
+    return { status: res.status, location: res.headers.get("location"), body: await res.text() };
+  };
+  try {
+    for (
+      const path of [
+        // `https://help-a@evil.example.com/` is evil.example.com: `help-` is only userinfo.
+        "/inner/a@evil",
+        // On an https page `https:evil.example` is a relative path; on an http page (this
+        // listener) it is https://evil.example/.
+        "/r/https:evil.example",
+      ]
+    ) {
+      await t.step(`refused: ${path}`, async () => {
+        const got = await location(path);
+        assert.equal(got.status, 400, `${path} → ${got.location}`);
+        assert.match(got.body, /"error":"redirect_refused"/);
+      });
+    }
+    await t.step("kept: the same host", async () => {
+      assert.equal((await location("/inner/acme")).location, "https://help-acme.example.com/");
+      assert.equal((await location("/r/new-page")).location, "new-page");
+    });
+  } finally {
+    await edge.close();
+  }
+});

@@ -367,3 +367,42 @@ Deno.test("own-path disguise: dot segments, escapes or another method never rout
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+Deno.test("GET with a chunked body: refused with 400, not forwarded without it", async () => {
+  const up = startUpstream();
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    // No Content-Length: the body is framed by chunks, which fetch cannot send on a GET either.
+    const answer = await rawRequest(
+      edge.port,
+      "GET /index/_search HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n" +
+        'Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nd\r\n{"size":1000}\r\n0\r\n\r\n',
+    );
+    assert.match(answer, /^HTTP\/1\.1 400 /);
+    assert.match(answer, /body_not_allowed/);
+    assert.equal(up.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("a DELETE that declares no body reaches the app with none, not as a chunked upload (411 from strict servers)", async () => {
+  const up = startUpstream();
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    // `curl -X DELETE`, a CORS preflight: no Content-Length, no Transfer-Encoding (RFC 9112 §6.3).
+    for (const method of ["DELETE", "OPTIONS"]) {
+      await rawRequest(
+        edge.port,
+        `${method} /item/7 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`,
+      );
+      const { headers } = up.received.at(-1)!;
+      assert.deepEqual(
+        [method, headers.get("transfer-encoding"), headers.get("content-length")],
+        [method, null, null],
+      );
+    }
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});

@@ -1050,3 +1050,98 @@ Deno.test("region_from: explain agrees with the router on a --body over body_lim
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
+
+Deno.test("region_from: a region named in capitals (?region=AU) is that region, as a pin in capitals is", async () => {
+  const au = startUpstream(switched);
+  const us = startUpstream(switched);
+  const edge = startVestibule(switchRules(au.url, us.url));
+  try {
+    const res = await fetch(`${edge.url}/switch?region=AU`, { method: "POST", redirect: "manual" });
+    await res.body?.cancel();
+    assert.equal(res.status, 302);
+    assert.equal(au.received.length, 1, "the named region answers");
+    assert.equal(us.received.length, 0);
+    assert.match(res.headers.getSetCookie().at(-1)!, /^__Host-vestibule-region=au; /);
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("forced pin: a form body in a charset other than UTF-8 names no region, as the edge cannot read it as the app does", async () => {
+  const au = startUpstream(switched);
+  const us = startUpstream(switched);
+  const edge = startVestibule(switchRules(au.url, us.url));
+  try {
+    // The app decodes UTF-16 and reads region=us; the edge, reading bytes, finds no `region`.
+    const body = new Uint8Array([..."region=us"].flatMap((c) => [c.charCodeAt(0), 0]));
+    const res = await fetch(`${edge.url}/switch?region=au`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": "application/x-www-form-urlencoded; charset=utf-16le" },
+      body,
+    });
+    await res.body?.cancel();
+    assert.equal(au.received.length, 0, "the query's region was taken over the body's");
+    assert.deepEqual(res.headers.getSetCookie(), [], "no pin for a region the app did not read");
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("forced pin: a gzip-encoded form body names no region, as the edge does not read what Express inflates", async () => {
+  const au = startUpstream(switched);
+  const us = startUpstream(switched);
+  const edge = startVestibule(switchRules(au.url, us.url));
+  try {
+    // Express inflates the body and reads region=us; the gzip bytes hold no `region` to compare.
+    const res = await fetch(`${edge.url}/switch?region=au`, {
+      method: "POST",
+      redirect: "manual",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        "content-encoding": "gzip",
+      },
+      body: new Uint8Array(gzipSync(new TextEncoder().encode("region=us"))),
+    });
+    await res.body?.cancel();
+    assert.equal(au.received.length, 0, "the query's region was taken over the body's");
+    assert.deepEqual(res.headers.getSetCookie(), [], "no pin for a region the app did not read");
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("pin_on set_cookie: a cookie without Path lives at the request's own directory, not at /", async () => {
+  // The login answer sets sid for /account (its default path) and clears a stale sid at /: the
+  // browser keeps the new one, so the switch succeeded and the browser is pinned.
+  const login = () => {
+    const headers = new Headers({ location: "/" });
+    headers.append("set-cookie", "sid=new");
+    headers.append("set-cookie", "sid=; Max-Age=0; Path=/");
+    return new Response(null, { status: 302, headers });
+  };
+  const au = startUpstream(login);
+  const us = startUpstream(login);
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{
+      name: "switch",
+      type: "regional",
+      match: { path: "^/account/switch$" },
+      region_from: { query: "region" },
+      pin_on: { status: [302], set_cookie: "sid" },
+    }],
+  });
+  try {
+    const res = await fetch(`${edge.url}/account/switch?region=au`, {
+      method: "POST",
+      redirect: "manual",
+    });
+    await res.body?.cancel();
+    assert.equal(au.received.length, 1);
+    assert.match(res.headers.getSetCookie().at(-1)!, /^__Host-vestibule-region=au; /);
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});

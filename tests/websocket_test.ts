@@ -586,3 +586,24 @@ Deno.test("websocket: an upstream that picks what the client never offered is 50
     });
   }
 });
+
+Deno.test("websocket: session leak, an unpinned handshake carries only the forward_cookies whitelist", async () => {
+  const au = startWebSocketUpstream();
+  const us = startWebSocketUpstream();
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    forward_cookies: ["csrftoken"],
+    rules: [{ name: "app", type: "regional" }],
+  });
+  // No pin: the assumed region must not get the session another region owns.
+  const client = connect(wsUrl(edge.url), { headers: { cookie: "sessionid=s; csrftoken=c" } });
+  try {
+    await client.opened;
+    assert.equal(us.handshakes[0].get("cookie"), "csrftoken=c");
+  } finally {
+    client.ws.close();
+    await client.closed;
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
