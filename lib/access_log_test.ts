@@ -158,3 +158,10 @@ Deno.test("accessLogLine() writes byte for byte what JSON.stringify of the entry
     { numRuns: 500 },
   );
 });
+
+Deno.test("accessLogLine() writes a time from year 10000 on as toISOString() does", () => {
+  for (const time of [253402300800000, 253402300800123, 253402387200001]) {
+    const line = JSON.parse(accessLogLine({ ...BASE, time }));
+    assert.equal(line.time, new Date(time).toISOString());
+  }
+});

@@ -472,3 +472,24 @@ Deno.test("explainRequest() never prints a URL's credentials", async () => {
       !error.message.includes("s3cr3t") && /Cannot explain the URL/.test(error.message),
   );
 });
+
+Deno.test("formatExplanation() shows each region's own forwarding when the regions' plans differ", async () => {
+  // The client's own X-Origin-Secret: au's rules-file value replaces it, us gets it as sent.
+  const out = formatExplanation(
+    await explainRequest({
+      method: "POST",
+      url: "https://app.example.com/graphql",
+      headers: { "content-type": "application/json", "x-origin-secret": "forged" },
+      body: '{"operationName":"Signup"}',
+    }, config),
+  );
+  assert.doesNotMatch(out, /^Each region receives:$/m);
+  assert.match(
+    out,
+    /^Sends to: region "au" at [^\n]*\n(?: {2}.*\n)* {2}Headers stripped: x-origin-secret \(replaced by the rules file's value\)\nSends to: region "us"/m,
+  );
+  assert.match(
+    out,
+    /^Sends to: region "us" at [^\n]*\n(?: {2}.*\n)* {2}Headers forwarded: content-type, x-origin-secret$/m,
+  );
+});

@@ -45,3 +45,9 @@ Deno.test("errorResponse(): JSON for a client that prefers it, else plain text",
     assert.equal(await plain.text(), '502 upstream_unavailable: Upstream "au" is unavailable\n');
   }
 });
+
+Deno.test("prefersJson() reads a weight over 1 as the default 1, as browsers and nginx do", () => {
+  // text/plain;q=1.5 is no stronger than application/json (q=1): JSON wins the tie.
+  assert.equal(prefersJson("application/json, text/plain;q=1.5"), true);
+  assert.equal(prefersJson("application/json;q=0.5, text/plain;q=1.001"), false);
+});

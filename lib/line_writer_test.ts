@@ -211,3 +211,59 @@ Deno.test("denial of service: bufferedLineWriter() behind a stalled reader holds
     clock.uninstall();
   }
 });
+
+Deno.test("lost log lines: bufferedLineWriter() keeps every line after more than its queue bound has been written", async () => {
+  const out = recorder();
+  const reports: string[] = [];
+  const log = bufferedLineWriter(out, { report: (m) => reports.push(m) });
+  const line = "x".repeat(1000);
+  // 3 MiB in all, through a reader that keeps up: the 1 MiB bound is on what waits, not on the total.
+  const total = Math.ceil((3 * MAX_QUEUED_BYTES) / (line.length + 1));
+  for (let i = 0; i < total; i++) {
+    log(line);
+    if (i % 100 === 99) await log.drain();
+  }
+  await log.drain();
+  assert.deepEqual(reports, []);
+  assert.equal(out.text().split("\n").length - 1, total);
+});
+
+Deno.test("lost log lines: bufferedLineWriter() finishes a batch an output wrote only in part", async () => {
+  const writes: Uint8Array[] = [];
+  // A pipe takes what it has room for: at most 100 bytes per write here.
+  const out = {
+    write(bytes: Uint8Array) {
+      writes.push(bytes.slice(0, 100));
+      return Promise.resolve(Math.min(bytes.length, 100));
+    },
+    writeSync: (bytes: Uint8Array) => bytes.length,
+  };
+  const log = bufferedLineWriter(out);
+  const lines = Array.from({ length: 20 }, (_, i) => `{"n":${i},"pad":"${"p".repeat(40)}"}`);
+  for (const line of lines) log(line);
+  await log.drain();
+  const text = writes.map((w) => new TextDecoder().decode(w)).join("");
+  assert.equal(text, lines.map((l) => `${l}\n`).join(""));
+});
+
+Deno.test("bufferedLineWriter() reports a reader that fails again after it had recovered", async () => {
+  let calls = 0;
+  const out = {
+    // Fails, recovers, fails again: an operator must hear of the second loss too.
+    write(bytes: Uint8Array) {
+      calls++;
+      return calls === 2
+        ? Promise.resolve(bytes.length)
+        : Promise.reject(new Deno.errors.BrokenPipe("gone"));
+    },
+    writeSync: (bytes: Uint8Array) => bytes.length,
+  };
+  const reports: string[] = [];
+  const log = bufferedLineWriter(out, { report: (m) => reports.push(m) });
+  for (const line of ["a", "b", "c"]) {
+    log(line);
+    await log.drain();
+  }
+  assert.equal(calls, 3);
+  assert.equal(reports.filter((r) => r.includes("access log write failed")).length, 2);
+});

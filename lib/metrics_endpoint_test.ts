@@ -51,3 +51,15 @@ Deno.test("readMetricsToken() drops a mounted secret's line break and refuses a 
     assert.throws(() => readMetricsToken(bad), /VESTIBULE_METRICS_TOKEN is not a bearer token/);
   }
 });
+
+Deno.test("metricsResponse() takes the token only from the Bearer scheme, not from inside another scheme's credentials", async () => {
+  const token = "t0ken-with-enough-entropy";
+  for (const authorization of [`Basic Bearer ${token}`, `NotBearer ${token}`, `xBearer ${token}`]) {
+    const res = await metricsResponse(
+      new Request(URL, { headers: { authorization } }),
+      { metrics: new VestibuleMetrics(), token },
+    );
+    assert.equal(res.status, 401, authorization);
+    await res.body?.cancel();
+  }
+});

@@ -53,3 +53,34 @@ Deno.test("VestibuleMetrics.ocapCache() counts OCAP results, and two instances n
   assert.doesNotMatch(textA, /result="miss"/);
   assert.match(await b.scrape(), /^vestibule_ocap_cache_total\{result="miss"\} 1$/m);
 });
+
+Deno.test("VestibuleMetrics: wrong counts, a 499 or 451 is a 4xx, never a 5xx that pages someone", async () => {
+  const metrics = new VestibuleMetrics();
+  for (const status of [451, 499, 299]) {
+    metrics.record(entry(status, { rule: "app", type: "regional", region: "au" }));
+  }
+  const text = await metrics.scrape();
+  assert.match(text, /^vestibule_requests_total\{[^}]*status_class="4xx"\} 2$/m);
+  assert.match(text, /^vestibule_requests_total\{[^}]*status_class="2xx"\} 1$/m);
+  assert.doesNotMatch(text, /status_class="[35]xx"/);
+});
+
+Deno.test("VestibuleMetrics: wrong counts, a redirect or a pinned answer is no broadcast outcome", async () => {
+  const metrics = new VestibuleMetrics();
+  metrics.record(entry(301, { rule: "old-help", type: "global", outcome: "redirect" }));
+  metrics.record(entry(200, { rule: "app", type: "regional", region: "au", outcome: "pinned" }));
+  const text = await metrics.scrape();
+  assert.doesNotMatch(text, /^vestibule_broadcast_outcomes_total\{/m);
+});
+
+Deno.test("VestibuleMetrics: memory exhaustion, a busy series holds no memory per request", async () => {
+  const metrics = new VestibuleMetrics();
+  const one = entry(200, { rule: "app", type: "regional", region: "au" });
+  metrics.record(one);
+  await metrics.scrape();
+  const before = Deno.memoryUsage().heapUsed;
+  for (let i = 0; i < 300_000; i++) metrics.record(one);
+  const grown = Deno.memoryUsage().heapUsed - before;
+  assert.ok(grown < 8 * 1024 * 1024, `heap grew ${(grown / 1048576).toFixed(1)} MiB`);
+  assert.match(await metrics.scrape(), /status_class="2xx"\} 300001$/m);
+});

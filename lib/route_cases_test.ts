@@ -178,3 +178,47 @@ Deno.test("routeCasesJsonSchema() matches the committed rules.test.schema.json",
     "run: deno run --allow-write bin/write_test_schema.ts",
   );
 });
+
+Deno.test("runRouteCases() reports an expected refusal that did not happen also when other fields differ", async () => {
+  const cases = parseRouteCases(JSON.stringify({
+    cases: [{
+      request: {
+        method: "GET",
+        url: "https://app.example.com/",
+        headers: { cookie: "__Host-vestibule-region=au" },
+      },
+      expect: { rule: "app", type: "regional", region: "us", refused: "body_too_large" },
+    }],
+  }));
+  const [result] = await runRouteCases(cases, config);
+  assert.deepEqual(result.mismatches, [
+    { field: "region", expected: "us", actual: "au" },
+    { field: "refused", expected: "body_too_large", actual: undefined },
+  ]);
+  assert.match(
+    formatCaseResults([result], "t"),
+    /^ {2}refused: expected "body_too_large", got \(none\)$/m,
+  );
+});
+
+Deno.test("runRouteCases() fails a redirect case whose Location is not the one the router sends", async () => {
+  const cases = parseRouteCases(JSON.stringify({
+    cases: [{
+      request: { method: "GET", url: "/help/billing?lang=fr" },
+      expect: { rule: "old-help", type: "global", location: "https://help.example.com/wrong" },
+    }],
+  }));
+  const results = await runRouteCases(cases, config);
+  assert.deepEqual(results.map(passed), [false]);
+  assert.deepEqual(results[0].mismatches, [{
+    field: "location",
+    expected: "https://help.example.com/wrong",
+    actual: "https://help.example.com/billing?lang=fr",
+  }]);
+});
+
+Deno.test("routeCasesPath() finds the tests beside a rules file whose extension is upper case", () => {
+  // Else check-rules looks for `PROD.JSON.test.json`, finds none, and passes without a case run.
+  assert.equal(routeCasesPath("conf/PROD.JSON"), "conf/PROD.test.json");
+  assert.equal(routeCasesPath("rules.Json"), "rules.test.json");
+});

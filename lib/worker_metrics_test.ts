@@ -184,4 +184,32 @@ async function steps(t: Deno.TestContext): Promise<void> {
       assert.match(await a.scrape(), /^vestibule_workers 1$/m);
     });
   });
+
+  await t.step(
+    "shutdown: close() ends a scrape still waiting for a mute peer at once",
+    async () => {
+      const name = channel();
+      // A long timeout, as a stop must not wait for it (deno serve drains, then exits).
+      const a = new WorkerMetrics(new VestibuleMetrics(), { channel: name, timeoutMs: 30_000 });
+      const mute = new BroadcastChannel(name);
+      try {
+        mute.postMessage({ type: "hello", from: "mute" });
+        await waitFor(() => a.workers === 2, "a heard the mute peer");
+        const scrape = a.scrape();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        const started = performance.now();
+        a.close();
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<string>((resolve) => timer = setTimeout(resolve, 2000, "late"));
+        const text = await Promise.race([scrape, late]);
+        clearTimeout(timer);
+        assert.notEqual(text, "late", `the scrape still waited ${performance.now() - started} ms`);
+        assert.match(text, /^vestibule_workers 1$/m);
+        await scrape;
+      } finally {
+        mute.close();
+        a.close();
+      }
+    },
+  );
 }

@@ -262,3 +262,17 @@ Deno.test("--placeholder-env: a placeholder suits the field, so check-rules refu
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("check-rules fails when the route-table tests exist but cannot be read, instead of skipping them", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.copyFile(`${FIXTURES}/small.json`, `${dir}/small.json`);
+    // Present but unreadable as a file (a directory here; an unreadable mount behaves alike).
+    await Deno.mkdir(`${dir}/small.test.json`);
+    const { code, stdout } = await checkRules(`${dir}/small.json`);
+    assert.doesNotMatch(stdout, /not found, no route-table tests run/);
+    assert.equal(code, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -720,3 +720,75 @@ Deno.test("explain agrees: /_vestibule/metrics is answered by vestibule, not rou
     await stack.close();
   }
 });
+
+Deno.test("explain agrees: a malformed WebSocket handshake to a redirect rule is redirected, not refused", async () => {
+  const us = startUpstream();
+  const rules = {
+    regions: { us: { origin: us.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "old-chat",
+        type: "global",
+        match: { path: "^/chat$" },
+        redirect: { location: "https://chat.example.com/", status: 301 },
+      },
+      { name: "app", type: "regional" },
+    ],
+  };
+  const edge = startVestibule(rules);
+  try {
+    // An upgrade without Sec-WebSocket-Key: a proxied rule refuses it as 400 bad_websocket.
+    const answer = await rawRequest(
+      edge.port,
+      "GET /chat HTTP/1.1\r\nHost: app.example.com\r\nUpgrade: websocket\r\n" +
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(answer, /^HTTP\/1\.1 301 /);
+    const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+    const e = await explainRequest({
+      method: "GET",
+      url: "http://app.example.com/chat",
+      headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-version": "13" },
+      clientIp: "127.0.0.1",
+    }, config);
+    assert.equal(e.refused, undefined, JSON.stringify(e.refused));
+    assert.deepEqual([e.rule, e.status, e.location], [
+      "old-chat",
+      301,
+      "https://chat.example.com/",
+    ]);
+    assert.equal(us.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
+  }
+});
+
+Deno.test("explain agrees: a HEAD no rule matches is worded as its GET, whose length the router announces", async () => {
+  const us = startUpstream();
+  const rules = {
+    regions: { us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional", match: { path: "^/app" } }],
+  };
+  const edge = startVestibule(rules);
+  try {
+    const res = await fetch(`${edge.url}/elsewhere`, {
+      method: "HEAD",
+      headers: { accept: "text/plain" },
+    });
+    await res.body?.cancel();
+    assert.equal(res.status, 404);
+    const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+    const e = await explainRequest(
+      { method: "HEAD", url: "http://app.example.com/elsewhere" },
+      config,
+    );
+    assert.equal(e.refused?.code, "no_rule");
+    const text = `404 no_rule: ${e.refused!.message}\n`;
+    assert.equal(Number(res.headers.get("content-length")), new TextEncoder().encode(text).length);
+    assert.equal(e.refused!.message, "No rule matches GET /elsewhere");
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
+  }
+});

@@ -729,3 +729,28 @@ Deno.test("access log: an answer framed by chunks logs no bytes from the Content
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+Deno.test("access log: an upstream's repeated Content-Length never logs bytes as null", async () => {
+  // RFC 9110 §8.6: a recipient may take "2, 2" as 2; Deno's fetch hands the list over as it came.
+  const up = rawUpstream(() =>
+    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+  );
+  const lines: Record<string, unknown>[] = [];
+  const edge = startVestibule(oneRegion(up.url), {
+    deps: { log: (line: string) => lines.push(JSON.parse(line)) },
+  });
+  try {
+    const raw = await rawRequest(
+      edge.port,
+      "GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(raw, /\r\n\r\n(2\r\n)?ok/);
+    assert.equal(lines.length, 1);
+    assert.ok(
+      lines[0].bytes === undefined || lines[0].bytes === 2,
+      `logged bytes: ${JSON.stringify(lines[0].bytes)}`,
+    );
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});

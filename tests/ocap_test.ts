@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { firstAnswer, rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 import { OCAP_ENV, OCAP_KEY, ocapRules, tally, tokenRequest } from "./_ocap.ts";
+import { explainRequest } from "../lib/explain.ts";
+import { parseRules } from "../lib/load_rules.ts";
 
 /** A provider stand-in that answers the OAuth token endpoint after `delayMs`. */
 function provider(delayMs: number, status = 200) {
@@ -879,6 +881,33 @@ Deno.test("OCAP: a dot or empty segment before the target is ocap_bad_path, not 
   } finally {
     await vestibule.close();
     await provider.close();
+    kv.close();
+  }
+});
+
+Deno.test("wrong routing: a path that only starts with OCAP's mount (/_ocapture) goes to the rule table, as explain says", async () => {
+  const app = startUpstream();
+  const provider = startUpstream();
+  const rules = ocapRules(provider.url) as { regions: Record<string, { origin: string }> };
+  rules.regions.us.origin = app.url;
+  const kv = await Deno.openKv(":memory:");
+  const edge = startVestibule(rules, { env: OCAP_ENV, deps: { kv } });
+  try {
+    for (const path of ["/_ocapture", "/_ocap-old/provider/token"]) {
+      const res = await fetch(`${edge.url}${path}`);
+      await res.body?.cancel();
+      assert.equal(res.status, 200, path);
+      const config = parseRules(JSON.stringify(rules), { env: (n) => OCAP_ENV[n as "OCAP_KEY"] });
+      const e = await explainRequest(
+        { method: "GET", url: `http://app.example.com${path}` },
+        config,
+      );
+      assert.deepEqual([e.servedBy, e.rule], [undefined, "everything"], path);
+    }
+    assert.equal(app.received.length, 2);
+    assert.equal(provider.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), app.close(), provider.close()]);
     kv.close();
   }
 });

@@ -607,3 +607,95 @@ Deno.test("websocket: session leak, an unpinned handshake carries only the forwa
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
+
+Deno.test("websocket: the upstream handshake carries no Accept-Encoding, as explain says", async () => {
+  const up = startWebSocketUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: up.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  const client = connect(wsUrl(edge.url), { headers: { "accept-encoding": "gzip, br" } });
+  try {
+    await client.opened;
+    // explain lists it under "Headers stripped: accept-encoding (the WebSocket client writes its
+    // own)"; a fetch-style `identity` or the client's list would also reach the app's handshake.
+    assert.equal(up.handshakes[0].get("accept-encoding"), null);
+  } finally {
+    client.ws.close();
+    await client.closed;
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("websocket: the upstream's close code 4999, the last a private code may be, reaches the client", async () => {
+  const up = startWebSocketUpstream({ closeWith: [4999, "bye"] });
+  const edge = startVestibule(oneRegion(up.url));
+  const client = connect(wsUrl(edge.url));
+  try {
+    const closed = await client.closed;
+    assert.deepEqual([closed.code, closed.reason], [4999, "bye"]);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+/** A close frame whose reason is 62 two-byte characters: 124 bytes, one over a close frame's room. */
+function overlongUtf8Close(code: number): Uint8Array {
+  const reason = new TextEncoder().encode("é".repeat(62));
+  const payload = new Uint8Array(2 + reason.length);
+  payload[0] = code >> 8;
+  payload[1] = code & 0xff;
+  payload.set(reason, 2);
+  const frame = new Uint8Array(4 + payload.length);
+  frame.set([0x88, 126]);
+  new DataView(frame.buffer).setUint16(2, payload.length);
+  frame.set(payload, 4);
+  return frame;
+}
+
+Deno.test("websocket: crash, an upstream close reason of 62 characters but 124 UTF-8 bytes does not take vestibule down", async () => {
+  const up = rawWebSocketUpstream();
+  const edge = startVestibule(oneRegion(up.url));
+  const client = await rawWebSocketClient(edge.port);
+  const upstream = await up.accepted;
+  try {
+    await writeAll(upstream, overlongUtf8Close(4000));
+    const passed = await readUntilClose(client);
+    assert.equal(passed.code, 4000, "the code passes on, without the reason");
+    const health = await fetch(`${edge.url}/_vestibule/health`);
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+  } finally {
+    client.close();
+    upstream.close();
+    up.close();
+    await edge.close();
+  }
+});
+
+Deno.test("websocket: lost frames, messages the upstream sends while the client's socket opens all arrive in order", async () => {
+  const count = 200;
+  const up = startWebSocketUpstream({
+    burst: () => Array.from({ length: count }, (_, i) => `m${i}`),
+  });
+  const edge = startVestibule(oneRegion(up.url));
+  const client = connect(wsUrl(edge.url));
+  try {
+    await client.opened;
+    const got: unknown[] = [];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((resolve) => timer = setTimeout(resolve, 5_000, "late"));
+    for (let i = 0; i < count; i++) {
+      const data = await Promise.race([client.message(), late]);
+      if (data === "late") break;
+      got.push(data);
+    }
+    clearTimeout(timer);
+    assert.deepEqual(got, Array.from({ length: count }, (_, i) => `m${i}`));
+  } finally {
+    client.ws.close();
+    await client.closed;
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
