@@ -34,3 +34,26 @@ Deno.test("parseConfigJson() names the file for bad JSON and for a key written t
     },
   );
 });
+
+Deno.test("secret leak: a key written twice that is no token (a pasted header line) is not quoted", () => {
+  assert.throws(
+    () =>
+      parseConfigJson(
+        '{"a": {"Authorization: Bearer s3cr3t": 1, "Authorization: Bearer s3cr3t": 2}}',
+        "rules",
+      ),
+    (error: Error) =>
+      error instanceof SyntaxError &&
+      /appears twice in one object \(line 1\)/.test(error.message) &&
+      !error.message.includes("s3cr3t"),
+  );
+});
+
+Deno.test("secret leak: a JSON syntax error is located, not quoted from the file", () => {
+  assert.throws(
+    () => parseConfigJson('{"headers": {"Cookie": s3cr3t-session}}', "rules"),
+    (error: Error) =>
+      error instanceof SyntaxError && /line 1 column \d+/.test(error.message) &&
+      !error.message.includes("s3cr3t"),
+  );
+});

@@ -1118,3 +1118,80 @@ Deno.test("parseRules(): a plain regex the README says start-up refuses is refus
     });
   }
 });
+
+Deno.test("credential leak: a refused origin whose password holds '@' is quoted without any of it", () => {
+  let message = "";
+  try {
+    parseRules(
+      JSON.stringify({
+        regions: { us: { origin: "http://admin:p@ss-w0rd@db.example/x" } },
+        default_region: "us",
+        rules: [{ name: "app", type: "regional" }],
+      }),
+      { env: () => undefined },
+    );
+  } catch (error) {
+    message = (error as Error).message;
+  }
+  assert.match(message, /regions\.us\.origin/);
+  assert.doesNotMatch(message, /p@ss|ss-w0rd|admin/);
+  assert.match(message, /\*\*\*@db\.example/);
+});
+
+Deno.test("invalid rules start anyway: a success.json with neither or both of equals and exists is refused, naming the rule", async (t) => {
+  const load = (json: Record<string, unknown>) => () =>
+    parseRules(
+      JSON.stringify({
+        regions: { us: { origin: "http://us.test" } },
+        default_region: "us",
+        rules: [{ name: "signup", type: "broadcast", success: { json } }],
+      }),
+      { env: () => undefined },
+    );
+  for (
+    const [label, json] of [
+      ["neither", { path: "ok" }],
+      ["both", { path: "ok", equals: true, exists: true }],
+    ] as const
+  ) {
+    await t.step(label, () => {
+      assert.throws(
+        load(json),
+        /rule "signup" \(rules\[0\]\): success\.json needs exactly one of equals or exists/,
+      );
+    });
+  }
+});
+
+Deno.test("invalid rules start anyway: an empty regex (which matches everything) is refused, naming the rule and field", () => {
+  assert.throws(
+    () =>
+      parseRules(
+        JSON.stringify({
+          regions: { us: { origin: "http://us.test" } },
+          default_region: "us",
+          rules: [
+            { name: "internal", type: "regional", match: { headers: { "X-Internal-Key": "" } } },
+          ],
+        }),
+        { env: () => undefined },
+      ),
+    /rule "internal" \(rules\[0\]\): match\.headers\.X-Internal-Key/,
+  );
+});
+
+Deno.test("invalid rules start anyway: an ocap key shorter than 16 characters is refused", () => {
+  assert.throws(
+    () =>
+      parseRules(
+        JSON.stringify({
+          regions: { us: { origin: "http://us.test" } },
+          default_region: "us",
+          rules: [{ name: "app", type: "regional" }],
+          ocap: { key: "short", targets: { api: { origin: "http://api.test" } } },
+        }),
+        { env: () => undefined },
+      ),
+    /ocap\.key/,
+  );
+});

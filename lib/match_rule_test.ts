@@ -631,3 +631,241 @@ Deno.test("rule confusion: a query parameter PHP or Rack files under the rule's 
     assert.equal(await winner(table, `/?${query}`), "app", query);
   }
 });
+
+/** The rule a JSON POST to /api matches. */
+const postJson = (table: ReturnType<typeof rules>, body: string) =>
+  winner(table, "/api", { method: "POST", body, headers: { "content-type": "application/json" } });
+
+/** The rule a request to `path` (default /api) matches. */
+const route = (table: ReturnType<typeof rules>, init: RequestInit, path = "/api") =>
+  winner(table, path, init);
+
+Deno.test("rule confusion: a json matcher's array matches only an array, not an object the app reads as a map", async (t) => {
+  const table = rules([
+    { name: "read-one", type: "regional", match: { body: { json: { ids: [1] } } } },
+    { name: "app", type: "regional" },
+  ]);
+  await t.step("the array itself matches", async () => {
+    assert.equal(await postJson(table, '{"ids":[1]}'), "read-one");
+  });
+  await t.step('{"0": 1} is a dict to Python, a Hash to Ruby: not the list [1]', async () => {
+    assert.equal(await postJson(table, '{"ids":{"0":1}}'), "app");
+  });
+  await t.step('{"length": 0} is no empty list', async () => {
+    const empty = rules([
+      { name: "none", type: "regional", match: { body: { json: { ids: [] } } } },
+      { name: "app", type: "regional" },
+    ]);
+    assert.equal(await postJson(empty, '{"ids":[]}'), "none");
+    assert.equal(await postJson(empty, '{"ids":{"length":0}}'), "app");
+  });
+  await t.step('an object matcher {"0": 1} does not match the list [1]', async () => {
+    const keyed = rules([
+      { name: "keyed", type: "regional", match: { body: { json: { ids: { "0": 1 } } } } },
+      { name: "app", type: "regional" },
+    ]);
+    assert.equal(await postJson(keyed, '{"ids":{"0":1}}'), "keyed");
+    assert.equal(await postJson(keyed, '{"ids":[1]}'), "app");
+  });
+});
+
+Deno.test("open door: a header matcher checks the header's value, not only that it is there", async (t) => {
+  const table = rules([
+    { name: "internal", type: "regional", match: { headers: { "X-Internal-Key": "^s3cret$" } } },
+    { name: "app", type: "regional" },
+  ]);
+  await t.step("the right value matches", async () => {
+    assert.equal(await route(table, { headers: { "x-internal-key": "s3cret" } }), "internal");
+  });
+  await t.step("any other value does not", async () => {
+    assert.equal(await route(table, { headers: { "x-internal-key": "guess" } }), "app");
+    assert.equal(await route(table, { headers: { "x-internal-key": "" } }), "app");
+  });
+});
+
+Deno.test("rule confusion: a json matcher does not match a body whose escaped surrogates json_decode refuses", async (t) => {
+  // PHP's json_decode refuses a \uD800 not followed by a \uDC00-\uDFFF escape, even when one comes
+  // later in the string; Laravel's input() then reads the query. JSON.parse takes it.
+  const table = rules([
+    { name: "view", type: "regional", match: { body: { json: { action: "view" } } } },
+    { name: "app", type: "regional" },
+  ]);
+  const post = (body: string | Uint8Array<ArrayBuffer>): RequestInit => ({
+    method: "POST",
+    body,
+    headers: { "content-type": "application/json" },
+  });
+  await t.step("a paired escape matches", async () => {
+    assert.equal(await route(table, post('{"action":"view","x":"\\ud83d\\ude00"}')), "view");
+  });
+  await t.step("a high escape, a character, then a low escape does not", async () => {
+    assert.equal(await route(table, post('{"action":"view","x":"\\ud800x\\udc00"}')), "app");
+  });
+  await t.step("a leading byte order mark, which json_decode refuses, does not", async () => {
+    const bom = new Uint8Array([
+      0xef,
+      0xbb,
+      0xbf,
+      ...new TextEncoder().encode('{"action":"view"}'),
+    ]);
+    assert.equal(await route(table, post(bom)), "app");
+  });
+});
+
+Deno.test("rule confusion: a multipart part with an empty filename is no field to PHP and Rack", async () => {
+  // Django reads `filename=""` as a field; PHP and Rack as "no file chosen": $_POST has no action.
+  const table = rules([
+    { name: "view", type: "regional", match: { body: { form: { action: "view" } } } },
+    { name: "app", type: "regional" },
+  ]);
+  const b = "XyZ123";
+  const part = (disposition: string) => ({
+    method: "POST",
+    headers: { "content-type": `multipart/form-data; boundary=${b}` },
+    body: `--${b}\r\nContent-Disposition: form-data; ${disposition}\r\n\r\nview\r\n--${b}--\r\n`,
+  });
+  assert.equal(await route(table, part('name="action"')), "view");
+  assert.equal(await route(table, part('name="action"; filename=""')), "app");
+});
+
+Deno.test("false refusal: an empty Content-Encoding is identity, as body-parser reads it", async () => {
+  // body-parser: (req.headers['content-encoding'] || 'identity'): the body is read as sent.
+  const table = rules([
+    { name: "view", type: "regional", match: { body: { regex: "^action=view$" } } },
+    { name: "app", type: "regional" },
+  ]);
+  const init = (coding: string): RequestInit => ({
+    method: "POST",
+    body: "action=view",
+    headers: { "content-type": "text/plain", "content-encoding": coding },
+  });
+  assert.equal(await route(table, init("")), "view");
+  assert.equal(await route(table, init("identity")), "view");
+  assert.equal(await route(table, init("gzip")), "app");
+});
+
+Deno.test("rule confusion: multipart framing Rack or PHP split otherwise than busboy", async (t) => {
+  const table = rules([
+    { name: "view", type: "regional", match: { body: { form: { action: "view" } } } },
+    { name: "app", type: "regional" },
+  ]);
+  const post = (type: string, body: string): RequestInit => ({
+    method: "POST",
+    headers: { "content-type": type },
+    body,
+  });
+  const field = (b: string, name: string, value: string) =>
+    `--${b}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+  await t.step("Rack frames with the last boundary= in the header", async () => {
+    // `boundary=BBBB; x-boundary=CCCC`: busboy, PHP and Django frame with BBBB (action=view),
+    // Rack's greedy regex with CCCC (action=delete; the BBBB parts are its epilogue).
+    const body = `${field("CCCC", "action", "delete")}--CCCC--\r\n` +
+      `${field("BBBB", "action", "view")}--BBBB--\r\n`;
+    assert.equal(
+      await route(table, post("multipart/form-data; boundary=BBBB", body)),
+      "view",
+      "with one boundary parameter the BBBB parts are the form",
+    );
+    assert.equal(
+      await route(table, post("multipart/form-data; boundary=BBBB; x-boundary=CCCC", body)),
+      "app",
+    );
+  });
+  await t.step("PHP splits at a delimiter after a bare LF", async () => {
+    // busboy: action=view and x = "junk\n--BBBB…delete"; PHP: action=view, x=junk, then
+    // action=delete, the last copy, which $_POST keeps.
+    const body = field("BBBB", "action", "view") +
+      field(
+        "BBBB",
+        "x",
+        'junk\n--BBBB\r\nContent-Disposition: form-data; name="action"\r\n\r\ndelete',
+      ) +
+      "--BBBB--\r\n";
+    assert.equal(await route(table, post("multipart/form-data; boundary=BBBB", body)), "app");
+  });
+});
+
+Deno.test("rule confusion: a json matcher does not match a body sent with a Content-Encoding", async () => {
+  // body-parser decodes gzip, deflate and br before JSON.parse (and answers 415 to another
+  // coding): the bytes as sent are not the JSON the app reads.
+  const table = rules([
+    { name: "view", type: "regional", match: { body: { json: { action: "view" } } } },
+    { name: "app", type: "regional" },
+  ]);
+  const init = (coding?: string): RequestInit => ({
+    method: "POST",
+    body: '{"action":"view"}',
+    headers: {
+      "content-type": "application/json",
+      ...(coding ? { "content-encoding": coding } : {}),
+    },
+  });
+  assert.equal(await route(table, init()), "view");
+  assert.equal(await route(table, init("br")), "app");
+});
+
+Deno.test("rule confusion: multipart parts Rack or PHP name otherwise than busboy", async (t) => {
+  const table = rules([
+    { name: "view", type: "regional", match: { body: { form: { action: "view" } } } },
+    { name: "app", type: "regional" },
+  ]);
+  const b = "XyZ123";
+  const post = (...parts: string[]): RequestInit => ({
+    method: "POST",
+    headers: { "content-type": `multipart/form-data; boundary=${b}` },
+    body: parts.map((p) => `--${b}\r\n${p}\r\n`).join("") + `--${b}--\r\n`,
+  });
+  const view = 'Content-Disposition: form-data; name="action"\r\n\r\nview';
+  await t.step("a part Rack names by its Content-ID", async () => {
+    // busboy skips a part without Content-Disposition; Rack names it by Content-ID: action=delete.
+    assert.equal(await route(table, post(view)), "view");
+    assert.equal(await route(table, post(view, "Content-ID: action\r\n\r\ndelete")), "app");
+  });
+  await t.step(
+    "a header whose first 'boundary' text PHP reads is no boundary parameter",
+    async () => {
+      // PHP finds the case-sensitive `boundary` first: in `x=boundary`, with no `=` after it, so
+      // PHP reads no form at all; busboy reads BOUNDARY=XyZ123 (action=view).
+      const body = `--${b}\r\n${view}\r\n--${b}--\r\n`;
+      const typed = (type: string): RequestInit => ({
+        method: "POST",
+        headers: { "content-type": type },
+        body,
+      });
+      assert.equal(await route(table, typed(`multipart/form-data; boundary=${b}`)), "view");
+      assert.equal(
+        await route(table, typed(`multipart/form-data; BOUNDARY=${b}; x=boundary`)),
+        "app",
+      );
+    },
+  );
+  await t.step("a Content-Disposition with two names", async () => {
+    // busboy and PHP may take different ones of `name="action"; name="x"`.
+    assert.equal(
+      await route(
+        table,
+        post(
+          'Content-Disposition: form-data; name="action"; name="x"\r\n\r\nview',
+          'Content-Disposition: form-data; name="x"; name="action"\r\n\r\nview',
+        ),
+      ),
+      "app",
+    );
+  });
+});
+
+Deno.test("rule confusion: a form matcher does not read a Content-Type Rack and Django cut elsewhere than PHP", async () => {
+  // `application/x-www-form-urlencoded x`: PHP cuts the type at the space and reads the form;
+  // Rack, Django, Tomcat and Express read no form at all, so the app has no action=view.
+  const table = rules([
+    { name: "view", type: "regional", match: { body: { form: { action: "view" } } } },
+    { name: "app", type: "regional" },
+  ]);
+  const post = (type: string): RequestInit => ({
+    method: "POST",
+    headers: { "content-type": type },
+    body: "action=view",
+  });
+  assert.equal(await route(table, post("application/x-www-form-urlencoded")), "view");
+  assert.equal(await route(table, post("application/x-www-form-urlencoded x")), "app");
+});

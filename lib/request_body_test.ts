@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { MAX_FORM_FIELDS } from "./multipart_fields.ts";
 import { mediaTypeParameter } from "./media_type.ts";
-import { BufferedBody, joinChunks, readUpTo } from "./request_body.ts";
+import { BodyTooLargeError, BufferedBody, joinChunks, readUpTo } from "./request_body.ts";
 
 Deno.test("mediaTypeParameter() reads parameters pair by pair, as Python's email does", () => {
   const charset = (type: string) => mediaTypeParameter(type, "charset");
@@ -154,4 +154,45 @@ Deno.test("CPU amplification: 1 MiB of empty form fields costs a form matcher ab
     const many = await fastest(MULTIPART, big + fill + "--b--\r\n");
     assert.ok(many < 10 * one + 5, `${many.toFixed(1)} ms vs ${one.toFixed(1)} ms`);
   });
+});
+
+/** A request whose body arrives in chunks of the given sizes, with no Content-Length. */
+function chunked(sizes: number[]): Request {
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const size of sizes) controller.enqueue(new Uint8Array(size).fill(0x61));
+      controller.close();
+    },
+  });
+  return new Request("http://app.test/up", { method: "POST", body, duplex: "half" } as RequestInit);
+}
+
+Deno.test("memory limit: body_limit_bytes holds to the byte for a chunked body (no Content-Length)", async (t) => {
+  await t.step("exactly the limit is read whole", async () => {
+    assert.equal((await new BufferedBody(chunked([4, 6]), 10).bytes()).byteLength, 10);
+  });
+  await t.step("one byte over is 413 body_too_large", async () => {
+    await assert.rejects(new BufferedBody(chunked([4, 7]), 10).bytes(), BodyTooLargeError);
+  });
+  await t.step("one byte over in a single chunk too", async () => {
+    await assert.rejects(new BufferedBody(chunked([11]), 10).bytes(), BodyTooLargeError);
+  });
+});
+
+Deno.test("wrong status: a body that breaks off is 499 client_closed, not a 500", async () => {
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(new Uint8Array(3));
+      controller.error(new TypeError("connection reset"));
+    },
+  });
+  const request = new Request(
+    "http://app.test/up",
+    { method: "POST", body, duplex: "half" } as RequestInit,
+  );
+  await assert.rejects(
+    new BufferedBody(request, 1024).bytes(),
+    (error: { status?: number; code?: string }) =>
+      error.status === 499 && error.code === "client_closed",
+  );
 });

@@ -344,3 +344,45 @@ Deno.test("json matcher: a lone surrogate json_decode refuses, hidden by a later
     await edge.close();
   }
 });
+
+Deno.test("rule confusion: a regex matcher does not match the raw bytes of a body Express inflates to another text", async () => {
+  // A stored gzip member of action=delete with a FCOMMENT field of `&action=view&`: its raw
+  // bytes hold the text action=view, its inflated bytes (what body-parser hands the app) do not.
+  const stored = gzipSync("action=delete", { level: 0 });
+  const body = new Uint8Array([
+    ...stored.subarray(0, 3),
+    stored[3] | 0x10, // FLG.FCOMMENT
+    ...stored.subarray(4, 10),
+    ...new TextEncoder().encode("&action=view&\0"),
+    ...stored.subarray(10),
+  ]);
+  assert.equal(new TextDecoder().decode(gunzipSync(body)), "action=delete");
+  const edge = startActionEdge({ regex: "(?:^|&)action=view(?:&|$)" });
+  try {
+    assert.equal(await edge.matched("", { "content-type": "text/plain" }, "action=view"), true);
+    await edge.confused(
+      "",
+      { "content-type": "text/plain", "content-encoding": "gzip" },
+      body,
+      "Express inflates the body to action=delete",
+    );
+  } finally {
+    await edge.close();
+  }
+});
+
+Deno.test("rule confusion: a json matcher does not match a Content-Type PHP reads as a form and Laravel as JSON", async () => {
+  // `application/x-www-form-urlencoded; x=a+json`: PHP's $_POST is the form (action=delete),
+  // Laravel's isJson() sees `+json`. Either reading may be the app's.
+  const edge = startActionEdge({ json: { action: "view" } });
+  try {
+    await edge.confused(
+      "",
+      { "content-type": "application/x-www-form-urlencoded; x=a+json" },
+      '{"action":"view","x":"&action=delete&"}',
+      "PHP's $_POST reads action=delete",
+    );
+  } finally {
+    await edge.close();
+  }
+});

@@ -50,3 +50,59 @@ Deno.test("rule confusion: a CGI spelling of a matched header is a copy the app 
     await us.close();
   }
 });
+
+Deno.test("forged secret: a client's dash spelling of a configured header named with '.' never reaches the upstream", async (t) => {
+  // PHP behind Caddy's FastCGI or FrankenPHP files `X.Origin-Key` and `X-Origin-Key` both as
+  // HTTP_X_ORIGIN_KEY: the client's copy would stand in for the configured secret.
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: us.url, headers: { "X.Origin-Key": "real" } } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  try {
+    for (const spelling of ["X-Origin-Key", "X_Origin-Key"]) {
+      await t.step(`${spelling}: forged`, async () => {
+        us.received.length = 0;
+        const answer = await rawRequest(
+          edge.port,
+          `GET /t HTTP/1.1\r\nHost: app.example\r\n${spelling}: forged\r\nConnection: close\r\n\r\n`,
+        );
+        assert.match(answer, /^HTTP\/1\.1 200/);
+        const sent = [...us.received[0].headers].filter(([, value]) => value.includes("forged"));
+        assert.deepEqual(sent, [], "the client's spelling must not be forwarded");
+        assert.equal(us.received[0].headers.get("x.origin-key"), "real");
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
+  }
+});
+
+Deno.test("wrong routing: a header matcher named in mixed case matches through the router", async () => {
+  // The router's header list holds lower-case names: a rule written `X-Tenant` must still match.
+  const acme = startUpstream();
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: us.url } },
+    upstreams: { acme: { origin: acme.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "acme",
+        type: "global",
+        upstream: "acme",
+        match: { headers: { "X-Tenant": "^acme$" } },
+      },
+      { name: "app", type: "regional" },
+    ],
+  });
+  try {
+    const res = await fetch(`${edge.url}/t`, { headers: { "X-Tenant": "acme" } });
+    await res.body?.cancel();
+    assert.equal(acme.received.length, 1, "X-Tenant: acme goes to the acme rule");
+    assert.equal(us.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), acme.close(), us.close()]);
+  }
+});

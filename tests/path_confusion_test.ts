@@ -219,3 +219,30 @@ Deno.test("bad_path: refused before any rule, logged, and explain says the same"
     await Promise.all([edge.close(), app.close()]);
   }
 });
+
+Deno.test("rule bypass: a path rule matches the path whatever the letter case of its %XX escapes", async () => {
+  // The origin decodes /caf%c3%a9 and /caf%C3%A9 alike; the rule is written upper case (the
+  // compiler refuses lower-case escapes), so the router must read the request so too.
+  const cafe = startUpstream();
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: us.url } },
+    upstreams: { cafe: { origin: cafe.url } },
+    default_region: "us",
+    rules: [
+      { name: "cafe", type: "global", upstream: "cafe", match: { path: "^/caf%C3%A9$" } },
+      { name: "app", type: "regional" },
+    ],
+  });
+  try {
+    for (const path of ["/caf%C3%A9", "/caf%c3%a9", "/caf%C3%a9"]) {
+      const res = await fetch(`${edge.url}${path}`);
+      await res.body?.cancel();
+      assert.equal(cafe.received.length, 1, `${path} goes to the cafe rule`);
+      cafe.received.length = 0;
+    }
+    assert.equal(us.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), cafe.close(), us.close()]);
+  }
+});
