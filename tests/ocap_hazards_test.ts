@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { startUpstream, startVestibule } from "./_servers.ts";
-import { OCAP_ENV, OCAP_KEY, ocapRules } from "./_ocap.ts";
+import { OCAP_ENV, OCAP_KEY, ocapRules, tokenRequest } from "./_ocap.ts";
 
 const KEY = { "Ocap-Key": OCAP_KEY };
 
@@ -120,11 +120,7 @@ Deno.test("OCAP: a provider that answers 101 to a token request is one shared 50
   const vestibule = startVestibule(ocapRules(origin), { env: OCAP_ENV, deps: { kv } });
   try {
     for (const cache of ["miss", "hit"]) {
-      const response = await fetch(`${vestibule.url}/_ocap/provider/token`, {
-        method: "POST",
-        headers: { ...KEY, "content-type": "application/x-www-form-urlencoded" },
-        body: "grant_type=authorization_code&code=one-time-code",
-      });
+      const response = await fetch(tokenRequest(vestibule.url));
       assert.equal(response.status, 502);
       assert.equal(response.headers.get("ocap-cache"), cache);
       assert.equal((await response.json()).error, "upstream_invalid");
@@ -155,11 +151,7 @@ Deno.test("OCAP: headers the provider's Connection names are not shared with cal
   const vestibule = startVestibule(ocapRules(provider.url), { env: OCAP_ENV, deps: { kv } });
   try {
     for (const cache of ["miss", "hit"]) {
-      const response = await fetch(`${vestibule.url}/_ocap/provider/token`, {
-        method: "POST",
-        headers: { ...KEY, "content-type": "application/x-www-form-urlencoded" },
-        body: "grant_type=authorization_code&code=one-time-code",
-      });
+      const response = await fetch(tokenRequest(vestibule.url));
       assert.equal(response.status, 200);
       assert.equal(response.headers.get("ocap-cache"), cache);
       assert.equal(response.headers.get("x-hop-secret"), null);
@@ -213,11 +205,7 @@ Deno.test("OCAP: a target's own ttl_seconds wins over the section's", async () =
   const kv = await Deno.openKv(":memory:");
   const vestibule = startVestibule(rules, { env: OCAP_ENV, deps: { kv, now: () => clock } });
   const call = async () => {
-    const response = await fetch(`${vestibule.url}/_ocap/provider/token`, {
-      method: "POST",
-      headers: { ...KEY, "content-type": "application/x-www-form-urlencoded" },
-      body: "grant_type=authorization_code&code=one-time-code",
-    });
+    const response = await fetch(tokenRequest(vestibule.url));
     return [response.headers.get("ocap-cache"), (await response.json()).access_token];
   };
   try {
