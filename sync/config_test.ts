@@ -203,3 +203,16 @@ Deno.test("sync.example.json is a valid config", async () => {
   assert.equal(parsed.owner, "us");
   assert.equal(parsed.tables.length, 2);
 });
+
+Deno.test("parseSyncConfig() expands every ${NAME} in a URL, not only the first", () => {
+  const parsed = parseSyncConfig(
+    config({
+      databases: {
+        us: "postgres://${DB_USER}:${DB_PASSWORD}@${DB_HOST}:5432/app",
+        au: "${AU_DATABASE_URL}",
+      },
+    }),
+    (name) => ({ ...ENV, DB_USER: "sync", DB_PASSWORD: "s3cret", DB_HOST: "us.example" })[name],
+  );
+  assert.equal(parsed.databases.us, "postgres://sync:s3cret@us.example:5432/app");
+});

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { isTransient, withRetry } from "./retry.ts";
+import { attemptsOf, isTransient, withRetry } from "./retry.ts";
 
 const failure = (code: string) => Object.assign(new Error(`failed with ${code}`), { code });
 
@@ -46,4 +46,60 @@ Deno.test("withRetry() gives up after the last attempt and passes other errors a
     /failed with 23505/,
   );
   assert.equal(calls, 1);
+});
+
+Deno.test("withRetry() makes 4 tries in all by default, as the README promises", async () => {
+  let calls = 0;
+  await assert.rejects(
+    withRetry(() => (calls++, Promise.reject(failure("40001"))), {
+      sleep: () => Promise.resolve(),
+    }),
+    /failed with 40001/,
+  );
+  assert.equal(calls, 4);
+});
+
+Deno.test("isTransient() retries a server starting up or restarting and every lost or refused connection", () => {
+  for (
+    const code of [
+      "57P02", // crash_shutdown
+      "57P03", // cannot_connect_now: the server is starting up or in recovery
+      "08000",
+      "08001",
+      "08003",
+      "08004",
+      "CONNECTION_DESTROYED",
+      "CONNECT_TIMEOUT",
+      "ECONNREFUSED",
+      "EPIPE",
+    ]
+  ) {
+    assert.equal(isTransient(failure(code)), true, code);
+  }
+});
+
+Deno.test("withRetry() backs off about 250 ms before the second try by default, with jitter", async () => {
+  const delays: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    let calls = 0;
+    await withRetry(() => (calls++ === 0 ? Promise.reject(failure("40P01")) : Promise.resolve(1)), {
+      sleep: (ms) => (delays.push(ms), Promise.resolve()),
+    });
+  }
+  assert.equal(delays.length, 20);
+  for (const ms of delays) assert.ok(ms >= 125 && ms < 375, `first delay ${ms}`);
+  assert.ok(new Set(delays).size > 1, `every delay was ${delays[0]} ms: no jitter`);
+});
+
+Deno.test("attemptsOf() tells the tries withRetry() made before it gave up (the report's attempts)", async () => {
+  const serialization = failure("40001");
+  await assert.rejects(
+    withRetry(() => Promise.reject(serialization), { attempts: 3, sleep: () => Promise.resolve() }),
+    /failed with 40001/,
+  );
+  assert.equal(attemptsOf(serialization), 3);
+  const violation = failure("23505");
+  await assert.rejects(withRetry(() => Promise.reject(violation)), /failed with 23505/);
+  assert.equal(attemptsOf(violation), 1);
+  assert.equal(attemptsOf(failure("40001")), 0);
 });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { main } from "../sync/cli.ts";
+import FakeTimers from "@sinonjs/fake-timers";
 import { BACKENDS, type Pair } from "./sync_fixtures.ts";
 
 const SCHEMA = `CREATE TABLE subject (id int PRIMARY KEY, name text NOT NULL)`;
@@ -494,4 +495,136 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("main() --dry-run --once prints the plan and writes nothing", async () => {
+  await withPair(async (pair, dir) => {
+    const config = await writeConfig(dir, {
+      owner: "us",
+      databases: { us: pair.owner.url, au: pair.destination.url },
+      tables: TABLES,
+    });
+    const { out, io } = capture();
+    assert.equal(await main(["--config", config, "--once", "--dry-run"], io), 0);
+    const logs = out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+    const table = logs.find((l) => l.table === "public.subject");
+    assert.equal(table?.inserts, 10);
+    assert.match(out.at(-1)!.split("\n")[1], /^au +public\.subject +planned \(dry run\) +10 /);
+    const [count] = await pair.destination.column(`SELECT count(*) FROM subject`);
+    assert.equal(count, "40");
+  });
+});
+
+Deno.test("main() --help prints the usage and exits 0", async () => {
+  const { out, err, io } = capture();
+  assert.equal(await main(["--help"], io), 0);
+  assert.match(out.join("\n"), /^Usage: deno task sync/);
+  assert.match(out.join("\n"), /--dry-run/);
+  assert.deepEqual(err, []);
+});
+
+Deno.test("main() names the region whose database URL is unparseable, not the first region", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sync_cli_test_" });
+  try {
+    const path = await writeConfig(dir, {
+      owner: "us",
+      databases: {
+        us: "postgres://sync@127.0.0.1:1/app",
+        au: "postgres://sync:Pa55#word@127.0.0.1:1/app",
+      },
+      tables: TABLES,
+    });
+    const { out, err, io } = capture();
+    const status = await main(["--config", path, "--once"], io);
+    const printed = [...out, ...err].join("\n");
+    assert.doesNotMatch(printed, /Pa55/);
+    assert.match(printed, /database URL of region "au"/);
+    assert.equal(status, 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() --table writes the named tables in config order, parents before children", async () => {
+  await withPair(async (pair, dir) => {
+    const schema = `CREATE TABLE kind (id int PRIMARY KEY, label text NOT NULL);
+      CREATE TABLE item (id int PRIMARY KEY, kind_id int NOT NULL REFERENCES kind (id))`;
+    await pair.owner.exec(
+      `${schema}; INSERT INTO kind SELECT g, 'kind ' || g FROM generate_series(1, 3) g;
+       INSERT INTO item SELECT g, 1 + g % 3 FROM generate_series(1, 9) g`,
+    );
+    await pair.destination.exec(schema);
+    const config = await writeConfig(dir, {
+      owner: "us",
+      databases: { us: pair.owner.url, au: pair.destination.url },
+      tables: [
+        { name: "public.kind", primary_key: ["id"], delete_missing: true },
+        { name: "public.item", primary_key: ["id"], delete_missing: true },
+      ],
+    });
+    const { out, io } = capture();
+    const status = await main(
+      ["--config", config, "--once", "--table", "item", "--table", "kind"],
+      io,
+    );
+    assert.equal(status, 0, out.join("\n"));
+    assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM item`), ["9"]);
+    assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM kind`), ["3"]);
+  });
+});
+
+Deno.test("main() in loop mode keeps waiting after the first 24.8-day timer of a 30-day interval fires", async () => {
+  await withPair(async (pair, dir) => {
+    const config = await writeConfig(dir, {
+      owner: "us",
+      databases: { us: pair.owner.url, au: pair.destination.url },
+      interval_seconds: 30 * 24 * 3600,
+      tables: TABLES,
+    });
+    const out: string[] = [];
+    let clock: ReturnType<typeof FakeTimers.install> | undefined;
+    let waiting!: () => void;
+    const summaryPrinted = new Promise<void>((resolve) => waiting = resolve);
+    const controller = new AbortController();
+    const running = main(["--config", config], {
+      stdout: (line) => {
+        out.push(line);
+        // The summary is the last line before the delay: from here on, time is ours to move.
+        if (!clock && line.startsWith("destination ")) {
+          clock = FakeTimers.install({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+          waiting();
+        }
+      },
+      stderr: () => {},
+      signal: controller.signal,
+    });
+    await summaryPrinted;
+    const started = () => out.filter((l) => l.includes('"msg":"sync attempt started"')).length;
+    try {
+      await clock!.tickAsync(25 * 24 * 3600 * 1000); // past the 2^31 − 1 ms one timer can hold
+      assert.equal(started(), 1, "a second attempt started 25 days into a 30-day interval");
+    } finally {
+      clock!.uninstall();
+      controller.abort();
+      assert.equal(await running, 0);
+    }
+  });
+});
+
+Deno.test("main() --once says on stderr, not only in the JSON log, why the attempt failed", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sync_cli_test_" });
+  try {
+    // Port 1 on loopback refuses connections: the attempt fails before any table is diffed.
+    const path = await writeConfig(dir, {
+      owner: "us",
+      databases: { us: "postgres://sync@127.0.0.1:1/app", au: "postgres://sync@127.0.0.1:1/other" },
+      tables: TABLES,
+    });
+    const { out, err, io } = capture();
+    assert.equal(await main(["--config", path, "--once"], io), 1);
+    assert.ok(out.some((l) => l.includes('"msg":"sync attempt failed"')), out.join("\n"));
+    assert.match(err.join("\n"), /ECONNREFUSED/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

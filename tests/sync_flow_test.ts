@@ -424,3 +424,67 @@ for (const backend of BACKENDS) {
     },
   });
 }
+
+Deno.test("runAttempt() refuses a column generated only at the destination, before any write", async () => {
+  const pair = await BACKENDS[0].pair();
+  try {
+    await pair.owner.exec(`CREATE TABLE priced (id int PRIMARY KEY, price int, total int);
+      INSERT INTO priced VALUES (1, 10, 99), (2, 20, 77)`);
+    await pair.destination.exec(`CREATE TABLE priced (id int PRIMARY KEY, price int,
+      total int GENERATED ALWAYS AS (price * 2) STORED)`);
+    const { config, databases } = pair.connect([{ name: "priced", primary_key: ["id"] }]);
+    await assert.rejects(
+      runAttempt(config, databases, { dryRun: false, log: () => {} }),
+      (error: unknown) => {
+        assert.ok(error instanceof SyncRefusedError, String(error));
+        assert.equal(
+          error.message,
+          'Cannot sync table "public.priced": column "total" is generated at "au"',
+        );
+        return true;
+      },
+    );
+    assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM priced`), ["0"]);
+  } finally {
+    await pair.close();
+  }
+});
+
+Deno.test("runAttempt() syncs a text key collated otherwise at the destination without churning its rows", async () => {
+  const pair = await BACKENDS[0].pair();
+  try {
+    const seed = `INSERT INTO mixed SELECT l || n, 'x'
+      FROM unnest(ARRAY['a', 'B', 'c', 'D', '_', 'z']) AS l, generate_series(100, 199) AS n;`;
+    await pair.owner.exec(
+      `CREATE TABLE mixed (k text PRIMARY KEY, label text, note text);` + seed +
+        `UPDATE mixed SET label = 'changed' WHERE k LIKE '%5';`,
+    );
+    // The database orders k bytewise at the owner; the column's own ICU collation orders it here.
+    await pair.destination.exec(
+      `CREATE TABLE mixed (k text COLLATE "und-x-icu" PRIMARY KEY, label text, note text);` + seed +
+        `UPDATE mixed SET note = 'keep';
+         DELETE FROM mixed WHERE k LIKE '%7'; INSERT INTO mixed VALUES ('extra', 'x', 'keep');`,
+    );
+    const { config, databases } = pair.connect([{
+      name: "mixed",
+      primary_key: ["k"],
+      exclude_columns: ["note"],
+      delete_missing: true,
+      max_delete_ratio: 1,
+    }]);
+    const reports = await runAttempt(config, databases, { dryRun: false, log: () => {} });
+    assert.deepEqual(
+      reports.map((r) => [r.error, r.inserts, r.updates, r.deletes]),
+      [[undefined, 60, 60, 1]],
+    );
+    const rows = `SELECT string_agg(k || '=' || label, ',' ORDER BY k COLLATE "C") FROM mixed`;
+    assert.deepEqual(await pair.destination.column(rows), await pair.owner.column(rows));
+    // Rows the sync only compared keep the column it does not write.
+    assert.deepEqual(
+      await pair.destination.column(`SELECT count(*) FROM mixed WHERE note = 'keep'`),
+      ["540"],
+    );
+  } finally {
+    await pair.close();
+  }
+});
