@@ -493,3 +493,48 @@ Deno.test("formatExplanation() shows each region's own forwarding when the regio
     /^Sends to: region "us" at [^\n]*\n(?: {2}.*\n)* {2}Headers forwarded: content-type, x-origin-secret$/m,
   );
 });
+
+Deno.test("explainRequest() does not call a header 'replaced' or list a cookie twice when nothing changed", async () => {
+  const e = await explainRequest({
+    method: "GET",
+    url: "http://app.example.com/",
+    headers: {
+      // The client already sent the values vestibule sets: nothing is replaced.
+      "x-real-ip": "203.0.113.7",
+      "x-forwarded-proto": "http",
+      cookie: "csrftoken=a; csrftoken=b",
+    },
+    clientIp: "203.0.113.7",
+  }, config);
+  const { headers, cookies } = e.targets[0].forward;
+  assert.equal(headers.set["x-real-ip"], "203.0.113.7");
+  assert.equal(headers.set["x-forwarded-proto"], "http");
+  assert.ok(!headers.forwarded.includes("x-real-ip"), JSON.stringify(headers.forwarded));
+  assert.deepEqual(
+    headers.stripped.filter((s) => s.name === "x-real-ip" || s.name === "x-forwarded-proto"),
+    [],
+  );
+  assert.deepEqual(cookies.forwarded, ["csrftoken"]);
+  // Cookies are listed under cookies, by name: the Cookie header is not a header entry.
+  assert.ok(!headers.forwarded.includes("cookie"), JSON.stringify(headers.forwarded));
+  assert.ok(!headers.stripped.some((s) => s.name === "cookie"), JSON.stringify(headers.stripped));
+});
+
+Deno.test("explainRequest() lists no Accept-Encoding for a WebSocket upgrade that sent none", async () => {
+  // Deno's WebSocket client writes its own handshake: the "identity" fetch would get is not sent.
+  const e = await explainRequest({
+    method: "GET",
+    url: "http://app.example.com/ws",
+    headers: {
+      host: "app.example.com",
+      upgrade: "websocket",
+      connection: "Upgrade",
+      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      "sec-websocket-version": "13",
+    },
+    clientIp: "203.0.113.7",
+  }, config);
+  const { headers } = e.targets[0].forward;
+  assert.equal(headers.set["user-agent"], `Deno/${Deno.version.deno}`);
+  assert.ok(!("accept-encoding" in headers.set), JSON.stringify(headers.set));
+});

@@ -296,3 +296,50 @@ Deno.test("createCountryLookup() refuses malformed datasets", async (t) => {
     );
   });
 });
+
+Deno.test("wrong country: a malformed address gets no country even where every address has one", () => {
+  // Every address in both families has a country here, so a parser that reads a malformed text
+  // as *some* address shows up: the shipped dataset leaves 0001::/16 and friends empty.
+  const lookup = createCountryLookup({
+    ipv4NumCsv: "0,4294967295,ZZ\n",
+    ipv6NumCsv: "0,340282366920938463463374607431768211455,ZZ\n",
+  });
+  assert.equal(lookup("1.0.0.1"), "ZZ");
+  assert.equal(lookup("2001:218:2000:52::1"), "ZZ");
+  for (
+    const text of [
+      ...MALFORMED,
+      "1-0-0-1",
+      "1.0.0,1",
+      ":123:4:5:6:7:8:9",
+      "2001:0218:2000:00052::",
+      "1-2::",
+      "2001:218:g::",
+    ]
+  ) {
+    assert.equal(lookup(text), undefined, `expected undefined for ${JSON.stringify(text)}`);
+  }
+});
+
+Deno.test("wrong country: only ::ffff:0:0/96 is read through the IPv4 table", () => {
+  const lookup = createCountryLookup({
+    ipv4NumCsv: "0,4294967295,AA\n",
+    ipv6NumCsv: "0,340282366920938463463374607431768211455,BB\n",
+  });
+  assert.equal(lookup("::ffff:1.0.0.1"), "AA");
+  // Same low 96 bits, but a global prefix in front: an IPv6 address like any other.
+  assert.equal(lookup("2001:218:0:0:0:ffff:1.0.0.1"), "BB");
+  assert.equal(lookup("2001:218::ffff:100:1"), "BB");
+  assert.equal(lookup("0:1::ffff:1.0.0.1"), "BB");
+  assert.equal(lookup("0:0:0:1:0:ffff:1.0.0.1"), "BB");
+});
+
+Deno.test("createCountryLookup() refuses a country code that is not two letters A-Z", () => {
+  for (const code of ["A[", "[A", "@A", "aU"]) {
+    assert.throws(
+      () => createCountryLookup({ ipv4NumCsv: `0,255,${code}\n`, ipv6NumCsv: "" }),
+      SyntaxError,
+      code,
+    );
+  }
+});

@@ -1195,3 +1195,13 @@ Deno.test("invalid rules start anyway: an ocap key shorter than 16 characters is
     /ocap\.key/,
   );
 });
+
+Deno.test("an empty header name is refused where the rules file names a header", () => {
+  // Headers refuses "" at request time: start-up must say so, not the first request.
+  refuses(base({ pin: { header: "" } }), "pin.header", "not a valid header name");
+  refuses(base({ geo: { header: "" } }), "geo.header", "not a valid header name");
+  refuses(
+    base({ upstreams: { website: { origin: "http://web.internal", headers: { "": "1" } } } }),
+    "upstreams.website.headers",
+  );
+});

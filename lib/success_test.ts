@@ -311,3 +311,44 @@ Deno.test("false success: lookupPath() finds only a JSON value's own keys, not w
     assert.deepEqual(lookupPath({ data: {} }, ["data", key]), { present: false }, key);
   }
 });
+
+Deno.test("false login: cookieDate() reads the Expires forms RFC 6265 §5.1.1 allows, and no others", () => {
+  const utc = (text: string) => Date.parse(text);
+  // Two-digit years: 70-99 are 19xx, 00-69 are 20xx, so a logout's "-99" lies in the past.
+  assert.equal(cookieDate("Fri, 01-Jan-99 00:00:00 GMT"), utc("1999-01-01T00:00:00Z"));
+  assert.equal(cookieDate("Tue, 01-Jan-69 00:00:00 GMT"), utc("2069-01-01T00:00:00Z"));
+  // A month token is its first three letters and anything after them.
+  assert.equal(cookieDate("Thu, 01 January 2099 00:00:00 GMT"), utc("2099-01-01T00:00:00Z"));
+  // The first time token counts; a later one is ignored.
+  assert.equal(cookieDate("01 Jan 2099 01:02:03 04:05:06"), utc("2099-01-01T01:02:03Z"));
+  for (const bad of ["01 Jan 2099 00:00:60", "01 Jan 9 00:00:00", "01 Jan 2099 00:00:001"]) {
+    assert.ok(Number.isNaN(cookieDate(bad)), bad);
+  }
+});
+
+Deno.test("false login: setsLiveCookie() counts the ways a logout answer clears a cookie", () => {
+  const scope = { host: "shop.example", path: "/logout" };
+  const clears = (line: string) =>
+    setsLiveCookie(["sessionid=s; Path=/", line], "sessionid", NOW, scope);
+  assert.equal(clears("sessionid=x; Max-Age=-1; Path=/"), false, "a negative Max-Age");
+  assert.equal(clears("sessionid=x; Path=/; Expires=Fri, 01-Jan-99 00:00:00 GMT"), false);
+  assert.equal(
+    clears(`sessionid=x; Path=/; Expires=${new Date(NOW).toUTCString()}`),
+    false,
+    "an Expires of exactly now",
+  );
+  // A relative Path stands for the default path, here "/": the same cookie as `Path=/`.
+  assert.equal(clears("sessionid=; Max-Age=0; Path=relative"), false);
+  // Spaces around the name are not part of it.
+  assert.equal(clears("sessionid =; Max-Age=0; Path=/"), false);
+  // On an IPv6 literal host, `Domain=<it>` makes a host-only cookie, as on an IPv4 one.
+  assert.equal(
+    setsLiveCookie(
+      ["sessionid=s", "sessionid=; Max-Age=0; Domain=[::1]"],
+      "sessionid",
+      NOW,
+      { host: "[::1]", path: "/" },
+    ),
+    false,
+  );
+});

@@ -276,3 +276,13 @@ Deno.test("check-rules fails when the route-table tests exist but cannot be read
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("check-rules exits 2 given two rules files instead of checking only the first", async () => {
+  const { code, stdout, stderr } = await checkRules(
+    `${FIXTURES}/small.json`,
+    `${FIXTURES}/small.json`,
+  );
+  assert.match(stderr, /^Expected at most one rules file, got 2\n/);
+  assert.equal(stdout, "");
+  assert.equal(code, 2);
+});

@@ -129,3 +129,17 @@ Deno.test("explain exits 2 on a usage error", async (t) => {
     });
   }
 });
+
+Deno.test("explain exits 2 on a stray argument instead of explaining a different request", async () => {
+  // `explain GET https://a/ x` (a header without -H, a split URL) must not be dropped silently.
+  const { code, stdout, stderr } = await explain(
+    "--",
+    "GET",
+    "https://app.example.com/dashboard",
+    "Cookie: sessionid=s3cr3t",
+    "--placeholder-env",
+  );
+  assert.match(stderr, /^Expected a method and a URL, got 3 arguments\n/);
+  assert.equal(stdout, "");
+  assert.equal(code, 2);
+});

@@ -895,3 +895,46 @@ Deno.test("open redirect: a group cannot leave the template's host through useri
     await edge.close();
   }
 });
+
+Deno.test("redirect rule: a group that matched nothing leaves nothing in the location", async () => {
+  // `^/docs(/.*)?$` on `/docs`: `$1` did not take part, so the location must not carry "$1"
+  // or "undefined" to the new site.
+  const edge = startVestibule({
+    regions: { us: { origin: "http://127.0.0.1:1" } },
+    default_region: "us",
+    rules: [{
+      name: "docs",
+      type: "global",
+      match: { path: "^/docs(/.*)?$" },
+      redirect: { location: "https://docs.example.com/v2$1" },
+    }],
+  });
+  try {
+    for (
+      const [path, location] of [
+        ["/docs?lang=fr", "https://docs.example.com/v2?lang=fr"],
+        ["/docs/a?lang=fr", "https://docs.example.com/v2/a?lang=fr"],
+      ]
+    ) {
+      const res = await fetch(`${edge.url}${path}`, { redirect: "manual" });
+      await res.body?.cancel();
+      assert.equal(res.status, 302, path);
+      assert.equal(res.headers.get("location"), location, path);
+    }
+  } finally {
+    await edge.close();
+  }
+});
+
+Deno.test("redirect rule: a query with raw UTF-8 goes on percent-encoded, not as mojibake", async () => {
+  const edge = withRedirect("https://help.example.com/$1");
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      "GET /help/x?q=caf\u00e9 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(answer, /\r\nlocation: https:\/\/help\.example\.com\/x\?q=caf%C3%A9\r\n/i);
+  } finally {
+    await edge.close();
+  }
+});
