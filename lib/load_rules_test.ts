@@ -1164,35 +1164,18 @@ Deno.test("invalid rules start anyway: a success.json with neither or both of eq
 });
 
 Deno.test("invalid rules start anyway: an empty regex (which matches everything) is refused, naming the rule and field", () => {
-  assert.throws(
-    () =>
-      parseRules(
-        JSON.stringify({
-          regions: { us: { origin: "http://us.test" } },
-          default_region: "us",
-          rules: [
-            { name: "internal", type: "regional", match: { headers: { "X-Internal-Key": "" } } },
-          ],
-        }),
-        { env: () => undefined },
-      ),
+  refuses(
+    base({
+      rules: [{ name: "internal", type: "regional", match: { headers: { "X-Internal-Key": "" } } }],
+    }),
     /rule "internal" \(rules\[0\]\): match\.headers\.X-Internal-Key/,
   );
 });
 
 Deno.test("invalid rules start anyway: an ocap key shorter than 16 characters is refused", () => {
-  assert.throws(
-    () =>
-      parseRules(
-        JSON.stringify({
-          regions: { us: { origin: "http://us.test" } },
-          default_region: "us",
-          rules: [{ name: "app", type: "regional" }],
-          ocap: { key: "short", targets: { api: { origin: "http://api.test" } } },
-        }),
-        { env: () => undefined },
-      ),
-    /ocap\.key/,
+  refuses(
+    base({ ocap: { key: "short", targets: { api: { origin: "http://api.test" } } } }),
+    "ocap.key",
   );
 });
 
