@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 
-Deno.test("rule confusion: a CGI spelling of a matched header is a copy the app reads", async (t) => {
+/** An edge whose rule `X-Tenant: ^acme$` sends to the acme upstream; anything else to us. */
+function startTenantEdge() {
   const acme = startUpstream();
   const us = startUpstream();
   const edge = startVestibule({
@@ -23,6 +24,11 @@ Deno.test("rule confusion: a CGI spelling of a matched header is a copy the app 
       { name: "app", type: "regional" },
     ],
   });
+  return { acme, us, edge };
+}
+
+Deno.test("rule confusion: a CGI spelling of a matched header is a copy the app reads", async (t) => {
+  const { acme, us, edge } = startTenantEdge();
   try {
     for (const spelling of ["X_Tenant", "X.Tenant"]) {
       await t.step(`X-Tenant: acme beside ${spelling}: evil`, async () => {
@@ -81,22 +87,7 @@ Deno.test("forged secret: a client's dash spelling of a configured header named 
 
 Deno.test("wrong routing: a header matcher named in mixed case matches through the router", async () => {
   // The router's header list holds lower-case names: a rule written `X-Tenant` must still match.
-  const acme = startUpstream();
-  const us = startUpstream();
-  const edge = startVestibule({
-    regions: { us: { origin: us.url } },
-    upstreams: { acme: { origin: acme.url } },
-    default_region: "us",
-    rules: [
-      {
-        name: "acme",
-        type: "global",
-        upstream: "acme",
-        match: { headers: { "X-Tenant": "^acme$" } },
-      },
-      { name: "app", type: "regional" },
-    ],
-  });
+  const { acme, us, edge } = startTenantEdge();
   try {
     const res = await fetch(`${edge.url}/t`, { headers: { "X-Tenant": "acme" } });
     await res.body?.cancel();

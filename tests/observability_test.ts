@@ -707,9 +707,20 @@ Deno.test("metrics: a broadcast region's upstream duration is the time to its re
 
 Deno.test("access log: an answer framed by chunks logs no bytes from the Content-Length the client never got", async () => {
   // An upstream that sends both (RFC 9112 §6.3: the chunks win, the length is dropped).
-  const up = rawUpstream(() =>
-    "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+  const { raw, lines } = await getLogged(
+    "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
   );
+  const head = raw.slice(0, raw.indexOf("\r\n\r\n")).toLowerCase();
+  assert.doesNotMatch(head, /\r\ncontent-length:/, "the client got no Content-Length");
+  assert.equal(lines.length, 1);
+  // docs/observability.md: `bytes` is the size from Content-Length, "absent when the body
+  // streams without one" (as it is when the same answer also carries a Set-Cookie).
+  assert.equal(lines[0].bytes, undefined, `logged bytes: ${lines[0].bytes}, sent: 2`);
+});
+
+/** Sends one GET through vestibule to an upstream that answers `answer` (raw bytes). */
+async function getLogged(answer: string) {
+  const up = rawUpstream(() => answer);
   const lines: Record<string, unknown>[] = [];
   const edge = startVestibule(oneRegion(up.url), {
     deps: { log: (line: string) => lines.push(JSON.parse(line)) },
@@ -719,38 +730,21 @@ Deno.test("access log: an answer framed by chunks logs no bytes from the Content
       edge.port,
       "GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n",
     );
-    const head = raw.slice(0, raw.indexOf("\r\n\r\n")).toLowerCase();
-    assert.doesNotMatch(head, /\r\ncontent-length:/, "the client got no Content-Length");
-    assert.equal(lines.length, 1);
-    // docs/observability.md: `bytes` is the size from Content-Length, "absent when the body
-    // streams without one" (as it is when the same answer also carries a Set-Cookie).
-    assert.equal(lines[0].bytes, undefined, `logged bytes: ${lines[0].bytes}, sent: 2`);
+    return { raw, lines };
   } finally {
     await Promise.all([edge.close(), up.close()]);
   }
-});
+}
 
 Deno.test("access log: an upstream's repeated Content-Length never logs bytes as null", async () => {
   // RFC 9110 §8.6: a recipient may take "2, 2" as 2; Deno's fetch hands the list over as it came.
-  const up = rawUpstream(() =>
-    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+  const { raw, lines } = await getLogged(
+    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
   );
-  const lines: Record<string, unknown>[] = [];
-  const edge = startVestibule(oneRegion(up.url), {
-    deps: { log: (line: string) => lines.push(JSON.parse(line)) },
-  });
-  try {
-    const raw = await rawRequest(
-      edge.port,
-      "GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n",
-    );
-    assert.match(raw, /\r\n\r\n(2\r\n)?ok/);
-    assert.equal(lines.length, 1);
-    assert.ok(
-      lines[0].bytes === undefined || lines[0].bytes === 2,
-      `logged bytes: ${JSON.stringify(lines[0].bytes)}`,
-    );
-  } finally {
-    await Promise.all([edge.close(), up.close()]);
-  }
+  assert.match(raw, /\r\n\r\n(2\r\n)?ok/);
+  assert.equal(lines.length, 1);
+  assert.ok(
+    lines[0].bytes === undefined || lines[0].bytes === 2,
+    `logged bytes: ${JSON.stringify(lines[0].bytes)}`,
+  );
 });
