@@ -17,7 +17,8 @@ const USAGE = `Usage: deno task check-rules [FILE] [options]
 
   FILE                The rules file (default: $VESTIBULE_RULES or rules.json)
   --env-file FILE     Values for \${NAME} references missing from the environment
-  --placeholder-env   Use http://NAME.invalid for variables still missing
+  --placeholder-env   Use a placeholder for variables still missing: http://NAME.invalid
+                      in an origin or redirect location, PLACEHOLDER_VALUE_OF_NAME elsewhere
 `;
 
 /** Runs the CLI; returns the exit code (0 valid and every case passed, 1 otherwise, 2 usage). */

@@ -16,7 +16,8 @@ const USAGE = `Usage: deno task explain -- <METHOD> <URL> [options]
   --rules FILE                Rules file (default: $VESTIBULE_RULES or ./rules.json)
   --client-ip IP              The client's socket address (default: 192.0.2.1)
   --env-file FILE             Values for \${NAME} references missing from the environment
-  --placeholder-env           Use http://NAME.invalid for variables still missing
+  --placeholder-env           Use a placeholder for variables still missing: http://NAME.invalid
+                              in an origin or redirect location, PLACEHOLDER_VALUE_OF_NAME elsewhere
   --json                      Print JSON instead of text
 `;
 
