@@ -9,6 +9,18 @@ export interface RulesEnv {
   lookup: EnvLookup;
   /** Variables that were missing and got a placeholder, in first-use order. */
   placeholders: string[];
+  /** Variables that were missing and got nothing (no `--placeholder-env`). */
+  missing: string[];
+}
+
+/**
+ * What to add to an error the rules file gave when a variable was missing: start-up's message
+ * names the variable, and a newcomer running a CLI away from production needs the way round it.
+ */
+export function missingHint(env: RulesEnv | undefined): string {
+  if (!env || env.missing.length === 0) return "";
+  return "\n(set it in the environment, give it with --env-file FILE, or check with placeholders: " +
+    "--placeholder-env)";
 }
 
 /**
@@ -35,14 +47,19 @@ export async function rulesEnv(
 ): Promise<RulesEnv> {
   const fromFile = options.envFile === undefined ? {} : await readEnvFile(options.envFile);
   const placeholders: string[] = [];
+  const missing: string[] = [];
   const lookup: EnvLookup = (name, at) => {
     const value = Deno.env.get(name) ??
       (Object.hasOwn(fromFile, name) ? fromFile[name] : undefined);
-    if (value !== undefined || !options.placeholder) return value;
+    if (value !== undefined) return value;
+    if (!options.placeholder) {
+      missing.push(name);
+      return value;
+    }
     if (!placeholders.includes(name)) placeholders.push(name);
     return placeholderValue(name, at);
   };
-  return { lookup, placeholders };
+  return { lookup, placeholders, missing };
 }
 
 /**

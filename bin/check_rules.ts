@@ -11,7 +11,7 @@ import {
   runRouteCases,
 } from "../lib/route_cases.ts";
 import { parseCommandLine, RULES_ENV_OPTIONS } from "./_command_line.ts";
-import { rulesEnv } from "./_rules_env.ts";
+import { missingHint, type RulesEnv, rulesEnv } from "./_rules_env.ts";
 
 const USAGE = `Usage: deno task check-rules [FILE] [options]
 
@@ -31,8 +31,9 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   const rulesPath = positionals[0] ?? Deno.env.get("VESTIBULE_RULES") ?? "rules.json";
+  let env: RulesEnv | undefined;
   try {
-    const env = await rulesEnv({
+    env = await rulesEnv({
       envFile: values["env-file"],
       placeholder: values["placeholder-env"],
     });
@@ -58,7 +59,7 @@ export async function main(args: string[]): Promise<number> {
     await Deno.stdout.write(new TextEncoder().encode(report));
     return results.every(passed) ? 0 : 1;
   } catch (error) {
-    console.error((error as Error).message);
+    console.error((error as Error).message + missingHint(env));
     return 1;
   }
 }

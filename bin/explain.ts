@@ -7,7 +7,7 @@ import { formatExplanation } from "../lib/explain_text.ts";
 import { loadRules } from "../lib/load_rules.ts";
 import { HTTP_TOKEN } from "../lib/header_list.ts";
 import { parseCommandLine, RULES_ENV_OPTIONS } from "./_command_line.ts";
-import { rulesEnv } from "./_rules_env.ts";
+import { missingHint, type RulesEnv, rulesEnv } from "./_rules_env.ts";
 
 const USAGE = `Usage: deno task explain -- <METHOD> <URL> [options]
 
@@ -60,8 +60,9 @@ export async function main(args: string[]): Promise<number> {
   }
 
   const rulesPath = values.rules ?? Deno.env.get("VESTIBULE_RULES") ?? "./rules.json";
+  let env: RulesEnv | undefined;
   try {
-    const env = await rulesEnv({
+    env = await rulesEnv({
       envFile: values["env-file"],
       placeholder: values["placeholder-env"],
     });
@@ -88,7 +89,7 @@ export async function main(args: string[]): Promise<number> {
     }
     return 0;
   } catch (error) {
-    console.error((error as Error).message);
+    console.error((error as Error).message + missingHint(env));
     return 1;
   }
 }

@@ -92,7 +92,9 @@ Deno.test("check-rules resolves ${NAME} like start-up, from --env-file or placeh
     const { code, stderr } = await checkRules(rules);
     assert.equal(
       stderr,
-      'Cannot read rules: environment variable "VESTIBULE_FIXTURE_AU" is not set (used at regions.au.origin)\n',
+      'Cannot read rules: environment variable "VESTIBULE_FIXTURE_AU" is not set (used at regions.au.origin)\n' +
+        "(set it in the environment, give it with --env-file FILE, or check with placeholders: " +
+        "--placeholder-env)\n",
     );
     assert.equal(code, 1);
   });

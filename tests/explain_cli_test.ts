@@ -88,7 +88,9 @@ Deno.test("explain exits 1 with start-up's message when a variable is missing", 
   assert.equal(stdout, "");
   assert.equal(
     stderr,
-    'Cannot read rules: environment variable "AU_ORIGIN" is not set (used at regions.au.origin)\n',
+    'Cannot read rules: environment variable "AU_ORIGIN" is not set (used at regions.au.origin)\n' +
+      "(set it in the environment, give it with --env-file FILE, or check with placeholders: " +
+      "--placeholder-env)\n",
   );
   assert.equal(code, 1);
 });
