@@ -115,3 +115,22 @@ Deno.test("rules.schema.json refuses what start-up refuses where JSON Schema can
     });
   }
 });
+
+Deno.test("deno task schema -- FILE writes the schema to FILE, leaving rules.schema.json alone", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "write_schema_test_" });
+  try {
+    const path = `${dir}/schema.json`;
+    const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "-q", "schema", path],
+      cwd: root,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    assert.equal(code, 0);
+    assert.equal(new TextDecoder().decode(stdout), `Wrote ${path}\n`);
+    assert.equal(await Deno.readTextFile(path), rulesJsonSchema());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -20,3 +20,15 @@ Deno.test("listenRefusal() explains a port that is taken or not ours to take", (
   }
   assert.equal(listenRefusal(80, new TypeError("other")), undefined);
 });
+
+Deno.test("listenPort() listens on 8000 when PORT is unset, as the README says", () => {
+  assert.equal(listenPort(undefined), 8000);
+});
+
+Deno.test("listenPort() refuses what Number() would read as some other port than the operator wrote", () => {
+  // Number() reads "1e3" as 1000, "0x50" as 80, " 80" as 80, "a1" as NaN; six digits with
+  // leading zeros are a typo, not port 8000.
+  for (const raw of ["a1", "1e3", "0x50", " 80", "80 ", "-1", "+80", "8080.0", "008000"]) {
+    assert.deepEqual(listenPort(raw), { error: `PORT "${raw}" is not a port number (0–65535)` });
+  }
+});

@@ -17,9 +17,16 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `deno run -A <script> <args>` from the repository root with a minimal environment. */
-export function runCli(script: string, args: string[]): Promise<CliResult> {
-  return runDeno(["run", "-A", script, ...args]);
+/**
+ * Runs `deno run -A <script> <args>` from the repository root with a minimal environment, plus
+ * `env` when given.
+ */
+export function runCli(
+  script: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<CliResult> {
+  return runDeno(["run", "-A", script, ...args], env);
 }
 
 /** Runs `deno task <task> <args>`: the task's own permissions, as an operator runs it. */
@@ -27,12 +34,12 @@ export function runTask(task: string, args: string[]): Promise<CliResult> {
   return runDeno(["task", "-q", task, ...args]);
 }
 
-async function runDeno(args: string[]): Promise<CliResult> {
+async function runDeno(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   const output = await new Deno.Command(Deno.execPath(), {
     args,
     cwd: ROOT,
     clearEnv: true,
-    env: KEPT_ENV,
+    env: { ...KEPT_ENV, ...env },
     stdout: "piped",
     stderr: "piped",
   }).output();

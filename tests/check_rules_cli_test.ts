@@ -288,3 +288,14 @@ Deno.test("check-rules exits 2 given two rules files instead of checking only th
   assert.equal(stdout, "");
   assert.equal(code, 2);
 });
+
+Deno.test("check-rules without FILE checks $VESTIBULE_RULES, the file start-up would load, not rules.json", async () => {
+  const { code, stdout } = await runCli("bin/check_rules.ts", [], {
+    VESTIBULE_RULES: `${FIXTURES}/small.json`,
+  });
+  assert.equal(
+    stdout,
+    `${FIXTURES}/small.json: 2 rules OK\n${FIXTURES}/small.test.json: 2 cases passed\n`,
+  );
+  assert.equal(code, 0);
+});

@@ -18,45 +18,51 @@ async function listening(port: number, ms: number): Promise<boolean> {
   return false;
 }
 
-Deno.test("start-up: deno task dev with PORT=0 prints no localhost:0 links, and a stop leaves no orphan", async () => {
-  const stack = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "dev/stack.ts"],
-    cwd: new URL("../", import.meta.url),
-    env: { PORT: "0", NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  let stdout = "";
-  const decoder = new TextDecoder();
-  const reader = stack.stdout.getReader();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), 20_000));
-  try {
-    // The banner ends with this line; a stack that refuses PORT=0 ends its output instead.
-    while (!stdout.includes("Ctrl-C stops everything.")) {
-      const read = await Promise.race([reader.read(), late]);
-      if (read === "late" || read.done) break;
-      stdout += decoder.decode(read.value, { stream: true });
-    }
-    const open = stdout.match(/^ {2}open +(\S+)/m)?.[1];
-    assert.ok(
-      !/localhost:0\//.test(stdout),
-      `the banner sends the newcomer to ${open}, where nothing listens`,
+// SIGTERM from a supervisor; SIGINT from `kill -INT` or a process manager, which signals the stack
+// alone (Ctrl-C in a terminal signals vestibule too).
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  Deno.test(`start-up: deno task dev with PORT=0 prints no localhost:0 links, and a ${signal} leaves no orphan`, async () => {
+    const stack = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "dev/stack.ts"],
+      cwd: new URL("../", import.meta.url),
+      env: { PORT: "0", NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    let stdout = "";
+    const decoder = new TextDecoder();
+    const reader = stack.stdout.getReader();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((resolve) =>
+      timer = setTimeout(() => resolve("late"), 20_000)
     );
-  } finally {
-    clearTimeout(timer);
     try {
-      stack.kill("SIGTERM");
-    } catch {
-      // Already gone (a stack that refused PORT=0).
+      // The banner ends with this line; a stack that refuses PORT=0 ends its output instead.
+      while (!stdout.includes("Ctrl-C stops everything.")) {
+        const read = await Promise.race([reader.read(), late]);
+        if (read === "late" || read.done) break;
+        stdout += decoder.decode(read.value, { stream: true });
+      }
+      const open = stdout.match(/^ {2}open +(\S+)/m)?.[1];
+      assert.ok(
+        !/localhost:0\//.test(stdout),
+        `the banner sends the newcomer to ${open}, where nothing listens`,
+      );
+    } finally {
+      clearTimeout(timer);
+      try {
+        stack.kill(signal);
+      } catch {
+        // Already gone (a stack that refused PORT=0).
+      }
+      await stack.status;
+      await reader.cancel().catch(() => {});
     }
-    await stack.status;
-    await reader.cancel().catch(() => {});
-  }
-  // Stopped right after its banner, the stack used to exit before its signal listener was up and
-  // leave vestibule running on the port, orphaned, for good.
-  const port = Number(stdout.match(/localhost:(\d+)\//)?.[1]);
-  assert.ok(port > 0, stdout);
-  assert.equal(await listening(port, 3_000), false, `vestibule still listens on ${port}`);
-});
+    // Stopped right after its banner, the stack used to exit before its signal listener was up and
+    // leave vestibule running on the port, orphaned, for good.
+    const port = Number(stdout.match(/localhost:(\d+)\//)?.[1]);
+    assert.ok(port > 0, stdout);
+    assert.equal(await listening(port, 3_000), false, `vestibule still listens on ${port}`);
+  });
+}

@@ -48,6 +48,13 @@ Deno.test("deno task dev: anonymous pages, website, broadcast login and pin, wro
       const res = await fetch(`${base}/about`);
       assert.match(await res.text(), /Served by the global website/);
     });
+    await t.step("the banner's metrics command answers with the stack's counts", async () => {
+      const res = await fetch(`${base}/_vestibule/metrics`, {
+        headers: { authorization: "Bearer dev-only-metrics-token" },
+      });
+      assert.equal(res.status, 200);
+      assert.match(await res.text(), /^# TYPE vestibule_requests_total counter$/m);
+    });
     let cookies = "";
     await t.step("logging in as a US user pins the browser to US", async () => {
       const res = await fetch(`${base}/accounts/login/`, {

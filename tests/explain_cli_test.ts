@@ -104,6 +104,7 @@ Deno.test("explain exits 2 on a usage error", async (t) => {
   const refusals: Array<[string, string, string | undefined]> = [
     // Without a colon the whole line may be a secret (`-H "$GITHUB_TOKEN"`): nothing is quoted.
     ["header without a colon", "cookie", undefined],
+    ["header with an empty name", ": sessionid=s3cr3t", undefined],
     ["token leak: a bare token", "ghp_s3cr3tS3CR3Ts3cr3t", undefined],
     // The rest of the line may be a cookie or a token, and this line ends up in CI logs.
     ["cookie leak: a Cookie line without its colon", "Cookie sessionid=s3cr3t; a=b", undefined],
@@ -118,6 +119,12 @@ Deno.test("explain exits 2 on a usage error", async (t) => {
       "Authorization",
     ],
     ["cookie leak: a value a header cannot hold", "Cookie: sessionid=s3cr3t\rx", "Cookie"],
+    // A name-like run of characters (a pasted token before a stray colon) is quoted, but cut.
+    [
+      "token leak: a long name is quoted to 64 characters",
+      `${"T".repeat(100)}: v\rx`,
+      "T".repeat(64),
+    ],
   ];
   for (const [what, line, start] of refusals) {
     await t.step(what, async () => {
@@ -144,4 +151,19 @@ Deno.test("explain exits 2 on a stray argument instead of explaining a different
   assert.match(stderr, /^Expected a method and a URL, got 3 arguments\n/);
   assert.equal(stdout, "");
   assert.equal(code, 2);
+});
+
+Deno.test("explain without --rules explains by $VESTIBULE_RULES, the file start-up would load, not rules.json", async () => {
+  // ./rules.json needs AU_ORIGIN and friends; the env fixture, with its env file, needs nothing.
+  const { code, stdout, stderr } = await runCli("bin/explain.ts", [
+    "GET",
+    "https://app.example.com/",
+    "--env-file",
+    "tests/fixtures/rules/fixture.env",
+    "--placeholder-env",
+    "--json",
+  ], { VESTIBULE_RULES: "tests/fixtures/rules/env.json" });
+  assert.equal(stderr, "");
+  assert.equal(JSON.parse(stdout).targets[0].origin, "http://us.from-env-file.test");
+  assert.equal(code, 0);
 });

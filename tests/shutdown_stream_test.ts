@@ -14,7 +14,10 @@ interface StreamingServe {
 }
 
 /** `deno serve` itself, as a container would start it (see tests/shutdown_test.ts), with an event stream in flight. */
-async function withStreamInFlight(fn: (serve: StreamingServe) => Promise<void>): Promise<void> {
+async function withStreamInFlight(
+  fn: (serve: StreamingServe) => Promise<void>,
+  entry: "deno serve --parallel" | "deno run main.ts" = "deno serve --parallel",
+): Promise<void> {
   const arrived = Promise.withResolvers<void>();
   const timers = new Set<ReturnType<typeof setInterval>>();
   const up = startUpstream(() => {
@@ -41,10 +44,13 @@ async function withStreamInFlight(fn: (serve: StreamingServe) => Promise<void>):
   const rules = `${dir}/rules.json`;
   await Deno.writeTextFile(rules, JSON.stringify(oneRegion(up.url)));
   const port = deadPort();
+  const serve = entry === "deno serve --parallel";
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["serve", "--parallel", "--allow-all", "--port", String(port), "serve.ts"],
+    args: serve
+      ? ["serve", "--parallel", "--allow-all", "--port", String(port), "serve.ts"]
+      : ["run", "--allow-all", "main.ts"],
     cwd: new URL("../", import.meta.url),
-    env: { VESTIBULE_RULES: rules, NO_COLOR: "1", DENO_JOBS: "2" },
+    env: { VESTIBULE_RULES: rules, NO_COLOR: "1", DENO_JOBS: "2", PORT: String(port) },
     stdin: "null",
     stdout: "null",
     stderr: "null",
@@ -60,7 +66,7 @@ async function withStreamInFlight(fn: (serve: StreamingServe) => Promise<void>):
     const base = `http://127.0.0.1:${port}`;
     await untilHealthy(base);
     // Deno 2.9.6 loses a signal that arrives while a worker is still starting (README).
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    if (serve) await new Promise((resolve) => setTimeout(resolve, 3000));
     const events = await fetch(`${base}/events`);
     assert.equal(events.status, 200);
     const streamReader = events.body!.getReader();
@@ -101,6 +107,12 @@ Deno.test("deno serve --parallel: a SIGTERM while an event stream is in flight e
     // Kubernetes' default terminationGracePeriodSeconds: after it, SIGKILL.
     assert.equal(await serve.endWithin(30_000), "exited with code 0");
   }));
+
+Deno.test("deno run main.ts: a SIGTERM while an event stream is in flight ends the process within its 25 s grace period, not at SIGKILL", () =>
+  withStreamInFlight(async (run) => {
+    run.kill("SIGTERM");
+    assert.equal(await run.endWithin(30_000), "exited with code 0");
+  }, "deno run main.ts"));
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.test(`deno serve --parallel: a second ${signal} with an event stream in flight exits at once`, () =>

@@ -26,8 +26,13 @@ for (const [entry, command] of Object.entries(ENTRIES)) {
     stopsGracefully(command));
 }
 
+// Ctrl-C, or `kill -INT` from a process manager: without a listener Deno exits at once.
+Deno.test("deno run main.ts: a SIGINT while an answer is in flight: the client still gets it, its log line is written, exit 0", () =>
+  stopsGracefully(ENTRIES["deno run main.ts"], "SIGINT"));
+
 async function stopsGracefully(
   command: (port: number) => { args: string[]; env: Record<string, string>; settleMs: number },
+  signal: Deno.Signal = "SIGTERM",
 ) {
   const arrived = Promise.withResolvers<void>();
   const up = startUpstream(async () => {
@@ -55,7 +60,7 @@ async function stopsGracefully(
     await new Promise((resolve) => setTimeout(resolve, settleMs));
     const answer = fetch(`${base}/slow`);
     await arrived.promise;
-    child.kill("SIGTERM");
+    child.kill(signal);
     const res = await answer;
     assert.equal(res.status, 200);
     assert.equal(await res.text(), "finished", "the answer in flight was not cut off");

@@ -128,3 +128,56 @@ Deno.test("start-up: deno task serve names a PORT problem, not serve.ts, and pri
     }
   });
 });
+
+Deno.test("start-up: a rules file start-up refuses is one line and exit 1, not a stack trace", async () => {
+  // A default_region no region defines: a mistake in the file, the operator's to fix.
+  const { code, stderr } = await start("0", { rules: { default_region: "nowhere" } });
+  assert.equal(code, 1, "a supervisor must see a failed start, not a clean exit");
+  assert.equal(stderr.split("\n").length, 2, `one line: ${stderr}`);
+  assert.match(stderr, /nowhere/, "the message names the value to fix");
+  assert.doesNotMatch(stderr, /^\s+at |^error: Uncaught|^Error:/m, "no stack trace");
+});
+
+Deno.test("start-up: deno task serve refuses a port taken on one address only, where deno serve would fail with a trace", async () => {
+  // Something listens on 127.0.0.2 only (a service bound to one interface): deno serve, which
+  // listens on 0.0.0.0, cannot take the port, so the check must try the address it uses.
+  const taken = Deno.listen({ hostname: "127.0.0.2", port: 0 });
+  try {
+    const { port } = taken.addr as Deno.NetAddr;
+    const { code, stderr } = await start(String(port), { serve: true });
+    assert.equal(code, 1);
+    assert.match(
+      stderr,
+      new RegExp(`^vestibule: cannot listen on port ${port}: .*\\(set PORT\\)$`, "m"),
+    );
+    assert.doesNotMatch(stderr, /^\s+at /m, "no stack trace");
+  } finally {
+    taken.close();
+  }
+});
+
+Deno.test("start-up: deno task dev with a taken PORT exits with vestibule's code and says so", async () => {
+  const taken = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+  try {
+    const { port } = taken.addr as Deno.NetAddr;
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "dev/stack.ts"],
+      cwd: new URL("../", import.meta.url),
+      env: { PORT: String(port), NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+      // A stack that ran on without vestibule would run forever: fail, do not hang.
+      signal: AbortSignal.timeout(20_000),
+    }).output();
+    const text = new TextDecoder().decode(stderr);
+    assert.match(
+      text,
+      new RegExp(`^vestibule: cannot listen on port ${port}: .*\\(set PORT\\)$`, "m"),
+    );
+    assert.match(text, /^vestibule exited with code 1$/m, "the stack says why it stopped");
+    assert.equal(code, 1, "a script running `deno task dev` sees the failure");
+  } finally {
+    taken.close();
+  }
+});
