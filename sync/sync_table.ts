@@ -161,7 +161,8 @@ async function syncAtDestination(
         ownerRows: plan.ownerRows,
         destinationRows: plan.destinationRows,
       };
-      if (outcome.deletes > config.max_delete_ratio * plan.destinationRows) {
+      // A ratio, not a product: 0.29 * 100 is 28.999999999999996, which refused 29 deletes.
+      if (outcome.deletes / plan.destinationRows > config.max_delete_ratio) {
         results.push(
           new SyncRefusedError(
             `Cannot sync table "${spec.name}" to "${destination.region}": ${outcome.deletes} deletes of ${plan.destinationRows} rows exceed max_delete_ratio ${config.max_delete_ratio}`,

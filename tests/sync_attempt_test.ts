@@ -1,0 +1,265 @@
+/**
+ * @module What one sync attempt reports and leaves behind: the signal between destinations, the
+ * delete guard at its exact limit, the log's levels and byte counts, and the destination's sync
+ * lock (real PostgreSQL: PGlite serves every connection in one session).
+ */
+import assert from "node:assert/strict";
+import { parseSyncConfig } from "../sync/config.ts";
+import { openDatabase } from "../sync/database.ts";
+import { startEmbeddedPostgres } from "../sync/embedded.ts";
+import { runAttempt } from "../sync/run_attempt.ts";
+import { BACKENDS, collectLog } from "./sync_fixtures.ts";
+
+const SCHEMA = `CREATE TABLE subject (id int PRIMARY KEY, name text NOT NULL);`;
+const ROWS = (n: number) =>
+  `INSERT INTO subject SELECT g, 'subject ' || g FROM generate_series(1, ${n}) g;`;
+const TABLES = [{ name: "public.subject", primary_key: ["id"], delete_missing: true }];
+/** The session advisory lock a writing sync takes on its destination. */
+const SYNC_LOCK = 0x76657374;
+
+Deno.test("a signal after the first destination's transaction leaves the next destination unwritten and reported skipped", async () => {
+  const sides = await Promise.all([0, 1, 2].map(() => startEmbeddedPostgres()));
+  const [us, au, nz] = sides;
+  const config = parseSyncConfig({
+    owner: "us",
+    databases: { us: us.url, au: au.url, nz: nz.url },
+    tables: TABLES,
+  });
+  const databases = new Map(
+    Object.entries(config.databases).map(([region, url]) => [region, openDatabase(region, url)]),
+  );
+  try {
+    await us.db.exec(SCHEMA + ROWS(20));
+    await au.db.exec(SCHEMA);
+    await nz.db.exec(SCHEMA);
+    const controller = new AbortController();
+    const { lines, log } = collectLog();
+    const reports = await runAttempt(config, databases, {
+      dryRun: false,
+      signal: controller.signal,
+      retryDelayMs: 1,
+      log: (line) => {
+        log(line);
+        // SIGTERM arrives once "au" is written: "nz" must not be started.
+        if (line.includes('"msg":"table synced"')) controller.abort();
+      },
+    });
+    assert.deepEqual(
+      reports.map((r) => [r.destination, r.status, r.inserts, r.error]),
+      [
+        ["au", "applied", 20, undefined],
+        ["nz", "skipped", 0, "Not attempted: the sync was stopped by a signal"],
+      ],
+      lines.join("\n"),
+    );
+    assert.deepEqual((await nz.db.query(`SELECT count(*)::int AS n FROM subject`)).rows, [{
+      n: 0,
+    }]);
+  } finally {
+    await Promise.all([...databases.values()].map((db) => db.close()));
+    await Promise.all(sides.map((side) => side.close()));
+  }
+});
+
+Deno.test("max_delete_ratio refuses only what exceeds it: deletes exactly at the ratio go through", async (t) => {
+  const pair = await BACKENDS[0].pair();
+  try {
+    // 29 of 100 destination rows are the owner's no longer, under max_delete_ratio 0.29
+    // (0.29 * 100 is 28.999999999999996 in floating point), and 1 of 10 under 0.1.
+    await pair.owner.exec(
+      `${SCHEMA} ${ROWS(71)} CREATE TABLE tiny (id int PRIMARY KEY); INSERT INTO tiny
+       SELECT generate_series(1, 9);`,
+    );
+    await pair.destination.exec(
+      `${SCHEMA} ${ROWS(100)} CREATE TABLE tiny (id int PRIMARY KEY); INSERT INTO tiny
+       SELECT generate_series(1, 10);`,
+    );
+    for (
+      const [table, ratio, deletes] of [["public.tiny", 0.1, 1], [
+        "public.subject",
+        0.29,
+        29,
+      ]] as const
+    ) {
+      await t.step(`${deletes} deletes of ${deletes / ratio} rows under ${ratio}`, async () => {
+        const { config, databases } = pair.connect(
+          [{ name: table, primary_key: ["id"], delete_missing: true, max_delete_ratio: ratio }],
+        );
+        try {
+          const [report] = await runAttempt(config, databases, {
+            dryRun: false,
+            log: collectLog().log,
+            retryDelayMs: 1,
+          });
+          assert.equal(report.status, "applied", report.error);
+          assert.equal(report.deletes, deletes);
+        } finally {
+          await Promise.all([...databases.values()].map((db) => db.close()));
+        }
+      });
+    }
+  } finally {
+    await pair.close();
+  }
+});
+
+Deno.test("a table's log line counts the bytes it sent, and a failed table logs at level error, tried once", async () => {
+  const pair = await BACKENDS[0].pair();
+  try {
+    await pair.owner.exec(SCHEMA + ROWS(50));
+    await pair.destination.exec(
+      SCHEMA + ROWS(40) + `ALTER TABLE subject ADD CONSTRAINT refuse_45 CHECK (id <> 45);`,
+    );
+    const run = async () => {
+      const { config, databases } = pair.connect(TABLES);
+      try {
+        const { lines, log } = collectLog();
+        await runAttempt(config, databases, { dryRun: false, log, retryDelayMs: 1 });
+        return lines.map((l) => JSON.parse(l));
+      } finally {
+        await Promise.all([...databases.values()].map((db) => db.close()));
+      }
+    };
+    const failed = await run();
+    // One table has nothing to try again on its own: no second transaction for the same failure.
+    assert.deepEqual(failed.map((l) => [l.level, l.msg]), [
+      ["info", "sync attempt started"],
+      ["error", "table sync failed"],
+    ]);
+    assert.match(failed[1].error, /refuse_45/);
+    await pair.destination.exec(`ALTER TABLE subject DROP CONSTRAINT refuse_45`);
+    const [, synced] = await run();
+    assert.equal(synced.level, "info");
+    assert.equal(synced.status, "applied");
+    // The diff's range queries and the inserted rows went to the servers.
+    assert.ok(synced.bytes_sent > 0, `bytes_sent ${synced.bytes_sent}`);
+    assert.ok(synced.bytes_read > 0, `bytes_read ${synced.bytes_read}`);
+  } finally {
+    await pair.close();
+  }
+});
+
+const REAL = BACKENDS[1];
+
+Deno.test({
+  name:
+    "a sync releases the destination's lock after its attempt, while its connections stay open (PostgreSQL)",
+  ignore: REAL.ignoreReason !== undefined,
+  async fn() {
+    const pair = await REAL.pair();
+    try {
+      await pair.owner.exec(SCHEMA + ROWS(10));
+      await pair.destination.exec(SCHEMA);
+      // Loop mode keeps its connections between attempts: a cron run must not wait behind it.
+      const { config, databases } = pair.connect(TABLES);
+      try {
+        const [report] = await runAttempt(config, databases, {
+          dryRun: false,
+          log: collectLog().log,
+          retryDelayMs: 1,
+        });
+        assert.equal(report.status, "applied", report.error);
+        const [locked] = await pair.destination.column(
+          `SELECT pg_try_advisory_lock(${SYNC_LOCK})`,
+        );
+        assert.equal(locked, "true", "the finished sync still holds the destination's lock");
+        await pair.destination.admin.unsafe(`SELECT pg_advisory_unlock(${SYNC_LOCK})`);
+      } finally {
+        await Promise.all([...databases.values()].map((db) => db.close()));
+      }
+    } finally {
+      await pair.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "a dry run does not wait for the lock another sync holds on the destination (PostgreSQL)",
+  ignore: REAL.ignoreReason !== undefined,
+  async fn() {
+    const pair = await REAL.pair();
+    try {
+      await pair.owner.exec(SCHEMA + ROWS(10));
+      await pair.destination.exec(SCHEMA);
+      await pair.destination.admin.unsafe(`SELECT pg_advisory_lock(${SYNC_LOCK})`);
+      const { config, databases } = pair.connect(TABLES);
+      const controller = new AbortController();
+      let timer;
+      try {
+        const run = runAttempt(config, databases, {
+          dryRun: true,
+          signal: controller.signal,
+          log: collectLog().log,
+          retryDelayMs: 1,
+        });
+        const first = await Promise.race([
+          run.then(() => "finished"),
+          new Promise<string>((resolve) => {
+            timer = setTimeout(() => resolve("still waiting after 5 s"), 5000);
+          }),
+        ]);
+        controller.abort(); // ends a wait, if there is one
+        const [report] = await run;
+        assert.equal(first, "finished");
+        assert.equal(report.status, "planned", report.error);
+        assert.equal(report.inserts, 10);
+      } finally {
+        clearTimeout(timer);
+        await Promise.all([...databases.values()].map((db) => db.close()));
+        await pair.destination.admin.unsafe(`SELECT pg_advisory_unlock_all()`);
+      }
+    } finally {
+      await pair.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a sync waiting for another's lock on the destination logs the wait once, not every poll (PostgreSQL)",
+  ignore: REAL.ignoreReason !== undefined,
+  async fn() {
+    const pair = await REAL.pair();
+    try {
+      await pair.owner.exec(SCHEMA + ROWS(10));
+      await pair.destination.exec(SCHEMA);
+      await pair.destination.admin.unsafe(`SELECT pg_advisory_lock(${SYNC_LOCK})`);
+      const { config, databases } = pair.connect(TABLES);
+      const controller = new AbortController();
+      const { lines, log } = collectLog();
+      const waits: string[] = [];
+      let told!: () => void;
+      const waiting = new Promise<void>((resolve) => told = resolve);
+      try {
+        const run = runAttempt(config, databases, {
+          dryRun: false,
+          signal: controller.signal,
+          log: (line) => {
+            log(line);
+            if (line.includes("another sync holds the destination")) told();
+          },
+          progress: (line) => waits.push(line),
+          retryDelayMs: 1,
+        });
+        await waiting;
+        // The lock is asked for every 250 ms: a second poll comes and goes within this second.
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        controller.abort();
+        const [report] = await run;
+        assert.equal(report.status, "skipped");
+        assert.equal(
+          lines.filter((l) => l.includes("another sync holds the destination")).length,
+          1,
+          lines.join("\n"),
+        );
+        assert.equal(waits.length, 1, waits.join("\n"));
+      } finally {
+        controller.abort();
+        await Promise.all([...databases.values()].map((db) => db.close()));
+        await pair.destination.admin.unsafe(`SELECT pg_advisory_unlock_all()`);
+      }
+    } finally {
+      await pair.close();
+    }
+  },
+});
