@@ -46,33 +46,39 @@ export async function startLocalPostgres(): Promise<LocalPostgres | undefined> {
   const bin = await findBin();
   if (!bin) return undefined;
   const user = Deno.uid() === 0 ? "postgres" : undefined;
-  const dir = await Deno.makeTempDir({ prefix: "sync_bench_pg_" });
-  if (user) await run("chown", [user, dir]);
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
-  await run(`${bin}/initdb`, [
-    "-D",
-    `${dir}/data`,
-    "-U",
-    "postgres",
-    "--auth=trust",
-    "-E",
-    "UTF8",
-    "--locale=C",
-  ], user);
-  const options = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off ` +
-    `-c shared_buffers=512MB -c max_wal_size=4GB -c synchronous_commit=off`;
-  await run(`${bin}/pg_ctl`, [
-    "-D",
-    `${dir}/data`,
-    "-l",
-    `${dir}/log`,
-    "-w",
-    "-o",
-    options,
-    "start",
-  ], user);
+  const dir = await Deno.makeTempDir({ prefix: "sync_bench_pg_" });
+  try {
+    if (user) await run("chown", [user, dir]);
+    await run(`${bin}/initdb`, [
+      "-D",
+      `${dir}/data`,
+      "-U",
+      "postgres",
+      "--auth=trust",
+      "-E",
+      "UTF8",
+      "--locale=C",
+    ], user);
+    const options = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off ` +
+      `-c shared_buffers=512MB -c max_wal_size=4GB -c synchronous_commit=off`;
+    await run(`${bin}/pg_ctl`, [
+      "-D",
+      `${dir}/data`,
+      "-l",
+      `${dir}/log`,
+      "-w",
+      "-o",
+      options,
+      "start",
+    ], user);
+  } catch (error) {
+    // initdb or pg_ctl failed: the cluster never ran, so its files go.
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw error;
+  }
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     stop: async () => {
