@@ -84,9 +84,14 @@ const edge = new Deno.Command(Deno.execPath(), {
   env,
   clearEnv: true,
   stdin: "null",
+  stderr: "piped",
 }).spawn();
+const edgeStderr = passOn(edge.stderr, "Listening on");
 
-console.log(`
+// The links work once vestibule listens, which `Deno.serve` says on stderr; a vestibule that
+// cannot listen (PORT taken) says why instead, and the banner would only mislead.
+if (await edgeStderr.seen) {
+  console.log(`
 vestibule local stack
   open      http://localhost:${PORT}/            (anonymous: lands on the assumed region, US by default)
   about     http://localhost:${PORT}/about       (global website)
@@ -98,8 +103,10 @@ vestibule local stack
   upstreams AU ${au.url}  US ${us.url}  website ${website.url}
 Ctrl-C stops everything.
 `);
+}
 
 const status = await edge.status;
+await edgeStderr.done; // vestibule's last words before the stack's own
 // Ctrl-C in a terminal signals vestibule too, and it may be gone before `shutdown` runs: that is
 // a stop, not a crash.
 const stopped = stopping || status.success || status.signal === "SIGINT" ||
@@ -111,4 +118,31 @@ if (stopped) {
   console.error(`vestibule exited with code ${status.code}`);
   await closeAll();
   Deno.exit(status.code || 1);
+}
+
+/**
+ * Copies vestibule's stderr to the stack's as it comes; `seen` resolves true once `marker` has
+ * passed, false if the stream ended first.
+ */
+function passOn(stream: ReadableStream<Uint8Array>, marker: string) {
+  const seen = Promise.withResolvers<boolean>();
+  const done = (async () => {
+    const decoder = new TextDecoder();
+    let text = "";
+    let writing = true;
+    for await (const chunk of stream) {
+      try {
+        for (let at = 0; writing && at < chunk.length;) {
+          at += await Deno.stderr.write(chunk.subarray(at));
+        }
+      } catch {
+        writing = false; // the stack's own stderr has gone; vestibule's is still drained
+      }
+      if (text.length < 4096) {
+        text += decoder.decode(chunk, { stream: true });
+        if (text.includes(marker)) seen.resolve(true);
+      }
+    }
+  })().finally(() => seen.resolve(false));
+  return { seen: seen.promise, done };
 }

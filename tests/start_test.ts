@@ -156,16 +156,16 @@ Deno.test("start-up: deno task serve refuses a port taken on one address only, w
   }
 });
 
-Deno.test("start-up: deno task dev with a taken PORT exits with vestibule's code and says so", async () => {
+Deno.test("start-up: deno task dev with a taken PORT exits with vestibule's code and says so, without the banner", async () => {
   const taken = Deno.listen({ hostname: "0.0.0.0", port: 0 });
   try {
     const { port } = taken.addr as Deno.NetAddr;
-    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
       args: ["run", "--allow-all", "dev/stack.ts"],
       cwd: new URL("../", import.meta.url),
       env: { PORT: String(port), NO_COLOR: "1" },
       stdin: "null",
-      stdout: "null",
+      stdout: "piped",
       stderr: "piped",
       // A stack that ran on without vestibule would run forever: fail, do not hang.
       signal: AbortSignal.timeout(20_000),
@@ -177,6 +177,8 @@ Deno.test("start-up: deno task dev with a taken PORT exits with vestibule's code
     );
     assert.match(text, /^vestibule exited with code 1$/m, "the stack says why it stopped");
     assert.equal(code, 1, "a script running `deno task dev` sees the failure");
+    // The banner's links would lead to whatever holds the port.
+    assert.doesNotMatch(new TextDecoder().decode(stdout), /open +http:\/\/localhost/);
   } finally {
     taken.close();
   }
