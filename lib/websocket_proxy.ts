@@ -237,6 +237,12 @@ const HANDED_BYTES = 1024 * 1024;
 const HANDED_PER_LOOK = 1024;
 /** How often a socket with messages waiting, or above {@linkcode MAX_BUFFERED_BYTES}, is looked at. */
 const WATCH_MS = 10;
+/**
+ * How often it is looked at while its reader took nothing since the last look: every 10 ms, a
+ * client that stopped reading with a backlog under the limits cost 100 wakeups a second for as long
+ * as it kept its connection.
+ */
+const STALLED_WATCH_MS = 250;
 
 /**
  * A `send` to `to` that calls `overloaded` instead when `to`'s reader has fallen behind, an
@@ -257,6 +263,14 @@ function paced(
   let afterwards: (() => void) | undefined;
   let overSince: number | undefined;
   let watch: ReturnType<typeof setInterval> | undefined;
+  let watchMs = 0;
+  let lastBuffered = 0;
+  const watchEvery = (ms: number) => {
+    if (watch !== undefined && watchMs === ms) return;
+    clearInterval(watch);
+    watch = setInterval(check, ms);
+    watchMs = ms;
+  };
   const stop = () => {
     clearInterval(watch);
     watch = undefined;
@@ -266,7 +280,9 @@ function paced(
     waitingBytes = 0;
     afterwards = undefined;
   };
-  const hand = () => {
+  /** Hands over what `to` may take now; whether it took anything. */
+  const hand = (): boolean => {
+    const first = next;
     const last = next + HANDED_PER_LOOK;
     while (
       next < waiting.length && next < last && to.readyState === WebSocket.OPEN &&
@@ -276,6 +292,7 @@ function paced(
       waitingBytes -= sizeOf(data);
       to.send(data);
     }
+    const handed = next > first;
     if (next === waiting.length) {
       waiting.length = 0;
       next = 0;
@@ -288,14 +305,18 @@ function paced(
       afterwards = undefined;
       done();
     }
+    return handed;
   };
   /** Hands what it can to `to`, and gives up on a reader too far behind. */
   const check = (): void => {
-    hand();
-    const unsent = waitingBytes + to.bufferedAmount;
+    const handed = hand();
+    const buffered = to.bufferedAmount;
+    const moving = handed || buffered < lastBuffered;
+    lastBuffered = buffered;
+    const unsent = waitingBytes + buffered;
     if (unsent <= MAX_BUFFERED_BYTES) {
       overSince = undefined;
-      if (waiting.length > 0) watch ??= setInterval(check, WATCH_MS);
+      if (waiting.length > 0) watchEvery(moving ? WATCH_MS : STALLED_WATCH_MS);
       else if (watch !== undefined) {
         clearInterval(watch); // nothing to stop on the usual, quick path
         watch = undefined;
@@ -309,7 +330,7 @@ function paced(
         unsent > HARD_BUFFERED_BYTES ? "relay buffer over 64 MiB" : "reader too slow",
       );
     }
-    watch ??= setInterval(check, WATCH_MS);
+    watchEvery(moving ? WATCH_MS : STALLED_WATCH_MS);
   };
   return {
     send(data) {
@@ -325,9 +346,27 @@ function paced(
   };
 }
 
-/** A message's size as the limits count it (a string's UTF-16 length, not its UTF-8 bytes). */
+/**
+ * A message's size as the limits count it: a string's UTF-8 bytes, as `bufferedAmount` counts it
+ * once handed (its UTF-16 length counted "あ" as 1 byte of its 3, and 30 MiB of such text queued
+ * for a client that read nothing never reached the limits).
+ */
 const sizeOf = (data: string | ArrayBuffer) =>
-  typeof data === "string" ? data.length : data.byteLength;
+  typeof data !== "string"
+    ? data.byteLength
+    : NON_ASCII.test(data)
+    ? utf8Length(data)
+    : data.length;
+const NON_ASCII = /[\u0080-\uffff]/;
+
+function utf8Length(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x80) bytes += c < 0x800 || (c >= 0xd800 && c <= 0xdfff) ? 1 : 2;
+  }
+  return bytes;
+}
 
 /**
  * Closes `other` as `event` closed its peer. The WebSocket API may send only 1000 and
