@@ -271,11 +271,13 @@ function browserKeeps(
   return true;
 }
 
-/** Whether a cookie's name and value together pass the 4096 octets browsers store. */
+/**
+ * Whether a cookie's name and value together pass the 4096 octets browsers store. Header text
+ * holds one character per octet received (`fetch` reads the bytes as Latin-1: é sent in UTF-8
+ * is "Ã©"), so its length is the octets; encoding it again as UTF-8 counted them twice.
+ */
 function tooLarge(name: string, value: string): boolean {
-  const units = name.length + value.length;
-  if (units * 3 <= 4096) return false; // a UTF-16 unit is at most 3 octets of UTF-8
-  return new TextEncoder().encode(name + value).byteLength > 4096;
+  return name.length + value.length > 4096;
 }
 
 /** A host without the brackets of an IPv6 literal. */

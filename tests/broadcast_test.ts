@@ -686,3 +686,34 @@ Deno.test("metrics: a region that answered a broadcast the client then left is s
     { log: (line) => lines.push(JSON.parse(line)), metricsToken: token },
   );
 });
+
+Deno.test("false failure: a sessionid of 4096 octets with UTF-8 in its value is a login (octets as sent, not re-encoded)", async (t) => {
+  // Header text from `fetch` holds one character per octet received: é sent as UTF-8 arrives as
+  // the two characters "Ã©". RFC 6265bis §5.7 counts those octets, up to 4096 for name and value.
+  const latin1 = (text: string) => String.fromCharCode(...new TextEncoder().encode(text));
+  for (
+    const [label, octets, login] of [
+      ["4096 octets: stored, a login", 4096, true],
+      ["4097 octets: not stored, no login", 4097, false],
+    ] as const
+  ) {
+    await t.step(label, () => {
+      const value = "é".repeat(1000) + "v".repeat(octets - "sessionid".length - 2000);
+      assert.equal(new TextEncoder().encode(`sessionid${value}`).length, octets);
+      const login_ok: Handler = () =>
+        new Response(null, {
+          status: 302,
+          headers: { location: "/", "set-cookie": `sessionid=${latin1(value)}; Path=/` },
+        });
+      return withRegions({ au: LOGIN_FORM, us: login_ok }, LOGIN_RULE, async ({ edge }) => {
+        const res = await post(edge);
+        await res.body?.cancel();
+        // Only a success pins the browser (with none, the best failure is returned unpinned).
+        const pinned = res.headers.getSetCookie().some((c) =>
+          c.startsWith("__Host-vestibule-region=us;")
+        );
+        assert.equal(pinned, login);
+      });
+    });
+  }
+});

@@ -674,3 +674,38 @@ Deno.test("websocket: lost frames, messages the upstream sends while the client'
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+/** One unmasked text frame (as an upstream sends it) of `text` in UTF-8. */
+function textFrame(text: string): Uint8Array {
+  const payload = new TextEncoder().encode(text);
+  const frame = new Uint8Array(10 + payload.length);
+  frame[0] = 0x81;
+  frame[1] = 127;
+  new DataView(frame.buffer).setBigUint64(2, BigInt(payload.length));
+  frame.set(payload, 10);
+  return frame;
+}
+
+Deno.test("memory exhaustion: text held for a client that reads nothing is counted in bytes, so 90 MiB of CJK text hits the 64 MiB hard limit", async () => {
+  // 中 is one UTF-16 unit and three UTF-8 bytes: counted by `length`, 90 MiB parked for the
+  // client weighed 50 "MiB", under the hard limit, and stayed until the 5 s watch gave up.
+  const frames = [0, 1, 2].map(() => textFrame("中".repeat(10 << 20)));
+  const total = frames.reduce((n, f) => n + f.length - 10, 0);
+  assert.ok(total > HARD_BUFFERED_BYTES + (16 << 20));
+  const up = rawWebSocketUpstream();
+  const edge = startVestibule(oneRegion(up.url));
+  const client = await rawWebSocketClient(edge.port); // reads nothing
+  const upstream = await up.accepted;
+  try {
+    for (const frame of frames) await writeAll(upstream, frame);
+    const told = await within(readUntilClose(upstream), SLOW_READER_MS + 3_000);
+    assert.ok(told !== "pending", `${total >> 20} MiB held, no close`);
+    assert.equal(told.code, RELAY_OVERLOADED);
+    assert.equal(told.reason, "relay buffer over 64 MiB");
+  } finally {
+    client.close();
+    upstream.close();
+    up.close();
+    await edge.close();
+  }
+});
