@@ -399,7 +399,7 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
       ocap: { path, key: "k".repeat(16), targets: { p: { origin: "https://p.example" } } },
     });
     for (const path of ["/a/../b", "/./x", "/%5Focap", "/o/", "/o?x", "o"]) {
-      refuses(base(ocap(path)), "ocap.path: a path of /-separated letters");
+      refuses(base(ocap(path)), "ocap.path: a path of /-separated segments of letters");
     }
     for (const path of ["/_vestibule", "/_vestibule/ocap"]) {
       refuses(base(ocap(path)), `ocap.path: "${path}" is under /_vestibule/`);

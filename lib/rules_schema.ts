@@ -151,7 +151,7 @@ const globalRuleSchema = z.strictObject({
     location: headerValue.min(1).describe("Target; $1… are the path regex groups"),
     status: z.number().int().default(302).meta({ enum: [...REDIRECT_STATUSES] }),
   }).optional(),
-  forward_cookies: z.array(z.string()).optional(),
+  forward_cookies: z.array(z.string().min(1)).optional(),
   timeout_ms: ruleTimeout,
 }).meta(exactlyOneOf("upstream", "redirect"));
 
@@ -177,7 +177,7 @@ const broadcastRuleSchema = z.strictObject({
     "With no success, a failure matching this beats other failures (e.g. the owner's 401 wrong password)",
   ),
   timeout_ms: ruleTimeout,
-  forward_cookies: z.array(z.string()).optional(),
+  forward_cookies: z.array(z.string().min(1)).optional(),
 });
 
 /** One entry of the ordered rule table. */
@@ -196,11 +196,12 @@ const ttlSeconds = z.number().positive().max(86_400);
 
 /** The outgoing caching proxy section; absent means OCAP is not mounted. */
 export const ocapSchema = z.strictObject({
-  // Segments of unreserved characters, none `.` or `..`: the mount is compared with the path as
-  // routed, in which escapes of those are decoded and dot segments resolved.
+  // Segments of unreserved characters, none starting with `.` (so no `.` or `..`): the mount is
+  // compared with the path as routed, in which escapes of those are decoded and dot segments
+  // resolved.
   path: z.string().regex(
     /^(?:\/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+$/,
-    "a path of /-separated letters, digits and -._~ (no . or .. segment), e.g. /_ocap",
+    "a path of /-separated segments of letters, digits and -._~, none starting with ., e.g. /_ocap",
   ).default("/_ocap").describe("Where OCAP is mounted; not under /_vestibule/"),
   // A header value loses spaces at either end and carries no character above U+00FF, and a
   // non-ASCII one reaches the server in whatever encoding the caller's client chose: such a key
@@ -244,14 +245,14 @@ export const rulesFileSchema = z.strictObject({
   }),
   forward_cookies: z.array(z.string().min(1)).default([]),
   trusted_proxy_hops: z.number().int().min(0).default(0).describe(
-    "Proxies in front of vestibule whose X-Forwarded-For entries are trusted",
+    "Proxies in front of vestibule whose X-Forwarded-For, -Host and -Proto entries are trusted",
   ),
   body_limit_bytes: z.number().int().positive().default(1_048_576),
   body_timeout_ms: milliseconds.default(30_000).describe(
-    "How long a request body that a rule or OCAP reads (body matchers, broadcast, OCAP) may take to arrive (408)",
+    "How long a request body that a rule or OCAP reads (body matchers, broadcast, region_from.query, OCAP) may take to arrive (408)",
   ),
   debug_headers: z.boolean().default(false).describe(
-    "Add X-Vestibule-Rule and X-Vestibule-Region to responses (off in production)",
+    "Add X-Vestibule-Rule, X-Vestibule-Region and X-Request-Id to responses (off in production)",
   ),
   server_timing: z.boolean().default(false),
   paths: z.strictObject({

@@ -11,7 +11,7 @@ const TableSchema = z.strictObject({
     "Primary key columns in order; must equal the table's primary key on every database",
   ),
   columns: z.array(z.string().min(1)).min(1).optional().describe(
-    "Columns to sync; default: every column of the owner's table",
+    "Columns to sync; default: every non-generated column of the owner's table",
   ),
   exclude_columns: z.array(z.string().min(1)).default([]).describe(
     "Columns neither compared nor written (for example a local updated_at)",
