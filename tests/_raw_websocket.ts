@@ -20,8 +20,27 @@ export function binaryFrame(size: number, masked: boolean): Uint8Array {
   return frame;
 }
 
+/** One unmasked text frame of `text` in UTF-8, as an upstream sends it (its length in fewest bytes). */
+export function textFrame(text: string): Uint8Array<ArrayBuffer> {
+  const payload = new TextEncoder().encode(text);
+  const head = payload.length < 126 ? 2 : payload.length < 65536 ? 4 : 10;
+  const frame = new Uint8Array(head + payload.length);
+  const view = new DataView(frame.buffer);
+  frame[0] = 0x81;
+  if (head === 2) frame[1] = payload.length;
+  else if (head === 4) {
+    frame[1] = 126;
+    view.setUint16(2, payload.length);
+  } else {
+    frame[1] = 127;
+    view.setBigUint64(2, BigInt(payload.length));
+  }
+  frame.set(payload, head);
+  return frame;
+}
+
 /** Reads exactly `n` bytes, or `null` when the connection ends first. */
-async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array | null> {
+export async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array | null> {
   const out = new Uint8Array(n);
   for (let at = 0; at < n;) {
     const got = await conn.read(out.subarray(at));

@@ -165,3 +165,16 @@ export function deadPort(): number {
   listener.close();
   return port;
 }
+
+/** `promise`, or "pending" if it has not settled within `ms`. */
+export async function within<T>(promise: Promise<T>, ms: number): Promise<T | "pending"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"pending">((resolve) =>
+    timer = setTimeout(() => resolve("pending"), ms)
+  );
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -2,36 +2,14 @@
 import assert from "node:assert/strict";
 import { RELAY_OVERLOADED, SLOW_READER_MS } from "../lib/websocket_proxy.ts";
 import {
+  binaryFrame,
   rawWebSocketClient,
   rawWebSocketUpstream,
   readUntilClose,
+  textFrame,
   writeAll,
 } from "./_raw_websocket.ts";
-import { oneRegion, startVestibule } from "./_servers.ts";
-
-/** `promise`, or "pending" if it has not settled within `ms`. */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | "pending"> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"pending">((resolve) =>
-    timer = setTimeout(() => resolve("pending"), ms)
-  );
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** One unmasked text frame (as an upstream sends one) carrying `text`. */
-function bigTextFrame(text: string): Uint8Array {
-  const payload = new TextEncoder().encode(text);
-  const frame = new Uint8Array(10 + payload.length);
-  frame[0] = 0x81;
-  frame[1] = 127;
-  new DataView(frame.buffer).setBigUint64(2, BigInt(payload.length));
-  frame.set(payload, 10);
-  return frame;
-}
+import { oneRegion, startVestibule, within } from "./_servers.ts";
 
 Deno.test("memory exhaustion: 30 MiB of non-ASCII text parked for a client that reads nothing is closed with 4013", async () => {
   // "あ" is 3 bytes in UTF-8 (what bufferedAmount counts once handed) and 2 in V8's memory,
@@ -41,7 +19,7 @@ Deno.test("memory exhaustion: 30 MiB of non-ASCII text parked for a client that 
   const client = await rawWebSocketClient(edge.port); // reads nothing
   const upstream = await up.accepted;
   try {
-    const frame = bigTextFrame("あ".repeat((1 << 20) / 3 | 0)); // 1 MiB of UTF-8
+    const frame = textFrame("あ".repeat((1 << 20) / 3 | 0)); // 1 MiB of UTF-8
     for (let i = 0; i < 30; i++) await writeAll(upstream, frame);
     const told = await within(readUntilClose(upstream), SLOW_READER_MS + 3_000);
     assert.ok(told !== "pending", "30 MiB of text held for a client that reads nothing, no close");
@@ -53,8 +31,6 @@ Deno.test("memory exhaustion: 30 MiB of non-ASCII text parked for a client that 
     await edge.close();
   }
 });
-
-import { binaryFrame } from "./_raw_websocket.ts";
 
 /** A close frame, masked (zero key) when a client sends it. */
 function closeFrame(code: number, reason: string, masked: boolean): Uint8Array {

@@ -11,9 +11,10 @@ import {
   rawWebSocketClient,
   rawWebSocketUpstream,
   readUntilClose,
+  textFrame,
   writeAll,
 } from "./_raw_websocket.ts";
-import { oneRegion, startVestibule } from "./_servers.ts";
+import { oneRegion, startVestibule, within } from "./_servers.ts";
 
 const PIN = "__Host-vestibule-region";
 
@@ -207,19 +208,6 @@ function startSlowWebSocketUpstream(delayMs: number) {
 }
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** `promise`, or "pending" if it has not settled within `ms`. */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | "pending"> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"pending">((resolve) =>
-    timer = setTimeout(() => resolve("pending"), ms)
-  );
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * A raw TCP upstream that reads one WebSocket handshake, accepts it after `delayMs` and reports
@@ -674,17 +662,6 @@ Deno.test("websocket: lost frames, messages the upstream sends while the client'
     await Promise.all([edge.close(), up.close()]);
   }
 });
-
-/** One unmasked text frame (as an upstream sends it) of `text` in UTF-8. */
-function textFrame(text: string): Uint8Array {
-  const payload = new TextEncoder().encode(text);
-  const frame = new Uint8Array(10 + payload.length);
-  frame[0] = 0x81;
-  frame[1] = 127;
-  new DataView(frame.buffer).setBigUint64(2, BigInt(payload.length));
-  frame.set(payload, 10);
-  return frame;
-}
 
 Deno.test("memory exhaustion: text held for a client that reads nothing is counted in bytes, so 90 MiB of CJK text hits the 64 MiB hard limit", async () => {
   // 中 is one UTF-16 unit and three UTF-8 bytes: counted by `length`, 90 MiB parked for the

@@ -1,11 +1,13 @@
 /** WebSocket relay windows: handshakes that hang, peers that leave or close mid-handshake. */
 import assert from "node:assert/strict";
-import { oneRegion, startVestibule } from "./_servers.ts";
+import { oneRegion, startVestibule, within } from "./_servers.ts";
 import {
   binaryFrame,
   rawWebSocketClient,
   rawWebSocketUpstream,
+  readExactly,
   readUntilClose,
+  textFrame,
   writeAll,
 } from "./_raw_websocket.ts";
 import { RELAY_OVERLOADED, SLOW_READER_MS } from "../lib/websocket_proxy.ts";
@@ -13,19 +15,6 @@ import { RELAY_OVERLOADED, SLOW_READER_MS } from "../lib/websocket_proxy.ts";
 const HANDSHAKE = "GET /cable HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\n" +
   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
   "Sec-WebSocket-Version: 13\r\n\r\n";
-
-/** `promise`, or "pending" if it has not settled within `ms`. */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | "pending"> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"pending">((resolve) =>
-    timer = setTimeout(() => resolve("pending"), ms)
-  );
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * A TCP upstream that reads one WebSocket handshake and never answers it; `ended` resolves when
@@ -157,12 +146,6 @@ function heldUpstream() {
   };
 }
 
-/** An unmasked text frame, as an upstream sends one. */
-function textFrame(text: string): Uint8Array<ArrayBuffer> {
-  const payload = new TextEncoder().encode(text);
-  return new Uint8Array([0x81, payload.length, ...payload]);
-}
-
 Deno.test("websocket: socket leak, a client that leaves as the upstream accepts leaves no upstream socket open", async () => {
   const up = heldUpstream();
   const edge = startVestibule(oneRegion(up.url));
@@ -285,15 +268,7 @@ Deno.test("websocket: reserved close codes, an upstream's 1001, 1011, 1005, 1015
 
 /** Reads one whole frame's header and payload (no extended masks: from vestibule to a client). */
 async function readFrame(conn: Deno.Conn): Promise<{ op: number; payload: Uint8Array } | null> {
-  const exactly = async (n: number) => {
-    const out = new Uint8Array(n);
-    for (let at = 0; at < n;) {
-      const got = await conn.read(out.subarray(at));
-      if (got === null) return null;
-      at += got;
-    }
-    return out;
-  };
+  const exactly = (n: number) => readExactly(conn, n);
   const head = await exactly(2);
   if (!head) return null;
   let length = head[1] & 0x7f;
