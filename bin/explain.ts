@@ -2,7 +2,7 @@
  * @module `deno task explain -- <METHOD> <URL> [options]`: shows how vestibule would route a
  * request, without contacting any upstream. See docs/operations.md, "Explain a request".
  */
-import { explainRequest } from "../lib/explain.ts";
+import { explainRequest, headersAsSent } from "../lib/explain.ts";
 import { formatExplanation } from "../lib/explain_text.ts";
 import { loadRules } from "../lib/load_rules.ts";
 import { HTTP_TOKEN } from "../lib/header_list.ts";
@@ -71,7 +71,7 @@ export async function main(args: string[]): Promise<number> {
     const explanation = await explainRequest({
       method,
       url,
-      headers,
+      headers: headersAsSent(headers),
       body: values.body,
       clientIp: values["client-ip"],
     }, config);

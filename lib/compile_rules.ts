@@ -6,6 +6,7 @@ import type { PathPolicy } from "./request_path.ts";
 import { matchablePath } from "./matchable_path.ts";
 import { OWN_PREFIX } from "./own_paths.ts";
 import { checkMethod } from "./request_view.ts";
+import { asSentInUtf8, hasNonAscii } from "./wire_text.ts";
 
 /** An HTTP origin vestibule forwards to, resolved once at start-up. */
 export interface Upstream {
@@ -260,7 +261,7 @@ export function compileRules(
           index,
           match,
           action,
-          forwardCookies: new Set(input.forward_cookies ?? file.forward_cookies),
+          forwardCookies: wireNames(input.forward_cookies ?? file.forward_cookies),
           timeoutMs: input.timeout_ms,
         });
         return;
@@ -304,7 +305,7 @@ export function compileRules(
             : undefined,
           allowMultipleSuccess: input.allow_multiple_success,
           timeoutMs: input.timeout_ms,
-          forwardCookies: new Set(input.forward_cookies ?? file.forward_cookies),
+          forwardCookies: wireNames(input.forward_cookies ?? file.forward_cookies),
         });
         return;
       }
@@ -340,7 +341,7 @@ export function compileRules(
       maxAgeSeconds: file.pin.max_age_seconds,
       secure: file.pin.secure,
     },
-    forwardCookies: new Set(file.forward_cookies),
+    forwardCookies: wireNames(file.forward_cookies),
     trustedProxyHops: file.trusted_proxy_hops,
     bodyLimitBytes: file.body_limit_bytes,
     bodyTimeoutMs: file.body_timeout_ms,
@@ -418,6 +419,14 @@ function checkRedirectLocation(
   }
 }
 
+/**
+ * Cookie names as request headers hold them ({@linkcode asSentInUtf8}): `préférence`, which
+ * browsers send in UTF-8, is compared as "prÃ©fÃ©rence".
+ */
+function wireNames(names: readonly string[]): ReadonlySet<string> {
+  return new Set(names.map(asSentInUtf8));
+}
+
 function compileRegex(
   source: string,
   field: string,
@@ -445,8 +454,29 @@ function compileRegexMap(
   fail: (d: string) => void,
   lowerKeys: boolean,
 ): Array<readonly [string, RegExp]> {
-  return Object.entries(map).map(([key, source]) =>
-    [lowerKeys ? key.toLowerCase() : key, compileRegex(source, `${field}.${key}`, fail)] as const
+  return Object.entries(map).map(([key, source]) => {
+    if (lowerKeys) refuseNonAscii(source, `${field}.${key}`, fail);
+    return [
+      lowerKeys ? key.toLowerCase() : key,
+      compileRegex(source, `${field}.${key}`, fail),
+    ] as const;
+  });
+}
+
+/**
+ * Refuses a non-ASCII character in a header regex: header values reach it one character per
+ * octet received (`é` sent in UTF-8 is "Ã©"), so `é` matched only a client that sent Latin-1.
+ */
+function refuseNonAscii(source: string, field: string, fail: (d: string) => void): void {
+  if (!hasNonAscii(source)) return;
+  const char = [...source].find(hasNonAscii)!;
+  const octets = Array.from(
+    new TextEncoder().encode(char),
+    (b) => `\\x${b.toString(16).toUpperCase()}`,
+  ).join("");
+  fail(
+    `${field}: header values are matched octet by octet, so write "${char}" as its UTF-8 octets ` +
+      `(${octets})`,
   );
 }
 
@@ -508,6 +538,10 @@ function compileMatch(
     ) {
       fail("match.host: hosts are matched without scheme or port");
     }
+    // Clients send an international name in punycode, and a raw UTF-8 Host is a 400 `bad_host`.
+    if (hasNonAscii(input.host)) {
+      fail("match.host: hosts are matched as clients send them, in punycode (xn--…)");
+    }
     // Host names are case-insensitive; the router matches them lower-cased.
     match.host = compileRegex(input.host, "match.host", fail, "i");
   }
@@ -539,7 +573,7 @@ function compileSuccess(
   const rule: SuccessRule = {};
   if (Array.isArray(input.status)) rule.status = new Set(input.status);
   else if (input.status) rule.status = { class: Number(input.status[0]) };
-  if (input.set_cookie) rule.setCookie = input.set_cookie;
+  if (input.set_cookie) rule.setCookie = asSentInUtf8(input.set_cookie);
   // An empty map checks nothing: alone, it would count every answer, a 500 too, as a success.
   if (input.headers && Object.keys(input.headers).length > 0) {
     rule.headers = compileRegexMap(input.headers, `${field}.headers`, fail, true);

@@ -115,16 +115,62 @@ export function cookieValue(header: string | null, name: string): string | undef
 
 /**
  * A cookie name as the most lenient server reads it: `trim()` plus what Python's `strip()` also
- * removes (U+001C–U+001F, U+0085), or `\x85__Host-vestibule-region` would pass the filter as
- * another name and reach Django as the pin. Index loops, not a regex: `[…]+$` backtracked over
- * every run of spaces in a 60 KB header.
+ * removes (U+001C–U+001F, U+0085, and Unicode spaces sent as UTF-8: {@linkcode UTF8_SPACES}), or
+ * `\x85__Host-vestibule-region` would pass the filter as another name and reach Django as the
+ * pin. Index loops, not a regex: `[…]+$` backtracked over every run of spaces in a 60 KB header.
  */
 export function cookieName(raw: string): string {
   let start = 0;
   let end = raw.length;
-  while (start < end && isNameSpace(raw.charCodeAt(start))) start++;
-  while (end > start && isNameSpace(raw.charCodeAt(end - 1))) end--;
+  for (let n = 0; start < end; start += n) {
+    n = utf8SpaceLength(raw, start, end) || (isNameSpace(raw.charCodeAt(start)) ? 1 : 0);
+    if (n === 0) break;
+  }
+  for (let n = 0; end > start; end -= n) {
+    // The whole UTF-8 sequence first: its last octet (85, A0) is a Latin-1 space of its own.
+    n = utf8SpaceLengthBefore(raw, start, end) || (isNameSpace(raw.charCodeAt(end - 1)) ? 1 : 0);
+    if (n === 0) break;
+  }
   return start === 0 && end === raw.length ? raw : raw.slice(start, end);
+}
+
+/**
+ * What Python's `strip()` also removes beyond Latin-1, as the octets a client sends in UTF-8
+ * (one character each here): WSGI Django decodes `HTTP_COOKIE` as UTF-8 before `parse_cookie`
+ * strips names, so `\xC2\xA0__Host-vestibule-region` is the pin to it. NEL and no-break space
+ * (C2 85, C2 A0), U+1680, U+2000–U+200A, U+2028, U+2029, U+202F, U+205F and U+3000.
+ */
+const UTF8_SPACES = [
+  "\xC2\x85",
+  "\xC2\xA0",
+  "\xE1\x9A\x80",
+  ..."\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8A\xA8\xA9\xAF".split("").map((c) =>
+    `\xE2\x80${c}`
+  ),
+  "\xE2\x81\x9F",
+  "\xE3\x80\x80",
+];
+
+/** The length of the {@linkcode UTF8_SPACES} entry at `at` in `raw` (before `end`), or 0. */
+function utf8SpaceLength(raw: string, at: number, end: number): number {
+  const lead = raw.charCodeAt(at);
+  if (lead < 0xc2 || lead > 0xe3) return 0; // the usual case: no space starts here
+  for (const space of UTF8_SPACES) {
+    if (at + space.length <= end && raw.startsWith(space, at)) return space.length;
+  }
+  return 0;
+}
+
+/** The length of the {@linkcode UTF8_SPACES} entry ending at `end` (not before `start`), or 0. */
+function utf8SpaceLengthBefore(raw: string, start: number, end: number): number {
+  const last = raw.charCodeAt(end - 1);
+  if (last < 0x80 || last > 0xbf) return 0;
+  for (const space of UTF8_SPACES) {
+    if (end - space.length >= start && raw.startsWith(space, end - space.length)) {
+      return space.length;
+    }
+  }
+  return 0;
 }
 
 /**

@@ -20,6 +20,7 @@ import { mergeSlashes } from "./request_path.ts";
 import { isSafeRequestId } from "./request_id.ts";
 import { checkWebSocketHandshake, isWebSocketUpgrade } from "./websocket_proxy.ts";
 import { HeaderList } from "./header_list.ts";
+import { asSentInUtf8 } from "./wire_text.ts";
 
 export type { ForwardPlan, Stripped } from "./forward_plan.ts";
 
@@ -32,6 +33,19 @@ export interface RequestDescription {
   body?: string;
   /** The socket peer address vestibule would see; defaults to {@linkcode DEFAULT_CLIENT_IP}. */
   clientIp?: string;
+}
+
+/**
+ * Header values as an operator typed them, in the octets a client sends for them: curl and
+ * browsers write text in UTF-8, and the router reads each octet as one character (`é` as "Ã©").
+ * For `-H` and route-table cases; a `Headers` object already holds octets and is left alone.
+ */
+export function headersAsSent(headers: Record<string, string> | Array<[string, string]>) {
+  const entries = Array.isArray(headers) ? headers : Object.entries(headers);
+  return entries.map(([name, value]): [string, string] => [
+    name,
+    asSentInUtf8(value),
+  ]);
 }
 
 /** The address explain assumes for the client when none is given (RFC 5737 documentation range). */

@@ -6,7 +6,7 @@ import { parseConfigJson } from "./config_json.ts";
 import { issueField, issueMessage } from "./config_issues.ts";
 import type { z } from "zod";
 import type { Config } from "./compile_rules.ts";
-import { explainRequest, type Explanation, shownUrl } from "./explain.ts";
+import { explainRequest, type Explanation, headersAsSent, shownUrl } from "./explain.ts";
 import { type RouteCase, routeCasesFileSchema } from "./route_cases_schema.ts";
 
 /** The fields of `expect` that are compared, in the order mismatches are reported. */
@@ -74,7 +74,7 @@ export async function runRouteCases(
       actual = await explainRequest({
         method: c.request.method,
         url: c.request.url,
-        headers: c.request.headers,
+        headers: c.request.headers && headersAsSent(c.request.headers),
         body: typeof c.request.body === "object" ? JSON.stringify(c.request.body) : c.request.body,
         clientIp: c.request.client_ip,
       }, config);

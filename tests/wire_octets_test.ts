@@ -1,0 +1,251 @@
+/**
+ * Hazard: vestibule reads header text one character per octet received (Deno hands header values
+ * over as ByteStrings: é sent in UTF-8 is "Ã©"), while a rules file, and the apps behind it, may
+ * read the same octets as UTF-8. Every request here is written as raw bytes on a socket, as a
+ * real client sends it, and every answer comes from a real upstream.
+ */
+import assert from "node:assert/strict";
+import { RulesError } from "../lib/compile_rules.ts";
+import { parseRules } from "../lib/load_rules.ts";
+import { parseRouteCases, runRouteCases } from "../lib/route_cases.ts";
+import { startUpstream, startVestibule } from "./_servers.ts";
+
+const utf8 = new TextEncoder();
+
+/** Sends `head` (already bytes) on a new connection; returns the answer read as Latin-1. */
+async function rawSend(port: number, head: Uint8Array): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(head);
+  return new TextDecoder("latin1").decode(await new Response(conn.readable).arrayBuffer());
+}
+
+/** A request head whose text is sent as UTF-8, as curl sends what a UTF-8 terminal typed. */
+function utf8Request(lines: string[]): Uint8Array {
+  return utf8.encode(`${lines.join("\r\n")}\r\nConnection: close\r\n\r\n`);
+}
+
+function refusal(file: unknown): string {
+  try {
+    parseRules(JSON.stringify(file), { env: () => undefined });
+  } catch (error) {
+    assert.ok(error instanceof RulesError, `expected RulesError, got ${error}`);
+    return error.message;
+  }
+  assert.fail("start-up accepted the rules file");
+}
+
+// Python's str.strip() (Django's parse_cookie, after WSGI Django decodes HTTP_COOKIE as UTF-8)
+// removes these; sent as UTF-8 they are two or three octets, none of which JavaScript trims.
+const UNICODE_SPACES: Array<[string, string]> = [
+  ["NEL (C2 85)", "\u0085"],
+  ["no-break space (C2 A0)", "\u00a0"],
+  ["en quad (E2 80 80)", "\u2000"],
+  ["line separator (E2 80 A8)", "\u2028"],
+  ["ideographic space (E3 80 80)", "\u3000"],
+];
+
+Deno.test("pin leak: a pin cookie name after a Unicode space sent as UTF-8 never reaches an upstream", async (t) => {
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  try {
+    for (const [label, space] of UNICODE_SPACES) {
+      await t.step(label, async () => {
+        // Pinned by header: every cookie but the pin is forwarded, so the filter alone decides.
+        const answer = await rawSend(
+          edge.port,
+          utf8Request([
+            "GET / HTTP/1.1",
+            "Host: app.example",
+            "X-Vestibule-Region: us",
+            `Cookie: csrftoken=c;${space}__Host-vestibule-region=au`,
+          ]),
+        );
+        assert.match(answer, /^HTTP\/1\.1 200/);
+        const cookie = us.received.at(-1)!.headers.get("cookie");
+        assert.ok(!/vestibule.region/i.test(cookie ?? ""), `cookie: ${cookie} reached the app`);
+        assert.equal(cookie, "csrftoken=c", "the other cookie is still forwarded");
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
+  }
+});
+
+Deno.test("compileRules() refuses a match.host with a non-ASCII character, which no client sends", async (t) => {
+  const rules = (host: string) => ({
+    regions: { us: { origin: "http://127.0.0.1:1" } },
+    default_region: "us",
+    rules: [{ name: "books", type: "regional", match: { host } }, {
+      name: "app",
+      type: "regional",
+    }],
+  });
+  await t.step("bücher.example is refused, naming punycode", () => {
+    assert.match(refusal(rules("^bücher\\.example$")), /match\.host.*punycode/);
+  });
+  await t.step("what clients send: the punycode rule matches it, raw UTF-8 is a 400", async () => {
+    const us = startUpstream();
+    const edge = startVestibule({
+      ...rules("^xn--bcher-kva\\.example$"),
+      regions: { us: { origin: us.url } },
+      debug_headers: true,
+    });
+    try {
+      const puny = await rawSend(
+        edge.port,
+        utf8Request(["GET / HTTP/1.1", "Host: xn--bcher-kva.example"]),
+      );
+      assert.match(puny, /\r\nx-vestibule-rule: books\r\n/i);
+      const raw = await rawSend(edge.port, utf8Request(["GET / HTTP/1.1", "Host: bücher.example"]));
+      assert.match(raw, /^HTTP\/1\.1 400/);
+    } finally {
+      await Promise.all([edge.close(), us.close()]);
+    }
+  });
+});
+
+Deno.test("compileRules() refuses a header regex with a non-ASCII character: values are matched octet by octet", async (t) => {
+  const regions = { us: { origin: "http://127.0.0.1:1" } };
+  await t.step("match.headers", () => {
+    const message = refusal({
+      regions,
+      default_region: "us",
+      rules: [{ name: "fr", type: "regional", match: { headers: { "x-tenant": "^café$" } } }],
+    });
+    assert.match(message, /match\.headers\.x-tenant.*\\xC3\\xA9/);
+  });
+  await t.step("success.headers", () => {
+    const message = refusal({
+      regions,
+      default_region: "us",
+      rules: [{
+        name: "login",
+        type: "broadcast",
+        success: { headers: { "x-owner": "^café$" } },
+      }],
+    });
+    assert.match(message, /success\.headers\.x-owner.*\\xC3\\xA9/);
+  });
+  await t.step("the octets it names match a UTF-8 client; the character never did", async () => {
+    const us = startUpstream();
+    const edge = startVestibule({
+      regions: { us: { origin: us.url } },
+      default_region: "us",
+      debug_headers: true,
+      rules: [
+        { name: "fr", type: "regional", match: { headers: { "x-tenant": "^caf\\xC3\\xA9$" } } },
+        { name: "app", type: "regional" },
+      ],
+    });
+    try {
+      const answer = await rawSend(
+        edge.port,
+        utf8Request(["GET / HTTP/1.1", "Host: app.example", "X-Tenant: café"]),
+      );
+      assert.match(answer, /\r\nx-vestibule-rule: fr\r\n/i);
+    } finally {
+      await Promise.all([edge.close(), us.close()]);
+    }
+  });
+});
+
+Deno.test("forward_cookies names a cookie as the browser sends it: a non-ASCII name in UTF-8", async () => {
+  const web = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: web.url } },
+    upstreams: { website: { origin: web.url } },
+    default_region: "us",
+    rules: [{
+      name: "website",
+      type: "global",
+      upstream: "website",
+      forward_cookies: ["préférence"],
+    }],
+  });
+  try {
+    const answer = await rawSend(
+      edge.port,
+      utf8Request(["GET / HTTP/1.1", "Host: app.example", "Cookie: sessionid=s; préférence=fr"]),
+    );
+    assert.match(answer, /^HTTP\/1\.1 200/);
+    // The octets the browser sent, one character each, as Deno hands them over.
+    const sent = String.fromCharCode(...utf8.encode("préférence=fr"));
+    assert.equal(web.received.at(-1)!.headers.get("cookie"), sent);
+  } finally {
+    await Promise.all([edge.close(), web.close()]);
+  }
+});
+
+Deno.test("success.set_cookie with a non-ASCII name counts the cookie an origin sets in UTF-8", async () => {
+  const origin = startUpstream(() =>
+    // The octets of `sessión=abc` in UTF-8, written one character per octet.
+    new Response("ok", {
+      headers: { "set-cookie": `${String.fromCharCode(...utf8.encode("sessión"))}=abc; Path=/` },
+    })
+  );
+  const edge = startVestibule({
+    regions: { us: { origin: origin.url }, au: { origin: origin.url } },
+    default_region: "us",
+    rules: [{
+      name: "switch",
+      type: "regional",
+      match: { path: "^/switch/(?<region>\\w+)$" },
+      region_from: { path_group: "region" },
+      pin_on: { set_cookie: "sessión" },
+    }],
+  });
+  try {
+    const answer = await rawSend(
+      edge.port,
+      utf8Request(["GET /switch/au HTTP/1.1", "Host: app.example"]),
+    );
+    assert.match(answer, /^HTTP\/1\.1 200/);
+    assert.match(answer, /\r\nset-cookie: __Host-vestibule-region=au;/i, "pinned to au");
+  } finally {
+    await Promise.all([edge.close(), origin.close()]);
+  }
+});
+
+Deno.test("route-table cases send a typed header value as curl does, in UTF-8: check-rules agrees with the router", async (t) => {
+  const us = startUpstream();
+  const rules = {
+    regions: { us: { origin: us.url } },
+    default_region: "us",
+    debug_headers: true,
+    // One character in a value: `é` is two octets as clients send it.
+    rules: [
+      { name: "one-char", type: "regional", match: { headers: { "x-tenant": "^caf.$" } } },
+      { name: "app", type: "regional" },
+    ],
+  };
+  const edge = startVestibule(rules);
+  try {
+    let routed: string | undefined;
+    await t.step("the router, sent `X-Tenant: café` in UTF-8", async () => {
+      const answer = await rawSend(
+        edge.port,
+        utf8Request(["GET / HTTP/1.1", "Host: app.example", "X-Tenant: café"]),
+      );
+      routed = /\r\nx-vestibule-rule: (\S+)\r\n/i.exec(answer)?.[1];
+      assert.equal(routed, "app");
+    });
+    await t.step("a route case with the same header expects what the router did", async () => {
+      const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+      const cases = parseRouteCases(JSON.stringify({
+        cases: [{
+          request: { method: "GET", url: "https://app.example/", headers: { "X-Tenant": "café" } },
+          expect: { rule: "app", type: "regional" },
+        }],
+      }));
+      const [result] = await runRouteCases(cases, config);
+      assert.deepEqual(result.mismatches, []);
+      assert.equal(result.error, undefined);
+    });
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
+  }
+});
