@@ -572,20 +572,18 @@ function originLocation(
 }
 
 /**
- * A header value as a browser reads its bytes: as UTF-8 when they are UTF-8 (Go's net/http and
- * PHP's `header()` write a non-ASCII Location so), else as they are. `fetch` hands them over one
- * character per byte, and parsed so, `/über` came back as `/%C3%83%C2%BCber`.
+ * A header value as a browser reads its bytes: each octet above 0x7F percent-encoded, as Firefox
+ * does before parsing a Location, so the URL parser decodes a host as UTF-8 (Go's net/http and
+ * PHP's `header()` write a non-ASCII Location so) and a path or query keeps the octets the origin
+ * wrote. `fetch` hands them over one character per byte: parsed so, `/über` came back as
+ * `/%C3%83%C2%BCber`; decoded whole, one Latin-1 octet in the path hid a UTF-8 host.
  */
 function asBrowserReads(value: string): string {
-  if (!/[\x80-\xff]/.test(value)) return value;
-  try {
-    return UTF8_STRICT.decode(Uint8Array.from(value, (char) => char.charCodeAt(0)));
-  } catch {
-    return value;
-  }
+  return value.replace(
+    /[\x80-\xff]/g,
+    (octet) => `%${octet.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
 }
-
-const UTF8_STRICT = new TextDecoder("utf-8", { fatal: true });
 
 /**
  * The host without a trailing dot, and the port when it is not the scheme's default (the parser
@@ -596,15 +594,27 @@ function endpoint(url: URL): string {
   return `${url.hostname.replace(/\.$/, "")}:${url.port}`;
 }
 
-/** Points a cookie's `Domain` attribute at the public host when it named the origin's host. */
+/**
+ * Points a cookie's `Domain` attribute at the public host when it named the origin's host. One
+ * behind octets browsers do not trim (they trim SP and HTAB only, RFC 6265 §5.2; `\s` and `trim()`
+ * take an A0 for a space) keeps them: a browser ignores or refuses it, as it would from the origin.
+ */
 function rewriteCookieDomain(cookie: string, upstream: Upstream, ctx: ForwardContext): string {
   const originHost = upstream.host.replace(/:\d+$/, "").toLowerCase();
   const publicHost = ctx.publicHost.replace(/:\d+$/, "");
   // Every Domain attribute: a browser uses the last (RFC 6265 §5.3).
   return cookie.replace(
     /;\s*domain\s*=\s*\.?([^;]*)/gi,
-    (attr, domain: string) =>
-      domain.trim().toLowerCase() === originHost ? `; Domain=${publicHost}` : attr,
+    (attr, domain: string) => {
+      const named = domain.trim();
+      if (named.toLowerCase() !== originHost) return attr;
+      const value = /^;[ \t]*domain[ \t]*=([^;]*)$/i.exec(attr)?.[1].replace(
+        /^[ \t]+|[ \t]+$/g,
+        "",
+      );
+      if (value?.replace(/^\./, "").toLowerCase() === originHost) return `; Domain=${publicHost}`;
+      return attr.slice(0, attr.length - domain.length) + domain.replace(named, publicHost);
+    },
   );
 }
 

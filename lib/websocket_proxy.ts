@@ -28,10 +28,13 @@ export function checkWebSocketHandshake(headers: HeaderList): string[] {
   if (!headers.get("sec-websocket-key") || headers.get("sec-websocket-version") !== "13") {
     throw new HttpError(400, "bad_websocket", "The WebSocket handshake lacks a key or version 13");
   }
+  // HTTP trims SP and HTAB only (RFC 9110 §5.6.3); `trim()` would make `chat\xA0` a token.
   const protocols = (headers.get("sec-websocket-protocol") ?? "").split(",")
-    .map((p) => p.trim()).filter(Boolean);
-  // RFC 6455 §4.1: each offered subprotocol is a token, offered once.
-  if (!protocols.every((p) => HTTP_TOKEN.test(p)) || new Set(protocols).size < protocols.length) {
+    .map((p) => p.replace(/^[ \t]+|[ \t]+$/g, "")).filter(Boolean);
+  // RFC 6455 §4.1: each offered subprotocol is a token, offered once; Deno's client compares
+  // them in lower case.
+  const distinct = new Set(protocols.map((p) => p.toLowerCase()));
+  if (!protocols.every((p) => HTTP_TOKEN.test(p)) || distinct.size < protocols.length) {
     throw new HttpError(
       400,
       "bad_websocket",

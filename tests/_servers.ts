@@ -130,14 +130,16 @@ export async function firstAnswer(
 
 /**
  * An upstream that answers every connection with the same raw bytes, then closes it: for answers
- * no HTTP library would write (malformed framing, odd statuses). `answer` gets the upstream's URL.
+ * no HTTP library would write (malformed framing, odd statuses). `answer` gets the upstream's URL;
+ * text is sent in UTF-8, bytes as they are.
  */
 export function rawUpstream(
-  answer: (url: string) => string,
+  answer: (url: string) => string | Uint8Array,
 ): { url: string; close(): Promise<void> } {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
-  const bytes = new TextEncoder().encode(answer(url));
+  const answered = answer(url);
+  const bytes = typeof answered === "string" ? new TextEncoder().encode(answered) : answered;
   const served = (async () => {
     for await (const conn of listener) {
       try {

@@ -386,6 +386,62 @@ Deno.test("websocket: subprotocol offers as RFC 6455 writes them, and malformed 
   }
 });
 
+/** A handshake to `port` written octet by octet (one per character of `offer`); the answer's head. */
+async function octetHandshake(port: number, offer: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await writeAll(
+      conn,
+      Uint8Array.from(
+        "GET /cable HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+          `Sec-WebSocket-Protocol: ${offer}\r\n\r\n`,
+        (char) => char.charCodeAt(0),
+      ),
+    );
+    const buf = new Uint8Array(4096);
+    const n = await conn.read(buf);
+    return new TextDecoder("latin1").decode(buf.subarray(0, n ?? 0));
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("websocket: subprotocols offered in two letter cases are 400 bad_websocket, not a 500", async () => {
+  // Deno's WebSocket client refuses `chat, CHAT` as a duplicate (it compares in lower case), so
+  // the relay cannot offer it upstream; a client must not be able to raise 500s at will.
+  const up = startWebSocketUpstream();
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    const answer = await octetHandshake(edge.port, "chat.v2, CHAT.V2");
+    assert.match(answer, /^HTTP\/1\.1 400 /);
+    assert.match(answer, /bad_websocket/);
+    assert.equal(up.handshakes.length, 0, "no upstream socket");
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("websocket: a subprotocol offered with an A0 octet is 400 bad_websocket, not trimmed into one the client never offered", async (t) => {
+  // HTTP trims SP and HTAB only (RFC 9110 §5.6.3); `trim()` takes an A0 for a space, so
+  // `chat.v2\xA0` went upstream as `chat.v2`, and the client was told `chat.v2`: octets it never
+  // offered, which RFC 6455 §4.1 tells it to fail on.
+  const up = startWebSocketUpstream();
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    for (const offer of ["chat.v2\xA0", "\xA0chat.v2", "chat.v1,\xA0chat.v2"]) {
+      await t.step(JSON.stringify(offer), async () => {
+        const answer = await octetHandshake(edge.port, offer);
+        assert.match(answer, /^HTTP\/1\.1 400 /, answer);
+        assert.match(answer, /bad_websocket/);
+      });
+    }
+    assert.equal(up.handshakes.length, 0, "no upstream socket");
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
 /** Floods `conn` with 1 MiB frames until a write fails or `stop()`; resolves with the bytes written. */
 function flood(conn: Deno.Conn, masked: boolean) {
   let stopped = false;

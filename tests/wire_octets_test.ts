@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { RulesError } from "../lib/compile_rules.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { parseRouteCases, runRouteCases } from "../lib/route_cases.ts";
-import { startUpstream, startVestibule } from "./_servers.ts";
+import { oneRegion, rawUpstream, startUpstream, startVestibule } from "./_servers.ts";
 
 const utf8 = new TextEncoder();
 
@@ -247,5 +247,98 @@ Deno.test("route-table cases send a typed header value as curl does, in UTF-8: c
     });
   } finally {
     await Promise.all([edge.close(), us.close()]);
+  }
+});
+
+/** `text` as octets, one per character: how an origin's bytes that are not UTF-8 are written here. */
+const octets = (text: string) => Uint8Array.from(text, (char) => char.charCodeAt(0));
+/** `text` in UTF-8, one character per octet (as `fetch` hands it over). */
+const inUtf8 = (text: string) => String.fromCharCode(...utf8.encode(text));
+
+/** The value of the first `name:` line of a raw answer, or "(none)". */
+function headerLine(answer: string, name: string): string {
+  const line = answer.split("\r\n").find((l) => l.toLowerCase().startsWith(`${name}:`));
+  return line === undefined ? "(none)" : line.slice(name.length + 1).trim();
+}
+
+Deno.test("origin address leak: a Location naming the origin in UTF-8 beside an octet that is not UTF-8 points back at the public host", async (t) => {
+  // Browsers read a Location one component at a time: Firefox percent-encodes each octet above
+  // 0x7F and then parses, Chrome decodes the host alone as UTF-8. A host in UTF-8 is the origin
+  // whatever octets the path holds; the path keeps the octet the origin wrote.
+  const cases: Array<[string, (port: number) => string, string]> = [
+    [
+      // Full-width digits: UTS 46 maps them, so a browser goes to 127.0.0.1.
+      "full-width host in UTF-8, a Latin-1 é in the path",
+      (port) => `${inUtf8("http://１２７.０.０.１")}:${port}/caf\xE9`,
+      "http://app.example.com/caf%E9",
+    ],
+    [
+      "ASCII host, a Latin-1 é in the query",
+      (port) => `http://127.0.0.1:${port}/?q=caf\xE9`,
+      "http://app.example.com/?q=caf%E9",
+    ],
+  ];
+  for (const [label, location, expected] of cases) {
+    await t.step(label, async () => {
+      const up = rawUpstream((url) =>
+        octets(
+          `HTTP/1.1 302 Found\r\nLocation: ${location(Number(new URL(url).port))}\r\n` +
+            "Content-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+      );
+      const edge = startVestibule(oneRegion(up.url));
+      try {
+        const answer = await rawSend(
+          edge.port,
+          utf8Request(["GET / HTTP/1.1", "Host: app.example.com"]),
+        );
+        assert.equal(headerLine(answer, "location"), expected);
+      } finally {
+        await Promise.all([edge.close(), up.close()]);
+      }
+    });
+  }
+});
+
+Deno.test("cookie scope: a Domain naming the origin behind an A0 octet keeps the scope browsers give it there", async (t) => {
+  // Browsers trim only SP and HTAB around cookie attributes (RFC 6265 §5.2), and refuse a Domain
+  // with a non-ASCII octet (RFC 6265bis, httpwg/http-extensions#1969); JavaScript's \s and trim()
+  // take A0 for a space. Rewritten to a clean `; Domain=`, a host-only cookie became one sent to
+  // every subdomain of the public host, and a refused one was stored.
+  const cases: Array<[string, string, string]> = [
+    [
+      'an attribute named "\\xA0Domain" (ignored: host-only)',
+      "sid=1; Path=/;\xA0Domain=127.0.0.1",
+      "sid=1; Path=/;\xA0Domain=app.example.com",
+    ],
+    [
+      "a Domain value ending in A0 (refused)",
+      "sid=2; Domain=127.0.0.1\xA0; Path=/",
+      "sid=2; Domain=app.example.com\xA0; Path=/",
+    ],
+    [
+      "a Domain with spaces, as browsers trim them (rewritten)",
+      "sid=3; Domain = 127.0.0.1 ; Path=/",
+      "sid=3; Domain=app.example.com; Path=/",
+    ],
+  ];
+  for (const [label, sent, expected] of cases) {
+    await t.step(label, async () => {
+      const up = rawUpstream(() =>
+        octets(
+          `HTTP/1.1 200 OK\r\nSet-Cookie: ${sent}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
+        )
+      );
+      const edge = startVestibule(oneRegion(up.url));
+      try {
+        const answer = await rawSend(
+          edge.port,
+          utf8Request(["GET / HTTP/1.1", "Host: app.example.com"]),
+        );
+        assert.equal(headerLine(answer, "set-cookie"), expected);
+      } finally {
+        await Promise.all([edge.close(), up.close()]);
+      }
+    });
   }
 });
