@@ -6,6 +6,7 @@ import { explainRequest, headersAsSent } from "../lib/explain.ts";
 import { formatExplanation } from "../lib/explain_text.ts";
 import { loadRules } from "../lib/load_rules.ts";
 import { HTTP_TOKEN } from "../lib/header_list.ts";
+import { asSentInUtf8 } from "../lib/wire_text.ts";
 import { parseCommandLine, RULES_ENV_OPTIONS } from "./_command_line.ts";
 import { missingHint, type RulesEnv, rulesEnv } from "./_rules_env.ts";
 
@@ -43,7 +44,7 @@ export async function main(args: string[]): Promise<number> {
     const colon = line.indexOf(":");
     const name = line.slice(0, Math.max(colon, 0)).trim();
     const value = line.slice(colon + 1).trim();
-    if (colon <= 0 || !HTTP_TOKEN.test(name) || !headerValueOk(name, value)) {
+    if (colon <= 0 || !HTTP_TOKEN.test(name) || !headerValueOk(name, asSentInUtf8(value))) {
       // This line ends up in CI logs, and the rest of the line may be a cookie or a token
       // (`-H 'Cookie sessionid=…'`, `-H 'Authorization Basic a:b'`): quoted up to the first
       // character no header name holds, and not at all without a colon, where the whole line may

@@ -138,10 +138,10 @@ function passOn(stream: ReadableStream<Uint8Array>, marker: string) {
       } catch {
         writing = false; // the stack's own stderr has gone; vestibule's is still drained
       }
-      if (text.length < 4096) {
-        text += decoder.decode(chunk, { stream: true });
-        if (text.includes(marker)) seen.resolve(true);
-      }
+      // Only the tail a marker split across chunks can start in: Deno's own lines (DENO_LOG,
+      // downloads) may run to megabytes before it.
+      text = text.slice(-marker.length) + decoder.decode(chunk, { stream: true });
+      if (text.includes(marker)) seen.resolve(true);
     }
   })().finally(() => seen.resolve(false));
   return { seen: seen.promise, done };

@@ -7,6 +7,7 @@ import { matchablePath } from "./matchable_path.ts";
 import { OWN_PREFIX } from "./own_paths.ts";
 import { checkMethod } from "./request_view.ts";
 import { asSentInUtf8, hasNonAscii } from "./wire_text.ts";
+import { cookieName } from "./cookies.ts";
 
 /** An HTTP origin vestibule forwards to, resolved once at start-up. */
 export interface Upstream {
@@ -424,7 +425,7 @@ function checkRedirectLocation(
  * browsers send in UTF-8, is compared as "prÃ©fÃ©rence".
  */
 function wireNames(names: readonly string[]): ReadonlySet<string> {
-  return new Set(names.map(asSentInUtf8));
+  return new Set(names.map((name) => cookieName(asSentInUtf8(name))));
 }
 
 function compileRegex(
@@ -470,13 +471,17 @@ function compileRegexMap(
 function refuseNonAscii(source: string, field: string, fail: (d: string) => void): void {
   if (!hasNonAscii(source)) return;
   const char = [...source].find(hasNonAscii)!;
-  const octets = Array.from(
-    new TextEncoder().encode(char),
-    (b) => `\\x${b.toString(16).toUpperCase()}`,
-  ).join("");
+  const code = char.codePointAt(0)!;
+  const hex = (n: number) => n.toString(16).toUpperCase().padStart(2, "0");
+  const utf8 = Array.from(new TextEncoder().encode(char), (b) => `\\x${hex(b)}`).join("");
+  // Below U+0100 the character is also one octet, which a client that sends Latin-1 writes.
+  const latin1 = code < 0x100
+    ? `, or \\x${hex(code)} for the one octet a Latin-1 sender writes`
+    : "";
   fail(
-    `${field}: header values are matched octet by octet, so write "${char}" as its UTF-8 octets ` +
-      `(${octets})`,
+    `${field}: header values are matched octet by octet; write U+${hex(code).padStart(4, "0")} ` +
+      `"${char}" as octet escapes: ${utf8} as clients send it in UTF-8${latin1} ` +
+      `(a range of such characters as a range of octets, e.g. [\\x80-\\xFF])`,
   );
 }
 

@@ -50,9 +50,9 @@ function sharedPlan(targets: Target[]): ForwardPlan | undefined {
 }
 
 function planLines(plan: ForwardPlan, indent: string): string[] {
-  const list = (names: string[]) => names.length > 0 ? names.join(", ") : "(none)";
+  const list = (names: string[]) => names.length > 0 ? names.map(asTyped).join(", ") : "(none)";
   const stripped = (items: Stripped[]) =>
-    items.length > 0 ? items.map((s) => `${s.name} (${s.reason})`).join(", ") : "(none)";
+    items.length > 0 ? items.map((s) => `${asTyped(s.name)} (${s.reason})`).join(", ") : "(none)";
   const set = Object.entries(plan.headers.set).map(([name, value]) => `${name}: ${value}`);
   return [
     `${indent}Cookies forwarded: ${list(plan.cookies.forwarded)}`,
@@ -62,4 +62,15 @@ function planLines(plan: ForwardPlan, indent: string): string[] {
     ...set.map((line) => `${indent}  ${line}`),
     `${indent}Headers stripped: ${stripped(plan.headers.stripped)}`,
   ];
+}
+
+/** A name as header octets hold it, shown as the UTF-8 text it was typed as (`prÃ©fÃ©rence`). */
+function asTyped(octets: string): string {
+  if (!/[\u0080-\u00ff]/.test(octets)) return octets;
+  try {
+    const bytes = Uint8Array.from(octets, (c) => c.charCodeAt(0));
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return octets; // not UTF-8: shown as received
+  }
 }

@@ -3,7 +3,12 @@
  * for their validation and `rules.test.schema.json`.
  */
 import { z } from "zod";
-import { headerRecord, headerValue } from "./rules_schema.ts";
+import { headerRecord } from "./rules_schema.ts";
+
+const typedHeaderValue = z.string().regex(
+  /^[^\r\n\0]*$/,
+  "a header value must not contain CR, LF or NUL",
+);
 
 /** Why a region was chosen, as explain reports it. */
 export const REASONS = [
@@ -21,8 +26,9 @@ const requestSchema = z.strictObject({
   url: z.string().min(1).describe(
     "Absolute URL, or a path (resolved against https://localhost; a Host header still counts)",
   ),
-  // Checked here: `Headers` would refuse them later with a message that quotes the value.
-  headers: headerRecord(headerValue).optional(),
+  // Checked here: `Headers` would refuse them later with a message that quotes the value. Sent in
+  // UTF-8, as curl sends what was typed (headersAsSent), so only what no header holds is refused.
+  headers: headerRecord(typedHeaderValue).optional(),
   body: z.union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())]).optional()
     .describe("Text, or a JSON object or array sent as its JSON encoding"),
   client_ip: z.string().min(1).optional().describe(

@@ -342,3 +342,88 @@ Deno.test("cookie scope: a Domain naming the origin behind an A0 octet keeps the
     });
   }
 });
+
+Deno.test("cookie tossing: a pin cookie behind a UTF-8 no-break space, which a sibling subdomain's script can set, does not pin", async (t) => {
+  // `document.cookie = "\u00a0__Host-vestibule-region=au; domain=example.com"` on any
+  // *.example.com page: browsers trim only SP and HTAB, so the name keeps its NBSP and none of the
+  // __Host- rules (no Domain, set by this host over https) apply to it.
+  const au = startUpstream(() => new Response("au"));
+  const us = startUpstream(() => new Response("us"));
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  try {
+    for (const space of ["\u00a0", "\u2000", "\u3000"]) {
+      await t.step(`U+${space.charCodeAt(0).toString(16).toUpperCase()}`, async () => {
+        const answer = await rawSend(
+          edge.port,
+          utf8Request([
+            "GET / HTTP/1.1",
+            "Host: app.example.com",
+            `Cookie: ${space}__Host-vestibule-region=au`,
+          ]),
+        );
+        assert.match(answer, /^HTTP\/1\.1 200/);
+        assert.match(answer, /\r\n\r\nus$/, "a cookie the edge never set chose the region");
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+// Names whose last character's UTF-8 form ends in A0 or 85, the octets of NBSP and NEL.
+const NAMES = ["voilà", "смех"];
+
+Deno.test("forward_cookies forwards a non-ASCII name whose last UTF-8 octet is A0 or 85", async (t) => {
+  const web = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: web.url } },
+    upstreams: { website: { origin: web.url } },
+    default_region: "us",
+    rules: [{ name: "website", type: "global", upstream: "website", forward_cookies: NAMES }],
+  });
+  try {
+    for (const name of NAMES) {
+      await t.step(name, async () => {
+        const answer = await rawSend(
+          edge.port,
+          utf8Request(["GET / HTTP/1.1", "Host: app.example", `Cookie: sessionid=s; ${name}=1`]),
+        );
+        assert.match(answer, /^HTTP\/1\.1 200/);
+        assert.equal(web.received.at(-1)!.headers.get("cookie"), inUtf8(`${name}=1`));
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), web.close()]);
+  }
+});
+
+Deno.test("success.set_cookie counts a non-ASCII name whose last UTF-8 octet is A0", async () => {
+  const origin = startUpstream(() =>
+    new Response("ok", { headers: { "set-cookie": `${inUtf8("voilà")}=abc; Path=/` } })
+  );
+  const edge = startVestibule({
+    regions: { us: { origin: origin.url }, au: { origin: origin.url } },
+    default_region: "us",
+    rules: [{
+      name: "switch",
+      type: "regional",
+      match: { path: "^/switch/(?<region>\\w+)$" },
+      region_from: { path_group: "region" },
+      pin_on: { set_cookie: "voilà" },
+    }],
+  });
+  try {
+    const answer = await rawSend(
+      edge.port,
+      utf8Request(["GET /switch/au HTTP/1.1", "Host: app.example"]),
+    );
+    assert.match(answer, /^HTTP\/1\.1 200/);
+    assert.match(answer, /\r\nset-cookie: __Host-vestibule-region=au;/i, "pinned to au");
+  } finally {
+    await Promise.all([edge.close(), origin.close()]);
+  }
+});
