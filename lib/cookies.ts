@@ -141,7 +141,8 @@ export function cookieName(raw: string): string {
   }
   for (let n = 0; end > start; end -= n) {
     // The whole UTF-8 sequence first: its last octet (85, A0) is a Latin-1 space of its own.
-    n = utf8SpaceLengthBefore(raw, start, end) || (isNameSpace(raw.charCodeAt(end - 1)) ? 1 : 0);
+    n = utf8SpaceLengthBefore(raw, start, end) ||
+      (isNameSpace(raw.charCodeAt(end - 1)) && !endsUtf8Char(raw, start, end) ? 1 : 0);
     if (n === 0) break;
   }
   return start === 0 && end === raw.length ? raw : raw.slice(start, end);
@@ -184,6 +185,24 @@ function utf8SpaceLengthBefore(raw: string, start: number, end: number): number 
     }
   }
   return 0;
+}
+
+/**
+ * Whether the 85 or A0 octet before `end` ends a UTF-8 character that is no space (`à` is C3 A0):
+ * trimmed, `voilÅ` (C3 85) read as `voilà`. The name left ends in a non-ASCII octet either way,
+ * so no such octet stands between a name and the (ASCII) pin.
+ */
+function endsUtf8Char(raw: string, start: number, end: number): boolean {
+  for (let i = end - 2, n = 2; i >= start && n <= 4; i--, n++) {
+    const c = raw.charCodeAt(i);
+    if (c >= 0x80 && c <= 0xbf) continue;
+    return n === 2
+      ? c >= 0xc2 && c <= 0xdf
+      : n === 3
+      ? c >= 0xe0 && c <= 0xef
+      : c >= 0xf0 && c <= 0xf4;
+  }
+  return false;
 }
 
 /**

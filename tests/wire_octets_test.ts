@@ -427,3 +427,35 @@ Deno.test("success.set_cookie counts a non-ASCII name whose last UTF-8 octet is 
     await Promise.all([edge.close(), origin.close()]);
   }
 });
+
+Deno.test("forward_cookies allow-list bypass: a cookie sharing all but the last UTF-8 octet with a listed name is not forwarded", async (t) => {
+  // forward_cookies: ["voilà"] (76 6F 69 6C C3 A0). "voilÅ" (… C3 85) and "voil\xC3" are other
+  // cookies to a browser and to Django (which decodes UTF-8 first); neither is listed.
+  const web = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: web.url } },
+    upstreams: { website: { origin: web.url } },
+    default_region: "us",
+    rules: [{ name: "website", type: "global", upstream: "website", forward_cookies: ["voilà"] }],
+  });
+  try {
+    for (const [label, name] of [["voilÅ", inUtf8("voilÅ")], ["voil\\xC3", "voil\xC3"]]) {
+      await t.step(label, async () => {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
+        await conn.write(Uint8Array.from(
+          `GET / HTTP/1.1\r\nHost: app.example\r\nCookie: ${name}=unlisted; ${
+            inUtf8("voilà")
+          }=1\r\nConnection: close\r\n\r\n`,
+          (c) => c.charCodeAt(0),
+        ));
+        const answer = new TextDecoder("latin1").decode(
+          await new Response(conn.readable).arrayBuffer(),
+        );
+        assert.match(answer, /^HTTP\/1\.1 200/);
+        assert.equal(web.received.at(-1)!.headers.get("cookie"), inUtf8("voilà=1"));
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), web.close()]);
+  }
+});
