@@ -180,33 +180,36 @@ Deno.test("forward_cookies names a cookie as the browser sends it: a non-ASCII n
   }
 });
 
-Deno.test("success.set_cookie with a non-ASCII name counts the cookie an origin sets in UTF-8", async () => {
-  const origin = startUpstream(() =>
-    // The octets of `sessión=abc` in UTF-8, written one character per octet.
-    new Response("ok", {
-      headers: { "set-cookie": `${String.fromCharCode(...utf8.encode("sessión"))}=abc; Path=/` },
-    })
-  );
-  const edge = startVestibule({
-    regions: { us: { origin: origin.url }, au: { origin: origin.url } },
-    default_region: "us",
-    rules: [{
-      name: "switch",
-      type: "regional",
-      match: { path: "^/switch/(?<region>\\w+)$" },
-      region_from: { path_group: "region" },
-      pin_on: { set_cookie: "sessión" },
-    }],
-  });
-  try {
-    const answer = await rawSend(
-      edge.port,
-      utf8Request(["GET /switch/au HTTP/1.1", "Host: app.example"]),
-    );
-    assert.match(answer, /^HTTP\/1\.1 200/);
-    assert.match(answer, /\r\nset-cookie: __Host-vestibule-region=au;/i, "pinned to au");
-  } finally {
-    await Promise.all([edge.close(), origin.close()]);
+Deno.test("success.set_cookie with a non-ASCII name counts the cookie an origin sets in UTF-8", async (t) => {
+  // voilà's last octet (C3 A0) is a Latin-1 no-break space of its own: trimmed, it never matched.
+  for (const name of ["sessión", "voilà"]) {
+    await t.step(name, async () => {
+      const origin = startUpstream(() =>
+        // The octets of the cookie in UTF-8, written one character per octet.
+        new Response("ok", { headers: { "set-cookie": `${inUtf8(name)}=abc; Path=/` } })
+      );
+      const edge = startVestibule({
+        regions: { us: { origin: origin.url }, au: { origin: origin.url } },
+        default_region: "us",
+        rules: [{
+          name: "switch",
+          type: "regional",
+          match: { path: "^/switch/(?<region>\\w+)$" },
+          region_from: { path_group: "region" },
+          pin_on: { set_cookie: name },
+        }],
+      });
+      try {
+        const answer = await rawSend(
+          edge.port,
+          utf8Request(["GET /switch/au HTTP/1.1", "Host: app.example"]),
+        );
+        assert.match(answer, /^HTTP\/1\.1 200/);
+        assert.match(answer, /\r\nset-cookie: __Host-vestibule-region=au;/i, "pinned to au");
+      } finally {
+        await Promise.all([edge.close(), origin.close()]);
+      }
+    });
   }
 });
 
@@ -398,33 +401,6 @@ Deno.test("forward_cookies forwards a non-ASCII name whose last UTF-8 octet is A
     }
   } finally {
     await Promise.all([edge.close(), web.close()]);
-  }
-});
-
-Deno.test("success.set_cookie counts a non-ASCII name whose last UTF-8 octet is A0", async () => {
-  const origin = startUpstream(() =>
-    new Response("ok", { headers: { "set-cookie": `${inUtf8("voilà")}=abc; Path=/` } })
-  );
-  const edge = startVestibule({
-    regions: { us: { origin: origin.url }, au: { origin: origin.url } },
-    default_region: "us",
-    rules: [{
-      name: "switch",
-      type: "regional",
-      match: { path: "^/switch/(?<region>\\w+)$" },
-      region_from: { path_group: "region" },
-      pin_on: { set_cookie: "voilà" },
-    }],
-  });
-  try {
-    const answer = await rawSend(
-      edge.port,
-      utf8Request(["GET /switch/au HTTP/1.1", "Host: app.example"]),
-    );
-    assert.match(answer, /^HTTP\/1\.1 200/);
-    assert.match(answer, /\r\nset-cookie: __Host-vestibule-region=au;/i, "pinned to au");
-  } finally {
-    await Promise.all([edge.close(), origin.close()]);
   }
 });
 
