@@ -102,7 +102,7 @@ export function cookieValue(header: string | null, name: string): string | undef
       eq = header.indexOf("=", start);
       if (eq === -1) return undefined; // no pair with a value is left
     }
-    if (eq < end && browserCookieName(header.slice(start, eq)) === name) {
+    if (eq < end && browserTrim(header.slice(start, eq)) === name) {
       const value = header.slice(eq + 1, end).trim();
       return value.length >= 2 && value.startsWith('"') && value.endsWith('"')
         ? value.slice(1, -1)
@@ -114,11 +114,12 @@ export function cookieValue(header: string | null, name: string): string | undef
 }
 
 /**
- * A cookie name as browsers store it: only SP and HTAB trimmed (RFC 6265bis §5.7), so the
+ * A cookie name or value as browsers store it: only SP and HTAB trimmed (RFC 6265bis §5.7), so the
  * `__Host-` rules held for a name read so. What lenient servers also trim ({@linkcode cookieName})
  * is stripped but never read as the pin: `\u00a0__Host-vestibule-region` is any subdomain's to set.
+ * A value's last octet A0 is part of it (`à` is C3 A0), where `trim()` took it for a space.
  */
-export function browserCookieName(raw: string): string {
+export function browserTrim(raw: string): string {
   let start = 0;
   let end = raw.length;
   while (start < end && (raw[start] === " " || raw[start] === "\t")) start++;

@@ -11,7 +11,7 @@ import type { SuccessRule } from "./compile_rules.ts";
 import { emptyStream, NULL_BODY_STATUSES } from "./forward.ts";
 import { HttpError } from "./http_error.ts";
 import { deepEqual } from "./match_rule.ts";
-import { browserCookieName } from "./cookies.ts";
+import { browserTrim } from "./cookies.ts";
 import { joinChunks, type PartialRead, readUpTo } from "./request_body.ts";
 
 /** The verdict, and the response to use from now on (rebuilt when its body had to be read). */
@@ -204,8 +204,8 @@ export function setsLiveCookie(
   for (const line of setCookies) {
     const [pair, ...attributes] = line.split(";");
     const eq = pair.indexOf("=");
-    if (eq === -1 || browserCookieName(pair.slice(0, eq)) !== name) continue;
-    const rawValue = pair.slice(eq + 1).trim();
+    if (eq === -1 || browserTrim(pair.slice(0, eq)) !== name) continue;
+    const rawValue = browserTrim(pair.slice(eq + 1));
     // RFC 6265bis §5.7 step 3: a name and value over 4096 octets together are not stored.
     if (tooLarge(name, rawValue)) continue;
     const value = rawValue.replace(/^"(.*)"$/, "$1");
