@@ -2,6 +2,11 @@
  * @module `deno task bench`: end-to-end load on loopback, side by side in one run (ratios, since
  * this machine is noisy): origin direct vs a bare fetch pass-through vs vestibule (regional), then
  * broadcast latency, OCAP and observability cost. Needs wrk (Debian package `wrk`).
+ *
+ * Settings, from the environment: `BENCH_PIN=1` pins the observability table's processes to CPUs
+ * with `taskset`; `BENCH_DURATION` (default `1s`) is one wrk run of a pair, `BENCH_ROUNDS`
+ * (default 12) the pairs per target, `BENCH_CONNECTIONS` (default 50) wrk's `-c`; `BENCH_ONLY`
+ * runs the proxy table alone and writes no `bench/latest.md`.
  */
 import { benchObservability } from "./observability.ts";
 import { benchOcap } from "./ocap.ts";
