@@ -3,6 +3,7 @@
  * stop right after the banner leaves no vestibule behind.
  */
 import assert from "node:assert/strict";
+import { startDevStack } from "./_dev_stack.ts";
 
 /** Whether something accepts connections on 127.0.0.1:`port`, within about `ms`. */
 async function listening(port: number, ms: number): Promise<boolean> {
@@ -22,42 +23,16 @@ async function listening(port: number, ms: number): Promise<boolean> {
 // alone (Ctrl-C in a terminal signals vestibule too).
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   Deno.test(`start-up: deno task dev with PORT=0 prints no localhost:0 links, and a ${signal} leaves no orphan`, async () => {
-    const stack = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", "dev/stack.ts"],
-      cwd: new URL("../", import.meta.url),
-      env: { PORT: "0", NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-    }).spawn();
-    let stdout = "";
-    const decoder = new TextDecoder();
-    const reader = stack.stdout.getReader();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<"late">((resolve) =>
-      timer = setTimeout(() => resolve("late"), 20_000)
-    );
+    const stack = await startDevStack({ PORT: "0" });
+    const { stdout } = stack;
     try {
-      // The banner ends with this line; a stack that refuses PORT=0 ends its output instead.
-      while (!stdout.includes("Ctrl-C stops everything.")) {
-        const read = await Promise.race([reader.read(), late]);
-        if (read === "late" || read.done) break;
-        stdout += decoder.decode(read.value, { stream: true });
-      }
       const open = stdout.match(/^ {2}open +(\S+)/m)?.[1];
       assert.ok(
         !/localhost:0\//.test(stdout),
         `the banner sends the newcomer to ${open}, where nothing listens`,
       );
     } finally {
-      clearTimeout(timer);
-      try {
-        stack.kill(signal);
-      } catch {
-        // Already gone (a stack that refused PORT=0).
-      }
-      await stack.status;
-      await reader.cancel().catch(() => {});
+      await stack.stop(signal);
     }
     // Stopped right after its banner, the stack used to exit before its signal listener was up and
     // leave vestibule running on the port, orphaned, for good.

@@ -1,0 +1,47 @@
+/** @module Test helper: `deno task dev` as a newcomer runs it, read up to the end of its banner. */
+
+/** A running dev stack and what it printed up to its banner (or until it ended or timed out). */
+export interface DevStack {
+  stdout: string;
+  /** Sends `signal` (if the stack still runs) and waits for it to exit. */
+  stop(signal?: Deno.Signal): Promise<void>;
+}
+
+/** Starts `dev/stack.ts` with `env` and reads its stdout until the banner's last line, or `ms`. */
+export async function startDevStack(env: Record<string, string>, ms = 20_000): Promise<DevStack> {
+  const stack = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "dev/stack.ts"],
+    cwd: new URL("../", import.meta.url),
+    env: { NO_COLOR: "1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const decoder = new TextDecoder();
+  const reader = stack.stdout.getReader();
+  let stdout = "";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), ms));
+  try {
+    // The banner ends with this line; a stack that cannot start ends its output instead.
+    while (!stdout.includes("Ctrl-C stops everything.")) {
+      const read = await Promise.race([reader.read(), late]);
+      if (read === "late" || read.done) break;
+      stdout += decoder.decode(read.value, { stream: true });
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  return {
+    stdout,
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      try {
+        stack.kill(signal);
+      } catch {
+        // Already gone (a stack that could not start).
+      }
+      await stack.status;
+      await reader.cancel().catch(() => {});
+    },
+  };
+}
