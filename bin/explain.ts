@@ -2,7 +2,7 @@
  * @module `deno task explain -- <METHOD> <URL> [options]`: shows how vestibule would route a
  * request, without contacting any upstream. See docs/operations.md, "Explain a request".
  */
-import { explainRequest, headersAsSent } from "../lib/explain.ts";
+import { explainRequest } from "../lib/explain.ts";
 import { formatExplanation } from "../lib/explain_text.ts";
 import { loadRules } from "../lib/load_rules.ts";
 import { HTTP_TOKEN } from "../lib/header_list.ts";
@@ -43,8 +43,9 @@ export async function main(args: string[]): Promise<number> {
   for (const line of values.header) {
     const colon = line.indexOf(":");
     const name = line.slice(0, Math.max(colon, 0)).trim();
-    const value = line.slice(colon + 1).trim();
-    if (colon <= 0 || !HTTP_TOKEN.test(name) || !headerValueOk(name, asSentInUtf8(value))) {
+    // Sent as curl sends typed text: in UTF-8, one character per octet as the router reads it.
+    const value = asSentInUtf8(line.slice(colon + 1).trim());
+    if (colon <= 0 || !HTTP_TOKEN.test(name) || !headerValueOk(name, value)) {
       // This line ends up in CI logs, and the rest of the line may be a cookie or a token
       // (`-H 'Cookie sessionid=…'`, `-H 'Authorization Basic a:b'`): quoted up to the first
       // character no header name holds, and not at all without a colon, where the whole line may
@@ -72,7 +73,7 @@ export async function main(args: string[]): Promise<number> {
     const explanation = await explainRequest({
       method,
       url,
-      headers: headersAsSent(headers),
+      headers,
       body: values.body,
       clientIp: values["client-ip"],
     }, config);

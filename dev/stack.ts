@@ -129,6 +129,7 @@ function passOn(stream: ReadableStream<Uint8Array>, marker: string) {
   const done = (async () => {
     const decoder = new TextDecoder();
     let text = "";
+    let found = false;
     let writing = true;
     for await (const chunk of stream) {
       try {
@@ -138,10 +139,12 @@ function passOn(stream: ReadableStream<Uint8Array>, marker: string) {
       } catch {
         writing = false; // the stack's own stderr has gone; vestibule's is still drained
       }
+      if (found) continue;
       // Only the tail a marker split across chunks can start in: Deno's own lines (DENO_LOG,
       // downloads) may run to megabytes before it.
       text = text.slice(-marker.length) + decoder.decode(chunk, { stream: true });
-      if (text.includes(marker)) seen.resolve(true);
+      found = text.includes(marker);
+      if (found) seen.resolve(true);
     }
   })().finally(() => seen.resolve(false));
   return { seen: seen.promise, done };

@@ -38,14 +38,10 @@ export interface RequestDescription {
 /**
  * Header values as an operator typed them, in the octets a client sends for them: curl and
  * browsers write text in UTF-8, and the router reads each octet as one character (`é` as "Ã©").
- * For `-H` and route-table cases; a `Headers` object already holds octets and is left alone.
+ * For route-table cases; a `Headers` object already holds octets and is left alone.
  */
-export function headersAsSent(headers: Record<string, string> | Array<[string, string]>) {
-  const entries = Array.isArray(headers) ? headers : Object.entries(headers);
-  return entries.map(([name, value]): [string, string] => [
-    name,
-    asSentInUtf8(value),
-  ]);
+export function headersAsSent(headers: Record<string, string>): Array<[string, string]> {
+  return Object.entries(headers).map(([name, value]) => [name, asSentInUtf8(value)]);
 }
 
 /** The address explain assumes for the client when none is given (RFC 5737 documentation range). */

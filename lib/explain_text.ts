@@ -1,6 +1,7 @@
 /** @module Renders an {@linkcode Explanation} as text for a person at a terminal. */
 import type { Explanation, Target } from "./explain.ts";
 import type { ForwardPlan, Stripped } from "./forward_plan.ts";
+import { asTypedText } from "./wire_text.ts";
 
 /** The human-readable form of an explanation, one fact per line, ending with a newline. */
 export function formatExplanation(e: Explanation): string {
@@ -50,9 +51,11 @@ function sharedPlan(targets: Target[]): ForwardPlan | undefined {
 }
 
 function planLines(plan: ForwardPlan, indent: string): string[] {
-  const list = (names: string[]) => names.length > 0 ? names.map(asTyped).join(", ") : "(none)";
+  const list = (names: string[]) => names.length > 0 ? names.map(asTypedText).join(", ") : "(none)";
   const stripped = (items: Stripped[]) =>
-    items.length > 0 ? items.map((s) => `${asTyped(s.name)} (${s.reason})`).join(", ") : "(none)";
+    items.length > 0
+      ? items.map((s) => `${asTypedText(s.name)} (${s.reason})`).join(", ")
+      : "(none)";
   const set = Object.entries(plan.headers.set).map(([name, value]) => `${name}: ${value}`);
   return [
     `${indent}Cookies forwarded: ${list(plan.cookies.forwarded)}`,
@@ -62,15 +65,4 @@ function planLines(plan: ForwardPlan, indent: string): string[] {
     ...set.map((line) => `${indent}  ${line}`),
     `${indent}Headers stripped: ${stripped(plan.headers.stripped)}`,
   ];
-}
-
-/** A name as header octets hold it, shown as the UTF-8 text it was typed as (`prÃ©fÃ©rence`). */
-function asTyped(octets: string): string {
-  if (!/[\u0080-\u00ff]/.test(octets)) return octets;
-  try {
-    const bytes = Uint8Array.from(octets, (c) => c.charCodeAt(0));
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    return octets; // not UTF-8: shown as received
-  }
 }

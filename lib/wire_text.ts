@@ -18,3 +18,15 @@ export function asSentInUtf8(text: string): string {
   for (const octet of new TextEncoder().encode(text)) octets += String.fromCharCode(octet);
   return octets;
 }
+
+const UTF8_STRICT = new TextDecoder("utf-8", { fatal: true });
+
+/** The other way: header octets shown as the UTF-8 text they were typed as; as they are if not UTF-8. */
+export function asTypedText(octets: string): string {
+  if (!/[\u0080-\u00ff]/.test(octets)) return octets;
+  try {
+    return UTF8_STRICT.decode(Uint8Array.from(octets, (char) => char.charCodeAt(0)));
+  } catch {
+    return octets;
+  }
+}
