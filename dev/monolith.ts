@@ -170,7 +170,12 @@ function createMonolithApp(options: MonolithOptions): Hono {
           return c.json(failure(`Cannot sign up: class "${classCode}" is not in region ${region}`));
         }
         if (taken.has(username) || users.has(username)) {
-          return c.json(failure(`Cannot sign up "${username}": username is taken`));
+          // The class's region answers `ok: false`, the others no `signup` at all: the edge's
+          // `prefer_failure` shows this message rather than another region's "not in region".
+          return c.json({
+            data: { signup: { ok: false } },
+            errors: [{ message: `Cannot sign up "${username}": username is taken` }],
+          });
         }
         users.set(username, { password, name: username });
         taken.add(username);

@@ -187,7 +187,11 @@ Deno.test("startMonolith() runs the Signup and JoinClass GraphQL operations", as
       );
       assert.equal(response.status, 200);
       const body = await response.json();
-      assert.equal(body.data, null);
+      assert.deepEqual(
+        body.data,
+        { signup: { ok: false } },
+        "what the edge's prefer_failure picks",
+      );
       assert.equal(body.errors.length, 1);
       assert.equal(body.errors[0].message, 'Cannot sign up "alice": username is taken');
     });
@@ -197,7 +201,7 @@ Deno.test("startMonolith() runs the Signup and JoinClass GraphQL operations", as
         graphql("Signup", { username: "carol", password: "x", classCode: "AU-1" }),
       );
       const body = await response.json();
-      assert.equal(body.data, null);
+      assert.deepEqual(body.data, { signup: { ok: false } });
       assert.match(body.errors[0].message, /"carol": username is taken/);
     });
     await t.step("refuses a signup into a class of another region", async () => {

@@ -144,6 +144,22 @@ Deno.test("deno task dev: anonymous pages, website, broadcast login and pin, wro
         assert.match(login.headers.getSetCookie().at(-1)!, /^__Host-vestibule-region=au;/);
       },
     );
+    await t.step("a signup with a taken name shows the class's region's error", async () => {
+      const res = await fetch(`${base}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          operationName: "Signup",
+          variables: { username: "mia", password: "pw", classCode: "AU-7" },
+        }),
+      });
+      // Not US's "class is not in region US", which the default region would give.
+      assert.deepEqual(await res.json(), {
+        data: { signup: { ok: false } },
+        errors: [{ message: 'Cannot sign up "mia": username is taken' }],
+      });
+      assert.deepEqual(res.headers.getSetCookie(), [], "a failed signup pins no region");
+    });
   } finally {
     stack.kill("SIGTERM");
     await stack.status;
