@@ -2,6 +2,7 @@
  * @module `deno task check-rules [FILE]`: validates a rules file as start-up does, then runs the
  * route-table tests beside it (`foo.json` → `foo.test.json`). See docs/operations.md.
  */
+import { decodeConfigFile } from "../lib/config_json.ts";
 import { loadRules } from "../lib/load_rules.ts";
 import {
   formatCaseResults,
@@ -45,15 +46,16 @@ export async function main(args: string[]): Promise<number> {
     console.log(`${rulesPath}: ${count} OK${placeholders}`);
 
     const testsPath = routeCasesPath(rulesPath);
+    const source = `route-table tests "${testsPath}"`;
     let text: string;
     try {
-      text = await Deno.readTextFile(testsPath);
+      text = decodeConfigFile(await Deno.readFile(testsPath), source);
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
       console.log(`${testsPath}: not found, no route-table tests run`);
       return 0;
     }
-    const cases = parseRouteCases(text, `route-table tests "${testsPath}"`);
+    const cases = parseRouteCases(text, source);
     const results = await runRouteCases(cases, config);
     const report = formatCaseResults(results, testsPath);
     await Deno.stdout.write(new TextEncoder().encode(report));

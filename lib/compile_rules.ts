@@ -494,9 +494,10 @@ function compileMatch(
   if (input.methods) {
     match.methods = new Set(input.methods.map((m) => m.toUpperCase()));
     // `GET|POST` (a regex habit), `*` or TRACE: the router refuses such a request before any rule.
-    for (const method of match.methods) {
+    // Quoted as written: one from a `${NAME}` is then shown as the reference, not its value.
+    for (const method of new Set(input.methods)) {
       try {
-        checkMethod(method);
+        checkMethod(method.toUpperCase());
       } catch (error) {
         fail(`match.methods: "${method}" never reaches a rule: ${(error as Error).message}`);
       }

@@ -19,6 +19,39 @@ const PROTOTYPE_KEY = "__proto__";
 const BYTE_ORDER_MARK = "\uFEFF";
 
 /**
+ * A config file's bytes as text, refusing any that are not UTF-8 (RFC 8259 §8.1): decoded
+ * leniently, a file saved in Windows-1252 or Latin-1 turned `Zürich` into `Z\uFFFDrich`, which a
+ * body matcher then waited for and no client sends. Throws `SyntaxError` naming `source` and the
+ * first line that is not UTF-8.
+ */
+export function decodeConfigFile(bytes: Uint8Array, source: string): string {
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
+    throw new SyntaxError(`Cannot parse ${source}: it is saved as UTF-16; save it as UTF-8`);
+  }
+  const strict = new TextDecoder("utf-8", { fatal: true });
+  try {
+    return strict.decode(bytes);
+  } catch {
+    // No UTF-8 sequence holds the byte 0A, so each line can be checked on its own.
+    let line = 1;
+    let start = 0;
+    for (let end = 0; end <= bytes.length; end++) {
+      if (end < bytes.length && bytes[end] !== 0x0a) continue;
+      try {
+        strict.decode(bytes.subarray(start, end));
+      } catch {
+        break;
+      }
+      line++;
+      start = end + 1;
+    }
+    throw new SyntaxError(
+      `Cannot parse ${source}: not UTF-8 text (line ${line}); save it as UTF-8`,
+    );
+  }
+}
+
+/**
  * Parses a config file's JSON, refusing a key written twice in one object (`JSON.parse` keeps
  * the last silently, so a pasted second `"rules"` would drop the whole first table) and a
  * `__proto__` key ({@linkcode PROTOTYPE_KEY}). A leading byte order mark is skipped, as

@@ -35,6 +35,15 @@ export function substituteEnv(
           "(write ${NAME}, with letters, digits and _)",
       );
     }
+    // `$AU_SECRET`, as a shell or docker compose writes a reference, is not one here. In a regex
+    // `$` followed by a letter never matches; a literal `$` in one is written `\$`.
+    const bare = value.replace(ENV_REF, "").match(/(?<!\\)\$([A-Z_]*[A-Z][A-Z0-9_]*)/);
+    if (bare) {
+      throw new ReferenceError(
+        `Cannot read rules: "${bare[0]}" at ${where(path)} is not an environment reference ` +
+          `(write \${${bare[1]}})`,
+      );
+    }
     if (!value.includes("${")) return value;
     const substituted = value.replace(ENV_REF, (_, name: string) => {
       const found = env(name, path);

@@ -1,5 +1,5 @@
 /** @module Turns rules-file text into a compiled {@linkcode Config}: JSON, `${NAME}` references, schema, compile. */
-import { parseConfigJson } from "./config_json.ts";
+import { decodeConfigFile, parseConfigJson } from "./config_json.ts";
 import { issueField, issueMessage } from "./config_issues.ts";
 import { z } from "zod";
 import { compileRules, type Config, redacted, RulesError } from "./compile_rules.ts";
@@ -26,13 +26,14 @@ export function parseRules(text: string, options: { env: EnvLookup; source?: str
 
 /** Reads the rules file at `path` and compiles it; see {@linkcode parseRules}. */
 export async function loadRules(path: string, env: EnvLookup): Promise<Config> {
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = await Deno.readTextFile(path);
+    bytes = await Deno.readFile(path);
   } catch (error) {
     throw new Deno.errors.NotFound(`Cannot read rules file "${path}": ${(error as Error).message}`);
   }
-  return parseRules(text, { env, source: `rules file "${path}"` });
+  const source = `rules file "${path}"`;
+  return parseRules(decodeConfigFile(bytes, source), { env, source });
 }
 
 /**

@@ -1,5 +1,5 @@
 /** @module Sync config: the zod schema, `${NAME}` env expansion and cross-field checks. */
-import { parseConfigJson } from "../lib/config_json.ts";
+import { decodeConfigFile, parseConfigJson } from "../lib/config_json.ts";
 import { z } from "zod";
 
 /** A table name written as `schema.table`; an unqualified name means `public`. */
@@ -155,15 +155,16 @@ export async function loadSyncConfig(
   path: string,
   env?: (name: string) => string | undefined,
 ): Promise<SyncConfig> {
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = await Deno.readTextFile(path);
+    bytes = await Deno.readFile(path);
   } catch (error) {
     throw new TypeError(`Cannot load sync config "${path}": ${(error as Error).message}`, {
       cause: error,
     });
   }
-  return parseSyncConfig(parseConfigJson(text, `sync config "${path}"`), env);
+  const source = `sync config "${path}"`;
+  return parseSyncConfig(parseConfigJson(decodeConfigFile(bytes, source), source), env);
 }
 
 /** Whether the URL's user and password survive `decodeURIComponent`, as npm:postgres needs. */

@@ -165,7 +165,7 @@ Deno.test("parseSyncConfig() refuses each invalid config with a message naming t
   await t.step("no tables", () => refuses(config({ tables: [] }), /→ at tables/));
 });
 
-Deno.test("loadSyncConfig() refuses a missing file, invalid JSON and a key written twice", async () => {
+Deno.test("loadSyncConfig() refuses a missing file, invalid JSON, a key written twice and text not in UTF-8", async () => {
   await assert.rejects(loadSyncConfig("/nonexistent/sync.json", env), (error: unknown) => {
     assert.ok(error instanceof TypeError);
     assert.match(error.message, /^Cannot load sync config "\/nonexistent\/sync.json": /);
@@ -184,6 +184,15 @@ Deno.test("loadSyncConfig() refuses a missing file, invalid JSON and a key writt
       name: "SyntaxError",
       message: `Cannot parse sync config "${path}": key "tables" appears twice in one object ` +
         "(line 1); remove one",
+    });
+    // A Latin-1 `ä` (one byte, E4) on line 2: read leniently it became U+FFFD in a table name.
+    await Deno.writeFile(
+      path,
+      Uint8Array.from('{\n"tables": ["st\xe4dte"] }', (c) => c.charCodeAt(0)),
+    );
+    await assert.rejects(loadSyncConfig(path, env), {
+      name: "SyntaxError",
+      message: `Cannot parse sync config "${path}": not UTF-8 text (line 2); save it as UTF-8`,
     });
   } finally {
     await Deno.remove(path);
