@@ -2,7 +2,7 @@
 import { queryAsAppsRead } from "./app_names.ts";
 import { clientAddress } from "./client_address.ts";
 import type { Config } from "./compile_rules.ts";
-import type { ForwardContext } from "./forward.ts";
+import { type ForwardContext, onlyChunked } from "./forward.ts";
 import { HeaderList } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
 import { routedPath } from "./own_paths.ts";
@@ -102,6 +102,7 @@ export function viewRequest(
     ? forwardedProto
     : options.scheme ?? "http";
   refuseBodyOf(request.method, headers);
+  refuseTransferCodingOf(headers);
   refusePathOf(url.pathname, config.paths);
   const address = clientAddress(
     headers.get("x-forwarded-for"),
@@ -197,6 +198,23 @@ export function refuseBodyOf(
   const length = headers.get("content-length");
   if ((length !== null && length !== "0") || headers.get("transfer-encoding") !== null) {
     throw new HttpError(400, "body_not_allowed", `vestibule cannot forward a ${method} body`);
+  }
+}
+
+/**
+ * Throws 501 `transfer_coding_not_implemented` for a body framed with a transfer coding besides
+ * `chunked` (`gzip, chunked`): Deno.serve takes off the chunks only and leaves the coding on the
+ * bytes, and `Transfer-Encoding` is hop-by-hop, so the app would get coded bytes nothing labels.
+ * RFC 9112 §6.1; nginx answers 501 too.
+ */
+export function refuseTransferCodingOf(headers: { get(name: string): string | null }): void {
+  const transfer = headers.get("transfer-encoding");
+  if (transfer !== null && !onlyChunked(transfer)) {
+    throw new HttpError(
+      501,
+      "transfer_coding_not_implemented",
+      `vestibule cannot forward a body with Transfer-Encoding "${transfer}"`,
+    );
   }
 }
 

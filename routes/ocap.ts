@@ -3,7 +3,12 @@
  * redemptions) to `<path>/<target>/<rest>`; identical calls share one origin request and its
  * answer. See `docs/ocap.md`.
  */
-import { checkMethod, rawTarget, refuseBodyOf } from "../lib/request_view.ts";
+import {
+  checkMethod,
+  rawTarget,
+  refuseBodyOf,
+  refuseTransferCodingOf,
+} from "../lib/request_view.ts";
 import type { RouteLog } from "../lib/route_context.ts";
 import type { RulesFile } from "../lib/rules_schema.ts";
 import { parseOrigin } from "../lib/compile_rules.ts";
@@ -65,6 +70,8 @@ export function createOcapHandler(
       // As the router refuses it: sent without its body, the provider would answer (and OCAP
       // cache) another request than the caller's.
       refuseBodyOf(method, request.headers);
+      // Nor with a coding only the provider would have to take off (and OCAP key by).
+      refuseTransferCodingOf(request.headers);
       let body: Uint8Array<ArrayBuffer>;
       try {
         body = await readBounded(

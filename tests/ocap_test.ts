@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { gzipSync } from "node:zlib";
 import { firstAnswer, rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 import { OCAP_ENV, OCAP_KEY, ocapRules, tally, tokenRequest } from "./_ocap.ts";
 import { explainRequest } from "../lib/explain.ts";
@@ -469,7 +470,7 @@ Deno.test("OCAP: a caller that hangs up mid-upload is logged 499 client_closed, 
   try {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
     await conn.write(new TextEncoder().encode(
-      `POST /_ocap/provider/token HTTP/1.1\r\nHost: x\r\nOcap-Key: ${OCAP_KEY}\r\n` +
+      `POST /_ocap/provider/oauth/token HTTP/1.1\r\nHost: x\r\nOcap-Key: ${OCAP_KEY}\r\n` +
         "Content-Length: 1000\r\n\r\ncode=abc",
     ));
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -515,7 +516,7 @@ Deno.test("OCAP slowloris: a caller trickling its body past body_timeout_ms gets
   try {
     const { answer, ms } = await firstAnswer(
       edge.port,
-      `POST /_ocap/provider/token HTTP/1.1\r\nHost: x\r\nOcap-Key: ${OCAP_KEY}\r\n` +
+      `POST /_ocap/provider/oauth/token HTTP/1.1\r\nHost: x\r\nOcap-Key: ${OCAP_KEY}\r\n` +
         "Content-Length: 1000\r\nConnection: close\r\n\r\ncode=abc",
     );
     assert.match(answer, /^HTTP\/1\.1 408 /, answer.slice(0, 40));
@@ -541,6 +542,36 @@ Deno.test("OCAP: a GET with a body is refused with 400 body_not_allowed, not sen
     );
     assert.match(answer, /^HTTP\/1\.1 400 /);
     assert.match(answer, /body_not_allowed/);
+    assert.equal(upstream.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), upstream.close()]);
+    kv.close();
+  }
+});
+
+Deno.test("OCAP: a body with Transfer-Encoding gzip is refused with 501, not sent to the provider as unlabelled gzip", async () => {
+  const upstream = startUpstream(() => Response.json({ access_token: "t" }));
+  const kv = await Deno.openKv(":memory:");
+  const edge = startVestibule(ocapRules(upstream.url), { env: OCAP_ENV, deps: { kv } });
+  try {
+    const coded = gzipSync("code=abc");
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
+    const head =
+      `POST /_ocap/provider/oauth/token HTTP/1.1\r\nHost: x\r\nOcap-Key: ${OCAP_KEY}\r\n` +
+      "Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: gzip, chunked\r\n" +
+      `Connection: close\r\n\r\n${coded.length.toString(16)}\r\n`;
+    for (
+      const part of [
+        new TextEncoder().encode(head),
+        coded,
+        new TextEncoder().encode("\r\n0\r\n\r\n"),
+      ]
+    ) {
+      await conn.write(part);
+    }
+    const answer = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+    assert.match(answer, /^HTTP\/1\.1 501 /);
+    assert.match(answer, /transfer_coding_not_implemented/);
     assert.equal(upstream.received.length, 0);
   } finally {
     await Promise.all([edge.close(), upstream.close()]);
