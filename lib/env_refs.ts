@@ -2,6 +2,8 @@
 import { issueField } from "./config_issues.ts";
 
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+/** A regex character class, escapes inside it included: a `$` there is a plain character. */
+const REGEX_CLASS = /\[(?:\\.|[^\]\\])*\]/g;
 
 /**
  * Reads one environment variable; `Deno.env.get` in production, a plain object in tests. `at`
@@ -36,8 +38,9 @@ export function substituteEnv(
       );
     }
     // `$AU_SECRET`, as a shell or docker compose writes a reference, is not one here. In a regex
-    // `$` followed by a letter never matches; a literal `$` in one is written `\$`.
-    const bare = value.replace(ENV_REF, "").match(/(?<!\\)\$([A-Z_]*[A-Z][A-Z0-9_]*)/);
+    // `$` followed by a letter never matches, but for a literal `\$` or one in a class (`[$A-Z]`).
+    const bare = value.replace(ENV_REF, "").replace(REGEX_CLASS, "")
+      .match(/(?<!\\)\$([A-Z_]*[A-Z][A-Z0-9_]*)/);
     if (bare) {
       throw new ReferenceError(
         `Cannot read rules: "${bare[0]}" at ${where(path)} is not an environment reference ` +

@@ -59,7 +59,7 @@ Deno.test("secret typo: a shell-style $NAME is refused with the ${NAME} to write
   });
 });
 
-Deno.test("secret typo: a $ that is no reference (a regex anchor, an escaped $, a $1 group) is still accepted", async () => {
+Deno.test("secret typo: a $ that is no reference (a regex anchor, an escaped $, one in a class, a $1 group) is still accepted", async () => {
   await inTempDir(async (dir) => {
     const file = `${dir}/rules.json`;
     await Deno.writeTextFile(
@@ -69,7 +69,10 @@ Deno.test("secret typo: a $ that is no reference (a regex anchor, an escaped $, 
           {
             name: "help",
             type: "global",
-            match: { path: "^/help/(.*)$", headers: { "x-price": "^\\$USD [0-9]+$" } },
+            match: {
+              path: "^/help/(.*)$",
+              headers: { "x-price": "^\\$USD [0-9]+$", "x-code": "^[$A-Z_\\]]+$" },
+            },
             redirect: { location: "https://help.example.com/$1" },
           },
           { name: "app", type: "regional" },
