@@ -4,7 +4,8 @@
  * subprocesses on loopback, and `wrk` (or autocannon when wrk is not installed) loads one at a time
  * in alternating rounds. The "on" instance writes its log lines to stdout, which goes to
  * /dev/null. A third instance also counts response bytes through a TransformStream, to see what
- * that would cost.
+ * that would cost. Then each of them, and a second "off" instance, is loaded at the same time as
+ * "off" ({@linkcode sideBySide}), which shares this VM's slow and fast seconds between the two.
  *
  * Run alone: `deno run --allow-all bench/observability.ts` (wrk: `apt-get install -y wrk`);
  * `BENCH_PIN=1` pins the processes to CPUs with `taskset`.
@@ -14,6 +15,7 @@ import { bufferedLineWriter, LONE_WRITER_BATCH } from "../lib/line_writer.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { cpuMicrosPerRequest, cpuTicks } from "./_cpu.ts";
 import { median, pairRatios, runInPairs } from "./_pairs.ts";
+import { ratioSummary, sideBySide } from "./_side_by_side.ts";
 
 type Mode = "off" | "on" | "count";
 
@@ -21,6 +23,15 @@ const ROUNDS = 12;
 const SECONDS = 1;
 const WARMUP_SECONDS = 2;
 const CONNECTIONS = 32;
+/** Rounds and seconds of the side-by-side runs (two instances loaded at once). */
+const SIDE_ROUNDS = 7;
+const SIDE_SECONDS = 3;
+/**
+ * wrk's connections to each of the two: at 32 each, two instances of one server read 0.96–1.07
+ * of each other from round to round; at 16, 0.99–1.02 (the two wrk and the origin then leave the
+ * load generator's CPU room to spare).
+ */
+const SIDE_CONNECTIONS = 16;
 /** A typical small HTML/JSON answer. */
 const ORIGIN_BODY = JSON.stringify({ ok: true, items: Array.from({ length: 20 }, (_, i) => i) });
 
@@ -31,14 +42,14 @@ export async function benchObservability(): Promise<string> {
   const origin = await spawn(["--role", "origin"], pin.load);
   const modes: Mode[] = ["off", "on", "count"];
   const edges = new Map<Mode, Child>();
+  const startEdge = (mode: Mode) =>
+    spawn(["--role", "edge", "--mode", mode, "--origin", origin.url], pin.edge);
+  // A second "off", loaded side by side with the first: what two equal servers read.
+  let offAgain: Child | undefined;
   try {
-    for (const mode of modes) {
-      edges.set(
-        mode,
-        await spawn(["--role", "edge", "--mode", mode, "--origin", origin.url], pin.edge),
-      );
-    }
-    for (const mode of modes) await measure(loader, edges.get(mode)!, WARMUP_SECONDS);
+    for (const mode of modes) edges.set(mode, await startEdge(mode));
+    offAgain = await startEdge("off");
+    for (const edge of [...edges.values(), offAgain]) await measure(loader, edge, WARMUP_SECONDS);
     const results = await runInPairs(
       "off",
       modes,
@@ -53,6 +64,28 @@ export async function benchObservability(): Promise<string> {
         rpsRatio.toFixed(3)
       } | ${median(paired.runs.map((r) => r.cpuUs)).toFixed(1)} | ${cpuRatio.toFixed(3)} |`;
     });
+    const sideRows: string[] = [];
+    const others: Array<[string, Child]> = [
+      [SIDE_LABELS.again, offAgain],
+      [SIDE_LABELS.on, edges.get("on")!],
+      [SIDE_LABELS.count, edges.get("count")!],
+    ];
+    for (const [label, other] of others) {
+      const warm = (url: string) => loader.run(`${url}/app`, WARMUP_SECONDS, SIDE_CONNECTIONS);
+      await Promise.all([warm(edges.get("off")!.url), warm(other.url)]);
+      const result = await sideBySide(
+        edges.get("off")!,
+        other,
+        SIDE_ROUNDS,
+        async (url) => (await loader.run(`${url}/app`, SIDE_SECONDS, SIDE_CONNECTIONS)).requests,
+        cpuMicrosPerRequest,
+      );
+      sideRows.push(
+        `| ${label} | ${median(result.aUs).toFixed(1)} | ${median(result.bUs).toFixed(1)} | ${
+          ratioSummary(result)
+        } |`,
+      );
+    }
     return [
       `Regional route, GET /app → loopback origin (${ORIGIN_BODY.length}-byte JSON); ` +
       `${loader.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds of ${SECONDS} s pairs ` +
@@ -63,11 +96,27 @@ export async function benchObservability(): Promise<string> {
       "| vestibule | req/s (median) | req/s vs. off | CPU µs/request | CPU vs. off |",
       "| --- | ---: | ---: | ---: | ---: |",
       ...rows,
+      "",
+      `Side by side: "off" and the other instance loaded at the same time (${SIDE_CONNECTIONS} ` +
+      `connections each, ${SIDE_ROUNDS} rounds of ${SIDE_SECONDS} s), so both share every slow or ` +
+      "fast second of this VM; the ratio is the other's CPU per request over off's, median " +
+      "(min–max) of the rounds. The first row, two instances of off, shows what equal servers read.",
+      "",
+      "| loaded at once with observe: false | off CPU µs/request | other CPU µs/request | CPU vs. off |",
+      "| --- | ---: | ---: | ---: |",
+      ...sideRows,
     ].join("\n");
   } finally {
-    await Promise.all([origin, ...edges.values()].map((c) => c.stop()));
+    const all = [origin, ...edges.values(), ...(offAgain ? [offAgain] : [])];
+    await Promise.all(all.map((c) => c.stop()));
   }
 }
+
+const SIDE_LABELS = {
+  again: "a second observe: false instance (calibration)",
+  on: "observe on, side by side",
+  count: "on + bytes counted, side by side",
+} as const;
 
 const LABELS: Record<Mode, string> = {
   off: "observe: false",
@@ -163,8 +212,12 @@ async function spawn(args: string[], prefix: string[]): Promise<Child> {
 
 interface Loader {
   name: string;
-  /** Loads `url` for `seconds`. */
-  run(url: string, seconds: number): Promise<{ rps: number; requests: number }>;
+  /** Loads `url` for `seconds` with `connections` (default {@linkcode CONNECTIONS}). */
+  run(
+    url: string,
+    seconds: number,
+    connections?: number,
+  ): Promise<{ rps: number; requests: number }>;
 }
 
 async function chooseLoader(prefix: string[]): Promise<Loader> {
@@ -178,8 +231,8 @@ async function chooseLoader(prefix: string[]): Promise<Loader> {
     const name = new TextDecoder().decode(version.stdout).split(" ").slice(0, 2).join(" ");
     return {
       name: name || "wrk",
-      async run(url, seconds) {
-        const args = ["-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, url];
+      async run(url, seconds, connections = CONNECTIONS) {
+        const args = ["-t1", `-c${connections}`, `-d${seconds}s`, url];
         const out = await command(prefix, "wrk", args, { stdout: "piped", stderr: "piped" })
           .output();
         const text = new TextDecoder().decode(out.stdout);
@@ -196,8 +249,8 @@ async function chooseLoader(prefix: string[]): Promise<Loader> {
   const { default: autocannon } = await import("npm:autocannon@9.0.0");
   return {
     name: "autocannon 9.0.0 (in this process, not pinned)",
-    async run(url, seconds) {
-      const result = await autocannon({ url, connections: CONNECTIONS, duration: seconds });
+    async run(url, seconds, connections = CONNECTIONS) {
+      const result = await autocannon({ url, connections, duration: seconds });
       if (result.non2xx > 0 || result.errors > 0) throw new Error("autocannon saw errors");
       return { rps: result.requests.average, requests: result.requests.total };
     },

@@ -3,15 +3,17 @@
  * this machine is noisy): origin direct vs a bare fetch pass-through vs vestibule (regional), then
  * broadcast latency, OCAP and observability cost. Needs wrk (Debian package `wrk`).
  *
- * Settings, from the environment: `BENCH_PIN=1` pins the observability table's processes to CPUs
- * with `taskset`; `BENCH_DURATION` (default `1s`) is one wrk run of a pair, `BENCH_ROUNDS`
- * (default 12) the pairs per target, `BENCH_CONNECTIONS` (default 50) wrk's `-c`; `BENCH_ONLY`
- * runs the proxy table alone and writes no `bench/latest.md`.
+ * Settings, from the environment: `BENCH_PIN=1` pins the observability table's processes, and each
+ * side-by-side pair of the proxy table while it runs, to CPUs with `taskset`; `BENCH_DURATION`
+ * (default `1s`) is one wrk run of a pair, `BENCH_ROUNDS` (default 12) the pairs per target,
+ * `BENCH_CONNECTIONS` (default 50) wrk's `-c`; `BENCH_ONLY` runs the proxy table alone and writes
+ * no `bench/latest.md`.
  */
 import { benchObservability } from "./observability.ts";
 import { benchOcap } from "./ocap.ts";
 import { cpuMicrosPerRequest, cpuTicks } from "./_cpu.ts";
 import { median, type PairedRuns, pairRatios, runInPairs } from "./_pairs.ts";
+import { type LoadedServer, ratioSummary, sideBySide } from "./_side_by_side.ts";
 
 const DURATION = Deno.env.get("BENCH_DURATION") ?? "1s";
 const CONNECTIONS = Number(Deno.env.get("BENCH_CONNECTIONS") ?? 50);
@@ -182,8 +184,9 @@ async function compareTargets(
 }
 
 /**
- * Not pinned to CPUs, even with `BENCH_PIN=1`: a proxy confined to one CPU shares it with V8's
- * concurrent garbage collector, which tripled vestibule's p99 in a trial run.
+ * Not pinned to CPUs, even with `BENCH_PIN=1` (the side-by-side pairs aside): a proxy confined to
+ * one CPU shares it with V8's concurrent garbage collector, which tripled vestibule's p99 in a
+ * trial run.
  */
 async function proxyTable(): Promise<string> {
   const originPort = await spawn("bench/_origin.ts", {});
@@ -216,9 +219,86 @@ async function proxyTable(): Promise<string> {
     ["(b) bare fetch pass-through", url(passPort)],
     ["(c) vestibule, regional route (pinned)", url(edgePort)],
   ], { script });
+  const passAgainPort = await spawn("bench/_passthrough.ts", { ORIGIN: origin });
+  const side = await sideBySideTable(url(passPort), [
+    ["a second (b) bare fetch pass-through (calibration)", url(passAgainPort)],
+    ["(c) vestibule, regional route", url(edgePort)],
+    ["(f) floor: (e) + a per-request timeout signal", url(floorTimeoutPort)],
+  ]);
   return `wrk's own request (Host only):\n\n${minimal}\n` +
     `A browser's page load (${Object.keys(BROWSER_HEADERS).length} headers, pin and session ` +
-    `cookies):\n\n${browser}`;
+    `cookies):\n\n${browser}\n` +
+    `CPU per request, side by side with (b): both loaded at the same time (wrk's own request), ` +
+    `so both share every slow or fast second of this VM:\n\n${side}`;
+}
+
+const SIDE_ROUNDS = 7;
+const SIDE_SECONDS = 3;
+/** At 16 connections each, two instances of one server read within 2 % of each other per round. */
+const SIDE_CONNECTIONS = 16;
+
+/**
+ * Each target loaded at once with the server at `baseUrl` ({@linkcode sideBySide}). With
+ * `BENCH_PIN=1` and `taskset`, the two share the last CPU for the pair's runs and wrk runs on CPU
+ * 0, which made the rounds agree more closely; they are let loose again after.
+ */
+async function sideBySideTable(
+  baseUrl: string,
+  targets: ReadonlyArray<readonly [name: string, url: string]>,
+): Promise<string> {
+  const cpus = navigator.hardwareConcurrency;
+  const pin = Deno.env.get("BENCH_PIN") === "1" && cpus >= 2 && await taskset(["-c", "0", "true"]);
+  const server = (url: string): LoadedServer & { pid: number } => {
+    const pid = pidOnPort.get(Number(new URL(url).port))!;
+    return { url, pid, cpuTicks: () => cpuTicks(pid) };
+  };
+  const load = async (url: string, seconds = SIDE_SECONDS) => {
+    const args = ["-t1", `-c${SIDE_CONNECTIONS}`, `-d${seconds}s`, url];
+    const out = await new Deno.Command(pin ? "taskset" : "wrk", {
+      args: pin ? ["-c", "0", "wrk", ...args] : args,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    const requests = Number(text.match(/^\s+(\d+) requests in/m)?.[1]);
+    if (!requests || /Non-2xx|Socket errors/.test(text)) throw new Error(`wrk: ${text}`);
+    return requests;
+  };
+  const base = server(baseUrl);
+  let md = "| loaded at once with (b) | (b) CPU µs/request | its CPU µs/request | CPU vs (b), " +
+    "median of rounds (min–max) |\n|---|---|---|---|\n";
+  for (const [name, url] of targets) {
+    const other = server(url);
+    const pair = [base.pid, other.pid];
+    if (pin) {
+      for (const pid of pair) await taskset(["-a", "-p", "-c", String(cpus - 1), `${pid}`]);
+    }
+    try {
+      await Promise.all([load(base.url, 2), load(other.url, 2)]);
+      const result = await sideBySide(base, other, SIDE_ROUNDS, load, cpuMicrosPerRequest);
+      md += `| ${name} | ${fmt(median(result.aUs), 1)} | ${fmt(median(result.bUs), 1)} | ${
+        ratioSummary(result)
+      } |\n`;
+    } finally {
+      if (pin) {
+        for (const pid of pair) await taskset(["-a", "-p", "-c", `0-${cpus - 1}`, `${pid}`]);
+      }
+    }
+  }
+  return md + `\n${SIDE_ROUNDS} rounds of ${SIDE_SECONDS} s, wrk -t1 -c${SIDE_CONNECTIONS} on ` +
+    `each${pin ? `; the pair pinned to CPU ${cpus - 1}, wrk to CPU 0` : ""}. ` +
+    `With CPU the limit, 0.90× (b)'s req/s leaves (c) about 1.11× (b)'s CPU per request.\n`;
+}
+
+/** Runs `taskset` with `args`; false when it is missing or fails. */
+async function taskset(args: string[]): Promise<boolean> {
+  try {
+    const out = await new Deno.Command("taskset", { args, stdout: "null", stderr: "null" })
+      .output();
+    return out.success;
+  } catch {
+    return false;
+  }
 }
 
 const q = JSON.stringify;
