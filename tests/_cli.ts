@@ -46,3 +46,32 @@ async function runDeno(args: string[], env: Record<string, string> = {}): Promis
   const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
   return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
 }
+
+/**
+ * Starts `deno run main.ts` on port 0 with `env` and returns how it ended; a start that did not
+ * fail serves until the timeout kills it, which fails the test rather than hanging it.
+ */
+export async function startMain(
+  env: Record<string, string>,
+): Promise<{ code: number; stderr: string }> {
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "main.ts"],
+    cwd: ROOT,
+    env: { PORT: "0", NO_COLOR: "1", ...env },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    signal: AbortSignal.timeout(10_000),
+  }).output();
+  return { code, stderr: new TextDecoder().decode(stderr) };
+}
+
+/** Runs `fn` with a new temporary directory, removed afterwards. */
+export async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "vestibule_cli_test_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}

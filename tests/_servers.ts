@@ -92,9 +92,15 @@ export async function untilHealthy(base: string): Promise<void> {
 }
 
 /** Sends `text` as it is on a new connection and returns everything the server answered. */
-export async function rawRequest(port: number, text: string): Promise<string> {
+export async function rawRequest(
+  port: number,
+  message: string | ReadonlyArray<string | Uint8Array>,
+): Promise<string> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  await conn.write(new TextEncoder().encode(text));
+  // Parts: text (as UTF-8) and bytes as they are, such as a gzip body inside chunked framing.
+  for (const part of typeof message === "string" ? [message] : message) {
+    await conn.write(typeof part === "string" ? new TextEncoder().encode(part) : part);
+  }
   return new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
 }
 

@@ -122,17 +122,20 @@ Deno.test("deno task dev: anonymous pages, website, broadcast login and pin, wro
       assert.match(page, /Wrong password/);
       assert.match(page, /region AU/);
     });
+    // A student of the AU class AU-7 signs up through the edge, as the demo page does.
+    const signUpMia = () =>
+      fetch(`${base}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          operationName: "Signup",
+          variables: { username: "mia", password: "pw", classCode: "AU-7" },
+        }),
+      });
     await t.step(
       "a GraphQL signup is broadcast; the class's region creates the account and pins",
       async () => {
-        const res = await fetch(`${base}/graphql`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({
-            operationName: "Signup",
-            variables: { username: "mia", password: "pw", classCode: "AU-7" },
-          }),
-        });
+        const res = await signUpMia();
         assert.deepEqual(await res.json(), { data: { signup: { ok: true } }, errors: [] });
         assert.match(res.headers.getSetCookie().at(-1)!, /^__Host-vestibule-region=au;/);
         const login = await fetch(`${base}/accounts/login/`, {
@@ -145,14 +148,7 @@ Deno.test("deno task dev: anonymous pages, website, broadcast login and pin, wro
       },
     );
     await t.step("a signup with a taken name shows the class's region's error", async () => {
-      const res = await fetch(`${base}/graphql`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          operationName: "Signup",
-          variables: { username: "mia", password: "pw", classCode: "AU-7" },
-        }),
-      });
+      const res = await signUpMia();
       // Not US's "class is not in region US", which the default region would give.
       assert.deepEqual(await res.json(), {
         data: { signup: { ok: false } },

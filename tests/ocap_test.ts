@@ -555,21 +555,11 @@ Deno.test("OCAP: a body with Transfer-Encoding gzip is refused with 501, not sen
   const edge = startVestibule(ocapRules(upstream.url), { env: OCAP_ENV, deps: { kv } });
   try {
     const coded = gzipSync("code=abc");
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
     const head =
       `POST /_ocap/provider/oauth/token HTTP/1.1\r\nHost: x\r\nOcap-Key: ${OCAP_KEY}\r\n` +
       "Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: gzip, chunked\r\n" +
       `Connection: close\r\n\r\n${coded.length.toString(16)}\r\n`;
-    for (
-      const part of [
-        new TextEncoder().encode(head),
-        coded,
-        new TextEncoder().encode("\r\n0\r\n\r\n"),
-      ]
-    ) {
-      await conn.write(part);
-    }
-    const answer = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+    const answer = await rawRequest(edge.port, [head, coded, "\r\n0\r\n\r\n"]);
     assert.match(answer, /^HTTP\/1\.1 501 /);
     assert.match(answer, /transfer_coding_not_implemented/);
     assert.equal(upstream.received.length, 0);

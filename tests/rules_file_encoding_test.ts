@@ -5,7 +5,7 @@
  * test beside it, decoded the same way, passed.
  */
 import assert from "node:assert/strict";
-import { runCli } from "./_cli.ts";
+import { inTempDir, runCli, startMain } from "./_cli.ts";
 
 const RULES = `{
   "regions": { "us": { "origin": "http://127.0.0.1:9" } },
@@ -44,29 +44,6 @@ function utf16le(text: string): Uint8Array {
   return bytes;
 }
 
-async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "rules_encoding_test_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-/** Starts main.ts on port 0 with `rules`; a start that did not fail is killed by the timeout. */
-async function start(rules: string): Promise<{ code: number; stderr: string }> {
-  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "main.ts"],
-    cwd: new URL("../", import.meta.url),
-    env: { PORT: "0", VESTIBULE_RULES: rules, NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    signal: AbortSignal.timeout(10_000),
-  }).output();
-  return { code, stderr: new TextDecoder().decode(stderr) };
-}
-
 Deno.test("a rules file saved in Latin-1 is refused, naming the line, rather than read with U+FFFD", async (t) => {
   await inTempDir(async (dir) => {
     const rules = `${dir}/rules.json`;
@@ -96,7 +73,7 @@ Deno.test("a rules file saved in Latin-1 is refused, naming the line, rather tha
     });
 
     await t.step("start-up", async () => {
-      const { code, stderr } = await start(rules);
+      const { code, stderr } = await startMain({ VESTIBULE_RULES: rules });
       assert.equal(code, 1, "a supervisor must see a failed start");
       assert.match(stderr, /not UTF-8.*line 6/);
       assert.doesNotMatch(stderr, /^\s+at |^error: Uncaught/m, "no stack trace");

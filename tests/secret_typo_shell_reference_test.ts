@@ -4,7 +4,7 @@
  * while `${AU-SECRET}` is refused for exactly that reason.
  */
 import assert from "node:assert/strict";
-import { runCli } from "./_cli.ts";
+import { inTempDir, runCli, startMain } from "./_cli.ts";
 
 function rules(headers: Record<string, string>, extra: Record<string, unknown> = {}): string {
   return JSON.stringify({
@@ -13,15 +13,6 @@ function rules(headers: Record<string, string>, extra: Record<string, unknown> =
     rules: [{ name: "app", type: "regional" }],
     ...extra,
   });
-}
-
-async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "secret_typo_test_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 Deno.test("secret typo: a shell-style $NAME is refused with the ${NAME} to write, not sent as the secret", async (t) => {
@@ -41,17 +32,10 @@ Deno.test("secret typo: a shell-style $NAME is refused with the ${NAME} to write
     });
 
     await t.step("start-up", async () => {
-      const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "--allow-all", "main.ts"],
-        cwd: new URL("../", import.meta.url),
-        env: { PORT: "0", VESTIBULE_RULES: file, AU_SECRET: "hunter2-origin-secret" },
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-        // A server that started anyway would serve forever: fail, do not hang.
-        signal: AbortSignal.timeout(10_000),
-      }).output();
-      const text = new TextDecoder().decode(stderr);
+      const { code, stderr: text } = await startMain({
+        VESTIBULE_RULES: file,
+        AU_SECRET: "hunter2-origin-secret",
+      });
       assert.equal(code, 1, `a supervisor must see a failed start: ${text}`);
       assert.match(text, /\$\{AU_SECRET\}/);
       assert.doesNotMatch(text, /hunter2|^\s+at /m);
