@@ -127,6 +127,14 @@ export async function explainRequest(
   }
   // As the router does, before any refusal: whatever the method, these are not the rules' to route.
   const target = describedUrl(described);
+  // Deno.serve answers a bare 400 itself, before the router, to a body framing it cannot take.
+  const transfer = headerPairs(described.headers)
+    .filter(([name]) => name.toLowerCase() === "transfer-encoding").map(([, v]) => v).join(", ");
+  if (transfer !== "" && !servedFraming(transfer)) {
+    return refused(
+      new HttpError(400, "bad_request", `Deno.serve refuses Transfer-Encoding "${transfer}"`),
+    );
+  }
   const own = servedBy(routedPath(target), config.ocap?.path);
   // The router serves its own paths only under a Host that fits (the URL's when none is given,
   // as the request would carry it); another, or two, is a 400.
@@ -465,6 +473,16 @@ function headerPairs(init: HeadersInit | undefined): Array<[string, string]> {
     return Array.from(init as Iterable<string[]>, ([name, value]) => [name, value]);
   }
   return Object.entries(init);
+}
+
+/**
+ * Whether Deno.serve (hyper) reads a request body framed with `transfer`: `chunked` once and
+ * last, no parameters, no `identity` (found by trying; it answers 400 to anything else).
+ */
+function servedFraming(transfer: string): boolean {
+  const codings = transfer.split(",").map((c) => c.trim().toLowerCase());
+  return codings.at(-1) === "chunked" && codings.indexOf("chunked") === codings.length - 1 &&
+    !codings.includes("identity");
 }
 
 /** Why a pin the request carries was not used; the values themselves are never shown. */
