@@ -1,9 +1,11 @@
 /**
  * @module Two servers loaded at the same time, on the same CPU, and their CPU time per request
  * compared round by round. Run one after the other, even right next to each other, two runs of the
- * same server on this VM differed by up to 2x; loaded at once they share every slow or fast second,
- * and two instances of one server read 1.000 (0.996–1.006 over six rounds). The ratio says how much
- * more CPU one needs per request; with CPU the limit, requests/s fall by about its inverse.
+ * same server on this VM differed by up to 2x; loaded at once they share every slow or fast second.
+ * Two instances of one server read within a few percent of 1 in the median of seven rounds, though
+ * single rounds reached 1.2–1.6 (hence the medians). A server's own CPU per request also moves
+ * with what shares its CPU (a pass-through's read 81 µs beside another and 132 µs beside
+ * vestibule): the ratio is what compares. With CPU the limit, requests/s fall by about its inverse.
  */
 import { median } from "./_pairs.ts";
 

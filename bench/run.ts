@@ -234,7 +234,7 @@ async function proxyTable(): Promise<string> {
 
 const SIDE_ROUNDS = 7;
 const SIDE_SECONDS = 3;
-/** At 16 connections each, two instances of one server read within 2 % of each other per round. */
+/** Connections to each of the two; see `SIDE_CONNECTIONS` in `observability.ts`. */
 const SIDE_CONNECTIONS = 16;
 
 /**
@@ -287,7 +287,9 @@ async function sideBySideTable(
   }
   return md + `\n${SIDE_ROUNDS} rounds of ${SIDE_SECONDS} s, wrk -t1 -c${SIDE_CONNECTIONS} on ` +
     `each${pin ? `; the pair pinned to CPU ${cpus - 1}, wrk to CPU 0` : ""}. ` +
-    `With CPU the limit, 0.90× (b)'s req/s leaves (c) about 1.11× (b)'s CPU per request.\n`;
+    "Each server's own figure moves with what shares its CPU; the ratio is what compares. " +
+    `(For the target: with CPU the limit, 0.90× (b)'s req/s allows (c) about 1.11× (b)'s CPU ` +
+    "per request.)\n";
 }
 
 /** Runs `taskset` with `args`; false when it is missing or fails. */
