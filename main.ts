@@ -3,11 +3,11 @@ import { createApp } from "./app.ts";
 import { loadCountryLookup } from "./lib/geo_ip.ts";
 import { bufferedLineWriter, LONE_WRITER_BATCH, PIPE_BUF } from "./lib/line_writer.ts";
 import { listenPort, listenRefusal } from "./lib/listen_port.ts";
-import { loadRules } from "./lib/load_rules.ts";
+import { loadRulesForServing } from "./lib/serve_rules.ts";
 import { readMetricsToken } from "./lib/metrics_endpoint.ts";
 
 const rulesPath = Deno.env.get("VESTIBULE_RULES") ?? "./rules.json";
-const config = await loadRules(rulesPath, (name) => Deno.env.get(name)).catch((error) => {
+const config = await loadRulesForServing(rulesPath, (name) => Deno.env.get(name)).catch((error) => {
   // A configuration error is the operator's to fix: say what is wrong, without a stack trace.
   console.error(error instanceof Error ? error.message : String(error));
   Deno.exit(1);

@@ -12,7 +12,7 @@
  */
 import { createApp } from "../app.ts";
 import { bufferedLineWriter, LONE_WRITER_BATCH } from "../lib/line_writer.ts";
-import { parseRules } from "../lib/load_rules.ts";
+import { loadRulesForServing } from "../lib/serve_rules.ts";
 import { cpuMicrosPerRequest, cpuTicks } from "./_cpu.ts";
 import { median, pairRatios, runInPairs } from "./_pairs.ts";
 import { ratioSummary, sideBySide } from "./_side_by_side.ts";
@@ -184,7 +184,14 @@ function command(prefix: string[], program: string, args: string[], options: Den
 
 /** Starts this file in another process and waits for the port it prints on stderr. */
 async function spawn(args: string[], prefix: string[]): Promise<Child> {
-  const deno = ["run", "--allow-net", "--allow-read", "--allow-env", import.meta.filename!];
+  const deno = [
+    "run",
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    import.meta.filename!,
+  ];
   const child = command(prefix, Deno.execPath(), [...deno, ...args], {
     stdin: "null",
     stdout: "null",
@@ -265,7 +272,7 @@ function fmt(n: number): string {
 }
 
 /** The subprocess side: an origin, or a vestibule in one mode. */
-function serve(args: string[]) {
+async function serve(args: string[]) {
   const arg = (name: string) => args[args.indexOf(name) + 1];
   const listen = { hostname: "127.0.0.1", port: 0, onListen: announce };
   if (arg("--role") === "origin") {
@@ -276,14 +283,18 @@ function serve(args: string[]) {
     return;
   }
   const mode = arg("--mode") as Mode;
-  const config = parseRules(
+  // Loaded as main.ts loads them, so this process's heap holds what a server's does (no zod).
+  const rules = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(
+    rules,
     JSON.stringify({
       regions: { au: { origin: arg("--origin") }, us: { origin: arg("--origin") } },
       default_region: "us",
       rules: [{ name: "app", type: "regional" }],
     }),
-    { env: () => undefined },
   );
+  const config = await loadRulesForServing(rules, () => undefined);
+  await Deno.remove(rules);
   // The same log writer as main.ts under `deno run`; stdout is /dev/null.
   const log = bufferedLineWriter(Deno.stdout, { batchBytes: LONE_WRITER_BATCH });
   const app = createApp({ config, observe: mode !== "off", log });
@@ -313,6 +324,6 @@ function announce({ port }: Deno.NetAddr) {
 }
 
 if (import.meta.main) {
-  if (Deno.args.includes("--role")) serve(Deno.args);
+  if (Deno.args.includes("--role")) await serve(Deno.args);
   else console.log(await benchObservability());
 }

@@ -1,6 +1,6 @@
 /** @module Compiles a validated rules file into the structures the router reads per request. */
 import type { MatchInput, RulesFile, SuccessInput } from "./rules_schema.ts";
-import { REDIRECT_STATUSES } from "./rules_schema.ts";
+import { REDIRECT_STATUSES } from "./redirect_statuses.ts";
 import { hasCgiSeparator } from "./cgi_name.ts";
 import type { PathPolicy } from "./request_path.ts";
 import { matchablePath } from "./matchable_path.ts";

@@ -1,6 +1,7 @@
 /** @module The zod schema of `rules.json`: the one source of truth for validation and `rules.schema.json`. */
 import { z } from "zod";
 import { HTTP_TOKEN } from "./header_list.ts";
+import { REDIRECT_STATUSES } from "./redirect_statuses.ts";
 
 const regexString = z.string().min(1).describe(
   "A JavaScript regular expression (anchor it yourself)",
@@ -129,9 +130,6 @@ const printableName = z.string().regex(
   /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/,
   "a name must be printable ASCII without a space at either end",
 );
-
-/** The statuses a `redirect` may answer with. */
-export const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 
 const ruleBase = {
   name: printableName.describe("Unique name; it appears in logs, metrics and errors"),
