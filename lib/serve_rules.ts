@@ -22,6 +22,12 @@ export async function loadRulesForServing(path: string, env: EnvLookup): Promise
 async function validateOffThread(substituted: unknown): Promise<RulesValidation> {
   let worker: Worker | undefined;
   try {
+    // A worker needs read access to each module it loads (this isolate does not): without it,
+    // Deno prints the worker's "Uncaught … Requires read access" before `onerror` can stop it.
+    const modules = new URL(".", import.meta.url);
+    if (Deno.permissions.querySync({ name: "read", path: modules }).state !== "granted") {
+      throw new Deno.errors.NotCapable(`No read access to ${modules}`);
+    }
     worker = new Worker(new URL("./rules_validate_worker.ts", import.meta.url), { type: "module" });
     const answered = Promise.withResolvers<RulesValidation>();
     worker.onmessage = (event: MessageEvent<RulesValidation>) => answered.resolve(event.data);

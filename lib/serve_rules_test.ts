@@ -89,3 +89,66 @@ Deno.test("loadRulesForServing() compiles what loadRules() compiles, the schema 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("main.ts with --allow-read of its rules file alone prints no worker error at start-up", async (t) => {
+  // Least privilege an operator may choose: main.ts itself needs to read only its rules file (its
+  // modules load without read permission), but a worker needs read access to every module it loads.
+  const dir = await Deno.makeTempDir({ prefix: "serve_rules_test_" });
+  /** Runs main.ts as `deno task start` does, read access narrowed to `rules`; its exit and stderr. */
+  async function start(rules: string, env: Record<string, string>) {
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-net",
+        "--allow-env",
+        `--allow-read=${rules}`,
+        "--allow-write",
+        "main.ts",
+      ],
+      cwd: new URL("..", import.meta.url),
+      env: { VESTIBULE_RULES: rules, NO_COLOR: "1", ...env },
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    return { code, stderr: new TextDecoder().decode(stderr) };
+  }
+  try {
+    const regions = { us: { origin: "http://127.0.0.1:9" } };
+    await t.step("a schema error is the one line on stderr", async () => {
+      const rules = `${dir}/bad.json`;
+      await Deno.writeTextFile(
+        rules,
+        JSON.stringify({
+          regions,
+          default_region: "us",
+          rules: [{ name: "app", type: "regional", match: { pathh: "x" } }],
+        }),
+      );
+      const { code, stderr } = await start(rules, {});
+      assert.equal(code, 1);
+      assert.equal(
+        stderr,
+        'Cannot compile rule "app" (rules[0]): match: Unrecognized key: "pathh"\n',
+      );
+    });
+    await t.step(
+      "valid rules load without an error line (the bad PORT stops it after)",
+      async () => {
+        const rules = `${dir}/good.json`;
+        await Deno.writeTextFile(
+          rules,
+          JSON.stringify({
+            regions,
+            default_region: "us",
+            rules: [{ name: "app", type: "regional" }],
+          }),
+        );
+        const { code, stderr } = await start(rules, { PORT: "not-a-port" });
+        assert.equal(code, 1);
+        assert.match(stderr, /^vestibule: [^\n]*PORT[^\n]*\n$/);
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
