@@ -3,6 +3,7 @@
  * cannot do: read nothing, or flood without waiting.
  */
 import assert from "node:assert/strict";
+import { oneRegion, startVestibule } from "./_servers.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const encoder = new TextEncoder();
@@ -114,30 +115,44 @@ export async function rawWebSocketClient(port: number): Promise<Deno.Conn> {
   return conn;
 }
 
+/** Reads a client's WebSocket handshake from `conn`; resolves with its `Sec-WebSocket-Accept`. */
+export async function readHandshake(conn: Deno.Conn): Promise<string> {
+  let request = "";
+  while (!request.includes("\r\n\r\n")) {
+    const byte = await readExactly(conn, 1);
+    assert.ok(byte, "the handshake ended early");
+    request += String.fromCharCode(byte[0]);
+  }
+  const key = /sec-websocket-key: *(\S+)/i.exec(request)![1];
+  const digest = await crypto.subtle.digest("SHA-1", encoder.encode(key + GUID));
+  return btoa(String.fromCharCode(...new Uint8Array(digest)));
+}
+
+/** The 101 that accepts a handshake, with `extraHeaders` and then `after` (frames) in the same bytes. */
+export function switchingProtocols(
+  accept: string,
+  extraHeaders = "",
+  after: Uint8Array = new Uint8Array(),
+): Uint8Array {
+  const head = encoder.encode(
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+      `Sec-WebSocket-Accept: ${accept}\r\n${extraHeaders}\r\n`,
+  );
+  const bytes = new Uint8Array(head.length + after.length);
+  bytes.set(head);
+  bytes.set(after, head.length);
+  return bytes;
+}
+
 /**
  * A WebSocket upstream written by hand: `accepted` resolves with the connection of the first
- * handshake it answers.
+ * handshake it answers; `after` (frames) goes out in the same write as its 101.
  */
-export function rawWebSocketUpstream(extraHeaders = "") {
+export function rawWebSocketUpstream(extraHeaders = "", after?: Uint8Array) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepted = (async () => {
     const conn = await listener.accept();
-    let request = "";
-    while (!request.includes("\r\n\r\n")) {
-      const byte = await readExactly(conn, 1);
-      assert.ok(byte, "the handshake ended early");
-      request += String.fromCharCode(byte[0]);
-    }
-    const key = /sec-websocket-key: *(\S+)/i.exec(request)![1];
-    const digest = await crypto.subtle.digest("SHA-1", encoder.encode(key + GUID));
-    const accept = btoa(String.fromCharCode(...new Uint8Array(digest)));
-    await writeAll(
-      conn,
-      encoder.encode(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-          `Sec-WebSocket-Accept: ${accept}\r\n${extraHeaders}\r\n`,
-      ),
-    );
+    await writeAll(conn, switchingProtocols(await readHandshake(conn), extraHeaders, after));
     return conn;
   })();
   return {
@@ -145,4 +160,34 @@ export function rawWebSocketUpstream(extraHeaders = "") {
     accepted,
     close: () => listener.close(),
   };
+}
+
+/** A raw client and a raw upstream joined through vestibule's regional relay. */
+export interface RawRelay {
+  /** The client's socket, past its handshake. */
+  client: Deno.Conn;
+  /** The upstream's socket, past its 101. */
+  upstream: Deno.Conn;
+  edge: ReturnType<typeof startVestibule>;
+}
+
+/**
+ * Runs `fn` with a client relayed to `up` (a fresh {@linkcode rawWebSocketUpstream} unless given)
+ * by a vestibule in front of it, and closes all of them after.
+ */
+export async function withRawRelay(
+  fn: (relay: RawRelay) => Promise<void>,
+  up: { url: string; accepted: Promise<Deno.Conn>; close(): void } = rawWebSocketUpstream(),
+): Promise<void> {
+  const edge = startVestibule(oneRegion(up.url));
+  const client = await rawWebSocketClient(edge.port);
+  const upstream = await up.accepted;
+  try {
+    await fn({ client, upstream, edge });
+  } finally {
+    client.close();
+    upstream.close();
+    up.close();
+    await edge.close();
+  }
 }

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { parseRules } from "../lib/load_rules.ts";
 import { parseRouteCases, runRouteCases } from "../lib/route_cases.ts";
-import { runCli } from "./_cli.ts";
+import { type CliResult, inTempDir, runCli } from "./_cli.ts";
 
 // 日 is E6 97 A5 in UTF-8; header regexes are written in octets.
 const RULES = {
@@ -18,24 +18,28 @@ const RULES = {
   ],
 };
 
-Deno.test("explain -H sends a header value above U+00FF in UTF-8, as curl does, and routes it as the router would", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "explain_utf8_" });
-  try {
-    await Deno.writeTextFile(`${dir}/rules.json`, JSON.stringify(RULES));
-    const { code, stdout, stderr } = await runCli("bin/explain.ts", [
+/** `deno task explain GET https://app.example/` with `rules` and one `-H header`. */
+async function explainGet(rules: unknown, header: string): Promise<CliResult> {
+  let result!: CliResult;
+  await inTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/rules.json`, JSON.stringify(rules));
+    result = await runCli("bin/explain.ts", [
       "GET",
       "https://app.example/",
       "--rules",
       `${dir}/rules.json`,
       "-H",
-      "X-Tenant: 日本",
+      header,
     ]);
-    assert.equal(stderr, "");
-    assert.match(stdout, /^Rule: jp \(regional, rules\[0\]\)$/m);
-    assert.equal(code, 0);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
+  return result;
+}
+
+Deno.test("explain -H sends a header value above U+00FF in UTF-8, as curl does, and routes it as the router would", async () => {
+  const { code, stdout, stderr } = await explainGet(RULES, "X-Tenant: 日本");
+  assert.equal(stderr, "");
+  assert.match(stdout, /^Rule: jp \(regional, rules\[0\]\)$/m);
+  assert.equal(code, 0);
 });
 
 Deno.test("route-table cases send a header value above U+00FF in UTF-8, as curl does", async () => {
@@ -52,24 +56,11 @@ Deno.test("route-table cases send a header value above U+00FF in UTF-8, as curl 
 });
 
 Deno.test("explain names a UTF-8 cookie as the operator typed it, not as its octets (prÃ©fÃ©rence)", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "explain_utf8_" });
-  try {
-    await Deno.writeTextFile(
-      `${dir}/rules.json`,
-      JSON.stringify({ ...RULES, forward_cookies: ["préférence"] }),
-    );
-    const { code, stdout, stderr } = await runCli("bin/explain.ts", [
-      "GET",
-      "https://app.example/",
-      "--rules",
-      `${dir}/rules.json`,
-      "-H",
-      "Cookie: préférence=fr; sessionid=s",
-    ]);
-    assert.equal(stderr, "");
-    assert.match(stdout, /^Cookies forwarded: préférence$/m);
-    assert.equal(code, 0);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  const { code, stdout, stderr } = await explainGet(
+    { ...RULES, forward_cookies: ["préférence"] },
+    "Cookie: préférence=fr; sessionid=s",
+  );
+  assert.equal(stderr, "");
+  assert.match(stdout, /^Cookies forwarded: préférence$/m);
+  assert.equal(code, 0);
 });

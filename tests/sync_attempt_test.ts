@@ -8,7 +8,7 @@ import { parseSyncConfig } from "../sync/config.ts";
 import { openDatabase } from "../sync/database.ts";
 import { startEmbeddedPostgres } from "../sync/embedded.ts";
 import { runAttempt } from "../sync/run_attempt.ts";
-import { BACKENDS, collectLog } from "./sync_fixtures.ts";
+import { BACKENDS, collectLog, type Pair } from "./sync_fixtures.ts";
 
 const SCHEMA = `CREATE TABLE subject (id int PRIMARY KEY, name text NOT NULL);`;
 const ROWS = (n: number) =>
@@ -141,125 +141,118 @@ Deno.test("a table's log line counts the bytes it sent, and a failed table logs 
 
 const REAL = BACKENDS[1];
 
-Deno.test({
-  name:
-    "a sync releases the destination's lock after its attempt, while its connections stay open (PostgreSQL)",
-  ignore: REAL.ignoreReason !== undefined,
-  async fn() {
-    const pair = await REAL.pair();
-    try {
-      await pair.owner.exec(SCHEMA + ROWS(10));
-      await pair.destination.exec(SCHEMA);
-      // Loop mode keeps its connections between attempts: a cron run must not wait behind it.
-      const { config, databases } = pair.connect(TABLES);
+/**
+ * A test of the destination's lock on PostgreSQL: ten rows on the owner, the empty table on the
+ * destination and connections for one sync; every connection and advisory lock is let go after.
+ */
+function lockTest(
+  name: string,
+  fn: (
+    ctx: { pair: Pair } & ReturnType<Pair["connect"]>,
+  ) => Promise<void>,
+) {
+  Deno.test({
+    name,
+    ignore: REAL.ignoreReason !== undefined,
+    async fn() {
+      const pair = await REAL.pair();
       try {
-        const [report] = await runAttempt(config, databases, {
-          dryRun: false,
-          log: collectLog().log,
-          retryDelayMs: 1,
-        });
-        assert.equal(report.status, "applied", report.error);
-        const [locked] = await pair.destination.column(
-          `SELECT pg_try_advisory_lock(${SYNC_LOCK})`,
-        );
-        assert.equal(locked, "true", "the finished sync still holds the destination's lock");
-        await pair.destination.admin.unsafe(`SELECT pg_advisory_unlock(${SYNC_LOCK})`);
+        await pair.owner.exec(SCHEMA + ROWS(10));
+        await pair.destination.exec(SCHEMA);
+        const { config, databases } = pair.connect(TABLES);
+        try {
+          await fn({ pair, config, databases });
+        } finally {
+          await Promise.all([...databases.values()].map((db) => db.close()));
+          await pair.destination.admin.unsafe(`SELECT pg_advisory_unlock_all()`);
+        }
       } finally {
-        await Promise.all([...databases.values()].map((db) => db.close()));
+        await pair.close();
       }
-    } finally {
-      await pair.close();
-    }
-  },
-});
+    },
+  });
+}
 
-Deno.test({
-  name: "a dry run does not wait for the lock another sync holds on the destination (PostgreSQL)",
-  ignore: REAL.ignoreReason !== undefined,
-  async fn() {
-    const pair = await REAL.pair();
-    try {
-      await pair.owner.exec(SCHEMA + ROWS(10));
-      await pair.destination.exec(SCHEMA);
-      await pair.destination.admin.unsafe(`SELECT pg_advisory_lock(${SYNC_LOCK})`);
-      const { config, databases } = pair.connect(TABLES);
-      const controller = new AbortController();
-      let timer;
-      try {
-        const run = runAttempt(config, databases, {
-          dryRun: true,
-          signal: controller.signal,
-          log: collectLog().log,
-          retryDelayMs: 1,
-        });
-        const first = await Promise.race([
-          run.then(() => "finished"),
-          new Promise<string>((resolve) => {
-            timer = setTimeout(() => resolve("still waiting after 5 s"), 5000);
-          }),
-        ]);
-        controller.abort(); // ends a wait, if there is one
-        const [report] = await run;
-        assert.equal(first, "finished");
-        assert.equal(report.status, "planned", report.error);
-        assert.equal(report.inserts, 10);
-      } finally {
-        clearTimeout(timer);
-        await Promise.all([...databases.values()].map((db) => db.close()));
-        await pair.destination.admin.unsafe(`SELECT pg_advisory_unlock_all()`);
-      }
-    } finally {
-      await pair.close();
-    }
+lockTest(
+  "a sync releases the destination's lock after its attempt, while its connections stay open (PostgreSQL)",
+  async ({ pair, config, databases }) => {
+    // Loop mode keeps its connections between attempts: a cron run must not wait behind it.
+    const [report] = await runAttempt(config, databases, {
+      dryRun: false,
+      log: collectLog().log,
+      retryDelayMs: 1,
+    });
+    assert.equal(report.status, "applied", report.error);
+    const [locked] = await pair.destination.column(`SELECT pg_try_advisory_lock(${SYNC_LOCK})`);
+    assert.equal(locked, "true", "the finished sync still holds the destination's lock");
+    await pair.destination.admin.unsafe(`SELECT pg_advisory_unlock(${SYNC_LOCK})`);
   },
-});
+);
 
-Deno.test({
-  name:
-    "a sync waiting for another's lock on the destination logs the wait once, not every poll (PostgreSQL)",
-  ignore: REAL.ignoreReason !== undefined,
-  async fn() {
-    const pair = await REAL.pair();
+lockTest(
+  "a dry run does not wait for the lock another sync holds on the destination (PostgreSQL)",
+  async ({ pair, config, databases }) => {
+    await pair.destination.admin.unsafe(`SELECT pg_advisory_lock(${SYNC_LOCK})`);
+    const controller = new AbortController();
+    let timer;
     try {
-      await pair.owner.exec(SCHEMA + ROWS(10));
-      await pair.destination.exec(SCHEMA);
-      await pair.destination.admin.unsafe(`SELECT pg_advisory_lock(${SYNC_LOCK})`);
-      const { config, databases } = pair.connect(TABLES);
-      const controller = new AbortController();
-      const { lines, log } = collectLog();
-      const waits: string[] = [];
-      let told!: () => void;
-      const waiting = new Promise<void>((resolve) => told = resolve);
-      try {
-        const run = runAttempt(config, databases, {
-          dryRun: false,
-          signal: controller.signal,
-          log: (line) => {
-            log(line);
-            if (line.includes("another sync holds the destination")) told();
-          },
-          progress: (line) => waits.push(line),
-          retryDelayMs: 1,
-        });
-        await waiting;
-        // The lock is asked for every 250 ms: a second poll comes and goes within this second.
-        await new Promise((resolve) => setTimeout(resolve, 1000));
-        controller.abort();
-        const [report] = await run;
-        assert.equal(report.status, "skipped");
-        assert.equal(
-          lines.filter((l) => l.includes("another sync holds the destination")).length,
-          1,
-          lines.join("\n"),
-        );
-        assert.equal(waits.length, 1, waits.join("\n"));
-      } finally {
-        controller.abort();
-        await Promise.all([...databases.values()].map((db) => db.close()));
-        await pair.destination.admin.unsafe(`SELECT pg_advisory_unlock_all()`);
-      }
+      const run = runAttempt(config, databases, {
+        dryRun: true,
+        signal: controller.signal,
+        log: collectLog().log,
+        retryDelayMs: 1,
+      });
+      const first = await Promise.race([
+        run.then(() => "finished"),
+        new Promise<string>((resolve) => {
+          timer = setTimeout(() => resolve("still waiting after 5 s"), 5000);
+        }),
+      ]);
+      controller.abort(); // ends a wait, if there is one
+      const [report] = await run;
+      assert.equal(first, "finished");
+      assert.equal(report.status, "planned", report.error);
+      assert.equal(report.inserts, 10);
     } finally {
-      await pair.close();
+      clearTimeout(timer);
     }
   },
-});
+);
+
+lockTest(
+  "a sync waiting for another's lock on the destination logs the wait once, not every poll (PostgreSQL)",
+  async ({ pair, config, databases }) => {
+    await pair.destination.admin.unsafe(`SELECT pg_advisory_lock(${SYNC_LOCK})`);
+    const controller = new AbortController();
+    const { lines, log } = collectLog();
+    const waits: string[] = [];
+    let told!: () => void;
+    const waiting = new Promise<void>((resolve) => told = resolve);
+    try {
+      const run = runAttempt(config, databases, {
+        dryRun: false,
+        signal: controller.signal,
+        log: (line) => {
+          log(line);
+          if (line.includes("another sync holds the destination")) told();
+        },
+        progress: (line) => waits.push(line),
+        retryDelayMs: 1,
+      });
+      await waiting;
+      // The lock is asked for every 250 ms: a second poll comes and goes within this second.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      controller.abort();
+      const [report] = await run;
+      assert.equal(report.status, "skipped");
+      assert.equal(
+        lines.filter((l) => l.includes("another sync holds the destination")).length,
+        1,
+        lines.join("\n"),
+      );
+      assert.equal(waits.length, 1, waits.join("\n"));
+    } finally {
+      controller.abort();
+    }
+  },
+);

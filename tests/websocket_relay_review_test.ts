@@ -7,6 +7,7 @@ import {
   rawWebSocketUpstream,
   readUntilClose,
   textFrame,
+  withRawRelay,
   writeAll,
 } from "./_raw_websocket.ts";
 import { oneRegion, startVestibule, within } from "./_servers.ts";
@@ -14,22 +15,14 @@ import { oneRegion, startVestibule, within } from "./_servers.ts";
 Deno.test("memory exhaustion: 30 MiB of non-ASCII text parked for a client that reads nothing is closed with 4013", async () => {
   // "あ" is 3 bytes in UTF-8 (what bufferedAmount counts once handed) and 2 in V8's memory,
   // but 1 as the relay counts a queued string.
-  const up = rawWebSocketUpstream();
-  const edge = startVestibule(oneRegion(up.url));
-  const client = await rawWebSocketClient(edge.port); // reads nothing
-  const upstream = await up.accepted;
-  try {
+  await withRawRelay(async ({ upstream }) => {
+    // The client reads nothing.
     const frame = textFrame("あ".repeat((1 << 20) / 3 | 0)); // 1 MiB of UTF-8
     for (let i = 0; i < 30; i++) await writeAll(upstream, frame);
     const told = await within(readUntilClose(upstream), SLOW_READER_MS + 3_000);
     assert.ok(told !== "pending", "30 MiB of text held for a client that reads nothing, no close");
     assert.equal(told.code, RELAY_OVERLOADED);
-  } finally {
-    client.close();
-    upstream.close();
-    up.close();
-    await edge.close();
-  }
+  });
 });
 
 /** A close frame, masked (zero key) when a client sends it. */
@@ -143,12 +136,8 @@ const smallText = (text: string) => {
 };
 
 Deno.test("websocket: lost frames, 50,000 messages queued behind 6 MiB for a client that reads late arrive in order before the upstream's close", async () => {
-  const up = rawWebSocketUpstream();
-  const edge = startVestibule(oneRegion(up.url));
-  const client = await rawWebSocketClient(edge.port);
-  const upstream = await up.accepted;
-  const count = 50_000;
-  try {
+  await withRawRelay(async ({ client, upstream }) => {
+    const count = 50_000;
     for (let i = 0; i < 6; i++) await writeAll(upstream, binaryFrame(1 << 20, false));
     const frames = [];
     for (let i = 0; i < count; i++) frames.push(smallText(`m${i}`));
@@ -167,46 +156,8 @@ Deno.test("websocket: lost frames, 50,000 messages queued behind 6 MiB for a cli
     assert.equal(got.texts.length, count, "every message arrived");
     assert.ok(got.texts.every((t, i) => t === `m${i}`), "in order");
     assert.equal(got.code, 4001);
-  } finally {
-    client.close();
-    upstream.close();
-    up.close();
-    await edge.close();
-  }
+  });
 });
-
-/** An upstream that writes `extra` (frames) in the same write as its 101. */
-function upstreamWith101(extra: Uint8Array) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const accepted = (async () => {
-    const conn = await listener.accept();
-    let request = "";
-    const byte = new Uint8Array(1);
-    while (!request.includes("\r\n\r\n")) {
-      if ((await conn.read(byte)) === null) throw new Error("the handshake ended early");
-      request += String.fromCharCode(byte[0]);
-    }
-    const key = /sec-websocket-key: *(\S+)/i.exec(request)![1];
-    const digest = await crypto.subtle.digest(
-      "SHA-1",
-      new TextEncoder().encode(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"),
-    );
-    const head = new TextEncoder().encode(
-      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-        `Sec-WebSocket-Accept: ${btoa(String.fromCharCode(...new Uint8Array(digest)))}\r\n\r\n`,
-    );
-    const bytes = new Uint8Array(head.length + extra.length);
-    bytes.set(head);
-    bytes.set(extra, head.length);
-    await writeAll(conn, bytes);
-    return conn;
-  })();
-  return {
-    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
-    accepted,
-    close: () => listener.close(),
-  };
-}
 
 Deno.test("websocket: lost frames, 12 MiB and 1,000 messages an upstream sends with its 101, then its close, reach a client that reads late in order", async () => {
   const parts: Uint8Array[] = [];
@@ -219,23 +170,14 @@ Deno.test("websocket: lost frames, 12 MiB and 1,000 messages an upstream sends w
     extra.set(p, at);
     at += p.length;
   }
-  const up = upstreamWith101(extra);
-  const edge = startVestibule(oneRegion(up.url));
-  const client = await rawWebSocketClient(edge.port);
-  const upstream = await up.accepted;
-  try {
+  await withRawRelay(async ({ client }) => {
     await new Promise((r) => setTimeout(r, 300)); // the client is slow to start reading
     const got = await within(readMessages(client), 10_000);
     assert.ok(got !== "pending", "the client was never closed");
     assert.equal(got.binary, 12 << 20);
     assert.deepEqual(got.texts, Array.from({ length: 1_000 }, (_, i) => `m${i}`));
     assert.equal(got.code, 4001);
-  } finally {
-    client.close();
-    upstream.close();
-    up.close();
-    await edge.close();
-  }
+  }, rawWebSocketUpstream("", extra));
 });
 
 Deno.test("websocket: CPU, a client that stopped reading with a backlog under the limits costs no timer every 10 ms", async () => {

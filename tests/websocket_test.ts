@@ -8,10 +8,10 @@ import {
 } from "../lib/websocket_proxy.ts";
 import {
   binaryFrame,
-  rawWebSocketClient,
   rawWebSocketUpstream,
   readUntilClose,
   textFrame,
+  withRawRelay,
   writeAll,
 } from "./_raw_websocket.ts";
 import { oneRegion, startVestibule, within } from "./_servers.ts";
@@ -465,12 +465,8 @@ const article = (peer: string) => `${peer === "upstream" ? "an" : "a"} ${peer}`;
 for (const flooder of ["upstream", "client"] as const) {
   const reader = flooder === "upstream" ? "client" : "upstream";
   Deno.test(`websocket: memory exhaustion, ${article(flooder)} flooding ${article(reader)} that reads nothing gets a bounded buffer and close ${RELAY_OVERLOADED}`, async () => {
-    const up = rawWebSocketUpstream();
-    const edge = startVestibule(oneRegion(up.url));
-    const client = await rawWebSocketClient(edge.port);
-    const upstream = await up.accepted;
-    const [from, to] = flooder === "upstream" ? [upstream, client] : [client, upstream];
-    try {
+    await withRawRelay(async ({ client, upstream }) => {
+      const [from, to] = flooder === "upstream" ? [upstream, client] : [client, upstream];
       const sending = flood(from, flooder === "client");
       // The flooder learns first: its side is closed with the overload code (or, a client that
       // keeps writing into a closed socket, reset).
@@ -485,12 +481,7 @@ for (const flooder of ["upstream", "client"] as const) {
       assert.ok(kept !== "pending", `the ${reader} never saw a close`);
       assert.equal(kept.code, RELAY_OVERLOADED);
       assert.ok(kept.bytes <= HARD_BUFFERED_BYTES + (8 << 20), `${kept.bytes >> 20} MiB kept`);
-    } finally {
-      client.close();
-      upstream.close();
-      up.close();
-      await edge.close();
-    }
+    });
   });
 }
 
@@ -542,12 +533,8 @@ for (const { from, reason, what } of OVERLONG_REASONS) {
   Deno.test(`websocket: crash, ${article(from)} closing with ${what} does not take vestibule down`, async () => {
     // Deno's reader accepts the over-long close frame; passing its reason on made close() throw
     // inside the relay's listener, an uncaught error that ended the process.
-    const up = rawWebSocketUpstream();
-    const edge = startVestibule(oneRegion(up.url));
-    const client = await rawWebSocketClient(edge.port);
-    const upstream = await up.accepted;
-    const [sender, other] = from === "client" ? [client, upstream] : [upstream, client];
-    try {
+    await withRawRelay(async ({ client, upstream, edge }) => {
+      const [sender, other] = from === "client" ? [client, upstream] : [upstream, client];
       await writeAll(sender, overlongClose(4000, from === "client", reason));
       const passed = await within(readUntilClose(other), 5_000);
       assert.ok(passed !== "pending", "the close was not passed on");
@@ -555,12 +542,7 @@ for (const { from, reason, what } of OVERLONG_REASONS) {
       const health = await fetch(`${edge.url}/_vestibule/health`);
       assert.equal(health.status, 200);
       await health.body?.cancel();
-    } finally {
-      client.close();
-      upstream.close();
-      up.close();
-      await edge.close();
-    }
+    });
   });
 }
 
@@ -588,22 +570,14 @@ Deno.test("memory exhaustion: an upstream burst parked for a client that reads n
       const total = frames.reduce((a, b) => a + b, 0);
       assert.ok(total > MAX_BUFFERED_BYTES + (4 << 20));
       if (deadlineMs < SLOW_READER_MS) assert.ok(total > HARD_BUFFERED_BYTES + (16 << 20));
-      const up = rawWebSocketUpstream();
-      const edge = startVestibule(oneRegion(up.url));
-      const client = await rawWebSocketClient(edge.port); // reads nothing
-      const upstream = await up.accepted;
-      try {
+      await withRawRelay(async ({ upstream }) => {
+        // The client reads nothing.
         for (const size of frames) await writeAll(upstream, binaryFrame(size, false));
         const told = await within(readUntilClose(upstream), deadlineMs);
         assert.ok(told !== "pending", `${total >> 20} MiB held, no close in ${deadlineMs} ms`);
         assert.equal(told.code, RELAY_OVERLOADED);
         assert.equal(told.reason, reason);
-      } finally {
-        client.close();
-        upstream.close();
-        up.close();
-        await edge.close();
-      }
+      });
     });
   }
 });
@@ -725,20 +699,12 @@ Deno.test("memory exhaustion: text held for a client that reads nothing is count
   const frames = [0, 1, 2].map(() => textFrame("中".repeat(10 << 20)));
   const total = frames.reduce((n, f) => n + f.length - 10, 0);
   assert.ok(total > HARD_BUFFERED_BYTES + (16 << 20));
-  const up = rawWebSocketUpstream();
-  const edge = startVestibule(oneRegion(up.url));
-  const client = await rawWebSocketClient(edge.port); // reads nothing
-  const upstream = await up.accepted;
-  try {
+  await withRawRelay(async ({ upstream }) => {
+    // The client reads nothing.
     for (const frame of frames) await writeAll(upstream, frame);
     const told = await within(readUntilClose(upstream), SLOW_READER_MS + 3_000);
     assert.ok(told !== "pending", `${total >> 20} MiB held, no close`);
     assert.equal(told.code, RELAY_OVERLOADED);
     assert.equal(told.reason, "relay buffer over 64 MiB");
-  } finally {
-    client.close();
-    upstream.close();
-    up.close();
-    await edge.close();
-  }
+  });
 });

@@ -6,8 +6,11 @@ import {
   rawWebSocketClient,
   rawWebSocketUpstream,
   readExactly,
+  readHandshake,
   readUntilClose,
+  switchingProtocols,
   textFrame,
+  withRawRelay,
   writeAll,
 } from "./_raw_websocket.ts";
 import { RELAY_OVERLOADED, SLOW_READER_MS } from "../lib/websocket_proxy.ts";
@@ -88,8 +91,6 @@ Deno.test("websocket: socket leak, a client that leaves while the upstream hands
   }
 });
 
-const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
 /**
  * A TCP WebSocket upstream whose 101 the test sends: `handshake` resolves when vestibule's
  * handshake is read, `accept(extra)` answers it and writes `extra` bytes (frames) after it;
@@ -98,27 +99,10 @@ const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 function heldUpstream() {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepted = listener.accept();
-  const handshake = accepted.then(async (conn) => {
-    let request = "";
-    const byte = new Uint8Array(1);
-    while (!request.includes("\r\n\r\n")) {
-      if ((await conn.read(byte)) === null) throw new Error("the handshake ended early");
-      request += String.fromCharCode(byte[0]);
-    }
-    const key = /sec-websocket-key: *(\S+)/i.exec(request)![1];
-    const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(key + GUID));
-    return { conn, digest };
-  });
+  const handshake = accepted.then(async (conn) => ({ conn, accept: await readHandshake(conn) }));
   const accept = async (extra: Uint8Array = new Uint8Array()) => {
-    const { conn, digest } = await handshake;
-    const head = new TextEncoder().encode(
-      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-        `Sec-WebSocket-Accept: ${btoa(String.fromCharCode(...new Uint8Array(digest)))}\r\n\r\n`,
-    );
-    const bytes = new Uint8Array(head.length + extra.length);
-    bytes.set(head);
-    bytes.set(extra, head.length);
-    for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+    const { conn, accept } = await handshake;
+    await writeAll(conn, switchingProtocols(accept, "", extra));
   };
   const ended = handshake.then(async ({ conn }) => {
     const buf = new Uint8Array(65536);
@@ -456,11 +440,7 @@ Deno.test("websocket: pin leak, no spelling of the pin reaches a regional or glo
 });
 
 Deno.test("websocket: lost frames, large messages still on their way when the upstream closes reach the client before the close", async () => {
-  const up = rawWebSocketUpstream();
-  const edge = startVestibule(oneRegion(up.url));
-  const client = await rawWebSocketClient(edge.port);
-  const upstream = await up.accepted;
-  try {
+  await withRawRelay(async ({ client, upstream }) => {
     for (let i = 0; i < 3; i++) await writeAll(upstream, binaryFrame(4 << 20, false));
     await writeAll(upstream, closeFrame(4001, "bye"));
     await new Promise((r) => setTimeout(r, 300)); // the client is slow to start reading
@@ -468,22 +448,15 @@ Deno.test("websocket: lost frames, large messages still on their way when the up
     assert.ok(closed !== "pending", "the client was never closed");
     assert.equal(closed.bytes, 3 * (4 << 20), "every message arrived before the close");
     assert.deepEqual([closed.code, closed.reason], [4001, "bye"]);
-  } finally {
-    client.close();
-    upstream.close();
-    up.close();
-    await edge.close();
-  }
+  });
 });
 
 Deno.test("memory exhaustion: once the relay gives up on a client that reads nothing, it keeps little of the burst for it", async () => {
   // The 4013 close is queued behind what the client never read: whatever the relay handed to the
   // socket stays held for as long as the client keeps its connection, read or not.
   const up = rawWebSocketUpstream();
-  const edge = startVestibule(oneRegion(up.url));
-  const client = await rawWebSocketClient(edge.port); // reads nothing until the relay gives up
-  const upstream = await up.accepted;
-  try {
+  await withRawRelay(async ({ client, upstream }) => {
+    // The client reads nothing until the relay gives up.
     for (let i = 0; i < 20; i++) await writeAll(upstream, binaryFrame(1 << 20, false));
     const told = await within(readUntilClose(upstream), SLOW_READER_MS + 5_000);
     assert.ok(told !== "pending", "the relay never gave up");
@@ -495,20 +468,11 @@ Deno.test("memory exhaustion: once the relay gives up on a client that reads not
       kept.bytes <= 8 << 20,
       `${(kept.bytes / (1 << 20)).toFixed(1)} MiB held for a client that read nothing`,
     );
-  } finally {
-    client.close();
-    upstream.close();
-    up.close();
-    await edge.close();
-  }
+  }, up);
 });
 
 Deno.test("websocket: lost frames, large messages a client sends just before its close reach the upstream before the close", async () => {
-  const up = rawWebSocketUpstream();
-  const edge = startVestibule(oneRegion(up.url));
-  const client = await rawWebSocketClient(edge.port);
-  const upstream = await up.accepted;
-  try {
+  await withRawRelay(async ({ client, upstream }) => {
     for (let i = 0; i < 3; i++) await writeAll(client, binaryFrame(4 << 20, true));
     await writeAll(client, clientClose(4000, "logout"));
     await new Promise((r) => setTimeout(r, 300)); // the upstream is slow to start reading
@@ -516,21 +480,13 @@ Deno.test("websocket: lost frames, large messages a client sends just before its
     assert.ok(closed !== "pending", "the upstream was never closed");
     assert.equal(closed.bytes, 3 * (4 << 20), "every message arrived before the close");
     assert.deepEqual([closed.code, closed.reason], [4000, "logout"]);
-  } finally {
-    client.close();
-    upstream.close();
-    up.close();
-    await edge.close();
-  }
+  });
 });
 
 Deno.test("websocket: event-loop stall, a backlog of 200,000 small messages for a slow upstream drains without holding up other requests", async () => {
-  const up = rawWebSocketUpstream();
-  const edge = startVestibule(oneRegion(up.url));
-  const client = await rawWebSocketClient(edge.port);
-  const upstream = await up.accepted; // reads nothing until the backlog is queued
-  const count = 200_000;
-  try {
+  await withRawRelay(async ({ client, upstream, edge }) => {
+    // The upstream reads nothing until the backlog is queued.
+    const count = 200_000;
     // 6 MiB fill the socket buffers, so the small messages queue in the relay behind them.
     for (let i = 0; i < 6; i++) await writeAll(client, binaryFrame(1 << 20, true));
     const small = new Uint8Array(7 * count); // masked binary frames of one zero byte
@@ -552,10 +508,5 @@ Deno.test("websocket: event-loop stall, a backlog of 200,000 small messages for 
     assert.equal(closed.code, 4000);
     // Handed over at once, the backlog held the isolate for 1.2 s; by turns, for 10 ms at most.
     assert.ok(slowest < 500, `a health check waited ${slowest.toFixed(0)} ms`);
-  } finally {
-    client.close();
-    upstream.close();
-    up.close();
-    await edge.close();
-  }
+  });
 });
