@@ -39,10 +39,11 @@ export function substituteEnv(
     }
     // `$AU_SECRET`, as a shell or docker compose writes a reference, is not one here. In a regex
     // `$` followed by a letter never matches, but for a literal `\$` or one in a class (`[$A-Z]`).
-    // A whole upper-case name only: `Zq8$KTm3…`, a generated secret, is no reference to refuse
-    // (and not to print), and `$ApiKey` must not be answered with `${A}`.
+    // A whole upper-case name only, where a shell reference starts (not inside a token):
+    // `Zq8$KTm3…` or `ab$XY9-…`, generated secrets, are no reference to refuse (and not to
+    // print), and `$ApiKey` must not be answered with `${A}`.
     const bare = value.replace(ENV_REF, "").replace(REGEX_CLASS, "")
-      .match(/(?<!\\)\$([A-Z_]*[A-Z][A-Z0-9_]*)(?![A-Za-z0-9_])/);
+      .match(/(?<![\\A-Za-z0-9])\$([A-Z_]*[A-Z][A-Z0-9_]*)(?![A-Za-z0-9_])/);
     if (bare) {
       throw new ReferenceError(
         `Cannot read rules: "${bare[0]}" at ${where(path)} is not an environment reference ` +

@@ -18,30 +18,47 @@ function rules(secret: string) {
   });
 }
 
+/** The message a rules file with this secret is refused with; "" when it loads. */
+function refusal(secret: string): string {
+  try {
+    parseRules(rules(secret), { env: () => undefined });
+    return "";
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
 Deno.test("literal secret with a $: a key and an origin header holding $ and capitals load, and no piece of them is printed", async (t) => {
   await t.step("loads as it did before the $NAME check", () => {
-    let message = "";
-    try {
-      parseRules(rules(SECRET), { env: () => undefined });
-    } catch (error) {
-      message = (error as Error).message;
-    }
+    const message = refusal(SECRET);
     assert.doesNotMatch(message, /\$KT/, "a piece of the literal secret reached the message");
     assert.equal(message, "", "a file that loaded before is refused");
   });
   await t.step("a mixed-case $ApiKey is never answered with another variable to write", () => {
-    let message = "";
-    try {
-      parseRules(rules("$ApiKey-0123456789abcdef"), { env: () => undefined });
-    } catch (error) {
-      message = (error as Error).message;
-    }
+    const message = refusal("$ApiKey-0123456789abcdef");
     assert.doesNotMatch(message, /write \$\{A\}/, message);
   });
+  await t.step(
+    "a $ inside a token, before capitals and a digit or dash, loads and is not printed",
+    () => {
+      for (
+        const secret of ["ab$XY9-0123456789abcdef", "k7$QW-e2f0a9b8c7d6e5", "x0123456789ab$AB"]
+      ) {
+        assert.equal(refusal(secret), "", `${secret} is refused`);
+      }
+    },
+  );
   await t.step("$AU_SECRET, the shell typo, is still refused", () => {
     assert.throws(() => parseRules(rules("$AU_SECRET"), { env: () => "hunter2" }), {
       name: "ReferenceError",
       message: /"\$AU_SECRET" at .* \(write \$\{AU_SECRET\}\)/,
     });
+    // Where a shell or compose file would put one: after a space, `/`, `:`, `=` or `@`.
+    for (const typo of ["Bearer $AU_TOKEN", "http://$AU_HOST:8080", "token=$AU_TOKEN"]) {
+      assert.throws(() => parseRules(rules(typo), { env: () => "hunter2" }), {
+        name: "ReferenceError",
+        message: /\(write \$\{AU_(TOKEN|HOST)\}\)/,
+      }, typo);
+    }
   });
 });
