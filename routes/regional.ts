@@ -2,6 +2,7 @@
 import type { RegionalRule, SuccessRule } from "../lib/compile_rules.ts";
 import { chooseRegion, pinnedOrAssumed, regionalCookies } from "../lib/choose_region.ts";
 import { pinCookie } from "../lib/pin.ts";
+import { varyByRegionChoice } from "../lib/region_vary.ts";
 import { cookieScope, forwardTo, type RouteContext, withSetCookie } from "../lib/route_context.ts";
 import { checkSuccess } from "../lib/success.ts";
 import { clientClosed } from "../lib/request_body.ts";
@@ -31,13 +32,16 @@ function toRegion(
   const upstream = ctx.config.regions.get(region)!;
   const cookies = regionalCookies(region, ctx.pin, ctx.config);
   const { timeoutMs } = rule;
-  if (!rule.pinOn || reason !== "region_from") return forwardTo(ctx, upstream, cookies, timeoutMs);
+  const vary = (response: Response) => varyByRegionChoice(response, ctx.request.method, ctx.config);
+  if (!rule.pinOn || reason !== "region_from") {
+    return forwardTo(ctx, upstream, cookies, timeoutMs).then(vary);
+  }
   // The timeout also covers a body `pin_on` must read before the client gets anything.
   const deadline = performance.now() + (timeoutMs ?? upstream.timeoutMs);
   return withClient(ctx.request.signal, (signal) => {
     const answer = forwardTo(ctx, upstream, cookies, timeoutMs, signal);
     return pinOnSuccess(rule.pinOn!, region, answer, deadline, ctx);
-  });
+  }).then(vary);
 }
 
 /**

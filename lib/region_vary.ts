@@ -1,0 +1,39 @@
+/**
+ * @module `Vary` for a regional answer a shared cache may store. The edge chose its region by
+ * request headers the app never sees (the pin header and cookie, the CDN's country header), so
+ * only the edge can name them: without them a cache in front keys the answer by its URL alone,
+ * and one request pinned to AU fills every visitor's entry with AU's page (RFC 9111 §4.1).
+ */
+import type { Config } from "./compile_rules.ts";
+
+/**
+ * `response` with the headers that chose its region appended to `Vary` when a shared cache may
+ * store it; otherwise `response` itself, uncopied (a copy costs requests/s, and most dynamic
+ * pages say `private` or nothing). A region from `geo.ip_lookup` has no header to name: see the
+ * README.
+ */
+export function varyByRegionChoice(response: Response, method: string, config: Config): Response {
+  if (config.regions.size < 2 || !sharedCacheMayStore(response, method)) return response;
+  const vary = response.headers.get("vary");
+  if (vary?.trim() === "*") return response;
+  const copy = new Response(response.body, response);
+  copy.headers.append("vary", config.pin.header);
+  copy.headers.append("vary", "cookie");
+  if (config.geo.header) copy.headers.append("vary", config.geo.header);
+  return copy;
+}
+
+/**
+ * Whether a shared cache may store the answer (RFC 9111 §3, §5.2.2): a GET or HEAD, not a 1xx
+ * (a WebSocket's 101), with freshness or a validator to reuse it by, and no `no-store` or
+ * unqualified `private` (`private="set-cookie"` only keeps that header out of the cache).
+ */
+function sharedCacheMayStore(response: Response, method: string): boolean {
+  if ((method !== "GET" && method !== "HEAD") || response.status < 200) return false;
+  const h = response.headers;
+  const cacheControl = h.get("cache-control");
+  if (cacheControl === null) return h.has("expires") || h.has("last-modified");
+  return !NOT_STORED.test(cacheControl);
+}
+
+const NOT_STORED = /(?:^|,)\s*(?:no-store|private(?!\s*=))\s*(?:,|$)/i;
