@@ -44,7 +44,9 @@ export async function main(args: string[]): Promise<number> {
     const colon = line.indexOf(":");
     const name = line.slice(0, Math.max(colon, 0)).trim();
     // Sent as curl sends typed text: in UTF-8, one character per octet as the router reads it.
-    const value = asSentInUtf8(line.slice(colon + 1).trim());
+    // Only what curl and Deno.serve trim (HTTP's OWS): `trim()` also took U+00A0 and U+3000,
+    // which curl sends and the router keeps.
+    const value = asSentInUtf8(line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, ""));
     if (colon <= 0 || !HTTP_TOKEN.test(name) || !headerValueOk(name, value)) {
       // This line ends up in CI logs, and the rest of the line may be a cookie or a token
       // (`-H 'Cookie sessionid=…'`, `-H 'Authorization Basic a:b'`): quoted up to the first
