@@ -23,6 +23,9 @@ export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 /** What OCAP's cache did with a request; OCAP calls {@linkcode VestibuleMetrics.ocapCache}. */
 export type OcapCacheResult = "hit" | "miss" | "coalesced";
 
+/** The errors of one upstream call, as the access log's `error` names them. */
+const UPSTREAM_ERRORS = new Set(["upstream_unavailable", "upstream_timeout", "upstream_invalid"]);
+
 /** The gauge of the isolates a scrape includes; `worker_metrics.ts` leaves it out of stale answers. */
 export const WORKERS_GAUGE = "vestibule_workers";
 
@@ -67,6 +70,12 @@ export class VestibuleMetrics {
     labelNames: ["rule", "outcome"] as const,
     registers: [this.#registry],
   });
+  readonly #upstreamErrors = new Counter({
+    name: "vestibule_upstream_errors_total",
+    help: "Upstream calls that got no usable answer, by region (or global upstream name) and error",
+    labelNames: ["upstream", "error"] as const,
+    registers: [this.#registry],
+  });
   readonly #ocapCache = new Counter({
     name: "vestibule_ocap_cache_total",
     help: "OCAP cache lookups, by result (hit, miss, coalesced)",
@@ -101,6 +110,9 @@ export class VestibuleMetrics {
     if (upstream !== undefined && route.upstreamMs !== undefined) {
       this.#upstreamSeconds(upstream).observe(route.upstreamMs / 1000);
     }
+    if (upstream !== undefined && route.error !== undefined && UPSTREAM_ERRORS.has(route.error)) {
+      this.#upstreamErrors.inc({ upstream, error: route.error });
+    }
     if (route.type !== "broadcast") return;
     if (route.outcome !== undefined) {
       this.#broadcastOutcomes.inc({ rule: route.rule, outcome: route.outcome });
@@ -108,6 +120,12 @@ export class VestibuleMetrics {
     // Every region that answered, also when the client left before an outcome (a 499).
     for (const r of route.regions ?? []) {
       if (r.status !== undefined) this.#upstreamSeconds(r.region).observe(r.ms / 1000);
+      else if (r.error === "timeout" || r.error === "unavailable") {
+        this.#upstreamErrors.inc({
+          upstream: r.region,
+          error: r.error === "timeout" ? "upstream_timeout" : "upstream_unavailable",
+        });
+      }
     }
   }
 

@@ -20,6 +20,31 @@ Deno.test("VestibuleMetrics counts requests by rule, type, region and status cla
   assert.match(text, /^vestibule_upstream_duration_seconds_count\{upstream="au"\} 2$/m);
   const sum = /^vestibule_upstream_duration_seconds_sum\{upstream="au"\} (\S+)$/m.exec(text)?.[1];
   assert.ok(Math.abs(Number(sum) - 0.043) < 1e-9, `sum ${sum}`);
+  assert.doesNotMatch(text, /^vestibule_upstream_errors_total\{/m, "x is no upstream's error");
+});
+
+Deno.test("VestibuleMetrics counts each upstream's failed calls by error", async () => {
+  const metrics = new VestibuleMetrics();
+  metrics.record(
+    entry(504, { rule: "app", type: "regional", region: "au", error: "upstream_timeout" }),
+  );
+  metrics.record(
+    entry(502, { rule: "app", type: "regional", region: "au", error: "upstream_timeout" }),
+  );
+  metrics.record(
+    entry(502, { rule: "web", type: "global", upstream: "website", error: "upstream_invalid" }),
+  );
+  metrics.record(entry(404, { error: "no_rule" }));
+  const text = await metrics.scrape();
+  assert.match(
+    text,
+    /^vestibule_upstream_errors_total\{upstream="au",error="upstream_timeout"\} 2$/m,
+  );
+  assert.match(
+    text,
+    /^vestibule_upstream_errors_total\{upstream="website",error="upstream_invalid"\} 1$/m,
+  );
+  assert.equal(text.match(/^vestibule_upstream_errors_total\{/gm)?.length, 2);
 });
 
 Deno.test("VestibuleMetrics counts broadcast outcomes and each answering region's latency", async () => {
@@ -37,7 +62,15 @@ Deno.test("VestibuleMetrics counts broadcast outcomes and each answering region'
   const text = await metrics.scrape();
   assert.match(text, /^vestibule_broadcast_outcomes_total\{rule="login",outcome="success"\} 1$/m);
   assert.match(text, /^vestibule_upstream_duration_seconds_count\{upstream="au"\} 1$/m);
-  assert.doesNotMatch(text, /upstream="us"/, "a region that did not answer has no latency");
+  assert.doesNotMatch(
+    text,
+    /^vestibule_upstream_duration_seconds\w*\{[^}]*upstream="us"/m,
+    "a region that did not answer has no latency",
+  );
+  assert.match(
+    text,
+    /^vestibule_upstream_errors_total\{upstream="us",error="upstream_timeout"\} 1$/m,
+  );
 });
 
 Deno.test("VestibuleMetrics.ocapCache() counts OCAP results, and two instances never share counts", async () => {

@@ -1,0 +1,64 @@
+/**
+ * Hazard: docs/observability.md (Health) says the upstream latency histogram and the 5xx class of
+ * `vestibule_requests_total` tell an operator whether the regions are reachable. A broadcast
+ * region that is down, or times out, appears in neither: the request is counted under the region
+ * that answered, and the histogram only counts answers. While AU is down every AU user's login
+ * gets US's "no such user", and the scrape shows only successes and failures of `us`.
+ */
+import assert from "node:assert/strict";
+import { deadPort, startUpstream, startVestibule } from "./_servers.ts";
+
+const TOKEN = "scrape-token-0123456789";
+
+Deno.test("metrics: a broadcast region that cannot be reached or times out shows in the scrape", async (t) => {
+  const release = Promise.withResolvers<void>();
+  const slow = startUpstream(async () => {
+    await release.promise;
+    return new Response("late");
+  });
+  const us = startUpstream(() => new Response("no such user", { status: 401 }));
+  const lines: Record<string, unknown>[] = [];
+  const edge = startVestibule({
+    regions: {
+      au: { origin: `http://127.0.0.1:${deadPort()}` },
+      nz: { origin: slow.url, timeout_ms: 100 },
+      us: { origin: us.url },
+    },
+    default_region: "us",
+    rules: [{
+      name: "login",
+      type: "broadcast",
+      match: { methods: ["POST"], path: "^/login$" },
+      success: { status: [302] },
+    }],
+  }, { deps: { log: (line) => lines.push(JSON.parse(line)), metricsToken: TOKEN } });
+  try {
+    const res = await fetch(`${edge.url}/login`, { method: "POST", body: "username=olivia" });
+    await res.body?.cancel();
+    assert.equal(res.status, 401);
+    // The log line says it…
+    assert.deepEqual(
+      (lines[0].regions as { region: string; error?: string }[]).map((r) => [r.region, r.error]),
+      [["au", "unavailable"], ["nz", "timeout"], ["us", undefined]],
+    );
+    const scrape = await (await fetch(`${edge.url}/_vestibule/metrics`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    })).text();
+    // …and so must the metrics an operator alerts on.
+    for (const [region, error] of [["au", "upstream_unavailable"], ["nz", "upstream_timeout"]]) {
+      await t.step(region, () => {
+        assert.match(
+          scrape,
+          new RegExp(
+            `^vestibule_upstream_errors_total\\{upstream="${region}",error="${error}"\\} 1$`,
+            "m",
+          ),
+        );
+      });
+    }
+    assert.doesNotMatch(scrape, /^vestibule_upstream_errors_total\{upstream="us"/m);
+  } finally {
+    release.resolve();
+    await Promise.all([edge.close(), slow.close(), us.close()]);
+  }
+});
