@@ -1,10 +1,12 @@
 /** @module What every route processor receives, and the forwarding step global and regional share. */
 import type { Config, Upstream } from "./compile_rules.ts";
 import {
+  CLIENT_CHECK_AFTER_MS,
   clientResponse,
   type CookiePolicy,
   type ForwardContext,
   sendUpstream,
+  unlessClientLeft,
   upstreamHeaders,
 } from "./forward.ts";
 import type { HeaderList } from "./header_list.ts";
@@ -101,6 +103,7 @@ export async function forwardTo(
     signal,
   });
   ctx.log.upstreamMs = performance.now() - started;
+  if (ctx.log.upstreamMs >= CLIENT_CHECK_AFTER_MS) await unlessClientLeft(ctx.request, response);
   return clientResponse(response, upstream, ctx.forward, asked);
 }
 
