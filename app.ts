@@ -5,6 +5,7 @@ import { assumeRegion } from "./lib/assume_region.ts";
 import type { Config } from "./lib/compile_rules.ts";
 import { errorResponse, HttpError } from "./lib/http_error.ts";
 import { findRule } from "./lib/match_rule.ts";
+import { checkMethodOverride } from "./lib/method_override.ts";
 import { VestibuleMetrics } from "./lib/metrics.ts";
 import { metricsResponse } from "./lib/metrics_endpoint.ts";
 import { WorkerMetrics } from "./lib/worker_metrics.ts";
@@ -157,6 +158,8 @@ export function createApp(deps: AppDeps): App {
       }
       log.rule = match.rule.name;
       log.type = match.rule.type;
+      // Only a POST can carry one; every other request goes on without another await.
+      if (facts.method === "POST") await checkMethodOverride(config.rules, facts, body, match.rule);
       const ctx: RouteContext = {
         request,
         config,

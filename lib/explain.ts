@@ -10,6 +10,7 @@ import type { CookiePolicy } from "./forward.ts";
 import { checkMethod, hostHeaderFits, type RequestView, viewRequest } from "./request_view.ts";
 import { cookieNames, type ForwardPlan, forwardPlan } from "./forward_plan.ts";
 import { findRule, type RuleMatch } from "./match_rule.ts";
+import { checkMethodOverride } from "./method_override.ts";
 import { readPin, type RegionPin } from "./pin.ts";
 import { BodyTooLargeError, BufferedBody } from "./request_body.ts";
 import { HttpError } from "./http_error.ts";
@@ -211,6 +212,13 @@ export async function explainRequest(
   const { rule } = match;
   const tried = config.rules.slice(0, rule.index).map((r) => r.name);
   Object.assign(out, { tried, rule: rule.name, index: rule.index, type: rule.type });
+  try {
+    await checkMethodOverride(config.rules, facts, body, rule);
+  } catch (error) {
+    if (!(error instanceof HttpError)) throw error;
+    out.refused = { status: error.status, code: error.code, message: error.message };
+    return done();
+  }
   const pin = readPin(headers, config);
   if (pin) out.pin = pin;
   const assumed = assumeRegion(headers, clientIp, config, options.countryLookup);

@@ -61,6 +61,15 @@ export const PROXY_CLAIMS: ReadonlySet<string> = new Set([
   "x-envoy-external-address",
 ]);
 
+/**
+ * Headers some frameworks read as the request's URL in place of the request line: Symfony before
+ * 3.4.14 (CVE-2018-14773) and Zend Framework 1 `X-Original-Url`, Yii 2 `X-Rewrite-Url`. IIS
+ * writes them when it rewrites; no client has reason to. The rules matched the request line, so
+ * they are never forwarded, from anyone, in any spelling: `GET /public` with
+ * `X-Rewrite-Url: /admin` reached the region as its admin page, past an `^/admin` rule.
+ */
+export const URL_CLAIMS: ReadonlySet<string> = new Set(["x-original-url", "x-rewrite-url"]);
+
 /** What forwarding needs to know about the incoming request, computed once per request. */
 export interface ForwardContext {
   /** The public `Host` the client used. */
@@ -127,6 +136,8 @@ export function upstreamHeaders(
         continue;
       case "x-forwarded-host": // the public host, below
       case "x-forwarded-proto":
+      case "x-original-url": // URL_CLAIMS
+      case "x-rewrite-url":
         continue;
       case "traceparent":
         if (tracing) continue;
@@ -218,7 +229,10 @@ const SET_HERE: ReadonlySet<string> = new Set([
 export function impersonates(name: string, upstream: Upstream): boolean {
   if (hasCgiSeparator(name)) {
     const dashed = cgiName(name);
-    if (SET_HERE.has(dashed) || PROXY_CLAIMS.has(dashed) || HOP_BY_HOP_HEADERS.has(dashed)) {
+    if (
+      SET_HERE.has(dashed) || PROXY_CLAIMS.has(dashed) || HOP_BY_HOP_HEADERS.has(dashed) ||
+      URL_CLAIMS.has(dashed)
+    ) {
       return true;
     }
     for (const [configured] of upstream.headers) {

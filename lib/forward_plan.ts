@@ -14,6 +14,7 @@ import {
   isPinHeader,
   PROXY_CLAIMS,
   upstreamHeaders,
+  URL_CLAIMS,
 } from "./forward.ts";
 
 /** Headers vestibule sets itself, whose incoming values only trusted proxies may pass on. */
@@ -111,7 +112,9 @@ export function forwardPlan(
     } else if (outgoing.has(name)) plan.headers.forwarded.push(name);
     else if (HOP_BY_HOP_HEADERS.has(name)) strip("hop-by-hop");
     else if (isPinHeader(name, ctx.pinHeader)) strip("pin header");
-    else if (impersonates(name, upstream)) {
+    else if (URL_CLAIMS.has(name)) {
+      strip("apps may read it as the URL, which the rules matched on the request line");
+    } else if (impersonates(name, upstream)) {
       strip("other spelling (_ or . for -) of a header vestibule controls");
     } else if (name === "host") strip("the upstream gets its own host");
     else if (PROXY_CLAIMS.has(name)) strip("not trusted: trusted_proxy_hops is 0");

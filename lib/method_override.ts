@@ -1,0 +1,59 @@
+/**
+ * @module Method overrides. Rack's MethodOverride (in every Rails app's default stack), Symfony's
+ * `getMethod()` (Laravel) and ASP.NET Core's override middleware run a POST carrying
+ * `X-HTTP-Method-Override: DELETE` (or `X-HTTP-Method`, `X-Method-Override`) as a DELETE. The
+ * rules match the request line, so such a POST could reach the route a `methods` rule keeps
+ * DELETE away from. Apps that honour no override (Django) make the header harmless, and clients
+ * behind proxies that block PUT and DELETE rely on it, so it is forwarded as it is, unless the two
+ * readings of the request are routed by different rules: then nobody can say which one the app
+ * will run, and the request is refused.
+ */
+import { cgiName, hasCgiSeparator } from "./cgi_name.ts";
+import type { Rule } from "./compile_rules.ts";
+import { HttpError } from "./http_error.ts";
+import { findRule, type RequestFacts } from "./match_rule.ts";
+import type { BufferedBody } from "./request_body.ts";
+
+/** The override headers, as CGI-style servers also read their `_` and `.` spellings. */
+const METHOD_OVERRIDES: ReadonlySet<string> = new Set([
+  "x-http-method-override",
+  "x-http-method",
+  "x-method-override",
+]);
+
+/** A method as the frameworks take it from the header: letters, upper-cased; others ignored. */
+const OVERRIDE_VALUE = /^[A-Za-z]+$/;
+
+/**
+ * Throws 400 `ambiguous_method` when a POST names, in an override header, a method that
+ * `rules` route by another rule than `matched` (or by none). Only POSTs: the frameworks above
+ * honour the header on nothing else.
+ */
+export async function checkMethodOverride(
+  rules: readonly Rule[],
+  facts: RequestFacts,
+  body: BufferedBody,
+  matched: Rule,
+): Promise<void> {
+  if (facts.method !== "POST") return;
+  const claims: Array<[string, string]> = [];
+  facts.headers.forEach((value, name) => {
+    if (METHOD_OVERRIDES.has(hasCgiSeparator(name) ? cgiName(name) : name)) {
+      claims.push([name, value.trim()]);
+    }
+  });
+  for (const [name, value] of claims) {
+    if (!OVERRIDE_VALUE.test(value)) continue;
+    const method = value.toUpperCase();
+    if (method === "POST") continue;
+    const other = await findRule(rules, { ...facts, method }, body);
+    if (other?.rule === matched) continue;
+    throw new HttpError(
+      400,
+      "ambiguous_method",
+      `POST with ${name}: ${method} is routed by ${
+        other ? `rule "${other.rule.name}"` : "no rule"
+      }, not "${matched.name}"; send ${method} itself, or drop the header`,
+    );
+  }
+}
