@@ -56,6 +56,15 @@ export function scrubSecrets(text: string, url: string): string {
 export const TUNED_SETTINGS: Readonly<Record<string, string>> = {
   jit: "off",
   work_mem: "64MB",
+  // A policy that hides rows from the sync login would make hidden owner rows look deleted (and
+  // delete them at the destination) and hidden destination rows look missing. Off, a query a
+  // policy would filter fails instead, naming the table, as pg_dump does.
+  // https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-ROW-SECURITY
+  row_security: "off",
+  // Each side's transaction idles while the other works (the owner's while the destination
+  // writes, the destination's while the owner is read): a server's idle timeout would end it
+  // half-way, and the driver then throws from a timer, killing the process.
+  idle_in_transaction_session_timeout: "0",
 };
 
 /**

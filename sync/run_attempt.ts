@@ -72,6 +72,23 @@ export function selectTables(config: SyncConfig, names: string[] | undefined) {
   return [...new Set(selected)].sort((a, b) => config.tables.indexOf(a) - config.tables.indexOf(b));
 }
 
+/**
+ * An error's message with the columns of PostgreSQL's key DETAIL, where it has one: a unique or
+ * foreign-key violation names the constraint, its DETAIL the columns and the row's values
+ * (`Key (code)=(MATH-1) already exists.`). The values stay out, as row data stays out of every
+ * log line and report: a unique column may hold an email or a token. Other DETAILs (a CHECK's
+ * `Failing row contains (…)`) are the row itself and are left out whole.
+ */
+export function describeError(error: Error): string {
+  const detail = (error as { detail?: unknown }).detail;
+  const key = typeof detail === "string" ? KEY_DETAIL.exec(detail) : null;
+  return key ? `${error.message}: ${key[1]}=(…)${key[2]}` : error.message;
+}
+
+/** PostgreSQL's DETAIL of a unique or foreign-key violation: `Key (cols)=(values) <what>.` */
+const KEY_DETAIL =
+  /^(Key \([^()]*\))=\(.*\)( already exists\.| is not present in table "[^"]*"\.| is still referenced from table "[^"]*"\.)$/s;
+
 function jsonLine(fields: Record<string, unknown>): string {
   return JSON.stringify({ time: new Date().toISOString(), ...fields });
 }
@@ -199,7 +216,7 @@ export async function runAttempt(
             level: "warn",
             msg: "destination transaction failed, syncing table by table",
             destination: destination.region,
-            error: scrubAll((error as Error).message),
+            error: scrubAll(describeError(error as Error)),
           }));
           together = error as Error;
           settled = [];
@@ -225,7 +242,7 @@ export async function runAttempt(
       // Its write may be what failed the shared transaction: say what did.
       skipped =
         `Not attempted on its own: the sync was stopped by a signal after the destination's transaction failed: ${
-          owner.scrub(destination.scrub(together.message))
+          owner.scrub(destination.scrub(describeError(together)))
         }`;
     } else if (stopped) skipped = stopped.message;
     for (const [i, table] of tables.entries()) {
@@ -258,7 +275,9 @@ export async function runAttempt(
           destination_rows: 0,
           ...measured,
           attempts, // 0 when skipped
-          error: result === undefined ? skipped : owner.scrub(destination.scrub(result.message)),
+          error: result === undefined
+            ? skipped
+            : owner.scrub(destination.scrub(describeError(result))),
         }
         : {
           ...base,

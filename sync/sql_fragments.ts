@@ -31,6 +31,15 @@ export const PIN_SESSION_SQL = `SELECT ${
 
 const ident = (column: ColumnSpec) => quoteIdent(column.name);
 
+/**
+ * A column's value as the text its readers see. `bpchar::text` drops trailing blanks, which an
+ * unbounded `bpchar` (or a domain over it) keeps and prints; its output function does not.
+ */
+function valueText(c: ColumnSpec, prefix: string): string {
+  if (c.baseType === "bpchar") return `bpcharout(${prefix}${ident(c)})::text`;
+  return `(${prefix}${ident(c)})::text`;
+}
+
 /** The key column as ordered: text under `COLLATE "C"` (byte order, the same everywhere). */
 function ordered(column: ColumnSpec, prefix = ""): string {
   return `${prefix}${ident(column)}${column.collateC ? ` COLLATE "C"` : ""}`;
@@ -48,7 +57,7 @@ export function keyOrder(spec: TableSpec, prefix = ""): string {
  * are). `hashtextextended` exists since PostgreSQL 11 and, unlike `md5`, works on FIPS servers.
  */
 export function rowHash(spec: TableSpec, prefix = ""): string {
-  const parts = spec.columns.map((c) => `(${prefix}${ident(c)})::text`);
+  const parts = spec.columns.map((c) => valueText(c, prefix));
   return `hashtextextended((ARRAY[${parts.join(", ")}]::text) COLLATE "C", 0)`;
 }
 
@@ -91,9 +100,7 @@ export function keyBoundJson(spec: TableSpec, prefix = ""): string {
 
 /** The synced columns (in spec order) as a JSON array of text: values travel as their text form. */
 export function rowJson(spec: TableSpec, prefix = ""): string {
-  return `to_json(ARRAY[${
-    spec.columns.map((c) => `(${prefix}${ident(c)})::text`).join(", ")
-  }])::text`;
+  return `to_json(ARRAY[${spec.columns.map((c) => valueText(c, prefix)).join(", ")}])::text`;
 }
 
 function compareKey(spec: TableSpec, op: string, key: Key, params: Params, prefix: string) {

@@ -131,8 +131,10 @@ async function syncAtDestination(
   options: SyncTablesOptions,
   track: NonNullable<SyncTablesOptions["track"]>,
 ): Promise<(TableOutcome | SyncRefusedError)[]> {
-  const mode = options.dryRun ? "read only" : "read write";
-  return await destination.sql.begin(`isolation level repeatable read ${mode}`, work);
+  // Not `read write` when writing: that would override a destination its operator made read-only
+  // (`default_transaction_read_only`), which then fails the first write instead.
+  const mode = options.dryRun ? " read only" : "";
+  return await destination.sql.begin(`isolation level repeatable read${mode}`, work);
 
   async function work(d: postgres.TransactionSql) {
     // The destination's own time zone, before the pin: its defaults and triggers (a
