@@ -17,9 +17,9 @@ export function varyByRegionChoice(response: Response, method: string, config: C
   const vary = response.headers.get("vary");
   if (vary?.trim() === "*") return response;
   const copy = new Response(response.body, response);
-  copy.headers.append("vary", config.pin.header);
-  copy.headers.append("vary", "cookie");
-  if (config.geo.header) copy.headers.append("vary", config.geo.header);
+  // One line: a cache that reads only the first of several `Vary` lines still sees them all.
+  const names = [config.pin.header, "cookie", ...(config.geo.header ? [config.geo.header] : [])];
+  copy.headers.set("vary", vary ? `${vary}, ${names.join(", ")}` : names.join(", "));
   return copy;
 }
 

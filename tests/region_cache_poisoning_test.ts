@@ -5,7 +5,7 @@
  * header, then fills the cache with AU's page for every visitor, whatever region they belong to.
  */
 import assert from "node:assert/strict";
-import { startUpstream, startVestibule } from "./_servers.ts";
+import { rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 
 /**
  * A shared cache as RFC 9111 §4.1 keys it: the URL, plus the request headers the stored answer's
@@ -73,6 +73,18 @@ Deno.test("cache poisoning: a regional answer chosen by pin or country says so i
         },
       );
     }
+    await t.step(
+      "the upstream's Vary and the edge's are one line, for caches that read one",
+      async () => {
+        const answer = await rawRequest(
+          edge.port,
+          "GET / HTTP/1.1\r\nHost: a\r\nX-Vestibule-Region: au\r\nConnection: close\r\n\r\n",
+        );
+        assert.deepEqual(answer.match(/^vary:.*$/gim), [
+          "vary: accept-encoding, x-vestibule-region, cookie, cf-ipcountry",
+        ]);
+      },
+    );
     await t.step("the upstream's own Vary is kept", async () => {
       const response = await fetch(`${edge.url}/`, { headers: { "x-vestibule-region": "au" } });
       await response.body?.cancel();
