@@ -1,6 +1,7 @@
 /** @module Applies a diff plan to the destination in bounded batches, values moved as text. */
 import type postgres from "postgres";
 import { type DiffPlan, planCounts } from "./diff.ts";
+import { describeError } from "./errors.ts";
 import { quoteIdent, type TableSpec } from "./table_spec.ts";
 import {
   afterCondition,
@@ -736,7 +737,9 @@ export function planWriter(
     ]);
     if (found) {
       throw new Error(
-        `${conflict.message} (a swap of values in "${spec.name}"): re-inserting the rows is refused because ${found}; declare the constraint DEFERRABLE`,
+        `${
+          describeError(conflict)
+        } (a swap of values in "${spec.name}"): re-inserting the rows is refused because ${found}; declare the constraint DEFERRABLE`,
       );
     }
     const kept = await unsyncedColumns(destination, spec);
@@ -805,7 +808,7 @@ export function planWriter(
       // still update.
       const found = await hazard(destination, spec, [CHANGING_FOREIGN_KEY]);
       if (found) {
-        throw new Error(`${conflict.message}: deleting first is refused because ${found}`);
+        throw new Error(`${describeError(conflict)}: deleting first is refused because ${found}`);
       }
       await remove();
       conflict = await tryUpsert();

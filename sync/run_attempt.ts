@@ -2,7 +2,7 @@
 import type { SyncConfig } from "./config.ts";
 import type { Database } from "./database.ts";
 import type { SegmentOptions } from "./diff.ts";
-import { SyncRefusedError, SyncStoppedError } from "./errors.ts";
+import { describeError, SyncRefusedError, SyncStoppedError } from "./errors.ts";
 import { attemptsOf, isTransient, withRetry } from "./retry.ts";
 import { syncTables, type TableJob, type TableOutcome } from "./sync_table.ts";
 import { resolveTableSpec, type TableSpec } from "./table_spec.ts";
@@ -71,23 +71,6 @@ export function selectTables(config: SyncConfig, names: string[] | undefined) {
   });
   return [...new Set(selected)].sort((a, b) => config.tables.indexOf(a) - config.tables.indexOf(b));
 }
-
-/**
- * An error's message with the columns of PostgreSQL's key DETAIL, where it has one: a unique or
- * foreign-key violation names the constraint, its DETAIL the columns and the row's values
- * (`Key (code)=(MATH-1) already exists.`). The values stay out, as row data stays out of every
- * log line and report: a unique column may hold an email or a token. Other DETAILs (a CHECK's
- * `Failing row contains (…)`) are the row itself and are left out whole.
- */
-export function describeError(error: Error): string {
-  const detail = (error as { detail?: unknown }).detail;
-  const key = typeof detail === "string" ? KEY_DETAIL.exec(detail) : null;
-  return key ? `${error.message}: ${key[1]}=(…)${key[2]}` : error.message;
-}
-
-/** PostgreSQL's DETAIL of a unique or foreign-key violation: `Key (cols)=(values) <what>.` */
-const KEY_DETAIL =
-  /^(Key \([^()]*\))=\(.*\)( already exists\.| is not present in table "[^"]*"\.| is still referenced from table "[^"]*"\.)$/s;
 
 function jsonLine(fields: Record<string, unknown>): string {
   return JSON.stringify({ time: new Date().toISOString(), ...fields });

@@ -36,7 +36,7 @@ const ident = (column: ColumnSpec) => quoteIdent(column.name);
  * unbounded `bpchar` (or a domain over it) keeps and prints; its output function does not.
  */
 function valueText(c: ColumnSpec, prefix: string): string {
-  if (c.baseType === "bpchar") return `bpcharout(${prefix}${ident(c)})::text`;
+  if (c.blankPadded) return `bpcharout(${prefix}${ident(c)})::text`;
   return `(${prefix}${ident(c)})::text`;
 }
 

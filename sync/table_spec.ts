@@ -18,6 +18,11 @@ export interface ColumnSpec {
   /** The type's name (`typname`), or a domain's base type's: equality and order come from it. */
   baseType: string;
   /**
+   * The built-in `bpchar` (or a domain over it), whose `::text` drops the trailing blanks it
+   * keeps; decided by type, since another schema may have a type of that name.
+   */
+  blankPadded?: boolean;
+  /**
    * An enum's labels (of a domain's base enum too) in the enum's sort order, or null. Keys are
    * ordered by it, so every database must declare the same labels in the same order.
    */
@@ -96,6 +101,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       generated: boolean;
       identity_always: boolean;
       base_type: string;
+      blank_padded: boolean;
       enum_labels: string[] | null;
       definition: string | null;
       ambiguous_text: boolean;
@@ -112,7 +118,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
               FROM pg_collation co WHERE co.oid = a.attcollation), false)
            END AS bytewise,
            a.attgenerated <> '' AS generated, a.attidentity = 'a' AS identity_always,
-           base.name AS base_type,
+           base.name AS base_type, base.oid = 'pg_catalog.bpchar'::regtype AS blank_padded,
            -- An enum's labels in order, through domains, array elements and range subtypes:
            -- the enum orders a key of lvl[] or a range over lvl as it orders lvl.
            (${sql.unsafe(THROUGH_ELEMENTS)}
@@ -206,6 +212,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       generated: r.generated,
       identityAlways: r.identity_always,
       baseType: r.base_type,
+      blankPadded: r.blank_padded,
       enumLabels: r.enum_labels,
       definition: r.definition,
       ambiguousText: r.ambiguous_text,

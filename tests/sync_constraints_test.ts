@@ -579,6 +579,72 @@ for (const backend of BACKENDS) {
             );
           },
         });
+        await t.step(
+          "a unique index only at the destination fails naming its columns, never the row's values",
+          async () => {
+            const ddl = `CREATE TABLE course (id int PRIMARY KEY, code text NOT NULL);`;
+            await pair.owner.exec(ddl + `INSERT INTO course VALUES (1, 'MATH-1'), (2, 'MATH-1');`);
+            await pair.destination.exec(ddl + `CREATE UNIQUE INDEX course_code ON course (code);`);
+            const { reports, lines } = await attempt(pair, [
+              { name: "public.course", primary_key: ["id"] },
+            ]);
+            const report = only(reports, "public.course");
+            assert.equal(report.status, "failed");
+            // PostgreSQL's DETAIL is "Key (code)=(MATH-1) already exists.": the value may be an
+            // email or a token, and stays out of the report and the log.
+            assert.match(report.error ?? "", /"course_code": Key \(code\)=\(…\) already exists\.$/);
+            assert.ok(lines.some((line) => line.includes("Key (code)=(…)")), lines.join("\n"));
+            assert.ok(!`${report.error}${lines.join("\n")}`.includes("MATH-1"), "a row's value");
+            assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM course`), ["0"]);
+          },
+        );
+        await t.step(
+          "a unique violation whose swap is refused still names the key's columns, never the values",
+          async () => {
+            const ddl = `CREATE TABLE course2 (id int PRIMARY KEY, code text NOT NULL);`;
+            await pair.owner.exec(ddl + `INSERT INTO course2 VALUES (1, 'MATH-1'), (2, 'MATH-1');`);
+            // Only the destination has the unique index, and a cascading foreign key to the table
+            // refuses the delete-and-insert the sync tries after the UPDATE's violation.
+            await pair.destination.exec(
+              ddl + `CREATE UNIQUE INDEX course2_code ON course2 (code);
+                INSERT INTO course2 VALUES (1, 'MATH-1'), (2, 'BIO-2');
+                CREATE TABLE enrol (id int PRIMARY KEY, course int REFERENCES course2 ON DELETE CASCADE);`,
+            );
+            const { reports, lines } = await attempt(pair, [
+              { name: "public.course2", primary_key: ["id"] },
+            ]);
+            const report = only(reports, "public.course2");
+            assert.equal(report.status, "failed");
+            assert.match(
+              report.error ?? "",
+              /"course2_code": Key \(code\)=\(…\) already exists\. \(a swap/,
+            );
+            assert.ok(!`${report.error}${lines.join("\n")}`.includes("MATH-1"), "a row's value");
+            assert.deepEqual(
+              await pair.destination.column(`SELECT code FROM course2 ORDER BY id`),
+              ["MATH-1", "BIO-2"],
+            );
+          },
+        );
+        await t.step(
+          "a CHECK only at the destination fails without the row its DETAIL holds",
+          async () => {
+            const ddl = `CREATE TABLE grade (id int PRIMARY KEY, points int);`;
+            await pair.owner.exec(ddl + `INSERT INTO grade VALUES (1, 50), (2, 150);`);
+            await pair.destination.exec(
+              ddl + `ALTER TABLE grade ADD CONSTRAINT grade_points CHECK (points <= 100);`,
+            );
+            const { reports } = await attempt(pair, [{
+              name: "public.grade",
+              primary_key: ["id"],
+            }]);
+            const report = only(reports, "public.grade");
+            assert.equal(report.status, "failed");
+            assert.match(report.error ?? "", /"grade_points"/);
+            assert.doesNotMatch(report.error ?? "", /150/, "Failing row contains (2, 150)");
+            assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM grade`), ["0"]);
+          },
+        );
       } finally {
         await pair.close();
       }

@@ -418,6 +418,45 @@ for (const backend of BACKENDS) {
             assert.equal(again.status, "in_sync", again.error);
           },
         );
+        await t.step(
+          "an unbounded bpchar keeps its trailing blanks ('AB  ', not 'AB')",
+          async () => {
+            // `bpchar::text` drops them; the readers of an unbounded bpchar (or a domain over it)
+            // see them. char(n) pads anyway. A type of the app's own named bpchar is no bpchar:
+            // read as bpcharout(app.bpchar), which does not exist, it failed the table.
+            const ddl = `CREATE DOMAIN code AS bpchar;
+              CREATE SCHEMA app;
+              CREATE TYPE app.bpchar AS ENUM ('draft', 'live');
+              CREATE DOMAIN app.stage AS app.bpchar;
+              CREATE TABLE fixed_code (id int PRIMARY KEY, raw bpchar, coded code, padded char(6),
+                state app.bpchar, stage app.stage);`;
+            await pair.owner.exec(
+              ddl + `INSERT INTO fixed_code VALUES (1, 'AB  ', 'X ', 'p', 'draft', 'live'),
+                (2, 'CD', 'Y', NULL, 'live', NULL);`,
+            );
+            await pair.destination.exec(ddl);
+            const table = { name: "public.fixed_code", primary_key: ["id"] };
+            const readers = `SELECT id || ':' || octet_length(raw) || ':' || octet_length(coded)
+            FROM fixed_code ORDER BY id`;
+            const first = only((await attempt(pair, [table])).reports, "public.fixed_code");
+            assert.equal(first.status, "applied", first.error);
+            assert.deepEqual(await pair.destination.column(readers), ["1:4:2", "2:2:1"]);
+            assert.equal(
+              await fingerprint(pair.destination, "fixed_code", "id"),
+              await fingerprint(pair.owner, "fixed_code", "id"),
+            );
+            // Blanks lost at the destination are a difference the sync sees and repairs.
+            await pair.destination.exec(
+              `UPDATE fixed_code SET raw = 'AB', coded = 'X' WHERE id = 1`,
+            );
+            const repaired = only((await attempt(pair, [table])).reports, "public.fixed_code");
+            assert.equal(repaired.status, "applied", repaired.error);
+            assert.equal(repaired.updates, 1);
+            assert.deepEqual(await pair.destination.column(readers), ["1:4:2", "2:2:1"]);
+            const again = only((await attempt(pair, [table])).reports, "public.fixed_code");
+            assert.equal(again.status, "in_sync", again.error);
+          },
+        );
       } finally {
         await pair.close();
       }
