@@ -26,14 +26,24 @@ export function varyByRegionChoice(response: Response, method: string, config: C
 /**
  * Whether a shared cache may store the answer (RFC 9111 §3, §5.2.2): a GET or HEAD, not a 1xx
  * (a WebSocket's 101), with freshness or a validator to reuse it by, and no `no-store` or
- * unqualified `private` (`private="set-cookie"` only keeps that header out of the cache).
+ * unqualified `private` (`private="set-cookie"` only keeps that header out of the cache). A CDN
+ * obeys its own field over `Cache-Control` (RFC 9213 `CDN-Cache-Control`; Fastly and Akamai also
+ * `Surrogate-Control`), so one that lets it store counts whatever `Cache-Control` says. An answer
+ * with no caching header at all is not counted, though some CDNs store those too (see the
+ * README): copying every answer to add the header costs requests/s.
  */
 function sharedCacheMayStore(response: Response, method: string): boolean {
   if ((method !== "GET" && method !== "HEAD") || response.status < 200) return false;
   const h = response.headers;
+  for (const name of CDN_FIELDS) {
+    const field = h.get(name);
+    if (field !== null && !NOT_STORED.test(field)) return true;
+  }
   const cacheControl = h.get("cache-control");
-  if (cacheControl === null) return h.has("expires") || h.has("last-modified");
+  if (cacheControl === null) return h.has("expires") || h.has("last-modified") || h.has("etag");
   return !NOT_STORED.test(cacheControl);
 }
+
+const CDN_FIELDS = ["cdn-cache-control", "surrogate-control"];
 
 const NOT_STORED = /(?:^|,)\s*(?:no-store|private(?!\s*=))\s*(?:,|$)/i;

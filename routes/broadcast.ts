@@ -8,6 +8,7 @@ import type { BroadcastRule } from "../lib/compile_rules.ts";
 import { clientResponse, sendUpstream, upstreamHeaders } from "../lib/forward.ts";
 import { HttpError } from "../lib/http_error.ts";
 import { pinCookie } from "../lib/pin.ts";
+import { varyByRegionChoice } from "../lib/region_vary.ts";
 import { cookieScope, type RouteContext, withSetCookie } from "../lib/route_context.ts";
 import { checkSuccess } from "../lib/success.ts";
 import { bufferedBody } from "../lib/unframed_body.ts";
@@ -100,10 +101,16 @@ export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): P
   switch (outcome.kind) {
     case "success":
       ctx.log.region = outcome.region;
-      return withSetCookie(winner!.response, pinCookie(outcome.region, config));
+      // With allow_multiple_success, the pin or assumed region picks among successes.
+      return varyByRegionChoice(
+        withSetCookie(winner!.response, pinCookie(outcome.region, config)),
+        request.method,
+        config,
+      );
     case "failure":
       ctx.log.region = outcome.region;
-      return winner!.response;
+      // The best failure is the pinned or assumed region's (`preference` order).
+      return varyByRegionChoice(winner!.response, request.method, config);
     case "ambiguous":
       throw new HttpError(
         502,

@@ -30,26 +30,31 @@ function sharedCache(origin: string) {
   };
 }
 
-Deno.test("cache poisoning: a regional answer chosen by pin or country says so in Vary, so a shared cache keeps regions apart", async (t) => {
-  // Each region's public home page: cacheable, as anonymous pages often are (Django's
-  // cache_page, Rails' expires_in public: true), and the app cannot know the edge chose it.
-  // `?cache-control=` asks for another policy.
-  const page = (region: string) => (req: Request) =>
-    new Response(`home page of region ${region}`, {
-      headers: {
-        "cache-control": new URL(req.url).searchParams.get("cache-control") ??
-          "public, max-age=300",
-        vary: "accept-encoding",
-      },
-    });
+/** AU and US behind an edge that assumes a region from `cf-ipcountry`, with these rules. */
+function twoRegions(page: (region: string) => (req: Request) => Response, rules: unknown[]) {
   const au = startUpstream(page("au"));
   const us = startUpstream(page("us"));
   const edge = startVestibule({
     regions: { au: { origin: au.url }, us: { origin: us.url } },
     default_region: "us",
     geo: { header: "cf-ipcountry", countries: { AU: "au", US: "us" } },
-    rules: [{ name: "app", type: "regional" }],
+    rules,
   });
+  return { edge, close: () => Promise.all([edge.close(), au.close(), us.close()]) };
+}
+
+Deno.test("cache poisoning: a regional answer chosen by pin or country says so in Vary, so a shared cache keeps regions apart", async (t) => {
+  // Each region's public home page: cacheable, as anonymous pages often are (Django's
+  // cache_page, Rails' expires_in public: true), and the app cannot know the edge chose it.
+  // `?h=name:value` asks for other caching headers than `public, max-age=300`.
+  const page = (region: string) => (req: Request) => {
+    const asked = new URL(req.url).searchParams.getAll("h");
+    const headers = new Headers({ vary: "accept-encoding" });
+    if (asked.length === 0) headers.set("cache-control", "public, max-age=300");
+    for (const h of asked) headers.append(h.slice(0, h.indexOf(":")), h.slice(h.indexOf(":") + 1));
+    return new Response(`home page of region ${region}`, { headers });
+  };
+  const { edge, close } = twoRegions(page, [{ name: "app", type: "regional" }]);
   try {
     const forms: Array<[string, Record<string, string>]> = [
       ["the pin header", { "x-vestibule-region": "au" }],
@@ -93,29 +98,61 @@ Deno.test("cache poisoning: a regional answer chosen by pin or country says so i
     await t.step(
       "an answer no shared cache stores is handed on without the edge's Vary",
       async () => {
-        const policies = {
-          "private, max-age=60": false,
-          "no-store": false,
-          'private="set-cookie", max-age=60': true, // Stored, without its Set-Cookie.
-          "no-cache": true, // Stored, revalidated before each use.
-        };
-        for (const [policy, varied] of Object.entries(policies)) {
-          const response = await fetch(
-            `${edge.url}/?cache-control=${encodeURIComponent(policy)}`,
-            { headers: { "x-vestibule-region": "au" } },
-          );
+        // Headers the answer carries → whether some shared cache may store it.
+        const policies: Array<[string[], boolean]> = [
+          [["cache-control:private, max-age=60"], false],
+          [["cache-control:no-store"], false],
+          [['cache-control:private="set-cookie", max-age=60'], true], // Stored, less Set-Cookie.
+          [["cache-control:no-cache"], true], // Stored, revalidated before each use.
+          // A CDN obeys its own field over Cache-Control (RFC 9213; Fastly, Akamai).
+          [["cache-control:no-store", "cdn-cache-control:max-age=300"], true],
+          [["cache-control:private", "surrogate-control:max-age=300"], true],
+          [["cache-control:no-store", "cdn-cache-control:no-store"], false],
+          [['etag:W/"1f-abc"'], true], // Express and Next.js: an ETag and no Cache-Control.
+          [["last-modified:Sun, 06 Dec 2026 10:00:00 GMT"], true],
+          // None at all: not varied, a documented limit (a copy of every answer costs requests/s).
+          [["x-caching:none"], false],
+        ];
+        for (const [policy, varied] of policies) {
+          const query = policy.map((h) => `h=${encodeURIComponent(h)}`).join("&");
+          const response = await fetch(`${edge.url}/?${query}`, {
+            headers: { "x-vestibule-region": "au" },
+          });
           await response.body?.cancel();
           assert.equal(
             response.headers.get("vary"),
             varied
               ? "accept-encoding, x-vestibule-region, cookie, cf-ipcountry"
               : "accept-encoding",
-            policy,
+            policy.join("; "),
           );
         }
       },
     );
   } finally {
-    await Promise.all([edge.close(), au.close(), us.close()]);
+    await close();
+  }
+});
+
+Deno.test("cache poisoning: a broadcast GET's answer, the pinned or assumed region's, names the region's headers in Vary", async () => {
+  // A reset link broadcast to find its owner: when no region owns it, the answer is the preferred
+  // region's own page (the pin's, else the assumed one's), and it may be cacheable.
+  const page = (region: string) => () =>
+    new Response(`link expired (region ${region})`, {
+      status: 404,
+      headers: { "cache-control": "public, max-age=300" },
+    });
+  const { edge, close } = twoRegions(page, [{
+    name: "reset-link",
+    type: "broadcast",
+    match: { methods: ["GET"], path: "^/reset/" },
+    success: { status: [200] },
+  }]);
+  try {
+    const response = await fetch(`${edge.url}/reset/abc`, { headers: { "cf-ipcountry": "AU" } });
+    assert.equal(await response.text(), "link expired (region au)");
+    assert.equal(response.headers.get("vary"), "x-vestibule-region, cookie, cf-ipcountry");
+  } finally {
+    await close();
   }
 });
