@@ -159,7 +159,7 @@ export function createApp(deps: AppDeps): App {
       log.rule = match.rule.name;
       log.type = match.rule.type;
       // Only a POST can carry one; every other request goes on without another await.
-      if (facts.method === "POST") await checkMethodOverride(config.rules, facts, body, match.rule);
+      if (facts.method === "POST") await checkMethodOverride(config, facts, body, match.rule);
       const ctx: RouteContext = {
         request,
         config,

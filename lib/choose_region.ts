@@ -56,7 +56,7 @@ export function pinnedOrAssumed(
  * read, so the body still streams): then the request names no region. A chunked body over the
  * limit is 413 `body_too_large`, as for a body matcher.
  */
-async function bodyCopies(
+export async function bodyCopies(
   ctx: Pick<RouteContext, "body" | "config"> & {
     method: string;
     headers: { get(name: string): string | null };

@@ -213,8 +213,13 @@ export async function explainRequest(
   const tried = config.rules.slice(0, rule.index).map((r) => r.name);
   Object.assign(out, { tried, rule: rule.name, index: rule.index, type: rule.type });
   try {
-    await checkMethodOverride(config.rules, facts, body, rule);
+    await checkMethodOverride(config, facts, body, rule);
   } catch (error) {
+    // The override's rule may read the body, as the router does (413 there too).
+    if (error instanceof BodyTooLargeError) {
+      out.refused = { status: 413, code: "body_too_large", message: error.message };
+      return done();
+    }
     if (!(error instanceof HttpError)) throw error;
     out.refused = { status: error.status, code: error.code, message: error.message };
     return done();

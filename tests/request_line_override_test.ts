@@ -17,6 +17,7 @@ function rules(web: string, us: string) {
     regions: { us: { origin: us } },
     upstreams: { website: { origin: web } },
     default_region: "us",
+    body_limit_bytes: 64,
     rules: [
       // Deletions go to the website (a read-only notice during a migration), never a region.
       {
@@ -25,8 +26,21 @@ function rules(web: string, us: string) {
         match: { methods: ["DELETE"], path: "^/api/" },
         upstream: "website",
       },
+      // Role changes are PUTs the website handles; a POST never reaches this rule.
+      {
+        name: "role-changes",
+        type: "global",
+        match: { methods: ["PUT"], path: "^/api/users/", body: { json: { role: "admin" } } },
+        upstream: "website",
+      },
       // The admin area is served from the website, never from a region.
       { name: "admin", type: "global", match: { path: "^/admin(/|$)" }, upstream: "website" },
+      {
+        name: "login",
+        type: "broadcast",
+        match: { methods: ["POST"], path: "^/login$" },
+        success: { status: [302] },
+      },
       { name: "app", type: "regional" },
     ],
   };
@@ -69,6 +83,52 @@ Deno.test("method confusion: a POST whose X-HTTP-Method-Override another rule ro
         assert.equal(explained.refused?.code, "ambiguous_method", "explain says so too");
       });
     }
+    await t.step(
+      "_method in the query (Symfony, Laravel) and in a form body read anyway",
+      async () => {
+        const sent: Array<[string, string, RegExp]> = [
+          [
+            "/api/orders/7?_method=delete",
+            "",
+            /_method=DELETE is routed by rule "deletes", not "app"/,
+          ],
+          // Rails' `button_to … method: :put`, to a broadcast rule, which replays the body anyway.
+          [
+            "/login",
+            "_method=put&username=olivia",
+            /_method=PUT is routed by rule "app", not "login"/,
+          ],
+        ];
+        for (const [target, body, message] of sent) {
+          const response = await fetch(`${edge.url}${target}`, {
+            method: "POST",
+            headers: {
+              accept: "application/json",
+              "content-type": "application/x-www-form-urlencoded",
+            },
+            body,
+          });
+          assert.equal(response.status, 400, target);
+          assert.match((await response.json()).message, message);
+        }
+        assert.equal(web.received.length + us.received.length, 0, "no upstream got them");
+      },
+    );
+    await t.step(
+      "a streamed body is not read for its _method (README: uploads keep streaming)",
+      async () => {
+        const body = "_method=delete&id=7";
+        const response = await fetch(`${edge.url}/api/orders/7`, {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body,
+        });
+        assert.equal(response.status, 200);
+        await response.body?.cancel();
+        assert.equal(new TextDecoder().decode(us.received.at(-1)?.body), body);
+        us.received.length = 0;
+      },
+    );
     await t.step(
       "an override the rules route alike, a GET's and a junk one are forwarded as sent",
       async () => {
@@ -115,6 +175,34 @@ Deno.test("path confusion: X-Rewrite-Url and X-Original-Url, in any spelling, ne
       explained.targets[0].forward.headers.stripped.map((s) => s.name),
       ["x-rewrite-url"],
     );
+  } finally {
+    await Promise.all([edge.close(), web.close(), us.close()]);
+  }
+});
+
+Deno.test("method confusion: explain says 413 body_too_large, as the router does, when the override's rule reads too big a body", async () => {
+  const web = startUpstream();
+  const us = startUpstream();
+  const config = rules(web.url, us.url);
+  const edge = startVestibule(config);
+  const request = {
+    method: "POST",
+    url: "/api/users/7",
+    headers: { "x-http-method-override": "PUT", "content-type": "application/json" },
+    body: JSON.stringify({ role: "admin", bio: "x".repeat(200) }),
+  };
+  try {
+    const response = await fetch(`${edge.url}${request.url}`, {
+      ...request,
+      headers: { ...request.headers, accept: "application/json" },
+    });
+    const { error } = await response.json();
+    assert.deepEqual([response.status, error], [413, "body_too_large"], "the router's answer");
+    const explained = await explainRequest(
+      request,
+      parseRules(JSON.stringify(config), { env: () => undefined }),
+    );
+    assert.deepEqual([explained.refused?.status, explained.refused?.code], [413, "body_too_large"]);
   } finally {
     await Promise.all([edge.close(), web.close(), us.close()]);
   }
