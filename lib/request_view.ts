@@ -82,8 +82,13 @@ export function viewRequest(
   if (!VALID_HOST.test(url.host)) {
     throw new HttpError(400, "bad_host", "The request's authority is not a host name or address");
   }
-  if (host === null) headers.pairs.push(["host", host = url.host]);
-  else if (host !== url.host && new URL(`${url.protocol}//${host}/`).host !== url.host) {
+  if (host === null) {
+    // HTTP/2: Deno.serve aborts its request's signal for a client that resets the stream or
+    // leaves only if the signal exists by then (HTTP/1.1's, made late, still reports it), and
+    // vestibule first asks once the answer is in (499 `client_closed`).
+    void request.signal;
+    headers.pairs.push(["host", host = url.host]);
+  } else if (host !== url.host && new URL(`${url.protocol}//${host}/`).host !== url.host) {
     for (const pair of headers.pairs) if (pair[0] === "host") pair[1] = url.host;
     host = url.host;
   }
