@@ -42,7 +42,8 @@ export function substituteEnv(
     // A whole upper-case name only, where a shell reference starts (not inside a token):
     // `Zq8$KTm3…` or `ab$XY9-…`, generated secrets, are no reference to refuse (and not to
     // print), and `$ApiKey` must not be answered with `${A}`.
-    const bare = value.replace(ENV_REF, "").replace(REGEX_CLASS, "")
+    // Cut out as a space, not "": `id${AU_ID}$AU_TOKEN` must not read as the word `id$AU_TOKEN`.
+    const bare = value.replace(ENV_REF, " ").replace(REGEX_CLASS, " ")
       .match(/(?<![\\A-Za-z0-9])\$([A-Z_]*[A-Z][A-Z0-9_]*)(?![A-Za-z0-9_])/);
     if (bare) {
       throw new ReferenceError(

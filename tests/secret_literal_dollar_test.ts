@@ -19,9 +19,9 @@ function rules(secret: string) {
 }
 
 /** The message a rules file with this secret is refused with; "" when it loads. */
-function refusal(secret: string): string {
+function refusal(secret: string, env: Record<string, string> = {}): string {
   try {
-    parseRules(rules(secret), { env: () => undefined });
+    parseRules(rules(secret), { env: (name) => env[name] });
     return "";
   } catch (error) {
     return (error as Error).message;
@@ -53,6 +53,10 @@ Deno.test("literal secret with a $: a key and an origin header holding $ and cap
       name: "ReferenceError",
       message: /"\$AU_SECRET" at .* \(write \$\{AU_SECRET\}\)/,
     });
+    // Right after a reference or a regex class, which are cut out as a space, not as nothing
+    // (`id${AU_ID}$AU_TOKEN` read as the word `id$AU_TOKEN` loaded).
+    assert.match(refusal("id${AU_ID}$AU_TOKEN", { AU_ID: "42" }), /"\$AU_TOKEN" at regions/);
+    assert.match(refusal("^/api[/]$API_SUFFIX"), /"\$API_SUFFIX" at regions/);
     // Where a shell or compose file would put one: after a space, `/`, `:`, `=` or `@`.
     for (const typo of ["Bearer $AU_TOKEN", "http://$AU_HOST:8080", "token=$AU_TOKEN"]) {
       assert.throws(() => parseRules(rules(typo), { env: () => "hunter2" }), {
