@@ -75,3 +75,13 @@ export async function inTempDir(fn: (dir: string) => Promise<void>): Promise<voi
     await Deno.remove(dir, { recursive: true });
   }
 }
+
+/** `deno task explain` with `rules` written to a temporary rules file, and `args` after it. */
+export async function runExplain(rules: unknown, args: string[]): Promise<CliResult> {
+  let result!: CliResult;
+  await inTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/rules.json`, JSON.stringify(rules));
+    result = await runCli("bin/explain.ts", [...args, "--rules", `${dir}/rules.json`]);
+  });
+  return result;
+}

@@ -6,23 +6,17 @@
  */
 import assert from "node:assert/strict";
 import { rawRequest, startUpstream, startVestibule } from "./_servers.ts";
-import { type CliResult, inTempDir, runCli } from "./_cli.ts";
+import { runExplain } from "./_cli.ts";
 import type { Explanation } from "../lib/explain.ts";
 
 async function explainJson(rules: unknown, header: string): Promise<Explanation> {
-  let result!: CliResult;
-  await inTempDir(async (dir) => {
-    await Deno.writeTextFile(`${dir}/rules.json`, JSON.stringify(rules));
-    result = await runCli("bin/explain.ts", [
-      "GET",
-      "http://app.example.com/dashboard",
-      "--rules",
-      `${dir}/rules.json`,
-      "--json",
-      "-H",
-      header,
-    ]);
-  });
+  const result = await runExplain(rules, [
+    "GET",
+    "http://app.example.com/dashboard",
+    "--json",
+    "-H",
+    header,
+  ]);
   assert.equal(result.stderr, "");
   return JSON.parse(result.stdout);
 }

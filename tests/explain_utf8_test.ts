@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { parseRules } from "../lib/load_rules.ts";
 import { parseRouteCases, runRouteCases } from "../lib/route_cases.ts";
-import { type CliResult, inTempDir, runCli } from "./_cli.ts";
+import { type CliResult, runExplain } from "./_cli.ts";
 
 // 日 is E6 97 A5 in UTF-8; header regexes are written in octets.
 const RULES = {
@@ -19,20 +19,8 @@ const RULES = {
 };
 
 /** `deno task explain GET https://app.example/` with `rules` and one `-H header`. */
-async function explainGet(rules: unknown, header: string): Promise<CliResult> {
-  let result!: CliResult;
-  await inTempDir(async (dir) => {
-    await Deno.writeTextFile(`${dir}/rules.json`, JSON.stringify(rules));
-    result = await runCli("bin/explain.ts", [
-      "GET",
-      "https://app.example/",
-      "--rules",
-      `${dir}/rules.json`,
-      "-H",
-      header,
-    ]);
-  });
-  return result;
+function explainGet(rules: unknown, header: string): Promise<CliResult> {
+  return runExplain(rules, ["GET", "https://app.example/", "-H", header]);
 }
 
 Deno.test("explain -H sends a header value above U+00FF in UTF-8, as curl does, and routes it as the router would", async () => {

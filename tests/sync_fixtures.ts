@@ -3,6 +3,7 @@ import postgres from "postgres";
 import { startEmbeddedPostgres } from "../sync/embedded.ts";
 import { parseSyncConfig, type SyncConfig } from "../sync/config.ts";
 import { type Database, openDatabase } from "../sync/database.ts";
+import { runAttempt, type TableReport } from "../sync/run_attempt.ts";
 
 /** One side of a pair: its URL and an admin client for seeding and inspection. */
 export interface Side {
@@ -130,4 +131,35 @@ export async function fingerprint(side: Side, table: string, orderBy: string): P
 export function collectLog(): { lines: string[]; log: (line: string) => void } {
   const lines: string[] = [];
   return { lines, log: (line) => lines.push(line) };
+}
+
+/** `url` reached as another login. */
+export function asRole(url: string, role: string): string {
+  const out = new URL(url);
+  out.username = role;
+  return out.toString();
+}
+
+/**
+ * One attempt on `table` over the databases at `urls` (another login, another setting than the
+ * pair's own), each closed after.
+ */
+export async function attemptAt(
+  urls: { us: string; au: string },
+  table: Record<string, unknown>,
+): Promise<TableReport[]> {
+  const config = parseSyncConfig({ owner: "us", databases: urls, tables: [table] });
+  const databases = new Map([
+    ["us", openDatabase("us", urls.us)],
+    ["au", openDatabase("au", urls.au)],
+  ]);
+  try {
+    return await runAttempt(config, databases, {
+      dryRun: false,
+      log: collectLog().log,
+      retryDelayMs: 1,
+    });
+  } finally {
+    await Promise.all([...databases.values()].map((db) => db.close()));
+  }
 }

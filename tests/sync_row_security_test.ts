@@ -3,19 +3,9 @@
  * that hides rows from the sync login is a failure that names the table, never a plan.
  */
 import assert from "node:assert/strict";
-import { parseSyncConfig } from "../sync/config.ts";
-import { openDatabase } from "../sync/database.ts";
-import { runAttempt } from "../sync/run_attempt.ts";
-import { BACKENDS, collectLog } from "./sync_fixtures.ts";
+import { asRole, attemptAt, BACKENDS } from "./sync_fixtures.ts";
 
 const backend = BACKENDS.find((b) => b.name === "postgres")!;
-
-/** `url` reached as `role`. */
-function as(url: string, role: string): string {
-  const out = new URL(url);
-  out.username = role;
-  return out.toString();
-}
 
 Deno.test({
   name: "row-level security: rows a policy hides from the sync login are not deleted or misplanned",
@@ -24,26 +14,6 @@ Deno.test({
   async fn(t) {
     const pair = await backend.pair();
     const role = `sync_${crypto.randomUUID().slice(0, 8)}`;
-    async function attempt(urls: { us: string; au: string }, table: string) {
-      const config = parseSyncConfig({
-        owner: "us",
-        databases: urls,
-        tables: [{ name: table, primary_key: ["id"], delete_missing: true }],
-      });
-      const databases = new Map([
-        ["us", openDatabase("us", urls.us)],
-        ["au", openDatabase("au", urls.au)],
-      ]);
-      try {
-        return await runAttempt(config, databases, {
-          dryRun: false,
-          log: collectLog().log,
-          retryDelayMs: 1,
-        });
-      } finally {
-        await Promise.all([...databases.values()].map((db) => db.close()));
-      }
-    }
     // Roles belong to the server, which holds both databases.
     await pair.owner.exec(`CREATE ROLE ${role} LOGIN`);
     try {
@@ -63,9 +33,9 @@ Deno.test({
               CREATE POLICY app_only ON tenant_plan USING (tenant <> 'internal');`,
           );
           await pair.destination.exec(ddl);
-          const [report] = await attempt(
-            { us: as(pair.owner.url, role), au: pair.destination.url },
-            "public.tenant_plan",
+          const [report] = await attemptAt(
+            { us: asRole(pair.owner.url, role), au: pair.destination.url },
+            { name: "public.tenant_plan", primary_key: ["id"], delete_missing: true },
           );
           // The owner still has all 100 rows: nothing may be deleted at the destination.
           assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM tenant_plan`), [
@@ -90,9 +60,9 @@ Deno.test({
               ALTER TABLE tenant_note ENABLE ROW LEVEL SECURITY;
               CREATE POLICY app_only ON tenant_note USING (tenant <> 'internal');`,
           );
-          const [report] = await attempt(
-            { us: pair.owner.url, au: as(pair.destination.url, role) },
-            "public.tenant_note",
+          const [report] = await attemptAt(
+            { us: pair.owner.url, au: asRole(pair.destination.url, role) },
+            { name: "public.tenant_note", primary_key: ["id"], delete_missing: true },
           );
           assert.equal(report.status, "failed");
           assert.match(report.error ?? "", /row-level security.*"tenant_note"/);

@@ -9,7 +9,14 @@ import { openDatabase } from "../sync/database.ts";
 import { runAttempt } from "../sync/run_attempt.ts";
 import { syncTable } from "../sync/sync_table.ts";
 import { resolveTableSpec } from "../sync/table_spec.ts";
-import { BACKENDS, collectLog, fingerprint, type Pair } from "./sync_fixtures.ts";
+import {
+  asRole,
+  attemptAt,
+  BACKENDS,
+  collectLog,
+  fingerprint,
+  type Pair,
+} from "./sync_fixtures.ts";
 
 async function attempt(pair: Pair, tables: unknown[]) {
   const { config, databases } = pair.connect(tables);
@@ -17,30 +24,6 @@ async function attempt(pair: Pair, tables: unknown[]) {
     const { lines, log } = collectLog();
     const reports = await runAttempt(config, databases, { dryRun: false, log, retryDelayMs: 1 });
     return { reports, lines };
-  } finally {
-    await Promise.all([...databases.values()].map((db) => db.close()));
-  }
-}
-
-/** One attempt on `table` with the destination reached as `role`, the owner as the admin. */
-async function attemptAs(pair: Pair, role: string, table: string) {
-  const url = new URL(pair.destination.url);
-  url.username = role;
-  const config = parseSyncConfig({
-    owner: "us",
-    databases: { us: pair.owner.url, au: url.toString() },
-    tables: [{ name: table, primary_key: ["id"] }],
-  });
-  const databases = new Map([
-    ["us", openDatabase("us", pair.owner.url)],
-    ["au", openDatabase("au", url.toString())],
-  ]);
-  try {
-    return await runAttempt(config, databases, {
-      dryRun: false,
-      log: collectLog().log,
-      retryDelayMs: 1,
-    });
   } finally {
     await Promise.all([...databases.values()].map((db) => db.close()));
   }
@@ -369,7 +352,10 @@ for (const backend of BACKENDS) {
                 GRANT SELECT, INSERT, UPDATE, DELETE ON region_kind TO ${role};`,
             );
             try {
-              const [report] = await attemptAs(pair, role, "public.region_kind");
+              const [report] = await attemptAt(
+                { us: pair.owner.url, au: asRole(pair.destination.url, role) },
+                { name: "public.region_kind", primary_key: ["id"] },
+              );
               assert.equal(report.status, "applied", report.error);
               // The sequence could not be moved: the report says so rather than stay silent.
               assert.match(
@@ -529,7 +515,10 @@ for (const backend of BACKENDS) {
             );
             // The role can insert at the destination through the default: no schema USAGE needed.
             try {
-              const [report] = await attemptAs(pair, role, "public.issue");
+              const [report] = await attemptAt(
+                { us: pair.owner.url, au: asRole(pair.destination.url, role) },
+                { name: "public.issue", primary_key: ["id"] },
+              );
               assert.equal(report.status, "applied", report.error);
               // The sequence could not be moved: the report says so rather than stay silent.
               assert.match(
