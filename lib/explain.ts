@@ -151,7 +151,7 @@ export async function explainRequest(
       notes: [
         own === "ocap"
           ? "OCAP's mount: handled by the outgoing caching proxy, not by the rule table"
-          : "vestibule's own endpoint (GET health, GET metrics; 404 for anything else): no rule is tried",
+          : "vestibule's own endpoint (GET or HEAD health and metrics; 404 for anything else): no rule is tried",
       ],
     };
   }

@@ -25,6 +25,23 @@ Deno.test("stale bench numbers: the README and docs/observability.md show bench/
     assert.deepEqual(rows.filter((row) => !readme.includes(row)), []);
   });
 
+  await t.step("Hono's proxy helper against vestibule, in the Development notes", async () => {
+    const readme = await Deno.readTextFile(new URL("README.md", ROOT));
+    const median = (row: string) => {
+      const line = latest.split("\n").find((l) => l.startsWith(`| ${row} `));
+      assert.ok(line, `bench/latest.md has no row "${row}"`);
+      return line.split("|")[5].trim().split(" ")[0].replace(".", "\\.");
+    };
+    const note = readme.split("\n\n").find((p) => p.includes("bare helper ("))
+      ?.replace(/\s+/g, " ");
+    assert.ok(note, "the README compares the bare helper with vestibule");
+    assert.match(
+      note,
+      new RegExp(`helper \\(${median("(d) Hono's proxy helper (for comparison)")}× `),
+    );
+    assert.match(note, new RegExp(`vestibule \\(${median("(c) vestibule, regional route")}×\\)`));
+  });
+
   await t.step("observe on vs off, in the cost summary", () => {
     const ratio = latestRatio(latest, "observe on (log to /dev/null, metrics, span attributes)");
     assert.match(doc, new RegExp(`\\(${ratio.replace(".", "\\.")} in the latest run`));
