@@ -26,6 +26,9 @@ const METHOD_OVERRIDES: ReadonlySet<string> = new Set([
 /** The parameter HTML forms name their method in (Rails' forms, Laravel; Symfony's query too). */
 const METHOD_PARAM = "_method";
 
+/** The methods Rack's MethodOverride takes from `_method` (its HTTP_METHODS), but POST. */
+const UNREAD_BODY_METHODS = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "LINK", "UNLINK"];
+
 /** A method as the frameworks take it from the header: letters, upper-cased; others ignored. */
 const OVERRIDE_VALUE = /^[A-Za-z]+$/;
 
@@ -53,8 +56,14 @@ export async function checkMethodOverride(
   // A body's `_method` only where the body is read anyway (a body matcher read it, a broadcast
   // replays it): reading every POST's would end streaming uploads. See the README.
   if (body.consumed || matched.type === "broadcast") {
+    await body.bytes(); // over body_limit_bytes: 413, as the broadcast or matcher answers
     const ctx = { body, config, method: facts.method, headers: facts.headers };
-    for (const value of (await bodyCopies(ctx, METHOD_PARAM)) ?? []) {
+    const copies = await bodyCopies(ctx, METHOD_PARAM);
+    // A body the edge cannot read as the apps do (a charset, over MAX_FORM_FIELDS fields,
+    // multipart/mixed) may still name a method to Rack or PHP: every one they take counts.
+    // Not a Content-Encoding (Rack and PHP do not inflate a body) nor JSON that does not parse.
+    const unread = body.encoded || body.readings?.json ? [] : UNREAD_BODY_METHODS;
+    for (const value of copies ?? unread) {
       claims.push([METHOD_PARAM, value.trim()]);
     }
   }

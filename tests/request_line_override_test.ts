@@ -207,3 +207,70 @@ Deno.test("method confusion: explain says 413 body_too_large, as the router does
     await Promise.all([edge.close(), web.close(), us.close()]);
   }
 });
+
+Deno.test("method confusion: a broadcast body's _method is checked even where the edge cannot read the form as the apps do", async (t) => {
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: us.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "login",
+        type: "broadcast",
+        match: { methods: ["POST"], path: "^/login$" },
+        success: { status: [302] },
+      },
+      { name: "app", type: "regional" },
+    ],
+  });
+  const boundary = "b0undary";
+  const sent: Array<[string, string, string]> = [
+    // Rack's form_data? ignores the charset; PHP parses any urlencoded body.
+    [
+      "a form in ISO-8859-1 (Rack, PHP)",
+      "application/x-www-form-urlencoded; charset=iso-8859-1",
+      "_method=put&username=olivia",
+    ],
+    // PHP keeps the first max_input_vars (1000) fields, Rack 3 up to 4096.
+    [
+      "a form over the edge's 1000 fields (PHP keeps the first 1000)",
+      "application/x-www-form-urlencoded",
+      "_method=put" + "&f=1".repeat(1000),
+    ],
+    // Rack's POST parses multipart/mixed and /related as form-data.
+    [
+      "multipart/mixed (Rack)",
+      `multipart/mixed; boundary=${boundary}`,
+      `--${boundary}\r\ncontent-disposition: form-data; name="_method"\r\n\r\nput\r\n--${boundary}--\r\n`,
+    ],
+  ];
+  try {
+    for (const [label, type, body] of sent) {
+      await t.step(label, async () => {
+        const response = await fetch(`${edge.url}/login`, {
+          method: "POST",
+          headers: { accept: "application/json", "content-type": type },
+          body,
+        });
+        const answer = await response.json();
+        assert.deepEqual([response.status, answer.error], [400, "ambiguous_method"]);
+        assert.equal(us.received.length, 0, "no region got it");
+      });
+    }
+    await t.step(
+      "JSON that does not parse (which Laravel ignores) still reaches the regions",
+      async () => {
+        const response = await fetch(`${edge.url}/login`, {
+          method: "POST",
+          headers: { accept: "application/json", "content-type": "application/json" },
+          body: '{"_method": "put",',
+        });
+        await response.body?.cancel();
+        assert.equal(response.status, 200);
+        assert.equal(us.received.length, 1);
+      },
+    );
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
+  }
+});
