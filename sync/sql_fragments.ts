@@ -74,6 +74,8 @@ function keyText(c: ColumnSpec, prefix: string): string {
   // Floats: -0 equals 0 (and prints "-0"). Intervals: '1 day' equals '24:00:00' and '1 mon'
   // equals '30 days' (interval comparison counts a month as 30 days, a day as 24 hours), and
   // justify_interval prints every such pair alike.
+  // The built-ins only: an app's own `app.interval` (an enum) has no justify_interval().
+  if (!c.catalogBase) return text;
   if (c.baseType === "float4" || c.baseType === "float8") {
     return `CASE WHEN ${prefix}${ident(c)} = 0 THEN '0' ELSE ${text} END`;
   }

@@ -22,6 +22,8 @@ export interface ColumnSpec {
    * keeps; decided by type, since another schema may have a type of that name.
    */
   blankPadded?: boolean;
+  /** Whether the base type is a built-in one (`pg_catalog`): `app.interval` is no interval. */
+  catalogBase?: boolean;
   /**
    * An enum's labels (of a domain's base enum too) in the enum's sort order, or null. Keys are
    * ordered by it, so every database must declare the same labels in the same order.
@@ -102,6 +104,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       identity_always: boolean;
       base_type: string;
       blank_padded: boolean;
+      catalog_base: boolean;
       enum_labels: string[] | null;
       definition: string | null;
       ambiguous_text: boolean;
@@ -119,6 +122,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
            END AS bytewise,
            a.attgenerated <> '' AS generated, a.attidentity = 'a' AS identity_always,
            base.name AS base_type, base.oid = 'pg_catalog.bpchar'::regtype AS blank_padded,
+           base.nsp = 'pg_catalog'::regnamespace AS catalog_base,
            -- An enum's labels in order, through domains, array elements and range subtypes:
            -- the enum orders a key of lvl[] or a range over lvl as it orders lvl.
            (${sql.unsafe(THROUGH_ELEMENTS)}
@@ -187,7 +191,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
         SELECT t.oid, t.typbasetype FROM pg_type t WHERE t.oid = a.atttypid
         UNION ALL SELECT t.oid, t.typbasetype FROM pg_type t JOIN chain ON t.oid = chain.next
       )
-      SELECT chain.oid, t.typname::text AS name FROM chain JOIN pg_type t ON t.oid = chain.oid
+      SELECT chain.oid, t.typname::text AS name, t.typnamespace AS nsp FROM chain JOIN pg_type t ON t.oid = chain.oid
       WHERE chain.next = 0
     ) AS base
     WHERE n.nspname = ${schema} AND c.relname = ${relation} AND c.relkind IN ('r', 'p')
@@ -213,6 +217,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       identityAlways: r.identity_always,
       baseType: r.base_type,
       blankPadded: r.blank_padded,
+      catalogBase: r.catalog_base,
       enumLabels: r.enum_labels,
       definition: r.definition,
       ambiguousText: r.ambiguous_text,

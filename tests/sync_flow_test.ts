@@ -383,6 +383,32 @@ for (const backend of BACKENDS) {
             );
           },
         );
+        await t.step(
+          "a key of an app's own type named interval or float8 is read as that type",
+          async () => {
+            // keyText() picked justify_interval() and the float form by the type's bare name:
+            // justify_interval(app."interval") does not exist, and the table failed every run.
+            const ddl = `CREATE SCHEMA IF NOT EXISTS app;
+            CREATE TYPE app.interval AS ENUM ('month', 'year');
+            CREATE TYPE app.float8 AS ENUM ('low', 'high');
+            CREATE TABLE price (plan text, period app.interval, tier app.float8, cents int,
+              PRIMARY KEY (plan, period, tier));`;
+            await pair.owner.exec(
+              ddl +
+                `INSERT INTO price VALUES ('pro', 'month', 'low', 900), ('pro', 'year', 'high', 9000);`,
+            );
+            await pair.destination.exec(
+              ddl + `INSERT INTO price VALUES ('pro', 'month', 'low', 800);`,
+            );
+            const table = { name: "public.price", primary_key: ["plan", "period", "tier"] };
+            const report = only((await attempt(pair, [table])).reports, "public.price");
+            assert.equal(report.status, "applied", report.error);
+            assert.equal(
+              await fingerprint(pair.destination, "price", "plan, period, tier"),
+              await fingerprint(pair.owner, "price", "plan, period, tier"),
+            );
+          },
+        );
         await t.step("a json value holding \\u0000 (which jsonb refuses) still syncs", async () => {
           const ddl = `CREATE TABLE json_nul (id int PRIMARY KEY, doc json);`;
           await pair.owner.exec(
@@ -425,7 +451,7 @@ for (const backend of BACKENDS) {
             // see them. char(n) pads anyway. A type of the app's own named bpchar is no bpchar:
             // read as bpcharout(app.bpchar), which does not exist, it failed the table.
             const ddl = `CREATE DOMAIN code AS bpchar;
-              CREATE SCHEMA app;
+              CREATE SCHEMA IF NOT EXISTS app;
               CREATE TYPE app.bpchar AS ENUM ('draft', 'live');
               CREATE DOMAIN app.stage AS app.bpchar;
               CREATE TABLE fixed_code (id int PRIMARY KEY, raw bpchar, coded code, padded char(6),
