@@ -4,6 +4,13 @@ import { issueField } from "./config_issues.ts";
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 /** A regex character class, escapes inside it included: a `$` there is a plain character. */
 const REGEX_CLASS = /\[(?:\\.|[^\]\\])*\]/g;
+/** The sections of a rule whose strings are regexes (and literal values beside them). */
+const REGEX_SECTIONS: ReadonlySet<string> = new Set([
+  "match",
+  "success",
+  "pin_on",
+  "prefer_failure",
+]);
 
 /**
  * Reads one environment variable; `Deno.env.get` in production, a plain object in tests. `at`
@@ -39,12 +46,16 @@ export function substituteEnv(
     }
     // `$AU_SECRET`, as a shell or docker compose writes a reference, is not one here. In a regex
     // `$` followed by a letter never matches, but for a literal `\$` or one in a class (`[$A-Z]`).
-    // A whole upper-case name only, where a shell reference starts (not inside a token):
-    // `Zq8$KTm3…` or `ab$XY9-…`, generated secrets, are no reference to refuse (and not to
-    // print), and `$ApiKey` must not be answered with `${A}`.
-    // Cut out as a space, not "": `id${AU_ID}$AU_TOKEN` must not read as the word `id$AU_TOKEN`.
-    const bare = value.replace(ENV_REF, " ").replace(REGEX_CLASS, " ")
-      .match(/(?<![\\A-Za-z0-9])\$([A-Z_]*[A-Z][A-Z0-9_]*)(?![A-Za-z0-9_])/);
+    // A whole upper-case name only, where a shell reference is written (the value's start, after
+    // a space, `/`, `:`, `=`, `@`, a quote, `(`, `,` or `;`): `Zq8$KTm3…`, `ab$XY9-…` or
+    // `Zq8[x]$KTM3…`, generated secrets, are no reference to refuse (and not to print), and
+    // `$ApiKey` must not be answered with `${A}`. References, and classes in the fields that hold
+    // regexes, are cut out as a space: `id${AU_ID}$AU_TOKEN` and `^/api[/]$API_SUFFIX` are typos.
+    let scanned = value.replace(ENV_REF, " ");
+    if (path.some((key) => typeof key === "string" && REGEX_SECTIONS.has(key))) {
+      scanned = scanned.replace(REGEX_CLASS, " ");
+    }
+    const bare = scanned.match(/(?<=^|[\s/:=@"'(,;])\$([A-Z_]*[A-Z][A-Z0-9_]*)(?![A-Za-z0-9_])/);
     if (bare) {
       throw new ReferenceError(
         `Cannot read rules: "${bare[0]}" at ${where(path)} is not an environment reference ` +

@@ -42,7 +42,13 @@ Deno.test("literal secret with a $: a key and an origin header holding $ and cap
     "a $ inside a token, before capitals and a digit or dash, loads and is not printed",
     () => {
       for (
-        const secret of ["ab$XY9-0123456789abcdef", "k7$QW-e2f0a9b8c7d6e5", "x0123456789ab$AB"]
+        const secret of [
+          "ab$XY9-0123456789abcdef",
+          "k7$QW-e2f0a9b8c7d6e5",
+          "x0123456789ab$AB",
+          "Zq8[x]$KTM3-9abcdef",
+          "Zq8-x!$KTM3.9abcdef",
+        ]
       ) {
         assert.equal(refusal(secret), "", `${secret} is refused`);
       }
@@ -56,7 +62,18 @@ Deno.test("literal secret with a $: a key and an origin header holding $ and cap
     // Right after a reference or a regex class, which are cut out as a space, not as nothing
     // (`id${AU_ID}$AU_TOKEN` read as the word `id$AU_TOKEN` loaded).
     assert.match(refusal("id${AU_ID}$AU_TOKEN", { AU_ID: "42" }), /"\$AU_TOKEN" at regions/);
-    assert.match(refusal("^/api[/]$API_SUFFIX"), /"\$API_SUFFIX" at regions/);
+    assert.throws(
+      () =>
+        parseRules(
+          JSON.stringify({
+            regions: { au: { origin: "http://127.0.0.1:9" } },
+            default_region: "au",
+            rules: [{ name: "app", type: "regional", match: { path: "^/api[/]$API_SUFFIX" } }],
+          }),
+          { env: () => undefined },
+        ),
+      /"\$API_SUFFIX" at rules\[0\]\.match\.path/,
+    );
     // Where a shell or compose file would put one: after a space, `/`, `:`, `=` or `@`.
     for (const typo of ["Bearer $AU_TOKEN", "http://$AU_HOST:8080", "token=$AU_TOKEN"]) {
       assert.throws(() => parseRules(rules(typo), { env: () => "hunter2" }), {
