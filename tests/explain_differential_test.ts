@@ -249,6 +249,7 @@ function differences(
     "bad_path",
     "method_not_allowed",
     "body_not_allowed",
+    "ambiguous_method",
     "(no log line)",
   ];
   eq(
