@@ -91,16 +91,21 @@ export async function bodyCopies(
     if ((await ctx.body.bytes()).length === 0) return [];
     const parsed = await ctx.body.json();
     if (parsed === undefined) return undefined;
-    if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) return [];
-    return Object.entries(parsed).flatMap(([key, value]) =>
-      filedUnder(key, name)
-        ? (Array.isArray(value) ? value : [value]).map((v) =>
-          typeof v === "string" ? v : JSON.stringify(v)
-        )
-        : []
-    );
+    return jsonCopies(parsed, name);
   }
   return []; // a body apps do not read parameters from
+}
+
+/** The values a parsed JSON body gives parameter `name`: its top-level keys filed under it. */
+export function jsonCopies(parsed: unknown, name: string): string[] {
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) return [];
+  return Object.entries(parsed).flatMap(([key, value]) =>
+    filedUnder(key, name)
+      ? (Array.isArray(value) ? value : [value]).map((v) =>
+        typeof v === "string" ? v : JSON.stringify(v)
+      )
+      : []
+  );
 }
 
 /**

@@ -10,11 +10,13 @@
  */
 import { valuesAsAppsRead } from "./app_names.ts";
 import { cgiName, hasCgiSeparator } from "./cgi_name.ts";
-import { bodyCopies } from "./choose_region.ts";
+import { bodyCopies, jsonCopies } from "./choose_region.ts";
 import type { Config, Rule } from "./compile_rules.ts";
 import { HttpError } from "./http_error.ts";
 import { findRule, type RequestFacts } from "./match_rule.ts";
-import type { BufferedBody } from "./request_body.ts";
+import { mediaTypeParameter } from "./media_type.ts";
+import { type BufferedBody, strictJson } from "./request_body.ts";
+import { UTF8_KEEP_BOM } from "./multipart_fields.ts";
 
 /** The override headers, as CGI-style servers also read their `_` and `.` spellings. */
 const METHOD_OVERRIDES: ReadonlySet<string> = new Set([
@@ -58,12 +60,8 @@ export async function checkMethodOverride(
   if (body.consumed || matched.type === "broadcast") {
     await body.bytes(); // over body_limit_bytes: 413, as the broadcast or matcher answers
     const ctx = { body, config, method: facts.method, headers: facts.headers };
-    const copies = await bodyCopies(ctx, METHOD_PARAM);
-    // A body the edge cannot read as the apps do (a charset, over MAX_FORM_FIELDS fields,
-    // multipart/mixed) may still name a method to Rack or PHP: every one they take counts.
-    // Not a Content-Encoding (Rack and PHP do not inflate a body) nor JSON that does not parse.
-    const unread = body.encoded || body.readings?.json ? [] : UNREAD_BODY_METHODS;
-    for (const value of copies ?? unread) {
+    const copies = await bodyCopies(ctx, METHOD_PARAM) ?? await overrideCopies(body);
+    for (const value of copies) {
       claims.push([METHOD_PARAM, value.trim()]);
     }
   }
@@ -82,4 +80,43 @@ export async function checkMethodOverride(
       }, not "${matched.name}"; send ${method} itself, or drop the header`,
     );
   }
+}
+
+/** Charsets in which `_method=PUT` is not its ASCII bytes (ASP.NET Core decodes a form in them). */
+const NOT_ASCII_CHARSET = /^(?:utf-?(?:7|16|32)|ucs-?[24])/i;
+
+/**
+ * `_method` in a body {@linkcode bodyCopies} reads no parameters from alike, as the frameworks
+ * that honour it read it: Rack and PHP take a form's bytes whatever its charset and however many
+ * fields (up to Rack 3's 4096: a superset of PHP's first 1000), Laravel json_decodes a JSON body whatever
+ * charset it declares. Nothing from a Content-Encoding'd body (neither inflates one) nor from JSON
+ * json_decode refuses; every method Rack takes from anything else (multipart/mixed, a UTF-16 form).
+ */
+async function overrideCopies(body: BufferedBody): Promise<string[]> {
+  if (body.encoded) return [];
+  const readings = body.readings;
+  const bytes = await body.bytes();
+  if (readings?.json) return jsonCopies(strictJson(bytes)?.value, METHOD_PARAM);
+  const charset = mediaTypeParameter(body.contentType ?? "", "charset") ?? "";
+  if (readings?.form && !NOT_ASCII_CHARSET.test(charset)) {
+    const fields = firstFields(UTF8_KEEP_BOM.decode(bytes));
+    return valuesAsAppsRead(new URLSearchParams(fields), METHOD_PARAM);
+  }
+  return UNREAD_BODY_METHODS;
+}
+
+/**
+ * Rack 3 reads at most 4096 fields of a form (PHP 1000): no field after them names the method,
+ * and a body of a million empty fields is not parsed whole.
+ */
+const MAX_OVERRIDE_FIELDS = 4096;
+
+/** `form` up to its {@linkcode MAX_OVERRIDE_FIELDS}th field. */
+function firstFields(form: string): string {
+  let at = -1;
+  for (let field = 0; field < MAX_OVERRIDE_FIELDS; field++) {
+    at = form.indexOf("&", at + 1);
+    if (at === -1) return form;
+  }
+  return form.slice(0, at);
 }
