@@ -12,6 +12,11 @@ const REGEX_SECTIONS: ReadonlySet<string> = new Set([
   "prefer_failure",
 ]);
 
+/** A shell-style `$NAME` where a shell reference is written: the start, or after a separator. */
+const SHELL_REF = /(?<=^|[\s/:=@"'(,;])\$([A-Z_]*[A-Z][A-Z0-9_]*)(?![A-Za-z0-9_])/;
+/** In a regex: anywhere but escaped or inside a word. */
+const IN_REGEX_REF = /(?<![\\A-Za-z0-9])\$([A-Z_]*[A-Z][A-Z0-9_]*)(?![A-Za-z0-9_])/;
+
 /**
  * Reads one environment variable; `Deno.env.get` in production, a plain object in tests. `at`
  * is where the rules file uses it (`check-rules --placeholder-env` makes up a value to suit).
@@ -51,11 +56,11 @@ export function substituteEnv(
     // `Zq8[x]$KTM3…`, generated secrets, are no reference to refuse (and not to print), and
     // `$ApiKey` must not be answered with `${A}`. References, and classes in the fields that hold
     // regexes, are cut out as a space: `id${AU_ID}$AU_TOKEN` and `^/api[/]$API_SUFFIX` are typos.
+    // In a regex field any unescaped `$NAME` outside a class is dead (`^$INTERNAL_KEY$`, `a|$B`).
     let scanned = value.replace(ENV_REF, " ");
-    if (path.some((key) => typeof key === "string" && REGEX_SECTIONS.has(key))) {
-      scanned = scanned.replace(REGEX_CLASS, " ");
-    }
-    const bare = scanned.match(/(?<=^|[\s/:=@"'(,;])\$([A-Z_]*[A-Z][A-Z0-9_]*)(?![A-Za-z0-9_])/);
+    const regex = path.some((key) => typeof key === "string" && REGEX_SECTIONS.has(key));
+    if (regex) scanned = scanned.replace(REGEX_CLASS, " ");
+    const bare = scanned.match(regex ? IN_REGEX_REF : SHELL_REF);
     if (bare) {
       throw new ReferenceError(
         `Cannot read rules: "${bare[0]}" at ${where(path)} is not an environment reference ` +
