@@ -145,9 +145,13 @@ export function afterCondition(spec: TableSpec, after: Key, params: Params, pref
 
 /** Join condition matching the table's key to element `alias` of a JSON array of key text. */
 export function keyJoin(spec: TableSpec, alias: string, offsets?: number[], prefix = ""): string {
-  return spec.key.map((c, i) =>
-    `${prefix}${ident(c)} = (${alias}->>${offsets ? offsets[i] : i})::${c.type}`
-  ).join(" AND ");
+  return spec.key.map((c, i) => {
+    // citext's own `=`, which an extension schema off the search path hides (text's is exact).
+    const eq = c.baseType === "citext" && c.baseSchema
+      ? `OPERATOR(${quoteIdent(c.baseSchema)}.=)`
+      : "=";
+    return `${prefix}${ident(c)} ${eq} (${alias}->>${offsets ? offsets[i] : i})::${c.type}`;
+  }).join(" AND ");
 }
 
 /** Comma-separated quoted column names. */

@@ -24,6 +24,8 @@ export interface ColumnSpec {
   blankPadded?: boolean;
   /** Whether the base type is a built-in one (`pg_catalog`): `app.interval` is no interval. */
   catalogBase?: boolean;
+  /** The schema of the base type (`citext`'s own `=` lives there, maybe off the search path). */
+  baseSchema?: string;
   /**
    * An enum's labels (of a domain's base enum too) in the enum's sort order, or null. Keys are
    * ordered by it, so every database must declare the same labels in the same order.
@@ -105,6 +107,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       base_type: string;
       blank_padded: boolean;
       catalog_base: boolean;
+      base_schema: string;
       enum_labels: string[] | null;
       definition: string | null;
       ambiguous_text: boolean;
@@ -123,6 +126,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
            a.attgenerated <> '' AS generated, a.attidentity = 'a' AS identity_always,
            base.name AS base_type, base.oid = 'pg_catalog.bpchar'::regtype AS blank_padded,
            base.nsp = 'pg_catalog'::regnamespace AS catalog_base,
+           (SELECT nspname::text FROM pg_namespace WHERE oid = base.nsp) AS base_schema,
            -- An enum's labels in order, through domains, array elements and range subtypes:
            -- the enum orders a key of lvl[] or a range over lvl as it orders lvl.
            (${sql.unsafe(THROUGH_ELEMENTS)}
@@ -218,6 +222,7 @@ async function readShape(sql: postgres.Sql, table: string): Promise<Shape | unde
       baseType: r.base_type,
       blankPadded: r.blank_padded,
       catalogBase: r.catalog_base,
+      baseSchema: r.base_schema,
       enumLabels: r.enum_labels,
       definition: r.definition,
       ambiguousText: r.ambiguous_text,
