@@ -57,6 +57,42 @@ Deno.test("method confusion: a broadcast JSON body with a non-UTF-8 charset name
   }
 });
 
+Deno.test("method confusion: a broadcast body the edge reads no parameters from alike still names its _method", async (t) => {
+  const us = startUpstream();
+  const edge = startVestibule(loginRules(us.url));
+  const boundary = "b0undary";
+  const sent: Array<[string, string, string, number]> = [
+    // PHP keeps the first max_input_vars (1000) fields, Rack 3 up to 4096.
+    [
+      "a form over the edge's 1000 fields, _method first",
+      "application/x-www-form-urlencoded",
+      "_method=put" + "&f=1".repeat(1000),
+      400,
+    ],
+    // Rack's POST parses multipart/mixed and /related as form-data.
+    [
+      "multipart/mixed (Rack)",
+      `multipart/mixed; boundary=${boundary}`,
+      `--${boundary}\r\ncontent-disposition: form-data; name="_method"\r\n\r\nput\r\n--${boundary}--\r\n`,
+      400,
+    ],
+    // Laravel ignores JSON json_decode refuses.
+    ["JSON that does not parse", "application/json", '{"_method": "put",', 200],
+  ];
+  try {
+    for (const [label, type, body, status] of sent) {
+      await t.step(`${label}: ${status}`, async () => {
+        const before = us.received.length;
+        const answer = await post(edge.url, type, body);
+        assert.equal(answer.status, status, answer.text);
+        assert.equal(us.received.length, before + (status === 200 ? 1 : 0));
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
+  }
+});
+
 Deno.test("method confusion: a broadcast form the edge reads as Rack does is not refused when it names no method", async (t) => {
   const us = startUpstream();
   const edge = startVestibule(loginRules(us.url));
