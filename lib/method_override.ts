@@ -66,10 +66,14 @@ export async function checkMethodOverride(
     }
   }
   const { rules } = config;
+  // Each method once: a form may repeat `_method` thousands of times, and a body matcher's regex
+  // would run for every copy.
+  const tried = new Set(["POST"]);
   for (const [name, value] of claims) {
     if (!OVERRIDE_VALUE.test(value)) continue;
     const method = value.toUpperCase();
-    if (method === "POST") continue;
+    if (tried.has(method)) continue;
+    tried.add(method);
     const other = await findRule(rules, { ...facts, method }, body);
     if (other?.rule === matched) continue;
     throw new HttpError(
@@ -82,8 +86,20 @@ export async function checkMethodOverride(
   }
 }
 
-/** Charsets in which `_method=PUT` is not its ASCII bytes (ASP.NET Core decodes a form in them). */
-const NOT_ASCII_CHARSET = /^(?:utf-?(?:7|16|32)|ucs-?[24])/i;
+/**
+ * Whether `_method=PUT` in a form of this charset is its ASCII bytes: none named, or a label the
+ * WHATWG decoder knows and that is not UTF-16. ASP.NET Core and Java decode a form in UTF-16 under
+ * many more labels than a list catches (`unicode`, `iso-10646-ucs-2`, `unicodeFFFE`,
+ * `UnicodeLittleUnmarked`), and in UTF-32, UTF-7 and EBCDIC, which TextDecoder does not know.
+ */
+function asciiCompatible(charset: string): boolean {
+  if (charset === "") return true;
+  try {
+    return !new TextDecoder(charset).encoding.startsWith("utf-16");
+  } catch {
+    return false;
+  }
+}
 
 /**
  * `_method` in a body {@linkcode bodyCopies} reads no parameters from alike, as the frameworks
@@ -98,7 +114,7 @@ async function overrideCopies(body: BufferedBody): Promise<string[]> {
   const bytes = await body.bytes();
   if (readings?.json) return jsonCopies(strictJson(bytes)?.value, METHOD_PARAM);
   const charset = mediaTypeParameter(body.contentType ?? "", "charset") ?? "";
-  if (readings?.form && !NOT_ASCII_CHARSET.test(charset)) {
+  if (readings?.form && asciiCompatible(charset)) {
     const fields = firstFields(UTF8_KEEP_BOM.decode(bytes));
     return valuesAsAppsRead(new URLSearchParams(fields), METHOD_PARAM);
   }
