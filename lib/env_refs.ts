@@ -14,8 +14,23 @@ const REGEX_SECTIONS: ReadonlySet<string> = new Set([
 
 /** A shell-style `$NAME` where a shell reference is written: the start, or after a separator. */
 const SHELL_REF = /(?<=^|[\s/:=@"'(,;])\$([A-Z_]*[A-Z][A-Z0-9_]*)(?![A-Za-z0-9_])/;
-/** In a regex: anywhere but escaped or inside a word. */
-const IN_REGEX_REF = /(?<![\\A-Za-z0-9])\$([A-Z_]*[A-Z][A-Z0-9_]*)(?![A-Za-z0-9_])/;
+/** In a regex, escapes and classes cut out: anywhere (`$` then a letter matches nothing). */
+const IN_REGEX_REF = /\$([A-Z_]*[A-Z][A-Z0-9_]*)(?![A-Za-z0-9_])/;
+/** A regex escape, `\\` included: `\$A` is a literal `$`, `\\$A` a dead anchor. */
+const REGEX_ESCAPE = /\\[\s\S]/g;
+
+/**
+ * Whether the string at `path` is compiled as a regex: under a rule's `match` all but `methods`
+ * and a `json` or `form` body matcher's values; under `success`, `pin_on` and `prefer_failure`
+ * only `headers` (`set_cookie` and `json` are compared as written).
+ */
+function isRegexField(path: readonly PropertyKey[]): boolean {
+  const at = path.findIndex((key) => typeof key === "string" && REGEX_SECTIONS.has(key));
+  if (at === -1) return false;
+  const [field, inner] = path.slice(at + 1);
+  if (path[at] !== "match") return field === "headers";
+  return field !== "methods" && (field !== "body" || inner === "regex");
+}
 
 /**
  * Reads one environment variable; `Deno.env.get` in production, a plain object in tests. `at`
@@ -58,8 +73,8 @@ export function substituteEnv(
     // regexes, are cut out as a space: `id${AU_ID}$AU_TOKEN` and `^/api[/]$API_SUFFIX` are typos.
     // In a regex field any unescaped `$NAME` outside a class is dead (`^$INTERNAL_KEY$`, `a|$B`).
     let scanned = value.replace(ENV_REF, " ");
-    const regex = path.some((key) => typeof key === "string" && REGEX_SECTIONS.has(key));
-    if (regex) scanned = scanned.replace(REGEX_CLASS, " ");
+    const regex = isRegexField(path);
+    if (regex) scanned = scanned.replace(REGEX_ESCAPE, " ").replace(REGEX_CLASS, " ");
     const bare = scanned.match(regex ? IN_REGEX_REF : SHELL_REF);
     if (bare) {
       throw new ReferenceError(
