@@ -107,8 +107,38 @@ export function rowJson(spec: TableSpec, prefix = ""): string {
 
 function compareKey(spec: TableSpec, op: string, key: Key, params: Params, prefix: string) {
   const values = spec.key.map((c, i) => `(${params.add(key[i])})::${c.type}`);
-  if (spec.key.length === 1) return `${ordered(spec.key[0], prefix)} ${op} ${values[0]}`;
-  return `ROW(${keyOrder(spec, prefix)}) ${op} ROW(${values.join(", ")})`;
+  return compareValues(spec, op, values, prefix);
+}
+
+/**
+ * citext's own operator `op`, named by its schema: off the search path a bare `>` is text's,
+ * case-sensitive, while `ORDER BY` sorts by citext's btree class (and `=` is exact).
+ */
+function keyOp(column: ColumnSpec, op: string): string {
+  return column.baseType === "citext" && column.baseSchema
+    ? `OPERATOR(${quoteIdent(column.baseSchema)}.${op})`
+    : op;
+}
+
+/**
+ * `ROW(key) op ROW(values)`; spelled out column by column when a column needs its own operator
+ * ({@linkcode keyOp}), since a row comparison takes one operator name for every column.
+ */
+function compareValues(spec: TableSpec, op: string, values: string[], prefix: string): string {
+  const columns = spec.key.map((c) => ordered(c, prefix));
+  if (spec.key.length === 1) return `${columns[0]} ${keyOp(spec.key[0], op)} ${values[0]}`;
+  if (spec.key.every((c) => keyOp(c, op) === op)) {
+    return `ROW(${columns.join(", ")}) ${op} ROW(${values.join(", ")})`;
+  }
+  const strict = op[0]; // `>=` → `>`, `<` → `<`
+  let condition = `${columns.at(-1)} ${keyOp(spec.key.at(-1)!, op)} ${values.at(-1)}`;
+  for (let i = spec.key.length - 2; i >= 0; i--) {
+    const c = spec.key[i];
+    condition = `(${columns[i]} ${keyOp(c, strict)} ${values[i]} OR (${columns[i]} ${
+      keyOp(c, "=")
+    } ${values[i]} AND ${condition}))`;
+  }
+  return condition;
 }
 
 /** `WHERE` condition for a key range (`TRUE` when unbounded). */
@@ -130,12 +160,9 @@ export function rangeCondition(
  */
 export function jsonRangeCondition(spec: TableSpec, json: string, prefix = ""): string {
   const bound = (n: number) => spec.key.map((c, i) => `(${json}->${n}->>${i})::${c.type}`);
-  if (spec.key.length === 1) {
-    const column = ordered(spec.key[0], prefix);
-    return `${column} >= ${bound(0)[0]} AND ${column} < ${bound(1)[0]}`;
-  }
-  const row = `ROW(${keyOrder(spec, prefix)})`;
-  return `${row} >= ROW(${bound(0).join(", ")}) AND ${row} < ROW(${bound(1).join(", ")})`;
+  return `${compareValues(spec, ">=", bound(0), prefix)} AND ${
+    compareValues(spec, "<", bound(1), prefix)
+  }`;
 }
 
 /** Condition `ROW(key) > ROW(after)`, for keyset pagination. */
@@ -147,9 +174,7 @@ export function afterCondition(spec: TableSpec, after: Key, params: Params, pref
 export function keyJoin(spec: TableSpec, alias: string, offsets?: number[], prefix = ""): string {
   return spec.key.map((c, i) => {
     // citext's own `=`, which an extension schema off the search path hides (text's is exact).
-    const eq = c.baseType === "citext" && c.baseSchema
-      ? `OPERATOR(${quoteIdent(c.baseSchema)}.=)`
-      : "=";
+    const eq = keyOp(c, "=");
     return `${prefix}${ident(c)} ${eq} (${alias}->>${offsets ? offsets[i] : i})::${c.type}`;
   }).join(" AND ");
 }
