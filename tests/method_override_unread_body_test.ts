@@ -186,3 +186,52 @@ Deno.test("method confusion: browser form posts to a broadcast login reach the r
     await Promise.all([edge.close(), us.close()]);
   }
 });
+
+// A form in UTF-16 under a label other than "utf-16" (ASP.NET Core's `Encoding.GetEncoding`:
+// `unicode`, `iso-10646-ucs-2`, `unicodeFFFE`; Java's `UnicodeLittleUnmarked`, `UTF_16LE`): read as
+// ASCII, it showed no `_method`, and ASP.NET Core's override ran the POST as a PUT.
+function utf16le(text: string): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(text.length * 2);
+  for (let i = 0; i < text.length; i++) {
+    out[2 * i] = text.charCodeAt(i) & 0xff;
+    out[2 * i + 1] = text.charCodeAt(i) >> 8;
+  }
+  return out;
+}
+
+function utf16be(text: string): Uint8Array<ArrayBuffer> {
+  const le = utf16le(text);
+  const out = new Uint8Array(le.length);
+  for (let i = 0; i < le.length; i += 2) [out[i], out[i + 1]] = [le[i + 1], le[i]];
+  return out;
+}
+
+Deno.test("method confusion: a broadcast UTF-16 form under another charset label names its _method", async (t) => {
+  const us = startUpstream();
+  const edge = startVestibule(loginRules(us.url));
+  const form = "username=olivia&_method=PUT";
+  const sent: Array<[string, Uint8Array<ArrayBuffer>]> = [
+    ["unicode", utf16le(form)],
+    ["iso-10646-ucs-2", utf16le(form)],
+    ["unicodeFFFE", utf16be(form)],
+    ["csUnicode", utf16le(form)],
+    ["UnicodeLittleUnmarked", utf16le(form)],
+    ["UTF_16LE", utf16le(form)],
+  ];
+  try {
+    for (const [charset, body] of sent) {
+      await t.step(`charset=${charset} with _method=PUT is refused`, async () => {
+        const before = us.received.length;
+        const { status, text } = await post(
+          edge.url,
+          `application/x-www-form-urlencoded; charset=${charset}`,
+          body,
+        );
+        assert.deepEqual([status, JSON.parse(text).error], [400, "ambiguous_method"], text);
+        assert.equal(us.received.length, before, "a region ran the PUT");
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
+  }
+});

@@ -7,8 +7,7 @@
  * one): rows never reach the destination.
  */
 import assert from "node:assert/strict";
-import { runAttempt, type TableReport } from "../sync/run_attempt.ts";
-import { BACKENDS, collectLog, fingerprint } from "./sync_fixtures.ts";
+import { attemptOn, BACKENDS, fingerprint } from "./sync_fixtures.ts";
 
 const postgres = BACKENDS.find((backend) => backend.name === "postgres")!;
 
@@ -36,18 +35,7 @@ Deno.test({
         await t.step(`${name}, ${batchRows} row(s) a page`, async () => {
           await pair.destination.exec(`DELETE FROM ${name};`);
           const table = `public.${name}`;
-          const { config, databases } = pair.connect([{ name: table, primary_key: key }]);
-          let reports: TableReport[];
-          try {
-            reports = await runAttempt(config, databases, {
-              dryRun: false,
-              log: collectLog().log,
-              retryDelayMs: 1,
-              batchRows,
-            });
-          } finally {
-            await Promise.all([...databases.values()].map((db) => db.close()));
-          }
+          const reports = await attemptOn(pair, [{ name: table, primary_key: key }], batchRows);
           const report = reports.find((r) => r.table === table)!;
           assert.equal(report.status, "applied", report.error);
           assert.equal(report.inserts, rows);

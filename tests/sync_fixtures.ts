@@ -163,3 +163,22 @@ export async function attemptAt(
     await Promise.all([...databases.values()].map((db) => db.close()));
   }
 }
+
+/** One attempt on `tables` over the pair's own databases, each closed after. */
+export async function attemptOn(
+  pair: Pair,
+  tables: unknown[],
+  batchRows?: number,
+): Promise<TableReport[]> {
+  const { config, databases } = pair.connect(tables);
+  try {
+    return await runAttempt(config, databases, {
+      dryRun: false,
+      log: collectLog().log,
+      retryDelayMs: 1,
+      batchRows,
+    });
+  } finally {
+    await Promise.all([...databases.values()].map((db) => db.close()));
+  }
+}

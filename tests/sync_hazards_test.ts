@@ -1,22 +1,9 @@
 /** @module Sync must not lose, or change behind the destination's back, rows it does not mean to. */
 /** ae2cb15 review: the retry-after-deletes and the delete + re-insert paths. */
 import assert from "node:assert/strict";
-import { runAttempt } from "../sync/run_attempt.ts";
-import { BACKENDS, collectLog, fingerprint, type Pair } from "./sync_fixtures.ts";
+import { attemptOn, BACKENDS, fingerprint } from "./sync_fixtures.ts";
 
-async function attempt(pair: Pair, tables: unknown[], batchRows?: number) {
-  const { config, databases } = pair.connect(tables);
-  try {
-    return await runAttempt(config, databases, {
-      dryRun: false,
-      log: collectLog().log,
-      retryDelayMs: 1,
-      batchRows,
-    });
-  } finally {
-    await Promise.all([...databases.values()].map((db) => db.close()));
-  }
-}
+const attempt = attemptOn;
 
 for (const backend of BACKENDS) {
   Deno.test({
