@@ -3,10 +3,10 @@
  * `getMethod()` (Laravel) and ASP.NET Core's override middleware run a POST carrying
  * `X-HTTP-Method-Override: DELETE` (or `X-HTTP-Method`, `X-Method-Override`, or a `_method`
  * parameter, as HTML forms send it) as a DELETE. The rules match the request line, so such a
- * POST could reach the route a `methods` rule keeps DELETE away from. Apps that honour no override (Django) make the header harmless, and clients
- * behind proxies that block PUT and DELETE rely on it, so it is forwarded as it is, unless the two
- * readings of the request are routed by different rules: then nobody can say which one the app
- * will run, and the request is refused.
+ * POST could reach the route a `methods` rule keeps DELETE away from. Apps that honour no override
+ * (Django) make the header harmless, and clients behind proxies that block PUT and DELETE rely on
+ * it, so it is forwarded as it is, unless the two readings of the request are routed by different
+ * rules: then nobody can say which one the app will run, and the request is refused.
  */
 import { valuesAsAppsRead } from "./app_names.ts";
 import { cgiName, hasCgiSeparator } from "./cgi_name.ts";
@@ -81,7 +81,9 @@ export async function checkMethodOverride(
       "ambiguous_method",
       `POST with ${name}${name === METHOD_PARAM ? "=" : ": "}${method} is routed by ${
         other ? `rule "${other.rule.name}"` : "no rule"
-      }, not "${matched.name}"; send ${method} itself, or drop the header`,
+      }, not "${matched.name}"; send ${method} itself, or drop ${
+        name === METHOD_PARAM ? "the parameter" : "the header"
+      }`,
     );
   }
 }
@@ -104,9 +106,10 @@ function asciiCompatible(charset: string): boolean {
 /**
  * `_method` in a body {@linkcode bodyCopies} reads no parameters from alike, as the frameworks
  * that honour it read it: Rack and PHP take a form's bytes whatever its charset and however many
- * fields (up to Rack 3's 4096: a superset of PHP's first 1000), Laravel json_decodes a JSON body whatever
- * charset it declares. Nothing from a Content-Encoding'd body (neither inflates one) nor from JSON
- * json_decode refuses; every method Rack takes from anything else (multipart/mixed, a UTF-16 form).
+ * fields (up to Rack 3's 4096: a superset of PHP's first 1000), Laravel json_decodes a JSON body
+ * whatever charset it declares. Nothing from a Content-Encoding'd body (neither inflates one) nor
+ * from JSON json_decode refuses; every method Rack takes from anything else (multipart/mixed, a
+ * UTF-16 form).
  */
 async function overrideCopies(body: BufferedBody): Promise<string[]> {
   if (body.encoded) return [];
