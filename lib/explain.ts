@@ -118,7 +118,7 @@ export async function explainRequest(
     method,
     url: withoutUserinfo(target),
     tried: [],
-    refused: { status: error.status, code: error.code, message: error.message },
+    refused: refusalOf(error),
     targets: [],
     notes: [],
   });
@@ -194,8 +194,7 @@ export async function explainRequest(
   try {
     match = await findRule(config.rules, facts, body);
   } catch (error) {
-    if (!(error instanceof BodyTooLargeError)) throw error;
-    out.refused = { status: 413, code: "body_too_large", message: error.message };
+    out.refused = refusalOf(error);
     return done();
   }
   if (!match) {
@@ -216,12 +215,7 @@ export async function explainRequest(
     await checkMethodOverride(config, facts, body, rule);
   } catch (error) {
     // The override's rule may read the body, as the router does (413 there too).
-    if (error instanceof BodyTooLargeError) {
-      out.refused = { status: 413, code: "body_too_large", message: error.message };
-      return done();
-    }
-    if (!(error instanceof HttpError)) throw error;
-    out.refused = { status: error.status, code: error.code, message: error.message };
+    out.refused = refusalOf(error);
     return done();
   }
   const pin = readPin(headers, config);
@@ -235,8 +229,7 @@ export async function explainRequest(
     try {
       checkWebSocketHandshake(new HeaderList(headers));
     } catch (error) {
-      if (!(error instanceof HttpError)) throw error;
-      out.refused = { status: error.status, code: error.code, message: error.message };
+      out.refused = refusalOf(error);
       return done();
     }
   }
@@ -268,8 +261,7 @@ export async function explainRequest(
           out.status = rule.action.status;
           out.notes.push("Answered by vestibule with a redirect: no upstream is contacted");
         } catch (error) {
-          if (!(error instanceof HttpError)) throw error;
-          out.refused = { status: error.status, code: error.code, message: error.message };
+          out.refused = refusalOf(error);
         }
         break;
       }
@@ -283,8 +275,7 @@ export async function explainRequest(
         // `region_from.query` reads a form body's field too, as the router does.
         choice = await chooseRegion(rule, { ...ctx, body, headers, method });
       } catch (error) {
-        if (!(error instanceof BodyTooLargeError)) throw error;
-        out.refused = { status: 413, code: "body_too_large", message: error.message };
+        out.refused = refusalOf(error);
         return done();
       }
       const { region, reason } = choice;
@@ -321,8 +312,7 @@ export async function explainRequest(
         try {
           await body.bytes();
         } catch (error) {
-          if (!(error instanceof BodyTooLargeError)) throw error;
-          out.refused = { status: 413, code: "body_too_large", message: error.message };
+          out.refused = refusalOf(error);
           return done();
         }
       }
@@ -512,4 +502,18 @@ function pinNotes(headers: Headers, config: Config, pin: RegionPin | undefined):
     }
   }
   return notes;
+}
+
+/**
+ * What the router answers for an error its route step throws (app.ts): 413 `body_too_large`, or
+ * an `HttpError`'s own status and code. Anything else is a failure of explain's, and rethrown.
+ */
+function refusalOf(error: unknown): NonNullable<Explanation["refused"]> {
+  if (error instanceof BodyTooLargeError) {
+    return { status: 413, code: "body_too_large", message: error.message };
+  }
+  if (error instanceof HttpError) {
+    return { status: error.status, code: error.code, message: error.message };
+  }
+  throw error;
 }
