@@ -5,6 +5,7 @@ import { bufferedLineWriter, LONE_WRITER_BATCH, PIPE_BUF } from "./lib/line_writ
 import { listenPort, listenRefusal } from "./lib/listen_port.ts";
 import { loadRulesForServing } from "./lib/serve_rules.ts";
 import { readMetricsToken } from "./lib/metrics_endpoint.ts";
+import { shutdownGraceMs } from "./lib/shutdown_grace.ts";
 
 const rulesPath = Deno.env.get("VESTIBULE_RULES") ?? "./rules.json";
 const config = await loadRulesForServing(rulesPath, (name) => Deno.env.get(name)).catch((error) => {
@@ -46,9 +47,18 @@ export const app = createApp({
 
 /**
  * How long a stop (SIGTERM from a load balancer or orchestrator, or Ctrl-C) waits for requests in
- * flight; below Kubernetes' default 30 s grace period, after which the process is killed anyway.
+ * flight; by default below Kubernetes' default 30 s grace period, after which the process is
+ * killed anyway.
  */
-export const SHUTDOWN_GRACE_MS = 25_000;
+export const SHUTDOWN_GRACE_MS = graceOrExit();
+
+/** `VESTIBULE_SHUTDOWN_GRACE_MS`, or a message for the operator (exit 1). */
+function graceOrExit(): number {
+  const ms = shutdownGraceMs(Deno.env.get("VESTIBULE_SHUTDOWN_GRACE_MS"));
+  if (typeof ms === "number") return ms;
+  console.error(`vestibule: ${ms.error}`);
+  Deno.exit(1);
+}
 
 /** `PORT`, or a message for the operator (exit 1) instead of Deno's `Invalid port: NaN` trace. */
 function portOrExit(): number {

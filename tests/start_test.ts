@@ -70,6 +70,25 @@ Deno.test("start-up: a PORT that is no port, or is taken, is one line and exit 1
   });
 });
 
+Deno.test("start-up: a VESTIBULE_SHUTDOWN_GRACE_MS that is no number of milliseconds is one line and exit 1", async (t) => {
+  const message = (raw: string) =>
+    `vestibule: VESTIBULE_SHUTDOWN_GRACE_MS "${raw}" is not a number of milliseconds ` +
+    "(0–2147483647; default 25000)\n";
+  // "30s" would be NaN: a setTimeout of NaN fires at once and cut every answer in flight.
+  for (const serve of [false, true]) {
+    await t.step(serve ? "deno task serve" : "deno run main.ts", async () => {
+      const { code, stderr } = await start("0", {
+        env: { VESTIBULE_SHUTDOWN_GRACE_MS: "30s" },
+        serve,
+      });
+      assert.equal(code, 1);
+      // `deno serve --parallel` prefixes each worker's lines (`[serve-worker-0 ] `).
+      const lines = stderr.split("\n").filter(Boolean).map((l) => l.replace(/^\[[^\]]*\] /, ""));
+      assert.ok(lines.length > 0 && lines.every((l) => `${l}\n` === message("30s")), stderr);
+    });
+  }
+});
+
 Deno.test("start-up: a VESTIBULE_KV that cannot be opened is one line and exit 1, not a stack trace", async (t) => {
   const rules = { ocap: { key: "k".repeat(32), targets: { p: { origin: "http://127.0.0.1:9" } } } };
   for (
