@@ -8,7 +8,7 @@ import { parseSyncConfig } from "../sync/config.ts";
 import { openDatabase } from "../sync/database.ts";
 import { startEmbeddedPostgres } from "../sync/embedded.ts";
 import { runAttempt } from "../sync/run_attempt.ts";
-import { BACKENDS, collectLog, type Pair } from "./sync_fixtures.ts";
+import { BACKENDS, collectLog, type Pair, QUICKEST_BACKEND } from "./sync_fixtures.ts";
 
 const SCHEMA = `CREATE TABLE subject (id int PRIMARY KEY, name text NOT NULL);`;
 const ROWS = (n: number) =>
@@ -62,7 +62,7 @@ Deno.test("a signal after the first destination's transaction leaves the next de
 });
 
 Deno.test("max_delete_ratio refuses only what exceeds it: deletes exactly at the ratio go through", async (t) => {
-  const pair = await BACKENDS[0].pair();
+  const pair = await QUICKEST_BACKEND.pair();
   try {
     // 29 of 100 destination rows are the owner's no longer, under max_delete_ratio 0.29
     // (0.29 * 100 is 28.999999999999996 in floating point), and 1 of 10 under 0.1.
@@ -104,7 +104,7 @@ Deno.test("max_delete_ratio refuses only what exceeds it: deletes exactly at the
 });
 
 Deno.test("a table's log line counts the bytes it sent, and a failed table logs at level error, tried once", async () => {
-  const pair = await BACKENDS[0].pair();
+  const pair = await QUICKEST_BACKEND.pair();
   try {
     await pair.owner.exec(SCHEMA + ROWS(50));
     await pair.destination.exec(

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { main } from "../sync/cli.ts";
 import FakeTimers from "@sinonjs/fake-timers";
-import { BACKENDS, type Pair } from "./sync_fixtures.ts";
+import { BACKENDS, type Pair, QUICKEST_BACKEND } from "./sync_fixtures.ts";
 
 const SCHEMA = `CREATE TABLE subject (id int PRIMARY KEY, name text NOT NULL)`;
 const TABLES = [{ name: "public.subject", primary_key: ["id"], delete_missing: true }];
 
 async function withPair(fn: (pair: Pair, dir: string) => Promise<void>) {
-  const pair = await BACKENDS[0].pair();
+  const pair = await QUICKEST_BACKEND.pair();
   const dir = await Deno.makeTempDir({ prefix: "sync_cli_test_" });
   try {
     await pair.owner.exec(

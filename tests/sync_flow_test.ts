@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { runAttempt, type TableReport } from "../sync/run_attempt.ts";
 import { SyncRefusedError } from "../sync/errors.ts";
-import { BACKENDS, collectLog, fingerprint, type Pair } from "./sync_fixtures.ts";
+import { BACKENDS, collectLog, fingerprint, type Pair, QUICKEST_BACKEND } from "./sync_fixtures.ts";
 
 const KINDS_TABLE = `
   CREATE TABLE kinds (
@@ -491,7 +491,7 @@ for (const backend of BACKENDS) {
 }
 
 Deno.test("runAttempt() refuses a column generated only at the destination, before any write", async () => {
-  const pair = await BACKENDS[0].pair();
+  const pair = await QUICKEST_BACKEND.pair();
   try {
     await pair.owner.exec(`CREATE TABLE priced (id int PRIMARY KEY, price int, total int);
       INSERT INTO priced VALUES (1, 10, 99), (2, 20, 77)`);
@@ -516,7 +516,7 @@ Deno.test("runAttempt() refuses a column generated only at the destination, befo
 });
 
 Deno.test("runAttempt() syncs a text key collated otherwise at the destination without churning its rows", async () => {
-  const pair = await BACKENDS[0].pair();
+  const pair = await QUICKEST_BACKEND.pair();
   try {
     const seed = `INSERT INTO mixed SELECT l || n, 'x'
       FROM unnest(ARRAY['a', 'B', 'c', 'D', '_', 'z']) AS l, generate_series(100, 199) AS n;`;
