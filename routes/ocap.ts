@@ -13,10 +13,10 @@ import type { RouteLog } from "../lib/route_context.ts";
 import type { RulesFile } from "../lib/rules_schema.ts";
 import { parseOrigin } from "../lib/compile_rules.ts";
 import { errorResponse, HttpError } from "../lib/http_error.ts";
-import { callOrigin } from "../lib/ocap/call_origin.ts";
+import { callOrigin, OriginAnswerTooLarge, OriginFailure } from "../lib/ocap/call_origin.ts";
 import { dedupKey } from "../lib/ocap/dedup_key.ts";
 import { ocapKeyMatches } from "../lib/ocap/key_matches.ts";
-import { answerResponse } from "../lib/ocap/origin_answer.ts";
+import { answerResponse, type OriginAnswer } from "../lib/ocap/origin_answer.ts";
 import { OCAP_KEY_HEADER, originHeaders } from "../lib/ocap/origin_headers.ts";
 import { SingleFlight } from "../lib/ocap/single_flight.ts";
 import { type OcapTarget, resolveTarget } from "../lib/ocap/target_path.ts";
@@ -94,22 +94,31 @@ export function createOcapHandler(
         contentType: request.headers.get("content-type"),
         body,
         authorization: request.headers.get("authorization"),
+        headers: request.headers,
       });
       const headers = originHeaders(request.headers, pin, requestId);
       const hasBody = body.byteLength > 0 || (method !== "GET" && method !== "HEAD");
       const { answer, cache } = await flights.run(key, {
         ttlMs: target.ttlMs,
         timeoutMs: target.timeoutMs,
-        callOrigin: (signal) =>
-          callOrigin(
-            { target: target.name, url, method, headers, body: hasBody ? body : null },
-            { fetch: fetchOrigin, signal, timeoutMs: target.timeoutMs },
+        callOrigin: async (signal) =>
+          onMount(
+            await callOrigin(
+              { target: target.name, url, method, headers, body: hasBody ? body : null },
+              { fetch: fetchOrigin, signal, timeoutMs: target.timeoutMs },
+            ),
+            url,
+            `${ocap.path}/${target.name}`,
           ),
       });
       deps.onCache?.(cache);
       if (log && answer.error) log.error = answer.error;
       return answerResponse(answer, cache, method);
     } catch (error) {
+      // Thrown to the caller whose request went to the origin: a miss, whatever came of it.
+      if (error instanceof OriginFailure || error instanceof OriginAnswerTooLarge) {
+        deps.onCache?.("miss");
+      }
       if (error instanceof HttpError) {
         if (log) log.error = error.code;
         return errorResponse(error, request.headers.get("accept"), request.method);
@@ -117,6 +126,22 @@ export function createOcapHandler(
       throw error;
     }
   };
+}
+
+/**
+ * The answer with a `Location` on the target's own origin moved under the mount, as nginx's
+ * `proxy_redirect default` does: resolved against the edge's URL, `/v2/token` would leave OCAP
+ * for the rule table (and a regional monolith), and an absolute one would skip OCAP's sharing.
+ */
+function onMount(answer: OriginAnswer, called: URL, mount: string): OriginAnswer {
+  const headers = answer.headers.map(([name, value]): [string, string] => {
+    if (name !== "location") return [name, value];
+    const to = URL.parse(value, called);
+    return to?.origin === called.origin
+      ? [name, `${mount}${to.pathname}${to.search}${to.hash}`]
+      : [name, value];
+  });
+  return { ...answer, headers };
 }
 
 function compileTargets(ocap: OcapConfig): Map<string, OcapTarget> {

@@ -11,7 +11,22 @@ export interface DedupInput {
   body: Uint8Array;
   /** The `Authorization` header value, or null. */
   authorization: string | null;
+  /**
+   * The caller's conditional and range headers ({@linkcode SELECTING_HEADERS}), which decide
+   * whether the answer is the resource, a 304, a 412 or a part of it.
+   */
+  headers?: Headers;
 }
+
+/** RFC 9110 §13.1 preconditions and §14.2 `Range` (with §13.1.5 `If-Range`). */
+export const SELECTING_HEADERS = [
+  "if-match",
+  "if-none-match",
+  "if-modified-since",
+  "if-unmodified-since",
+  "if-range",
+  "range",
+] as const;
 
 const encoder = new TextEncoder();
 
@@ -33,6 +48,13 @@ export async function dedupKey(input: DedupInput): Promise<string> {
     body.kind === "raw" ? encoder.encode(input.contentType ?? "") : new Uint8Array(),
     input.authorization === null ? new Uint8Array() : encoder.encode(`=${input.authorization}`),
   ];
+  // Only when one is present, so every other request keeps the key it had (instances of two
+  // versions side by side still share calls).
+  const selecting = SELECTING_HEADERS.flatMap((name) => {
+    const value = input.headers?.get(name);
+    return value === null || value === undefined ? [] : [`${name}:${value}`];
+  });
+  if (selecting.length > 0) parts.push(encoder.encode(selecting.join("\n")));
   let total = 0;
   for (const part of parts) total += 4 + part.byteLength;
   const buffer = new Uint8Array(total);

@@ -112,6 +112,8 @@ export class SingleFlight {
   ): Promise<Exchange> {
     const kv = this.#kv;
     let waited = false;
+    /** The result's versionstamp when this caller began to wait. */
+    let joined: string | null | undefined;
     let pause = POLL_MIN_MS;
     let watcher: ChangeWatcher | undefined;
     try {
@@ -119,7 +121,10 @@ export class SingleFlight {
         const [head, leaseEntry] = await withKvRetry(() =>
           kv.getMany<[unknown, Lease]>([resultKey(key), leaseKey(key)])
         );
-        const stored = await withKvRetry(() => readResult(kv, key, head, this.#now()));
+        // An answer stored while this caller waited is the one it waited for, however near its
+        // expiry this isolate's clock (ahead of the owner's, or after a slow save) puts it.
+        const now = joined !== undefined && head.versionstamp !== joined ? -Infinity : this.#now();
+        const stored = await withKvRetry(() => readResult(kv, key, head, now));
         if (stored.answer === NOT_SHARED) throw notShared();
         if (stored.answer) return { answer: stored.answer, cache: waited ? "coalesced" : "hit" };
 
@@ -154,6 +159,7 @@ export class SingleFlight {
           throw new FlightOutOfTime("Gave up waiting for another caller's identical OCAP request");
         }
         waited = true;
+        joined ??= stored.versionstamp;
         watcher ??= new ChangeWatcher(kv, [resultKey(key), leaseKey(key)]);
         await watcher.next(Math.min(pause, Math.max(1, waitUntil - performance.now())));
         pause = Math.min(POLL_MAX_MS, pause * 1.5);

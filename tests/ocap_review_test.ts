@@ -1,0 +1,126 @@
+/** OCAP as its callers depend on it: sharing across instances, redirects, and what operators see. */
+import assert from "node:assert/strict";
+import { deadPort, startUpstream, startVestibule } from "./_servers.ts";
+import { OCAP_ENV, ocapRules, tokenRequest } from "./_ocap.ts";
+
+Deno.test("OCAP double spend: a caller waiting on another instance's call gets its answer, also when its clock is ahead by more than the TTL", async () => {
+  // ttl_seconds: 1 and a clock 1.5 s ahead (under the 2 s of skew docs/ocap.md allows for).
+  let calls = 0;
+  const provider = startUpstream(async () => {
+    const call = ++calls;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    return Response.json({ access_token: `token-${call}` });
+  });
+  const dir = await Deno.makeTempDir({ prefix: "ocap_kv_" });
+  const kv = await Deno.openKv(`${dir}/kv.sqlite3`);
+  const rules = ocapRules(provider.url, { ttlSeconds: 1 });
+  const owner = startVestibule(rules, { env: OCAP_ENV, deps: { kv } });
+  const ahead = startVestibule(rules, {
+    env: OCAP_ENV,
+    deps: { kv, now: () => Date.now() + 1_500 },
+  });
+  try {
+    const first = fetch(tokenRequest(owner.url));
+    while (provider.received.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const second = await fetch(tokenRequest(ahead.url));
+    const answers = [await (await first).text(), await second.text()];
+    assert.equal(calls, 1, `the provider was called ${calls} times; callers got ${answers}`);
+    assert.equal(second.headers.get("ocap-cache"), "coalesced");
+    assert.deepEqual(answers, ['{"access_token":"token-1"}', '{"access_token":"token-1"}']);
+  } finally {
+    await Promise.all([owner.close(), ahead.close(), provider.close()]);
+    kv.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("OCAP metrics: an origin call that failed still counts as a miss in vestibule_ocap_cache_total", async () => {
+  const token = "metrics-token-0123456789";
+  const provider = startUpstream(async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1_000)); // past the 300 ms timeout
+    return Response.json({ access_token: "late" });
+  });
+  const kv = await Deno.openKv(":memory:");
+  const rules = ocapRules(provider.url, { timeoutMs: 300 }) as {
+    ocap: { targets: Record<string, unknown> };
+  };
+  rules.ocap.targets.down = { origin: `http://127.0.0.1:${deadPort()}` };
+  const edge = startVestibule(rules, { env: OCAP_ENV, deps: { kv, metricsToken: token } });
+  try {
+    const refused = await fetch(tokenRequest(edge.url, { path: "/_ocap/down/token" }));
+    assert.equal(refused.status, 502);
+    await refused.body?.cancel();
+    const slow = await fetch(tokenRequest(edge.url));
+    assert.equal(slow.status, 504);
+    await slow.body?.cancel();
+    assert.equal(provider.received.length, 1, "the slow provider was called");
+    const scrape = await fetch(`${edge.url}/_vestibule/metrics`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const text = await scrape.text();
+    assert.match(text, /^vestibule_ocap_cache_total\{result="miss"\} 2$/m, text);
+  } finally {
+    await Promise.all([edge.close(), provider.close()]);
+    kv.close();
+  }
+});
+
+Deno.test("OCAP wrong routing: a provider's relative redirect keeps the caller on the target, not on the edge's regional route", async () => {
+  // The provider moved its token endpoint; a client that follows a 308 (fetch, Python requests)
+  // resolves the Location against the URL it called: the OCAP mount on the edge.
+  const provider = startUpstream((req) =>
+    new URL(req.url).pathname === "/token"
+      ? new Response(null, { status: 308, headers: { location: "/oauth2/v2/token" } })
+      : Response.json({ access_token: "moved" })
+  );
+  const region = startUpstream();
+  const kv = await Deno.openKv(":memory:");
+  const rules = ocapRules(provider.url) as { regions: Record<string, { origin: string }> };
+  rules.regions.us = { origin: region.url };
+  const edge = startVestibule(rules, { env: OCAP_ENV, deps: { kv } });
+  try {
+    const res = await fetch(tokenRequest(edge.url)); // redirect: "follow"
+    const body = await res.text();
+    assert.deepEqual(
+      region.received.map((r) => [r.method, r.path, r.headers.has("ocap-key")]),
+      [],
+      `the token request reached a regional monolith: ${
+        JSON.stringify(
+          region.received.map((r) => [r.method, r.path, r.headers.has("ocap-key"), r.body.length]),
+        )
+      }`,
+    );
+    assert.deepEqual(provider.received.map((r) => r.path), ["/token", "/oauth2/v2/token"]);
+    assert.equal(body, '{"access_token":"moved"}');
+  } finally {
+    await Promise.all([edge.close(), provider.close(), region.close()]);
+    kv.close();
+  }
+});
+
+Deno.test("OCAP answer sharing: a caller without validators does not get the 304 another caller's If-None-Match earned", async () => {
+  // A JWKS (or userinfo) fetch: one client revalidates its copy, another has none.
+  const provider = startUpstream((req) =>
+    req.headers.get("if-none-match") === '"v1"'
+      ? new Response(null, { status: 304, headers: { etag: '"v1"' } })
+      : Response.json({ keys: ["k1"] }, { headers: { etag: '"v1"' } })
+  );
+  const kv = await Deno.openKv(":memory:");
+  const edge = startVestibule(ocapRules(provider.url), { env: OCAP_ENV, deps: { kv } });
+  const get = (headers: Record<string, string>) =>
+    fetch(`${edge.url}/_ocap/provider/jwks`, {
+      headers: { "ocap-key": OCAP_ENV.OCAP_KEY, ...headers },
+    });
+  try {
+    const revalidated = await get({ "if-none-match": '"v1"' });
+    await revalidated.body?.cancel();
+    assert.equal(revalidated.status, 304);
+    const fresh = await get({});
+    const body = await fresh.text();
+    assert.equal(fresh.status, 200, `an unconditional GET got ${fresh.status} "${body}"`);
+    assert.deepEqual(JSON.parse(body), { keys: ["k1"] });
+  } finally {
+    await Promise.all([edge.close(), provider.close()]);
+    kv.close();
+  }
+});
