@@ -11,7 +11,8 @@ export type RegionResult =
     preferred?: boolean;
     ms: number;
   }
-  | { region: string; kind: "timeout" | "unavailable"; ms: number };
+  /** `invalid`: it answered, but with nothing a client can be handed (`upstream_invalid`). */
+  | { region: string; kind: "timeout" | "unavailable" | "invalid"; ms: number };
 
 /** The decision over all regions' results. */
 export type BroadcastOutcome =

@@ -26,6 +26,13 @@ export type OcapCacheResult = "hit" | "miss" | "coalesced";
 /** The errors of one upstream call, as the access log's `error` names them. */
 const UPSTREAM_ERRORS = new Set(["upstream_unavailable", "upstream_timeout", "upstream_invalid"]);
 
+/** A broadcast region's `error` in the access line → its `vestibule_upstream_errors_total` label. */
+const BROADCAST_REGION_ERRORS = {
+  timeout: "upstream_timeout",
+  unavailable: "upstream_unavailable",
+  invalid: "upstream_invalid",
+} as const;
+
 /** The gauge of the isolates a scrape includes; `worker_metrics.ts` leaves it out of stale answers. */
 export const WORKERS_GAUGE = "vestibule_workers";
 
@@ -120,10 +127,10 @@ export class VestibuleMetrics {
     // Every region that answered, also when the client left before an outcome (a 499).
     for (const r of route.regions ?? []) {
       if (r.status !== undefined) this.#upstreamSeconds(r.region).observe(r.ms / 1000);
-      else if (r.error === "timeout" || r.error === "unavailable") {
+      else if (r.error !== undefined && Object.hasOwn(BROADCAST_REGION_ERRORS, r.error)) {
         this.#upstreamErrors.inc({
           upstream: r.region,
-          error: r.error === "timeout" ? "upstream_timeout" : "upstream_unavailable",
+          error: BROADCAST_REGION_ERRORS[r.error as keyof typeof BROADCAST_REGION_ERRORS],
         });
       }
     }

@@ -176,8 +176,11 @@ async function attempt(
       response: preferred?.response ?? verdict.response,
     };
   } catch (error) {
-    const kind = error instanceof HttpError && error.code === "upstream_timeout"
+    const code = error instanceof HttpError ? error.code : undefined;
+    const kind = code === "upstream_timeout"
       ? "timeout"
+      : code === "upstream_invalid"
+      ? "invalid"
       : "unavailable";
     return { result: { region, kind, ms: performance.now() - started } };
   }
