@@ -5,7 +5,7 @@
 import { isIP } from "node:net";
 import { assumeRegion, type CountryLookup } from "./assume_region.ts";
 import { encodeBodyText } from "./body_text_encoding.ts";
-import type { Config, Rule, Upstream } from "./compile_rules.ts";
+import type { Config, Rule, SuccessRule, Upstream } from "./compile_rules.ts";
 import type { CookiePolicy } from "./forward.ts";
 import { checkMethod, hostHeaderFits, type RequestView, viewRequest } from "./request_view.ts";
 import { cookieNames, type ForwardPlan, forwardPlan } from "./forward_plan.ts";
@@ -331,6 +331,21 @@ export async function explainRequest(
           rule.preferFailure ? ", then answers matching prefer_failure" : ""
         }), ties going to ${preferred}`,
       );
+      out.notes.push(`Success: ${describeSuccess(rule.success)}`);
+      if (rule.preferFailure) {
+        out.notes.push(
+          `Preferred failure (prefer_failure): ${describeSuccess(rule.preferFailure)}`,
+        );
+      }
+      // routes/broadcast.ts: the rule's timeout_ms, else each region's own.
+      out.notes.push(
+        rule.timeoutMs !== undefined
+          ? `Waits for each region's answer up to the rule's timeout_ms: ${rule.timeoutMs} ms`
+          : `Waits for each region's answer up to its timeout_ms: ${
+            config.regionIds.map((id) => `${id} ${config.regions.get(id)!.timeoutMs} ms`).join(", ")
+          }`,
+        "If no region answers: 502 broadcast_unavailable (504 upstream_timeout when all timed out)",
+      );
       for (const id of config.regionIds) {
         out.targets.push(plan(config.regions.get(id)!, { only: rule.forwardCookies }));
       }
@@ -516,4 +531,29 @@ function refusalOf(error: unknown): NonNullable<Explanation["refused"]> {
     return { status: error.status, code: error.code, message: error.message };
   }
   throw error;
+}
+
+/**
+ * A success rule in words, every condition joined by "and". A header's regex is not shown, nor an
+ * `equals` value that holds a string: either may hold a `${NAME}` secret's value.
+ */
+function describeSuccess(rule: SuccessRule): string {
+  const parts: string[] = [];
+  const { status } = rule;
+  if (status) {
+    parts.push(`status ${"class" in status ? `${status.class}xx` : [...status].join(" or ")}`);
+  }
+  if (rule.setCookie) parts.push(`a live "${rule.setCookie}" cookie`);
+  for (const [name] of rule.headers ?? []) parts.push(`a "${name}" header matching its regex`);
+  if (rule.json) {
+    const path = rule.json.path.join(".");
+    if (rule.json.hasEquals) {
+      const equals = JSON.stringify(rule.json.equals) ?? "null";
+      const shown = equals.includes('"') ? "the rules file's value" : equals;
+      parts.push(`"${path}" equal to ${shown} in the JSON body`);
+    } else {
+      parts.push(rule.json.exists ? `"${path}" in the JSON body` : `no "${path}" in the JSON body`);
+    }
+  }
+  return parts.join(" and ");
 }

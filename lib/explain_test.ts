@@ -136,7 +136,7 @@ Deno.test("explainRequest() broadcasts a JSON body to every region", async () =>
   assert.deepEqual(e.regions, ["au", "us"]);
   assert.deepEqual(e.targets.map((t) => t.id), ["au", "us"]);
   assert.deepEqual(e.targets.map((t) => t.forward.headers.fromRules), [["x-origin-secret"], []]);
-  assert.deepEqual(e.notes.slice(1), [
+  assert.deepEqual(e.notes.slice(1, 3), [
     "If several regions succeed, the client gets 502 broadcast_ambiguous",
     'If none succeeds, the client gets the best failure (non-5xx first), ties going to "us" (default)',
   ]);
