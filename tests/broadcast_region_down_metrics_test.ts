@@ -3,10 +3,13 @@
  * `vestibule_requests_total` tell an operator whether the regions are reachable. A broadcast
  * region that is down, or times out, appears in neither: the request is counted under the region
  * that answered, and the histogram only counts answers. While AU is down every AU user's login
- * gets US's "no such user", and the scrape shows only successes and failures of `us`.
+ * gets US's "no such user", and the scrape shows only successes and failures of `us`. A region
+ * that answers with something no client can be handed (a transfer coding other than chunked) is
+ * up, and counts as `upstream_invalid`, not as unreachable: the operator should look at what
+ * mangles its answers, not at the network.
  */
 import assert from "node:assert/strict";
-import { deadPort, startUpstream, startVestibule } from "./_servers.ts";
+import { deadPort, rawUpstream, startUpstream, startVestibule } from "./_servers.ts";
 
 const TOKEN = "scrape-token-0123456789";
 
@@ -60,5 +63,40 @@ Deno.test("metrics: a broadcast region that cannot be reached or times out shows
   } finally {
     release.resolve();
     await Promise.all([edge.close(), slow.close(), us.close()]);
+  }
+});
+
+Deno.test("metrics: a broadcast region whose answer is invalid counts as upstream_invalid, not unreachable", async () => {
+  const au = rawUpstream(() =>
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+  );
+  const us = startUpstream(() => new Response("no such user", { status: 401 }));
+  const lines: Record<string, unknown>[] = [];
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "login", type: "broadcast", success: { status: [302] } }],
+  }, { deps: { log: (line) => lines.push(JSON.parse(line)), metricsToken: TOKEN } });
+  try {
+    const res = await fetch(`${edge.url}/login`, { method: "POST", body: "username=olivia" });
+    await res.body?.cancel();
+    assert.equal(res.status, 401);
+    assert.deepEqual(
+      (lines[0].regions as { region: string; error?: string }[]).map((r) => [r.region, r.error]),
+      [["au", "invalid"], ["us", undefined]],
+    );
+    const scrape = await (await fetch(`${edge.url}/_vestibule/metrics`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    })).text();
+    assert.match(
+      scrape,
+      /^vestibule_upstream_errors_total\{upstream="au",error="upstream_invalid"\} 1$/m,
+    );
+    assert.doesNotMatch(
+      scrape,
+      /^vestibule_upstream_errors_total\{upstream="au",error="upstream_unavailable"/m,
+    );
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
