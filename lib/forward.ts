@@ -104,8 +104,11 @@ export interface UpstreamHeaders {
   clientAcceptEncoding: string | null;
 }
 
+/** The header OCAP's callers authenticate with; it never reaches an upstream or an origin. */
+export const OCAP_KEY_HEADER = "ocap-key";
+
 /**
- * Builds the headers sent upstream: hop-by-hop headers and the pin removed, cookies filtered by
+ * Builds the headers sent upstream: hop-by-hop headers, the pin and `Ocap-Key` removed, cookies filtered by
  * `cookies` (the pin cookie is removed in every case), `X-Forwarded-*` set, and the upstream's
  * configured headers last, in place of any the client sent, so a client cannot override them.
  */
@@ -138,6 +141,8 @@ export function upstreamHeaders(
       case "x-forwarded-proto":
       case "x-original-url": // URL_CLAIMS
       case "x-rewrite-url":
+        continue;
+      case OCAP_KEY_HEADER: // OCAP's credential: a caller that missed the mount must not leak it
         continue;
       case "traceparent":
         if (tracing) continue;

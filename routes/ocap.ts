@@ -17,7 +17,8 @@ import { callOrigin, OriginAnswerTooLarge, OriginFailure } from "../lib/ocap/cal
 import { dedupKey } from "../lib/ocap/dedup_key.ts";
 import { ocapKeyMatches } from "../lib/ocap/key_matches.ts";
 import { answerResponse, type OriginAnswer } from "../lib/ocap/origin_answer.ts";
-import { OCAP_KEY_HEADER, originHeaders } from "../lib/ocap/origin_headers.ts";
+import { originHeaders } from "../lib/ocap/origin_headers.ts";
+import { OCAP_KEY_HEADER } from "../lib/forward.ts";
 import { SingleFlight } from "../lib/ocap/single_flight.ts";
 import { type OcapTarget, resolveTarget } from "../lib/ocap/target_path.ts";
 import { BodyTooLargeError, clientClosed, readBounded } from "../lib/request_body.ts";

@@ -2,6 +2,8 @@
 import assert from "node:assert/strict";
 import { deadPort, startUpstream, startVestibule } from "./_servers.ts";
 import { OCAP_ENV, ocapRules, tokenRequest } from "./_ocap.ts";
+import { explainRequest } from "../lib/explain.ts";
+import { parseRules } from "../lib/load_rules.ts";
 
 Deno.test("OCAP double spend: a caller waiting on another instance's call gets its answer, also when its clock is ahead by more than the TTL", async () => {
   // ttl_seconds: 1 and a clock 1.5 s ahead (under the 2 s of skew docs/ocap.md allows for).
@@ -121,6 +123,60 @@ Deno.test("OCAP answer sharing: a caller without validators does not get the 304
     assert.deepEqual(JSON.parse(body), { keys: ["k1"] });
   } finally {
     await Promise.all([edge.close(), provider.close()]);
+    kv.close();
+  }
+});
+
+Deno.test("OCAP key leak: an Ocap-Key sent to a path outside the mount reaches no regional, global or broadcast upstream", async (t) => {
+  // A monolith that calls the public domain instead of the mount (a wrong base URL, a redirect
+  // resolved against the edge) sends its key with the request; a global upstream may be a
+  // third party's (a hosted marketing site).
+  const region = startUpstream(() => new Response("app"));
+  const website = startUpstream(() => new Response("about"));
+  const provider = startUpstream(() => Response.json({ access_token: "t" }));
+  const kv = await Deno.openKv(":memory:");
+  const rules = {
+    ...(ocapRules(provider.url) as Record<string, unknown>),
+    regions: { us: { origin: region.url } },
+    upstreams: { website: { origin: website.url } },
+    rules: [
+      { name: "website", type: "global", match: { path: "^/about$" }, upstream: "website" },
+      { name: "login", type: "broadcast", match: { path: "^/login$" }, success: { status: [200] } },
+      { name: "app", type: "regional" },
+    ],
+  };
+  const edge = startVestibule(rules, { env: OCAP_ENV, deps: { kv } });
+  try {
+    for (const [path, method] of [["/about", "GET"], ["/login", "POST"], ["/app", "GET"]]) {
+      await t.step(`${method} ${path}`, async () => {
+        const res = await fetch(`${edge.url}${path}`, {
+          method,
+          headers: { "ocap-key": OCAP_ENV.OCAP_KEY, "x-kept": "yes" },
+          body: method === "POST" ? "code=one-time-code" : undefined,
+        });
+        await res.body?.cancel();
+        assert.equal(res.status, 200);
+      });
+    }
+    const received = [...region.received, ...website.received];
+    assert.equal(received.length, 3);
+    for (const r of received) {
+      assert.equal(r.headers.get("x-kept"), "yes", `${r.path}: other headers still go`);
+      assert.equal(r.headers.get("ocap-key"), null, `${r.path} received the Ocap-Key`);
+    }
+    const config = parseRules(JSON.stringify(rules), {
+      env: (name) => OCAP_ENV[name as "OCAP_KEY"],
+    });
+    const explained = await explainRequest(
+      { method: "GET", url: "https://app.example.com/app", headers: { "ocap-key": "k" } },
+      config,
+    );
+    assert.deepEqual(
+      explained.targets[0].forward.headers.stripped.filter((s) => s.name === "ocap-key"),
+      [{ name: "ocap-key", reason: "OCAP's key: only OCAP's mount reads it" }],
+    );
+  } finally {
+    await Promise.all([edge.close(), region.close(), website.close(), provider.close()]);
     kv.close();
   }
 });

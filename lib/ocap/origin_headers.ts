@@ -1,11 +1,8 @@
 /** @module The headers an OCAP owner sends to the origin: the caller's, minus what belongs to this hop. */
 import { isPinCookieName } from "../app_names.ts";
 import { filterCookieHeader } from "../cookies.ts";
-import { HOP_BY_HOP_HEADERS, isPinHeader } from "../forward.ts";
+import { HOP_BY_HOP_HEADERS, isPinHeader, OCAP_KEY_HEADER } from "../forward.ts";
 import { runtimeTracing } from "../tracing.ts";
-
-/** The header callers authenticate with; never forwarded. */
-export const OCAP_KEY_HEADER = "ocap-key";
 
 /**
  * Copies the caller's headers without `Ocap-Key`, hop-by-hop headers (and those `Connection`
