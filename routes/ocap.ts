@@ -64,6 +64,8 @@ export function createOcapHandler(
       }
       // The raw request target, before URL parsing could resolve dot segments.
       const { target, url } = resolveTarget(rawTarget(request.url), ocap.path, targets);
+      // The access line and the upstream error metrics name the target, as they name a region.
+      if (log) log.upstream = target.name;
       // Refused as the router refuses it: `fetch` would send a lower-case `head` as a HEAD (the
       // caller then got a length and no body), and refuse TRACE as if the provider were down.
       const { method } = request;
@@ -113,12 +115,14 @@ export function createOcapHandler(
           ),
       });
       deps.onCache?.(cache);
+      if (log) log.outcome = cache;
       if (log && answer.error) log.error = answer.error;
       return answerResponse(answer, cache, method);
     } catch (error) {
       // Thrown to the caller whose request went to the origin: a miss, whatever came of it.
       if (error instanceof OriginFailure || error instanceof OriginAnswerTooLarge) {
         deps.onCache?.("miss");
+        if (log) log.outcome = "miss";
       }
       if (error instanceof HttpError) {
         if (log) log.error = error.code;

@@ -36,7 +36,7 @@ Deno.test("OCAP double spend: a caller waiting on another instance's call gets i
   }
 });
 
-Deno.test("OCAP metrics: an origin call that failed still counts as a miss in vestibule_ocap_cache_total", async () => {
+Deno.test("OCAP metrics and log: an origin call that failed counts as a miss and as its target's upstream error", async () => {
   const token = "metrics-token-0123456789";
   const provider = startUpstream(async () => {
     await new Promise((resolve) => setTimeout(resolve, 1_000)); // past the 300 ms timeout
@@ -47,7 +47,11 @@ Deno.test("OCAP metrics: an origin call that failed still counts as a miss in ve
     ocap: { targets: Record<string, unknown> };
   };
   rules.ocap.targets.down = { origin: `http://127.0.0.1:${deadPort()}` };
-  const edge = startVestibule(rules, { env: OCAP_ENV, deps: { kv, metricsToken: token } });
+  const lines: Record<string, unknown>[] = [];
+  const edge = startVestibule(rules, {
+    env: OCAP_ENV,
+    deps: { kv, metricsToken: token, log: (line) => lines.push(JSON.parse(line)) },
+  });
   try {
     const refused = await fetch(tokenRequest(edge.url, { path: "/_ocap/down/token" }));
     assert.equal(refused.status, 502);
@@ -61,6 +65,20 @@ Deno.test("OCAP metrics: an origin call that failed still counts as a miss in ve
     });
     const text = await scrape.text();
     assert.match(text, /^vestibule_ocap_cache_total\{result="miss"\} 2$/m, text);
+    // Which provider is down, as a region or global upstream would be named.
+    assert.match(
+      text,
+      /^vestibule_upstream_errors_total\{upstream="down",error="upstream_unavailable"\} 1$/m,
+    );
+    assert.match(
+      text,
+      /^vestibule_upstream_errors_total\{upstream="provider",error="upstream_timeout"\} 1$/m,
+    );
+    assert.deepEqual(
+      lines.filter((l) => l.path !== "/_vestibule/metrics")
+        .map((l) => [l.upstream, l.outcome, l.error]),
+      [["down", "miss", "upstream_unavailable"], ["provider", "miss", "upstream_timeout"]],
+    );
   } finally {
     await Promise.all([edge.close(), provider.close()]);
     kv.close();
@@ -108,7 +126,11 @@ Deno.test("OCAP answer sharing: a caller without validators does not get the 304
       : Response.json({ keys: ["k1"] }, { headers: { etag: '"v1"' } })
   );
   const kv = await Deno.openKv(":memory:");
-  const edge = startVestibule(ocapRules(provider.url), { env: OCAP_ENV, deps: { kv } });
+  const lines: Record<string, unknown>[] = [];
+  const edge = startVestibule(ocapRules(provider.url), {
+    env: OCAP_ENV,
+    deps: { kv, log: (line) => lines.push(JSON.parse(line)) },
+  });
   const get = (headers: Record<string, string>) =>
     fetch(`${edge.url}/_ocap/provider/jwks`, {
       headers: { "ocap-key": OCAP_ENV.OCAP_KEY, ...headers },
@@ -121,6 +143,14 @@ Deno.test("OCAP answer sharing: a caller without validators does not get the 304
     const body = await fresh.text();
     assert.equal(fresh.status, 200, `an unconditional GET got ${fresh.status} "${body}"`);
     assert.deepEqual(JSON.parse(body), { keys: ["k1"] });
+    // Two keys, two origin calls; a third caller without validators shares the second's answer.
+    const again = await get({});
+    await again.body?.cancel();
+    assert.deepEqual(lines.map((l) => [l.upstream, l.outcome, l.status]), [
+      ["provider", "miss", 304],
+      ["provider", "miss", 200],
+      ["provider", "hit", 200],
+    ]);
   } finally {
     await Promise.all([edge.close(), provider.close()]);
     kv.close();
