@@ -117,7 +117,12 @@ export class VestibuleMetrics {
     if (upstream !== undefined && route.upstreamMs !== undefined) {
       this.#upstreamSeconds(upstream).observe(route.upstreamMs / 1000);
     }
-    if (upstream !== undefined && route.error !== undefined && UPSTREAM_ERRORS.has(route.error)) {
+    // An OCAP answer from the cache or another caller's call is no call of this request's own.
+    const shared = route.outcome === "hit" || route.outcome === "coalesced";
+    if (
+      upstream !== undefined && route.error !== undefined && UPSTREAM_ERRORS.has(route.error) &&
+      !shared
+    ) {
       this.#upstreamErrors.inc({ upstream, error: route.error });
     }
     if (route.type !== "broadcast") return;

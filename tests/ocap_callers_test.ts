@@ -1,6 +1,6 @@
 /** OCAP as its callers depend on it: sharing across instances, redirects, and what operators see. */
 import assert from "node:assert/strict";
-import { deadPort, startUpstream, startVestibule } from "./_servers.ts";
+import { deadPort, rawUpstream, startUpstream, startVestibule } from "./_servers.ts";
 import { OCAP_ENV, ocapRules, tokenRequest } from "./_ocap.ts";
 import { explainRequest } from "../lib/explain.ts";
 import { parseRules } from "../lib/load_rules.ts";
@@ -29,6 +29,37 @@ Deno.test("OCAP double spend: a caller waiting on another instance's call gets i
     assert.equal(calls, 1, `the provider was called ${calls} times; callers got ${answers}`);
     assert.equal(second.headers.get("ocap-cache"), "coalesced");
     assert.deepEqual(answers, ['{"access_token":"token-1"}', '{"access_token":"token-1"}']);
+  } finally {
+    await Promise.all([owner.close(), ahead.close(), provider.close()]);
+    kv.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("OCAP double spend: a caller arriving just after the answer was stored, on an instance 1.5 s ahead, gets it instead of calling the provider again", async () => {
+  let calls = 0;
+  const provider = startUpstream(() => Response.json({ access_token: `token-${++calls}` }));
+  const dir = await Deno.makeTempDir({ prefix: "ocap_kv_" });
+  const kv = await Deno.openKv(`${dir}/kv.sqlite3`);
+  const rules = ocapRules(provider.url, { ttlSeconds: 1 });
+  const owner = startVestibule(rules, { env: OCAP_ENV, deps: { kv } });
+  const ahead = startVestibule(rules, {
+    env: OCAP_ENV,
+    deps: { kv, now: () => Date.now() + 1_500 },
+  });
+  try {
+    const first = await fetch(tokenRequest(owner.url));
+    assert.equal(await first.text(), '{"access_token":"token-1"}');
+    // Well within the owner's 1 s TTL.
+    const second = await fetch(tokenRequest(ahead.url));
+    const body = await second.text();
+    assert.equal(
+      calls,
+      1,
+      `the provider redeemed the code ${calls} times; the late caller got ${body}`,
+    );
+    assert.equal(second.headers.get("ocap-cache"), "hit");
+    assert.equal(body, '{"access_token":"token-1"}');
   } finally {
     await Promise.all([owner.close(), ahead.close(), provider.close()]);
     kv.close();
@@ -207,6 +238,53 @@ Deno.test("OCAP key leak: an Ocap-Key sent to a path outside the mount reaches n
     );
   } finally {
     await Promise.all([edge.close(), region.close(), website.close(), provider.close()]);
+    kv.close();
+  }
+});
+
+Deno.test("OCAP metrics: a cached upstream_invalid answer handed to later callers counts one upstream error, not one per caller", async () => {
+  const token = "metrics-token-0123456789";
+  const provider = rawUpstream(() =>
+    "HTTP/1.1 600 Weird\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}"
+  );
+  const kv = await Deno.openKv(":memory:");
+  const lines: Record<string, unknown>[] = [];
+  const edge = startVestibule(ocapRules(provider.url), {
+    env: OCAP_ENV,
+    deps: { kv, metricsToken: token, log: (line) => lines.push(JSON.parse(line)) },
+  });
+  try {
+    const caches: (string | null)[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(tokenRequest(edge.url));
+      caches.push(res.headers.get("ocap-cache"));
+      assert.equal((await res.json()).error, "upstream_invalid");
+    }
+    assert.deepEqual(
+      caches,
+      ["miss", "hit", "hit"],
+      "one provider call, two answers from the cache",
+    );
+    // The access line still names the error for every caller.
+    assert.deepEqual(lines.map((l) => [l.outcome, l.error]), [
+      ["miss", "upstream_invalid"],
+      ["hit", "upstream_invalid"],
+      ["hit", "upstream_invalid"],
+    ]);
+    const scrape = await fetch(`${edge.url}/_vestibule/metrics`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const text = await scrape.text();
+    assert.match(
+      text,
+      new RegExp(
+        `^vestibule_upstream_errors_total\\{upstream="provider",error="upstream_invalid"\\} 1$`,
+        "m",
+      ),
+      text.split("\n").filter((l) => l.startsWith("vestibule_upstream_errors_total")).join("\n"),
+    );
+  } finally {
+    await Promise.all([edge.close(), provider.close()]);
     kv.close();
   }
 });

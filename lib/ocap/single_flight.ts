@@ -201,9 +201,7 @@ export class SingleFlight {
       const spent = error instanceof OriginAnswerTooLarge;
       await withKvRetry(() => {
         const op = kv.atomic().check({ key: leaseKey(key), versionstamp: leaseVersion });
-        if (spent) {
-          addNotShared(op, key, { expiresAt: this.#now() + options.ttlMs, ttlMs: options.ttlMs });
-        }
+        if (spent) addNotShared(op, key, this.#keep(options.ttlMs));
         return op.delete(leaseKey(key)).commit();
       }).catch(() => {});
       throw error;
@@ -213,10 +211,7 @@ export class SingleFlight {
     try {
       const stored = await withKvRetry(() => {
         const op = kv.atomic().check({ key: leaseKey(key), versionstamp: leaseVersion });
-        addResult(op, key, answer, {
-          expiresAt: this.#now() + options.ttlMs,
-          ttlMs: options.ttlMs,
-        });
+        addResult(op, key, answer, this.#keep(options.ttlMs));
         return op.delete(leaseKey(key)).commit();
       });
       if (!stored.ok) log("ocap lease was lost before the answer was stored");
@@ -225,6 +220,16 @@ export class SingleFlight {
       log("ocap could not store an answer", (error as Error).cause ?? error);
     }
     return { answer, cache: "miss" };
+  }
+
+  /**
+   * How long a stored answer (or marker) lives: the TTL plus the margin the instances' clocks may
+   * differ by. Every reader judges expiry by its own clock, and one ahead of the owner's by more
+   * than the TTL would read a fresh answer as expired and redeem the code again.
+   */
+  #keep(ttlMs: number): { expiresAt: number; ttlMs: number } {
+    const keepMs = ttlMs + this.#marginMs;
+    return { expiresAt: this.#now() + keepMs, ttlMs: keepMs };
   }
 }
 

@@ -4,7 +4,7 @@ import { OriginFailure } from "./call_origin.ts";
 import { leaseKey, resultKey } from "./kv_keys.ts";
 import type { OriginAnswer } from "./origin_answer.ts";
 import { addResult, MAX_CACHED_BODY_BYTES } from "./response_store.ts";
-import { type ExchangeOptions, SingleFlight } from "./single_flight.ts";
+import { type ExchangeOptions, LEASE_MARGIN_MS, SingleFlight } from "./single_flight.ts";
 
 const KEY = "0".repeat(64);
 
@@ -80,14 +80,15 @@ Deno.test("SingleFlight.run() shares one origin call between two isolates on one
   });
 });
 
-Deno.test("SingleFlight.run() serves the cached answer until its TTL passes", async () => {
+Deno.test("SingleFlight.run() serves the cached answer until its TTL (and the clock margin) passes", async () => {
   await withKv(async (kv) => {
     let clock = 1_000_000;
     const flights = new SingleFlight(kv, { now: () => clock });
     let n = 0;
     const origin = countingOrigin(() => answer(200, `answer ${++n}`), 1);
     const first = await flights.run(KEY, origin.options({ ttlMs: 30_000 }));
-    clock += 29_999;
+    // Kept LEASE_MARGIN_MS longer: another instance's clock may be that far ahead.
+    clock += 30_000 + LEASE_MARGIN_MS - 1;
     const second = await flights.run(KEY, origin.options({ ttlMs: 30_000 }));
     clock += 1;
     const third = await flights.run(KEY, origin.options({ ttlMs: 30_000 }));
