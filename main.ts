@@ -52,6 +52,12 @@ export const app = createApp({
  */
 export const SHUTDOWN_GRACE_MS = graceOrExit();
 
+/**
+ * How long a stop waits for the log reader after the grace period ran out: Deno.exit drops the lines
+ * still queued, those of answers that finished in the grace period's last moments included.
+ */
+export const DRAIN_AFTER_GRACE_MS = 1000;
+
 /** `VESTIBULE_SHUTDOWN_GRACE_MS`, or a message for the operator (exit 1). */
 function graceOrExit(): number {
   const ms = shutdownGraceMs(Deno.env.get("VESTIBULE_SHUTDOWN_GRACE_MS"));
@@ -101,13 +107,21 @@ if (import.meta.main) {
   const stop = async () => {
     if (stopping) Deno.exit(0); // A second Ctrl-C does not wait.
     stopping = true;
-    const grace = Promise.withResolvers<void>();
-    const timer = setTimeout(grace.resolve, SHUTDOWN_GRACE_MS);
-    await Promise.race([server.shutdown(), grace.promise]);
-    // The last lines, unless the log reader has stalled (then the grace period bounds the wait).
-    await Promise.race([accessLog.drain(), grace.promise]);
-    clearTimeout(timer);
+    const end = performance.now() + SHUTDOWN_GRACE_MS;
+    await Promise.race([server.shutdown(), delay(SHUTDOWN_GRACE_MS)]);
+    // The last lines, unless the log reader has stalled: what is left of the grace period, and at
+    // least DRAIN_AFTER_GRACE_MS, as serve.ts gives, so that the lines of answers that finished
+    // just before the grace ran out are written, not cut off by the exit.
+    await Promise.race([
+      accessLog.drain(),
+      delay(Math.max(end - performance.now(), DRAIN_AFTER_GRACE_MS)),
+    ]);
     Deno.exit(0);
   };
   for (const signal of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(signal, stop);
+}
+
+/** A promise that resolves after `ms`; its timer keeps no stopping process alive. */
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => Deno.unrefTimer(setTimeout(resolve, ms)));
 }

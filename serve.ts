@@ -2,7 +2,7 @@
  * @module Entry for `deno serve --parallel` (`deno task serve`): the same app as `main.ts`, but
  * `deno serve` does the listening, once per worker, so `main.ts` must not be the main module.
  */
-import { accessLog, app, SHUTDOWN_GRACE_MS } from "./main.ts";
+import { accessLog, app, DRAIN_AFTER_GRACE_MS, SHUTDOWN_GRACE_MS } from "./main.ts";
 
 // `deno serve` drains the answers in flight on SIGTERM or Ctrl-C, but waits for one that never
 // ends (an event stream, a long download) until SIGKILL; like `main.ts`, each worker gives up after
@@ -14,8 +14,10 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     if (stopping) Deno.exit(0);
     stopping = true;
     const timer = setTimeout(async () => {
-      // The last lines, unless the log reader has stalled.
-      await Promise.race([accessLog.drain(), new Promise((resolve) => setTimeout(resolve, 1000))]);
+      // The last lines, unless the log reader has stalled. Every worker waits the whole time: the
+      // first Deno.exit ends them all, with the lines another worker is still writing.
+      void accessLog.drain();
+      await new Promise((resolve) => setTimeout(resolve, DRAIN_AFTER_GRACE_MS));
       Deno.exit(0);
     }, SHUTDOWN_GRACE_MS);
     Deno.unrefTimer(timer);
