@@ -81,7 +81,7 @@ export class WorkerMetrics {
   async scrape(): Promise<string> {
     if (this.#peers.size === 0) return await this.metrics.scrape(); // `deno run`: nothing to merge.
     const own = await this.metrics.json();
-    const merged = [own];
+    const merged = new Map<string, MetricsJson>([[this.#id, own]]);
     const missing = new Set(this.#peers);
     const scrape = crypto.randomUUID();
     await new Promise<void>((resolve) => {
@@ -94,7 +94,7 @@ export class WorkerMetrics {
       const timer = setTimeout(done, this.#timeoutMs);
       const answer = (from: string, metrics: MetricsJson) => {
         if (!missing.delete(from)) return;
-        merged.push(metrics);
+        merged.set(from, metrics);
         if (missing.size === 0) done();
       };
       this.#waiting.set(scrape, { answer, done });
@@ -103,9 +103,12 @@ export class WorkerMetrics {
     for (const peer of missing) {
       const last = this.#lastAnswers.get(peer);
       // `vestibule_workers` counts those that answered this time: the gauge shows the staleness.
-      if (last) merged.push(last.filter((metric) => metric.name !== WORKERS_GAUGE));
+      if (last) merged.set(peer, last.filter((metric) => metric.name !== WORKERS_GAUGE));
     }
-    return await AggregatorRegistry.aggregate(merged).metrics();
+    // Summed in one order whichever worker is scraped: floating-point sums (a histogram's `_sum`)
+    // depend on the order of their terms, and one a hair lower reads as a restart to Prometheus.
+    const ordered = [...merged.keys()].sort().map((id) => merged.get(id)!);
+    return await AggregatorRegistry.aggregate(ordered).metrics();
   }
 
   /** Tells the other workers this one is gone, and closes the channel. */

@@ -162,6 +162,36 @@ async function steps(t: Deno.TestContext): Promise<void> {
     },
   );
 
+  await t.step(
+    "counter reset: a histogram's _sum reads the same whichever worker is scraped, never a hair lower",
+    async () => {
+      // Floating-point addition depends on the order of its terms: (0.3 + 0.2) + 0.1 is 0.6 and
+      // (0.1 + 0.2) + 0.3 is 0.6000000000000001. A scrape that summed the workers in another order
+      // read lower, and Prometheus takes any fall for a restart: rate() adds the whole sum.
+      const name = channel();
+      const workers = [300, 200, 100].map(() =>
+        new WorkerMetrics(new VestibuleMetrics(), { channel: name })
+      );
+      try {
+        await acquainted(workers);
+        workers.forEach((w, i) => record(w.metrics, 200, [300, 200, 100][i]));
+        const sums: number[] = [];
+        for (let round = 0; round < 2; round++) {
+          for (const scraped of workers) {
+            const text = await scraped.scrape();
+            sums.push(Number(
+              /^vestibule_upstream_duration_seconds_sum\{upstream="au"\} (\S+)$/m.exec(text)![1],
+            ));
+          }
+        }
+        const falls = sums.flatMap((sum, i) => i > 0 && sum < sums[i - 1] ? [i] : []);
+        assert.deepEqual(falls, [], `sums scrape after scrape: ${sums.join(", ")}`);
+      } finally {
+        workers.forEach((w) => w.close());
+      }
+    },
+  );
+
   await t.step("a worker that has never answered is left out, and the gauge says so", async () => {
     // A peer that says hello but never answers a scrape, like a worker stuck in a long task.
     await withRawPeer(async (a, mute) => {
