@@ -20,7 +20,8 @@ function freePort(): number {
   listener.close();
   return port;
 }
-const METRICS_TOKEN = Deno.env.get("VESTIBULE_METRICS_TOKEN") ?? "dev-only-metrics-token";
+// Trimmed as vestibule reads it: a blank one (a .env template) turned the metrics off.
+const METRICS_TOKEN = Deno.env.get("VESTIBULE_METRICS_TOKEN")?.trim() || "dev-only-metrics-token";
 const taken = new Set<string>();
 // The monoliths share it to sign and check staff switch links; a new one every run.
 const switchSecret = crypto.randomUUID();
