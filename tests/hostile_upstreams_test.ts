@@ -122,3 +122,14 @@ Deno.test("an upstream status above 599 is 502 upstream_invalid, never vestibule
     },
   );
 });
+
+Deno.test("an upstream's 599 (a proxy's network timeout) is passed on as 599, not 502 upstream_invalid", async (t) => {
+  await eachCase(
+    t,
+    (extra) => `HTTP/1.1 599 Network Connect Timeout Error\r\n${extra}Content-Length: 2\r\n\r\nok`,
+    ({ status, body }) => {
+      assert.equal(status, 599);
+      assert.equal(body, "ok");
+    },
+  );
+});

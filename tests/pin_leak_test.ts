@@ -337,3 +337,29 @@ for (
     },
   );
 }
+
+Deno.test("pin forgery by cookie tossing: a cookie named NBSP + the pin's name (any subdomain may set it) does not pin the browser", async (t) => {
+  // Browsers trim only SP and HTAB from a cookie name, so `\xa0__Host-vestibule-region` escapes
+  // the __Host- rules: a sibling subdomain can set it for the whole domain.
+  const au = startUpstream();
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  try {
+    for (const cookie of ["\xa0__Host-vestibule-region=au", "__Host-vestibule-region\xa0=au"]) {
+      await t.step(cookie.replace("\xa0", "<NBSP>"), async () => {
+        const before = au.received.length;
+        const res = await fetch(`${edge.url}/dashboard`, { headers: { cookie } });
+        await res.body?.cancel();
+        assert.equal(res.status, 200);
+        assert.equal(au.received.length, before, "the tossed cookie steered the request to au");
+        assert.equal(us.received.at(-1)!.path, "/dashboard");
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});

@@ -454,6 +454,13 @@ Deno.test("compression: a gzip upstream answer reaches the client with headers t
       },
     );
     await t.step(
+      "revalidation: an origin's weak ETag stays one weak ETag (Express with compression()), not W/W/",
+      async () => {
+        const { head } = await rawGet(edge.port, "br", "X-Weak: 1\r\n");
+        assert.match(head, /\r\netag: w\/"v1"\r\n/);
+      },
+    );
+    await t.step(
       "origin ignores identity and compresses anyway: passed through with its header",
       async () => {
         const { head } = await rawGet(edge.port, "identity", "X-Stubborn: 1\r\n");
@@ -464,7 +471,8 @@ Deno.test("compression: a gzip upstream answer reaches the client with headers t
     handlers: {
       us: (req) => {
         const accepts = req.headers.get("accept-encoding") ?? "";
-        const headers = { "content-type": "text/plain", etag: '"v1"' };
+        const etag = req.headers.get("x-weak") ? 'W/"v1"' : '"v1"';
+        const headers = { "content-type": "text/plain", etag };
         if (accepts === "identity" && req.headers.get("x-stubborn")) {
           return new Response(gz, { headers: { ...headers, "content-encoding": "gzip" } });
         }
