@@ -113,7 +113,7 @@ if (import.meta.main) {
     // least DRAIN_AFTER_GRACE_MS, as serve.ts gives, so that the lines of answers that finished
     // just before the grace ran out are written, not cut off by the exit.
     await Promise.race([
-      accessLog.drain(),
+      accessLog.stop(),
       delay(Math.max(end - performance.now(), DRAIN_AFTER_GRACE_MS)),
     ]);
     Deno.exit(0);

@@ -16,7 +16,7 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     const timer = setTimeout(async () => {
       // The last lines, unless the log reader has stalled. Every worker waits the whole time: the
       // first Deno.exit ends them all, with the lines another worker is still writing.
-      void accessLog.drain();
+      void accessLog.stop();
       await new Promise((resolve) => setTimeout(resolve, DRAIN_AFTER_GRACE_MS));
       Deno.exit(0);
     }, SHUTDOWN_GRACE_MS);

@@ -40,6 +40,12 @@ export interface LineWriter {
   (line: string): void;
   /** Queues the lines waiting for the flush timer; resolves once every queued batch is written. */
   drain(): Promise<void>;
+  /**
+   * A stop is under way: {@linkcode drain}, and from now on a line is written as it comes
+   * (synchronously when no write is in flight), so the exit cannot cut it off once its answer has
+   * left; under `deno serve --parallel` another worker's exit gives no warning.
+   */
+  stop(): Promise<void>;
 }
 
 /** Options of {@linkcode bufferedLineWriter}. */
@@ -77,6 +83,8 @@ export function bufferedLineWriter(
   /** Lines dropped since the queue was last empty; reported when it empties again. */
   let dropped = 0;
   let failing = false;
+  /** Set by `stop()`: lines do not wait for the flush timer. */
+  let stopping = false;
 
   // A log reader that went away (a closed pipe: BrokenPipe) must not take the server with it:
   // the lines are dropped and the failure is reported once.
@@ -132,16 +140,25 @@ export function bufferedLineWriter(
     lines = 0;
   };
   let drained: PromiseWithResolvers<void> | undefined;
+  /** Writes the batch being filled synchronously; only with no write in flight (see unload). */
+  const writeNow = () => {
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
+    try {
+      for (let at = 0; at < used;) at += out.writeSync(buffer.subarray(at, used));
+    } catch (error) {
+      failed(error);
+    }
+    used = 0;
+    lines = 0;
+  };
   globalThis.addEventListener("unload", () => {
     if (timer !== undefined) clearTimeout(timer);
     // A write still in flight says the reader is slow or has stopped: a synchronous write behind
     // it could hold the exit forever (a stop awaits `drain()` first). Otherwise the queue is
     // empty, and the batch being filled goes now.
     if (writing || used === 0) return;
-    try {
-      for (let at = 0; at < used;) at += out.writeSync(buffer.subarray(at, used));
-    } catch { /* the reader has gone */ }
-    used = 0;
+    writeNow();
   });
   // The line is encoded straight into the batch, one byte short of its end so the newline
   // always fits, instead of first copying it into a new string with the newline appended.
@@ -160,14 +177,21 @@ export function bufferedLineWriter(
     used += written;
     buffer[used++] = 0x0a;
     lines++;
-    timer ??= setTimeout(flush, FLUSH_AFTER_MS);
+    if (!stopping) timer ??= setTimeout(flush, FLUSH_AFTER_MS);
+    else if (writing) flush(); // Behind a slow reader: queued, as the unload handler leaves it.
+    else writeNow();
+  };
+  const drain = (): Promise<void> => {
+    flush();
+    if (!writing) return Promise.resolve();
+    drained ??= Promise.withResolvers();
+    return drained.promise;
   };
   return Object.assign(log, {
-    drain(): Promise<void> {
-      flush();
-      if (!writing) return Promise.resolve();
-      drained ??= Promise.withResolvers();
-      return drained.promise;
+    drain,
+    stop(): Promise<void> {
+      stopping = true;
+      return drain();
     },
   });
 }

@@ -267,3 +267,33 @@ Deno.test("bufferedLineWriter() reports a reader that fails again after it had r
   assert.equal(calls, 3);
   assert.equal(reports.filter((r) => r.includes("access log write failed")).length, 2);
 });
+
+Deno.test("bufferedLineWriter().stop(): each later line is written at once, synchronously, unless a write is in flight", async () => {
+  // Under `deno serve --parallel` another worker's exit ends this one without warning: a line
+  // waiting for the flush timer would be lost with its answer already sent.
+  const sync: string[] = [];
+  const async: string[] = [];
+  let release: (() => void) | undefined;
+  const log = bufferedLineWriter({
+    write(bytes) {
+      async.push(new TextDecoder().decode(bytes));
+      return new Promise((resolve) => release = () => resolve(bytes.length));
+    },
+    writeSync(bytes) {
+      sync.push(new TextDecoder().decode(bytes));
+      return bytes.length;
+    },
+  });
+  log("before");
+  const stopped = log.stop();
+  assert.deepEqual(async, ["before\n"], "the batch being filled goes at once");
+  log("behind a write in flight");
+  assert.deepEqual(sync, [], "queued behind it, not written past it");
+  release!();
+  await tick();
+  assert.deepEqual(async, ["before\n", "behind a write in flight\n"]);
+  release!();
+  await stopped;
+  log("after");
+  assert.deepEqual(sync, ["after\n"], "no write in flight: written before log() returns");
+});

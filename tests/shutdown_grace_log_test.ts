@@ -93,10 +93,10 @@ async function answersBeforeTheGraceEnds(
     const answers = Array.from(
       { length: ANSWERS },
       (_, i) =>
-        fetch(`${base}${path(i)}`, { headers: { connection: "close" } }).then(
-          async (res) => res.status === 200 && await res.text() === "finished",
-          () => false,
-        ),
+        fetch(`${base}${path(i)}`, { headers: { connection: "close" } })
+          .then(async (res) => res.status === 200 && await res.text() === "finished")
+          // Cut off by the exit, before or during the body: not an answer the client got.
+          .catch(() => false),
     );
     await arrived.promise;
     child.kill("SIGTERM");
