@@ -5,53 +5,57 @@ import { OCAP_ENV, ocapRules, tokenRequest } from "./_ocap.ts";
 import { explainRequest } from "../lib/explain.ts";
 import { parseRules } from "../lib/load_rules.ts";
 
+/**
+ * Two instances on one KV file, `ttl_seconds: 1`, the second's clock 1.5 s ahead (under the 2 s of
+ * skew docs/ocap.md allows for); `fn` gets their URLs. The provider is closed after.
+ */
+async function skewedPair(
+  provider: { url: string; close(): Promise<void> },
+  fn: (owner: string, ahead: string) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "ocap_kv_" });
+  const kv = await Deno.openKv(`${dir}/kv.sqlite3`);
+  const rules = ocapRules(provider.url, { ttlSeconds: 1 });
+  const owner = startVestibule(rules, { env: OCAP_ENV, deps: { kv } });
+  const ahead = startVestibule(rules, {
+    env: OCAP_ENV,
+    deps: { kv, now: () => Date.now() + 1_500 },
+  });
+  try {
+    await fn(owner.url, ahead.url);
+  } finally {
+    await Promise.all([owner.close(), ahead.close(), provider.close()]);
+    kv.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 Deno.test("OCAP double spend: a caller waiting on another instance's call gets its answer, also when its clock is ahead by more than the TTL", async () => {
-  // ttl_seconds: 1 and a clock 1.5 s ahead (under the 2 s of skew docs/ocap.md allows for).
   let calls = 0;
   const provider = startUpstream(async () => {
     const call = ++calls;
     await new Promise((resolve) => setTimeout(resolve, 300));
     return Response.json({ access_token: `token-${call}` });
   });
-  const dir = await Deno.makeTempDir({ prefix: "ocap_kv_" });
-  const kv = await Deno.openKv(`${dir}/kv.sqlite3`);
-  const rules = ocapRules(provider.url, { ttlSeconds: 1 });
-  const owner = startVestibule(rules, { env: OCAP_ENV, deps: { kv } });
-  const ahead = startVestibule(rules, {
-    env: OCAP_ENV,
-    deps: { kv, now: () => Date.now() + 1_500 },
-  });
-  try {
-    const first = fetch(tokenRequest(owner.url));
+  await skewedPair(provider, async (owner, ahead) => {
+    const first = fetch(tokenRequest(owner));
     while (provider.received.length === 0) await new Promise((r) => setTimeout(r, 5));
-    const second = await fetch(tokenRequest(ahead.url));
+    const second = await fetch(tokenRequest(ahead));
     const answers = [await (await first).text(), await second.text()];
     assert.equal(calls, 1, `the provider was called ${calls} times; callers got ${answers}`);
     assert.equal(second.headers.get("ocap-cache"), "coalesced");
     assert.deepEqual(answers, ['{"access_token":"token-1"}', '{"access_token":"token-1"}']);
-  } finally {
-    await Promise.all([owner.close(), ahead.close(), provider.close()]);
-    kv.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("OCAP double spend: a caller arriving just after the answer was stored, on an instance 1.5 s ahead, gets it instead of calling the provider again", async () => {
   let calls = 0;
   const provider = startUpstream(() => Response.json({ access_token: `token-${++calls}` }));
-  const dir = await Deno.makeTempDir({ prefix: "ocap_kv_" });
-  const kv = await Deno.openKv(`${dir}/kv.sqlite3`);
-  const rules = ocapRules(provider.url, { ttlSeconds: 1 });
-  const owner = startVestibule(rules, { env: OCAP_ENV, deps: { kv } });
-  const ahead = startVestibule(rules, {
-    env: OCAP_ENV,
-    deps: { kv, now: () => Date.now() + 1_500 },
-  });
-  try {
-    const first = await fetch(tokenRequest(owner.url));
+  await skewedPair(provider, async (owner, ahead) => {
+    const first = await fetch(tokenRequest(owner));
     assert.equal(await first.text(), '{"access_token":"token-1"}');
     // Well within the owner's 1 s TTL.
-    const second = await fetch(tokenRequest(ahead.url));
+    const second = await fetch(tokenRequest(ahead));
     const body = await second.text();
     assert.equal(
       calls,
@@ -60,11 +64,7 @@ Deno.test("OCAP double spend: a caller arriving just after the answer was stored
     );
     assert.equal(second.headers.get("ocap-cache"), "hit");
     assert.equal(body, '{"access_token":"token-1"}');
-  } finally {
-    await Promise.all([owner.close(), ahead.close(), provider.close()]);
-    kv.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("OCAP metrics and log: an origin call that failed counts as a miss and as its target's upstream error", async () => {
