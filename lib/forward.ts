@@ -108,9 +108,10 @@ export interface UpstreamHeaders {
 export const OCAP_KEY_HEADER = "ocap-key";
 
 /**
- * Builds the headers sent upstream: hop-by-hop headers, the pin and `Ocap-Key` removed, cookies filtered by
- * `cookies` (the pin cookie is removed in every case), `X-Forwarded-*` set, and the upstream's
- * configured headers last, in place of any the client sent, so a client cannot override them.
+ * Builds the headers sent upstream: hop-by-hop headers, the pin and `Ocap-Key` removed, cookies
+ * filtered by `cookies` (the pin cookie is removed in every case), `X-Forwarded-*` set, and the
+ * upstream's configured headers last, in place of any the client sent, so a client cannot
+ * override them.
  */
 export function upstreamHeaders(
   incoming: HeaderList,
