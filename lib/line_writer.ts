@@ -20,6 +20,9 @@ export const LONE_WRITER_BATCH = 65536;
  */
 const FLUSH_AFTER_MS = 20;
 
+/** A synchronous write that took longer than this waited for a log reader that is behind. */
+const SLOW_WRITE_MS = 50;
+
 /**
  * The most bytes of finished batches waiting for the log reader. A reader that stops reading (a
  * stalled log shipper, a Docker log driver in blocking mode) must not stop the server: lines
@@ -85,6 +88,8 @@ export function bufferedLineWriter(
   let failing = false;
   /** Set by `stop()`: lines do not wait for the flush timer. */
   let stopping = false;
+  /** Cleared by a synchronous write that waited: the next could hold the worker, its exit timer too. */
+  let writeSyncOk = true;
 
   // A log reader that went away (a closed pipe: BrokenPipe) must not take the server with it:
   // the lines are dropped and the failure is reported once.
@@ -144,8 +149,10 @@ export function bufferedLineWriter(
   const writeNow = () => {
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;
+    const started = performance.now();
     try {
       for (let at = 0; at < used;) at += out.writeSync(buffer.subarray(at, used));
+      if (performance.now() - started > SLOW_WRITE_MS) writeSyncOk = false;
     } catch (error) {
       failed(error);
     }
@@ -178,7 +185,8 @@ export function bufferedLineWriter(
     buffer[used++] = 0x0a;
     lines++;
     if (!stopping) timer ??= setTimeout(flush, FLUSH_AFTER_MS);
-    else if (writing) flush(); // Behind a slow reader: queued, as the unload handler leaves it.
+    // Behind a slow reader: queued, as the unload handler leaves it.
+    else if (writing || !writeSyncOk) flush();
     else writeNow();
   };
   const drain = (): Promise<void> => {

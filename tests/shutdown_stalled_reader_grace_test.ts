@@ -1,11 +1,19 @@
 /**
- * A stop while nobody reads stdout (a stalled log shipper, a Docker log driver in blocking mode):
- * the README promises an exit within the grace period, plus at most 1 s for the access lines, so
- * well before an orchestrator's SIGKILL; the lines queued behind the stalled reader are given up.
+ * A stop while nobody reads stdout (a stalled log shipper, a Docker log driver in blocking mode),
+ * or while the reader is slow: the README promises an exit within the grace period, plus at most
+ * 1 s for the access lines, so well before an orchestrator's SIGKILL; the lines queued behind the
+ * reader are given up.
  */
 import assert from "node:assert/strict";
 import { startUpstream } from "./_servers.ts";
-import { ENTRIES, type Entry, eventStreams, type Running, startEntry } from "./_shutdown.ts";
+import {
+  ENTRIES,
+  type Entry,
+  eventStreams,
+  gotAnswer,
+  type Running,
+  startEntry,
+} from "./_shutdown.ts";
 
 /** Slack for process teardown on a busy 2-core machine. */
 const SLACK_MS = 1500;
@@ -33,7 +41,7 @@ async function stopWithStalledReader(entry: Entry, graceMs: number): Promise<voi
       env: { VESTIBULE_SHUTDOWN_GRACE_MS: String(graceMs) },
       stdout: "piped", // and never read: the pipe (64 KiB) fills, then every write waits
     });
-    // About 2.3 KB a line: 200 lines are several times the pipe.
+    // About 800 bytes a line (the path is clipped at 512 characters): 200 lines overfill the pipe.
     const path = `/${"a".repeat(2000)}`;
     for (let i = 0; i < 200; i++) {
       const res = await fetch(`${server.base}${path}`, { headers: { connection: "close" } });
@@ -58,3 +66,65 @@ async function stopWithStalledReader(entry: Entry, graceMs: number): Promise<voi
     await up.close();
   }
 }
+
+Deno.test("slow log reader: deno serve --parallel exits within grace + 1 s when answers finish in the second after the grace period", async () => {
+  // Once a stop has begun a line is written synchronously; behind a reader that takes 512 bytes
+  // every 50 ms (never stalled) each such write waited up to 0.8 s and held the worker, its exit
+  // timer too (8–13 s stops in a review's runs). 300 lines of about 800 bytes fill the pipe.
+  const graceMs = 1000;
+  const answers = 300;
+  const arrived = Promise.withResolvers<void>();
+  const signalled = Promise.withResolvers<number>();
+  let waiting = 0;
+  const up = startUpstream(async () => {
+    if (++waiting === answers) arrived.resolve();
+    const at = await signalled.promise;
+    // Finishing 200 ms into the second after the grace period.
+    await new Promise((resolve) =>
+      setTimeout(resolve, Math.max(0, at + graceMs + 200 - performance.now()))
+    );
+    return new Response("finished");
+  }, { recordBody: false });
+  let server: Running | undefined;
+  let reading: Promise<void> | undefined;
+  try {
+    server = await startEntry("deno serve --parallel", up.url, {
+      env: { VESTIBULE_SHUTDOWN_GRACE_MS: String(graceMs) },
+      stdout: "piped",
+    });
+    const reader = server.child.stdout.getReader({ mode: "byob" });
+    reading = (async () => {
+      try {
+        while (!(await reader.read(new Uint8Array(512))).done) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      } catch {
+        /* the process is gone */
+      } finally {
+        reader.releaseLock();
+      }
+    })();
+    const path = `/${"a".repeat(2000)}`;
+    const sent = Array.from(
+      { length: answers },
+      (_, i) => gotAnswer(`${server!.base}${path}-${i}`),
+    );
+    await arrived.promise;
+    const at = performance.now();
+    server.child.kill("SIGTERM");
+    signalled.resolve(at);
+    const limit = graceMs + DRAIN_AFTER_GRACE_MS + SLACK_MS;
+    const outcome = await server.endWithin(30_000);
+    const tookMs = Math.round(performance.now() - at);
+    await Promise.all(sent);
+    assert.equal(
+      `${outcome}${tookMs <= limit ? "" : ` after ${tookMs} ms`}`,
+      "exited with code 0",
+      `stop took ${tookMs} ms (limit ${limit})`,
+    );
+  } finally {
+    await server?.close();
+    await reading;
+    await up.close();
+  }
+});
