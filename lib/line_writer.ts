@@ -20,7 +20,7 @@ export const LONE_WRITER_BATCH = 65536;
  */
 const FLUSH_AFTER_MS = 20;
 
-/** A synchronous write that took longer than this waited for a log reader that is behind. */
+/** Synchronous writes that waited this long in all waited for a log reader that is behind. */
 const SLOW_WRITE_MS = 50;
 
 /**
@@ -88,8 +88,10 @@ export function bufferedLineWriter(
   let failing = false;
   /** Set by `stop()`: lines do not wait for the flush timer. */
   let stopping = false;
-  /** Cleared by a synchronous write that waited: the next could hold the worker, its exit timer too. */
+  /** Cleared once synchronous writes have waited: the next could hold the worker, its exit timer too. */
   let writeSyncOk = true;
+  /** Milliseconds the synchronous writes that had to wait (over 1 ms each) took, all together. */
+  let waitedMs = 0;
 
   // A log reader that went away (a closed pipe: BrokenPipe) must not take the server with it:
   // the lines are dropped and the failure is reported once.
@@ -152,7 +154,9 @@ export function bufferedLineWriter(
     const started = performance.now();
     try {
       for (let at = 0; at < used;) at += out.writeSync(buffer.subarray(at, used));
-      if (performance.now() - started > SLOW_WRITE_MS) writeSyncOk = false;
+      const tookMs = performance.now() - started;
+      if (tookMs > 1) waitedMs += tookMs;
+      if (waitedMs > SLOW_WRITE_MS) writeSyncOk = false;
     } catch (error) {
       failed(error);
     }

@@ -297,3 +297,28 @@ Deno.test("bufferedLineWriter().stop(): each later line is written at once, sync
   log("after");
   assert.deepEqual(sync, ["after\n"], "no write in flight: written before log() returns");
 });
+
+Deno.test("slow log reader: bufferedLineWriter().stop() does not hold the event loop a second when every synchronous write waits just under 50 ms", () => {
+  // A reader that frees the pipe a little at a time (a page every ~45 ms) makes each write wait,
+  // but never more than 50 ms at once: every line of a stop then blocks the worker, its exit
+  // timer too (serve.ts gives the lines DRAIN_AFTER_GRACE_MS = 1 s).
+  const waitMs = 45;
+  let syncWrites = 0;
+  const log = bufferedLineWriter({
+    write: (bytes) => Promise.resolve(bytes.length),
+    writeSync(bytes) {
+      syncWrites++;
+      const until = performance.now() + waitMs;
+      while (performance.now() < until) { /* the pipe is full */ }
+      return bytes.length;
+    },
+  });
+  void log.stop();
+  const started = performance.now();
+  for (let i = 0; i < 40; i++) log(`line ${i}`);
+  const heldMs = Math.round(performance.now() - started);
+  assert.ok(
+    heldMs < 1000,
+    `40 lines held the event loop ${heldMs} ms in ${syncWrites} synchronous writes`,
+  );
+});
