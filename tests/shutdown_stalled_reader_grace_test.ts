@@ -51,14 +51,7 @@ async function stopWithStalledReader(entry: Entry, graceMs: number): Promise<voi
     await events.read();
     const signalled = performance.now();
     server.child.kill("SIGTERM");
-    const limit = graceMs + DRAIN_AFTER_GRACE_MS + SLACK_MS;
-    const outcome = await server.endWithin(15_000);
-    const tookMs = Math.round(performance.now() - signalled);
-    assert.equal(
-      `${outcome}${tookMs <= limit ? "" : ` after ${tookMs} ms`}`,
-      "exited with code 0",
-      `stop took ${tookMs} ms (limit ${limit})`,
-    );
+    assertExit(await server.endWithin(15_000), signalled, graceMs);
   } finally {
     await server?.close();
     await events?.cancel().catch(() => {});
@@ -130,9 +123,8 @@ async function slowReaderStop(options: {
     const at = performance.now();
     server.child.kill("SIGTERM");
     signalled.resolve(at);
-    const limit = graceMs + DRAIN_AFTER_GRACE_MS + SLACK_MS;
     const outcome = await server.endWithin(30_000);
-    const tookMs = Math.round(performance.now() - at);
+    const ended = performance.now();
     const got = (await Promise.all(sent)).filter(Boolean).length;
     if (options.allDelivered) {
       assert.equal(
@@ -140,14 +132,26 @@ async function slowReaderStop(options: {
         `${options.answers} of ${options.answers} answers delivered`,
       );
     }
-    assert.equal(
-      `${outcome}${tookMs <= limit ? "" : ` after ${tookMs} ms`}`,
-      "exited with code 0",
-      `stop took ${tookMs} ms (limit ${limit})`,
-    );
+    assertExit(outcome, at, graceMs, ended);
   } finally {
     await server?.close();
     await reading;
     await up.close();
   }
+}
+
+/** Exited 0, and within `graceMs` + the second for the lines (+ slack) of the signal at `signalled`. */
+function assertExit(
+  outcome: string,
+  signalled: number,
+  graceMs: number,
+  ended = performance.now(),
+) {
+  const limit = graceMs + DRAIN_AFTER_GRACE_MS + SLACK_MS;
+  const tookMs = Math.round(ended - signalled);
+  assert.equal(
+    `${outcome}${tookMs <= limit ? "" : ` after ${tookMs} ms`}`,
+    "exited with code 0",
+    `stop took ${tookMs} ms (limit ${limit})`,
+  );
 }
