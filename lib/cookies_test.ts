@@ -20,6 +20,8 @@ Deno.test("filterCookieHeader() cookie smuggling: a refused name after a comma d
     'prefs=x,y; j={"a":1,"b":2}',
   );
   assert.equal(filterCookieHeader("a=1, c=2", notPin), "a=1, c=2");
+  // After a comma, `=b` has an empty name (Rack files it under ""): the listed cookie is kept.
+  assert.equal(filterCookieHeader("csrftoken=a,=b", (n) => n === "csrftoken"), "csrftoken=a,=b");
   assert.equal(filterCookieHeader("s=1; junk, pin=au", notPin), "s=1", "comma before the '='");
   assert.equal(filterCookieHeader("s=1;\x85pin=au;\x1c pin =x", notPin), "s=1", "Python's spaces");
   assert.equal(filterCookieHeader("a=c pin=au; b=c\tpin = au; s=1", notPin), "s=1", "SimpleCookie");
