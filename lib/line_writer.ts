@@ -88,9 +88,10 @@ export function bufferedLineWriter(
   let failing = false;
   /** Set by `stop()`: lines do not wait for the flush timer. */
   let stopping = false;
-  /** Cleared once synchronous writes have waited: the next could hold the worker, its exit timer too. */
-  let writeSyncOk = true;
-  /** Milliseconds the synchronous writes that had to wait (over 1 ms each) took, all together. */
+  /**
+   * Milliseconds the synchronous writes that had to wait (over 1 ms each) took, all together: past
+   * SLOW_WRITE_MS the reader is behind, and the next could hold the worker, its exit timer too.
+   */
   let waitedMs = 0;
 
   // A log reader that went away (a closed pipe: BrokenPipe) must not take the server with it:
@@ -156,7 +157,6 @@ export function bufferedLineWriter(
       for (let at = 0; at < used;) at += out.writeSync(buffer.subarray(at, used));
       const tookMs = performance.now() - started;
       if (tookMs > 1) waitedMs += tookMs;
-      if (waitedMs > SLOW_WRITE_MS) writeSyncOk = false;
     } catch (error) {
       failed(error);
     }
@@ -190,7 +190,7 @@ export function bufferedLineWriter(
     lines++;
     if (!stopping) timer ??= setTimeout(flush, FLUSH_AFTER_MS);
     // Behind a slow reader: queued, as the unload handler leaves it.
-    else if (writing || !writeSyncOk) flush();
+    else if (writing || waitedMs > SLOW_WRITE_MS) flush();
     else writeNow();
   };
   const drain = (): Promise<void> => {

@@ -27,11 +27,11 @@ export type OcapCacheResult = "hit" | "miss" | "coalesced";
 const UPSTREAM_ERRORS = new Set(["upstream_unavailable", "upstream_timeout", "upstream_invalid"]);
 
 /** A broadcast region's `error` in the access line → its `vestibule_upstream_errors_total` label. */
-const BROADCAST_REGION_ERRORS = {
-  timeout: "upstream_timeout",
-  unavailable: "upstream_unavailable",
-  invalid: "upstream_invalid",
-} as const;
+const BROADCAST_REGION_ERRORS = new Map([
+  ["timeout", "upstream_timeout"],
+  ["unavailable", "upstream_unavailable"],
+  ["invalid", "upstream_invalid"],
+]);
 
 /** The gauge of the isolates a scrape includes; `worker_metrics.ts` leaves it out of stale answers. */
 export const WORKERS_GAUGE = "vestibule_workers";
@@ -117,11 +117,10 @@ export class VestibuleMetrics {
     if (upstream !== undefined && route.upstreamMs !== undefined) {
       this.#upstreamSeconds(upstream).observe(route.upstreamMs / 1000);
     }
-    // An OCAP answer from the cache or another caller's call is no call of this request's own.
-    const shared = route.outcome === "hit" || route.outcome === "coalesced";
     if (
       upstream !== undefined && route.error !== undefined && UPSTREAM_ERRORS.has(route.error) &&
-      !shared
+      // An OCAP answer from the cache or another caller's call is no call of this request's own.
+      route.outcome !== "hit" && route.outcome !== "coalesced"
     ) {
       this.#upstreamErrors.inc({ upstream, error: route.error });
     }
@@ -132,11 +131,9 @@ export class VestibuleMetrics {
     // Every region that answered, also when the client left before an outcome (a 499).
     for (const r of route.regions ?? []) {
       if (r.status !== undefined) this.#upstreamSeconds(r.region).observe(r.ms / 1000);
-      else if (r.error !== undefined && Object.hasOwn(BROADCAST_REGION_ERRORS, r.error)) {
-        this.#upstreamErrors.inc({
-          upstream: r.region,
-          error: BROADCAST_REGION_ERRORS[r.error as keyof typeof BROADCAST_REGION_ERRORS],
-        });
+      else {
+        const error = r.error === undefined ? undefined : BROADCAST_REGION_ERRORS.get(r.error);
+        if (error) this.#upstreamErrors.inc({ upstream: r.region, error });
       }
     }
   }

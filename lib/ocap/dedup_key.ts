@@ -19,7 +19,7 @@ export interface DedupInput {
 }
 
 /** RFC 9110 §13.1 preconditions and §14.2 `Range` (with §13.1.5 `If-Range`). */
-export const SELECTING_HEADERS = [
+const SELECTING_HEADERS = [
   "if-match",
   "if-none-match",
   "if-modified-since",
