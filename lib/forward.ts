@@ -143,8 +143,6 @@ export function upstreamHeaders(
       case "x-original-url": // URL_CLAIMS
       case "x-rewrite-url":
         continue;
-      case OCAP_KEY_HEADER: // OCAP's credential: a caller that missed the mount must not leak it
-        continue;
       case "traceparent":
         if (tracing) continue;
         break;
@@ -155,8 +153,9 @@ export function upstreamHeaders(
         range = true;
         break;
     }
+    // `Ocap-Key` is OCAP's credential: a caller that missed the mount must not leak it.
     if (
-      HOP_BY_HOP_HEADERS.has(name) || isPinHeader(name, ctx.pinHeader) ||
+      HOP_BY_HOP_HEADERS.has(name) || isPinHeader(name, ctx.pinHeader) || isOcapKeyHeader(name) ||
       connectionNamed?.has(name) || (!ctx.trustForwarded && PROXY_CLAIMS.has(name)) ||
       configures(upstream, name) || impersonates(name, upstream)
     ) continue;
@@ -209,8 +208,17 @@ export function upstreamHeaders(
  * configured so): an app reads them all as the pin ({@linkcode cgiName}).
  */
 export function isPinHeader(name: string, pinHeader: string): boolean {
-  return name === pinHeader ||
-    (name.length === pinHeader.length && cgiName(name) === cgiName(pinHeader));
+  return readsAs(name, pinHeader);
+}
+
+/** Whether header `name` is `Ocap-Key`, also spelt `ocap_key` or `ocap.key` (as the pin header). */
+export function isOcapKeyHeader(name: string): boolean {
+  return readsAs(name, OCAP_KEY_HEADER);
+}
+
+/** Whether an app reading headers by their CGI name ({@linkcode cgiName}) reads `name` as `header`. */
+function readsAs(name: string, header: string): boolean {
+  return name === header || (name.length === header.length && cgiName(name) === cgiName(header));
 }
 
 /**

@@ -11,8 +11,8 @@ import {
   type ForwardContext,
   HOP_BY_HOP_HEADERS,
   impersonates,
+  isOcapKeyHeader,
   isPinHeader,
-  OCAP_KEY_HEADER,
   PROXY_CLAIMS,
   upstreamHeaders,
   URL_CLAIMS,
@@ -113,7 +113,7 @@ export function forwardPlan(
     } else if (outgoing.has(name)) plan.headers.forwarded.push(name);
     else if (HOP_BY_HOP_HEADERS.has(name)) strip("hop-by-hop");
     else if (isPinHeader(name, ctx.pinHeader)) strip("pin header");
-    else if (name === OCAP_KEY_HEADER) strip("OCAP's key: only OCAP's mount reads it");
+    else if (isOcapKeyHeader(name)) strip("OCAP's key: only OCAP's mount reads it");
     else if (URL_CLAIMS.has(name)) {
       strip("apps may read it as the URL, which the rules matched on the request line");
     } else if (impersonates(name, upstream)) {

@@ -188,10 +188,11 @@ Deno.test("OCAP answer sharing: a caller without validators does not get the 304
   }
 });
 
-Deno.test("OCAP key leak: an Ocap-Key sent to a path outside the mount reaches no regional, global or broadcast upstream", async (t) => {
+Deno.test("OCAP key leak: an Ocap-Key, in any spelling, reaches no regional, global, broadcast upstream or OCAP origin", async (t) => {
   // A monolith that calls the public domain instead of the mount (a wrong base URL, a redirect
   // resolved against the edge) sends its key with the request; a global upstream may be a
-  // third party's (a hosted marketing site).
+  // third party's (a hosted marketing site). Django's META, Rack's env and PHP's $_SERVER read
+  // `ocap_key` and `ocap.key` as HTTP_OCAP_KEY too, as they do the pin header's other spellings.
   const region = startUpstream(() => new Response("app"));
   const website = startUpstream(() => new Response("about"));
   const provider = startUpstream(() => Response.json({ access_token: "t" }));
@@ -207,34 +208,55 @@ Deno.test("OCAP key leak: an Ocap-Key sent to a path outside the mount reaches n
     ],
   };
   const edge = startVestibule(rules, { env: OCAP_ENV, deps: { kv } });
+  const spellings = ["ocap-key", "ocap_key", "ocap.key", "Ocap_Key"];
   try {
-    for (const [path, method] of [["/about", "GET"], ["/login", "POST"], ["/app", "GET"]]) {
-      await t.step(`${method} ${path}`, async () => {
-        const res = await fetch(`${edge.url}${path}`, {
-          method,
-          headers: { "ocap-key": OCAP_ENV.OCAP_KEY, "x-kept": "yes" },
-          body: method === "POST" ? "code=one-time-code" : undefined,
+    for (const spelling of spellings) {
+      await t.step(spelling, async () => {
+        for (const [path, method] of [["/about", "GET"], ["/login", "POST"], ["/app", "GET"]]) {
+          const res = await fetch(`${edge.url}${path}`, {
+            method,
+            headers: { [spelling]: OCAP_ENV.OCAP_KEY, "x-kept": "yes" },
+            body: method === "POST" ? "code=one-time-code" : undefined,
+          });
+          await res.body?.cancel();
+          assert.equal(res.status, 200, `${method} ${path}`);
+        }
+        // A query of its own per spelling, so that each call reaches the provider.
+        const res = await fetch(`${edge.url}/_ocap/provider/userinfo?s=${spelling}`, {
+          headers: {
+            "ocap-key": OCAP_ENV.OCAP_KEY,
+            [spelling]: OCAP_ENV.OCAP_KEY,
+            "x-kept": "yes",
+          },
         });
         await res.body?.cancel();
-        assert.equal(res.status, 200);
+        assert.equal(res.status, 200, "OCAP");
       });
     }
-    const received = [...region.received, ...website.received];
-    assert.equal(received.length, 3);
+    const received = [...region.received, ...website.received, ...provider.received];
+    assert.equal(received.length, 4 * spellings.length);
     for (const r of received) {
       assert.equal(r.headers.get("x-kept"), "yes", `${r.path}: other headers still go`);
-      assert.equal(r.headers.get("ocap-key"), null, `${r.path} received the Ocap-Key`);
+      const leaked = [...r.headers].filter(([, value]) => value === OCAP_ENV.OCAP_KEY);
+      assert.deepEqual(leaked, [], `${r.path}${r.query} received the Ocap-Key`);
     }
     const config = parseRules(JSON.stringify(rules), {
       env: (name) => OCAP_ENV[name as "OCAP_KEY"],
     });
     const explained = await explainRequest(
-      { method: "GET", url: "https://app.example.com/app", headers: { "ocap-key": "k" } },
+      {
+        method: "GET",
+        url: "https://app.example.com/app",
+        headers: { "ocap-key": "k", "ocap_key": "k" },
+      },
       config,
     );
     assert.deepEqual(
-      explained.targets[0].forward.headers.stripped.filter((s) => s.name === "ocap-key"),
-      [{ name: "ocap-key", reason: "OCAP's key: only OCAP's mount reads it" }],
+      explained.targets[0].forward.headers.stripped.filter((s) => s.name.startsWith("ocap")),
+      ["ocap-key", "ocap_key"].map((name) => ({
+        name,
+        reason: "OCAP's key: only OCAP's mount reads it",
+      })),
     );
   } finally {
     await Promise.all([edge.close(), region.close(), website.close(), provider.close()]);

@@ -1,7 +1,7 @@
 /** @module The headers an OCAP owner sends to the origin: the caller's, minus what belongs to this hop. */
 import { isPinCookieName } from "../app_names.ts";
 import { filterCookieHeader } from "../cookies.ts";
-import { HOP_BY_HOP_HEADERS, isPinHeader, OCAP_KEY_HEADER } from "../forward.ts";
+import { HOP_BY_HOP_HEADERS, isOcapKeyHeader, isPinHeader } from "../forward.ts";
 import { runtimeTracing } from "../tracing.ts";
 
 /**
@@ -25,7 +25,7 @@ export function originHeaders(
   const tracing = runtimeTracing();
   for (const [name, value] of incoming) {
     if (
-      HOP_BY_HOP_HEADERS.has(name) || named.has(name) || name === OCAP_KEY_HEADER ||
+      HOP_BY_HOP_HEADERS.has(name) || named.has(name) || isOcapKeyHeader(name) ||
       name === "host" || name === "content-length" || name === "cookie" ||
       name === "accept-encoding" || isPinHeader(name, pin.header) ||
       (tracing && name === "traceparent")
