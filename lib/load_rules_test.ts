@@ -343,7 +343,7 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
     refuses(
       base({ rules: [{ name: "login", type: "broadcast", success: { status: "2XX" } }] }),
       'rule "login"',
-      'success.status: Invalid option: expected one of "1xx"|"2xx"|"3xx"|"4xx"|"5xx"',
+      'success.status: expected a list of status codes such as [302], or a class: "1xx", "2xx", "3xx", "4xx" or "5xx"',
     );
   });
   await t.step("an origin without a scheme is one problem, not also a missing region", () => {
@@ -1187,4 +1187,39 @@ Deno.test("an empty header name is refused where the rules file names a header",
     base({ upstreams: { website: { origin: "http://web.internal", headers: { "": "1" } } } }),
     "upstreams.website.headers",
   );
+});
+
+Deno.test("parseRules() status typo: a bare status code is refused with a message that names the list form", async (t) => {
+  // `redirect.status` takes one number, so `"status": 302` is the natural slip in a success rule;
+  // an error offering only the classes leads the operator to "3xx", which also counts a 301.
+  const LIST_FORM = /status: expected a list of status codes such as \[302\], or a class/;
+  const login = (fields: Record<string, unknown>) => ({
+    name: "login",
+    type: "broadcast",
+    match: { methods: ["POST"], path: "^/accounts/login/$" },
+    success: { status: [302], set_cookie: "sessionid" },
+    ...fields,
+  });
+  for (const status of [302, "302"]) {
+    await t.step(`success.status ${JSON.stringify(status)}`, () => {
+      refuses(base({ rules: [login({ success: { status } })] }), 'rule "login"', LIST_FORM);
+    });
+  }
+  await t.step("prefer_failure.status 401", () => {
+    refuses(
+      base({ rules: [login({ prefer_failure: { status: 401 } })] }),
+      'rule "login"',
+      /prefer_failure\.status: expected a list of status codes/,
+    );
+  });
+  await t.step("pin_on.status 302", () => {
+    const rule = {
+      name: "switch",
+      type: "regional",
+      match: { methods: ["POST"], path: "^/s/(?<region>[a-z]+)$" },
+      region_from: { path_group: "region" },
+      pin_on: { status: 302 },
+    };
+    refuses(base({ rules: [rule] }), 'rule "switch"', /pin_on\.status: expected a list/);
+  });
 });

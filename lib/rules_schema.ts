@@ -106,11 +106,16 @@ export const matchSchema = z.strictObject({
   body: bodyMatchSchema.optional(),
 });
 
-const statusClass = z.enum(["1xx", "2xx", "3xx", "4xx", "5xx"]);
+/** One message for both forms: `"status": 302`, natural after `redirect.status`, was told only the classes. */
+const STATUS_FORMS =
+  'expected a list of status codes such as [302], or a class: "1xx", "2xx", "3xx", "4xx" or "5xx"';
+const statusClass = z.enum(["1xx", "2xx", "3xx", "4xx", "5xx"], { error: STATUS_FORMS });
 
 /** When an upstream answer counts as a success (broadcast owner discovery, `pin_on`). */
 export const successSchema = z.strictObject({
-  status: z.union([z.array(z.number().int().min(100).max(599)).min(1), statusClass]).optional(),
+  status: z.union([z.array(z.number().int().min(100).max(599)).min(1), statusClass], {
+    error: STATUS_FORMS,
+  }).optional(),
   set_cookie: z.string().min(1).optional().describe(
     "The response sets this cookie with a non-empty value and no past expiry",
   ),
