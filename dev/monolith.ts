@@ -183,7 +183,7 @@ function createMonolithApp(options: MonolithOptions): Hono {
       }
       case "JoinClass": {
         const { code } = vars;
-        if (typeof code !== "string" || !code.startsWith(region)) {
+        if (typeof code !== "string" || !code.toUpperCase().startsWith(region)) {
           return c.json(
             failure(`Cannot join class "${String(code)}": not a class in region ${region}`),
           );

@@ -375,3 +375,32 @@ Deno.test("startWebsite() serves /about and /pricing as the global website", asy
     await website.close();
   }
 });
+
+Deno.test("startMonolith() JoinClass reads a class code in any letter case, as Signup does", async (t) => {
+  // The demo page offers "AU-1"; a visitor who types "au-1" signed up fine but could not join:
+  // every region refused, so the broadcast found no owner and pinned nobody.
+  const au = startMonolith({ region: "au", users: {} });
+  const us = startMonolith({ region: "us", users: {} });
+  try {
+    await t.step("Signup takes au-1 in AU", async () => {
+      const response = await fetch(
+        `${au.url}/graphql`,
+        graphql("Signup", { username: "kim", password: "pw", classCode: "au-1" }),
+      );
+      assert.deepEqual(await response.json(), { data: { signup: { ok: true } } });
+    });
+    await t.step("JoinClass takes au-1 in AU", async () => {
+      const response = await fetch(`${au.url}/graphql`, graphql("JoinClass", { code: "au-1" }));
+      assert.deepEqual(await response.json(), { data: { joinClass: { ok: true } } });
+    });
+    await t.step("and US still refuses it, so the broadcast has one owner", async () => {
+      const response = await fetch(`${us.url}/graphql`, graphql("JoinClass", { code: "au-1" }));
+      const body = await response.json();
+      assert.equal(body.data, null);
+      assert.equal(body.errors[0].message, 'Cannot join class "au-1": not a class in region US');
+    });
+  } finally {
+    await au.close();
+    await us.close();
+  }
+});
