@@ -10,7 +10,7 @@ import { shutdownGraceMs } from "./lib/shutdown_grace.ts";
 const rulesPath = Deno.env.get("VESTIBULE_RULES") ?? "./rules.json";
 const config = await loadRulesForServing(rulesPath, (name) => Deno.env.get(name)).catch((error) => {
   // A configuration error is the operator's to fix: say what is wrong, without a stack trace.
-  console.error(error instanceof Error ? error.message : String(error));
+  console.error(`vestibule: ${error instanceof Error ? error.message : String(error)}`);
   Deno.exit(1);
 });
 // Loaded once at start-up (about 0.3 s, 33 MB), only when the rules ask for it.
@@ -22,7 +22,7 @@ let metricsToken: string | undefined;
 try {
   metricsToken = readMetricsToken(Deno.env.get("VESTIBULE_METRICS_TOKEN"));
 } catch (error) {
-  console.error((error as Error).message);
+  console.error(`vestibule: ${(error as Error).message}`);
   Deno.exit(1);
 }
 

@@ -154,7 +154,14 @@ Deno.test("start-up: a rules file start-up refuses is one line and exit 1, not a
   assert.equal(code, 1, "a supervisor must see a failed start, not a clean exit");
   assert.equal(stderr.split("\n").length, 2, `one line: ${stderr}`);
   assert.match(stderr, /nowhere/, "the message names the value to fix");
+  assert.match(stderr, /^vestibule: /, "says who refused, as the other start-up refusals do");
   assert.doesNotMatch(stderr, /^\s+at |^error: Uncaught|^Error:/m, "no stack trace");
+});
+
+Deno.test("start-up: a VESTIBULE_METRICS_TOKEN that is no bearer token is one line, vestibule's, and exit 1", async () => {
+  const { code, stderr } = await start("0", { env: { VESTIBULE_METRICS_TOKEN: "two words" } });
+  assert.equal(code, 1);
+  assert.match(stderr, /^vestibule: VESTIBULE_METRICS_TOKEN is not a bearer token: .*\n$/);
 });
 
 Deno.test("start-up: deno task serve refuses a port taken on one address only, where deno serve would fail with a trace", async () => {
