@@ -78,6 +78,7 @@ export function createApp(deps: AppDeps): App {
       headers: { "content-type": "application/json", "content-length": String(HEALTH_BODY.length) },
     }));
   const metrics = new VestibuleMetrics();
+  const onWebSocketOverloaded = (upstream: string) => metrics.webSocketOverloaded(upstream);
   const scraped = deps.metricsChannel
     ? new WorkerMetrics(metrics, { channel: deps.metricsChannel })
     : metrics;
@@ -174,6 +175,7 @@ export function createApp(deps: AppDeps): App {
         forward,
         now,
         log,
+        onWebSocketOverloaded,
       };
       const { rule } = match;
       switch (rule.type) {

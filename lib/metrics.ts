@@ -83,6 +83,13 @@ export class VestibuleMetrics {
     labelNames: ["upstream", "error"] as const,
     registers: [this.#registry],
   });
+  readonly #webSocketsOverloaded = new Counter({
+    name: "vestibule_websocket_overloaded_total",
+    help:
+      "WebSocket relays closed with 4013 because a peer did not read what it was sent, by region (or global upstream name)",
+    labelNames: ["upstream"] as const,
+    registers: [this.#registry],
+  });
   readonly #ocapCache = new Counter({
     name: "vestibule_ocap_cache_total",
     help: "OCAP cache lookups, by result (hit, miss, coalesced)",
@@ -161,6 +168,14 @@ export class VestibuleMetrics {
       this.#upstreamSeries.set(upstream, series);
     }
     return series;
+  }
+
+  /**
+   * Counts one WebSocket relay given up on a peer that did not read: the access line was written
+   * at the upgrade, so this is the one place such a close shows.
+   */
+  webSocketOverloaded(upstream: string): void {
+    this.#webSocketsOverloaded.inc({ upstream });
   }
 
   /** Counts one OCAP cache lookup (OCAP reports through `createApp`). */

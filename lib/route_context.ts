@@ -56,6 +56,8 @@ export interface RouteContext {
   forward: ForwardContext;
   now: () => number;
   log: RouteLog;
+  /** Told when a WebSocket relay to `upstream` gives up on a peer that does not read. */
+  onWebSocketOverloaded: (upstream: string) => void;
 }
 
 /**

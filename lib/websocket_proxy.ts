@@ -117,7 +117,7 @@ export async function proxyWebSocket(
   socket.binaryType = "arraybuffer";
   toUpstream.removeEventListener("message", hold);
   toUpstream.removeEventListener("close", holdClose);
-  relay(socket, toUpstream, early);
+  relay(socket, toUpstream, early, () => ctx.onWebSocketOverloaded(upstream.id));
   return response;
 }
 
@@ -191,8 +191,15 @@ export const RELAY_OVERLOADED = 4013;
  * {@linkcode MAX_BUFFERED_BYTES} for {@linkcode SLOW_READER_MS}, closes both with
  * {@linkcode RELAY_OVERLOADED}.
  */
-function relay(client: WebSocket, upstream: WebSocket, early: Early): void {
+function relay(
+  client: WebSocket,
+  upstream: WebSocket,
+  early: Early,
+  onOverloaded: () => void,
+): void {
+  // Both sides stop and close at once, so a relay gives up once.
   const overloaded = (reason: string) => {
+    onOverloaded();
     toClient.stop();
     toUpstream.stop();
     for (const ws of [client, upstream]) {

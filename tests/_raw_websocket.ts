@@ -171,6 +171,9 @@ export interface RawRelay {
   edge: ReturnType<typeof startVestibule>;
 }
 
+/** The bearer token of the metrics of a {@linkcode withRawRelay} edge. */
+export const RELAY_METRICS_TOKEN = "relay-metrics-token-0123456789";
+
 /**
  * Runs `fn` with a client relayed to `up` (a fresh {@linkcode rawWebSocketUpstream} unless given)
  * by a vestibule in front of it, and closes all of them after.
@@ -179,7 +182,7 @@ export async function withRawRelay(
   fn: (relay: RawRelay) => Promise<void>,
   up: { url: string; accepted: Promise<Deno.Conn>; close(): void } = rawWebSocketUpstream(),
 ): Promise<void> {
-  const edge = startVestibule(oneRegion(up.url));
+  const edge = startVestibule(oneRegion(up.url), { deps: { metricsToken: RELAY_METRICS_TOKEN } });
   const client = await rawWebSocketClient(edge.port);
   const upstream = await up.accepted;
   try {

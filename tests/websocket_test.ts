@@ -10,6 +10,7 @@ import {
   binaryFrame,
   rawWebSocketUpstream,
   readUntilClose,
+  RELAY_METRICS_TOKEN,
   textFrame,
   withRawRelay,
   writeAll,
@@ -465,7 +466,7 @@ const article = (peer: string) => `${peer === "upstream" ? "an" : "a"} ${peer}`;
 for (const flooder of ["upstream", "client"] as const) {
   const reader = flooder === "upstream" ? "client" : "upstream";
   Deno.test(`websocket: memory exhaustion, ${article(flooder)} flooding ${article(reader)} that reads nothing gets a bounded buffer and close ${RELAY_OVERLOADED}`, async () => {
-    await withRawRelay(async ({ client, upstream }) => {
+    await withRawRelay(async ({ client, upstream, edge }) => {
       const [from, to] = flooder === "upstream" ? [upstream, client] : [client, upstream];
       const sending = flood(from, flooder === "client");
       // The flooder learns first: its side is closed with the overload code (or, a client that
@@ -481,6 +482,11 @@ for (const flooder of ["upstream", "client"] as const) {
       assert.ok(kept !== "pending", `the ${reader} never saw a close`);
       assert.equal(kept.code, RELAY_OVERLOADED);
       assert.ok(kept.bytes <= HARD_BUFFERED_BYTES + (8 << 20), `${kept.bytes >> 20} MiB kept`);
+      // The access line was written at the upgrade: the counter is where an operator sees it.
+      const scrape = await (await fetch(`${edge.url}/_vestibule/metrics`, {
+        headers: { authorization: `Bearer ${RELAY_METRICS_TOKEN}` },
+      })).text();
+      assert.match(scrape, /^vestibule_websocket_overloaded_total\{upstream="us"\} 1$/m);
     });
   });
 }
