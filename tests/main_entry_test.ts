@@ -5,18 +5,22 @@
 import assert from "node:assert/strict";
 import { deadPort, startUpstream, type TestServer, untilHealthy } from "./_servers.ts";
 
-/** Runs `deno run main.ts` with `rules` and `env` while `fn` runs, then stops it. */
+/**
+ * Runs `deno run main.ts` with `rules` and `env` while `fn` runs, then stops it; with every
+ * permission unless `permissions` names the ones to give.
+ */
 async function withMain(
   rules: Record<string, unknown>,
   env: Record<string, string>,
   fn: (base: string) => Promise<void>,
+  permissions = ["--allow-all"],
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "main_entry_test_" });
   const path = `${dir}/rules.json`;
   await Deno.writeTextFile(path, JSON.stringify(rules));
   const port = deadPort();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "main.ts"],
+    args: ["run", ...permissions, "main.ts"],
     cwd: new URL("../", import.meta.url),
     env: { PORT: String(port), VESTIBULE_RULES: path, NO_COLOR: "1", ...env },
     stdin: "null",
@@ -59,6 +63,29 @@ Deno.test("main.ts on Deno Deploy (DENO_DEPLOYMENT_ID set) tells upstreams the c
       up.received.map((r) => `${r.path} ${r.headers.get("x-forwarded-proto")}`),
       ["/x https", "/y http"],
     );
+  } finally {
+    await up.close();
+  }
+});
+
+Deno.test("main.ts on Deno Deploy's terms: serves with only net, env and read permissions (no file writes, subprocesses, FFI or system info)", async () => {
+  // Deploy gives an app no file system to write and no subprocesses; a start-up that needed
+  // either (a cache file, a worker spawned as a process) would work here and fail there.
+  const up = startUpstream(() => new Response("from us"));
+  try {
+    const rules = {
+      regions: { us: { origin: up.url } },
+      default_region: "us",
+      // The heaviest start-up: the rules checked in a Worker and the country table read.
+      geo: { ip_lookup: true, countries: {} },
+      rules: [{ name: "app", type: "regional" }],
+    };
+    await withMain(rules, { DENO_DEPLOYMENT_ID: "abc123" }, async (base) => {
+      const res = await fetch(`${base}/dashboard`);
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), "from us");
+    }, ["--allow-net", "--allow-env", "--allow-read"]);
+    assert.deepEqual(up.received.map((r) => r.path), ["/dashboard"]);
   } finally {
     await up.close();
   }
