@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
 import fc from "fast-check";
 import type { SuccessRule } from "./compile_rules.ts";
-import { checkSuccess, cookieDate, lookupPath, setsLiveCookie } from "./success.ts";
+import {
+  checkSuccess,
+  cookieDate,
+  lookupPath,
+  matchesWithoutBody,
+  setsLiveCookie,
+} from "./success.ts";
 
 const NOW = Date.parse("2026-11-22T00:00:00Z");
 const opts = { now: NOW, bodyLimit: 1 << 20, deadline: Number.POSITIVE_INFINITY };
@@ -356,4 +362,54 @@ Deno.test("false login: setsLiveCookie() counts the ways a logout answer clears 
     ),
     false,
   );
+});
+
+Deno.test("false failure: matchesWithoutBody() counts every status of a class, 2x0 to 2x9 alike", () => {
+  const twoXx: SuccessRule = { status: { class: 2 } };
+  const threeXx: SuccessRule = { status: { class: 3 } };
+  const judged = (rule: SuccessRule, status: number) =>
+    matchesWithoutBody(rule, new Response(null, { status }), NOW);
+  // A class is the first digit: 250 to 299 are 2xx, 350 to 399 are 3xx, not the next class up.
+  for (const status of [200, 226, 250, 299]) assert.equal(judged(twoXx, status), true, `${status}`);
+  for (const status of [300, 350, 399]) {
+    assert.equal(judged(twoXx, status), false, `${status}`);
+    assert.equal(judged(threeXx, status), true, `${status}`);
+  }
+});
+
+Deno.test("false failure: checkSuccess() judges a JSON body of exactly body_limit_bytes", async () => {
+  const rule: SuccessRule = { json: { path: ["ok"], hasEquals: true, equals: true } };
+  const body = '{"ok":true}';
+  const answer = () =>
+    new Response(body, {
+      headers: { "content-type": "application/json", "content-length": String(body.length) },
+    });
+  const atLimit = await checkSuccess(rule, answer(), { ...opts, bodyLimit: body.length });
+  assert.equal(atLimit.success, true, "a body at the limit is not over it");
+  assert.equal(await atLimit.response.text(), body);
+  const overLimit = await checkSuccess(rule, answer(), { ...opts, bodyLimit: body.length - 1 });
+  assert.equal(overLimit.success, false);
+  assert.equal(await overLimit.response.text(), body);
+});
+
+Deno.test("false success: checkSuccess() json equals a list holds only for that list, not an empty one", async () => {
+  const rule: SuccessRule = {
+    json: { path: ["data", "roles"], hasEquals: true, equals: ["owner"] },
+  };
+  const judged = async (body: unknown) =>
+    (await checkSuccess(rule, Response.json({ data: { roles: body } }), opts)).success;
+  assert.equal(await judged(["owner"]), true);
+  assert.equal(await judged([]), false, "no roles is not the owner's");
+  assert.equal(await judged(["owner", "guest"]), false);
+});
+
+Deno.test("false success: checkSuccess() json equals an object holds only with all its keys", async () => {
+  const rule: SuccessRule = {
+    json: { path: ["data", "signup"], hasEquals: true, equals: { ok: true, role: "owner" } },
+  };
+  const judged = async (signup: unknown) =>
+    (await checkSuccess(rule, Response.json({ data: { signup } }), opts)).success;
+  assert.equal(await judged({ ok: true, role: "owner" }), true);
+  assert.equal(await judged({ ok: true }), false, "a signup without the owner role is not one");
+  assert.equal(await judged({ ok: true, role: "owner", extra: 1 }), false, "equals is exact");
 });

@@ -1,7 +1,13 @@
 /** End-to-end broadcast: every outcome against real regional upstreams on loopback. */
 import assert from "node:assert/strict";
 import type { AppDeps } from "../app.ts";
-import { deadPort, startUpstream, startVestibule, type TestServer } from "./_servers.ts";
+import {
+  deadPort,
+  rawRequest,
+  startUpstream,
+  startVestibule,
+  type TestServer,
+} from "./_servers.ts";
 
 type Handler = (req: Request) => Response | Promise<Response>;
 
@@ -715,5 +721,49 @@ Deno.test("false failure: a sessionid of 4096 octets with UTF-8 in its value is 
         assert.equal(pinned, login);
       });
     });
+  }
+});
+
+Deno.test("false login: a sessionid whose Expires has passed on the router's clock is no login", () => {
+  // 2030-06-01 on the injected clock; the cookie expired the day before.
+  const expired: Handler = () =>
+    new Response(null, {
+      status: 302,
+      headers: [
+        ["location", "/"],
+        ["set-cookie", "sessionid=abc; Expires=Fri, 31 May 2030 00:00:00 GMT; Path=/"],
+      ],
+    });
+  return withRegions({ au: LOGIN_FORM, us: expired }, LOGIN_RULE, async ({ edge }) => {
+    const res = await post(edge);
+    await res.body?.cancel();
+    assert.ok(
+      !res.headers.getSetCookie().some((c) => c.startsWith("__Host-vestibule-region=")),
+      "a browser drops an expired sessionid: nobody is logged in, nobody is pinned",
+    );
+    // No success: the best failure, both non-5xx, comes from the default region, us.
+    assert.equal(res.status, 302);
+  }, { now: () => Date.UTC(2030, 5, 1) });
+});
+
+Deno.test("false outage: a broadcast HEAD that declares Content-Length: 0 reaches the regions, not 502", async () => {
+  const us = startUpstream(() => new Response("hello", { status: 200 }));
+  const edge = startVestibule({
+    regions: { us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "probe", type: "broadcast", success: { status: "2xx" } }],
+  });
+  try {
+    // `fetch` refuses a HEAD with a body: one that only declares an empty one is still no body.
+    const answer = await rawRequest(
+      edge.port,
+      "HEAD /status HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 0\r\n" +
+        "Connection: close\r\n\r\n",
+    );
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+    assert.equal(us.received.length, 1);
+    assert.equal(us.received[0].method, "HEAD");
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
   }
 });

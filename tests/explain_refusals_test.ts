@@ -320,3 +320,28 @@ Deno.test("explain agrees with the router on /_vestibule/ under a Host that does
     await us.close();
   }
 });
+
+Deno.test("explain: a PUT broadcast over body_limit_bytes is 413 body_too_large, as the router answers", async () => {
+  // A POST's body is read for a method override already; a PUT's only by the broadcast itself.
+  const config = parseRules(
+    JSON.stringify({
+      regions: { au: { origin: "http://au.test" }, us: { origin: "http://us.test" } },
+      default_region: "us",
+      body_limit_bytes: 10,
+      rules: [{
+        name: "profile",
+        type: "broadcast",
+        match: { methods: ["PUT"], path: "^/api/profile$" },
+        success: { status: "2xx" },
+      }],
+    }),
+    { env: () => undefined },
+  );
+  const e = await explainRequest(
+    { method: "PUT", url: "https://app.example.com/api/profile", body: "x".repeat(50) },
+    config,
+  );
+  assert.equal(e.rule, "profile");
+  assert.deepEqual([e.refused?.status, e.refused?.code], [413, "body_too_large"]);
+  assert.deepEqual(e.targets, [], "no region is asked");
+});
