@@ -149,6 +149,46 @@ Deno.test("OCAP wrong routing: a provider's relative redirect keeps the caller o
   }
 });
 
+Deno.test("OCAP wrong routing: a provider redirect moved under the mount keeps its query and fragment", async (t) => {
+  const provider = startUpstream((req) => {
+    const to = new URL(req.url).searchParams.get("to")!;
+    return new Response(null, { status: 302, headers: { location: to } });
+  });
+  const kv = await Deno.openKv(":memory:");
+  const edge = startVestibule(ocapRules(provider.url), { env: OCAP_ENV, deps: { kv } });
+  try {
+    for (
+      const [what, location, expected] of [
+        [
+          "relative",
+          "/oauth2/v2/token?tenant=acme&state=xyz",
+          "/_ocap/provider/oauth2/v2/token?tenant=acme&state=xyz",
+        ],
+        [
+          "absolute, on the target's origin",
+          `${provider.url}/authorize?client_id=app#frag`,
+          "/_ocap/provider/authorize?client_id=app#frag",
+        ],
+      ]
+    ) {
+      await t.step(what, async () => {
+        const res = await fetch(
+          tokenRequest(edge.url, {
+            path: `/_ocap/provider/token?to=${encodeURIComponent(location)}`,
+          }),
+          { redirect: "manual" },
+        );
+        await res.body?.cancel();
+        assert.equal(res.status, 302);
+        assert.equal(res.headers.get("location"), expected);
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), provider.close()]);
+    kv.close();
+  }
+});
+
 Deno.test("OCAP answer sharing: a caller without validators does not get the 304 another caller's If-None-Match earned", async () => {
   // A JWKS (or userinfo) fetch: one client revalidates its copy, another has none.
   const provider = startUpstream((req) =>

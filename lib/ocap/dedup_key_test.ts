@@ -359,3 +359,32 @@ Deno.test("dedupKey() answer sharing: JSON keys Go folds together through ſ (U+
   const b = await key('{"ſcope":"admin","scope":"read"}');
   assert.notEqual(a, b);
 });
+
+Deno.test("dedupKey() answer sharing: each conditional or range header makes another request", async (t) => {
+  const get = (headers: Headers) =>
+    input({
+      method: "GET",
+      contentType: null,
+      body: new Uint8Array(),
+      authorization: null,
+      headers,
+    });
+  const plain = await dedupKey(get(new Headers()));
+  for (
+    const [name, a, b] of [
+      ["range", "bytes=0-99", "bytes=100-199"],
+      ["if-range", '"v1"', '"v2"'],
+      ["if-match", '"v1"', '"v2"'],
+      ["if-none-match", '"v1"', '"v2"'],
+      ["if-modified-since", "Mon, 07 Dec 2026 00:00:00 GMT", "Tue, 08 Dec 2026 00:00:00 GMT"],
+      ["if-unmodified-since", "Mon, 07 Dec 2026 00:00:00 GMT", "Tue, 08 Dec 2026 00:00:00 GMT"],
+    ]
+  ) {
+    await t.step(name, async () => {
+      const first = await dedupKey(get(new Headers({ [name]: a })));
+      const second = await dedupKey(get(new Headers({ [name]: b })));
+      assert.notEqual(first, plain, `a ${name} request would get the whole resource's answer`);
+      assert.notEqual(first, second, `two ${name} values would share one answer`);
+    });
+  }
+});

@@ -134,12 +134,13 @@ Deno.test("SingleFlight.run() does not cache an origin failure: a waiter becomes
 
 Deno.test("SingleFlight.run() waiters answer within their wait limit, and retry only a call they can see through", async () => {
   await withKv(async (kv) => {
-    // Wait limit: timeout 100 ms + 3 × margin 80 ms = 340 ms from the start.
-    const flights = new SingleFlight(kv, { leaseMarginMs: 80 });
+    // Wait limit: timeout 300 ms + 3 × margin 240 ms = 1,020 ms from the start. (At a third of
+    // that the last retry had 40 ms to spare, which a loaded CI machine took.)
+    const flights = new SingleFlight(kv, { leaseMarginMs: 240 });
     let calls = 0;
     const options: ExchangeOptions = {
-      ttlMs: 1_000,
-      timeoutMs: 100,
+      ttlMs: 3_000,
+      timeoutMs: 300,
       callOrigin: (signal) => {
         calls++;
         return new Promise((_, reject) =>
@@ -157,8 +158,8 @@ Deno.test("SingleFlight.run() waiters answer within their wait limit, and retry 
         flights.run(KEY, options).finally(() => took.push(performance.now() - started))
       ),
     );
-    // The owner times out at 100 ms; waiters retry at 100 and 200 ms (each ends by 340 ms); at
-    // 300 ms another retry could not end before the limit, so the last gives up without calling.
+    // The owner times out at 300 ms; waiters retry at 300 and 600 ms (each ends by 1,020 ms); at
+    // 900 ms another retry could not end before the limit, so the last gives up without calling.
     assert.equal(calls, 3);
     const codes = outcomes.map((o) => o.status === "rejected" ? o.reason.code : "answered");
     assert.deepEqual(codes.sort(), [
@@ -167,7 +168,7 @@ Deno.test("SingleFlight.run() waiters answer within their wait limit, and retry 
       "upstream_timeout",
       "upstream_timeout",
     ]);
-    for (const ms of took) assert.ok(ms < 340 + 60, `a caller answered after ${ms} ms`);
+    for (const ms of took) assert.ok(ms < 1_020 + 150, `a caller answered after ${ms} ms`);
   });
 });
 
@@ -240,8 +241,10 @@ Deno.test("SingleFlight.run() takes over a lease whose deadline passed without a
 
 Deno.test("SingleFlight.run() waits for a live lease to run out, then takes over", async () => {
   await withKv(async (kv) => {
+    // Taken over at deadline + margin (350 ms); the wait limit (timeout + 3 margins, 800 ms)
+    // leaves 250 ms beyond the 200 ms call (with a 100 ms margin, 50 ms: too few under load).
     await kv.set(leaseKey(KEY), { owner: "crashed", deadline: Date.now() + 150 });
-    const flights = new SingleFlight(kv, { leaseMarginMs: 100 });
+    const flights = new SingleFlight(kv, { leaseMarginMs: 200 });
     const origin = countingOrigin(() => answer(200, "taken over"));
     const started = performance.now();
     const result = await flights.run(KEY, origin.options({ timeoutMs: 200 }));
@@ -290,19 +293,15 @@ Deno.test("SingleFlight.run() aborts the owner's origin call at its timeout", as
 });
 
 /**
- * `kv` whose atomic commit number `which` (1-based) is slow by `delayMs`: held back before it
- * reaches the store (a slow write), or confirmed late after it was written (a slow answer).
+ * `kv` whose atomic commits number `which` (1-based) are slow by `delayMs`: held back before they
+ * reach the store (a slow write), or confirmed late after they were written (a slow answer).
  */
 function slowCommit(
   kv: Deno.Kv,
-  { which, delayMs, confirmLate = false }: {
-    which: number;
-    delayMs: number;
-    confirmLate?: boolean;
-  },
+  ...slow: Array<{ which: number; delayMs: number; confirmLate?: boolean }>
 ): Deno.Kv {
   let n = 0;
-  const pause = () => new Promise((resolve) => setTimeout(resolve, delayMs));
+  const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   return new Proxy(kv, {
     get(target, prop) {
       if (prop === "atomic") {
@@ -310,10 +309,11 @@ function slowCommit(
           const op = target.atomic();
           const commit = op.commit.bind(op);
           op.commit = async () => {
-            const slow = ++n === which;
-            if (slow && !confirmLate) await pause();
+            const number = ++n;
+            const delay = slow.find((s) => s.which === number);
+            if (delay && !delay.confirmLate) await pause(delay.delayMs);
             const result = await commit();
-            if (slow && confirmLate) await pause();
+            if (delay?.confirmLate) await pause(delay.delayMs);
             return result;
           };
           return op;
@@ -614,4 +614,165 @@ Deno.test("SingleFlight.run() code replay: an answer whose headers are too large
   } finally {
     kv.close();
   }
+});
+
+Deno.test("SingleFlight.run() double spend: an answer stored while a caller waits is its answer, even when a slow save and a clock 1.5 s ahead put it past a 1 s TTL", async () => {
+  await withKv(async (kv) => {
+    // The owner's answer comes at 100 ms and its save (the second commit) takes 1.8 s, within
+    // the 2 s a store call may take; the answer is kept 1 s + 2 s from just before that save. The
+    // waiter's clock is 1.5 s ahead (under the 2 s docs/ocap.md allows): by it, the answer it
+    // sees appear at ~1.9 s expired at ~3.1 s - 1.5 s = 1.6 s.
+    const owner = new SingleFlight(slowCommit(kv, { which: 2, delayMs: 1_800 }));
+    const waiter = new SingleFlight(kv, { now: () => Date.now() + 1_500 });
+    let calls = 0;
+    const options: ExchangeOptions = {
+      ttlMs: 1_000,
+      timeoutMs: 5_000,
+      callOrigin: async () => {
+        const call = ++calls;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        return answer(200, `token-${call}`);
+      },
+    };
+    const first = owner.run(KEY, options);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const second = waiter.run(KEY, options);
+    const [a, b] = await Promise.all([first, second]);
+    assert.equal(text(a.answer), "token-1");
+    assert.equal(calls, 1, `a second origin call (the waiter got ${text(b.answer)}, ${b.cache})`);
+    assert.equal(b.cache, "coalesced");
+    assert.equal(text(b.answer), "token-1");
+  });
+});
+
+Deno.test("SingleFlight.run() metrics: callers in one isolate that share a read of the cache are each a hit, not coalesced", async () => {
+  await withKv(async (kv) => {
+    const flights = new SingleFlight(kv);
+    const op = kv.atomic();
+    addResult(op, KEY, answer(200, "cached"), { expiresAt: Date.now() + 30_000, ttlMs: 30_000 });
+    assert.ok((await op.commit()).ok);
+    let calls = 0;
+    const options: ExchangeOptions = {
+      ttlMs: 30_000,
+      timeoutMs: 1_000,
+      callOrigin: () => {
+        calls++;
+        return Promise.resolve(answer(200, "called"));
+      },
+    };
+    // Started together: the second shares the first's in-flight read of the store.
+    const results = await Promise.all([flights.run(KEY, options), flights.run(KEY, options)]);
+    assert.equal(calls, 0);
+    assert.deepEqual(results.map((r) => text(r.answer)), ["cached", "cached"]);
+    assert.deepEqual(results.map((r) => r.cache), ["hit", "hit"]);
+  });
+});
+
+Deno.test("SingleFlight.run() double spend: an owner whose call failed after its lease was taken over leaves the new owner's lease alone", async () => {
+  await withKv(async (kv) => {
+    const flights = new SingleFlight(kv);
+    const taker = { owner: "took-over", deadline: Date.now() + 60_000 };
+    await assert.rejects(
+      flights.run(KEY, {
+        ttlMs: 30_000,
+        timeoutMs: 1_000,
+        callOrigin: async () => {
+          // Another instance (its clock far ahead) took the lease over while this call ran.
+          await kv.set(leaseKey(KEY), taker);
+          throw new OriginFailure(502, "upstream_unavailable", "down");
+        },
+      }),
+      OriginFailure,
+    );
+    // Released anyway, a third caller would see no lease and call the origin beside the new owner.
+    assert.deepEqual((await kv.get(leaseKey(KEY))).value, taker);
+  });
+});
+
+Deno.test("SingleFlight.run() double spend: an owner whose lease was taken over neither stores its answer nor drops the new owner's lease", async () => {
+  await withKv(async (kv) => {
+    const flights = new SingleFlight(kv);
+    const taker = { owner: "took-over", deadline: Date.now() + 60_000 };
+    const result = await flights.run(KEY, {
+      ttlMs: 30_000,
+      timeoutMs: 1_000,
+      callOrigin: async () => {
+        await kv.set(leaseKey(KEY), taker);
+        return answer(200, "late");
+      },
+    });
+    // The late owner's caller still gets what the origin said (the code is spent).
+    assert.equal(text(result.answer), "late");
+    assert.deepEqual((await kv.get(leaseKey(KEY))).value, taker);
+    assert.equal((await kv.get(resultKey(KEY))).value, null);
+  });
+});
+
+Deno.test("SingleFlight.run() tells the operator when an owner's lease was lost before its answer was stored", async () => {
+  await withKv(async (kv) => {
+    const flights = new SingleFlight(kv);
+    const logged: string[] = [];
+    const original = console.error;
+    console.error = (line: string) => logged.push(line);
+    try {
+      await flights.run(KEY, {
+        ttlMs: 30_000,
+        timeoutMs: 1_000,
+        callOrigin: async () => {
+          await kv.set(leaseKey(KEY), { owner: "took-over", deadline: Date.now() + 60_000 });
+          return answer(200, "late");
+        },
+      });
+    } finally {
+      console.error = original;
+    }
+    assert.deepEqual(logged.map((line) => JSON.parse(line).msg), [
+      "ocap lease was lost before the answer was stored",
+    ]);
+  });
+});
+
+Deno.test("SingleFlight.run() double spend: after a slow lease commit the owner still keeps a whole margin for its save, against a waiter whose clock is ahead", async () => {
+  await withKv(async (kv) => {
+    // Margin 200 ms, timeout 200 ms: the lease's deadline is 400 ms from just before its commit,
+    // which is confirmed 180 ms late. The owner's call must end a margin before that deadline
+    // (at 200 ms), so a save within the margin (190 ms here) ends before a waiter 150 ms ahead
+    // takes the lease over (deadline + margin by its clock, 450 ms). The origin answers 190 ms
+    // into the call: running on to the deadline, the owner got it and was still saving it when
+    // the waiter called the origin again.
+    const a = new SingleFlight(
+      slowCommit(
+        kv,
+        { which: 1, delayMs: 180, confirmLate: true },
+        { which: 2, delayMs: 190 },
+      ),
+      { leaseMarginMs: 200 },
+    );
+    const b = new SingleFlight(kv, { leaseMarginMs: 200, now: () => Date.now() + 150 });
+    let calls = 0;
+    let answered = 0;
+    const options: ExchangeOptions = {
+      ttlMs: 5_000,
+      timeoutMs: 200,
+      callOrigin: (signal) => {
+        const call = ++calls;
+        const ms = call === 1 ? 190 : 0;
+        return new Promise((resolve, reject) => {
+          const timer = setTimeout(() => {
+            answered++;
+            resolve(answer(200, `token-${call}`));
+          }, ms);
+          signal.addEventListener("abort", () => {
+            clearTimeout(timer);
+            reject(new OriginFailure(504, "upstream_timeout", "timed out"));
+          });
+        });
+      },
+    };
+    const first = Promise.allSettled([a.run(KEY, options)]);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const [, [other]] = await Promise.all([first, Promise.allSettled([b.run(KEY, options)])]);
+    assert.equal(answered, 1, `the origin answered ${answered} times for one key`);
+    assert.equal(other.status, "fulfilled");
+  });
 });
