@@ -497,31 +497,48 @@ for (const watch of ["throws", "errors"] as const) {
   });
 }
 
+/**
+ * An owner whose save (its second commit; the first took the lease) takes 1.8 s, within the 2 s a
+ * store call may take, and a waiter that joins 50 ms in with a clock `aheadMs` ahead: what each
+ * got and how often the origin was called.
+ */
+async function slowSaveSkewedWaiter(
+  kv: Deno.Kv,
+  { aheadMs, firstCallMs, ...options }: {
+    aheadMs: number;
+    firstCallMs: number;
+    ttlMs: number;
+    timeoutMs: number;
+  },
+) {
+  const owner = new SingleFlight(slowCommit(kv, { which: 2, delayMs: 1_800 }));
+  const waiter = new SingleFlight(kv, { now: () => Date.now() + aheadMs });
+  let calls = 0;
+  const exchange: ExchangeOptions = {
+    ...options,
+    callOrigin: async () => {
+      const call = ++calls;
+      if (call === 1) await new Promise((resolve) => setTimeout(resolve, firstCallMs));
+      return answer(200, `token-${call}`);
+    },
+  };
+  const first = owner.run(KEY, exchange);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const [owned, waited] = await Promise.all([first, waiter.run(KEY, exchange)]);
+  return { owned: text(owned.answer), waited: text(waited.answer), cache: waited.cache, calls };
+}
+
 Deno.test("OCAP double spend: a waiter whose clock is ahead does not take over while the owner saves", async () => {
   await withKv(async (kv) => {
-    // The owner's answer comes at 950 ms of its 1000 ms timeout and its save (the second
-    // commit; the first took the lease) takes 1.8 s, within the 2 s a store call may take. The
-    // waiter's clock is 0.5 s ahead: judged on the deadline alone, it took the lease over and
-    // called the origin a second time.
-    const owner = new SingleFlight(slowCommit(kv, { which: 2, delayMs: 1_800 }));
-    const waiter = new SingleFlight(kv, { now: () => Date.now() + 500 });
-    let calls = 0;
-    const options: ExchangeOptions = {
+    // The owner's answer comes at 950 ms of its 1000 ms timeout. The waiter's clock is 0.5 s
+    // ahead: judged on the deadline alone, it took the lease over and called the origin again.
+    const got = await slowSaveSkewedWaiter(kv, {
+      aheadMs: 500,
+      firstCallMs: 950,
       ttlMs: 30_000,
       timeoutMs: 1_000,
-      callOrigin: async () => {
-        const call = ++calls;
-        if (call === 1) await new Promise((resolve) => setTimeout(resolve, 950));
-        return answer(200, `token-${call}`);
-      },
-    };
-    const first = owner.run(KEY, options);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const second = waiter.run(KEY, options);
-    const [a, b] = await Promise.all([first, second]);
-    assert.equal(text(a.answer), "token-1");
-    assert.equal(calls, 1, `a second origin call (the waiter got ${text(b.answer)}, ${b.cache})`);
-    assert.equal(text(b.answer), "token-1");
+    });
+    assert.deepEqual([got.owned, got.waited, got.calls], ["token-1", "token-1", 1]);
   });
 });
 
@@ -618,30 +635,21 @@ Deno.test("SingleFlight.run() code replay: an answer whose headers are too large
 
 Deno.test("SingleFlight.run() double spend: an answer stored while a caller waits is its answer, even when a slow save and a clock 1.5 s ahead put it past a 1 s TTL", async () => {
   await withKv(async (kv) => {
-    // The owner's answer comes at 100 ms and its save (the second commit) takes 1.8 s, within
-    // the 2 s a store call may take; the answer is kept 1 s + 2 s from just before that save. The
+    // The owner's answer comes at 100 ms; it is kept 1 s + 2 s from just before its save. The
     // waiter's clock is 1.5 s ahead (under the 2 s docs/ocap.md allows): by it, the answer it
     // sees appear at ~1.9 s expired at ~3.1 s - 1.5 s = 1.6 s.
-    const owner = new SingleFlight(slowCommit(kv, { which: 2, delayMs: 1_800 }));
-    const waiter = new SingleFlight(kv, { now: () => Date.now() + 1_500 });
-    let calls = 0;
-    const options: ExchangeOptions = {
+    const got = await slowSaveSkewedWaiter(kv, {
+      aheadMs: 1_500,
+      firstCallMs: 100,
       ttlMs: 1_000,
       timeoutMs: 5_000,
-      callOrigin: async () => {
-        const call = ++calls;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        return answer(200, `token-${call}`);
-      },
-    };
-    const first = owner.run(KEY, options);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const second = waiter.run(KEY, options);
-    const [a, b] = await Promise.all([first, second]);
-    assert.equal(text(a.answer), "token-1");
-    assert.equal(calls, 1, `a second origin call (the waiter got ${text(b.answer)}, ${b.cache})`);
-    assert.equal(b.cache, "coalesced");
-    assert.equal(text(b.answer), "token-1");
+    });
+    assert.deepEqual([got.owned, got.waited, got.cache, got.calls], [
+      "token-1",
+      "token-1",
+      "coalesced",
+      1,
+    ]);
   });
 });
 
