@@ -128,7 +128,7 @@ Deno.test("main.ts with --allow-read of its rules file alone prints no worker er
       assert.equal(code, 1);
       assert.equal(
         stderr,
-        'Cannot compile rule "app" (rules[0]): match: Unrecognized key: "pathh"\n',
+        'vestibule: Cannot compile rule "app" (rules[0]): match: Unrecognized key: "pathh"\n',
       );
     });
     await t.step(
