@@ -759,12 +759,14 @@ Deno.test("SingleFlight.run() double spend: after a slow lease commit the owner 
     const b = new SingleFlight(kv, { leaseMarginMs: 200, now: () => Date.now() + 150 });
     let calls = 0;
     let answered = 0;
-    const options: ExchangeOptions = {
+    // The owner's call is the slow one whoever calls first: keyed on the call's number, a timer
+    // 20 ms late (a loaded machine) left `a` no time to call at all, and `b` got the 190 ms call.
+    const options = (owner: "a" | "b"): ExchangeOptions => ({
       ttlMs: 5_000,
       timeoutMs: 200,
       callOrigin: (signal) => {
         const call = ++calls;
-        const ms = call === 1 ? 190 : 0;
+        const ms = owner === "a" ? 190 : 0;
         return new Promise((resolve, reject) => {
           const timer = setTimeout(() => {
             answered++;
@@ -776,10 +778,10 @@ Deno.test("SingleFlight.run() double spend: after a slow lease commit the owner 
           });
         });
       },
-    };
-    const first = Promise.allSettled([a.run(KEY, options)]);
+    });
+    const first = Promise.allSettled([a.run(KEY, options("a"))]);
     await new Promise((resolve) => setTimeout(resolve, 50));
-    const [, [other]] = await Promise.all([first, Promise.allSettled([b.run(KEY, options)])]);
+    const [, [other]] = await Promise.all([first, Promise.allSettled([b.run(KEY, options("b"))])]);
     assert.equal(answered, 1, `the origin answered ${answered} times for one key`);
     assert.equal(other.status, "fulfilled");
   });
