@@ -725,13 +725,14 @@ Deno.test("false failure: a sessionid of 4096 octets with UTF-8 in its value is 
 });
 
 Deno.test("false login: a sessionid whose Expires has passed on the router's clock is no login", () => {
-  // 2030-06-01 on the injected clock; the cookie expired the day before.
+  // 2100-01-01 on the injected clock; the cookie expired the day before, long after today, so
+  // only a router reading its own clock (not the machine's) sees it expired.
   const expired: Handler = () =>
     new Response(null, {
       status: 302,
       headers: [
         ["location", "/"],
-        ["set-cookie", "sessionid=abc; Expires=Fri, 31 May 2030 00:00:00 GMT; Path=/"],
+        ["set-cookie", "sessionid=abc; Expires=Thu, 31 Dec 2099 00:00:00 GMT; Path=/"],
       ],
     });
   return withRegions({ au: LOGIN_FORM, us: expired }, LOGIN_RULE, async ({ edge }) => {
@@ -743,7 +744,7 @@ Deno.test("false login: a sessionid whose Expires has passed on the router's clo
     );
     // No success: the best failure, both non-5xx, comes from the default region, us.
     assert.equal(res.status, 302);
-  }, { now: () => Date.UTC(2030, 5, 1) });
+  }, { now: () => Date.UTC(2100, 0, 1) });
 });
 
 Deno.test("false outage: a broadcast HEAD that declares Content-Length: 0 reaches the regions, not 502", async () => {
