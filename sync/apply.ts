@@ -765,10 +765,8 @@ export function planWriter(
       );
       deletedRows += result.count;
     }
-    // The key as deleted meets the owner's key by value.
-    const join = spec.key.map((c, i) => `s.${held[i]} = (j.r->>${keyOffsets[i]})::${c.type}`).join(
-      " AND ",
-    );
+    // The key as deleted meets the owner's key by value, with citext's own `=` as the delete's.
+    const join = keyJoin(spec, "j.r", keyOffsets, "s.");
     const values = [
       ...castColumns(spec, "j.r"),
       ...kept.map((_, i) => `s.${held[spec.key.length + i]}`),

@@ -50,3 +50,36 @@ Deno.test({
     }
   },
 });
+
+// A swap of UNIQUE values between rows keyed by citext kept off the search path (as
+// `ALTER EXTENSION citext SET SCHEMA ext` leaves it), where the destination spells a key in
+// another letter case: the rows deleted to swap must all come back, matched by citext's own `=`
+// as the delete matched them, not by text's case-sensitive one.
+Deno.test({
+  name:
+    "a unique swap on a citext key off the search path, spelt in another case, re-inserts every row",
+  // PGlite is started without the citext extension.
+  ignore: postgres.ignoreReason !== undefined,
+  async fn() {
+    const pair = await postgres.pair();
+    try {
+      const ddl = `CREATE EXTENSION IF NOT EXISTS citext; CREATE SCHEMA ext;
+        ALTER EXTENSION citext SET SCHEMA ext;
+        CREATE TABLE seat (k ext.citext PRIMARY KEY, code text UNIQUE, v int);`;
+      // The owner moved code X from b to a and Y from a to b: no order of UPDATEs applies it.
+      await pair.owner.exec(ddl + `INSERT INTO seat VALUES ('a', 'X', 1), ('b', 'Y', 2);`);
+      await pair.destination.exec(ddl + `INSERT INTO seat VALUES ('A', 'Y', 1), ('b', 'X', 2);`);
+      const [report] = await attemptOn(pair, [{ name: "public.seat", primary_key: ["k"] }]);
+      const rows = await pair.destination.column(
+        `SELECT k || ' ' || code FROM seat ORDER BY k::text COLLATE "C"`,
+      );
+      // Never a row lost: either the swap is applied in full, or nothing is written.
+      assert.ok(rows.length === 2, `rows at the destination: ${JSON.stringify(rows)}`);
+      assert.equal(report.error, undefined);
+      assert.equal(report.status, "applied");
+      assert.deepEqual(rows, ["a X", "b Y"]);
+    } finally {
+      await pair.close();
+    }
+  },
+});
