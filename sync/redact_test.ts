@@ -12,3 +12,12 @@ Deno.test("redactUrl() hides the password and password parameters", () => {
 Deno.test("redactUrl() hides an unparseable URL whole", () => {
   assert.equal(redactUrl("not a url with s3cret"), "<unparseable database URL>");
 });
+
+Deno.test("redactUrl() hides every parameter that names a password, such as sslpassword", () => {
+  assert.equal(
+    redactUrl(
+      "postgres://sync@db.example/app?sslpassword=k3y-pass&PassWord=p2&sslmode=verify-full",
+    ),
+    "postgres://sync@db.example/app?sslpassword=***&PassWord=***&sslmode=verify-full",
+  );
+});

@@ -256,3 +256,60 @@ lockTest(
     }
   },
 );
+
+// A transient failure of the destination's shared transaction (here a serialization
+// failure on every try) is retried as a whole and then reported for every table, as the README
+// says: it is not tried again table by table, which would multiply the tries against a region
+// that is failing (a lost connection, a server restarting) by the number of tables.
+for (const backend of BACKENDS) {
+  Deno.test({
+    name:
+      `a serialization failure on every try is retried 4 times, not table by table (${backend.name})`,
+    ignore: backend.ignoreReason !== undefined,
+    async fn() {
+      const pair = await backend.pair();
+      try {
+        const ddl = `CREATE TABLE busy (id int PRIMARY KEY, label text);
+          CREATE TABLE calm (id int PRIMARY KEY, label text);`;
+        await pair.owner.exec(
+          ddl + `INSERT INTO busy VALUES (1, 'a'); INSERT INTO calm VALUES (1, 'b');`,
+        );
+        await pair.destination.exec(
+          ddl + `CREATE SEQUENCE busy_tries;
+          CREATE FUNCTION busy_conflict() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            PERFORM nextval('busy_tries');
+            RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001';
+          END $$;
+          CREATE TRIGGER busy_conflict BEFORE INSERT ON busy
+            FOR EACH ROW EXECUTE FUNCTION busy_conflict();`,
+        );
+        const { config, databases } = pair.connect([
+          { name: "public.busy", primary_key: ["id"] },
+          { name: "public.calm", primary_key: ["id"] },
+        ]);
+        const { lines, log } = collectLog();
+        const reports = await runAttempt(config, databases, {
+          dryRun: false,
+          log,
+          retryDelayMs: 1,
+        });
+        // The sequence is not transactional: it counts every try that reached the insert.
+        const tries = Number(
+          (await pair.destination.column(
+            `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM busy_tries`,
+          ))[0],
+        );
+        assert.deepEqual(
+          reports.map((r) => [r.table, r.status, r.attempts]),
+          [["public.busy", "failed", 4], ["public.calm", "failed", 4]],
+        );
+        assert.equal(tries, 4);
+        assert.ok(!lines.some((l) => l.includes("syncing table by table")));
+        assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM calm`), ["0"]);
+      } finally {
+        await pair.close();
+      }
+    },
+  });
+}

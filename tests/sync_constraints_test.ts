@@ -1,7 +1,7 @@
 /** Sync with keys and constraints that need care: identity keys, deferrable constraints, citext. */
 import assert from "node:assert/strict";
 import { runAttempt, type TableReport } from "../sync/run_attempt.ts";
-import { BACKENDS, collectLog, fingerprint, type Pair } from "./sync_fixtures.ts";
+import { attemptOn, BACKENDS, collectLog, fingerprint, type Pair } from "./sync_fixtures.ts";
 
 function only(reports: TableReport[], table: string): TableReport {
   const found = reports.filter((r) => r.table === table);
@@ -685,6 +685,43 @@ for (const backend of BACKENDS) {
             assert.doesNotMatch(report.error ?? "", /150/, "Failing row contains (2, 150)");
             assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM grade`), ["0"]);
           },
+        );
+      } finally {
+        await pair.close();
+      }
+    },
+  });
+}
+
+// An insert whose UNIQUE value is held by a row the sync keeps (an extra row, with
+// `delete_missing` off) fails with the unique violation itself: no swap of values is involved, so
+// the operator must not be told to declare the constraint DEFERRABLE or that a re-insert was refused.
+for (const backend of BACKENDS) {
+  Deno.test({
+    name:
+      `an insert colliding with a kept row's UNIQUE value fails with the violation, not as a refused swap (${backend.name})`,
+    ignore: backend.ignoreReason !== undefined,
+    async fn() {
+      const pair = await backend.pair();
+      try {
+        const ddl = `CREATE TABLE badge (id int PRIMARY KEY, code text UNIQUE, label text);`;
+        await pair.owner.exec(ddl + `INSERT INTO badge VALUES (1, 'X', 'owner');`);
+        await pair.destination.exec(
+          ddl + `INSERT INTO badge VALUES (9, 'X', 'local');
+          CREATE FUNCTION badge_audit() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN RETURN NULL; END $$;
+          CREATE TRIGGER badge_audit AFTER INSERT ON badge
+            FOR EACH ROW EXECUTE FUNCTION badge_audit();`,
+        );
+        const [report] = await attemptOn(pair, [
+          { name: "public.badge", primary_key: ["id"] },
+        ]);
+        assert.equal(report.status, "failed");
+        assert.match(report.error ?? "", /unique constraint "badge_code_key"/);
+        assert.doesNotMatch(report.error ?? "", /swap|DEFERRABLE/);
+        assert.deepEqual(
+          await pair.destination.column(`SELECT id || ' ' || label FROM badge ORDER BY id`),
+          ["9 local"],
         );
       } finally {
         await pair.close();

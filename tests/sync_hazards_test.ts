@@ -725,3 +725,42 @@ for (const backend of BACKENDS) {
     },
   });
 }
+
+// An integer key whose span (largest minus smallest, plus one) is exactly 2^63 does not fit
+// the bucket width `bigint` can carry: the first level must fall back to the owner's key list, not
+// fail the table with "bigint out of range" on every run.
+/** -2^62 and 2^62 - 1: the span between them, ends included, is 2^63. */
+const SPAN_2_63_KEYS = ["-4611686018427387904", "4611686018427387903"];
+
+for (const backend of BACKENDS) {
+  Deno.test({
+    name:
+      `bigint key spanning exactly 2^63 keys is synced, not failed with bigint out of range (${backend.name})`,
+    ignore: backend.ignoreReason !== undefined,
+    async fn() {
+      const pair = await backend.pair();
+      try {
+        const ddl = `CREATE TABLE wide_key (id bigint PRIMARY KEY, label text);`;
+        await pair.owner.exec(
+          ddl +
+            `INSERT INTO wide_key VALUES (${SPAN_2_63_KEYS[0]}, 'low'), (${
+              SPAN_2_63_KEYS[1]
+            }, 'high');`,
+        );
+        await pair.destination.exec(ddl);
+        const reports = await attemptOn(pair, [
+          { name: "public.wide_key", primary_key: ["id"] },
+        ]);
+        assert.equal(reports[0].error, undefined);
+        assert.equal(reports[0].status, "applied");
+        assert.equal(reports[0].inserts, 2);
+        assert.deepEqual(
+          await pair.destination.column(`SELECT id || ' ' || label FROM wide_key ORDER BY id`),
+          [`${SPAN_2_63_KEYS[0]} low`, `${SPAN_2_63_KEYS[1]} high`],
+        );
+      } finally {
+        await pair.close();
+      }
+    },
+  });
+}
