@@ -165,3 +165,32 @@ Deno.test("accessLogLine() writes a time from year 10000 on as toISOString() doe
     assert.equal(line.time, new Date(time).toISOString());
   }
 });
+
+// Edges of the access-log line the property test reaches only by chance.
+Deno.test("accessLogLine() wrong time: every millisecond of a second is written as toISOString() writes it", () => {
+  const second = Date.UTC(2026, 10, 22, 4, 5, 6);
+  for (let ms = 0; ms < 1000; ms++) {
+    const time = second + ms;
+    const line = JSON.parse(accessLogLine({ ...BASE, time }));
+    assert.equal(line.time, new Date(time).toISOString(), `${ms} ms`);
+  }
+});
+
+Deno.test("accessLogLine() mixed log lines: three fields of 510 three-byte characters still fit PIPE_BUF", () => {
+  // 510 characters are under the 512 clip, so only the byte bound cuts them (1,532 bytes each).
+  const wide = "€".repeat(510);
+  const line = accessLogLine({ ...BASE, method: wide, host: wide, path: wide });
+  assert.ok(new TextEncoder().encode(line).length < 4096, `${line.length} characters`);
+  const parsed = JSON.parse(line);
+  for (const key of ["method", "host", "path"]) {
+    assert.ok(parsed[key].endsWith("…"), `${key} is marked as cut`);
+    assert.ok(new TextEncoder().encode(JSON.stringify(parsed[key])).length <= 1024, key);
+  }
+});
+
+Deno.test("accessLogLine() a path of exactly 512 characters is written whole, not marked as cut", () => {
+  const path = `/${"p".repeat(511)}`;
+  assert.equal(JSON.parse(accessLogLine({ ...BASE, path })).path, path);
+  const longer = `${path}q`;
+  assert.equal(JSON.parse(accessLogLine({ ...BASE, path: longer })).path, `${path}…`);
+});

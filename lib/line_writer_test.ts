@@ -322,3 +322,28 @@ Deno.test("slow log reader: bufferedLineWriter().stop() does not hold the event 
     `40 lines held the event loop ${heldMs} ms in ${syncWrites} synchronous writes`,
   );
 });
+
+/** `promise`'s value, or "pending" if it has not settled within `ms`. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | "pending"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"pending">((resolve) =>
+    timer = setTimeout(() => resolve("pending"), ms)
+  );
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("slow stop: bufferedLineWriter().drain() and stop() with nothing left to write resolve at once, not at the end of the grace period", async () => {
+  const out = recorder();
+  const log = bufferedLineWriter(out);
+  // main.ts races stop() against the rest of the 25 s grace period: an idle server must not wait it out.
+  assert.equal(await within(log.drain(), 1000), undefined, "drain() of a writer that never wrote");
+  log('{"a":1}');
+  assert.equal(await within(log.drain(), 1000), undefined, "drain() of one line");
+  assert.equal(out.text(), '{"a":1}\n');
+  assert.equal(await within(log.drain(), 1000), undefined, "drain() once everything is written");
+  assert.equal(await within(log.stop(), 1000), undefined, "stop() once everything is written");
+});

@@ -63,3 +63,24 @@ Deno.test("metricsResponse() takes the token only from the Bearer scheme, not fr
     await res.body?.cancel();
   }
 });
+
+const TOKEN = "scrape-token-0123456789";
+
+Deno.test("metricsResponse() wants the Bearer scheme and the token apart (RFC 6750 §2.1: one or more spaces)", async () => {
+  const metrics = new VestibuleMetrics();
+  for (
+    const [authorization, status] of [
+      [`Bearer ${TOKEN}`, 200],
+      [`Bearer   ${TOKEN}`, 200],
+      [`Bearer${TOKEN}`, 401],
+      [`Bearer ${TOKEN} ${TOKEN}`, 401],
+    ] as const
+  ) {
+    const res = await metricsResponse(
+      new Request("http://edge/_vestibule/metrics", { headers: { authorization } }),
+      { metrics, token: TOKEN },
+    );
+    await res.body?.cancel();
+    assert.equal(res.status, status, authorization);
+  }
+});

@@ -243,3 +243,43 @@ async function steps(t: Deno.TestContext): Promise<void> {
     },
   );
 }
+
+/** `promise`'s value, or "pending" if it has not settled within `ms`. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | "pending"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"pending">((resolve) =>
+    timer = setTimeout(() => resolve("pending"), ms)
+  );
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("WorkerMetrics scrape timeout: a scrape every worker answered returns at once, not after its timeout", async () => {
+  // As in worker_metrics_test.ts: one channel kept open works around a Deno 2.9.6 channel bug.
+  const keeper = new BroadcastChannel(channel());
+  const name = channel();
+  const workers = [0, 1, 2].map(() =>
+    new WorkerMetrics(new VestibuleMetrics(), { channel: name, timeoutMs: 30_000 })
+  );
+  try {
+    const deadline = performance.now() + 2000;
+    while (!workers.every((w) => w.workers === 3)) {
+      if (performance.now() > deadline) throw new Error("Timed out waiting until the workers met");
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    // Prometheus' default scrape_timeout is 10 s: a scrape held for the whole 30 s would fail.
+    const text = await within(workers[0].scrape(), 10_000);
+    assert.notEqual(
+      text,
+      "pending",
+      "the scrape waited for its timeout though every worker answered",
+    );
+    assert.match(text as string, /^vestibule_workers 3$/m);
+  } finally {
+    workers.forEach((w) => w.close());
+    keeper.close();
+  }
+});

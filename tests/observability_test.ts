@@ -748,3 +748,29 @@ Deno.test("access log: an upstream's repeated Content-Length never logs bytes as
     `logged bytes: ${JSON.stringify(lines[0].bytes)}`,
   );
 });
+
+// End-to-end: the access line's `bytes` for answers that carry a Content-Length but no body.
+Deno.test("access log: wrong byte counts, a 304 or 204 answer counts no body bytes, whatever its Content-Length", async (t) => {
+  for (const status of ["304 Not Modified", "204 No Content"]) {
+    await t.step(status, async () => {
+      // A 304 may state the selected representation's length (RFC 9110 §8.6); no body follows.
+      const upstream = rawUpstream(() =>
+        `HTTP/1.1 ${status}\r\nContent-Length: 1234\r\nETag: "v1"\r\nConnection: close\r\n\r\n`
+      );
+      const lines: Record<string, unknown>[] = [];
+      const edge = startVestibule(oneRegion(upstream.url), {
+        deps: { log: (line) => lines.push(JSON.parse(line)) },
+      });
+      try {
+        const res = await fetch(`${edge.url}/page`, { headers: { "if-none-match": '"v1"' } });
+        assert.equal(await res.text(), "");
+        assert.equal(res.status, Number(status.slice(0, 3)));
+        assert.equal(lines.length, 1);
+        assert.equal(lines[0].status, res.status);
+        assert.equal(lines[0].bytes, 0);
+      } finally {
+        await Promise.all([edge.close(), upstream.close()]);
+      }
+    });
+  }
+});

@@ -81,3 +81,18 @@ Deno.test("OCAP access line: bytes is the Content-Length the caller got", async 
     assert.equal(line.bytes, body.length, lines.at(-1));
   });
 });
+
+Deno.test("log leak: an OCAP access line has the path only, never the query's secrets", async () => {
+  const upstream = startUpstream(() => Response.json({ access_token: "t" }));
+  await withLoggedOcap(upstream, async (edge, lines) => {
+    const secret = "cl13nt-s3cr3t-q7";
+    const res = await fetch(
+      tokenRequest(edge.url, { path: `/_ocap/provider/token?client_secret=${secret}` }),
+    );
+    assert.equal(res.status, 200, await res.text());
+    assert.equal(upstream.received[0].query, `?client_secret=${secret}`, "the provider got it");
+    assert.equal(lines.length, 1);
+    assert.equal(JSON.parse(lines[0]).path, "/_ocap/provider/token");
+    assert.ok(!lines[0].includes(secret) && !lines[0].includes("client_secret"), lines[0]);
+  });
+});

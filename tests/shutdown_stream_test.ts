@@ -76,3 +76,18 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
       assert.equal(await serve.endWithin(5_000), "exited with code 0");
     }));
 }
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.test(`deno run main.ts: a second ${signal} with an event stream in flight exits at once, not after the grace period`, () =>
+    withStreamInFlight(async (server) => {
+      server.child.kill(signal);
+      assert.equal(
+        await server.endWithin(500),
+        "still running",
+        "the answer in flight is waited for",
+      );
+      server.child.kill(signal); // the operator insists
+      // The default grace period is 25 s.
+      assert.equal(await server.endWithin(5_000), "exited with code 0");
+    }, "deno run main.ts"));
+}

@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { deadPort, oneRegion, startUpstream, untilHealthy } from "./_servers.ts";
+import { startEntry } from "./_shutdown.ts";
 
 const ENTRIES = {
   "deno run main.ts": (_port: number) => ({
@@ -84,3 +85,23 @@ async function stopsGracefully(
     await Deno.remove(dir, { recursive: true });
   }
 }
+
+// With a metrics token, `deno serve --parallel` workers meet on a BroadcastChannel: the channel must not keep a stopping worker alive until the grace period's exit timer.
+Deno.test("slow stop: deno serve --parallel with a metrics token exits at once on SIGTERM when idle, not after the grace period", async () => {
+  const up = startUpstream();
+  const server = await startEntry("deno serve --parallel", up.url, {
+    env: { VESTIBULE_METRICS_TOKEN: "scrape-token-0123456789" },
+  });
+  try {
+    const scrape = await fetch(`${server.base}/_vestibule/metrics`, {
+      headers: { authorization: "Bearer scrape-token-0123456789" },
+    });
+    assert.match(await scrape.text(), /^vestibule_workers 2$/m, "the workers met on the channel");
+    server.child.kill("SIGTERM");
+    // The default grace period is 25 s; nothing is in flight.
+    assert.equal(await server.endWithin(10_000), "exited with code 0");
+  } finally {
+    await server.close();
+    await up.close();
+  }
+});

@@ -172,3 +172,34 @@ Deno.test("tracing: with OTEL_DENO an OCAP provider call carries exactly one tra
     await Promise.all([receiver.close(), provider.close()]);
   }
 });
+
+Deno.test("tracing: with OTEL_DENO a server span carries vestibule.error and vestibule.outcome as the access line does", async () => {
+  const receiver = startReceiver();
+  const provider = startUpstream(() => Response.json({ access_token: "t" }));
+  const edge = await startTracedEdge(provider.url, receiver.url);
+  try {
+    const scan = await fetch(`${edge.url}/_vestibule/admin`, {
+      headers: { "x-request-id": "scan-1" },
+    });
+    assert.equal(scan.status, 404);
+    await scan.body?.cancel();
+    const res = await fetch(tokenRequest(edge.url, { headers: { "x-request-id": "ocap-1" } }));
+    assert.equal(res.status, 200, await res.text());
+    assert.equal(await edge.stop(), 0);
+
+    const span = (id: string) => {
+      const found = receiver.spans.find((s) =>
+        s.kind === SERVER && attribute(s, "vestibule.request_id") === id
+      );
+      assert.ok(found, `no server span for ${id} in ${JSON.stringify(receiver.spans)}`);
+      return found;
+    };
+    assert.equal(attribute(span("scan-1"), "vestibule.error"), "not_found");
+    assert.equal(attribute(span("scan-1"), "vestibule.rule"), undefined);
+    assert.equal(attribute(span("ocap-1"), "vestibule.outcome"), "miss");
+    assert.equal(attribute(span("ocap-1"), "vestibule.error"), undefined);
+  } finally {
+    await edge.stop();
+    await Promise.all([receiver.close(), provider.close()]);
+  }
+});
