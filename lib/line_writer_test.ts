@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import FakeTimers from "@sinonjs/fake-timers";
 import { bufferedLineWriter, LONE_WRITER_BATCH, MAX_QUEUED_BYTES } from "./line_writer.ts";
+import { within } from "../tests/_servers.ts";
 
 function recorder() {
   const writes: Uint8Array[] = [];
@@ -322,19 +323,6 @@ Deno.test("slow log reader: bufferedLineWriter().stop() does not hold the event 
     `40 lines held the event loop ${heldMs} ms in ${syncWrites} synchronous writes`,
   );
 });
-
-/** `promise`'s value, or "pending" if it has not settled within `ms`. */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | "pending"> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"pending">((resolve) =>
-    timer = setTimeout(() => resolve("pending"), ms)
-  );
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 Deno.test("slow stop: bufferedLineWriter().drain() and stop() with nothing left to write resolve at once, not at the end of the grace period", async () => {
   const out = recorder();

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { logEntry } from "./_access_log_entry.ts";
 import { VestibuleMetrics } from "./metrics.ts";
 import { WorkerMetrics } from "./worker_metrics.ts";
+import { within } from "../tests/_servers.ts";
 
 function record(metrics: VestibuleMetrics, status: number, upstreamMs: number): void {
   metrics.record(logEntry(status, { rule: "app", type: "regional", region: "au", upstreamMs }));
@@ -244,21 +245,8 @@ async function steps(t: Deno.TestContext): Promise<void> {
   );
 }
 
-/** `promise`'s value, or "pending" if it has not settled within `ms`. */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | "pending"> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"pending">((resolve) =>
-    timer = setTimeout(() => resolve("pending"), ms)
-  );
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 Deno.test("WorkerMetrics scrape timeout: a scrape every worker answered returns at once, not after its timeout", async () => {
-  // As in worker_metrics_test.ts: one channel kept open works around a Deno 2.9.6 channel bug.
+  // As above: one channel kept open works around a Deno 2.9.6 channel bug.
   const keeper = new BroadcastChannel(channel());
   const name = channel();
   const workers = [0, 1, 2].map(() =>
