@@ -141,15 +141,20 @@ export async function firstAnswer(
  */
 export function rawUpstream(
   answer: (url: string) => string | Uint8Array,
-): { url: string; close(): Promise<void> } {
+  /** `hold`: each answer waits for it, so callers can pile up on a call in flight. */
+  options: { hold?: Promise<void> } = {},
+): { url: string; readonly connections: number; close(): Promise<void> } {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
   const answered = answer(url);
   const bytes = typeof answered === "string" ? new TextEncoder().encode(answered) : answered;
+  let connections = 0;
   const served = (async () => {
     for await (const conn of listener) {
+      connections++;
       try {
         await conn.read(new Uint8Array(65536));
+        await options.hold;
         await conn.write(bytes);
       } catch { /* vestibule hung up */ }
       try {
@@ -159,6 +164,9 @@ export function rawUpstream(
   })();
   return {
     url,
+    get connections() {
+      return connections;
+    },
     close: async () => {
       listener.close();
       await served.catch(() => {});

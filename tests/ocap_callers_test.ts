@@ -353,32 +353,21 @@ Deno.test("OCAP metrics: a cached upstream_invalid answer handed to later caller
 
 Deno.test("OCAP metrics: callers coalesced onto one call that got an upstream_invalid answer count one upstream error, not one per caller", async () => {
   const token = "metrics-token-0123456789";
-  // A provider that holds its answer until released, so the second caller waits on the first's call.
+  // A provider that holds its answer until released: the second caller waits on the first's call.
   const release = Promise.withResolvers<void>();
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  let calls = 0;
-  const served = (async () => {
-    for await (const conn of listener) {
-      calls++;
-      try {
-        await conn.read(new Uint8Array(65536));
-        await release.promise;
-        await conn.write(new TextEncoder().encode(
-          "HTTP/1.1 600 Weird\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
-        ));
-      } catch { /* vestibule hung up */ }
-      conn.close();
-    }
-  })();
+  const provider = rawUpstream(
+    () => "HTTP/1.1 600 Weird\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+    { hold: release.promise },
+  );
   const kv = await Deno.openKv(":memory:");
   const lines: Record<string, unknown>[] = [];
-  const edge = startVestibule(
-    ocapRules(`http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`),
-    { env: OCAP_ENV, deps: { kv, metricsToken: token, log: (l) => lines.push(JSON.parse(l)) } },
-  );
+  const edge = startVestibule(ocapRules(provider.url), {
+    env: OCAP_ENV,
+    deps: { kv, metricsToken: token, log: (l) => lines.push(JSON.parse(l)) },
+  });
   try {
     const first = fetch(tokenRequest(edge.url));
-    while (calls === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    while (provider.connections === 0) await new Promise((resolve) => setTimeout(resolve, 5));
     const second = fetch(tokenRequest(edge.url));
     // Let the second caller reach OCAP and wait on the first's call before the provider answers.
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -386,7 +375,7 @@ Deno.test("OCAP metrics: callers coalesced onto one call that got an upstream_in
     for (const res of await Promise.all([first, second])) {
       assert.equal((await res.json()).error, "upstream_invalid");
     }
-    assert.equal(calls, 1, "one provider call");
+    assert.equal(provider.connections, 1, "one provider call");
     assert.deepEqual(lines.map((l) => l.outcome).sort(), ["coalesced", "miss"]);
     const text = await (await fetch(`${edge.url}/_vestibule/metrics`, {
       headers: { authorization: `Bearer ${token}` },
@@ -396,9 +385,8 @@ Deno.test("OCAP metrics: callers coalesced onto one call that got an upstream_in
       /^vestibule_upstream_errors_total\{upstream="provider",error="upstream_invalid"\} 1$/m,
     );
   } finally {
-    await edge.close();
-    listener.close();
-    await served.catch(() => {});
+    release.resolve();
+    await Promise.all([edge.close(), provider.close()]);
     kv.close();
   }
 });
