@@ -216,7 +216,7 @@ export function isOcapKeyHeader(name: string): boolean {
   return readsAs(name, OCAP_KEY_HEADER);
 }
 
-/** Whether an app reading headers by their CGI name ({@linkcode cgiName}) reads `name` as `header`. */
+/** Whether an app reading headers by CGI name ({@linkcode cgiName}) reads `name` as `header`. */
 function readsAs(name: string, header: string): boolean {
   return name === header || (name.length === header.length && cgiName(name) === cgiName(header));
 }

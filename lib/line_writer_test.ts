@@ -327,7 +327,8 @@ Deno.test("slow log reader: bufferedLineWriter().stop() does not hold the event 
 Deno.test("slow stop: bufferedLineWriter().drain() and stop() with nothing left to write resolve at once, not at the end of the grace period", async () => {
   const out = recorder();
   const log = bufferedLineWriter(out);
-  // main.ts races stop() against the rest of the 25 s grace period: an idle server must not wait it out.
+  // main.ts races stop() against the rest of the 25 s grace period: an idle server must not
+  // wait it out.
   assert.equal(await within(log.drain(), 1000), undefined, "drain() of a writer that never wrote");
   log('{"a":1}');
   assert.equal(await within(log.drain(), 1000), undefined, "drain() of one line");

@@ -106,7 +106,10 @@ export const matchSchema = z.strictObject({
   body: bodyMatchSchema.optional(),
 });
 
-/** One message for both forms: `"status": 302`, natural after `redirect.status`, was told only the classes. */
+/**
+ * One message for both forms: `"status": 302`, natural after `redirect.status`, was told only the
+ * classes.
+ */
 const STATUS_FORMS =
   'expected a list of status codes such as [302], or a class: "1xx", "2xx", "3xx", "4xx" or "5xx"';
 const statusClass = z.enum(["1xx", "2xx", "3xx", "4xx", "5xx"], { error: STATUS_FORMS });

@@ -86,7 +86,8 @@ async function stopsGracefully(
   }
 }
 
-// With a metrics token, `deno serve --parallel` workers meet on a BroadcastChannel: the channel must not keep a stopping worker alive until the grace period's exit timer.
+// With a metrics token, `deno serve --parallel` workers meet on a BroadcastChannel: the channel
+// must not keep a stopping worker alive until the grace period's exit timer.
 Deno.test("slow stop: deno serve --parallel with a metrics token exits at once on SIGTERM when idle, not after the grace period", async () => {
   const up = startUpstream();
   const server = await startEntry("deno serve --parallel", up.url, {

@@ -694,8 +694,9 @@ for (const backend of BACKENDS) {
 }
 
 // An insert whose UNIQUE value is held by a row the sync keeps (an extra row, with
-// `delete_missing` off) fails with the unique violation itself: no swap of values is involved, so
-// the operator must not be told to declare the constraint DEFERRABLE or that a re-insert was refused.
+// `delete_missing` off) fails with the unique violation itself: no swap of values is involved,
+// so the operator must not be told to declare the constraint DEFERRABLE or that a re-insert was
+// refused.
 for (const backend of BACKENDS) {
   Deno.test({
     name:
