@@ -1,7 +1,8 @@
 /**
  * @module What the sync's own sessions leave behind at a destination: its time zone for the
- * destination's defaults, sequences past the synced ids, bounded statements for large rows, and
- * an honest report when the owner's connection is lost after the destination committed.
+ * destination's defaults, sequences past the synced ids, bounded statements for large rows, the
+ * rows of one owner snapshot however the owner changes meanwhile, and an honest report when the
+ * owner's connection is lost after the destination committed.
  */
 import assert from "node:assert/strict";
 import { parseSyncConfig } from "../sync/config.ts";
@@ -561,6 +562,68 @@ for (const backend of BACKENDS) {
               primary_key: ["name"],
             }]);
             assert.equal(again.status, "in_sync", again.error);
+          },
+        });
+
+        await t.step({
+          name:
+            "owner rows changed while a sync runs: what is written is the snapshot the diff read",
+          // PGlite serves one session to every connection: the admin's writes would land inside
+          // the sync's own transaction.
+          ignore: backend.name !== "postgres",
+          fn: async () => {
+            const ddl = `CREATE TABLE moving (id int PRIMARY KEY, name text NOT NULL);`;
+            const rows = `INSERT INTO moving SELECT g, 'v' || g FROM generate_series(1, 50) g;`;
+            await pair.owner.exec(ddl + rows);
+            // One run streams whole ranges to an empty table, the next reads rows by key.
+            await pair.destination.exec(ddl);
+            const snapshots: string[] = [];
+            const run = async (change: string) => {
+              snapshots.push(await fingerprint(pair.owner, "moving", "id"));
+              const { config, databases } = pair.connect([
+                {
+                  name: "public.moving",
+                  primary_key: ["id"],
+                  delete_missing: true,
+                  max_delete_ratio: 1,
+                },
+              ]);
+              const owner = databases.get("us")!;
+              const destination = databases.get("au")!;
+              try {
+                const spec = await resolveTableSpec(config.tables[0], [owner, destination]);
+                let diffed = false;
+                return await syncTable({ spec, config: config.tables[0] }, {
+                  owner,
+                  destination,
+                }, {
+                  dryRun: false,
+                  batchRows: 1000,
+                  // The owner commits a change after the diff, before the rows are read.
+                  track: async (_table, work) => {
+                    const result = await work();
+                    if (!diffed) {
+                      diffed = true;
+                      await pair.owner.exec(change);
+                    }
+                    return result;
+                  },
+                });
+              } finally {
+                await Promise.all([...databases.values()].map((db) => db.close()));
+              }
+            };
+            const first = await run(`DELETE FROM moving WHERE id IN (2, 30);
+              UPDATE moving SET name = 'later' WHERE id = 3;`);
+            assert.equal(first.inserts, 50);
+            assert.equal(await fingerprint(pair.destination, "moving", "id"), snapshots[0]);
+
+            await pair.destination.exec(`UPDATE moving SET name = 'stale' WHERE id IN (10, 20);
+              DELETE FROM moving WHERE id = 40;`);
+            const second = await run(`DELETE FROM moving WHERE id IN (10, 40);
+              UPDATE moving SET name = 'later' WHERE id = 20;`);
+            assert.deepEqual([second.updates, second.inserts, second.deletes], [3, 1, 2]);
+            assert.equal(await fingerprint(pair.destination, "moving", "id"), snapshots[1]);
           },
         });
 
