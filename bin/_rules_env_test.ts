@@ -65,3 +65,22 @@ Deno.test("rulesEnv() reads an env file exactly as deno run --env-file does", as
     await Deno.remove(file);
   }
 });
+
+Deno.test("placeholderValue() gives a redirect location an origin that never resolves, as the usage says", () => {
+  assert.equal(
+    placeholderValue("HELP_URL", ["rules", 1, "redirect", "location"]),
+    "http://HELP_URL.invalid",
+  );
+  assert.equal(
+    placeholderValue("AU_ORIGIN", ["regions", "au", "origin"]),
+    "http://AU_ORIGIN.invalid",
+  );
+  assert.equal(placeholderValue("KEY", ["ocap", "key"]), "PLACEHOLDER_VALUE_OF_KEY");
+});
+
+Deno.test("rulesEnv() lists a placeholder once however often the file uses it", async () => {
+  const env = await rulesEnv({ placeholder: true });
+  env.lookup("VESTIBULE_T_TWICE", ["regions", "au", "origin"]);
+  env.lookup("VESTIBULE_T_TWICE", ["upstreams", "web", "origin"]);
+  assert.deepEqual(env.placeholders, ["VESTIBULE_T_TWICE"]);
+});

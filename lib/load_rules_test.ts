@@ -9,6 +9,7 @@ const ENV: Record<string, string> = {
   US_ORIGIN: "https://us.internal",
   TENANT_PARAM: "tenant",
   WEBSITE: "website",
+  SECRET: "s3cr3t",
 };
 const env = (name: string) => ENV[name];
 
@@ -1222,4 +1223,418 @@ Deno.test("parseRules() status typo: a bare status code is refused with a messag
     };
     refuses(base({ rules: [rule] }), 'rule "switch"', /pin_on\.status: expected a list/);
   });
+});
+
+Deno.test("parseRules(): geo.countries with one country and nothing that reads a country is refused", () => {
+  refuses(base({ geo: { countries: { AU: "au" } } }), "geo.countries: nothing reads a country");
+});
+
+Deno.test("parseRules(): a pin cookie with any cookie prefix, in any letter case, needs secure: true", async (t) => {
+  // Browsers match the prefixes case-insensitively (RFC 6265bis §4.1.3) and refuse the cookie.
+  for (const cookie of ["__Secure-region", "__host-region", "__SECURE-region"]) {
+    await t.step(cookie, () =>
+      refuses(
+        base({ pin: { cookie, secure: false } }),
+        `pin.secure: the cookie "${cookie}" has a __Host-/__Secure- prefix`,
+      ));
+  }
+});
+
+Deno.test("parseRules(): a rule shadowed by a methods-only rule is refused naming the earlier rule", () => {
+  refuses(
+    base({
+      rules: [
+        { name: "posts", type: "regional", match: { methods: ["POST"] } },
+        { name: "login", type: "regional", match: { methods: ["POST"], path: "^/login$" } },
+        app,
+      ],
+    }),
+    'Cannot compile rule "login" (rules[1]): it can never match: rule "posts" before it',
+  );
+});
+
+Deno.test("parseRules(): a global rule's own forward_cookies replace the file's list", async () => {
+  const config = parseRules(
+    JSON.stringify(base({
+      forward_cookies: ["sessionid"],
+      rules: [
+        {
+          name: "website",
+          type: "global",
+          match: { path: "^/about$" },
+          upstream: "website",
+          forward_cookies: ["csrftoken"],
+        },
+        app,
+      ],
+    })),
+    { env },
+  );
+  const explained = await explainRequest({
+    method: "GET",
+    url: "https://app.example.com/about",
+    headers: { cookie: "sessionid=a; csrftoken=b" },
+  }, config);
+  assert.equal(explained.rule, "website");
+  assert.deepEqual(explained.targets.map((t) => t.forward.cookies.forwarded), [["csrftoken"]]);
+});
+
+Deno.test("parseRules(): a broadcast rule's own forward_cookies replace the file's list", async () => {
+  const config = parseRules(
+    JSON.stringify(base({
+      forward_cookies: ["sessionid"],
+      rules: [
+        {
+          name: "login",
+          type: "broadcast",
+          match: { path: "^/login$" },
+          success: { status: "2xx" },
+          forward_cookies: ["csrftoken"],
+        },
+        app,
+      ],
+    })),
+    { env },
+  );
+  const explained = await explainRequest({
+    method: "GET",
+    url: "https://app.example.com/login",
+    headers: { cookie: "sessionid=a; csrftoken=b" },
+  }, config);
+  assert.equal(explained.rule, "login");
+  assert.deepEqual(explained.targets.map((t) => t.forward.cookies.forwarded), [
+    ["csrftoken"],
+    ["csrftoken"],
+  ]);
+});
+
+Deno.test("parseRules(): an OCAP target origin that is not an absolute http(s) URL is refused", async (t) => {
+  const ocap = (origin: string) =>
+    base({ ocap: { key: "0123456789abcdef", targets: { github: { origin } } } });
+  await t.step(
+    "another scheme",
+    () =>
+      refuses(ocap("ftp://token.example.com"), "ocap.targets.github.origin:", "not an absolute"),
+  );
+  await t.step(
+    "with a path",
+    () =>
+      refuses(
+        ocap("https://token.example.com/oauth"),
+        "ocap.targets.github.origin:",
+        "origin only",
+      ),
+  );
+});
+
+Deno.test("pin leak: a pin header configured in upper case is still read and never forwarded", async () => {
+  const config = parseRules(JSON.stringify(base({ pin: { header: "X-Edge-Region" } })), { env });
+  const explained = await explainRequest({
+    method: "GET",
+    url: "https://app.example.com/",
+    headers: { "x-edge-region": "au" },
+  }, config);
+  assert.equal(explained.region, "au");
+  assert.equal(explained.reason, "pin header");
+  const forwarded = explained.targets.flatMap((t) => t.forward.headers.forwarded);
+  assert.ok(!forwarded.includes("x-edge-region"), `forwarded: ${forwarded.join(", ")}`);
+});
+
+Deno.test("parseRules(): a non-ASCII character in a header regex is refused, naming the rule and field", async (t) => {
+  await t.step("match.headers", () =>
+    refuses(
+      base({
+        rules: [{ name: "zh", type: "regional", match: { headers: { "x-city": "^Zürich$" } } }],
+      }),
+      'Cannot compile rule "zh" (rules[0]): match.headers.x-city: header values are matched octet by octet',
+      "\\xC3\\xBC",
+    ));
+  await t.step("success.headers", () =>
+    refuses(
+      base({
+        rules: [
+          {
+            name: "login",
+            type: "broadcast",
+            match: { path: "^/login$" },
+            success: { headers: { "x-user": "^José" } },
+          },
+          app,
+        ],
+      }),
+      'Cannot compile rule "login" (rules[0]): success.headers.x-user: header values are matched octet by octet',
+    ));
+});
+
+Deno.test("header spoofing: a match.headers name written in upper case still checks the header's underscore copy", async () => {
+  const config = parseRules(
+    JSON.stringify(base({
+      rules: [
+        { name: "acme", type: "regional", match: { headers: { "X-Tenant": "^acme$" } } },
+        app,
+      ],
+    })),
+    { env },
+  );
+  const only = await explainRequest({
+    method: "GET",
+    url: "https://app.example.com/",
+    headers: { "x-tenant": "acme" },
+  }, config);
+  assert.equal(only.rule, "acme");
+  // CGI, WSGI and Rack servers read x_tenant as the same header: the app may see "evil".
+  const spoofed = await explainRequest({
+    method: "GET",
+    url: "https://app.example.com/",
+    headers: { "x-tenant": "acme", "x_tenant": "evil" },
+  }, config);
+  assert.equal(spoofed.rule, "app");
+});
+
+Deno.test('parseRules(): match.methods in lower case matches the request\'s method ("in any case")', async () => {
+  const config = parseRules(
+    JSON.stringify(base({
+      rules: [{ name: "posts", type: "regional", match: { methods: ["post"], path: "^/x$" } }, app],
+    })),
+    { env },
+  );
+  const explained = await explainRequest(
+    { method: "POST", url: "https://app.example.com/x", body: "" },
+    config,
+  );
+  assert.equal(explained.rule, "posts");
+});
+
+Deno.test("parseRules(): a non-ASCII match.host is refused (clients send punycode)", () => {
+  refuses(
+    base({
+      rules: [{ name: "shop", type: "regional", match: { host: "^bücher\\.example$" } }, app],
+    }),
+    'Cannot compile rule "shop" (rules[0]): match.host: hosts are matched as clients send them, in punycode',
+  );
+});
+
+Deno.test("shell reference after a regex anchor: ^$NAME$ in pin_on.headers or match.body.regex is refused", async (t) => {
+  const refusesReference = (file: unknown, at: string) =>
+    assert.throws(
+      () => parseRules(JSON.stringify(file), { env }),
+      (error: unknown) => {
+        assert.ok(error instanceof ReferenceError, `expected ReferenceError, got ${error}`);
+        assert.ok(error.message.includes(`"$SWITCH_TOKEN" at ${at}`), error.message);
+        assert.ok(error.message.includes("(write ${SWITCH_TOKEN})"), error.message);
+        return true;
+      },
+    );
+  await t.step("pin_on.headers", () =>
+    refusesReference(
+      base({
+        rules: [
+          {
+            name: "switch",
+            type: "regional",
+            match: { path: "^/switch/(?<region>[a-z]+)$" },
+            region_from: { path_group: "region" },
+            pin_on: { headers: { "x-switched": "^$SWITCH_TOKEN$" } },
+          },
+          app,
+        ],
+      }),
+      "rules[0].pin_on.headers.x-switched",
+    ));
+  await t.step("match.body.regex", () =>
+    refusesReference(
+      base({
+        rules: [
+          {
+            name: "hook",
+            type: "regional",
+            match: { methods: ["POST"], body: { regex: "^$SWITCH_TOKEN$" } },
+          },
+          app,
+        ],
+      }),
+      "rules[0].match.body.regex",
+    ));
+});
+
+Deno.test("parseRules(): an empty match.body (no json, form or regex) is refused, not a catch-all body", () => {
+  refuses(
+    base({
+      rules: [{ name: "hook", type: "regional", match: { path: "^/hook$", body: {} } }, app],
+    }),
+    'Cannot compile rule "hook" (rules[0]): match.body needs exactly one of json, form or regex, got 0',
+  );
+});
+
+Deno.test("parseRules(): an empty match.methods list is refused (the rule could never match)", () => {
+  refuses(
+    base({ rules: [{ name: "none", type: "regional", match: { methods: [] } }, app] }),
+    'Cannot compile rule "none" (rules[0]): match.methods:',
+  );
+});
+
+Deno.test("parseRules(): a redirect without a status redirects with 302 (the documented default)", async () => {
+  const config = parseRules(
+    JSON.stringify(base({
+      rules: [
+        {
+          name: "old-help",
+          type: "global",
+          match: { path: "^/help/(.*)$" },
+          redirect: { location: "https://help.example.com/$1" },
+        },
+        app,
+      ],
+    })),
+    { env },
+  );
+  const explained = await explainRequest(
+    { method: "GET", url: "https://app.example.com/help/x" },
+    config,
+  );
+  assert.equal(explained.location, "https://help.example.com/x");
+  assert.equal(explained.status, 302);
+});
+
+Deno.test("parseRules(): allow_multiple_success defaults to false (several successes are ambiguous)", () => {
+  const config = parseRules(
+    JSON.stringify(base({
+      rules: [
+        {
+          name: "login",
+          type: "broadcast",
+          match: { path: "^/login$" },
+          success: { status: "2xx" },
+        },
+        app,
+      ],
+    })),
+    { env },
+  );
+  const login = config.rules[0];
+  assert.equal(login.type, "broadcast");
+  assert.equal(login.type === "broadcast" && login.allowMultipleSuccess, false);
+});
+
+Deno.test("parseRules(): a geo.countries code in lower case is refused (countries are read upper-cased)", () => {
+  refuses(
+    base({ geo: { header: "cf-ipcountry", countries: { au: "au" } } }),
+    "Invalid rules: geo.countries.au:",
+  );
+});
+
+Deno.test("parseRules(): a rule after a methods-only rule of other methods is accepted (not shadowed)", () => {
+  const config = parseRules(
+    JSON.stringify(base({
+      rules: [
+        { name: "posts", type: "regional", match: { methods: ["POST"] } },
+        { name: "pages", type: "regional", match: { methods: ["GET", "POST"], path: "^/x$" } },
+        app,
+      ],
+    })),
+    { env },
+  );
+  assert.deepEqual(config.rules.map((r) => r.name), ["posts", "pages", "app"]);
+});
+
+Deno.test("parseRules(): pin.max_age_seconds over 400 days is refused, and defaults to one year", async (t) => {
+  await t.step(
+    "over 400 days",
+    () =>
+      refuses(
+        base({ pin: { max_age_seconds: 34_560_001 } }),
+        "Invalid rules: pin.max_age_seconds:",
+      ),
+  );
+  await t.step("a pin section without it", () => {
+    const config = parseRules(JSON.stringify(base({ pin: { header: "x-region" } })), { env });
+    assert.equal(config.pin.maxAgeSeconds, 31_536_000);
+    assert.equal(config.pin.cookie, "__Host-vestibule-region");
+    assert.equal(config.pin.secure, true);
+  });
+  await t.step("no pin section", () => {
+    const config = parseRules(JSON.stringify(base()), { env });
+    assert.equal(config.pin.maxAgeSeconds, 31_536_000);
+  });
+});
+
+Deno.test("parseRules(): an empty rule table is refused (no request could be routed)", () => {
+  refuses(base({ rules: [] }), "Invalid rules: rules:");
+});
+
+Deno.test("parseRules(): unknown keys (typos) in a region or a global rule are refused, naming the field", async (t) => {
+  await t.step("a region's timeout instead of timeout_ms", () =>
+    refuses(
+      base({
+        regions: {
+          au: { origin: "http://au.internal", timeout: 60_000 },
+          us: { origin: "http://us.internal" },
+        },
+      }),
+      "Invalid rules: regions.au:",
+      '"timeout"',
+    ));
+  await t.step("a global rule's status beside its redirect", () =>
+    refuses(
+      base({
+        rules: [
+          {
+            name: "old-help",
+            type: "global",
+            match: { path: "^/help$" },
+            redirect: { location: "https://help.example.com/" },
+            status: 301,
+          },
+          app,
+        ],
+      }),
+      'Cannot compile rule "old-help" (rules[0]):',
+      '"status"',
+    ));
+});
+
+Deno.test("parseRules(): a json body matcher integer beyond 2^53 - 1 is refused (it would match other integers)", () => {
+  refuses(
+    base({
+      rules: [
+        { name: "acct", type: "regional", match: { body: { json: { id: 12345678901234567890 } } } },
+        app,
+      ],
+    }),
+    'Cannot compile rule "acct" (rules[0]): match.body.json.id: an integer beyond 2^53 - 1',
+  );
+});
+
+Deno.test("parseRules(): a success status code outside 100-599 is refused (no answer has it)", () => {
+  refuses(
+    base({
+      rules: [
+        {
+          name: "login",
+          type: "broadcast",
+          match: { path: "^/login$" },
+          success: { status: [700] },
+        },
+        app,
+      ],
+    }),
+    'Cannot compile rule "login" (rules[0]): success.status',
+  );
+});
+
+Deno.test("parseRules(): a negative trusted_proxy_hops or a region id over 16 characters is refused", async (t) => {
+  await t.step(
+    "trusted_proxy_hops: -1",
+    () => refuses(base({ trusted_proxy_hops: -1 }), "Invalid rules: trusted_proxy_hops:"),
+  );
+  await t.step("a 17-character region id", () =>
+    refuses(
+      base({
+        regions: {
+          "australia-sydney1": { origin: "http://au.internal" },
+          us: { origin: "http://us.internal" },
+        },
+      }),
+      "Invalid rules: regions.australia-sydney1:",
+    ));
 });

@@ -222,3 +222,21 @@ Deno.test("routeCasesPath() finds the tests beside a rules file whose extension 
   assert.equal(routeCasesPath("conf/PROD.JSON"), "conf/PROD.test.json");
   assert.equal(routeCasesPath("rules.Json"), "rules.test.json");
 });
+
+Deno.test('runRouteCases() compares names exactly: a case expecting rule "App" or region "US" fails', async () => {
+  const cases = parseRouteCases(JSON.stringify({
+    cases: [
+      { request: { method: "GET", url: "/dashboard" }, expect: { rule: "App", type: "regional" } },
+      {
+        request: { method: "GET", url: "/dashboard" },
+        expect: { rule: "app", type: "regional", region: "US" },
+      },
+    ],
+  }));
+  const results = await runRouteCases(cases, config);
+  assert.deepEqual(results.map(passed), [false, false]);
+  assert.match(
+    formatCaseResults(results, "t.test.json"),
+    /rule: expected "App", got "app" \(no rule is named "App"\)[\s\S]*region: expected "US", got "us"/,
+  );
+});
