@@ -869,3 +869,33 @@ Deno.test("rule confusion: a form matcher does not read a Content-Type Rack and 
   assert.equal(await route(table, post("application/x-www-form-urlencoded")), "view");
   assert.equal(await route(table, post("application/x-www-form-urlencoded x")), "app");
 });
+
+Deno.test("rule confusion: a json matcher's array matches only an array of the same length and items", async (t) => {
+  const table = rules([
+    { name: "admins", type: "regional", match: { body: { json: { roles: ["admin"] } } } },
+    { name: "app", type: "regional" },
+  ]);
+  await t.step('an empty array is not ["admin"]', async () => {
+    assert.equal(await postJson(table, '{"roles":[]}'), "app");
+  });
+  await t.step('a longer array is not ["admin"] either', async () => {
+    assert.equal(await postJson(table, '{"roles":["admin","staff"]}'), "app");
+  });
+});
+
+Deno.test("rule confusion: an object inside a json matcher's array matches only that object, key for key", async (t) => {
+  // Inside an array, items are compared whole: {} or a differently keyed object is another item.
+  const table = rules([
+    { name: "op", type: "regional", match: { body: { json: { ops: [{ kind: "delete" }] } } } },
+    { name: "app", type: "regional" },
+  ]);
+  await t.step("the same object matches", async () => {
+    assert.equal(await postJson(table, '{"ops":[{"kind":"delete"}]}'), "op");
+  });
+  await t.step("an empty object does not", async () => {
+    assert.equal(await postJson(table, '{"ops":[{}]}'), "app");
+  });
+  await t.step("an object with another key too does not", async () => {
+    assert.equal(await postJson(table, '{"ops":[{"kind":"delete","id":1}]}'), "app");
+  });
+});

@@ -383,3 +383,37 @@ Deno.test("rule confusion: a json matcher does not match a Content-Type PHP read
     await edge.close();
   }
 });
+
+Deno.test("false refusal: a body of exactly body_limit_bytes with a Content-Length is read, matched and forwarded byte for byte", async (t) => {
+  const us = startUpstream();
+  const logged: string[] = [];
+  const edge = startVestibule({
+    regions: { us: { origin: us.url } },
+    default_region: "us",
+    body_limit_bytes: 64,
+    rules: [
+      { name: "notes", type: "regional", match: { body: { form: { kind: "note" } } } },
+      { name: "app", type: "regional" },
+    ],
+  }, { deps: { log: (line) => logged.push(JSON.parse(line).rule) } });
+  const headers = { "content-type": "application/x-www-form-urlencoded" };
+  const exact = "kind=note&x=" + "a".repeat(64 - "kind=note&x=".length);
+  try {
+    await t.step("64 bytes, Content-Length: 64: the notes rule, bytes intact", async () => {
+      const res = await fetch(`${edge.url}/api/n`, { method: "POST", headers, body: exact });
+      await res.body?.cancel();
+      assert.equal(res.status, 200);
+      assert.deepEqual(logged, ["notes"]);
+      assert.equal(new TextDecoder().decode(us.received[0].body), exact);
+      assert.equal(us.received[0].headers.get("content-length"), "64");
+    });
+    await t.step("65 bytes: 413 body_too_large, nothing forwarded", async () => {
+      const res = await fetch(`${edge.url}/api/n`, { method: "POST", headers, body: exact + "a" });
+      assert.equal(res.status, 413);
+      assert.equal((await res.json()).error, "body_too_large");
+      assert.equal(us.received.length, 1);
+    });
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
+  }
+});

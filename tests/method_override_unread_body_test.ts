@@ -235,3 +235,31 @@ Deno.test("method confusion: a broadcast UTF-16 form under another charset label
     await Promise.all([edge.close(), us.close()]);
   }
 });
+
+Deno.test("method confusion: a form's _method is checked when a body matcher has read the form, not only on a broadcast", async () => {
+  // Rack's MethodOverride runs this POST as a DELETE, which the rules send to the website.
+  const web = startUpstream();
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: us.url } },
+    upstreams: { website: { origin: web.url } },
+    default_region: "us",
+    rules: [
+      { name: "deletes", type: "global", match: { methods: ["DELETE"] }, upstream: "website" },
+      { name: "notes", type: "regional", match: { body: { form: { kind: "note" } } } },
+      { name: "app", type: "regional" },
+    ],
+  });
+  try {
+    const res = await fetch(`${edge.url}/api/n`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: "kind=note&_method=DELETE",
+    });
+    assert.equal(res.status, 400);
+    assert.equal((await res.json()).error, "ambiguous_method");
+    assert.deepEqual([us.received.length, web.received.length], [0, 0]);
+  } finally {
+    await Promise.all([edge.close(), web.close(), us.close()]);
+  }
+});

@@ -229,6 +229,38 @@ Deno.test("OCAP leaves the router's other routes alone", async () => {
   });
 });
 
+Deno.test("vestibule path forwarded: a request for OCAP's mount itself (/_ocap) is OCAP's to answer, never the app's", async (t) => {
+  const app = startUpstream();
+  const provider = startUpstream();
+  const rules = ocapRules(provider.url) as { regions: Record<string, { origin: string }> };
+  rules.regions.us.origin = app.url;
+  const kv = await Deno.openKv(":memory:");
+  const edge = startVestibule(rules, { env: OCAP_ENV, deps: { kv } });
+  try {
+    const cases: Array<[string, Record<string, string>, number, string]> = [
+      ["without a key: OCAP's 401", {}, 401, "ocap_unauthorized"],
+      [
+        "with the key: OCAP's 404, no target named",
+        { "ocap-key": OCAP_KEY },
+        404,
+        "ocap_unknown_target",
+      ],
+    ];
+    for (const [name, headers, status, error] of cases) {
+      await t.step(name, async () => {
+        const res = await fetch(`${edge.url}/_ocap`, { headers });
+        const body = await res.json();
+        assert.deepEqual([res.status, body.error], [status, error]);
+      });
+    }
+    assert.equal(app.received.length, 0, "the mount is no app path");
+    assert.equal(provider.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), app.close(), provider.close()]);
+    kv.close();
+  }
+});
+
 Deno.test("OCAP keeps the origin call going when the caller that started it goes away", async () => {
   const upstream = provider(200);
   await withOcap(upstream, async (base) => {
