@@ -74,3 +74,20 @@ Deno.test("client-address headers a trusted CDN in front writes still reach the 
     await Promise.all([edge.close(), us.close()]);
   }
 });
+
+Deno.test("client IP spoofing: X-Forwarded-For names the peer's own address, as Deno.serve hands it", async () => {
+  const up = startUpstream();
+  const edge = startVestibule(rules(0)(up.url));
+  try {
+    // Every test client is on loopback; the handler is handed another peer directly.
+    const response = await edge.app.fetch(
+      new Request("http://app.test/", { headers: { "x-forwarded-for": "203.0.113.9" } }),
+      { remoteAddr: { transport: "tcp", hostname: "198.51.100.7", port: 40_000 } },
+    );
+    await response.body?.cancel();
+    assert.equal(response.status, 200);
+    assert.equal(up.received[0].headers.get("x-forwarded-for"), "198.51.100.7");
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});

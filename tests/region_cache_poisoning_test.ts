@@ -90,6 +90,19 @@ Deno.test("cache poisoning: a regional answer chosen by pin or country says so i
         ]);
       },
     );
+    await t.step("a HEAD answer names them as its GET does", async () => {
+      // A cache may refresh a stored GET from a HEAD's headers (RFC 9111 §4.3.5).
+      const response = await fetch(`${edge.url}/`, {
+        method: "HEAD",
+        headers: { "x-vestibule-region": "au" },
+      });
+      await response.body?.cancel();
+      assert.equal(response.status, 200);
+      assert.equal(
+        response.headers.get("vary"),
+        "accept-encoding, x-vestibule-region, cookie, cf-ipcountry",
+      );
+    });
     await t.step("the upstream's own Vary is kept", async () => {
       const response = await fetch(`${edge.url}/`, { headers: { "x-vestibule-region": "au" } });
       await response.body?.cancel();
@@ -110,6 +123,7 @@ Deno.test("cache poisoning: a regional answer chosen by pin or country says so i
           [["cache-control:no-store", "cdn-cache-control:no-store"], false],
           [['etag:W/"1f-abc"'], true], // Express and Next.js: an ETag and no Cache-Control.
           [["last-modified:Sun, 06 Dec 2026 10:00:00 GMT"], true],
+          [["expires:Sun, 06 Dec 2099 10:00:00 GMT"], true], // Fresh by Expires alone.
           // None at all: not varied, a documented limit (a copy of every answer costs requests/s).
           [["x-caching:none"], false],
         ];
@@ -154,5 +168,55 @@ Deno.test("cache poisoning: a broadcast GET's answer, the pinned or assumed regi
     assert.equal(response.headers.get("vary"), "x-vestibule-region, cookie, cf-ipcountry");
   } finally {
     await close();
+  }
+});
+
+Deno.test("cache fragmentation: with one region the edge chose nothing, so a cacheable answer gets no Vary: cookie", async () => {
+  // `Vary: cookie` would make a CDN keep a copy per visitor's cookies, for no region to keep apart.
+  const us = startUpstream(() =>
+    new Response("home page", { headers: { "cache-control": "public, max-age=300" } })
+  );
+  const edge = startVestibule({
+    regions: { us: { origin: us.url } },
+    default_region: "us",
+    geo: { header: "cf-ipcountry", countries: { US: "us" } },
+    rules: [{ name: "app", type: "regional" }],
+  });
+  try {
+    const response = await fetch(`${edge.url}/`, { headers: { cookie: "session=1" } });
+    assert.equal(await response.text(), "home page");
+    assert.equal(response.headers.get("vary"), null);
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
+  }
+});
+
+Deno.test("cache poisoning: vestibule's own error answers say no-store, so a CDN never serves one to everyone", async (t) => {
+  const gone = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const deadOrigin = `http://127.0.0.1:${(gone.addr as Deno.NetAddr).port}`;
+  gone.close();
+  const edge = startVestibule({
+    regions: { us: { origin: deadOrigin } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional", match: { path: "^/app" } }],
+  });
+  try {
+    for (
+      const [path, status, accept] of [
+        ["/app", 502, "application/json"],
+        ["/app", 502, "text/html"],
+        ["/nowhere", 404, "application/json"],
+        ["/_vestibule/nothing", 404, "text/html"],
+      ] as const
+    ) {
+      await t.step(`${status} for ${path} (${accept})`, async () => {
+        const response = await fetch(`${edge.url}${path}`, { headers: { accept } });
+        await response.body?.cancel();
+        assert.equal(response.status, status);
+        assert.equal(response.headers.get("cache-control"), "no-store");
+      });
+    }
+  } finally {
+    await edge.close();
   }
 });

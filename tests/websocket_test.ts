@@ -15,7 +15,7 @@ import {
   withRawRelay,
   writeAll,
 } from "./_raw_websocket.ts";
-import { oneRegion, startVestibule, within } from "./_servers.ts";
+import { oneRegion, rawUpstream, startVestibule, within } from "./_servers.ts";
 
 const PIN = "__Host-vestibule-region";
 
@@ -283,6 +283,34 @@ Deno.test("websocket: a client that hangs up during the upstream handshake leave
     "no upstream WebSocket stays open for a client that is gone",
   );
   assert.equal(shutdown, "done", "the edge server shuts down");
+});
+
+Deno.test("websocket: a hanging upstream handshake ends at the rule's timeout_ms, not only the region's", async () => {
+  // The upstream reads the handshake and answers only once the test is over.
+  const over = Promise.withResolvers<void>();
+  const up = rawUpstream(() => "HTTP/1.1 503 Service Unavailable\r\n\r\n", { hold: over.promise });
+  const edge = startVestibule({
+    regions: { us: { origin: up.url, timeout_ms: 8_000 } },
+    default_region: "us",
+    rules: [{ name: "cable", type: "regional", timeout_ms: 200 }],
+  });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
+  try {
+    await conn.write(new TextEncoder().encode(
+      "GET /cable HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    ));
+    const buf = new Uint8Array(4096);
+    const n = await within(conn.read(buf), 2_000);
+    assert.notEqual(n, "pending", "no answer in 2 s: the rule's 200 ms were not applied");
+    const answer = new TextDecoder().decode(buf.subarray(0, typeof n === "number" ? n : 0));
+    assert.match(answer, /^HTTP\/1\.1 504 /);
+    assert.match(answer, /upstream_timeout/);
+  } finally {
+    conn.close();
+    over.resolve();
+    await Promise.all([edge.close(), up.close()]);
+  }
 });
 
 Deno.test("websocket: Upgrade: websocket without Connection: upgrade, or without a key, is no 500 and opens no upstream socket", async () => {
