@@ -163,6 +163,38 @@ Deno.test("access log: one line per request with the route's decision", async (t
   });
 });
 
+Deno.test("access log: a regional pin says outcome pinned; a body over the limit says body_too_large", async (t) => {
+  await withStack(async ({ au, edge, lines }) => {
+    await t.step("pin_on matched: the browser pinned, the line says so", async () => {
+      const res = await fetch(`${edge.url}/switch/au`, { method: "POST" });
+      assert.equal(await res.text(), "au says hi");
+      assert.match(res.headers.getSetCookie().join("\n"), new RegExp(`^${PIN}=au`));
+      assert.equal(lines.at(-1)!.outcome, "pinned");
+      assert.equal(lines.at(-1)!.region_reason, "region_from");
+    });
+    await t.step("413: the error code, and nothing forwarded", async () => {
+      const res = await fetch(`${edge.url}/notes`, { method: "POST", body: "x".repeat(17) });
+      assert.equal((await res.json()).error, "body_too_large");
+      assert.deepEqual([lines.at(-1)!.status, lines.at(-1)!.error], [413, "body_too_large"]);
+      assert.equal(au.received.length, 1);
+    });
+  }, {
+    extra: {
+      body_limit_bytes: 16,
+      rules: [
+        {
+          name: "switch",
+          type: "regional",
+          match: { methods: ["POST"], path: "^/switch/(?<region>[a-z]+)$" },
+          region_from: { path_group: "region" },
+          pin_on: { status: "2xx" },
+        },
+        { name: "notes", type: "regional", match: { body: { regex: "note" } } },
+      ],
+    },
+  });
+});
+
 Deno.test("access log: a broadcast line has each region's status and latency and the outcome", async () => {
   await withStack(async ({ edge, lines }) => {
     const res = await fetch(`${edge.url}/login`, {

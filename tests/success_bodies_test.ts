@@ -181,34 +181,48 @@ Deno.test("broadcast: a region that stalls mid-body times out and the other regi
   }
 });
 
-Deno.test("pin_on: an answer that stalls mid-body is a 504 after the region's timeout, not a hang", async () => {
+Deno.test("pin_on: an answer that stalls mid-body is a 504 after the timeout that applies, not a hang", async (t) => {
   const stalling = stallingAnswers();
   const up = startUpstream(stalling.respond);
-  const edge = startVestibule({
-    regions: { us: { origin: up.url, timeout_ms: 300 } },
-    default_region: "us",
-    rules: [{
-      name: "switch",
-      type: "regional",
-      match: { path: "^/switch/(?<region>\\w+)$" },
-      region_from: { path_group: "region" },
-      pin_on: { json: { path: "errors", equals: [] } },
-    }],
+  const switchRule = (fields: Record<string, unknown>) => ({
+    name: "switch",
+    type: "regional",
+    match: { path: "^/switch/(?<region>\\w+)$" },
+    region_from: { path_group: "region" },
+    pin_on: { json: { path: "errors", equals: [] } },
+    ...fields,
   });
+  const cases: Array<[string, number, Record<string, unknown>]> = [
+    ["the region's timeout_ms", 300, {}],
+    ["the rule's timeout_ms, shorter than the region's", 8000, { timeout_ms: 300 }],
+  ];
   try {
-    const started = performance.now();
-    const res = await fetch(`${edge.url}/switch/us`, {
-      headers: { accept: "application/json" },
-      signal: AbortSignal.timeout(5000),
-    });
-    const ms = performance.now() - started;
-    assert.equal(res.status, 504);
-    assert.equal((await res.json()).error, "upstream_timeout");
-    assert.deepEqual(res.headers.getSetCookie(), []);
-    assert.ok(ms >= 250 && ms < 2000, `answered after ${Math.round(ms)} ms, timeout_ms 300`);
+    for (const [name, regionTimeout, ruleFields] of cases) {
+      await t.step(name, async () => {
+        const edge = startVestibule({
+          regions: { us: { origin: up.url, timeout_ms: regionTimeout } },
+          default_region: "us",
+          rules: [switchRule(ruleFields)],
+        });
+        try {
+          const started = performance.now();
+          const res = await fetch(`${edge.url}/switch/us`, {
+            headers: { accept: "application/json" },
+            signal: AbortSignal.timeout(5000),
+          });
+          const ms = performance.now() - started;
+          assert.equal(res.status, 504);
+          assert.equal((await res.json()).error, "upstream_timeout");
+          assert.deepEqual(res.headers.getSetCookie(), []);
+          assert.ok(ms >= 250 && ms < 2000, `answered after ${Math.round(ms)} ms, timeout 300`);
+        } finally {
+          await edge.close();
+        }
+      });
+    }
   } finally {
     stalling.release();
-    await Promise.all([edge.close(), up.close()]);
+    await up.close();
   }
 });
 
