@@ -21,6 +21,7 @@ import { handleBroadcast } from "./routes/broadcast.ts";
 import { handleGlobal } from "./routes/global.ts";
 import { createOcapHandler } from "./routes/ocap.ts";
 import { handleRegional } from "./routes/regional.ts";
+import { RelayBudget } from "./lib/websocket_proxy.ts";
 
 /** What the app needs from the outside world; tests pass their own. */
 export interface AppDeps {
@@ -45,6 +46,11 @@ export interface AppDeps {
    * still go upstream.
    */
   observe?: boolean;
+  /**
+   * What the WebSocket relays may queue together for peers that do not read; default
+   * `RELAY_BUDGET_BYTES` (256 MiB) for this app.
+   */
+  webSocketBudget?: RelayBudget;
   /**
    * The scheme clients reach this listener with, sent upstream as `X-Forwarded-Proto` unless
    * trusted proxies report one; default `http`. (`request.url`'s is the client's word for an
@@ -79,6 +85,7 @@ export function createApp(deps: AppDeps): App {
     }));
   const metrics = new VestibuleMetrics();
   const onWebSocketOverloaded = (upstream: string) => metrics.webSocketOverloaded(upstream);
+  const webSocketBudget = deps.webSocketBudget ?? new RelayBudget();
   const scraped = deps.metricsChannel
     ? new WorkerMetrics(metrics, { channel: deps.metricsChannel })
     : metrics;
@@ -176,6 +183,7 @@ export function createApp(deps: AppDeps): App {
         now,
         log,
         onWebSocketOverloaded,
+        webSocketBudget,
       };
       const { rule } = match;
       switch (rule.type) {

@@ -86,7 +86,7 @@ export class VestibuleMetrics {
   readonly #webSocketsOverloaded = new Counter({
     name: "vestibule_websocket_overloaded_total",
     help:
-      "WebSocket relays closed with 4013 because a peer did not read what it was sent, by region (or global upstream name)",
+      "WebSocket relays closed with 4013 because a peer did not read what it was sent (or the relays together queued over their budget), by region (or global upstream name)",
     labelNames: ["upstream"] as const,
     registers: [this.#registry],
   });

@@ -15,7 +15,7 @@ import type { RegionPin } from "./pin.ts";
 import type { BufferedBody } from "./request_body.ts";
 import { bufferedBody, declaresBody, unlessEmpty } from "./unframed_body.ts";
 import type { AssumedRegion } from "./assume_region.ts";
-import { isWebSocketUpgrade, proxyWebSocket } from "./websocket_proxy.ts";
+import { isWebSocketUpgrade, proxyWebSocket, type RelayBudget } from "./websocket_proxy.ts";
 import type { CookieScope } from "./success.ts";
 
 /** Fields a route adds to the request's access-log line. */
@@ -58,6 +58,8 @@ export interface RouteContext {
   log: RouteLog;
   /** Told when a WebSocket relay to `upstream` gives up on a peer that does not read. */
   onWebSocketOverloaded: (upstream: string) => void;
+  /** What the app's WebSocket relays may queue together for peers that do not read. */
+  webSocketBudget: RelayBudget;
 }
 
 /**

@@ -117,7 +117,13 @@ export async function proxyWebSocket(
   socket.binaryType = "arraybuffer";
   toUpstream.removeEventListener("message", hold);
   toUpstream.removeEventListener("close", holdClose);
-  relay(socket, toUpstream, early, () => ctx.onWebSocketOverloaded(upstream.id));
+  relay(
+    socket,
+    toUpstream,
+    early,
+    () => ctx.onWebSocketOverloaded(upstream.id),
+    ctx.webSocketBudget,
+  );
   return response;
 }
 
@@ -185,17 +191,61 @@ export const HARD_BUFFERED_BYTES = 64 * 1024 * 1024;
 export const RELAY_OVERLOADED = 4013;
 
 /**
+ * What the relays of one isolate may queue together for readers that have fallen behind. The
+ * limits of each socket alone leave a thousand clients that read nothing just under 16 MiB each,
+ * 16 GB between them; over this budget the relay queueing most gives up with
+ * {@linkcode RELAY_OVERLOADED}.
+ */
+export const RELAY_BUDGET_BYTES = 256 * 1024 * 1024;
+
+/** A socket's queue, as {@linkcode RelayBudget} sees it. */
+export interface QueueHolder {
+  /** Bytes queued for the socket's reader now. */
+  readonly queued: number;
+  /** Closes the relay; its queue is let go (its holder tells the budget so). */
+  giveUp(reason: string): void;
+}
+
+/** The bytes every relay of one app queues, kept under a limit by closing the largest queue. */
+export class RelayBudget {
+  #queued = 0;
+  /** The holders with something queued: only they can be given up on. */
+  readonly #holders = new Set<QueueHolder>();
+  constructor(readonly limit: number = RELAY_BUDGET_BYTES) {}
+
+  /** Bytes queued by every relay together. */
+  get queued(): number {
+    return this.#queued;
+  }
+
+  /** `holder` queued `bytes` more (fewer, when negative); gives up on the largest over the limit. */
+  change(holder: QueueHolder, bytes: number): void {
+    this.#queued += bytes;
+    if (holder.queued > 0) this.#holders.add(holder);
+    else this.#holders.delete(holder);
+    while (this.#queued > this.limit && this.#holders.size > 0) {
+      let largest: QueueHolder | undefined;
+      for (const h of this.#holders) if (!largest || h.queued > largest.queued) largest = h;
+      largest!.giveUp("relay memory budget exceeded");
+      // A holder that kept its queue would be picked again: never loop on it.
+      this.#holders.delete(largest!);
+    }
+  }
+}
+
+/**
  * Relays messages both ways and passes a close on with its code and reason, after the messages
  * sent before it. What the upstream sends before the client's socket is open waits for it. A
  * socket that holds more than {@linkcode HARD_BUFFERED_BYTES} unsent, or more than
  * {@linkcode MAX_BUFFERED_BYTES} for {@linkcode SLOW_READER_MS}, closes both with
- * {@linkcode RELAY_OVERLOADED}.
+ * {@linkcode RELAY_OVERLOADED}; so does the relay with the largest queue when `budget` is spent.
  */
 function relay(
   client: WebSocket,
   upstream: WebSocket,
   early: Early,
   onOverloaded: () => void,
+  budget: RelayBudget,
 ): void {
   // Both sides stop and close at once, so a relay gives up once.
   const overloaded = (reason: string) => {
@@ -206,8 +256,8 @@ function relay(
       if (ws.readyState === WebSocket.OPEN) ws.close(RELAY_OVERLOADED, reason);
     }
   };
-  const toClient = paced(client, overloaded);
-  const toUpstream = paced(upstream, overloaded);
+  const toClient = paced(client, overloaded, budget);
+  const toUpstream = paced(upstream, overloaded, budget);
   upstream.addEventListener("message", (event) => {
     if (client.readyState === WebSocket.OPEN) toClient.send(event.data);
     else if (client.readyState === WebSocket.CONNECTING) early.messages.push(event.data);
@@ -264,6 +314,7 @@ const STALLED_WATCH_MS = 250;
 function paced(
   to: WebSocket,
   overloaded: (reason: string) => void,
+  budget: RelayBudget,
 ): { send(data: string | ArrayBuffer): void; afterSent(done: () => void): void; stop(): void } {
   // A queue read from `next`: `shift()` copies a long array whole, and a peer sending tiny
   // messages to a slow reader can queue hundreds of thousands of them.
@@ -281,28 +332,41 @@ function paced(
     watch = setInterval(check, ms);
     watchMs = ms;
   };
+  const holder: QueueHolder = {
+    get queued() {
+      return waitingBytes;
+    },
+    giveUp: overloaded,
+  };
   const stop = () => {
     clearInterval(watch);
     watch = undefined;
     overSince = undefined;
     waiting = [];
     next = 0;
+    const released = waitingBytes;
     waitingBytes = 0;
     afterwards = undefined;
+    if (released > 0) budget.change(holder, -released);
   };
   /** Hands over what `to` may take now; whether it took anything. */
   const hand = (): boolean => {
     const first = next;
     const last = next + HANDED_PER_LOOK;
+    let handedBytes = 0;
     while (
       next < waiting.length && next < last && to.readyState === WebSocket.OPEN &&
       to.bufferedAmount < HANDED_BYTES
     ) {
       const data = waiting[next++];
-      waitingBytes -= sizeOf(data);
+      handedBytes += sizeOf(data);
       to.send(data);
     }
     const handed = next > first;
+    if (handed) {
+      waitingBytes -= handedBytes;
+      budget.change(holder, -handedBytes);
+    }
     if (next === waiting.length) {
       waiting.length = 0;
       next = 0;
@@ -350,8 +414,10 @@ function paced(
       ) {
         to.send(data);
       } else {
+        const size = sizeOf(data);
         waiting.push(data);
-        waitingBytes += sizeOf(data);
+        waitingBytes += size;
+        budget.change(holder, size);
       }
       check();
     },

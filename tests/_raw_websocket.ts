@@ -3,6 +3,7 @@
  * cannot do: read nothing, or flood without waiting.
  */
 import assert from "node:assert/strict";
+import type { AppDeps } from "../app.ts";
 import { oneRegion, startVestibule } from "./_servers.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -181,8 +182,11 @@ export const RELAY_METRICS_TOKEN = "relay-metrics-token-0123456789";
 export async function withRawRelay(
   fn: (relay: RawRelay) => Promise<void>,
   up: { url: string; accepted: Promise<Deno.Conn>; close(): void } = rawWebSocketUpstream(),
+  deps: Partial<AppDeps> = {},
 ): Promise<void> {
-  const edge = startVestibule(oneRegion(up.url), { deps: { metricsToken: RELAY_METRICS_TOKEN } });
+  const edge = startVestibule(oneRegion(up.url), {
+    deps: { metricsToken: RELAY_METRICS_TOKEN, ...deps },
+  });
   const client = await rawWebSocketClient(edge.port);
   const upstream = await up.accepted;
   try {

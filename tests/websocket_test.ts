@@ -4,6 +4,7 @@ import {
   HARD_BUFFERED_BYTES,
   MAX_BUFFERED_BYTES,
   RELAY_OVERLOADED,
+  RelayBudget,
   SLOW_READER_MS,
 } from "../lib/websocket_proxy.ts";
 import {
@@ -518,6 +519,64 @@ for (const flooder of ["upstream", "client"] as const) {
     });
   });
 }
+
+Deno.test("memory exhaustion: a relay under each socket's limits is closed once the app's relays together queue over their budget", async () => {
+  // 8 MiB for every relay of the app: under the 16 MiB a socket may hold for 5 s on its own.
+  const budget = new RelayBudget(8 << 20);
+  await withRawRelay(
+    async ({ client, upstream }) => {
+      const sending = flood(upstream, false);
+      const told = await within(readUntilClose(upstream), 10_000);
+      sending.stop();
+      await sending.written;
+      assert.ok(told !== "pending", "the flooding upstream was never stopped");
+      assert.deepEqual([told.code, told.reason], [
+        RELAY_OVERLOADED,
+        "relay memory budget exceeded",
+      ]);
+      const kept = await within(readUntilClose(client), 10_000);
+      assert.ok(kept !== "pending", "the client never saw a close");
+      assert.equal(kept.code, RELAY_OVERLOADED);
+      assert.equal(budget.queued, 0, "the closed relay's queue was let go");
+    },
+    undefined,
+    { webSocketBudget: budget },
+  );
+});
+
+Deno.test("websocket: bursts a reader drains leave the relay budget, however many there were", async () => {
+  // Each "go" brings 6 MiB at once: queued, then read. Four of them are 24 MiB in all, three
+  // times the budget, but never more than 6 MiB at a time.
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const { socket, response } = Deno.upgradeWebSocket(req);
+    socket.onmessage = () => {
+      for (let i = 0; i < 6; i++) socket.send(new Uint8Array(1 << 20));
+    };
+    return response;
+  });
+  const budget = new RelayBudget(8 << 20);
+  const edge = startVestibule(oneRegion(`http://127.0.0.1:${server.addr.port}`), {
+    deps: { webSocketBudget: budget },
+  });
+  const client = connect(`${wsUrl(edge.url)}/live`);
+  try {
+    await client.opened;
+    for (let round = 1; round <= 4; round++) {
+      client.ws.send("go");
+      for (let i = 0; i < 6; i++) {
+        const data = await within(client.message(), 10_000);
+        assert.ok(data !== "pending", `round ${round}: ${i} of 6 messages arrived`);
+      }
+    }
+    assert.equal(client.ws.readyState, WebSocket.OPEN);
+    assert.equal(budget.queued, 0);
+  } finally {
+    client.ws.close();
+    await client.closed;
+    await edge.close();
+    await server.shutdown();
+  }
+});
 
 Deno.test("websocket: a large message and a burst reach a client that reads, however far over the watch limit", async () => {
   const sizes = [20 << 20, 16, 9 << 20, 9 << 20, 9 << 20];
