@@ -493,6 +493,12 @@ for (const hops of [0, 1]) {
       const counts: Record<string, number> = {};
       for (const c of checked) counts[c] = (counts[c] ?? 0) + 1;
       console.log(`hops ${hops}:`, JSON.stringify(counts));
+      // A generator that only ever met one outcome (every request refused alike by both, say)
+      // would pass without comparing anything: each of these came 6 to 500 times a run.
+      const common = ["app", "website", "docs", "old-help", "staff-switch", "by-query", "tenant"];
+      for (const outcome of [...common, "login", "bad_path"]) {
+        assert.ok((counts[outcome] ?? 0) > 0, `no request ended at ${outcome}`);
+      }
     } finally {
       await stack.close();
     }

@@ -546,10 +546,11 @@ for (const backend of BACKENDS) {
           },
         );
 
-        await t.step(
-          "D21 a key that does not name exactly one owner row is a failure, not an insert reported every run",
-          async () => {
-            if (backend.name !== "postgres") return; // needs ICU collations and citext
+        await t.step({
+          name:
+            "D21 a key that does not name exactly one owner row is a failure, not an insert reported every run",
+          ignore: backend.name !== "postgres", // needs ICU collations and citext
+          fn: async () => {
             const ddl = `CREATE EXTENSION IF NOT EXISTS citext;
               CREATE TABLE city (name citext COLLATE "und-x-icu" PRIMARY KEY, pop int,
                 local_note text);`;
@@ -572,7 +573,7 @@ for (const backend of BACKENDS) {
             assert.equal(report.status, "failed", JSON.stringify(report));
             assert.match(report.error ?? "", /keys read back 0 rows at the owner/);
           },
-        );
+        });
         await t.step(
           "D22 a self-reference on an inheritance parent does not count its children's rows",
           async () => {
@@ -627,10 +628,11 @@ for (const backend of BACKENDS) {
           },
         );
 
-        await t.step(
-          "D24 a key to delete that names no destination row fails the table, not '1 delete' every run",
-          async () => {
-            if (backend.name !== "postgres") return; // needs ICU collations and citext
+        await t.step({
+          name:
+            "D24 a key to delete that names no destination row fails the table, not '1 delete' every run",
+          ignore: backend.name !== "postgres", // needs ICU collations and citext
+          fn: async () => {
             const ddl = `CREATE EXTENSION IF NOT EXISTS citext;
               CREATE TABLE town (name citext COLLATE "und-x-icu" PRIMARY KEY, pop int);`;
             const common = `INSERT INTO town SELECT 'à' || lpad(g::text, 4, '0'), g
@@ -646,7 +648,7 @@ for (const backend of BACKENDS) {
             assert.equal(report.status, "failed", JSON.stringify(report));
             assert.match(report.error ?? "", /1 keys to delete name 0 rows at the destination/);
           },
-        );
+        });
         await t.step(
           "D25 a cascade from a partitioned table into an unsynced partitioned table is refused",
           async () => {
