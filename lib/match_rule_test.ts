@@ -33,8 +33,9 @@ async function winner(
   table: ReturnType<typeof rules>,
   path: string,
   init?: RequestInit & { host?: string },
+  bodyLimit?: number,
 ) {
-  const { facts, body } = request(path, init);
+  const { facts, body } = request(path, init, bodyLimit);
   return (await findRule(table, facts, body))?.rule.name;
 }
 
@@ -897,5 +898,73 @@ Deno.test("rule confusion: an object inside a json matcher's array matches only 
   });
   await t.step("an object with another key too does not", async () => {
     assert.equal(await postJson(table, '{"ops":[{"kind":"delete","id":1}]}'), "app");
+  });
+});
+
+Deno.test("false refusal: Content-Encoding identity in any letter case is identity, as body-parser reads it", async (t) => {
+  // body-parser lower-cases the coding: `IDENTITY` is the body as sent.
+  const table = rules([
+    { name: "view", type: "regional", match: { body: { json: { action: "view" } } } },
+    { name: "app", type: "regional" },
+  ]);
+  for (const coding of ["Identity", "IDENTITY"]) {
+    await t.step(coding, async () => {
+      const init: RequestInit = {
+        method: "POST",
+        body: '{"action":"view"}',
+        headers: { "content-type": "application/json", "content-encoding": coding },
+      };
+      assert.equal(await route(table, init), "view");
+    });
+  }
+});
+
+Deno.test("false refusal: a json matcher matches JSON with more than 511 objects side by side", async (t) => {
+  // json_decode's depth limit is on nesting, not on how many values a list holds.
+  const table = rules([
+    { name: "view", type: "regional", match: { body: { json: { action: "view" } } } },
+    { name: "app", type: "regional" },
+  ]);
+  const post = (body: string): RequestInit => ({
+    method: "POST",
+    body,
+    headers: { "content-type": "application/json" },
+  });
+  await t.step("600 objects in a list", async () => {
+    const items = Array.from({ length: 600 }, (_, i) => ({ id: i }));
+    const body = JSON.stringify({ action: "view", items });
+    assert.equal(await winner(table, "/api", post(body), 64 * 1024), "view");
+  });
+  await t.step("600 empty lists in a list", async () => {
+    assert.equal(
+      await winner(
+        table,
+        "/api",
+        post(`{"action":"view","x":[${Array(600).fill("[]").join(",")}]}`),
+        64 * 1024,
+      ),
+      "view",
+    );
+  });
+});
+
+Deno.test("rule confusion: a form matcher does not match a Content-Type that names its charset twice", async (t) => {
+  // Tomcat's getCharsetFromContentType takes the first charset= (ISO-8859-1: action=cafÃ©),
+  // Django and Rack the last (UTF-8: café): the app may read either.
+  const table = rules([
+    { name: "view", type: "regional", match: { body: { form: { action: "café" } } } },
+    { name: "app", type: "regional" },
+  ]);
+  const post = (type: string): RequestInit => ({
+    method: "POST",
+    body: "action=caf%C3%A9",
+    headers: { "content-type": type },
+  });
+  const form = "application/x-www-form-urlencoded";
+  await t.step("control: one charset=utf-8 matches", async () => {
+    assert.equal(await route(table, post(`${form}; charset=utf-8`)), "view");
+  });
+  await t.step("charset=iso-8859-1 then charset=utf-8", async () => {
+    assert.equal(await route(table, post(`${form}; charset=iso-8859-1; charset=utf-8`)), "app");
   });
 });

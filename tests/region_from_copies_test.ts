@@ -533,3 +533,30 @@ Deno.test("forced pin: Content-Disposition keys in another letter case, which Ra
     }
   });
 });
+
+Deno.test("forced pin: a POST without a Content-Type, which Rack reads as a form, names no region the body contradicts", async () => {
+  const edge = startSwitchEdge();
+  try {
+    // Rack (and Rails) parse a POST body without a Content-Type as a urlencoded form: params
+    // gives region=us, where the query alone says au. (A Uint8Array body: fetch adds no type.)
+    await edge.contradicted({ body: new TextEncoder().encode("region=us") }, "Rack reads us");
+  } finally {
+    await edge.close();
+  }
+});
+
+Deno.test("forced pin: a JSON body of a type Rails reads as JSON names no region the body contradicts", async (t) => {
+  const edge = startSwitchEdge();
+  try {
+    // Rails registers text/x-json and application/jsonrequest as JSON: params gives region=us.
+    for (const type of ["text/x-json", "application/jsonrequest"]) {
+      await t.step(type, () =>
+        edge.contradicted(
+          { headers: { "content-type": type }, body: '{"region":"us"}' },
+          "Rails reads us",
+        ));
+    }
+  } finally {
+    await edge.close();
+  }
+});

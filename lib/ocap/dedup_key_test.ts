@@ -345,18 +345,18 @@ Deno.test("dedupKey() answer sharing: a body sent without its Content-Type is no
   }
 });
 
+/** The key of a POST of `body` to the token endpoint, without Authorization. */
+const keyOf = (contentType: string, body: string | Uint8Array) =>
+  dedupKey(input({
+    contentType,
+    body: typeof body === "string" ? encoder.encode(body) : body,
+    authorization: null,
+  }));
+
 Deno.test("dedupKey() answer sharing: JSON keys Go folds together through ſ (U+017F) keep their order", async () => {
-  const key = (text: string) =>
-    dedupKey({
-      method: "POST",
-      url: "https://oauth2.example.test/token",
-      contentType: "application/json",
-      body: encoder.encode(text),
-      authorization: null,
-    });
   // Go's encoding/json matches "ſcope" to a Scope field as it does "scope": the later one wins.
-  const a = await key('{"scope":"read","ſcope":"admin"}');
-  const b = await key('{"ſcope":"admin","scope":"read"}');
+  const a = await keyOf(JSON_TYPE, '{"scope":"read","ſcope":"admin"}');
+  const b = await keyOf(JSON_TYPE, '{"ſcope":"admin","scope":"read"}');
   assert.notEqual(a, b);
 });
 
@@ -387,4 +387,75 @@ Deno.test("dedupKey() answer sharing: each conditional or range header makes ano
       assert.notEqual(first, second, `two ${name} values would share one answer`);
     });
   }
+});
+
+Deno.test("dedupKey() answer sharing: JSON keys Go folds together keep their order at any depth", async (t) => {
+  // Go's encoding/json and ASP.NET Core match "Scope" to the field "scope": the later one wins, so
+  // these two bodies ask for different scopes and must not share one answer.
+  await t.step("inside a nested object", async () => {
+    assert.notEqual(
+      await keyOf(JSON_TYPE, '{"grant":{"scope":"read","Scope":"admin"}}'),
+      await keyOf(JSON_TYPE, '{"grant":{"Scope":"admin","scope":"read"}}'),
+    );
+  });
+  await t.step("inside an object in an array", async () => {
+    assert.notEqual(
+      await keyOf(JSON_TYPE, '[{"scope":"read","Scope":"admin"}]'),
+      await keyOf(JSON_TYPE, '[{"Scope":"admin","scope":"read"}]'),
+    );
+  });
+});
+
+Deno.test("dedupKey() answer sharing: a number and an object that spells its source are two requests", async () => {
+  assert.notEqual(
+    await keyOf(JSON_TYPE, '{"amount":1}'),
+    await keyOf(JSON_TYPE, '{"amount":{"source":"1"}}'),
+  );
+  assert.notEqual(
+    await keyOf(JSON_TYPE, "[1]"),
+    await keyOf(JSON_TYPE, '[{"source":"1"}]'),
+  );
+});
+
+Deno.test("dedupKey() answer sharing: bodies that differ only in bytes that are not UTF-8 are two requests", async (t) => {
+  const raw = (text: string, byte: number) =>
+    Uint8Array.of(...encoder.encode(text), byte, 0x22, 0x7d);
+  await t.step("JSON", async () => {
+    // Decoded leniently, 0xFF and 0xFE are both U+FFFD: one caller's code would get another's answer.
+    assert.notEqual(
+      await keyOf(JSON_TYPE, raw('{"code":"', 0xff)),
+      await keyOf(JSON_TYPE, raw('{"code":"', 0xfe)),
+    );
+  });
+  await t.step("form", async () => {
+    assert.notEqual(
+      await keyOf(FORM_TYPE, Uint8Array.of(...encoder.encode("code="), 0xff)),
+      await keyOf(FORM_TYPE, Uint8Array.of(...encoder.encode("code="), 0xfe)),
+    );
+  });
+});
+
+Deno.test("dedupKey() coalesces JSON whose keys only come in another order under any JSON type", async (t) => {
+  for (
+    const type of [
+      "application/vnd.api+json",
+      "application/merge-patch+json",
+      "Application/JSON",
+      "application/json; charset=utf-8",
+    ]
+  ) {
+    await t.step(type, async () => {
+      assert.equal(
+        await keyOf(type, '{"code":"abc","grant_type":"authorization_code"}'),
+        await keyOf(type, '{"grant_type":"authorization_code","code":"abc"}'),
+      );
+    });
+  }
+  await t.step("Application/X-WWW-Form-Urlencoded", async () => {
+    const type = "Application/X-WWW-Form-Urlencoded";
+    assert.equal(
+      await keyOf(type, "code=abc&grant_type=x"),
+      await keyOf(type, "grant_type=x&code=abc"),
+    );
+  });
 });
