@@ -225,3 +225,23 @@ Deno.test("parseSyncConfig() expands every ${NAME} in a URL, not only the first"
   );
   assert.equal(parsed.databases.us, "postgres://sync:s3cret@us.example:5432/app");
 });
+
+Deno.test("parseSyncConfig() accepts good URLs that the URL checks could mistake for bad ones", async (t) => {
+  // A refused config stops every sync with exit 2.
+  const databases = (au: string) => config({ databases: { us: "${US_DATABASE_URL}", au } });
+  await t.step("a postgresql:// URL (libpq's other scheme, which npm:postgres reads)", () => {
+    const parsed = parseSyncConfig(databases("postgresql://sync:pw@au.example/app"), env);
+    assert.equal(parsed.databases.au, "postgresql://sync:pw@au.example/app");
+  });
+  await t.step("a variable that is set but empty expands to nothing, not to an error", () => {
+    const parsed = parseSyncConfig(
+      databases("postgres://sync@au.example/app${AU_QUERY}"),
+      (name) => name === "AU_QUERY" ? "" : env(name),
+    );
+    assert.equal(parsed.databases.au, "postgres://sync@au.example/app");
+  });
+  await t.step("password= after the # is no query parameter: the URL is accepted", () => {
+    const url = "postgres://sync:pw@au.example/app?sslmode=require#note&password=old";
+    assert.equal(parseSyncConfig(databases(url), env).databases.au, url);
+  });
+});

@@ -68,6 +68,29 @@ async function attempt(pair: Pair, tables: unknown[], options: {
   }
 }
 
+/**
+ * Runs `fn` while new connections to the destination start with `settings`, which change how
+ * values print (an operator may pick them for the database's own readers); the sync pins its own
+ * per transaction. PGlite has one session shared by every connection, so there the SETs on the
+ * admin connection count.
+ */
+async function withDestinationSettings(
+  pair: Pair,
+  settings: Record<string, string>,
+  fn: () => Promise<void>,
+) {
+  const [database] = await pair.destination.column(`SELECT current_database()`);
+  const set = Object.entries(settings).map(([name, value]) =>
+    `ALTER DATABASE "${database}" SET ${name} = '${value}'; SET ${name} = '${value}';`
+  );
+  await pair.destination.exec(set.join("\n"));
+  try {
+    await fn();
+  } finally {
+    await pair.destination.exec(`ALTER DATABASE "${database}" RESET ALL; RESET ALL`);
+  }
+}
+
 for (const backend of BACKENDS) {
   Deno.test({
     name: `sync against ${backend.name}`,
@@ -134,22 +157,45 @@ for (const backend of BACKENDS) {
             // New connections to the destination start with settings that change how timestamptz,
             // floats and intervals print; the sync pins its own per transaction. PGlite has one
             // session shared by every connection, so there the SETs on the admin connection count.
-            const [database] = await pair.destination.column(`SELECT current_database()`);
-            await pair.destination.exec(
-              `ALTER DATABASE "${database}" SET TimeZone = 'Australia/Sydney';
-             ALTER DATABASE "${database}" SET DateStyle = 'SQL, DMY';
-             ALTER DATABASE "${database}" SET extra_float_digits = -3;
-             SET TimeZone = 'Australia/Sydney'; SET DateStyle = 'SQL, DMY'; SET extra_float_digits = -3`,
-            );
-            try {
+            const settings = {
+              TimeZone: "Australia/Sydney",
+              DateStyle: "SQL, DMY",
+              extra_float_digits: "-3",
+            };
+            await withDestinationSettings(pair, settings, async () => {
               const { reports } = await attempt(pair, KINDS_CONFIG);
               const report = only(reports, "public.kinds");
               assert.equal(report.status, "in_sync", JSON.stringify(report));
-            } finally {
-              await pair.destination.exec(`ALTER DATABASE "${database}" RESET ALL; RESET ALL`);
-            }
+            });
           },
         );
+
+        await t.step("IntervalStyle iso_8601: interval keys and values stay in sync", async () => {
+          const ddl = `CREATE TABLE plan_period (p interval PRIMARY KEY, grace interval, note text);
+            INSERT INTO plan_period VALUES ('1 day', '2 hours', 'daily'),
+              ('1 mon 2 days 03:00:00', '-1 day', 'odd'), ('1 year', NULL, 'yearly');`;
+          await pair.owner.exec(ddl);
+          await pair.destination.exec(ddl);
+          await withDestinationSettings(pair, { IntervalStyle: "iso_8601" }, async () => {
+            const { reports: [report] } = await attempt(pair, [
+              { name: "public.plan_period", primary_key: ["p"], delete_missing: true },
+            ]);
+            assert.equal(report.status, "in_sync", JSON.stringify(report));
+          });
+        });
+
+        await t.step("bytea_output escape: bytea values stay in sync", async () => {
+          const ddl = `CREATE TABLE blob (id int PRIMARY KEY, b bytea);
+            INSERT INTO blob VALUES (1, '\\x00ff'), (2, '\\x5c78'), (3, NULL), (4, 'plain');`;
+          await pair.owner.exec(ddl);
+          await pair.destination.exec(ddl);
+          await withDestinationSettings(pair, { bytea_output: "escape" }, async () => {
+            const { reports: [report] } = await attempt(pair, [
+              { name: "public.blob", primary_key: ["id"] },
+            ]);
+            assert.equal(report.status, "in_sync", JSON.stringify(report));
+          });
+        });
 
         await t.step("runAttempt() with dryRun reports the plan and writes nothing", async () => {
           await pair.destination.exec(
