@@ -1,16 +1,20 @@
-/** Review of the paced relay (c5b31b3): what waits in the relay, and what the limits count. */
+/**
+ * Review of the paced relay (c5b31b3) and mutation testing of it: what waits in the relay, what
+ * the limits and the budget count, close codes and handshakes at their bounds, timers let go.
+ */
 import assert from "node:assert/strict";
-import { RELAY_OVERLOADED, SLOW_READER_MS } from "../lib/websocket_proxy.ts";
+import { RELAY_OVERLOADED, RelayBudget, SLOW_READER_MS } from "../lib/websocket_proxy.ts";
 import {
   binaryFrame,
   rawWebSocketClient,
   rawWebSocketUpstream,
+  readExactly,
   readUntilClose,
   textFrame,
   withRawRelay,
   writeAll,
 } from "./_raw_websocket.ts";
-import { oneRegion, startVestibule, within } from "./_servers.ts";
+import { firstAnswer, oneRegion, startUpstream, startVestibule, within } from "./_servers.ts";
 
 Deno.test("memory exhaustion: 30 MiB of non-ASCII text parked for a client that reads nothing is closed with 4013", async () => {
   // "あ" is 3 bytes in UTF-8 (what bufferedAmount counts once handed) and 2 in V8's memory,
@@ -208,4 +212,229 @@ Deno.test("websocket: CPU, a client that stopped reading with a backlog under th
     up.close();
     await edge.close();
   }
+});
+
+Deno.test("websocket: close codes, the first private code and a reason of exactly 123 bytes pass on both ways", async (t) => {
+  // 123 bytes is the most a close frame carries (125 less the code); 3000 the first code the
+  // WebSocket API may send. Both are the app's to use: dropped, a chat client loses why it was
+  // closed (a logout reason, a "session replaced" code).
+  const cases: Array<[string, number, string]> = [
+    ["3000 with a short reason", 3000, "gone"],
+    ["4001 with 123 ASCII bytes", 4001, "r".repeat(123)],
+    ["4001 with 123 UTF-8 bytes", 4001, "é".repeat(61) + "r"],
+  ];
+  for (const from of ["upstream", "client"] as const) {
+    for (const [what, code, reason] of cases) {
+      assert.ok(new TextEncoder().encode(reason).length <= 123);
+      await t.step(`${from}: ${what}`, async () => {
+        await withRawRelay(async ({ client, upstream }) => {
+          const [sender, other] = from === "client" ? [client, upstream] : [upstream, client];
+          await writeAll(sender, closeFrame(code, reason, from === "client"));
+          const passed = await within(readUntilClose(other), 5_000);
+          assert.ok(passed !== "pending", "the close was not passed on");
+          assert.deepEqual([passed.code, passed.reason], [code, reason]);
+        });
+      });
+    }
+  }
+});
+
+/** `count` unmasked text frames of 1 MiB of UTF-8 each, made of `char` (2 or 3 bytes in UTF-8). */
+function textMiB(char: string, count: number): Uint8Array[] {
+  const frame = textFrame(char.repeat((1 << 20) / new TextEncoder().encode(char).length | 0));
+  return Array.from({ length: count }, () => frame);
+}
+
+Deno.test("memory exhaustion: text queued for a client that reads nothing is weighed in UTF-8 bytes, 2- and 3-byte characters alike", async (t) => {
+  // Weighed wrong, 3-byte text (CJK) parked more than the 64 MiB hard limit with no close, and
+  // 2-byte text (Cyrillic, Greek, Arabic) closed a reader that was only slow at two thirds of it.
+  const cases = [
+    {
+      what: "72 MiB of 中 (3 bytes each)",
+      frames: textMiB("中", 72),
+      reason: "relay buffer over 64 MiB",
+    },
+    { what: "48 MiB of д (2 bytes each)", frames: textMiB("д", 48), reason: "reader too slow" },
+    // Two UTF-16 units, four UTF-8 bytes: weighed 3 + 3, a chat heavy in emoji was cut off early.
+    { what: "48 MiB of 😀 (4 bytes each)", frames: textMiB("😀", 48), reason: "reader too slow" },
+  ];
+  for (const { what, frames, reason } of cases) {
+    await t.step(what, async () => {
+      await withRawRelay(async ({ upstream }) => {
+        // The client reads nothing.
+        for (const frame of frames) await writeAll(upstream, frame);
+        const told = await within(readUntilClose(upstream), SLOW_READER_MS + 3_000);
+        assert.ok(told !== "pending", "no close");
+        assert.deepEqual([told.code, told.reason], [RELAY_OVERLOADED, reason]);
+      });
+    });
+  }
+});
+
+/** One masked (zero key) text frame of under 126 bytes, as a client sends it. */
+const clientText = (text: string) => {
+  const payload = new TextEncoder().encode(text);
+  return new Uint8Array([0x81, 0x80 | payload.length, 0, 0, 0, 0, ...payload]);
+};
+
+Deno.test("websocket: timer leak, what a client sends after the upstream left is dropped, not queued for the closed upstream", async (t) => {
+  // Queued for a socket that never opens again, the messages held their memory and a watch
+  // timer ran until the process ended (the test's op sanitizer sees the leaked interval).
+  for (const end of ["closes with 4001", "drops its connection"] as const) {
+    await t.step(`the upstream ${end} with 8 MiB still on the way to the client`, async () => {
+      await withRawRelay(async ({ client, upstream }) => {
+        // The client reads nothing yet, so it stays open until the 8 MiB and the close reach it.
+        for (let i = 0; i < 8; i++) await writeAll(upstream, binaryFrame(1 << 20, false));
+        if (end === "drops its connection") await upstream.closeWrite();
+        else await writeAll(upstream, closeFrame(4001, "bye", false));
+        // Vestibule answered the close (or saw the connection end): its upstream socket is done.
+        assert.ok(await within(readUntilClose(upstream), 5_000) !== "pending");
+        for (let i = 0; i < 3; i++) await writeAll(client, clientText(`late ${i}`));
+        const told = await within(readUntilClose(client), 10_000);
+        assert.ok(told !== "pending", "the client was never told");
+        assert.equal(told.bytes, 8 << 20);
+        assert.equal(told.code, end === "closes with 4001" ? 4001 : undefined);
+        await writeAll(client, closeFrame(1000, "", true));
+      });
+    });
+  }
+});
+
+Deno.test("websocket: CPU, a client that stopped reading with a backlog over the watch limit costs no timer every 10 ms while it has time left", async () => {
+  // Over MAX_BUFFERED_BYTES a reader has SLOW_READER_MS to catch up; looked at every 10 ms all
+  // that while, each such client cost 100 wakeups a second.
+  let ticks = 0;
+  const realSetInterval = globalThis.setInterval;
+  globalThis.setInterval = ((fn: () => void, ms?: number) =>
+    realSetInterval(() => {
+      ticks++;
+      fn();
+    }, ms)) as typeof setInterval;
+  try {
+    await withRawRelay(async ({ upstream }) => {
+      // 20 MiB: over the 16 MiB watch limit, under the 64 MiB hard one. The client reads nothing.
+      for (let i = 0; i < 20; i++) await writeAll(upstream, binaryFrame(1 << 20, false));
+      await new Promise((r) => setTimeout(r, 500)); // the relay has queued what the client left
+      const before = ticks;
+      await new Promise((r) => setTimeout(r, 2_000));
+      const perSecond = (ticks - before) / 2;
+      assert.ok(perSecond <= 10, `${perSecond} looks a second at a client that reads nothing`);
+      // Still within its time: the relay gives up on it at SLOW_READER_MS, as before.
+      const told = await within(readUntilClose(upstream), SLOW_READER_MS + 3_000);
+      assert.ok(told !== "pending");
+      assert.deepEqual([told.code, told.reason], [RELAY_OVERLOADED, "reader too slow"]);
+    });
+  } finally {
+    globalThis.setInterval = realSetInterval;
+  }
+});
+
+Deno.test("websocket: an Upgrade: websocket with no Connection header at all is a plain GET, not a WebSocket", async () => {
+  // RFC 9110 §7.8: an Upgrade not named in Connection is ignored. With no Connection header (not
+  // even keep-alive), vestibule opened a WebSocket to the upstream and then failed the upgrade.
+  const up = startUpstream();
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    const { answer } = await firstAnswer(
+      edge.port,
+      "GET /cable HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert.match(answer, /^HTTP\/1\.1 200 /, answer);
+    assert.equal(up.received.length, 1);
+    assert.equal(up.received[0].headers.get("upgrade"), null, "the upstream got a plain GET");
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("websocket: a handshake of a version other than 13 is 400 bad_websocket and opens no upstream socket", async (t) => {
+  // RFC 6455 §4.2.1: a server answers a version it does not speak with 400 (and the ones it
+  // does); relayed, the upstream was asked for a WebSocket the client cannot speak.
+  for (const version of ["8", "14", undefined]) {
+    await t.step(`Sec-WebSocket-Version: ${version ?? "(none)"}`, async () => {
+      const up = startUpstream();
+      const edge = startVestibule(oneRegion(up.url));
+      try {
+        const res = await fetch(`${edge.url}/cable`, {
+          headers: {
+            upgrade: "websocket",
+            connection: "Upgrade",
+            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+            ...(version ? { "sec-websocket-version": version } : {}),
+          },
+        });
+        await res.body?.cancel();
+        assert.equal(res.status, 400);
+        assert.equal(up.received.length, 0, "the upstream was asked");
+      } finally {
+        await Promise.all([edge.close(), up.close()]);
+      }
+    });
+  }
+});
+
+Deno.test("memory exhaustion: a client flooding an upstream that reads nothing is closed by the budget, and its queue let go at once", async () => {
+  // The upstream never answers the 4013 close (it reads nothing), so its socket never ends:
+  // what waited for it must be let go when the relay gives up, not when the upstream leaves.
+  const budget = new RelayBudget(8 << 20);
+  await withRawRelay(
+    async ({ client }) => {
+      try {
+        for (let i = 0; i < 32; i++) await writeAll(client, binaryFrame(1 << 20, true));
+      } catch { /* vestibule closed the client */ }
+      const told = await within(readUntilClose(client), 10_000);
+      assert.ok(told !== "pending", "the flooding client was never stopped");
+      // A client writing into a closed socket may be reset before it reads the close.
+      if (told.code !== undefined) {
+        assert.deepEqual([told.code, told.reason], [
+          RELAY_OVERLOADED,
+          "relay memory budget exceeded",
+        ]);
+      }
+      assert.equal(budget.queued, 0, "what waited for the upstream was let go");
+    },
+    undefined,
+    { webSocketBudget: budget },
+  );
+});
+
+Deno.test("websocket: a client that reads every burst is never closed, however much it read over time", async () => {
+  // What the relay holds is counted up as it queues and down as it hands over: counted only up,
+  // a chat client that kept up was closed with 4013 once its bursts added up to the limits.
+  await withRawRelay(async ({ client, upstream }) => {
+    const frame = binaryFrame(1 << 20, false);
+    for (let round = 1; round <= 12; round++) {
+      // 8 MiB at once: the socket takes 1 MiB, the rest waits in the relay until the client reads.
+      for (let i = 0; i < 8; i++) await writeAll(upstream, frame);
+      const got = await within(readExactly(client, 8 * frame.length), 10_000);
+      assert.ok(got !== "pending" && got !== null, `round ${round}: the burst did not arrive`);
+      assert.equal(got[0], 0x82, `round ${round}: a message, not a close`);
+    }
+    // Still open both ways: a message from the client reaches the upstream (masked by vestibule).
+    await writeAll(client, clientText("still here"));
+    const echo = await within(readExactly(upstream, 6 + "still here".length), 5_000);
+    assert.ok(echo !== "pending" && echo !== null);
+    const text = echo.subarray(6).map((b, i) => b ^ echo[2 + i % 4]);
+    assert.equal(new TextDecoder().decode(text), "still here");
+  });
+});
+
+Deno.test("websocket: a client that fell behind once and caught up gets the full slow-reader time when it falls behind again", async () => {
+  // The time over the watch limit restarts once the reader is back under it: kept from the first
+  // lag, a chat client's second burst, seconds later, was closed with 4013 at once.
+  await withRawRelay(async ({ client, upstream }) => {
+    const frame = binaryFrame(1 << 20, false);
+    for (const lag of [1, 2]) {
+      // 28 MiB: over the 16 MiB watch limit; the client reads it all only after 300 ms.
+      for (let i = 0; i < 28; i++) await writeAll(upstream, frame);
+      await new Promise((r) => setTimeout(r, 300));
+      const got = await within(readExactly(client, 28 * frame.length), 10_000);
+      assert.ok(got !== "pending" && got !== null, `lag ${lag}: the burst did not arrive`);
+      if (lag === 1) await new Promise((r) => setTimeout(r, SLOW_READER_MS + 500));
+    }
+    await writeAll(client, clientText("still here"));
+    const echo = await within(readExactly(upstream, 6 + "still here".length), 5_000);
+    assert.ok(echo !== "pending" && echo !== null && (echo[0] & 0x0f) === 1, "not a text frame");
+  });
 });
