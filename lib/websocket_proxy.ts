@@ -200,7 +200,7 @@ export const RELAY_BUDGET_BYTES = 256 * 1024 * 1024;
 
 /** A socket's queue, as {@linkcode RelayBudget} sees it. */
 export interface QueueHolder {
-  /** Bytes queued for the socket's reader now. */
+  /** Bytes waiting for the socket's reader now: in the relay, and in the socket past 1 MiB. */
   readonly queued: number;
   /** Closes the relay; its queue is let go (its holder tells the budget so). */
   giveUp(reason: string): void;
@@ -321,6 +321,8 @@ function paced(
   let waiting: Array<string | ArrayBuffer> = [];
   let next = 0;
   let waitingBytes = 0;
+  // What the socket holds beyond HANDED_BYTES (one large message handed whole), counted too.
+  let handedOver = 0;
   let afterwards: (() => void) | undefined;
   let overSince: number | undefined;
   let watch: ReturnType<typeof setInterval> | undefined;
@@ -334,7 +336,7 @@ function paced(
   };
   const holder: QueueHolder = {
     get queued() {
-      return waitingBytes;
+      return waitingBytes + handedOver;
     },
     giveUp: overloaded,
   };
@@ -344,8 +346,9 @@ function paced(
     overSince = undefined;
     waiting = [];
     next = 0;
-    const released = waitingBytes;
+    const released = waitingBytes + handedOver;
     waitingBytes = 0;
+    handedOver = 0;
     afterwards = undefined;
     if (released > 0) budget.change(holder, -released);
   };
@@ -384,13 +387,21 @@ function paced(
   /** Hands what it can to `to`, and gives up on a reader too far behind. */
   const check = (): void => {
     const handed = hand();
+    const over = to.readyState === WebSocket.OPEN
+      ? Math.max(0, to.bufferedAmount - HANDED_BYTES)
+      : 0;
+    if (over !== handedOver) {
+      const change = over - handedOver;
+      handedOver = over;
+      budget.change(holder, change);
+    }
     const buffered = to.bufferedAmount;
     const moving = handed || buffered < lastBuffered;
     lastBuffered = buffered;
     const unsent = waitingBytes + buffered;
     if (unsent <= MAX_BUFFERED_BYTES) {
       overSince = undefined;
-      if (waiting.length > 0) watchEvery(moving ? WATCH_MS : STALLED_WATCH_MS);
+      if (waiting.length > 0 || handedOver > 0) watchEvery(moving ? WATCH_MS : STALLED_WATCH_MS);
       else if (watch !== undefined) {
         clearInterval(watch); // nothing to stop on the usual, quick path
         watch = undefined;

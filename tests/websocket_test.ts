@@ -544,6 +544,26 @@ Deno.test("memory exhaustion: a relay under each socket's limits is closed once 
   );
 });
 
+Deno.test("memory exhaustion: one large message handed to a client that reads nothing counts against the relays' budget", async () => {
+  // The app sends one 15 MiB message, under the 16 MiB a socket may hold on its own. The relay
+  // hands it whole to the client's socket (nothing waits in the relay), where it stays: uncounted,
+  // a thousand such clients held 15 GB.
+  const budget = new RelayBudget(4 << 20);
+  await withRawRelay(
+    async ({ upstream }) => {
+      await writeAll(upstream, binaryFrame(MAX_BUFFERED_BYTES - (1 << 20), false));
+      const told = await within(readUntilClose(upstream), 3_000);
+      assert.ok(told !== "pending", `the relay kept it (budget counted ${budget.queued} bytes)`);
+      assert.deepEqual([told.code, told.reason], [
+        RELAY_OVERLOADED,
+        "relay memory budget exceeded",
+      ]);
+    },
+    undefined,
+    { webSocketBudget: budget },
+  );
+});
+
 Deno.test("websocket: bursts a reader drains leave the relay budget, however many there were", async () => {
   // Each "go" brings 6 MiB at once: queued, then read. Four of them are 24 MiB in all, three
   // times the budget, but never more than 6 MiB at a time.
