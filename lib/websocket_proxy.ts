@@ -268,7 +268,11 @@ function relay(
     if (client.readyState === WebSocket.OPEN) toClient.afterSent(() => closeOther(client, event));
   });
   client.addEventListener("open", () => {
-    for (const data of early.messages.splice(0)) toClient.send(data);
+    for (const data of early.messages.splice(0)) {
+      // Given up on midway (the budget): the rest would be counted for a relay that is gone.
+      if (client.readyState !== WebSocket.OPEN) break;
+      toClient.send(data);
+    }
     const { close } = early;
     if (close) toClient.afterSent(() => closeOther(client, close));
   });
