@@ -27,6 +27,9 @@ function helpRedirect(fields: Record<string, unknown>) {
   return { name: "help", type: "global", match: { path: "^/help/" }, ...fields };
 }
 
+/** The config `file` compiles to; throws as start-up would. */
+const accepts = (file: unknown) => parseRules(JSON.stringify(file), { env });
+
 function refuses(file: unknown, ...expected: (string | RegExp)[]) {
   assert.throws(
     () => parseRules(JSON.stringify(file), { env }),
@@ -1213,59 +1216,36 @@ Deno.test("parseRules(): a rule shadowed by a methods-only rule is refused namin
   );
 });
 
-Deno.test("parseRules(): a global rule's own forward_cookies replace the file's list", async () => {
-  const config = parseRules(
-    JSON.stringify(base({
-      forward_cookies: ["sessionid"],
-      rules: [
-        {
-          name: "website",
-          type: "global",
-          match: { path: "^/about$" },
-          upstream: "website",
-          forward_cookies: ["csrftoken"],
-        },
-        app,
-      ],
-    })),
-    { env },
-  );
-  const explained = await explainRequest({
-    method: "GET",
-    url: "https://app.example.com/about",
-    headers: { cookie: "sessionid=a; csrftoken=b" },
-  }, config);
-  assert.equal(explained.rule, "website");
-  assert.deepEqual(explained.targets.map((t) => t.forward.cookies.forwarded), [["csrftoken"]]);
-});
-
-Deno.test("parseRules(): a broadcast rule's own forward_cookies replace the file's list", async () => {
-  const config = parseRules(
-    JSON.stringify(base({
-      forward_cookies: ["sessionid"],
-      rules: [
-        {
-          name: "login",
-          type: "broadcast",
-          match: { path: "^/login$" },
-          success: { status: "2xx" },
-          forward_cookies: ["csrftoken"],
-        },
-        app,
-      ],
-    })),
-    { env },
-  );
-  const explained = await explainRequest({
-    method: "GET",
-    url: "https://app.example.com/login",
-    headers: { cookie: "sessionid=a; csrftoken=b" },
-  }, config);
-  assert.equal(explained.rule, "login");
-  assert.deepEqual(explained.targets.map((t) => t.forward.cookies.forwarded), [
-    ["csrftoken"],
-    ["csrftoken"],
-  ]);
+Deno.test("parseRules(): a global or broadcast rule's own forward_cookies replace the file's list", async (t) => {
+  const rules: Array<[string, Record<string, unknown>, string[][]]> = [
+    ["global", { upstream: "website" }, [["csrftoken"]]],
+    ["broadcast", { success: { status: "2xx" } }, [["csrftoken"], ["csrftoken"]]],
+  ];
+  for (const [type, fields, forwarded] of rules) {
+    await t.step(type, async () => {
+      const config = accepts(base({
+        forward_cookies: ["sessionid"],
+        rules: [
+          {
+            name: "own",
+            type,
+            match: { path: "^/own$" },
+            forward_cookies: ["csrftoken"],
+            ...fields,
+          },
+          app,
+        ],
+      }));
+      const explained = await explainRequest({
+        method: "GET",
+        url: "https://app.example.com/own",
+        headers: { cookie: "sessionid=a; csrftoken=b" },
+      }, config);
+      assert.equal(explained.rule, "own");
+      // One target per region for a broadcast.
+      assert.deepEqual(explained.targets.map((t) => t.forward.cookies.forwarded), forwarded);
+    });
+  }
 });
 
 Deno.test("parseRules(): an OCAP target origin that is not an absolute http(s) URL is refused", async (t) => {
@@ -1288,7 +1268,7 @@ Deno.test("parseRules(): an OCAP target origin that is not an absolute http(s) U
 });
 
 Deno.test("pin leak: a pin header configured in upper case is still read and never forwarded", async () => {
-  const config = parseRules(JSON.stringify(base({ pin: { header: "X-Edge-Region" } })), { env });
+  const config = accepts(base({ pin: { header: "X-Edge-Region" } }));
   const explained = await explainRequest({
     method: "GET",
     url: "https://app.example.com/",
@@ -1327,15 +1307,12 @@ Deno.test("parseRules(): a non-ASCII character in a header regex is refused, nam
 });
 
 Deno.test("header spoofing: a match.headers name written in upper case still checks the header's underscore copy", async () => {
-  const config = parseRules(
-    JSON.stringify(base({
-      rules: [
-        { name: "acme", type: "regional", match: { headers: { "X-Tenant": "^acme$" } } },
-        app,
-      ],
-    })),
-    { env },
-  );
+  const config = accepts(base({
+    rules: [
+      { name: "acme", type: "regional", match: { headers: { "X-Tenant": "^acme$" } } },
+      app,
+    ],
+  }));
   const only = await explainRequest({
     method: "GET",
     url: "https://app.example.com/",
@@ -1352,12 +1329,9 @@ Deno.test("header spoofing: a match.headers name written in upper case still che
 });
 
 Deno.test('parseRules(): match.methods in lower case matches the request\'s method ("in any case")', async () => {
-  const config = parseRules(
-    JSON.stringify(base({
-      rules: [{ name: "posts", type: "regional", match: { methods: ["post"], path: "^/x$" } }, app],
-    })),
-    { env },
-  );
+  const config = accepts(base({
+    rules: [{ name: "posts", type: "regional", match: { methods: ["post"], path: "^/x$" } }, app],
+  }));
   const explained = await explainRequest(
     { method: "POST", url: "https://app.example.com/x", body: "" },
     config,
@@ -1377,7 +1351,7 @@ Deno.test("parseRules(): a non-ASCII match.host is refused (clients send punycod
 Deno.test("shell reference after a regex anchor: ^$NAME$ in pin_on.headers or match.body.regex is refused", async (t) => {
   const refusesReference = (file: unknown, at: string) =>
     assert.throws(
-      () => parseRules(JSON.stringify(file), { env }),
+      () => accepts(file),
       (error: unknown) => {
         assert.ok(error instanceof ReferenceError, `expected ReferenceError, got ${error}`);
         assert.ok(error.message.includes(`"$SWITCH_TOKEN" at ${at}`), error.message);
@@ -1434,20 +1408,17 @@ Deno.test("parseRules(): an empty match.methods list is refused (the rule could 
 });
 
 Deno.test("parseRules(): a redirect without a status redirects with 302 (the documented default)", async () => {
-  const config = parseRules(
-    JSON.stringify(base({
-      rules: [
-        {
-          name: "old-help",
-          type: "global",
-          match: { path: "^/help/(.*)$" },
-          redirect: { location: "https://help.example.com/$1" },
-        },
-        app,
-      ],
-    })),
-    { env },
-  );
+  const config = accepts(base({
+    rules: [
+      {
+        name: "old-help",
+        type: "global",
+        match: { path: "^/help/(.*)$" },
+        redirect: { location: "https://help.example.com/$1" },
+      },
+      app,
+    ],
+  }));
   const explained = await explainRequest(
     { method: "GET", url: "https://app.example.com/help/x" },
     config,
@@ -1457,20 +1428,17 @@ Deno.test("parseRules(): a redirect without a status redirects with 302 (the doc
 });
 
 Deno.test("parseRules(): allow_multiple_success defaults to false (several successes are ambiguous)", () => {
-  const config = parseRules(
-    JSON.stringify(base({
-      rules: [
-        {
-          name: "login",
-          type: "broadcast",
-          match: { path: "^/login$" },
-          success: { status: "2xx" },
-        },
-        app,
-      ],
-    })),
-    { env },
-  );
+  const config = accepts(base({
+    rules: [
+      {
+        name: "login",
+        type: "broadcast",
+        match: { path: "^/login$" },
+        success: { status: "2xx" },
+      },
+      app,
+    ],
+  }));
   const login = config.rules[0];
   assert.equal(login.type, "broadcast");
   assert.equal(login.type === "broadcast" && login.allowMultipleSuccess, false);
@@ -1484,16 +1452,13 @@ Deno.test("parseRules(): a geo.countries code in lower case is refused (countrie
 });
 
 Deno.test("parseRules(): a rule after a methods-only rule of other methods is accepted (not shadowed)", () => {
-  const config = parseRules(
-    JSON.stringify(base({
-      rules: [
-        { name: "posts", type: "regional", match: { methods: ["POST"] } },
-        { name: "pages", type: "regional", match: { methods: ["GET", "POST"], path: "^/x$" } },
-        app,
-      ],
-    })),
-    { env },
-  );
+  const config = accepts(base({
+    rules: [
+      { name: "posts", type: "regional", match: { methods: ["POST"] } },
+      { name: "pages", type: "regional", match: { methods: ["GET", "POST"], path: "^/x$" } },
+      app,
+    ],
+  }));
   assert.deepEqual(config.rules.map((r) => r.name), ["posts", "pages", "app"]);
 });
 
@@ -1507,13 +1472,13 @@ Deno.test("parseRules(): pin.max_age_seconds over 400 days is refused, and defau
       ),
   );
   await t.step("a pin section without it", () => {
-    const config = parseRules(JSON.stringify(base({ pin: { header: "x-region" } })), { env });
+    const config = accepts(base({ pin: { header: "x-region" } }));
     assert.equal(config.pin.maxAgeSeconds, 31_536_000);
     assert.equal(config.pin.cookie, "__Host-vestibule-region");
     assert.equal(config.pin.secure, true);
   });
   await t.step("no pin section", () => {
-    const config = parseRules(JSON.stringify(base()), { env });
+    const config = accepts(base());
     assert.equal(config.pin.maxAgeSeconds, 31_536_000);
   });
 });

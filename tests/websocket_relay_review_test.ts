@@ -184,15 +184,23 @@ Deno.test("websocket: lost frames, 12 MiB and 1,000 messages an upstream sends w
   }, rawWebSocketUpstream("", extra));
 });
 
-Deno.test("websocket: CPU, a client that stopped reading with a backlog under the limits costs no timer every 10 ms", async () => {
-  // Counts the callbacks of every interval started while the relay runs (vestibule is in-process).
-  let ticks = 0;
-  const realSetInterval = globalThis.setInterval;
+/** Counts the callbacks of every interval started until `restore()` (vestibule is in-process). */
+function countIntervalTicks() {
+  const real = globalThis.setInterval;
+  const counted = {
+    ticks: 0,
+    restore: () => void (globalThis.setInterval = real),
+  };
   globalThis.setInterval = ((fn: () => void, ms?: number) =>
-    realSetInterval(() => {
-      ticks++;
+    real(() => {
+      counted.ticks++;
       fn();
     }, ms)) as typeof setInterval;
+  return counted;
+}
+
+Deno.test("websocket: CPU, a client that stopped reading with a backlog under the limits costs no timer every 10 ms", async () => {
+  const intervals = countIntervalTicks();
   const up = rawWebSocketUpstream();
   const edge = startVestibule(oneRegion(up.url));
   const client = await rawWebSocketClient(edge.port); // reads nothing
@@ -201,12 +209,12 @@ Deno.test("websocket: CPU, a client that stopped reading with a backlog under th
     // 12 MiB: past what the socket is handed, under the 16 MiB the limits start at.
     for (let i = 0; i < 12; i++) await writeAll(upstream, binaryFrame(1 << 20, false));
     await new Promise((r) => setTimeout(r, 500)); // the relay has queued what the client left
-    const before = ticks;
+    const before = intervals.ticks;
     await new Promise((r) => setTimeout(r, 2_000));
-    const perSecond = (ticks - before) / 2;
+    const perSecond = (intervals.ticks - before) / 2;
     assert.ok(perSecond <= 10, `${perSecond} looks a second at a client that reads nothing`);
   } finally {
-    globalThis.setInterval = realSetInterval;
+    intervals.restore();
     client.close();
     upstream.close();
     up.close();
@@ -303,21 +311,15 @@ Deno.test("websocket: timer leak, what a client sends after the upstream left is
 Deno.test("websocket: CPU, a client that stopped reading with a backlog over the watch limit costs no timer every 10 ms while it has time left", async () => {
   // Over MAX_BUFFERED_BYTES a reader has SLOW_READER_MS to catch up; looked at every 10 ms all
   // that while, each such client cost 100 wakeups a second.
-  let ticks = 0;
-  const realSetInterval = globalThis.setInterval;
-  globalThis.setInterval = ((fn: () => void, ms?: number) =>
-    realSetInterval(() => {
-      ticks++;
-      fn();
-    }, ms)) as typeof setInterval;
+  const intervals = countIntervalTicks();
   try {
     await withRawRelay(async ({ upstream }) => {
       // 20 MiB: over the 16 MiB watch limit, under the 64 MiB hard one. The client reads nothing.
       for (let i = 0; i < 20; i++) await writeAll(upstream, binaryFrame(1 << 20, false));
       await new Promise((r) => setTimeout(r, 500)); // the relay has queued what the client left
-      const before = ticks;
+      const before = intervals.ticks;
       await new Promise((r) => setTimeout(r, 2_000));
-      const perSecond = (ticks - before) / 2;
+      const perSecond = (intervals.ticks - before) / 2;
       assert.ok(perSecond <= 10, `${perSecond} looks a second at a client that reads nothing`);
       // Still within its time: the relay gives up on it at SLOW_READER_MS, as before.
       const told = await within(readUntilClose(upstream), SLOW_READER_MS + 3_000);
@@ -325,7 +327,7 @@ Deno.test("websocket: CPU, a client that stopped reading with a backlog over the
       assert.deepEqual([told.code, told.reason], [RELAY_OVERLOADED, "reader too slow"]);
     });
   } finally {
-    globalThis.setInterval = realSetInterval;
+    intervals.restore();
   }
 });
 
