@@ -669,6 +669,20 @@ for (const backend of BACKENDS) {
           },
         );
 
+        await t.step(
+          "a jsonb key, whose equal values print differently, is refused before any write",
+          async () => {
+            const ddl = `CREATE TABLE doc_key (k jsonb PRIMARY KEY, label text);`;
+            await pair.owner.exec(ddl + `INSERT INTO doc_key VALUES ('{"n": 1.0}', 'owner');`);
+            await pair.destination.exec(ddl + `INSERT INTO doc_key VALUES ('{"n": 1.00}', 'old');`);
+            await assert.rejects(
+              attempt(pair, [{ name: "public.doc_key", primary_key: ["k"] }]),
+              /primary key column "k" is jsonb at "us": equal keys of it can print differently/,
+            );
+            assert.deepEqual(await pair.destination.column(`SELECT label FROM doc_key`), ["old"]);
+          },
+        );
+
         await t.step("a table named r syncs", async () => {
           const ddl = `CREATE TABLE r (code text PRIMARY KEY, label text);`;
           const rows =
