@@ -229,38 +229,6 @@ Deno.test("OCAP leaves the router's other routes alone", async () => {
   });
 });
 
-Deno.test("vestibule path forwarded: a request for OCAP's mount itself (/_ocap) is OCAP's to answer, never the app's", async (t) => {
-  const app = startUpstream();
-  const provider = startUpstream();
-  const rules = ocapRules(provider.url) as { regions: Record<string, { origin: string }> };
-  rules.regions.us.origin = app.url;
-  const kv = await Deno.openKv(":memory:");
-  const edge = startVestibule(rules, { env: OCAP_ENV, deps: { kv } });
-  try {
-    const cases: Array<[string, Record<string, string>, number, string]> = [
-      ["without a key: OCAP's 401", {}, 401, "ocap_unauthorized"],
-      [
-        "with the key: OCAP's 404, no target named",
-        { "ocap-key": OCAP_KEY },
-        404,
-        "ocap_unknown_target",
-      ],
-    ];
-    for (const [name, headers, status, error] of cases) {
-      await t.step(name, async () => {
-        const res = await fetch(`${edge.url}/_ocap`, { headers });
-        const body = await res.json();
-        assert.deepEqual([res.status, body.error], [status, error]);
-      });
-    }
-    assert.equal(app.received.length, 0, "the mount is no app path");
-    assert.equal(provider.received.length, 0);
-  } finally {
-    await Promise.all([edge.close(), app.close(), provider.close()]);
-    kv.close();
-  }
-});
-
 Deno.test("OCAP keeps the origin call going when the caller that started it goes away", async () => {
   const upstream = provider(200);
   await withOcap(upstream, async (base) => {
@@ -940,13 +908,28 @@ Deno.test("OCAP: a dot or empty segment before the target is ocap_bad_path, not 
   }
 });
 
-Deno.test("wrong routing: a path that only starts with OCAP's mount (/_ocapture) goes to the rule table, as explain says", async () => {
+/** An app region and a provider behind an edge with OCAP mounted; `close` ends all three. */
+async function ocapBesideApp() {
   const app = startUpstream();
   const provider = startUpstream();
   const rules = ocapRules(provider.url) as { regions: Record<string, { origin: string }> };
   rules.regions.us.origin = app.url;
   const kv = await Deno.openKv(":memory:");
   const edge = startVestibule(rules, { env: OCAP_ENV, deps: { kv } });
+  return {
+    app,
+    provider,
+    edge,
+    rules,
+    close: async () => {
+      await Promise.all([edge.close(), app.close(), provider.close()]);
+      kv.close();
+    },
+  };
+}
+
+Deno.test("wrong routing: a path that only starts with OCAP's mount (/_ocapture) goes to the rule table, as explain says", async () => {
+  const { app, provider, edge, rules, close } = await ocapBesideApp();
   try {
     for (const path of ["/_ocapture", "/_ocap-old/provider/token"]) {
       const res = await fetch(`${edge.url}${path}`);
@@ -962,7 +945,31 @@ Deno.test("wrong routing: a path that only starts with OCAP's mount (/_ocapture)
     assert.equal(app.received.length, 2);
     assert.equal(provider.received.length, 0);
   } finally {
-    await Promise.all([edge.close(), app.close(), provider.close()]);
-    kv.close();
+    await close();
+  }
+});
+Deno.test("vestibule path forwarded: a request for OCAP's mount itself (/_ocap) is OCAP's to answer, never the app's", async (t) => {
+  const { app, provider, edge, close } = await ocapBesideApp();
+  try {
+    const cases: Array<[string, Record<string, string>, number, string]> = [
+      ["without a key: OCAP's 401", {}, 401, "ocap_unauthorized"],
+      [
+        "with the key: OCAP's 404, no target named",
+        { "ocap-key": OCAP_KEY },
+        404,
+        "ocap_unknown_target",
+      ],
+    ];
+    for (const [name, headers, status, error] of cases) {
+      await t.step(name, async () => {
+        const res = await fetch(`${edge.url}/_ocap`, { headers });
+        const body = await res.json();
+        assert.deepEqual([res.status, body.error], [status, error]);
+      });
+    }
+    assert.equal(app.received.length, 0, "the mount is no app path");
+    assert.equal(provider.received.length, 0);
+  } finally {
+    await close();
   }
 });
