@@ -391,15 +391,15 @@ function paced(
   /** Hands what it can to `to`, and gives up on a reader too far behind. */
   const check = (): void => {
     const handed = hand();
-    const over = to.readyState === WebSocket.OPEN
-      ? Math.max(0, to.bufferedAmount - HANDED_BYTES)
-      : 0;
+    let buffered = to.bufferedAmount;
+    const over = to.readyState === WebSocket.OPEN ? Math.max(0, buffered - HANDED_BYTES) : 0;
     if (over !== handedOver) {
       const change = over - handedOver;
       handedOver = over;
       budget.change(holder, change);
+      // The budget may have closed this relay: a closing socket reports 0, judged below as such.
+      buffered = to.bufferedAmount;
     }
-    const buffered = to.bufferedAmount;
     const moving = handed || buffered < lastBuffered;
     lastBuffered = buffered;
     const unsent = waitingBytes + buffered;
