@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { parseRules } from "../lib/load_rules.ts";
+import { routeCasesJsonSchema } from "../lib/route_cases_schema.ts";
 import { rulesJsonSchema } from "./write_schema.ts";
 
 const root = new URL("../", import.meta.url);
@@ -130,6 +131,54 @@ Deno.test("deno task schema -- FILE writes the schema to FILE, leaving rules.sch
     assert.equal(code, 0);
     assert.equal(new TextDecoder().decode(stdout), `Wrote ${path}\n`);
     assert.equal(await Deno.readTextFile(path), rulesJsonSchema());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Runs a schema script in `cwd` without arguments, or with FILE; returns its exit and stdout. */
+async function writeSchemaIn(cwd: string, script: string, args: string[] = []) {
+  const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-write", new URL(script, root).pathname, ...args],
+    cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  return { code, stdout: new TextDecoder().decode(stdout) };
+}
+
+Deno.test("the schema scripts write the file the rules files' $schema names, or FILE", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "write_schema_test_" });
+  try {
+    await t.step("bin/write_schema.ts without FILE writes rules.schema.json", async () => {
+      assert.deepEqual(await writeSchemaIn(dir, "bin/write_schema.ts"), {
+        code: 0,
+        stdout: "Wrote rules.schema.json\n",
+      });
+      assert.equal(await Deno.readTextFile(`${dir}/rules.schema.json`), rulesJsonSchema());
+    });
+    await t.step(
+      "bin/write_test_schema.ts without FILE writes rules.test.schema.json",
+      async () => {
+        assert.deepEqual(await writeSchemaIn(dir, "bin/write_test_schema.ts"), {
+          code: 0,
+          stdout: "Wrote rules.test.schema.json\n",
+        });
+        assert.equal(
+          await Deno.readTextFile(`${dir}/rules.test.schema.json`),
+          routeCasesJsonSchema(),
+        );
+      },
+    );
+    await t.step("bin/write_test_schema.ts FILE", async () => {
+      const file = `${dir}/cases.json`;
+      assert.deepEqual(await writeSchemaIn(dir, "bin/write_test_schema.ts", [file]), {
+        code: 0,
+        stdout: `Wrote ${file}\n`,
+      });
+      assert.equal(await Deno.readTextFile(file), routeCasesJsonSchema());
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -57,3 +57,11 @@ Deno.test("geo bypass: clientAddress() reads a bracketed IPv4 entry as no addres
   assert.equal(clientAddress("[203.0.113.50]", "10.0.0.9", 1).clientIp, "10.0.0.9");
   assert.equal(clientAddress("[203.0.113.50]:4711", "10.0.0.9", 1).clientIp, "10.0.0.9");
 });
+
+Deno.test("geo bypass: clientAddress() reads a bracketed IPv6 entry with a port past 5 digits as no address", () => {
+  // As for `1.2.3.4:99999999`: such an entry is no `[v6]:port`, so the peer is the client.
+  const judged = (entry: string) => clientAddress(entry, "10.0.0.9", 1).clientIp;
+  assert.equal(judged("[2001:db8::1]:65535"), "2001:db8::1");
+  assert.equal(judged("[2001:db8::1]:99999999"), "10.0.0.9");
+  assert.equal(judged("[2001:db8::1]:"), "10.0.0.9");
+});

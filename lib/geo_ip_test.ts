@@ -306,6 +306,7 @@ Deno.test("wrong country: a malformed address gets no country even where every a
   });
   assert.equal(lookup("1.0.0.1"), "ZZ");
   assert.equal(lookup("2001:218:2000:52::1"), "ZZ");
+  assert.equal(lookup("::ffff:1.2.3.4"), "ZZ");
   for (
     const text of [
       ...MALFORMED,
@@ -315,6 +316,10 @@ Deno.test("wrong country: a malformed address gets no country even where every a
       "2001:0218:2000:00052::",
       "1-2::",
       "2001:218:g::",
+      // A colon is the character after '9': a digit test that let it through read "3:" as 40.
+      "::1.2.3:",
+      "::ffff:1.2.3:",
+      "::ffff:1.2.3.4:",
     ]
   ) {
     assert.equal(lookup(text), undefined, `expected undefined for ${JSON.stringify(text)}`);
@@ -332,6 +337,15 @@ Deno.test("wrong country: only ::ffff:0:0/96 is read through the IPv4 table", ()
   assert.equal(lookup("2001:218::ffff:100:1"), "BB");
   assert.equal(lookup("0:1::ffff:1.0.0.1"), "BB");
   assert.equal(lookup("0:0:0:1:0:ffff:1.0.0.1"), "BB");
+});
+
+Deno.test("geo: the longest text form of an address (45 characters) is still looked up", () => {
+  const lookup = createCountryLookup({ ipv4NumCsv: "4294967295,4294967295,AU\n", ipv6NumCsv: "" });
+  const longest = "0000:0000:0000:0000:0000:ffff:255.255.255.255";
+  assert.equal(longest.length, 45);
+  assert.equal(lookup("::ffff:255.255.255.255"), "AU");
+  assert.equal(lookup(longest), "AU");
+  assert.equal(lookup(`0${longest}`), undefined);
 });
 
 Deno.test("createCountryLookup() refuses a country code that is not two letters A-Z", () => {

@@ -139,6 +139,25 @@ Deno.test("explain exits 2 on a usage error", async (t) => {
   }
 });
 
+Deno.test("explain and check-rules --help print the usage on stdout and exit 0", async (t) => {
+  // Run by hand and by scripts that check the exit code; nothing is loaded or explained.
+  const cases: Array<[string, string[], RegExp]> = [
+    ["bin/explain.ts", ["--help"], /^Usage: deno task explain -- <METHOD> <URL> \[options\]\n/],
+    ["bin/explain.ts", ["--", "-h"], /^Usage: deno task explain -- <METHOD> <URL> \[options\]\n/],
+    ["bin/check_rules.ts", ["--help"], /^Usage: deno task check-rules \[FILE\] \[options\]\n/],
+    // With a file that does not exist: help wins, nothing is read.
+    ["bin/check_rules.ts", ["missing.json", "-h"], /^Usage: deno task check-rules /],
+  ];
+  for (const [script, args, usage] of cases) {
+    await t.step(`${script} ${args.join(" ")}`, async () => {
+      const { code, stdout, stderr } = await runCli(script, args);
+      assert.match(stdout, usage);
+      assert.equal(stderr, "");
+      assert.equal(code, 0);
+    });
+  }
+});
+
 Deno.test("explain exits 2 on a stray argument instead of explaining a different request", async () => {
   // `explain GET https://a/ x` (a header without -H, a split URL) must not be dropped silently.
   const { code, stdout, stderr } = await explain(

@@ -31,6 +31,9 @@ Deno.test("geo: a trusted header naming an unmapped country is not overridden by
     // No country the CDN could name: the IP lookup decides.
     ["XX", "au"],
     ["T1", "au"],
+    // CLDR's "unknown region", as some CDNs write it, in either case.
+    ["ZZ", "au"],
+    ["zz", "au"],
     ["AU, US", "au"],
     // Continents (older MaxMind databases): no country either.
     ["EU", "au"],

@@ -152,6 +152,12 @@ Deno.test("forced pin: a region_from copy PHP or Rack reads where the edge read 
     await t.step("Rack 2: a ;-separated copy in the query", async () => {
       await contradicted("region=au&x=1;region=us", {}, null);
     });
+    // PHP drops a name's leading spaces before it reads `[…]`: `$_GET['region']` is `['us']`.
+    for (const query of ["region=au&%20region[]=us", "region=au&+region[]=us"]) {
+      await t.step(`PHP: ${query}`, async () => {
+        await contradicted(query, {}, null);
+      });
+    }
   } finally {
     await edge.close();
   }

@@ -128,6 +128,16 @@ Deno.test("start-up: deno task dev names a bad PORT as written, before any banne
 });
 
 Deno.test("start-up: deno task serve names a PORT problem, not serve.ts, and prints no stack trace", async (t) => {
+  // `bin/serve_port.ts && deno serve …`: the check must end the task, so `deno serve` never
+  // reads the value (it would print its own error and a backtrace).
+  for (const port of ["abc", "65536", "1e3"]) {
+    await t.step(`PORT=${port}: vestibule's one line, and deno serve never runs`, async () => {
+      assert.deepEqual(await start(port, { serve: true }), {
+        code: 1,
+        stderr: `vestibule: PORT "${port}" is not a port number (0–65535)\n`,
+      });
+    });
+  }
   await t.step("PORT set but empty, as a blank manifest entry leaves it", async () => {
     const { code, stderr } = await start("", { serve: true });
     assert.equal(code, 1);
