@@ -15,11 +15,12 @@ async function run(command: string, args: string[], user?: string): Promise<stri
   return text;
 }
 
-async function findBin(): Promise<string | undefined> {
+/** The newest `<root>/<version>/bin` holding initdb and pg_ctl, else /usr/local/bin or /usr/bin. */
+export async function findBin(root = "/usr/lib/postgresql"): Promise<string | undefined> {
   const dirs: string[] = [];
   try {
-    for await (const entry of Deno.readDir("/usr/lib/postgresql")) {
-      dirs.push(`/usr/lib/postgresql/${entry.name}/bin`);
+    for await (const entry of Deno.readDir(root)) {
+      dirs.push(`${root}/${entry.name}/bin`);
     }
   } catch {
     // Not a Debian layout; fall back to PATH below.

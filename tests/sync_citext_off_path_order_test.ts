@@ -11,6 +11,9 @@ import { attemptOn, BACKENDS, fingerprint } from "./sync_fixtures.ts";
 
 const postgres = BACKENDS.find((backend) => backend.name === "postgres")!;
 
+/** What one attempt on a table reports having written. */
+type Expected = { inserts: number; updates: number; deletes: number };
+
 Deno.test({
   name: "citext off the search path: keyset pages in citext order skip no key",
   ignore: postgres.ignoreReason !== undefined,
@@ -78,6 +81,74 @@ Deno.test({
       assert.equal(report.error, undefined);
       assert.equal(report.status, "applied");
       assert.deepEqual(rows, ["a X", "b Y"]);
+    } finally {
+      await pair.close();
+    }
+  },
+});
+
+// A composite key with a citext column off the search path is compared column by column with
+// citext's own operators. A range's lower bound is inclusive: the row at a range's exact lower
+// bound (an owner cut, an insert range's first key, a segment's first key) belongs to that range
+// and no other. Were it `>`, that row would fall in no segment (never updated, never deleted) and
+// no insert range would read it.
+Deno.test({
+  name: "citext off the search path, composite key: the row at a range's lower bound is synced",
+  // PGlite is started without the citext extension.
+  ignore: postgres.ignoreReason !== undefined,
+  async fn(t) {
+    const pair = await postgres.pair();
+    try {
+      const ddl = `CREATE EXTENSION IF NOT EXISTS citext; CREATE SCHEMA IF NOT EXISTS ext;
+        ALTER EXTENSION citext SET SCHEMA ext;
+        CREATE TABLE cpair (k ext.citext, n int, v int, PRIMARY KEY (k, n));`;
+      // Letter case alternates, so citext order is not byte order: 900 rows, several segments,
+      // and a segment may start at any of a key's 3 rows.
+      const rows = `SELECT CASE WHEN i % 2 = 0 THEN 'K' ELSE 'k' END || lpad(i::text, 4, '0'),
+        n, i FROM generate_series(1, 300) AS i, generate_series(1, 3) AS n`;
+      await pair.owner.exec(`${ddl} INSERT INTO cpair ${rows};`);
+      await pair.destination.exec(ddl);
+      const table = [
+        {
+          name: "public.cpair",
+          primary_key: ["k", "n"],
+          delete_missing: true,
+          max_delete_ratio: 1,
+        },
+      ];
+      const sync = async (expect: Expected) => {
+        const [report] = await attemptOn(pair, table);
+        assert.equal(report.status, "applied", report.error);
+        assert.deepEqual(
+          { inserts: report.inserts, updates: report.updates, deletes: report.deletes },
+          expect,
+        );
+        assert.equal(
+          await fingerprint(pair.destination, "cpair", "k, n"),
+          await fingerprint(pair.owner, "cpair", "k, n"),
+        );
+      };
+      // Each step starts the destination from the owner's rows, then changes some.
+      const step = (name: string, change: string, expect: Expected) =>
+        t.step(name, async () => {
+          await pair.destination.exec(`TRUNCATE cpair; INSERT INTO cpair ${rows}; ${change}`);
+          await sync(expect);
+        });
+      await step(
+        "a gap in the middle is filled by bounded insert ranges",
+        `DELETE FROM cpair WHERE v > 40 AND v <= 260;`,
+        { inserts: 660, updates: 0, deletes: 0 },
+      );
+      await step("every row changed: every row is updated", `UPDATE cpair SET v = -v;`, {
+        inserts: 0,
+        updates: 900,
+        deletes: 0,
+      });
+      await step(
+        "rows only at the destination are deleted",
+        `INSERT INTO cpair SELECT k, n + 3, v FROM cpair;`,
+        { inserts: 0, updates: 0, deletes: 900 },
+      );
     } finally {
       await pair.close();
     }

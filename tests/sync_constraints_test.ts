@@ -1,7 +1,14 @@
 /** Sync with keys and constraints that need care: identity keys, deferrable constraints, citext. */
 import assert from "node:assert/strict";
 import { runAttempt, type TableReport } from "../sync/run_attempt.ts";
-import { attemptOn, BACKENDS, collectLog, fingerprint, type Pair } from "./sync_fixtures.ts";
+import {
+  attemptOn,
+  BACKENDS,
+  collectLog,
+  fingerprint,
+  type Pair,
+  QUICKEST_BACKEND,
+} from "./sync_fixtures.ts";
 
 function only(reports: TableReport[], table: string): TableReport {
   const found = reports.filter((r) => r.table === table);
@@ -851,3 +858,49 @@ for (const backend of BACKENDS) {
     },
   });
 }
+
+// A foreign key violation at the destination names the constraint and its columns, never the
+// row's values: PostgreSQL's DETAIL quotes them (`Key (code)=(secret) is not present in table
+// "parent".`), and a key value may be an email or a token, and may span lines.
+Deno.test(`a foreign key violation names its columns, never the row's values (${QUICKEST_BACKEND.name})`, async (t) => {
+  const pair = await QUICKEST_BACKEND.pair();
+  try {
+    await t.step("an insert whose parent the destination lacks: is not present", async () => {
+      await pair.owner.exec(
+        `CREATE TABLE child (id int PRIMARY KEY, code text);
+         INSERT INTO child VALUES (1, E'tok-1\\nsecret');`,
+      );
+      await pair.destination.exec(
+        `CREATE TABLE parent (code text PRIMARY KEY);
+         CREATE TABLE child (id int PRIMARY KEY, code text REFERENCES parent (code));`,
+      );
+      const [report] = await attemptOn(pair, [{ name: "public.child", primary_key: ["id"] }]);
+      assert.equal(report.status, "failed");
+      assert.ok(
+        report.error?.endsWith(`: Key (code)=(…) is not present in table "parent".`),
+        report.error,
+      );
+      assert.doesNotMatch(report.error!, /secret|tok-1/);
+    });
+    await t.step("a delete of a row a table not synced references: still referenced", async () => {
+      const ddl = `CREATE TABLE kind (code text PRIMARY KEY);`;
+      await pair.owner.exec(ddl);
+      await pair.destination.exec(
+        `${ddl} CREATE TABLE holder (id int PRIMARY KEY, code text REFERENCES kind (code));
+         INSERT INTO kind VALUES (E'tok-2\\nsecret');
+         INSERT INTO holder VALUES (1, E'tok-2\\nsecret');`,
+      );
+      const [report] = await attemptOn(pair, [
+        { name: "public.kind", primary_key: ["code"], delete_missing: true, max_delete_ratio: 1 },
+      ]);
+      assert.equal(report.status, "failed");
+      assert.ok(
+        report.error?.endsWith(`: Key (code)=(…) is still referenced from table "holder".`),
+        report.error,
+      );
+      assert.doesNotMatch(report.error!, /secret|tok-2/);
+    });
+  } finally {
+    await pair.close();
+  }
+});

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { startLocalPostgres } from "../sync/local_postgres.ts";
+import { findBin, startLocalPostgres } from "../sync/local_postgres.ts";
 
 /** Whether initdb is installed where startLocalPostgres() looks for it. */
 function hasInitdb(): boolean {
@@ -29,7 +29,8 @@ function hasInitdb(): boolean {
 // Steps, not tests, may be ignored where PostgreSQL is missing: CI fails a whole test ignored.
 Deno.test("startLocalPostgres(), the throwaway cluster of deno task bench:sync", async (t) => {
   await t.step({
-    name: "it serves a cluster on 127.0.0.1, and stop() shuts it down and removes its files",
+    name:
+      "it serves a C-collated cluster on 127.0.0.1, and stop() shuts it down and removes its files",
     ignore: !hasInitdb(),
     fn: serveAndStop,
   });
@@ -64,6 +65,12 @@ async function serveAndStop() {
       assert.ok(version >= 110000, String(version));
       const [{ listen }] = await sql`SELECT current_setting('listen_addresses') AS listen`;
       assert.equal(listen, "127.0.0.1");
+      // The README's text-key figures are for a C-collated database (no explicit COLLATE "C",
+      // so the primary key index serves the ranges), written without fsync, whatever the
+      // machine's locale.
+      const [{ collate, fsync }] = await sql`SELECT datcollate AS collate,
+        current_setting('fsync') AS fsync FROM pg_database WHERE datname = current_database()`;
+      assert.deepEqual({ collate, fsync }, { collate: "C", fsync: "off" });
     } finally {
       await sql.end();
     }
@@ -102,3 +109,19 @@ async function failToStart() {
     await Deno.remove(tmp, { recursive: true });
   }
 }
+
+// A Debian host mid-upgrade keeps /usr/lib/postgresql/13 and /16: bench:sync takes the newest.
+Deno.test("with several PostgreSQL versions installed, the newest serves the cluster (16 over 9.6)", async () => {
+  const root = await Deno.makeTempDir({ prefix: "sync_local_pg_bin_test_" });
+  try {
+    for (const version of ["9.6", "16", "13"]) {
+      await Deno.mkdir(`${root}/${version}/bin`, { recursive: true });
+      for (const tool of ["initdb", "pg_ctl"]) {
+        await Deno.writeTextFile(`${root}/${version}/bin/${tool}`, "");
+      }
+    }
+    assert.equal(await findBin(root), `${root}/16/bin`);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { parseSyncConfig } from "../sync/config.ts";
 import { openDatabase } from "../sync/database.ts";
-import { runAttempt } from "../sync/run_attempt.ts";
+import { runAttempt, type TableReport } from "../sync/run_attempt.ts";
 import { syncTable } from "../sync/sync_table.ts";
 import { resolveTableSpec } from "../sync/table_spec.ts";
 import {
@@ -20,11 +20,25 @@ import {
 } from "./sync_fixtures.ts";
 
 async function attempt(pair: Pair, tables: unknown[]) {
+  return await inLoop(pair, tables, (again) => again());
+}
+
+/**
+ * Runs `fn` with attempts on one set of connections, as `deno task sync` keeps them from one
+ * attempt to the next in loop mode; each closed after.
+ */
+async function inLoop<T>(
+  pair: Pair,
+  tables: unknown[],
+  fn: (again: () => Promise<{ reports: TableReport[]; lines: string[] }>) => Promise<T>,
+): Promise<T> {
   const { config, databases } = pair.connect(tables);
   try {
-    const { lines, log } = collectLog();
-    const reports = await runAttempt(config, databases, { dryRun: false, log, retryDelayMs: 1 });
-    return { reports, lines };
+    return await fn(async () => {
+      const { lines, log } = collectLog();
+      const reports = await runAttempt(config, databases, { dryRun: false, log, retryDelayMs: 1 });
+      return { reports, lines };
+    });
   } finally {
     await Promise.all([...databases.values()].map((db) => db.close()));
   }
@@ -168,33 +182,34 @@ for (const backend of BACKENDS) {
                 ddl(`, zone text DEFAULT current_setting('TimeZone')`) +
                   `INSERT INTO zoned (id, at) VALUES (2, '2026-01-01 00:00:00+00');`,
               );
-              const { reports } = await attempt(pair, [
-                {
-                  name: "public.zoned",
-                  primary_key: ["id"],
-                  exclude_columns: ["zone"],
-                  delete_missing: true,
-                  max_delete_ratio: 1,
-                },
+              const zoned = [{
+                name: "public.zoned",
+                primary_key: ["id"],
+                exclude_columns: ["zone"],
+                delete_missing: true,
+                max_delete_ratio: 1,
+              }];
+              const rows = () =>
+                pair.destination.column(
+                  `SELECT concat_ws(' ', id, at AT TIME ZONE 'UTC', zone) FROM zoned ORDER BY id`,
+                );
+              await inLoop(pair, zoned, async (again) => {
+                const { reports } = await again();
+                assert.equal(reports[0].status, "applied", reports[0].error);
+                assert.deepEqual(await rows(), ["1 2026-01-02 03:04:05 Australia/Sydney"]);
+                // The hash is still computed in UTC: a second run finds nothing to do.
+                const { reports: second } = await again();
+                assert.equal(second[0].status, "in_sync", second[0].error);
+                // Loop mode keeps its connections: the sync's UTC is pinned for its own
+                // transactions only, so a later attempt still reads the destination's zone.
+                await pair.owner.exec(`INSERT INTO zoned VALUES (3, '2026-01-03 00:00:00+00');`);
+                const { reports: third } = await again();
+                assert.equal(third[0].status, "applied", third[0].error);
+              });
+              assert.deepEqual(await rows(), [
+                "1 2026-01-02 03:04:05 Australia/Sydney",
+                "3 2026-01-03 00:00:00 Australia/Sydney",
               ]);
-              assert.equal(reports[0].status, "applied", reports[0].error);
-              assert.deepEqual(
-                await pair.destination.column(
-                  `SELECT concat_ws(' ', id, at AT TIME ZONE 'UTC', zone) FROM zoned`,
-                ),
-                ["1 2026-01-02 03:04:05 Australia/Sydney"],
-              );
-              // The hash is still computed in UTC: a second run finds nothing to do.
-              const { reports: again } = await attempt(pair, [
-                {
-                  name: "public.zoned",
-                  primary_key: ["id"],
-                  exclude_columns: ["zone"],
-                  delete_missing: true,
-                  max_delete_ratio: 1,
-                },
-              ]);
-              assert.equal(again[0].status, "in_sync", again[0].error);
             } finally {
               await pair.destination.exec(`ALTER DATABASE "${database}" RESET ALL; RESET ALL`);
             }
