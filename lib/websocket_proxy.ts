@@ -365,7 +365,10 @@ function paced(
       next < waiting.length && next < last && to.readyState === WebSocket.OPEN &&
       to.bufferedAmount < HANDED_BYTES
     ) {
-      const data = waiting[next++];
+      const data = waiting[next];
+      // Let go once handed: a queue that never drains empty (a reader that keeps up, a few MiB
+      // behind) held every message it had handed, uncounted, until 1,024 of them were.
+      waiting[next++] = "";
       handedBytes += sizeOf(data);
       to.send(data);
     }

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import type { AppDeps } from "../app.ts";
-import { oneRegion, startVestibule } from "./_servers.ts";
+import { oneRegion, settles, startVestibule } from "./_servers.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const encoder = new TextEncoder();
@@ -106,13 +106,19 @@ export async function rawWebSocketClient(port: number): Promise<Deno.Conn> {
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     ),
   );
-  let head = "";
-  while (!head.includes("\r\n\r\n")) {
-    const byte = await readExactly(conn, 1); // byte by byte: frames may follow at once
-    assert.ok(byte, "the handshake ended early");
-    head += String.fromCharCode(byte[0]);
-  }
-  assert.match(head, /^HTTP\/1\.1 101 /);
+  const reading = (async () => {
+    let head = "";
+    while (!head.includes("\r\n\r\n")) {
+      const byte = await readExactly(conn, 1); // byte by byte: frames may follow at once
+      assert.ok(byte, "the handshake ended early");
+      head += String.fromCharCode(byte[0]);
+    }
+    return head;
+  })();
+  assert.match(
+    await settles(reading, 10_000, "no answer to the client's handshake"),
+    /^HTTP\/1\.1 101 /,
+  );
   return conn;
 }
 
@@ -188,7 +194,7 @@ export async function withRawRelay(
     deps: { metricsToken: RELAY_METRICS_TOKEN, ...deps },
   });
   const client = await rawWebSocketClient(edge.port);
-  const upstream = await up.accepted;
+  const upstream = await settles(up.accepted, 10_000, "the upstream got no handshake");
   try {
     await fn({ client, upstream, edge });
   } finally {

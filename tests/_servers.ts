@@ -1,4 +1,5 @@
 /** @module Test helpers: real servers on loopback that record what they received. */
+import assert from "node:assert/strict";
 import { type AppDeps, createApp } from "../app.ts";
 import { parseRules } from "../lib/load_rules.ts";
 
@@ -193,4 +194,14 @@ export async function within<T>(promise: Promise<T>, ms: number): Promise<T | "p
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * `promise`'s value, or an `AssertionError` saying `what` did not happen within `ms`: a wait for a
+ * close or a message that never comes fails the test instead of hanging it until CI's timeout.
+ */
+export async function settles<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  const got = await within(promise, ms);
+  assert.ok(got !== "pending", `${what} within ${ms} ms`);
+  return got as T;
 }

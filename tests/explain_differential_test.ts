@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { rawRequest, startUpstream, startVestibule, type TestServer } from "./_servers.ts";
+import { rawRequest, settles, startUpstream, startVestibule, type TestServer } from "./_servers.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { explainRequest, type Explanation } from "../lib/explain.ts";
 import { cookieNames } from "../lib/forward_plan.ts";
@@ -611,7 +611,7 @@ Deno.test("explain agrees: a WebSocket upgrade lists the handshake the upstream 
       `GET /ws HTTP/1.1\r\n${headers.map(([n, v]) => `${n}: ${v}`).join("\r\n")}\r\n\r\n`,
     ));
     const buf = new Uint8Array(4096);
-    await conn.read(buf); // 101
+    await settles(conn.read(buf), 10_000, "no 101"); // 101
     conn.close();
     const got = handshakes[0];
     const config = parseRules(JSON.stringify(rules), { env: () => undefined });

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { tokenRequest } from "./_ocap.ts";
-import { startUpstream } from "./_servers.ts";
+import { settles, startUpstream } from "./_servers.ts";
 
 interface OtlpSpan {
   traceId: string;
@@ -138,13 +138,17 @@ Deno.test("tracing: with OTEL_DENO a relayed WebSocket handshake carries the cli
       headers: { traceparent: TRACEPARENT },
     } as unknown as string[]);
     const closed = new Promise((resolve) => ws.addEventListener("close", resolve));
-    const echoed = await new Promise((resolve, reject) => {
-      ws.onopen = () => ws.send("ping");
-      ws.onmessage = (event) => resolve(event.data);
-      ws.onerror = reject;
-    });
+    const echoed = await settles(
+      new Promise((resolve, reject) => {
+        ws.onopen = () => ws.send("ping");
+        ws.onmessage = (event) => resolve(event.data);
+        ws.onerror = reject;
+      }),
+      10_000,
+      "no echo reached the client",
+    );
     ws.close();
-    await closed;
+    await settles(closed, 10_000, "the client's WebSocket was not closed");
     assert.equal(echoed, "ping");
     assert.equal(handshakes.length, 1);
     const sent = handshakes[0];

@@ -3,6 +3,8 @@
  * the limits and the budget count, close codes and handshakes at their bounds, timers let go.
  */
 import assert from "node:assert/strict";
+import v8 from "node:v8";
+import vm from "node:vm";
 import { RELAY_OVERLOADED, RelayBudget, SLOW_READER_MS } from "../lib/websocket_proxy.ts";
 import {
   binaryFrame,
@@ -14,7 +16,14 @@ import {
   withRawRelay,
   writeAll,
 } from "./_raw_websocket.ts";
-import { firstAnswer, oneRegion, startUpstream, startVestibule, within } from "./_servers.ts";
+import {
+  firstAnswer,
+  oneRegion,
+  settles,
+  startUpstream,
+  startVestibule,
+  within,
+} from "./_servers.ts";
 
 Deno.test("memory exhaustion: 30 MiB of non-ASCII text parked for a client that reads nothing is closed with 4013", async () => {
   // "あ" is 3 bytes in UTF-8 (what bufferedAmount counts once handed) and 2 in V8's memory,
@@ -50,7 +59,7 @@ Deno.test("websocket: lost closes, with 12 MiB queued for a peer that has not re
       const up = rawWebSocketUpstream();
       const edge = startVestibule(oneRegion(up.url));
       const client = await rawWebSocketClient(edge.port);
-      const upstream = await up.accepted;
+      const upstream = await settles(up.accepted, 10_000, "the upstream got no handshake");
       const [from, to] = sender === "upstream" ? [upstream, client] : [client, upstream];
       const masked = (peer: Deno.Conn) => peer === client;
       try {
@@ -204,7 +213,7 @@ Deno.test("websocket: CPU, a client that stopped reading with a backlog under th
   const up = rawWebSocketUpstream();
   const edge = startVestibule(oneRegion(up.url));
   const client = await rawWebSocketClient(edge.port); // reads nothing
-  const upstream = await up.accepted;
+  const upstream = await settles(up.accepted, 10_000, "the upstream got no handshake");
   try {
     // 12 MiB: past what the socket is handed, under the 16 MiB the limits start at.
     for (let i = 0; i < 12; i++) await writeAll(upstream, binaryFrame(1 << 20, false));
@@ -439,4 +448,77 @@ Deno.test("websocket: a client that fell behind once and caught up gets the full
     const echo = await within(readExactly(upstream, 6 + "still here".length), 5_000);
     assert.ok(echo !== "pending" && echo !== null && (echo[0] & 0x0f) === 1, "not a text frame");
   });
+});
+
+Deno.test("websocket: latency and CPU, a backlog is looked at every 250 ms while its reader stalls and every 10 ms again once it reads", async () => {
+  // The watch's period follows the reader. Kept at the period a backlog started with, either a
+  // stalled client cost 100 wakeups a second, or one that read again got 1,024 queued messages
+  // every 250 ms: 40,000 small messages in 10 s instead of half a second.
+  const intervals = countIntervalTicks();
+  try {
+    await withRawRelay(async ({ client, upstream }) => {
+      const count = 40_000;
+      // 6 MiB fill the socket buffers, so the small messages wait in the relay behind them.
+      for (let i = 0; i < 6; i++) await writeAll(upstream, binaryFrame(1 << 20, false));
+      const small = new Uint8Array(3 * count); // unmasked binary frames of one zero byte
+      for (let at = 0; at < small.length; at += 3) small.set([0x82, 1], at);
+      await writeAll(upstream, small);
+      await new Promise((r) => setTimeout(r, 500)); // the relay has queued what the client left
+      const before = intervals.ticks;
+      await new Promise((r) => setTimeout(r, 1_000)); // the client reads nothing yet
+      const ticks = intervals.ticks - before;
+      assert.ok(ticks <= 10, `${ticks} looks in a second at a client that reads nothing`);
+      // The client reads now: everything, as fast as it comes.
+      const total = 6 * (10 + (1 << 20)) + small.length;
+      const reading = (async () => {
+        const buf = new Uint8Array(1 << 18);
+        let got = 0;
+        while (got < total) {
+          const n = await client.read(buf);
+          if (n === null) break;
+          got += n;
+        }
+        return got;
+      })();
+      const got = await within(reading, 4_000);
+      assert.equal(got, total, "the backlog did not reach a client that reads within 4 s");
+    });
+  } finally {
+    intervals.restore();
+  }
+});
+
+Deno.test("memory exhaustion: messages handed to a client that reads steadily but never catches up are let go, not kept in the relay", async () => {
+  // The relay reads its queue from an index: a message handed over stayed in the array until the
+  // queue drained completely, uncounted by the limits and the budget. A client that reads all it
+  // is sent but stays a few MiB behind never drains it, and up to 1,024 handed messages (1 GiB of
+  // 1 MiB ones) stayed held for it.
+  v8.setFlagsFromString("--expose-gc");
+  const gc = vm.runInNewContext("gc") as () => void;
+  const held = () => (gc(), Deno.memoryUsage().external);
+  const budget = new RelayBudget(32 << 20);
+  await withRawRelay(
+    async ({ client, upstream }) => {
+      const frame = binaryFrame(1 << 20, false);
+      const relayed = 10 + (1 << 20); // the frame as vestibule writes it to the client
+      // 14 MiB the client does not read yet: a backlog under the 16 MiB watch limit.
+      for (let i = 0; i < 14; i++) await writeAll(upstream, frame);
+      await new Promise((r) => setTimeout(r, 300));
+      const before = held();
+      for (let round = 0; round < 12; round++) {
+        // The client reads as much as the app sends: it keeps up, 14 MiB behind.
+        for (let i = 0; i < 8; i++) await writeAll(upstream, frame);
+        const got = await within(readExactly(client, 8 * relayed), 10_000);
+        assert.ok(got !== "pending" && got !== null, `round ${round}: the client got nothing`);
+      }
+      const grown = held() - before;
+      assert.ok(
+        grown < 32 << 20,
+        `${(grown / (1 << 20)).toFixed(0)} MiB more held after 96 MiB relayed to a client ` +
+          `14 MiB behind (the budget counts ${(budget.queued / (1 << 20)).toFixed(0)} MiB)`,
+      );
+    },
+    undefined,
+    { webSocketBudget: budget },
+  );
 });

@@ -16,7 +16,7 @@ import {
   withRawRelay,
   writeAll,
 } from "./_raw_websocket.ts";
-import { oneRegion, rawUpstream, startVestibule, within } from "./_servers.ts";
+import { oneRegion, rawUpstream, settles, startVestibule, within } from "./_servers.ts";
 
 const PIN = "__Host-vestibule-region";
 
@@ -76,16 +76,29 @@ function connect(url: string, options: { protocols?: string[]; headers?: Headers
     ws.onerror = () => reject(new Error("the WebSocket failed to open"));
   });
   const closed = new Promise<CloseEvent>((resolve) => ws.addEventListener("close", resolve));
+  // Each wait is bounded: a close or a message the relay lost fails the test, not hangs it.
   return {
     ws,
-    opened,
-    closed,
+    opened: () => settles(opened, WAIT_MS, "the client's WebSocket did not open"),
+    closed: () => settles(closed, WAIT_MS, "the client's WebSocket was not closed"),
     message: () =>
-      received.length > 0
-        ? Promise.resolve(received.shift()!)
-        : new Promise<string | ArrayBuffer>((resolve) => next.push(resolve)),
+      settles(
+        received.length > 0
+          ? Promise.resolve(received.shift()!)
+          : new Promise<string | ArrayBuffer>((resolve) => next.push(resolve)),
+        WAIT_MS,
+        "no message reached the client",
+      ),
+    /** Closes the socket, if a failed test left it open, and waits for its close (bounded). */
+    close: async () => {
+      if (ws.readyState < WebSocket.CLOSING) ws.close();
+      await within(closed, WAIT_MS);
+    },
   };
 }
+
+/** How long a test waits for a WebSocket to open, close or bring a message on a loaded machine. */
+const WAIT_MS = 10_000;
 
 const wsUrl = (httpUrl: string) => httpUrl.replace(/^http/, "ws");
 
@@ -98,7 +111,7 @@ Deno.test("websocket: a regional route relays text and binary both ways, with th
   });
   const client = connect(`${wsUrl(edge.url)}/cable?room=1`, { protocols: ["chat.v1", "chat.v2"] });
   try {
-    await client.opened;
+    await client.opened();
     assert.equal(client.ws.protocol, "chat.v2");
     assert.equal(await client.message(), "hello from us", "a message sent at once is not lost");
     client.ws.send("ping");
@@ -111,7 +124,7 @@ Deno.test("websocket: a regional route relays text and binary both ways, with th
     assert.equal(up.handshakes[0].get("sec-websocket-protocol"), "chat.v1, chat.v2");
   } finally {
     client.ws.close();
-    await client.closed;
+    await client.closed();
     await Promise.all([edge.close(), up.close()]);
   }
 });
@@ -128,7 +141,7 @@ Deno.test("websocket: pin leak, the upstream handshake never carries the pin and
     headers: { cookie: `sessionid=s; ${PIN}=au`, "x-vestibule-region": "au" },
   });
   try {
-    await client.opened;
+    await client.opened();
     assert.equal(us.handshakes.length, 0, "the pinned region answered");
     const got = au.handshakes[0];
     assert.equal(got.get("cookie"), "sessionid=s");
@@ -137,7 +150,7 @@ Deno.test("websocket: pin leak, the upstream handshake never carries the pin and
     assert.equal(got.get("x-forwarded-host"), new URL(edge.url).host);
   } finally {
     client.ws.close();
-    await client.closed;
+    await client.closed();
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
@@ -152,10 +165,11 @@ Deno.test("websocket: the upstream's close code and reason reach the client", as
   });
   const client = connect(`${wsUrl(edge.url)}/cable`);
   try {
-    const closed = await client.closed;
+    const closed = await client.closed();
     assert.equal(closed.code, 4001);
     assert.equal(closed.reason, "session expired");
   } finally {
+    await client.close();
     await Promise.all([edge.close(), up.close()]);
   }
 });
@@ -275,7 +289,7 @@ Deno.test("websocket: a client that hangs up during the upstream handshake leave
   ));
   await delay(100);
   conn.close(); // the client leaves while vestibule is still connecting upstream
-  const upstreamSocket = await up.verdict;
+  const upstreamSocket = await settles(up.verdict, WAIT_MS, "the upstream saw no handshake");
   await up.close();
   const shutdown = await within(edge.close().then(() => "done"), 2_000);
   assert.equal(
@@ -359,7 +373,7 @@ Deno.test("websocket: the upstream handshake carries the client's User-Agent aft
         "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     ));
-    const n = await conn.read(new Uint8Array(1024)); // the 101
+    const n = await settles(conn.read(new Uint8Array(1024)), WAIT_MS, "no 101"); // the 101
     assert.ok(n);
     // Deno's WebSocket client always sends its own first; the README says so.
     assert.match(up.handshakes[0].get("user-agent")!, /^Deno\/[\d.]+, Mozilla\/5\.0 Test$/);
@@ -387,7 +401,7 @@ Deno.test("websocket: subprotocol offers as RFC 6455 writes them, and malformed 
           `Sec-WebSocket-Protocol: ${offer}\r\n\r\n`,
       ));
       const buf = new Uint8Array(4096);
-      const n = await conn.read(buf);
+      const n = await settles(conn.read(buf), WAIT_MS, "no answer to the handshake");
       return new TextDecoder().decode(buf.subarray(0, n ?? 0));
     } finally {
       conn.close();
@@ -430,7 +444,7 @@ async function octetHandshake(port: number, offer: string): Promise<string> {
       ),
     );
     const buf = new Uint8Array(4096);
-    const n = await conn.read(buf);
+    const n = await settles(conn.read(buf), WAIT_MS, "no answer to the handshake");
     return new TextDecoder("latin1").decode(buf.subarray(0, n ?? 0));
   } finally {
     conn.close();
@@ -580,7 +594,7 @@ Deno.test("websocket: bursts a reader drains leave the relay budget, however man
   });
   const client = connect(`${wsUrl(edge.url)}/live`);
   try {
-    await client.opened;
+    await client.opened();
     for (let round = 1; round <= 4; round++) {
       client.ws.send("go");
       for (let i = 0; i < 6; i++) {
@@ -592,7 +606,7 @@ Deno.test("websocket: bursts a reader drains leave the relay budget, however man
     assert.equal(budget.queued, 0);
   } finally {
     client.ws.close();
-    await client.closed;
+    await client.closed();
     await edge.close();
     await server.shutdown();
   }
@@ -604,7 +618,7 @@ Deno.test("websocket: a large message and a burst reach a client that reads, how
   const edge = startVestibule(oneRegion(up.url));
   const client = connect(`${edge.url.replace(/^http/, "ws")}/live`);
   try {
-    await client.opened;
+    await client.opened();
     const got: number[] = [];
     for (const _ of sizes) {
       const data = await within(client.message(), 10_000);
@@ -615,7 +629,7 @@ Deno.test("websocket: a large message and a burst reach a client that reads, how
     assert.equal(client.ws.readyState, WebSocket.OPEN);
   } finally {
     client.ws.close();
-    await client.closed;
+    await client.closed();
     await Promise.all([edge.close(), up.close()]);
   }
 });
@@ -739,11 +753,11 @@ Deno.test("websocket: session leak, an unpinned handshake carries only the forwa
   // No pin: the assumed region must not get the session another region owns.
   const client = connect(wsUrl(edge.url), { headers: { cookie: "sessionid=s; csrftoken=c" } });
   try {
-    await client.opened;
+    await client.opened();
     assert.equal(us.handshakes[0].get("cookie"), "csrftoken=c");
   } finally {
     client.ws.close();
-    await client.closed;
+    await client.closed();
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
@@ -757,13 +771,13 @@ Deno.test("websocket: the upstream handshake carries no Accept-Encoding, as expl
   });
   const client = connect(wsUrl(edge.url), { headers: { "accept-encoding": "gzip, br" } });
   try {
-    await client.opened;
+    await client.opened();
     // explain lists it under "Headers stripped: accept-encoding (the WebSocket client writes its
     // own)"; a fetch-style `identity` or the client's list would also reach the app's handshake.
     assert.equal(up.handshakes[0].get("accept-encoding"), null);
   } finally {
     client.ws.close();
-    await client.closed;
+    await client.closed();
     await Promise.all([edge.close(), up.close()]);
   }
 });
@@ -773,9 +787,10 @@ Deno.test("websocket: the upstream's close code 4999, the last a private code ma
   const edge = startVestibule(oneRegion(up.url));
   const client = connect(wsUrl(edge.url));
   try {
-    const closed = await client.closed;
+    const closed = await client.closed();
     assert.deepEqual([closed.code, closed.reason], [4999, "bye"]);
   } finally {
+    await client.close();
     await Promise.all([edge.close(), up.close()]);
   }
 });
@@ -788,7 +803,7 @@ Deno.test("websocket: lost frames, messages the upstream sends while the client'
   const edge = startVestibule(oneRegion(up.url));
   const client = connect(wsUrl(edge.url));
   try {
-    await client.opened;
+    await client.opened();
     const got: unknown[] = [];
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<"late">((resolve) => timer = setTimeout(resolve, 5_000, "late"));
@@ -801,7 +816,7 @@ Deno.test("websocket: lost frames, messages the upstream sends while the client'
     assert.deepEqual(got, Array.from({ length: count }, (_, i) => `m${i}`));
   } finally {
     client.ws.close();
-    await client.closed;
+    await client.closed();
     await Promise.all([edge.close(), up.close()]);
   }
 });

@@ -1,6 +1,6 @@
 /** WebSocket relay windows: handshakes that hang, peers that leave or close mid-handshake. */
 import assert from "node:assert/strict";
-import { oneRegion, startVestibule, within } from "./_servers.ts";
+import { oneRegion, settles, startVestibule, within } from "./_servers.ts";
 import {
   binaryFrame,
   rawWebSocketClient,
@@ -58,7 +58,7 @@ Deno.test("websocket: socket leak, an upstream that never answers the handshake 
   try {
     await conn.write(new TextEncoder().encode(HANDSHAKE));
     const buf = new Uint8Array(4096);
-    const n = await conn.read(buf);
+    const n = await settles(conn.read(buf), 10_000, "no answer to the handshake");
     const answer = new TextDecoder().decode(buf.subarray(0, n ?? 0));
     assert.match(answer, /^HTTP\/1\.1 504 /);
     assert.match(answer, /upstream_timeout/);
@@ -77,7 +77,7 @@ Deno.test("websocket: socket leak, a client that leaves while the upstream hands
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
   try {
     await conn.write(new TextEncoder().encode(HANDSHAKE));
-    await up.accepted;
+    await settles(up.accepted, 10_000, "the upstream got no handshake");
     conn.close();
     const upstream = await within(up.ended, 2_000);
     assert.equal(
@@ -136,7 +136,7 @@ Deno.test("websocket: socket leak, a client that leaves as the upstream accepts 
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
   try {
     await conn.write(new TextEncoder().encode(HANDSHAKE));
-    await up.handshake;
+    await settles(up.handshake, 10_000, "the upstream got no handshake");
     const accepting = up.accept(textFrame("hello"));
     conn.close();
     await accepting;
@@ -183,7 +183,7 @@ Deno.test("websocket: lost frames, what an upstream sends with its 101 and its c
   const edge = startVestibule(oneRegion(up.url));
   const client = apiClient(edge.url.replace(/^http/, "ws") + "/cable");
   try {
-    await up.handshake;
+    await settles(up.handshake, 10_000, "the upstream got no handshake");
     await up.accept(concat(
       textFrame("one"),
       new Uint8Array([0x82, 3, 0, 255, 7]),
@@ -217,14 +217,15 @@ Deno.test("websocket: reserved close codes, an upstream's 1001, 1011, 1005, 1015
         const edge = startVestibule(oneRegion(up.url));
         const connecting = rawWebSocketClient(edge.port);
         try {
-          const { conn: upstream } = await up.handshake;
+          const { conn: upstream } = await settles(up.handshake, 10_000, "no handshake upstream");
           if (withHandshake && end !== "drop") await up.accept(concat(textFrame("hi"), end));
           else await up.accept(textFrame("hi"));
           if (withHandshake && end === "drop") upstream.close();
-          const client = await connecting;
+          const client = await settles(connecting, 10_000, "the client got no 101");
           try {
             if (!withHandshake) {
-              assert.ok(await readFrame(client), "the message arrived");
+              const hi = await settles(readFrame(client), 5_000, "no message reached the client");
+              assert.ok(hi, "the message arrived");
               if (end === "drop") upstream.close();
               else await upstream.write(end);
             }
@@ -304,7 +305,7 @@ Deno.test("websocket: close codes, a client's close reaches the upstream as the 
       const up = rawWebSocketUpstream();
       const edge = startVestibule(oneRegion(up.url));
       const client = await rawWebSocketClient(edge.port);
-      const upstream = await up.accepted;
+      const upstream = await settles(up.accepted, 10_000, "the upstream got no handshake");
       try {
         if (end === "drop") client.close();
         else await client.write(end);
@@ -338,7 +339,7 @@ Deno.test("websocket: lost frames, a frame a client sends right behind its hands
       ...new TextEncoder().encode("early"),
     ]);
     await conn.write(concat(new TextEncoder().encode(HANDSHAKE), frame));
-    const upstream = await up.accepted;
+    const upstream = await settles(up.accepted, 10_000, "the upstream got no handshake");
     try {
       const got = await within(readFrame(upstream), 3_000);
       assert.ok(got !== "pending" && got !== null, "the upstream got nothing");
@@ -419,7 +420,7 @@ Deno.test("websocket: pin leak, no spelling of the pin reaches a regional or glo
               `Sec-WebSocket-Version: 13\r\n${lines}\r\n`;
             await conn.write(Uint8Array.from(request, (c) => c.charCodeAt(0)));
             const buf = new Uint8Array(4096);
-            const n = await conn.read(buf);
+            const n = await settles(conn.read(buf), 10_000, "no answer to the handshake");
             const answer = new TextDecoder().decode(buf.subarray(0, n ?? 0));
             assert.match(answer, /^HTTP\/1\.1 101 /, answer);
             const got = (path === "/cable" ? web : region).handshakes.at(-1)!;
@@ -497,12 +498,14 @@ Deno.test("websocket: event-loop stall, a backlog of 200,000 small messages for 
     let reading = true;
     const read = readUntilClose(upstream).finally(() => reading = false);
     let slowest = 0;
-    while (reading) {
+    const deadline = performance.now() + 20_000;
+    while (reading && performance.now() < deadline) {
       const started = performance.now();
       const health = await fetch(`${edge.url}/_vestibule/health`);
       assert.equal(await health.text(), '{"status":"ok"}');
       slowest = Math.max(slowest, performance.now() - started);
     }
+    assert.ok(!reading, "the backlog and the close did not reach the upstream within 20 s");
     const closed = await read;
     assert.equal(closed.bytes, 6 * (1 << 20) + count, "every message arrived");
     assert.equal(closed.code, 4000);
