@@ -34,3 +34,44 @@ Deno.test("encodeBodyText() writes the bytes a client sends in the declared char
     );
   });
 });
+
+Deno.test("encodeBodyText() writes every byte of a single-byte charset, NUL included", () => {
+  // A route-table case may hold "\u0000": the router decodes byte 0x00 to it, so a client sends it.
+  assert.deepEqual([...encodeBodyText("a\u0000b", "text/plain; charset=iso-8859-1")], [
+    0x61,
+    0x00,
+    0x62,
+  ]);
+});
+
+Deno.test("encodeBodyText() refuses U+FFFD in a charset with bytes it does not map", () => {
+  // ISO-8859-8 leaves 0xA1 unmapped (it decodes to U+FFFD); no byte of it means U+FFFD.
+  assert.throws(
+    () => encodeBodyText("\uFFFD", "text/plain; charset=iso-8859-8"),
+    { name: "TypeError", message: "Cannot write U+FFFD in a body of charset iso-8859-8" },
+  );
+});
+
+Deno.test("encodeBodyText() names a character outside the BMP by its code point, not a surrogate", () => {
+  assert.throws(
+    () => encodeBodyText("ok 😀", "text/plain; charset=iso-8859-1"),
+    { name: "TypeError", message: "Cannot write U+1F600 in a body of charset windows-1252" },
+  );
+});
+
+Deno.test("encodeBodyText() refuses each multi-byte charset by name, even for ASCII text", async (t) => {
+  for (
+    const charset of ["gbk", "gb18030", "big5", "euc-jp", "iso-2022-jp", "shift_jis", "euc-kr"]
+  ) {
+    await t.step(charset, () => {
+      assert.throws(
+        () => encodeBodyText("abc", `text/plain; charset=${charset}`),
+        {
+          name: "TypeError",
+          message:
+            `Cannot write a body in charset ${charset}: only UTF-8, UTF-16 and single-byte charsets`,
+        },
+      );
+    });
+  }
+});

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { cookieValue, filterCookieHeader } from "./cookies.ts";
+import { isPinCookieName } from "./app_names.ts";
+import { cookieName, cookieValue, filterCookieHeader } from "./cookies.ts";
+import { asSentInUtf8 } from "./wire_text.ts";
+
+const PIN = "__Host-vestibule-region";
 
 Deno.test("filterCookieHeader() keeps the chosen pairs byte for byte", () => {
   assert.equal(filterCookieHeader("a=1; b=2; c=3", (n) => n !== "b"), "a=1; c=3");
@@ -167,7 +171,6 @@ Deno.test("cookieValue() reads exactly the pair filterCookieHeader() would keep 
 });
 
 Deno.test("CPU exhaustion: cookieValue() reads a 64 KB Cookie header of ';' pieces in linear time", () => {
-  const PIN = "__Host-vestibule-region";
   const fastest = (header: string) => {
     let best = Infinity;
     for (let i = 0; i < 5; i++) {
@@ -195,4 +198,45 @@ Deno.test("filterCookieHeader() cookie smuggling: an escaped quote does not end 
   assert.ok(simpleCookieNames(header).includes("__Host-vestibule-region"), "Python reads the pin");
   const out = filterCookieHeader(header, whitelist) ?? "";
   assert.ok(!simpleCookieNames(out).includes("__Host-vestibule-region"), out);
+});
+
+Deno.test("filterCookieHeader() keeps an allowed cookie whose value holds ' =' (Rack reads session=\"a =b\")", () => {
+  // A word with no name is no cookie to any reader: it must not make an allow-list drop the pair.
+  const only = (name: string) => name === "session";
+  assert.equal(filterCookieHeader("session=a =b; other=1", only), "session=a =b");
+});
+
+const notPin = (name: string) => !isPinCookieName(name, PIN);
+
+Deno.test("filterCookieHeader() forced pin: every Unicode space Python's strip() removes hides no pin, before or after the name", async (t) => {
+  // WSGI Django decodes the header as UTF-8 and strips names: `\u3000__Host-vestibule-region`
+  // is the pin to it, so the edge must strip that pair as the pin too.
+  const spaces = [
+    "\u0085",
+    "\u00a0",
+    "\u1680",
+    ..."\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f",
+    "\u205f",
+    "\u3000",
+  ];
+  for (const space of spaces) {
+    const wire = asSentInUtf8(space);
+    await t.step(`U+${space.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`, () => {
+      assert.equal(filterCookieHeader(`${wire}${PIN}=au; a=1`, notPin), "a=1", "before");
+      assert.equal(filterCookieHeader(`${PIN}${wire}=au; a=1`, notPin), "a=1", "after");
+    });
+  }
+});
+
+Deno.test("filterCookieHeader() keeps an allowed non-ASCII name apart from one that differs in its last octet (voilà, voilÅ)", () => {
+  // `à` is C3 A0 and `Å` C3 85: the last octet is a space on its own, not here.
+  const allowed = cookieName(asSentInUtf8("voilà"));
+  const keep = (name: string) => name === allowed;
+  const [voila, voilaRing] = [asSentInUtf8("voilà"), asSentInUtf8("voilÅ")];
+  assert.equal(filterCookieHeader(`${voilaRing}=1; ${voila}=2`, keep), `${voila}=2`);
+});
+
+Deno.test("cookieValue() reads a pin whose name a tab precedes, as RFC 6265bis trims SP and HTAB", () => {
+  assert.equal(cookieValue(`a=1;\t${PIN}=au`, PIN), "au");
+  assert.equal(cookieValue(`a=1; ${PIN}\t=au`, PIN), "au");
 });

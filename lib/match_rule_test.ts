@@ -968,3 +968,63 @@ Deno.test("rule confusion: a form matcher does not match a Content-Type that nam
     assert.equal(await route(table, post(`${form}; charset=iso-8859-1; charset=utf-8`)), "app");
   });
 });
+
+// Multipart bodies busboy reads otherwise than Django, PHP or Rack: a form matcher must not match
+// a field the app reads differently (lib/multipart_fields.ts).
+
+const multipart = (...parts: string[]) => ({
+  method: "POST",
+  headers: { "content-type": "multipart/form-data; boundary=XyZ" },
+  body: parts.map((p) => `--XyZ\r\n${p}\r\n`).join("") + "--XyZ--\r\n",
+});
+
+Deno.test("rule confusion: a folded part header, which busboy and PHP join to Content-Disposition and Django drops", async () => {
+  // busboy (and PHP) read `form-data; name="x"\t: ; name="action"`: the field action; Django
+  // skips the folded line and reads the field x.
+  const folded = 'Content-Disposition: form-data; name="x"\r\n\t: ; name="action"\r\n\r\nlogin';
+  assert.equal(await winner(loginForm(), "/", multipart(folded)), "app");
+});
+
+Deno.test("rule confusion: a quoted part name holding name=, which Rack 2.0 reads as the name after it", async () => {
+  // Rack 2.0's `Content-Disposition:.*\s+name=` finds the last ` name=`: to it this part is the
+  // field action=delete, read after action=login; busboy reads a field "x name=action".
+  const sneaky = 'Content-Disposition: form-data; name="x name=action"\r\n\r\ndelete';
+  const login = 'Content-Disposition: form-data; name="action"\r\n\r\nlogin';
+  assert.equal(await winner(loginForm(), "/", multipart(login, sneaky)), "app");
+});
+
+Deno.test("rule confusion: a parameter whose name starts with boundary, where PHP takes its boundary", async () => {
+  // PHP finds the first `boundary` text and reads from its `=`: boundary "1", no parts; busboy
+  // and Rack frame with XyZ.
+  const { body } = multipart('Content-Disposition: form-data; name="action"\r\n\r\nlogin');
+  const type = "multipart/form-data; boundaryx=1; boundary=XyZ";
+  assert.equal(
+    await winner(loginForm(), "/", { method: "POST", headers: { "content-type": type }, body }),
+    "app",
+  );
+});
+
+const base64Code = (code: string) =>
+  winner(
+    rules([
+      { name: "code", type: "regional", match: { body: { form: { code } } } },
+      { name: "app", type: "regional" },
+    ]),
+    "/",
+    multipart(
+      'Content-Disposition: form-data; name="code"\r\nContent-Transfer-Encoding: base64\r\n\r\n' +
+        code,
+    ),
+  );
+
+Deno.test("rule confusion: a base64 field with a space, which Python drops before decoding (Django reads abcd)", async () => {
+  assert.equal(await base64Code("YWJj ZA=="), "app");
+});
+
+Deno.test("rule confusion: a base64 field whose '=' Python decodes past (Django reads abc, a)", async (t) => {
+  // CPython 3.11's b64decode("YWJj====") is b"abc", b64decode("YW==JjZA") b"a" (3.14 reads
+  // padding otherwise again): no single value, so no match.
+  for (const code of ["YWJj====", "YW==JjZA"]) {
+    await t.step(code, async () => assert.equal(await base64Code(code), "app"));
+  }
+});

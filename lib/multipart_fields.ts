@@ -23,11 +23,14 @@ const SLICE_BYTES = 16 * 1024;
 /**
  * The bytes Python's `base64.b64decode` gives for `raw`, or `undefined` where it raises (and
  * Django keeps the raw bytes): characters outside the alphabet are dropped, and what is left must
- * be whole groups of four, `=` only at the end.
+ * be whole groups of four, `=` only at the end. `null` for a `=` inside, or more than two at the
+ * end: Python 3.11 decodes past them (`YWJj====` to `abc`, `YW==JjZA` to `a`) where a strict
+ * decoder refuses, so the value is one no framework agrees on.
  */
-function pythonBase64(raw: Uint8Array): Uint8Array | undefined {
+function pythonBase64(raw: Uint8Array): Uint8Array | undefined | null {
   const text = new TextDecoder("latin1").decode(raw).replace(/[^A-Za-z0-9+/=]/g, "");
-  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return undefined;
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return null;
+  if (text.length % 4 !== 0) return undefined;
   return Buffer.from(text, "base64");
 }
 
@@ -97,7 +100,8 @@ export function multipartFields(
           // field, PHP and Rack do not. Both readings count as copies, so a rule matches only
           // what every framework would read.
           const decoded = transferEncoding === "base64" ? pythonBase64(bytes) : undefined;
-          if (decoded) {
+          if (decoded === null) values.push(READ_OTHERWISE);
+          else if (decoded) {
             const text = UTF8_KEEP_BOM.decode(decoded);
             if (text !== values[0]) values.push(text);
           }

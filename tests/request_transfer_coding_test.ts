@@ -52,3 +52,64 @@ Deno.test("unlabelled gzip upload: a request transfer coding other than chunked 
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+// A request that declares an empty body keeps that framing upstream: a matcher or a broadcast
+// that read the (empty) body must not make it a request that declares none (fetch sends no
+// Content-Length for a null body on PATCH, DELETE or OPTIONS; strict servers answer 411).
+Deno.test("411 from strict servers: an empty body the client declared still reaches the upstream as one", async (t) => {
+  const au = startUpstream();
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "bye",
+        type: "broadcast",
+        match: { methods: ["PATCH"], path: "^/bye$" },
+        success: { status: "2xx" },
+        allow_multiple_success: true,
+      },
+      { name: "empty", type: "regional", match: { path: "^/empty$", body: { regex: "^$" } } },
+      { name: "app", type: "regional" },
+    ],
+  });
+  const framings = [
+    ["Content-Length: 0", "Content-Length: 0\r\n\r\n"],
+    ["Transfer-Encoding: chunked", "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"],
+  ] as const;
+  try {
+    for (const [framing, head] of framings) {
+      for (const [path, regions] of [["/bye", [au, us]], ["/empty", [us]]] as const) {
+        await t.step(`PATCH ${path} with ${framing}: Content-Length: 0 upstream`, async () => {
+          const before = regions.map((region) => region.received.length);
+          const answer = await rawRequest(
+            edge.port,
+            `PATCH ${path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n${head}`,
+          );
+          assert.match(answer, /^HTTP\/1\.1 200 /);
+          regions.forEach((region, i) => {
+            assert.equal(region.received.length, before[i] + 1, "the request reached the region");
+            const got = region.received.at(-1)!;
+            assert.equal(got.headers.get("content-length"), "0");
+            assert.equal(got.body.byteLength, 0);
+          });
+        });
+      }
+    }
+    await t.step(
+      "PATCH /stream with Transfer-Encoding: chunked, unread: stays chunked",
+      async () => {
+        await rawRequest(
+          edge.port,
+          "PATCH /stream HTTP/1.1\r\nHost: a\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        );
+        const got = us.received.at(-1)!;
+        assert.equal(got.path, "/stream");
+        assert.equal(got.headers.get("transfer-encoding"), "chunked");
+      },
+    );
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
