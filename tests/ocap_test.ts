@@ -507,6 +507,19 @@ Deno.test("OCAP pin leak: the pin cookie in any letter case and the pin header w
   });
 });
 
+Deno.test("OCAP pin leak: a Cookie header holding only the pin cookie never reaches the provider", async () => {
+  // Filtered to nothing, the header must go, not stay as the client sent it.
+  const upstream = startUpstream(() => Response.json({ access_token: "t" }));
+  await withOcap(upstream, async (base) => {
+    for (const cookie of ["__Host-vestibule-region=au", "__HOST-VESTIBULE-REGION=us"]) {
+      const res = await fetch(tokenRequest(base, { headers: { cookie }, body: `code=${cookie}` }));
+      await res.body?.cancel();
+      assert.equal(res.status, 200);
+    }
+    assert.deepEqual(upstream.received.map((r) => r.headers.get("cookie")), [null, null]);
+  });
+});
+
 // Deno.serve keeps the connection open after the 408 all the same (README, Self-hosted).
 Deno.test("OCAP slowloris: a caller trickling its body past body_timeout_ms gets 408 without waiting on the provider", async () => {
   const upstream = startUpstream(() => Response.json({ access_token: "t" }));

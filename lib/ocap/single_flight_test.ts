@@ -302,26 +302,45 @@ function slowCommit(
 ): Deno.Kv {
   let n = 0;
   const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  return withAtomic(kv, (op) => {
+    const commit = op.commit.bind(op);
+    op.commit = async () => {
+      const number = ++n;
+      const delay = slow.find((s) => s.which === number);
+      if (delay && !delay.confirmLate) await pause(delay.delayMs);
+      const result = await commit();
+      if (delay?.confirmLate) await pause(delay.delayMs);
+      return result;
+    };
+  });
+}
+
+/** `kv` whose every `atomic()` operation `change` alters before the caller uses it. */
+function withAtomic(kv: Deno.Kv, change: (op: Deno.AtomicOperation) => void): Deno.Kv {
   return new Proxy(kv, {
     get(target, prop) {
       if (prop === "atomic") {
         return () => {
           const op = target.atomic();
-          const commit = op.commit.bind(op);
-          op.commit = async () => {
-            const number = ++n;
-            const delay = slow.find((s) => s.which === number);
-            if (delay && !delay.confirmLate) await pause(delay.delayMs);
-            const result = await commit();
-            if (delay?.confirmLate) await pause(delay.delayMs);
-            return result;
-          };
+          change(op);
           return op;
         };
       }
       const value = Reflect.get(target, prop);
       return typeof value === "function" ? value.bind(target) : value;
     },
+  });
+}
+
+/** `kv` whose atomic commits move `clock` on by `stepMs` once they are written. */
+function clockMovingCommits(kv: Deno.Kv, clock: { ms: number }, stepMs: number): Deno.Kv {
+  return withAtomic(kv, (op) => {
+    const commit = op.commit.bind(op);
+    op.commit = async () => {
+      const result = await commit();
+      clock.ms += stepMs;
+      return result;
+    };
   });
 }
 
@@ -380,6 +399,23 @@ Deno.test("SingleFlight.run() answers 503 without calling the origin when the le
     );
     assert.equal(origin.calls, 0);
     assert.equal((await kv.get(leaseKey(KEY))).value, null, "lease released");
+  });
+});
+
+Deno.test("SingleFlight.run() double spend: a lease commit that took exactly the whole timeout leaves no time for an origin call", async () => {
+  await withKv(async (kv) => {
+    // 0 ms left is no time: an origin called and aborted at once may still have spent the code.
+    const clock = { ms: 1_000_000 };
+    const flights = new SingleFlight(clockMovingCommits(kv, clock, 500), {
+      now: () => clock.ms,
+      leaseMarginMs: 100,
+    });
+    const origin = countingOrigin(() => answer(200, "never"));
+    await assert.rejects(
+      flights.run(KEY, origin.options({ timeoutMs: 500 })),
+      (error: unknown) => error instanceof HttpError && error.code === "ocap_store_unavailable",
+    );
+    assert.equal(origin.calls, 0, "the origin was called with no time left");
   });
 });
 
@@ -784,5 +820,74 @@ Deno.test("SingleFlight.run() double spend: after a slow lease commit the owner 
     const [, [other]] = await Promise.all([first, Promise.allSettled([b.run(KEY, options("b"))])]);
     assert.equal(answered, 1, `the origin answered ${answered} times for one key`);
     assert.equal(other.status, "fulfilled");
+  });
+});
+
+Deno.test("SingleFlight.run() code replay: an answer of exactly the 512 KiB cache cap is shared with other isolates", async () => {
+  await withKv(async (kv) => {
+    const origin = countingOrigin(() => answer(200, "a".repeat(MAX_CACHED_BODY_BYTES)));
+    const first = await new SingleFlight(kv).run(KEY, origin.options());
+    const second = await new SingleFlight(kv).run(KEY, origin.options());
+    assert.deepEqual([first.cache, second.cache], ["miss", "hit"]);
+    assert.equal(second.answer.body.byteLength, MAX_CACHED_BODY_BYTES);
+    assert.equal(origin.calls, 1);
+  });
+});
+
+Deno.test("SingleFlight.run() double spend: a chunked answer stored again after its TTL is read whole, not mixed with the last one's chunks", async () => {
+  await withKv(async (kv) => {
+    const clock = { ms: 1_000_000 };
+    const flights = () => new SingleFlight(kv, { now: () => clock.ms, leaseMarginMs: 100 });
+    let n = 0;
+    // 200 KiB: stored in chunks, not in the head.
+    const origin = countingOrigin(() => answer(200, `${++n}`.padEnd(200 * 1024, "x")));
+    const first = await flights().run(KEY, origin.options({ ttlMs: 1_000 }));
+    // Past TTL and margin by the clocks; the old chunks stay readable (expireIn is real time).
+    clock.ms += 1_100;
+    const second = await flights().run(KEY, origin.options({ ttlMs: 1_000 }));
+    const third = await flights().run(KEY, origin.options({ ttlMs: 1_000 }));
+    assert.deepEqual([first.cache, second.cache, third.cache], ["miss", "miss", "hit"]);
+    assert.equal(text(third.answer)[0], "2");
+    assert.equal(origin.calls, 2, "the origin was called again while a live answer was stored");
+  });
+});
+
+Deno.test("SingleFlight.run() a caller sharing a call with the largest timeout_ms the rules file takes waits for it, not an overflowed timer", async () => {
+  await withKv(async (kv) => {
+    const flights = new SingleFlight(kv);
+    const origin = countingOrigin(() => answer(200, "t"), 50);
+    // The schema's maximum: a timer past 2^31 - 1 ms fires at once.
+    const options = origin.options({ timeoutMs: 2 ** 31 - 1 });
+    const results = await Promise.allSettled([
+      flights.run(KEY, options),
+      flights.run(KEY, options),
+    ]);
+    assert.deepEqual(
+      results.map((r) => r.status === "fulfilled" ? r.value.cache : (r.reason as HttpError).code),
+      ["miss", "coalesced"],
+    );
+    assert.equal(origin.calls, 1);
+  });
+});
+
+Deno.test("SingleFlight.run() storage leak: every lease, answer, chunk and not-shared marker it writes carries an expireIn", async () => {
+  // Recorded, not waited for: an in-memory store still read a key 2 s after its expireIn: 50.
+  await withKv(async (kv) => {
+    const sets: Array<{ key: Deno.KvKey; expireIn?: number }> = [];
+    const recording = withAtomic(kv, (op) => {
+      const set = op.set.bind(op);
+      op.set = (key, value, options) => {
+        sets.push({ key, expireIn: options?.expireIn });
+        return set(key, value, options);
+      };
+    });
+    const flights = new SingleFlight(recording, { leaseMarginMs: 100 });
+    for (const [i, size] of [[1, 10], [2, 100 * 1024], [3, MAX_CACHED_BODY_BYTES + 1]]) {
+      const origin = countingOrigin(() => answer(200, "x".repeat(size)), 0);
+      await flights.run(String(i).repeat(64), origin.options({ ttlMs: 1_000 }));
+    }
+    assert.deepEqual([...new Set(sets.map((s) => s.key[1]))].sort(), ["chunk", "lease", "result"]);
+    const lasting = sets.filter((s) => !(typeof s.expireIn === "number" && s.expireIn > 0));
+    assert.deepEqual(lasting.map((s) => s.key.slice(0, 2)), [], "written to stay forever");
   });
 });
