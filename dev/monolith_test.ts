@@ -404,3 +404,103 @@ Deno.test("startMonolith() JoinClass reads a class code in any letter case, as S
     await us.close();
   }
 });
+
+Deno.test("startMonolith() Signup: a username another region starts with is taken, so no one has two accounts", async () => {
+  // As `deno task dev` builds them: one shared set, AU then US. A "james" signed up in AU as
+  // well made the broadcast login find two owners.
+  const taken = new Set<string>();
+  const au = startMonolith({ region: "au", users: {}, takenUsernames: taken });
+  const us = startMonolith({
+    region: "us",
+    users: { james: { password: "eagle", name: "James" } },
+    takenUsernames: taken,
+  });
+  try {
+    const response = await fetch(
+      `${au.url}/graphql`,
+      graphql("Signup", { username: "james", password: "eagle", classCode: "AU-1" }),
+    );
+    const body = await response.json();
+    assert.deepEqual(body.data, { signup: { ok: false } });
+    assert.equal(body.errors[0].message, 'Cannot sign up "james": username is taken');
+  } finally {
+    await au.close();
+    await us.close();
+  }
+});
+
+Deno.test("startMonolith() Signup refuses an empty username, which the login form could then log in as", async () => {
+  const au = startMonolith({ region: "au", users: {} });
+  try {
+    const response = await fetch(
+      `${au.url}/graphql`,
+      graphql("Signup", { username: "", password: "pw", classCode: "AU-1" }),
+    );
+    const body = await response.json();
+    assert.equal(body.data, null);
+    assert.match(body.errors[0].message, /^Signup needs string variables/);
+  } finally {
+    await au.close();
+  }
+});
+
+Deno.test("startMonolith() JoinClass without a code is a GraphQL error, not a 500", async () => {
+  const au = startMonolith({ region: "au", users: {} });
+  try {
+    const response = await fetch(`${au.url}/graphql`, graphql("JoinClass", {}));
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), {
+      data: null,
+      errors: [{ message: 'Cannot join class "undefined": not a class in region AU' }],
+    });
+  } finally {
+    await au.close();
+  }
+});
+
+Deno.test("startMonolith() staff page offers a switch to each other region only, not to its own", async () => {
+  const us = startMonolith({
+    region: "us",
+    users: { sam: { password: "staff", name: "Sam", staff: true } },
+    switchSecret: "s",
+    regions: ["au", "us"],
+  });
+  try {
+    const login = await fetch(`${us.url}/accounts/login/`, {
+      method: "POST",
+      body: new URLSearchParams({ username: "sam", password: "staff" }),
+      redirect: "manual",
+    });
+    await login.body?.cancel();
+    const cookie = login.headers.getSetCookie().map((c) => c.split(";")[0]).join("; ");
+    const home = await (await fetch(`${us.url}/`, { headers: { cookie } })).text();
+    assert.deepEqual(
+      [...home.matchAll(/action="\/staff\/switch-region\/([a-z]+)"/g)].map((m) => m[1]),
+      ["au"],
+    );
+    assert.doesNotMatch(home, /Switch to region US/);
+  } finally {
+    await us.close();
+  }
+});
+
+Deno.test('startWebsite() says "none" when a visitor sent no cookies', async () => {
+  const website = startWebsite();
+  try {
+    const body = await (await fetch(`${website.url}/about`)).text();
+    assert.match(body, /Cookies received \(names only\): none</);
+  } finally {
+    await website.close();
+  }
+});
+
+Deno.test("startMonolith() on an IPv6 hostname (::1) reports a URL fetch can reach", async () => {
+  const monolith = startMonolith({ region: "au", users: {}, hostname: "::1" });
+  try {
+    assert.match(monolith.url, /^http:\/\/\[::1\]:\d+$/);
+    const response = await fetch(`${monolith.url}/`);
+    assert.match(await response.text(), /Served by region AU/);
+  } finally {
+    await monolith.close();
+  }
+});

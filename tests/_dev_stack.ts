@@ -7,6 +7,9 @@ export interface DevStack {
   stop(signal?: Deno.Signal): Promise<void>;
 }
 
+/** How long a stack may take to stop after its signal: past vestibule's 25 s grace period. */
+const STOP_MS = 30_000;
+
 /** Starts `dev/stack.ts` with `env` and reads its stdout until the banner's last line, or `ms`. */
 export async function startDevStack(env: Record<string, string>, ms = 20_000): Promise<DevStack> {
   const stack = new Deno.Command(Deno.execPath(), {
@@ -40,8 +43,17 @@ export async function startDevStack(env: Record<string, string>, ms = 20_000): P
       } catch {
         // Already gone (a stack that could not start).
       }
+      // Bounded: a stack that ignores the signal fails the test instead of hanging the suite.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const exited = await Promise.race([
+        stack.status.then(() => true),
+        new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), STOP_MS)),
+      ]);
+      clearTimeout(timer);
+      if (!exited) stack.kill("SIGKILL");
       await stack.status;
       await reader.cancel().catch(() => {});
+      if (!exited) throw new Error(`the dev stack did not exit within ${STOP_MS} ms of ${signal}`);
     },
   };
 }

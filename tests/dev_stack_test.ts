@@ -1,5 +1,6 @@
 /** `deno task dev` end to end: the stack a newcomer clicks through, driven over HTTP. */
 import assert from "node:assert/strict";
+import { startDevStack } from "./_dev_stack.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -161,5 +162,93 @@ Deno.test("deno task dev: anonymous pages, website, broadcast login and pin, wro
     await stack.status;
     await stack.stdout.cancel();
     await stack.stderr.cancel();
+  }
+});
+
+// The banner is the newcomer's map (README, "Local stack"): every link, login and command it prints
+// must lead where it says, and the shell's own vestibule settings must not change the stack.
+/** The banner line that starts with `label`, after the label. */
+function line(stdout: string, label: string): string {
+  const found = new RegExp(`^ {2}${label} +(.*)$`, "m").exec(stdout)?.[1];
+  assert.ok(found, `a "${label}" line in the banner: ${stdout}`);
+  return found;
+}
+
+function firstUrl(text: string): string {
+  const url = /http:\/\/\S+/.exec(text)?.[0];
+  assert.ok(url, `a URL in ${text}`);
+  return url;
+}
+
+async function text(url: string, init?: RequestInit): Promise<string> {
+  return await (await fetch(url, init)).text();
+}
+
+Deno.test("deno task dev: every link, login and command the banner prints leads where it says", async (t) => {
+  const stack = await startDevStack({ PORT: "0" });
+  const { stdout } = stack;
+  try {
+    await t.step("open: the assumed region, US", async () => {
+      assert.match(await text(firstUrl(line(stdout, "open"))), /Served by region US/);
+    });
+    await t.step("about: the global website", async () => {
+      assert.match(await text(firstUrl(line(stdout, "about"))), /Served by the global website/);
+    });
+    const logIn = line(stdout, "log in");
+    await t.step("log in: the login form", async () => {
+      assert.match(await text(firstUrl(logIn)), /Log in to region US/);
+    });
+    await t.step("log in: each user and password it names pins the region it names", async () => {
+      const users = [...logIn.matchAll(/(\w+) \/ (\w+) \((AU|US)\)/g)];
+      assert.equal(users.length, 2, logIn);
+      for (const [, username, password, region] of users) {
+        const response = await fetch(firstUrl(logIn), {
+          method: "POST",
+          body: new URLSearchParams({ username, password }),
+          redirect: "manual",
+        });
+        await response.body?.cancel();
+        assert.equal(response.status, 302, `${username} / ${password}`);
+        assert.match(
+          response.headers.getSetCookie().at(-1)!,
+          new RegExp(`^__Host-vestibule-region=${region.toLowerCase()};`),
+          `${username} is a ${region} user`,
+        );
+      }
+    });
+    await t.step("GraphQL: the demo page", async () => {
+      assert.match(await text(firstUrl(line(stdout, "GraphQL"))), /GraphQL demo/);
+    });
+    await t.step("as AU: the curl command reaches AU", async () => {
+      const command = /^curl -H '([^':]+): ([^']*)' (\S+)$/.exec(line(stdout, "as AU"));
+      assert.ok(command, "one curl command");
+      const [, name, value, url] = command;
+      assert.match(await text(url, { headers: { [name]: value } }), /Served by region AU/);
+    });
+    await t.step("upstreams: each URL is the server it names", async () => {
+      const upstreams = line(stdout, "upstreams");
+      const [au, us, website] = ["AU", "US", "website"].map((name) =>
+        new RegExp(`${name} (http://\\S+)`).exec(upstreams)?.[1]
+      );
+      assert.ok(au && us && website, upstreams);
+      assert.match(await text(`${au}/`), /Served by region AU/);
+      assert.match(await text(`${us}/`), /Served by region US/);
+      assert.match(await text(`${website}/about`), /Served by the global website/);
+    });
+  } finally {
+    await stack.stop();
+  }
+});
+
+Deno.test("deno task dev: a shell's VESTIBULE_SHUTDOWN_GRACE_MS, meant for another deploy, does not stop the stack's vestibule", async () => {
+  // "30s": fine for the supervisor it was written for, refused by vestibule at start-up. The stack
+  // runs vestibule with its own settings, none of the shell's VESTIBULE_*.
+  const stack = await startDevStack({ PORT: "0", VESTIBULE_SHUTDOWN_GRACE_MS: "30s" });
+  try {
+    const open = /^ {2}open +(\S+)/m.exec(stack.stdout)?.[1];
+    assert.ok(open, `the banner, so vestibule listens: ${stack.stdout}`);
+    assert.match(await text(open), /Served by region US/);
+  } finally {
+    await stack.stop();
   }
 });

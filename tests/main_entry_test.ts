@@ -7,22 +7,33 @@ import { deadPort, startUpstream, type TestServer, untilHealthy } from "./_serve
 
 /**
  * Runs `deno run main.ts` with `rules` and `env` while `fn` runs, then stops it; with every
- * permission unless `permissions` names the ones to give.
+ * permission unless `permissions` names the ones to give. Without `rules`, main.ts finds its own
+ * (no `VESTIBULE_RULES`), and `env` is all it gets besides what Deno needs to run.
  */
 async function withMain(
-  rules: Record<string, unknown>,
+  rules: Record<string, unknown> | undefined,
   env: Record<string, string>,
-  fn: (base: string) => Promise<void>,
+  fn: (base: string, port: number) => Promise<void>,
   permissions = ["--allow-all"],
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "main_entry_test_" });
   const path = `${dir}/rules.json`;
   await Deno.writeTextFile(path, JSON.stringify(rules));
   const port = deadPort();
+  const own = ["HOME", "DENO_DIR", "PATH"].flatMap((name) => {
+    const value = Deno.env.get(name);
+    return value === undefined ? [] : [[name, value]];
+  });
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...permissions, "main.ts"],
     cwd: new URL("../", import.meta.url),
-    env: { PORT: String(port), VESTIBULE_RULES: path, NO_COLOR: "1", ...env },
+    clearEnv: rules === undefined,
+    env: {
+      PORT: String(port),
+      NO_COLOR: "1",
+      ...(rules === undefined ? Object.fromEntries(own) : { VESTIBULE_RULES: path }),
+      ...env,
+    },
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -36,7 +47,7 @@ async function withMain(
         cause: error,
       });
     });
-    await fn(base);
+    await fn(base, port);
   } finally {
     try {
       child.kill("SIGTERM");
@@ -122,5 +133,35 @@ Deno.test("main.ts loads the IP country table when the rules set geo.ip_lookup: 
     });
   } finally {
     await Promise.all(servers.map((s) => s.close()));
+  }
+});
+
+Deno.test("main.ts without VESTIBULE_RULES serves the shipped ./rules.json, on every address", async (t) => {
+  const up = startUpstream(() => new Response("from the region"));
+  // What the shipped rules refer to; nothing else of the shell running the tests.
+  const env = {
+    AU_ORIGIN: up.url,
+    AU_SECRET: "test-au-secret",
+    US_ORIGIN: up.url,
+    WEBSITE_ORIGIN: up.url,
+  };
+  try {
+    await withMain(undefined, env, async (base, port) => {
+      await t.step("the shipped rules route /dashboard to the default region", async () => {
+        const response = await fetch(`${base}/dashboard`);
+        assert.equal(await response.text(), "from the region");
+        assert.deepEqual(up.received.map((r) => r.path), ["/dashboard"]);
+      });
+      await t.step(
+        "answers on an address other than 127.0.0.1, as a published port needs",
+        async () => {
+          const response = await fetch(`http://127.0.0.2:${port}/_vestibule/health`);
+          await response.body?.cancel();
+          assert.equal(response.status, 200);
+        },
+      );
+    });
+  } finally {
+    await up.close();
   }
 });
