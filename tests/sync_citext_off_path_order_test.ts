@@ -11,6 +11,11 @@ import { attemptOn, BACKENDS, fingerprint } from "./sync_fixtures.ts";
 
 const postgres = BACKENDS.find((backend) => backend.name === "postgres")!;
 
+/** citext moved to schema `ext`, off the search path, then `tables`' DDL. */
+const offPath = (tables: string) =>
+  `CREATE EXTENSION IF NOT EXISTS citext; CREATE SCHEMA IF NOT EXISTS ext;
+  ALTER EXTENSION citext SET SCHEMA ext; ${tables}`;
+
 /** What one attempt on a table reports having written. */
 type Expected = { inserts: number; updates: number; deletes: number };
 
@@ -20,10 +25,8 @@ Deno.test({
   async fn(t) {
     const pair = await postgres.pair();
     try {
-      const ddl = `CREATE EXTENSION IF NOT EXISTS citext; CREATE SCHEMA IF NOT EXISTS ext;
-        ALTER EXTENSION citext SET SCHEMA ext;
-        CREATE TABLE k_pages (k ext.citext PRIMARY KEY, v int);
-        CREATE TABLE k_pairs (k ext.citext, n int, v int, PRIMARY KEY (k, n));`;
+      const ddl = offPath(`CREATE TABLE k_pages (k ext.citext PRIMARY KEY, v int);
+        CREATE TABLE k_pairs (k ext.citext, n int, v int, PRIMARY KEY (k, n));`);
       await pair.owner.exec(
         `${ddl} INSERT INTO k_pages VALUES ('a', 1), ('B', 2), ('c', 3), ('D', 4), ('e', 5);
          INSERT INTO k_pairs SELECT k, n, 1 FROM k_pages, generate_series(1, 2) AS n;`,
@@ -66,9 +69,7 @@ Deno.test({
   async fn() {
     const pair = await postgres.pair();
     try {
-      const ddl = `CREATE EXTENSION IF NOT EXISTS citext; CREATE SCHEMA ext;
-        ALTER EXTENSION citext SET SCHEMA ext;
-        CREATE TABLE seat (k ext.citext PRIMARY KEY, code text UNIQUE, v int);`;
+      const ddl = offPath(`CREATE TABLE seat (k ext.citext PRIMARY KEY, code text UNIQUE, v int);`);
       // The owner moved code X from b to a and Y from a to b: no order of UPDATEs applies it.
       await pair.owner.exec(ddl + `INSERT INTO seat VALUES ('a', 'X', 1), ('b', 'Y', 2);`);
       await pair.destination.exec(ddl + `INSERT INTO seat VALUES ('A', 'Y', 1), ('b', 'X', 2);`);
@@ -99,9 +100,7 @@ Deno.test({
   async fn(t) {
     const pair = await postgres.pair();
     try {
-      const ddl = `CREATE EXTENSION IF NOT EXISTS citext; CREATE SCHEMA IF NOT EXISTS ext;
-        ALTER EXTENSION citext SET SCHEMA ext;
-        CREATE TABLE cpair (k ext.citext, n int, v int, PRIMARY KEY (k, n));`;
+      const ddl = offPath(`CREATE TABLE cpair (k ext.citext, n int, v int, PRIMARY KEY (k, n));`);
       // Letter case alternates, so citext order is not byte order: 900 rows, several segments,
       // and a segment may start at any of a key's 3 rows.
       const rows = `SELECT CASE WHEN i % 2 = 0 THEN 'K' ELSE 'k' END || lpad(i::text, 4, '0'),
