@@ -157,3 +157,27 @@ Deno.test("DeadlineQueue: a settled deadline no longer holds its callback (nor w
   clock.advance(100);
   assert.equal(held.onExpire, undefined, "an expired one lets go too");
 });
+
+Deno.test("DeadlineQueue: after an outage's timeouts, one hanging call still does not keep every finished call after it", () => {
+  const clock = new ManualClock();
+  const queue = new DeadlineQueue(clock);
+  const other = queue.add(60_000, () => {}); // another duration keeps the queue from emptying
+  let expired = 0;
+  // A dead region: every call of this duration times out.
+  for (let i = 0; i < 10_000; i++) queue.add(1_000, () => expired++);
+  clock.advance(1_000);
+  assert.equal(expired, 10_000);
+  // The region is back: one call hangs, every later one finishes at once.
+  const hanging = queue.add(1_000, () => {});
+  for (let i = 0; i < 100_000; i++) {
+    queue.add(1_000, () => {}).cancel();
+    assert.ok(
+      queue.retained <= 4 * 2048 + 1,
+      `${queue.retained} entries held after ${i + 1} calls`,
+    );
+  }
+  assert.equal(queue.size, 2);
+  hanging.cancel();
+  other.cancel();
+  assert.equal(clock.timers.size, 0);
+});

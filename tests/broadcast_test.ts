@@ -768,3 +768,166 @@ Deno.test("false outage: a broadcast HEAD that declares Content-Length: 0 reache
     await Promise.all([edge.close(), us.close()]);
   }
 });
+
+/** Access-log lines `startVestibule` writes, parsed, for `withRegions`' deps. */
+function accessLines() {
+  const lines: Record<string, unknown>[] = [];
+  return { lines, deps: { log: (line: string) => lines.push(JSON.parse(line)) } };
+}
+
+Deno.test("wrong region: with allow_multiple_success a preferred region's failure does not hide the owner's login", () => {
+  const { lines, deps } = accessLines();
+  return withRegions(
+    { au: LOGIN_OK, us: LOGIN_FORM }, // us, the default and so preferred region, fails at once
+    { ...LOGIN_RULE, allow_multiple_success: true },
+    async ({ edge }) => {
+      const res = await post(edge);
+      await res.body?.cancel();
+      assert.equal(res.status, 302);
+      assert.match(res.headers.getSetCookie().at(-1)!, /__Host-vestibule-region=au;/);
+      assert.deepEqual([lines[0].outcome, lines[0].region], ["success", "au"]);
+    },
+    deps,
+  );
+});
+
+Deno.test("false outage: a broadcast GET that declares Content-Length: 0 reaches every region, not 502", () =>
+  withRegions(
+    {
+      au: () => new Response("au", { status: 404 }),
+      us: () => new Response("us", { status: 200 }),
+    },
+    { match: { path: "^/status$" }, success: { status: "2xx" } },
+    async ({ edge, au, us }) => {
+      // `fetch` refuses a GET with a body, even an empty one: a declared empty one is no body.
+      const answer = await rawRequest(
+        edge.port,
+        "GET /status HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 0\r\n" +
+          "Connection: close\r\n\r\n",
+      );
+      assert.match(answer, /^HTTP\/1\.1 200 /);
+      assert.deepEqual([au!.received.length, us!.received.length], [1, 1]);
+    },
+  ));
+
+Deno.test("access log: a broadcast failure names the region whose answer the client got", () => {
+  const { lines, deps } = accessLines();
+  return withRegions(
+    {
+      au: () => new Response("wrong password (au owns you)", { status: 401 }),
+      us: () => new Response("down", { status: 503 }),
+    },
+    { ...LOGIN_RULE, prefer_failure: { status: [401] } },
+    async ({ edge }) => {
+      const res = await post(edge); // us is the assumed region, yet au's failure is the best
+      assert.equal(await res.text(), "wrong password (au owns you)");
+      assert.deepEqual([lines[0].outcome, lines[0].region], ["failure", "au"]);
+    },
+    deps,
+  );
+});
+
+Deno.test("access log: a region cut off by a client that hung up keeps how long it had been out", async () => {
+  const { lines, deps } = accessLines();
+  const release = Promise.withResolvers<void>();
+  const reached = Promise.withResolvers<void>();
+  const hang: Handler = async (req) => {
+    reached.resolve();
+    await Promise.race([
+      release.promise,
+      new Promise((r) => req.signal.addEventListener("abort", r)),
+    ]);
+    return new Response("late");
+  };
+  await withRegions({ au: LOGIN_FORM, us: hang }, LOGIN_RULE, async ({ edge }) => {
+    try {
+      const gone = new AbortController();
+      const sent = post(edge, { signal: gone.signal }).catch(() => {});
+      await reached.promise;
+      const heldFrom = performance.now();
+      await new Promise((r) => setTimeout(r, 150));
+      gone.abort();
+      await sent;
+      const waited = performance.now() - heldFrom;
+      for (let i = 0; i < 100 && lines.length === 0; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.equal(lines[0].status, 499);
+      const us = (lines[0].regions as { region: string; error?: string; ms: number }[])
+        .find((r) => r.region === "us")!;
+      assert.equal(us.error, "client_closed");
+      assert.ok(us.ms >= 140 && us.ms <= waited + 1000, `us was out ${us.ms} ms`);
+    } finally {
+      release.resolve();
+    }
+  }, deps);
+});
+
+Deno.test("wrong answer: the shipped signup rule returns the class region's 'name taken' byte for byte", () => {
+  // rules.json's signup: success and prefer_failure both read the JSON body of a 200.
+  const { lines, deps } = accessLines();
+  const taken = '{"data":{"signup":{"ok":false,"reason":"name taken"}}}';
+  const elsewhere = '{"data":{"signup":null},"errors":[{"message":"class not in region"}]}';
+  const json = (text: string) => () =>
+    new Response(text, { headers: { "content-type": "application/json" } });
+  return withRegions(
+    { au: json(taken), us: json(elsewhere) },
+    {
+      success: { status: "2xx", json: { path: "data.signup.ok", equals: true } },
+      prefer_failure: { status: "2xx", json: { path: "data.signup.ok", equals: false } },
+    },
+    async ({ edge }) => {
+      const res = await post(edge);
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), taken);
+      assert.deepEqual(res.headers.getSetCookie(), [], "a failure pins nobody");
+      assert.deepEqual([lines[0].outcome, lines[0].region], ["failure", "au"]);
+    },
+    deps,
+  );
+});
+
+Deno.test("false login: a success header check is no success for an answer without that header", () => {
+  const { lines, deps } = accessLines();
+  return withRegions(
+    {
+      au: () => new Response("welcome", { headers: { "x-login-user": "kim" } }),
+      us: () => new Response("no such user"), // the same status, but no header at all
+    },
+    { success: { status: "2xx", headers: { "x-login-user": ".+" } } },
+    async ({ edge }) => {
+      const res = await post(edge);
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), "welcome");
+      assert.match(res.headers.getSetCookie().at(-1)!, /__Host-vestibule-region=au;/);
+      assert.equal(lines[0].outcome, "success");
+    },
+    deps,
+  );
+});
+
+Deno.test("slow region: a broadcast without its own timeout_ms waits a hanging region's timeout_ms, not the 30 s default", async () => {
+  const release = Promise.withResolvers<void>();
+  const au = startUpstream(async () => {
+    await release.promise;
+    return new Response("late");
+  });
+  const us = startUpstream(LOGIN_OK);
+  const edge = startVestibule({
+    regions: { au: { origin: au.url, timeout_ms: 300 }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "login", type: "broadcast", ...LOGIN_RULE }],
+  });
+  try {
+    const started = performance.now();
+    // Far past au's 300 ms, far short of 30 s.
+    const res = await post(edge, { signal: AbortSignal.timeout(5_000) });
+    const elapsed = performance.now() - started;
+    await res.body?.cancel();
+    assert.equal(res.status, 302);
+    assert.ok(elapsed >= 290 && elapsed < 2_000, `answered after ${elapsed} ms`);
+  } finally {
+    release.resolve();
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
