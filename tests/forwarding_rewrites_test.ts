@@ -938,3 +938,87 @@ Deno.test("redirect rule: a query with raw UTF-8 goes on percent-encoded, not as
     await edge.close();
   }
 });
+
+Deno.test("hop-by-hop leak: Keep-Alive and Trailer, not named in Connection, go neither way", async (t) => {
+  const up = startUpstream();
+  const edge = startVestibule(oneRegion(up.url));
+  const raw = rawUpstream(() =>
+    "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=100\r\nTrailer: x-checksum\r\n" +
+    "X-Kept: 1\r\nContent-Length: 2\r\n\r\nhi"
+  );
+  const rawEdge = startVestibule(oneRegion(raw.url));
+  try {
+    await t.step("client to upstream", async () => {
+      await rawRequest(
+        edge.port,
+        "GET / HTTP/1.1\r\nHost: a\r\nKeep-Alive: timeout=5\r\nTrailer: x-checksum\r\n" +
+          "X-Kept: 1\r\nConnection: close\r\n\r\n",
+      );
+      const h = up.received[0].headers;
+      assert.equal(h.get("keep-alive"), null);
+      assert.equal(h.get("trailer"), null);
+      assert.equal(h.get("x-kept"), "1");
+    });
+    await t.step("upstream to client", async () => {
+      const answer = (await rawRequest(
+        rawEdge.port,
+        "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+      )).toLowerCase();
+      assert.doesNotMatch(answer, /\r\nkeep-alive:/);
+      assert.doesNotMatch(answer, /\r\ntrailer:/);
+      assert.match(answer, /\r\nx-kept: 1\r\n/);
+      assert.ok(answer.endsWith("\r\n\r\nhi"));
+    });
+  } finally {
+    await Promise.all([edge.close(), up.close(), rawEdge.close(), raw.close()]);
+  }
+});
+
+// A bodiless answer vestibule must copy to change its headers stays bodiless: Response refuses a
+// body, even an empty stream, for 204 and 304.
+Deno.test("bodiless answers: a 204 or 304 that vestibule must copy (Set-Cookie, Connection) keeps its status and headers", async (t) => {
+  const up = startUpstream((req) => {
+    const status = new URL(req.url).pathname === "/not-modified" ? 304 : 204;
+    const headers = new Headers({ etag: '"v1"', connection: "x-hop", "x-hop": "1" });
+    headers.append("set-cookie", "seen=1; Path=/");
+    return new Response(null, { status, headers });
+  });
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    for (const [path, status] of [["/saved", 204], ["/not-modified", 304]] as const) {
+      await t.step(`${status}`, async () => {
+        const res = await fetch(`${edge.url}${path}`);
+        assert.equal(res.status, status);
+        assert.equal(await res.text(), "");
+        assert.deepEqual(res.headers.getSetCookie(), ["seen=1; Path=/"]);
+        assert.equal(res.headers.get("etag"), '"v1"');
+        assert.equal(res.headers.get("x-hop"), null);
+      });
+    }
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("signed links: a redirect rule keeps the query when the request target also carries a #fragment", async () => {
+  const edge = startVestibule({
+    regions: { us: { origin: "http://127.0.0.1:1" } },
+    default_region: "us",
+    rules: [{
+      name: "help",
+      type: "global",
+      match: { path: "^/help/(.*)$" },
+      redirect: { location: "https://help.example.com/$1" },
+    }],
+  });
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      "GET /help/x?lang=fr&sig=abc#top HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(answer, /^HTTP\/1\.1 302/);
+    assert.match(answer, /\r\nlocation: https:\/\/help\.example\.com\/x\?lang=fr&sig=abc\r\n/i);
+  } finally {
+    await edge.close();
+  }
+});

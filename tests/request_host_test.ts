@@ -382,3 +382,38 @@ Deno.test("access log: behind a trusted proxy, requests answered before routing 
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+Deno.test("routing by Host: beside an absolute-form target, a headers.host rule sees the target's host, not the Host header", async (t) => {
+  const admin = startUpstream();
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { us: { origin: us.url } },
+    upstreams: { admin: { origin: admin.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "admin",
+        type: "global",
+        match: { headers: { host: "^admin\\.example$" } },
+        upstream: "admin",
+      },
+      { name: "rest", type: "regional" },
+    ],
+  });
+  const send = (target: string, host: string) =>
+    rawRequest(edge.port, `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+  try {
+    await t.step("a forged Host does not reach the admin upstream", async () => {
+      assert.match(await send("http://www.example/x", "admin.example"), /^HTTP\/1\.1 200/);
+      assert.equal(admin.received.length, 0);
+      assert.equal(us.received.at(-1)?.headers.get("x-forwarded-host"), "www.example");
+    });
+    await t.step("the target's host is the one the rule matches", async () => {
+      assert.match(await send("http://admin.example/x", "www.example"), /^HTTP\/1\.1 200/);
+      assert.equal(admin.received.length, 1);
+      assert.equal(admin.received[0].headers.get("x-forwarded-host"), "admin.example");
+    });
+  } finally {
+    await Promise.all([edge.close(), admin.close(), us.close()]);
+  }
+});
