@@ -1028,3 +1028,12 @@ Deno.test("rule confusion: a base64 field whose '=' Python decodes past (Django 
     await t.step(code, async () => assert.equal(await base64Code(code), "app"));
   }
 });
+
+Deno.test("rule confusion: a base64 field with '=' after whole groups, which Python decodes and the length check took for refused (Django reads abc, ab)", async (t) => {
+  // CPython 3.11's b64decode ignores a '=' that comes after a whole group of four, and stops at
+  // the first '=' after three characters: "YWJj=" and "YWJj\n==" are b"abc", "YWJ==" is b"ab".
+  // Their length is no multiple of 4, so they were taken for values Django keeps raw.
+  for (const code of ["YWJj=", "YWJj\n==", "YWJ=="]) {
+    await t.step(JSON.stringify(code), async () => assert.equal(await base64Code(code), "app"));
+  }
+});

@@ -23,15 +23,21 @@ const SLICE_BYTES = 16 * 1024;
 /**
  * The bytes Python's `base64.b64decode` gives for `raw`, or `undefined` where it raises (and
  * Django keeps the raw bytes): characters outside the alphabet are dropped, and what is left must
- * be whole groups of four, `=` only at the end. `null` for a `=` inside, or more than two at the
- * end: Python 3.11 decodes past them (`YWJj====` to `abc`, `YW==JjZA` to `a`) where a strict
- * decoder refuses, so the value is one no framework agrees on.
+ * be whole groups of four, `=` only at the end (padding, or ignored after whole groups). `null`
+ * for a `=` inside, or more than two at the end: Python 3.11 decodes past them (`YWJj====` to
+ * `abc`, `YW==JjZA` to `a`) where a strict decoder refuses, so the value is one no framework
+ * agrees on.
  */
 function pythonBase64(raw: Uint8Array): Uint8Array | undefined | null {
   const text = new TextDecoder("latin1").decode(raw).replace(/[^A-Za-z0-9+/=]/g, "");
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return null;
-  if (text.length % 4 !== 0) return undefined;
-  return Buffer.from(text, "base64");
+  // Python ignores a `=` after a whole group of four, and stops at the one that ends a group
+  // (`YWJj=` is `abc`, `YWJ==` is `ab`); a last group of 1, or 2 or 3 left unpadded, raises.
+  const data = text.replace(/=+$/, "");
+  const rest = data.length % 4;
+  const pads = text.length - data.length;
+  if (rest === 1 || (rest === 2 && pads < 2) || (rest === 3 && pads < 1)) return undefined;
+  return Buffer.from(data, "base64");
 }
 
 /**
