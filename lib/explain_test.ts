@@ -3,6 +3,9 @@ import { explainRequest } from "./explain.ts";
 import { formatExplanation } from "./explain_text.ts";
 import { parseRules } from "./load_rules.ts";
 
+const NO_IP_DATABASE =
+  "geo.ip_lookup is on but no IP database is loaded here: the IP was not looked up";
+
 const ENV: Record<string, string> = {
   AU_ORIGIN: "http://au.test:8001",
   AU_SECRET: "au-secret-value",
@@ -453,11 +456,7 @@ Deno.test("explainRequest() uses an injected IP lookup and says when there is no
 
   const blind = await explainRequest(request, geo);
   assert.deepEqual([blind.region, blind.reason], ["us", "default"]);
-  assert.ok(
-    blind.notes.includes(
-      "geo.ip_lookup is on but no IP database is loaded here: the IP was not looked up",
-    ),
-  );
+  assert.ok(blind.notes.includes(NO_IP_DATABASE));
 });
 
 Deno.test("explainRequest() never prints a URL's credentials", async () => {
@@ -537,4 +536,30 @@ Deno.test("explainRequest() lists no Accept-Encoding for a WebSocket upgrade tha
   const { headers } = e.targets[0].forward;
   assert.equal(headers.set["user-agent"], `Deno/${Deno.version.deno}`);
   assert.ok(!("accept-encoding" in headers.set), JSON.stringify(headers.set));
+});
+
+Deno.test("explain: no IP-database warning when a pin, not geolocation, chose the region", async (t) => {
+  const config = parseRules(
+    JSON.stringify({
+      regions: { au: { origin: "http://au.test" }, us: { origin: "http://us.test" } },
+      default_region: "us",
+      geo: { countries: { AU: "au" }, ip_lookup: true },
+      rules: [{ name: "app", type: "regional" }],
+    }),
+    { env: () => undefined },
+  );
+  await t.step("pinned by cookie: the IP decides nothing", async () => {
+    const e = await explainRequest({
+      method: "GET",
+      url: "https://app.example.com/",
+      headers: { cookie: "__Host-vestibule-region=au" },
+    }, config);
+    assert.deepEqual([e.region, e.reason], ["au", "pin cookie"]);
+    assert.ok(!e.notes.includes(NO_IP_DATABASE), e.notes.join("\n"));
+  });
+  await t.step("unpinned: the warning is still given", async () => {
+    const e = await explainRequest({ method: "GET", url: "https://app.example.com/" }, config);
+    assert.deepEqual([e.region, e.reason], ["us", "default"]);
+    assert.ok(e.notes.includes(NO_IP_DATABASE), e.notes.join("\n"));
+  });
 });

@@ -398,3 +398,75 @@ Deno.test("check-rules never quotes a rules file's text around a JSON syntax err
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("explain: a chunked region_from body over the limit is 413, as the router answers", async (t) => {
+  const up = startUpstream();
+  const file = {
+    regions: { au: { origin: up.url }, us: { origin: up.url } },
+    default_region: "us",
+    body_limit_bytes: 16,
+    rules: [{ name: "switch", type: "regional", region_from: { query: "region" } }],
+  };
+  const edge = startVestibule(file);
+  const config = parseRules(JSON.stringify(file), { env: () => undefined });
+  const body = "region=au&pad=" + "x".repeat(40);
+  try {
+    await t.step("the router answers 413 body_too_large", async () => {
+      const chunk = body.length.toString(16);
+      const answer = await rawRequest(
+        edge.port,
+        "POST /switch?region=au HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\n" +
+          "Content-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n\r\n" +
+          `${chunk}\r\n${body}\r\n0\r\n\r\n`,
+      );
+      assert.match(answer, /^HTTP\/1\.1 413 /);
+    });
+    await t.step("explain says so, not the default region", async () => {
+      // No Content-Length of explain's own beside the client's Transfer-Encoding: a declared
+      // length over the limit would name no region and stream on (us, default).
+      const e = await explainRequest({
+        method: "POST",
+        url: "http://app.example/switch?region=au",
+        headers: {
+          "transfer-encoding": "chunked",
+          "content-type": "application/x-www-form-urlencoded",
+        },
+        body,
+      }, config);
+      assert.equal(e.refused?.code, "body_too_large", JSON.stringify(e));
+      assert.equal(e.region, undefined);
+    });
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("explain: vestibule's own endpoint under a Host typed with spaces around it", async () => {
+  const up = startUpstream();
+  const file = {
+    regions: { us: { origin: up.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  };
+  const edge = startVestibule(file);
+  const config = parseRules(JSON.stringify(file), { env: () => undefined });
+  try {
+    const answer = await rawRequest(
+      edge.port,
+      "GET /_vestibule/health HTTP/1.1\r\nHost:  app.example.com  \r\nConnection: close\r\n\r\n",
+    );
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+    assert.equal(up.received.length, 0, "the router tried no rule");
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+  // A route case's `"Host": " app.example.com "`: Deno.serve trims the value, and the router
+  // serves its health endpoint; no rule is tried.
+  const e = await explainRequest({
+    method: "GET",
+    url: "/_vestibule/health",
+    headers: [["host", " app.example.com "]],
+  }, config);
+  assert.equal(e.servedBy, "vestibule", JSON.stringify(e));
+  assert.equal(e.rule, undefined);
+});
