@@ -336,3 +336,29 @@ Deno.test("slow stop: bufferedLineWriter().drain() and stop() with nothing left 
   assert.equal(await within(log.drain(), 1000), undefined, "drain() once everything is written");
   assert.equal(await within(log.stop(), 1000), undefined, "stop() once everything is written");
 });
+
+Deno.test("mixed log lines: bufferedLineWriter() ends a line exactly as long as a batch with its own newline", async () => {
+  const out = recorder();
+  const log = bufferedLineWriter(out);
+  const full = "x".repeat(4096); // PIPE_BUF bytes before its newline
+  log(full);
+  log('{"next":1}');
+  await tick();
+  assert.deepEqual(out.text().split("\n"), [full, '{"next":1}', ""]);
+});
+
+Deno.test("lost log lines: bufferedLineWriter() keeps a batch that fills its queue bound exactly", async () => {
+  const out = stalledOutput();
+  const reports: string[] = [];
+  // Four batches of one 5-byte line each fill a 20-byte queue to the byte.
+  const log = bufferedLineWriter(out, { maxQueuedBytes: 20, report: (m) => reports.push(m) });
+  const lines = ["l1..", "l2..", "l3..", "l4.."];
+  const drained = lines.map((line) => {
+    log(line);
+    return log.drain();
+  });
+  out.release();
+  await Promise.all(drained);
+  assert.deepEqual(reports, [], "nothing dropped");
+  assert.equal(out.written.join(""), lines.map((l) => `${l}\n`).join(""));
+});

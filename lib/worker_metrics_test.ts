@@ -243,6 +243,29 @@ async function steps(t: Deno.TestContext): Promise<void> {
       }
     },
   );
+
+  await t.step(
+    "counter reset: an answer from a worker it never heard of is not merged (the next scrape would drop its counts)",
+    async () => {
+      await withRawPeer(async (worker, peer) => {
+        const theirs = new VestibuleMetrics();
+        for (let i = 0; i < 5; i++) record(theirs, 200, 1);
+        const offered = await theirs.json();
+        // The peer says hello as "mute", but answers every ask as "x", a worker never heard of.
+        peer.onmessage = (event) => {
+          const message = event.data;
+          if (message?.type !== "ask") return;
+          peer.postMessage({ type: "answer", from: "x", scrape: message.scrape, metrics: offered });
+        };
+        peer.postMessage({ type: "hello", from: "mute" });
+        await waitFor(() => worker.workers === 2, "the worker heard the peer");
+        record(worker.metrics, 200, 1);
+        const text = await worker.scrape();
+        assert.match(text, /^vestibule_requests_total\{[^}]*status_class="2xx"\} 1$/m);
+        assert.match(text, /^vestibule_workers 1$/m);
+      });
+    },
+  );
 }
 
 Deno.test("WorkerMetrics scrape timeout: a scrape every worker answered returns at once, not after its timeout", async () => {
