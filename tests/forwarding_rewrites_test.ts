@@ -4,7 +4,7 @@
  * The raw socket helpers send and read bytes exactly, with no client library tidying them up.
  */
 import assert from "node:assert/strict";
-import { brotliCompressSync, gzipSync } from "node:zlib";
+import { brotliCompressSync, deflateSync, gzipSync, zstdCompressSync } from "node:zlib";
 import { oneRegion, rawRequest, rawUpstream, startUpstream, startVestibule } from "./_servers.ts";
 
 Deno.test("https downgrade behind a trusted proxy: Location and cookie Domain use X-Forwarded-Proto and -Host", async () => {
@@ -574,6 +574,35 @@ Deno.test("compression: the client's own Accept-Encoding decides what it gets ba
         assert.equal(body(answer), text, "sent plain");
       } finally {
         await Promise.all([edge.close(), up.close()]);
+      }
+    },
+  );
+  await t.step(
+    "deflate and zstd, which fetch does not decode, reach the client as sent",
+    async () => {
+      for (
+        const [coding, bytes] of [
+          ["deflate", deflateSync(new TextEncoder().encode(text))],
+          ["zstd", zstdCompressSync(new TextEncoder().encode(text))],
+        ] as const
+      ) {
+        const sent = new Uint8Array(bytes);
+        const up = startUpstream(() =>
+          new Response(sent, {
+            headers: { "content-type": "text/plain", "content-encoding": coding },
+          })
+        );
+        const edge = startVestibule(oneRegion(up.url));
+        try {
+          // What Chrome and Firefox send; Deno's fetch on this side decodes gzip and br only too.
+          const res = await fetch(`${edge.url}/f`, {
+            headers: { "accept-encoding": "gzip, deflate, br, zstd" },
+          });
+          assert.equal(res.headers.get("content-encoding"), coding);
+          assert.deepEqual(new Uint8Array(await res.arrayBuffer()), sent, coding);
+        } finally {
+          await Promise.all([edge.close(), up.close()]);
+        }
       }
     },
   );

@@ -237,7 +237,7 @@ Deno.test("HEAD of a gzip 404 or 410 page: the answer's headers are GET's, not C
   }
 });
 
-Deno.test("GET with a body: refused with 400, not forwarded without it", async () => {
+Deno.test("GET with a body: refused with 400, not forwarded without it; a declared empty one goes on", async () => {
   const up = startUpstream();
   const edge = startVestibule(oneRegion(up.url));
   try {
@@ -250,6 +250,15 @@ Deno.test("GET with a body: refused with 400, not forwarded without it", async (
     assert.match(answer, /^HTTP\/1\.1 400 /);
     assert.match(answer, /body_not_allowed/);
     assert.equal(up.received.length, 0);
+    // Some HTTP clients declare an empty body on every GET: that is no body, and it goes on.
+    const empty = await rawRequest(
+      edge.port,
+      "GET /index HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(empty, /^HTTP\/1\.1 200 /);
+    assert.deepEqual(up.received.map((r) => [r.method, r.path, r.body.byteLength]), [
+      ["GET", "/index", 0],
+    ]);
   } finally {
     await Promise.all([edge.close(), up.close()]);
   }
