@@ -205,3 +205,20 @@ export async function settles<T>(promise: Promise<T>, ms: number, what: string):
   assert.ok(got !== "pending", `${what} within ${ms} ms`);
   return got as T;
 }
+
+/**
+ * One region's upstream, vestibule in front of it logging to `logs`, and the same rules compiled
+ * for explain: what the router does and what explain says, side by side.
+ */
+export function routerAndRules() {
+  const us = startUpstream();
+  const rules = {
+    regions: { us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  };
+  const logs: string[] = [];
+  const edge = startVestibule(rules, { deps: { log: (line) => logs.push(line) } });
+  const config = parseRules(JSON.stringify(rules), { env: () => undefined });
+  return { us, edge, logs, config };
+}

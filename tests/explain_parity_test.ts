@@ -4,7 +4,7 @@
  * printing a secret from a broken test file.
  */
 import assert from "node:assert/strict";
-import { rawRequest, startUpstream, startVestibule } from "./_servers.ts";
+import { rawRequest, routerAndRules, startUpstream, startVestibule } from "./_servers.ts";
 import { runTask } from "./_cli.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { explainRequest } from "../lib/explain.ts";
@@ -442,14 +442,7 @@ Deno.test("explain: a chunked region_from body over the limit is 413, as the rou
 });
 
 Deno.test("explain: vestibule's own endpoint under a Host typed with spaces around it", async () => {
-  const up = startUpstream();
-  const file = {
-    regions: { us: { origin: up.url } },
-    default_region: "us",
-    rules: [{ name: "app", type: "regional" }],
-  };
-  const edge = startVestibule(file);
-  const config = parseRules(JSON.stringify(file), { env: () => undefined });
+  const { us: up, edge, config } = routerAndRules();
   try {
     const answer = await rawRequest(
       edge.port,

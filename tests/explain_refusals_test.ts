@@ -4,29 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { runCli } from "./_cli.ts";
-import { firstAnswer, rawRequest, startUpstream, startVestibule } from "./_servers.ts";
+import { firstAnswer, rawRequest, routerAndRules } from "./_servers.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { explainRequest } from "../lib/explain.ts";
 import { formatExplanation } from "../lib/explain_text.ts";
 import { formatCaseResults, passed, runRouteCases } from "../lib/route_cases.ts";
 import type { RouteCase } from "../lib/route_cases_schema.ts";
-
-/**
- * One region's upstream, vestibule in front of it logging to `logs`, and the same rules compiled
- * for explain: what the router does and what explain says, side by side.
- */
-function routerAndRules() {
-  const us = startUpstream();
-  const rules = {
-    regions: { us: { origin: us.url } },
-    default_region: "us",
-    rules: [{ name: "app", type: "regional" }],
-  };
-  const logs: string[] = [];
-  const edge = startVestibule(rules, { deps: { log: (line) => logs.push(line) } });
-  const config = parseRules(JSON.stringify(rules), { env: () => undefined });
-  return { us, edge, logs, config };
-}
 
 Deno.test("explain never prints a URL's password, also for a request the router refuses", async (t) => {
   const cases: Array<[string, string[]]> = [

@@ -6,18 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { explainRequest } from "../lib/explain.ts";
-import { parseRules } from "../lib/load_rules.ts";
-import { rawRequest, startUpstream, startVestibule } from "./_servers.ts";
+import { rawRequest, routerAndRules } from "./_servers.ts";
 
 Deno.test("explainRequest() predicts the status a request with each Transfer-Encoding gets", async (t) => {
-  const up = startUpstream();
-  const file = {
-    regions: { us: { origin: up.url } },
-    default_region: "us",
-    rules: [{ name: "app", type: "regional" }],
-  };
-  const edge = startVestibule(file);
-  const config = parseRules(JSON.stringify(file), { env: () => undefined });
+  const { us: up, edge, config } = routerAndRules();
   try {
     const codings = [
       "chunked",
