@@ -26,32 +26,40 @@ Deno.test("lost log lines: a stop whose grace period runs out writes the access 
   for (const entry of ENTRIES) {
     // About 120 lines of about 900 bytes, more than a pipe holds (64 KiB), finishing 250 ms
     // before the grace period runs out, read only once the reader has caught up.
-    await t.step(entry, () =>
-      answersLogged(entry, {
+    await t.step(entry, async () => {
+      const answered = await answersLogged(entry, {
         answers: 120,
         path: (i) => `/answer-${i}-${"a".repeat(480)}`,
         finishAfterMs: (_i) => GRACE_MS - 250,
         readerLateMs: 250 + READER_LATE_MS,
-      }));
+      });
+      assert.ok(answered > 0, "some answers finished before the exit");
+    });
   }
 });
 
 Deno.test("lost log lines: deno serve --parallel writes the access line of every answer a client got in the second after the grace period", async () => {
   // Another worker's exit ends this one without warning; 240 answers finish over the last 30 ms
   // of that second, read all along by a reader that keeps up.
+  // On a loaded machine the whole window can fall after the exit, and then the run proves
+  // nothing: it is run again (each run checks every answer it got), at most three times.
   const spreadMs = 30;
-  await answersLogged("deno serve --parallel", {
-    answers: 240,
-    path: (i) => `/answer-${i}`,
-    finishAfterMs: (i) => GRACE_MS + DRAIN_AFTER_GRACE_MS - spreadMs + (i % spreadMs),
-  });
+  let answered = 0;
+  for (let run = 0; run < 3 && answered === 0; run++) {
+    answered = await answersLogged("deno serve --parallel", {
+      answers: 240,
+      path: (i) => `/answer-${i}`,
+      finishAfterMs: (i) => GRACE_MS + DRAIN_AFTER_GRACE_MS - spreadMs + (i % spreadMs),
+    });
+  }
+  assert.ok(answered > 0, "some answers finished before the exit, in one of three runs");
 });
 
 /**
  * Sends `answers` requests that the upstream holds until SIGTERM plus `finishAfterMs(i)`, with an
  * event stream in flight that holds the stop to its grace period; then checks every answer the
  * client got against the access lines on stdout (read from the start, or only `readerLateMs`
- * after the signal and the answers).
+ * after the signal and the answers). Returns how many answers the client got.
  */
 async function answersLogged(
   entry: (typeof ENTRIES)[number],
@@ -61,7 +69,7 @@ async function answersLogged(
     finishAfterMs: (i: number) => number;
     readerLateMs?: number;
   },
-): Promise<void> {
+): Promise<number> {
   const arrived = Promise.withResolvers<void>();
   const signalled = Promise.withResolvers<number>();
   const streams = eventStreams();
@@ -102,9 +110,9 @@ async function answersLogged(
     const text = await (early ?? read());
     const exit = await server.endWithin(10_000);
     clearTimeout(guard);
-    assert.ok(answered.size > 0, "some answers finished before the exit");
     assertEveryAnswerLogged(text, answered);
     assert.equal(exit, "exited with code 0");
+    return answered.size;
   } finally {
     await server?.close();
     await events?.cancel().catch(() => {});
