@@ -87,6 +87,21 @@ Deno.test("OCAP sends different bodies to the origin separately", async () => {
   });
 });
 
+Deno.test("OCAP code replay: callers of one code that differ only in Accept share one origin call", async () => {
+  // A second exchange of the code could make the provider revoke the first caller's tokens.
+  const upstream = provider(50);
+  await withOcap(upstream, async (base) => {
+    const responses = await Promise.all(
+      ["application/json", "application/x-www-form-urlencoded"].map((accept) =>
+        fetch(tokenRequest(base, { headers: { accept } }))
+      ),
+    );
+    const bodies = await Promise.all(responses.map((r) => r.json()));
+    assert.equal(upstream.received.length, 1);
+    assert.deepEqual(bodies, [{ access_token: "token-1" }, { access_token: "token-1" }]);
+  });
+});
+
 Deno.test("OCAP calls the origin again once the TTL (and the clock margin) has passed", async () => {
   let clock = Date.now();
   const upstream = provider(1);
