@@ -439,20 +439,24 @@ export function clientResponse(
     // Deno's fetch leaves the body alone only for `identity`, in any letter case (a rules file may
     // set `Identity`); for anything else it decodes gzip and br.
     sentAcceptEncoding.trim().toLowerCase() !== "identity";
-  const location = h.get("location");
-  const toOrigin = location === null ? undefined : originLocation(location, upstream, ctx);
-  const refresh = h.get("refresh");
-  const refreshed = refresh === null ? undefined : publicRefresh(refresh, upstream, ctx);
+  const sentLocation = h.get("location");
+  const location = sentLocation === null ? undefined : firstLine(sentLocation, NEXT_LOCATION);
+  const toOrigin = location === undefined ? undefined : originLocation(location, upstream, ctx);
+  const repeated = location !== undefined && location !== sentLocation;
+  const sentRefresh = h.get("refresh");
+  const refresh = sentRefresh === null ? undefined : firstLine(sentRefresh, NEXT_REFRESH);
+  // Rewritten, or its first line alone when the origin wrote it twice.
+  const refreshed = refresh === undefined
+    ? undefined
+    : publicRefresh(refresh, upstream, ctx) ?? (refresh === sentRefresh ? undefined : refresh);
   const cookies = h.getSetCookie();
   if (
-    !decoded && !toOrigin && !refreshed && cookies.length === 0 && !hasHopByHop(h) &&
+    !decoded && !toOrigin && !repeated && !refreshed && cookies.length === 0 &&
+    !hasHopByHop(h) &&
     // Chunks and a Content-Length both: the copy drops the length, which the log would report.
     !(transfer !== null && h.has("content-length")) &&
     // A HEAD whose GET has no length: Deno.serve writes Content-Length: 0 for a null body.
-    !(res.body === null && !h.has("content-length") && !NULL_BODY_STATUSES.has(res.status)) &&
-    // Deno.serve drops Content-Encoding and Content-Length from a bodiless fetch response it is
-    // handed as it is, and a HEAD must carry GET's headers; a copy keeps them.
-    !(res.body === null && encoding !== undefined)
+    !(res.body === null && !h.has("content-length") && !NULL_BODY_STATUSES.has(res.status))
   ) {
     return res; // Nothing to change: hand the upstream response over as it is, without copies.
   }
@@ -478,6 +482,7 @@ export function clientResponse(
     headers.append("set-cookie", rewriteCookieDomain(cookie, upstream, ctx));
   }
   if (toOrigin) headers.set("location", publicUrl(toOrigin, ctx));
+  else if (repeated) headers.set("location", location);
   if (refreshed) headers.set("refresh", refreshed);
   let body = res.body;
   // A null body (a HEAD's) without a length leaves it open, as its GET's is: no Content-Length: 0.
@@ -581,6 +586,23 @@ export const NULL_BODY_STATUSES: ReadonlySet<number> = new Set([101, 103, 204, 2
 function publicUrl(url: URL, ctx: ForwardContext): string {
   return `${ctx.proto}://${ctx.publicHost}${url.pathname}${url.search}${url.hash}`;
 }
+
+/**
+ * The first line of a `Location` or `Refresh` an origin wrote more than once, as nginx keeps it
+ * ("upstream sent duplicate header line … ignoring"). `fetch` joins the lines with ", ", so a
+ * ", " before what starts another line (`next`) ends the first: read whole, the second line was
+ * glued into the first's URL, or passed on naming the origin.
+ */
+function firstLine(value: string, next: RegExp): string {
+  if (!value.includes(", ")) return value; // nearly always
+  return value.split(next, 1)[0];
+}
+
+/** A URL or a path after ", ": no URI reference holds a space, so a second `Location` line. */
+const NEXT_LOCATION = /, (?=[a-z][a-z\d+.-]*:|\/)/i;
+
+/** A time and `;` or `,` after ", ": a second `Refresh` line (`5; url=…`). */
+const NEXT_REFRESH = /, (?=\s*\d[\d.]*\s*(?:[;,]|$))/;
 
 /**
  * A `Refresh` header (`5; url=…`), which browsers follow like a redirect, with a URL that names

@@ -254,6 +254,64 @@ Deno.test("origin address leak: a Refresh header naming the origin points back a
   }
 });
 
+/** The values of header `name` in a raw answer, one per line, as the client's parser sees them. */
+function headerLines(answer: string, name: string): string[] {
+  return answer.slice(0, answer.indexOf("\r\n\r\n")).split("\r\n")
+    .filter((line) => line.toLowerCase().startsWith(`${name}:`))
+    .map((line) => line.slice(line.indexOf(":") + 1).trim());
+}
+
+// An origin may write either twice (a framework and a middleware both redirecting, PHP's
+// `header("Location: …", false)`); `fetch` joins the lines with ", ". nginx keeps the first line.
+Deno.test("origin address leak: a Location or Refresh written twice reaches the client on the public host, not glued into one URL", async (t) => {
+  const cases = [
+    // Chrome and Firefox follow a Location repeated with the same value.
+    ["Location: the same URL twice", "location", (o: string) => [`${o}/next`, `${o}/next`], [
+      "http://app.example/next",
+    ]],
+    ["Location: a path, then the origin's URL", "location", (o: string) => ["/next", `${o}/next`], [
+      "/next",
+      "http://app.example/next",
+    ]],
+    [
+      "Refresh: the same URL twice",
+      "refresh",
+      (o: string) => [`0; url=${o}/next`, `0; url=${o}/next`],
+      [
+        "0; url=http://app.example/next",
+      ],
+    ],
+  ] as const;
+  for (const [name, header, lines, expected] of cases) {
+    await t.step(name, async () => {
+      const up = rawUpstream((origin) =>
+        "HTTP/1.1 302 Found\r\n" + lines(origin).map((l) => `${header}: ${l}\r\n`).join("") +
+        "Content-Length: 0\r\n\r\n"
+      );
+      const edge = startVestibule(oneRegion(up.url));
+      try {
+        const answer = await rawRequest(
+          edge.port,
+          "GET /login HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n",
+        );
+        assert.match(answer, /^HTTP\/1\.1 302 /);
+        const got = headerLines(answer, header);
+        assert.ok(got.length > 0, `a ${header} reaches the client`);
+        const originHost = new URL(up.url).host;
+        for (const value of got) {
+          assert.ok(!value.includes(originHost), `origin address in ${header}: ${value}`);
+          assert.ok(
+            (expected as readonly string[]).includes(value),
+            `${header} is the page the origin named: ${value}`,
+          );
+        }
+      } finally {
+        await Promise.all([edge.close(), up.close()]);
+      }
+    });
+  }
+});
+
 Deno.test("origin address leak: every Domain attribute of a cookie that names the origin is rewritten", async () => {
   const up = startUpstream(() =>
     new Response("ok", {

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
-import { rawUpstream, startUpstream, startVestibule } from "./_servers.ts";
+import { oneRegion, rawRequest, rawUpstream, startUpstream, startVestibule } from "./_servers.ts";
 import { OCAP_ENV, OCAP_KEY, ocapRules } from "./_ocap.ts";
 
 /** GET's and HEAD's Content-Length for the same request, and the GET's body. */
@@ -135,6 +135,76 @@ Deno.test("HEAD under a pin_on json check of a gzip answer: no Content-Length: 0
     assert.notEqual(got.get, "0");
     // The GET sends gzip bytes; a HEAD's length is either the GET's or absent.
     assertHeadFits(got);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+/** The header fields of a raw answer, names lower-cased, and its status. */
+async function answerHead(port: number, method: string, headers: string) {
+  const raw = await rawRequest(
+    port,
+    `${method} /page HTTP/1.1\r\nHost: app.example\r\n${headers}Connection: close\r\n\r\n`,
+  );
+  const lines = raw.slice(0, raw.indexOf("\r\n\r\n")).split("\r\n");
+  const fields = new Map<string, string>();
+  for (const line of lines.slice(1)) {
+    const name = line.slice(0, line.indexOf(":")).toLowerCase();
+    if (name === "date" || name === "connection") continue;
+    fields.set(name, line.slice(line.indexOf(":") + 1).trim());
+  }
+  return { status: Number(lines[0].split(" ")[1]), fields };
+}
+
+// RFC 9110 §9.3.2 (a HEAD gets its GET's fields) and §15.4.5 (a 304 carries the 200's ETag), read
+// on raw sockets, since `fetch` would decode and hide what was sent.
+Deno.test("HEAD and 304 of a gzip page: the GET's Content-Encoding, Content-Length and ETag", async (t) => {
+  const gz = new Uint8Array(gzipSync(new TextEncoder().encode("<p>page</p>".repeat(200))));
+  const up = startUpstream((req) => {
+    const headers = {
+      "content-type": "text/html",
+      "content-encoding": "gzip",
+      "content-length": String(gz.length),
+      etag: '"v1"',
+      "cache-control": "private, max-age=60",
+    };
+    // Weak comparison, as If-None-Match is read (RFC 9110 §13.1.2).
+    if (req.headers.get("if-none-match")?.replace(/^W\//, "") === '"v1"') {
+      return new Response(null, { status: 304, headers });
+    }
+    return new Response(req.method === "HEAD" ? null : gz, { headers });
+  });
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    for (const acceptEncoding of ["", "Accept-Encoding: gzip\r\n", "Accept-Encoding: br\r\n"]) {
+      await t.step(acceptEncoding.trim() || "no Accept-Encoding", async () => {
+        const get = await answerHead(edge.port, "GET", acceptEncoding);
+        const head = await answerHead(edge.port, "HEAD", acceptEncoding);
+        assert.equal(get.status, 200);
+        assert.equal(head.status, 200);
+        for (const name of ["content-encoding", "content-length", "etag", "vary"]) {
+          assert.equal(head.fields.get(name), get.fields.get(name), name);
+        }
+        if (!acceptEncoding) {
+          // Passed as the origin sent it: its bytes, its length, its strong validator.
+          assert.equal(get.fields.get("content-length"), String(gz.length));
+          assert.equal(get.fields.get("etag"), '"v1"');
+        } else {
+          // Decoded (and for gzip re-compressed): other bytes, so a weak validator.
+          assert.equal(get.fields.get("etag"), 'W/"v1"');
+        }
+        const etag = get.fields.get("etag")!;
+        for (const method of ["GET", "HEAD"]) {
+          const notModified = await answerHead(
+            edge.port,
+            method,
+            `${acceptEncoding}If-None-Match: ${etag}\r\n`,
+          );
+          assert.equal(notModified.status, 304, method);
+          assert.equal(notModified.fields.get("etag"), etag, `${method} 304 ETag`);
+        }
+      });
+    }
   } finally {
     await Promise.all([edge.close(), up.close()]);
   }
