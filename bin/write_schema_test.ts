@@ -110,8 +110,16 @@ Deno.test("rules.schema.json refuses what start-up refuses where JSON Schema can
   ];
   for (const [what, rule] of cases) {
     await t.step(what, () => {
-      const written = file({ upstreams: { website: { origin: "http://web.internal" } } }, [rule]);
-      assert.throws(() => parseRules(JSON.stringify(written), { env }));
+      // A rule without a match is a catch-all, and "app" after it is refused whatever "r" says.
+      const written = file({ upstreams: { website: { origin: "http://web.internal" } } }, [{
+        match: { path: "^/r" },
+        ...rule,
+      }]);
+      assert.throws(
+        () => parseRules(JSON.stringify(written), { env }),
+        // One problem, rule "r"'s own (not "Cannot compile rules: 2 problems").
+        (error: Error) => error.message.startsWith('Cannot compile rule "r" (rules[0]): '),
+      );
       assert.notEqual(schemaErrors(written), "", "the schema accepts it");
     });
   }
