@@ -44,6 +44,14 @@ export const PROXY_CLAIMS: ReadonlySet<string> = new Set([
   "x-forwarded-server",
   "front-end-https",
   "x-url-scheme",
+  // Tornado (xheaders) reads X-Scheme before X-Forwarded-Proto; Jetty's
+  // ForwardedRequestCustomizer X-Proxied-Https, and Proxy-Ssl-Id or Proxy-Auth-Cert as
+  // "secure"; WebLogic WL-Proxy-SSL.
+  "x-scheme",
+  "x-proxied-https",
+  "proxy-ssl-id",
+  "proxy-auth-cert",
+  "wl-proxy-ssl",
   "x-forwarded",
   "forwarded-for",
   "x-original-forwarded-for",

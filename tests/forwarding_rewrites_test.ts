@@ -120,6 +120,15 @@ Deno.test("scheme and address spoofing: a client cannot claim https, a port or a
     "x-forwarded-server": "admin.internal",
     "front-end-https": "on",
     "x-url-scheme": "https",
+    // Tornado (xheaders=True, Jupyter Server) reads X-Scheme before X-Forwarded-Proto.
+    "x-scheme": "https",
+    // Jetty's ForwardedRequestCustomizer: https, port 443; either of the next two marks the
+    // request secure (sslIsSecure, on by default).
+    "x-proxied-https": "on",
+    "proxy-ssl-id": "x",
+    "proxy-auth-cert": "x",
+    // WebLogic with "WebLogic Plugin Enabled": the request came over SSL.
+    "wl-proxy-ssl": "true",
     "x-real-ip": "10.0.0.1",
     forwarded: "for=10.0.0.1;proto=https",
   };
