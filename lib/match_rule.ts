@@ -4,6 +4,7 @@ import { cgiName } from "./cgi_name.ts";
 import type { BodyMatcher, CompiledMatch, Rule } from "./compile_rules.ts";
 import type { HeaderReader } from "./header_list.ts";
 import type { BufferedBody } from "./request_body.ts";
+import { foldCase } from "./ocap/canonical_body.ts";
 
 /** What matchers look at, extracted once per request. */
 export interface RequestFacts {
@@ -113,7 +114,10 @@ export async function matchBody(
           if (!inQuery(key).every((copy) => copy === expected)) return false;
         }
       }
-      return containsSubset(await body.json(), subset);
+      const value = await body.json();
+      // Go's encoding/json and ASP.NET Core match keys to fields ignoring case, the later key
+      // winning: beside `action`, an `ACTION` is the copy they read.
+      return containsSubset(value, subset) && !hasCaseVariantKey(value, subset);
     }
     case "form": {
       const fields = await body.form();
@@ -148,6 +152,23 @@ export async function findRule(
     }
   }
   return undefined;
+}
+
+/**
+ * Whether an object of `value` on the way to a key of `subset` holds another key that is the same
+ * one with letter case folded ({@linkcode foldCase}, as Go's encoding/json folds).
+ */
+function hasCaseVariantKey(value: unknown, subset: unknown): boolean {
+  if (subset === null || typeof subset !== "object" || Array.isArray(subset)) return false;
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return false;
+  const record = value as Record<string, unknown>;
+  const folded = Object.keys(record).map(foldCase);
+  for (const [key, expected] of Object.entries(subset)) {
+    const fold = foldCase(key);
+    if (folded.filter((k) => k === fold).length > 1) return true;
+    if (hasCaseVariantKey(record[key], expected)) return true;
+  }
+  return false;
 }
 
 /** Whether `value` contains `subset`: objects by key, recursively; arrays and scalars by equality. */

@@ -111,6 +111,16 @@ Deno.test("findRule() body matchers: json subset, form fields, regex; bad bodies
   assert.equal(await winner(table, "/", post('{"op":"Join","vars":{"code":"A"}}')), "app");
   assert.equal(await winner(table, "/", post('{"op":"Join","vars":{"code":"B"}}', json)), "app");
   assert.equal(await winner(table, "/", post('{"op":"Join",', json)), "app");
+  // A case variant of a subset key at any depth is the copy Go and ASP.NET Core read last.
+  assert.equal(
+    await winner(table, "/", post('{"op":"Join","vars":{"code":"A","CODE":"B"}}', json)),
+    "app",
+  );
+  // A case variant of a key the subset does not name changes nothing.
+  assert.equal(
+    await winner(table, "/", post('{"op":"Join","vars":{"code":"A","x":1,"X":2}}', json)),
+    "json",
+  );
   assert.equal(
     await winner(table, "/", post("action=reset&x=1", "application/x-www-form-urlencoded")),
     "form",

@@ -59,6 +59,45 @@ Deno.test("rule confusion: a json matcher does not match JSON that PHP's json_de
   }
 });
 
+// Go's encoding/json ("preferring an exact match but also accepting a case-insensitive match",
+// each key assigned in turn, so the last wins) and ASP.NET Core (System.Text.Json with the web
+// defaults) match keys to fields ignoring letter case; `JSON.parse` keeps `action` and `ACTION`
+// apart.
+Deno.test("rule confusion: a json matcher does not match a body whose case-variant key Go and ASP.NET Core read last", async (t) => {
+  const edge = startActionEdge(json);
+  try {
+    for (
+      const body of [
+        '{"action":"view","ACTION":"delete"}',
+        '{"action":"view","Action":"delete"}',
+        // The variant spelt with a JSON escape: \u0041 is A to every parser.
+        '{"action":"view","\\u0041CTION":"delete"}',
+      ]
+    ) {
+      await t.step(body, async () => {
+        await edge.confused(
+          "",
+          { "content-type": "application/json" },
+          body,
+          "Go and ASP.NET Core read action=delete",
+        );
+      });
+    }
+    await t.step("control: keys that differ by more than case still match", async () => {
+      assert.equal(
+        await edge.matched(
+          "",
+          { "content-type": "application/json" },
+          '{"action":"view","actions":"delete"}',
+        ),
+        true,
+      );
+    });
+  } finally {
+    await edge.close();
+  }
+});
+
 Deno.test("rule confusion: a body matcher does not match when the query holds a copy the app reads first", async (t) => {
   // Servlet §3.1.1: query string data is presented before post body data, so Spring's
   // getParameter / @RequestParam read the query's action=delete; Symfony's and Laravel's
@@ -251,7 +290,7 @@ Deno.test("json matcher: valid JSON that json_decode and JSON.parse both read is
 
 /** The action edge with a json matcher; `matched` posts a JSON body. */
 function startJsonActionEdge() {
-  const edge = startActionEdge(VIEW_JSON);
+  const edge = startActionEdge(json);
   return {
     matched: (body: string) => edge.matched("", { "content-type": "application/json" }, body),
     close: edge.close,

@@ -82,7 +82,7 @@ function keepNumberSource(
  * upper-cased, by the simple (one-character) mappings, so `İ` (U+0130) meets `i`, `ſ` meets `s`
  * and the Kelvin sign `K`; JavaScript's full mappings are cut to their first character.
  */
-function foldCase(key: string): string {
+export function foldCase(key: string): string {
   let out = "";
   for (const ch of key) {
     const lower = String.fromCodePoint(ch.toLowerCase().codePointAt(0)!);
