@@ -51,6 +51,14 @@ export async function callOrigin(
 ): Promise<OriginAnswer> {
   /** The status line and headers came: the provider took the request (a one-time code is spent). */
   let answered = false;
+  // A client of its own, without idle connections: Deno's fetch sends a request with a buffered
+  // body again, unseen, when a pooled keep-alive connection breaks before the answer, even after
+  // the provider read it (denoland/deno#32566, #36415): a second redemption of the code. It
+  // retries only on pooled connections, so each miss pays for a new connection, which a
+  // one-time exchange can afford. (A runtime without createHttpClient keeps the shared pool.)
+  const client = typeof Deno.createHttpClient === "function"
+    ? Deno.createHttpClient({ poolMaxIdlePerHost: 0 })
+    : undefined;
   try {
     const response = await options.fetch(request.url, {
       method: request.method,
@@ -58,6 +66,7 @@ export async function callOrigin(
       body: request.body,
       redirect: "manual",
       signal: options.signal,
+      client,
     });
     answered = true;
     const body = await readBounded(response.body, MAX_ORIGIN_BODY_BYTES);
@@ -109,6 +118,8 @@ export async function callOrigin(
       `OCAP target "${request.target}" is unavailable`,
       { cause: error },
     );
+  } finally {
+    client?.close();
   }
 }
 
