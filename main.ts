@@ -58,6 +58,13 @@ export const SHUTDOWN_GRACE_MS = graceOrExit();
  */
 export const DRAIN_AFTER_GRACE_MS = 1000;
 
+/**
+ * A second signal this soon after the first is the same stop: `deno task` relays SIGINT/SIGTERM to
+ * its child, which often has it already (Ctrl-C signals the terminal's whole process group, as
+ * systemd's default `KillMode=control-group` does), a few milliseconds apart.
+ */
+export const RELAYED_SIGNAL_MS = 100;
+
 /** `VESTIBULE_SHUTDOWN_GRACE_MS`, or a message for the operator (exit 1). */
 function graceOrExit(): number {
   const ms = shutdownGraceMs(Deno.env.get("VESTIBULE_SHUTDOWN_GRACE_MS"));
@@ -104,9 +111,14 @@ if (import.meta.main) {
   // Stop accepting, let answers in flight finish (Deno.serve's shutdown waits for them), then
   // exit, which writes the access lines still buffered. Without this a stop cut answers off.
   let stopping = false;
+  let stoppedAt = 0;
   const stop = async () => {
-    if (stopping) Deno.exit(0); // A second Ctrl-C does not wait.
+    if (stopping) { // A second Ctrl-C does not wait; the copy `deno task` relays does.
+      if (performance.now() - stoppedAt > RELAYED_SIGNAL_MS) Deno.exit(0);
+      return;
+    }
     stopping = true;
+    stoppedAt = performance.now();
     const end = performance.now() + SHUTDOWN_GRACE_MS;
     await Promise.race([server.shutdown(), delay(SHUTDOWN_GRACE_MS)]);
     // The last lines, unless the log reader has stalled: what is left of the grace period, and at
