@@ -100,7 +100,13 @@ export interface Config {
   upstreams: ReadonlyMap<string, Upstream>;
   defaultRegion: string;
   geo: { header?: string; countries: ReadonlyMap<string, string>; ipLookup: boolean };
-  pin: { cookie: string; header: string; maxAgeSeconds: number; secure: boolean };
+  pin: {
+    cookie: string;
+    header: string;
+    maxAgeSeconds: number;
+    secure: boolean;
+    sameSite: "Lax" | "None";
+  };
   forwardCookies: ReadonlySet<string>;
   trustedProxyHops: number;
   bodyLimitBytes: number;
@@ -195,6 +201,11 @@ export function compileRules(
   if (countries.size > 0 && file.geo.header === undefined && !file.geo.ip_lookup) {
     problems.push(
       "geo.countries: nothing reads a country (set geo.header, geo.ip_lookup or both), so every request would get default_region",
+    );
+  }
+  if (file.pin.same_site === "none" && !file.pin.secure) {
+    problems.push(
+      'pin.same_site: "none" needs secure: true (Chrome and Edge refuse SameSite=None without Secure)',
     );
   }
   const cookieNeedsSecure = /^__(Host|Secure)-/i.test(file.pin.cookie);
@@ -341,6 +352,7 @@ export function compileRules(
       header: file.pin.header.toLowerCase(),
       maxAgeSeconds: file.pin.max_age_seconds,
       secure: file.pin.secure,
+      sameSite: file.pin.same_site === "none" ? "None" : "Lax",
     },
     forwardCookies: wireNames(file.forward_cookies),
     trustedProxyHops: file.trusted_proxy_hops,

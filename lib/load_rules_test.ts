@@ -213,6 +213,13 @@ Deno.test("parseRules() refuses impossible configurations, naming the rule and t
     () =>
       refuses(base({ pin: { secure: false } }), 'pin.secure: the cookie "__Host-vestibule-region"'),
   );
+  await t.step("a SameSite=None pin cookie with secure: false", () => {
+    refuses(
+      base({ pin: { cookie: "vestibule-region", secure: false, same_site: "none" } }),
+      'pin.same_site: "none" needs secure: true',
+    );
+    refuses(base({ pin: { same_site: "strict" } }), "pin.same_site");
+  });
   await t.step("unknown keys (typos) anywhere", () => {
     refuses(
       base({ rules: [{ name: "app", type: "regional", macth: {} }] }),

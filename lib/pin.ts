@@ -32,7 +32,7 @@ export function pinCookie(region: string, config: Config): string {
   return serialize(config.pin.cookie, region, {
     path: "/",
     httpOnly: true,
-    sameSite: "Lax",
+    sameSite: config.pin.sameSite,
     secure: config.pin.secure,
     maxAge: config.pin.maxAgeSeconds,
   });

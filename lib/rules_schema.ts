@@ -243,11 +243,15 @@ export const rulesFileSchema = z.strictObject({
       "Browsers cap cookie lifetimes at 400 days (RFC 6265bis)",
     ),
     secure: z.boolean().default(true),
+    same_site: z.enum(["lax", "none"]).default("lax").describe(
+      "The pin cookie's SameSite: none (with secure) lets cross-site POSTs (SAML, form_post) carry it",
+    ),
   }).default({
     cookie: "__Host-vestibule-region",
     header: "x-vestibule-region",
     max_age_seconds: 31_536_000,
     secure: true,
+    same_site: "lax",
   }),
   forward_cookies: z.array(z.string().min(1)).default([]),
   trusted_proxy_hops: z.number().int().min(0).default(0).describe(
