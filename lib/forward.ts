@@ -453,13 +453,13 @@ export function clientResponse(
   const repeated = location !== undefined && location !== sentLocation;
   const sentRefresh = h.get("refresh");
   const refresh = sentRefresh === null ? undefined : firstLine(sentRefresh, NEXT_REFRESH);
-  // Rewritten, or its first line alone when the origin wrote it twice.
+  // Rewritten, or its first line alone when the origin wrote it twice (even an empty one).
   const refreshed = refresh === undefined
     ? undefined
     : publicRefresh(refresh, upstream, ctx) ?? (refresh === sentRefresh ? undefined : refresh);
   const cookies = h.getSetCookie();
   if (
-    !decoded && !toOrigin && !repeated && !refreshed && cookies.length === 0 &&
+    !decoded && !toOrigin && !repeated && refreshed === undefined && cookies.length === 0 &&
     !hasHopByHop(h) &&
     // Chunks and a Content-Length both: the copy drops the length, which the log would report.
     !(transfer !== null && h.has("content-length")) &&
@@ -491,7 +491,7 @@ export function clientResponse(
   }
   if (toOrigin) headers.set("location", publicUrl(toOrigin, ctx));
   else if (repeated) headers.set("location", location);
-  if (refreshed) headers.set("refresh", refreshed);
+  if (refreshed !== undefined) headers.set("refresh", refreshed);
   let body = res.body;
   // A null body (a HEAD's) without a length leaves it open, as its GET's is: no Content-Length: 0.
   if (!body && !headers.has("content-length") && !NULL_BODY_STATUSES.has(res.status)) {
@@ -606,11 +606,11 @@ function firstLine(value: string, next: RegExp): string {
   return value.split(next, 1)[0];
 }
 
-/** A URL or a path after ", ": no URI reference holds a space, so a second `Location` line. */
-const NEXT_LOCATION = /, (?=[a-z][a-z\d+.-]*:|\/)/i;
+/** A `scheme:/`, `scheme:\\` or a path after ", ": a second `Location` line (`?q=a, b: c` is one). */
+const NEXT_LOCATION = /, (?=[a-z][a-z\d+.-]*:[\/\\]|[\/\\])/i;
 
-/** A time and `;` or `,` after ", ": a second `Refresh` line (`5; url=…`). */
-const NEXT_REFRESH = /, (?=\s*\d[\d.]*\s*(?:[;,]|$))/;
+/** A time and `;` after ", ": a second `Refresh` line (`5; url=…`); `, 2026` ends no line. */
+const NEXT_REFRESH = /, (?=\d[\d.]*\s*;)/;
 
 /**
  * A `Refresh` header (`5; url=…`), which browsers follow like a redirect, with a URL that names

@@ -272,7 +272,7 @@ function headerLines(answer: string, name: string): string[] {
 
 // An origin may write either twice (a framework and a middleware both redirecting, PHP's
 // `header("Location: …", false)`); `fetch` joins the lines with ", ". nginx keeps the first line.
-Deno.test("origin address leak: a Location or Refresh written twice reaches the client on the public host, not glued into one URL", async (t) => {
+Deno.test("origin address leak: a Location or Refresh written twice reaches the client on the public host, not glued into one URL; one holding ', ' goes whole", async (t) => {
   const cases = [
     // Chrome and Firefox follow a Location repeated with the same value.
     ["Location: the same URL twice", "location", (o: string) => [`${o}/next`, `${o}/next`], [
@@ -290,6 +290,17 @@ Deno.test("origin address leak: a Location or Refresh written twice reaches the 
         "0; url=http://app.example/next",
       ],
     ],
+    ["Refresh: an empty line, then the origin's URL", "refresh", (o: string) => [
+      "",
+      `0; url=${o}/next`,
+    ], [""]],
+    // One line each, which only look like two once joined: passed on whole.
+    ["Refresh: ', ' and a number in its URL", "refresh", () => ["0; url=/news?d=Dec 7, 2026"], [
+      "0; url=/news?d=Dec 7, 2026",
+    ]],
+    ["Location: ', ' and a word with a colon in its query", "location", () => [
+      "/search?q=error, TypeError: boom",
+    ], ["/search?q=error, TypeError: boom"]],
   ] as const;
   for (const [name, header, lines, expected] of cases) {
     await t.step(name, async () => {
