@@ -363,8 +363,16 @@ export async function sendUpstream(
   const signal = options.signal
     ? AbortSignal.any([options.signal, timeout.signal])
     : timeout.signal;
+  // Deno's fetch sends a request again, unseen, when a pooled connection breaks before the
+  // answer, even after the origin read it: a request that is not idempotent gets a connection
+  // of its own, as OCAP's calls do (nginx never resends a POST).
+  const ownConnection = !IDEMPOTENT_METHODS.has(options.method) &&
+      typeof Deno.createHttpClient === "function"
+    ? Deno.createHttpClient({ poolMaxIdlePerHost: 0 })
+    : undefined;
   try {
     return await fetch(upstream.origin + pathAndQuery, {
+      ...(ownConnection ? { client: ownConnection } : {}),
       method: options.method,
       headers: options.headers,
       body: options.body,
@@ -392,11 +400,16 @@ export async function sendUpstream(
       { cause: error },
     );
   } finally {
+    // The answer's body keeps its connection; closing the client only lets it go afterwards.
+    ownConnection?.close();
     deadline.cancel();
     watch?.cancel();
     client?.removeEventListener("abort", onClientGone);
   }
 }
+
+/** RFC 9110 §9.2.2: methods a client may repeat; `fetch` may resend these on a new connection. */
+const IDEMPOTENT_METHODS = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
 
 /**
  * Whether `fetch` failed because the streamed request body could not be read: the client hung

@@ -175,6 +175,64 @@ export function rawUpstream(
   };
 }
 
+/**
+ * A raw origin that reads each request whole (framed by `Content-Length`) and records it, then
+ * writes the raw answer `answer` gives for it, keeping the connection, or for `null` drops the
+ * connection without answering: a kept-alive connection that breaks after the origin read the
+ * request (a proxy in front of it, or its idle timeout, closing it at the wrong moment).
+ */
+export function droppingOrigin(answer: (request: { head: string; body: string }) => string | null) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const seen: Array<{ head: string; body: string }> = [];
+  const conns = new Set<Deno.Conn>();
+  const decoder = new TextDecoder();
+  async function serve(conn: Deno.Conn): Promise<void> {
+    let text = "";
+    const buffer = new Uint8Array(65536);
+    while (true) {
+      const end = text.indexOf("\r\n\r\n");
+      const head = end === -1 ? "" : text.slice(0, end);
+      const length = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+      if (end === -1 || text.length < end + 4 + length) {
+        const n = await conn.read(buffer);
+        if (n === null) return;
+        text += decoder.decode(buffer.subarray(0, n));
+        continue;
+      }
+      const request = { head, body: text.slice(end + 4, end + 4 + length) };
+      text = text.slice(end + 4 + length);
+      seen.push(request);
+      const answered = answer(request);
+      if (answered === null) return; // read whole; the answer never leaves
+      await conn.write(new TextEncoder().encode(answered));
+    }
+  }
+  const serving = (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      serve(conn).catch(() => {}).finally(() => {
+        conns.delete(conn);
+        try {
+          conn.close();
+        } catch { /* already closed */ }
+      });
+    }
+  })().catch(() => {});
+  return {
+    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    seen,
+    async close() {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch { /* already closed */ }
+      }
+      await serving;
+    },
+  };
+}
+
 /** A port nothing listens on: bind one, note it, close it. */
 export function deadPort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

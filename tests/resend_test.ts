@@ -1,0 +1,95 @@
+/**
+ * Nothing that is not idempotent is sent twice: Deno's fetch sends a request again, unseen, when
+ * a pooled keep-alive connection breaks before the answer (denoland/deno#32566, #36415), even
+ * after the origin read it. For a one-time code that second copy is a second redemption; for a
+ * checkout or payment POST, a double charge. nginx never resends a POST.
+ */
+import assert from "node:assert/strict";
+import { droppingOrigin, oneRegion, startVestibule } from "./_servers.ts";
+import { OCAP_ENV, ocapRules, tokenRequest } from "./_ocap.ts";
+
+/**
+ * A provider stand-in that redeems codes: `warm-up` is answered 200 on a connection left open, a
+ * new code is redeemed and then the connection breaks before the answer, and a code seen before
+ * is 400 `invalid_grant`.
+ */
+function redeemingProvider() {
+  const redeemed = new Set<string>();
+  const provider = droppingOrigin(({ body }) => {
+    const code = new URLSearchParams(body).get("code") ?? "";
+    const again = redeemed.has(code);
+    redeemed.add(code);
+    if (code !== "warm-up" && !again) return null;
+    const json = again ? '{"error":"invalid_grant"}' : '{"access_token":"warm"}';
+    return `HTTP/1.1 ${again ? "400 Bad Request" : "200 OK"}\r\n` +
+      `Content-Type: application/json\r\nContent-Length: ${json.length}\r\n\r\n${json}`;
+  });
+  return {
+    ...provider,
+    /** The codes the provider read, in order. */
+    get codes() {
+      return provider.seen.map(({ body }) => new URLSearchParams(body).get("code"));
+    },
+  };
+}
+
+Deno.test("OCAP code replay: a provider connection that breaks after the provider read the code does not send the code again", async () => {
+  const provider = redeemingProvider();
+  const kv = await Deno.openKv(":memory:");
+  const vestibule = startVestibule(ocapRules(provider.url), { env: OCAP_ENV, deps: { kv } });
+  try {
+    // An earlier exchange leaves a kept-alive connection to the provider.
+    const warm = await fetch(tokenRequest(vestibule.url, { body: "code=warm-up" }));
+    assert.equal(warm.status, 200);
+    await warm.body?.cancel();
+    const response = await fetch(tokenRequest(vestibule.url, {
+      body: "grant_type=authorization_code&code=one-time",
+      headers: { accept: "application/json" },
+    }));
+    const answer = await response.json();
+    assert.deepEqual(provider.codes.filter((code) => code === "one-time"), ["one-time"]);
+    // No answer came: the caller learns the exchange failed, not that its code was spent twice.
+    assert.equal(response.status, 502);
+    assert.equal(answer.error, "upstream_unavailable");
+  } finally {
+    await vestibule.close();
+    await provider.close();
+    kv.close();
+  }
+});
+
+Deno.test("double submit: a regional POST is not sent to the app again when a kept-alive origin connection breaks", async (t) => {
+  // Answers `warm` requests on a connection left open; reads any other whole and drops it.
+  const order = (head: string) => /x-order: *(\S+)/i.exec(head)?.[1] ?? "";
+  const origin = droppingOrigin(({ head }) =>
+    order(head) === "warm" ? "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" : null
+  );
+  const vestibule = startVestibule(oneRegion(origin.url));
+  try {
+    // A body no rule reads, handed to fetch as Deno.serve's own stream, and resent all the same
+    // once it has arrived whole; and a POST without a body.
+    const posts: Array<[string, string | null]> = [
+      ["with-a-form-body", "basket=42&card=tok_visa"],
+      ["without-a-body", null],
+    ];
+    for (const [name, body] of posts) {
+      await t.step(name, async () => {
+        // An earlier request leaves a kept-alive connection to the origin in the pool.
+        const warm = await fetch(`${vestibule.url}/`, { headers: { "x-order": "warm" } });
+        assert.equal(warm.status, 200);
+        await warm.body?.cancel();
+        const response = await fetch(`${vestibule.url}/checkout/`, {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded", "x-order": name },
+          body,
+        });
+        await response.body?.cancel();
+        assert.deepEqual(origin.seen.filter(({ head }) => order(head) === name).length, 1);
+        assert.equal(response.status, 502);
+      });
+    }
+  } finally {
+    await vestibule.close();
+    await origin.close();
+  }
+});
