@@ -363,16 +363,9 @@ export async function sendUpstream(
   const signal = options.signal
     ? AbortSignal.any([options.signal, timeout.signal])
     : timeout.signal;
-  // Deno's fetch sends a request again, unseen, when a pooled connection breaks before the
-  // answer, even after the origin read it: a request that is not idempotent gets a connection
-  // of its own, as OCAP's calls do (nginx never resends a POST).
-  const ownConnection = !IDEMPOTENT_METHODS.has(options.method) &&
-      typeof Deno.createHttpClient === "function"
-    ? Deno.createHttpClient({ poolMaxIdlePerHost: 0 })
-    : undefined;
   try {
     return await fetch(upstream.origin + pathAndQuery, {
-      ...(ownConnection ? { client: ownConnection } : {}),
+      client: KEPT_ALIVE_METHODS.has(options.method) ? undefined : FRESH_CONNECTIONS,
       method: options.method,
       headers: options.headers,
       body: options.body,
@@ -400,16 +393,30 @@ export async function sendUpstream(
       { cause: error },
     );
   } finally {
-    // The answer's body keeps its connection; closing the client only lets it go afterwards.
-    ownConnection?.close();
     deadline.cancel();
     watch?.cancel();
     client?.removeEventListener("abort", onClientGone);
   }
 }
 
-/** RFC 9110 §9.2.2: methods a client may repeat; `fetch` may resend these on a new connection. */
-const IDEMPOTENT_METHODS = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
+/**
+ * The methods sent on kept-alive connections: safe ones (RFC 9110 §9.2.1), which carry no body in
+ * practice. When a kept-alive connection breaks before the answer, Deno's `fetch` sends the request
+ * again on a new one, even after the origin read it (a worker killed mid-request, a deploy), a
+ * body `Deno.serve` streams included once it has arrived whole: the app ran one POST twice, where
+ * nginx never resends a POST. A body still arriving cannot be sent again, and failed 502 when the
+ * origin closed the connection as idle just as the request went out (gunicorn does after 2 s).
+ */
+const KEPT_ALIVE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/**
+ * Every other request goes on a connection of its own: `fetch` resends only on a connection that
+ * served a request before, and this client keeps none idle. (A runtime without `createHttpClient`
+ * keeps the shared pool.)
+ */
+const FRESH_CONNECTIONS = typeof Deno.createHttpClient === "function"
+  ? Deno.createHttpClient({ poolMaxIdlePerHost: 0 })
+  : undefined;
 
 /**
  * Whether `fetch` failed because the streamed request body could not be read: the client hung

@@ -175,36 +175,56 @@ export function rawUpstream(
   };
 }
 
+/** A request as {@linkcode droppingOrigin} read it. */
+export interface DroppingOriginRequest {
+  head: string;
+  /** The body, de-chunked when it came chunked. */
+  body: string;
+  /** How long the connection sat idle since its last answer; undefined for its first request. */
+  idleMs?: number;
+}
+
 /**
- * A raw origin that reads each request whole (framed by `Content-Length`) and records it, then
- * writes the raw answer `answer` gives for it, keeping the connection, or for `null` drops the
- * connection without answering: a kept-alive connection that breaks after the origin read the
- * request (a proxy in front of it, or its idle timeout, closing it at the wrong moment).
+ * A raw origin that reads each request whole (framed by `Content-Length` or chunked) and records
+ * it, then writes the raw answer `answer` gives for it, keeping the connection, or for `null` drops
+ * the connection without answering: a kept-alive connection that breaks after the origin read the
+ * request (a worker killed mid-request, a proxy in front of it closing it at the wrong moment), or,
+ * by `idleMs`, as an origin's idle timeout closes it just as the request goes out.
  */
-export function droppingOrigin(answer: (request: { head: string; body: string }) => string | null) {
+export function droppingOrigin(answer: (request: DroppingOriginRequest) => string | null) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const seen: Array<{ head: string; body: string }> = [];
+  const seen: DroppingOriginRequest[] = [];
   const conns = new Set<Deno.Conn>();
   const decoder = new TextDecoder();
   async function serve(conn: Deno.Conn): Promise<void> {
     let text = "";
+    let answeredAt: number | undefined;
     const buffer = new Uint8Array(65536);
     while (true) {
       const end = text.indexOf("\r\n\r\n");
       const head = end === -1 ? "" : text.slice(0, end);
-      const length = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
-      if (end === -1 || text.length < end + 4 + length) {
+      const chunked = /\r\ntransfer-encoding: *chunked/i.test(head);
+      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+      const last = chunked ? text.indexOf("\r\n0\r\n\r\n", end) : -1;
+      const bodyEnd = chunked ? (last === -1 ? -1 : last + 7) : end + 4 + length;
+      if (end === -1 || bodyEnd === -1 || text.length < bodyEnd) {
         const n = await conn.read(buffer);
         if (n === null) return;
         text += decoder.decode(buffer.subarray(0, n));
         continue;
       }
-      const request = { head, body: text.slice(end + 4, end + 4 + length) };
-      text = text.slice(end + 4 + length);
+      const raw = text.slice(end + 4, bodyEnd);
+      const body = chunked
+        ? raw.replace(/(?:^|\r\n)[0-9a-f]+\r\n/gi, "").replace(/\r\n$/, "")
+        : raw;
+      const idleMs = answeredAt === undefined ? undefined : performance.now() - answeredAt;
+      const request = { head, body, idleMs };
+      text = text.slice(bodyEnd);
       seen.push(request);
       const answered = answer(request);
-      if (answered === null) return; // read whole; the answer never leaves
+      if (answered === null) return; // the answer never leaves
       await conn.write(new TextEncoder().encode(answered));
+      answeredAt = performance.now();
     }
   }
   const serving = (async () => {
