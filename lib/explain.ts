@@ -238,7 +238,7 @@ export async function explainRequest(
     id: upstream.id,
     origin: upstream.origin,
     forward: withoutImplied(
-      forwardPlan(headers, upstream, cookies, forward, webSocket),
+      forwardPlan(headers, upstream, cookies, forward, method, webSocket),
       implied,
     ),
   });

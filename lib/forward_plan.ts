@@ -13,6 +13,7 @@ import {
   impersonates,
   isOcapKeyHeader,
   isPinHeader,
+  onFreshConnection,
   PROXY_CLAIMS,
   upstreamHeaders,
   URL_CLAIMS,
@@ -60,6 +61,7 @@ export function forwardPlan(
   upstream: Upstream,
   cookies: CookiePolicy,
   ctx: ForwardContext,
+  method: string,
   webSocket = false,
 ): ForwardPlan {
   const sent = upstreamHeaders(new HeaderList(incoming), upstream, cookies, ctx).headers;
@@ -141,6 +143,7 @@ export function forwardPlan(
     ) {
       if (!outgoing.has(name)) plan.headers.set[name] = value;
     }
+    if (onFreshConnection(method)) plan.headers.set["connection"] = "close";
   }
   return plan;
 }

@@ -118,3 +118,27 @@ Deno.test("keep-alive race: a chunked PUT sent as an idle origin closes its conn
     await origin.close();
   }
 });
+
+Deno.test("port exhaustion: a POST on a connection of its own asks the origin to close it, a GET does not", async () => {
+  // Whoever closes a TCP connection first holds it in TIME_WAIT for a minute (Linux): were that
+  // vestibule, every POST would hold one of its ephemeral ports toward the origin that long.
+  const origin = droppingOrigin(() => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  const vestibule = startVestibule(oneRegion(origin.url));
+  const asksToClose = (method: string) =>
+    origin.seen.filter(({ head }) => head.startsWith(`${method} `))
+      .map(({ head }) => /\r\nconnection: *close\r?$/im.test(head));
+  try {
+    for (const method of ["POST", "GET"]) {
+      const response = await fetch(`${vestibule.url}/checkout`, {
+        method,
+        body: method === "POST" ? "basket=42" : null,
+      });
+      assert.equal(await response.text(), "ok");
+    }
+    assert.deepEqual(asksToClose("POST"), [true]);
+    assert.deepEqual(asksToClose("GET"), [false]);
+  } finally {
+    await vestibule.close();
+    await origin.close();
+  }
+});
