@@ -56,6 +56,11 @@ interface RuleCommon {
   /** Position in the rules file, for messages. */
   index: number;
   match: CompiledMatch;
+  /**
+   * The request headers a `match.headers` of this rule or of one before it tests: they decided
+   * that this rule, not another, answers, so a cached answer varies by them (`region_vary.ts`).
+   */
+  chosenBy: readonly string[];
 }
 
 /** Proxies to a global upstream or answers with a redirect. */
@@ -220,6 +225,8 @@ export function compileRules(
   let catchAll: string | undefined;
   /** Earlier rules that take every request of some methods or on some host. */
   const broad: Array<{ name: string; match: MatchInput }> = [];
+  /** Header names the rules so far test (`chosenBy`). */
+  const testedHeaders = new Set<string>();
   file.rules.forEach((input, index) => {
     const where = `rule "${input.name}" (rules[${index}])`;
     const fail = (detail: string) => problems.push(`Cannot compile ${where}: ${detail}`);
@@ -239,6 +246,8 @@ export function compileRules(
     }
 
     const match = compileMatch(input.match ?? {}, fail, fromEnvironment);
+    for (const [name] of match.headers ?? []) testedHeaders.add(name);
+    const chosenBy = [...testedHeaders];
     switch (input.type) {
       case "global": {
         if ((input.upstream === undefined) === (input.redirect === undefined)) {
@@ -272,6 +281,7 @@ export function compileRules(
           name: input.name,
           index,
           match,
+          chosenBy,
           action,
           forwardCookies: wireNames(input.forward_cookies ?? file.forward_cookies),
           timeoutMs: input.timeout_ms,
@@ -297,6 +307,7 @@ export function compileRules(
           name: input.name,
           index,
           match,
+          chosenBy,
           regionFrom: from
             ? ("path_group" in from ? { pathGroup: from.path_group } : { query: from.query })
             : undefined,
@@ -311,6 +322,7 @@ export function compileRules(
           name: input.name,
           index,
           match,
+          chosenBy,
           success: compileSuccess(input.success, "success", fail),
           preferFailure: input.prefer_failure
             ? compileSuccess(input.prefer_failure, "prefer_failure", fail)

@@ -7,18 +7,44 @@
 import type { Config } from "./compile_rules.ts";
 
 /**
- * `response` with the headers that chose its region appended to `Vary` when a shared cache may
- * store it; otherwise `response` itself, uncopied (a copy costs requests/s, and most dynamic
- * pages say `private` or nothing). A region from `geo.ip_lookup` has no header to name: see the
- * README.
+ * `response` with the headers that chose its region, and those that chose its rule
+ * (`chosenBy`), appended to `Vary` when a shared cache may store it; otherwise `response` itself,
+ * uncopied (a copy costs requests/s, and most dynamic pages say `private` or nothing). A region
+ * from `geo.ip_lookup` has no header to name: see the README.
  */
-export function varyByRegionChoice(response: Response, method: string, config: Config): Response {
-  if (config.regions.size < 2 || !sharedCacheMayStore(response, method)) return response;
+export function varyByRegionChoice(
+  response: Response,
+  method: string,
+  config: Config,
+  chosenBy: readonly string[] = [],
+): Response {
+  // Cheapest first: one region and no header-chosen rule is the bench's case; most answers are
+  // not stored, and they pay for nothing more.
+  if (config.regions.size < 2 && chosenBy.length === 0) return response;
+  if (!sharedCacheMayStore(response, method)) return response;
+  const names = config.regions.size < 2
+    ? []
+    : [config.pin.header, "cookie", ...(config.geo.header ? [config.geo.header] : [])];
+  for (const name of chosenBy) if (!names.includes(name)) names.push(name);
+  return appendVary(response, names);
+}
+
+/**
+ * `response` with `names` appended to `Vary` when a shared cache may store it: a `global` rule's
+ * answer, chosen over another rule's by request headers the website may never see (a session
+ * cookie outside `forward_cookies`), so only the edge can name them.
+ */
+export function withVary(response: Response, method: string, names: readonly string[]): Response {
+  if (names.length === 0 || !sharedCacheMayStore(response, method)) return response;
+  return appendVary(response, names);
+}
+
+function appendVary(response: Response, names: readonly string[]): Response {
+  if (names.length === 0) return response;
   const vary = response.headers.get("vary");
   if (vary?.trim() === "*") return response;
   const copy = new Response(response.body, response);
   // One line: a cache that reads only the first of several `Vary` lines still sees them all.
-  const names = [config.pin.header, "cookie", ...(config.geo.header ? [config.geo.header] : [])];
   copy.headers.set("vary", vary ? `${vary}, ${names.join(", ")}` : names.join(", "));
   return copy;
 }

@@ -106,11 +106,12 @@ export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): P
         withSetCookie(winner!.response, pinCookie(outcome.region, config)),
         request.method,
         config,
+        rule.chosenBy,
       );
     case "failure":
       ctx.log.region = outcome.region;
       // The best failure is the pinned or assumed region's (`preference` order).
-      return varyByRegionChoice(winner!.response, request.method, config);
+      return varyByRegionChoice(winner!.response, request.method, config, rule.chosenBy);
     case "ambiguous":
       throw new HttpError(
         502,

@@ -32,7 +32,8 @@ function toRegion(
   const upstream = ctx.config.regions.get(region)!;
   const cookies = regionalCookies(region, ctx.pin, ctx.config);
   const { timeoutMs } = rule;
-  const vary = (response: Response) => varyByRegionChoice(response, ctx.request.method, ctx.config);
+  const vary = (response: Response) =>
+    varyByRegionChoice(response, ctx.request.method, ctx.config, rule.chosenBy);
   if (!rule.pinOn || reason !== "region_from") {
     return forwardTo(ctx, upstream, cookies, timeoutMs).then(vary);
   }

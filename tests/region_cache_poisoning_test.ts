@@ -6,6 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { rawRequest, startUpstream, startVestibule } from "./_servers.ts";
+import { parseRules } from "../lib/load_rules.ts";
+import { varyByRegionChoice } from "../lib/region_vary.ts";
 
 /**
  * A shared cache as RFC 9111 §4.1 keys it: the URL, plus the request headers the stored answer's
@@ -219,4 +221,110 @@ Deno.test("cache poisoning: vestibule's own error answers say no-store, so a CDN
   } finally {
     await edge.close();
   }
+});
+
+// Attack (or plain accident): a shared cache in front of the edge keys the website's answer by its
+// URL alone, though the edge chose the website over the app for that URL by a request header (a
+// logged-in visitor's session cookie sends `/` to the app's dashboard, everyone else gets the
+// marketing home page). The website never sees that header (only `forward_cookies` reach it), so
+// only the edge can name it in `Vary`; without it, one anonymous visit fills the cache with the
+// marketing page for every logged-in user, and a redirect chosen by `Accept-Language` sends every
+// visitor to the first one's language.
+function varyNames(response: Response): string[] {
+  return (response.headers.get("vary") ?? "").toLowerCase().split(",").map((n) => n.trim())
+    .filter(Boolean);
+}
+
+Deno.test("cache poisoning: a global answer chosen by a request header names it in Vary", async (t) => {
+  const website = startUpstream(() =>
+    new Response("marketing home", { headers: { "cache-control": "public, max-age=300" } })
+  );
+  const app = startUpstream((req) =>
+    new URL(req.url).pathname === "/pricing"
+      ? new Response("app pricing", { headers: { "cache-control": "public, max-age=300" } })
+      : new Response("dashboard", { headers: { "cache-control": "private" } })
+  );
+  const edge = startVestibule({
+    regions: { us: { origin: app.url } },
+    upstreams: { website: { origin: website.url } },
+    default_region: "us",
+    rules: [
+      {
+        name: "dashboard",
+        type: "regional",
+        match: { path: "^/$", headers: { cookie: "(^|;\\s*)sessionid=" } },
+      },
+      {
+        name: "lang-fr",
+        type: "global",
+        match: { path: "^/docs$", headers: { "accept-language": "^fr" } },
+        redirect: { location: "/docs/fr", status: 301 },
+      },
+      { name: "home", type: "global", match: { path: "^/(docs(/.*)?)?$" }, upstream: "website" },
+      {
+        name: "beta",
+        type: "global",
+        match: { path: "^/pricing$", headers: { "x-beta": "^1$" } },
+        upstream: "website",
+      },
+      { name: "app", type: "regional" },
+    ],
+  });
+  try {
+    await t.step("the anonymous home page, chosen because no session cookie matched", async () => {
+      const res = await fetch(`${edge.url}/`);
+      assert.equal(await res.text(), "marketing home");
+      assert.ok(varyNames(res).includes("cookie"), `Vary: ${res.headers.get("vary")}`);
+    });
+    await t.step("the docs page, chosen because Accept-Language did not say fr", async () => {
+      const res = await fetch(`${edge.url}/docs`, { headers: { "accept-language": "en" } });
+      assert.equal(await res.text(), "marketing home");
+      assert.ok(varyNames(res).includes("accept-language"), `Vary: ${res.headers.get("vary")}`);
+    });
+    await t.step("the redirect chosen by Accept-Language", async () => {
+      const res = await fetch(`${edge.url}/docs`, {
+        headers: { "accept-language": "fr" },
+        redirect: "manual",
+      });
+      await res.body?.cancel();
+      assert.equal(res.status, 301);
+      assert.ok(varyNames(res).includes("accept-language"), `Vary: ${res.headers.get("vary")}`);
+    });
+    await t.step(
+      "the app's answer, chosen because an earlier rule's header did not match",
+      async () => {
+        const res = await fetch(`${edge.url}/pricing`);
+        assert.equal(await res.text(), "app pricing");
+        assert.ok(varyNames(res).includes("x-beta"), `Vary: ${res.headers.get("vary")}`);
+      },
+    );
+  } finally {
+    await edge.close();
+    await website.close();
+    await app.close();
+  }
+});
+
+Deno.test("cache poisoning: a regional answer names the headers that chose its rule beside those that chose its region", () => {
+  const config = parseRules(
+    JSON.stringify({
+      regions: { au: { origin: "http://au.internal" }, us: { origin: "http://us.internal" } },
+      default_region: "us",
+      geo: { header: "cf-ipcountry" },
+      rules: [
+        {
+          name: "beta",
+          type: "global",
+          match: { headers: { "x-beta": "^1$" } },
+          redirect: { location: "/beta" },
+        },
+        { name: "app", type: "regional" },
+      ],
+    }),
+    { env: () => undefined },
+  );
+  const app = config.rules[1];
+  const answer = new Response("page", { headers: { "cache-control": "public, max-age=60" } });
+  const vary = varyByRegionChoice(answer, "GET", config, app.chosenBy).headers.get("vary");
+  assert.equal(vary, "x-vestibule-region, cookie, cf-ipcountry, x-beta");
 });
