@@ -14,7 +14,16 @@ export function redirectLocation(
   ctx: Pick<RouteContext, "match" | "pathAndQuery"> & { request: Pick<Request, "url"> },
 ): string {
   const groups = ctx.match.pathMatch;
-  const location = template.replace(/\$(\d)/g, (_, n: string) => groups?.[Number(n)] ?? "");
+  const query = template.indexOf("?");
+  const fragment = template.indexOf("#");
+  const location = template.replace(/\$(\d)/g, (_, n: string, at: number) => {
+    const text = groups?.[Number(n)] ?? "";
+    // Path text in a query value: `&`, `+`, `=` and `;` would split it or read as a space.
+    const inQuery = query !== -1 && at > query && (fragment === -1 || at < fragment);
+    return inQuery
+      ? text.replace(/[&+=;]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+      : text;
+  });
   if (!keepsTarget(template, location)) {
     throw new HttpError(400, "redirect_refused", "This path would redirect to another host");
   }
