@@ -169,6 +169,52 @@ async function checkInserted(destination: Tx, spec: TableSpec, keys: string[][])
   }
 }
 
+/** Enabled user row triggers that run BEFORE an INSERT or UPDATE, and may change what is stored. */
+const REWRITING_TRIGGER = `
+  (SELECT format('trigger %I', t.tgname) FROM pg_trigger t
+   WHERE t.tgrelid = $1::text::regclass AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+     AND t.tgtype & 1 = 1 AND t.tgtype & 2 = 2 AND t.tgtype & (4 | 16) <> 0
+   ORDER BY 1 LIMIT 1)`;
+
+/**
+ * Fails the table when a written row reads back other than the owner's values (a BEFORE trigger
+ * at the destination rewrote them): the next run would find it changed and write it again, and
+ * report it applied, forever. Names the first such column.
+ */
+async function checkWritten(
+  destination: Tx,
+  spec: TableSpec,
+  rows: string[][],
+  why: string,
+  only: boolean,
+) {
+  if (rows.length === 0) return;
+  const casts = castColumns(spec, "j.r");
+  const offsets = spec.key.map((k) => spec.columns.findIndex((c) => c.name === k.name));
+  const differs = spec.columns.map((c, i) =>
+    `CASE WHEN t.${quoteIdentList([c])}::text IS DISTINCT FROM (${casts[i]})::text THEN ${
+      quoteLiteral(c.name)
+    } END`
+  );
+  const [row] = await destination.unsafe<{ column: string | null }[]>(
+    `SELECT coalesce(${differs.join(", ")}) AS column
+     FROM ${only ? "ONLY " : ""}${spec.sqlName} AS t, json_array_elements($1::text::json) AS j(r)
+     WHERE ${keyJoin(spec, "j.r", offsets, "t.")} AND coalesce(${differs.join(", ")}) IS NOT NULL
+     LIMIT 1`,
+    [JSON.stringify(rows)],
+    { prepare: false },
+  );
+  if (row) {
+    throw new Error(
+      `Cannot sync table "${spec.name}": column "${row.column}" reads back other than the owner's value after the write (${why} at the destination changes it), so every run would write it again`,
+    );
+  }
+}
+
+function quoteLiteral(text: string): string {
+  return `'${text.replaceAll("'", "''")}'`;
+}
+
 async function updateRows(destination: Tx, spec: TableSpec, rows: string[][]) {
   const casts = castColumns(spec, "j.r");
   // Key columns too: a key equal by value may still differ in form (numeric 1.0 vs 1.00).
@@ -586,15 +632,21 @@ async function advanceSequences(destination: Tx, spec: TableSpec): Promise<strin
     }
     // `sequence` is the server's own quoted name; a sequence's next value is `last_value` until
     // first called, `last_value + 1` after.
-    await destination.unsafe(
-      `SELECT setval(s.seqrelid, m.v)
+    const [state] = await destination.unsafe<{ beyond: boolean }[]>(
+      `SELECT m.v > s.seqmax AS beyond,
+         CASE WHEN m.v <= s.seqmax AND m.v >= q.last_value + q.is_called::int
+           THEN setval(s.seqrelid, m.v) END
        FROM (SELECT max(t.${quoteIdent(name)})::bigint AS v FROM ${spec.sqlName} AS t) AS m,
             ${sequence} AS q, pg_sequence AS s
-       WHERE s.seqrelid = $1::text::regclass AND s.seqincrement > 0 AND m.v <= s.seqmax
-         AND m.v >= q.last_value + q.is_called::int`,
+       WHERE s.seqrelid = $1::text::regclass AND s.seqincrement > 0`,
       [sequence],
       { prepare: false },
     );
+    if (state?.beyond) {
+      skipped.push(
+        `sequence ${sequence} of column "${name}" was not moved past the synced ids: its maximum is below the highest id (ALTER SEQUENCE ... AS bigint), so a local insert may take a synced id`,
+      );
+    }
   }
   return skipped;
 }
@@ -639,6 +691,15 @@ export function planWriter(
   const hasInsertRule = () =>
     insertRule ??= hazard(destination, spec, [INSERT_RULE]).then((found) => found !== null);
 
+  let rewriting: Promise<string | null> | undefined;
+  /** Fails the table when a trigger there stored other values than written; asked once. */
+  // Inserted rows are read back from the table itself only (an index scan): rows a trigger
+  // routed into an unindexed inheritance child would be scanned for every batch.
+  const verify = async (tx: Tx, rows: string[][], only = false) => {
+    const why = await (rewriting ??= hazard(destination, spec, [REWRITING_TRIGGER]));
+    if (why) await checkWritten(tx, spec, rows, why, only);
+  };
+
   /** Reads `keys` from the owner a batch at a time and writes each batch with `write`. */
   async function writeKeys(
     keys: Key[],
@@ -653,7 +714,10 @@ export function planWriter(
   }
 
   async function update(tx: Tx) {
-    await writeKeys(plan.updates, (rows) => updateRows(tx, spec, rows), "updated");
+    await writeKeys(plan.updates, async (rows) => {
+      await updateRows(tx, spec, rows);
+      await verify(tx, rows);
+    }, "updated");
   }
 
   async function insert(tx: Tx) {
@@ -661,6 +725,7 @@ export function planWriter(
     const unvouched: string[][] = [];
     const write = async (rows: string[][]) => {
       for (const key of await insertRows(tx, spec, rows, hasInsertRule)) unvouched.push(key);
+      await verify(tx, rows, true);
     };
     await writeKeys(plan.inserts, write, "inserted");
     for (const { range, rows: planned } of plan.insertRanges) {

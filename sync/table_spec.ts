@@ -261,6 +261,22 @@ export async function resolveTableSpec(
     if (!shape) throw refuse(`table is missing at "${databases[i].region}"`);
   });
   const owner = databases[0].region;
+  // Row hashes are of each server's own bytes: text outside ASCII hashes otherwise in LATIN1 than
+  // in UTF8, so equal rows would be written again on every run.
+  const encodings = await Promise.all(
+    databases.map(async (db) =>
+      (await db.sql.unsafe<{ e: string }[]>(`SELECT current_setting('server_encoding') AS e`))[0].e
+    ),
+  );
+  encodings.forEach((encoding, i) => {
+    if (encoding !== encodings[0]) {
+      throw refuse(
+        `the database encoding is ${encodings[0]} at "${owner}" but ${encoding} at "${
+          databases[i].region
+        }": row checksums would differ for equal text`,
+      );
+    }
+  });
   const ownerShape = shapes[0]!;
   const excluded = new Set(table.exclude_columns);
   for (const name of excluded) {
