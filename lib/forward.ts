@@ -638,8 +638,11 @@ function firstLine(value: string, next: RegExp): string {
 /** A `scheme:/`, `scheme:\\` or a path after ", ": a second `Location` line (`?q=a, b: c` is one). */
 const NEXT_LOCATION = /, (?=[a-z][a-z\d+.-]*:[\/\\]|[\/\\])/i;
 
-/** A time and `;` after ", ": a second `Refresh` line (`5; url=…`); `, 2026` ends no line. */
-const NEXT_REFRESH = /, (?=\d[\d.]*\s*;)/;
+/**
+ * A time and `;`, or `, url=` (HTML reads a `,` after the time as a `;`), after ", ": a second
+ * `Refresh` line (`5; url=…`); `, 2026` ends no line.
+ */
+const NEXT_REFRESH = /, (?=\d[\d.]*\s*(?:;|,\s*url\s*=))/i;
 
 /**
  * A `Refresh` header (`5; url=…`), which browsers follow like a redirect, with a URL that names

@@ -1047,3 +1047,21 @@ Deno.test("rule confusion: a base64 field with '=' after whole groups, which Pyt
     await t.step(JSON.stringify(code), async () => assert.equal(await base64Code(code), "app"));
   }
 });
+
+Deno.test("rule bypass: a json matcher does not match a body with a key Go folds to its key beyond toLowerCase (ſ, the long s)", async (t) => {
+  const table = rules([
+    { name: "json", type: "regional", match: { body: { json: { status: "ok" } } } },
+    { name: "app", type: "regional" },
+  ]);
+  const post = (body: string) => ({
+    method: "POST",
+    body,
+    headers: { "content-type": "application/json" },
+  });
+  await t.step("the key alone matches", async () => {
+    assert.equal(await winner(table, "/", post('{"status":"ok"}')), "json");
+  });
+  await t.step("ſtatus beside it is the copy Go's encoding/json reads", async () => {
+    assert.equal(await winner(table, "/", post('{"status":"ok","\u017Ftatus":"deleted"}')), "app");
+  });
+});

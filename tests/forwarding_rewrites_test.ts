@@ -280,7 +280,6 @@ Deno.test("origin address leak: a Location or Refresh written twice reaches the 
     ]],
     ["Location: a path, then the origin's URL", "location", (o: string) => ["/next", `${o}/next`], [
       "/next",
-      "http://app.example/next",
     ]],
     [
       "Refresh: the same URL twice",
@@ -294,6 +293,31 @@ Deno.test("origin address leak: a Location or Refresh written twice reaches the 
       "",
       `0; url=${o}/next`,
     ], [""]],
+    ["Location: the origin's URL, then a path", "location", (o: string) => [
+      `${o}/next`,
+      "/other",
+    ], ["http://app.example/next"]],
+    ["Location: a path, then the origin's URL with backslashes", "location", (o: string) => [
+      "/next",
+      `http:\\\\${new URL(o).host}\\next`,
+    ], ["/next"]],
+    ["Location: a path, then the origin's URL in capitals", "location", (o: string) => [
+      "/next",
+      `HTTP://${new URL(o).host}/next`,
+    ], ["/next"]],
+    ["Refresh: then a fractional time and the origin's URL", "refresh", (o: string) => [
+      "0; url=/next",
+      `1.5; url=${o}/next`,
+    ], ["0; url=/next"]],
+    ["Refresh: then a time, a space before ';' and the origin's URL", "refresh", (o: string) => [
+      "0; url=/next",
+      `5 ; url=${o}/next`,
+    ], ["0; url=/next"]],
+    // HTML's refresh parsing reads ',' after the time as ';', and so does the rewrite.
+    ["Refresh: its comma form twice", "refresh", (o: string) => [
+      `5, url=${o}/next`,
+      `5, url=${o}/next`,
+    ], ["5, url=http://app.example/next"]],
     // One line each, which only look like two once joined: passed on whole.
     ["Refresh: ', ' and a number in its URL", "refresh", () => ["0; url=/news?d=Dec 7, 2026"], [
       "0; url=/news?d=Dec 7, 2026",
@@ -315,16 +339,8 @@ Deno.test("origin address leak: a Location or Refresh written twice reaches the 
           "GET /login HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n",
         );
         assert.match(answer, /^HTTP\/1\.1 302 /);
-        const got = headerLines(answer, header);
-        assert.ok(got.length > 0, `a ${header} reaches the client`);
-        const originHost = new URL(up.url).host;
-        for (const value of got) {
-          assert.ok(!value.includes(originHost), `origin address in ${header}: ${value}`);
-          assert.ok(
-            (expected as readonly string[]).includes(value),
-            `${header} is the page the origin named: ${value}`,
-          );
-        }
+        // The first line, pointed at the public host; never the origin's address.
+        assert.deepEqual(headerLines(answer, header), expected);
       } finally {
         await Promise.all([edge.close(), up.close()]);
       }
