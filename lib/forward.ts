@@ -639,10 +639,11 @@ function firstLine(value: string, next: RegExp): string {
 const NEXT_LOCATION = /, (?=[a-z][a-z\d+.-]*:[\/\\]|[\/\\])/i;
 
 /**
- * A time and `;`, or `, url=` (HTML reads a `,` after the time as a `;`), after ", ": a second
- * `Refresh` line (`5; url=…`); `, 2026` ends no line.
+ * A time and `;`, or a time, `,` or a space and then `url=`, a `scheme:/` or a path (HTML reads a
+ * `,` after the time as a `;`, and `url=` is optional), after ", ": a second `Refresh` line
+ * (`5; url=…`, `5, https://…`); `, 2026` ends no line.
  */
-const NEXT_REFRESH = /, (?=\d[\d.]*\s*(?:;|,\s*url\s*=))/i;
+const NEXT_REFRESH = /, (?=\d[\d.]*\s*(?:;|[,\s]\s*(?:url\s*=|[a-z][a-z\d+.-]*:[\/\\]|[\/\\])))/i;
 
 /**
  * A `Refresh` header (`5; url=…`), which browsers follow like a redirect, with a URL that names

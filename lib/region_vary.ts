@@ -4,7 +4,9 @@
  * only the edge can name them: without them a cache in front keys the answer by its URL alone,
  * and one request pinned to AU fills every visitor's entry with AU's page (RFC 9111 §4.1).
  */
+import { cgiName, hasCgiSeparator } from "./cgi_name.ts";
 import type { Config } from "./compile_rules.ts";
+import type { HeaderReader } from "./header_list.ts";
 
 /**
  * `response` with the headers that chose its region, and those that chose its rule
@@ -37,6 +39,25 @@ export function varyByRegionChoice(
 export function withVary(response: Response, method: string, names: readonly string[]): Response {
   if (names.length === 0 || !sharedCacheMayStore(response, method)) return response;
   return appendVary(response, names);
+}
+
+/**
+ * `chosenBy` and, when the request holds them, the other spellings of those names that CGI-style
+ * servers read as the same header (`x_beta`, `x.beta`): `match.headers` requires them to match
+ * too, so they chose the rule as well. Only a request that sends such a copy pays for more.
+ */
+export function chosenByIn(chosenBy: readonly string[], headers: HeaderReader): readonly string[] {
+  if (chosenBy.length === 0) return chosenBy;
+  let names: string[] | undefined;
+  headers.forEach((_, name) => {
+    if (!hasCgiSeparator(name) && !chosenBy.some(hasCgiSeparator)) return;
+    if (chosenBy.includes(name) || names?.includes(name)) return;
+    const dashed = cgiName(name);
+    if (chosenBy.some((chosen) => chosen.length === name.length && cgiName(chosen) === dashed)) {
+      (names ??= [...chosenBy]).push(name);
+    }
+  });
+  return names ?? chosenBy;
 }
 
 function appendVary(response: Response, names: readonly string[]): Response {

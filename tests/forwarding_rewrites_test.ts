@@ -318,6 +318,19 @@ Deno.test("origin address leak: a Location or Refresh written twice reaches the 
       `5, url=${o}/next`,
       `5, url=${o}/next`,
     ], ["5, url=http://app.example/next"]],
+    // HTML reads `5, URL` and `5 URL` as a time and a URL without `url=`.
+    ["Refresh: its comma form with a bare URL, twice", "refresh", (o: string) => [
+      `5, ${o}/next`,
+      `5, ${o}/next`,
+    ], ["5, http://app.example/next"]],
+    ["Refresh: a path, then the comma form with the origin's URL", "refresh", (o: string) => [
+      "5, /next",
+      `5, ${o}/next`,
+    ], ["5, /next"]],
+    ["Refresh: a path, then the space form with the origin's URL", "refresh", (o: string) => [
+      "5 /next",
+      `5 ${o}/next`,
+    ], ["5 /next"]],
     // One line each, which only look like two once joined: passed on whole.
     ["Refresh: ', ' and a number in its URL", "refresh", () => ["0; url=/news?d=Dec 7, 2026"], [
       "0; url=/news?d=Dec 7, 2026",
