@@ -10,15 +10,17 @@ import type { HeaderReader } from "./header_list.ts";
 
 /**
  * `response` with the headers that chose its region, and those that chose its rule
- * (`chosenBy`), appended to `Vary` when a shared cache may store it; otherwise `response` itself,
- * uncopied (a copy costs requests/s, and most dynamic pages say `private` or nothing). A region
- * from `geo.ip_lookup` has no header to name: see the README.
+ * (`chosenBy`, with the copies `headers` holds: {@linkcode chosenByIn}), appended to `Vary` when
+ * a shared cache may store it; otherwise `response` itself, uncopied (a copy costs requests/s,
+ * and most dynamic pages say `private` or nothing). A region from `geo.ip_lookup` has no header
+ * to name: see the README.
  */
 export function varyByRegionChoice(
   response: Response,
   method: string,
   config: Config,
-  chosenBy: readonly string[] = [],
+  chosenBy: readonly string[],
+  headers: HeaderReader,
 ): Response {
   // Cheapest first: one region and no header-chosen rule is the bench's case; most answers are
   // not stored, and they pay for nothing more.
@@ -27,18 +29,24 @@ export function varyByRegionChoice(
   const names = config.regions.size < 2
     ? []
     : [config.pin.header, "cookie", ...(config.geo.header ? [config.geo.header] : [])];
-  for (const name of chosenBy) if (!names.includes(name)) names.push(name);
+  for (const name of chosenByIn(chosenBy, headers)) if (!names.includes(name)) names.push(name);
   return appendVary(response, names);
 }
 
 /**
- * `response` with `names` appended to `Vary` when a shared cache may store it: a `global` rule's
- * answer, chosen over another rule's by request headers the website may never see (a session
- * cookie outside `forward_cookies`), so only the edge can name them.
+ * `response` with `chosenBy` (and the copies `headers` holds) appended to `Vary` when a shared
+ * cache may store it: a `global` rule's answer, chosen over another rule's by request headers the
+ * website may never see (a session cookie outside `forward_cookies`), so only the edge can name
+ * them.
  */
-export function withVary(response: Response, method: string, names: readonly string[]): Response {
-  if (names.length === 0 || !sharedCacheMayStore(response, method)) return response;
-  return appendVary(response, names);
+export function withVary(
+  response: Response,
+  method: string,
+  chosenBy: readonly string[],
+  headers: HeaderReader,
+): Response {
+  if (chosenBy.length === 0 || !sharedCacheMayStore(response, method)) return response;
+  return appendVary(response, chosenByIn(chosenBy, headers));
 }
 
 /**
@@ -48,9 +56,10 @@ export function withVary(response: Response, method: string, names: readonly str
  */
 export function chosenByIn(chosenBy: readonly string[], headers: HeaderReader): readonly string[] {
   if (chosenBy.length === 0) return chosenBy;
+  const spelledWithSeparator = chosenBy.some(hasCgiSeparator);
   let names: string[] | undefined;
   headers.forEach((_, name) => {
-    if (!hasCgiSeparator(name) && !chosenBy.some(hasCgiSeparator)) return;
+    if (!spelledWithSeparator && !hasCgiSeparator(name)) return;
     if (chosenBy.includes(name) || names?.includes(name)) return;
     const dashed = cgiName(name);
     if (chosenBy.some((chosen) => chosen.length === name.length && cgiName(chosen) === dashed)) {

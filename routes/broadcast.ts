@@ -8,7 +8,7 @@ import type { BroadcastRule } from "../lib/compile_rules.ts";
 import { clientResponse, sendUpstream, upstreamHeaders } from "../lib/forward.ts";
 import { HttpError } from "../lib/http_error.ts";
 import { pinCookie } from "../lib/pin.ts";
-import { chosenByIn, varyByRegionChoice } from "../lib/region_vary.ts";
+import { varyByRegionChoice } from "../lib/region_vary.ts";
 import { cookieScope, type RouteContext, withSetCookie } from "../lib/route_context.ts";
 import { checkSuccess } from "../lib/success.ts";
 import { bufferedBody } from "../lib/unframed_body.ts";
@@ -106,7 +106,8 @@ export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): P
         withSetCookie(winner!.response, pinCookie(outcome.region, config)),
         request.method,
         config,
-        chosenByIn(rule.chosenBy, ctx.headers),
+        rule.chosenBy,
+        ctx.headers,
       );
     case "failure":
       ctx.log.region = outcome.region;
@@ -115,7 +116,8 @@ export async function handleBroadcast(rule: BroadcastRule, ctx: RouteContext): P
         winner!.response,
         request.method,
         config,
-        chosenByIn(rule.chosenBy, ctx.headers),
+        rule.chosenBy,
+        ctx.headers,
       );
     case "ambiguous":
       throw new HttpError(

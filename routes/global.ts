@@ -18,5 +18,5 @@ export async function handleGlobal(rule: GlobalRule, ctx: RouteContext): Promise
   ctx.log.upstream = action.upstream.id;
   const cookies = { only: rule.forwardCookies };
   const response = await forwardTo(ctx, action.upstream, cookies, rule.timeoutMs);
-  return withVary(response, ctx.request.method, chosenByIn(rule.chosenBy, ctx.headers));
+  return withVary(response, ctx.request.method, rule.chosenBy, ctx.headers);
 }

@@ -2,7 +2,7 @@
 import type { RegionalRule, SuccessRule } from "../lib/compile_rules.ts";
 import { chooseRegion, pinnedOrAssumed, regionalCookies } from "../lib/choose_region.ts";
 import { pinCookie } from "../lib/pin.ts";
-import { chosenByIn, varyByRegionChoice } from "../lib/region_vary.ts";
+import { varyByRegionChoice } from "../lib/region_vary.ts";
 import { cookieScope, forwardTo, type RouteContext, withSetCookie } from "../lib/route_context.ts";
 import { checkSuccess } from "../lib/success.ts";
 import { clientClosed } from "../lib/request_body.ts";
@@ -37,7 +37,8 @@ function toRegion(
       response,
       ctx.request.method,
       ctx.config,
-      chosenByIn(rule.chosenBy, ctx.headers),
+      rule.chosenBy,
+      ctx.headers,
     );
   if (!rule.pinOn || reason !== "region_from") {
     return forwardTo(ctx, upstream, cookies, timeoutMs).then(vary);

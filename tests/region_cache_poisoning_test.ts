@@ -298,6 +298,18 @@ Deno.test("cache poisoning: a global answer chosen by a request header names it 
         assert.ok(varyNames(res).includes("x-beta"), `Vary: ${res.headers.get("vary")}`);
       },
     );
+    // `match.headers` on `x-beta` matches only when every CGI spelling of it (`x_beta`, `x.beta`)
+    // matches too, so a copy chose the rule as well: an answer chosen because one did not match,
+    // naming only `x-beta` in `Vary`, reached every visitor sending `x-beta` alone.
+    for (const copy of ["x_beta", "x.beta"]) {
+      await t.step(`an attacker's x-beta: 1 beside ${copy}: 0`, async () => {
+        const cached = sharedCache(edge.url);
+        const attacker = await cached("/pricing", { headers: { "x-beta": "1", [copy]: "0" } });
+        assert.equal(attacker.body, "app pricing"); // the copy did not match: not the beta rule
+        const visitor = await cached("/pricing", { headers: { "x-beta": "1" } });
+        assert.equal(visitor.body, "marketing home", `served from the cache (${visitor.cache})`);
+      });
+    }
   } finally {
     await edge.close();
     await website.close();
@@ -325,43 +337,7 @@ Deno.test("cache poisoning: a regional answer names the headers that chose its r
   );
   const app = config.rules[1];
   const answer = new Response("page", { headers: { "cache-control": "public, max-age=60" } });
-  const vary = varyByRegionChoice(answer, "GET", config, app.chosenBy).headers.get("vary");
+  const vary = varyByRegionChoice(answer, "GET", config, app.chosenBy, new Headers())
+    .headers.get("vary");
   assert.equal(vary, "x-vestibule-region, cookie, cf-ipcountry, x-beta");
-});
-
-// A `match.headers` rule on `x-beta` matches only when every CGI spelling of it (`x_beta`,
-// `x.beta`) matches too, so those spellings chose the rule as well: an answer chosen because a
-// copy did not match, naming only `x-beta` in `Vary`, reached every visitor sending `x-beta` alone.
-Deno.test("cache poisoning: an answer chosen because a CGI copy of a matched header did not match does not fill the cache entry of those who send the header alone", async (t) => {
-  const publicPage = (text: string) => () =>
-    new Response(text, { headers: { "cache-control": "public, max-age=300" } });
-  const website = startUpstream(publicPage("beta pricing"));
-  const app = startUpstream(publicPage("app pricing"));
-  const edge = startVestibule({
-    regions: { us: { origin: app.url } },
-    upstreams: { website: { origin: website.url } },
-    default_region: "us",
-    rules: [
-      {
-        name: "beta",
-        type: "global",
-        match: { path: "^/pricing$", headers: { "x-beta": "^1$" } },
-        upstream: "website",
-      },
-      { name: "app", type: "regional" },
-    ],
-  });
-  try {
-    for (const copy of ["x_beta", "x.beta"]) {
-      await t.step(`an attacker's x-beta: 1 beside ${copy}: 0`, async () => {
-        const cached = sharedCache(edge.url);
-        const attacker = await cached("/pricing", { headers: { "x-beta": "1", [copy]: "0" } });
-        assert.equal(attacker.body, "app pricing"); // the copy did not match: not the beta rule
-        const visitor = await cached("/pricing", { headers: { "x-beta": "1" } });
-        assert.equal(visitor.body, "beta pricing", `served from the cache (${visitor.cache})`);
-      });
-    }
-  } finally {
-    await Promise.all([edge.close(), website.close(), app.close()]);
-  }
 });
