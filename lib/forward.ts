@@ -418,9 +418,10 @@ const KEPT_ALIVE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
  * served a request before, and this client keeps none idle. (A runtime without `createHttpClient`
  * keeps the shared pool.)
  */
-const FRESH_CONNECTIONS = typeof Deno.createHttpClient === "function"
-  ? Deno.createHttpClient({ poolMaxIdlePerHost: 0 })
-  : undefined;
+export const FRESH_CONNECTIONS: Deno.HttpClient | undefined =
+  typeof Deno.createHttpClient === "function"
+    ? Deno.createHttpClient({ poolMaxIdlePerHost: 0 })
+    : undefined;
 
 /** Whether a request of this method goes on a connection of its own, with `Connection: close`. */
 export function onFreshConnection(method: string): boolean {

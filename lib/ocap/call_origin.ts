@@ -1,5 +1,5 @@
 /** @module The one origin call an OCAP owner makes for a dedup key: no redirects, own timeout, body buffered. */
-import { HOP_BY_HOP_HEADERS, onlyChunked } from "../forward.ts";
+import { FRESH_CONNECTIONS, HOP_BY_HOP_HEADERS, onlyChunked } from "../forward.ts";
 import { HttpError } from "../http_error.ts";
 import { BodyTooLargeError, readBounded } from "../request_body.ts";
 import type { OriginAnswer } from "./origin_answer.ts";
@@ -51,22 +51,20 @@ export async function callOrigin(
 ): Promise<OriginAnswer> {
   /** The status line and headers came: the provider took the request (a one-time code is spent). */
   let answered = false;
-  // A client of its own, without idle connections: Deno's fetch sends a request with a buffered
-  // body again, unseen, when a pooled keep-alive connection breaks before the answer, even after
-  // the provider read it (denoland/deno#32566, #36415): a second redemption of the code. It
-  // retries only on pooled connections, so each miss pays for a new connection, which a
-  // one-time exchange can afford. (A runtime without createHttpClient keeps the shared pool.)
-  const client = typeof Deno.createHttpClient === "function"
-    ? Deno.createHttpClient({ poolMaxIdlePerHost: 0 })
-    : undefined;
+  // Deno's fetch sends a request again, unseen, when a pooled keep-alive connection breaks before
+  // the answer, even after the provider read it: a second redemption of the code. So every call
+  // goes on a connection of its own, as the router's POSTs do ({@linkcode FRESH_CONNECTIONS}); a
+  // miss pays for a new connection, which a one-time exchange can afford.
+  const headers = new Headers(request.headers);
+  if (FRESH_CONNECTIONS) headers.set("connection", "close");
   try {
     const response = await options.fetch(request.url, {
       method: request.method,
-      headers: request.headers,
+      headers,
       body: request.body,
       redirect: "manual",
       signal: options.signal,
-      client,
+      client: FRESH_CONNECTIONS,
     });
     answered = true;
     const body = await readBounded(response.body, MAX_ORIGIN_BODY_BYTES);
@@ -118,8 +116,6 @@ export async function callOrigin(
       `OCAP target "${request.target}" is unavailable`,
       { cause: error },
     );
-  } finally {
-    client?.close();
   }
 }
 

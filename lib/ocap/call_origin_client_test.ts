@@ -32,7 +32,7 @@ const req = (url: URL) => ({
   body: new TextEncoder().encode("code=x"),
 });
 
-Deno.test("callOrigin() closes its client on every path", async (t) => {
+Deno.test("callOrigin() leaves nothing open on any path: no connection, client or timer", async (t) => {
   await t.step("timeout mid-body", async () => {
     const origin = rawOrigin(async (conn) => {
       await conn.read(new Uint8Array(65536));
