@@ -136,6 +136,19 @@ export async function explainRequest(
       new HttpError(400, "bad_request", `Deno.serve refuses Transfer-Encoding "${transfer}"`),
     );
   }
+  // The smuggling shapes: a length beside chunked, or lengths that disagree or are no number.
+  const lengths = headerPairs(described.headers)
+    .filter(([name]) => name.toLowerCase() === "content-length").map(([, v]) => v);
+  if (lengths.length > 0 && (transfer !== "" || !servedLengths(lengths))) {
+    const framing = transfer === "" ? "" : ` beside Transfer-Encoding "${transfer}"`;
+    return refused(
+      new HttpError(
+        400,
+        "bad_request",
+        `Deno.serve refuses Content-Length "${lengths.join(", ")}"${framing}`,
+      ),
+    );
+  }
   const own = servedBy(routedPath(target), config.ocap?.path);
   // The router serves its own paths only under a Host that fits (the URL's when none is given,
   // as the request would carry it); another, or two, is a 400.
@@ -497,6 +510,13 @@ function headerPairs(init: HeadersInit | undefined): Array<[string, string]> {
  * Whether Deno.serve (hyper) reads a request body framed with `transfer`: `chunked` once and
  * last, no parameters, no `identity` (found by trying; it answers 400 to anything else).
  */
+/** Whether Deno.serve takes these `Content-Length` lines: digits only, all one number. */
+function servedLengths(lines: string[]): boolean {
+  const values = lines.flatMap((line) => line.split(",")).map((v) => v.trim());
+  if (!values.every((v) => /^\d+$/.test(v))) return false;
+  return new Set(values.map((v) => BigInt(v))).size === 1;
+}
+
 function servedFraming(transfer: string): boolean {
   const codings = transfer.split(",").map((c) => c.trim().toLowerCase());
   return codings.at(-1) === "chunked" && codings.indexOf("chunked") === codings.length - 1 &&

@@ -94,14 +94,18 @@ export function forwardPlan(
     }
   }
   // X-Forwarded-* always, and any other header whose value upstreamHeaders() chose itself.
-  for (const [name, value] of outgoing) {
+  // By name, each with its joined value: `Headers` yields every Set-Cookie on its own, and a
+  // client's own copies compared one by one with the joined value read as vestibule's.
+  for (const name of new Set(outgoing.keys())) {
+    const value = outgoing.get(name)!;
     if (name === "cookie" || plan.headers.fromRules.includes(name)) continue;
     const own = SET_BY_VESTIBULE.includes(name);
     if (own || incoming.get(name) !== value) plan.headers.set[name] = value;
   }
   const connectionNamed = (incoming.get("connection") ?? "").toLowerCase().split(",")
     .map((s) => s.trim());
-  for (const [name, value] of incoming) {
+  for (const name of new Set(incoming.keys())) {
+    const value = incoming.get(name)!;
     if (name === "cookie") continue;
     const strip = (reason: string) => plan.headers.stripped.push({ name, reason });
     if (plan.headers.fromRules.includes(name)) strip("replaced by the rules file's value");
@@ -121,8 +125,8 @@ export function forwardPlan(
     } else if (impersonates(name, upstream)) {
       strip("other spelling (_ or . for -) of a header vestibule controls");
     } else if (name === "host") strip("the upstream gets its own host");
-    else if (PROXY_CLAIMS.has(name)) strip("not trusted: trusted_proxy_hops is 0");
     else if (connectionNamed.includes(name)) strip("hop-by-hop: named in Connection");
+    else if (PROXY_CLAIMS.has(name)) strip("not trusted: trusted_proxy_hops is 0");
     else strip("not forwarded");
   }
   const deno = `Deno/${Deno.version.deno}`;
@@ -134,6 +138,7 @@ export function forwardPlan(
     }
     plan.headers.forwarded = plan.headers.forwarded.filter((n) => !own(n) && n !== "user-agent");
     delete plan.headers.set["accept-encoding"];
+    plan.headers.fromRules = plan.headers.fromRules.filter((n) => !own(n));
     const ua = outgoing.get("user-agent");
     plan.headers.set["user-agent"] = ua ? `${deno}, ${ua}` : deno;
   } else {

@@ -11,6 +11,7 @@ import { explainRequest, type Explanation } from "../lib/explain.ts";
 import { cookieNames } from "../lib/forward_plan.ts";
 import { runRouteCases } from "../lib/route_cases.ts";
 import { HttpError } from "../lib/http_error.ts";
+import { formatExplanation } from "../lib/explain_text.ts";
 
 type Pairs = Array<[string, string]>;
 
@@ -289,7 +290,7 @@ function differences(
       ...f.headers.fromRules,
     ]);
     if (f.cookies.forwarded.length > 0) expectNames.add("cookie");
-    const gotNames = [...got.keys()].filter((n) => !FRAMING.has(n)).sort();
+    const gotNames = [...new Set(got.keys())].filter((n) => !FRAMING.has(n)).sort();
     eq(
       `${t.id} header names`,
       gotNames.join(","),
@@ -580,6 +581,118 @@ Deno.test("explain agrees: a path starting with '//' is a path, in explain and c
   }
 });
 
+Deno.test("explain agrees: two Set-Cookie request headers go on as they came, and explain shows neither value", async () => {
+  const stack = startStack();
+  try {
+    const r = await both(stack, {
+      method: "GET",
+      host: "app.example.com",
+      target: "/dashboard",
+      headers: [...BASE, ["Set-Cookie", "sessionid=SECRET1"], ["Set-Cookie", "other=SECRET2"]],
+    });
+    assert.deepEqual(differences(stack, r), []);
+    assert.equal(
+      stack.servers.us.received[0].headers.get("set-cookie"),
+      "sessionid=SECRET1, other=SECRET2",
+    );
+    // explain shows no client header's value (docs/operations.md), however often it is sent.
+    const text = formatExplanation(r.explained);
+    assert.ok(!text.includes("SECRET"), text);
+  } finally {
+    await stack.close();
+  }
+});
+
+Deno.test("explain agrees: behind a trusted proxy, a proxy header named in Connection is stripped as hop-by-hop", async () => {
+  const stack = startStack(1);
+  try {
+    const claims: Pairs = [["Forwarded", "for=10.0.0.1;proto=https"], ["X-Forwarded-Port", "443"]];
+    const req = { method: "GET", host: "app.example.com", target: "/dashboard" };
+    // Trusted: both go on.
+    assert.deepEqual(
+      differences(stack, await both(stack, { ...req, headers: [...BASE, ...claims] })),
+      [],
+    );
+    const named = await both(stack, {
+      ...req,
+      headers: [...BASE, ...claims, ["Connection", "forwarded, x-forwarded-port"]],
+    });
+    assert.deepEqual(differences(stack, named), []);
+    assert.equal(stack.servers.us.received[0].headers.has("forwarded"), false);
+    assert.deepEqual(
+      named.explained.targets[0].forward.headers.stripped
+        .filter((s) => s.name === "forwarded" || s.name === "x-forwarded-port"),
+      [
+        { name: "forwarded", reason: "hop-by-hop: named in Connection" },
+        { name: "x-forwarded-port", reason: "hop-by-hop: named in Connection" },
+      ],
+    );
+  } finally {
+    await stack.close();
+  }
+});
+
+Deno.test("explain agrees: request smuggling framings Deno.serve refuses (a length beside chunked, two lengths) are 400 in explain too", async (t) => {
+  const stack = startStack();
+  try {
+    const cases: Array<[string, Pairs, string, string, number]> = [
+      [
+        "Content-Length beside chunked",
+        [["Content-Length", "5"], ["Transfer-Encoding", "chunked"]],
+        "5\r\nhello\r\n0\r\n\r\n",
+        "hello",
+        400,
+      ],
+      [
+        "two different Content-Lengths",
+        [["Content-Length", "5"], ["Content-Length", "6"]],
+        "hello!",
+        "hello!",
+        400,
+      ],
+      ["Content-Length: +5", [["Content-Length", "+5"]], "hello", "hello", 400],
+      ["Content-Length: 5, 6", [["Content-Length", "5, 6"]], "hello!", "hello!", 400],
+      // Routed: the same length twice, and a leading zero.
+      [
+        "Content-Length: 5 twice",
+        [["Content-Length", "5"], ["Content-Length", "5"]],
+        "hello",
+        "hello",
+        200,
+      ],
+      ["Content-Length: 05", [["Content-Length", "05"]], "hello", "hello", 200],
+    ];
+    for (const [what, framing, wire, body, status] of cases) {
+      await t.step(what, async () => {
+        for (const s of Object.values(stack.servers)) s.received.length = 0;
+        const head = [
+          "POST /dashboard HTTP/1.1",
+          "Host: app.example.com",
+          ...framing.map(([n, v]) => `${n}: ${v}`),
+          "Connection: close",
+        ].join("\r\n");
+        const answer = await rawRequest(stack.edge.port, `${head}\r\n\r\n${wire}`);
+        const e = await explainRequest({
+          method: "POST",
+          url: "http://app.example.com/dashboard",
+          headers: framing,
+          body,
+        }, stack.config);
+        assert.deepEqual(
+          { router: answer.split("\r\n")[0], explain: e.refused?.status ?? e.region },
+          {
+            router: `HTTP/1.1 ${status} ${status === 200 ? "OK" : "Bad Request"}`,
+            explain: status === 200 ? "us" : 400,
+          },
+        );
+        assert.equal(stack.servers.us.received.length, status === 200 ? 1 : 0);
+      });
+    }
+  } finally {
+    await stack.close();
+  }
+});
+
 /** A browser's WebSocket handshake to app.example.com. */
 const HANDSHAKE: Pairs = [
   ["Host", "app.example.com"],
@@ -599,7 +712,13 @@ Deno.test("explain agrees: a WebSocket upgrade lists the handshake the upstream 
     return response;
   });
   const rules = {
-    regions: { us: { origin: `http://127.0.0.1:${up.addr.port}` } },
+    regions: {
+      us: {
+        origin: `http://127.0.0.1:${up.addr.port}`,
+        // The handshake goes without any Accept-Encoding, the rules file's too.
+        headers: { "x-origin-secret": "s", "accept-encoding": "gzip" },
+      },
+    },
     default_region: "us",
     rules: [{ name: "app", type: "regional" }],
   };
@@ -636,6 +755,10 @@ Deno.test("explain agrees: a WebSocket upgrade lists the handshake the upstream 
         wrong.push(`${name}: explain "set" ${value}, upstream got ${got.get(name)}`);
       }
     }
+    for (const name of f.fromRules) {
+      if (!got.has(name)) wrong.push(`${name}: explain "from the rules file", upstream got none`);
+    }
+    assert.deepEqual(f.fromRules, ["x-origin-secret"]);
     assert.deepEqual(wrong, []);
   } finally {
     await Promise.all([edge.close(), up.shutdown()]);
