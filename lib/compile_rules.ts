@@ -394,6 +394,16 @@ function compileOrigins(
       problems.push(`${section}.${id}.origin: ${parsed}`);
       continue;
     }
+    // fetch writes these itself and drops a value given for them: nginx's
+    // `proxy_set_header Host` would start, and every request reach the origin's own host.
+    for (const name of Object.keys(entry.headers)) {
+      if (/^(?:host|content-length|transfer-encoding)$/i.test(name)) {
+        problems.push(
+          `${section}.${id}.headers.${name}: fetch sets ${name} itself and drops this value` +
+            (/^host$/i.test(name) ? "; put the host to send in origin" : ""),
+        );
+      }
+    }
     out.set(id, {
       id,
       kind,
@@ -533,6 +543,15 @@ function compileMatch(
     if (/[\u0080-\uffff]/.test(input.path)) {
       fail("match.path: paths are matched percent-encoded, so write non-ASCII characters as %XX");
     }
+    const encoded = literalNeverInPath(input.path);
+    if (encoded !== undefined) {
+      const escape = `%${encoded.charCodeAt(0).toString(16).toUpperCase()}`;
+      fail(
+        `match.path: paths are matched percent-encoded, so write ${
+          encoded === " " ? "a space" : `"${encoded}"`
+        } as ${escape}`,
+      );
+    }
     // An escape the router normalizes (%7E to ~, %c3 to %C3) would never be seen in a path.
     for (const [escape] of input.path.matchAll(/%[0-9A-Fa-f]{2}/g)) {
       const matched = matchablePath(escape);
@@ -567,6 +586,13 @@ function compileMatch(
       (input.host.includes("://") || /(?:^[^:]*|\\\]):(?:\d+|\\d[+*]?)\$?$/.test(input.host))
     ) {
       fail("match.host: hosts are matched without scheme or port");
+    }
+    // `^::1$` never sees `[::1]`; an unanchored `::1` still matches inside the brackets.
+    if (
+      plainRegex(input.host) && !fromEnvironment(input.host) &&
+      /^\^(?:[0-9a-f]{0,4}:){2}/i.test(input.host)
+    ) {
+      fail("match.host: an IPv6 host is matched as [addr], so write ^\\[::1\\]$ for ::1");
     }
     // Clients send an international name in punycode, and a raw UTF-8 Host is a 400 `bad_host`.
     if (hasNonAscii(input.host)) {
@@ -603,7 +629,8 @@ function compileSuccess(
   const rule: SuccessRule = {};
   if (Array.isArray(input.status)) rule.status = new Set(input.status);
   else if (input.status) rule.status = { class: Number(input.status[0]) };
-  if (input.set_cookie) rule.setCookie = asSentInUtf8(input.set_cookie);
+  // Trimmed as answers' cookie names are read, and as forward_cookies are.
+  if (input.set_cookie) rule.setCookie = cookieName(asSentInUtf8(input.set_cookie));
   // An empty map checks nothing: alone, it would count every answer, a 500 too, as a success.
   if (input.headers && Object.keys(input.headers).length > 0) {
     rule.headers = compileRegexMap(input.headers, `${field}.headers`, fail, true);
@@ -624,6 +651,31 @@ function compileSuccess(
     fail(`${field} needs at least one of status, set_cookie, headers or json`);
   }
   return rule;
+}
+
+/**
+ * A character a path regex holds literally, outside a class, that the URL parser always
+ * percent-encodes in a path (space, `"`, `<`, `>`, `` ` ``, `{`, `}`) or cuts off (`#`): no
+ * path the router matches contains it. Syntax aside (`(?<name>`, `\k<name>`, `a{2}`).
+ */
+function literalNeverInPath(source: string): string | undefined {
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i];
+    if (c === "\\") {
+      const next = source[i + 1];
+      if (next === "k" && source[i + 2] === "<") i = source.indexOf(">", i);
+      else if (next !== undefined && ' "#<>`{}'.includes(next)) return next;
+      else i++;
+      if (i < 0) return undefined;
+    } else if (c === "[") {
+      // To the class's end: `[^ ]` or `[<]` may match other characters.
+      for (i++; i < source.length && source[i] !== "]"; i++) if (source[i] === "\\") i++;
+    } else if (c === "(" && source.startsWith("?<", i + 1)) {
+      const name = /^\?<(?:[=!]|[\w$]+>)/.exec(source.slice(i + 1));
+      if (name) i += name[0].length;
+    } else if (' "#<>`'.includes(c)) return c;
+  }
+  return undefined;
 }
 
 /** A missing or empty `match` (no field, or only empty maps) matches every request. */

@@ -853,6 +853,14 @@ Deno.test("parseRules(): a match.path or match.host regex written against a form
     ],
     ["a path holding the query", { path: "^/search\\?q=" }, "https://app.example.com/search?q=x"],
     ["a path with a run of /", { path: "^/api//v1/" }, "https://app.example.com/api//v1/x"],
+    // The URL parser percent-encodes these in every path (a browser shows %20 as a space).
+    ["a path with a space", { path: "^/my docs/" }, "https://app.example.com/my docs/a"],
+    ["a path with a quote", { path: '^/q"$' }, 'https://app.example.com/q"'],
+    ["a path with escaped braces", { path: "^/a\\{b\\}$" }, "https://app.example.com/a{b}"],
+    ["a path with an escaped space", { path: "^/my\\ docs/" }, "https://app.example.com/my docs/"],
+    ["a path with <, alternated", { path: "^/(?:x|<y>)$" }, "https://app.example.com/<y>"],
+    ["an IPv6 host without brackets", { host: "^::1$" }, "http://[::1]:8080/"],
+    ["an IPv6 host without brackets, longer", { host: "^2001:db8::1$" }, "http://[2001:db8::1]/"],
   ];
   for (const [what, match, url] of cases) {
     await t.step(what, async () => {
@@ -1053,6 +1061,66 @@ Deno.test("parseRules(): an unanchored IPv6 literal matches [::1], so it is no p
       assert.equal(await ruleFor(apiRule({ host }), "GET", url), "api");
     });
   }
+});
+
+Deno.test("parseRules(): regex syntax with <, >, { or a space in a class is no literal the path lacks", async (t) => {
+  for (
+    const [path, url] of [
+      ["^/(?<id>\\d+)/\\k<id>$", "https://app.example.com/12/12"],
+      ["^/(?<=/)a{2}(?<!b)(?=/|$)", "https://app.example.com/aa"],
+      ["^/[^ <>]+$", "https://app.example.com/plain"],
+      ["^/my%20docs/", "https://app.example.com/my docs/a"],
+    ]
+  ) {
+    await t.step(path, async () => {
+      assert.equal(await ruleFor(apiRule({ path }), "GET", url), "api");
+    });
+  }
+});
+
+Deno.test("parseRules(): a region or upstream header that fetch overwrites (Host, Content-Length, Transfer-Encoding) is refused", async (t) => {
+  for (const name of ["Host", "content-length", "Transfer-Encoding"]) {
+    await t.step(name, () => {
+      refuses(
+        base({
+          regions: {
+            au: { origin: "${AU_ORIGIN}" },
+            us: { origin: "http://10.0.0.1", headers: { [name]: "us.app.internal" } },
+          },
+        }),
+        `regions.us.headers.${name}: fetch sets ${name} itself`,
+      );
+      refuses(
+        base({
+          upstreams: { website: { origin: "http://web.internal", headers: { [name]: "1" } } },
+        }),
+        `upstreams.website.headers.${name}`,
+      );
+    });
+  }
+  // Where the host belongs instead.
+  refuses(
+    base({
+      upstreams: { website: { origin: "http://10.0.0.1", headers: { host: "web.internal" } } },
+    }),
+    "upstreams.website.headers.host: fetch sets host itself and drops this value; put the host to send in origin",
+  );
+});
+
+Deno.test("parseRules() a success.set_cookie with a stray space is read as the cookie name, as forward_cookies are", () => {
+  const file = base({
+    rules: [
+      {
+        name: "login",
+        type: "broadcast",
+        match: { methods: ["POST"], path: "^/login$" },
+        success: { set_cookie: " sessionid " },
+      },
+      app,
+    ],
+  });
+  const [login] = accepts(file).rules;
+  assert.equal(login.type === "broadcast" && login.success.setCookie, "sessionid");
 });
 
 Deno.test("parseRules(): a plain regex the README says start-up refuses is refused or matches", async (t) => {
