@@ -80,11 +80,12 @@ function keepNumberSource(
 /**
  * A key as Go's `encoding/json` folds it to match a field: each character lower-cased, then
  * upper-cased, by the simple (one-character) mappings, so `İ` (U+0130) meets `i`, `ſ` meets `s`
- * and the Kelvin sign `K`; JavaScript's full mappings are cut to their first character.
+ * and the Kelvin sign `K`; JavaScript's full mappings are cut to their first character. A lone
+ * surrogate (`"\ud800"`) is U+FFFD first, as Go decodes it: `\ud800` and `\udc00` are one key.
  */
 export function foldCase(key: string): string {
   let out = "";
-  for (const ch of key) {
+  for (const ch of key.toWellFormed()) {
     const lower = String.fromCodePoint(ch.toLowerCase().codePointAt(0)!);
     const upper = lower.toUpperCase();
     out += upper.length === lower.length ? upper : lower;

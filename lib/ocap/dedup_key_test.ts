@@ -360,6 +360,14 @@ Deno.test("dedupKey() answer sharing: JSON keys Go folds together through ſ (U+
   assert.notEqual(a, b);
 });
 
+Deno.test("dedupKey() answer sharing: JSON keys that are two lone surrogates, one U+FFFD key to Go, keep their order", async () => {
+  // Go's encoding/json decodes a lone surrogate escape as U+FFFD: to a Go provider both bodies
+  // repeat one key, and the later value wins ("b", then "a").
+  const a = await keyOf(JSON_TYPE, '{"code":"x","\\ud800":"a","\\udc00":"b"}');
+  const b = await keyOf(JSON_TYPE, '{"code":"x","\\udc00":"b","\\ud800":"a"}');
+  assert.notEqual(a, b);
+});
+
 Deno.test("dedupKey() answer sharing: each conditional or range header makes another request", async (t) => {
   const get = (headers: Headers) =>
     input({
