@@ -438,6 +438,12 @@ function requestBodyBroke(error: unknown): boolean {
   return cause instanceof Error && cause.message.includes("Cannot read request body");
 }
 
+/** The one value of a repeated `Content-Length` ("12, 12"), or `undefined` when they differ. */
+function sameLength(joined: string): string | undefined {
+  const values = joined.split(",").map((v) => v.trim());
+  return values.every((v) => v === values[0]) ? values[0] : undefined;
+}
+
 /**
  * Turns an upstream answer into the client's: hop-by-hop headers dropped, `Location` and
  * `Set-Cookie; Domain` that point at the origin pointed back at the public host, every
@@ -471,6 +477,14 @@ export function clientResponse(
   if (transfer !== null && !onlyChunked(transfer)) {
     throw invalidAnswer(res, upstream, `Transfer-Encoding "${transfer}"`);
   }
+  // `fetch` joins a repeated Content-Length ("2, 2"), which Deno.serve cannot read: a HEAD's
+  // answer went out as `Content-Length: 0`, a GET's chunked. One value repeated is that value
+  // (RFC 9110 §8.6); values that differ make a GET fail in fetch, and its HEAD here.
+  const sentLength = h.get("content-length");
+  const length = sentLength?.includes(",") ? sameLength(sentLength) : sentLength;
+  if (length === undefined && transfer === null) {
+    throw invalidAnswer(res, upstream, `Content-Length "${sentLength}"`);
+  }
   const encoding = h.get("content-encoding")?.trim().toLowerCase();
   // A bodiless answer (HEAD, 304) gets the headers its GET would get.
   const decoded = encoding !== undefined && DECODED_BY_FETCH.has(encoding) &&
@@ -490,11 +504,11 @@ export function clientResponse(
   const cookies = h.getSetCookie();
   if (
     !decoded && !toOrigin && !repeated && refreshed === undefined && cookies.length === 0 &&
-    !hasHopByHop(h) &&
+    length === sentLength && !hasHopByHop(h) &&
     // Chunks and a Content-Length both: the copy drops the length, which the log would report.
-    !(transfer !== null && h.has("content-length")) &&
+    !(transfer !== null && sentLength !== null) &&
     // A HEAD whose GET has no length: Deno.serve writes Content-Length: 0 for a null body.
-    !(res.body === null && !h.has("content-length") && !NULL_BODY_STATUSES.has(res.status))
+    !(res.body === null && sentLength === null && !NULL_BODY_STATUSES.has(res.status))
   ) {
     return res; // Nothing to change: hand the upstream response over as it is, without copies.
   }
@@ -510,7 +524,7 @@ export function clientResponse(
     ) {
       continue;
     }
-    headers.append(name, value);
+    headers.append(name, name === "content-length" ? length! : value);
   }
   const pinCookie = ctx.pinCookie.toLowerCase();
   for (const cookie of cookies) {

@@ -209,3 +209,42 @@ Deno.test("HEAD and 304 of a gzip page: the GET's Content-Encoding, Content-Leng
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+Deno.test("HEAD and GET of an answer whose origin wrote Content-Length twice: that one length, never 0", async (t) => {
+  // fetch joins the lines ("2, 2"), which Deno.serve cannot read: a HEAD went out with
+  // `Content-Length: 0`, a GET chunked. RFC 9110 §8.6: the same value repeated is that value.
+  const cases: [string, string, number, string | undefined][] = [
+    ["the same value twice", "Content-Length: 2\r\nContent-Length: 2\r\n", 200, "2"],
+    ["two values in one line", "Content-Length: 2, 2\r\n", 200, "2"],
+    ["two different values", "Content-Length: 12\r\nContent-Length: 13\r\n", 502, undefined],
+  ];
+  for (const [what, lengthLines, status, length] of cases) {
+    await t.step(what, async () => {
+      const up = rawUpstream(() =>
+        `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n${lengthLines}Connection: close\r\n\r\nok`
+      );
+      const edge = startVestibule(oneRegion(up.url));
+      try {
+        for (const method of ["GET", "HEAD"]) {
+          const { status: got, fields } = await answerHead(edge.port, method, "");
+          assert.deepEqual(
+            {
+              method,
+              status: got,
+              length: fields.get("content-length"),
+              chunked: fields.has("transfer-encoding"),
+            },
+            {
+              method,
+              status,
+              length: status === 502 ? fields.get("content-length") : length,
+              chunked: false,
+            },
+          );
+        }
+      } finally {
+        await Promise.all([edge.close(), up.close()]);
+      }
+    });
+  }
+});
