@@ -2,7 +2,7 @@
 import { createApp } from "./app.ts";
 import { loadCountryLookup } from "./lib/geo_ip.ts";
 import { bufferedLineWriter, LONE_WRITER_BATCH, PIPE_BUF } from "./lib/line_writer.ts";
-import { listenPort, listenRefusal } from "./lib/listen_port.ts";
+import { listenHost, listenPort, listenRefusal, orExit } from "./lib/listen_port.ts";
 import { loadRulesForServing } from "./lib/serve_rules.ts";
 import { readMetricsToken } from "./lib/metrics_endpoint.ts";
 import { shutdownGraceMs } from "./lib/shutdown_grace.ts";
@@ -73,14 +73,6 @@ function graceOrExit(): number {
   Deno.exit(1);
 }
 
-/** `PORT`, or a message for the operator (exit 1) instead of Deno's `Invalid port: NaN` trace. */
-function portOrExit(): number {
-  const port = listenPort(Deno.env.get("PORT"));
-  if (typeof port === "number") return port;
-  console.error(`vestibule: ${port.error}`);
-  Deno.exit(1);
-}
-
 /** OCAP's store; one it cannot open (an empty value, a missing directory) is a message, not a trace. */
 async function openKvOrExit(path: string | undefined): Promise<Deno.Kv> {
   try {
@@ -95,9 +87,9 @@ async function openKvOrExit(path: string | undefined): Promise<Deno.Kv> {
 }
 
 /** Listens on `port`; a port already taken (or not ours to take) is a message, not a trace. */
-function listen(port: number): Deno.HttpServer {
+function listen(hostname: string, port: number): Deno.HttpServer {
   try {
-    return Deno.serve({ port }, app.fetch);
+    return Deno.serve({ hostname, port }, app.fetch);
   } catch (error) {
     const refusal = listenRefusal(port, error);
     if (refusal === undefined) throw error;
@@ -107,7 +99,11 @@ function listen(port: number): Deno.HttpServer {
 }
 
 if (import.meta.main) {
-  const server = listen(portOrExit());
+  const server = listen(
+    orExit(listenHost(Deno.env.get("VESTIBULE_HOST"))),
+    // Not Deno's `Invalid port: NaN` trace.
+    orExit(listenPort(Deno.env.get("PORT"))),
+  );
   // Stop accepting, let answers in flight finish (Deno.serve's shutdown waits for them), then
   // exit, which writes the access lines still buffered. Without this a stop cut answers off.
   let stopping = false;

@@ -1,4 +1,8 @@
-/** @module The `PORT` an entry point listens on, checked once for `main.ts` and `deno task dev`. */
+/**
+ * @module The `PORT` and `VESTIBULE_HOST` an entry point listens on, checked once for `main.ts`,
+ * `deno task serve` and `deno task dev`.
+ */
+import { isIP } from "node:net";
 
 /**
  * `PORT` (default 8000) as a port number, or a message naming the value as the operator wrote
@@ -21,4 +25,29 @@ export function listenRefusal(port: number, error: unknown): string | undefined 
     return `vestibule: cannot listen on port ${port}: ${error.message} (set PORT)`;
   }
   return undefined;
+}
+
+/**
+ * `VESTIBULE_HOST` (default `0.0.0.0`, every IPv4 interface, as `Deno.serve` and `deno serve`
+ * listen) as an address to listen on, or a message naming the value: `127.0.0.1` keeps vestibule
+ * to this machine, behind a proxy on it. A name is refused: which address it means is the
+ * resolver's to say, once, at start-up.
+ */
+export function listenHost(raw = "0.0.0.0"): string | { error: string } {
+  if (isIP(raw) === 0) {
+    return {
+      error: `VESTIBULE_HOST "${raw}" is not an IP address to listen on ` +
+        "(0.0.0.0 for every IPv4 interface, :: for every interface, 127.0.0.1 for this machine only)",
+    };
+  }
+  return raw;
+}
+
+/** The checked value, or its message on stderr and exit 1: no stack trace for the operator. */
+export function orExit<T>(checked: T | { error: string }): T {
+  if (typeof checked === "object" && checked !== null && "error" in checked) {
+    console.error(`vestibule: ${checked.error}`);
+    Deno.exit(1);
+  }
+  return checked;
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { listenPort, listenRefusal } from "./listen_port.ts";
+import { listenHost, listenPort, listenRefusal } from "./listen_port.ts";
 
 Deno.test("listenPort() refuses a PORT above 65535 with a message, not Deno's stack trace", () => {
   assert.equal(listenPort("65535"), 65535);
@@ -30,5 +30,21 @@ Deno.test("listenPort() refuses what Number() would read as some other port than
   // leading zeros are a typo, not port 8000.
   for (const raw of ["a1", "1e3", "0x50", " 80", "80 ", "-1", "+80", "8080.0", "008000"]) {
     assert.deepEqual(listenPort(raw), { error: `PORT "${raw}" is not a port number (0–65535)` });
+  }
+});
+
+Deno.test("listenHost() takes an IP address to listen on, 0.0.0.0 by default, and refuses anything else", () => {
+  assert.equal(listenHost(undefined), "0.0.0.0");
+  for (const raw of ["127.0.0.1", "0.0.0.0", "::", "::1", "10.0.0.5"]) {
+    assert.equal(listenHost(raw), raw);
+  }
+  // A name is the resolver's to read; a port or brackets belong elsewhere.
+  for (const raw of ["", "localhost", "127.0.0.1:8000", "[::1]", " 127.0.0.1", "0"]) {
+    const refused = listenHost(raw);
+    assert.ok(typeof refused === "object", raw);
+    assert.match(
+      refused.error,
+      new RegExp(`^VESTIBULE_HOST "${raw.replace(/[.[\]]/g, "\\$&")}" is not an IP address`),
+    );
   }
 });

@@ -1,4 +1,5 @@
 /** @module Test helper: runs one of the `bin/` CLIs in a subprocess, as `deno task` would. */
+import { LOOPBACK_ONLY } from "./_servers.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -57,7 +58,7 @@ export async function startMain(
   const { code, stderr } = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", "main.ts"],
     cwd: ROOT,
-    env: { PORT: "0", NO_COLOR: "1", ...env },
+    env: { ...LOOPBACK_ONLY, PORT: "0", NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "null",
     stderr: "piped",

@@ -1,5 +1,5 @@
 /** @module Test helpers: vestibule as real child processes sharing one KV file. */
-import { deadPort } from "./_servers.ts";
+import { deadPort, LOOPBACK_ONLY } from "./_servers.ts";
 import { OCAP_KEY } from "./_ocap.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -42,6 +42,7 @@ export async function startProcess(
     args,
     cwd: ROOT,
     env: {
+      ...LOOPBACK_ONLY,
       PORT: String(port),
       DENO_JOBS: String(options.jobs ?? 4),
       OCAP_KEY,

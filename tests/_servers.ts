@@ -253,6 +253,12 @@ export function droppingOrigin(answer: (request: DroppingOriginRequest) => strin
   };
 }
 
+/**
+ * The environment that keeps a vestibule process a test starts (`main.ts`, `deno task serve`,
+ * `deno task dev`) on loopback: by default it listens on every interface, as in production.
+ */
+export const LOOPBACK_ONLY = { VESTIBULE_HOST: "127.0.0.1" } as const;
+
 /** A port nothing listens on: bind one, note it, close it. */
 export function deadPort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

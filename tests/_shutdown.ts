@@ -4,7 +4,7 @@
  * has its access line.
  */
 import assert from "node:assert/strict";
-import { deadPort, oneRegion, untilHealthy } from "./_servers.ts";
+import { deadPort, LOOPBACK_ONLY, oneRegion, untilHealthy } from "./_servers.ts";
 
 /** The two ways vestibule runs self-hosted. */
 export type Entry = "deno serve --parallel" | "deno run main.ts";
@@ -41,10 +41,20 @@ export async function startEntry(
   const serve = entry === "deno serve --parallel";
   const child = new Deno.Command(Deno.execPath(), {
     args: serve
-      ? ["serve", "--parallel", "--allow-all", "--port", String(port), "serve.ts"]
+      ? [
+        "serve",
+        "--parallel",
+        "--allow-all",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        "serve.ts",
+      ]
       : ["run", "--allow-all", "main.ts"],
     cwd: new URL("../", import.meta.url),
     env: {
+      ...LOOPBACK_ONLY,
       VESTIBULE_RULES: rules,
       NO_COLOR: "1",
       DENO_JOBS: "2",

@@ -1,5 +1,6 @@
 /** `deno task dev` end to end: the stack a newcomer clicks through, driven over HTTP. */
 import assert from "node:assert/strict";
+import { LOOPBACK_ONLY } from "./_servers.ts";
 import { startDevStack } from "./_dev_stack.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -31,7 +32,12 @@ Deno.test("deno task dev: anonymous pages, website, broadcast login and pin, wro
     cwd: ROOT,
     // A shell with a deploy's settings exported: the stack must still run its own rules.json
     // (with these passed on, the edge answered 502 for every link of the banner).
-    env: { PORT: String(port), VESTIBULE_RULES: "/dev/null", DENO_DEPLOYMENT_ID: "prod" },
+    env: {
+      ...LOOPBACK_ONLY,
+      PORT: String(port),
+      VESTIBULE_RULES: "/dev/null",
+      DENO_DEPLOYMENT_ID: "prod",
+    },
     stdout: "piped",
     stderr: "piped",
   }).spawn();

@@ -3,6 +3,7 @@
  * reaches whichever worker accepts the connection, must still show the whole instance's.
  */
 import assert from "node:assert/strict";
+import { LOOPBACK_ONLY } from "./_servers.ts";
 import { startProcess } from "./_processes.ts";
 
 const TOKEN = "scrape-token";
@@ -83,6 +84,7 @@ Deno.test("main.ts trims a mounted secret's line break off the metrics token, an
           AU_SECRET: "s",
           VESTIBULE_METRICS_TOKEN: "two words",
           NO_COLOR: "1",
+          ...LOOPBACK_ONLY,
         },
         stdout: "null",
         stderr: "piped",

@@ -6,7 +6,7 @@
  * off (and their access lines), and the exit code still said 0.
  */
 import assert from "node:assert/strict";
-import { deadPort, oneRegion, startUpstream, untilHealthy } from "./_servers.ts";
+import { deadPort, LOOPBACK_ONLY, oneRegion, startUpstream, untilHealthy } from "./_servers.ts";
 import { assertEveryAnswerLogged, ENTRIES, gotAnswer, startEntry } from "./_shutdown.ts";
 
 /** An upstream whose answer ("finished") takes 500 ms; `arrived` resolves per request. */
@@ -62,7 +62,7 @@ Deno.test("deno task start: Ctrl-C or a stop sent to its process group lets the 
       const child = new Deno.Command("setsid", {
         args: [Deno.execPath(), "task", "-q", "start"],
         cwd: new URL("../", import.meta.url),
-        env: { PORT: String(port), VESTIBULE_RULES: rules, NO_COLOR: "1" },
+        env: { ...LOOPBACK_ONLY, PORT: String(port), VESTIBULE_RULES: rules, NO_COLOR: "1" },
         stdin: "null",
         stdout: "null",
         stderr: "null",

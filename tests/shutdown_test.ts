@@ -3,7 +3,7 @@
  * (SIGTERM, Ctrl-C) lets answers in flight finish.
  */
 import assert from "node:assert/strict";
-import { deadPort, oneRegion, startUpstream, untilHealthy } from "./_servers.ts";
+import { deadPort, LOOPBACK_ONLY, oneRegion, startUpstream, untilHealthy } from "./_servers.ts";
 import { startEntry } from "./_shutdown.ts";
 
 const ENTRIES = {
@@ -16,7 +16,16 @@ const ENTRIES = {
   // Deno 2.9.6 loses a SIGTERM that arrives while a worker is still starting (the process then
   // runs until SIGKILL, with a bare `export default { fetch }` module too): wait for the workers.
   "deno serve --parallel": (port: number) => ({
-    args: ["serve", "--parallel", "--allow-all", "--port", String(port), "serve.ts"],
+    args: [
+      "serve",
+      "--parallel",
+      "--allow-all",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "serve.ts",
+    ],
     env: { DENO_JOBS: "2" },
     settleMs: 3000,
   }),
@@ -49,7 +58,7 @@ async function stopsGracefully(
   const child = new Deno.Command(Deno.execPath(), {
     args,
     cwd: new URL("../", import.meta.url),
-    env: { PORT: String(port), VESTIBULE_RULES: rules, NO_COLOR: "1", ...env },
+    env: { ...LOOPBACK_ONLY, PORT: String(port), VESTIBULE_RULES: rules, NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "null",

@@ -3,7 +3,7 @@
  * driver in blocking mode): the access log must not stop it answering.
  */
 import assert from "node:assert/strict";
-import { deadPort, startUpstream } from "./_servers.ts";
+import { deadPort, LOOPBACK_ONLY, startUpstream } from "./_servers.ts";
 
 Deno.test("denial of service: a log reader that stops reading stdout does not stop vestibule answering", async () => {
   const upstream = startUpstream();
@@ -21,7 +21,7 @@ Deno.test("denial of service: a log reader that stops reading stdout does not st
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", "main.ts"],
     cwd: new URL("../", import.meta.url),
-    env: { PORT: String(port), VESTIBULE_RULES: rules, NO_COLOR: "1" },
+    env: { ...LOOPBACK_ONLY, PORT: String(port), VESTIBULE_RULES: rules, NO_COLOR: "1" },
     stdin: "null",
     stdout: "piped", // and never read: the pipe (64 KiB) fills, then every write waits
     stderr: "null",

@@ -1,5 +1,7 @@
 /** vestibule as a real process at start-up: mistakes an operator makes get a line, not a trace. */
 import assert from "node:assert/strict";
+import { LOOPBACK_ONLY } from "./_servers.ts";
+import { startProcess } from "./_processes.ts";
 
 /**
  * Starts vestibule as `deno run main.ts`, or as `deno task serve` with `serve: true`, on `port`
@@ -25,6 +27,7 @@ async function start(
       args: options.serve ? ["task", "serve"] : ["run", "--allow-all", "main.ts"],
       cwd: new URL("../", import.meta.url),
       env: {
+        ...LOOPBACK_ONLY,
         PORT: port,
         VESTIBULE_RULES: rules,
         NO_COLOR: "1",
@@ -55,7 +58,7 @@ Deno.test("start-up: a PORT that is no port, or is taken, is one line and exit 1
     });
   });
   await t.step("a port something else listens on", async () => {
-    const taken = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+    const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     try {
       const { port } = taken.addr as Deno.NetAddr;
       const { code, stderr } = await start(String(port));
@@ -145,7 +148,7 @@ Deno.test("start-up: deno task serve names a PORT problem, not serve.ts, and pri
     assert.doesNotMatch(stderr, /'serve\.ts'/, "not 'serve.ts' as the port");
   });
   await t.step("a port something else listens on", async () => {
-    const taken = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+    const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     try {
       const { port } = taken.addr as Deno.NetAddr;
       const { code, stderr } = await start(String(port), { serve: true });
@@ -180,7 +183,9 @@ Deno.test("start-up: deno task serve refuses a port taken on one address only, w
   const taken = Deno.listen({ hostname: "127.0.0.2", port: 0 });
   try {
     const { port } = taken.addr as Deno.NetAddr;
-    const { code, stderr } = await start(String(port), { serve: true });
+    // On every interface, as deno serve listens by default (it cannot get that far here).
+    const env = { VESTIBULE_HOST: "0.0.0.0" };
+    const { code, stderr } = await start(String(port), { serve: true, env });
     assert.equal(code, 1);
     assert.match(
       stderr,
@@ -193,13 +198,13 @@ Deno.test("start-up: deno task serve refuses a port taken on one address only, w
 });
 
 Deno.test("start-up: deno task dev with a taken PORT exits with vestibule's code and says so, without the banner", async () => {
-  const taken = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
     const { port } = taken.addr as Deno.NetAddr;
     const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
       args: ["run", "--allow-all", "dev/stack.ts"],
       cwd: new URL("../", import.meta.url),
-      env: { PORT: String(port), NO_COLOR: "1" },
+      env: { ...LOOPBACK_ONLY, PORT: String(port), NO_COLOR: "1" },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -217,5 +222,57 @@ Deno.test("start-up: deno task dev with a taken PORT exits with vestibule's code
     assert.doesNotMatch(new TextDecoder().decode(stdout), /open +http:\/\/localhost/);
   } finally {
     taken.close();
+  }
+});
+
+Deno.test("start-up: a VESTIBULE_HOST that is no IP address is one line and exit 1, for start and serve", async (t) => {
+  for (const serve of [false, true]) {
+    await t.step(serve ? "deno task serve" : "deno run main.ts", async () => {
+      const { code, stderr } = await start("0", { serve, env: { VESTIBULE_HOST: "localhost" } });
+      assert.deepEqual({ code, stderr }, {
+        code: 1,
+        stderr: 'vestibule: VESTIBULE_HOST "localhost" is not an IP address to listen on ' +
+          "(0.0.0.0 for every IPv4 interface, :: for every interface, 127.0.0.1 for this machine only)\n",
+      });
+    });
+  }
+});
+
+/** The local addresses of the sockets listening on `port` (Linux `/proc/net/tcp` and `tcp6`). */
+async function listeningAddresses(port: number): Promise<string[]> {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  const addresses: string[] = [];
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of (await Deno.readTextFile(table)).split("\n").slice(1)) {
+      const [, local, , state] = line.trim().split(/\s+/);
+      // State 0A is LISTEN.
+      if (state === "0A" && local?.endsWith(`:${hexPort}`)) addresses.push(local.split(":")[0]);
+    }
+  }
+  return addresses;
+}
+
+Deno.test("start-up: with VESTIBULE_HOST=127.0.0.1, deno task start and deno task serve listen on loopback only", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "start_test_" });
+  try {
+    for (const kind of ["run", "serve"] as const) {
+      await t.step(kind === "run" ? "deno run main.ts" : "deno task serve", async () => {
+        const child = await startProcess(kind, {
+          providerUrl: "http://127.0.0.1:9",
+          kvPath: `${dir}/${kind}.sqlite3`,
+          jobs: 2,
+        });
+        try {
+          const addresses = await listeningAddresses(Number(new URL(child.url).port));
+          assert.ok(addresses.length > 0, "found the listening socket");
+          // 0100007F is 127.0.0.1 as the kernel writes it; 00000000 would be every interface.
+          assert.deepEqual([...new Set(addresses)], ["0100007F"]);
+        } finally {
+          await child.stop();
+        }
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
