@@ -72,7 +72,9 @@ export function parseSyncConfig(
 ): SyncConfig {
   const parsed = SyncConfigSchema.safeParse(input);
   if (!parsed.success) {
-    throw new TypeError(`Cannot load sync config: ${z.prettifyError(parsed.error)}`);
+    throw new TypeError(
+      `Cannot load sync config: ${namingTables(z.prettifyError(parsed.error), input)}`,
+    );
   }
   const raw = parsed.data;
   const databases: Record<string, string> = {};
@@ -176,4 +178,17 @@ function decodesCleanly(url: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * `→ at tables[1].primary_key` as `→ at tables[1] (table "public.x").primary_key`: in a long
+ * config the index alone leaves the reader counting. Not where the name itself is at fault.
+ */
+function namingTables(message: string, input: unknown): string {
+  const tables = (input as { tables?: unknown } | null)?.tables;
+  if (!Array.isArray(tables)) return message;
+  return message.replace(/(→ at tables\[(\d+)\])(?!\.name\b)/g, (at, _, index) => {
+    const name = (tables[Number(index)] as { name?: unknown } | null)?.name;
+    return typeof name === "string" ? `${at} (table ${JSON.stringify(name)})` : at;
+  });
 }

@@ -165,6 +165,33 @@ Deno.test("parseSyncConfig() refuses each invalid config with a message naming t
   await t.step("no tables", () => refuses(config({ tables: [] }), /→ at tables/));
 });
 
+Deno.test("parseSyncConfig() names the table of a field at fault inside tables[i], not only its index", async (t) => {
+  const tables = [
+    { name: "public.subject", primary_key: ["id"] },
+    { name: "curriculum", primary_key: "code" },
+  ];
+  await t.step("a field of the second table", () =>
+    refuses(
+      config({ tables }),
+      /^Cannot load sync config: ✖ .*\n {2}→ at tables\[1\] \(table "curriculum"\)\.primary_key$/,
+    ));
+  await t.step("an unknown key of the second table", () =>
+    refuses(
+      config({ tables: [tables[0], { name: "public.x", primary_key: ["id"], delete_mising: 1 }] }),
+      /Unrecognized key: "delete_mising"\n {2}→ at tables\[1\] \(table "public\.x"\)$/,
+    ));
+  await t.step("not where the name itself is at fault, or is no string", () => {
+    refuses(
+      config({ tables: [{ name: "a;drop", primary_key: ["id"] }] }),
+      /\n {2}→ at tables\[0\]\.name$/,
+    );
+    refuses(
+      config({ tables: [{ name: 7, primary_key: "id" }] }),
+      /\n {2}→ at tables\[0\]\.primary_key$/m,
+    );
+  });
+});
+
 Deno.test("loadSyncConfig() refuses a missing file, invalid JSON, a key written twice and text not in UTF-8", async () => {
   await assert.rejects(loadSyncConfig("/nonexistent/sync.json", env), (error: unknown) => {
     assert.ok(error instanceof TypeError);

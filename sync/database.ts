@@ -92,6 +92,9 @@ export function openDatabase(region: string, url: string): Database {
       // refused connection (a socket that fails before being returned leaves queries hanging),
       // and writes are buffered until the connection is up.
       const socket = net.connect(port[0], host[0]);
+      // The driver sets these on sockets it makes, and names them in a connection error
+      // (`write CONNECT_TIMEOUT host:port`, not `undefined:undefined`) and as the TLS server name.
+      Object.assign(socket, { host: host[0], port: port[0] });
       socket.on("data", (chunk: Uint8Array) => {
         received += chunk.byteLength;
       });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { scrubSecrets } from "./database.ts";
+import { openDatabase, scrubSecrets } from "./database.ts";
 
 Deno.test("scrubSecrets() hides the URL, its password and the password's decoded form", async (t) => {
   const url = "postgres://sync:p%40ss%2Fw0rd@db.example:5432/app";
@@ -29,4 +29,27 @@ Deno.test("scrubSecrets() hides a short password where the URL is quoted, and a 
     const url = "postgres://sync:k9xQ@db.example:5432/app";
     assert.equal(scrubSecrets('password "k9xQ" rejected', url), 'password "***" rejected');
   });
+});
+
+Deno.test("a connection that times out names the database's host and port, not undefined:undefined", async () => {
+  // A server that accepts the connection and never answers: the driver's 10 s connect timeout.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) held.push(conn);
+    } catch { /* closed */ }
+  })();
+  const db = openDatabase("au", `postgres://sync@127.0.0.1:${listener.addr.port}/app`);
+  try {
+    await assert.rejects(db.sql`SELECT 1`, (error: Error) => {
+      assert.equal(error.message, `write CONNECT_TIMEOUT 127.0.0.1:${listener.addr.port}`);
+      return true;
+    });
+  } finally {
+    await db.close();
+    listener.close();
+    for (const conn of held) conn.close();
+    await accepting;
+  }
 });

@@ -78,13 +78,16 @@ function jsonLine(fields: Record<string, unknown>): string {
 
 /**
  * Run one attempt. Every selected table is checked on every database first; a mismatch anywhere
- * refuses the whole attempt before any write. Then each destination gets every table in one
- * transaction, so tables that reference each other can change together. If that transaction
- * fails, each table is tried again in its own transaction, so one failing table does not hold
- * back the others; a failed table is reported and the next one runs.
+ * refuses the whole attempt before any write. A destination that cannot be reached is left out of
+ * that check and each of its tables is reported `failed`; an owner that cannot be reached fails
+ * the attempt. Then each destination gets every table in one transaction, so tables that
+ * reference each other can change together. If that transaction fails, each table is tried again
+ * in its own transaction, so one failing table does not hold back the others; a failed table is
+ * reported and the next one runs.
  *
  * @param databases region to open database; must hold every region of the config
- * @throws {SyncRefusedError} when a table's shape differs between databases
+ * @throws {SyncRefusedError} when a table's shape differs between reachable databases
+ * @throws the owner's connection error (`at "us": …`) when the owner cannot be reached
  */
 export async function runAttempt(
   config: SyncConfig,
@@ -113,10 +116,34 @@ export async function runAttempt(
     tables: tables.map((t) => t.name),
     dry_run: options.dryRun,
   }));
+  // A destination that cannot be reached (connection refused or timed out, login or database
+  // refused) fails its own tables; the others are still checked and synced. Without the owner
+  // nothing can be synced: that fails the attempt.
+  const unreachable = new Map<Database, Error>();
+  const probe = async (db: Database) => {
+    try {
+      await db.sql`SELECT 1`;
+    } catch (error) {
+      // Say where, in retry lines too; the error itself is kept (retries read its code).
+      if (error instanceof Error) error.message = `at "${db.region}": ${error.message}`;
+      throw error;
+    }
+  };
+  await Promise.all([owner, ...destinations].map(async (db) => {
+    try {
+      await withRetry(() => probe(db), retry);
+    } catch (error) {
+      unreachable.set(
+        db,
+        error instanceof Error ? error : new Error(`at "${db.region}": ${error}`),
+      );
+    }
+  }));
+  if (unreachable.has(owner)) throw unreachable.get(owner);
   const specs = new Map<string, TableSpec>();
   for (const table of tables) {
     const { value } = await withRetry(
-      () => resolveTableSpec(table, [owner, ...destinations]),
+      () => resolveTableSpec(table, [owner, ...destinations.filter((db) => !unreachable.has(db))]),
       retry,
     );
     specs.set(table.name, value);
@@ -182,7 +209,10 @@ export async function runAttempt(
     let together: Error | undefined;
     /** A signal stopped the wait for another sync's lock: said in every skipped table. */
     let stopped: SyncStoppedError | undefined;
-    if (!options.signal?.aborted) {
+    const down = unreachable.get(destination);
+    if (down) {
+      settled = jobs.map(() => ({ result: down, attempts: attemptsOf(down) }));
+    } else if (!options.signal?.aborted) {
       try {
         const { value, attempts } = await sync(jobs);
         settled = value.map((result) => ({ result, attempts }));

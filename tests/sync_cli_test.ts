@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { main } from "../sync/cli.ts";
 import FakeTimers from "@sinonjs/fake-timers";
+import postgres from "postgres";
 import { BACKENDS, type Pair, QUICKEST_BACKEND } from "./sync_fixtures.ts";
 
 const SCHEMA = `CREATE TABLE subject (id int PRIMARY KEY, name text NOT NULL)`;
@@ -376,6 +377,106 @@ Deno.test("main() reports the tries a failed table had", async () => {
 
 const REAL = BACKENDS[1];
 
+Deno.test("main() syncs the other destinations when one refuses connections, and fails only that one's tables", async () => {
+  await withPair(async (pair, dir) => {
+    // Port 1 on loopback refuses connections: a region that is down, its URL with a password.
+    const config = await writeConfig(dir, {
+      owner: "us",
+      databases: {
+        us: pair.owner.url,
+        eu: "postgres://sync:Pa55-word@127.0.0.1:1/app",
+        au: pair.destination.url,
+      },
+      tables: TABLES,
+    });
+    const { out, err, io } = capture();
+    assert.equal(await main(["--config", config, "--once"], io), 1);
+    const all = [...out, ...err].join("\n");
+    assert.doesNotMatch(all, /Pa55-word/);
+    assert.doesNotMatch(all, /sync attempt failed/);
+    const reports = out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+      .filter((l) => l.table);
+    assert.deepEqual(
+      reports.map((r) => [r.destination, r.status]),
+      [["eu", "failed"], ["au", "applied"]],
+    );
+    assert.match(reports[0].error, /^at "eu": .*ECONNREFUSED/);
+    assert.equal(reports[0].attempts, 4); // a refused connection is retried, as before
+    const retries = out.filter((l) => l.includes('"msg":"transient failure, retrying"'));
+    assert.equal(retries.length, 3);
+    for (const line of retries) {
+      assert.match(JSON.parse(line).error, /^at "eu": connect ECONNREFUSED/);
+    }
+    assert.match(out.at(-1)!, /\neu public\.subject: at "eu": .*ECONNREFUSED/);
+    const [count] = await pair.destination.column(`SELECT count(*) FROM subject`);
+    assert.equal(count, "50");
+  });
+});
+
+Deno.test({
+  name:
+    "main() in loop mode syncs the other destinations while one refuses the login, and that one once it accepts (PostgreSQL)",
+  ignore: REAL.ignoreReason !== undefined,
+  async fn() {
+    const pair = await REAL.pair();
+    const dir = await Deno.makeTempDir({ prefix: "sync_cli_test_" });
+    const root = postgres(Deno.env.get("SYNC_TEST_PG_URL")!, { max: 1, onnotice: () => {} });
+    const stem = `sync_test_${crypto.randomUUID().slice(0, 8)}`;
+    const role = `${stem}_role`;
+    await root.unsafe(`CREATE DATABASE ${stem}_eu`);
+    const eu = new URL(pair.destination.url);
+    eu.pathname = `/${stem}_eu`;
+    const euSql = postgres(eu.toString(), { max: 1, onnotice: () => {} });
+    // The test server trusts loopback: a role that does not exist yet stands for a wrong password.
+    eu.username = role;
+    eu.password = "Pa55-word";
+    let running: Promise<number> | undefined;
+    const controller = new AbortController();
+    try {
+      await pair.owner.exec(
+        `${SCHEMA}; INSERT INTO subject SELECT g, 'subject ' || g FROM generate_series(1, 50) g`,
+      );
+      await pair.destination.exec(SCHEMA);
+      await euSql.unsafe(SCHEMA).simple();
+      const config = await writeConfig(dir, {
+        owner: "us",
+        databases: { us: pair.owner.url, eu: eu.toString(), au: pair.destination.url },
+        interval_seconds: 0.3,
+        tables: TABLES,
+      });
+      const { out, err, io } = capture();
+      running = main(["--config", config], { ...io, signal: controller.signal });
+      const reports = () =>
+        out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)).filter((l) => l.table);
+      const at = (region: string, status: string) =>
+        reports().filter((r) => r.destination === region && r.status === status);
+      await until(() => at("au", "applied").length === 1, "au synced while eu refuses the login");
+      // Each attempt syncs au again: rows deleted there after the first are back.
+      await pair.destination.exec(`DELETE FROM subject WHERE id > 40`);
+      await until(() => at("au", "applied").length === 2, "au synced again");
+      assert.ok(at("eu", "failed").length >= 2, JSON.stringify(reports()));
+      assert.match(at("eu", "failed")[0].error, new RegExp(`^at "eu": .*"${role}"`));
+      assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM subject`), ["50"]);
+      await root.unsafe(`CREATE ROLE ${role} LOGIN SUPERUSER`);
+      await until(() => at("eu", "applied").length === 1, "eu synced once it accepts the login");
+      controller.abort();
+      assert.equal(await running, 0);
+      assert.doesNotMatch([...out, ...err].join("\n"), /Pa55-word|sync attempt failed/);
+      const [{ count }] = await euSql`SELECT count(*)::int AS count FROM subject`;
+      assert.equal(count, 50);
+    } finally {
+      controller.abort();
+      await running;
+      await euSql.end();
+      await root.unsafe(`DROP DATABASE ${stem}_eu WITH (FORCE)`);
+      await root.unsafe(`DROP ROLE IF EXISTS ${role}`);
+      await root.end();
+      await pair.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test({
   name: "main(): two overlapping runs against one destination both succeed (PostgreSQL)",
   ignore: REAL.ignoreReason !== undefined,
@@ -429,9 +530,13 @@ Deno.test({
         databases: { us: pair.owner.url, au: url.toString() },
         tables: TABLES,
       });
-      const { err, io } = capture();
+      const { out, io } = capture();
       assert.equal(await main(["--config", config, "--once"], io), 1);
-      assert.match(err.join("\n"), /^at "au": database "vestibule_no_such_db" does not exist/);
+      // A destination's login failure fails its tables (not the attempt), each naming the region.
+      assert.match(
+        out.at(-1)!,
+        /\nau public\.subject: at "au": database "vestibule_no_such_db" does not exist/,
+      );
     } finally {
       await pair.close();
       await Deno.remove(dir, { recursive: true });
