@@ -230,6 +230,7 @@ Deno.test("explainRequest() shows vestibule's own header values and strips hop-b
     "x-forwarded-proto": "http",
     "x-real-ip": "203.0.113.7",
     "x-request-id": "(new UUID per request)",
+    via: "1.1 vestibule",
   });
   assert.deepEqual(headers.forwarded, ["accept", "accept-encoding", "cf-ipcountry"]);
   assert.deepEqual(headers.fromRules, ["x-origin-secret"]);

@@ -116,6 +116,21 @@ export interface UpstreamHeaders {
 export const OCAP_KEY_HEADER = "ocap-key";
 
 /**
+ * vestibule's `Via` entry (RFC 9110 §7.6.3: a gateway MUST send one), a pseudonym: no host name
+ * leaves. A request that comes back carrying it is a loop ({@linkcode cameThroughVestibule}).
+ */
+export const VIA = "1.1 vestibule";
+
+/**
+ * Whether a `Via` lists vestibule's entry: an upstream's origin that points back at the edge
+ * (WEBSITE_ORIGIN set to the public URL) sent each request round until connections ran out.
+ */
+export function cameThroughVestibule(via: string | null): boolean {
+  return via !== null && via.includes("vestibule") &&
+    via.split(",").some((entry) => entry.trim().split(/\s+/)[1] === "vestibule");
+}
+
+/**
  * Builds the headers sent upstream: hop-by-hop headers, the pin and `Ocap-Key` removed, cookies
  * filtered by `cookies` (the pin cookie is removed in every case), `X-Forwarded-*` set, and the
  * upstream's configured headers last, in place of any the client sent, so a client cannot
@@ -134,6 +149,7 @@ export function upstreamHeaders(
   const tracing = runtimeTracing();
   let acceptEncoding: string | null = null;
   let range = false;
+  let via: string | undefined;
   for (const pair of incoming.pairs) {
     const [name, value] = pair;
     switch (name) {
@@ -154,6 +170,9 @@ export function upstreamHeaders(
       case "traceparent":
         if (tracing) continue;
         break;
+      case "via": // extended below
+        via = via === undefined ? value : `${via}, ${value}`;
+        continue;
       case "accept-encoding":
         acceptEncoding = value;
         continue;
@@ -189,6 +208,7 @@ export function upstreamHeaders(
   add("x-forwarded-proto", ctx.proto);
   add("x-forwarded-for", ctx.forwardedFor);
   add("x-real-ip", ctx.clientIp);
+  add("via", via === undefined ? VIA : `${via}, ${VIA}`);
   if (ctx.requestId) add("x-request-id", ctx.requestId);
   // Deno's fetch asks for gzip/br on its own when no Accept-Encoding is set, and decodes what it
   // gets; a client that accepts no compression must get the origin's bytes untouched. So must a

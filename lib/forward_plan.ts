@@ -23,7 +23,7 @@ import {
 const FORWARDED_FAMILY = ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"];
 
 /** Headers vestibule always sets itself; their values (like any it chooses) are safe to show. */
-const SET_BY_VESTIBULE = [...FORWARDED_FAMILY, "x-real-ip"];
+const SET_BY_VESTIBULE = [...FORWARDED_FAMILY, "x-real-ip", "via"];
 
 /** A cookie or header that the upstream would not receive, and why. */
 export interface Stripped {
@@ -111,7 +111,8 @@ export function forwardPlan(
     if (plan.headers.fromRules.includes(name)) strip("replaced by the rules file's value");
     else if (name in plan.headers.set) {
       const forwardedFamily = FORWARDED_FAMILY.includes(name);
-      if (outgoing.get(name) === value) continue;
+      // A client's Via is extended with vestibule's entry, not replaced: `set` shows the chain.
+      if (outgoing.get(name) === value || name === "via") continue;
       if (forwardedFamily && !ctx.trustForwarded) {
         strip("replaced by vestibule: trusted_proxy_hops is 0");
       } else if (!forwardedFamily) strip("replaced by vestibule");

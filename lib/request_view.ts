@@ -2,7 +2,7 @@
 import { queryAsAppsRead } from "./app_names.ts";
 import { clientAddress } from "./client_address.ts";
 import type { Config } from "./compile_rules.ts";
-import { type ForwardContext, onlyChunked } from "./forward.ts";
+import { cameThroughVestibule, type ForwardContext, onlyChunked } from "./forward.ts";
 import { HeaderList } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
 import { routedPath } from "./own_paths.ts";
@@ -106,6 +106,13 @@ export function viewRequest(
   const proto = forwardedProto === "http" || forwardedProto === "https"
     ? forwardedProto
     : options.scheme ?? "http";
+  if (cameThroughVestibule(headers.get("via"))) {
+    throw new HttpError(
+      508,
+      "loop_detected",
+      "This request already passed through vestibule (Via): an upstream's origin points back at the edge",
+    );
+  }
   refuseBodyOf(request.method, headers);
   refuseTransferCodingOf(headers);
   refusePathOf(url.pathname, config.paths);

@@ -1,0 +1,108 @@
+/**
+ * Proxy loops: an upstream whose origin points back at the edge (WEBSITE_ORIGIN set to the public
+ * URL, a DNS change) sent each request round again, each hop holding another connection until
+ * the timeout, with nothing to tell the copies apart. vestibule sends `Via` (RFC 9110 §7.6.3) and
+ * refuses a request that already carries its entry.
+ */
+import assert from "node:assert/strict";
+import { createApp } from "../app.ts";
+import { parseRules } from "../lib/load_rules.ts";
+import { explainRequest } from "../lib/explain.ts";
+import { cameThroughVestibule } from "../lib/forward.ts";
+import { oneRegion, startUpstream, startVestibule } from "./_servers.ts";
+
+Deno.test("proxy loop: a request that comes back through an upstream pointing at the edge is 508 loop_detected, not forwarded again", async () => {
+  // At most a few hops, should the loop not be caught: the test must not run away.
+  const CAP = 5;
+  let hops = 0;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req, info) => {
+    if (++hops > CAP) return new Response(`stopped after ${CAP} hops`);
+    return app.fetch(req, info); // declared below, called only once it is
+  });
+  const self = `http://127.0.0.1:${server.addr.port}`;
+  const config = parseRules(
+    JSON.stringify({
+      regions: { us: { origin: "http://127.0.0.1:9" } },
+      upstreams: { website: { origin: self } },
+      default_region: "us",
+      rules: [{ name: "site", type: "global", upstream: "website" }],
+    }),
+    { env: () => undefined },
+  );
+  const lines: string[] = [];
+  const app = createApp({ config, log: (line) => lines.push(line) });
+  try {
+    const res = await fetch(`${self}/about`, { headers: { accept: "application/json" } });
+    const body = await res.json();
+    // The client's request, then its one copy, which is refused; the refusal goes back the chain.
+    assert.deepEqual({ hops, status: res.status, error: body.error }, {
+      hops: 2,
+      status: 508,
+      error: "loop_detected",
+    });
+    assert.ok(
+      lines.some((l) => JSON.parse(l).status === 508),
+      "the refused copy has an access line",
+    );
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("Via: the upstream gets vestibule's entry after any the client's proxies wrote", async (t) => {
+  const up = startUpstream();
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    await t.step("no Via from the client", async () => {
+      await (await fetch(`${edge.url}/a`)).body?.cancel();
+      assert.equal(up.received.at(-1)!.headers.get("via"), "1.1 vestibule");
+    });
+    await t.step("a CDN's Via, twice", async () => {
+      const headers = new Headers([["via", "1.1 cdn-a"], ["via", "2 cdn-b (edge)"]]);
+      await (await fetch(`${edge.url}/a`, { headers })).body?.cancel();
+      assert.equal(
+        up.received.at(-1)!.headers.get("via"),
+        "1.1 cdn-a, 2 cdn-b (edge), 1.1 vestibule",
+      );
+    });
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("explain: a request carrying vestibule's Via is 508 loop_detected, as the router answers", async () => {
+  const config = parseRules(JSON.stringify(oneRegion("http://127.0.0.1:9")), {
+    env: () => undefined,
+  });
+  const e = await explainRequest({
+    method: "GET",
+    url: "http://app.example/a",
+    headers: { via: "1.1 cdn, 1.1 vestibule" },
+  }, config);
+  assert.equal(e.refused?.status, 508);
+  const passed = await explainRequest({
+    method: "GET",
+    url: "http://app.example/a",
+    headers: { via: "1.1 cdn" },
+  }, config);
+  assert.equal(passed.refused, undefined);
+  assert.equal(passed.targets[0].forward.headers.set.via, "1.1 cdn, 1.1 vestibule");
+});
+
+Deno.test("cameThroughVestibule() finds vestibule's entry by its received-by name only", () => {
+  for (
+    const via of [
+      "1.1 vestibule",
+      "1.1 cdn, 1.1 vestibule",
+      "HTTP/1.1 vestibule (x)",
+      "2  vestibule",
+    ]
+  ) {
+    assert.equal(cameThroughVestibule(via), true, via);
+  }
+  for (
+    const via of [null, "", "1.1 cdn", "1.1 vestibule-staging", "1.1 cdn (vestibule)", "vestibule"]
+  ) {
+    assert.equal(cameThroughVestibule(via), false, String(via));
+  }
+});
