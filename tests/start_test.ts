@@ -1,6 +1,6 @@
 /** vestibule as a real process at start-up: mistakes an operator makes get a line, not a trace. */
 import assert from "node:assert/strict";
-import { LOOPBACK_ONLY } from "./_servers.ts";
+import { deadPort, LOOPBACK_ONLY, untilHealthy } from "./_servers.ts";
 import { startProcess } from "./_processes.ts";
 
 /**
@@ -269,6 +269,49 @@ Deno.test("start-up: with VESTIBULE_HOST=127.0.0.1, deno task start and deno tas
           assert.deepEqual([...new Set(addresses)], ["0100007F"]);
         } finally {
           await child.stop();
+        }
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("start-up: an IPv6 VESTIBULE_HOST (::1) is listened on by deno task start and deno task serve", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "start_test_" });
+  const rules = `${dir}/rules.json`;
+  await Deno.writeTextFile(
+    rules,
+    JSON.stringify({
+      regions: { us: { origin: "http://127.0.0.1:9" } },
+      default_region: "us",
+      rules: [{ name: "app", type: "regional" }],
+    }),
+  );
+  try {
+    // deno serve takes an IPv6 --host only in brackets ("invalid empty host" otherwise).
+    for (const serve of [false, true]) {
+      await t.step(serve ? "deno task serve" : "deno run main.ts", async () => {
+        const port = deadPort();
+        const child = new Deno.Command(Deno.execPath(), {
+          args: serve ? ["task", "serve"] : ["run", "--allow-all", "main.ts"],
+          cwd: new URL("../", import.meta.url),
+          env: {
+            VESTIBULE_HOST: "::1",
+            PORT: String(port),
+            VESTIBULE_RULES: rules,
+            DENO_JOBS: "1",
+          },
+          stdin: "null",
+          stdout: "null",
+          stderr: "null",
+        }).spawn();
+        try {
+          await untilHealthy(`http://[::1]:${port}`);
+        } finally {
+          // SIGTERM, which deno task relays to deno serve: a SIGKILL would leave it running.
+          child.kill("SIGTERM");
+          await child.status;
         }
       });
     }
