@@ -91,7 +91,7 @@ function listen(hostname: string, port: number): Deno.HttpServer {
   try {
     return Deno.serve({ hostname, port }, app.fetch);
   } catch (error) {
-    const refusal = listenRefusal(port, error);
+    const refusal = listenRefusal(port, error, hostname);
     if (refusal === undefined) throw error;
     console.error(refusal);
     Deno.exit(1);

@@ -11,7 +11,7 @@ const hostname = orExit(listenHost(Deno.env.get("VESTIBULE_HOST")));
 try {
   Deno.listen({ hostname, port }).close();
 } catch (error) {
-  const refusal = listenRefusal(port, error);
+  const refusal = listenRefusal(port, error, hostname);
   if (refusal === undefined) throw error;
   console.error(refusal);
   Deno.exit(1);

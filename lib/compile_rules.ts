@@ -543,15 +543,6 @@ function compileMatch(
     if (/[\u0080-\uffff]/.test(input.path)) {
       fail("match.path: paths are matched percent-encoded, so write non-ASCII characters as %XX");
     }
-    const encoded = literalNeverInPath(input.path);
-    if (encoded !== undefined) {
-      const escape = `%${encoded.charCodeAt(0).toString(16).toUpperCase()}`;
-      fail(
-        `match.path: paths are matched percent-encoded, so write ${
-          encoded === " " ? "a space" : `"${encoded}"`
-        } as ${escape}`,
-      );
-    }
     // An escape the router normalizes (%7E to ~, %c3 to %C3) would never be seen in a path.
     for (const [escape] of input.path.matchAll(/%[0-9A-Fa-f]{2}/g)) {
       const matched = matchablePath(escape);
@@ -575,6 +566,15 @@ function compileMatch(
       }
       if (/\/\/(?![?*{])/.test(input.path.replaceAll("\\/", "/"))) {
         fail("match.path: paths are matched with runs of / merged into one");
+      }
+      const encoded = literalNeverInPath(input.path);
+      if (encoded !== undefined) {
+        const escape = `%${encoded.charCodeAt(0).toString(16).toUpperCase()}`;
+        fail(
+          `match.path: paths are matched percent-encoded, so write ${
+            encoded === " " ? "a space" : `"${encoded}"`
+          } as ${escape}`,
+        );
       }
     }
     match.path = compileRegex(input.path, "match.path", fail);
@@ -630,7 +630,11 @@ function compileSuccess(
   if (Array.isArray(input.status)) rule.status = new Set(input.status);
   else if (input.status) rule.status = { class: Number(input.status[0]) };
   // Trimmed as answers' cookie names are read, and as forward_cookies are.
-  if (input.set_cookie) rule.setCookie = cookieName(asSentInUtf8(input.set_cookie));
+  if (input.set_cookie) {
+    rule.setCookie = cookieName(asSentInUtf8(input.set_cookie));
+    // Blank, it would check nothing: every answer, a 500 too, would count as a success.
+    if (rule.setCookie === "") fail(`${field}.set_cookie needs a cookie name, not only spaces`);
+  }
   // An empty map checks nothing: alone, it would count every answer, a 500 too, as a success.
   if (input.headers && Object.keys(input.headers).length > 0) {
     rule.headers = compileRegexMap(input.headers, `${field}.headers`, fail, true);
@@ -654,26 +658,25 @@ function compileSuccess(
 }
 
 /**
- * A character a path regex holds literally, outside a class, that the URL parser always
- * percent-encodes in a path (space, `"`, `<`, `>`, `` ` ``, `{`, `}`) or cuts off (`#`): no
- * path the router matches contains it. Syntax aside (`(?<name>`, `\k<name>`, `a{2}`).
+ * A character a plain path regex ({@linkcode plainRegex}) requires, written as itself or as an
+ * escape (`\ `, `\x20`, `\u0020`), that the URL parser always percent-encodes in a path (space,
+ * `"`, `<`, `>`, `` ` ``, `{`, `}`) or cuts off (`#`): no path the router matches holds it. Not
+ * when a quantifier makes it optional (`/files/ ?$`); `{` and `}` unescaped are quantifiers.
  */
 function literalNeverInPath(source: string): string | undefined {
-  for (let i = 0; i < source.length; i++) {
-    const c = source[i];
-    if (c === "\\") {
-      const next = source[i + 1];
-      if (next === "k" && source[i + 2] === "<") i = source.indexOf(">", i);
-      else if (next !== undefined && ' "#<>`{}'.includes(next)) return next;
-      else i++;
-      if (i < 0) return undefined;
-    } else if (c === "[") {
-      // To the class's end: `[^ ]` or `[<]` may match other characters.
-      for (i++; i < source.length && source[i] !== "]"; i++) if (source[i] === "\\") i++;
-    } else if (c === "(" && source.startsWith("?<", i + 1)) {
-      const name = /^\?<(?:[=!]|[\w$]+>)/.exec(source.slice(i + 1));
-      if (name) i += name[0].length;
-    } else if (' "#<>`'.includes(c)) return c;
+  for (let i = 0; i < source.length;) {
+    let char: string | undefined = source[i];
+    let end = i + 1;
+    if (char === "\\") {
+      const code = /^\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4}))/.exec(source.slice(i));
+      char = code ? String.fromCharCode(parseInt(code[1] ?? code[2], 16)) : source[i + 1];
+      end = code ? i + code[0].length : i + 2;
+    } else if (char === "{" || char === "}") char = undefined;
+    if (
+      char !== undefined && ' "#<>`{}'.includes(char) &&
+      !/^(?:[?*]|\{0[,}])/.test(source.slice(end))
+    ) return char;
+    i = end;
   }
   return undefined;
 }

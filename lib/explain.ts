@@ -510,12 +510,17 @@ function headerPairs(init: HeadersInit | undefined): Array<[string, string]> {
  * Whether Deno.serve (hyper) reads a request body framed with `transfer`: `chunked` once and
  * last, no parameters, no `identity` (found by trying; it answers 400 to anything else).
  */
-/** Whether Deno.serve takes these `Content-Length` lines: digits only, all one number. */
+/**
+ * Whether Deno.serve takes these `Content-Length` lines: each one a number (not a list: `5, 5` on
+ * one line is a 400, on two lines not) that fits 64 bits, all the same.
+ */
 function servedLengths(lines: string[]): boolean {
-  const values = lines.flatMap((line) => line.split(",")).map((v) => v.trim());
-  if (!values.every((v) => /^\d+$/.test(v))) return false;
-  return new Set(values.map((v) => BigInt(v))).size === 1;
+  const values = lines.map((line) => line.trim());
+  if (!values.every((v) => /^\d+$/.test(v) && BigInt(v) <= MAX_U64)) return false;
+  return new Set(values.map(BigInt)).size === 1;
 }
+
+const MAX_U64 = 2n ** 64n - 1n;
 
 function servedFraming(transfer: string): boolean {
   const codings = transfer.split(",").map((c) => c.trim().toLowerCase());

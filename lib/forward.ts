@@ -458,10 +458,15 @@ function requestBodyBroke(error: unknown): boolean {
   return cause instanceof Error && cause.message.includes("Cannot read request body");
 }
 
-/** The one value of a repeated `Content-Length` ("12, 12"), or `undefined` when they differ. */
+/**
+ * The one value of a repeated `Content-Length` ("12, 12", "05, 5" as fetch reads it), or
+ * `undefined` when they differ.
+ */
 function sameLength(joined: string): string | undefined {
   const values = joined.split(",").map((v) => v.trim());
-  return values.every((v) => v === values[0]) ? values[0] : undefined;
+  if (!values.every((v) => /^\d+$/.test(v))) return undefined;
+  const lengths = new Set(values.map(BigInt));
+  return lengths.size === 1 ? String([...lengths][0]) : undefined;
 }
 
 /**

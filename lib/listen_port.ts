@@ -1,6 +1,6 @@
 /**
- * @module The `PORT` and `VESTIBULE_HOST` an entry point listens on, checked once for `main.ts`,
- * `deno task serve` and `deno task dev`.
+ * @module Where an entry point listens: `PORT`, checked once for `main.ts`, `deno task serve` and
+ * `deno task dev`, and `VESTIBULE_HOST`, for the first two.
  */
 import { isIP } from "node:net";
 
@@ -17,12 +17,20 @@ export function listenPort(raw = "8000"): number | { error: string } {
 }
 
 /**
- * The operator's message when `port` cannot be listened on (taken, or not ours to take), instead
- * of Deno's stack trace; `undefined` for any other error.
+ * The operator's message when `port` cannot be listened on (taken, or not ours to take) or
+ * `hostname` is no address of this machine (copied from another host, a container's old IP),
+ * instead of Deno's stack trace; `undefined` for any other error.
  */
-export function listenRefusal(port: number, error: unknown): string | undefined {
+export function listenRefusal(
+  port: number,
+  error: unknown,
+  hostname = "0.0.0.0",
+): string | undefined {
   if (error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.PermissionDenied) {
     return `vestibule: cannot listen on port ${port}: ${error.message} (set PORT)`;
+  }
+  if (error instanceof Deno.errors.AddrNotAvailable) {
+    return `vestibule: cannot listen on ${hostname}: not an address of this machine (set VESTIBULE_HOST)`;
   }
   return undefined;
 }

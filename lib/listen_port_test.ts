@@ -19,6 +19,11 @@ Deno.test("listenRefusal() explains a port that is taken or not ours to take", (
     );
   }
   assert.equal(listenRefusal(80, new TypeError("other")), undefined);
+  // A VESTIBULE_HOST that is no address of this machine.
+  assert.equal(
+    listenRefusal(80, new Deno.errors.AddrNotAvailable("os error 99"), "192.0.2.1"),
+    "vestibule: cannot listen on 192.0.2.1: not an address of this machine (set VESTIBULE_HOST)",
+  );
 });
 
 Deno.test("listenPort() listens on 8000 when PORT is unset, as the README says", () => {

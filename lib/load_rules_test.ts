@@ -858,7 +858,8 @@ Deno.test("parseRules(): a match.path or match.host regex written against a form
     ["a path with a quote", { path: '^/q"$' }, 'https://app.example.com/q"'],
     ["a path with escaped braces", { path: "^/a\\{b\\}$" }, "https://app.example.com/a{b}"],
     ["a path with an escaped space", { path: "^/my\\ docs/" }, "https://app.example.com/my docs/"],
-    ["a path with <, alternated", { path: "^/(?:x|<y>)$" }, "https://app.example.com/<y>"],
+    ["a path with \\x20", { path: "^/my\\x20docs/" }, "https://app.example.com/my docs/a"],
+    ["a path with \\u0020", { path: "^/my\\u0020docs/" }, "https://app.example.com/my docs/a"],
     ["an IPv6 host without brackets", { host: "^::1$" }, "http://[::1]:8080/"],
     ["an IPv6 host without brackets, longer", { host: "^2001:db8::1$" }, "http://[2001:db8::1]/"],
   ];
@@ -1070,6 +1071,12 @@ Deno.test("parseRules(): regex syntax with <, >, { or a space in a class is no l
       ["^/(?<=/)a{2}(?<!b)(?=/|$)", "https://app.example.com/aa"],
       ["^/[^ <>]+$", "https://app.example.com/plain"],
       ["^/my%20docs/", "https://app.example.com/my docs/a"],
+      // Where the character may be absent, the regex still matches paths.
+      ["^(?!.* )/api/", "https://app.example.com/api/x"],
+      ["^/api/(?!.*#)", "https://app.example.com/api/x"],
+      ["^/(?<! )api/", "https://app.example.com/api/x"],
+      ["^/api/ ?$", "https://app.example.com/api/"],
+      ["^/api/\\x20*$", "https://app.example.com/api/"],
     ]
   ) {
     await t.step(path, async () => {
@@ -1121,6 +1128,20 @@ Deno.test("parseRules() a success.set_cookie with a stray space is read as the c
   });
   const [login] = accepts(file).rules;
   assert.equal(login.type === "broadcast" && login.success.setCookie, "sessionid");
+});
+
+Deno.test("rule confusion: a blank success.set_cookie is refused (trimmed to nothing, it counted a 500 as success)", async (t) => {
+  for (const blank of [" ", "\t", "\u00a0"]) {
+    await t.step(JSON.stringify(blank), () => {
+      refuses(
+        base({
+          rules: [{ name: "login", type: "broadcast", success: { set_cookie: blank } }, app],
+        }),
+        'rule "login"',
+        "success.set_cookie needs a cookie name, not only spaces",
+      );
+    });
+  }
 });
 
 Deno.test("parseRules(): a plain regex the README says start-up refuses is refused or matches", async (t) => {

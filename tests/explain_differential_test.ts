@@ -652,6 +652,15 @@ Deno.test("explain agrees: request smuggling framings Deno.serve refuses (a leng
       ],
       ["Content-Length: +5", [["Content-Length", "+5"]], "hello", "hello", 400],
       ["Content-Length: 5, 6", [["Content-Length", "5, 6"]], "hello!", "hello!", 400],
+      // One line holding the same length twice is refused, two lines are not.
+      ["Content-Length: 5, 5", [["Content-Length", "5, 5"]], "hello", "hello", 400],
+      [
+        "a length past 64 bits",
+        [["Content-Length", "99999999999999999999"]],
+        "hello",
+        "hello",
+        400,
+      ],
       // Routed: the same length twice, and a leading zero.
       [
         "Content-Length: 5 twice",

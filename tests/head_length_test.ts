@@ -216,6 +216,7 @@ Deno.test("HEAD and GET of an answer whose origin wrote Content-Length twice: th
   const cases: [string, string, number, string | undefined][] = [
     ["the same value twice", "Content-Length: 2\r\nContent-Length: 2\r\n", 200, "2"],
     ["two values in one line", "Content-Length: 2, 2\r\n", 200, "2"],
+    ["one value with a leading zero", "Content-Length: 02\r\nContent-Length: 2\r\n", 200, "2"],
     ["two different values", "Content-Length: 12\r\nContent-Length: 13\r\n", 502, undefined],
   ];
   for (const [what, lengthLines, status, length] of cases) {
