@@ -410,6 +410,14 @@ export async function sendUpstream(
     }
     if (options.signal?.aborted) throw options.signal.reason ?? error;
     if (requestBodyBroke(error)) throw clientClosed(error);
+    if (answerUnreadable(error)) {
+      throw new HttpError(
+        502,
+        "upstream_invalid",
+        `Upstream "${upstream.id}" answered with what is not HTTP a client could be handed`,
+        { cause: error },
+      );
+    }
     throw new HttpError(
       502,
       "upstream_unavailable",
@@ -456,6 +464,17 @@ export function onFreshConnection(method: string): boolean {
 function requestBodyBroke(error: unknown): boolean {
   const cause = error instanceof TypeError ? error.cause : undefined;
   return cause instanceof Error && cause.message.includes("Cannot read request body");
+}
+
+/**
+ * Whether `fetch` failed because the origin's answer did not parse (hyper's "invalid HTTP version
+ * parsed", "invalid content-length parsed", "message head is too large" for 100 header lines or
+ * more, …): the origin is up, so it is `upstream_invalid`, not a region that looks down.
+ */
+function answerUnreadable(error: unknown): boolean {
+  const cause = error instanceof TypeError ? error.cause : undefined;
+  return cause instanceof Error &&
+    /: (?:invalid [\w -]+ parsed|message head is too large)$/.test(cause.message);
 }
 
 /**

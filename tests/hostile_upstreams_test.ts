@@ -133,3 +133,38 @@ Deno.test("an upstream's 599 (a proxy's network timeout) is passed on as 599, no
     },
   );
 });
+
+Deno.test("an origin whose answer does not parse is 502 upstream_invalid in the answer and the log, not a region that looks down", async (t) => {
+  const cases: [string, string, string][] = [
+    [
+      "120 header lines",
+      "HTTP/1.1 200 OK\r\n" + "X-Tag: v\r\n".repeat(120) + "Content-Length: 2\r\n\r\nok",
+      "upstream_invalid",
+    ],
+    [
+      "a folded header",
+      "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
+      "upstream_invalid",
+    ],
+    ["another HTTP version", "HTTP/9.9 200 OK\r\nContent-Length: 2\r\n\r\nok", "upstream_invalid"],
+    ["not HTTP at all", "SSH-2.0-OpenSSH_9.6\r\n\r\n", "upstream_invalid"],
+    // No answer at all: that one is down.
+    ["closed without an answer", "", "upstream_unavailable"],
+  ];
+  for (const [what, answer, error] of cases) {
+    await t.step(what, async () => {
+      const up = rawUpstream(() => answer);
+      const lines: string[] = [];
+      const edge = startVestibule(rules("regional", up.url), {
+        deps: { log: (line) => lines.push(line) },
+      });
+      try {
+        const res = await fetch(`${edge.url}/`, { headers: { accept: "application/json" } });
+        assert.deepEqual([res.status, (await res.json()).error], [502, error]);
+        assert.equal(JSON.parse(lines.at(-1)!).error, error);
+      } finally {
+        await Promise.all([edge.close(), up.close()]);
+      }
+    });
+  }
+});
