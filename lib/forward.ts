@@ -6,7 +6,7 @@ import { cgiName, hasCgiSeparator } from "./cgi_name.ts";
 import { DeadlineQueue } from "./deadline_queue.ts";
 import type { HeaderList, HeaderPairs } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
-import { clientClosed } from "./request_body.ts";
+import { CLIENT_CUT_BODY, clientClosed } from "./request_body.ts";
 import { runtimeTracing } from "./tracing.ts";
 
 /**
@@ -458,12 +458,19 @@ export function onFreshConnection(method: string): boolean {
 
 /**
  * Whether `fetch` failed because the streamed request body could not be read: the client hung
- * up mid-upload. Deno gives no error class for it, only this message on the cause; should it
- * change, such a failure is counted as the upstream's (502) again, which is where it was.
+ * up mid-upload. Deno gives no error class for it, only a message on the cause: `Cannot read
+ * request body` (HTTP/1.1), `early end, expected N more bytes` (an HTTP/2 body that `Deno.serve`
+ * ended short of its `Content-Length`, hyperium/hyper#3681), or vestibule's own
+ * {@linkcode CLIENT_CUT_BODY} (`unlessEmpty`). Should they change, such a failure is counted as
+ * the upstream's (502) again, which is where it was.
  */
 function requestBodyBroke(error: unknown): boolean {
   const cause = error instanceof TypeError ? error.cause : undefined;
-  return cause instanceof Error && cause.message.includes("Cannot read request body");
+  if (!(cause instanceof Error)) return false;
+  const { message } = cause;
+  return message.includes("Cannot read request body") ||
+    message.startsWith("early end, expected ") ||
+    message.startsWith(CLIENT_CUT_BODY);
 }
 
 /**

@@ -96,6 +96,9 @@ export function joinChunks(
  * soon as the running total passes it, so a client cannot make us buffer more than the limit.
  * With `timeoutMs`, a body that has not arrived in that time is cancelled and `HttpError` 408
  * `body_timeout` thrown: a client trickling its body cannot hold a connection and a buffer forever.
+ * A body that ends short of its `Content-Length` is 499 `client_closed`: over HTTP/2 `Deno.serve`
+ * ends the body of a client that resets its stream or drops the connection as if it were whole
+ * (hyperium/hyper#3681), and the cut bytes went on with a `Content-Length` of their own.
  */
 export async function readBounded(
   body: ReadableStream<Uint8Array<ArrayBuffer>> | null,
@@ -120,7 +123,48 @@ export async function readBounded(
     await read.rest.cancel().catch(() => {});
     throw new BodyTooLargeError(limit);
   }
+  // HTTP/1.1 fails the read instead, and refuses a Content-Length beside a Transfer-Encoding.
+  if (declaredLength && read.total < Number(declaredLength)) {
+    throw clientClosed(new Error(`${CLIENT_CUT_BODY}: ${read.total} of ${declaredLength} bytes`));
+  }
   return joinChunks(read.chunks, read.total);
+}
+
+/**
+ * The message of the error a request body cut off by its client ends with, which `fetch` keeps
+ * on the cause of its own failure (`requestBodyBroke` in forward.ts).
+ */
+export const CLIENT_CUT_BODY = "The client cut its request body off";
+
+/**
+ * How long, at most, the end of a body with no `Content-Length` (HTTP/2) waits for its client's
+ * signal to say the client left ({@linkcode clientCut}). `Deno.serve` ends such a body cleanly
+ * when the client resets its stream or drops the connection (hyperium/hyper#3681), and aborts
+ * the request's signal a macrotask or so later; a body sent whole goes on after this wait.
+ */
+export const CUT_CHECK_MS = 10;
+
+/**
+ * Whether the client of a request whose body has just ended has left (and so cut the body off),
+ * waiting at most `ms` for its signal. That signal reports it only if it was made before the
+ * client left: `viewRequest` makes it for every request that may carry such a body.
+ */
+export function clientCut(
+  client: { readonly signal: AbortSignal },
+  ms = CUT_CHECK_MS,
+): Promise<boolean> {
+  const { signal } = client;
+  if (signal.aborted) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const settle = (cut: boolean) => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      resolve(cut);
+    };
+    const onAbort = () => settle(true);
+    const timer = setTimeout(settle, ms, false);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 /**
@@ -177,17 +221,28 @@ export class BufferedBody {
    * `HttpError` 499 `client_closed` when the client's body breaks off.
    */
   bytes(): Promise<Uint8Array<ArrayBuffer>> {
-    this.#bytes ??= readBounded(
-      this.request.body,
-      this.limit,
-      this.request.headers.get("content-length"),
-      this.timeoutMs,
-    ).catch((error) => {
+    this.#bytes ??= this.#read().catch((error) => {
       throw error instanceof BodyTooLargeError || error instanceof HttpError
         ? error
         : clientClosed(error);
     });
     return this.#bytes;
+  }
+
+  /**
+   * Reads the body. One cut off over HTTP/2 ends as if whole (hyperium/hyper#3681): short of its
+   * `Content-Length` it is refused in {@linkcode readBounded}; without one (neither header, so
+   * HTTP/2 when it has bytes), by the client's signal ({@linkcode clientCut}).
+   */
+  async #read(): Promise<Uint8Array<ArrayBuffer>> {
+    const { request } = this;
+    const declared = request.headers.get("content-length");
+    const unframed = declared === null && request.headers.get("transfer-encoding") === null;
+    const bytes = await readBounded(request.body, this.limit, declared, this.timeoutMs);
+    if (unframed && bytes.byteLength > 0 && await clientCut(request)) {
+      throw clientClosed(new Error(CLIENT_CUT_BODY));
+    }
+    return bytes;
   }
 
   /**

@@ -190,3 +190,43 @@ Deno.test("wrong status: a body that breaks off is 499 client_closed, not a 500"
       error.status === 499 && error.code === "client_closed",
   );
 });
+
+/** A POST whose body ends cleanly after "abc", as Deno.serve ends an HTTP/2 body cut off. */
+function cutRequest(headers: Record<string, string>, client = new AbortController()): Request {
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode("abc"));
+      controller.close();
+      setTimeout(() => client.abort(), 0); // Deno.serve aborts the signal a macrotask later
+    },
+  });
+  return new Request(
+    "http://app.test/up",
+    { method: "POST", body, headers, signal: client.signal, duplex: "half" } as RequestInit,
+  );
+}
+
+Deno.test("truncated upload over HTTP/2: a read body that ended because its client left is 499 client_closed, not the bytes so far", async (t) => {
+  const isClientClosed = (error: { status?: number; code?: string }) =>
+    error.status === 499 && error.code === "client_closed";
+  await t.step("short of its Content-Length", async () => {
+    const request = cutRequest({ "content-length": "1000" }, new AbortController());
+    await assert.rejects(new BufferedBody(request, 1024).bytes(), isClientClosed);
+  });
+  await t.step("no Content-Length: the client's signal aborts at the end", async () => {
+    await assert.rejects(new BufferedBody(cutRequest({}), 1024).bytes(), isClientClosed);
+  });
+  await t.step("control: a whole body of its Content-Length is read", async () => {
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode("abc"));
+        controller.close();
+      },
+    });
+    const request = new Request(
+      "http://app.test/up",
+      { method: "POST", body, headers: { "content-length": "3" }, duplex: "half" } as RequestInit,
+    );
+    assert.equal(new TextDecoder().decode(await new BufferedBody(request, 1024).bytes()), "abc");
+  });
+});

@@ -5,6 +5,7 @@ import type { Config } from "./compile_rules.ts";
 import { cameThroughVestibule, type ForwardContext, onlyChunked } from "./forward.ts";
 import { HeaderList } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
+import { declaresBody } from "./unframed_body.ts";
 import { routedPath } from "./own_paths.ts";
 import { refusePathOf, requestUrl } from "./request_path.ts";
 import type { RequestFacts } from "./match_rule.ts";
@@ -115,6 +116,12 @@ export function viewRequest(
   }
   refuseBodyOf(request.method, headers);
   refuseTransferCodingOf(headers);
+  // A body with neither length nor chunks is HTTP/2's, which Deno.serve ends as if whole when its
+  // client resets the stream or leaves: only a signal made before that reports it (clientCut).
+  // (HTTP/1.1 such requests carry no body; GET and HEAD bodies are refused.)
+  if (request.method !== "GET" && request.method !== "HEAD" && !declaresBody(headers)) {
+    void request.signal;
+  }
   refusePathOf(url.pathname, config.paths);
   const address = clientAddress(
     headers.get("x-forwarded-for"),

@@ -13,7 +13,7 @@ import type { HeaderList } from "./header_list.ts";
 import type { RuleMatch } from "./match_rule.ts";
 import type { RegionPin } from "./pin.ts";
 import type { BufferedBody } from "./request_body.ts";
-import { bufferedBody, declaresBody, unlessEmpty } from "./unframed_body.ts";
+import { bufferedBody, declaresBody, PEEK_MS, unlessEmpty } from "./unframed_body.ts";
 import type { AssumedRegion } from "./assume_region.ts";
 import { isWebSocketUpgrade, proxyWebSocket, type RelayBudget } from "./websocket_proxy.ts";
 import type { CookieScope } from "./success.ts";
@@ -73,7 +73,9 @@ function upstreamBody(
   const { method, body } = ctx.request;
   if (method === "GET" || method === "HEAD") return null;
   if (ctx.body.consumed) return ctx.body.bytes().then((bytes) => bufferedBody(bytes, ctx.headers));
-  return body === null || declaresBody(ctx.headers) ? body : unlessEmpty(body);
+  return body === null || declaresBody(ctx.headers)
+    ? body
+    : unlessEmpty(body, PEEK_MS, ctx.request);
 }
 
 /** Proxies the request to one upstream and returns the client's response; throws `HttpError`. */

@@ -1,6 +1,6 @@
 /** @module The body of a request that declared none: no `Content-Length`, no `Transfer-Encoding`. */
 import type { HeaderReader } from "./header_list.ts";
-import { clientClosed } from "./request_body.ts";
+import { CLIENT_CUT_BODY, clientClosed, clientCut } from "./request_body.ts";
 
 /** Whether the request declared a body: a `Content-Length` or a `Transfer-Encoding`. */
 export function declaresBody(headers: HeaderReader): boolean {
@@ -32,11 +32,17 @@ export const PEEK_MS = 20;
  * `Deno.serve` does not tell apart) such a request may carry a body, even one its client sends
  * only after the answer has begun: so the wait is bounded by `peekMs`, after which the stream
  * goes upstream as before, and bytes read meanwhile go ahead of the rest.
+ *
+ * Such a body, HTTP/2's, ends cleanly when its client resets the stream or drops the connection
+ * (hyperium/hyper#3681): the origin got the bytes so far as a whole chunked body. With `client`
+ * (the request), the stream errors instead when the client's signal says it left
+ * ({@linkcode clientCut}).
  * @throws {HttpError} 499 `client_closed` when the client hangs up within that wait
  */
 export async function unlessEmpty(
   stream: ReadableStream<Uint8Array>,
   peekMs = PEEK_MS,
+  client?: { readonly signal: AbortSignal },
 ): Promise<ReadableStream<Uint8Array> | null> {
   const reader = stream.getReader();
   const first = firstBytes(reader);
@@ -53,6 +59,10 @@ export async function unlessEmpty(
     clearTimeout(timer);
   }
   if (early === undefined) return null;
+  const end = async (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    if (client && await clientCut(client)) controller.error(new Error(CLIENT_CUT_BODY));
+    else controller.close();
+  };
   let head: Promise<Uint8Array | undefined> | undefined = early === "late" ? first : undefined;
   let ready = early === "late" ? undefined : early;
   return new ReadableStream<Uint8Array>({
@@ -60,7 +70,7 @@ export async function unlessEmpty(
       if (head) {
         ready = await head;
         head = undefined;
-        if (ready === undefined) return controller.close();
+        if (ready === undefined) return end(controller);
       }
       if (ready) {
         controller.enqueue(ready);
@@ -68,7 +78,7 @@ export async function unlessEmpty(
         return;
       }
       const { done, value } = await reader.read();
-      if (done) controller.close();
+      if (done) await end(controller);
       else controller.enqueue(value);
     },
     cancel: (reason) => reader.cancel(reason),

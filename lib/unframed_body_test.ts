@@ -79,3 +79,22 @@ Deno.test("unlessEmpty()", async (t) => {
     await assert.rejects(new Response(read).text(), /connection reset/);
   });
 });
+
+Deno.test("truncated upload over HTTP/2: unlessEmpty() errors a body whose client's signal aborts as it ends, instead of ending it", async (t) => {
+  await t.step("the client left: the body errors", async () => {
+    const client = new AbortController();
+    const source = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode("abc"));
+        controller.close();
+        setTimeout(() => client.abort(), 0); // Deno.serve aborts the signal a macrotask later
+      },
+    });
+    const body = await unlessEmpty(source, 5, client);
+    await assert.rejects(new Response(body).text());
+  });
+  await t.step("control: a client still there gets its body whole", async () => {
+    const body = await unlessEmpty(streamOf("ab", "c"), 5, new AbortController());
+    assert.equal(await new Response(body).text(), "abc");
+  });
+});

@@ -52,3 +52,31 @@ export async function h2Head(
     session.destroy();
   }
 }
+
+/** How an HTTP/2 client leaves mid-upload. */
+export type H2Leave = "RST_STREAM" | "connection closed";
+
+/**
+ * Starts a POST over h2c, sends `sent` bytes of its body, and leaves `leave`'s way 150 ms later
+ * without ending the body; resolves once it has left. `Deno.serve` ends such a body as if it
+ * were whole (hyperium/hyper#3681).
+ */
+export async function h2AbandonUpload(
+  url: string,
+  leave: H2Leave,
+  headers: Record<string, string>,
+  sent = 4000,
+): Promise<void> {
+  const session = http2.connect(url);
+  session.on("error", () => {});
+  try {
+    const stream = session.request({ ":method": "POST", ...headers }, { endStream: false });
+    stream.on("error", () => {});
+    stream.write("x".repeat(sent));
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    if (leave === "RST_STREAM") stream.close(http2.constants.NGHTTP2_CANCEL);
+    else session.destroy();
+  } finally {
+    session.destroy();
+  }
+}

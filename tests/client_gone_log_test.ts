@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import http2 from "node:http2";
 import { startUpstream, startVestibule } from "./_servers.ts";
+import { h2AbandonUpload } from "./_http2.ts";
 
 const TOKEN = "scrape-token-0123456789";
 
@@ -91,6 +92,39 @@ Deno.test("client gone over HTTP/2: a client that resets its stream or closes th
         );
       } finally {
         session?.destroy();
+      }
+    });
+  }
+});
+
+Deno.test("client gone over HTTP/2 mid-upload: a client that resets or leaves during a Content-Length upload is logged 499, not the region's 502", async (t) => {
+  // Deno.serve ends the cut body cleanly (hyperium/hyper#3681) and `fetch` fails with `early end,
+  // expected N more bytes`: the region was blamed (upstream_unavailable, upstream errors metric).
+  for (const leave of ["RST_STREAM", "connection closed"] as const) {
+    await t.step(leave, async () => {
+      const up = startUpstream();
+      const lines: Record<string, unknown>[] = [];
+      const edge = startVestibule({
+        regions: { us: { origin: up.url } },
+        default_region: "us",
+        rules: [{ name: "app", type: "regional" }],
+      }, { deps: { log: (line) => lines.push(JSON.parse(line)), metricsToken: TOKEN } });
+      try {
+        await h2AbandonUpload(edge.url, leave, { ":path": "/upload", "content-length": "100000" });
+        for (let i = 0; i < 100 && lines.length === 0; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        const scrape = await (await fetch(`${edge.url}/_vestibule/metrics`, {
+          headers: { authorization: `Bearer ${TOKEN}` },
+        })).text();
+        assert.deepEqual(
+          { status: lines[0]?.status, error: lines[0]?.error },
+          { status: 499, error: "client_closed" },
+        );
+        assert.doesNotMatch(scrape, /^vestibule_upstream_errors_total\{upstream="us"/m);
+        assert.deepEqual(up.received, [], "the origin got the cut upload");
+      } finally {
+        await Promise.all([edge.close(), up.close()]);
       }
     });
   }
