@@ -862,6 +862,12 @@ Deno.test("parseRules(): a match.path or match.host regex written against a form
     ["a path with \\u0020", { path: "^/my\\u0020docs/" }, "https://app.example.com/my docs/a"],
     ["an IPv6 host without brackets", { host: "^::1$" }, "http://[::1]:8080/"],
     ["an IPv6 host without brackets, longer", { host: "^2001:db8::1$" }, "http://[2001:db8::1]/"],
+    ["an IPv6 host without brackets, upper case", { host: "^FE80::1$" }, "http://[fe80::1]/"],
+    [
+      "a path with # (a fragment, never sent)",
+      { path: "^/docs#intro$" },
+      "https://app.example.com/docs#intro",
+    ],
   ];
   for (const [what, match, url] of cases) {
     await t.step(what, async () => {
@@ -1070,6 +1076,7 @@ Deno.test("parseRules(): regex syntax with <, >, { or a space in a class is no l
       ["^/(?<id>\\d+)/\\k<id>$", "https://app.example.com/12/12"],
       ["^/(?<=/)a{2}(?<!b)(?=/|$)", "https://app.example.com/aa"],
       ["^/[^ <>]+$", "https://app.example.com/plain"],
+      ["^/[^\\]<>]+$", "https://app.example.com/plain"],
       ["^/my%20docs/", "https://app.example.com/my docs/a"],
       // Where the character may be absent, the regex still matches paths.
       ["^(?!.* )/api/", "https://app.example.com/api/x"],

@@ -180,6 +180,13 @@ Deno.test("parseSyncConfig() names the table of a field at fault inside tables[i
       config({ tables: [tables[0], { name: "public.x", primary_key: ["id"], delete_mising: 1 }] }),
       /Unrecognized key: "delete_mising"\n {2}→ at tables\[1\] \(table "public\.x"\)$/,
     ));
+  await t.step("every table at fault, not only the first", () =>
+    refuses(
+      config({
+        tables: [{ name: "public.a", primary_key: "id" }, { name: "public.b", primary_key: "id" }],
+      }),
+      /→ at tables\[0\] \(table "public\.a"\)\.primary_key[^]*→ at tables\[1\] \(table "public\.b"\)\.primary_key/,
+    ));
   await t.step("not where the name itself is at fault, or is no string", () => {
     refuses(
       config({ tables: [{ name: "a;drop", primary_key: ["id"] }] }),

@@ -661,6 +661,15 @@ Deno.test("explain agrees: request smuggling framings Deno.serve refuses (a leng
         "hello",
         400,
       ],
+      ["2^64", [["Content-Length", "18446744073709551616"]], "hello", "hello", 400],
+      ["an empty Content-Length", [["Content-Length", ""]], "", "", 400],
+      [
+        "5 and 05 on two lines",
+        [["Content-Length", "5"], ["Content-Length", "05"]],
+        "hello",
+        "hello",
+        200,
+      ],
       // Routed: the same length twice, and a leading zero.
       [
         "Content-Length: 5 twice",

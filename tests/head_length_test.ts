@@ -215,6 +215,15 @@ Deno.test("HEAD and GET of an answer whose origin wrote Content-Length twice: th
   // `Content-Length: 0`, a GET chunked. RFC 9110 §8.6: the same value repeated is that value.
   const cases: [string, string, number, string | undefined][] = [
     ["the same value twice", "Content-Length: 2\r\nContent-Length: 2\r\n", 200, "2"],
+    // Nothing else to change (no hop-by-hop Connection header): the answer would go as it is.
+    ["two values in one line, kept alive", "Content-Length: 2, 2\r\nKeep: 1\r\n", 200, "2"],
+    // Framed by chunks: the lengths do not count, as fetch reads it.
+    [
+      "chunked beside two different values",
+      "Transfer-Encoding: chunked\r\nContent-Length: 3, 4\r\n",
+      200,
+      undefined,
+    ],
     ["two values in one line", "Content-Length: 2, 2\r\n", 200, "2"],
     ["one value with a leading zero", "Content-Length: 02\r\nContent-Length: 2\r\n", 200, "2"],
     ["two different values", "Content-Length: 12\r\nContent-Length: 13\r\n", 502, undefined],
@@ -222,12 +231,18 @@ Deno.test("HEAD and GET of an answer whose origin wrote Content-Length twice: th
   for (const [what, lengthLines, status, length] of cases) {
     await t.step(what, async () => {
       const up = rawUpstream(() =>
-        `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n${lengthLines}Connection: close\r\n\r\nok`
+        `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n${lengthLines}${
+          lengthLines.includes("Keep") ? "" : "Connection: close\r\n"
+        }\r\n${lengthLines.includes("chunked") ? "2\r\nok\r\n0\r\n\r\n" : "ok"}`
       );
       const edge = startVestibule(oneRegion(up.url));
       try {
         for (const method of ["GET", "HEAD"]) {
           const { status: got, fields } = await answerHead(edge.port, method, "");
+          if (lengthLines.includes("chunked")) {
+            assert.equal(got, status, method);
+            continue;
+          }
           assert.deepEqual(
             {
               method,

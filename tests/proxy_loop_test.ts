@@ -87,6 +87,12 @@ Deno.test("explain: a request carrying vestibule's Via is 508 loop_detected, as 
   }, config);
   assert.equal(passed.refused, undefined);
   assert.equal(passed.targets[0].forward.headers.set.via, "1.1 cdn, 1.1 vestibule");
+  const twice = await explainRequest({
+    method: "GET",
+    url: "http://app.example/a",
+    headers: [["Via", "1.1 cdn-a"], ["Via", "1.1 cdn-b"]],
+  }, config);
+  assert.equal(twice.targets[0].forward.headers.set.via, "1.1 cdn-a, 1.1 cdn-b, 1.1 vestibule");
 });
 
 Deno.test("cameThroughVestibule() finds vestibule's entry by its received-by name only", () => {

@@ -413,6 +413,26 @@ Deno.test("main() syncs the other destinations when one refuses connections, and
   });
 });
 
+Deno.test("main() --once with an owner that refuses connections fails the attempt, retried once per try, and writes nothing", async () => {
+  await withPair(async (pair, dir) => {
+    const config = await writeConfig(dir, {
+      owner: "us",
+      databases: { us: "postgres://sync:Pa55-word@127.0.0.1:1/app", au: pair.destination.url },
+      tables: TABLES,
+    });
+    const { out, err, io } = capture();
+    assert.equal(await main(["--config", config, "--once"], io), 1);
+    assert.match(err.join("\n"), /^at "us": .*ECONNREFUSED/);
+    const retries = out.filter((l) => l.includes('"msg":"transient failure, retrying"'));
+    assert.equal(retries.length, 3);
+    for (const line of retries) {
+      assert.match(JSON.parse(line).error, /^at "us": connect ECONNREFUSED/);
+    }
+    // No destination's table was tried.
+    assert.deepEqual(out.filter((l) => l.startsWith("{") && JSON.parse(l).table), []);
+  });
+});
+
 Deno.test({
   name:
     "main() in loop mode syncs the other destinations while one refuses the login, and that one once it accepts (PostgreSQL)",
