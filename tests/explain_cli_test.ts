@@ -30,6 +30,7 @@ Deno.test("explain prints the decision for a pinned request as text", async () =
       "Cookies stripped: __Host-vestibule-region (pin cookie)",
       "Headers forwarded: accept-encoding",
       "Headers set by vestibule:",
+      "  via: 1.1 vestibule",
       "  x-forwarded-for: 192.0.2.1",
       "  x-forwarded-host: app.example.com",
       "  x-forwarded-proto: https",
