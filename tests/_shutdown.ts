@@ -10,6 +10,11 @@ import { deadPort, LOOPBACK_ONLY, oneRegion, untilHealthy } from "./_servers.ts"
 export type Entry = "deno serve --parallel" | "deno run main.ts";
 export const ENTRIES: readonly Entry[] = ["deno serve --parallel", "deno run main.ts"];
 
+/** `deno serve --parallel` on `port`, on loopback, as a container would start it. */
+export function serveArgs(port: number): string[] {
+  return ["serve", "--parallel", "--allow-all", "--host", "127.0.0.1", "--port", `${port}`, "serve.ts"];
+}
+
 /** Deno 2.9.6 loses a signal that arrives while a serve worker is still starting (README). */
 const SERVE_SETTLE_MS = 3000;
 
@@ -40,18 +45,7 @@ export async function startEntry(
   const port = deadPort();
   const serve = entry === "deno serve --parallel";
   const child = new Deno.Command(Deno.execPath(), {
-    args: serve
-      ? [
-        "serve",
-        "--parallel",
-        "--allow-all",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        String(port),
-        "serve.ts",
-      ]
-      : ["run", "--allow-all", "main.ts"],
+    args: serve ? serveArgs(port) : ["run", "--allow-all", "main.ts"],
     cwd: new URL("../", import.meta.url),
     env: {
       ...LOOPBACK_ONLY,

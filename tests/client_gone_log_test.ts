@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import http2 from "node:http2";
-import { startUpstream, startVestibule } from "./_servers.ts";
+import { oneRegion, startUpstream, startVestibule } from "./_servers.ts";
 import { h2AbandonUpload } from "./_http2.ts";
 
 const TOKEN = "scrape-token-0123456789";
@@ -104,11 +104,9 @@ Deno.test("client gone over HTTP/2 mid-upload: a client that resets or leaves du
     await t.step(leave, async () => {
       const up = startUpstream();
       const lines: Record<string, unknown>[] = [];
-      const edge = startVestibule({
-        regions: { us: { origin: up.url } },
-        default_region: "us",
-        rules: [{ name: "app", type: "regional" }],
-      }, { deps: { log: (line) => lines.push(JSON.parse(line)), metricsToken: TOKEN } });
+      const edge = startVestibule(oneRegion(up.url), {
+        deps: { log: (line) => lines.push(JSON.parse(line)), metricsToken: TOKEN },
+      });
       try {
         await h2AbandonUpload(edge.url, leave, { ":path": "/upload", "content-length": "100000" });
         for (let i = 0; i < 100 && lines.length === 0; i++) {

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { deadPort, LOOPBACK_ONLY, oneRegion, startUpstream, untilHealthy } from "./_servers.ts";
-import { startEntry } from "./_shutdown.ts";
+import { serveArgs, startEntry } from "./_shutdown.ts";
 
 const ENTRIES = {
   "deno run main.ts": (_port: number) => ({
@@ -16,16 +16,7 @@ const ENTRIES = {
   // Deno 2.9.6 loses a SIGTERM that arrives while a worker is still starting (the process then
   // runs until SIGKILL, with a bare `export default { fetch }` module too): wait for the workers.
   "deno serve --parallel": (port: number) => ({
-    args: [
-      "serve",
-      "--parallel",
-      "--allow-all",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "serve.ts",
-    ],
+    args: serveArgs(port),
     env: { DENO_JOBS: "2" },
     settleMs: 3000,
   }),
