@@ -12,7 +12,15 @@ export const ENTRIES: readonly Entry[] = ["deno serve --parallel", "deno run mai
 
 /** `deno serve --parallel` on `port`, on loopback, as a container would start it. */
 export function serveArgs(port: number): string[] {
-  return ["serve", "--parallel", "--allow-all", "--host", "127.0.0.1", "--port", `${port}`, "serve.ts"];
+  return [
+    "serve",
+    "--parallel",
+    "--allow-all",
+    "--host",
+    "127.0.0.1",
+    `--port=${port}`,
+    "serve.ts",
+  ];
 }
 
 /** Deno 2.9.6 loses a signal that arrives while a serve worker is still starting (README). */
