@@ -671,7 +671,14 @@ function literalNeverInPath(source: string): string | undefined {
       const code = /^\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4}))/.exec(source.slice(i));
       char = code ? String.fromCharCode(parseInt(code[1] ?? code[2], 16)) : source[i + 1];
       end = code ? i + code[0].length : i + 2;
-    } else if (char === "{" || char === "}") char = undefined;
+    } else if (char === "{") {
+      // A quantifier (`{2}`, `{1,}`, `{1,3}`); otherwise, without the `u` flag, a literal `{`.
+      const quantifier = /^\{\d+(?:,\d*)?\}/.exec(source.slice(i));
+      if (quantifier) {
+        char = undefined;
+        end = i + quantifier[0].length;
+      }
+    }
     if (
       char !== undefined && ' "#<>`{}'.includes(char) &&
       !/^(?:[?*]|\{0[,}])/.test(source.slice(end))

@@ -532,7 +532,11 @@ export function clientResponse(
   // answer went out as `Content-Length: 0`, a GET's chunked. One value repeated is that value
   // (RFC 9110 §8.6); values that differ make a GET fail in fetch, and its HEAD here.
   const sentLength = h.get("content-length");
-  const length = sentLength?.includes(",") ? sameLength(sentLength) : sentLength;
+  // hyper frames a HEAD's answer without reading its length: one that is no length is refused
+  // here as fetch refuses it for the GET.
+  const length = sentLength !== null && !/^\d+$/.test(sentLength)
+    ? sameLength(sentLength)
+    : sentLength;
   if (length === undefined && transfer === null) {
     throw invalidAnswer(res, upstream, `Content-Length "${sentLength}"`);
   }

@@ -859,6 +859,13 @@ Deno.test("parseRules(): a match.path or match.host regex written against a form
     ["a path with escaped braces", { path: "^/a\\{b\\}$" }, "https://app.example.com/a{b}"],
     ["a path with an escaped space", { path: "^/my\\ docs/" }, "https://app.example.com/my docs/"],
     ["a path with \\x20", { path: "^/my\\x20docs/" }, "https://app.example.com/my docs/a"],
+    // An OpenAPI template: without the u flag, {id} is no quantifier but literal text.
+    ["a path template with {id}", { path: "^/users/{id}$" }, "https://app.example.com/users/{id}"],
+    [
+      "a path template with {id}/",
+      { path: "^/users/{id}/edit" },
+      "https://app.example.com/users/{id}/edit",
+    ],
     ["a path with \\u0020", { path: "^/my\\u0020docs/" }, "https://app.example.com/my docs/a"],
     ["an IPv6 host without brackets", { host: "^::1$" }, "http://[::1]:8080/"],
     ["an IPv6 host without brackets, longer", { host: "^2001:db8::1$" }, "http://[2001:db8::1]/"],

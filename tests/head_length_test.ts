@@ -227,6 +227,11 @@ Deno.test("HEAD and GET of an answer whose origin wrote Content-Length twice: th
     ["two values in one line", "Content-Length: 2, 2\r\n", 200, "2"],
     ["one value with a leading zero", "Content-Length: 02\r\nContent-Length: 2\r\n", 200, "2"],
     ["two different values", "Content-Length: 12\r\nContent-Length: 13\r\n", 502, undefined],
+    // One value that is no length: hyper frames a HEAD's answer without reading it.
+    ["a length that is no number", "Content-Length: abc\r\n", 502, undefined],
+    ["a negative length", "Content-Length: -1\r\n", 502, undefined],
+    ["a signed length", "Content-Length: +2\r\n", 502, undefined],
+    ["a length with a fraction", "Content-Length: 2.0\r\n", 502, undefined],
   ];
   for (const [what, lengthLines, status, length] of cases) {
     await t.step(what, async () => {

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { LEASE_MARGIN_MS } from "../lib/ocap/single_flight.ts";
 import { startUpstream, startVestibule } from "./_servers.ts";
 import { OCAP_ENV, OCAP_KEY, ocapRules, tokenRequest } from "./_ocap.ts";
+import { h2AbandonUpload } from "./_http2.ts";
 
 const KEY = { "Ocap-Key": OCAP_KEY };
 
@@ -219,5 +220,37 @@ Deno.test("OCAP: a target's own ttl_seconds wins over the section's", async () =
     await vestibule.close();
     await provider.close();
     kv.close();
+  }
+});
+
+Deno.test("truncated upload over HTTP/2: an OCAP token request its caller cut off without Content-Length never reaches the provider", async (t) => {
+  // Deno.serve ends the cut body as if whole (hyperium/hyper#3681): the provider got a truncated
+  // code exchange, and its answer was stored as a miss.
+  for (const leave of ["RST_STREAM", "connection closed"] as const) {
+    await t.step(leave, async () => {
+      const provider = startUpstream((_req, got) => Response.json({ got: got.body.length }));
+      const kv = await Deno.openKv(":memory:");
+      const lines: Record<string, unknown>[] = [];
+      const vestibule = startVestibule(ocapRules(provider.url), {
+        env: OCAP_ENV,
+        deps: { kv, log: (line) => lines.push(JSON.parse(line)) },
+      });
+      try {
+        await h2AbandonUpload(vestibule.url, leave, {
+          ":path": "/_ocap/provider/token",
+          "ocap-key": OCAP_KEY,
+          "content-type": "application/x-www-form-urlencoded",
+        });
+        for (let i = 0; i < 100 && lines.length === 0; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        assert.deepEqual(provider.received.map((r) => r.body.length), [], JSON.stringify(lines));
+        assert.equal(lines[0]?.status, 499);
+      } finally {
+        await vestibule.close();
+        await provider.close();
+        kv.close();
+      }
+    });
   }
 });
