@@ -15,7 +15,7 @@ if (typeof asked !== "number") {
 const PORT = asked === 0 ? freePort() : asked;
 
 function freePort(): number {
-  const listener = Deno.listen({ port: 0 });
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();
   return port;
@@ -47,12 +47,17 @@ const website = startWebsite();
 
 // vestibule runs as its own process, exactly as `deno task start` would run it in production, with
 // the stack's own rules and none of the shell's vestibule settings (a VESTIBULE_RULES exported for
-// a deploy routed the stack by another file, DENO_DEPLOYMENT_ID made it claim https).
+// a deploy routed the stack by another file, DENO_DEPLOYMENT_ID made it claim https), nor its
+// proxy: `fetch` follows HTTP_PROXY, and behind a corporate proxy (how npx got Deno) every call to
+// the loopback stand-ins went to it, a 502 on every page.
 const inherited = Object.entries(Deno.env.toObject()).filter(([name]) =>
-  !name.startsWith("VESTIBULE_") && name !== "DENO_DEPLOYMENT_ID"
+  !name.startsWith("VESTIBULE_") && name !== "DENO_DEPLOYMENT_ID" &&
+  !/^(?:https?|all)_proxy$/i.test(name)
 );
 const env = {
   ...Object.fromEntries(inherited),
+  // On this machine only, unless asked: the demo's passwords and metrics token are well known.
+  VESTIBULE_HOST: Deno.env.get("VESTIBULE_HOST") ?? "127.0.0.1",
   VESTIBULE_RULES: "./rules.json",
   AU_ORIGIN: au.url,
   US_ORIGIN: us.url,

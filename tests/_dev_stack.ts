@@ -1,5 +1,4 @@
 /** @module Test helper: `deno task dev` as a newcomer runs it, read up to the end of its banner. */
-import { LOOPBACK_ONLY } from "./_servers.ts";
 
 /** A running dev stack and what it printed up to its banner (or until it ended or timed out). */
 export interface DevStack {
@@ -16,7 +15,8 @@ export async function startDevStack(env: Record<string, string>, ms = 20_000): P
   const stack = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", "dev/stack.ts"],
     cwd: new URL("../", import.meta.url),
-    env: { ...LOOPBACK_ONLY, NO_COLOR: "1", ...env },
+    // The stack keeps vestibule on loopback itself (VESTIBULE_HOST 127.0.0.1 unless set).
+    env: { NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "null",

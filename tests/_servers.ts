@@ -259,6 +259,20 @@ export function droppingOrigin(answer: (request: DroppingOriginRequest) => strin
  */
 export const LOOPBACK_ONLY = { VESTIBULE_HOST: "127.0.0.1" } as const;
 
+/** The local addresses of the sockets listening on `port` (Linux `/proc/net/tcp` and `tcp6`). */
+export async function listeningAddresses(port: number): Promise<string[]> {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  const addresses: string[] = [];
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of (await Deno.readTextFile(table)).split("\n").slice(1)) {
+      const [, local, , state] = line.trim().split(/\s+/);
+      // State 0A is LISTEN.
+      if (state === "0A" && local?.endsWith(`:${hexPort}`)) addresses.push(local.split(":")[0]);
+    }
+  }
+  return addresses;
+}
+
 /** A port nothing listens on: bind one, note it, close it. */
 export function deadPort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

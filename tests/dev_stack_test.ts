@@ -1,6 +1,6 @@
 /** `deno task dev` end to end: the stack a newcomer clicks through, driven over HTTP. */
 import assert from "node:assert/strict";
-import { LOOPBACK_ONLY } from "./_servers.ts";
+import { deadPort, listeningAddresses, LOOPBACK_ONLY } from "./_servers.ts";
 import { startDevStack } from "./_dev_stack.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -190,10 +190,24 @@ async function text(url: string, init?: RequestInit): Promise<string> {
   return await (await fetch(url, init)).text();
 }
 
-Deno.test("deno task dev: every link, login and command the banner prints leads where it says", async (t) => {
-  const stack = await startDevStack({ PORT: "0" });
+Deno.test("deno task dev: every link, login and command the banner prints leads where it says, behind a proxy too", async (t) => {
+  // A shell behind a corporate proxy (how npx got Deno): vestibule's fetch sent every call to the
+  // loopback stand-ins to it, a 502 on every page. Nothing listens there.
+  const proxy = `http://127.0.0.1:${deadPort()}`;
+  const stack = await startDevStack({
+    PORT: "0",
+    HTTP_PROXY: proxy,
+    https_proxy: proxy,
+    ALL_PROXY: proxy,
+    NO_PROXY: "",
+  });
   const { stdout } = stack;
   try {
+    await t.step("vestibule listens on loopback only", async () => {
+      const port = Number(/localhost:(\d+)/.exec(line(stdout, "open"))![1]);
+      // 0100007F is 127.0.0.1 as the kernel writes it; 00000000 would be every interface.
+      assert.deepEqual([...new Set(await listeningAddresses(port))], ["0100007F"]);
+    });
     await t.step("open: the assumed region, US", async () => {
       assert.match(await text(firstUrl(line(stdout, "open"))), /Served by region US/);
     });

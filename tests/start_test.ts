@@ -1,6 +1,6 @@
 /** vestibule as a real process at start-up: mistakes an operator makes get a line, not a trace. */
 import assert from "node:assert/strict";
-import { deadPort, LOOPBACK_ONLY, untilHealthy } from "./_servers.ts";
+import { deadPort, listeningAddresses, LOOPBACK_ONLY, untilHealthy } from "./_servers.ts";
 import { startProcess } from "./_processes.ts";
 
 /**
@@ -249,20 +249,6 @@ Deno.test("start-up: a VESTIBULE_HOST that is no IP address, or no address of th
     }
   }
 });
-
-/** The local addresses of the sockets listening on `port` (Linux `/proc/net/tcp` and `tcp6`). */
-async function listeningAddresses(port: number): Promise<string[]> {
-  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
-  const addresses: string[] = [];
-  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    for (const line of (await Deno.readTextFile(table)).split("\n").slice(1)) {
-      const [, local, , state] = line.trim().split(/\s+/);
-      // State 0A is LISTEN.
-      if (state === "0A" && local?.endsWith(`:${hexPort}`)) addresses.push(local.split(":")[0]);
-    }
-  }
-  return addresses;
-}
 
 Deno.test("start-up: with VESTIBULE_HOST=127.0.0.1, deno task start and deno task serve listen on loopback only", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "start_test_" });
