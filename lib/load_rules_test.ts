@@ -1090,6 +1090,8 @@ Deno.test("parseRules(): regex syntax with <, >, { or a space in a class is no l
       ["^/api/(?!.*#)", "https://app.example.com/api/x"],
       ["^/(?<! )api/", "https://app.example.com/api/x"],
       ["^/api/ ?$", "https://app.example.com/api/"],
+      ["^/api/ {0,1}$", "https://app.example.com/api/"],
+      ["^/api/ {0}$", "https://app.example.com/api/"],
       ["^/api/\\x20*$", "https://app.example.com/api/"],
     ]
   ) {

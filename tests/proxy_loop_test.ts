@@ -87,6 +87,8 @@ Deno.test("explain: a request carrying vestibule's Via is 508 loop_detected, as 
   }, config);
   assert.equal(passed.refused, undefined);
   assert.equal(passed.targets[0].forward.headers.set.via, "1.1 cdn, 1.1 vestibule");
+  // Extended, not replaced: the client's Via is listed as stripped nowhere.
+  assert.deepEqual(passed.targets[0].forward.headers.stripped.filter((s) => s.name === "via"), []);
   const twice = await explainRequest({
     method: "GET",
     url: "http://app.example/a",
