@@ -131,6 +131,27 @@ export async function readBounded(
 }
 
 /**
+ * A request's whole body, as {@linkcode readBounded} reads it. One cut off over HTTP/2 ends as if
+ * whole (hyperium/hyper#3681): short of its `Content-Length` it is refused there; without one
+ * (neither header, so HTTP/2 when it has bytes), by the client's signal ({@linkcode clientCut}),
+ * made here at the latest.
+ */
+export async function readRequestBody(
+  request: Request,
+  limit: number,
+  timeoutMs?: number,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const declared = request.headers.get("content-length");
+  const unframed = declared === null && request.headers.get("transfer-encoding") === null;
+  if (unframed) void request.signal;
+  const bytes = await readBounded(request.body, limit, declared, timeoutMs);
+  if (unframed && bytes.byteLength > 0 && await clientCut(request)) {
+    throw clientClosed(new Error(CLIENT_CUT_BODY));
+  }
+  return bytes;
+}
+
+/**
  * The message of the error a request body cut off by its client ends with, which `fetch` keeps
  * on the cause of its own failure (`requestBodyBroke` in forward.ts).
  */
@@ -229,20 +250,8 @@ export class BufferedBody {
     return this.#bytes;
   }
 
-  /**
-   * Reads the body. One cut off over HTTP/2 ends as if whole (hyperium/hyper#3681): short of its
-   * `Content-Length` it is refused in {@linkcode readBounded}; without one (neither header, so
-   * HTTP/2 when it has bytes), by the client's signal ({@linkcode clientCut}).
-   */
-  async #read(): Promise<Uint8Array<ArrayBuffer>> {
-    const { request } = this;
-    const declared = request.headers.get("content-length");
-    const unframed = declared === null && request.headers.get("transfer-encoding") === null;
-    const bytes = await readBounded(request.body, this.limit, declared, this.timeoutMs);
-    if (unframed && bytes.byteLength > 0 && await clientCut(request)) {
-      throw clientClosed(new Error(CLIENT_CUT_BODY));
-    }
-    return bytes;
+  #read(): Promise<Uint8Array<ArrayBuffer>> {
+    return readRequestBody(this.request, this.limit, this.timeoutMs);
   }
 
   /**

@@ -21,14 +21,7 @@ import { originHeaders } from "../lib/ocap/origin_headers.ts";
 import { OCAP_KEY_HEADER } from "../lib/forward.ts";
 import { SingleFlight } from "../lib/ocap/single_flight.ts";
 import { type OcapTarget, resolveTarget } from "../lib/ocap/target_path.ts";
-import {
-  BodyTooLargeError,
-  CLIENT_CUT_BODY,
-  clientClosed,
-  clientCut,
-  readBounded,
-} from "../lib/request_body.ts";
-import { declaresBody } from "../lib/unframed_body.ts";
+import { BodyTooLargeError, clientClosed, readRequestBody } from "../lib/request_body.ts";
 
 /** The validated `ocap` section of the rules file. */
 export type OcapConfig = NonNullable<RulesFile["ocap"]>;
@@ -82,21 +75,10 @@ export function createOcapHandler(
       refuseBodyOf(method, request.headers);
       // Nor with a coding only the provider would have to take off (and OCAP key by).
       refuseTransferCodingOf(request.headers);
-      // A body with neither length nor chunks is HTTP/2's, which Deno.serve ends as if whole when
-      // its client leaves: only a signal made before that reports it.
-      const unframed = !declaresBody(request.headers);
-      if (unframed) void request.signal;
       let body: Uint8Array<ArrayBuffer>;
       try {
-        body = await readBounded(
-          request.body,
-          bodyLimit,
-          request.headers.get("content-length"),
-          bodyTimeoutMs,
-        );
-        if (unframed && body.byteLength > 0 && await clientCut(request)) {
-          throw clientClosed(new Error(CLIENT_CUT_BODY));
-        }
+        // Refuses a body its HTTP/2 caller cut off, which Deno.serve ends as if whole.
+        body = await readRequestBody(request, bodyLimit, bodyTimeoutMs);
       } catch (error) {
         if (error instanceof BodyTooLargeError) {
           throw new HttpError(413, "body_too_large", error.message, { cause: error });
