@@ -661,7 +661,8 @@ function compileSuccess(
  * A character a plain path regex ({@linkcode plainRegex}) requires, written as itself or as an
  * escape (`\ `, `\x20`, `\u0020`), that the URL parser always percent-encodes in a path (space,
  * `"`, `<`, `>`, `` ` ``, `{`, `}`) or cuts off (`#`): no path the router matches holds it. Not
- * when a quantifier makes it optional (`/files/ ?$`); `{` and `}` unescaped are quantifiers.
+ * when a quantifier makes it optional (`/files/ ?$`). `{2}`, `{1,}` and `{1,3}` are quantifiers;
+ * any other `{` is, without the `u` flag, literal text (`/users/{id}`).
  */
 function literalNeverInPath(source: string): string | undefined {
   for (let i = 0; i < source.length;) {

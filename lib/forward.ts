@@ -530,10 +530,9 @@ export function clientResponse(
   }
   // `fetch` joins a repeated Content-Length ("2, 2"), which Deno.serve cannot read: a HEAD's
   // answer went out as `Content-Length: 0`, a GET's chunked. One value repeated is that value
-  // (RFC 9110 §8.6); values that differ make a GET fail in fetch, and its HEAD here.
+  // (RFC 9110 §8.6). Values that differ, or one that is no length, make a GET fail in fetch; hyper
+  // frames a HEAD's answer without reading its length, so they are refused here.
   const sentLength = h.get("content-length");
-  // hyper frames a HEAD's answer without reading its length: one that is no length is refused
-  // here as fetch refuses it for the GET.
   const length = sentLength !== null && !/^\d+$/.test(sentLength)
     ? sameLength(sentLength)
     : sentLength;
