@@ -57,7 +57,8 @@ const inherited = Object.entries(Deno.env.toObject()).filter(([name]) =>
 const env = {
   ...Object.fromEntries(inherited),
   // On this machine only, unless asked: the demo's passwords and metrics token are well known.
-  VESTIBULE_HOST: Deno.env.get("VESTIBULE_HOST") ?? "127.0.0.1",
+  // Blank (a .env template) is unset, as for the metrics token.
+  VESTIBULE_HOST: Deno.env.get("VESTIBULE_HOST")?.trim() || "127.0.0.1",
   VESTIBULE_RULES: "./rules.json",
   AU_ORIGIN: au.url,
   US_ORIGIN: us.url,

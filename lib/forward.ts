@@ -536,7 +536,8 @@ export function clientResponse(
   const length = sentLength !== null && !/^\d+$/.test(sentLength)
     ? sameLength(sentLength)
     : sentLength;
-  if (length === undefined && transfer === null) {
+  // A 204, 205 or 304 has no body whatever its length says: fetch ignores it, and so may we.
+  if (length === undefined && transfer === null && !NULL_BODY_STATUSES.has(res.status)) {
     throw invalidAnswer(res, upstream, `Content-Length "${sentLength}"`);
   }
   const encoding = h.get("content-encoding")?.trim().toLowerCase();
@@ -574,7 +575,7 @@ export function clientResponse(
       HOP_BY_HOP_HEADERS.has(name) || name === "set-cookie" || connectionNamed?.has(name) ||
       // Framed by chunks, whatever a Content-Length beside them says (RFC 9112 §6.3: a proxy
       // MUST drop it). Kept, Deno.serve announced the stale length and cut the connection.
-      (name === "content-length" && transfer !== null)
+      (name === "content-length" && (transfer !== null || length === undefined))
     ) {
       continue;
     }

@@ -145,7 +145,8 @@ export async function readRequestBody(
   const unframed = declared === null && request.headers.get("transfer-encoding") === null;
   if (unframed) void request.signal;
   const bytes = await readBounded(request.body, limit, declared, timeoutMs);
-  if (unframed && bytes.byteLength > 0 && await clientCut(request)) {
+  // An empty one too: a POST whose client left before its first DATA frame went on as empty.
+  if (unframed && await clientCut(request)) {
     throw clientClosed(new Error(CLIENT_CUT_BODY));
   }
   return bytes;

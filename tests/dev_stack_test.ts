@@ -200,6 +200,8 @@ Deno.test("deno task dev: every link, login and command the banner prints leads 
     https_proxy: proxy,
     ALL_PROXY: proxy,
     NO_PROXY: "",
+    // Blank, as a .env template leaves it: the stack's loopback default, not a refusal.
+    VESTIBULE_HOST: "",
   });
   const { stdout } = stack;
   try {

@@ -269,3 +269,24 @@ Deno.test("HEAD and GET of an answer whose origin wrote Content-Length twice: th
     });
   }
 });
+
+Deno.test("revalidation: a 304 or 204 whose Content-Length is no length reaches the client, not a 502", async (t) => {
+  // fetch ignores the length of a bodiless status; refusing it turned a cache hit into a 502.
+  for (const status of ["304 Not Modified", "204 No Content"]) {
+    for (const length of ["abc", "", "-1"]) {
+      await t.step(`${status}, Content-Length ${JSON.stringify(length)}`, async () => {
+        const up = rawUpstream(() =>
+          `HTTP/1.1 ${status}\r\nETag: "v1"\r\nContent-Length: ${length}\r\nConnection: close\r\n\r\n`
+        );
+        const edge = startVestibule(oneRegion(up.url));
+        try {
+          const got = await answerHead(edge.port, "GET", 'If-None-Match: "v1"\r\n');
+          assert.equal(got.status, Number(status.slice(0, 3)));
+          assert.equal(got.fields.get("etag"), '"v1"');
+        } finally {
+          await Promise.all([edge.close(), up.close()]);
+        }
+      });
+    }
+  }
+});

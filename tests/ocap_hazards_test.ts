@@ -226,8 +226,13 @@ Deno.test("OCAP: a target's own ttl_seconds wins over the section's", async () =
 Deno.test("truncated upload over HTTP/2: an OCAP token request its caller cut off without Content-Length never reaches the provider", async (t) => {
   // Deno.serve ends the cut body as if whole (hyperium/hyper#3681): the provider got a truncated
   // code exchange, and its answer was stored as a miss.
-  for (const leave of ["RST_STREAM", "connection closed"] as const) {
-    await t.step(leave, async () => {
+  for (
+    const [leave, sent] of [["RST_STREAM", 4000], ["connection closed", 4000], [
+      "RST_STREAM",
+      0,
+    ]] as const
+  ) {
+    await t.step(`${leave}, ${sent} bytes sent`, async () => {
       const provider = startUpstream((_req, got) => Response.json({ got: got.body.length }));
       const kv = await Deno.openKv(":memory:");
       const lines: Record<string, unknown>[] = [];
@@ -240,7 +245,7 @@ Deno.test("truncated upload over HTTP/2: an OCAP token request its caller cut of
           ":path": "/_ocap/provider/token",
           "ocap-key": OCAP_KEY,
           "content-type": "application/x-www-form-urlencoded",
-        });
+        }, sent);
         for (let i = 0; i < 100 && lines.length === 0; i++) {
           await new Promise((resolve) => setTimeout(resolve, 20));
         }

@@ -278,6 +278,21 @@ Deno.test("truncated upload over HTTP/2: a body cut off by RST_STREAM or a dropp
       }
     }
   }
+  // Before its first DATA frame, the body ends empty: read, it went on as an empty POST.
+  for (const path of ["/inspect", "/everywhere"]) {
+    for (const leave of ["RST_STREAM", "connection closed"] as const) {
+      await t.step(`${path}, no byte sent, ${leave}`, async () => {
+        const { line, received } = await afterUpload((url) =>
+          h2AbandonUpload(url, leave, { ":path": path, "content-type": "text/plain" }, 0)
+        );
+        assert.deepEqual(received, [], `origins processed an empty POST: ${JSON.stringify(line)}`);
+        assert.deepEqual(
+          { status: line?.status, error: line?.error },
+          { status: 499, error: "client_closed" },
+        );
+      });
+    }
+  }
 });
 
 Deno.test("truncated upload over HTTP/2, control: a whole upload without Content-Length still reaches every origin whole", async (t) => {
