@@ -8,6 +8,7 @@ import type { HeaderList, HeaderPairs } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
 import { CLIENT_CUT_BODY, clientClosed } from "./request_body.ts";
 import { runtimeTracing } from "./tracing.ts";
+import { reportUpstreamFailure } from "./upstream_failure_log.ts";
 
 /**
  * Hop-by-hop headers, which describe one connection and must not be forwarded: RFC 9110 §7.6.1
@@ -411,6 +412,7 @@ export async function sendUpstream(
     if (options.signal?.aborted) throw options.signal.reason ?? error;
     if (requestBodyBroke(error)) throw clientClosed(error);
     if (answerUnreadable(error)) {
+      reportUpstreamFailure(upstream.id, "upstream_invalid", error);
       throw new HttpError(
         502,
         "upstream_invalid",
@@ -418,6 +420,7 @@ export async function sendUpstream(
         { cause: error },
       );
     }
+    reportUpstreamFailure(upstream.id, "upstream_unavailable", error);
     throw new HttpError(
       502,
       "upstream_unavailable",

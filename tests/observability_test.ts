@@ -806,3 +806,29 @@ Deno.test("access log: wrong byte counts, a 304 or 204 answer counts no body byt
     });
   }
 });
+
+Deno.test("upstream failed: why a region is unavailable is on stderr (refused, not only 502), without path or query", async () => {
+  const written: string[] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => void written.push(args.map(String).join(" "));
+  // A port nothing listens on: the connection is refused. A region of its own, since lines are
+  // one a second per upstream in the whole process.
+  const edge = startVestibule({
+    regions: { gone: { origin: `http://127.0.0.1:${deadPort()}` } },
+    default_region: "gone",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  try {
+    const res = await fetch(`${edge.url}/reset/s3cret?token=abc`);
+    await res.body?.cancel();
+    assert.equal(res.status, 502);
+  } finally {
+    console.error = original;
+    await edge.close();
+  }
+  const lines = written.filter((l) => l.includes('"upstream failed"')).map((l) => JSON.parse(l));
+  assert.equal(lines.length, 1, written.join("\n"));
+  assert.deepEqual([lines[0].upstream, lines[0].error], ["gone", "upstream_unavailable"]);
+  assert.match(lines[0].cause, /refused/i);
+  assert.doesNotMatch(written.join("\n"), /s3cret|token/);
+});
