@@ -1,6 +1,13 @@
 /** What OCAP answers and logs for requests it refuses or answers itself, as the router would. */
 import assert from "node:assert/strict";
-import { firstAnswer, rawRequest, rawUpstream, startUpstream, startVestibule } from "./_servers.ts";
+import {
+  deadPort,
+  firstAnswer,
+  rawRequest,
+  rawUpstream,
+  startUpstream,
+  startVestibule,
+} from "./_servers.ts";
 import { OCAP_ENV, OCAP_KEY, ocapRules, tokenRequest } from "./_ocap.ts";
 
 /** An edge with OCAP in front of `provider`, its access lines collected. */
@@ -95,4 +102,26 @@ Deno.test("log leak: an OCAP access line has the path only, never the query's se
     assert.equal(JSON.parse(lines[0]).path, "/_ocap/provider/token");
     assert.ok(!lines[0].includes(secret) && !lines[0].includes("client_secret"), lines[0]);
   });
+});
+
+Deno.test("upstream failed: why an OCAP target is unavailable is on stderr, without the code or the query", async () => {
+  const written: string[] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => void written.push(args.map(String).join(" "));
+  const kv = await Deno.openKv(":memory:");
+  const rules = ocapRules("http://127.0.0.1:9", { otherUrl: `http://127.0.0.1:${deadPort()}` });
+  const edge = startVestibule(rules, { env: OCAP_ENV, deps: { kv, log: () => {} } });
+  try {
+    const res = await fetch(tokenRequest(edge.url, { path: "/_ocap/other/token?state=s3cret" }));
+    await res.body?.cancel();
+    assert.equal(res.status, 502);
+  } finally {
+    console.error = original;
+    await edge.close();
+    kv.close();
+  }
+  const lines = written.filter((l) => l.includes('"upstream failed"')).map((l) => JSON.parse(l));
+  assert.deepEqual(lines.map((l) => [l.upstream, l.error]), [["other", "upstream_unavailable"]]);
+  assert.match(lines[0].cause, /refused/i);
+  assert.doesNotMatch(written.join("\n"), /s3cret|one-time-code/);
 });

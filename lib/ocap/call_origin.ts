@@ -3,6 +3,7 @@ import { FRESH_CONNECTIONS, HOP_BY_HOP_HEADERS, onlyChunked } from "../forward.t
 import { HttpError } from "../http_error.ts";
 import { BodyTooLargeError, readBounded } from "../request_body.ts";
 import type { OriginAnswer } from "./origin_answer.ts";
+import { reportUpstreamFailure } from "../upstream_failure_log.ts";
 
 /** Largest origin body OCAP buffers (8 MiB); a larger answer is 502 `ocap_response_too_large`. */
 export const MAX_ORIGIN_BODY_BYTES = 8 * 1024 * 1024;
@@ -110,6 +111,7 @@ export async function callOrigin(
         { cause: error },
       );
     }
+    reportUpstreamFailure(request.target, "upstream_unavailable", error);
     throw new OriginFailure(
       502,
       "upstream_unavailable",
