@@ -1,6 +1,12 @@
 /** vestibule as a real process at start-up: mistakes an operator makes get a line, not a trace. */
 import assert from "node:assert/strict";
-import { deadPort, listeningAddresses, LOOPBACK_ONLY, untilHealthy } from "./_servers.ts";
+import {
+  deadPort,
+  listeningAddresses,
+  LOOPBACK_ONLY,
+  oneRegion,
+  untilHealthy,
+} from "./_servers.ts";
 import { startProcess } from "./_processes.ts";
 
 /**
@@ -16,12 +22,7 @@ async function start(
     const rules = `${dir}/rules.json`;
     await Deno.writeTextFile(
       rules,
-      JSON.stringify({
-        regions: { us: { origin: "http://127.0.0.1:9" } },
-        default_region: "us",
-        rules: [{ name: "app", type: "regional" }],
-        ...options.rules,
-      }),
+      JSON.stringify(oneRegion("http://127.0.0.1:9", options.rules)),
     );
     const { code, stderr } = await new Deno.Command(Deno.execPath(), {
       args: options.serve ? ["task", "serve"] : ["run", "--allow-all", "main.ts"],
@@ -281,11 +282,7 @@ Deno.test("start-up: an IPv6 VESTIBULE_HOST (::1) is listened on by deno task st
   const rules = `${dir}/rules.json`;
   await Deno.writeTextFile(
     rules,
-    JSON.stringify({
-      regions: { us: { origin: "http://127.0.0.1:9" } },
-      default_region: "us",
-      rules: [{ name: "app", type: "regional" }],
-    }),
+    JSON.stringify(oneRegion("http://127.0.0.1:9")),
   );
   try {
     // deno serve takes an IPv6 --host only in brackets ("invalid empty host" otherwise).
