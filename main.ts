@@ -5,6 +5,7 @@ import { bufferedLineWriter, LONE_WRITER_BATCH, PIPE_BUF } from "./lib/line_writ
 import { listenHost, listenPort, listenRefusal, orExit } from "./lib/listen_port.ts";
 import { loadRulesForServing } from "./lib/serve_rules.ts";
 import { readMetricsToken } from "./lib/metrics_endpoint.ts";
+import { proxyNotice } from "./lib/proxy_env.ts";
 import { shutdownGraceMs } from "./lib/shutdown_grace.ts";
 
 const rulesPath = Deno.env.get("VESTIBULE_RULES") ?? "./rules.json";
@@ -17,6 +18,10 @@ const config = await loadRulesForServing(rulesPath, (name) => Deno.env.get(name)
 const countryLookup = config.geo.ipLookup ? await loadCountryLookup() : undefined;
 // KV holds OCAP's shared state; VESTIBULE_KV is a file path or KV Connect URL (unset on Deploy).
 const kv = config.ocap ? await openKvOrExit(Deno.env.get("VESTIBULE_KV")) : undefined;
+
+// Deno's fetch takes a forward proxy from the environment for every upstream call: say so.
+const proxy = proxyNotice((name) => Deno.env.get(name));
+if (proxy) console.error(proxy);
 
 let metricsToken: string | undefined;
 try {

@@ -254,10 +254,19 @@ export function droppingOrigin(answer: (request: DroppingOriginRequest) => strin
 }
 
 /**
- * The environment that keeps a vestibule process a test starts (`main.ts`, `deno task serve`,
- * `deno task dev`) on loopback: by default it listens on every interface, as in production.
+ * The environment that keeps a vestibule process a test starts (`main.ts`, `deno task serve`) on
+ * loopback: by default it listens on every interface, as in production, and its `fetch` would
+ * send upstream calls through a proxy the machine's environment names (blank is unset).
  */
-export const LOOPBACK_ONLY = { VESTIBULE_HOST: "127.0.0.1" } as const;
+export const LOOPBACK_ONLY = {
+  VESTIBULE_HOST: "127.0.0.1",
+  HTTP_PROXY: "",
+  HTTPS_PROXY: "",
+  ALL_PROXY: "",
+  http_proxy: "",
+  https_proxy: "",
+  all_proxy: "",
+} as const;
 
 /** The local addresses of the sockets listening on `port` (Linux `/proc/net/tcp` and `tcp6`). */
 export async function listeningAddresses(port: number): Promise<string[]> {

@@ -331,3 +331,42 @@ Deno.test("start-up: deno task serve's port check tries VESTIBULE_HOST: a port t
     held.close();
   }
 });
+
+Deno.test("start-up: a forward proxy in the environment (HTTP_PROXY from a base image) is said on stderr, its password not", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "start_test_" });
+  const rules = `${dir}/rules.json`;
+  await Deno.writeTextFile(rules, JSON.stringify(oneRegion("http://127.0.0.1:9")));
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "main.ts"],
+    cwd: new URL("../", import.meta.url),
+    env: {
+      ...LOOPBACK_ONLY,
+      PORT: String(deadPort()),
+      VESTIBULE_RULES: rules,
+      HTTP_PROXY: "http://ops:pa55@127.0.0.1:9",
+      NO_COLOR: "1",
+    },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let stderr = "";
+  try {
+    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    while (!stderr.includes("Listening on")) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      stderr += value;
+    }
+    await reader.cancel();
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+  assert.match(
+    stderr,
+    /^vestibule: upstream calls go through the proxy in HTTP_PROXY=http:\/\/\*\*\*@127\.0\.0\.1:9 \(NO_PROXY is not set\)$/m,
+  );
+  assert.doesNotMatch(stderr, /pa55/);
+});

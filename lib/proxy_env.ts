@@ -1,0 +1,26 @@
+/**
+ * @module The forward proxy Deno's `fetch` takes from the environment for every upstream call
+ * (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, in either case), said once at start-up: set by a
+ * base image or a shell, it carried every call (to an `http://` origin with its cookies and
+ * secret headers in plain text), and a proxy's own 403 was logged as the origin's answer.
+ */
+
+const PROXY_VARIABLES = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"];
+
+/** The start-up line naming the proxy variables set (credentials masked), or none. */
+export function proxyNotice(env: (name: string) => string | undefined): string | undefined {
+  const set = PROXY_VARIABLES.flatMap((name) =>
+    [name, name.toLowerCase()].flatMap((spelling) => {
+      const value = env(spelling)?.trim();
+      return value ? [`${spelling}=${withoutCredentials(value)}`] : [];
+    })
+  );
+  if (set.length === 0) return undefined;
+  const noProxy = env("NO_PROXY")?.trim() || env("no_proxy")?.trim();
+  return `vestibule: upstream calls go through the proxy in ${set.join(", ")}` +
+    (noProxy ? ` (except NO_PROXY ${noProxy})` : " (NO_PROXY is not set)");
+}
+
+function withoutCredentials(value: string): string {
+  return value.replace(/\/\/[^/@]*@/, "//***@");
+}

@@ -1,0 +1,19 @@
+import assert from "node:assert/strict";
+import { proxyNotice } from "./proxy_env.ts";
+
+const envOf = (vars: Record<string, string>) => (name: string) => vars[name];
+
+Deno.test("proxyNotice() names the proxy variables fetch follows, never their passwords", () => {
+  assert.equal(proxyNotice(envOf({})), undefined);
+  assert.equal(proxyNotice(envOf({ HTTP_PROXY: " ", NO_PROXY: "x" })), undefined);
+  assert.equal(
+    proxyNotice(envOf({ https_proxy: "http://user:pa55@proxy:3128", NO_PROXY: "10.0.0.0/8" })),
+    "vestibule: upstream calls go through the proxy in https_proxy=http://***@proxy:3128 " +
+      "(except NO_PROXY 10.0.0.0/8)",
+  );
+  assert.equal(
+    proxyNotice(envOf({ HTTP_PROXY: "http://proxy:3128", ALL_PROXY: "socks5://p:1080" })),
+    "vestibule: upstream calls go through the proxy in HTTP_PROXY=http://proxy:3128, " +
+      "ALL_PROXY=socks5://p:1080 (NO_PROXY is not set)",
+  );
+});
