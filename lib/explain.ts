@@ -510,6 +510,12 @@ function headerPairs(init: HeadersInit | undefined): Array<[string, string]> {
  * Whether Deno.serve (hyper) reads a request body framed with `transfer`: `chunked` once and
  * last, no parameters, no `identity` (found by trying; it answers 400 to anything else).
  */
+function servedFraming(transfer: string): boolean {
+  const codings = transfer.split(",").map((c) => c.trim().toLowerCase());
+  return codings.at(-1) === "chunked" && codings.indexOf("chunked") === codings.length - 1 &&
+    !codings.includes("identity");
+}
+
 /**
  * Whether Deno.serve takes these `Content-Length` lines: each one a number (not a list: `5, 5` on
  * one line is a 400, on two lines not) that fits 64 bits, all the same.
@@ -521,12 +527,6 @@ function servedLengths(lines: string[]): boolean {
 }
 
 const MAX_U64 = 2n ** 64n - 1n;
-
-function servedFraming(transfer: string): boolean {
-  const codings = transfer.split(",").map((c) => c.trim().toLowerCase());
-  return codings.at(-1) === "chunked" && codings.indexOf("chunked") === codings.length - 1 &&
-    !codings.includes("identity");
-}
 
 /** Why a pin the request carries was not used; the values themselves are never shown. */
 function pinNotes(headers: Headers, config: Config, pin: RegionPin | undefined): string[] {

@@ -468,12 +468,9 @@ export function onFreshConnection(method: string): boolean {
  * the upstream's (502) again, which is where it was.
  */
 function requestBodyBroke(error: unknown): boolean {
-  const cause = error instanceof TypeError ? error.cause : undefined;
-  if (!(cause instanceof Error)) return false;
-  const { message } = cause;
-  return message.includes("Cannot read request body") ||
-    message.startsWith("early end, expected ") ||
-    message.startsWith(CLIENT_CUT_BODY);
+  const message = fetchCause(error);
+  return message !== undefined && (message.includes("Cannot read request body") ||
+    message.startsWith("early end, expected ") || message.startsWith(CLIENT_CUT_BODY));
 }
 
 /**
@@ -482,9 +479,13 @@ function requestBodyBroke(error: unknown): boolean {
  * more, …): the origin is up, so it is `upstream_invalid`, not a region that looks down.
  */
 function answerUnreadable(error: unknown): boolean {
+  return /: (?:invalid [\w -]+ parsed|message head is too large)$/.test(fetchCause(error) ?? "");
+}
+
+/** The message of the cause `fetch` gives its `TypeError`: Deno's only word on what failed. */
+function fetchCause(error: unknown): string | undefined {
   const cause = error instanceof TypeError ? error.cause : undefined;
-  return cause instanceof Error &&
-    /: (?:invalid [\w -]+ parsed|message head is too large)$/.test(cause.message);
+  return cause instanceof Error ? cause.message : undefined;
 }
 
 /**
