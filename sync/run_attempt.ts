@@ -140,10 +140,11 @@ export async function runAttempt(
     }
   }));
   if (unreachable.has(owner)) throw unreachable.get(owner);
+  const reachable = [owner, ...destinations.filter((db) => !unreachable.has(db))];
   const specs = new Map<string, TableSpec>();
   for (const table of tables) {
     const { value } = await withRetry(
-      () => resolveTableSpec(table, [owner, ...destinations.filter((db) => !unreachable.has(db))]),
+      () => resolveTableSpec(table, reachable),
       retry,
     );
     specs.set(table.name, value);
