@@ -1,9 +1,13 @@
 /** @module Test helper: `deno task dev` as a newcomer runs it, read up to the end of its banner. */
+import { killGroup, spawnInGroup } from "./_process_group.ts";
 
 /** A running dev stack and what it printed up to its banner (or until it ended or timed out). */
 export interface DevStack {
   stdout: string;
-  /** Sends `signal` (if the stack still runs) and waits for it to exit. */
+  /**
+   * Sends `signal` (if the stack still runs) and waits for it to exit; throws if it left one of
+   * its processes (an origin, vestibule) running, as Ctrl-C in a terminal would.
+   */
   stop(signal?: Deno.Signal): Promise<void>;
 }
 
@@ -12,7 +16,7 @@ const STOP_MS = 30_000;
 
 /** Starts `dev/stack.ts` with `env` and reads its stdout until the banner's last line, or `ms`. */
 export async function startDevStack(env: Record<string, string>, ms = 20_000): Promise<DevStack> {
-  const stack = new Deno.Command(Deno.execPath(), {
+  const stack = spawnInGroup(Deno.execPath(), {
     args: ["run", "--allow-all", "dev/stack.ts"],
     cwd: new URL("../", import.meta.url),
     // The stack keeps vestibule on loopback itself (VESTIBULE_HOST 127.0.0.1 unless set).
@@ -20,7 +24,7 @@ export async function startDevStack(env: Record<string, string>, ms = 20_000): P
     stdin: "null",
     stdout: "piped",
     stderr: "null",
-  }).spawn();
+  });
   const decoder = new TextDecoder();
   const reader = stack.stdout.getReader();
   let stdout = "";
@@ -51,10 +55,12 @@ export async function startDevStack(env: Record<string, string>, ms = 20_000): P
         new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), STOP_MS)),
       ]);
       clearTimeout(timer);
-      if (!exited) stack.kill("SIGKILL");
+      if (!exited) killGroup(stack.pid);
       await stack.status;
+      const leftOver = killGroup(stack.pid);
       await reader.cancel().catch(() => {});
       if (!exited) throw new Error(`the dev stack did not exit within ${STOP_MS} ms of ${signal}`);
+      if (leftOver) throw new Error(`the dev stack ended on ${signal} and left a process running`);
     },
   };
 }

@@ -1,6 +1,7 @@
 /** @module Test helpers: vestibule as real child processes sharing one KV file. */
 import { deadPort, LOOPBACK_ONLY } from "./_servers.ts";
 import { OCAP_KEY } from "./_ocap.ts";
+import { killGroup, spawnInGroup } from "./_process_group.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const RULES = new URL("fixtures/ocap/rules.json", import.meta.url);
@@ -15,7 +16,10 @@ export const PATIENT_RULES = new URL("fixtures/ocap/rules_10s.json", import.meta
 /** A running vestibule process. */
 export interface VestibuleProcess {
   url: string;
-  /** Sends `signal` and waits for the process to end. */
+  /**
+   * Sends `signal` and waits for the process to end; throws if it left a process of its own
+   * running (which it then kills).
+   */
   stop(signal?: Deno.Signal): Promise<void>;
 }
 
@@ -38,7 +42,7 @@ export async function startProcess(
 ): Promise<VestibuleProcess> {
   const port = deadPort();
   const args = kind === "serve" ? ["task", "serve"] : ["run", "--allow-all", "main.ts"];
-  const child = new Deno.Command(Deno.execPath(), {
+  const child = spawnInGroup(Deno.execPath(), {
     args,
     cwd: ROOT,
     env: {
@@ -55,7 +59,7 @@ export async function startProcess(
     stdin: "null",
     stdout: "null",
     stderr: options.quiet ? "null" : "inherit",
-  }).spawn();
+  });
   let ended = false;
   const status = child.status.then((s) => {
     ended = true;
@@ -72,6 +76,9 @@ export async function startProcess(
         }
       }
       await status;
+      if (killGroup(child.pid)) {
+        throw new Error(`"deno ${args.join(" ")}" ended on ${signal} and left a process running`);
+      }
     },
   };
   const deadline = performance.now() + 20_000;
@@ -84,7 +91,10 @@ export async function startProcess(
       // Not listening yet.
     }
     if (ended || performance.now() > deadline) {
-      await process.stop("SIGKILL");
+      // The whole group: a SIGKILL to `deno task` reaches none of its children.
+      killGroup(child.pid);
+      await status;
+      killGroup(child.pid);
       throw new Error(`Cannot start vestibule with "deno ${args.join(" ")}" on port ${port}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
