@@ -363,3 +363,33 @@ Deno.test("pin forgery by cookie tossing: a cookie named NBSP + the pin's name (
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
+
+Deno.test("logout: a region's Clear-Site-Data reaches the browser as the app sent it, the pin then gone too (README)", async () => {
+  // The app's own wish for a clean slate, which vestibule does not second-guess: README says the
+  // pin goes with the other cookies, and the next requests land on the assumed region.
+  const au = startUpstream(() =>
+    new Response(null, {
+      status: 302,
+      headers: { location: "/", "clear-site-data": '"cache", "cookies"' },
+    })
+  );
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  try {
+    const res = await fetch(`${edge.url}/accounts/logout/`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { cookie: `${FORGED_PIN}=au` },
+    });
+    await res.body?.cancel();
+    assert.equal(res.status, 302);
+    assert.equal(res.headers.get("clear-site-data"), '"cache", "cookies"');
+    assert.equal(au.received.length, 1, "the pinned region answered the logout");
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
