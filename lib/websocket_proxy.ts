@@ -5,17 +5,31 @@
  * cannot carry an upgrade, so without this a WebSocket reached the app as a plain GET.
  */
 import type { Upstream } from "./compile_rules.ts";
-import { connectionTokens, type CookiePolicy, upstreamHeaders } from "./forward.ts";
+import { type CookiePolicy, upstreamHeaders } from "./forward.ts";
 import { type HeaderList, HTTP_TOKEN } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
 import { clientClosed } from "./request_body.ts";
 import type { RouteContext } from "./route_context.ts";
 import { activeTraceparent } from "./tracing.ts";
+import { reportUpstreamFailure } from "./upstream_failure_log.ts";
 
-/** Whether the request asks to become a WebSocket (RFC 6455 §4.1). */
+/**
+ * Whether the request asks to become a WebSocket (RFC 6455 §4.1), as `Deno.upgradeWebSocket`
+ * reads it: `Connection: Upgrade\xA0` is no upgrade there, and was let through to open the
+ * upstream's socket before Deno refused the client's (a 500 any client could raise).
+ */
 export function isWebSocketUpgrade(method: string, headers: HeaderList): boolean {
   return method === "GET" && headers.get("upgrade")?.toLowerCase() === "websocket" &&
-    (connectionTokens(headers.get("connection"))?.has("upgrade") ?? false);
+    listItems(headers.get("connection")).some((token) => token.toLowerCase() === "upgrade");
+}
+
+/**
+ * The items of a comma-separated header value, empty ones dropped. HTTP trims SP and HTAB only
+ * (RFC 9110 §5.6.3); `trim()` also takes an A0 octet for a space.
+ */
+function listItems(value: string | null): string[] {
+  if (value === null) return [];
+  return value.split(",").map((item) => item.replace(/^[ \t]+|[ \t]+$/g, "")).filter(Boolean);
 }
 
 /**
@@ -28,9 +42,8 @@ export function checkWebSocketHandshake(headers: HeaderList): string[] {
   if (!headers.get("sec-websocket-key") || headers.get("sec-websocket-version") !== "13") {
     throw new HttpError(400, "bad_websocket", "The WebSocket handshake lacks a key or version 13");
   }
-  // HTTP trims SP and HTAB only (RFC 9110 §5.6.3); `trim()` would make `chat\xA0` a token.
-  const protocols = (headers.get("sec-websocket-protocol") ?? "").split(",")
-    .map((p) => p.replace(/^[ \t]+|[ \t]+$/g, "")).filter(Boolean);
+  // Trimmed as HTTP trims: `trim()` would make `chat\xA0` a token.
+  const protocols = listItems(headers.get("sec-websocket-protocol"));
   // RFC 6455 §4.1: each offered subprotocol is a token, offered once; Deno's client compares
   // them in lower case.
   const distinct = new Set(protocols.map((p) => p.toLowerCase()));
@@ -155,13 +168,21 @@ function opened(
     reject(
       new HttpError(502, "upstream_unavailable", `Upstream "${upstream.id}" refused the WebSocket`),
     );
+  // Deno's reason (a refused connection, the status it answered) goes to stderr, as a failed
+  // fetch's does; the access line says only upstream_unavailable. Listeners go once settled, so
+  // the close of a timed-out or abandoned handshake is not reported.
+  const errored = (event: Event) => {
+    const { error, message } = event as ErrorEvent;
+    reportUpstreamFailure(upstream.id, "upstream_unavailable", error ?? message);
+    failed();
+  };
   ws.addEventListener("open", () => resolve(), { once: true });
-  ws.addEventListener("error", failed, { once: true });
+  ws.addEventListener("error", errored, { once: true });
   ws.addEventListener("close", failed, { once: true });
   return promise.finally(() => {
     clearTimeout(timer);
     client.removeEventListener("abort", clientGone);
-    ws.removeEventListener("error", failed);
+    ws.removeEventListener("error", errored);
     ws.removeEventListener("close", failed);
   });
 }

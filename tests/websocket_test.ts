@@ -16,7 +16,7 @@ import {
   withRawRelay,
   writeAll,
 } from "./_raw_websocket.ts";
-import { oneRegion, rawUpstream, settles, startVestibule, within } from "./_servers.ts";
+import { deadPort, oneRegion, rawUpstream, settles, startVestibule, within } from "./_servers.ts";
 
 const PIN = "__Host-vestibule-region";
 
@@ -391,26 +391,10 @@ Deno.test("websocket: subprotocol offers as RFC 6455 writes them, and malformed 
     default_region: "us",
     rules: [{ name: "app", type: "regional" }],
   });
-  /** A hand-written handshake with `offer`; the first line and headers of the answer. */
-  const handshake = async (offer: string) => {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: edge.port });
-    try {
-      await conn.write(new TextEncoder().encode(
-        "GET /cable HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
-          `Sec-WebSocket-Protocol: ${offer}\r\n\r\n`,
-      ));
-      const buf = new Uint8Array(4096);
-      const n = await settles(conn.read(buf), WAIT_MS, "no answer to the handshake");
-      return new TextDecoder().decode(buf.subarray(0, n ?? 0));
-    } finally {
-      conn.close();
-    }
-  };
   try {
     for (const offer of ["chat.v1,chat.v2", "chat.v1,\tchat.v2"]) {
       await t.step(`offer ${JSON.stringify(offer)}: the upstream's choice`, async () => {
-        const answer = await handshake(offer);
+        const answer = await octetHandshake(edge.port, { protocol: offer });
         assert.match(answer, /^HTTP\/1\.1 101 /);
         assert.match(answer, /\r\nsec-websocket-protocol: chat\.v2\r\n/i);
       });
@@ -418,7 +402,7 @@ Deno.test("websocket: subprotocol offers as RFC 6455 writes them, and malformed 
     for (const offer of ["chat, chat", "a(b)"]) {
       await t.step(`offer ${JSON.stringify(offer)}: 400, and no upstream socket`, async () => {
         const before = up.handshakes.length;
-        const answer = await handshake(offer);
+        const answer = await octetHandshake(edge.port, { protocol: offer });
         assert.match(answer, /^HTTP\/1\.1 400 /);
         assert.match(answer, /bad_websocket/);
         assert.equal(up.handshakes.length, before);
@@ -430,16 +414,23 @@ Deno.test("websocket: subprotocol offers as RFC 6455 writes them, and malformed 
   }
 });
 
-/** A handshake to `port` written octet by octet (one per character of `offer`); the answer's head. */
-async function octetHandshake(port: number, offer: string): Promise<string> {
+/**
+ * A handshake to `port` written octet by octet (one per character of its header values), offering
+ * `protocol` if given; the answer's head.
+ */
+async function octetHandshake(
+  port: number,
+  { protocol, connection = "Upgrade" }: { protocol?: string; connection?: string },
+): Promise<string> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
     await writeAll(
       conn,
       Uint8Array.from(
-        "GET /cable HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "GET /cable HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\n" +
+          `Connection: ${connection}\r\n` +
           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
-          `Sec-WebSocket-Protocol: ${offer}\r\n\r\n`,
+          (protocol === undefined ? "" : `Sec-WebSocket-Protocol: ${protocol}\r\n`) + "\r\n",
         (char) => char.charCodeAt(0),
       ),
     );
@@ -457,7 +448,7 @@ Deno.test("websocket: subprotocols offered in two letter cases are 400 bad_webso
   const up = startWebSocketUpstream();
   const edge = startVestibule(oneRegion(up.url));
   try {
-    const answer = await octetHandshake(edge.port, "chat.v2, CHAT.V2");
+    const answer = await octetHandshake(edge.port, { protocol: "chat.v2, CHAT.V2" });
     assert.match(answer, /^HTTP\/1\.1 400 /);
     assert.match(answer, /bad_websocket/);
     assert.equal(up.handshakes.length, 0, "no upstream socket");
@@ -475,7 +466,7 @@ Deno.test("websocket: a subprotocol offered with an A0 octet is 400 bad_websocke
   try {
     for (const offer of ["chat.v2\xA0", "\xA0chat.v2", "chat.v1,\xA0chat.v2"]) {
       await t.step(JSON.stringify(offer), async () => {
-        const answer = await octetHandshake(edge.port, offer);
+        const answer = await octetHandshake(edge.port, { protocol: offer });
         assert.match(answer, /^HTTP\/1\.1 400 /, answer);
         assert.match(answer, /bad_websocket/);
       });
@@ -483,6 +474,66 @@ Deno.test("websocket: a subprotocol offered with an A0 octet is 400 bad_websocke
     assert.equal(up.handshakes.length, 0, "no upstream socket");
   } finally {
     await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("websocket: Connection: Upgrade with an A0 octet is a plain GET, not a 500 after the upstream's socket opened", async (t) => {
+  // Deno.upgradeWebSocket trims SP and HTAB only; read with `trim()`, the relay opened the
+  // upstream's socket, then Deno refused the client's upgrade: a 500 and an "unexpected error"
+  // line that any client could raise.
+  const up = startWebSocketUpstream();
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    for (const connection of ["Upgrade\xA0", "\xA0Upgrade", "keep-alive, Upgrade\xA0"]) {
+      await t.step(JSON.stringify(connection), async () => {
+        const answer = await octetHandshake(edge.port, { connection });
+        // The upstream's own answer to a plain GET.
+        assert.match(answer, /^HTTP\/1\.1 403 /, answer);
+      });
+    }
+    assert.deepEqual(up.handshakes.map((h) => h.get("upgrade")), [null, null, null]);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("websocket: why an upstream failed the handshake goes to stderr, as a failed fetch's does, without the URL", async (t) => {
+  const refusing = startWebSocketUpstream({ refuse: true });
+  const stderr: string[] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => void stderr.push(args.join(" "));
+  try {
+    // Region names of their own: the reporter writes one line a second per upstream and error.
+    const cases = [
+      ["ws-dead", `http://127.0.0.1:${deadPort()}`, /connect/i],
+      ["ws-refusing", refusing.url, /403/],
+    ] as const;
+    for (const [region, origin, cause] of cases) {
+      await t.step(region, async () => {
+        const edge = startVestibule({
+          regions: { [region]: { origin } },
+          default_region: region,
+          rules: [{ name: "app", type: "regional" }],
+        });
+        try {
+          const client = connect(`${wsUrl(edge.url)}/cable?token=s3cret`);
+          await assert.rejects(client.opened());
+          await client.closed();
+          const line = stderr.find((l) => l.includes(`"upstream":"${region}"`));
+          assert.ok(line, `no line for ${region}: ${JSON.stringify(stderr)}`);
+          const parsed = JSON.parse(line);
+          assert.equal(parsed.msg, "upstream failed");
+          assert.equal(parsed.error, "upstream_unavailable");
+          assert.match(parsed.cause, cause);
+          assert.doesNotMatch(line, /s3cret|\/cable/);
+        } finally {
+          await edge.close();
+        }
+      });
+    }
+  } finally {
+    console.error = original;
+    await refusing.close();
   }
 });
 
