@@ -81,6 +81,11 @@ function graceOrExit(): number {
 /** OCAP's store; one it cannot open (an empty value, a missing directory) is a message, not a trace. */
 async function openKvOrExit(path: string | undefined): Promise<Deno.Kv> {
   try {
+    // Deno opens `kv.sqlite3 ` (or ` `) as a file of that name: another store than its neighbours'
+    // `kv.sqlite3`, so OCAP would call a provider twice for one code.
+    if (path !== undefined && path.trim() !== path) {
+      throw new TypeError("spaces around the value (or only spaces)");
+    }
     return await Deno.openKv(path);
   } catch (error) {
     console.error(

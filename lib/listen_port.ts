@@ -1,6 +1,7 @@
 /**
  * @module Where an entry point listens: `PORT`, checked once for `main.ts`, `deno task serve` and
- * `deno task dev`, and `VESTIBULE_HOST`, for the first two.
+ * `deno task dev`, and `VESTIBULE_HOST`, for the first two; and `DENO_JOBS`, the workers of
+ * `deno task serve`.
  */
 import { isIP } from "node:net";
 
@@ -49,6 +50,16 @@ export function listenHost(raw = "0.0.0.0"): string | { error: string } {
     };
   }
   return raw;
+}
+
+/**
+ * `DENO_JOBS` unchanged if unset or a number of workers (1–999), else a message naming it: Deno
+ * reads `4 `, `four` or an empty value (a blank manifest entry) as unset and serves on one worker
+ * without a word, most of the capacity asked for gone.
+ */
+export function serveJobs(raw: string | undefined): string | undefined | { error: string } {
+  if (raw === undefined || /^[1-9]\d{0,2}$/.test(raw)) return raw;
+  return { error: `DENO_JOBS "${raw}" is not a number of workers (1–999; unset, one per CPU)` };
 }
 
 /** The checked value, or its message on stderr and exit 1: no stack trace for the operator. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { listenHost, listenPort, listenRefusal } from "./listen_port.ts";
+import { listenHost, listenPort, listenRefusal, serveJobs } from "./listen_port.ts";
 
 Deno.test("listenPort() refuses a PORT above 65535 with a message, not Deno's stack trace", () => {
   assert.equal(listenPort("65535"), 65535);
@@ -51,5 +51,15 @@ Deno.test("listenHost() takes an IP address to listen on, 0.0.0.0 by default, an
       refused.error,
       new RegExp(`^VESTIBULE_HOST "${raw.replace(/[.[\]]/g, "\\$&")}" is not an IP address`),
     );
+  }
+});
+
+Deno.test("serveJobs() takes a number of workers or none, and refuses what Deno would read as one worker", () => {
+  for (const raw of [undefined, "1", "4", "64", "999"]) assert.equal(serveJobs(raw), raw);
+  // A trailing space in a manifest, a typo, a blank entry: Deno serves on one worker, silently.
+  for (const raw of ["4 ", " 4", "four", "", "0", "04", "-2", "2.5", "1000"]) {
+    assert.deepEqual(serveJobs(raw), {
+      error: `DENO_JOBS "${raw}" is not a number of workers (1–999; unset, one per CPU)`,
+    }, JSON.stringify(raw));
   }
 });

@@ -99,6 +99,10 @@ Deno.test("start-up: a VESTIBULE_KV that cannot be opened is one line and exit 1
     const [what, value, reason] of [
       ["empty, as a blank manifest entry leaves it", "", "Filename cannot be empty"],
       ["a file in a directory that does not exist", "/nonexistent-dir/ocap.db", "unable to open"],
+      // Opened, another store than the other instances' `ocap.db`, or a file named ` `. (In a
+      // directory that does not exist: a regression fails here without leaving such a file.)
+      ["a trailing space", "/nonexistent-dir/ocap.db ", "spaces around the value"],
+      ["a leading space", " /nonexistent-dir/ocap.db", "spaces around the value"],
     ]
   ) {
     await t.step(what, async () => {
@@ -329,6 +333,27 @@ Deno.test("start-up: deno task serve's port check tries VESTIBULE_HOST: a port t
     assert.equal(code, 0, new TextDecoder().decode(stderr));
   } finally {
     held.close();
+  }
+});
+
+Deno.test("start-up: deno task serve refuses a DENO_JOBS Deno would read as one worker, naming it", async (t) => {
+  for (const jobs of ["4 ", "four", ""]) {
+    await t.step(`DENO_JOBS=${JSON.stringify(jobs)}`, async () => {
+      const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+        args: ["task", "-q", "serve"],
+        cwd: new URL("../", import.meta.url),
+        // The check comes before the rules are read: none are needed to see it refuse.
+        env: { ...LOOPBACK_ONLY, PORT: String(deadPort()), DENO_JOBS: jobs, NO_COLOR: "1" },
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      assert.equal(code, 1);
+      assert.equal(
+        new TextDecoder().decode(stderr),
+        `vestibule: DENO_JOBS "${jobs}" is not a number of workers (1–999; unset, one per CPU)\n`,
+      );
+    });
   }
 });
 
