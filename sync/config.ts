@@ -85,6 +85,23 @@ export function parseSyncConfig(
         `Cannot load sync config: databases.${region} is not a postgres:// URL`,
       );
     }
+    // npm:postgres fills a part the URL leaves out from PGHOST (else localhost) and PGDATABASE
+    // (else the user's name): an empty `${AU_HOST}` synced into whatever server a shell's PG*
+    // variables named. A sync writes only where its config says.
+    // After the last `@`: a password may hold an unencoded `#` or `?`, which is reported later
+    // by region, without the password.
+    const afterUser = expanded.replace(/^postgres(ql)?:\/\//, "");
+    const [, host, database] = /^([^/?#]*)(?:\/([^?#]*))?/
+      .exec(afterUser.slice(afterUser.lastIndexOf("@") + 1))!;
+    const missing = host === "" ? "host" : database ? undefined : "database";
+    if (missing) {
+      const fallback = missing === "host" ? "PGHOST, else localhost" : "PGDATABASE, else the user";
+      const read = url.includes("${") ? " once its ${…} references are read" : "";
+      throw new TypeError(
+        `Cannot load sync config: databases.${region} names no ${missing}${read} (npm:postgres ` +
+          `would use ${fallback}): write it in the URL`,
+      );
+    }
     if (!decodesCleanly(expanded)) {
       // npm:postgres decodes the user and password with decodeURIComponent and would throw a
       // bare URIError at connect time; the message never includes the URL (it holds a secret).

@@ -82,6 +82,51 @@ Deno.test("parseSyncConfig() refuses each invalid config with a message naming t
       config({ databases: { us: "${US_DATABASE_URL}", au: "mysql://x/y" } }),
       "Cannot load sync config: databases.au is not a postgres:// URL",
     ));
+  // npm:postgres reads a part left out from PGHOST (else localhost) and PGDATABASE (else the
+  // user's name): with an empty `${AU_HOST}` (a blank compose entry) a sync wrote into the server
+  // a shell's PG* variables named, which the config never does.
+  for (
+    const [what, au, values, message] of [
+      [
+        "no host once an empty ${AU_HOST} is read",
+        "postgres://${AU_HOST}/app",
+        { AU_HOST: "" },
+        "databases.au names no host once its ${…} references are read (npm:postgres would use " +
+        "PGHOST, else localhost): write it in the URL",
+      ],
+      [
+        "no database once an empty ${AU_DB} is read",
+        "postgres://sync@au.example/${AU_DB}",
+        { AU_DB: "" },
+        "databases.au names no database once its ${…} references are read (npm:postgres would " +
+        "use PGDATABASE, else the user): write it in the URL",
+      ],
+      [
+        "no host, written so",
+        "postgres://sync:pw@/app",
+        {},
+        "databases.au names no host (npm:postgres would use PGHOST, else localhost): write it in " +
+        "the URL",
+      ],
+      [
+        "no database, written so (a slash alone, a query)",
+        "postgresql://sync@au.example/?sslmode=require",
+        {},
+        "databases.au names no database (npm:postgres would use PGDATABASE, else the user): " +
+        "write it in the URL",
+      ],
+    ] as const
+  ) {
+    await t.step(what, () =>
+      assert.throws(
+        () =>
+          parseSyncConfig(
+            config({ databases: { us: "${US_DATABASE_URL}", au } }),
+            (name) => (values as Record<string, string>)[name] ?? env(name),
+          ),
+        new TypeError(`Cannot load sync config: ${message}`),
+      ));
+  }
   await t.step("a password with a raw %", () =>
     refuses(
       config({
