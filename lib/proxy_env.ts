@@ -21,6 +21,11 @@ export function proxyNotice(env: (name: string) => string | undefined): string |
     (noProxy ? ` (except NO_PROXY ${noProxy})` : " (NO_PROXY is not set)");
 }
 
+/**
+ * `value` with what comes before the last `@` of its authority masked: Deno's fetch reads
+ * `user:pass@proxy:3128` without a scheme too (and sends it as Proxy-Authorization), and a
+ * password may hold an unencoded `@`.
+ */
 function withoutCredentials(value: string): string {
-  return value.replace(/\/\/[^/@]*@/, "//***@");
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/]*@/i, "$1***@");
 }

@@ -17,3 +17,35 @@ Deno.test("proxyNotice() names the proxy variables fetch follows, never their pa
       "ALL_PROXY=socks5://p:1080 (NO_PROXY is not set)",
   );
 });
+
+Deno.test("proxyNotice() masks a password written without a scheme, or with an @ of its own", () => {
+  // HTTP_PROXY=ops:pa55@proxy:3128: Deno's fetch sends Proxy-Authorization: Basic ops:pa55.
+  assert.equal(
+    proxyNotice(envOf({ HTTP_PROXY: "ops:pa55@proxy:3128" })),
+    "vestibule: upstream calls go through the proxy in HTTP_PROXY=***@proxy:3128 (NO_PROXY is not set)",
+  );
+  assert.equal(
+    proxyNotice(envOf({ HTTPS_PROXY: "HTTP://ops:p@55@proxy:3128" })),
+    "vestibule: upstream calls go through the proxy in HTTPS_PROXY=HTTP://***@proxy:3128 " +
+      "(NO_PROXY is not set)",
+  );
+  // An @ in the path is no password.
+  assert.equal(
+    proxyNotice(envOf({ HTTP_PROXY: "http://proxy:3128/a@b" })),
+    "vestibule: upstream calls go through the proxy in HTTP_PROXY=http://proxy:3128/a@b " +
+      "(NO_PROXY is not set)",
+  );
+});
+
+Deno.test("proxyNotice() reads a lower-case no_proxy, and a blank NO_PROXY is not set", () => {
+  assert.equal(
+    proxyNotice(envOf({ HTTP_PROXY: "http://proxy:3128", no_proxy: "10.0.0.0/8" })),
+    "vestibule: upstream calls go through the proxy in HTTP_PROXY=http://proxy:3128 " +
+      "(except NO_PROXY 10.0.0.0/8)",
+  );
+  assert.equal(
+    proxyNotice(envOf({ HTTP_PROXY: "http://proxy:3128", NO_PROXY: " ", no_proxy: "internal" })),
+    "vestibule: upstream calls go through the proxy in HTTP_PROXY=http://proxy:3128 " +
+      "(except NO_PROXY internal)",
+  );
+});

@@ -40,3 +40,46 @@ Deno.test("causeText() secret leak: no path, query or URL of the request or a pr
     assert.doesNotMatch(got, /s3cret|token|pa55|reset/, got);
   }
 });
+
+const unparsable = new TypeError("fetch failed", {
+  cause: new Error("client error: invalid HTTP version parsed"),
+});
+
+Deno.test("upstreamFailureLog() gives another kind of failure of one upstream its own line within the second", () => {
+  const lines: Record<string, unknown>[] = [];
+  const report = upstreamFailureLog({ write: (l) => lines.push(JSON.parse(l)), now: () => 0 });
+  report("au", "upstream_unavailable", refused);
+  report("au", "upstream_invalid", unparsable);
+  assert.deepEqual(lines.map((l) => l.error), ["upstream_unavailable", "upstream_invalid"]);
+});
+
+Deno.test("upstreamFailureLog() names no suppressed count when none was suppressed", () => {
+  const lines: Record<string, unknown>[] = [];
+  let now = 0;
+  const report = upstreamFailureLog({ write: (l) => lines.push(JSON.parse(l)), now: () => now });
+  report("au", "upstream_unavailable", refused);
+  now += 5 * FAILURE_LINE_EVERY_MS;
+  report("au", "upstream_unavailable", refused);
+  assert.equal(lines.length, 2);
+  assert.equal("suppressed" in lines[1], false, JSON.stringify(lines[1]));
+});
+
+Deno.test("causeText() masks a URL in any letter case, reads the innermost cause, on one line of at most 500 characters", () => {
+  const upper = causeText(
+    new TypeError("fetch failed", {
+      cause: new Error("proxy connect to HTTP://user:pa55@proxy:3128/ failed"),
+    }),
+  );
+  assert.doesNotMatch(upper, /pa55/, upper);
+  const nested = causeText(
+    new TypeError("fetch failed", {
+      cause: new Error("client error (Connect)", {
+        cause: new Error("invalid peer certificate: Expired"),
+      }),
+    }),
+  );
+  assert.equal(nested, "invalid peer certificate: Expired");
+  const long = causeText(new TypeError("fetch failed", { cause: new Error("x".repeat(5000)) }));
+  assert.equal(long.length, 500);
+  assert.equal(causeText(new TypeError("a\n\n b")), "a b");
+});
