@@ -11,7 +11,8 @@ import { shutdownGraceMs } from "./lib/shutdown_grace.ts";
 const rulesPath = Deno.env.get("VESTIBULE_RULES") ?? "./rules.json";
 const config = await loadRulesForServing(rulesPath, (name) => Deno.env.get(name)).catch((error) => {
   // A configuration error is the operator's to fix: say what is wrong, without a stack trace.
-  console.error(`vestibule: ${error instanceof Error ? error.message : String(error)}`);
+  const unread = error instanceof Deno.errors.NotFound ? " (set VESTIBULE_RULES)" : "";
+  console.error(`vestibule: ${error instanceof Error ? error.message : String(error)}${unread}`);
   Deno.exit(1);
 });
 // Loaded once at start-up (about 0.3 s, 33 MB), only when the rules ask for it.

@@ -336,6 +336,19 @@ Deno.test("start-up: deno task serve's port check tries VESTIBULE_HOST: a port t
   }
 });
 
+Deno.test("start-up: a rules file that cannot be read names VESTIBULE_RULES, where the path to fix is set", async (t) => {
+  for (const path of ["", "/nonexistent-dir/rules.json", "/tmp"]) {
+    await t.step(JSON.stringify(path), async () => {
+      const { code, stderr } = await start("0", { env: { VESTIBULE_RULES: path } });
+      assert.equal(code, 1);
+      assert.match(
+        stderr,
+        new RegExp(`^vestibule: Cannot read rules file "${path}": .*\\(set VESTIBULE_RULES\\)\n$`),
+      );
+    });
+  }
+});
+
 Deno.test("start-up: deno task serve refuses a DENO_JOBS Deno would read as one worker, naming it", async (t) => {
   for (const jobs of ["4 ", "four", ""]) {
     await t.step(`DENO_JOBS=${JSON.stringify(jobs)}`, async () => {
