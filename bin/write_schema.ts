@@ -28,14 +28,22 @@ function refusesReference(node: Record<string, unknown>): boolean {
  * The schema describes the file as written, before `${NAME}` substitution, but zod's constraints
  * are for the substituted value: `"key": "${OCAP_KEY}"` (11 characters) failed `minLength: 16` in
  * every editor. A string whose constraints or list of values refuse a reference also accepts any
- * text holding one; start-up still checks the value it stands for. Keys are never substituted: `propertyNames` stay as they are.
+ * text holding one; start-up still checks the value it stands for. Keys are never substituted.
  */
 function acceptEnvReferences<T>(node: T): T {
   if (Array.isArray(node)) return node.map(acceptEnvReferences) as T;
   if (node === null || typeof node !== "object") return node;
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(node)) {
-    out[key] = key === "propertyNames" ? value : acceptEnvReferences(value);
+    out[key] = key === "propertyNames" ? withoutReference(value) : acceptEnvReferences(value);
+  }
+  // A map's keys (query, JSON and form fields, upstream ids) are never substituted, and start-up
+  // refuses one holding a reference: so does the schema, where the editor shows it.
+  if (
+    out.type === "object" && typeof out.additionalProperties === "object" &&
+    out.propertyNames === undefined
+  ) {
+    out.propertyNames = withoutReference({});
   }
   if (out.type !== "string" || !refusesReference(out)) return out as T;
   const { description, default: fallback, ...constrained } = out;
@@ -44,6 +52,15 @@ function acceptEnvReferences<T>(node: T): T {
     ...(fallback === undefined ? {} : { default: fallback }),
     anyOf: [constrained, ENV_REFERENCE],
   } as T;
+}
+
+/** A key schema that also refuses a key holding `${`, unless its own pattern refuses one. */
+function withoutReference(names: unknown): unknown {
+  const { pattern } = names as { pattern?: unknown };
+  if (typeof pattern === "string" && !new RegExp(pattern, "u").test(SHORTEST_REFERENCE)) {
+    return names;
+  }
+  return { ...(names as Record<string, unknown>), not: { pattern: "\\$\\{" } };
 }
 
 if (import.meta.main) {

@@ -125,6 +125,29 @@ Deno.test("rules.schema.json refuses what start-up refuses where JSON Schema can
   }
 });
 
+Deno.test("rules.schema.json refuses a `${NAME}` in a map's key, as start-up does (keys are never substituted)", async (t) => {
+  const q = { name: "q", type: "regional" };
+  const cases: [string, Record<string, unknown>][] = [
+    ["match.query", file({}, [{ ...q, match: { path: "^/q$", query: { "${P}": "x" } } }])],
+    [
+      "match.body.json",
+      file({}, [{ ...q, match: { path: "^/q$", body: { json: { "${P}": "x" } } } }]),
+    ],
+    [
+      "match.body.form",
+      file({}, [{ ...q, match: { path: "^/q$", body: { form: { "${P}": "x" } } } }]),
+    ],
+    ["upstreams", file({ upstreams: { "${P}": { origin: "http://web.internal" } } })],
+    ["match.headers", file({}, [{ ...q, match: { path: "^/q$", headers: { "${P}": "x" } } }])],
+  ];
+  for (const [where, written] of cases) {
+    await t.step(where, () => {
+      assert.throws(() => parseRules(JSON.stringify(written), { env }), /holds a reference/);
+      assert.notEqual(schemaErrors(written), "", "the schema accepts a key start-up refuses");
+    });
+  }
+});
+
 Deno.test("deno task schema -- FILE writes the schema to FILE, leaving rules.schema.json alone", async () => {
   const dir = await Deno.makeTempDir({ prefix: "write_schema_test_" });
   try {
