@@ -403,6 +403,13 @@ function compileOrigins(
             (/^host$/i.test(name) ? "; put the host to send in origin" : ""),
         );
       }
+      // It would replace vestibule's own entry, and with it the loop guard (508 loop_detected).
+      if (/^via$/i.test(name)) {
+        problems.push(
+          `${section}.${id}.headers.${name}: vestibule sends its own Via entry, which finds a ` +
+            "request that comes round again; a value here would replace it",
+        );
+      }
     }
     out.set(id, {
       id,

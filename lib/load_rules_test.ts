@@ -1130,6 +1130,26 @@ Deno.test("parseRules(): a region or upstream header that fetch overwrites (Host
   );
 });
 
+Deno.test("parseRules(): a region or upstream header named Via is refused: it would replace vestibule's own entry and its loop guard", () => {
+  for (const name of ["Via", "via"]) {
+    refuses(
+      base({
+        upstreams: { website: { origin: "http://web.internal", headers: { [name]: "1.1 cdn" } } },
+      }),
+      `upstreams.website.headers.${name}: vestibule sends its own Via entry`,
+    );
+    refuses(
+      base({
+        regions: {
+          au: { origin: "${AU_ORIGIN}" },
+          us: { origin: "http://10.0.0.1", headers: { [name]: "1.1 cdn" } },
+        },
+      }),
+      `regions.us.headers.${name}: vestibule sends its own Via entry`,
+    );
+  }
+});
+
 Deno.test("parseRules() a success.set_cookie with a stray space is read as the cookie name, as forward_cookies are", () => {
   const file = base({
     rules: [
