@@ -33,6 +33,15 @@ export function hostHeaderFits(host: string | null): boolean {
 }
 
 /**
+ * The authority `Deno.serve` writes into the URL of a request that names none, `localhost` and
+ * the port it listens on: an HTTP/1.1 request without Host (RFC 9112 §3.2: a server MUST answer
+ * 400) was routed as sent to `localhost:8000`, and the app got that as X-Forwarded-Host, the
+ * listener's own port in its redirects. An HTTP/2 request with `:authority: localhost:8000` looks
+ * the same to the handler and is refused too.
+ */
+const DENO_SERVE_FALLBACK = /^localhost:\d+$/;
+
+/**
  * Reads the request once: the public host (a trusted proxy's `X-Forwarded-Host`, else the `Host`
  * header, else the URL's), the client address behind the configured trusted proxies, and what
  * forwarding adds upstream.
@@ -82,6 +91,9 @@ export function viewRequest(
   // parser takes `app.example(`, which a Host is refused for.
   if (!VALID_HOST.test(url.host)) {
     throw new HttpError(400, "bad_host", "The request's authority is not a host name or address");
+  }
+  if (host === null && DENO_SERVE_FALLBACK.test(url.host)) {
+    throw new HttpError(400, "bad_host", "The request has no Host header");
   }
   if (host === null) {
     // HTTP/2: Deno.serve aborts its request's signal for a client that resets the stream or

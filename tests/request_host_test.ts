@@ -417,3 +417,33 @@ Deno.test("routing by Host: beside an absolute-form target, a headers.host rule 
     await Promise.all([edge.close(), admin.close(), us.close()]);
   }
 });
+
+Deno.test("a request without Host is 400 bad_host, not routed as localhost and the listener's port (RFC 9112 §3.2)", async (t) => {
+  // Deno.serve writes `localhost:<its port>` into the URL of a request that names no host: the
+  // app got that as X-Forwarded-Host, and a rewritten Location pointed at it.
+  const us = startUpstream();
+  const logs: string[] = [];
+  const edge = startVestibule(oneRegion(us.url), { deps: { log: (line) => logs.push(line) } });
+  try {
+    for (
+      const head of [
+        "GET /account HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /account HTTP/1.0\r\n\r\n",
+      ]
+    ) {
+      await t.step(head.split("\r\n")[0], async () => {
+        const answer = await rawRequest(edge.port, head);
+        assert.match(answer, /^HTTP\/1\.[01] 400 /, answer);
+        assert.match(answer, /bad_host/);
+        assert.equal(JSON.parse(logs.at(-1)!).error, "bad_host");
+      });
+    }
+    await t.step("a load balancer's health check without Host is still answered", async () => {
+      const answer = await rawRequest(edge.port, "GET /_vestibule/health HTTP/1.0\r\n\r\n");
+      assert.match(answer, /^HTTP\/1\.[01] 200 /, answer);
+    });
+    assert.equal(us.received.length, 0, "nothing reached the upstream");
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
+  }
+});
