@@ -93,6 +93,15 @@ export function parseSyncConfig(
     const afterUser = expanded.replace(/^postgres(ql)?:\/\//, "");
     const [, host, database] = /^([^/?#]*)(?:\/([^?#]*))?/
       .exec(afterUser.slice(afterUser.lastIndexOf("@") + 1))!;
+    // Given several hosts (a primary and a standby), npm:postgres with the socket of our own dials
+    // the first every time, and one that refuses made it reconnect forever: the sync hung, deaf
+    // to a stop. The driver's own sockets retry forever once all are down, too.
+    if (host.includes(",")) {
+      throw new TypeError(
+        `Cannot load sync config: databases.${region} lists several hosts: name the one to sync ` +
+          "with (a destination's primary, which takes the writes)",
+      );
+    }
     const missing = host === "" ? "host" : database ? undefined : "database";
     if (missing) {
       const fallback = missing === "host" ? "PGHOST, else localhost" : "PGDATABASE, else the user";
@@ -110,7 +119,7 @@ export function parseSyncConfig(
           "password (write % as %25)",
       );
     }
-    // The query as npm:postgres reads it: a multi-host URL (`h1:5432,h2:5432`) is no WHATWG URL.
+    // The query as npm:postgres reads it, split by hand as the driver does.
     const query = expanded.split("#")[0].split("?").slice(1).join("?");
     if (new URLSearchParams(query).has("password")) {
       // libpq reads it; npm:postgres sends an unknown parameter to the server as a setting, so

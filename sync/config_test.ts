@@ -127,6 +127,17 @@ Deno.test("parseSyncConfig() refuses each invalid config with a message naming t
         new TypeError(`Cannot load sync config: ${message}`),
       ));
   }
+  await t.step("several hosts (a primary and a standby)", () =>
+    refuses(
+      config({
+        databases: {
+          us: "${US_DATABASE_URL}",
+          au: "postgres://sync:pw@au-primary.internal:5432,au-standby.internal:5432/app",
+        },
+      }),
+      "Cannot load sync config: databases.au lists several hosts: name the one to sync with (a " +
+        "destination's primary, which takes the writes)",
+    ));
   await t.step("a password with a raw %", () =>
     refuses(
       config({
@@ -178,13 +189,13 @@ Deno.test("parseSyncConfig() refuses each invalid config with a message naming t
       ),
   );
   await t.step(
-    "libpq's ?password= in a multi-host URL (no WHATWG URL, npm:postgres reads it)",
+    "libpq's ?password= after another parameter",
     () =>
       refuses(
         config({
           databases: {
             us: "${US_DATABASE_URL}",
-            au: "postgres://alice@10.0.0.1:5432,10.0.0.2:5432/db?sslmode=require&password=S3cr",
+            au: "postgres://alice@10.0.0.1:5432/db?sslmode=require&password=S3cr",
           },
         }),
         /^Cannot load sync config: databases\.au has its password as \?password=/,
