@@ -111,8 +111,12 @@ async function takeSyncLock(
 ): Promise<void> {
   for (let tries = 0;; tries++) {
     if (signal?.aborted) {
+      // Only a wait for the lock is another sync's doing: a signal during a retry's backoff, or
+      // before the first try, sent operators looking for a second process that never ran.
       throw new SyncStoppedError(
-        `Not attempted: the sync was stopped by a signal while another sync held "${destination.region}"`,
+        tries === 0
+          ? "Not attempted: the sync was stopped by a signal"
+          : `Not attempted: the sync was stopped by a signal while another sync held "${destination.region}"`,
       );
     }
     const [{ locked }] = await destination.sql.unsafe<{ locked: boolean }[]>(

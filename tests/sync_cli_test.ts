@@ -730,3 +730,42 @@ Deno.test("main() --once says on stderr, not only in the JSON log, why the attem
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("main(): a table a signal skipped during a retry's backoff is not said to be held by another sync", async () => {
+  const pair = await QUICKEST_BACKEND.pair();
+  const dir = await Deno.makeTempDir({ prefix: "sync_cli_test_" });
+  try {
+    await pair.owner.exec(`${SCHEMA}; INSERT INTO subject VALUES (1, 'a')`);
+    // A serialization failure on every try: the destination's sync is retried after a backoff.
+    await pair.destination.exec(
+      `${SCHEMA}; CREATE FUNCTION conflict() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'could not serialize' USING ERRCODE = '40001'; END $$;
+        CREATE TRIGGER conflict BEFORE INSERT ON subject FOR EACH ROW EXECUTE FUNCTION conflict();`,
+    );
+    const path = await writeConfig(dir, {
+      owner: "us",
+      databases: { us: pair.owner.url, au: pair.destination.url },
+      tables: TABLES,
+    });
+    const out: string[] = [];
+    const controller = new AbortController();
+    const status = await main(["--config", path, "--once"], {
+      stdout: (line) => {
+        out.push(line);
+        // SIGTERM while the retry waits.
+        if (line.includes('"msg":"transient failure, retrying"')) controller.abort();
+      },
+      stderr: () => {},
+      signal: controller.signal,
+    });
+    assert.equal(status, 1);
+    const report = out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+      .find((l) => l.table);
+    assert.ok(report, out.join("\n"));
+    // No other sync ever held "au": the operator was sent looking for a second process.
+    assert.equal(report.error, "Not attempted: the sync was stopped by a signal");
+  } finally {
+    await pair.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
