@@ -41,10 +41,16 @@ export interface RetryOptions {
   attempts?: number;
   /** Delay before the second try; doubles after each, with jitter. */
   baseDelayMs?: number;
-  /** Injected for tests. */
-  sleep?: (ms: number) => Promise<void>;
+  /** Injected for tests; the default ends early when `signal` fires. */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** Called before each retry. */
   onRetry?: (error: unknown, attempt: number) => void;
+  /**
+   * A stop: no retry once it fires, and a backoff under way ends at once. Probing a destination
+   * that never answers went on through every try (about 40 s) after a SIGTERM, past Kubernetes'
+   * 30 s grace period.
+   */
+  signal?: AbortSignal;
 }
 
 /** How many tries each error {@linkcode withRetry} gave up on had; see {@linkcode attemptsOf}. */
@@ -62,17 +68,35 @@ export async function withRetry<T>(
 ): Promise<{ value: T; attempts: number }> {
   const attempts = options.attempts ?? 4;
   const base = options.baseDelayMs ?? 250;
-  const sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+  const sleep = options.sleep ?? stoppableSleep;
   for (let attempt = 1;; attempt++) {
     try {
       return { value: await fn(), attempts: attempt };
     } catch (error) {
-      if (attempt >= attempts || !isTransient(error)) {
+      const again = attempt < attempts && isTransient(error) && !options.signal?.aborted;
+      if (again) {
+        options.onRetry?.(error, attempt);
+        await sleep(base * 2 ** (attempt - 1) * (0.5 + Math.random()), options.signal);
+      }
+      // A stop during the wait gives up too, with this try's error.
+      if (!again || options.signal?.aborted) {
         if (typeof error === "object" && error !== null) triesOf.set(error, attempt);
         throw error;
       }
-      options.onRetry?.(error, attempt);
-      await sleep(base * 2 ** (attempt - 1) * (0.5 + Math.random()));
     }
   }
+}
+
+/** Waits `ms`, or until `signal` fires, leaving no timer or listener behind. */
+function stoppableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
 }

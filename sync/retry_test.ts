@@ -103,3 +103,33 @@ Deno.test("attemptsOf() tells the tries withRetry() made before it gave up (the 
   assert.equal(attemptsOf(violation), 1);
   assert.equal(attemptsOf(failure("40001")), 0);
 });
+
+Deno.test("withRetry() retries nothing once its signal fired, and a stop ends the backoff at once", async (t) => {
+  await t.step("fired before the failure: the failure is thrown, one try", async () => {
+    const controller = new AbortController();
+    controller.abort();
+    let calls = 0;
+    const error = failure("08006");
+    await assert.rejects(
+      withRetry(() => (calls++, Promise.reject(error)), { signal: controller.signal }),
+      (thrown) => thrown === error,
+    );
+    assert.equal(calls, 1);
+    assert.equal(attemptsOf(error), 1);
+  });
+  await t.step("fired during a 60 s backoff: thrown at once, no second try", async () => {
+    const controller = new AbortController();
+    let calls = 0;
+    const started = performance.now();
+    const error = failure("CONNECT_TIMEOUT");
+    const tried = withRetry(() => (calls++, Promise.reject(error)), {
+      baseDelayMs: 60_000,
+      signal: controller.signal,
+      onRetry: () => setTimeout(() => controller.abort(), 10),
+    });
+    await assert.rejects(tried, (thrown) => thrown === error);
+    assert.equal(calls, 1);
+    // The default sleep's timer is cleared, or the test's sanitizer reports it.
+    assert.ok(performance.now() - started < 5_000, "the backoff ran on");
+  });
+});

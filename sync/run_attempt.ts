@@ -100,6 +100,7 @@ export async function runAttempt(
   const scrubAll = (text: string) => [...databases.values()].reduce((t, db) => db.scrub(t), text);
   const retry = {
     baseDelayMs: options.retryDelayMs,
+    signal: options.signal,
     onRetry: (error: unknown, attempt: number) =>
       options.log(jsonLine({
         level: "warn",

@@ -731,7 +731,7 @@ Deno.test("main() --once says on stderr, not only in the JSON log, why the attem
   }
 });
 
-Deno.test("main(): a table a signal skipped during a retry's backoff is not said to be held by another sync", async () => {
+Deno.test("main(): a stop during a retry's backoff reports the table's own failure, not another sync holding it", async () => {
   const pair = await QUICKEST_BACKEND.pair();
   const dir = await Deno.makeTempDir({ prefix: "sync_cli_test_" });
   try {
@@ -762,9 +762,56 @@ Deno.test("main(): a table a signal skipped during a retry's backoff is not said
     const report = out.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
       .find((l) => l.table);
     assert.ok(report, out.join("\n"));
-    // No other sync ever held "au": the operator was sent looking for a second process.
-    assert.equal(report.error, "Not attempted: the sync was stopped by a signal");
+    // Not retried once stopped, and reported with its own error: no other sync ever held "au",
+    // where the report had sent the operator looking for a second process.
+    assert.deepEqual([report.status, report.error], ["failed", "could not serialize"]);
   } finally {
+    await pair.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() in loop mode stops within one connect timeout of a signal while a destination that never answers is probed", async () => {
+  const pair = await QUICKEST_BACKEND.pair();
+  const dir = await Deno.makeTempDir({ prefix: "sync_cli_test_" });
+  // Accepts connections and never answers (a hung server, a firewall that swallows packets).
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) held.push(conn);
+    } catch { /* closed */ }
+  })();
+  try {
+    await pair.owner.exec(`${SCHEMA}; INSERT INTO subject VALUES (1, 'a')`);
+    await pair.destination.exec(SCHEMA);
+    const path = await writeConfig(dir, {
+      owner: "us",
+      databases: {
+        us: pair.owner.url,
+        au: pair.destination.url,
+        eu: `postgres://sync@127.0.0.1:${listener.addr.port}/app`,
+      },
+      tables: TABLES,
+    });
+    const controller = new AbortController();
+    const running = main(["--config", path], {
+      stdout: () => {},
+      stderr: () => {},
+      signal: controller.signal,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // probing eu: nothing written yet
+    const stoppedAt = performance.now();
+    controller.abort(); // what SIGTERM does
+    assert.equal(await running, 0);
+    // Every connect try and its backoff took about 40 s, past Kubernetes' 30 s grace period; the
+    // try under way still runs out its 10 s connect timeout.
+    const seconds = (performance.now() - stoppedAt) / 1000;
+    assert.ok(seconds < 12, `stopped ${seconds.toFixed(1)} s after the signal`);
+  } finally {
+    listener.close();
+    await accepting;
+    for (const conn of held) conn.close();
     await pair.close();
     await Deno.remove(dir, { recursive: true });
   }
