@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { openDatabase, scrubSecrets } from "./database.ts";
+import { silentServer } from "../tests/_servers.ts";
 
 Deno.test("scrubSecrets() hides the URL, its password and the password's decoded form", async (t) => {
   const url = "postgres://sync:p%40ss%2Fw0rd@db.example:5432/app";
@@ -32,24 +33,16 @@ Deno.test("scrubSecrets() hides a short password where the URL is quoted, and a 
 });
 
 Deno.test("a connection that times out names the database's host and port, not undefined:undefined", async () => {
-  // A server that accepts the connection and never answers: the driver's 10 s connect timeout.
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const held: Deno.Conn[] = [];
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) held.push(conn);
-    } catch { /* closed */ }
-  })();
-  const db = openDatabase("au", `postgres://sync@127.0.0.1:${listener.addr.port}/app`);
+  // A server that never answers: the driver's 10 s connect timeout.
+  const silent = silentServer();
+  const db = openDatabase("au", `postgres://sync@127.0.0.1:${silent.port}/app`);
   try {
     await assert.rejects(db.sql`SELECT 1`, (error: Error) => {
-      assert.equal(error.message, `write CONNECT_TIMEOUT 127.0.0.1:${listener.addr.port}`);
+      assert.equal(error.message, `write CONNECT_TIMEOUT 127.0.0.1:${silent.port}`);
       return true;
     });
   } finally {
     await db.close();
-    listener.close();
-    for (const conn of held) conn.close();
-    await accepting;
+    await silent.close();
   }
 });

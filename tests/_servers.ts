@@ -290,6 +290,28 @@ export function deadPort(): number {
   return port;
 }
 
+/**
+ * A server that accepts connections and never answers (a hung server, a firewall that swallows
+ * packets): what a client's connect or header timeout is for.
+ */
+export function silentServer(): { port: number; close(): Promise<void> } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) held.push(conn);
+    } catch { /* closed */ }
+  })();
+  return {
+    port: listener.addr.port,
+    async close() {
+      listener.close();
+      await accepting;
+      for (const conn of held) conn.close();
+    },
+  };
+}
+
 /** `promise`, or "pending" if it has not settled within `ms`. */
 export async function within<T>(promise: Promise<T>, ms: number): Promise<T | "pending"> {
   let timer: ReturnType<typeof setTimeout> | undefined;

@@ -3,6 +3,7 @@ import { main } from "../sync/cli.ts";
 import FakeTimers from "@sinonjs/fake-timers";
 import postgres from "postgres";
 import { BACKENDS, type Pair, QUICKEST_BACKEND } from "./sync_fixtures.ts";
+import { silentServer } from "./_servers.ts";
 
 const SCHEMA = `CREATE TABLE subject (id int PRIMARY KEY, name text NOT NULL)`;
 const TABLES = [{ name: "public.subject", primary_key: ["id"], delete_missing: true }];
@@ -774,14 +775,7 @@ Deno.test("main(): a stop during a retry's backoff reports the table's own failu
 Deno.test("main() in loop mode stops within one connect timeout of a signal while a destination that never answers is probed", async () => {
   const pair = await QUICKEST_BACKEND.pair();
   const dir = await Deno.makeTempDir({ prefix: "sync_cli_test_" });
-  // Accepts connections and never answers (a hung server, a firewall that swallows packets).
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const held: Deno.Conn[] = [];
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) held.push(conn);
-    } catch { /* closed */ }
-  })();
+  const silent = silentServer();
   try {
     await pair.owner.exec(`${SCHEMA}; INSERT INTO subject VALUES (1, 'a')`);
     await pair.destination.exec(SCHEMA);
@@ -790,7 +784,7 @@ Deno.test("main() in loop mode stops within one connect timeout of a signal whil
       databases: {
         us: pair.owner.url,
         au: pair.destination.url,
-        eu: `postgres://sync@127.0.0.1:${listener.addr.port}/app`,
+        eu: `postgres://sync@127.0.0.1:${silent.port}/app`,
       },
       tables: TABLES,
     });
@@ -809,9 +803,7 @@ Deno.test("main() in loop mode stops within one connect timeout of a signal whil
     const seconds = (performance.now() - stoppedAt) / 1000;
     assert.ok(seconds < 12, `stopped ${seconds.toFixed(1)} s after the signal`);
   } finally {
-    listener.close();
-    await accepting;
-    for (const conn of held) conn.close();
+    await silent.close();
     await pair.close();
     await Deno.remove(dir, { recursive: true });
   }
