@@ -12,8 +12,11 @@ import { type RouteCase, routeCasesFileSchema } from "./route_cases_schema.ts";
 /** The fields of `expect` that are compared, in the order mismatches are reported. */
 const FIELDS = ["rule", "type", "region", "upstream", "reason", "location"] as const;
 
-/** What the router answers itself after the rule matched: compared as its error code. */
-type AnswerField = "refused";
+/**
+ * What the router answers itself: a redirect's status, or the error code of a request it refuses
+ * after the rule matched.
+ */
+type AnswerField = "status" | "refused";
 
 /** One field where the decision differs from the expectation. */
 export interface Mismatch {
@@ -87,6 +90,13 @@ export async function runRouteCases(
       const expected = c.expect[field];
       if (expected === undefined || expected === actual[field]) continue;
       mismatches.push({ field, expected, actual: actual[field] });
+    }
+    if (c.expect.status !== undefined && c.expect.status !== actual.status) {
+      mismatches.push({
+        field: "status",
+        expected: String(c.expect.status),
+        actual: actual.status === undefined ? undefined : String(actual.status),
+      });
     }
     // A request the router refuses after its rule matched (a redirect its groups would move off
     // its host, a body over the limit) reaches no upstream: it passes only when expected so.

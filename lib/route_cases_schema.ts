@@ -43,6 +43,9 @@ const expectSchema = z.strictObject({
   upstream: z.string().min(1).optional().describe("Global proxy rules: the upstream's name"),
   reason: z.enum(REASONS).optional().describe("Why this region"),
   location: z.string().min(1).optional().describe("Global redirect rules: the Location"),
+  status: z.number().int().min(300).max(399).optional().describe(
+    "Global redirect rules: the redirect's status (a 301 browsers keep, a 302 they do not)",
+  ),
   refused: z.string().min(1).optional().describe(
     "The error code the router answers with itself after the rule matched (redirect_refused, body_too_large…); without it such a case fails",
   ),

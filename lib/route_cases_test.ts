@@ -217,6 +217,23 @@ Deno.test("runRouteCases() fails a redirect case whose Location is not the one t
   }]);
 });
 
+Deno.test("runRouteCases() checks a redirect's status: a 301 browsers keep is not the 302 a case expects", async () => {
+  const cases = parseRouteCases(JSON.stringify({
+    cases: [
+      { request: { method: "GET", url: "/help/x" }, expect: { rule: "old-help", status: 301 } },
+      { request: { method: "GET", url: "/help/x" }, expect: { rule: "old-help", status: 302 } },
+      // A rule that sends no redirect has no status to match.
+      { request: { method: "GET", url: "/dashboard/" }, expect: { rule: "app", status: 302 } },
+    ].map((c) => ({ ...c, expect: { type: "global", ...c.expect } })),
+  }));
+  const results = await runRouteCases(cases, config);
+  assert.deepEqual(results.map((r) => r.mismatches.filter((m) => m.field === "status")), [
+    [],
+    [{ field: "status", expected: "302", actual: "301" }],
+    [{ field: "status", expected: "302", actual: undefined }],
+  ]);
+});
+
 Deno.test("routeCasesPath() finds the tests beside a rules file whose extension is upper case", () => {
   // Else check-rules looks for `PROD.JSON.test.json`, finds none, and passes without a case run.
   assert.equal(routeCasesPath("conf/PROD.JSON"), "conf/PROD.test.json");
