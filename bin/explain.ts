@@ -5,7 +5,7 @@
 import { explainRequest } from "../lib/explain.ts";
 import { formatExplanation } from "../lib/explain_text.ts";
 import { loadRules } from "../lib/load_rules.ts";
-import { HTTP_TOKEN } from "../lib/header_list.ts";
+import { HTTP_TOKEN, trimOws } from "../lib/header_list.ts";
 import { asSentInUtf8 } from "../lib/wire_text.ts";
 import { parseCommandLine, RULES_ENV_OPTIONS } from "./_command_line.ts";
 import { missingHint, type RulesEnv, rulesEnv } from "./_rules_env.ts";
@@ -46,7 +46,7 @@ export async function main(args: string[]): Promise<number> {
     // Sent as curl sends typed text: in UTF-8, one character per octet as the router reads it.
     // Only what curl and Deno.serve trim (HTTP's OWS): `trim()` also took U+00A0 and U+3000,
     // which curl sends and the router keeps.
-    const value = asSentInUtf8(line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, ""));
+    const value = asSentInUtf8(trimOws(line.slice(colon + 1)));
     if (colon <= 0 || !HTTP_TOKEN.test(name) || !headerValueOk(name, value)) {
       // This line ends up in CI logs, and the rest of the line may be a cookie or a token
       // (`-H 'Cookie sessionid=…'`, `-H 'Authorization Basic a:b'`): quoted up to the first

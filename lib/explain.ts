@@ -20,7 +20,7 @@ import { routedPath, servedBy } from "./own_paths.ts";
 import { mergeSlashes } from "./request_path.ts";
 import { isSafeRequestId } from "./request_id.ts";
 import { checkWebSocketHandshake, isWebSocketUpgrade } from "./websocket_proxy.ts";
-import { HeaderList } from "./header_list.ts";
+import { HeaderList, trimOws } from "./header_list.ts";
 import { asSentInUtf8 } from "./wire_text.ts";
 
 export type { ForwardPlan, Stripped } from "./forward_plan.ts";
@@ -149,11 +149,17 @@ export async function explainRequest(
       ),
     );
   }
+  // Deno.serve answers a bare 400 to a field value holding a control octet (HTAB aside).
+  if (headerPairs(described.headers).some(([, value]) => CONTROL_OCTET.test(value))) {
+    return refused(
+      new HttpError(400, "bad_request", "Deno.serve refuses a header value with a control octet"),
+    );
+  }
   const own = servedBy(routedPath(target), config.ocap?.path);
   // The router serves its own paths only under a Host that fits (the URL's when none is given,
   // as the request would carry it); another, or two, is a 400.
   const hosts = headerPairs(described.headers).filter(([name]) => name.toLowerCase() === "host");
-  const host = hosts.length === 0 ? target.host : hosts[0][1].trim();
+  const host = hosts.length === 0 ? target.host : trimOws(hosts[0][1]);
   if (own && hosts.length < 2 && hostHeaderFits(host)) {
     return {
       method,
@@ -412,7 +418,7 @@ function buildRequest(
   const headers = new Headers();
   const cookies: string[] = [];
   for (const [name, value] of headerPairs(described.headers)) {
-    if (name.toLowerCase() === "cookie") cookies.push(value.trim());
+    if (name.toLowerCase() === "cookie") cookies.push(trimOws(value));
     else headers.append(name, value);
   }
   // `Headers` joins repeated Cookie fields with ", "; Deno.serve joins them with "; ", as HTTP/2
@@ -527,6 +533,10 @@ function servedLengths(lines: string[]): boolean {
 }
 
 const MAX_U64 = 2n ** 64n - 1n;
+
+/** A control octet other than HTAB (CR, LF and NUL `Headers` refuses itself). */
+// deno-lint-ignore no-control-regex -- control octets are what it finds
+const CONTROL_OCTET = /[\x00-\x08\x0a-\x1f\x7f]/;
 
 /** Why a pin the request carries was not used; the values themselves are never shown. */
 function pinNotes(headers: Headers, config: Config, pin: RegionPin | undefined): string[] {

@@ -10,6 +10,14 @@ export type HeaderPairs = Array<[name: string, value: string]>;
 /** RFC 9110 §5.6.2 token: a header name, a cookie name, a WebSocket subprotocol. */
 export const HTTP_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
+/**
+ * A field value trimmed as HTTP trims it, of SP and HTAB only (RFC 9110 §5.6.3): `trim()` also
+ * takes an A0 octet, VT and FF, which the router and `Deno.serve` keep as part of the value.
+ */
+export function trimOws(value: string): string {
+  return value.replace(/^[ \t]+|[ \t]+$/g, "");
+}
+
 /** What the router needs from a set of request headers: `Headers` and `HeaderList` both fit. */
 export interface HeaderReader {
   get(name: string): string | null;

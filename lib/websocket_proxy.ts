@@ -6,7 +6,7 @@
  */
 import type { Upstream } from "./compile_rules.ts";
 import { type CookiePolicy, upstreamHeaders } from "./forward.ts";
-import { type HeaderList, HTTP_TOKEN } from "./header_list.ts";
+import { type HeaderList, HTTP_TOKEN, trimOws } from "./header_list.ts";
 import { HttpError } from "./http_error.ts";
 import { clientClosed } from "./request_body.ts";
 import type { RouteContext } from "./route_context.ts";
@@ -23,13 +23,10 @@ export function isWebSocketUpgrade(method: string, headers: HeaderList): boolean
     listItems(headers.get("connection")).some((token) => token.toLowerCase() === "upgrade");
 }
 
-/**
- * The items of a comma-separated header value, empty ones dropped. HTTP trims SP and HTAB only
- * (RFC 9110 §5.6.3); `trim()` also takes an A0 octet for a space.
- */
+/** The items of a comma-separated header value, trimmed as HTTP trims them, empty ones dropped. */
 function listItems(value: string | null): string[] {
   if (value === null) return [];
-  return value.split(",").map((item) => item.replace(/^[ \t]+|[ \t]+$/g, "")).filter(Boolean);
+  return value.split(",").map(trimOws).filter(Boolean);
 }
 
 /**
