@@ -87,12 +87,12 @@ export function parseSyncConfig(
     }
     // npm:postgres fills a part the URL leaves out from PGHOST (else localhost) and PGDATABASE
     // (else the user's name): an empty `${AU_HOST}` synced into whatever server a shell's PG*
-    // variables named. A sync writes only where its config says.
-    // After the last `@`: a password may hold an unencoded `#` or `?`, which is reported later
-    // by region, without the password.
-    const afterUser = expanded.replace(/^postgres(ql)?:\/\//, "");
-    const [, host, database] = /^([^/?#]*)(?:\/([^?#]*))?/
-      .exec(afterUser.slice(afterUser.lastIndexOf("@") + 1))!;
+    // variables named. The parts are read as the driver reads them: the authority runs to the
+    // first `/` or `?` (a `#` in a password aside), the host after its `@`, the database after.
+    const rest = expanded.replace(/^postgres(ql)?:\/\//, "");
+    const authority = rest.split(/[/?]/, 1)[0];
+    const host = authority.slice(authority.lastIndexOf("@") + 1);
+    const database = rest.slice(authority.length).match(/^\/([^?#]*)/)?.[1];
     // Given several hosts (a primary and a standby), npm:postgres with the socket of our own dials
     // the first every time, and one that refuses made it reconnect forever: the sync hung, deaf
     // to a stop. The driver's own sockets retry forever once all are down, too.

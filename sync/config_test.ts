@@ -330,6 +330,11 @@ Deno.test("parseSyncConfig() accepts good URLs that the URL checks could mistake
     );
     assert.equal(parsed.databases.au, "postgres://sync@au.example/app");
   });
+  await t.step("an @ in the query is no user: the host and database are read before it", () => {
+    // npm:postgres reads this as host au.example, database app.
+    const url = "postgres://sync:s3cret@au.example:5432/app?application_name=sync@au";
+    assert.equal(parseSyncConfig(databases(url), env).databases.au, url);
+  });
   await t.step("password= after the # is no query parameter: the URL is accepted", () => {
     const url = "postgres://sync:pw@au.example/app?sslmode=require#note&password=old";
     assert.equal(parseSyncConfig(databases(url), env).databases.au, url);
