@@ -83,8 +83,10 @@ function graceOrExit(): number {
 async function openKvOrExit(path: string | undefined): Promise<Deno.Kv> {
   try {
     // Deno opens `kv.sqlite3 ` (or ` `) as a file of that name: another store than its neighbours'
-    // `kv.sqlite3`, so OCAP would call a provider twice for one code.
-    if (path !== undefined && path.trim() !== path) {
+    // `kv.sqlite3`, so OCAP would call a provider twice for one code. A KV Connect URL read from
+    // a mounted file ends in a newline, which the URL parser drops; one before it is a file name.
+    const url = /^https?:\/\//i.test(path ?? "");
+    if (path !== undefined && (path.trimStart() !== path || (!url && path.trimEnd() !== path))) {
       throw new TypeError("spaces around the value (or only spaces)");
     }
     return await Deno.openKv(path);

@@ -53,13 +53,13 @@ export function listenHost(raw = "0.0.0.0"): string | { error: string } {
 }
 
 /**
- * `DENO_JOBS` unchanged if unset or a number of workers (1–999), else a message naming it: Deno
- * reads `4 `, `four` or an empty value (a blank manifest entry) as unset and serves on one worker
- * without a word, most of the capacity asked for gone.
+ * `DENO_JOBS` unchanged if unset or a number of workers Deno reads (`4`, `04`, `+4`), else a
+ * message naming it: Deno reads `4 `, `four`, `0` or an empty value (a blank manifest entry) as
+ * unset and serves on one worker without a word, most of the capacity asked for gone.
  */
 export function serveJobs(raw: string | undefined): string | undefined | { error: string } {
-  if (raw === undefined || /^[1-9]\d{0,2}$/.test(raw)) return raw;
-  return { error: `DENO_JOBS "${raw}" is not a number of workers (1–999; unset, one per CPU)` };
+  if (raw === undefined || (/^\+?\d+$/.test(raw) && Number(raw) >= 1)) return raw;
+  return { error: `DENO_JOBS "${raw}" is not a number of workers (1 or more; unset, one per CPU)` };
 }
 
 /** The checked value, or its message on stderr and exit 1: no stack trace for the operator. */

@@ -118,6 +118,29 @@ Deno.test("start-up: a VESTIBULE_KV that cannot be opened is one line and exit 1
   }
 });
 
+Deno.test("start-up: a KV Connect VESTIBULE_KV ending in a newline (mounted from a file) still reaches its denokv", async () => {
+  // A stand-in denokv whose metadata endpoint fails: vestibule exits 1 after asking it.
+  const asked: string[] = [];
+  const denokv = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    asked.push(new URL(request.url).pathname);
+    return new Response("down", { status: 503 });
+  });
+  try {
+    const { code, stderr } = await start("0", {
+      env: {
+        DENO_KV_ACCESS_TOKEN: "t0ken-for-the-test",
+        VESTIBULE_KV: `http://127.0.0.1:${denokv.addr.port}\n`,
+      },
+      rules: { ocap: { key: "k".repeat(32), targets: { p: { origin: "http://127.0.0.1:9" } } } },
+    });
+    assert.equal(code, 1, stderr);
+    assert.doesNotMatch(stderr, /spaces around the value/);
+    assert.ok(asked.length > 0, `the denokv at that URL was never asked: ${stderr}`);
+  } finally {
+    await denokv.shutdown();
+  }
+});
+
 Deno.test("start-up: deno task dev names a bad PORT as written, before any banner", async () => {
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", "dev/stack.ts"],
@@ -364,7 +387,7 @@ Deno.test("start-up: deno task serve refuses a DENO_JOBS Deno would read as one 
       assert.equal(code, 1);
       assert.equal(
         new TextDecoder().decode(stderr),
-        `vestibule: DENO_JOBS "${jobs}" is not a number of workers (1–999; unset, one per CPU)\n`,
+        `vestibule: DENO_JOBS "${jobs}" is not a number of workers (1 or more; unset, one per CPU)\n`,
       );
     });
   }
