@@ -24,8 +24,14 @@ export function proxyNotice(env: (name: string) => string | undefined): string |
 /**
  * `value` with what comes before the last `@` of its authority masked: Deno's fetch reads
  * `user:pass@proxy:3128` without a scheme too (and sends it as Proxy-Authorization), and a
- * password may hold an unencoded `@`.
+ * password may hold an unencoded `@`. One that does not parse (a base64 password's unencoded
+ * `/`) is masked up to its last `@`, wherever that is.
  */
 function withoutCredentials(value: string): string {
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i;
+  if (!URL.canParse(scheme.test(value) ? value : `http://${value}`)) {
+    const at = value.lastIndexOf("@");
+    return at === -1 ? value : `${value.match(scheme)?.[0] ?? ""}***${value.slice(at)}`;
+  }
   return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/]*@/i, "$1***@");
 }

@@ -29,6 +29,17 @@ Deno.test("proxyNotice() masks a password written without a scheme, or with an @
     "vestibule: upstream calls go through the proxy in HTTPS_PROXY=HTTP://***@proxy:3128 " +
       "(NO_PROXY is not set)",
   );
+  // A base64 password's unencoded `/`: fetch cannot use the value, and it is masked anyway.
+  assert.equal(
+    proxyNotice(envOf({ HTTP_PROXY: "http://ops:pa/ss@proxy:3128" })),
+    "vestibule: upstream calls go through the proxy in HTTP_PROXY=http://***@proxy:3128 " +
+      "(NO_PROXY is not set)",
+  );
+  assert.equal(
+    proxyNotice(envOf({ HTTP_PROXY: "ops:pa/ss@proxy:3128" })),
+    "vestibule: upstream calls go through the proxy in HTTP_PROXY=***@proxy:3128 " +
+      "(NO_PROXY is not set)",
+  );
   // An @ in the path is no password.
   assert.equal(
     proxyNotice(envOf({ HTTP_PROXY: "http://proxy:3128/a@b" })),
