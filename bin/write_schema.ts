@@ -35,15 +35,9 @@ function acceptEnvReferences<T>(node: T): T {
   if (node === null || typeof node !== "object") return node;
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(node)) {
+    // A map's keys (query, JSON and form fields, upstream ids; zod writes propertyNames for each)
+    // are never substituted, and start-up refuses one holding a reference: so does the schema.
     out[key] = key === "propertyNames" ? withoutReference(value) : acceptEnvReferences(value);
-  }
-  // A map's keys (query, JSON and form fields, upstream ids) are never substituted, and start-up
-  // refuses one holding a reference: so does the schema, where the editor shows it.
-  if (
-    out.type === "object" && typeof out.additionalProperties === "object" &&
-    out.propertyNames === undefined
-  ) {
-    out.propertyNames = withoutReference({});
   }
   if (out.type !== "string" || !refusesReference(out)) return out as T;
   const { description, default: fallback, ...constrained } = out;

@@ -17,6 +17,7 @@ import {
   collectLog,
   fingerprint,
   type Pair,
+  QUICKEST_BACKEND,
 } from "./sync_fixtures.ts";
 
 async function attempt(pair: Pair, tables: unknown[]) {
@@ -837,3 +838,31 @@ for (const backend of BACKENDS) {
     },
   });
 }
+
+Deno.test("syncTable() stopped before it tries the destination's lock says so, not that another sync held it", async () => {
+  const pair = await QUICKEST_BACKEND.pair();
+  try {
+    const ddl = "CREATE TABLE subject (id int PRIMARY KEY, name text NOT NULL)";
+    await pair.owner.exec(`${ddl}; INSERT INTO subject VALUES (1, 'a')`);
+    await pair.destination.exec(ddl);
+    const { config, databases } = pair.connect([{ name: "subject", primary_key: ["id"] }]);
+    const owner = databases.get("us")!;
+    const destination = databases.get("au")!;
+    try {
+      const spec = await resolveTableSpec(config.tables[0], [owner, destination]);
+      const stopped = new AbortController();
+      stopped.abort();
+      await assert.rejects(
+        syncTable({ spec, config: config.tables[0] }, { owner, destination }, {
+          dryRun: false,
+          signal: stopped.signal,
+        }),
+        (error: Error) => error.message === "Not attempted: the sync was stopped by a signal",
+      );
+    } finally {
+      await Promise.all([...databases.values()].map((db) => db.close()));
+    }
+  } finally {
+    await pair.close();
+  }
+});
