@@ -20,9 +20,62 @@ export function filterCookieHeader(
     const name = cookieName(piece.slice(0, eq));
     const pair = piece.trim();
     if (!name || !keep(name)) continue;
+    if (!RFC6265_PAIR.test(pair) && !aspNetPairsKept(pair, keep)) continue;
     if (!INNER_SEPARATOR.test(pair) || innerPairsKept(pair, keep)) kept.push(pair);
   }
   return kept.length > 0 ? kept.join("; ") : undefined;
+}
+
+/** RFC 6265's `token=cookie-octets`, the octets bare or quoted: ASP.NET Core reads it whole. */
+const RFC6265_PAIR =
+  /^[!#$%&'*+.^_`|~0-9A-Za-z-]+=(?:[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*|"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")$/;
+
+const TOKEN_CHAR = /[!#$%&'*+.^_`|~0-9A-Za-z-]/;
+
+/** A cookie-octet (RFC 6265 §4.1.1): printable ASCII but `"`, `,`, `;` and `\`. */
+function isCookieOctet(c: number): boolean {
+  return c >= 0x21 && c <= 0x7e && c !== 0x22 && c !== 0x2c && c !== 0x3b && c !== 0x5c;
+}
+
+/**
+ * Whether every cookie ASP.NET Core finds in `pair` passes `keep`. Its CookieHeaderParserShared
+ * reads a pair it cannot parse again from the next character: `a/__Host-vestibule-region=au`
+ * and `x=a\__Host-vestibule-region=au` (ASCII a sibling subdomain may set) are the pin to it,
+ * looked up in any letter case. Linear: a name that fails, fails from each of its characters.
+ */
+function aspNetPairsKept(pair: string, keep: (name: string) => boolean): boolean {
+  const n = pair.length;
+  // Where the run of cookie-octets starting at each index ends.
+  const octetsEnd = new Int32Array(n + 2).fill(n);
+  for (let i = n - 1; i >= 0; i--) {
+    octetsEnd[i] = isCookieOctet(pair.charCodeAt(i)) ? octetsEnd[i + 1] : i;
+  }
+  for (let i = 0; i < n;) {
+    let end = i;
+    while (end < n && TOKEN_CHAR.test(pair[end])) end++;
+    if (end === i) {
+      i++;
+      continue;
+    }
+    if (pair[end] !== "=") {
+      i = end;
+      continue;
+    }
+    let k = end + 1;
+    if (pair[k] === '"') {
+      k = octetsEnd[k + 1];
+      if (pair[k] === '"') k++;
+    } else k = octetsEnd[k];
+    while (pair[k] === " " || pair[k] === "\t") k++;
+    // Parsed only if the value ends the pair, or a comma does (ASP.NET splits on both).
+    if (k < n && pair[k] !== ",") {
+      i = end;
+      continue;
+    }
+    if (!keep(cookieName(pair.slice(i, end)))) return false;
+    i = k + 1;
+  }
+  return true;
 }
 
 /**
@@ -103,7 +156,7 @@ export function cookieValue(header: string | null, name: string): string | undef
       if (eq === -1) return undefined; // no pair with a value is left
     }
     if (eq < end && browserTrim(header.slice(start, eq)) === name) {
-      const value = header.slice(eq + 1, end).trim();
+      const value = browserTrim(header.slice(eq + 1, end));
       return value.length >= 2 && value.startsWith('"') && value.endsWith('"')
         ? value.slice(1, -1)
         : value;

@@ -252,3 +252,10 @@ Deno.test("cookieValue() reads a pin whose name a tab precedes, as RFC 6265bis t
   assert.equal(cookieValue(`a=1;\t${PIN}=au`, PIN), "au");
   assert.equal(cookieValue(`a=1; ${PIN}\t=au`, PIN), "au");
 });
+
+Deno.test("cookieValue() trims a value of SP and HTAB only: au followed by an A0, VT or FF is no region", () => {
+  assert.equal(cookieValue(`${PIN}= au\t`, PIN), "au");
+  for (const octet of ["\xa0", "\v", "\f"]) {
+    assert.equal(cookieValue(`${PIN}=au${octet}`, PIN), `au${octet}`, JSON.stringify(octet));
+  }
+});

@@ -51,6 +51,16 @@ const PIN_FORMS: Array<[string, Record<string, string>]> = [
     cookie: "csrftoken=c __Host-vestibule-region = au",
     "x-vestibule-region": "us",
   }],
+  // ASP.NET Core reads a pair it cannot parse again from its next character, so a `/` in a name
+  // or a `\` in a value (ASCII a sibling subdomain may set) leaves the pin for it to find.
+  ["pin cookie behind a / in another cookie's name", {
+    cookie: "a/__Host-vestibule-region=au",
+    "x-vestibule-region": "us",
+  }],
+  ["pin cookie behind a \\ in another cookie's value", {
+    cookie: "sessionid=s; theme=dark\\__Host-vestibule-region=au",
+    "x-vestibule-region": "us",
+  }],
   ["both, with a session", {
     cookie: "sessionid=s; __Host-vestibule-region=au",
     "x-vestibule-region": "au",
