@@ -1,0 +1,194 @@
+/**
+ * Broadcast and pinning behaviour the rest of the suite let change unseen (each test fails on a
+ * one-line mutant that passed every other test): the body-judging deadline, Vary on a chosen
+ * success, the last SameSite, a quote no piece closes, a Set-Cookie name behind an NBSP, and a
+ * one-letter name hidden after a space.
+ */
+import assert from "node:assert/strict";
+import { startUpstream, startVestibule } from "./_servers.ts";
+
+const PIN = "__Host-vestibule-region";
+
+Deno.test("broadcast: a region whose judged JSON body stalls costs timeout_ms, not twice it", async () => {
+  const stalled: ReadableStreamDefaultController<Uint8Array>[] = [];
+  const au = startUpstream(() =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode('{"errors":'));
+          stalled.push(controller);
+        },
+      }),
+      { headers: { "content-type": "application/json" } },
+    )
+  );
+  const us = startUpstream(() => Response.json({ errors: [] }));
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{
+      name: "signup",
+      type: "broadcast",
+      timeout_ms: 500,
+      success: { status: "2xx", json: { path: "errors", equals: [] } },
+    }],
+  });
+  try {
+    const started = performance.now();
+    const res = await fetch(`${edge.url}/graphql`, {
+      method: "POST",
+      body: "{}",
+      signal: AbortSignal.timeout(5000),
+    });
+    const ms = performance.now() - started;
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { errors: [] });
+    assert.match(res.headers.getSetCookie().join("\n"), new RegExp(`${PIN}=us`));
+    // Headers and judged body together fit in timeout_ms (routes/broadcast.ts `deadline`).
+    assert.ok(ms >= 480 && ms < 900, `answered after ${Math.round(ms)} ms, timeout_ms 500`);
+  } finally {
+    for (const c of stalled) {
+      try {
+        c.close();
+      } catch { /* cancelled already */ }
+    }
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("cache poisoning: a broadcast GET's cacheable success, chosen among several by the pin or country, names the region's headers in Vary", async () => {
+  // With allow_multiple_success the winner depends on the pin/assumed region, so a shared cache
+  // must key it by them, exactly as it does the failure branch.
+  const page = (region: string) => () =>
+    new Response(`welcome (region ${region})`, {
+      status: 200,
+      headers: { "cache-control": "public, max-age=300" },
+    });
+  const au = startUpstream(page("au"));
+  const us = startUpstream(page("us"));
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    geo: { header: "cf-ipcountry", countries: { AU: "au" } },
+    rules: [{
+      name: "landing",
+      type: "broadcast",
+      match: { methods: ["GET"], path: "^/landing$" },
+      success: { status: [200] },
+      allow_multiple_success: true,
+    }],
+  });
+  try {
+    const response = await fetch(`${edge.url}/landing`, { headers: { "cf-ipcountry": "AU" } });
+    assert.equal(await response.text(), "welcome (region au)");
+    assert.match(response.headers.getSetCookie().join("\n"), new RegExp(`${PIN}=au`));
+    assert.equal(response.headers.get("vary"), "x-vestibule-region, cookie, cf-ipcountry");
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("false failure: a login whose Set-Cookie says SameSite=None then SameSite=Lax (last wins, Chrome keeps it) pins the owner", async () => {
+  // Without Secure, only the last SameSite counts: Lax, which every browser stores.
+  const au = startUpstream(() => new Response("<form>No such user</form>", { status: 200 }));
+  const us = startUpstream(() =>
+    new Response(null, {
+      status: 302,
+      headers: {
+        location: "/",
+        "set-cookie": "sessionid=abc; Path=/; HttpOnly; SameSite=None; SameSite=Lax",
+      },
+    })
+  );
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "au",
+    rules: [{
+      name: "login",
+      type: "broadcast",
+      match: { methods: ["POST"], path: "^/accounts/login/$" },
+      success: { status: [302], set_cookie: "sessionid" },
+    }],
+  });
+  try {
+    const res = await fetch(`${edge.url}/accounts/login/`, {
+      method: "POST",
+      redirect: "manual",
+      body: "username=kim&password=secret",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+    });
+    await res.body?.cancel();
+    assert.equal(res.status, 302, "the owner's login, not au's form");
+    assert.match(res.headers.getSetCookie().at(-1)!, new RegExp(`^${PIN}=us;`));
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("pin leak: a pair that opens a quote no `;` piece closes is dropped, or Python reads a later quoted pin as its own", async () => {
+  // SimpleCookie reads a="x; z=" as one quoted value, then the pin the next piece quoted away.
+  const cookie = 'a="x; z=" __Host-vestibule-region=au "';
+  const au = startUpstream();
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ name: "app", type: "regional" }],
+  });
+  try {
+    const res = await fetch(`${edge.url}/whoami`, {
+      headers: { cookie: `${cookie}; __Host-vestibule-region=au` },
+    });
+    await res.body?.cancel();
+    assert.equal(au.received.length, 1, "pinned to au");
+    const got = au.received[0].headers.get("cookie") ?? "";
+    assert.ok(!got.startsWith('a="x'), `forwarded ${JSON.stringify(got)}`);
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("false login: a Set-Cookie named `<NBSP>sessionid` is another cookie to the browser, so only the real owner's login counts", async () => {
+  // Browsers trim only SP and HTAB around a cookie name (RFC 6265bis §5.7): `\xa0sessionid` is
+  // stored under that name, and the app never sees a `sessionid` from it.
+  const au = startUpstream(() => {
+    const headers = new Headers({ location: "/" });
+    headers.append("set-cookie", "\xa0sessionid=zzz; Path=/");
+    return new Response(null, { status: 302, headers });
+  });
+  const us = startUpstream(() =>
+    new Response(null, {
+      status: 302,
+      headers: { location: "/", "set-cookie": "sessionid=abc; Path=/; HttpOnly" },
+    })
+  );
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "au",
+    rules: [{
+      name: "login",
+      type: "broadcast",
+      match: { methods: ["POST"], path: "^/accounts/login/$" },
+      success: { status: [302], set_cookie: "sessionid" },
+    }],
+  });
+  try {
+    const res = await fetch(`${edge.url}/accounts/login/`, {
+      method: "POST",
+      redirect: "manual",
+      body: "username=kim&password=secret",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+    });
+    await res.body?.cancel();
+    assert.equal(res.status, 302, "us's login, not 502 broadcast_ambiguous");
+    assert.match(res.headers.getSetCookie().at(-1)!, new RegExp(`^${PIN}=us;`));
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("cookie smuggling: a one-letter cookie name hidden after a space in a whitelisted pair is not forwarded", async () => {
+  const { filterCookieHeader } = await import("../lib/cookies.ts");
+  // Python's SimpleCookie reads `csrftoken=t s=stolen` as two cookies; `s` is not whitelisted.
+  assert.equal(filterCookieHeader("csrftoken=t s=stolen", (n) => n === "csrftoken"), undefined);
+});
