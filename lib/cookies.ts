@@ -20,7 +20,9 @@ export function filterCookieHeader(
     const name = cookieName(piece.slice(0, eq));
     const pair = piece.trim();
     if (!name || !keep(name)) continue;
-    if (!RFC6265_PAIR.test(pair) && !aspNetPairsKept(pair, keep)) continue;
+    // Kestrel refuses a request with bytes above 0x7F in its headers unless told otherwise, so a
+    // pair holding one (a UTF-8 name such as préférence) never reaches ASP.NET Core's parser.
+    if (!RFC6265_PAIR.test(pair) && ASCII.test(pair) && !aspNetPairsKept(pair, keep)) continue;
     if (!INNER_SEPARATOR.test(pair) || innerPairsKept(pair, keep)) kept.push(pair);
   }
   return kept.length > 0 ? kept.join("; ") : undefined;
@@ -31,6 +33,8 @@ const RFC6265_PAIR =
   /^[!#$%&'*+.^_`|~0-9A-Za-z-]+=(?:[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*|"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")$/;
 
 const TOKEN_CHAR = /[!#$%&'*+.^_`|~0-9A-Za-z-]/;
+
+const ASCII = /^[^\x80-\uffff]*$/;
 
 /** A cookie-octet (RFC 6265 §4.1.1): printable ASCII but `"`, `,`, `;` and `\`. */
 function isCookieOctet(c: number): boolean {
