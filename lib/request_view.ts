@@ -34,12 +34,13 @@ export function hostHeaderFits(host: string | null): boolean {
 
 /**
  * The authority `Deno.serve` writes into the URL of a request that names none, `localhost` and
- * the port it listens on: an HTTP/1.1 request without Host (RFC 9112 §3.2: a server MUST answer
- * 400) was routed as sent to `localhost:8000`, and the app got that as X-Forwarded-Host, the
- * listener's own port in its redirects. An HTTP/2 request with `:authority: localhost:8000` looks
- * the same to the handler and is refused too.
+ * the port it listens on (none on port 80, which the URL parser drops): an HTTP/1.1 request
+ * without Host (RFC 9112 §3.2: a server MUST answer 400) was routed as sent to `localhost:8000`,
+ * and the app got that as X-Forwarded-Host, the listener's own port in its redirects. An HTTP/2
+ * request with `:authority: localhost` or `localhost:8000` looks the same to the handler and is
+ * refused too.
  */
-const DENO_SERVE_FALLBACK = /^localhost:\d+$/;
+const DENO_SERVE_FALLBACK = /^localhost(?::\d+)?$/;
 
 /**
  * Reads the request once: the public host (a trusted proxy's `X-Forwarded-Host`, else the `Host`

@@ -438,6 +438,17 @@ Deno.test("a request without Host is 400 bad_host, not routed as localhost and t
         assert.equal(JSON.parse(logs.at(-1)!).error, "bad_host");
       });
     }
+    await t.step("on port 80, where Deno.serve's URL has no port", async () => {
+      // What Deno.serve hands the app for a request without Host on port 80 (not listened on
+      // here): no host header, and http://localhost/… as the URL.
+      const info = {
+        remoteAddr: { transport: "tcp" as const, hostname: "192.0.2.7", port: 40000 },
+      };
+      const res = await edge.app.fetch(new Request("http://localhost/account"), info);
+      await res.body?.cancel();
+      assert.equal(res.status, 400);
+      assert.equal(JSON.parse(logs.at(-1)!).error, "bad_host");
+    });
     await t.step("a load balancer's health check without Host is still answered", async () => {
       const answer = await rawRequest(edge.port, "GET /_vestibule/health HTTP/1.0\r\n\r\n");
       assert.match(answer, /^HTTP\/1\.[01] 200 /, answer);
