@@ -167,6 +167,10 @@ export function upstreamHeaders(
       case "x-forwarded-proto":
       case "x-original-url": // URL_CLAIMS
       case "x-rewrite-url":
+      // httpoxy (CVE-2016-5385): no client has reason to send `Proxy`, and CGI, FastCGI and WSGI
+      // servers hand it to the app as HTTP_PROXY, through which its own outgoing calls (with
+      // their tokens) then go. nginx and Apache advise proxies to drop it.
+      case "proxy":
         continue;
       case "traceparent":
         if (tracing) continue;

@@ -121,6 +121,7 @@ export function forwardPlan(
     else if (HOP_BY_HOP_HEADERS.has(name)) strip("hop-by-hop");
     else if (isPinHeader(name, ctx.pinHeader)) strip("pin header");
     else if (isOcapKeyHeader(name)) strip("OCAP's key: only OCAP's mount reads it");
+    else if (name === "proxy") strip("httpoxy: CGI servers hand it to the app as HTTP_PROXY");
     else if (URL_CLAIMS.has(name)) {
       strip("apps may read it as the URL, which the rules matched on the request line");
     } else if (impersonates(name, upstream)) {

@@ -415,3 +415,31 @@ Deno.test("a DELETE that declares no body reaches the app with none, not as a ch
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+Deno.test("httpoxy: a client's Proxy header never reaches an upstream, and explain says why", async () => {
+  // CGI, FastCGI and WSGI servers hand `Proxy` to the app as HTTP_PROXY (CVE-2016-5385): its own
+  // outgoing calls, with their tokens, would go through the client's proxy.
+  const us = startUpstream();
+  const rules = oneRegion(us.url);
+  const edge = startVestibule(rules);
+  try {
+    for (const name of ["Proxy", "proxy", "PROXY"]) {
+      const answer = await rawRequest(
+        edge.port,
+        `GET /x HTTP/1.1\r\nHost: app.example\r\n${name}: http://evil.example:8080\r\nConnection: close\r\n\r\n`,
+      );
+      assert.match(answer, /^HTTP\/1\.1 200 /);
+      assert.equal(us.received.at(-1)!.headers.get("proxy"), null, `${name} reached the region`);
+    }
+    const explained = await explainRequest({
+      method: "GET",
+      url: "http://app.example/x",
+      headers: [["Proxy", "http://evil.example:8080"]],
+    }, parseRules(JSON.stringify(rules), { env: () => undefined }));
+    assert.deepEqual(explained.targets[0].forward.headers.stripped, [
+      { name: "proxy", reason: "httpoxy: CGI servers hand it to the app as HTTP_PROXY" },
+    ]);
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
+  }
+});
