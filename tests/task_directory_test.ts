@@ -9,9 +9,9 @@ import assert from "node:assert/strict";
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 
 /** `deno task NAME ARGS` run from `cwd`, outside the repository, with its deno.json named. */
-async function taskIn(cwd: string, task: string, args: string[]) {
+async function taskIn(cwd: string, task: string, args: string[], config = CONFIG) {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "--config", CONFIG, "-q", task, ...args],
+    args: ["task", "--config", config, "-q", task, ...args],
     cwd,
     env: { NO_COLOR: "1" },
     stdin: "null",
@@ -76,6 +76,34 @@ Deno.test("deno task check-rules, explain and sync read the files they are given
         assert.match(out, /TASK_TEST_UNSET_URL/);
       },
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a task that cd's before running a CLI reads from where it went, not from where deno task was typed", async () => {
+  // Every process a task starts inherits INIT_CWD, also one started after the task's own `cd`.
+  const dir = await Deno.makeTempDir({ prefix: "task_directory_test_" });
+  const repo = new URL("../", import.meta.url).pathname;
+  try {
+    await Deno.writeTextFile(
+      `${dir}/rules.json`,
+      '{ "regions": {}, "default_region": "nope", "rules": [] }',
+    );
+    await Deno.mkdir(`${dir}/staging`);
+    await Deno.copyFile(`${repo}rules.json`, `${dir}/staging/rules.json`);
+    await Deno.writeTextFile(
+      `${dir}/deno.json`,
+      JSON.stringify({
+        tasks: {
+          "check-staging": `cd staging && "${Deno.execPath()}" run -A --config ${repo}deno.json ` +
+            `${repo}bin/check_rules.ts rules.json --placeholder-env`,
+        },
+      }),
+    );
+    const { code, out } = await taskIn(dir, "check-staging", [], `${dir}/deno.json`);
+    assert.equal(code, 0, out);
+    assert.match(out, /^rules\.json: 7 rules OK/m);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
