@@ -96,10 +96,13 @@ export function parseSyncConfig(
     // Given several hosts (a primary and a standby), npm:postgres with the socket of our own dials
     // the first every time, and one that refuses made it reconnect forever: the sync hung, deaf
     // to a stop. The driver's own sockets retry forever once all are down, too.
-    if (host.includes(",")) {
+    // The driver looks for the list after the first `@`: `p@ss,word@db` is the hosts `ss` and
+    // `word@db`, with the password `p`.
+    if (authority.slice(authority.indexOf("@") + 1).includes(",")) {
       throw new TypeError(
         `Cannot load sync config: databases.${region} lists several hosts: name the one to sync ` +
-          "with (a destination's primary, which takes the writes)",
+          "with (a destination's primary, which takes the writes; percent-encode @ and , in a " +
+          "password)",
       );
     }
     const missing = host === "" ? "host" : database ? undefined : "database";

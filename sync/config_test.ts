@@ -136,8 +136,19 @@ Deno.test("parseSyncConfig() refuses each invalid config with a message naming t
         },
       }),
       "Cannot load sync config: databases.au lists several hosts: name the one to sync with (a " +
-        "destination's primary, which takes the writes)",
+        "destination's primary, which takes the writes; percent-encode @ and , in a password)",
     ));
+  // npm:postgres reads hosts `ss` and `word@au.example` with the password `p`: the sync hung.
+  await t.step(
+    "several hosts as the driver reads an unencoded @ and , in the password",
+    () =>
+      refuses(
+        config({
+          databases: { us: "${US_DATABASE_URL}", au: "postgres://sync:p@ss,word@au.example/app" },
+        }),
+        /databases\.au lists several hosts/,
+      ),
+  );
   await t.step("a password with a raw %", () =>
     refuses(
       config({

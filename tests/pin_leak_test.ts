@@ -61,6 +61,11 @@ const PIN_FORMS: Array<[string, Record<string, string>]> = [
     cookie: "sessionid=s; theme=dark\\__Host-vestibule-region=au",
     "x-vestibule-region": "us",
   }],
+  // The same, the pin's value quoted, or before a comma ASP.NET Core also splits at.
+  ["pin cookie behind a \\, quoted or before a comma", {
+    cookie: 's=1; x=a\\__Host-vestibule-region="au"; y=a\\__Host-vestibule-region=au ,b=1',
+    "x-vestibule-region": "us",
+  }],
   ["both, with a session", {
     cookie: "sessionid=s; __Host-vestibule-region=au",
     "x-vestibule-region": "au",
