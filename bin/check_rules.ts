@@ -13,7 +13,6 @@ import {
 } from "../lib/route_cases.ts";
 import { parseCommandLine, RULES_ENV_OPTIONS } from "./_command_line.ts";
 import { missingHint, type RulesEnv, rulesEnv } from "./_rules_env.ts";
-import { enterShellDirectory } from "../lib/shell_directory.ts";
 
 const USAGE = `Usage: deno task check-rules [FILE] [options]
 
@@ -67,7 +66,4 @@ export async function main(args: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) {
-  enterShellDirectory();
-  Deno.exit(await main(Deno.args));
-}
+if (import.meta.main) Deno.exit(await main(Deno.args));

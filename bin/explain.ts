@@ -9,7 +9,6 @@ import { HTTP_TOKEN, trimOws } from "../lib/header_list.ts";
 import { asSentInUtf8 } from "../lib/wire_text.ts";
 import { parseCommandLine, RULES_ENV_OPTIONS } from "./_command_line.ts";
 import { missingHint, type RulesEnv, rulesEnv } from "./_rules_env.ts";
-import { enterShellDirectory } from "../lib/shell_directory.ts";
 
 const USAGE = `Usage: deno task explain -- <METHOD> <URL> [options]
 
@@ -99,10 +98,7 @@ export async function main(args: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) {
-  enterShellDirectory();
-  Deno.exit(await main(Deno.args));
-}
+if (import.meta.main) Deno.exit(await main(Deno.args));
 
 /** Whether `fetch`'s `Headers` takes the value (no CR, LF or NUL). */
 function headerValueOk(name: string, value: string): boolean {

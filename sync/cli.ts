@@ -3,7 +3,6 @@ import { parseArgs } from "node:util";
 import { loadSyncConfig } from "./config.ts";
 import { type Database, openDatabase } from "./database.ts";
 import { formatSummary, runAttempt, selectTables } from "./run_attempt.ts";
-import { enterShellDirectory } from "../lib/shell_directory.ts";
 
 const USAGE = `Usage: deno task sync [--config sync.json] [--once] [--dry-run] [--table NAME]...
 
@@ -155,6 +154,5 @@ export async function main(
 }
 
 if (import.meta.main) {
-  enterShellDirectory();
   Deno.exit(await main(Deno.args));
 }
