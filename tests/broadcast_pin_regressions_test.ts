@@ -5,9 +5,39 @@
  * one-letter name hidden after a space.
  */
 import assert from "node:assert/strict";
-import { startUpstream, startVestibule } from "./_servers.ts";
+import { startUpstream, startVestibule, type TestServer } from "./_servers.ts";
 
 const PIN = "__Host-vestibule-region";
+
+/**
+ * POSTs a login to a broadcast rule judged by status 302 and a `sessionid` cookie, over `au` and
+ * `us` (the default region being au), and asserts the client got us's 302 and the us pin.
+ */
+async function assertOwnerLogin(au: TestServer, us: TestServer, message: string) {
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "au",
+    rules: [{
+      name: "login",
+      type: "broadcast",
+      match: { methods: ["POST"], path: "^/accounts/login/$" },
+      success: { status: [302], set_cookie: "sessionid" },
+    }],
+  });
+  try {
+    const res = await fetch(`${edge.url}/accounts/login/`, {
+      method: "POST",
+      redirect: "manual",
+      body: "username=kim&password=secret",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+    });
+    await res.body?.cancel();
+    assert.equal(res.status, 302, message);
+    assert.match(res.headers.getSetCookie().at(-1)!, new RegExp(`^${PIN}=us;`));
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+}
 
 Deno.test("broadcast: a region whose judged JSON body stalls costs timeout_ms, not twice it", async () => {
   const stalled: ReadableStreamDefaultController<Uint8Array>[] = [];
@@ -100,29 +130,7 @@ Deno.test("false failure: a login whose Set-Cookie says SameSite=None then SameS
       },
     })
   );
-  const edge = startVestibule({
-    regions: { au: { origin: au.url }, us: { origin: us.url } },
-    default_region: "au",
-    rules: [{
-      name: "login",
-      type: "broadcast",
-      match: { methods: ["POST"], path: "^/accounts/login/$" },
-      success: { status: [302], set_cookie: "sessionid" },
-    }],
-  });
-  try {
-    const res = await fetch(`${edge.url}/accounts/login/`, {
-      method: "POST",
-      redirect: "manual",
-      body: "username=kim&password=secret",
-      headers: { "content-type": "application/x-www-form-urlencoded" },
-    });
-    await res.body?.cancel();
-    assert.equal(res.status, 302, "the owner's login, not au's form");
-    assert.match(res.headers.getSetCookie().at(-1)!, new RegExp(`^${PIN}=us;`));
-  } finally {
-    await Promise.all([edge.close(), au.close(), us.close()]);
-  }
+  await assertOwnerLogin(au, us, "the owner's login, not au's form");
 });
 
 Deno.test("pin leak: a pair that opens a quote no `;` piece closes is dropped, or Python reads a later quoted pin as its own", async () => {
@@ -162,29 +170,7 @@ Deno.test("false login: a Set-Cookie named `<NBSP>sessionid` is another cookie t
       headers: { location: "/", "set-cookie": "sessionid=abc; Path=/; HttpOnly" },
     })
   );
-  const edge = startVestibule({
-    regions: { au: { origin: au.url }, us: { origin: us.url } },
-    default_region: "au",
-    rules: [{
-      name: "login",
-      type: "broadcast",
-      match: { methods: ["POST"], path: "^/accounts/login/$" },
-      success: { status: [302], set_cookie: "sessionid" },
-    }],
-  });
-  try {
-    const res = await fetch(`${edge.url}/accounts/login/`, {
-      method: "POST",
-      redirect: "manual",
-      body: "username=kim&password=secret",
-      headers: { "content-type": "application/x-www-form-urlencoded" },
-    });
-    await res.body?.cancel();
-    assert.equal(res.status, 302, "us's login, not 502 broadcast_ambiguous");
-    assert.match(res.headers.getSetCookie().at(-1)!, new RegExp(`^${PIN}=us;`));
-  } finally {
-    await Promise.all([edge.close(), au.close(), us.close()]);
-  }
+  await assertOwnerLogin(au, us, "us's login, not 502 broadcast_ambiguous");
 });
 
 Deno.test("cookie smuggling: a one-letter cookie name hidden after a space in a whitelisted pair is not forwarded", async () => {
