@@ -11,6 +11,12 @@
 export function filterCookieHeader(
   header: string | null,
   keep: (name: string) => boolean,
+  /**
+   * Names no reading of the header may leave (the pin): a pair with bytes above 0x7F is read as
+   * ASP.NET Core reads it only for these, as Kestrel can be told to accept such bytes (Latin-1
+   * or UTF-8 headers, HTTP.sys), while the allow-list of a UTF-8 name must not drop it.
+   */
+  never?: (name: string) => boolean,
 ): string | undefined {
   if (!header) return undefined;
   const kept: string[] = [];
@@ -20,9 +26,12 @@ export function filterCookieHeader(
     const name = cookieName(piece.slice(0, eq));
     const pair = piece.trim();
     if (!name || !keep(name)) continue;
-    // Kestrel refuses a request with bytes above 0x7F in its headers unless told otherwise, so a
-    // pair holding one (a UTF-8 name such as préférence) never reaches ASP.NET Core's parser.
-    if (!RFC6265_PAIR.test(pair) && ASCII.test(pair) && !aspNetPairsKept(pair, keep)) continue;
+    // A pair with bytes above 0x7F (a UTF-8 name such as préférence) is read for `never` alone:
+    // ASP.NET Core reads `préférence=fr` as a cookie `rence`, which an allow-list would refuse.
+    if (!RFC6265_PAIR.test(pair)) {
+      const kept = ASCII.test(pair) ? keep : never && ((name: string) => !never(name));
+      if (kept && !aspNetPairsKept(pair, kept)) continue;
+    }
     if (!INNER_SEPARATOR.test(pair) || innerPairsKept(pair, keep)) kept.push(pair);
   }
   return kept.length > 0 ? kept.join("; ") : undefined;

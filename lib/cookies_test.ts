@@ -259,3 +259,16 @@ Deno.test("cookieValue() trims a value of SP and HTAB only: au followed by an A0
     assert.equal(cookieValue(`${PIN}=au${octet}`, PIN), `au${octet}`, JSON.stringify(octet));
   }
 });
+
+Deno.test("filterCookieHeader() with never: a pin ASP.NET Core reads behind a byte above 0x7F goes, a UTF-8 name on the allow-list stays", () => {
+  const isPin = (name: string) => isPinCookieName(name, PIN);
+  // Kestrel with Latin-1 or UTF-8 headers, or HTTP.sys, hands such a pair to ASP.NET Core, whose
+  // parser reads the pin behind the backslash (a Latin-1 é, then a UTF-8 one).
+  for (const pair of [`x=a\xe9\\${PIN}=au`, `x=a\xc3\xa9\\${PIN}=au`]) {
+    assert.equal(filterCookieHeader(`s=1; ${pair}`, (n) => !isPin(n), isPin), "s=1", pair);
+  }
+  // ASP.NET Core would read `rence` here, which the allow-list refuses: the pair stays.
+  const utf8 = "pr\xc3\xa9f\xc3\xa9rence"; // préférence as the header's octets
+  const allowed = (name: string) => (name === utf8 || name === "s") && !isPin(name);
+  assert.equal(filterCookieHeader(`${utf8}=fr; s=1`, allowed, isPin), `${utf8}=fr; s=1`);
+});

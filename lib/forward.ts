@@ -200,11 +200,11 @@ export function upstreamHeaders(
   // Browsers match the __Host- prefix in any case, and some frameworks look cookies up so too.
   // In any letter case and in PHP's spellings of it (isPinCookieName).
   const { pinCookie } = ctx;
+  const isPin = (name: string) => isPinCookieName(name, pinCookie);
   const cookie = filterCookieHeader(
     incoming.get("cookie"),
-    "all" in cookies
-      ? (name) => !isPinCookieName(name, pinCookie)
-      : (name) => cookies.only.has(name) && !isPinCookieName(name, pinCookie),
+    "all" in cookies ? (name) => !isPin(name) : (name) => cookies.only.has(name) && !isPin(name),
+    isPin,
   );
   if (cookie) add("cookie", cookie);
   // One value each, the ones vestibule itself judged public (a trusted proxy's entry, not the
