@@ -62,7 +62,7 @@ Deno.test("OCAP open proxy: an escaped DEL or a raw non-ASCII byte in the path i
   }
 });
 
-Deno.test("OCAP credential leak: hop-by-hop headers, also ones Connection names in capitals, never reach the provider", async () => {
+Deno.test("OCAP credential leak: hop-by-hop headers, also ones Connection names in capitals, and Proxy (httpoxy) never reach the provider", async () => {
   const provider = startUpstream();
   const kv = await Deno.openKv(":memory:");
   const vestibule = startVestibule(ocapRules(provider.url), { env: OCAP_ENV, deps: { kv } });
@@ -78,6 +78,8 @@ Deno.test("OCAP credential leak: hop-by-hop headers, also ones Connection names 
         trailer: "x-checksum",
         connection: "X-Internal-Token",
         "x-internal-token": "secret",
+        // httpoxy: a provider behind CGI would take it as HTTP_PROXY.
+        proxy: "http://evil.example:8080",
       },
       body: "grant_type=authorization_code&code=one-time-code",
     });
@@ -92,6 +94,7 @@ Deno.test("OCAP credential leak: hop-by-hop headers, also ones Connection names 
         "keep-alive",
         "trailer",
         "x-internal-token",
+        "proxy",
       ]
     ) {
       assert.equal(got.headers.get(name), null, `${name} reached the provider`);

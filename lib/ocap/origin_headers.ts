@@ -6,7 +6,7 @@ import { runtimeTracing } from "../tracing.ts";
 
 /**
  * Copies the caller's headers without `Ocap-Key`, hop-by-hop headers (and those `Connection`
- * names), `Host`, `Content-Length` (recomputed), vestibule's pin header and cookie, and (when Deno
+ * names), `Host`, `Content-Length` (recomputed), `Proxy` (httpoxy), vestibule's pin header and cookie, and (when Deno
  * traces) `traceparent`, sets `X-Request-Id` to the logged one, and asks for
  * `Accept-Encoding: identity` so `fetch` never decodes a body behind its headers' back.
  */
@@ -28,15 +28,15 @@ export function originHeaders(
       HOP_BY_HOP_HEADERS.has(name) || named.has(name) || isOcapKeyHeader(name) ||
       name === "host" || name === "content-length" || name === "cookie" ||
       name === "accept-encoding" || isPinHeader(name, pin.header) ||
+      // httpoxy: a provider behind CGI would take it as HTTP_PROXY, as a region would.
+      name === "proxy" ||
       (tracing && name === "traceparent")
     ) continue;
     headers.append(name, value);
   }
   // As the router strips it: in any case, since browsers and frameworks match it so.
-  const cookie = filterCookieHeader(
-    incoming.get("cookie"),
-    (name) => !isPinCookieName(name, pin.cookie),
-  );
+  const isPin = (name: string) => isPinCookieName(name, pin.cookie);
+  const cookie = filterCookieHeader(incoming.get("cookie"), (name) => !isPin(name), isPin);
   if (cookie) headers.set("cookie", cookie);
   headers.set("accept-encoding", "identity");
   if (requestId) headers.set("x-request-id", requestId);
