@@ -98,11 +98,21 @@ export function parseSyncConfig(
     // to a stop. The driver's own sockets retry forever once all are down, too.
     // The driver looks for the list after the first `@`: `p@ss,word@db` is the hosts `ss` and
     // `word@db`, with the password `p`.
-    if (authority.slice(authority.indexOf("@") + 1).includes(",")) {
+    // It also decodes that part first: `db1%2Cdb2` is two hosts too.
+    const hosts = authority.slice(authority.indexOf("@") + 1);
+    if (/,|%2c/i.test(hosts)) {
       throw new TypeError(
         `Cannot load sync config: databases.${region} lists several hosts: name the one to sync ` +
           "with (a destination's primary, which takes the writes; percent-encode @ and , in a " +
           "password)",
+      );
+    }
+    // npm:postgres splits the host at `:`, so `[::1]:5432` is the host `[`: it cannot dial an IPv6
+    // literal at all, and failed at every attempt with `getaddrinfo ENOTFOUND [`.
+    if (host.startsWith("[")) {
+      throw new TypeError(
+        `Cannot load sync config: databases.${region} names an IPv6 address, which npm:postgres ` +
+          "cannot connect to: use a host name for it",
       );
     }
     const missing = host === "" ? "host" : database ? undefined : "database";

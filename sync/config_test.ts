@@ -149,6 +149,21 @@ Deno.test("parseSyncConfig() refuses each invalid config with a message naming t
         /databases\.au lists several hosts/,
       ),
   );
+  // npm:postgres decodes the part after the first @ before it looks for the list.
+  await t.step("several hosts with the comma written %2C", () =>
+    refuses(
+      config({ databases: { us: "${US_DATABASE_URL}", au: "postgres://sync:pw@db1%2Cdb2/app" } }),
+      /databases\.au lists several hosts/,
+    ));
+  // It splits the host at `:`: `[::1]:5432` is the host `[`, which it can never dial.
+  for (const au of ["postgres://sync:pw@[::1]:5432/app", "postgresql://sync@[2001:db8::5]/app"]) {
+    await t.step(`an IPv6 address: ${au}`, () =>
+      refuses(
+        config({ databases: { us: "${US_DATABASE_URL}", au } }),
+        "Cannot load sync config: databases.au names an IPv6 address, which npm:postgres cannot " +
+          "connect to: use a host name for it",
+      ));
+  }
   await t.step("a password with a raw %", () =>
     refuses(
       config({
