@@ -1,4 +1,5 @@
 /** @module Filters a `Cookie` request header by cookie name without re-encoding what it keeps. */
+import { TCHAR } from "./header_list.ts";
 
 /**
  * Returns the `Cookie` header with only the pairs whose name passes `keep`, or `undefined` when
@@ -37,15 +38,17 @@ export function filterCookieHeader(
   return kept.length > 0 ? kept.join("; ") : undefined;
 }
 
-/** RFC 6265's `token=cookie-octets`, the octets bare or quoted: ASP.NET Core reads it whole. */
-const RFC6265_PAIR =
-  /^[!#$%&'*+.^_`|~0-9A-Za-z-]+=(?:[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*|"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")$/;
+/** A cookie-octet (RFC 6265 §4.1.1): printable ASCII but `"`, `,`, `;` and `\`. */
+const COOKIE_OCTET = "[\\x21\\x23-\\x2b\\x2d-\\x3a\\x3c-\\x5b\\x5d-\\x7e]";
 
-const TOKEN_CHAR = /[!#$%&'*+.^_`|~0-9A-Za-z-]/;
+/** RFC 6265's `token=cookie-octets`, the octets bare or quoted: ASP.NET Core reads it whole. */
+const RFC6265_PAIR = new RegExp(`^${TCHAR}+=(?:${COOKIE_OCTET}*|"${COOKIE_OCTET}*")$`);
+
+const TOKEN_CHAR = new RegExp(TCHAR);
 
 const ASCII = /^[^\x80-\uffff]*$/;
 
-/** A cookie-octet (RFC 6265 §4.1.1): printable ASCII but `"`, `,`, `;` and `\`. */
+/** {@linkcode COOKIE_OCTET}, by character code, for the scan's one pass. */
 function isCookieOctet(c: number): boolean {
   return c >= 0x21 && c <= 0x7e && c !== 0x22 && c !== 0x2c && c !== 0x3b && c !== 0x5c;
 }

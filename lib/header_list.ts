@@ -7,8 +7,11 @@
  */
 export type HeaderPairs = Array<[name: string, value: string]>;
 
+/** RFC 9110 §5.6.2 token characters, for building patterns. */
+export const TCHAR = "[!#$%&'*+.^_`|~0-9A-Za-z-]";
+
 /** RFC 9110 §5.6.2 token: a header name, a cookie name, a WebSocket subprotocol. */
-export const HTTP_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+export const HTTP_TOKEN = new RegExp(`^${TCHAR}+$`);
 
 /**
  * A field value trimmed as HTTP trims it, of SP and HTAB only (RFC 9110 §5.6.3): `trim()` also

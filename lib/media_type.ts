@@ -1,4 +1,5 @@
 /** @module Media type parameters (`Content-Type: multipart/form-data; boundary=…`), read as the frameworks read them. */
+import { TCHAR } from "./header_list.ts";
 
 /**
  * The first parameter `name` of a media type (RFC 9110 §5.6.6), as {@linkcode mediaTypeParameters}
@@ -77,9 +78,6 @@ export function bodyReadings(type: string | null, method: string): BodyReadings 
 }
 
 const URLENCODED = "application/x-www-form-urlencoded";
-
-/** RFC 9110 §5.6.2 token characters. */
-const TCHAR = "[!#$%&'*+.^_`|~0-9A-Za-z-]";
 
 /**
  * A media type whose parameters every reader splits alike: each `; name=value` a token or a

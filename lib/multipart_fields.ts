@@ -8,6 +8,7 @@
  */
 import { Buffer } from "node:buffer";
 import { Busboy, type BusboyFileStream, type BusboyInstance } from "@fastify/busboy";
+import { TCHAR } from "./header_list.ts";
 import { plainParameters } from "./media_type.ts";
 
 /**
@@ -148,7 +149,7 @@ const TOKEN = "[!#$%&*+.^_`|~0-9A-Za-z-]+";
 /** A quoted value every reader ends at the same `"`: no backslash (Rack unescapes), no line break. */
 const QUOTED = '"[^"\\\\\\r\\n]*"';
 /** A token with `'` too, which .NET leaves unquoted (`filename=O'Brien.pdf`). */
-const FILENAME_TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+const FILENAME_TOKEN = `${TCHAR}+`;
 /** RFC 8187's `filename*=UTF-8''a.txt`. */
 const EXT_VALUE = "[A-Za-z0-9-]+'[A-Za-z0-9-]*'[!#$&+.^_`|~0-9A-Za-z%-]+";
 /**
