@@ -28,10 +28,9 @@ export function proxyNotice(env: (name: string) => string | undefined): string |
  * `/`) is masked up to its last `@`, wherever that is.
  */
 function withoutCredentials(value: string): string {
-  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i;
-  if (!URL.canParse(scheme.test(value) ? value : `http://${value}`)) {
-    const at = value.lastIndexOf("@");
-    return at === -1 ? value : `${value.match(scheme)?.[0] ?? ""}***${value.slice(at)}`;
-  }
-  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/]*@/i, "$1***@");
+  const scheme = value.match(/^[a-z][a-z0-9+.-]*:\/\//i)?.[0] ?? "";
+  const rest = value.slice(scheme.length);
+  const authority = URL.canParse(`http://${rest}`) ? rest.split("/", 1)[0] : rest;
+  const at = authority.lastIndexOf("@");
+  return at === -1 ? value : `${scheme}***${rest.slice(at)}`;
 }
