@@ -79,6 +79,14 @@ export const oneRegion = (origin: string, extra: Record<string, unknown> = {}) =
   ...extra,
 });
 
+/** Rules with regions au and us (the default) and one catch-all regional rule, `extra` merged in. */
+export const twoRegions = (au: string, us: string, extra: Record<string, unknown> = {}) => ({
+  regions: { au: { origin: au }, us: { origin: us } },
+  default_region: "us",
+  rules: [{ name: "app", type: "regional" }],
+  ...extra,
+});
+
 /** Waits until a vestibule process at `base` answers its health check (about 10 s at most). */
 export async function untilHealthy(base: string): Promise<void> {
   for (let i = 0;; i++) {

@@ -5,7 +5,7 @@
  * one-letter name hidden after a space.
  */
 import assert from "node:assert/strict";
-import { startUpstream, startVestibule, type TestServer } from "./_servers.ts";
+import { startUpstream, startVestibule, type TestServer, twoRegions } from "./_servers.ts";
 
 const PIN = "__Host-vestibule-region";
 
@@ -138,11 +138,7 @@ Deno.test("pin leak: a pair that opens a quote no `;` piece closes is dropped, o
   const cookie = 'a="x; z=" __Host-vestibule-region=au "';
   const au = startUpstream();
   const us = startUpstream();
-  const edge = startVestibule({
-    regions: { au: { origin: au.url }, us: { origin: us.url } },
-    default_region: "us",
-    rules: [{ name: "app", type: "regional" }],
-  });
+  const edge = startVestibule(twoRegions(au.url, us.url));
   try {
     const res = await fetch(`${edge.url}/whoami`, {
       headers: { cookie: `${cookie}; __Host-vestibule-region=au` },

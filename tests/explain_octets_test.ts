@@ -5,7 +5,7 @@
  * router keeps as part of a Cookie or Host value.
  */
 import assert from "node:assert/strict";
-import { oneRegion, rawRequest, startUpstream, startVestibule } from "./_servers.ts";
+import { oneRegion, rawRequest, startUpstream, startVestibule, twoRegions } from "./_servers.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { explainRequest } from "../lib/explain.ts";
 
@@ -20,11 +20,7 @@ async function routerStatus(port: number, head: string): Promise<number> {
 function stack() {
   const au = startUpstream();
   const us = startUpstream();
-  const rules = {
-    regions: { au: { origin: au.url }, us: { origin: us.url } },
-    default_region: "us",
-    rules: [{ name: "app", type: "regional" }],
-  };
+  const rules = twoRegions(au.url, us.url);
   const edge = startVestibule(rules);
   const config = parseRules(JSON.stringify(rules), { env: () => undefined });
   return { au, us, edge, config, close: () => Promise.all([edge.close(), au.close(), us.close()]) };

@@ -5,7 +5,7 @@
  * sibling-subdomain cookie, "stripped but never read") is read by explain alone.
  */
 import assert from "node:assert/strict";
-import { rawRequest, startUpstream, startVestibule } from "./_servers.ts";
+import { rawRequest, startUpstream, startVestibule, twoRegions } from "./_servers.ts";
 import { runExplain } from "./_cli.ts";
 import type { Explanation } from "../lib/explain.ts";
 
@@ -34,11 +34,7 @@ for (
   Deno.test(`explain -H: ${what} is read as the router reads curl's octets (sibling-subdomain pin)`, async () => {
     const au = startUpstream();
     const us = startUpstream();
-    const rules = {
-      regions: { au: { origin: au.url }, us: { origin: us.url } },
-      default_region: "us",
-      rules: [{ name: "app", type: "regional" }],
-    };
+    const rules = twoRegions(au.url, us.url);
     const lines: Record<string, unknown>[] = [];
     const edge = startVestibule(rules, { deps: { log: (l) => lines.push(JSON.parse(l)) } });
     try {

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { phpFieldName } from "../lib/app_names.ts";
-import { startUpstream, startVestibule } from "./_servers.ts";
+import { startUpstream, startVestibule, twoRegions } from "./_servers.ts";
 
 const PIN_FORMS: Array<[string, Record<string, string>]> = [
   ["pin cookie", { cookie: "__Host-vestibule-region=au; csrftoken=c" }],
@@ -358,11 +358,7 @@ Deno.test("pin forgery by cookie tossing: a cookie named NBSP + the pin's name (
   // the __Host- rules: a sibling subdomain can set it for the whole domain.
   const au = startUpstream();
   const us = startUpstream();
-  const edge = startVestibule({
-    regions: { au: { origin: au.url }, us: { origin: us.url } },
-    default_region: "us",
-    rules: [{ name: "app", type: "regional" }],
-  });
+  const edge = startVestibule(twoRegions(au.url, us.url));
   try {
     for (const cookie of ["\xa0__Host-vestibule-region=au", "__Host-vestibule-region\xa0=au"]) {
       await t.step(cookie.replace("\xa0", "<NBSP>"), async () => {
@@ -389,11 +385,7 @@ Deno.test("logout: a region's Clear-Site-Data reaches the browser as the app sen
     })
   );
   const us = startUpstream();
-  const edge = startVestibule({
-    regions: { au: { origin: au.url }, us: { origin: us.url } },
-    default_region: "us",
-    rules: [{ name: "app", type: "regional" }],
-  });
+  const edge = startVestibule(twoRegions(au.url, us.url));
   try {
     const res = await fetch(`${edge.url}/accounts/logout/`, {
       method: "POST",

@@ -16,7 +16,15 @@ import {
   withRawRelay,
   writeAll,
 } from "./_raw_websocket.ts";
-import { deadPort, oneRegion, rawUpstream, settles, startVestibule, within } from "./_servers.ts";
+import {
+  deadPort,
+  oneRegion,
+  rawUpstream,
+  settles,
+  startVestibule,
+  twoRegions,
+  within,
+} from "./_servers.ts";
 
 const PIN = "__Host-vestibule-region";
 
@@ -132,11 +140,7 @@ Deno.test("websocket: a regional route relays text and binary both ways, with th
 Deno.test("websocket: pin leak, the upstream handshake never carries the pin and gets forwarding headers", async () => {
   const au = startWebSocketUpstream();
   const us = startWebSocketUpstream();
-  const edge = startVestibule({
-    regions: { au: { origin: au.url }, us: { origin: us.url } },
-    default_region: "us",
-    rules: [{ name: "app", type: "regional" }],
-  });
+  const edge = startVestibule(twoRegions(au.url, us.url));
   const client = connect(wsUrl(edge.url), {
     headers: { cookie: `sessionid=s; ${PIN}=au`, "x-vestibule-region": "au" },
   });

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { RulesError } from "../lib/compile_rules.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { parseRouteCases, runRouteCases } from "../lib/route_cases.ts";
-import { oneRegion, rawUpstream, startUpstream, startVestibule } from "./_servers.ts";
+import { oneRegion, rawUpstream, startUpstream, startVestibule, twoRegions } from "./_servers.ts";
 
 const utf8 = new TextEncoder();
 
@@ -352,11 +352,7 @@ Deno.test("cookie tossing: a pin cookie behind a UTF-8 no-break space, which a s
   // __Host- rules (no Domain, set by this host over https) apply to it.
   const au = startUpstream(() => new Response("au"));
   const us = startUpstream(() => new Response("us"));
-  const edge = startVestibule({
-    regions: { au: { origin: au.url }, us: { origin: us.url } },
-    default_region: "us",
-    rules: [{ name: "app", type: "regional" }],
-  });
+  const edge = startVestibule(twoRegions(au.url, us.url));
   try {
     for (const space of ["\u00a0", "\u2000", "\u3000"]) {
       await t.step(`U+${space.charCodeAt(0).toString(16).toUpperCase()}`, async () => {
