@@ -1,6 +1,6 @@
 /**
  * Broadcast and pinning behaviour the rest of the suite let change unseen (each test fails on a
- * one-line mutant that passed every other test): the body-judging deadline, Vary on a chosen
+ * one-line mutant that passed every other test): Vary on a chosen
  * success, the last SameSite, a quote no piece closes, a Set-Cookie name behind an NBSP, and a
  * one-letter name hidden after a space.
  */
@@ -38,53 +38,6 @@ async function assertOwnerLogin(au: TestServer, us: TestServer, message: string)
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
 }
-
-Deno.test("broadcast: a region whose judged JSON body stalls costs timeout_ms, not twice it", async () => {
-  const stalled: ReadableStreamDefaultController<Uint8Array>[] = [];
-  const au = startUpstream(() =>
-    new Response(
-      new ReadableStream<Uint8Array>({
-        start(controller) {
-          controller.enqueue(new TextEncoder().encode('{"errors":'));
-          stalled.push(controller);
-        },
-      }),
-      { headers: { "content-type": "application/json" } },
-    )
-  );
-  const us = startUpstream(() => Response.json({ errors: [] }));
-  const edge = startVestibule({
-    regions: { au: { origin: au.url }, us: { origin: us.url } },
-    default_region: "us",
-    rules: [{
-      name: "signup",
-      type: "broadcast",
-      timeout_ms: 500,
-      success: { status: "2xx", json: { path: "errors", equals: [] } },
-    }],
-  });
-  try {
-    const started = performance.now();
-    const res = await fetch(`${edge.url}/graphql`, {
-      method: "POST",
-      body: "{}",
-      signal: AbortSignal.timeout(5000),
-    });
-    const ms = performance.now() - started;
-    assert.equal(res.status, 200);
-    assert.deepEqual(await res.json(), { errors: [] });
-    assert.match(res.headers.getSetCookie().join("\n"), new RegExp(`${PIN}=us`));
-    // Headers and judged body together fit in timeout_ms (routes/broadcast.ts `deadline`).
-    assert.ok(ms >= 480 && ms < 900, `answered after ${Math.round(ms)} ms, timeout_ms 500`);
-  } finally {
-    for (const c of stalled) {
-      try {
-        c.close();
-      } catch { /* cancelled already */ }
-    }
-    await Promise.all([edge.close(), au.close(), us.close()]);
-  }
-});
 
 Deno.test("cache poisoning: a broadcast GET's cacheable success, chosen among several by the pin or country, names the region's headers in Vary", async () => {
   // With allow_multiple_success the winner depends on the pin/assumed region, so a shared cache

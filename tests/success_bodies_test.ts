@@ -283,3 +283,32 @@ Deno.test("5xx inflation: pin_on with a client that hangs up while the json chec
     await Promise.all([edge.close(), up.close()]);
   }
 });
+
+Deno.test("broadcast: a region whose judged JSON body stalls costs timeout_ms, not twice it", async () => {
+  // Headers and judged body together fit in timeout_ms (routes/broadcast.ts `deadline`); a
+  // deadline of twice it passed every other test.
+  const stalling = stallingAnswers();
+  const au = startUpstream(stalling.respond);
+  const us = startUpstream(() => Response.json({ errors: [] }));
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    rules: [{ ...SIGNUP, timeout_ms: 500 }],
+  });
+  try {
+    const started = performance.now();
+    const res = await fetch(`${edge.url}/graphql`, {
+      method: "POST",
+      body: "{}",
+      signal: AbortSignal.timeout(5000),
+    });
+    const ms = performance.now() - started;
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { errors: [] });
+    assert.match(res.headers.getSetCookie().join("\n"), new RegExp(`${PIN}=us`));
+    assert.ok(ms >= 480 && ms < 900, `answered after ${Math.round(ms)} ms, timeout_ms 500`);
+  } finally {
+    stalling.release();
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
