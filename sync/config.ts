@@ -93,12 +93,10 @@ export function parseSyncConfig(
     const authority = rest.split(/[/?]/, 1)[0];
     const host = authority.slice(authority.lastIndexOf("@") + 1);
     const database = rest.slice(authority.length).match(/^\/([^?#]*)/)?.[1];
-    // Given several hosts (a primary and a standby), npm:postgres with the socket of our own dials
-    // the first every time, and one that refuses made it reconnect forever: the sync hung, deaf
-    // to a stop. The driver's own sockets retry forever once all are down, too.
-    // The driver looks for the list after the first `@`: `p@ss,word@db` is the hosts `ss` and
-    // `word@db`, with the password `p`.
-    // It also decodes that part first: `db1%2Cdb2` is two hosts too.
+    // Several hosts (a primary and a standby) are refused: with the socket of our own the driver
+    // dials the first every time, and one that refuses made it reconnect forever, deaf to a stop
+    // (its own sockets retry forever once all are down, too). It finds the list after the first
+    // `@`, decoded: `p@ss,word@db` and `db1%2Cdb2` are two hosts each.
     const hosts = authority.slice(authority.indexOf("@") + 1);
     if (/,|%2c/i.test(hosts)) {
       throw new TypeError(
