@@ -119,6 +119,8 @@ export interface Config {
   bodyTimeoutMs: number;
   debugHeaders: boolean;
   serverTiming: boolean;
+  /** The `Via` entry vestibule adds upstream (`1.1 vestibule`), and finds again in a loop. */
+  via: { entry: string; pseudonym: string };
   /** What paths may hold that apps read as another path (`lib/request_path.ts`). */
   paths: PathPolicy;
   rules: readonly Rule[];
@@ -372,6 +374,7 @@ export function compileRules(
     bodyTimeoutMs: file.body_timeout_ms,
     debugHeaders: file.debug_headers,
     serverTiming: file.server_timing,
+    via: { entry: `1.1 ${file.via_pseudonym}`, pseudonym: file.via_pseudonym },
     paths: {
       allowEncodedSlashes: file.paths.allow_encoded_slashes,
       allowSemicolons: file.paths.allow_semicolons,

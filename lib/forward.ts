@@ -94,6 +94,8 @@ export interface ForwardContext {
   pinHeader: string;
   /** The pin cookie name; it is never forwarded. */
   pinCookie: string;
+  /** vestibule's own `Via` entry (`1.1 vestibule`), added after the client's. */
+  via: string;
   /** Sent upstream as `X-Request-Id` in place of whatever the client sent. */
   requestId?: string;
 }
@@ -117,18 +119,15 @@ export interface UpstreamHeaders {
 export const OCAP_KEY_HEADER = "ocap-key";
 
 /**
- * vestibule's `Via` entry (RFC 9110 §7.6.3: a gateway MUST send one), a pseudonym: no host name
- * leaves. A request that comes back carrying it is a loop ({@linkcode cameThroughVestibule}).
+ * Whether a `Via` lists an entry received by `pseudonym`, vestibule's own (`via_pseudonym`,
+ * RFC 9110 §7.6.3: a gateway MUST send one, and a pseudonym lets no host name leave): an
+ * upstream's origin that points back at the edge (WEBSITE_ORIGIN set to the public URL) sent each
+ * request round until connections ran out. A vestibule behind another one, by design, has a name
+ * of its own, as each Squid in a mesh has its `unique_hostname`.
  */
-export const VIA = "1.1 vestibule";
-
-/**
- * Whether a `Via` lists vestibule's entry: an upstream's origin that points back at the edge
- * (WEBSITE_ORIGIN set to the public URL) sent each request round until connections ran out.
- */
-export function cameThroughVestibule(via: string | null): boolean {
-  return via !== null && via.includes("vestibule") &&
-    via.split(",").some((entry) => entry.trim().split(/\s+/)[1] === "vestibule");
+export function cameThroughVestibule(via: string | null, pseudonym: string): boolean {
+  return via !== null && via.includes(pseudonym) &&
+    via.split(",").some((entry) => entry.trim().split(/\s+/)[1] === pseudonym);
 }
 
 /**
@@ -213,7 +212,7 @@ export function upstreamHeaders(
   add("x-forwarded-proto", ctx.proto);
   add("x-forwarded-for", ctx.forwardedFor);
   add("x-real-ip", ctx.clientIp);
-  add("via", via === undefined ? VIA : `${via}, ${VIA}`);
+  add("via", via === undefined ? ctx.via : `${via}, ${ctx.via}`);
   if (ctx.requestId) add("x-request-id", ctx.requestId);
   // Deno's fetch asks for gzip/br on its own when no Accept-Encoding is set, and decodes what it
   // gets; a client that accepts no compression must get the origin's bytes untouched. So must a

@@ -29,6 +29,7 @@ function ctx(over: Partial<ForwardContext> = {}): ForwardContext {
     trustForwarded: false,
     pinHeader: "x-vestibule-region",
     pinCookie: "__Host-vestibule-region",
+    via: "1.1 vestibule",
     ...over,
   };
 }

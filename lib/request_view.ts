@@ -120,11 +120,11 @@ export function viewRequest(
   const proto = forwardedProto === "http" || forwardedProto === "https"
     ? forwardedProto
     : options.scheme ?? "http";
-  if (cameThroughVestibule(headers.get("via"))) {
+  if (cameThroughVestibule(headers.get("via"), config.via.pseudonym)) {
     throw new HttpError(
       508,
       "loop_detected",
-      "This request already passed through vestibule (Via): an upstream's origin points back at the edge",
+      `This request already passed through this vestibule (Via: ${config.via.entry}): an upstream's origin points back at the edge`,
     );
   }
   refuseBodyOf(request.method, headers);
@@ -161,6 +161,7 @@ export function viewRequest(
       trustForwarded: config.trustedProxyHops > 0,
       pinHeader: config.pin.header,
       pinCookie: config.pin.cookie,
+      via: config.via.entry,
       requestId: options.requestId,
     },
   };

@@ -265,6 +265,10 @@ export const rulesFileSchema = z.strictObject({
     "Add X-Vestibule-Rule, X-Vestibule-Region and X-Request-Id to responses (off in production)",
   ),
   server_timing: z.boolean().default(false),
+  via_pseudonym: z.string().regex(HTTP_TOKEN, "not a token (letters, digits, !#$%&'*+-.^_`|~)")
+    .default("vestibule").describe(
+      "vestibule's name in the Via entry it adds and looks for to refuse loops (508); give each vestibule of a deliberate chain its own",
+    ),
   paths: z.strictObject({
     allow_encoded_slashes: z.boolean().default(false).describe(
       "Route paths holding %2F or %5C (else 400 bad_path): only for apps that keep them apart from /",

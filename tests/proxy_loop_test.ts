@@ -106,11 +106,119 @@ Deno.test("cameThroughVestibule() finds vestibule's entry by its received-by nam
       "2  vestibule",
     ]
   ) {
-    assert.equal(cameThroughVestibule(via), true, via);
+    assert.equal(cameThroughVestibule(via, "vestibule"), true, via);
   }
   for (
     const via of [null, "", "1.1 cdn", "1.1 vestibule-staging", "1.1 cdn (vestibule)", "vestibule"]
   ) {
-    assert.equal(cameThroughVestibule(via), false, String(via));
+    assert.equal(cameThroughVestibule(via, "vestibule"), false, String(via));
   }
+  // Another pseudonym is another vestibule; its own name is found as vestibule's is.
+  assert.equal(cameThroughVestibule("1.1 vestibule", "edge-au"), false);
+  assert.equal(cameThroughVestibule("1.1 cdn, 1.1 edge-au", "edge-au"), true);
+  assert.equal(cameThroughVestibule("1.1 edge-au-2", "edge-au"), false);
+});
+
+Deno.test("proxy chain: two vestibules with their own via_pseudonym both forward, and the origin gets both entries", async (t) => {
+  const origin = startUpstream();
+  const inner = startVestibule({ ...oneRegion(origin.url), via_pseudonym: "regional-us" });
+  try {
+    await t.step("an outer vestibule with the default name in front of it", async () => {
+      const outer = startVestibule(oneRegion(inner.url));
+      try {
+        const res = await fetch(`${outer.url}/a`);
+        await res.body?.cancel();
+        assert.equal(res.status, 200);
+        assert.equal(origin.received.at(-1)!.headers.get("via"), "1.1 vestibule, 1.1 regional-us");
+      } finally {
+        await outer.close();
+      }
+    });
+    await t.step("the same name on both is a loop to the inner one, as documented", async () => {
+      const outer = startVestibule({ ...oneRegion(inner.url), via_pseudonym: "regional-us" });
+      try {
+        const before = origin.received.length;
+        const res = await fetch(`${outer.url}/a`, { headers: { accept: "application/json" } });
+        assert.deepEqual([res.status, (await res.json()).error], [508, "loop_detected"]);
+        assert.equal(origin.received.length, before, "nothing reached the origin");
+      } finally {
+        await outer.close();
+      }
+    });
+  } finally {
+    await Promise.all([inner.close(), origin.close()]);
+  }
+});
+
+Deno.test("proxy loop through two named vestibules: the request that comes back to the first is 508 loop_detected", async () => {
+  // At most a few hops, should the loop not be caught: the test must not run away.
+  const CAP = 6;
+  let hops = 0;
+  const serve = (handle: () => ReturnType<typeof createApp>) =>
+    Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req, info) => {
+      if (++hops > CAP) return new Response(`stopped after ${CAP} hops`);
+      return handle().fetch(req, info);
+    });
+  const first = serve(() => edge);
+  const second = serve(() => regional);
+  const named = (pseudonym: string, origin: string) =>
+    createApp({
+      config: parseRules(
+        JSON.stringify({ ...oneRegion(origin), via_pseudonym: pseudonym }),
+        { env: () => undefined },
+      ),
+      log: () => {},
+    });
+  const edge = named("edge", `http://127.0.0.1:${second.addr.port}`);
+  const regional = named("regional", `http://127.0.0.1:${first.addr.port}`);
+  try {
+    const res = await fetch(`http://127.0.0.1:${first.addr.port}/a`, {
+      headers: { accept: "application/json" },
+    });
+    const body = await res.json();
+    // edge, then regional, then edge again, which finds its own entry.
+    assert.deepEqual({ hops, status: res.status, error: body.error }, {
+      hops: 3,
+      status: 508,
+      error: "loop_detected",
+    });
+  } finally {
+    await Promise.all([first.shutdown(), second.shutdown()]);
+  }
+});
+
+Deno.test("via_pseudonym: not a token is refused at start-up, naming the field", () => {
+  for (const pseudonym of ["edge au", "", "edge,au", "édge"]) {
+    assert.throws(
+      () =>
+        parseRules(
+          JSON.stringify({ ...oneRegion("http://127.0.0.1:9"), via_pseudonym: pseudonym }),
+          {
+            env: () => undefined,
+          },
+        ),
+      /via_pseudonym: /,
+      pseudonym,
+    );
+  }
+});
+
+Deno.test("explain: via_pseudonym names the entry set and the one that is a loop", async () => {
+  const config = parseRules(
+    JSON.stringify({ ...oneRegion("http://127.0.0.1:9"), via_pseudonym: "edge" }),
+    { env: () => undefined },
+  );
+  const passed = await explainRequest({
+    method: "GET",
+    url: "http://app.example/a",
+    headers: { via: "1.1 vestibule" },
+  }, config);
+  assert.equal(passed.refused, undefined);
+  assert.equal(passed.targets[0].forward.headers.set.via, "1.1 vestibule, 1.1 edge");
+  const loop = await explainRequest({
+    method: "GET",
+    url: "http://app.example/a",
+    headers: { via: "1.1 edge" },
+  }, config);
+  assert.equal(loop.refused?.status, 508);
 });
