@@ -320,8 +320,12 @@ export function silentServer(): { port: number; close(): Promise<void> } {
   };
 }
 
-/** `promise`, or "pending" if it has not settled within `ms`. */
+/**
+ * `promise`, or "pending" if it has not settled within `ms`. One given up on may still fail
+ * later (a read of a connection the test then closes): that is no error of the test's.
+ */
 export async function within<T>(promise: Promise<T>, ms: number): Promise<T | "pending"> {
+  promise.catch(() => {});
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<"pending">((resolve) =>
     timer = setTimeout(() => resolve("pending"), ms)

@@ -66,23 +66,26 @@ Deno.test("slow log reader: deno serve --parallel exits within grace + 1 s when 
   // timer too (8–17 s stops in reviews' runs). 300 lines of about 800 bytes fill the pipe.
   slowReaderStop({ jobs: 2, answers: 300, readBytes: 512, readEveryMs: 50 }));
 
-Deno.test("slow log reader: deno serve --parallel delivers every answer that finished 200 ms into the second after the grace period when the reader frees a page every 35 ms", () =>
+Deno.test("slow log reader: deno serve --parallel delivers the answers that finished 200 ms into the second after the grace period when the reader frees a page every 35 ms", () =>
   // Each synchronous write then waits under 50 ms, never long enough on its own to send later
-  // lines to the queue; together they held the worker through that second (273 of 600 answers
-  // delivered). One worker, so that no write also waits behind another worker's.
-  slowReaderStop({ jobs: 1, answers: 600, readBytes: 4096, readEveryMs: 35, allDelivered: true }));
+  // lines to the queue; together they held the worker through that second (256–273 of 600
+  // answers delivered). One worker, so that no write also waits behind another worker's. At
+  // least 480: on a starved CPU one worker proxies fewer than 600 in 800 ms (545 in a review's
+  // run beside other test processes), which is no fault of the log.
+  slowReaderStop({ jobs: 1, answers: 600, readBytes: 4096, readEveryMs: 35, delivered: 480 }));
 
 /**
  * `answers` requests that the upstream finishes 200 ms into the second after a 1 s grace period,
  * with a reader taking `readBytes` every `readEveryMs`: the stop must end within grace + 1 s (and,
- * with `allDelivered`, every answer reach its client).
+ * with `delivered`, that many answers reach their clients).
  */
 async function slowReaderStop(options: {
   jobs: number;
   answers: number;
   readBytes: number;
   readEveryMs: number;
-  allDelivered?: boolean;
+  /** How many answers must reach their clients. */
+  delivered?: number;
 }): Promise<void> {
   const graceMs = 1000;
   const arrived = Promise.withResolvers<void>();
@@ -126,10 +129,10 @@ async function slowReaderStop(options: {
     const outcome = await server.endWithin(30_000);
     const ended = performance.now();
     const got = (await Promise.all(sent)).filter(Boolean).length;
-    if (options.allDelivered) {
-      assert.equal(
-        `${got} of ${options.answers} answers delivered`,
-        `${options.answers} of ${options.answers} answers delivered`,
+    if (options.delivered !== undefined) {
+      assert.ok(
+        got >= options.delivered,
+        `${got} of ${options.answers} answers delivered (at least ${options.delivered} expected)`,
       );
     }
     assertExit(outcome, at, graceMs, ended);

@@ -457,8 +457,11 @@ Deno.test("memory exhaustion: once the relay gives up on a client that reads not
   // socket stays held for as long as the client keeps its connection, read or not.
   const up = rawWebSocketUpstream();
   await withRawRelay(async ({ client, upstream }) => {
-    // The client reads nothing until the relay gives up.
-    for (let i = 0; i < 20; i++) await writeAll(upstream, binaryFrame(1 << 20, false));
+    // The client reads nothing until the relay gives up. 28 MiB: the relay must hold over
+    // MAX_BUFFERED_BYTES (16 MiB) beside what the sockets absorb (about 4 MiB on loopback) for a
+    // whole SLOW_READER_MS, and stays under HARD_BUFFERED_BYTES (64 MiB), which gives up at once;
+    // 20 MiB left that to the kernel's buffer timing, and failed on a busy machine.
+    for (let i = 0; i < 28; i++) await writeAll(upstream, binaryFrame(1 << 20, false));
     const told = await within(readUntilClose(upstream), SLOW_READER_MS + 5_000);
     assert.ok(told !== "pending", "the relay never gave up");
     assert.equal(told.code, RELAY_OVERLOADED);
