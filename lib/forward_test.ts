@@ -20,6 +20,8 @@ function upstream(
   };
 }
 
+const PIN = "__Host-vestibule-region";
+
 function ctx(over: Partial<ForwardContext> = {}): ForwardContext {
   return {
     publicHost: "app.example.com",
@@ -246,4 +248,12 @@ Deno.test("explain's plan names why the pin header and CGI spellings were stripp
     reason("x_forwarded_for"),
     "other spelling (_ or . for -) of a header vestibule controls",
   );
+});
+
+Deno.test("pin leak: a non-ASCII pair ASP.NET Core reads the pin from is never forwarded", () => {
+  // Kestrel with Latin-1 or UTF-8 request headers, and HTTP.sys, hand such bytes to its parser,
+  // which reads on after the `\` and finds the pin.
+  for (const pair of [`x=a\xe9\\${PIN}=au`, `x=a\xc3\xa9\\${PIN}=au`]) {
+    assert.equal(new Headers(sent({ cookie: `s=1; ${pair}` }).headers).get("cookie"), "s=1", pair);
+  }
 });

@@ -1001,3 +1001,41 @@ Deno.test("vestibule path forwarded: a request for OCAP's mount itself (/_ocap) 
     await close();
   }
 });
+
+Deno.test("OCAP forwards the caller's traceparent when Deno does not trace", async () => {
+  const upstream = startUpstream(() => Response.json({ access_token: "t" }));
+  await withOcap(upstream, async (base) => {
+    const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const res = await fetch(tokenRequest(base, { headers: { traceparent: tp } }));
+    await res.body?.cancel();
+    assert.equal(res.status, 200);
+    assert.equal(upstream.received[0].headers.get("traceparent"), tp);
+  });
+});
+
+Deno.test("OCAP tells the provider Connection: close, as docs/ocap.md says", async () => {
+  const upstream = startUpstream(() => Response.json({ access_token: "t" }));
+  await withOcap(upstream, async (base) => {
+    const res = await fetch(tokenRequest(base));
+    await res.body?.cancel();
+    assert.equal(res.status, 200);
+    assert.equal(upstream.received[0].headers.get("connection"), "close");
+  });
+});
+
+Deno.test("OCAP path smuggling: an escaped control character %10-%1F in the path is refused, as %00-%0F is", async (t) => {
+  const upstream = startUpstream(() => Response.json({ access_token: "t" }));
+  await withOcap(upstream, async (base) => {
+    for (
+      const path of ["/_ocap/provider/a%1Bb", "/_ocap/provider/token%1f", "/_ocap/provider/x%10"]
+    ) {
+      await t.step(path, async () => {
+        const res = await fetch(tokenRequest(base, { path }));
+        const body = await res.json();
+        assert.equal(res.status, 400, JSON.stringify(body));
+        assert.equal(body.error, "ocap_bad_path");
+      });
+    }
+    assert.equal(upstream.received.length, 0);
+  });
+});

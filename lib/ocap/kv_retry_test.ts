@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { HttpError } from "../http_error.ts";
 import { withKvRetry } from "./kv_retry.ts";
+import { LEASE_MARGIN_MS } from "./single_flight.ts";
 
 Deno.test("withKvRetry() retries a store that reports it is locked", async () => {
   let attempts = 0;
@@ -83,4 +84,19 @@ Deno.test("withKvRetry() 503 inflation: a store that reports it is busy (SQLITE_
       assert.equal(attempts, 3);
     });
   }
+});
+
+Deno.test("a store call that never answers is 503 ocap_store_unavailable within the lease margin (2 s), by default", async () => {
+  const started = performance.now();
+  let never: ReturnType<typeof setTimeout> | undefined;
+  const hang = () =>
+    new Promise<never>(() => {
+      never = setTimeout(() => {}, 30_000);
+    });
+  const error = await withKvRetry(hang).then(() => undefined, (e) => e);
+  clearTimeout(never);
+  const took = performance.now() - started;
+  assert.equal(error?.status, 503);
+  assert.equal(error?.code, "ocap_store_unavailable");
+  assert.ok(took <= LEASE_MARGIN_MS + 500, `took ${Math.round(took)} ms`);
 });

@@ -891,3 +891,42 @@ Deno.test("SingleFlight.run() storage leak: every lease, answer, chunk and not-s
     assert.deepEqual(lasting.map((s) => s.key.slice(0, 2)), [], "written to stay forever");
   });
 });
+
+Deno.test("the lease entry lives until others may take it over (deadline + margin), not only to its deadline", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const leases: Array<number | undefined> = [];
+    const recording = new Proxy(kv, {
+      get(target, prop) {
+        if (prop === "atomic") {
+          return () => {
+            const op = target.atomic();
+            const set = op.set.bind(op);
+            op.set = (key, value, options) => {
+              if (key[1] === "lease") leases.push(options?.expireIn);
+              return set(key, value, options);
+            };
+            return op;
+          };
+        }
+        const value = Reflect.get(target, prop);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const margin = 100;
+    const timeoutMs = 1_000;
+    const flights = new SingleFlight(recording, { leaseMarginMs: margin });
+    await flights.run("a".repeat(64), {
+      ttlMs: 1_000,
+      timeoutMs,
+      callOrigin: () =>
+        Promise.resolve({ status: 200, statusText: "", headers: [], body: new Uint8Array() }),
+    });
+    assert.equal(leases.length, 1);
+    // Others leave the lease alone until deadline (now + timeout + margin) + margin: removed by
+    // expiry before that, it hands the key over while its owner may still be saving the answer.
+    assert.ok(leases[0]! >= timeoutMs + 2 * margin, `lease expireIn ${leases[0]}`);
+  } finally {
+    kv.close();
+  }
+});
