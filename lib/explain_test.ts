@@ -564,3 +564,45 @@ Deno.test("explain: no IP-database warning when a pin, not geolocation, chose th
     assert.ok(e.notes.includes(NO_IP_DATABASE), e.notes.join("\n"));
   });
 });
+
+const overrideConfig = parseRules(
+  JSON.stringify({
+    regions: { us: { origin: "http://us.test" } },
+    default_region: "us",
+    rules: [
+      { name: "deletes", type: "regional", match: { methods: ["DELETE"] } },
+      { name: "app", type: "regional" },
+    ],
+  }),
+  { env: () => undefined },
+);
+
+Deno.test("a method override header is honoured only on POST: a PUT carrying one is routed as PUT", async () => {
+  const put = await explainRequest({
+    method: "PUT",
+    url: "https://app.test/x",
+    headers: { "x-http-method-override": "DELETE" },
+    body: "a",
+  }, overrideConfig);
+  assert.equal(put.refused, undefined);
+  assert.equal(put.rule, "app");
+  // The same claim on a POST is refused: the two readings are routed by different rules.
+  const post = await explainRequest({
+    method: "POST",
+    url: "https://app.test/x",
+    headers: { "x-http-method-override": "DELETE" },
+    body: "a",
+  }, overrideConfig);
+  assert.equal(post.refused?.code, "ambiguous_method");
+});
+
+Deno.test("a POST whose override method is routed by another rule of the same type is refused", async () => {
+  // `deletes` and `app` are both regional: the override still picks another rule.
+  const post = await explainRequest({
+    method: "POST",
+    url: "https://app.test/x?_method=DELETE",
+  }, overrideConfig);
+  assert.equal(post.rule, "app");
+  assert.equal(post.refused?.code, "ambiguous_method");
+  assert.match(post.refused!.message, /routed by rule "deletes", not "app"/);
+});

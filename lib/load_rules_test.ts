@@ -1695,3 +1695,86 @@ Deno.test("parseRules(): a negative trusted_proxy_hops or a region id over 16 ch
       "Invalid rules: regions.australia-sydney1:",
     ));
 });
+
+/** The rules `list` compiled with one region; throws as start-up would. */
+const compiled = (list: unknown[]) => accepts({ ...base(), rules: list });
+
+Deno.test("a path regex with an escaped backslash before an optional ? is not refused as a query", () => {
+  // `^/x\\?$`: an optional literal backslash, not `\?` (a literal ?): no query is asked for.
+  assert.doesNotThrow(() =>
+    compiled([{ name: "x", type: "regional", match: { path: "^/x\\\\?$" } }, {
+      name: "app",
+      type: "regional",
+    }])
+  );
+  // While a real `\?` is still refused.
+  assert.throws(
+    () => compiled([{ name: "x", type: "regional", match: { path: "^/x\\?a=1$" } }]),
+    (e: Error) => e instanceof RulesError && /matched without their query/.test(e.message),
+  );
+});
+
+Deno.test("a redirect location with a backslash after the scheme is not refused as a missing //", () => {
+  // Browsers read `https:\\host` as `https://host` (WHATWG URL): the host is written, not a path.
+  assert.doesNotThrow(() =>
+    compiled([{
+      name: "r",
+      type: "global",
+      match: { path: "^/help$" },
+      redirect: { location: "https:\\\\help.example.com/" },
+    }, { name: "app", type: "regional" }])
+  );
+  assert.throws(
+    () =>
+      compiled([{
+        name: "r",
+        type: "global",
+        match: { path: "^/help$" },
+        redirect: { location: "https:help.example.com/" },
+      }]),
+    (e: Error) => /redirect\.location: write \/\/ after the scheme/.test(e.message),
+  );
+});
+
+Deno.test("a redirect location holding DEL (U+007F) is refused, naming the rule and field", () => {
+  assert.throws(
+    () =>
+      compiled([{
+        name: "r",
+        type: "global",
+        match: { path: "^/help$" },
+        redirect: { location: "/help\u007f" },
+      }, { name: "app", type: "regional" }]),
+    (e: Error) => /rule "r" \(rules\[0\]\): redirect\.location: write it in ASCII/.test(e.message),
+  );
+});
+
+Deno.test("a path regex with // written with escaped slashes is refused as // is", () => {
+  // `\/` is the JavaScript habit for `/`: `^/api\/\/v1` can never match a merged path either.
+  assert.throws(
+    () =>
+      compiled([{ name: "x", type: "regional", match: { path: "^/api\\/\\/v1" } }, {
+        name: "app",
+        type: "regional",
+      }]),
+    (e: Error) =>
+      /rule "x" \(rules\[0\]\): match\.path: paths are matched with runs of \/ merged/.test(
+        e.message,
+      ),
+  );
+});
+
+Deno.test("a bad region name is named in the error: only a key under headers is hidden", () => {
+  assert.throws(
+    () =>
+      parseRules(
+        JSON.stringify({
+          regions: { "EU West": { origin: "http://eu.test" } },
+          default_region: "eu",
+          rules: [{ name: "app", type: "regional" }],
+        }),
+        { env: () => undefined },
+      ),
+    (e: Error) => /regions\.EU West: /.test(e.message),
+  );
+});

@@ -1065,3 +1065,45 @@ Deno.test("rule bypass: a json matcher does not match a body with a key Go folds
     assert.equal(await winner(table, "/", post('{"status":"ok","\u017Ftatus":"deleted"}')), "app");
   });
 });
+
+Deno.test("parameter smuggling: a json matcher's top-level key repeated in the query must hold there too", async () => {
+  const table = rules([
+    { name: "view", type: "regional", match: { body: { json: { action: "view" } } } },
+    { name: "other", type: "regional" },
+  ]);
+  const init = () => ({
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: '{"action":"view"}',
+  });
+  assert.equal(await winner(table, "/api", init()), "view");
+  // Symfony's and Laravel's get() and Spring read the query's `action` first: it is a delete.
+  assert.equal(await winner(table, "/api?action=delete", init()), "other");
+  assert.equal(await winner(table, "/api?action=view", init()), "view");
+});
+
+Deno.test("parameter smuggling: a form matcher's field repeated in the query must hold there too", async () => {
+  const table = rules([
+    { name: "view", type: "regional", match: { body: { form: { action: "view" } } } },
+    { name: "other", type: "regional" },
+  ]);
+  const init = () => ({
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: "action=view",
+  });
+  assert.equal(await winner(table, "/api", init()), "view");
+  // Spring and Symfony's get() read the query's `action` first: it is a delete to them.
+  assert.equal(await winner(table, "/api?action=delete", init()), "other");
+  assert.equal(await winner(table, "/api?action=view", init()), "view");
+});
+
+Deno.test("a match.headers entry needs the header present, even when its regex matches empty", async () => {
+  const table = rules([
+    { name: "tenant", type: "regional", match: { headers: { "X-Tenant": "^[a-z]*$" } } },
+    { name: "app", type: "regional" },
+  ]);
+  assert.equal(await winner(table, "/x", { headers: { "x-tenant": "acme" } }), "tenant");
+  assert.equal(await winner(table, "/x", { headers: { "x-tenant": "" } }), "tenant");
+  assert.equal(await winner(table, "/x"), "app");
+});
