@@ -65,3 +65,8 @@ Deno.test("geo bypass: clientAddress() reads a bracketed IPv6 entry with a port 
   assert.equal(judged("[2001:db8::1]:99999999"), "10.0.0.9");
   assert.equal(judged("[2001:db8::1]:"), "10.0.0.9");
 });
+
+Deno.test("client IP spoofing: an X-Forwarded-For entry with text before a bracketed address names no client", () => {
+  assert.equal(clientAddress("junk[::1]:80", "10.0.0.9", 1).clientIp, "10.0.0.9");
+  assert.equal(clientAddress("[::1]:80", "10.0.0.9", 1).clientIp, "::1");
+});

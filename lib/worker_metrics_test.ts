@@ -294,3 +294,37 @@ Deno.test("WorkerMetrics scrape timeout: a scrape every worker answered returns 
     keeper.close();
   }
 });
+
+Deno.test("a scrape does not wait much over a second for a worker that never answers", async () => {
+  const name = `scrape-timeout-${crypto.randomUUID()}`;
+  const keeper = new BroadcastChannel(`${name}-keeper`);
+  const peer = new BroadcastChannel(name);
+  // A peer that is there (answers hello) but stuck: it never answers an ask.
+  peer.onmessage = (event) => {
+    const message = event.data as { type: string };
+    if (message.type === "hello") peer.postMessage({ type: "here", from: "stuck-peer" });
+  };
+  const worker = new WorkerMetrics(new VestibuleMetrics(), { channel: name });
+  try {
+    const deadline = performance.now() + 2000;
+    while (worker.workers < 2) {
+      assert.ok(performance.now() < deadline, "the peer was never heard");
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const started = performance.now();
+    const timer = Promise.withResolvers<"late">();
+    const late = setTimeout(() => timer.resolve("late"), 5000);
+    const result = await Promise.race([worker.scrape(), timer.promise]);
+    clearTimeout(late);
+    assert.notEqual(
+      result,
+      "late",
+      "the scrape waited over 5 s (Prometheus' default timeout is 10 s)",
+    );
+    assert.ok(performance.now() - started < 3000);
+  } finally {
+    worker.close();
+    peer.close();
+    keeper.close();
+  }
+});
