@@ -150,10 +150,32 @@ Deno.test("parseSyncConfig() refuses each invalid config with a message naming t
       ),
   );
   // npm:postgres decodes the part after the first @ before it looks for the list.
-  await t.step("several hosts with the comma written %2C", () =>
+  for (const comma of ["%2C", "%2c"]) {
+    await t.step(`several hosts with the comma written ${comma}`, () =>
+      refuses(
+        config({
+          databases: { us: "${US_DATABASE_URL}", au: `postgres://sync:pw@db1${comma}db2/app` },
+        }),
+        /databases\.au lists several hosts/,
+      ));
+  }
+  // The database is the path; a / in the query is none, and the driver would use PGDATABASE.
+  await t.step("no database, a / only in the query", () =>
     refuses(
-      config({ databases: { us: "${US_DATABASE_URL}", au: "postgres://sync:pw@db1%2Cdb2/app" } }),
-      /databases\.au lists several hosts/,
+      config({
+        databases: {
+          us: "${US_DATABASE_URL}",
+          au: "postgres://sync:pw@au.example:5432?sslrootcert=/etc/ca.pem",
+        },
+      }),
+      /databases\.au names no database/,
+    ));
+  await t.step("a scheme not at the start (a JDBC URL)", () =>
+    refuses(
+      config({
+        databases: { us: "${US_DATABASE_URL}", au: "jdbc:postgresql://au.example:5432/app" },
+      }),
+      "Cannot load sync config: databases.au is not a postgres:// URL",
     ));
   // It splits the host at `:`: `[::1]:5432` is the host `[`, which it can never dial.
   for (const au of ["postgres://sync:pw@[::1]:5432/app", "postgresql://sync@[2001:db8::5]/app"]) {

@@ -113,9 +113,8 @@ Deno.test("main() never prints a database password", async () => {
   });
 });
 
-Deno.test({
-  name: "sync CLI in loop mode waits interval_seconds between attempts and stops on SIGTERM",
-  async fn() {
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  Deno.test(`sync CLI in loop mode waits interval_seconds between attempts and stops on ${signal}`, async () => {
     await withPair(async (pair, dir) => {
       const interval = 0.6;
       const config = await writeConfig(dir, {
@@ -152,9 +151,11 @@ Deno.test({
           }
         }
         assert.equal(attempts.length, 3, "expected three attempts before the deadline");
-        child.kill("SIGTERM");
+        // SIGINT is Ctrl-C in a terminal: README promises both stop loop mode cleanly.
+        child.kill(signal);
         const status = await child.status;
         await lines.cancel();
+        assert.equal(status.signal, null, `ended by ${status.signal}`);
         assert.equal(status.code, 0);
         assert.match(await stderr, /Stopping after the current transaction/);
       } finally {
@@ -168,8 +169,8 @@ Deno.test({
       const [count] = await pair.destination.column(`SELECT count(*) FROM subject`);
       assert.equal(count, "50");
     });
-  },
-});
+  });
+}
 
 async function until(condition: () => boolean, what: string) {
   const deadline = performance.now() + 20_000;

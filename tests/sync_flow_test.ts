@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { runAttempt, type TableReport } from "../sync/run_attempt.ts";
 import { SyncRefusedError } from "../sync/errors.ts";
-import { BACKENDS, collectLog, fingerprint, type Pair, QUICKEST_BACKEND } from "./sync_fixtures.ts";
+import {
+  attemptOn,
+  BACKENDS,
+  collectLog,
+  fingerprint,
+  type Pair,
+  QUICKEST_BACKEND,
+} from "./sync_fixtures.ts";
 
 const KINDS_TABLE = `
   CREATE TABLE kinds (
@@ -595,6 +602,81 @@ Deno.test("runAttempt() syncs a text key collated otherwise at the destination w
       await pair.destination.column(`SELECT count(*) FROM mixed WHERE note = 'keep'`),
       ["540"],
     );
+  } finally {
+    await pair.close();
+  }
+});
+
+Deno.test("numeric keys 1, 10 and 100 stay three rows (trailing zeros of integers are not cut)", async () => {
+  const pair = await QUICKEST_BACKEND.pair();
+  try {
+    const schema = `CREATE TABLE price (id numeric PRIMARY KEY, name text NOT NULL)`;
+    await pair.owner.exec(
+      `${schema}; INSERT INTO price VALUES (1, 'one'), (10, 'ten'), (100, 'hundred'), (2.50, 'x')`,
+    );
+    await pair.destination.exec(`${schema}; INSERT INTO price VALUES (1, 'one'), (10, 'TEN')`);
+    const [report] = await attemptOn(pair, [
+      { name: "public.price", primary_key: ["id"], delete_missing: true },
+    ]);
+    assert.equal(report.error, undefined);
+    const rows = `SELECT id::text || '=' || name FROM price ORDER BY id`;
+    assert.deepEqual(await pair.destination.column(rows), await pair.owner.column(rows));
+    assert.deepEqual([report.inserts, report.updates, report.deletes], [2, 1, 0]);
+  } finally {
+    await pair.close();
+  }
+});
+
+Deno.test("a table whose only difference is rows to delete gets them deleted (delete_missing)", async () => {
+  const pair = await QUICKEST_BACKEND.pair();
+  try {
+    const schema = `CREATE TABLE kind (id int PRIMARY KEY, name text NOT NULL)`;
+    await pair.owner.exec(
+      `${schema}; INSERT INTO kind SELECT g, 'k' || g FROM generate_series(1, 20) g`,
+    );
+    await pair.destination.exec(
+      `${schema}; INSERT INTO kind SELECT g, 'k' || g FROM generate_series(1, 21) g`,
+    );
+    const [report] = await attemptOn(pair, [
+      { name: "public.kind", primary_key: ["id"], delete_missing: true },
+    ]);
+    assert.equal(report.status, "applied", JSON.stringify(report));
+    assert.deepEqual(await pair.destination.column(`SELECT count(*) FROM kind`), ["20"]);
+  } finally {
+    await pair.close();
+  }
+});
+
+Deno.test("deletes past max_delete_ratio are reported refused, not failed", async () => {
+  const pair = await QUICKEST_BACKEND.pair();
+  try {
+    const schema = `CREATE TABLE kind (id int PRIMARY KEY, name text NOT NULL)`;
+    await pair.owner.exec(`${schema}; INSERT INTO kind VALUES (1, 'a')`);
+    await pair.destination.exec(`${schema}; INSERT INTO kind VALUES (1, 'a'), (2, 'b')`);
+    const [report] = await attemptOn(pair, [
+      { name: "public.kind", primary_key: ["id"], delete_missing: true, max_delete_ratio: 0.1 },
+    ]);
+    assert.equal(report.status, "refused", JSON.stringify(report));
+    assert.match(report.error!, /exceed max_delete_ratio 0\.1/);
+  } finally {
+    await pair.close();
+  }
+});
+
+Deno.test("excluding a column only the destinations have (a local updated_at) is accepted", async () => {
+  const pair = await QUICKEST_BACKEND.pair();
+  try {
+    await pair.owner.exec(
+      `CREATE TABLE s (id int PRIMARY KEY, name text); INSERT INTO s VALUES (1, 'a')`,
+    );
+    await pair.destination.exec(
+      `CREATE TABLE s (id int PRIMARY KEY, name text, updated_at timestamptz DEFAULT now())`,
+    );
+    const [report] = await attemptOn(pair, [
+      { name: "public.s", primary_key: ["id"], exclude_columns: ["updated_at"] },
+    ]);
+    assert.equal(report.status, "applied", JSON.stringify(report));
+    assert.deepEqual(await pair.destination.column(`SELECT name FROM s`), ["a"]);
   } finally {
     await pair.close();
   }

@@ -866,3 +866,42 @@ Deno.test("syncTable() stopped before it tries the destination's lock says so, n
     await pair.close();
   }
 });
+
+Deno.test({
+  name: "loop mode's second attempt still writes in the destination's own TimeZone (PostgreSQL)",
+  ignore: QUICKEST_BACKEND.name !== "postgres",
+  async fn() {
+    const pair = await QUICKEST_BACKEND.pair();
+    try {
+      const [db] = await pair.destination.column(`SELECT current_database()`);
+      await pair.destination.exec(`ALTER DATABASE "${db}" SET timezone TO 'Pacific/Auckland'`);
+      await pair.owner.exec(`CREATE TABLE t (id int PRIMARY KEY, zone text)`);
+      await pair.destination.exec(
+        `CREATE TABLE t (id int PRIMARY KEY, zone text DEFAULT current_setting('TimeZone'))`,
+      );
+      // One set of connections for both attempts, as loop mode keeps them open.
+      const { config, databases } = pair.connect([
+        { name: "public.t", primary_key: ["id"], exclude_columns: ["zone"] },
+      ]);
+      try {
+        for (const id of [1, 2]) {
+          await pair.owner.exec(`INSERT INTO t VALUES (${id}, 'owner')`);
+          const reports = await runAttempt(config, databases, {
+            dryRun: false,
+            log: collectLog().log,
+            retryDelayMs: 1,
+          });
+          assert.equal(reports[0].status, "applied", JSON.stringify(reports[0]));
+        }
+      } finally {
+        await Promise.all([...databases.values()].map((d) => d.close()));
+      }
+      assert.deepEqual(
+        await pair.destination.column(`SELECT id || ' ' || zone FROM t ORDER BY id`),
+        ["1 Pacific/Auckland", "2 Pacific/Auckland"],
+      );
+    } finally {
+      await pair.close();
+    }
+  },
+});
