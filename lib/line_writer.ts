@@ -59,6 +59,8 @@ export interface LineWriterOptions {
   maxQueuedBytes?: number;
   /** Where the writer says it is dropping lines; stderr, without blocking, unless given. */
   report?: (message: string) => void;
+  /** Monotonic milliseconds, for how long synchronous writes waited; tests give their own. */
+  now?: () => number;
 }
 
 /**
@@ -72,8 +74,12 @@ export interface LineWriterOptions {
  */
 export function bufferedLineWriter(
   out: LineOutput = Deno.stdout,
-  { batchBytes = PIPE_BUF, maxQueuedBytes = MAX_QUEUED_BYTES, report = reportToStderr }:
-    LineWriterOptions = {},
+  {
+    batchBytes = PIPE_BUF,
+    maxQueuedBytes = MAX_QUEUED_BYTES,
+    report = reportToStderr,
+    now = () => performance.now(),
+  }: LineWriterOptions = {},
 ): LineWriter {
   const encoder = new TextEncoder();
   const buffer = new Uint8Array(batchBytes);
@@ -152,10 +158,10 @@ export function bufferedLineWriter(
   const writeNow = () => {
     if (timer !== undefined) clearTimeout(timer);
     timer = undefined;
-    const started = performance.now();
+    const started = now();
     try {
       for (let at = 0; at < used;) at += out.writeSync(buffer.subarray(at, used));
-      const tookMs = performance.now() - started;
+      const tookMs = now() - started;
       if (tookMs > 1) waitedMs += tookMs;
     } catch (error) {
       failed(error);

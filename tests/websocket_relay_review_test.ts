@@ -77,7 +77,8 @@ Deno.test("websocket: lost closes, with 12 MiB queued for a peer that has not re
           const got = await within(readUntilClose(from), 10_000);
           assert.ok(got !== "pending", "the sender was never told the reader closed");
           assert.deepEqual([got.code, got.reason], [4002, "leaving"]);
-          await within(reading, 10_000);
+          const answered = await within(reading, 10_000);
+          assert.ok(answered !== "pending", "the reader's close was never answered");
         } else {
           to.close();
           const got = await within(readUntilClose(from), 10_000);
