@@ -40,12 +40,32 @@ Deno.test("proxyNotice() masks a password written without a scheme, or with an @
     "vestibule: upstream calls go through the proxy in HTTP_PROXY=***@proxy:3128 " +
       "(NO_PROXY is not set)",
   );
-  // An @ in the path is no password.
+  // An @ inside the path is no password.
   assert.equal(
-    proxyNotice(envOf({ HTTP_PROXY: "http://proxy:3128/a@b" })),
-    "vestibule: upstream calls go through the proxy in HTTP_PROXY=http://proxy:3128/a@b " +
+    proxyNotice(envOf({ HTTP_PROXY: "http://proxy:3128/a@b/c" })),
+    "vestibule: upstream calls go through the proxy in HTTP_PROXY=http://proxy:3128/a@b/c " +
       "(NO_PROXY is not set)",
   );
+});
+
+Deno.test("secret leak: proxyNotice() masks a password that parses as a path (a leading /, digits then /)", async (t) => {
+  // Each parses as `ops:<port>/<path>`, an empty or numeric port: the @ looked like part of a
+  // path, and the whole value, password included, went to stderr. (A base64 password starts with
+  // / one time in 64.)
+  for (
+    const value of [
+      "http://ops:/Zq8+x=@proxy:3128",
+      "ops:/Zq8+x=@proxy:3128",
+      "http://ops:2024/05pass@proxy:3128",
+      "http://ops:/Zq8+x=@proxy/",
+    ]
+  ) {
+    await t.step(value, () => {
+      const notice = proxyNotice(envOf({ HTTP_PROXY: value })) ?? "";
+      assert.doesNotMatch(notice, /Zq8|05pass/, notice);
+      assert.match(notice, /\*\*\*@proxy(?::3128)?\/? /);
+    });
+  }
 });
 
 Deno.test("proxyNotice() reads a lower-case no_proxy, and a blank NO_PROXY is not set", () => {
