@@ -152,3 +152,31 @@ Deno.test("main.ts with --allow-read of its rules file alone prints no worker er
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("loadRulesForServing() leaves no worker running (a process that only loads rules exits)", async () => {
+  const script = `
+    import { loadRulesForServing } from ${
+    JSON.stringify(new URL("./serve_rules.ts", import.meta.url).href)
+  };
+    const env = { AU_ORIGIN: "http://a.internal", US_ORIGIN: "http://u.internal", AU_SECRET: "s3cr3t",
+      WEBSITE_ORIGIN: "http://w.internal" };
+    const config = await loadRulesForServing(${
+    JSON.stringify(new URL("../rules.json", import.meta.url).pathname)
+  }, (n) => env[n]);
+    console.log(config.rules.length);
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  const { code, stdout, stderr } = await child.output();
+  clearTimeout(timer);
+  assert.equal(
+    code,
+    0,
+    `still running after 10 s (a live worker keeps it up): ${new TextDecoder().decode(stderr)}`,
+  );
+  assert.match(new TextDecoder().decode(stdout), /^\d+\n$/);
+});
