@@ -4,17 +4,24 @@
  * peer address, debug headers on a global rule, and an Upgrade that only resembles WebSocket.
  */
 import assert from "node:assert/strict";
-import { oneRegion, rawRequest, startUpstream, startVestibule } from "./_servers.ts";
+import {
+  oneRegion,
+  rawRequest,
+  startUpstream,
+  startVestibule,
+  type TestServer,
+} from "./_servers.ts";
 
+/** vestibule with `rules` for one recording upstream, its access lines collected. */
 async function withEdge(
   rules: (origin: string) => unknown,
-  fn: (edge: ReturnType<typeof startVestibule>, lines: string[]) => Promise<void>,
+  fn: (edge: ReturnType<typeof startVestibule>, lines: string[], up: TestServer) => Promise<void>,
 ) {
   const up = startUpstream();
   const lines: string[] = [];
   const edge = startVestibule(rules(up.url), { deps: { log: (l) => lines.push(l) } });
   try {
-    await fn(edge, lines);
+    await fn(edge, lines, up);
   } finally {
     await Promise.all([edge.close(), up.close()]);
   }
@@ -70,31 +77,21 @@ Deno.test("a trusted proxy's X-Forwarded-Host that is no host is not the logged 
     assert.equal(JSON.parse(lines[0]).host, "edge.example");
   }));
 
-Deno.test("a trusted proxy's X-Forwarded-Proto is read in any letter case", async () => {
-  const up = startUpstream();
-  const edge = startVestibule(oneRegion(up.url, { trusted_proxy_hops: 1 }));
-  try {
+Deno.test("a trusted proxy's X-Forwarded-Proto is read in any letter case", () =>
+  withEdge((o) => oneRegion(o, { trusted_proxy_hops: 1 }), async (edge, _, up) => {
     const res = await fetch(`${edge.url}/x`, { headers: { "x-forwarded-proto": "HTTPS" } });
     await res.body?.cancel();
     assert.equal(res.status, 200);
     assert.equal(up.received[0].headers.get("x-forwarded-proto"), "https");
-  } finally {
-    await Promise.all([edge.close(), up.close()]);
-  }
-});
+  }));
 
-Deno.test("a request without a peer address (a Unix socket) is forwarded as from loopback", async () => {
-  const up = startUpstream();
-  const edge = startVestibule(oneRegion(up.url));
-  try {
+Deno.test("a request without a peer address (a Unix socket) is forwarded as from loopback", () =>
+  withEdge((o) => oneRegion(o), async (edge, _, up) => {
     const res = await edge.app.fetch(new Request("http://app.example/x"));
     await res.body?.cancel();
     assert.equal(res.status, 200);
     assert.equal(up.received[0].headers.get("x-forwarded-for"), "127.0.0.1");
-  } finally {
-    await Promise.all([edge.close(), up.close()]);
-  }
-});
+  }));
 
 Deno.test("an Upgrade naming another protocol that contains 'websocket' is a plain GET", () =>
   withEdge((o) => oneRegion(o), async (edge) => {

@@ -5,20 +5,33 @@
  * refuses a request that already carries its entry.
  */
 import assert from "node:assert/strict";
-import { createApp } from "../app.ts";
+import { type App, createApp } from "../app.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { explainRequest } from "../lib/explain.ts";
 import { cameThroughVestibule } from "../lib/forward.ts";
 import { oneRegion, startUpstream, startVestibule } from "./_servers.ts";
 
-Deno.test("proxy loop: a request that comes back through an upstream pointing at the edge is 508 loop_detected, not forwarded again", async () => {
-  // At most a few hops, should the loop not be caught: the test must not run away.
-  const CAP = 5;
+/**
+ * Servers that count the hops between them and end a loop after `cap`, should vestibule not catch
+ * it: the test must not run away. `app` is read per request, so it may be built after the server.
+ */
+function hopCounter(cap: number) {
   let hops = 0;
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req, info) => {
-    if (++hops > CAP) return new Response(`stopped after ${CAP} hops`);
-    return app.fetch(req, info); // declared below, called only once it is
-  });
+  return {
+    get hops() {
+      return hops;
+    },
+    serve: (app: () => App) =>
+      Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req, info) => {
+        if (++hops > cap) return new Response(`stopped after ${cap} hops`);
+        return app().fetch(req, info);
+      }),
+  };
+}
+
+Deno.test("proxy loop: a request that comes back through an upstream pointing at the edge is 508 loop_detected, not forwarded again", async () => {
+  const loop = hopCounter(5);
+  const server = loop.serve(() => app); // declared below, called only once it is
   const self = `http://127.0.0.1:${server.addr.port}`;
   const config = parseRules(
     JSON.stringify({
@@ -35,7 +48,7 @@ Deno.test("proxy loop: a request that comes back through an upstream pointing at
     const res = await fetch(`${self}/about`, { headers: { accept: "application/json" } });
     const body = await res.json();
     // The client's request, then its one copy, which is refused; the refusal goes back the chain.
-    assert.deepEqual({ hops, status: res.status, error: body.error }, {
+    assert.deepEqual({ hops: loop.hops, status: res.status, error: body.error }, {
       hops: 2,
       status: 508,
       error: "loop_detected",
@@ -151,16 +164,9 @@ Deno.test("proxy chain: two vestibules with their own via_pseudonym both forward
 });
 
 Deno.test("proxy loop through two named vestibules: the request that comes back to the first is 508 loop_detected", async () => {
-  // At most a few hops, should the loop not be caught: the test must not run away.
-  const CAP = 6;
-  let hops = 0;
-  const serve = (handle: () => ReturnType<typeof createApp>) =>
-    Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req, info) => {
-      if (++hops > CAP) return new Response(`stopped after ${CAP} hops`);
-      return handle().fetch(req, info);
-    });
-  const first = serve(() => edge);
-  const second = serve(() => regional);
+  const loop = hopCounter(6);
+  const first = loop.serve(() => edge);
+  const second = loop.serve(() => regional);
   const named = (pseudonym: string, origin: string) =>
     createApp({
       config: parseRules(
@@ -177,7 +183,7 @@ Deno.test("proxy loop through two named vestibules: the request that comes back 
     });
     const body = await res.json();
     // edge, then regional, then edge again, which finds its own entry.
-    assert.deepEqual({ hops, status: res.status, error: body.error }, {
+    assert.deepEqual({ hops: loop.hops, status: res.status, error: body.error }, {
       hops: 3,
       status: 508,
       error: "loop_detected",
