@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { MAX_FORM_FIELDS } from "./multipart_fields.ts";
 import { mediaTypeParameter } from "./media_type.ts";
-import { BodyTooLargeError, BufferedBody, joinChunks, readUpTo } from "./request_body.ts";
+import {
+  BodyTooLargeError,
+  BufferedBody,
+  joinChunks,
+  readBounded,
+  readUpTo,
+} from "./request_body.ts";
 import { leastCpuMs } from "../tests/_cpu_time.ts";
 
 Deno.test("mediaTypeParameter() reads parameters pair by pair, as Python's email does", () => {
@@ -252,4 +258,46 @@ Deno.test("CPU amplification: a body read in many small chunks costs time linear
     large < 4 * small + 20,
     `${large.toFixed(1)} ms for 1 MiB, ${small.toFixed(1)} ms for 64 KiB`,
   );
+});
+
+Deno.test("slowloris: readBounded() refuses a declared Content-Length over the limit before reading any of it", async () => {
+  let pulled = 0;
+  const never = new ReadableStream<Uint8Array<ArrayBuffer>>({
+    pull(controller) {
+      if (pulled++ === 0) controller.enqueue(new Uint8Array(4));
+      return new Promise(() => {}); // the rest never comes (a slow or stalled upload)
+    },
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const verdict = await Promise.race([
+    readBounded(never, 10, "1000000").then(() => "read", (e) => e),
+    new Promise((resolve) => timer = setTimeout(resolve, 1000, "still waiting")),
+  ]);
+  clearTimeout(timer);
+  assert.ok(verdict instanceof BodyTooLargeError, `got ${verdict}`);
+});
+
+Deno.test("slowloris: body_timeout_ms fires on time for a stalled body, not at twice the time", async () => {
+  const stalled = new ReadableStream<Uint8Array<ArrayBuffer>>({
+    start(controller) {
+      controller.enqueue(new Uint8Array([1])); // one byte, then nothing: a slowloris upload
+    },
+  });
+  const started = performance.now();
+  await assert.rejects(readBounded(stalled, 1024, null, 1000), { status: 408 });
+  const took = performance.now() - started;
+  // Wide enough for a busy machine, still short of the doubled window a wrong timer would give.
+  assert.ok(took >= 950 && took < 1900, `408 after ${Math.round(took)} ms, wanted about 1000`);
+});
+
+Deno.test("a multipart base64 field 'YQ=' (Python raises: Incorrect padding) has no decoded copy", async () => {
+  const body = "--B\r\nContent-Disposition: form-data; name=a\r\n" +
+    "Content-Transfer-Encoding: base64\r\n\r\nYQ=\r\n--B--\r\n";
+  const request = new Request("http://app.test/", {
+    method: "POST",
+    headers: { "content-type": "multipart/form-data; boundary=B" },
+    body,
+  });
+  const fields = await new BufferedBody(request, 1 << 21).form();
+  assert.deepEqual(fields?.get("a"), ["YQ="]);
 });

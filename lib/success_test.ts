@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
 import fc from "fast-check";
+import { brotliCompressSync } from "node:zlib";
 import type { SuccessRule } from "./compile_rules.ts";
 import {
   checkSuccess,
@@ -412,4 +413,25 @@ Deno.test("false success: checkSuccess() json equals an object holds only with a
   assert.equal(await judged({ ok: true, role: "owner" }), true);
   assert.equal(await judged({ ok: true }), false, "a signup without the owner role is not one");
   assert.equal(await judged({ ok: true, role: "owner", extra: 1 }), false, "equals is exact");
+});
+
+Deno.test("checkSuccess() reads a body whose Content-Encoding is in upper case (BR)", async () => {
+  const rule: SuccessRule = { json: { path: ["ok"], hasEquals: true, equals: true } };
+  const body = brotliCompressSync(new TextEncoder().encode('{"ok":true}'));
+  const response = new Response(new Uint8Array(body), { headers: { "content-encoding": "BR" } });
+  const verdict = await checkSuccess(rule, response, {
+    now: NOW,
+    bodyLimit: 1 << 20,
+    deadline: Number.POSITIVE_INFINITY,
+  });
+  assert.equal(verdict.success, true);
+});
+
+Deno.test("setsLiveCookie() ignores an empty Domain attribute (RFC 6265 §5.2.3): still a login", () => {
+  const scope = { host: "app.example.com", path: "/login" };
+  assert.equal(setsLiveCookie(["sessionid=abc; Domain=; Path=/"], "sessionid", NOW, scope), true);
+});
+
+Deno.test("setsLiveCookie() does not read a nameless 'Set-Cookie: sessionidx' as sessionid", () => {
+  assert.equal(setsLiveCookie(["sessionidx"], "sessionid", NOW), false);
 });
