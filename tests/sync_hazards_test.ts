@@ -161,6 +161,8 @@ for (const backend of BACKENDS) {
                 await fingerprint(pair.owner, "node", "id"),
               );
             } else {
+              assert.equal(report.status, "failed");
+              assert.match(report.error ?? "", /deleting first is refused because/);
               assert.deepEqual(
                 await rows(`SELECT concat_ws(' ', id, parent_id) FROM node ORDER BY id`),
                 ["1", "10 1"],
@@ -190,11 +192,14 @@ for (const backend of BACKENDS) {
                 ),
                 ["1 a b", "2 b a", "3 y z"],
               );
-            } else {assert.deepEqual(await rows(`SELECT code FROM tsw ORDER BY id`), [
-                "a",
-                "b",
-                "y",
-              ]);}
+            } else {
+              assert.equal(report.status, "failed");
+              assert.match(
+                report.error ?? "",
+                /re-inserting the rows is refused because trigger tsw_audit/,
+              );
+              assert.deepEqual(await rows(`SELECT code FROM tsw ORDER BY id`), ["a", "b", "y"]);
+            }
           },
         );
 
@@ -213,7 +218,14 @@ for (const backend of BACKENDS) {
             const [report] = await attempt(pair, [{ name: "public.rsw", primary_key: ["id"] }]);
             if (report.status === "applied") {
               assert.deepEqual(await rows(`SELECT count(*) FROM rsw_archive`), ["0"]);
-            } else assert.deepEqual(await rows(`SELECT code FROM rsw ORDER BY id`), ["a", "b"]);
+            } else {
+              assert.equal(report.status, "failed");
+              assert.match(
+                report.error ?? "",
+                /re-inserting the rows is refused because rule rsw_archive/,
+              );
+              assert.deepEqual(await rows(`SELECT code FROM rsw ORDER BY id`), ["a", "b"]);
+            }
           },
         );
 
