@@ -504,3 +504,26 @@ Deno.test("startMonolith() on an IPv6 hostname (::1) reports a URL fetch can rea
     await monolith.close();
   }
 });
+
+Deno.test("startMonolith() signs staff switch links for five minutes, as README says", async () => {
+  const us = startMonolith({
+    region: "us",
+    users: { sam: { password: "staff", name: "Sam", staff: true } },
+    switchSecret: "s",
+    regions: ["au", "us"],
+  });
+  try {
+    const login = await fetch(
+      `${us.url}/accounts/login/`,
+      form({ username: "sam", password: "staff" }),
+    );
+    await login.body?.cancel();
+    const cookie = (login.headers.get("set-cookie") ?? "").split(";")[0];
+    const home = await (await fetch(`${us.url}/`, { headers: { cookie } })).text();
+    const expires = Number(/name="token" value="au\.(\d+)\./.exec(home)?.[1]);
+    const left = expires - Date.now() / 1000;
+    assert.ok(left > 290 && left <= 300, `the link expires in ${left} s`);
+  } finally {
+    await us.close();
+  }
+});

@@ -238,6 +238,21 @@ Deno.test("deno task dev: every link, login and command the banner prints leads 
         );
       }
     });
+    await t.step("staff: the login it names has the signed switch button", async () => {
+      const staff = /log in as (\w+) \/ (\w+) \((?:AU|US)\)/.exec(line(stdout, "staff"));
+      assert.ok(staff, line(stdout, "staff"));
+      const [, username, password] = staff;
+      const login = await fetch(firstUrl(logIn), {
+        method: "POST",
+        body: new URLSearchParams({ username, password }),
+        redirect: "manual",
+      });
+      await login.body?.cancel();
+      assert.equal(login.status, 302, `${username} / ${password}`);
+      const cookie = login.headers.getSetCookie().map((c) => c.split(";")[0]).join("; ");
+      const home = firstUrl(line(stdout, "open"));
+      assert.match(await text(home, { headers: { cookie } }), /Switch to region AU/);
+    });
     await t.step("GraphQL: the demo page", async () => {
       assert.match(await text(firstUrl(line(stdout, "GraphQL"))), /GraphQL demo/);
     });
