@@ -91,16 +91,28 @@ function javaTrim(text: string): string {
 
 /**
  * Whether cookie `name` is the pin cookie `pin` to some app: in any letter case (browsers match
- * the `__Host-` prefix so, and some frameworks look cookies up so), or as PHP files it in
+ * the `__Host-` prefix so, and some frameworks look cookies up so), as PHP files it in
  * `$_COOKIE` (`vestibule.region` and `vestibule[region` are `vestibule_region`,
- * `__Host-vestibule-region[]` the array `__Host-vestibule-region`).
+ * `__Host-vestibule-region[]` the array `__Host-vestibule-region`), or URL-decoded, as PHP before
+ * 7.4.11 (CVE-2020-7070) and Rack before 2.1.4 (CVE-2020-8184) read names:
+ * `%5F%5FHost-vestibule-region`, which no browser rule keeps a sibling subdomain from setting.
  */
 export function isPinCookieName(name: string, pin: string): boolean {
   if (pin !== pinSpellings.pin) pinSpellings = spellingsOf(pin);
   const lower = name.toLowerCase();
+  return spellsPin(lower) || (lower.includes("%") && spellsPin(urlDecoded(lower).toLowerCase()));
+}
+
+function spellsPin(lower: string): boolean {
   if (lower === pinSpellings.lower) return true;
   // PHP's name is no longer than the one sent: most cookies are ruled out by their length.
   return lower.length >= pinSpellings.lower.length && phpFieldName(lower) === pinSpellings.php;
+}
+
+/** `%XX` escapes and `+` decoded once, as PHP's `urldecode` and Rack's `unescape` did. */
+function urlDecoded(name: string): string {
+  return name.replace(/%([0-9a-f]{2})/g, (_, hex) => String.fromCharCode(parseInt(hex, 16)))
+    .replaceAll("+", " ");
 }
 
 /** The pin's own spellings, worked out once per pin name (one per config), not per cookie. */

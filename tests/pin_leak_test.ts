@@ -66,11 +66,22 @@ const PIN_FORMS: Array<[string, Record<string, string>]> = [
     cookie: 's=1; x=a\\__Host-vestibule-region="au"; y=a\\__Host-vestibule-region=au ,b=1',
     "x-vestibule-region": "us",
   }],
+  // PHP before 7.4.11 and Rack before 2.1.4 URL-decode cookie names (CVE-2020-7070,
+  // CVE-2020-8184): each of these is the pin to them.
+  ["pin cookie name percent-encoded", {
+    cookie: "%5F%5FHost-vestibule-region=au; __Host%2Dvestibule%2Dregion=au; " +
+      "__Host-vestibule-regio%6E=au",
+    "x-vestibule-region": "us",
+  }],
   ["both, with a session", {
     cookie: "sessionid=s; __Host-vestibule-region=au",
     "x-vestibule-region": "au",
   }],
 ];
+
+/** `%XX` escapes decoded, as some frameworks read cookie names (see PIN_FORMS). */
+const urlDecoded = (text: string) =>
+  text.replace(/%([0-9a-f]{2})/gi, (_, hex) => String.fromCharCode(parseInt(hex, 16)));
 
 Deno.test("pin leak: no upstream of any route type ever sees the region pin", async (t) => {
   const au = startUpstream(() =>
@@ -119,7 +130,7 @@ Deno.test("pin leak: no upstream of any route type ever sees the region pin", as
             for (const [name, value] of received.headers) {
               assert.ok(!/vestibule.region/i.test(name), `header ${name} reached ${received.path}`);
               assert.ok(
-                !/vestibule.region/i.test(value),
+                !/vestibule.region/i.test(urlDecoded(value)),
                 `${name}: ${value} reached ${received.path}`,
               );
             }

@@ -14,3 +14,13 @@ Deno.test("pin leak: OCAP never sends a provider a non-ASCII pair ASP.NET Core r
     assert.equal(sent.get("cookie"), "s=1", pair);
   }
 });
+
+Deno.test("pin leak: OCAP never sends a provider the pin's name URL-encoded (old PHP and Rack decode it)", () => {
+  for (const pair of [`%5F%5FHost-vestibule-region=au`, `__Host%2Dvestibule%2Dregion=au`]) {
+    const sent = originHeaders(new Headers({ cookie: `s=1; ${pair}` }), {
+      header: "x-vestibule-region",
+      cookie: PIN,
+    });
+    assert.equal(sent.get("cookie"), "s=1", pair);
+  }
+});
