@@ -272,3 +272,15 @@ Deno.test("filterCookieHeader() with never: a pin ASP.NET Core reads behind a by
   const allowed = (name: string) => (name === utf8 || name === "s") && !isPin(name);
   assert.equal(filterCookieHeader(`${utf8}=fr; s=1`, allowed, isPin), `${utf8}=fr; s=1`);
 });
+
+// Python's SimpleCookie (Bottle, aiohttp) takes a bare `secure` after a pair as an attribute and
+// reads on, ends a pair at a space, and stops at the `"` without dropping what it read: in
+// `a=x secure __Host-vestibule-region=au"` it finds the pin. ASP.NET's reading does not (the `"`
+// ends nothing it can parse), so only the space-separated reading stands between it and the app.
+Deno.test("pin leak: a pin after a bare word (Python's `secure` flag) in a ';' piece is dropped", () => {
+  const pin = "__Host-vestibule-region";
+  const notPin = (name: string) => name !== pin;
+  for (const piece of [`a=x secure ${pin}=au"`, `a=x junk ${pin}=au"`, `a=x httponly ${pin}=au)`]) {
+    assert.equal(filterCookieHeader(`s=1; ${piece}`, notPin), "s=1", piece);
+  }
+});

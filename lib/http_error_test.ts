@@ -51,3 +51,9 @@ Deno.test("prefersJson() reads a weight over 1 as the default 1, as browsers and
   assert.equal(prefersJson("application/json, text/plain;q=1.5"), true);
   assert.equal(prefersJson("application/json;q=0.5, text/plain;q=1.001"), false);
 });
+
+// RFC 9110 §5.6.6: parameter names are case-insensitive, so `Q=0` refuses JSON as `q=0` does.
+Deno.test("prefersJson() reads the weight's name in any letter case", () => {
+  assert.equal(prefersJson("text/plain, application/json;Q=0"), false);
+  assert.equal(prefersJson("application/json, text/plain;Q=0"), true);
+});

@@ -1,6 +1,7 @@
 /** @module RelayBudget: what the WebSocket relays of one app queue together, and who is closed. */
 import assert from "node:assert/strict";
-import { type QueueHolder, RelayBudget } from "./websocket_proxy.ts";
+import { HeaderList } from "./header_list.ts";
+import { checkWebSocketHandshake, type QueueHolder, RelayBudget } from "./websocket_proxy.ts";
 
 /** A queue that lets go of what it holds when given up on, as a relay's sockets do. */
 function queue(budget: RelayBudget, name: string, closed: string[]) {
@@ -61,4 +62,17 @@ Deno.test("memory exhaustion: many queues, each under its own limits, are held t
     budget.change(stubborn, 20);
     assert.deepEqual(asked, ["relay memory budget exceeded"]);
   });
+});
+
+// RFC 9110 §5.6.1: OWS (SP or HTAB) may stand on either side of a list's comma; the existing
+// test covers a tab after it only.
+Deno.test("websocket: a tab before a subprotocol list's comma is OWS, not part of the token", () => {
+  const headers = new HeaderList(
+    new Headers({
+      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      "sec-websocket-version": "13",
+      "sec-websocket-protocol": "chat.v1\t,chat.v2",
+    }),
+  );
+  assert.deepEqual(checkWebSocketHandshake(headers), ["chat.v1", "chat.v2"]);
 });

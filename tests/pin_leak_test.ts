@@ -411,3 +411,30 @@ Deno.test("logout: a region's Clear-Site-Data reaches the browser as the app sen
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
 });
+
+// PHP 8's php_register_variable_ex: an unclosed `[` becomes `_`, and so does every ` `, `.` and
+// `[` after it, so `my[pin[region` is $_COOKIE['my_pin_region']. The oracle here is written out,
+// not phpFieldName() itself, so a mutant of that function cannot also mutate the expectation.
+Deno.test("pin leak: with pin.cookie my_pin_region, a cookie my[pin[region=au (PHP 8's $_COOKIE['my_pin_region']) does not reach the app", async () => {
+  const au = startUpstream();
+  const us = startUpstream();
+  const edge = startVestibule({
+    regions: { au: { origin: au.url }, us: { origin: us.url } },
+    default_region: "us",
+    pin: { cookie: "my_pin_region" },
+    rules: [{ name: "app", type: "regional" }],
+  });
+  try {
+    for (const sent of ["my[pin[region=au", "my[pin.region=au", "my[pin region=au"]) {
+      const before = us.received.length;
+      const res = await fetch(`${edge.url}/`, {
+        headers: { "x-vestibule-region": "us", cookie: `sessionid=s; ${sent}` },
+      });
+      await res.body?.cancel();
+      const cookie = us.received[before].headers.get("cookie");
+      assert.equal(cookie, "sessionid=s", `${sent} reached the app as Cookie: ${cookie}`);
+    }
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});

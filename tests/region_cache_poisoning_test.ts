@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 import { parseRules } from "../lib/load_rules.ts";
-import { varyByRegionChoice } from "../lib/region_vary.ts";
+import { chosenByIn, varyByRegionChoice } from "../lib/region_vary.ts";
 
 /**
  * A shared cache as RFC 9111 §4.1 keys it: the URL, plus the request headers the stored answer's
@@ -340,4 +340,52 @@ Deno.test("cache poisoning: a regional answer names the headers that chose its r
   const vary = varyByRegionChoice(answer, "GET", config, app.chosenBy, new Headers())
     .headers.get("vary");
   assert.equal(vary, "x-vestibule-region, cookie, cf-ipcountry, x-beta");
+});
+
+// The matcher reads `x-beta` as a copy of a rule's `x_beta` (cgiCopiesMatch: same length, same
+// CGI name), so a request's `x-beta: 0` beside `x_beta: 1` turns the `beta` rule down and chose
+// the app's page. A shared cache must key that page by `x-beta` as well, or it serves the page
+// to a later `x_beta: 1` request that should have got the beta redirect.
+Deno.test("cache poisoning: a dash spelling the request sent of a rule's x_beta header is named in Vary", () => {
+  const config = parseRules(
+    JSON.stringify({
+      regions: { au: { origin: "http://au.internal" }, us: { origin: "http://us.internal" } },
+      default_region: "us",
+      rules: [
+        {
+          name: "beta",
+          type: "global",
+          match: { headers: { "x_beta": "^1$" } },
+          redirect: { location: "/beta" },
+        },
+        { name: "app", type: "regional" },
+      ],
+    }),
+    { env: () => undefined },
+  );
+  const app = config.rules[1];
+  const sent = new Headers([["x_beta", "1"], ["x-beta", "0"]]);
+  assert.deepEqual([...chosenByIn(app.chosenBy, sent)].sort(), ["x-beta", "x_beta"]);
+  const answer = new Response("page", { headers: { "cache-control": "public, max-age=60" } });
+  const vary = varyByRegionChoice(answer, "GET", config, app.chosenBy, sent).headers.get("vary");
+  assert.ok(vary?.split(/\s*,\s*/).includes("x-beta"), `Vary: ${vary}`);
+});
+
+// An extension directive whose name or value ends in `private` or `no-store` is neither: the
+// answer is still stored by a shared cache, so it must still name the pin and cookie in Vary.
+Deno.test("cache poisoning: a Cache-Control directive that merely ends in private or no-store does not drop Vary", () => {
+  const config = parseRules(
+    JSON.stringify({
+      regions: { au: { origin: "http://au.internal" }, us: { origin: "http://us.internal" } },
+      default_region: "us",
+      rules: [{ name: "app", type: "regional" }],
+    }),
+    { env: () => undefined },
+  );
+  for (const cc of ["public, max-age=60, x-private", "public, max-age=60, community=no-store"]) {
+    const answer = new Response("page", { headers: { "cache-control": cc } });
+    const vary = varyByRegionChoice(answer, "GET", config, config.rules[0].chosenBy, new Headers())
+      .headers.get("vary");
+    assert.equal(vary, "x-vestibule-region, cookie", cc);
+  }
 });
