@@ -22,17 +22,16 @@ export function proxyNotice(env: (name: string) => string | undefined): string |
 }
 
 /**
- * `value` with what comes before the last `@` of its authority masked: Deno's fetch reads
+ * `value` with all before its last `@` masked (the scheme kept): Deno's fetch reads
  * `user:pass@proxy:3128` without a scheme too (and sends it as Proxy-Authorization), and a
- * password may hold an unencoded `@` or `/`. A value that ends in `@host[:port]`, or does not
- * parse, is masked up to its last `@`: a base64 password's `/` can make it parse with the
- * password as a path (`ops:/Zq8+x=@proxy:3128` is the host `ops` with an empty port).
+ * password may hold an unencoded `@`, `/`, `?` or `#`, with which the value parses with the
+ * password as a path (`ops:/Zq8+x=@proxy:3128/x` is the host `ops` with an empty port). A proxy
+ * URL with an `@` in its path, which would lose its host to the mask, is rarer than such a
+ * password.
  */
 function withoutCredentials(value: string): string {
   const scheme = value.match(/^[a-z][a-z0-9+.-]*:\/\//i)?.[0] ?? "";
   const rest = value.slice(scheme.length);
-  const hostLast = /@[^@/?#]*\/?$/.test(rest);
-  const authority = !hostLast && URL.canParse(`http://${rest}`) ? rest.split("/", 1)[0] : rest;
-  const at = authority.lastIndexOf("@");
+  const at = rest.lastIndexOf("@");
   return at === -1 ? value : `${scheme}***${rest.slice(at)}`;
 }

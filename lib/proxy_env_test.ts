@@ -40,10 +40,10 @@ Deno.test("proxyNotice() masks a password written without a scheme, or with an @
     "vestibule: upstream calls go through the proxy in HTTP_PROXY=***@proxy:3128 " +
       "(NO_PROXY is not set)",
   );
-  // An @ inside the path is no password.
+  // An @ in the path is masked as a password would be: a password may hold / too.
   assert.equal(
     proxyNotice(envOf({ HTTP_PROXY: "http://proxy:3128/a@b/c" })),
-    "vestibule: upstream calls go through the proxy in HTTP_PROXY=http://proxy:3128/a@b/c " +
+    "vestibule: upstream calls go through the proxy in HTTP_PROXY=http://***@b/c " +
       "(NO_PROXY is not set)",
   );
 });
@@ -58,12 +58,16 @@ Deno.test("secret leak: proxyNotice() masks a password that parses as a path (a 
       "ops:/Zq8+x=@proxy:3128",
       "http://ops:2024/05pass@proxy:3128",
       "http://ops:/Zq8+x=@proxy/",
+      "http://ops:/Zq8+x=@proxy:3128/x",
+      "http://ops:/Zq8+x=@proxy:3128?x",
+      "http://ops:/Zq8+x=@proxy:3128#x",
+      "ops:/Zq8+x=@proxy:3128//",
     ]
   ) {
     await t.step(value, () => {
       const notice = proxyNotice(envOf({ HTTP_PROXY: value })) ?? "";
       assert.doesNotMatch(notice, /Zq8|05pass/, notice);
-      assert.match(notice, /\*\*\*@proxy(?::3128)?\/? /);
+      assert.match(notice, /\*\*\*@proxy(?::3128)?(?:\/\/?|\/x|\?x|#x)? /);
     });
   }
 });
