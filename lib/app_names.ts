@@ -100,7 +100,7 @@ function javaTrim(text: string): string {
 export function isPinCookieName(name: string, pin: string): boolean {
   if (pin !== pinSpellings.pin) pinSpellings = spellingsOf(pin);
   const lower = name.toLowerCase();
-  return spellsPin(lower) || (lower.includes("%") && spellsPin(urlDecoded(lower).toLowerCase()));
+  return spellsPin(lower) || (/[%+]/.test(lower) && spellsPin(urlDecoded(lower).toLowerCase()));
 }
 
 function spellsPin(lower: string): boolean {
@@ -109,10 +109,15 @@ function spellsPin(lower: string): boolean {
   return lower.length >= pinSpellings.lower.length && phpFieldName(lower) === pinSpellings.php;
 }
 
-/** `%XX` escapes and `+` decoded once, as PHP's `urldecode` and Rack's `unescape` did. */
+/**
+ * `%XX` escapes and `+` decoded in one pass, as PHP's `urldecode` and Rack's `unescape` did
+ * (`%2B` is a `+`, not a space); PHP then files `+__Host-…`, a leading space, as `__Host-…`.
+ */
 function urlDecoded(name: string): string {
-  return name.replace(/%([0-9a-f]{2})/g, (_, hex) => String.fromCharCode(parseInt(hex, 16)))
-    .replaceAll("+", " ");
+  return name.replace(
+    /%([0-9a-f]{2})|\+/g,
+    (_, hex) => hex === undefined ? " " : String.fromCharCode(parseInt(hex, 16)),
+  );
 }
 
 /** The pin's own spellings, worked out once per pin name (one per config), not per cookie. */

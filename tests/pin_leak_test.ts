@@ -67,10 +67,11 @@ const PIN_FORMS: Array<[string, Record<string, string>]> = [
     "x-vestibule-region": "us",
   }],
   // PHP before 7.4.11 and Rack before 2.1.4 URL-decode cookie names (CVE-2020-7070,
-  // CVE-2020-8184): each of these is the pin to them.
+  // CVE-2020-8184): each of these is the pin to them (PHP then files a space as `_`, and drops
+  // a leading one).
   ["pin cookie name percent-encoded", {
     cookie: "%5F%5FHost-vestibule-region=au; __Host%2Dvestibule%2Dregion=au; " +
-      "__Host-vestibule-regio%6E=au",
+      "__Host-vestibule-regio%6E=au; +__Host-vestibule-region=au; _+Host-vestibule-region=au",
     "x-vestibule-region": "us",
   }],
   ["both, with a session", {
