@@ -1,13 +1,12 @@
 /**
- * @module WebSocket relay edges: the handshake's time in the access line, the upstream socket of
- * a refused handshake closed, nothing opened for a client already gone, the shared budget closing
- * the relay that holds most, and messages kept in order while older ones wait in the relay.
+ * @module WebSocket relay edges: the handshake's time in the access line, nothing opened for a
+ * client already gone, the shared budget closing the relay that holds most, and messages kept in
+ * order while older ones wait in the relay.
  */
 import assert from "node:assert/strict";
 import { RELAY_OVERLOADED, RelayBudget } from "../lib/websocket_proxy.ts";
 import {
   binaryFrame,
-  rawWebSocketUpstream,
   readExactly,
   readHandshake,
   readUntilClose,
@@ -45,42 +44,6 @@ Deno.test("websocket: the access line of a WebSocket session gives the upstream 
     up,
     { log: (line: string) => lines.push(JSON.parse(line)) },
   );
-});
-
-Deno.test("websocket: socket leak, the upstream socket of a 502 for a subprotocol or extension nobody offered is closed", async (t) => {
-  const cases = {
-    "a subprotocol": "Sec-WebSocket-Protocol: evil\r\n",
-    "an extension": "Sec-WebSocket-Extensions: permessage-deflate\r\n",
-  };
-  for (const [what, header] of Object.entries(cases)) {
-    await t.step(what, async () => {
-      const up = rawWebSocketUpstream(header);
-      const edge = startVestibule(oneRegion(up.url));
-      try {
-        const res = await fetch(`${edge.url}/cable`, {
-          headers: {
-            upgrade: "websocket",
-            connection: "Upgrade",
-            "sec-websocket-key": "AQIDBAUGBwgJCgsMDQ4PEA==",
-            "sec-websocket-version": "13",
-            "sec-websocket-protocol": "chat",
-          },
-        });
-        await res.body?.cancel();
-        assert.equal(res.status, 502);
-        const told = await within(readUntilClose(await up.accepted), 2_000);
-        assert.notEqual(
-          told,
-          "pending",
-          "vestibule still holds the upstream WebSocket after its 502",
-        );
-      } finally {
-        (await up.accepted).close();
-        up.close();
-        await edge.close();
-      }
-    });
-  }
 });
 
 Deno.test("websocket: a request already abandoned when it reaches the relay opens no upstream WebSocket that waits for the timeout", async () => {

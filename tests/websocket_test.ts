@@ -787,6 +787,9 @@ Deno.test("websocket: an upstream that picks what the client never offered is 50
         });
         await res.body?.cancel();
         assert.equal(res.status, 502, `the client was upgraded (${res.status}) over ${header}`);
+        // Socket leak: the upstream's connection is closed too, not held after the 502.
+        const told = await within(readUntilClose(await up.accepted), 2_000);
+        assert.notEqual(told, "pending", "vestibule still holds the upstream WebSocket");
       } finally {
         (await up.accepted).close();
         up.close();
