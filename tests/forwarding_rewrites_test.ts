@@ -421,16 +421,23 @@ Deno.test("forwarding: hop-by-hop response headers are dropped even when nothing
   }
 });
 
-/** vestibule with one redirect rule for `^/help/(.*)$` (its region is never called). */
-const withRedirect = (location: string) =>
+/**
+ * vestibule with one redirect rule for `^/help/(.*)$` (its region is never called), with the
+ * rule's `status` and the file's `paths` when given.
+ */
+const withRedirect = (
+  location: string,
+  { status, paths }: { status?: number; paths?: Record<string, boolean> } = {},
+) =>
   startVestibule({
     regions: { us: { origin: "http://127.0.0.1:1" } },
     default_region: "us",
+    ...(paths ? { paths } : {}),
     rules: [{
       name: "help",
       type: "global",
       match: { path: "^/help/(.*)$" },
-      redirect: { location },
+      redirect: status === undefined ? { location } : { location, status },
     }],
   });
 
@@ -1184,4 +1191,42 @@ Deno.test("redirectLocation() keeps a path group one query value: & + = are perc
       "https://help.example.com/a+b&c=d",
     );
   });
+});
+
+Deno.test("redirect rule: a template without $N groups redirects (not redirect_refused)", async () => {
+  const edge = withRedirect("https://new.example.com/");
+  try {
+    const res = await fetch(`${edge.url}/help/x?lang=fr`, { redirect: "manual" });
+    await res.body?.cancel();
+    assert.equal(res.status, 302);
+    assert.equal(res.headers.get("location"), "https://new.example.com/?lang=fr");
+  } finally {
+    await edge.close();
+  }
+});
+
+Deno.test("redirect rule: status 308 loads and answers 308", async () => {
+  const edge = withRedirect("https://help.example.com/$1", { status: 308 });
+  try {
+    const res = await fetch(`${edge.url}/help/x`, { redirect: "manual" });
+    await res.body?.cancel();
+    assert.equal(res.status, 308);
+    assert.equal(res.headers.get("location"), "https://help.example.com/x");
+  } finally {
+    await edge.close();
+  }
+});
+
+Deno.test("redirect rule: a path group put in a query value has its ';' escaped (paths.allow_semicolons)", async () => {
+  const edge = withRedirect("https://help.example.com/search?q=$1", {
+    paths: { allow_semicolons: true },
+  });
+  try {
+    const res = await fetch(`${edge.url}/help/a;b`, { redirect: "manual" });
+    await res.body?.cancel();
+    assert.equal(res.status, 302);
+    assert.equal(res.headers.get("location"), "https://help.example.com/search?q=a%3Bb");
+  } finally {
+    await edge.close();
+  }
 });

@@ -1154,64 +1154,6 @@ Deno.test("pin_on set_cookie: a cookie without Path lives at the request's own d
   }
 });
 
-const withRedirect = (location: string, status?: number) =>
-  startVestibule({
-    regions: { us: { origin: "http://127.0.0.1:1" } },
-    default_region: "us",
-    rules: [{
-      name: "help",
-      type: "global",
-      match: { path: "^/help/(.*)$" },
-      redirect: status === undefined ? { location } : { location, status },
-    }],
-  });
-
-Deno.test("a redirect template without $N groups redirects (not redirect_refused)", async () => {
-  const edge = withRedirect("https://new.example.com/");
-  try {
-    const res = await fetch(`${edge.url}/help/x?lang=fr`, { redirect: "manual" });
-    await res.body?.cancel();
-    assert.equal(res.status, 302);
-    assert.equal(res.headers.get("location"), "https://new.example.com/?lang=fr");
-  } finally {
-    await edge.close();
-  }
-});
-
-Deno.test("a redirect rule with status 308 loads and answers 308", async () => {
-  const edge = withRedirect("https://help.example.com/$1", 308);
-  try {
-    const res = await fetch(`${edge.url}/help/x`, { redirect: "manual" });
-    await res.body?.cancel();
-    assert.equal(res.status, 308);
-    assert.equal(res.headers.get("location"), "https://help.example.com/x");
-  } finally {
-    await edge.close();
-  }
-});
-
-Deno.test("a path group put in a query value has its ';' escaped (paths.allow_semicolons)", async () => {
-  const edge = startVestibule({
-    regions: { us: { origin: "http://127.0.0.1:1" } },
-    default_region: "us",
-    paths: { allow_semicolons: true },
-    rules: [{
-      name: "help",
-      type: "global",
-      match: { path: "^/help/(.*)$" },
-      redirect: { location: "https://help.example.com/search?q=$1" },
-    }],
-  });
-  try {
-    const res = await fetch(`${edge.url}/help/a;b`, { redirect: "manual" });
-    await res.body?.cancel();
-    assert.equal(res.status, 302);
-    assert.equal(res.headers.get("location"), "https://help.example.com/search?q=a%3Bb");
-  } finally {
-    await edge.close();
-  }
-});
-
 Deno.test("region_from reads a form body of exactly body_limit_bytes (the limit is inclusive)", async () => {
   const au = startUpstream(switched);
   const us = startUpstream(switched);
