@@ -15,7 +15,7 @@ import {
   withRawRelay,
   writeAll,
 } from "./_raw_websocket.ts";
-import { oneRegion, startVestibule, within } from "./_servers.ts";
+import { oneRegion, silentServer, startVestibule, within } from "./_servers.ts";
 
 Deno.test("websocket: the access line of a WebSocket session gives the upstream handshake's time as upstream_ms", async () => {
   // An upstream that answers its handshake 300 ms late.
@@ -48,14 +48,8 @@ Deno.test("websocket: the access line of a WebSocket session gives the upstream 
 
 Deno.test("websocket: a request already abandoned when it reaches the relay opens no upstream WebSocket that waits for the timeout", async () => {
   // The upstream accepts the connection and never answers its handshake.
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const held: Deno.Conn[] = [];
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) held.push(conn);
-    } catch { /* closed */ }
-  })();
-  const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+  const silent = silentServer();
+  const url = `http://127.0.0.1:${silent.port}`;
   const edge = startVestibule(
     oneRegion(url, { regions: { us: { origin: url, timeout_ms: 3_000 } } }),
   );
@@ -80,10 +74,7 @@ Deno.test("websocket: a request already abandoned when it reaches the relay open
     assert.notEqual(answer, "pending", "vestibule waited on the upstream for a client long gone");
     assert.ok(performance.now() - started < 1_500);
   } finally {
-    listener.close();
-    await accepting;
-    for (const conn of held) conn.close();
-    await edge.close();
+    await Promise.all([silent.close(), edge.close()]);
   }
 });
 
