@@ -17,8 +17,10 @@ export interface Database {
   bytesSent(): number;
   /** Replace this database's URL and password in `text`, for messages that may quote them. */
   scrub(text: string): string;
-  /** Close the connection. */
+  /** Close the connection, letting a query under way finish (up to 5 s). */
   close(): Promise<void>;
+  /** Close the connection now, failing a query under way (a connect try a stop cuts short). */
+  abandon(): Promise<void>;
 }
 
 /**
@@ -117,5 +119,6 @@ export function openDatabase(region: string, url: string): Database {
     bytesSent: () => sent,
     scrub: (text) => scrubSecrets(text, url),
     close: () => sql.end({ timeout: 5 }),
+    abandon: () => sql.end({ timeout: 0 }),
   };
 }

@@ -122,12 +122,23 @@ export async function runAttempt(
   // nothing can be synced: that fails the attempt.
   const unreachable = new Map<Database, Error>();
   const probe = async (db: Database) => {
+    // A stop ends a connect try under way: one to a host that never answers ran out its 10 s
+    // connect timeout after the signal, a third of Kubernetes' grace period.
+    const stop = () => db.abandon().catch(() => {});
+    options.signal?.addEventListener("abort", stop, { once: true });
     try {
       await db.sql`SELECT 1`;
     } catch (error) {
+      if (options.signal?.aborted) {
+        throw new SyncStoppedError(
+          `Not attempted: the sync was stopped by a signal while "${db.region}" was being reached`,
+        );
+      }
       // Say where, in retry lines too; the error itself is kept (retries read its code).
       if (error instanceof Error) error.message = `at "${db.region}": ${error.message}`;
       throw error;
+    } finally {
+      options.signal?.removeEventListener("abort", stop);
     }
   };
   await Promise.all([owner, ...destinations].map(async (db) => {
@@ -212,7 +223,9 @@ export async function runAttempt(
     /** A signal stopped the wait for another sync's lock: said in every skipped table. */
     let stopped: SyncStoppedError | undefined;
     const down = unreachable.get(destination);
-    if (down) {
+    if (down instanceof SyncStoppedError) {
+      stopped = down;
+    } else if (down) {
       settled = jobs.map(() => ({ result: down, attempts: attemptsOf(down) }));
     } else if (!options.signal?.aborted) {
       try {

@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import { parseSyncConfig } from "../sync/config.ts";
 import { openDatabase } from "../sync/database.ts";
 import { startEmbeddedPostgres } from "../sync/embedded.ts";
+import { SyncStoppedError } from "../sync/errors.ts";
 import { runAttempt } from "../sync/run_attempt.ts";
+import { silentServer } from "./_servers.ts";
 import { BACKENDS, collectLog, type Pair, QUICKEST_BACKEND } from "./sync_fixtures.ts";
 
 const SCHEMA = `CREATE TABLE subject (id int PRIMARY KEY, name text NOT NULL);`;
@@ -58,6 +60,46 @@ Deno.test("a signal after the first destination's transaction leaves the next de
   } finally {
     await Promise.all([...databases.values()].map((db) => db.close()));
     await Promise.all(sides.map((side) => side.close()));
+  }
+});
+
+Deno.test("a signal while the owner never answers ends the attempt at once, as stopped", async () => {
+  const au = await startEmbeddedPostgres();
+  const silent = silentServer();
+  const config = parseSyncConfig({
+    owner: "us",
+    databases: { us: `postgres://sync@127.0.0.1:${silent.port}/app`, au: au.url },
+    tables: TABLES,
+  });
+  const databases = new Map(
+    Object.entries(config.databases).map(([region, url]) => [region, openDatabase(region, url)]),
+  );
+  try {
+    const controller = new AbortController();
+    const attempt = runAttempt(config, databases, {
+      dryRun: false,
+      signal: controller.signal,
+      retryDelayMs: 1,
+      log: () => {},
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300)); // connecting to "us"
+    const stoppedAt = performance.now();
+    controller.abort();
+    await assert.rejects(attempt, (error) => {
+      assert.ok(error instanceof SyncStoppedError);
+      assert.equal(
+        error.message,
+        'Not attempted: the sync was stopped by a signal while "us" was being reached',
+      );
+      return true;
+    });
+    // The connect try ran out its 10 s timeout before.
+    const ms = performance.now() - stoppedAt;
+    assert.ok(ms < 2000, `stopped ${ms.toFixed(0)} ms after the signal`);
+  } finally {
+    await Promise.all([...databases.values()].map((db) => db.close()));
+    await silent.close();
+    await au.close();
   }
 });
 
