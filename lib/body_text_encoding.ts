@@ -18,13 +18,13 @@ const MULTI_BYTE = new Set([
 
 /**
  * Encodes `text` as a client would under `contentType`'s charset (UTF-8 when it names none, or
- * one the router does not know).
+ * one the router does not know: its `regex` matchers then match nothing, whatever the bytes).
  *
  * @throws {TypeError} for a character the charset cannot hold, or a multi-byte charset other than
  * UTF-8 and UTF-16 (which `TextEncoder` cannot write)
  */
 export function encodeBodyText(text: string, contentType: string | null): Uint8Array<ArrayBuffer> {
-  const decoder = decoderFor(contentType);
+  const decoder = decoderFor(contentType) ?? new TextDecoder();
   const { encoding } = decoder;
   if (encoding === "utf-8") return new TextEncoder().encode(text);
   if (encoding === "utf-16le" || encoding === "utf-16be") {
@@ -35,7 +35,7 @@ export function encodeBodyText(text: string, contentType: string | null): Uint8A
     }
     return bytes;
   }
-  if (MULTI_BYTE.has(encoding) || encoding === "replacement") {
+  if (MULTI_BYTE.has(encoding)) {
     throw new TypeError(
       `Cannot write a body in charset ${encoding}: only UTF-8, UTF-16 and single-byte charsets`,
     );

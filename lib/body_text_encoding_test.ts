@@ -6,6 +6,8 @@ Deno.test("encodeBodyText() writes the bytes a client sends in the declared char
   await t.step("UTF-8 without a charset, or with one the router does not know", () => {
     assert.deepEqual(bytes("é", null), [0xc3, 0xa9]);
     assert.deepEqual(bytes("é", "text/plain; charset=no-such-thing"), [0xc3, 0xa9]);
+    // The Encoding Standard's replacement decoder: the router reads no text from it either.
+    assert.deepEqual(bytes("é", "text/plain; charset=iso-2022-kr"), [0xc3, 0xa9]);
   });
   await t.step("single-byte charsets, by the table the router decodes with", () => {
     // TextDecoder reads the label iso-8859-1 as windows-1252, where € is 0x80.

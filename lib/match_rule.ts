@@ -130,8 +130,9 @@ export async function matchBody(
     }
     case "regex": {
       const text = await body.text();
-      // Express inflates a gzip body before the app reads it: the raw bytes are not its text.
-      return !body.encoded && matcher.regex.test(text);
+      // Express inflates a gzip body before the app reads it: the raw bytes are not its text. A
+      // charset vestibule cannot read is no text it can vouch for either.
+      return text !== undefined && !body.encoded && matcher.regex.test(text);
     }
   }
 }

@@ -297,13 +297,43 @@ Deno.test("findRule() reads a body regex in the charset the Content-Type declare
   assert.equal(await post("text/plain; charset=iso-8859-1", latin1), "cafe");
   assert.equal(await post('text/plain; Charset="ISO-8859-1"', latin1), "cafe");
   assert.equal(await post("text/plain", new TextEncoder().encode("café")), "cafe");
-  assert.equal(await post("text/plain; charset=no-such-charset", latin1), "app"); // read as UTF-8
+  assert.equal(await post("text/plain; charset=no-such-charset", latin1), "app");
   // Rule bypass: a charset inside another parameter's quoted value is no charset (Python's email
   // agrees), so the body is the UTF-8 the app reads.
   const utf8 = new TextEncoder().encode("café");
   assert.equal(await post('text/plain; x="; charset=utf-16le"', utf8), "cafe");
   assert.equal(await post('text/plain; x="open; charset=utf-16le', utf8), "cafe");
   assert.equal(await post("text/plain; x; charset=iso-8859-1", latin1), "cafe");
+});
+
+Deno.test("rule bypass: a body regex matches nothing in a charset the router cannot read as the app does", async () => {
+  // Django decodes `utf-7` and `iso-2022-kr` (Python knows them; the Encoding Standard does not,
+  // or maps them to its replacement decoder): read as UTF-8, `action=+AGQ-elete` has no `delete`,
+  // while the app reads `action=delete`; the replacement decoder made any body one U+FFFD.
+  const table = rules([
+    { name: "harmless", type: "regional", match: { body: { regex: "^(?![\\s\\S]*delete)" } } },
+    {
+      name: "join",
+      type: "broadcast",
+      match: { body: { regex: "JoinClass" } },
+      success: { status: "2xx" },
+    },
+    { name: "app", type: "regional" },
+  ]);
+  const post = (charset: string, body: string) =>
+    winner(table, "/", {
+      method: "POST",
+      headers: { "content-type": `text/plain; charset=${charset}` },
+      body,
+    });
+  assert.equal(await post("utf-7", "action=+AGQ-elete"), "app");
+  assert.equal(await post("iso-2022-kr", "action=delete"), "app");
+  // `+Sm9pbkNsYXNz-` is JoinClass to the app; `+JoinClass-` is not.
+  assert.equal(await post("utf-7", "operationName=+JoinClass-"), "app");
+  assert.equal(await post("UTF-7", "JoinClass"), "app");
+  // Labels the router reads still match, as before.
+  assert.equal(await post("utf-8", "action=view"), "harmless");
+  assert.equal(await post("iso-8859-1", "delete JoinClass"), "join");
 });
 
 Deno.test("containsSubset() is reflexive and ignores extra keys (property)", () => {

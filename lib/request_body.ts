@@ -204,7 +204,8 @@ export function clientClosed(cause: unknown): HttpError {
  */
 export class BufferedBody {
   #bytes?: Promise<Uint8Array<ArrayBuffer>>;
-  #text?: string;
+  /** `null`: a charset the body cannot be read in. */
+  #text?: string | null;
   #json?: { value: unknown } | null;
 
   constructor(
@@ -256,13 +257,17 @@ export class BufferedBody {
   }
 
   /**
-   * The body as text, in the charset its `Content-Type` declares (UTF-8 when it declares none or
-   * one `TextDecoder` does not know); undecodable bytes are replaced, never thrown.
+   * The body as text, in the charset its `Content-Type` declares (UTF-8 when it declares none);
+   * undecodable bytes are replaced, never thrown. `undefined` when the charset is one vestibule
+   * cannot read as the app would ({@linkcode decoderFor}).
    */
-  async text(): Promise<string> {
+  async text(): Promise<string | undefined> {
     const bytes = await this.bytes();
-    this.#text ??= decoderFor(this.request.headers.get("content-type")).decode(bytes);
-    return this.#text;
+    if (this.#text === undefined) {
+      const decoder = decoderFor(this.request.headers.get("content-type"));
+      this.#text = decoder ? decoder.decode(bytes) : null;
+    }
+    return this.#text ?? undefined;
   }
 
   /**
@@ -323,15 +328,21 @@ export function urlencodedParams(bytes: Uint8Array): URLSearchParams | undefined
   return occursAtLeast(text, "&", MAX_FORM_FIELDS) ? undefined : new URLSearchParams(text);
 }
 
-/** A decoder for the `charset` parameter of `contentType`; UTF-8 when absent or unknown. */
-export function decoderFor(contentType: string | null): TextDecoder {
+/**
+ * A decoder for the `charset` parameter of `contentType` (UTF-8 when it has none), or `undefined`
+ * for a label the Encoding Standard does not know or maps to its `replacement` decoder: Python
+ * knows `utf-7` and `iso-2022-kr`, so Django reads `+Sm9pbkNsYXNz-` as text a UTF-8 reading
+ * never sees, and the other way round.
+ */
+export function decoderFor(contentType: string | null): TextDecoder | undefined {
   const charset = contentType ? mediaTypeParameter(contentType, "charset") : undefined;
-  if (charset) {
-    try {
-      return new TextDecoder(charset);
-    } catch { /* a label TextDecoder does not know: read as UTF-8 */ }
+  if (!charset) return new TextDecoder();
+  try {
+    const decoder = new TextDecoder(charset);
+    return decoder.encoding === "replacement" ? undefined : decoder;
+  } catch {
+    return undefined; // a label TextDecoder does not know
   }
-  return new TextDecoder();
 }
 
 /** Whether `text` holds `char` at least `count` times; stops counting there. */

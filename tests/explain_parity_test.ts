@@ -56,37 +56,45 @@ Deno.test("explain and check-rules read a body in the charset its Content-Type d
   };
   const config = parseRules(JSON.stringify(rules), { env: () => undefined });
   try {
-    await t.step("text/plain; charset=iso-8859-1 body 'José' (regex matcher)", async () => {
-      const contentType = "text/plain; charset=iso-8859-1";
-      // "José" in ISO-8859-1: é is the one byte 0xE9.
-      const bytes = Uint8Array.of(0x4a, 0x6f, 0x73, 0xe9);
-      const router = await routed(
-        rules,
-        `POST /notes HTTP/1.1\r\nHost: app.example.com\r\nContent-Type: ${contentType}\r\n` +
-          `Content-Length: ${bytes.length}\r\nConnection: close\r\n\r\n`,
-        bytes,
-      );
-      // What an operator types: `explain -- POST .../notes -H 'Content-Type: …' --body 'José'`.
-      const explained = await explainRequest({
-        method: "POST",
-        url: "https://app.example.com/notes",
-        headers: [["Content-Type", contentType]],
-        body: "José",
-      }, config);
-      const [checked] = await runRouteCases([{
-        request: {
+    for (
+      const [contentType, bytes, rule] of [
+        // "José" in ISO-8859-1: é is the one byte 0xE9.
+        ["text/plain; charset=iso-8859-1", Uint8Array.of(0x4a, 0x6f, 0x73, 0xe9), "spanish-note"],
+        // A charset the router cannot read as the app does: explain writes UTF-8, and neither
+        // matches the regex.
+        ["text/plain; charset=utf-7", new TextEncoder().encode("José"), "app"],
+      ] as const
+    ) {
+      await t.step(`${contentType} body 'José' (regex matcher)`, async () => {
+        const router = await routed(
+          rules,
+          `POST /notes HTTP/1.1\r\nHost: app.example.com\r\nContent-Type: ${contentType}\r\n` +
+            `Content-Length: ${bytes.length}\r\nConnection: close\r\n\r\n`,
+          bytes,
+        );
+        // What an operator types: `explain -- POST .../notes -H 'Content-Type: …' --body 'José'`.
+        const explained = await explainRequest({
           method: "POST",
           url: "https://app.example.com/notes",
-          headers: { "Content-Type": contentType },
+          headers: [["Content-Type", contentType]],
           body: "José",
-        },
-        expect: { rule: router.rule!, type: "regional" },
-      }], config);
-      assert.deepEqual(
-        { explain: explained.rule, checkRules: checked.mismatches },
-        { explain: router.rule, checkRules: [] },
-      );
-    });
+        }, config);
+        const [checked] = await runRouteCases([{
+          request: {
+            method: "POST",
+            url: "https://app.example.com/notes",
+            headers: { "Content-Type": contentType },
+            body: "José",
+          },
+          expect: { rule: router.rule!, type: "regional" },
+        }], config);
+        assert.equal(router.rule, rule);
+        assert.deepEqual(
+          { explain: explained.rule, checkRules: checked.mismatches },
+          { explain: router.rule, checkRules: [] },
+        );
+      });
+    }
 
     await t.step("urlencoded; charset=iso-8859-1 body 'name=José' (form matcher)", async () => {
       const contentType = "application/x-www-form-urlencoded; charset=iso-8859-1";
