@@ -117,3 +117,30 @@ Deno.test("VestibuleMetrics: memory exhaustion, a busy series holds no memory pe
   assert.ok(grown < 8 * 1024 * 1024, `heap grew ${(grown / 1048576).toFixed(1)} MiB`);
   assert.match(await metrics.scrape(), /status_class="2xx"\} 300001$/m);
 });
+
+Deno.test("VestibuleMetrics: a series with no new requests does not hide the counts of the series after it", async () => {
+  const metrics = new VestibuleMetrics();
+  metrics.record(entry(200, { rule: "app", type: "regional", region: "au", upstreamMs: 1 }));
+  metrics.record(entry(200, { rule: "app", type: "regional", region: "us", upstreamMs: 1 }));
+  await metrics.scrape();
+  // Only the second series gets traffic before the next scrape.
+  metrics.record(entry(200, { rule: "app", type: "regional", region: "us", upstreamMs: 1 }));
+  const text = await metrics.scrape();
+  assert.match(
+    text,
+    /^vestibule_requests_total\{rule="app",type="regional",region="us",status_class="2xx"\} 2$/m,
+  );
+});
+
+Deno.test("5xx inflation: an OCAP caller coalesced onto a failed provider call is no upstream error of its own", async () => {
+  const metrics = new VestibuleMetrics();
+  const failed = { upstream: "provider", error: "upstream_timeout" };
+  metrics.record(entry(504, { ...failed, outcome: "miss" }));
+  metrics.record(entry(504, { ...failed, outcome: "coalesced" }));
+  metrics.record(entry(504, { ...failed, outcome: "coalesced" }));
+  const text = await metrics.scrape();
+  assert.match(
+    text,
+    /^vestibule_upstream_errors_total\{upstream="provider",error="upstream_timeout"\} 1$/m,
+  );
+});

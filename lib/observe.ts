@@ -142,7 +142,14 @@ function serverTiming(totalMs: number, upstreamMs: number | undefined): string {
 /** The host the request was routed by, or would have been had it got that far. */
 function publicHost(request: Request, log: RouteLog, hops: number): string {
   const host = log.host ?? forwardedHostOf(request.headers, hops);
-  return hostOf(host === undefined ? request.url : `http://${host}/`);
+  if (host !== undefined) return hostOf(`http://${host}/`);
+  const fromUrl = hostOf(request.url);
+  // A Host Deno.serve cannot put in the URL (a byte above 0x7F) becomes `localhost:<port>` there:
+  // its bad_host line named a host nobody sent, one log filters often trust.
+  const sent = request.headers.get("host");
+  if (sent === null || !NON_ASCII.test(sent) || !fromUrl.startsWith("localhost:")) return fromUrl;
+  const authority = authorityOf(`http://${sent}/`); // as sent: no parser to rewrite it
+  return authority.slice(authority.lastIndexOf("@") + 1);
 }
 
 /**
@@ -152,14 +159,7 @@ function publicHost(request: Request, log: RouteLog, hops: number): string {
  * otherwise (`adm%69n.example`, `0x7f.1`, upper case): a log search for the host must find it.
  */
 function hostOf(url: string): string {
-  const start = url.indexOf("//") + 2;
-  let end = start;
-  while (end < url.length) {
-    const c = url.charCodeAt(end);
-    if (c === 0x2f || c === 0x3f || c === 0x23) break; // `/`, `?`, `#`
-    end++;
-  }
-  const authority = url.slice(start, end);
+  const authority = authorityOf(url);
   if (PLAIN_HOST.test(authority)) return authority;
   // With userinfo, or a `\` the parser reads as `/` (`http://admin.example\@www.example/`
   // is admin.example's path `/@www.example/`): the parser decides, as it did for the router.
@@ -168,6 +168,21 @@ function hostOf(url: string): string {
   const at = authority.lastIndexOf("@");
   return authority.slice(at + 1);
 }
+
+/** The text between a URL's `//` and its path, query or fragment, userinfo included. */
+function authorityOf(url: string): string {
+  const start = url.indexOf("//") + 2;
+  let end = start;
+  while (end < url.length) {
+    const c = url.charCodeAt(end);
+    if (c === 0x2f || c === 0x3f || c === 0x23) break; // `/`, `?`, `#`
+    end++;
+  }
+  return url.slice(start, end);
+}
+
+/** A header value is bytes, one character each (Latin-1). */
+const NON_ASCII = /[\x80-\xff]/;
 
 /** A host the URL parser leaves as it is (mostly: `0x7f.1`-style IPv4 shorthand aside). */
 const PLAIN_HOST = /^[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::\d{1,5})?$/;

@@ -403,6 +403,15 @@ Deno.test("metrics endpoint: 404 without a configured token, 401 on a wrong one,
         const body = await res.text();
         assert.equal(body.includes("vestibule_requests_total"), status === 200);
       }
+      // HEAD states the length GET's body has (the scrape between changes no count).
+      const headers = { authorization: `Bearer ${TOKEN}` };
+      const get = await fetch(`${edge.url}/_vestibule/metrics`, { headers });
+      const length = (await get.arrayBuffer()).byteLength;
+      const head = await fetch(`${edge.url}/_vestibule/metrics`, { method: "HEAD", headers });
+      assert.deepEqual(
+        [get.headers.get("content-length"), head.status, head.headers.get("content-length")],
+        [String(length), 200, String(length)],
+      );
       assert.equal(us.received.length, 0, "the endpoint never reaches an upstream");
     }));
 });
@@ -423,6 +432,21 @@ Deno.test("Server-Timing: off by default, edge and upstream durations when serve
       res = await drain(await fetch(`${edge.url}/help`, { redirect: "manual" }));
       assert.match(res.headers.get("server-timing")!, /^edge;dur=\d+\.\d$/);
     }, { extra: { server_timing: true } }));
+  await t.step("on, after the upstream's own", async () => {
+    const us = startUpstream(() =>
+      new Response("ok", { headers: { "server-timing": "db;dur=5" } })
+    );
+    const edge = startVestibule(oneRegion(us.url, { server_timing: true }));
+    try {
+      const res = await drain(await fetch(`${edge.url}/x`));
+      assert.match(
+        res.headers.get("server-timing")!,
+        /^db;dur=5, edge;dur=\d+\.\d, upstream;dur=\d+\.\d$/,
+      );
+    } finally {
+      await Promise.all([edge.close(), us.close()]);
+    }
+  });
 });
 
 Deno.test("observe: false turns off the log line and the metrics, not the request id", async () => {

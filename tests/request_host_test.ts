@@ -458,3 +458,80 @@ Deno.test("a request without Host is 400 bad_host, not routed as localhost and t
     await Promise.all([edge.close(), us.close()]);
   }
 });
+
+Deno.test("access log: a Host with a byte above 0x7F is logged as sent, not as localhost and the listener's port", async (t) => {
+  const us = startUpstream();
+  const logs: string[] = [];
+  const edge = startVestibule(oneRegion(us.url), { deps: { log: (line) => logs.push(line) } });
+  try {
+    // Deno.serve puts `localhost:<port>` in the URL for a Host it cannot use; a probe with odd
+    // Host bytes then looked like local traffic.
+    for (
+      const [sent, logged] of [
+        ["evil\x85.example", "evil\x85.example"],
+        ["ops:s3cret@\xe9vil.example?token=SECRET", "\xe9vil.example"],
+      ]
+    ) {
+      await t.step(JSON.stringify(sent), async () => {
+        const request = `GET /p HTTP/1.1\r\nHost: ${sent}\r\nConnection: close\r\n\r\n`;
+        const answer = await rawRequest(edge.port, [
+          Uint8Array.from(request, (c) => c.charCodeAt(0)),
+        ]);
+        assert.match(answer, /^HTTP\/1\.1 400 [^]*bad_host/);
+        const line = JSON.parse(logs.at(-1)!);
+        assert.deepEqual([line.error, line.host], ["bad_host", logged]);
+        assert.ok(!logs.at(-1)!.includes("SECRET") && !logs.at(-1)!.includes("s3cret"));
+      });
+    }
+    assert.equal(us.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
+  }
+});
+
+Deno.test("log spoofing: without trusted proxies, a client's X-Forwarded-Host never names the host of a request answered before routing", async () => {
+  const up = startUpstream();
+  const logs: string[] = [];
+  const edge = startVestibule(oneRegion(up.url), { deps: { log: (line) => logs.push(line) } });
+  try {
+    const hosts = [];
+    for (const target of ["/x", "/_vestibule/admin", "/a%2Fb"]) {
+      await rawRequest(
+        edge.port,
+        `GET ${target} HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-Host: forged.example\r\n` +
+          "Connection: close\r\n\r\n",
+      );
+      hosts.push(JSON.parse(logs.at(-1)!).host);
+    }
+    assert.deepEqual(hosts, ["app.example", "app.example", "app.example"]);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+});
+
+Deno.test("secret leak: a Host's userinfo, or the query of a target whose host does not parse, never reaches the log of a refused request", async (t) => {
+  const us = startUpstream();
+  const logs: string[] = [];
+  const edge = startVestibule(oneRegion(us.url), { deps: { log: (line) => logs.push(line) } });
+  try {
+    for (
+      const head of [
+        "GET /app HTTP/1.1\r\nHost: ops:s3cret-pw@x.example\r\n",
+        "GET /app HTTP/1.1\r\nHost: ops:pa@ss-w0rd@exa%mple\r\n",
+        "GET http://exa%mple?token=SECRET1 HTTP/1.1\r\nHost: x.example\r\n",
+        "GET http://[::1?code=SECRET2 HTTP/1.1\r\nHost: x.example\r\n",
+      ]
+    ) {
+      await t.step(head.split("\r\n").join(" "), async () => {
+        const before = logs.length;
+        const answer = await rawRequest(edge.port, `${head}Connection: close\r\n\r\n`);
+        assert.match(answer, /^HTTP\/1\.1 400 /);
+        assert.equal(logs.length, before + 1);
+        assert.doesNotMatch(logs.at(-1)!, /s3cret|ss-w0rd|ops:|SECRET/);
+      });
+    }
+    assert.equal(us.received.length, 0);
+  } finally {
+    await Promise.all([edge.close(), us.close()]);
+  }
+});
