@@ -46,8 +46,10 @@ export function causeText(error: unknown): string {
   let inner = error;
   while (inner instanceof Error && inner.cause instanceof Error) inner = inner.cause;
   const text = inner instanceof Error ? inner.message : String(inner);
-  return text.replace(/ for \S+ \(/g, " (").replace(/\b[a-z][a-z0-9+.-]*:\/\/\S+/gi, "<url>")
-    .replace(/\s+/g, " ").slice(0, 500);
+  // Deno 2 writes `error sending request for url (<URL>): client error …`: the whole clause goes,
+  // where cutting the URL alone took its `):` along and left a bracket open.
+  return text.replace(/ for url \(\S*?\):/g, ":").replace(/ for \S+ \(/g, " (")
+    .replace(/\b[a-z][a-z0-9+.-]*:\/\/\S+/gi, "<url>").replace(/\s+/g, " ").slice(0, 500);
 }
 
 /** The process's reporter, shared by every upstream call. */

@@ -41,6 +41,20 @@ Deno.test("causeText() secret leak: no path, query or URL of the request or a pr
   }
 });
 
+Deno.test("causeText() of a real refused fetch says why in Deno's words, without the URL or a bracket left open", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close(); // nothing listens there now
+  const error = await fetch(`http://127.0.0.1:${port}/reset/s3cret?token=abc`).then(
+    (res) => res.body?.cancel(),
+    (error: unknown) => error,
+  );
+  assert.equal(
+    causeText(error),
+    "error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)",
+  );
+});
+
 const unparsable = new TypeError("fetch failed", {
   cause: new Error("client error: invalid HTTP version parsed"),
 });
