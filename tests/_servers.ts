@@ -100,6 +100,24 @@ export async function untilHealthy(base: string): Promise<void> {
   }
 }
 
+/** The head of a raw answer ({@linkcode rawRequest}), lower-cased. */
+export function answerHead(answer: string): string {
+  return answer.slice(0, answer.indexOf("\r\n\r\n")).toLowerCase();
+}
+
+/** The body of a raw answer ({@linkcode rawRequest}), its chunks joined when it came in chunks. */
+export function answerBody(answer: string): string {
+  let rest = answer.slice(answer.indexOf("\r\n\r\n") + 4);
+  if (!/transfer-encoding: chunked/.test(answerHead(answer))) return rest;
+  let out = "";
+  for (let size; (size = parseInt(rest, 16)) > 0;) {
+    const start = rest.indexOf("\r\n") + 2;
+    out += rest.slice(start, start + size);
+    rest = rest.slice(start + size + 2);
+  }
+  return out;
+}
+
 /** Sends `text` as it is on a new connection and returns everything the server answered. */
 export async function rawRequest(
   port: number,

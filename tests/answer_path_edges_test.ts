@@ -7,6 +7,8 @@
 import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import {
+  answerBody,
+  answerHead,
   oneRegion,
   rawRequest,
   rawUpstream,
@@ -18,20 +20,6 @@ import {
 const text = "hello compressed world ".repeat(200);
 const gz = new Uint8Array(gzipSync(new TextEncoder().encode(text)));
 
-/** The lower-cased head of a raw answer. */
-const head = (answer: string) => answer.slice(0, answer.indexOf("\r\n\r\n")).toLowerCase();
-/** The body of a raw answer, chunks joined. */
-const body = (answer: string) => {
-  let rest = answer.slice(answer.indexOf("\r\n\r\n") + 4);
-  if (!/transfer-encoding: chunked/.test(head(answer))) return rest;
-  let out = "";
-  for (let size; (size = parseInt(rest, 16)) > 0;) {
-    const start = rest.indexOf("\r\n") + 2;
-    out += rest.slice(start, start + size);
-    rest = rest.slice(start + size + 2);
-  }
-  return out;
-};
 const get = (port: number, extra = "", method = "GET", path = "/") =>
   rawRequest(port, `${method} ${path} HTTP/1.1\r\nHost: app\r\n${extra}Connection: close\r\n\r\n`);
 
@@ -45,11 +33,11 @@ Deno.test("an upper-case 'Content-Encoding: GZIP' that fetch decoded gets a weak
   try {
     // A client that takes br only: vestibule asks the origin with it, fetch decodes the gzip.
     const answer = await get(edge.port, "Accept-Encoding: br\r\n");
-    assert.doesNotMatch(head(answer), /content-encoding/);
-    assert.equal(body(answer), text);
+    assert.doesNotMatch(answerHead(answer), /content-encoding/);
+    assert.equal(answerBody(answer), text);
     // The origin's strong ETag named its gzip bytes; these differ, and a cache must key by coding.
-    assert.match(head(answer), /\r\netag: w\/"v1"/);
-    assert.match(head(answer), /\r\nvary: accept-encoding/);
+    assert.match(answerHead(answer), /\r\netag: w\/"v1"/);
+    assert.match(answerHead(answer), /\r\nvary: accept-encoding/);
   } finally {
     await Promise.all([edge.close(), up.close()]);
   }
@@ -85,7 +73,9 @@ Deno.test("a body vestibule decoded keeps the origin's own Vary beside Accept-En
       await t.step(`Accept-Encoding: ${acceptEncoding}`, async () => {
         const answer = await get(edge.port, `Accept-Encoding: ${acceptEncoding}\r\n`);
         // Dropped, a shared cache hands the French page to every language.
-        const vary = [...head(answer).matchAll(/\r\nvary: ([^\r]*)/g)].map((m) => m[1]).join(", ");
+        const vary = [...answerHead(answer).matchAll(/\r\nvary: ([^\r]*)/g)].map((m) => m[1]).join(
+          ", ",
+        );
         assert.match(vary, /accept-language/);
         assert.match(vary, /accept-encoding/);
       });
@@ -119,7 +109,7 @@ Deno.test("a header the origin's Connection names in mixed case does not reach t
   try {
     const answer = await get(edge.port);
     assert.match(answer, /^HTTP\/1\.1 200 /);
-    assert.doesNotMatch(head(answer), /x-backend-hop/);
+    assert.doesNotMatch(answerHead(answer), /x-backend-hop/);
   } finally {
     await Promise.all([edge.close(), up.close()]);
   }

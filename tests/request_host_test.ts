@@ -6,7 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { h2Request } from "./_http2.ts";
-import { oneRegion, rawRequest, startUpstream, startVestibule } from "./_servers.ts";
+import {
+  oneRegion,
+  rawRequest,
+  startUpstream,
+  startVestibule,
+  type TestServer,
+} from "./_servers.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { explainRequest } from "../lib/explain.ts";
 import { OCAP_ENV, OCAP_KEY, ocapRules } from "./_ocap.ts";
@@ -20,6 +26,22 @@ const adminRules = (us: string, admin: string) => ({
     { name: "app", type: "regional" },
   ],
 });
+
+/** Runs `fn` with a one-region edge in front of a plain upstream, collecting its access-log lines. */
+async function withLoggedEdge(
+  fn: (
+    stack: { edge: ReturnType<typeof startVestibule>; logs: string[]; up: TestServer },
+  ) => Promise<void>,
+) {
+  const up = startUpstream();
+  const logs: string[] = [];
+  const edge = startVestibule(oneRegion(up.url), { deps: { log: (line) => logs.push(line) } });
+  try {
+    await fn({ edge, logs, up });
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+}
 
 /** The rule and host of the last access-log line. */
 function lastRoute(logs: string[]): { rule: string; host: string } {
@@ -99,10 +121,7 @@ Deno.test("access log: behind a trusted proxy the host logged is the X-Forwarded
 });
 
 Deno.test("access log: an absolute-form target without Host never logs its userinfo or query", async (t) => {
-  const us = startUpstream();
-  const logs: string[] = [];
-  const edge = startVestibule(oneRegion(us.url), { deps: { log: (line) => logs.push(line) } });
-  try {
+  await withLoggedEdge(async ({ edge, logs }) => {
     for (
       const head of [
         "GET http://alice:s3cr3t@app.example/x HTTP/1.0\r\n\r\n",
@@ -117,9 +136,7 @@ Deno.test("access log: an absolute-form target without Host never logs its useri
         assert.equal(line.host, "app.example", logs.at(-1));
       });
     }
-  } finally {
-    await Promise.all([edge.close(), us.close()]);
-  }
+  });
 });
 
 Deno.test("a non-http absolute-form target with a Host naming a port is 400 bad_path, not 500", async () => {
@@ -421,10 +438,7 @@ Deno.test("routing by Host: beside an absolute-form target, a headers.host rule 
 Deno.test("a request without Host is 400 bad_host, not routed as localhost and the listener's port (RFC 9112 §3.2)", async (t) => {
   // Deno.serve writes `localhost:<its port>` into the URL of a request that names no host: the
   // app got that as X-Forwarded-Host, and a rewritten Location pointed at it.
-  const us = startUpstream();
-  const logs: string[] = [];
-  const edge = startVestibule(oneRegion(us.url), { deps: { log: (line) => logs.push(line) } });
-  try {
+  await withLoggedEdge(async ({ edge, logs, up: us }) => {
     for (
       const head of [
         "GET /account HTTP/1.1\r\nConnection: close\r\n\r\n",
@@ -454,16 +468,11 @@ Deno.test("a request without Host is 400 bad_host, not routed as localhost and t
       assert.match(answer, /^HTTP\/1\.[01] 200 /, answer);
     });
     assert.equal(us.received.length, 0, "nothing reached the upstream");
-  } finally {
-    await Promise.all([edge.close(), us.close()]);
-  }
+  });
 });
 
 Deno.test("access log: a Host with a byte above 0x7F is logged as sent, not as localhost and the listener's port", async (t) => {
-  const us = startUpstream();
-  const logs: string[] = [];
-  const edge = startVestibule(oneRegion(us.url), { deps: { log: (line) => logs.push(line) } });
-  try {
+  await withLoggedEdge(async ({ edge, logs, up: us }) => {
     // Deno.serve puts `localhost:<port>` in the URL for a Host it cannot use; a probe with odd
     // Host bytes then looked like local traffic.
     for (
@@ -484,16 +493,11 @@ Deno.test("access log: a Host with a byte above 0x7F is logged as sent, not as l
       });
     }
     assert.equal(us.received.length, 0);
-  } finally {
-    await Promise.all([edge.close(), us.close()]);
-  }
+  });
 });
 
 Deno.test("log spoofing: without trusted proxies, a client's X-Forwarded-Host never names the host of a request answered before routing", async () => {
-  const up = startUpstream();
-  const logs: string[] = [];
-  const edge = startVestibule(oneRegion(up.url), { deps: { log: (line) => logs.push(line) } });
-  try {
+  await withLoggedEdge(async ({ edge, logs }) => {
     const hosts = [];
     for (const target of ["/x", "/_vestibule/admin", "/a%2Fb"]) {
       await rawRequest(
@@ -504,16 +508,11 @@ Deno.test("log spoofing: without trusted proxies, a client's X-Forwarded-Host ne
       hosts.push(JSON.parse(logs.at(-1)!).host);
     }
     assert.deepEqual(hosts, ["app.example", "app.example", "app.example"]);
-  } finally {
-    await Promise.all([edge.close(), up.close()]);
-  }
+  });
 });
 
 Deno.test("secret leak: a Host's userinfo, or the query of a target whose host does not parse, never reaches the log of a refused request", async (t) => {
-  const us = startUpstream();
-  const logs: string[] = [];
-  const edge = startVestibule(oneRegion(us.url), { deps: { log: (line) => logs.push(line) } });
-  try {
+  await withLoggedEdge(async ({ edge, logs, up: us }) => {
     for (
       const head of [
         "GET /app HTTP/1.1\r\nHost: ops:s3cret-pw@x.example\r\n",
@@ -531,7 +530,5 @@ Deno.test("secret leak: a Host's userinfo, or the query of a target whose host d
       });
     }
     assert.equal(us.received.length, 0);
-  } finally {
-    await Promise.all([edge.close(), us.close()]);
-  }
+  });
 });
