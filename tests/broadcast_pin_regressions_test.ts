@@ -1,20 +1,24 @@
 /**
  * Broadcast and pinning behaviour the rest of the suite let change unseen (each test fails on a
  * one-line mutant that passed every other test): Vary on a chosen
- * success, the last SameSite, a quote no piece closes, a Set-Cookie name behind an NBSP, and a
- * one-letter name hidden after a space.
+ * success, the last SameSite, a quote no piece closes, a Set-Cookie name behind an NBSP, a
+ * one-letter name hidden after a space, a cookie Domain beside a Host with a port, and a cookie's
+ * default path read from a query holding a `/`.
  */
 import assert from "node:assert/strict";
-import { startUpstream, startVestibule, type TestServer, twoRegions } from "./_servers.ts";
+import {
+  rawRequest,
+  startUpstream,
+  startVestibule,
+  type TestServer,
+  twoRegions,
+} from "./_servers.ts";
 
 const PIN = "__Host-vestibule-region";
 
-/**
- * POSTs a login to a broadcast rule judged by status 302 and a `sessionid` cookie, over `au` and
- * `us` (the default region being au), and asserts the client got us's 302 and the us pin.
- */
-async function assertOwnerLogin(au: TestServer, us: TestServer, message: string) {
-  const edge = startVestibule({
+/** A broadcast login judged by status 302 and a `sessionid` cookie, over au (the default) and us. */
+function loginRules(au: TestServer, us: TestServer) {
+  return {
     regions: { au: { origin: au.url }, us: { origin: us.url } },
     default_region: "au",
     rules: [{
@@ -23,7 +27,27 @@ async function assertOwnerLogin(au: TestServer, us: TestServer, message: string)
       match: { methods: ["POST"], path: "^/accounts/login/$" },
       success: { status: [302], set_cookie: "sessionid" },
     }],
-  });
+  };
+}
+
+/** A region that knows no such user: the login form again. */
+const noSuchUser = () => startUpstream(() => new Response("no such user", { status: 200 }));
+
+/** A region whose login succeeds with these `Set-Cookie` lines. */
+const loggedIn = (setCookies: string[]) =>
+  startUpstream(() =>
+    new Response(null, {
+      status: 302,
+      headers: [["location", "/"], ...setCookies.map((c): [string, string] => ["set-cookie", c])],
+    })
+  );
+
+/**
+ * POSTs a login to a broadcast rule judged by status 302 and a `sessionid` cookie, over `au` and
+ * `us` (the default region being au), and asserts the client got us's 302 and the us pin.
+ */
+async function assertOwnerLogin(au: TestServer, us: TestServer, message: string) {
+  const edge = startVestibule(loginRules(au, us));
   try {
     const res = await fetch(`${edge.url}/accounts/login/`, {
       method: "POST",
@@ -126,4 +150,43 @@ Deno.test("cookie smuggling: a one-letter cookie name hidden after a space in a 
   const { filterCookieHeader } = await import("../lib/cookies.ts");
   // Python's SimpleCookie reads `csrftoken=t s=stolen` as two cookies; `s` is not whitelisted.
   assert.equal(filterCookieHeader("csrftoken=t s=stolen", (n) => n === "csrftoken"), undefined);
+});
+
+Deno.test("false failure: a login cookie with Domain=<public host> counts when the Host carries a port", async () => {
+  const au = noSuchUser();
+  const us = loggedIn(["sessionid=abc; Domain=app.example; Path=/; HttpOnly"]);
+  const edge = startVestibule(loginRules(au, us));
+  try {
+    // The cookie's scope is the host without its port (the dev stack's :8000, a staging port).
+    const body = "username=kim&password=secret";
+    const answer = await rawRequest(
+      edge.port,
+      `POST /accounts/login/ HTTP/1.1\r\nHost: app.example:8443\r\nConnection: close\r\n` +
+        `Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\n` +
+        body,
+    );
+    assert.match(answer, /^HTTP\/1\.1 302/, answer.slice(0, 200));
+    assert.match(answer, new RegExp(`\r\nset-cookie: ${PIN}=us;`, "i"));
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
+});
+
+Deno.test("false login: a session cookie the same answer clears at its default path is no login, with a '/' in the query", async () => {
+  const au = noSuchUser();
+  // No Path: its default path, from /accounts/login/, is /accounts/login, which the second clears.
+  const us = loggedIn(["sessionid=abc; HttpOnly", "sessionid=; Max-Age=0; Path=/accounts/login"]);
+  const edge = startVestibule(loginRules(au, us));
+  try {
+    const res = await fetch(`${edge.url}/accounts/login/?next=/dashboard/`, {
+      method: "POST",
+      redirect: "manual",
+      body: "username=kim&password=secret",
+    });
+    await res.body?.cancel();
+    // No region logged in: au's form (the default region's), and no pin.
+    assert.deepEqual([res.status, res.headers.getSetCookie()], [200, []]);
+  } finally {
+    await Promise.all([edge.close(), au.close(), us.close()]);
+  }
 });

@@ -718,12 +718,13 @@ Deno.test("access log and metrics: ambiguous and unavailable broadcasts say so",
   }
 });
 
-Deno.test("metrics: a broadcast region's upstream duration is the time to its response headers", async () => {
+Deno.test("metrics and access log: a broadcast region's duration is the time to its response headers", async () => {
   const au = startUpstream(() => new Response("no such user", { status: 401 }));
-  // Headers at once; the JSON body the success rule reads ends 600 ms later.
+  // Headers after 150 ms; the JSON body the success rule reads ends 600 ms later.
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const us = startUpstream(() =>
-    new Response(
+  const us = startUpstream(async () => {
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    return new Response(
       new ReadableStream<Uint8Array>({
         start(c) {
           c.enqueue(new TextEncoder().encode('{"errors":'));
@@ -735,8 +736,9 @@ Deno.test("metrics: a broadcast region's upstream duration is the time to its re
         cancel: () => clearTimeout(timer),
       }),
       { headers: { "content-type": "application/json" } },
-    )
-  );
+    );
+  });
+  const lines: Record<string, unknown>[] = [];
   const edge = startVestibule({
     regions: { au: { origin: au.url }, us: { origin: us.url } },
     default_region: "us",
@@ -745,7 +747,7 @@ Deno.test("metrics: a broadcast region's upstream duration is the time to its re
       type: "broadcast",
       success: { status: "2xx", json: { path: "errors", equals: [] } },
     }],
-  }, { deps: { metricsToken: TOKEN } });
+  }, { deps: { metricsToken: TOKEN, log: (line) => lines.push(JSON.parse(line)) } });
   try {
     const res = await fetch(`${edge.url}/graphql`, { method: "POST", body: "{}" });
     assert.deepEqual(await res.json(), { errors: [] });
@@ -755,7 +757,14 @@ Deno.test("metrics: a broadcast region's upstream duration is the time to its re
     const sum = Number(
       text.match(/^vestibule_upstream_duration_seconds_sum\{upstream="us"\} (\S+)$/m)![1],
     );
-    assert.ok(sum < 0.3, `us headers came at once; the histogram recorded ${sum} s`);
+    // Not 0, and not the 750 ms to the body's end.
+    assert.ok(
+      sum >= 0.14 && sum < 0.7,
+      `us headers came after 150 ms; the histogram says ${sum} s`,
+    );
+    const regions = lines[0].regions as { region: string; ms: number }[];
+    const ms = regions.find((r) => r.region === "us")!.ms;
+    assert.ok(ms >= 140 && ms < 700, `us headers came after 150 ms; the log says ${ms} ms`);
   } finally {
     await Promise.all([edge.close(), au.close(), us.close()]);
   }
