@@ -89,10 +89,6 @@ export function createApp(deps: AppDeps): App {
   const scraped = deps.metricsChannel
     ? new WorkerMetrics(metrics, { channel: deps.metricsChannel })
     : metrics;
-  app.get(
-    "/_vestibule/metrics",
-    (c) => metricsResponse(c.req.raw, { metrics: scraped, token: deps.metricsToken }),
-  );
   const observe = deps.observe === false ? UNOBSERVED : createObserver({
     log: deps.log ?? console.log,
     metrics,
@@ -100,6 +96,15 @@ export function createApp(deps: AppDeps): App {
     serverTiming: config.serverTiming,
     debugHeaders: config.debugHeaders,
     trustedProxyHops: config.trustedProxyHops,
+  });
+  app.get("/_vestibule/metrics", async (c) => {
+    const answer = await metricsResponse(c.req.raw, { metrics: scraped, token: deps.metricsToken });
+    if (answer.ok) return answer; // a scrape: no access line, no count
+    // A refused one is logged and counted, as a scan of the prefix is: a token being guessed shows.
+    return observe(c.req.raw, c.req.path, ({ log }) => {
+      log.error = answer.status === 401 ? "unauthorized" : "not_found";
+      return Promise.resolve(answer);
+    });
   });
   let ocapRoute: ((request: Request, path: string) => Promise<Response>) | undefined;
   if (config.ocap) {

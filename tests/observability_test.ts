@@ -376,16 +376,20 @@ Deno.test("metrics: a scrape after known traffic shows exact counts", async () =
 });
 
 Deno.test("metrics endpoint: 404 without a configured token, 401 on a wrong one, 200 on the right one", async (t) => {
-  await t.step("no token configured: 404 and nothing scraped", () =>
-    withStack(async ({ edge }) => {
-      const res = await fetch(`${edge.url}/_vestibule/metrics`, {
-        headers: { authorization: "Bearer anything", accept: "application/json" },
-      });
-      assert.equal(res.status, 404);
-      assert.equal((await res.json()).error, "not_found");
-    }, { deps: { metricsToken: undefined } }));
+  await t.step(
+    "no token configured: 404 and nothing scraped, logged as a scan of the prefix is",
+    () =>
+      withStack(async ({ edge, lines }) => {
+        const res = await fetch(`${edge.url}/_vestibule/metrics`, {
+          headers: { authorization: "Bearer anything", accept: "application/json" },
+        });
+        assert.equal(res.status, 404);
+        assert.equal((await res.json()).error, "not_found");
+        assert.deepEqual(lines.map((l) => [l.status, l.error]), [[404, "not_found"]]);
+      }, { deps: { metricsToken: undefined } }),
+  );
   await t.step("token configured", () =>
-    withStack(async ({ edge, us }) => {
+    withStack(async ({ edge, us, lines, raw }) => {
       const tries: [Record<string, string>, number][] = [
         [{}, 401],
         [{ authorization: `Bearer ${TOKEN}x` }, 401],
@@ -403,6 +407,16 @@ Deno.test("metrics endpoint: 404 without a configured token, 401 on a wrong one,
         const body = await res.text();
         assert.equal(body.includes("vestibule_requests_total"), status === 200);
       }
+      // Refused ones logged (a token being guessed shows), without what was presented; the
+      // scrape not.
+      assert.deepEqual(
+        lines.map((l) => [l.status, l.error]),
+        tries.slice(0, -1).map(() => [
+          401,
+          "unauthorized",
+        ]),
+      );
+      assert.ok(!raw.join("\n").includes(TOKEN.slice(0, -1)), "a presented token in the log");
       // HEAD states the length GET's body has (the scrape between changes no count).
       const headers = { authorization: `Bearer ${TOKEN}` };
       const get = await fetch(`${edge.url}/_vestibule/metrics`, { headers });
