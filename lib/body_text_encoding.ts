@@ -1,20 +1,9 @@
 /**
  * @module The bytes a client sends for a body typed as text, in the charset its `Content-Type`
  * declares: explain and route-table cases are written as text, but the router matches the bytes,
- * decoding them as {@linkcode decoderFor} does.
+ * decoding them as `decoderFor` (request_body.ts) does, or reading no text where it reads none.
  */
-import { decoderFor } from "./request_body.ts";
-
-/** WHATWG encodings that are not one byte per character, besides UTF-8 and UTF-16. */
-const MULTI_BYTE = new Set([
-  "gbk",
-  "gb18030",
-  "big5",
-  "euc-jp",
-  "iso-2022-jp",
-  "shift_jis",
-  "euc-kr",
-]);
+import { charsetDecoder, MULTI_BYTE_ENCODINGS } from "./request_body.ts";
 
 /**
  * Encodes `text` as a client would under `contentType`'s charset (UTF-8 when it names none, or
@@ -24,7 +13,7 @@ const MULTI_BYTE = new Set([
  * UTF-8 and UTF-16 (which `TextEncoder` cannot write)
  */
 export function encodeBodyText(text: string, contentType: string | null): Uint8Array<ArrayBuffer> {
-  const decoder = decoderFor(contentType) ?? new TextDecoder();
+  const decoder = charsetDecoder(contentType) ?? new TextDecoder();
   const { encoding } = decoder;
   if (encoding === "utf-8") return new TextEncoder().encode(text);
   if (encoding === "utf-16le" || encoding === "utf-16be") {
@@ -35,7 +24,7 @@ export function encodeBodyText(text: string, contentType: string | null): Uint8A
     }
     return bytes;
   }
-  if (MULTI_BYTE.has(encoding)) {
+  if (MULTI_BYTE_ENCODINGS.has(encoding)) {
     throw new TypeError(
       `Cannot write a body in charset ${encoding}: only UTF-8, UTF-16 and single-byte charsets`,
     );

@@ -331,9 +331,70 @@ Deno.test("rule bypass: a body regex matches nothing in a charset the router can
   // `+Sm9pbkNsYXNz-` is JoinClass to the app; `+JoinClass-` is not.
   assert.equal(await post("utf-7", "operationName=+JoinClass-"), "app");
   assert.equal(await post("UTF-7", "JoinClass"), "app");
+  // UTF-16 here, unknown to Python (Django reads UTF-8, so `action=delete`).
+  for (const label of ["ucs-2", "unicode", "csunicode", "iso-10646-ucs-2", "unicodefffe"]) {
+    assert.equal(await post(label, "action=delete"), "app", label);
+  }
+  // Django keeps the last charset, and reads `charset*` as `charset`.
+  assert.equal(await post("utf-8; charset=utf-7", "action=+AGQ-elete"), "app");
+  assert.equal(
+    await winner(table, "/", {
+      method: "POST",
+      headers: { "content-type": "text/plain; charset*=''utf-7" },
+      body: "action=+AGQ-elete",
+    }),
+    "app",
+  );
+  assert.equal(await post(`"utf-8"; charset*=utf-8''utf-7`, "action=+AGQ-elete"), "app");
+  // Python's utf-16 follows a big-endian byte order mark; TextDecoder reads little-endian.
+  const bigEndian = Uint8Array.of(
+    0xfe,
+    0xff,
+    ...[..."action=delete"].flatMap((c) => [0, c.charCodeAt(0)]),
+  );
+  assert.equal(
+    await winner(table, "/", {
+      method: "POST",
+      headers: { "content-type": "text/plain; charset=utf-16" },
+      body: bigEndian,
+    }),
+    "app",
+  );
+  // A lead byte swallows the `d` after it (Python knows some of these labels, not all).
+  const lead = Uint8Array.of(
+    ...new TextEncoder().encode("action="),
+    0x81,
+    ...new TextEncoder().encode("delete"),
+  );
+  for (const label of ["x-sjis", "windows-31j", "x-gbk", "cn-big5", "euc-kr", "gb18030"]) {
+    assert.equal(
+      await winner(table, "/", {
+        method: "POST",
+        headers: { "content-type": `text/plain; charset=${label}` },
+        body: lead,
+      }),
+      "app",
+      label,
+    );
+  }
   // Labels the router reads still match, as before.
   assert.equal(await post("utf-8", "action=view"), "harmless");
   assert.equal(await post("iso-8859-1", "delete JoinClass"), "join");
+  const utf16 = (text: string, littleEndian: boolean) =>
+    Uint8Array.from(
+      [...text].flatMap((c) => littleEndian ? [c.charCodeAt(0), 0] : [0, c.charCodeAt(0)]),
+    );
+  for (const [label, littleEndian] of [["utf-16le", true], ["UTF-16BE", false]] as const) {
+    assert.equal(
+      await winner(table, "/", {
+        method: "POST",
+        headers: { "content-type": `text/plain; charset=${label}` },
+        body: utf16("delete JoinClass", littleEndian),
+      }),
+      "join",
+      label,
+    );
+  }
 });
 
 Deno.test("containsSubset() is reflexive and ignores extra keys (property)", () => {

@@ -1,6 +1,12 @@
 /** @module Reads a request body at most once, within the configured limit, for matchers and broadcast. */
 import { HttpError } from "./http_error.ts";
-import { type BodyReadings, bodyReadings, declaresUtf8, mediaTypeParameter } from "./media_type.ts";
+import {
+  type BodyReadings,
+  bodyReadings,
+  declaresUtf8,
+  mediaTypeParameter,
+  mediaTypeParameters,
+} from "./media_type.ts";
 import { MAX_FORM_FIELDS, multipartFields, UTF8_KEEP_BOM } from "./multipart_fields.ts";
 
 /** The body is larger than `body_limit_bytes`: answered with 413 `body_too_large`. */
@@ -329,12 +335,10 @@ export function urlencodedParams(bytes: Uint8Array): URLSearchParams | undefined
 }
 
 /**
- * A decoder for the `charset` parameter of `contentType` (UTF-8 when it has none), or `undefined`
- * for a label the Encoding Standard does not know or maps to its `replacement` decoder: Python
- * knows `utf-7` and `iso-2022-kr`, so Django reads `+Sm9pbkNsYXNz-` as text a UTF-8 reading
- * never sees, and the other way round.
+ * The decoder `TextDecoder` has for the first `charset` of `contentType` (UTF-8 without one), or
+ * `undefined` for a label it does not know or maps to its `replacement` decoder.
  */
-export function decoderFor(contentType: string | null): TextDecoder | undefined {
+export function charsetDecoder(contentType: string | null): TextDecoder | undefined {
   const charset = contentType ? mediaTypeParameter(contentType, "charset") : undefined;
   if (!charset) return new TextDecoder();
   try {
@@ -343,6 +347,45 @@ export function decoderFor(contentType: string | null): TextDecoder | undefined 
   } catch {
     return undefined; // a label TextDecoder does not know
   }
+}
+
+/** The WHATWG encodings that are neither one byte per character nor UTF-8 or UTF-16. */
+export const MULTI_BYTE_ENCODINGS: ReadonlySet<string> = new Set([
+  "gbk",
+  "gb18030",
+  "big5",
+  "euc-jp",
+  "iso-2022-jp",
+  "shift_jis",
+  "euc-kr",
+]);
+
+/**
+ * The decoder a body's text is read with for a `regex` matcher, or `undefined` where Django could
+ * read other text from the same bytes (it decodes with Python's codecs, and reads UTF-8 for a label
+ * they do not know): a label the Encoding Standard does not know or sends to its replacement
+ * decoder (`utf-7`, `iso-2022-kr`), a `charset` given twice or as `charset*` (Django keeps the
+ * last, and reads `charset*` as `charset`), a UTF-16 label other than `utf-16le`/`utf-16be`
+ * (`ucs-2` and `unicode` are UTF-16 here, unknown to Python; Python's `utf-16` follows a
+ * big-endian byte order mark), and the multi-byte charsets, whose labels Python knows in part and
+ * in which a lead byte can swallow the ASCII letter after it. Read as this reads them,
+ * `action=+AGQ-elete` (UTF-7) or `action=delete` (as `ucs-2`) had no `delete` for a rule's regex,
+ * while the app read `action=delete`.
+ */
+export function decoderFor(contentType: string | null): TextDecoder | undefined {
+  const named = contentType
+    ? [...mediaTypeParameters(contentType)].filter(([key]) =>
+      key === "charset" || key === "charset*"
+    )
+    : [];
+  if (named.length === 0) return new TextDecoder();
+  if (named.length > 1 || named[0][0] !== "charset") return undefined;
+  const decoder = charsetDecoder(contentType);
+  if (!decoder || MULTI_BYTE_ENCODINGS.has(decoder.encoding)) return undefined;
+  if (decoder.encoding.startsWith("utf-16") && !/^utf-16[lb]e$/i.test(named[0][1].trim())) {
+    return undefined;
+  }
+  return decoder;
 }
 
 /** Whether `text` holds `char` at least `count` times; stops counting there. */
