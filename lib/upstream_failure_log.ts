@@ -47,8 +47,9 @@ export function causeText(error: unknown): string {
   while (inner instanceof Error && inner.cause instanceof Error) inner = inner.cause;
   const text = inner instanceof Error ? inner.message : String(inner);
   // Deno 2 writes `error sending request for url (<URL>): client error …`: the whole clause goes,
-  // where cutting the URL alone took its `):` along and left a bracket open.
-  return text.replace(/ for url \(\S*?\):/g, ":").replace(/ for \S+ \(/g, " (")
+  // where cutting the URL alone took its `):` along and left a bracket open. To the last `): `
+  // before a space: a URL has no space, but its path or query may hold `):`.
+  return text.replace(/ for url \(\S*\):(?= )/g, ":").replace(/ for \S+ \(/g, " (")
     .replace(/\b[a-z][a-z0-9+.-]*:\/\/\S+/gi, "<url>").replace(/\s+/g, " ").slice(0, 500);
 }
 

@@ -41,18 +41,25 @@ Deno.test("causeText() secret leak: no path, query or URL of the request or a pr
   }
 });
 
-Deno.test("causeText() of a real refused fetch says why in Deno's words, without the URL or a bracket left open", async () => {
+Deno.test("causeText() of a real refused fetch says why in Deno's words, without the URL or a bracket left open", async (t) => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr;
   listener.close(); // nothing listens there now
-  const error = await fetch(`http://127.0.0.1:${port}/reset/s3cret?token=abc`).then(
-    (res) => res.body?.cancel(),
-    (error: unknown) => error,
-  );
-  assert.equal(
-    causeText(error),
-    "error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)",
-  );
+  // A path or query holding `):` (a client's own text) must not end the URL early either.
+  for (
+    const target of ["/reset/s3cret?token=abc", "/a):b/s3cret?token=abc", "/x?n=(y):%20z&token=abc"]
+  ) {
+    await t.step(target, async () => {
+      const error = await fetch(`http://127.0.0.1:${port}${target}`).then(
+        (res) => res.body?.cancel(),
+        (error: unknown) => error,
+      );
+      assert.equal(
+        causeText(error),
+        "error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)",
+      );
+    });
+  }
 });
 
 const unparsable = new TypeError("fetch failed", {
