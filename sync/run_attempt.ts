@@ -124,12 +124,18 @@ export async function runAttempt(
   const probe = async (db: Database) => {
     // A stop ends a connect try under way: one to a host that never answers ran out its 10 s
     // connect timeout after the signal, a third of Kubernetes' grace period.
-    const stop = () => db.abandon().catch(() => {});
+    let abandoned = false;
+    const stop = () => {
+      abandoned = true;
+      db.abandon().catch(() => {});
+    };
     options.signal?.addEventListener("abort", stop, { once: true });
     try {
       await db.sql`SELECT 1`;
+      // An answer already on its way when the stop came: the connection is ending all the same.
+      if (abandoned) throw new Error("abandoned");
     } catch (error) {
-      if (options.signal?.aborted) {
+      if (abandoned) {
         throw new SyncStoppedError(
           `Not attempted: the sync was stopped by a signal while "${db.region}" was being reached`,
         );

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { parseSyncConfig } from "../sync/config.ts";
-import { openDatabase } from "../sync/database.ts";
+import { type Database, openDatabase } from "../sync/database.ts";
 import { startEmbeddedPostgres } from "../sync/embedded.ts";
 import { SyncStoppedError } from "../sync/errors.ts";
 import { runAttempt } from "../sync/run_attempt.ts";
@@ -101,6 +101,56 @@ Deno.test("a signal while the owner never answers ends the attempt at once, as s
     await silent.close();
     await au.close();
   }
+});
+
+Deno.test("a signal while a healthy owner's probe answer is on its way ends the attempt as stopped, not as a connection error", async () => {
+  // The stop ends the connection, but an answer already on its way still settled the probe: the
+  // owner counted as reachable, and the table check on its ended connection failed the attempt
+  // with CONNECTION_ENDED (a review's proxy in front of PostgreSQL hit it 20 times in 20).
+  const controller = new AbortController();
+  const abandoned = new Set<string>();
+  /** A database whose `SELECT 1` answers with `answer()`; once abandoned, every query fails. */
+  const fake = (region: string, answer: () => unknown): Database => {
+    const ended = () => Promise.reject(new Error("write CONNECTION_ENDED"));
+    return {
+      region,
+      label: region,
+      sql: Object.assign(
+        () => abandoned.has(region) ? ended() : Promise.resolve().then(answer),
+        { unsafe: ended },
+      ) as unknown as Database["sql"],
+      bytesRead: () => 0,
+      bytesSent: () => 0,
+      scrub: (text) => text,
+      close: () => Promise.resolve(),
+      abandon: () => {
+        abandoned.add(region);
+        return Promise.resolve();
+      },
+    };
+  };
+  const config = parseSyncConfig({
+    owner: "us",
+    databases: { us: "postgres://u@127.0.0.1/a", au: "postgres://u@127.0.0.1/b" },
+    tables: TABLES,
+  });
+  const databases = new Map([
+    ["us", fake("us", () => (controller.abort(), [{}]))], // SIGTERM as the answer arrives
+    ["au", fake("au", () => [{}])],
+  ]);
+  await assert.rejects(
+    runAttempt(config, databases, {
+      dryRun: false,
+      signal: controller.signal,
+      retryDelayMs: 1,
+      log: () => {},
+    }),
+    (error) => {
+      assert.ok(error instanceof SyncStoppedError, String(error));
+      return true;
+    },
+  );
+  assert.ok(abandoned.has("us"));
 });
 
 Deno.test("max_delete_ratio refuses only what exceeds it: deletes exactly at the ratio go through", async (t) => {
