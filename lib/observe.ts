@@ -145,7 +145,8 @@ function publicHost(request: Request, log: RouteLog, hops: number): string {
   if (host !== undefined) return hostOf(`http://${host}/`);
   const fromUrl = hostOf(request.url);
   // A Host Deno.serve cannot put in the URL (a byte above 0x7F) becomes `localhost:<port>` there:
-  // its bad_host line named a host nobody sent, one log filters often trust.
+  // its bad_host line named a host nobody sent, one log filters often trust. (An absolute-form
+  // target naming that very `localhost:<port>` beside such a Host looks the same: logged as it.)
   const sent = request.headers.get("host");
   if (sent === null || !NON_ASCII.test(sent) || !fromUrl.startsWith("localhost:")) return fromUrl;
   const authority = authorityOf(`http://${sent}/`); // as sent: no parser to rewrite it
