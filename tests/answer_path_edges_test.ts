@@ -23,6 +23,17 @@ const gz = new Uint8Array(gzipSync(new TextEncoder().encode(text)));
 const get = (port: number, extra = "", method = "GET", path = "/") =>
   rawRequest(port, `${method} ${path} HTTP/1.1\r\nHost: app\r\n${extra}Connection: close\r\n\r\n`);
 
+/** What a client's `method` request gets through vestibule from an origin that answers `raw`. */
+async function throughRawOrigin(raw: string, method = "GET"): Promise<string> {
+  const up = rawUpstream(() => raw);
+  const edge = startVestibule(oneRegion(up.url));
+  try {
+    return await get(edge.port, "", method);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
+}
+
 Deno.test("an upper-case 'Content-Encoding: GZIP' that fetch decoded gets a weak ETag and Vary: Accept-Encoding", async () => {
   const up = startUpstream(() =>
     new Response(gz, {
@@ -44,16 +55,11 @@ Deno.test("an upper-case 'Content-Encoding: GZIP' that fetch decoded gets a weak
 });
 
 Deno.test("a HEAD answer whose Content-Length is empty is 502, not 'Content-Length: 0'", async () => {
-  const up = rawUpstream(() =>
-    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: \r\nConnection: close\r\n\r\n"
+  const answer = await throughRawOrigin(
+    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: \r\nConnection: close\r\n\r\n",
+    "HEAD",
   );
-  const edge = startVestibule(oneRegion(up.url));
-  try {
-    const answer = await get(edge.port, "", "HEAD");
-    assert.match(answer, /^HTTP\/1\.1 502 /, answer.slice(0, 100));
-  } finally {
-    await Promise.all([edge.close(), up.close()]);
-  }
+  assert.match(answer, /^HTTP\/1\.1 502 /, answer.slice(0, 100));
 });
 
 Deno.test("a body vestibule decoded keeps the origin's own Vary beside Accept-Encoding", async (t) => {
@@ -86,33 +92,21 @@ Deno.test("a body vestibule decoded keeps the origin's own Vary beside Accept-En
 });
 
 Deno.test("'Transfer-Encoding: chunked, gzip' is 502 upstream_invalid, not the chunk framing as the body", async () => {
-  const up = rawUpstream(() =>
+  const answer = await throughRawOrigin(
     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked, gzip\r\n" +
-    "Connection: close\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+      "Connection: close\r\n\r\n2\r\nok\r\n0\r\n\r\n",
   );
-  const edge = startVestibule(oneRegion(up.url));
-  try {
-    const answer = await get(edge.port);
-    assert.match(answer, /^HTTP\/1\.1 502 /, JSON.stringify(answer.slice(0, 200)));
-    assert.match(answer, /upstream_invalid/);
-  } finally {
-    await Promise.all([edge.close(), up.close()]);
-  }
+  assert.match(answer, /^HTTP\/1\.1 502 /, JSON.stringify(answer.slice(0, 200)));
+  assert.match(answer, /upstream_invalid/);
 });
 
 Deno.test("a header the origin's Connection names in mixed case does not reach the client", async () => {
-  const up = rawUpstream(() =>
+  const answer = await throughRawOrigin(
     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: X-Backend-Hop\r\n" +
-    "X-Backend-Hop: 10.0.0.7\r\nContent-Length: 2\r\n\r\nok"
+      "X-Backend-Hop: 10.0.0.7\r\nContent-Length: 2\r\n\r\nok",
   );
-  const edge = startVestibule(oneRegion(up.url));
-  try {
-    const answer = await get(edge.port);
-    assert.match(answer, /^HTTP\/1\.1 200 /);
-    assert.doesNotMatch(answerHead(answer), /x-backend-hop/);
-  } finally {
-    await Promise.all([edge.close(), up.close()]);
-  }
+  assert.match(answer, /^HTTP\/1\.1 200 /);
+  assert.doesNotMatch(answerHead(answer), /x-backend-hop/);
 });
 
 Deno.test("a 205 Reset Content without a length reaches the client as 205", async (t) => {
@@ -126,14 +120,8 @@ Deno.test("a 205 Reset Content without a length reaches the client as 205", asyn
     ]
   ) {
     await t.step(what, async () => {
-      const up = rawUpstream(() => raw);
-      const edge = startVestibule(oneRegion(up.url));
-      try {
-        const answer = await get(edge.port, "", "POST");
-        assert.match(answer, /^HTTP\/1\.1 205 /, JSON.stringify(answer.slice(0, 200)));
-      } finally {
-        await Promise.all([edge.close(), up.close()]);
-      }
+      const answer = await throughRawOrigin(raw, "POST");
+      assert.match(answer, /^HTTP\/1\.1 205 /, JSON.stringify(answer.slice(0, 200)));
     });
   }
 });
