@@ -106,7 +106,9 @@ vestibule local stack
   staff     log in as sam / staff (US): the home page has a signed "Switch to region AU" button
   GraphQL   http://localhost:${PORT}/graphql     (Signup and JoinClass, broadcast: class codes AU-1 / US-1 pick the region)
   as AU     curl -H 'cf-ipcountry: AU' http://localhost:${PORT}/
-  metrics   curl -H 'Authorization: Bearer ${METRICS_TOKEN}' http://localhost:${PORT}/_vestibule/metrics
+  metrics   curl -H 'Authorization: Bearer ${
+    METRICS_TOKEN.split(",")[0].trim()
+  }' http://localhost:${PORT}/_vestibule/metrics
   upstreams AU ${au.url}  US ${us.url}  website ${website.url}
 Ctrl-C stops everything.
 `);

@@ -84,3 +84,28 @@ Deno.test("metricsResponse() wants the Bearer scheme and the token apart (RFC 67
     assert.equal(res.status, status, authorization);
   }
 });
+
+Deno.test("metricsResponse() accepts each of several comma-separated tokens, for a rotation without a gap", async () => {
+  const ask = async (authorization: string) => {
+    const res = await metricsResponse(new Request(URL, { headers: { authorization } }), {
+      metrics: new VestibuleMetrics(),
+      token: readMetricsToken(" new-t0ken-0123456789 , old-t0ken-0123456789\n"),
+    });
+    await res.body?.cancel();
+    return res.status;
+  };
+  assert.equal(await ask("Bearer new-t0ken-0123456789"), 200);
+  assert.equal(await ask("Bearer old-t0ken-0123456789"), 200);
+  for (
+    const wrong of [
+      "Bearer new-t0ken-0123456789,old-t0ken-0123456789",
+      "Bearer new-t0ken-0123456789 old-t0ken-0123456789",
+      "Bearer ",
+      "Bearer other-t0ken-0123456789",
+    ]
+  ) {
+    assert.equal(await ask(wrong), 401, wrong);
+  }
+  assert.throws(() => readMetricsToken("new-token,"), /not a bearer token/);
+  assert.throws(() => readMetricsToken("new-token,,old"), /not a bearer token/);
+});
