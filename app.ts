@@ -214,7 +214,10 @@ export function createApp(deps: AppDeps): App {
       }
       if (error instanceof HttpError) {
         log.error = error.code;
-        return errorResponse(error, request.headers.get("accept"), request.method);
+        const response = errorResponse(error, request.headers.get("accept"), request.method);
+        // Tells the vestibule that sent this copy round that the loop is its own.
+        if (error.code === "loop_detected") response.headers.set("via", config.via.entry);
+        return response;
       }
       throw error;
     }

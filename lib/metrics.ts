@@ -24,7 +24,12 @@ export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 export type OcapCacheResult = "hit" | "miss" | "coalesced";
 
 /** The errors of one upstream call, as the access log's `error` names them. */
-const UPSTREAM_ERRORS = new Set(["upstream_unavailable", "upstream_timeout", "upstream_invalid"]);
+const UPSTREAM_ERRORS = new Set([
+  "upstream_unavailable",
+  "upstream_timeout",
+  "upstream_invalid",
+  "loop_detected", // the upstream's origin points back at this vestibule
+]);
 
 /** A broadcast region's `error` in the access line → its `vestibule_upstream_errors_total` label. */
 const BROADCAST_REGION_ERRORS = new Map([

@@ -1,6 +1,7 @@
 /** @module What every route processor receives, and the forwarding step global and regional share. */
 import type { Config, Upstream } from "./compile_rules.ts";
 import {
+  cameThroughVestibule,
   CLIENT_CHECK_AFTER_MS,
   clientResponse,
   type CookiePolicy,
@@ -109,6 +110,14 @@ export async function forwardTo(
     signal,
   });
   ctx.log.upstreamMs = performance.now() - started;
+  // This vestibule's own refusal of the copy it sent round (its Via on the 508): the line the
+  // operator reads first says what happened, as the copy's line does.
+  if (
+    response.status === 508 &&
+    cameThroughVestibule(response.headers.get("via"), ctx.config.via.pseudonym)
+  ) {
+    ctx.log.error = "loop_detected";
+  }
   if (ctx.log.upstreamMs >= CLIENT_CHECK_AFTER_MS) await unlessClientLeft(ctx.request, response);
   return clientResponse(response, upstream, ctx.forward, asked);
 }

@@ -43,7 +43,7 @@ Deno.test("proxy loop: a request that comes back through an upstream pointing at
     { env: () => undefined },
   );
   const lines: string[] = [];
-  const app = createApp({ config, log: (line) => lines.push(line) });
+  const app = createApp({ config, log: (line) => lines.push(line), metricsToken: "scrape-t0ken" });
   try {
     const res = await fetch(`${self}/about`, { headers: { accept: "application/json" } });
     const body = await res.json();
@@ -53,9 +53,21 @@ Deno.test("proxy loop: a request that comes back through an upstream pointing at
       status: 508,
       error: "loop_detected",
     });
-    assert.ok(
-      lines.some((l) => JSON.parse(l).status === 508),
-      "the refused copy has an access line",
+    // Both lines say so: the copy's (refused before any rule), then the request's, whose
+    // upstream answered with this vestibule's own refusal; the loop counts as that upstream's.
+    assert.deepEqual(
+      lines.map((l) => JSON.parse(l)).map(({ rule, status, error }) => ({ rule, status, error })),
+      [
+        { rule: undefined, status: 508, error: "loop_detected" },
+        { rule: "site", status: 508, error: "loop_detected" },
+      ],
+    );
+    const scrape = await (await fetch(`${self}/_vestibule/metrics`, {
+      headers: { authorization: "Bearer scrape-t0ken" },
+    })).text();
+    assert.match(
+      scrape,
+      /^vestibule_upstream_errors_total\{upstream="website",error="loop_detected"\} 1$/m,
     );
   } finally {
     await server.shutdown();
@@ -227,4 +239,26 @@ Deno.test("explain: via_pseudonym names the entry set and the one that is a loop
     headers: { via: "1.1 edge" },
   }, config);
   assert.equal(loop.refused?.status, 508);
+});
+
+Deno.test("proxy loop: only a 508 carrying vestibule's Via is its own loop in the log, not an origin's 508 or an answer with its Via", async () => {
+  const up = startUpstream((req) =>
+    new URL(req.url).pathname === "/webdav"
+      ? new Response(null, { status: 508 }) // WebDAV's own Loop Detected (RFC 5842)
+      // An origin behind a proxy that copies the request's Via onto its answers.
+      : new Response(null, { headers: { via: req.headers.get("via") ?? "" } })
+  );
+  const lines: Record<string, unknown>[] = [];
+  const edge = startVestibule(oneRegion(up.url), {
+    deps: { log: (line) => lines.push(JSON.parse(line)) },
+  });
+  try {
+    for (const path of ["/ok", "/webdav"]) await (await fetch(`${edge.url}${path}`)).body?.cancel();
+    assert.deepEqual(lines.map(({ status, error }) => ({ status, error })), [
+      { status: 200, error: undefined },
+      { status: 508, error: undefined },
+    ]);
+  } finally {
+    await Promise.all([edge.close(), up.close()]);
+  }
 });
