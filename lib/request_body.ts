@@ -5,7 +5,7 @@ import {
   bodyReadings,
   declaresUtf8,
   mediaTypeParameter,
-  mediaTypeParameters,
+  plainParameters,
 } from "./media_type.ts";
 import { MAX_FORM_FIELDS, multipartFields, UTF8_KEEP_BOM } from "./multipart_fields.ts";
 
@@ -363,26 +363,25 @@ export const MULTI_BYTE_ENCODINGS: ReadonlySet<string> = new Set([
 /**
  * The decoder a body's text is read with for a `regex` matcher, or `undefined` where Django could
  * read other text from the same bytes (it decodes with Python's codecs, and reads UTF-8 for a label
- * they do not know): a label the Encoding Standard does not know or sends to its replacement
- * decoder (`utf-7`, `iso-2022-kr`), a `charset` given twice or as `charset*` (Django keeps the
- * last, and reads `charset*` as `charset`), a UTF-16 label other than `utf-16le`/`utf-16be`
- * (`ucs-2` and `unicode` are UTF-16 here, unknown to Python; Python's `utf-16` follows a
+ * they do not know): parameters apps do not all split alike ({@linkcode plainParameters}: a `"` in
+ * a name, a `\`, a `charset` given twice or as `charset*`, where Django keeps the last, counts
+ * quotes its own way, and strips U+0085), a label the Encoding Standard does not know or sends to
+ * its replacement decoder (`utf-7`, `iso-2022-kr`), a UTF-16 label other than `utf-16le` and
+ * `utf-16be` (`ucs-2` and `unicode` are UTF-16 here, unknown to Python; Python's `utf-16` follows a
  * big-endian byte order mark), and the multi-byte charsets, whose labels Python knows in part and
- * in which a lead byte can swallow the ASCII letter after it. Read as this reads them,
+ * in which a lead byte can swallow the ASCII letter after it. Read as this read them,
  * `action=+AGQ-elete` (UTF-7) or `action=delete` (as `ucs-2`) had no `delete` for a rule's regex,
  * while the app read `action=delete`.
  */
 export function decoderFor(contentType: string | null): TextDecoder | undefined {
-  const named = contentType
-    ? [...mediaTypeParameters(contentType)].filter(([key]) =>
-      key === "charset" || key === "charset*"
-    )
-    : [];
-  if (named.length === 0) return new TextDecoder();
-  if (named.length > 1 || named[0][0] !== "charset") return undefined;
+  if (contentType === null) return new TextDecoder();
+  const parameters = plainParameters(contentType);
+  if (!parameters) return undefined;
+  const charset = parameters.get("charset");
+  if (charset === undefined) return new TextDecoder();
   const decoder = charsetDecoder(contentType);
   if (!decoder || MULTI_BYTE_ENCODINGS.has(decoder.encoding)) return undefined;
-  if (decoder.encoding.startsWith("utf-16") && !/^utf-16[lb]e$/i.test(named[0][1].trim())) {
+  if (decoder.encoding.startsWith("utf-16") && !/^utf-16[lb]e$/i.test(charset.trim())) {
     return undefined;
   }
   return decoder;

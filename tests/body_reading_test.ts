@@ -267,6 +267,28 @@ function startSignupEdge() {
   };
 }
 
+Deno.test("rule confusion: a regex matcher does not match a body whose charset Django reads otherwise", async (t) => {
+  // A rule that keeps delete requests away: to Django, each of these bodies says action=delete.
+  const edge = startActionEdge({ regex: "^(?![\\s\\S]*delete)" });
+  try {
+    for (
+      const [type, body] of [
+        ["text/plain; charset=utf-7", "action=+AGQ-elete"],
+        ["text/plain; charset=ucs-2", "action=delete"],
+        ['text/plain; a"=1; charset=utf-16be', "action=delete"],
+        // The byte 0x85 itself, which Python's strip() takes for white space.
+        ["text/plain; charset\x85=utf-7", "action=+AGQ-elete"],
+      ]
+    ) {
+      await t.step(JSON.stringify(type), () => edge.confused("", { "content-type": type }, body));
+    }
+    // The rule still matches the same body read as the app reads it.
+    assert.equal(await edge.matched("", { "content-type": "text/plain" }, "action=view"), true);
+  } finally {
+    await edge.close();
+  }
+});
+
 Deno.test("json matcher: valid JSON that json_decode and JSON.parse both read is not refused", async (t) => {
   const edge = startSignupEdge();
   try {
