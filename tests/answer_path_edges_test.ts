@@ -1,7 +1,7 @@
 /**
  * What a client gets back through the answer path, at its edges: decoded bodies and their Vary,
- * framing and lengths an answer cannot carry, hop-by-hop names, 205, hash routes in redirects, and
- * the Vary of pin_on answers and redirect rules.
+ * framing and lengths an answer cannot carry, hop-by-hop names, 205, and the Vary of pin_on
+ * answers and redirect rules.
  * Real loopback origins and raw sockets, as the other forwarding tests do.
  */
 import assert from "node:assert/strict";
@@ -123,27 +123,6 @@ Deno.test("a 205 Reset Content without a length reaches the client as 205", asyn
       const answer = await throughRawOrigin(raw, "POST");
       assert.match(answer, /^HTTP\/1\.1 205 /, JSON.stringify(answer.slice(0, 200)));
     });
-  }
-});
-
-Deno.test("redirect rule: a path group in the template's #fragment, after its ?query, is left as written", async () => {
-  const edge = startVestibule({
-    regions: { us: { origin: "http://127.0.0.1:1" } },
-    default_region: "us",
-    rules: [{
-      name: "app",
-      type: "global",
-      match: { path: "^/old/(.*)$" },
-      redirect: { location: "https://new.example.com/app?from=old#/view/$1" },
-    }],
-  });
-  try {
-    const res = await fetch(`${edge.url}/old/a=1&b=2`, { redirect: "manual" });
-    await res.body?.cancel();
-    assert.equal(res.status, 302);
-    assert.equal(res.headers.get("location"), "https://new.example.com/app?from=old#/view/a=1&b=2");
-  } finally {
-    await edge.close();
   }
 });
 

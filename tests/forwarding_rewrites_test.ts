@@ -679,6 +679,19 @@ Deno.test("redirect rule with a fragment: the client's query goes before the '#'
   }
 });
 
+Deno.test("redirect rule: a path group in the template's #fragment, after its ?query, is left as written", async () => {
+  // A single-page app's hash route: `&` and `=` there are no query's, so they are not escaped.
+  const edge = withRedirect("https://new.example.com/app?from=old#/view/$1");
+  try {
+    const res = await fetch(`${edge.url}/help/a=1&b=2`, { redirect: "manual" });
+    await res.body?.cancel();
+    assert.equal(res.status, 302);
+    assert.equal(res.headers.get("location"), "https://new.example.com/app?from=old#/view/a=1&b=2");
+  } finally {
+    await edge.close();
+  }
+});
+
 Deno.test("compression: the client's own Accept-Encoding decides what it gets back", async (t) => {
   const text = "hello compressed world ".repeat(200);
   await t.step(
