@@ -339,7 +339,11 @@ export function urlencodedParams(bytes: Uint8Array): URLSearchParams | undefined
  * `undefined` for a label it does not know or maps to its `replacement` decoder.
  */
 export function charsetDecoder(contentType: string | null): TextDecoder | undefined {
-  const charset = contentType ? mediaTypeParameter(contentType, "charset") : undefined;
+  return labelDecoder(contentType ? mediaTypeParameter(contentType, "charset") : undefined);
+}
+
+/** {@linkcode charsetDecoder} for the label itself. */
+function labelDecoder(charset: string | undefined): TextDecoder | undefined {
   if (!charset) return new TextDecoder();
   try {
     const decoder = new TextDecoder(charset);
@@ -369,7 +373,7 @@ export const MULTI_BYTE_ENCODINGS: ReadonlySet<string> = new Set([
  * its replacement decoder (`utf-7`, `iso-2022-kr`), a UTF-16 label other than `utf-16le` and
  * `utf-16be` (`ucs-2` and `unicode` are UTF-16 here, unknown to Python; Python's `utf-16` follows a
  * big-endian byte order mark), and the multi-byte charsets, whose labels Python knows in part and
- * in which a lead byte can swallow the ASCII letter after it. Read as this read them,
+ * in which a lead byte can swallow the ASCII letter after it. Read as the router read them before,
  * `action=+AGQ-elete` (UTF-7) or `action=delete` (as `ucs-2`) had no `delete` for a rule's regex,
  * while the app read `action=delete`.
  */
@@ -379,7 +383,7 @@ export function decoderFor(contentType: string | null): TextDecoder | undefined 
   if (!parameters) return undefined;
   const charset = parameters.get("charset");
   if (charset === undefined) return new TextDecoder();
-  const decoder = charsetDecoder(contentType);
+  const decoder = labelDecoder(charset);
   if (!decoder || MULTI_BYTE_ENCODINGS.has(decoder.encoding)) return undefined;
   if (decoder.encoding.startsWith("utf-16") && !/^utf-16[lb]e$/i.test(charset.trim())) {
     return undefined;
