@@ -3,6 +3,7 @@
  * global website, and vestibule in front of them with the top-level `rules.json`.
  */
 import { listenPort } from "../lib/listen_port.ts";
+import { listeningPort, passOn } from "./listening.ts";
 import { startMonolith } from "./monolith.ts";
 import { startWebsite } from "./website.ts";
 
@@ -10,15 +11,6 @@ const asked = listenPort(Deno.env.get("PORT"));
 if (typeof asked !== "number") {
   console.error(`vestibule dev stack: ${asked.error}`);
   Deno.exit(1);
-}
-// `PORT=0` (any free port): the links below need the one vestibule gets, so it is picked here.
-const PORT = asked === 0 ? freePort() : asked;
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
 }
 // Trimmed as vestibule reads it: a blank one (a .env template) turned the metrics off.
 const METRICS_TOKEN = Deno.env.get("VESTIBULE_METRICS_TOKEN")?.trim() || "dev-only-metrics-token";
@@ -64,7 +56,9 @@ const env = {
   US_ORIGIN: us.url,
   WEBSITE_ORIGIN: website.url,
   AU_SECRET: "dev-only-au-secret",
-  PORT: String(PORT),
+  // `PORT=0` (any free port): vestibule takes one itself and says which (below). A port picked
+  // here and freed for it could go to a stand-in first, or to anything else meanwhile.
+  PORT: String(asked),
   VESTIBULE_METRICS_TOKEN: METRICS_TOKEN,
 };
 let closing: Promise<unknown> | undefined;
@@ -72,7 +66,7 @@ const closeAll = () => closing ??= Promise.all([au.close(), us.close(), website.
 // Listening before vestibule starts: a stop during start-up (a test that reads the banner and
 // stops at once, an early Ctrl-C) ran Deno's default exit and left vestibule running, orphaned.
 let stopping = false;
-async function shutdown() {
+async function shutdown(code = 0) {
   stopping = true;
   try {
     edge.kill("SIGTERM");
@@ -81,10 +75,10 @@ async function shutdown() {
   }
   await edge.status;
   await closeAll();
-  Deno.exit(0);
+  Deno.exit(code);
 }
-Deno.addSignalListener("SIGINT", shutdown);
-Deno.addSignalListener("SIGTERM", shutdown);
+Deno.addSignalListener("SIGINT", () => shutdown());
+Deno.addSignalListener("SIGTERM", () => shutdown());
 const edge = new Deno.Command(Deno.execPath(), {
   args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "main.ts"],
   cwd: new URL("..", import.meta.url).pathname,
@@ -93,11 +87,18 @@ const edge = new Deno.Command(Deno.execPath(), {
   stdin: "null",
   stderr: "piped",
 }).spawn();
-const edgeStderr = passOn(edge.stderr, "Listening on");
+const edgeStderr = passOn(edge.stderr);
 
-// The links work once vestibule listens, which `Deno.serve` says on stderr; a vestibule that
-// cannot listen (PORT taken) says why instead, and the banner would only mislead.
-if (await edgeStderr.seen) {
+// The links work once vestibule listens, which `Deno.serve` says on stderr, with the port; a
+// vestibule that cannot listen (PORT taken) says why instead, and the banner would only mislead.
+const listening = await edgeStderr.line;
+const PORT = listening === undefined ? undefined : asked || listeningPort(listening);
+if (listening !== undefined && PORT === undefined) {
+  // Deno wrote its line in a shape this stack does not know: no banner beats one with wrong links.
+  console.error(`vestibule dev stack: no port in vestibule's "${listening}"`);
+  await shutdown(1);
+}
+if (PORT !== undefined) {
   console.log(`
 vestibule local stack
   open      http://localhost:${PORT}/            (anonymous: lands on the assumed region, US by default)
@@ -127,34 +128,4 @@ if (stopped) {
   console.error(`vestibule exited with code ${status.code}`);
   await closeAll();
   Deno.exit(status.code || 1);
-}
-
-/**
- * Copies vestibule's stderr to the stack's as it comes; `seen` resolves true once `marker` has
- * passed, false if the stream ended first.
- */
-function passOn(stream: ReadableStream<Uint8Array>, marker: string) {
-  const seen = Promise.withResolvers<boolean>();
-  const done = (async () => {
-    const decoder = new TextDecoder();
-    let text = "";
-    let found = false;
-    let writing = true;
-    for await (const chunk of stream) {
-      try {
-        for (let at = 0; writing && at < chunk.length;) {
-          at += await Deno.stderr.write(chunk.subarray(at));
-        }
-      } catch {
-        writing = false; // the stack's own stderr has gone; vestibule's is still drained
-      }
-      if (found) continue;
-      // Only the tail a marker split across chunks can start in: Deno's own lines (DENO_LOG,
-      // downloads) may run to megabytes before it.
-      text = text.slice(-marker.length) + decoder.decode(chunk, { stream: true });
-      found = text.includes(marker);
-      if (found) seen.resolve(true);
-    }
-  })().finally(() => seen.resolve(false));
-  return { seen: seen.promise, done };
 }

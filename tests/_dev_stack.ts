@@ -4,6 +4,8 @@ import { killGroup, spawnInGroup } from "./_process_group.ts";
 /** A running dev stack and what it printed up to its banner (or until it ended or timed out). */
 export interface DevStack {
   stdout: string;
+  /** The last few KB the stack wrote to stderr so far (vestibule's lines among them): why it failed. */
+  readonly stderr: string;
   /**
    * Sends `signal` (if the stack still runs) and waits for it to exit; throws if it left one of
    * its processes (an origin, vestibule) running, as Ctrl-C in a terminal would.
@@ -14,6 +16,9 @@ export interface DevStack {
 /** How long a stack may take to stop after its signal: past vestibule's 25 s grace period. */
 const STOP_MS = 30_000;
 
+/** How much of the stack's stderr a failing test shows. */
+const STDERR_TAIL = 4_096;
+
 /** Starts `dev/stack.ts` with `env` and reads its stdout until the banner's last line, or `ms`. */
 export async function startDevStack(env: Record<string, string>, ms = 20_000): Promise<DevStack> {
   const stack = spawnInGroup(Deno.execPath(), {
@@ -23,8 +28,17 @@ export async function startDevStack(env: Record<string, string>, ms = 20_000): P
     env: { NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "piped",
-    stderr: "null",
+    stderr: "piped",
   });
+  // Drained as it comes (DENO_LOG=debug writes megabytes), keeping only the tail.
+  let stderr = "";
+  const errors = stack.stderr.getReader();
+  const drained = (async () => {
+    const decoder = new TextDecoder();
+    for (let read = await errors.read(); !read.done; read = await errors.read()) {
+      stderr = (stderr + decoder.decode(read.value, { stream: true })).slice(-STDERR_TAIL);
+    }
+  })().catch(() => {});
   const decoder = new TextDecoder();
   const reader = stack.stdout.getReader();
   let stdout = "";
@@ -42,6 +56,9 @@ export async function startDevStack(env: Record<string, string>, ms = 20_000): P
   }
   return {
     stdout,
+    get stderr() {
+      return stderr;
+    },
     async stop(signal: Deno.Signal = "SIGTERM") {
       try {
         stack.kill(signal);
@@ -59,6 +76,8 @@ export async function startDevStack(env: Record<string, string>, ms = 20_000): P
       await stack.status;
       const leftOver = killGroup(stack.pid);
       await reader.cancel().catch(() => {});
+      await errors.cancel().catch(() => {});
+      await drained;
       if (!exited) throw new Error(`the dev stack did not exit within ${STOP_MS} ms of ${signal}`);
       if (leftOver) throw new Error(`the dev stack ended on ${signal} and left a process running`);
     },

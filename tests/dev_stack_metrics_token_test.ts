@@ -14,7 +14,7 @@ Deno.test("deno task dev: the banner's metrics curl line answers 200 when the sh
       const stack = await startDevStack({ PORT: "0", VESTIBULE_METRICS_TOKEN: token });
       try {
         const line = /^ *metrics +curl -H '([^':]+): ([^']*)' (\S+)$/m.exec(stack.stdout);
-        assert.ok(line, `a metrics line that is one curl command: ${stack.stdout}`);
+        assert.ok(line, `a metrics line that is one curl command: ${stack.stdout}${stack.stderr}`);
         const [, name, value, url] = line;
         const response = await fetch(url, { headers: { [name]: value } });
         await response.body?.cancel();

@@ -25,6 +25,8 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
   Deno.test(`start-up: deno task dev with PORT=0 prints no localhost:0 links, and a ${signal} leaves no orphan`, async () => {
     const stack = await startDevStack({ PORT: "0" });
     const { stdout } = stack;
+    // What vestibule said when there is no banner (a port it could not take, a crash).
+    const output = `stdout:\n${stdout}\nstderr:\n${stack.stderr}`;
     try {
       const open = stdout.match(/^ {2}open +(\S+)/m)?.[1];
       assert.ok(
@@ -37,7 +39,7 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     // Stopped right after its banner, the stack used to exit before its signal listener was up and
     // leave vestibule running on the port, orphaned, for good.
     const port = Number(stdout.match(/localhost:(\d+)\//)?.[1]);
-    assert.ok(port > 0, stdout);
+    assert.ok(port > 0, output);
     assert.equal(await listening(port, 3_000), false, `vestibule still listens on ${port}`);
   });
 }

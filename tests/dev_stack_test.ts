@@ -3,47 +3,19 @@ import assert from "node:assert/strict";
 import { deadPort, listeningAddresses, LOOPBACK_ONLY } from "./_servers.ts";
 import { startDevStack } from "./_dev_stack.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-async function waitFor(url: string, deadline: number): Promise<void> {
-  while (Date.now() < deadline) {
-    try {
-      const res = await fetch(url);
-      await res.body?.cancel();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  throw new Error(`The dev stack did not answer at ${url}`);
-}
-
 Deno.test("deno task dev: anonymous pages, website, broadcast login and pin, wrong password page", async (t) => {
-  const port = freePort();
-  const stack = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "dev/stack.ts"],
-    cwd: ROOT,
-    // A shell with a deploy's settings exported: the stack must still run its own rules.json
-    // (with these passed on, the edge answered 502 for every link of the banner).
-    env: {
-      ...LOOPBACK_ONLY,
-      PORT: String(port),
-      VESTIBULE_RULES: "/dev/null",
-      DENO_DEPLOYMENT_ID: "prod",
-    },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const base = `http://127.0.0.1:${port}`;
+  // A shell with a deploy's settings exported: the stack must still run its own rules.json
+  // (with these passed on, the edge answered 502 for every link of the banner).
+  const stack = await startDevStack({
+    ...LOOPBACK_ONLY,
+    PORT: "0",
+    VESTIBULE_RULES: "/dev/null",
+    DENO_DEPLOYMENT_ID: "prod",
+  });
   try {
-    await waitFor(`${base}/_vestibule/health`, Date.now() + 20_000);
+    const port = /^ {2}open +http:\/\/localhost:(\d+)\//m.exec(stack.stdout)?.[1];
+    assert.ok(port, `the banner, so the stack listens: ${stack.stdout}${stack.stderr}`);
+    const base = `http://127.0.0.1:${port}`;
     await t.step("anonymous: the assumed region (US by default), no pin", async () => {
       const res = await fetch(`${base}/`);
       assert.match(await res.text(), /Served by region US/);
@@ -164,10 +136,7 @@ Deno.test("deno task dev: anonymous pages, website, broadcast login and pin, wro
       assert.deepEqual(res.headers.getSetCookie(), [], "a failed signup pins no region");
     });
   } finally {
-    stack.kill("SIGTERM");
-    await stack.status;
-    await stack.stdout.cancel();
-    await stack.stderr.cancel();
+    await stack.stop();
   }
 });
 
