@@ -1,5 +1,5 @@
 /** @module Test helpers: vestibule as real child processes sharing one KV file. */
-import { deadPort, LOOPBACK_ONLY } from "./_servers.ts";
+import { answersHealth, freePort, LOOPBACK_ONLY } from "./_servers.ts";
 import { OCAP_KEY } from "./_ocap.ts";
 import { killGroup, spawnInGroup } from "./_process_group.ts";
 
@@ -40,7 +40,7 @@ export async function startProcess(
     quiet?: boolean;
   },
 ): Promise<VestibuleProcess> {
-  const port = deadPort();
+  const port = freePort();
   const args = kind === "serve" ? ["task", "serve"] : ["run", "--allow-all", "main.ts"];
   const child = spawnInGroup(Deno.execPath(), {
     args,
@@ -84,9 +84,7 @@ export async function startProcess(
   const deadline = performance.now() + 20_000;
   while (true) {
     try {
-      const response = await fetch(`${process.url}/_vestibule/health`);
-      await response.body?.cancel();
-      if (response.ok) return process;
+      if (await answersHealth(process.url)) return process;
     } catch {
       // Not listening yet.
     }

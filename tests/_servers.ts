@@ -87,16 +87,26 @@ export const twoRegions = (au: string, us: string, extra: Record<string, unknown
   ...extra,
 });
 
+/**
+ * Whether vestibule answers its health check at `base`: its own answer, not just any server's (a
+ * child that could not take its port leaves it to whatever took it).
+ */
+export async function answersHealth(base: string): Promise<boolean> {
+  const response = await fetch(`${base}/_vestibule/health`);
+  const body = await response.text();
+  return response.status === 200 && body === JSON.stringify({ status: "ok" });
+}
+
 /** Waits until a vestibule process at `base` answers its health check (about 10 s at most). */
 export async function untilHealthy(base: string): Promise<void> {
   for (let i = 0;; i++) {
     try {
-      await (await fetch(`${base}/_vestibule/health`)).body?.cancel();
-      return;
+      if (await answersHealth(base)) return;
+      if (i > 200) throw new Error(`something other than vestibule answers at ${base}`);
     } catch (error) {
       if (i > 200) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50));
     }
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
@@ -308,8 +318,19 @@ export async function listeningAddresses(port: number): Promise<string[]> {
   return addresses;
 }
 
-/** A port nothing listens on: bind one, note it, close it. */
-export function deadPort(): number {
+/**
+ * An upstream that refuses every connection: nothing listens on loopback port 4, and no server a
+ * test starts on port 0 can be given it, as it is a privileged port. A free port picked and closed
+ * could be (about once in 7,000 binds here): vestibule then proxied to itself (508) or a stand-in
+ * answered for the dead region. Not 1 or 9, which fetch refuses to call at all (bad ports).
+ */
+export const DEAD_ORIGIN = "http://127.0.0.1:4";
+
+/**
+ * A port free now, for a child process to listen on: bind one, note it, close it. (Not an
+ * upstream that must stay dead: that is {@linkcode DEAD_ORIGIN}.)
+ */
+export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();

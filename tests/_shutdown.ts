@@ -4,7 +4,7 @@
  * has its access line.
  */
 import assert from "node:assert/strict";
-import { deadPort, LOOPBACK_ONLY, oneRegion, untilHealthy } from "./_servers.ts";
+import { freePort, LOOPBACK_ONLY, oneRegion, untilHealthy } from "./_servers.ts";
 
 /** The two ways vestibule runs self-hosted. */
 export type Entry = "deno serve --parallel" | "deno run main.ts";
@@ -50,7 +50,7 @@ export async function startEntry(
   const dir = await Deno.makeTempDir({ prefix: "vestibule_stop_test_" });
   const rules = `${dir}/rules.json`;
   await Deno.writeTextFile(rules, JSON.stringify(oneRegion(upstreamUrl)));
-  const port = deadPort();
+  const port = freePort();
   const serve = entry === "deno serve --parallel";
   const child = new Deno.Command(Deno.execPath(), {
     args: serve ? serveArgs(port) : ["run", "--allow-all", "main.ts"],

@@ -9,7 +9,7 @@
  * mangles its answers, not at the network.
  */
 import assert from "node:assert/strict";
-import { deadPort, rawUpstream, startUpstream, startVestibule } from "./_servers.ts";
+import { DEAD_ORIGIN, rawUpstream, startUpstream, startVestibule } from "./_servers.ts";
 
 const TOKEN = "scrape-token-0123456789";
 
@@ -54,7 +54,7 @@ Deno.test("metrics: a broadcast region that cannot be reached or times out shows
   });
   try {
     const { errors, scrape } = await failedLogin({
-      au: { origin: `http://127.0.0.1:${deadPort()}` },
+      au: { origin: DEAD_ORIGIN },
       nz: { origin: slow.url, timeout_ms: 100 },
     });
     // The log line says it…

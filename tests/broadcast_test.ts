@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import type { AppDeps } from "../app.ts";
 import {
-  deadPort,
+  DEAD_ORIGIN,
   rawRequest,
   startUpstream,
   startVestibule,
@@ -36,7 +36,7 @@ async function withRegions(
   for (const id of ["au", "us"] as const) {
     const h = handlers[id];
     if (h === "dead") {
-      origins[id] = { origin: `http://127.0.0.1:${deadPort()}` };
+      origins[id] = { origin: DEAD_ORIGIN };
     } else {
       servers[id] = startUpstream(h);
       origins[id] = { origin: servers[id]!.url };
@@ -550,7 +550,7 @@ Deno.test("broadcast: a client that hangs up mid-broadcast is logged as 499 clie
   const us = startUpstream(hang);
   const lines: Record<string, unknown>[] = [];
   const edge = startVestibule({
-    regions: { au: { origin: `http://127.0.0.1:${deadPort()}` }, us: { origin: us.url } },
+    regions: { au: { origin: DEAD_ORIGIN }, us: { origin: us.url } },
     default_region: "us",
     rules: [{ name: "login", type: "broadcast", ...LOGIN_RULE }],
   }, { deps: { log: (line) => lines.push(JSON.parse(line)) } });

@@ -1,6 +1,6 @@
 /** `deno task dev` end to end: the stack a newcomer clicks through, driven over HTTP. */
 import assert from "node:assert/strict";
-import { deadPort, listeningAddresses, LOOPBACK_ONLY } from "./_servers.ts";
+import { DEAD_ORIGIN, listeningAddresses, LOOPBACK_ONLY } from "./_servers.ts";
 import { startDevStack } from "./_dev_stack.ts";
 
 Deno.test("deno task dev: anonymous pages, website, broadcast login and pin, wrong password page", async (t) => {
@@ -162,7 +162,7 @@ async function text(url: string, init?: RequestInit): Promise<string> {
 Deno.test("deno task dev: every link, login and command the banner prints leads where it says, behind a proxy too", async (t) => {
   // A shell behind a corporate proxy (how npx got Deno): vestibule's fetch sent every call to the
   // loopback stand-ins to it, a 502 on every page. Nothing listens there.
-  const proxy = `http://127.0.0.1:${deadPort()}`;
+  const proxy = DEAD_ORIGIN;
   const stack = await startDevStack({
     PORT: "0",
     HTTP_PROXY: proxy,

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import http2 from "node:http2";
 import { h2Head } from "./_http2.ts";
-import { deadPort, startUpstream, startVestibule } from "./_servers.ts";
+import { DEAD_ORIGIN, startUpstream, startVestibule } from "./_servers.ts";
 
 Deno.test("HEAD over HTTP/2: an answer, not a stream reset, for a gzip resource and for vestibule's own errors", async (t) => {
   const gz = new Uint8Array(gzipSync(new TextEncoder().encode("x".repeat(5000))));
@@ -25,7 +25,7 @@ Deno.test("HEAD over HTTP/2: an answer, not a stream reset, for a gzip resource 
   });
   const edge = startVestibule({
     regions: { us: { origin: up.url } },
-    upstreams: { gone: { origin: `http://127.0.0.1:${deadPort()}` } },
+    upstreams: { gone: { origin: DEAD_ORIGIN } },
     default_region: "us",
     rules: [
       { name: "gone", type: "global", match: { path: "^/gone$" }, upstream: "gone" },

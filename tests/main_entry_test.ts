@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import {
-  deadPort,
+  freePort,
   LOOPBACK_ONLY,
   startUpstream,
   type TestServer,
@@ -25,7 +25,7 @@ async function withMain(
   const dir = await Deno.makeTempDir({ prefix: "main_entry_test_" });
   const path = `${dir}/rules.json`;
   await Deno.writeTextFile(path, JSON.stringify(rules));
-  const port = deadPort();
+  const port = freePort();
   const own = ["HOME", "DENO_DIR", "PATH"].flatMap((name) => {
     const value = Deno.env.get(name);
     return value === undefined ? [] : [[name, value]];

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import type { AppDeps } from "../app.ts";
 import {
-  deadPort,
+  DEAD_ORIGIN,
   oneRegion,
   rawRequest,
   rawUpstream,
@@ -228,7 +228,7 @@ Deno.test("access log: an upstream that cannot be reached is logged with its err
     assert.equal(lines[0].error, "upstream_unavailable");
   }, {
     extra: {
-      regions: { dead: { origin: `http://127.0.0.1:${deadPort()}` } },
+      regions: { dead: { origin: DEAD_ORIGIN } },
       default_region: "dead",
       upstreams: {},
       rules: [{ name: "app", type: "regional" }],
@@ -861,7 +861,7 @@ Deno.test("upstream failed: why a region is unavailable is on stderr (refused, n
   // A port nothing listens on: the connection is refused. A region of its own, since lines are
   // one a second per upstream in the whole process.
   const edge = startVestibule({
-    regions: { gone: { origin: `http://127.0.0.1:${deadPort()}` } },
+    regions: { gone: { origin: DEAD_ORIGIN } },
     default_region: "gone",
     rules: [{ name: "app", type: "regional" }],
   });

@@ -1,6 +1,6 @@
 /** OCAP as its callers depend on it: sharing across instances, redirects, and what operators see. */
 import assert from "node:assert/strict";
-import { deadPort, rawUpstream, startUpstream, startVestibule } from "./_servers.ts";
+import { DEAD_ORIGIN, rawUpstream, startUpstream, startVestibule } from "./_servers.ts";
 import { OCAP_ENV, ocapRules, tokenRequest } from "./_ocap.ts";
 import { explainRequest } from "../lib/explain.ts";
 import { parseRules } from "../lib/load_rules.ts";
@@ -77,7 +77,7 @@ Deno.test("OCAP metrics and log: an origin call that failed counts as a miss and
   const rules = ocapRules(provider.url, { timeoutMs: 300 }) as {
     ocap: { targets: Record<string, unknown> };
   };
-  rules.ocap.targets.down = { origin: `http://127.0.0.1:${deadPort()}` };
+  rules.ocap.targets.down = { origin: DEAD_ORIGIN };
   const lines: Record<string, unknown>[] = [];
   const edge = startVestibule(rules, {
     env: OCAP_ENV,

@@ -1,7 +1,7 @@
 /** What OCAP answers and logs for requests it refuses or answers itself, as the router would. */
 import assert from "node:assert/strict";
 import {
-  deadPort,
+  DEAD_ORIGIN,
   firstAnswer,
   rawRequest,
   rawUpstream,
@@ -109,7 +109,7 @@ Deno.test("upstream failed: why an OCAP target is unavailable is on stderr, with
   const original = console.error;
   console.error = (...args: unknown[]) => void written.push(args.map(String).join(" "));
   const kv = await Deno.openKv(":memory:");
-  const rules = ocapRules("http://127.0.0.1:9", { otherUrl: `http://127.0.0.1:${deadPort()}` });
+  const rules = ocapRules("http://127.0.0.1:9", { otherUrl: DEAD_ORIGIN });
   const edge = startVestibule(rules, { env: OCAP_ENV, deps: { kv, log: () => {} } });
   try {
     const res = await fetch(tokenRequest(edge.url, { path: "/_ocap/other/token?state=s3cret" }));

@@ -5,7 +5,7 @@
  * header, then fills the cache with AU's page for every visitor, whatever region they belong to.
  */
 import assert from "node:assert/strict";
-import { rawRequest, startUpstream, startVestibule } from "./_servers.ts";
+import { DEAD_ORIGIN, rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 import { parseRules } from "../lib/load_rules.ts";
 import { chosenByIn, varyByRegionChoice } from "../lib/region_vary.ts";
 
@@ -194,11 +194,8 @@ Deno.test("cache fragmentation: with one region the edge chose nothing, so a cac
 });
 
 Deno.test("cache poisoning: vestibule's own error answers say no-store, so a CDN never serves one to everyone", async (t) => {
-  const gone = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const deadOrigin = `http://127.0.0.1:${(gone.addr as Deno.NetAddr).port}`;
-  gone.close();
   const edge = startVestibule({
-    regions: { us: { origin: deadOrigin } },
+    regions: { us: { origin: DEAD_ORIGIN } },
     default_region: "us",
     rules: [{ name: "app", type: "regional", match: { path: "^/app" } }],
   });

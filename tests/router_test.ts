@@ -4,7 +4,7 @@ import { parseRules } from "../lib/load_rules.ts";
 import { explainRequest } from "../lib/explain.ts";
 import { brotliCompressSync, gzipSync } from "node:zlib";
 import {
-  deadPort,
+  DEAD_ORIGIN,
   firstAnswer,
   startUpstream,
   startVestibule,
@@ -334,7 +334,7 @@ Deno.test("upstream failures: refused → 502 upstream_unavailable, hanging → 
   });
   const edge = startVestibule({
     regions: {
-      dead: { origin: `http://127.0.0.1:${deadPort()}` },
+      dead: { origin: DEAD_ORIGIN },
       slow: { origin: slow.url, timeout_ms: 500 },
     },
     default_region: "dead",

@@ -6,7 +6,7 @@
  * off (and their access lines), and the exit code still said 0.
  */
 import assert from "node:assert/strict";
-import { deadPort, LOOPBACK_ONLY, oneRegion, startUpstream, untilHealthy } from "./_servers.ts";
+import { freePort, LOOPBACK_ONLY, oneRegion, startUpstream, untilHealthy } from "./_servers.ts";
 import { assertEveryAnswerLogged, ENTRIES, gotAnswer, startEntry } from "./_shutdown.ts";
 
 /** An upstream whose answer ("finished") takes 500 ms; `arrived` resolves per request. */
@@ -57,7 +57,7 @@ Deno.test("deno task start: Ctrl-C or a stop sent to its process group lets the 
   try {
     // The relay races the group's own delivery: two copies arrive apart in some trials only.
     for (const signal of ["SIGINT", "SIGTERM", "SIGINT", "SIGTERM", "SIGINT", "SIGTERM"] as const) {
-      const port = deadPort();
+      const port = freePort();
       // `setsid` makes `deno task` a process-group leader, as a terminal's foreground job is.
       const child = new Deno.Command("setsid", {
         args: [Deno.execPath(), "task", "-q", "start"],

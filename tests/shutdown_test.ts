@@ -3,7 +3,7 @@
  * (SIGTERM, Ctrl-C) lets answers in flight finish.
  */
 import assert from "node:assert/strict";
-import { deadPort, LOOPBACK_ONLY, oneRegion, startUpstream, untilHealthy } from "./_servers.ts";
+import { freePort, LOOPBACK_ONLY, oneRegion, startUpstream, untilHealthy } from "./_servers.ts";
 import { serveArgs, startEntry } from "./_shutdown.ts";
 
 const ENTRIES = {
@@ -44,7 +44,7 @@ async function stopsGracefully(
   const dir = await Deno.makeTempDir({ prefix: "shutdown_test_" });
   const rules = `${dir}/rules.json`;
   await Deno.writeTextFile(rules, JSON.stringify(oneRegion(up.url)));
-  const port = deadPort();
+  const port = freePort();
   const { args, env, settleMs } = command(port);
   const child = new Deno.Command(Deno.execPath(), {
     args,

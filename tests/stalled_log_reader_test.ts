@@ -3,7 +3,7 @@
  * driver in blocking mode): the access log must not stop it answering.
  */
 import assert from "node:assert/strict";
-import { deadPort, LOOPBACK_ONLY, startUpstream } from "./_servers.ts";
+import { freePort, LOOPBACK_ONLY, startUpstream } from "./_servers.ts";
 
 Deno.test("denial of service: a log reader that stops reading stdout does not stop vestibule answering", async () => {
   const upstream = startUpstream();
@@ -17,7 +17,7 @@ Deno.test("denial of service: a log reader that stops reading stdout does not st
       rules: [{ name: "app", type: "regional" }],
     }),
   );
-  const port = deadPort();
+  const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", "main.ts"],
     cwd: new URL("../", import.meta.url),

@@ -1,7 +1,7 @@
 /** vestibule as a real process at start-up: mistakes an operator makes get a line, not a trace. */
 import assert from "node:assert/strict";
 import {
-  deadPort,
+  freePort,
   listeningAddresses,
   LOOPBACK_ONLY,
   oneRegion,
@@ -315,7 +315,7 @@ Deno.test("start-up: an IPv6 VESTIBULE_HOST (::1) is listened on by deno task st
     // deno serve takes an IPv6 --host only in brackets ("invalid empty host" otherwise).
     for (const serve of [false, true]) {
       await t.step(serve ? "deno task serve" : "deno run main.ts", async () => {
-        const port = deadPort();
+        const port = freePort();
         const child = new Deno.Command(Deno.execPath(), {
           args: serve ? ["task", "serve"] : ["run", "--allow-all", "main.ts"],
           cwd: new URL("../", import.meta.url),
@@ -379,7 +379,7 @@ Deno.test("start-up: deno task serve refuses a DENO_JOBS Deno would read as one 
         args: ["task", "-q", "serve"],
         cwd: new URL("../", import.meta.url),
         // The check comes before the rules are read: none are needed to see it refuse.
-        env: { ...LOOPBACK_ONLY, PORT: String(deadPort()), DENO_JOBS: jobs, NO_COLOR: "1" },
+        env: { ...LOOPBACK_ONLY, PORT: String(freePort()), DENO_JOBS: jobs, NO_COLOR: "1" },
         stdin: "null",
         stdout: "null",
         stderr: "piped",
@@ -402,7 +402,7 @@ Deno.test("start-up: a forward proxy in the environment (HTTP_PROXY from a base 
     cwd: new URL("../", import.meta.url),
     env: {
       ...LOOPBACK_ONLY,
-      PORT: String(deadPort()),
+      PORT: String(freePort()),
       VESTIBULE_RULES: rules,
       HTTP_PROXY: "http://ops:pa55@127.0.0.1:9",
       NO_COLOR: "1",

@@ -17,7 +17,7 @@ import {
   writeAll,
 } from "./_raw_websocket.ts";
 import {
-  deadPort,
+  DEAD_ORIGIN,
   oneRegion,
   rawUpstream,
   settles,
@@ -509,7 +509,7 @@ Deno.test("websocket: why an upstream failed the handshake goes to stderr, as a 
   try {
     // Region names of their own: the reporter writes one line a second per upstream and error.
     const cases = [
-      ["ws-dead", `http://127.0.0.1:${deadPort()}`, /connect/i],
+      ["ws-dead", DEAD_ORIGIN, /connect/i],
       ["ws-refusing", refusing.url, /403/],
     ] as const;
     for (const [region, origin, cause] of cases) {
