@@ -1,5 +1,6 @@
 /** @module Test helper: `deno task dev` as a newcomer runs it, read up to the end of its banner. */
 import { killGroup, spawnInGroup } from "./_process_group.ts";
+import { keepTail } from "./_stderr_tail.ts";
 
 /** A running dev stack and what it printed up to its banner (or until it ended or timed out). */
 export interface DevStack {
@@ -16,9 +17,6 @@ export interface DevStack {
 /** How long a stack may take to stop after its signal: past vestibule's 25 s grace period. */
 const STOP_MS = 30_000;
 
-/** How much of the stack's stderr a failing test shows. */
-const STDERR_TAIL = 4_096;
-
 /** Starts `dev/stack.ts` with `env` and reads its stdout until the banner's last line, or `ms`. */
 export async function startDevStack(env: Record<string, string>, ms = 20_000): Promise<DevStack> {
   const stack = spawnInGroup(Deno.execPath(), {
@@ -30,15 +28,7 @@ export async function startDevStack(env: Record<string, string>, ms = 20_000): P
     stdout: "piped",
     stderr: "piped",
   });
-  // Drained as it comes (DENO_LOG=debug writes megabytes), keeping only the tail.
-  let stderr = "";
-  const errors = stack.stderr.getReader();
-  const drained = (async () => {
-    const decoder = new TextDecoder();
-    for (let read = await errors.read(); !read.done; read = await errors.read()) {
-      stderr = (stderr + decoder.decode(read.value, { stream: true })).slice(-STDERR_TAIL);
-    }
-  })().catch(() => {});
+  const stderr = keepTail(stack.stderr);
   const decoder = new TextDecoder();
   const reader = stack.stdout.getReader();
   let stdout = "";
@@ -57,7 +47,7 @@ export async function startDevStack(env: Record<string, string>, ms = 20_000): P
   return {
     stdout,
     get stderr() {
-      return stderr;
+      return stderr.text;
     },
     async stop(signal: Deno.Signal = "SIGTERM") {
       try {
@@ -76,8 +66,7 @@ export async function startDevStack(env: Record<string, string>, ms = 20_000): P
       await stack.status;
       const leftOver = killGroup(stack.pid);
       await reader.cancel().catch(() => {});
-      await errors.cancel().catch(() => {});
-      await drained;
+      await stderr.close();
       if (!exited) throw new Error(`the dev stack did not exit within ${STOP_MS} ms of ${signal}`);
       if (leftOver) throw new Error(`the dev stack ended on ${signal} and left a process running`);
     },

@@ -97,9 +97,13 @@ export async function answersHealth(base: string): Promise<boolean> {
   return response.status === 200 && body === JSON.stringify({ status: "ok" });
 }
 
-/** Waits until a vestibule process at `base` answers its health check (about 10 s at most). */
-export async function untilHealthy(base: string): Promise<void> {
+/**
+ * Waits until a vestibule process at `base` answers its health check (about 10 s at most), or
+ * until `exited()` says the process is gone.
+ */
+export async function untilHealthy(base: string, exited = () => false): Promise<void> {
   for (let i = 0;; i++) {
+    if (exited()) throw new Error(`vestibule exited before it answered at ${base}`);
     try {
       if (await answersHealth(base)) return;
       if (i > 200) throw new Error(`something other than vestibule answers at ${base}`);

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { freePort, LOOPBACK_ONLY, oneRegion, untilHealthy } from "./_servers.ts";
+import { keepTail } from "./_stderr_tail.ts";
 
 /** The two ways vestibule runs self-hosted. */
 export type Entry = "deno serve --parallel" | "deno run main.ts";
@@ -65,8 +66,9 @@ export async function startEntry(
     },
     stdin: "null",
     stdout: options.stdout ?? "null",
-    stderr: "null",
+    stderr: "piped",
   }).spawn();
+  const stderr = keepTail(child.stderr);
   let ended = false;
   const status = child.status.then((s) => {
     ended = true;
@@ -89,15 +91,16 @@ export async function startEntry(
       if (!ended) child.kill("SIGKILL");
       await status;
       if (options.stdout === "piped") await child.stdout.cancel().catch(() => {});
+      await stderr.close();
       await Deno.remove(dir, { recursive: true });
     },
   };
   try {
-    await untilHealthy(running.base);
+    await untilHealthy(running.base, () => ended);
     if (serve) await new Promise((resolve) => setTimeout(resolve, SERVE_SETTLE_MS));
   } catch (error) {
-    await running.close();
-    throw error;
+    await running.close(); // which reads its stderr to the end
+    throw new Error(`${(error as Error).message}; its stderr ends:\n${stderr.text}`);
   }
   return running;
 }
