@@ -867,6 +867,10 @@ Deno.test("parseRules(): a match.path or match.host regex written against a form
       "https://app.example.com/users/{id}/edit",
     ],
     ["a path with \\u0020", { path: "^/my\\u0020docs/" }, "https://app.example.com/my docs/a"],
+    // No quantifier either: `{}` and `{,3}` are literal text, as is a lone `}`.
+    ["a path with {}", { path: "^/users/{}$" }, "https://app.example.com/users/{}"],
+    ["a path with {,3}", { path: "^/users/{,3}$" }, "https://app.example.com/users/{,3}"],
+    ["a path with a lone }", { path: "^/a}$" }, "https://app.example.com/a}"],
     ["an IPv6 host without brackets", { host: "^::1$" }, "http://[::1]:8080/"],
     ["an IPv6 host without brackets, longer", { host: "^2001:db8::1$" }, "http://[2001:db8::1]/"],
     ["an IPv6 host without brackets, upper case", { host: "^FE80::1$" }, "http://[fe80::1]/"],
@@ -893,6 +897,20 @@ Deno.test("parseRules(): a match.path or match.host regex written against a form
         chosen === "(refused at start-up)" || chosen === "special",
         `accepted, and ${url} goes to rule "${chosen}"`,
       );
+    });
+  }
+});
+
+Deno.test("parseRules(): a match.path whose quantifier makes a brace or a second / optional is accepted, and matches", async (t) => {
+  const cases: [string, string, string][] = [
+    ["an open quantifier {1,}", "^/v\\d{1,}/x$", "https://app.example.com/v12/x"],
+    ["a quantifier {2}", "^/v\\d{2}/x$", "https://app.example.com/v12/x"],
+    ["a second / made optional", "^/a//?b$", "https://app.example.com/a/b"],
+  ];
+  for (const [what, path, url] of cases) {
+    await t.step(what, async () => {
+      const file = base({ rules: [{ name: "special", type: "regional", match: { path } }, app] });
+      assert.equal(await ruleFor(file, "GET", url), "special");
     });
   }
 });
@@ -1148,6 +1166,12 @@ Deno.test("parseRules(): a region or upstream header named Via is refused: it wo
       `regions.us.headers.${name}: vestibule sends its own Via entry`,
     );
   }
+  // Only Via itself: a header of the application's that merely holds the word is its own.
+  for (const name of ["X-Via-Tenant", "Via-Partner"]) {
+    accepts(
+      base({ upstreams: { website: { origin: "http://web.internal", headers: { [name]: "a" } } } }),
+    );
+  }
 });
 
 Deno.test("parseRules() a success.set_cookie with a stray space is read as the cookie name, as forward_cookies are", () => {
@@ -1345,6 +1369,17 @@ Deno.test("parseRules(): a rule shadowed by a methods-only rule is refused namin
       ],
     }),
     'Cannot compile rule "login" (rules[1]): it can never match: rule "posts" before it',
+  );
+  // A later rule that adds a host is shadowed alike: "gets" takes every GET, on every host.
+  refuses(
+    base({
+      rules: [
+        { name: "gets", type: "regional", match: { methods: ["GET"] } },
+        { name: "admin", type: "regional", match: { methods: ["GET"], host: "^admin\\." } },
+        app,
+      ],
+    }),
+    'Cannot compile rule "admin" (rules[1]): it can never match: rule "gets" before it',
   );
 });
 

@@ -297,6 +297,11 @@ Deno.test("findRule() reads a body regex in the charset the Content-Type declare
   assert.equal(await post("text/plain; charset=iso-8859-1", latin1), "cafe");
   assert.equal(await post('text/plain; Charset="ISO-8859-1"', latin1), "cafe");
   assert.equal(await post("text/plain", new TextEncoder().encode("café")), "cafe");
+  // No Content-Type (a raw fetch of bytes), or an empty charset, which Python's codecs cannot
+  // look up: Django reads UTF-8.
+  const cafe = new TextEncoder().encode("café");
+  assert.equal(await winner(table, "/", { method: "POST", body: cafe }), "cafe");
+  assert.equal(await post('text/plain; charset=""', cafe), "cafe");
   assert.equal(await post("text/plain; charset=no-such-charset", latin1), "app");
   // Rule bypass: a charset inside another parameter's quoted value is no charset (Python's email
   // agrees), so the body is the UTF-8 the app reads.
@@ -1201,6 +1206,23 @@ Deno.test("parameter smuggling: a json or form matcher's key repeated in the que
       assert.equal(await winner(table, "/api?action=view", init()), "view");
     });
   }
+  await t.step(
+    "a json number beside the same key empty in the query: text, not loosely equal",
+    async () => {
+      const table = rules([
+        { name: "zero", type: "regional", match: { body: { json: { n: 0 } } } },
+        { name: "other", type: "regional" },
+      ]);
+      const init = () => ({
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: '{"n":0}',
+      });
+      assert.equal(await winner(table, "/api", init()), "zero");
+      // The query's `n` is "", which the app's get() reads; `"" == 0` holds in JavaScript.
+      assert.equal(await winner(table, "/api?n=", init()), "other");
+    },
+  );
 });
 
 Deno.test("a match.headers entry needs the header present, even when its regex matches empty", async () => {

@@ -21,4 +21,7 @@ Deno.test("declaresUtf8() takes charset=utf8, which Python decodes as UTF-8, for
   assert.equal(declaresUtf8("application/x-www-form-urlencoded; charset=utf8"), true);
   assert.equal(declaresUtf8("application/json; charset=UTF8"), true);
   assert.equal(declaresUtf8("application/json; charset=utf-16"), false);
+  // Only UTF-8 itself: Python's utf-8-sig drops a leading BOM; utf8mb4 (MySQL's) is no codec.
+  assert.equal(declaresUtf8("application/x-www-form-urlencoded; charset=utf-8-sig"), false);
+  assert.equal(declaresUtf8("application/json; charset=utf8mb4"), false);
 });

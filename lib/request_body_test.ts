@@ -277,6 +277,13 @@ Deno.test("slowloris: readBounded() refuses a declared Content-Length over the l
   assert.ok(verdict instanceof BodyTooLargeError, `got ${verdict}`);
 });
 
+Deno.test("readBounded(): a body even one byte short of its Content-Length is a client that left (499), not a whole body", async () => {
+  const nine = () =>
+    new Blob([new Uint8Array(9)]).stream() as ReadableStream<Uint8Array<ArrayBuffer>>;
+  await assert.rejects(readBounded(nine(), 100, "10"), { status: 499 });
+  assert.equal((await readBounded(nine(), 100, "9")).byteLength, 9);
+});
+
 Deno.test("slowloris: body_timeout_ms fires on time for a stalled body, not at twice the time", async () => {
   const stalled = new ReadableStream<Uint8Array<ArrayBuffer>>({
     start(controller) {
@@ -300,4 +307,24 @@ Deno.test("a multipart base64 field 'YQ=' (Python raises: Incorrect padding) has
   });
   const fields = await new BufferedBody(request, 1 << 21).form();
   assert.deepEqual(fields?.get("a"), ["YQ="]);
+  // Three characters unpadded: Python raises too, so the raw text is the only copy.
+  const unpadded = body.replace("YQ=", "YWJ");
+  assert.deepEqual(
+    await formOf("multipart/form-data; boundary=B", unpadded),
+    new Map([["a", ["YWJ"]]]),
+  );
+});
+
+Deno.test("a multipart part that names its filename twice is no form: busboy keeps the first, Django the last", async () => {
+  const part = (disposition: string) =>
+    `--b\r\nContent-Disposition: ${disposition}\r\n\r\ndelete\r\n--b--\r\n`;
+  // A file to busboy ("a.txt"); a plain field `action` to Django, whose last filename is empty.
+  assert.equal(
+    await formOf(MULTIPART, part('form-data; name="action"; filename="a.txt"; filename=""')),
+    undefined,
+  );
+  assert.deepEqual(
+    await formOf(MULTIPART, part('form-data; name="action"')),
+    new Map([["action", ["delete"]]]),
+  );
 });
