@@ -493,3 +493,29 @@ Deno.test("dedupKey() keeps the order of form names that are bytes 0x80-0x9F (on
   assert.notEqual(await key("%80=a&%81=b"), await key("%81=b&%80=a"));
   assert.notEqual(await key("code=x&%9F=a&%90=b"), await key("code=x&%90=b&%9F=a"));
 });
+
+Deno.test("answer sharing: an escape of a hex digit A-F or a-f is one code, and that escape escaped is another", async (t) => {
+  // `%4F` is the letter O; `%254F` is the three characters %4F. A provider reads two codes.
+  for (const escape of ["%4F", "%4f", "%2F", "%2f", "%FF", "%ff"]) {
+    const escaped = `%25${escape.slice(1)}`;
+    await t.step(`code=ab${escape} vs code=ab${escaped}`, async () => {
+      assert.notEqual(
+        await keyOf(FORM_TYPE, `code=ab${escape}&grant_type=authorization_code`),
+        await keyOf(FORM_TYPE, `code=ab${escaped}&grant_type=authorization_code`),
+      );
+      const query = (code: string) =>
+        dedupKey(input({ url: `https://p.test/token?code=${code}`, body: new Uint8Array() }));
+      assert.notEqual(await query(`ab${escape}`), await query(`ab${escaped}`));
+    });
+  }
+  assert.equal(await keyOf(FORM_TYPE, "code=ab%4F"), await keyOf(FORM_TYPE, "code=abO"));
+  assert.equal(await keyOf(FORM_TYPE, "code=ab%4f"), await keyOf(FORM_TYPE, "code=abO"));
+});
+
+Deno.test("answer sharing: only application/json and types ending in +json are read as JSON; longer names are keyed on their bytes", async () => {
+  for (const type of ["application/geo+json-seq", "application/foo+jsonx", "application/jsonx"]) {
+    assert.notEqual(await keyOf(type, '{"b":1,"a":2}'), await keyOf(type, '{"a":2,"b":1}'), type);
+  }
+  const patch = "application/merge-patch+json";
+  assert.equal(await keyOf(patch, '{"b":1,"a":2}'), await keyOf(patch, '{"a":2,"b":1}'));
+});

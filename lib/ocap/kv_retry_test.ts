@@ -100,3 +100,30 @@ Deno.test("a store call that never answers is 503 ocap_store_unavailable within 
   assert.equal(error?.code, "ocap_store_unavailable");
   assert.ok(took <= LEASE_MARGIN_MS + 500, `took ${Math.round(took)} ms`);
 });
+
+/** The pauses withKvRetry() asks for on a store locked at every attempt, `Math.random` as given. */
+async function pausesAsked(random: number): Promise<number[]> {
+  const asked: number[] = [];
+  const { setTimeout: realSetTimeout } = globalThis;
+  const realRandom = Math.random;
+  globalThis.setTimeout = ((fn: () => void, ms: number) => {
+    asked.push(ms);
+    return realSetTimeout(fn, ms < 1_000 ? 0 : ms); // the pauses at once; the call's limit as is
+  }) as unknown as typeof setTimeout;
+  Math.random = () => random;
+  try {
+    await assert.rejects(withKvRetry(() => Promise.reject(new TypeError("database is locked"))));
+  } finally {
+    globalThis.setTimeout = realSetTimeout;
+    Math.random = realRandom;
+  }
+  // The pauses between attempts, not the call's 2 s limit.
+  return asked.filter((ms) => ms < 1_000);
+}
+
+Deno.test("withKvRetry() backoff: jittered, so processes that collided retry apart, and never over 80 ms", async () => {
+  const low = await pausesAsked(0);
+  const high = await pausesAsked(0.999);
+  assert.deepEqual(low, [2.5, 5, 10, 20, 40, 40, 40]);
+  assert.ok(high.every((ms, i) => ms > low[i] * 1.9 && ms <= 80), `${high}`);
+});

@@ -494,8 +494,11 @@ Deno.test("SingleFlight.run() caches a small body that is a view on a large buff
   });
 });
 
-/** A view of `kv` whose kv.watch fails as `watch` says, counting reads. */
-function brokenWatch(kv: Deno.Kv, watch: "throws" | "errors") {
+/**
+ * A view of `kv` whose kv.watch fails as `watch` says (or whose stream ends at once, as a KV
+ * Connect watch the remote cuts), counting reads.
+ */
+function brokenWatch(kv: Deno.Kv, watch: "throws" | "errors" | "ends") {
   const view = {
     reads: 0,
     getMany: (keys: Deno.KvKey[]) => {
@@ -506,13 +509,14 @@ function brokenWatch(kv: Deno.Kv, watch: "throws" | "errors") {
     atomic: () => kv.atomic(),
     watch: () => {
       if (watch === "throws") throw new TypeError("watch is not supported");
+      if (watch === "ends") return new ReadableStream({ start: (c) => c.close() });
       return new ReadableStream({ start: (c) => c.error(new Error("watch stream failed")) });
     },
   };
   return view;
 }
 
-for (const watch of ["throws", "errors"] as const) {
+for (const watch of ["throws", "errors", "ends"] as const) {
   Deno.test(`SingleFlight.run() falls back to bounded polling when kv.watch ${watch}`, async () => {
     await withKv(async (kv) => {
       const view = brokenWatch(kv, watch);
@@ -532,6 +536,24 @@ for (const watch of ["throws", "errors"] as const) {
     });
   });
 }
+
+Deno.test("SingleFlight.run() keeps polling every 10–25 ms however long it waits, so a waiter gets a stored answer soon", async () => {
+  await withKv(async (kv) => {
+    // As on a SQLite file shared by processes, where kv.watch never sees the other's writes.
+    const view = brokenWatch(kv, "throws");
+    const origin = countingOrigin(() => answer(200, "slow"), 2_000);
+    const [, waiter] = await Promise.all([
+      new SingleFlight(kv).run(KEY, origin.options({ timeoutMs: 5_000 })),
+      new Promise((r) => setTimeout(r, 20)).then(() =>
+        new SingleFlight(view as unknown as Deno.Kv).run(KEY, origin.options({ timeoutMs: 5_000 }))
+      ),
+    ]);
+    assert.equal(waiter.cache, "coalesced");
+    // About 80 looks in 2 s; a pause that kept growing looked a dozen times, the last one a second
+    // or more after the answer was there. Fewer than 25 only if timers ran 3× late throughout.
+    assert.ok(view.reads >= 25, `${view.reads} reads in 2 s of waiting`);
+  });
+});
 
 /**
  * An owner whose save (its second commit; the first took the lease) takes 1.8 s, within the 2 s a
@@ -929,4 +951,73 @@ Deno.test("the lease entry lives until others may take it over (deadline + margi
   } finally {
     kv.close();
   }
+});
+
+Deno.test("SingleFlight.run() double spend: an answer with more than 16 KiB of headers is marked not shared, and not called for again", async () => {
+  await withKv(async (kv) => {
+    const big = "x".repeat(14 * 1024);
+    // 42 KiB of headers beside a 30 KiB body: one KV value (64 KiB) could not hold both, and a
+    // save that fails leaves the lease to expire and a second caller to call the origin again.
+    const origin = countingOrigin(() => ({
+      status: 200,
+      statusText: "",
+      headers: [["x-a", big], ["x-b", big], ["x-c", big]],
+      body: new Uint8Array(30 * 1024),
+    }));
+    const flights = () => new SingleFlight(kv, { leaseMarginMs: 100 });
+    assert.equal((await flights().run(KEY, origin.options({ timeoutMs: 300 }))).cache, "miss");
+    await assert.rejects(flights().run(KEY, origin.options({ timeoutMs: 300 })), {
+      code: "ocap_response_not_shared",
+    });
+    assert.equal(origin.calls, 1, "the origin was called again for an answer already given");
+  });
+});
+
+Deno.test("SingleFlight.run() double spend: the not-shared mark of an answer too large to cache lasts the TTL and the margin", async () => {
+  await withKv(async (kv) => {
+    const expiries: Array<number | undefined> = [];
+    const recording = withAtomic(kv, (op) => {
+      const set = op.set.bind(op);
+      op.set = (key, value, options) => {
+        if (key[1] === "result") expiries.push(options?.expireIn);
+        return set(key, value, options);
+      };
+    });
+    const origin = countingOrigin(() => ({
+      status: 200,
+      statusText: "",
+      headers: [],
+      body: new Uint8Array(MAX_CACHED_BODY_BYTES + 1),
+    }));
+    assert.equal((await new SingleFlight(recording).run(KEY, origin.options())).cache, "miss");
+    assert.deepEqual(expiries, [30_000 + LEASE_MARGIN_MS]);
+  });
+});
+
+Deno.test("SingleFlight.run() tells the operator when the store refused an answer, and the caller still gets it", async () => {
+  await withKv(async (kv) => {
+    let commits = 0;
+    const failing = withAtomic(kv, (op) => {
+      const commit = op.commit.bind(op);
+      // The first commit takes the lease; the second would save the answer.
+      op.commit = () => ++commits === 2 ? Promise.reject(new Error("disk I/O error")) : commit();
+    });
+    const logged: string[] = [];
+    const original = console.error;
+    console.error = (line: string) => logged.push(line);
+    try {
+      const got = await new SingleFlight(failing).run(KEY, {
+        ttlMs: 30_000,
+        timeoutMs: 1_000,
+        callOrigin: () => Promise.resolve(answer(200, "spent")),
+      });
+      assert.equal(got.cache, "miss");
+      assert.equal(text(got.answer), "spent");
+    } finally {
+      console.error = original;
+    }
+    assert.deepEqual(logged.map((line) => JSON.parse(line)), [
+      { msg: "ocap could not store an answer", error: "Error: disk I/O error" },
+    ]);
+  });
 });
