@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
+import http2 from "node:http2";
 import { LEASE_MARGIN_MS } from "../lib/ocap/single_flight.ts";
 import { gzipSync } from "node:zlib";
 import { firstAnswer, rawRequest, startUpstream, startVestibule } from "./_servers.ts";
 import { OCAP_ENV, OCAP_KEY, ocapRules, tally, tokenRequest } from "./_ocap.ts";
+import { h2Head } from "./_http2.ts";
 import { explainRequest } from "../lib/explain.ts";
 import { parseRules } from "../lib/load_rules.ts";
 
@@ -1038,4 +1040,129 @@ Deno.test("OCAP path smuggling: an escaped control character %10-%1F in the path
     }
     assert.equal(upstream.received.length, 0);
   });
+});
+
+Deno.test("OCAP pin leak: a configured pin header and cookie, not only the default names, never reach the provider", async () => {
+  const upstream = startUpstream();
+  const kv = await Deno.openKv(":memory:");
+  const rules = ocapRules(upstream.url) as Record<string, unknown>;
+  rules.pin = { header: "x-acme-region", cookie: "acme_region" };
+  const edge = startVestibule(rules, { env: OCAP_ENV, deps: { kv } });
+  try {
+    const response = await fetch(tokenRequest(edge.url, {
+      headers: { "x-acme-region": "au", cookie: "acme_region=au; session=s1" },
+    }));
+    await response.body?.cancel();
+    assert.equal(response.status, 200);
+    const got = upstream.received[0].headers;
+    assert.equal(got.get("x-acme-region"), null);
+    assert.equal(got.get("cookie"), "session=s1");
+  } finally {
+    await Promise.all([edge.close(), upstream.close()]);
+    kv.close();
+  }
+});
+
+Deno.test("OCAP hop-by-hop: a header named after a comma and a space in Connection neither reaches the provider nor comes back", async () => {
+  const upstream = startUpstream(() =>
+    new Response("{}", {
+      headers: { connection: "keep-alive, X-Hop-Secret", "x-hop-secret": "for-the-next-hop-only" },
+    })
+  );
+  await withOcap(upstream, async (base) => {
+    const response = await fetch(tokenRequest(base, {
+      headers: { connection: "keep-alive, X-Internal-Token", "x-internal-token": "s3cret" },
+    }));
+    await response.body?.cancel();
+    assert.equal(response.status, 200);
+    assert.equal(upstream.received[0].headers.get("x-internal-token"), null);
+    assert.equal(response.headers.get("x-hop-secret"), null);
+  });
+});
+
+Deno.test("OCAP metrics and log: an answer above the 8 MiB buffer is its caller's miss, since the origin was called", async () => {
+  const token = "metrics-token-0123456789";
+  const upstream = startUpstream(() => new Response(new Uint8Array(9 * 1024 * 1024)));
+  const kv = await Deno.openKv(":memory:");
+  const lines: Record<string, unknown>[] = [];
+  const edge = startVestibule(ocapRules(upstream.url), {
+    env: OCAP_ENV,
+    deps: { kv, metricsToken: token, log: (line) => lines.push(JSON.parse(line)) },
+  });
+  try {
+    const response = await fetch(tokenRequest(edge.url));
+    assert.equal(response.status, 502);
+    assert.equal((await response.json()).error, "ocap_response_too_large");
+    assert.deepEqual(lines.map((l) => [l.upstream, l.outcome, l.error]), [
+      ["provider", "miss", "ocap_response_too_large"],
+    ]);
+    const metrics = await (await fetch(`${edge.url}/_vestibule/metrics`, {
+      headers: { authorization: `Bearer ${token}` },
+    })).text();
+    assert.match(metrics, /^vestibule_ocap_cache_total\{result="miss"\} 1$/m, metrics);
+  } finally {
+    await Promise.all([edge.close(), upstream.close()]);
+    kv.close();
+  }
+});
+
+Deno.test("OCAP refusals follow Accept as the router's do: text/plain unless the caller prefers JSON", async () => {
+  const upstream = startUpstream();
+  await withOcap(upstream, async (base) => {
+    const wrongKey = (accept: string) =>
+      fetch(tokenRequest(base, { key: "wrong-key-0123456789", headers: { accept } }));
+    const plain = await wrongKey("text/html");
+    assert.equal(plain.status, 401);
+    assert.match(plain.headers.get("content-type") ?? "", /^text\/plain/);
+    assert.match(await plain.text(), /^401 ocap_unauthorized: /);
+    assert.equal((await (await wrongKey("application/json")).json()).error, "ocap_unauthorized");
+    assert.equal(upstream.received.length, 0);
+  });
+});
+
+Deno.test("OCAP HEAD over HTTP/2: a refused HEAD is an answer, not a stream reset", async (t) => {
+  const upstream = startUpstream();
+  await withOcap(upstream, async (base) => {
+    const port = Number(new URL(base).port);
+    const cases = [
+      ["wrong Ocap-Key", "/_ocap/provider/token", { "ocap-key": "wrong-key-0123456789" }, 401],
+      ["unknown target", "/_ocap/nope/token", { "ocap-key": OCAP_KEY }, 404],
+      ["bad path", "/_ocap/provider/a%2Fb", { "ocap-key": OCAP_KEY }, 400],
+    ] as const;
+    for (const [name, path, headers, status] of cases) {
+      await t.step(`${name}: ${status}`, async () => {
+        assert.deepEqual(await h2Head(port, path, headers), {
+          status,
+          closed: http2.constants.NGHTTP2_NO_ERROR,
+        });
+      });
+    }
+  });
+});
+
+Deno.test("OCAP upstream_invalid says why: a body that outran timeout_ms is not one that broke off", async () => {
+  let hang: ReadableStreamDefaultController<Uint8Array> | undefined;
+  const upstream = startUpstream(() =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          hang = controller;
+          controller.enqueue(new TextEncoder().encode('{"access_'));
+        },
+      }),
+      { headers: { "content-type": "application/json" } },
+    )
+  );
+  await withOcap(upstream, async (base) => {
+    const response = await fetch(tokenRequest(base));
+    const body = await response.json();
+    assert.equal(response.status, 502);
+    assert.equal(body.error, "upstream_invalid");
+    assert.match(body.message, /did not end within 300 ms/);
+    try {
+      hang?.close();
+    } catch {
+      // already cancelled by vestibule
+    }
+  }, { timeoutMs: 300 });
 });
