@@ -257,3 +257,55 @@ Deno.test("pin leak: a non-ASCII pair ASP.NET Core reads the pin from is never f
     assert.equal(new Headers(sent({ cookie: `s=1; ${pair}` }).headers).get("cookie"), "s=1", pair);
   }
 });
+
+/** The Cookie header an upstream gets for `cookie`. */
+const cookieSent = (cookie: string, cookies?: { only: ReadonlySet<string> }) =>
+  new Headers(sent({ cookie }, upstream(), cookies).headers).get("cookie");
+
+Deno.test("pin leak: a %XX escape of an upper-case letter in the pin's name is the pin too (cookie tossing)", () => {
+  // PHP before 7.4.11 and Rack before 2.1.4 URL-decode cookie names: `__%48ost-vestibule-region`
+  // is the pin to them, and having no __Host- prefix, a sibling subdomain can set it.
+  for (const name of ["__%48ost-vestibule-region", "__%48%4f%53%54-vestibule-region"]) {
+    assert.equal(cookieSent(`s=1; ${name}=au`), "s=1", name);
+  }
+});
+
+Deno.test("pin leak: every leading space of a URL-decoded pin name is dropped, as PHP drops them all", () => {
+  for (const name of [`++${PIN}`, `%20%20${PIN}`, `+%20+${PIN}`]) {
+    assert.equal(cookieSent(`s=1; ${name}=au`), "s=1", name);
+  }
+});
+
+Deno.test("pin leak: every separator control Python's strip() removes (U+001C–U+001F) hides no pin from Django", () => {
+  for (const c of ["\x1c", "\x1d", "\x1e", "\x1f"]) {
+    assert.equal(cookieSent(`s=1; ${c}${PIN}=au`), "s=1", JSON.stringify(c));
+    assert.equal(cookieSent(`s=1; ${PIN}${c}=au`), "s=1", JSON.stringify(c));
+  }
+});
+
+Deno.test("pin leak: a pin ASP.NET Core finds behind a / is not forwarded when a tab stands before the next comma", () => {
+  // Kestrel's cookie parser skips SP and HTAB after a value, before its `,` or `;`.
+  assert.equal(cookieSent(`s=1; a/${PIN}=au\t,x=1`), "s=1");
+  assert.equal(cookieSent(`s=1; a/${PIN}=au \t,x=1`), "s=1");
+});
+
+Deno.test("forward_cookies allow-list bypass: a one-letter cookie Python's SimpleCookie finds after a space is not forwarded", () => {
+  const only = { only: new Set(["sid"]) };
+  // Python reads `x=2` from this pair; the trailing word keeps ASP.NET Core's reading from it.
+  assert.equal(cookieSent("sid=1 x=2 y", only), null);
+  assert.equal(cookieSent("sid=1 x=2 y; sid=3", only), "sid=3");
+});
+
+Deno.test("hop-by-hop: a header named in Connection, in any letter case, crosses neither way", () => {
+  // RFC 9110 §7.6.1; an answer with nothing else to rewrite took a path that kept them.
+  for (const named of ["x-internal-token", "X-Internal-Token"]) {
+    const answer = new Response("x", {
+      headers: { connection: named, "x-internal-token": "secret", "content-length": "1" },
+    });
+    const response = answered(answer);
+    assert.equal(response.headers.get("x-internal-token"), null, named);
+    assert.equal(response.headers.get("connection"), null, named);
+  }
+  const { headers } = sent({ connection: "X-Client-Hop", "x-client-hop": "1" });
+  assert.equal(headers.find(([name]) => name === "x-client-hop"), undefined);
+});

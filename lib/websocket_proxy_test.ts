@@ -1,7 +1,12 @@
 /** @module RelayBudget: what the WebSocket relays of one app queue together, and who is closed. */
 import assert from "node:assert/strict";
 import { HeaderList } from "./header_list.ts";
-import { checkWebSocketHandshake, type QueueHolder, RelayBudget } from "./websocket_proxy.ts";
+import {
+  checkWebSocketHandshake,
+  isWebSocketUpgrade,
+  type QueueHolder,
+  RelayBudget,
+} from "./websocket_proxy.ts";
 
 /** A queue that lets go of what it holds when given up on, as a relay's sockets do. */
 function queue(budget: RelayBudget, name: string, closed: string[]) {
@@ -75,4 +80,11 @@ Deno.test("websocket: a tab before a subprotocol list's comma is OWS, not part o
     }),
   );
   assert.deepEqual(checkWebSocketHandshake(headers), ["chat.v1", "chat.v2"]);
+});
+
+Deno.test("websocket: a tab before Connection's list comma is OWS: the upgrade is still seen", () => {
+  const headers = new HeaderList(
+    new Headers({ upgrade: "websocket", connection: "upgrade\t, keep-alive" }),
+  );
+  assert.equal(isWebSocketUpgrade("GET", headers), true);
 });
