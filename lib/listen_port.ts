@@ -33,6 +33,14 @@ export function listenRefusal(
   if (error instanceof Deno.errors.AddrNotAvailable) {
     return `vestibule: cannot listen on ${hostname}: not an address of this machine (set VESTIBULE_HOST)`;
   }
+  // An IPv6 address listenHost() takes that the kernel or resolver does not: a link-local one
+  // without its zone (`fe80::1`: EINVAL), a zone on another (`::1%lo`: no such name).
+  if (
+    error instanceof Error && hostname.includes(":") &&
+    /\(os error 22\)|failed to lookup address/.test(error.message)
+  ) {
+    return `vestibule: cannot listen on ${hostname}: ${error.message} (set VESTIBULE_HOST)`;
+  }
   return undefined;
 }
 
@@ -58,9 +66,14 @@ export function listenHost(raw = "0.0.0.0"): string | { error: string } {
  * unset and serves on one worker without a word, most of the capacity asked for gone.
  */
 export function serveJobs(raw: string | undefined): string | undefined | { error: string } {
-  if (raw === undefined || (/^\+?\d+$/.test(raw) && Number(raw) >= 1)) return raw;
+  if (raw === undefined) return raw;
+  // Deno reads it as a 64-bit unsigned number: one more digit, and it is unset to Deno too.
+  if (/^\+?\d+$/.test(raw) && Number(raw) >= 1 && BigInt(raw) <= MAX_DENO_JOBS) return raw;
   return { error: `DENO_JOBS "${raw}" is not a number of workers (1 or more; unset, one per CPU)` };
 }
+
+/** The largest `DENO_JOBS` Deno reads as a number (a `usize`); beyond, it serves on one worker. */
+const MAX_DENO_JOBS = 0xffff_ffff_ffff_ffffn;
 
 /** The checked value, or its message on stderr and exit 1: no stack trace for the operator. */
 export function orExit<T>(checked: T | { error: string }): T {

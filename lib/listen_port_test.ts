@@ -26,6 +26,23 @@ Deno.test("listenRefusal() explains a port that is taken or not ours to take", (
   );
 });
 
+Deno.test("listenRefusal() names VESTIBULE_HOST for an IPv6 address Deno.serve cannot use, not only one missing here", () => {
+  for (const hostname of ["fe80::1", "::1%lo"]) {
+    let error: unknown;
+    try {
+      Deno.serve({ hostname, port: 0, onListen() {} }, () => new Response()).shutdown();
+    } catch (thrown) {
+      error = thrown;
+    }
+    assert.match(
+      listenRefusal(80, error, hostname) ?? `no refusal for ${error}`,
+      new RegExp(`^vestibule: cannot listen on ${hostname}: .+ \\(set VESTIBULE_HOST\\)$`),
+    );
+  }
+  // Another failure on an IPv6 host is not blamed on the host.
+  assert.equal(listenRefusal(80, new TypeError("other"), "::1"), undefined);
+});
+
 Deno.test("listenPort() listens on 8000 when PORT is unset, as the README says", () => {
   assert.equal(listenPort(undefined), 8000);
 });
@@ -59,7 +76,10 @@ Deno.test("serveJobs() takes a number of workers Deno reads, or none, and refuse
     assert.equal(serveJobs(raw), raw);
   }
   // A trailing space in a manifest, a typo, a blank entry: Deno serves on one worker, silently.
-  for (const raw of ["4 ", " 4", "four", "", "0", "00", "-2", "2.5"]) {
+  // Too large for Deno to read (more than 64 bits): no thread count, one worker.
+  for (
+    const raw of ["4 ", " 4", "four", "", "0", "00", "-2", "2.5", "18446744073709551616", "1e3"]
+  ) {
     assert.deepEqual(serveJobs(raw), {
       error: `DENO_JOBS "${raw}" is not a number of workers (1 or more; unset, one per CPU)`,
     }, JSON.stringify(raw));

@@ -265,6 +265,11 @@ Deno.test("start-up: a VESTIBULE_HOST that is no IP address, or no address of th
       "192.0.2.1",
       "vestibule: cannot listen on 192.0.2.1: not an address of this machine (set VESTIBULE_HOST)\n",
     ],
+    // A link-local address pasted from `ip addr` without its zone: the kernel refuses it.
+    [
+      "fe80::1",
+      "vestibule: cannot listen on fe80::1: Invalid argument (os error 22) (set VESTIBULE_HOST)\n",
+    ],
   ];
   for (const [host, stderr] of cases) {
     for (const serve of [false, true]) {
