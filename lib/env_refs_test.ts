@@ -105,3 +105,34 @@ Deno.test("an error about a list entry names it with its index in brackets", () 
     /at rules\[0\]\.match\.methods\[1\] is not an environment reference/,
   );
 });
+
+Deno.test("a ${NAME} inside a key, not only at its start, is refused: keys are never substituted", () => {
+  for (const key of ["${AU_FIELD}", "user_${AU_FIELD}"]) {
+    const text = loginRule({
+      match: { path: "^/graphql$", methods: ["POST"], body: { json: { [key]: "x" } } },
+      success: { status: [200] },
+    });
+    assert.throws(
+      () => parseRules(text, { env: () => "value" }),
+      (error: Error) =>
+        error instanceof ReferenceError && error.message.includes(`the key "${key}"`) &&
+        /holds a reference/.test(error.message),
+      key,
+    );
+  }
+});
+
+Deno.test("a shell-style $NAME anchored in a success or prefer_failure header regex is refused: ^$AU_TOKEN$ never matches", async (t) => {
+  for (const section of ["success", "prefer_failure"]) {
+    await t.step(section, () => {
+      const fields: Record<string, unknown> = { success: { status: [302] } };
+      fields[section] = { status: [302], headers: { "x-token": "^$AU_TOKEN$" } };
+      assert.throws(
+        () => parseRules(loginRule(fields), { env: () => "value" }),
+        (error: Error) =>
+          error instanceof ReferenceError &&
+          error.message.includes(`"$AU_TOKEN" at rules[0].${section}.headers.x-token`),
+      );
+    });
+  }
+});

@@ -158,3 +158,33 @@ function assertExit(
     `stop took ${tookMs} ms (limit ${limit})`,
   );
 }
+
+Deno.test("stop: deno run main.ts with nothing in flight waits the rest of the grace period for a paused log reader, not only 1 s", async () => {
+  // main.ts waits for the lines what is left of the grace period, and at least
+  // DRAIN_AFTER_GRACE_MS. Every answer is done before the signal, so the server's shutdown ends at
+  // once; the reader resumes 4 s later, well inside the 15 s grace and well after the 1 s floor.
+  const up = startUpstream(() => new Response("ok"), { recordBody: false });
+  let server: Running | undefined;
+  try {
+    server = await startEntry("deno run main.ts", up.url, {
+      env: { VESTIBULE_SHUTDOWN_GRACE_MS: "15000" },
+      stdout: "piped", // not read until after the signal: the pipe (64 KiB) fills
+    });
+    // About 800 bytes a line (the path is cut at 512 characters): 200 lines overfill the pipe.
+    const path = `/${"a".repeat(2000)}`;
+    const answers = 200;
+    for (let i = 0; i < answers; i++) {
+      const response = await fetch(`${server.base}${path}`, { headers: { connection: "close" } });
+      await response.body?.cancel();
+    }
+    server.child.kill("SIGTERM");
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    const text = await new Response(server.child.stdout).text();
+    assert.equal(await server.endWithin(20_000), "exited with code 0");
+    const lines = text.split("\n").filter(Boolean);
+    assert.equal(lines.length, answers, `${lines.length} of ${answers} access lines written`);
+  } finally {
+    await server?.close();
+    await up.close();
+  }
+});

@@ -253,6 +253,25 @@ Deno.test("start-up: deno task dev with a taken PORT exits with vestibule's code
   }
 });
 
+Deno.test("start-up: a mistake inside a rules file that was read is named, without the hint to set VESTIBULE_RULES", async (t) => {
+  // The hint is for a file that cannot be read; beside a mistake in the file (the path is right)
+  // it sends the operator to the wrong setting.
+  await t.step("a default_region no region has", async () => {
+    const { code, stderr } = await start("0", { rules: { default_region: "nowhere" } });
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /^vestibule: .*nowhere/);
+    assert.doesNotMatch(stderr, /set VESTIBULE_RULES/);
+  });
+  await t.step("a ${NAME} the environment lacks", async () => {
+    const { code, stderr } = await start("0", { rules: { default_region: "${REGION_UNSET}" } });
+    assert.equal(code, 1, stderr);
+    assert.equal(
+      stderr,
+      'vestibule: Cannot read rules: environment variable "REGION_UNSET" is not set (used at default_region)\n',
+    );
+  });
+});
+
 Deno.test("start-up: a VESTIBULE_HOST that is no IP address, or no address of this machine, is one line and exit 1", async (t) => {
   const cases: [string, string][] = [
     [
