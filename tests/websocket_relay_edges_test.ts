@@ -21,6 +21,14 @@ import {
 } from "./_raw_websocket.ts";
 import { oneRegion, settles, silentServer, startVestibule, within } from "./_servers.ts";
 
+/** A client's WebSocket handshake headers (RFC 6455 §4.1's sample key). */
+const HANDSHAKE = {
+  upgrade: "websocket",
+  connection: "Upgrade",
+  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+  "sec-websocket-version": "13",
+};
+
 Deno.test("websocket: the access line of a WebSocket session gives the upstream handshake's time as upstream_ms", async () => {
   // An upstream that answers its handshake 300 ms late.
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -64,12 +72,7 @@ Deno.test("websocket: a request already abandoned when it reaches the relay open
     const answer = await within(
       Promise.resolve(edge.app.fetch(
         new Request(`${edge.url}/cable`, {
-          headers: {
-            upgrade: "websocket",
-            connection: "Upgrade",
-            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-            "sec-websocket-version": "13",
-          },
+          headers: HANDSHAKE,
           signal: gone.signal,
         }),
       )),
@@ -213,12 +216,7 @@ Deno.test("websocket: a client gone right as the upstream opens is 499 client_cl
     const answer = await settles(
       Promise.resolve(edge.app.fetch(
         new Request(`${edge.url}/cable`, {
-          headers: {
-            upgrade: "websocket",
-            connection: "Upgrade",
-            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-            "sec-websocket-version": "13",
-          },
+          headers: HANDSHAKE,
           signal: gone.signal,
         }),
       )),
@@ -292,12 +290,7 @@ Deno.test("websocket: a DELETE or OPTIONS carrying Upgrade: websocket is forward
       await t.step(method, async () => {
         const answer = await fetch(`${edge.url}/cable`, {
           method,
-          headers: {
-            upgrade: "websocket",
-            connection: "Upgrade",
-            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-            "sec-websocket-version": "13",
-          },
+          headers: HANDSHAKE,
         });
         const body = await answer.text();
         assert.equal(answer.status, 200, body);
@@ -437,12 +430,7 @@ Deno.test("websocket: socket leak, when Deno refuses the client's upgrade after 
   });
   try {
     const answer = await fetch(`${edge.url}/cable`, {
-      headers: {
-        upgrade: "websocket",
-        connection: "Upgrade",
-        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "sec-websocket-version": "13",
-      },
+      headers: HANDSHAKE,
     });
     await answer.body?.cancel();
     assert.equal(answer.status, 500);
