@@ -468,10 +468,12 @@ export function shownUrl(text: string): string {
     return url.username || url.password ? withoutUserinfo(url) : text;
   }
   if (text.startsWith("/")) return text; // a path: an `@` there is no userinfo
-  const end = text.search(/[?#]/);
-  const at = (end === -1 ? text : text.slice(0, end)).lastIndexOf("@");
-  if (at === -1) return text;
   const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(text)?.[0].length ?? 0;
+  // The userinfo ends before the path, query or fragment; but a password the parser refused may
+  // hold a raw `#` or `?` itself (`ops:hun#ter2@host`): then its `@` is before the first `/`.
+  const lastAt = (end: number) => (end === -1 ? text : text.slice(0, end)).lastIndexOf("@");
+  const at = Math.max(lastAt(text.search(/[?#]/)), lastAt(text.indexOf("/", scheme)));
+  if (at === -1) return text;
   return `${text.slice(0, scheme)}***${text.slice(at)}`;
 }
 

@@ -606,3 +606,103 @@ Deno.test("a POST whose override method is routed by another rule of the same ty
   assert.equal(post.refused?.code, "ambiguous_method");
   assert.match(post.refused!.message, /routed by rule "deletes", not "app"/);
 });
+
+Deno.test("explain says pin_on pins nothing when the region came from the pin cookie, not region_from", async () => {
+  // routes/regional.ts pins only when reason is region_from; "xx" names no region.
+  const e = await explainRequest({
+    method: "POST",
+    url: "https://app.example.com/staff/switch-region/xx",
+    headers: [["cookie", "__Host-vestibule-region=au"]],
+  }, config);
+  assert.equal(e.rule, "staff-switch-region");
+  assert.equal(e.reason, "pin cookie");
+  assert.ok(!e.notes.some((n) => n.startsWith("Pins the browser")), e.notes.join("\n"));
+  assert.ok(
+    e.notes.includes("The request names no region: pin_on does not apply, nothing is pinned"),
+  );
+});
+
+Deno.test("explain's all-fail note for a broadcast with prefer_failure says those answers come next", async () => {
+  const e = await explainRequest({
+    method: "POST",
+    url: "https://app.example.com/accounts/login/",
+    headers: [["content-type", "application/x-www-form-urlencoded"]],
+    body: "username=a&password=b",
+  }, config);
+  assert.equal(e.rule, "login");
+  assert.ok(
+    e.notes.some((n) =>
+      n.startsWith(
+        "If none succeeds, the client gets the best failure (non-5xx first, then answers matching prefer_failure)",
+      )
+    ),
+    e.notes.join("\n"),
+  );
+});
+
+Deno.test("shownUrl() masks a token given as the URL's user name alone", async () => {
+  const { shownUrl } = await import("./explain.ts");
+  const shown = shownUrl("https://ghp_s3cretTok3n@app.example.com/x");
+  assert.doesNotMatch(shown, /s3cretTok3n/);
+  assert.equal(shown, "https://***@app.example.com/x");
+});
+
+Deno.test("shownUrl() masks a curl-style user:password@host whose password holds an @", async () => {
+  const { shownUrl } = await import("./explain.ts");
+  const shown = shownUrl("ops:p@ssw0rd@app.example.com/x");
+  assert.doesNotMatch(shown, /ssw0rd/);
+  assert.equal(shown, "***@app.example.com/x");
+});
+
+Deno.test("explain says a pin header naming no region is ignored also when a pin cookie decides", async () => {
+  const e = await explainRequest({
+    method: "GET",
+    url: "https://app.example.com/dashboard",
+    headers: [["x-vestibule-region", "zz"], ["cookie", "__Host-vestibule-region=au"]],
+  }, config);
+  assert.equal(e.region, "au");
+  assert.equal(e.reason, "pin cookie");
+  assert.ok(
+    e.notes.includes('The pin header "x-vestibule-region" does not name a region: ignored'),
+    e.notes.join("\n"),
+  );
+});
+
+Deno.test("explain's text shows a cookie and a header name sent in UTF-8 as typed, not as octets", async () => {
+  const { formatExplanation } = await import("./explain_text.ts");
+  const { headersAsSent } = await import("./explain.ts");
+  const e = await explainRequest({
+    method: "GET",
+    url: "https://app.example.com/dashboard",
+    headers: headersAsSent({ cookie: "café=1; csrftoken=x" }),
+  }, config);
+  const text = formatExplanation(e);
+  assert.match(text, /Cookies stripped: café \(/, text);
+  // Pinned here, every cookie but the pin is forwarded: the forwarded list shows it as typed too.
+  const pinned = formatExplanation(
+    await explainRequest({
+      method: "GET",
+      url: "https://app.example.com/dashboard",
+      headers: headersAsSent({ cookie: "__Host-vestibule-region=us; café=1" }),
+    }, config),
+  );
+  assert.match(pinned, /Cookies forwarded: café$/m, pinned);
+  assert.doesNotMatch(pinned, /Ã/, pinned);
+  assert.doesNotMatch(text, /Ã/, text);
+});
+
+Deno.test("explain notes that a redirect contacts no upstream", async () => {
+  const e = await explainRequest({ method: "GET", url: "https://app.example.com/help/x" }, config);
+  assert.equal(e.status, 301);
+  assert.deepEqual(e.targets, []);
+  assert.ok(e.notes.includes("Answered by vestibule with a redirect: no upstream is contacted"));
+});
+
+Deno.test("explain refuses a HEAD with a body as the router does (400 body_not_allowed), not with an error", async () => {
+  const e = await explainRequest(
+    { method: "HEAD", url: "https://app.example.com/x", body: "a=1" },
+    config,
+  );
+  assert.equal(e.refused?.code, "body_not_allowed");
+  assert.equal(e.refused?.status, 400);
+});

@@ -257,3 +257,91 @@ Deno.test('runRouteCases() compares names exactly: a case expecting rule "App" o
     /rule: expected "App", got "app" \(no rule is named "App"\)[\s\S]*region: expected "US", got "us"/,
   );
 });
+
+Deno.test("a case whose request the router refuses after its rule matched fails unless it expects refused", async () => {
+  // A WebSocket upgrade without Sec-WebSocket-Key: the rule "app" matches, the router answers 400.
+  const request = {
+    method: "GET",
+    url: "https://app.example.com/ws",
+    headers: { connection: "Upgrade", upgrade: "websocket" },
+  };
+  const cases = parseRouteCases(JSON.stringify({
+    cases: [
+      { name: "no refused", request, expect: { rule: "app", type: "regional" } },
+    ],
+  }));
+  const [result] = await runRouteCases(cases, config);
+  assert.equal(passed(result), false, JSON.stringify(result));
+  const refused = result.mismatches.find((m) => m.field === "refused");
+  assert.equal(refused?.expected, "(none: routed)");
+  assert.match(
+    formatCaseResults([result], "t"),
+    /^ {2}refused: expected "\(none: routed\)", got "/m,
+  );
+});
+
+Deno.test("a case whose request vestibule serves itself says so in the report", async () => {
+  const cases = parseRouteCases(JSON.stringify({
+    cases: [{
+      request: { method: "GET", url: "https://app.example.com/_vestibule/health" },
+      expect: { rule: "app", type: "regional" },
+    }],
+  }));
+  const [result] = await runRouteCases(cases, config);
+  assert.equal(passed(result), false);
+  assert.match(
+    formatCaseResults([result], "t"),
+    /^ {2}the router answers it itself: vestibule's own endpoint/m,
+  );
+});
+
+Deno.test("routeCasesPath() changes only the last .json, not one in a directory name", async () => {
+  const { routeCasesPath } = await import("./route_cases.ts");
+  assert.equal(
+    routeCasesPath("deploy/site.json.d/rules.json"),
+    "deploy/site.json.d/rules.test.json",
+  );
+  assert.equal(routeCasesPath("rules.json.bak"), "rules.json.bak.test.json");
+});
+
+Deno.test("a failing case's report masks the password in its URL (CI logs)", async () => {
+  const cases = parseRouteCases(JSON.stringify({
+    cases: [{
+      request: { method: "GET", url: "https://ops:hunter2secret@app.example.com/x" },
+      expect: { rule: "website", type: "global" },
+    }],
+  }));
+  const results = await runRouteCases(cases, config);
+  const report = formatCaseResults(results, "t");
+  assert.equal(passed(results[0]), false);
+  assert.doesNotMatch(report, /hunter2secret/);
+  assert.match(report, /FAIL cases\[0\] "GET https:\/\/\*\*\*@app\.example\.com\/x"/);
+});
+
+Deno.test("a case's header value is sent in UTF-8 as curl sends it: a € in it is no error", async () => {
+  const cases = parseRouteCases(JSON.stringify({
+    cases: [{
+      request: { method: "GET", url: "https://app.example.com/", headers: { "x-note": "5 €" } },
+      expect: { rule: "app", type: "regional", region: "us", reason: "default" },
+    }],
+  }));
+  const results = await runRouteCases(cases, config);
+  assert.equal(results[0].error, undefined);
+  assert.deepEqual(results.map(passed), [true]);
+});
+
+Deno.test("check-rules credential leak: a case URL whose password holds a raw # or ? is printed without its password", async () => {
+  for (
+    const url of [
+      "https://ops:hun#ter2@app.example.com/x",
+      "https://ops:hun?ter2@app.example.com/x",
+    ]
+  ) {
+    const cases = parseRouteCases(JSON.stringify({
+      cases: [{ request: { method: "GET", url }, expect: { rule: "app", type: "regional" } }],
+    }));
+    const report = formatCaseResults(await runRouteCases(cases, config), "t");
+    assert.doesNotMatch(report, /ter2/, report);
+    assert.match(report, /https:\/\/\*\*\*@app\.example\.com\/x/, report);
+  }
+});
