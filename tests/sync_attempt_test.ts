@@ -1,14 +1,16 @@
 /**
- * @module What one sync attempt reports and leaves behind: the signal between destinations, the
- * delete guard at its exact limit, the log's levels and byte counts, and the destination's sync
- * lock (real PostgreSQL: PGlite serves every connection in one session).
+ * @module What one sync attempt reports and leaves behind: the signal between destinations (for a
+ * writing and a dry run) and during a destination's transaction, the delete guard at its exact
+ * limit, the log's levels and byte counts, each table's own outcome and bytes, the summary's
+ * wording, and the destination's sync lock (real PostgreSQL: PGlite serves every connection in one
+ * session).
  */
 import assert from "node:assert/strict";
 import { parseSyncConfig } from "../sync/config.ts";
 import { type Database, openDatabase } from "../sync/database.ts";
 import { startEmbeddedPostgres } from "../sync/embedded.ts";
 import { SyncStoppedError } from "../sync/errors.ts";
-import { runAttempt } from "../sync/run_attempt.ts";
+import { formatSummary, runAttempt, type TableReport } from "../sync/run_attempt.ts";
 import { silentServer } from "./_servers.ts";
 import { BACKENDS, collectLog, type Pair, QUICKEST_BACKEND } from "./sync_fixtures.ts";
 
@@ -19,49 +21,53 @@ const TABLES = [{ name: "public.subject", primary_key: ["id"], delete_missing: t
 /** The session advisory lock a writing sync takes on its destination. */
 const SYNC_LOCK = 0x76657374;
 
-Deno.test("a signal after the first destination's transaction leaves the next destination unwritten and reported skipped", async () => {
-  const sides = await Promise.all([0, 1, 2].map(() => startEmbeddedPostgres()));
-  const [us, au, nz] = sides;
-  const config = parseSyncConfig({
-    owner: "us",
-    databases: { us: us.url, au: au.url, nz: nz.url },
-    tables: TABLES,
-  });
-  const databases = new Map(
-    Object.entries(config.databases).map(([region, url]) => [region, openDatabase(region, url)]),
-  );
-  try {
-    await us.db.exec(SCHEMA + ROWS(20));
-    await au.db.exec(SCHEMA);
-    await nz.db.exec(SCHEMA);
-    const controller = new AbortController();
-    const { lines, log } = collectLog();
-    const reports = await runAttempt(config, databases, {
-      dryRun: false,
-      signal: controller.signal,
-      retryDelayMs: 1,
-      log: (line) => {
-        log(line);
-        // SIGTERM arrives once "au" is written: "nz" must not be started.
-        if (line.includes('"msg":"table synced"')) controller.abort();
-      },
+// A dry run takes no lock, where a writing run finds the stop: it must look for the signal itself.
+for (const dryRun of [false, true]) {
+  const done = dryRun ? "dry run" : "transaction";
+  Deno.test(`a signal after the first destination's ${done} leaves the next destination untouched and reported skipped`, async () => {
+    const sides = await Promise.all([0, 1, 2].map(() => startEmbeddedPostgres()));
+    const [us, au, nz] = sides;
+    const config = parseSyncConfig({
+      owner: "us",
+      databases: { us: us.url, au: au.url, nz: nz.url },
+      tables: TABLES,
     });
-    assert.deepEqual(
-      reports.map((r) => [r.destination, r.status, r.inserts, r.error]),
-      [
-        ["au", "applied", 20, undefined],
-        ["nz", "skipped", 0, "Not attempted: the sync was stopped by a signal"],
-      ],
-      lines.join("\n"),
+    const databases = new Map(
+      Object.entries(config.databases).map(([region, url]) => [region, openDatabase(region, url)]),
     );
-    assert.deepEqual((await nz.db.query(`SELECT count(*)::int AS n FROM subject`)).rows, [{
-      n: 0,
-    }]);
-  } finally {
-    await Promise.all([...databases.values()].map((db) => db.close()));
-    await Promise.all(sides.map((side) => side.close()));
-  }
-});
+    try {
+      await us.db.exec(SCHEMA + ROWS(20));
+      await au.db.exec(SCHEMA);
+      await nz.db.exec(SCHEMA);
+      const controller = new AbortController();
+      const { lines, log } = collectLog();
+      const reports = await runAttempt(config, databases, {
+        dryRun,
+        signal: controller.signal,
+        retryDelayMs: 1,
+        log: (line) => {
+          log(line);
+          // SIGTERM arrives once "au" is written (or planned): "nz" must not be started.
+          if (line.includes('"msg":"table synced"')) controller.abort();
+        },
+      });
+      assert.deepEqual(
+        reports.map((r) => [r.destination, r.status, r.inserts, r.error]),
+        [
+          ["au", dryRun ? "planned" : "applied", 20, undefined],
+          ["nz", "skipped", 0, "Not attempted: the sync was stopped by a signal"],
+        ],
+        lines.join("\n"),
+      );
+      assert.deepEqual((await nz.db.query(`SELECT count(*)::int AS n FROM subject`)).rows, [{
+        n: 0,
+      }]);
+    } finally {
+      await Promise.all([...databases.values()].map((db) => db.close()));
+      await Promise.all(sides.map((side) => side.close()));
+    }
+  });
+}
 
 Deno.test("a signal while the owner never answers ends the attempt at once, as stopped", async () => {
   const au = await startEmbeddedPostgres();
@@ -405,3 +411,122 @@ for (const backend of BACKENDS) {
     },
   });
 }
+
+Deno.test("a signal during a destination's transaction lets that transaction finish: the probe's stop listener is gone by then", async () => {
+  const sides = await Promise.all([0, 1].map(() => startEmbeddedPostgres()));
+  const [us, au] = sides;
+  const config = parseSyncConfig({
+    owner: "us",
+    databases: { us: us.url, au: au.url },
+    tables: TABLES,
+  });
+  const databases = new Map(
+    Object.entries(config.databases).map(([region, url]) => [region, openDatabase(region, url)]),
+  );
+  try {
+    await us.db.exec(SCHEMA + ROWS(20));
+    await au.db.exec(SCHEMA);
+    const controller = new AbortController();
+    const { lines, log } = collectLog();
+    // The first byte count is taken inside the destination's transaction, before its diff:
+    // SIGTERM arrives there.
+    const auDb = databases.get("au")!;
+    databases.set("au", {
+      ...auDb,
+      bytesRead: () => {
+        controller.abort();
+        return auDb.bytesRead();
+      },
+    });
+    const reports = await runAttempt(config, databases, {
+      dryRun: false,
+      signal: controller.signal,
+      retryDelayMs: 1,
+      log,
+    });
+    assert.ok(controller.signal.aborted, "the signal fired during the attempt");
+    assert.deepEqual(
+      reports.map((r) => [r.destination, r.status, r.inserts, r.error]),
+      [["au", "applied", 20, undefined]],
+      lines.join("\n"),
+    );
+    assert.deepEqual((await au.db.query(`SELECT count(*)::int AS n FROM subject`)).rows, [{
+      n: 20,
+    }]);
+  } finally {
+    await Promise.all([...databases.values()].map((db) => db.close()));
+    await Promise.all(sides.map((side) => side.close()));
+  }
+});
+
+Deno.test("a dry run's summary says planned only for tables with a plan, not for one in sync, failed or skipped", () => {
+  const report = (table: string, status: TableReport["status"], error?: string): TableReport => ({
+    destination: "au",
+    table,
+    dry_run: true,
+    status,
+    inserts: status === "planned" ? 3 : 0,
+    updates: 0,
+    deletes: 0,
+    extra: 0,
+    owner_rows: 3,
+    destination_rows: 0,
+    bytes_read: 0,
+    bytes_sent: 0,
+    duration_ms: 0,
+    attempts: status === "skipped" ? 0 : 1,
+    ...(error ? { error } : {}),
+  });
+  const summary = formatSummary([
+    report("public.a", "planned"),
+    report("public.b", "in_sync"),
+    report("public.c", "failed", 'at "au": connect ECONNREFUSED 127.0.0.1:5432'),
+    report("public.d", "skipped", "Not attempted: the sync was stopped by a signal"),
+  ]);
+  const statusOf = (table: string) =>
+    summary.split("\n").map((line) => line.split(/ {2,}/)).find((cells) => cells[1] === table)?.[2];
+  assert.equal(statusOf("public.a"), "planned (dry run)", summary);
+  assert.equal(statusOf("public.b"), "in_sync", summary);
+  assert.equal(statusOf("public.c"), "failed", summary);
+  assert.equal(statusOf("public.d"), "skipped", summary);
+  // Only the failed and skipped tables have a message line; no "undefined" for the others.
+  assert.deepEqual(summary.split("\n").slice(5).map((line) => line.split(":")[0]), [
+    "au public.c",
+    "au public.d",
+  ], summary);
+});
+
+Deno.test("each table of a destination is reported with its own outcome, not the first table's", async () => {
+  const sides = await Promise.all([0, 1].map(() => startEmbeddedPostgres()));
+  const [us, au] = sides;
+  const config = parseSyncConfig({
+    owner: "us",
+    databases: { us: us.url, au: au.url },
+    tables: [...TABLES, { name: "public.kind", primary_key: ["id"] }],
+  });
+  const databases = new Map(
+    Object.entries(config.databases).map(([region, url]) => [region, openDatabase(region, url)]),
+  );
+  try {
+    const KIND = `CREATE TABLE kind (id int PRIMARY KEY); INSERT INTO kind VALUES (1), (2);`;
+    await us.db.exec(SCHEMA + ROWS(20) + KIND);
+    await au.db.exec(SCHEMA + KIND);
+    const { lines, log } = collectLog();
+    const reports = await runAttempt(config, databases, { dryRun: false, retryDelayMs: 1, log });
+    assert.deepEqual(
+      reports.map((r) => [r.table, r.status, r.inserts, r.owner_rows]),
+      [
+        ["public.subject", "applied", 20, 20],
+        ["public.kind", "in_sync", 0, 2],
+      ],
+      lines.join("\n"),
+    );
+    // Each table counts only its own bytes: together no more than both connections read.
+    const total = [...databases.values()].reduce((n, db) => n + db.bytesRead(), 0);
+    const counted = reports.reduce((n, r) => n + r.bytes_read, 0);
+    assert.ok(counted > 0 && counted <= total, `tables counted ${counted} of ${total} bytes read`);
+  } finally {
+    await Promise.all([...databases.values()].map((db) => db.close()));
+    await Promise.all(sides.map((side) => side.close()));
+  }
+});
