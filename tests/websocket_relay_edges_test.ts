@@ -167,15 +167,34 @@ Deno.test("websocket: lost order, messages that arrive while older ones wait in 
 });
 
 /**
- * `edge` behind a server slow to write its 101 (a busy isolate), so that what the upstream sends
- * with its own 101 reaches the relay before the client's socket is open.
+ * A relay whose upstream sends `frames` with its 101, behind a server slow to write the client's
+ * 101 (a busy isolate): all of them reach the relay before the client's socket opens.
  */
-function slowSwitch(edge: { app: { fetch(request: Request): Response | Promise<Response> } }) {
-  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
+async function withEarlyFrames(
+  frames: Uint8Array[],
+  deps: Parameters<typeof startVestibule>[1],
+  fn: (relay: { client: Deno.Conn; edge: ReturnType<typeof startVestibule> }) => Promise<void>,
+): Promise<void> {
+  const early = new Uint8Array(frames.reduce((n, frame) => n + frame.length, 0));
+  frames.reduce((at, frame) => (early.set(frame, at), at + frame.length), 0);
+  const up = rawWebSocketUpstream("", early);
+  const edge = startVestibule(oneRegion(up.url), deps);
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
     const answer = await edge.app.fetch(request);
     if (answer.status === 101) await new Promise((r) => setTimeout(r, 300));
     return answer;
   });
+  const client = await rawWebSocketClient(server.addr.port);
+  const upstream = await settles(up.accepted, 10_000, "the upstream got no handshake");
+  try {
+    await fn({ client, edge });
+  } finally {
+    client.close();
+    upstream.close();
+    up.close();
+    await server.shutdown();
+    await edge.close();
+  }
 }
 
 /** The head of the answer on `conn`, read a byte at a time so no frame after it is taken. */
@@ -238,25 +257,11 @@ Deno.test("websocket: a client gone right as the upstream opens is 499 client_cl
 });
 
 Deno.test("websocket: a relay the budget gives up on while handing out early messages is counted once and holds nothing after", async () => {
-  // 40 messages of 256 KiB sent with the upstream's 101.
-  const parts: Uint8Array[] = [];
-  for (let i = 0; i < 40; i++) parts.push(binaryFrame(256 << 10, false));
-  const extra = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    extra.set(p, at);
-    at += p.length;
-  }
-  const up = rawWebSocketUpstream("", extra);
+  // 40 messages of 256 KiB sent with the upstream's 101, waiting in the relay for the client.
+  const frames = Array.from({ length: 40 }, () => binaryFrame(256 << 10, false));
   const budget = new RelayBudget(1536 << 10);
-  const edge = startVestibule(oneRegion(up.url), {
-    deps: { metricsToken: RELAY_METRICS_TOKEN, webSocketBudget: budget },
-  });
-  // The upstream's messages all arrive before the client's socket opens, and wait in the relay.
-  const server = slowSwitch(edge);
-  const client = await rawWebSocketClient(server.addr.port);
-  const upstream = await settles(up.accepted, 10_000, "the upstream got no handshake");
-  try {
+  const deps = { metricsToken: RELAY_METRICS_TOKEN, webSocketBudget: budget };
+  await withEarlyFrames(frames, { deps }, async ({ client, edge }) => {
     const told = await within(readUntilClose(client), 10_000);
     assert.ok(told !== "pending", "the client was never closed");
     assert.deepEqual([told.code, told.reason], [RELAY_OVERLOADED, "relay memory budget exceeded"]);
@@ -266,13 +271,7 @@ Deno.test("websocket: a relay the budget gives up on while handing out early mes
       headers: { authorization: `Bearer ${RELAY_METRICS_TOKEN}` },
     })).text();
     assert.match(scrape, /^vestibule_websocket_overloaded_total\{upstream="us"\} 1$/m);
-  } finally {
-    client.close();
-    upstream.close();
-    up.close();
-    await server.shutdown();
-    await edge.close();
-  }
+  });
 });
 
 Deno.test("websocket: a DELETE or OPTIONS carrying Upgrade: websocket is forwarded as itself, not turned into a WebSocket", async (t) => {
@@ -330,19 +329,7 @@ Deno.test("websocket: lost frames, messages and a close the upstream sends while
     textFrame("three"),
   ];
   const close = new Uint8Array([0x88, 5, 0x0f, 0xa1, 0x62, 0x79, 0x65]); // 4001 "bye"
-  const extra = new Uint8Array(frames.reduce((n, f) => n + f.length, close.length));
-  let at = 0;
-  for (const f of [...frames, close]) {
-    extra.set(f, at);
-    at += f.length;
-  }
-  const up = rawWebSocketUpstream("", extra);
-  const edge = startVestibule(oneRegion(up.url));
-  // All of it arrives before the client's socket opens.
-  const server = slowSwitch(edge);
-  const client = await rawWebSocketClient(server.addr.port);
-  const upstream = await settles(up.accepted, 10_000, "the upstream got no handshake");
-  try {
+  await withEarlyFrames([...frames, close], {}, async ({ client }) => {
     const texts: string[] = [];
     let code: number | undefined, reason = "", binary = 0;
     const reading = (async () => {
@@ -370,13 +357,7 @@ Deno.test("websocket: lost frames, messages and a close the upstream sends while
     assert.equal(binary, 3 << 20);
     assert.deepEqual(texts, ["one", "two", "three"]);
     assert.deepEqual([code, reason], [4001, "bye"]);
-  } finally {
-    client.close();
-    upstream.close();
-    up.close();
-    await server.shutdown();
-    await edge.close();
-  }
+  });
 });
 
 Deno.test("websocket: a subprotocol list with an empty element (RFC 9110 §5.6.1) is still the client's offer, not 400", async (t) => {
