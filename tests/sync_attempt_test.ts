@@ -21,51 +21,75 @@ const TABLES = [{ name: "public.subject", primary_key: ["id"], delete_missing: t
 /** The session advisory lock a writing sync takes on its destination. */
 const SYNC_LOCK = 0x76657374;
 
+type Embedded = Awaited<ReturnType<typeof startEmbeddedPostgres>>;
+
+/**
+ * Embedded PostgreSQL for each of `regions` (the first is the owner), the sync config for
+ * `tables` and a connection to each database; all closed after `fn`.
+ */
+async function withEmbedded(
+  regions: string[],
+  tables: unknown[],
+  fn: (run: {
+    sides: Record<string, Embedded>;
+    config: ReturnType<typeof parseSyncConfig>;
+    databases: Map<string, Database>;
+  }) => Promise<void>,
+): Promise<void> {
+  const started = await Promise.all(regions.map(() => startEmbeddedPostgres()));
+  const sides = Object.fromEntries(regions.map((region, i) => [region, started[i]]));
+  const config = parseSyncConfig({
+    owner: regions[0],
+    databases: Object.fromEntries(regions.map((region) => [region, sides[region].url])),
+    tables,
+  });
+  const databases = new Map(
+    Object.entries(config.databases).map(([region, url]) => [region, openDatabase(region, url)]),
+  );
+  try {
+    await fn({ sides, config, databases });
+  } finally {
+    await Promise.all([...databases.values()].map((db) => db.close()));
+    await Promise.all(started.map((side) => side.close()));
+  }
+}
+
 // A dry run takes no lock, where a writing run finds the stop: it must look for the signal itself.
 for (const dryRun of [false, true]) {
   const done = dryRun ? "dry run" : "transaction";
   Deno.test(`a signal after the first destination's ${done} leaves the next destination untouched and reported skipped`, async () => {
-    const sides = await Promise.all([0, 1, 2].map(() => startEmbeddedPostgres()));
-    const [us, au, nz] = sides;
-    const config = parseSyncConfig({
-      owner: "us",
-      databases: { us: us.url, au: au.url, nz: nz.url },
-      tables: TABLES,
-    });
-    const databases = new Map(
-      Object.entries(config.databases).map(([region, url]) => [region, openDatabase(region, url)]),
+    await withEmbedded(
+      ["us", "au", "nz"],
+      TABLES,
+      async ({ sides: { us, au, nz }, config, databases }) => {
+        await us.db.exec(SCHEMA + ROWS(20));
+        await au.db.exec(SCHEMA);
+        await nz.db.exec(SCHEMA);
+        const controller = new AbortController();
+        const { lines, log } = collectLog();
+        const reports = await runAttempt(config, databases, {
+          dryRun,
+          signal: controller.signal,
+          retryDelayMs: 1,
+          log: (line) => {
+            log(line);
+            // SIGTERM arrives once "au" is written (or planned): "nz" must not be started.
+            if (line.includes('"msg":"table synced"')) controller.abort();
+          },
+        });
+        assert.deepEqual(
+          reports.map((r) => [r.destination, r.status, r.inserts, r.error]),
+          [
+            ["au", dryRun ? "planned" : "applied", 20, undefined],
+            ["nz", "skipped", 0, "Not attempted: the sync was stopped by a signal"],
+          ],
+          lines.join("\n"),
+        );
+        assert.deepEqual((await nz.db.query(`SELECT count(*)::int AS n FROM subject`)).rows, [{
+          n: 0,
+        }]);
+      },
     );
-    try {
-      await us.db.exec(SCHEMA + ROWS(20));
-      await au.db.exec(SCHEMA);
-      await nz.db.exec(SCHEMA);
-      const controller = new AbortController();
-      const { lines, log } = collectLog();
-      const reports = await runAttempt(config, databases, {
-        dryRun,
-        signal: controller.signal,
-        retryDelayMs: 1,
-        log: (line) => {
-          log(line);
-          // SIGTERM arrives once "au" is written (or planned): "nz" must not be started.
-          if (line.includes('"msg":"table synced"')) controller.abort();
-        },
-      });
-      assert.deepEqual(
-        reports.map((r) => [r.destination, r.status, r.inserts, r.error]),
-        [
-          ["au", dryRun ? "planned" : "applied", 20, undefined],
-          ["nz", "skipped", 0, "Not attempted: the sync was stopped by a signal"],
-        ],
-        lines.join("\n"),
-      );
-      assert.deepEqual((await nz.db.query(`SELECT count(*)::int AS n FROM subject`)).rows, [{
-        n: 0,
-      }]);
-    } finally {
-      await Promise.all([...databases.values()].map((db) => db.close()));
-      await Promise.all(sides.map((side) => side.close()));
-    }
   });
 }
 
@@ -413,17 +437,7 @@ for (const backend of BACKENDS) {
 }
 
 Deno.test("a signal during a destination's transaction lets that transaction finish: the probe's stop listener is gone by then", async () => {
-  const sides = await Promise.all([0, 1].map(() => startEmbeddedPostgres()));
-  const [us, au] = sides;
-  const config = parseSyncConfig({
-    owner: "us",
-    databases: { us: us.url, au: au.url },
-    tables: TABLES,
-  });
-  const databases = new Map(
-    Object.entries(config.databases).map(([region, url]) => [region, openDatabase(region, url)]),
-  );
-  try {
+  await withEmbedded(["us", "au"], TABLES, async ({ sides: { us, au }, config, databases }) => {
     await us.db.exec(SCHEMA + ROWS(20));
     await au.db.exec(SCHEMA);
     const controller = new AbortController();
@@ -453,10 +467,7 @@ Deno.test("a signal during a destination's transaction lets that transaction fin
     assert.deepEqual((await au.db.query(`SELECT count(*)::int AS n FROM subject`)).rows, [{
       n: 20,
     }]);
-  } finally {
-    await Promise.all([...databases.values()].map((db) => db.close()));
-    await Promise.all(sides.map((side) => side.close()));
-  }
+  });
 });
 
 Deno.test("a dry run's summary says planned only for tables with a plan, not for one in sync, failed or skipped", () => {
@@ -497,17 +508,8 @@ Deno.test("a dry run's summary says planned only for tables with a plan, not for
 });
 
 Deno.test("each table of a destination is reported with its own outcome, not the first table's", async () => {
-  const sides = await Promise.all([0, 1].map(() => startEmbeddedPostgres()));
-  const [us, au] = sides;
-  const config = parseSyncConfig({
-    owner: "us",
-    databases: { us: us.url, au: au.url },
-    tables: [...TABLES, { name: "public.kind", primary_key: ["id"] }],
-  });
-  const databases = new Map(
-    Object.entries(config.databases).map(([region, url]) => [region, openDatabase(region, url)]),
-  );
-  try {
+  const tables = [...TABLES, { name: "public.kind", primary_key: ["id"] }];
+  await withEmbedded(["us", "au"], tables, async ({ sides: { us, au }, config, databases }) => {
     const KIND = `CREATE TABLE kind (id int PRIMARY KEY); INSERT INTO kind VALUES (1), (2);`;
     await us.db.exec(SCHEMA + ROWS(20) + KIND);
     await au.db.exec(SCHEMA + KIND);
@@ -525,8 +527,5 @@ Deno.test("each table of a destination is reported with its own outcome, not the
     const total = [...databases.values()].reduce((n, db) => n + db.bytesRead(), 0);
     const counted = reports.reduce((n, r) => n + r.bytes_read, 0);
     assert.ok(counted > 0 && counted <= total, `tables counted ${counted} of ${total} bytes read`);
-  } finally {
-    await Promise.all([...databases.values()].map((db) => db.close()));
-    await Promise.all(sides.map((side) => side.close()));
-  }
+  });
 });
