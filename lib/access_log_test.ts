@@ -67,6 +67,31 @@ Deno.test("accessLogLine() log splitting: NEL, U+2028, U+2029 and C1 controls fr
   assert.deepEqual([parsed.method, parsed.host, parsed.path], ["G\u0085T", "h\u2028", forged]);
 });
 
+Deno.test("accessLogLine() log splitting: every other string in the line is escaped the same way", () => {
+  // A request id is checked before it is kept (isSafeRequestId), and names come from the rules
+  // file and vestibule's own codes; each is escaped all the same, as the whole line once was.
+  const odd = "x\u0085y\u2028z";
+  const line = accessLogLine({
+    ...BASE,
+    requestId: odd,
+    route: {
+      rule: `r${odd}`,
+      type: `t${odd}`,
+      region: `g${odd}`,
+      regionReason: `w${odd}`,
+      upstream: `u${odd}`,
+      outcome: `o${odd}`,
+      error: `e${odd}`,
+      regions: [{ region: `b${odd}`, status: 200, error: `f${odd}`, ms: 1 }],
+    },
+  });
+  assert.doesNotMatch(line, /[\u007f-\u009f\u2028\u2029]/);
+  const parsed = JSON.parse(line);
+  assert.equal(parsed.request_id, odd);
+  assert.deepEqual(parsed.regions, [{ region: `b${odd}`, status: 200, error: `f${odd}`, ms: 1 }]);
+  assert.equal(parsed.outcome, `o${odd}`);
+});
+
 Deno.test("accessLogLine() keeps a line within PIPE_BUF whatever method, host and path a client sends", () => {
   const escaped = "\u0001".repeat(600); // six bytes each once escaped
   const wide = "€".repeat(600); // three bytes each in UTF-8
@@ -115,7 +140,11 @@ Deno.test("accessLogLine() writes byte for byte what JSON.stringify of the entry
     fc.constantFrom('"}\n{"msg":"forged', "\ud800", "\\", "é", "h".repeat(600)),
   );
   const opt = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined });
-  const ms = fc.double({ min: 0, max: 1e6, noNaN: true });
+  // Mostly what a clock gives; now and then any double, so every way of writing one is compared.
+  const ms = fc.oneof(
+    { arbitrary: fc.double({ min: 0, max: 1e6, noNaN: true }), weight: 4 },
+    { arbitrary: fc.double(), weight: 1 },
+  );
   const entry: fc.Arbitrary<AccessLogEntry> = fc.record({
     time: fc.oneof(
       fc.integer({ min: 0, max: 253402300799999 }),
@@ -167,6 +196,36 @@ Deno.test("accessLogLine() writes a time from year 10000 on as toISOString() doe
 });
 
 // Edges of the access-log line the property test reaches only by chance.
+Deno.test("accessLogLine() wrong duration: tenths written as JSON.stringify writes them, past where integers are exact too", () => {
+  const durations = [
+    0,
+    -0,
+    0.04,
+    0.05,
+    0.15,
+    1,
+    1.25,
+    999.95,
+    2 ** 31 / 10 + 0.1,
+    99999999999999.9,
+    1e14,
+    123456789012345678,
+    1e21,
+    1e22,
+    -0.04,
+    -1.5,
+    -7,
+    Infinity,
+    -Infinity,
+    NaN,
+    Number.MIN_VALUE,
+  ];
+  for (const ms of durations) {
+    const entry: AccessLogEntry = { ...BASE, totalMs: ms, route: { upstreamMs: ms } };
+    assert.equal(accessLogLine(entry), referenceLine(entry), String(ms));
+  }
+});
+
 Deno.test("accessLogLine() wrong time: every millisecond of a second is written as toISOString() writes it", () => {
   const second = Date.UTC(2026, 10, 22, 4, 5, 6);
   for (let ms = 0; ms < 1000; ms++) {
