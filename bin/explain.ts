@@ -42,7 +42,10 @@ export async function main(args: string[]): Promise<number> {
   const headers: Array<[string, string]> = [];
   for (const line of values.header) {
     const colon = line.indexOf(":");
-    const name = line.slice(0, Math.max(colon, 0)).trim();
+    // Not trimmed: Deno.serve answers 400 to a name with a space or tab before its colon (RFC 9112
+    // §5.1 says a server MUST) or a line starting with one, before any rule; explain must not
+    // predict a route for a request the edge refuses.
+    const name = line.slice(0, Math.max(colon, 0));
     // Sent as curl sends typed text: in UTF-8, one character per octet as the router reads it.
     // Only what curl and Deno.serve trim (HTTP's OWS): `trim()` also took U+00A0 and U+3000,
     // which curl sends and the router keeps.
@@ -54,9 +57,9 @@ export async function main(args: string[]): Promise<number> {
       // be a token (`-H "$GITHUB_TOKEN"`). Deno's own message would quote the value.
       const start = colon <= 0
         ? ""
-        : ` starting "${line.split(/[^!#$%&'*+.^_`|~0-9A-Za-z-]/, 1)[0].slice(0, 64)}"`;
+        : ` starting "${line.trimStart().split(/[^!#$%&'*+.^_`|~0-9A-Za-z-]/, 1)[0].slice(0, 64)}"`;
       console.error(
-        `Invalid header${start}: expected "Name: value", a value without CR, LF or NUL`,
+        `Invalid header${start}: expected "Name: value", a name without spaces and a value without CR, LF or NUL`,
       );
       return 2;
     }

@@ -12,6 +12,7 @@ import { cookieNames } from "../lib/forward_plan.ts";
 import { runRouteCases } from "../lib/route_cases.ts";
 import { HttpError } from "../lib/http_error.ts";
 import { formatExplanation } from "../lib/explain_text.ts";
+import { runCli } from "./_cli.ts";
 
 type Pairs = Array<[string, string]>;
 
@@ -704,6 +705,36 @@ Deno.test("explain agrees: request smuggling framings Deno.serve refuses (a leng
           },
         );
         assert.equal(stack.servers.us.received.length, status === 200 ? 1 : 0);
+      });
+    }
+  } finally {
+    await stack.close();
+  }
+});
+
+Deno.test("explain agrees: a header with a space or tab before its colon, or a line starting with one, is refused by both", async (t) => {
+  const stack = startStack();
+  try {
+    for (const line of ["X-Foo : bar", "X-Foo\t: bar", " X-Foo: bar"]) {
+      await t.step(JSON.stringify(line), async () => {
+        for (const s of Object.values(stack.servers)) s.received.length = 0;
+        const answer = await rawRequest(
+          stack.edge.port,
+          `GET /dashboard HTTP/1.1\r\nHost: app.example.com\r\n${line}\r\nConnection: close\r\n\r\n`,
+        );
+        assert.equal(answer.split("\r\n")[0], "HTTP/1.1 400 Bad Request");
+        for (const s of Object.values(stack.servers)) assert.equal(s.received.length, 0);
+        // explain takes its headers from the command line, where a trimmed name once routed it.
+        const cli = await runCli("bin/explain.ts", [
+          "GET",
+          "https://app.example.com/dashboard",
+          "-H",
+          line,
+          "--placeholder-env",
+        ]);
+        assert.match(cli.stderr, /^Invalid header starting "X-Foo": /);
+        assert.equal(cli.stdout, "");
+        assert.equal(cli.code, 2);
       });
     }
   } finally {
