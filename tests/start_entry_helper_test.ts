@@ -36,3 +36,14 @@ Deno.test("answersHealth(): a server that answers 200 on the port is not taken f
     await Promise.all([other.close(), edge.close()]);
   }
 });
+
+Deno.test("DEAD_ORIGIN: nothing listens on it, so a dead region stays dead in every test that uses it", async () => {
+  // Were something on this machine to listen there, the dead-upstream tests would fail as routing
+  // bugs (a 200 from a region meant to be down); this says what is wrong instead.
+  const { hostname, port } = new URL(DEAD_ORIGIN);
+  await assert.rejects(
+    Deno.connect({ hostname, port: Number(port) }),
+    (error: Error) => error instanceof Deno.errors.ConnectionRefused,
+    `something listens on ${DEAD_ORIGIN}, which the tests use as an upstream that is down`,
+  );
+});
