@@ -114,6 +114,16 @@ export async function untilHealthy(base: string, exited = () => false): Promise<
   }
 }
 
+/**
+ * For {@linkcode untilHealthy}: whether `child` has exited, so a vestibule that could not start
+ * fails the test at once instead of after ten seconds of polling a port nothing listens on.
+ */
+export function exitedOf(child: Deno.ChildProcess): () => boolean {
+  let exited = false;
+  child.status.then(() => exited = true);
+  return () => exited;
+}
+
 /** The head of a raw answer ({@linkcode rawRequest}), lower-cased. */
 export function answerHead(answer: string): string {
   return answer.slice(0, answer.indexOf("\r\n\r\n")).toLowerCase();

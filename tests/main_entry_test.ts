@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  exitedOf,
   freePort,
   LOOPBACK_ONLY,
   startUpstream,
@@ -49,7 +50,7 @@ async function withMain(
   const stderr = new Response(child.stderr).text();
   try {
     const base = `http://127.0.0.1:${port}`;
-    await untilHealthy(base).catch(async (error) => {
+    await untilHealthy(base, exitedOf(child)).catch(async (error) => {
       throw new Error(`main.ts did not start: ${await Promise.race([stderr, "(still running)"])}`, {
         cause: error,
       });

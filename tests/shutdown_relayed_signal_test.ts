@@ -6,7 +6,14 @@
  * off (and their access lines), and the exit code still said 0.
  */
 import assert from "node:assert/strict";
-import { freePort, LOOPBACK_ONLY, oneRegion, startUpstream, untilHealthy } from "./_servers.ts";
+import {
+  exitedOf,
+  freePort,
+  LOOPBACK_ONLY,
+  oneRegion,
+  startUpstream,
+  untilHealthy,
+} from "./_servers.ts";
 import { assertEveryAnswerLogged, ENTRIES, gotAnswer, startEntry } from "./_shutdown.ts";
 
 /** An upstream whose answer ("finished") takes 500 ms; `arrived` resolves per request. */
@@ -69,7 +76,7 @@ Deno.test("deno task start: Ctrl-C or a stop sent to its process group lets the 
       }).spawn();
       try {
         const base = `http://127.0.0.1:${port}`;
-        await untilHealthy(base);
+        await untilHealthy(base, exitedOf(child));
         const arrived = next();
         const answer = gotAnswer(`${base}/slow`);
         await arrived;

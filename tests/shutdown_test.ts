@@ -3,7 +3,14 @@
  * (SIGTERM, Ctrl-C) lets answers in flight finish.
  */
 import assert from "node:assert/strict";
-import { freePort, LOOPBACK_ONLY, oneRegion, startUpstream, untilHealthy } from "./_servers.ts";
+import {
+  exitedOf,
+  freePort,
+  LOOPBACK_ONLY,
+  oneRegion,
+  startUpstream,
+  untilHealthy,
+} from "./_servers.ts";
 import { serveArgs, startEntry } from "./_shutdown.ts";
 
 const ENTRIES = {
@@ -57,7 +64,7 @@ async function stopsGracefully(
   const output = child.output();
   try {
     const base = `http://127.0.0.1:${port}`;
-    await untilHealthy(base);
+    await untilHealthy(base, exitedOf(child));
     await new Promise((resolve) => setTimeout(resolve, settleMs));
     const answer = fetch(`${base}/slow`);
     await arrived.promise;

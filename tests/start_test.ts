@@ -1,6 +1,7 @@
 /** vestibule as a real process at start-up: mistakes an operator makes get a line, not a trace. */
 import assert from "node:assert/strict";
 import {
+  exitedOf,
   freePort,
   listeningAddresses,
   LOOPBACK_ONLY,
@@ -354,7 +355,7 @@ Deno.test("start-up: an IPv6 VESTIBULE_HOST (::1) is listened on by deno task st
           stderr: "null",
         }).spawn();
         try {
-          await untilHealthy(`http://[::1]:${port}`);
+          await untilHealthy(`http://[::1]:${port}`, exitedOf(child));
         } finally {
           // SIGTERM, which deno task relays to deno serve: a SIGKILL would leave it running.
           child.kill("SIGTERM");
